@@ -1,0 +1,116 @@
+import { constants, createPublicKey, verify, type KeyObject } from 'node:crypto';
+import { DerError, children, decodeOid, readTlv } from './der.js';
+import { PkiError } from './errors.js';
+import { CLIENT_VALIDITY_DAYS, planLeaf, type CertKeyPem, type IssueOptions } from './pki.js';
+
+const MAX_CSR_PEM_CHARS = 64 * 1024;
+const MIN_RSA_BITS = 2048;
+const MAX_RSA_BITS = 8192;
+
+const SIGNATURE_HASHES: Record<string, string> = {
+  '1.2.840.113549.1.1.11': 'sha256', // sha256WithRSAEncryption
+  '1.2.840.113549.1.1.12': 'sha384',
+  '1.2.840.113549.1.1.13': 'sha512',
+};
+
+interface ParsedCsr {
+  info: Buffer; // CertificationRequestInfo, exactly as received (the signed bytes)
+  spki: Buffer;
+  signatureOid: string;
+  signature: Buffer;
+}
+
+function pemToDer(pem: string): Buffer {
+  if (typeof pem !== 'string' || pem.length > MAX_CSR_PEM_CHARS) {
+    throw new PkiError('CSR_INVALID', 'CSR must be a PEM string of at most 64 KiB');
+  }
+  const m =
+    /-----BEGIN (NEW )?CERTIFICATE REQUEST-----\r?\n([A-Za-z0-9+/=\s]+?)-----END \1?CERTIFICATE REQUEST-----/.exec(
+      pem,
+    );
+  if (!m) throw new PkiError('CSR_INVALID', 'no PEM "CERTIFICATE REQUEST" block found');
+  const der = Buffer.from(m[2]!.replace(/\s+/g, ''), 'base64');
+  if (der.length === 0) throw new PkiError('CSR_INVALID', 'empty CSR');
+  return der;
+}
+
+function parseCsr(der: Buffer): ParsedCsr {
+  try {
+    const outer = readTlv(der, 0, der.length);
+    if (outer.tag !== 0x30 || outer.end !== der.length) throw new DerError('CSR is not a single SEQUENCE');
+    const [info, sigAlg, sigBits, ...rest] = children(der, outer);
+    if (!info || !sigAlg || !sigBits || rest.length > 0) throw new DerError('CSR must have 3 elements');
+    if (info.tag !== 0x30 || sigAlg.tag !== 0x30 || sigBits.tag !== 0x03)
+      throw new DerError('unexpected CSR structure');
+    const [version, subject, spki] = children(der, info);
+    if (
+      !version ||
+      version.tag !== 0x02 ||
+      version.end - version.contentStart !== 1 ||
+      der[version.contentStart] !== 0
+    ) {
+      throw new DerError('CSR version must be 0 (v1)');
+    }
+    if (!subject || subject.tag !== 0x30 || !spki || spki.tag !== 0x30)
+      throw new DerError('unexpected CSR info');
+    const [oid] = children(der, sigAlg);
+    if (!oid || oid.tag !== 0x06) throw new DerError('missing signature algorithm');
+    if (sigBits.end - sigBits.contentStart < 2 || der[sigBits.contentStart] !== 0)
+      throw new DerError('bad signature BIT STRING');
+    return {
+      info: der.subarray(info.start, info.end),
+      spki: der.subarray(spki.start, spki.end),
+      signatureOid: decodeOid(der.subarray(oid.contentStart, oid.end)),
+      signature: der.subarray(sigBits.contentStart + 1, sigBits.end),
+    };
+  } catch (cause) {
+    if (cause instanceof DerError)
+      throw new PkiError('CSR_INVALID', `malformed CSR: ${cause.message}`, { cause });
+    throw cause;
+  }
+}
+
+/**
+ * Signs a PKCS#10 CSR as a client certificate (EKU clientAuth). The CSR only contributes its public key:
+ * its subject and requested extensions are ignored — the issuer decides identity via `opts`.
+ * Checks the CSR's self-signature (proof of possession) and requires an RSA key of 2048..8192 bits.
+ * Default validity: 30 days. Returns the certificate PEM.
+ */
+export function signCsr(
+  ca: CertKeyPem,
+  csrPem: string,
+  opts: { commonName: string; uris: string[] } & IssueOptions,
+): string {
+  const csr = parseCsr(pemToDer(csrPem));
+  let key: KeyObject;
+  try {
+    key = createPublicKey({ key: csr.spki, format: 'der', type: 'spki' });
+  } catch (cause) {
+    throw new PkiError('CSR_INVALID', 'CSR public key cannot be parsed', { cause });
+  }
+  if (key.asymmetricKeyType !== 'rsa') {
+    throw new PkiError('CSR_KEY_TYPE', `CSR key must be RSA, got ${String(key.asymmetricKeyType)}`);
+  }
+  const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
+  if (bits < MIN_RSA_BITS || bits > MAX_RSA_BITS) {
+    throw new PkiError(
+      'CSR_KEY_TYPE',
+      `CSR RSA key must be ${MIN_RSA_BITS}..${MAX_RSA_BITS} bits, got ${bits}`,
+    );
+  }
+  const hash = SIGNATURE_HASHES[csr.signatureOid];
+  if (!hash) throw new PkiError('CSR_INVALID', `unsupported CSR signature algorithm ${csr.signatureOid}`);
+  let ok: boolean;
+  try {
+    ok = verify(hash, csr.info, { key, padding: constants.RSA_PKCS1_PADDING }, csr.signature);
+  } catch (cause) {
+    throw new PkiError('CSR_INVALID', 'CSR signature cannot be checked', { cause });
+  }
+  if (!ok) throw new PkiError('CSR_INVALID', 'CSR signature does not verify (tampered CSR or wrong key)');
+  const signer = planLeaf(
+    ca,
+    { commonName: opts.commonName, uris: opts.uris, eku: 'clientAuth', defaultDays: CLIENT_VALIDITY_DAYS },
+    opts,
+  );
+  return signer(key.export({ type: 'spki', format: 'pem' }) as string);
+}

@@ -1,0 +1,26 @@
+export { PkiError, type PkiErrorCode } from './errors.js';
+export { deviceUri, serviceUri } from './identity.js';
+export {
+  CA_VALIDITY_DAYS,
+  CLIENT_VALIDITY_DAYS,
+  SERVER_VALIDITY_DAYS,
+  createCa,
+  issueClientCert,
+  issueServerCert,
+  type CertKeyPem,
+  type IssueOptions,
+} from './pki.js';
+export { signCsr } from './csr.js';
+export {
+  DEV_CA_COMMON_NAME,
+  ensureDevPki,
+  ensureDevPkiWithReport,
+  type CertKeyPaths,
+  type DevPkiAction,
+  type DevPkiEntry,
+  type DevPkiOptions,
+  type DevPkiPaths,
+  type DevPkiReport,
+} from './dev-pki.js';
+export { listCerts, type CertSummary } from './inspect.js';
+export { defaultPkiDir, findRepoRoot } from './paths.js';

@@ -1,0 +1,78 @@
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { sql, type Kysely } from 'kysely';
+import type { Logger } from 'pino';
+import { createHttpApp } from './api/http.js';
+import type { CloudConfig } from './config/schema.js';
+import { HeartbeatConsumer } from './fleet/heartbeats.js';
+import { FleetRegistry } from './fleet/registry.js';
+import { createLogger, createMetricsRegistry } from './lib/observability.js';
+import { createDb } from './storage/db.js';
+import { migrateToLatest } from './storage/migrate.js';
+import type { Database } from './storage/tables.js';
+
+export interface CloudApp {
+  readonly db: Kysely<Database>;
+  readonly nc: NatsConnection;
+  readonly registry: FleetRegistry;
+  readonly httpPort: number;
+  stop(): Promise<void>;
+}
+
+export interface CloudDeps {
+  logger?: Logger;
+  now?: () => Date;
+}
+
+/** Composition root: builds every client once and wires the capabilities together. */
+export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps = {}): Promise<CloudApp> {
+  const log = deps.logger ?? createLogger(config.log.level, 'vigil-cloud');
+  const metrics = createMetricsRegistry('vigil_cloud_');
+  const db = createDb(config.database.url, config.database.poolMax);
+  const closers: Array<() => Promise<void>> = [() => db.destroy()];
+  const stop = async (): Promise<void> => {
+    for (const close of closers.reverse())
+      await close().catch((err: unknown) => log.error({ err }, 'shutdown step failed'));
+  };
+  try {
+    const applied = await migrateToLatest(db as Kysely<unknown>);
+    log.info({ applied }, applied.length > 0 ? 'database migrated' : 'database schema up to date');
+
+    const nc = await connect({
+      servers: [...config.nats.servers],
+      name: config.nats.name,
+      tls: {
+        caFile: config.nats.tls.caFile,
+        certFile: config.nats.tls.certFile,
+        keyFile: config.nats.tls.keyFile,
+      },
+      maxReconnectAttempts: -1,
+    });
+    closers.push(() => nc.drain());
+    log.info({ server: nc.getServer() }, 'connected to NATS');
+
+    const registry = new FleetRegistry(db);
+    const heartbeats = new HeartbeatConsumer(nc, registry, log, metrics, deps.now);
+    heartbeats.start();
+    closers.push(() => heartbeats.stop());
+
+    const http = createHttpApp(metrics, [
+      { name: 'postgres', check: async () => void (await sql`select 1`.execute(db)) },
+      {
+        name: 'nats',
+        check: () => (nc.isClosed() ? Promise.reject(new Error('connection closed')) : nc.flush()),
+      },
+    ]);
+    const server = await new Promise<Server>((resolve, reject) => {
+      const s = http.listen(config.http.port, config.http.host, () => resolve(s)).once('error', reject);
+    });
+    closers.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const httpPort = (server.address() as AddressInfo).port;
+    log.info({ url: `http://${config.http.host}:${httpPort}` }, 'cloud HTTP listening');
+    return { db, nc, registry, httpPort, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}

@@ -1,0 +1,67 @@
+import { sql, type Kysely, type Selectable } from 'kysely';
+import type { Database, DevicesTable } from '../storage/tables.js';
+
+export interface DeviceIdentity {
+  tenantId: string;
+  siteId: string;
+  deviceId: string;
+}
+
+/**
+ * The fleet registry's writes. Until enrollment lands, the dev stack and tests register devices here
+ * directly; heartbeats from unregistered devices are refused (counted), never auto-created.
+ */
+export class FleetRegistry {
+  constructor(private readonly db: Kysely<Database>) {}
+
+  async registerDevice(id: DeviceIdentity): Promise<void> {
+    await this.db.transaction().execute(async (tx) => {
+      await tx
+        .insertInto('tenants')
+        .values({ id: id.tenantId, name: id.tenantId })
+        .onConflict((oc) => oc.doNothing())
+        .execute();
+      await tx
+        .insertInto('sites')
+        .values({ tenant_id: id.tenantId, id: id.siteId, name: id.siteId })
+        .onConflict((oc) => oc.doNothing())
+        .execute();
+      await tx
+        .insertInto('devices')
+        .values({ tenant_id: id.tenantId, id: id.deviceId, site_id: id.siteId })
+        .onConflict((oc) => oc.doNothing())
+        .execute();
+    });
+  }
+
+  /** Records a heartbeat; returns false when the device is not registered. */
+  async recordHeartbeat(
+    tenantId: string,
+    deviceId: string,
+    seenAt: Date,
+    agentVersion: string,
+    configVersion: bigint,
+  ): Promise<boolean> {
+    const result = await this.db
+      .updateTable('devices')
+      .set({
+        last_seen_at: seenAt,
+        agent_version: agentVersion,
+        config_version: configVersion.toString(),
+        heartbeats: sql<string>`heartbeats + 1`,
+      })
+      .where('tenant_id', '=', tenantId)
+      .where('id', '=', deviceId)
+      .executeTakeFirst();
+    return result.numUpdatedRows > 0n;
+  }
+
+  listDevices(tenantId: string): Promise<Selectable<DevicesTable>[]> {
+    return this.db
+      .selectFrom('devices')
+      .selectAll()
+      .where('tenant_id', '=', tenantId)
+      .orderBy('id')
+      .execute();
+  }
+}

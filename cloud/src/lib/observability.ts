@@ -1,0 +1,13 @@
+import { pino, type Logger } from 'pino';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+
+export function createLogger(level: string, name: string): Logger {
+  return pino({ name, level, base: { service: name } });
+}
+
+/** One metrics registry per app instance (no global default registry: tests run several apps at once). */
+export function createMetricsRegistry(prefix: string): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix });
+  return registry;
+}

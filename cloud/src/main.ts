@@ -1,0 +1,43 @@
+import { parseArgs } from 'node:util';
+import { startCloud } from './app.js';
+import { loadCloudConfig } from './config/load.js';
+import { VigilError } from './lib/errors.js';
+
+const HELP = `Usage: vigil-cloud --config <file.json>
+
+Runs the Vigil cloud control plane (all roles in one process).
+  --config, -c   JSON config file (env VIGIL_CLOUD_CONFIG). DATABASE_URL overrides database.url.
+  --help, -h     show this help
+Exit codes: 0 stopped cleanly, 78 invalid configuration, 1 start-up or runtime failure.`;
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
+  });
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  const path = values.config ?? process.env.VIGIL_CLOUD_CONFIG;
+  if (!path) {
+    console.error(`vigil-cloud: no config given\n\n${HELP}`);
+    return 78;
+  }
+  const config = loadCloudConfig(path);
+  const app = await startCloud(config);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  await app.stop();
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    const code = err instanceof VigilError && err.code === 'CONFIG_INVALID' ? 78 : 1;
+    console.error(`vigil-cloud: ${err instanceof Error ? err.message : String(err)}`);
+    process.exit(code);
+  },
+);

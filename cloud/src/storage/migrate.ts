@@ -1,0 +1,43 @@
+import { Migrator, type Kysely, type Migration, type MigrationResultSet } from 'kysely';
+import { VigilError } from '../lib/errors.js';
+import * as m0001 from './migrations/0001_registry.js';
+
+// Migrations are listed in code (not read from a folder at run time) so that a bundled or relocated
+// build runs exactly the set it was built with. Names sort in order of application.
+const migrations: Record<string, Migration> = {
+  '0001_registry': m0001,
+};
+
+export function migrator(db: Kysely<unknown>): Migrator {
+  return new Migrator({
+    db,
+    provider: { getMigrations: () => Promise.resolve(migrations) },
+    migrationTableName: 'vigil_migration',
+    migrationLockTableName: 'vigil_migration_lock',
+  });
+}
+
+/** Applies every pending migration (under kysely's lock, so several processes may race safely). */
+export async function migrateToLatest(db: Kysely<unknown>): Promise<string[]> {
+  return applied(await migrator(db).migrateToLatest());
+}
+
+export async function migrateDown(db: Kysely<unknown>): Promise<string[]> {
+  return applied(await migrator(db).migrateDown());
+}
+
+function applied({ error, results }: MigrationResultSet): string[] {
+  const failed = results?.find((r) => r.status === 'Error');
+  if (error || failed) {
+    const name = failed?.migrationName ?? 'unknown';
+    throw new VigilError(
+      'MIGRATION_FAILED',
+      `migration ${name} failed: ${String((error as Error | undefined)?.message ?? error)}`,
+      false,
+      {
+        cause: error,
+      },
+    );
+  }
+  return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+}

@@ -1,0 +1,50 @@
+import { sql, type Kysely } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { useDatabase } from '@vigil/testkit';
+import { createDb, FleetRegistry, migrateDown, migrateToLatest } from '../src/index.js';
+import type { Database } from '../src/storage/tables.js';
+
+async function tables(db: Kysely<Database>): Promise<string[]> {
+  const { rows } = await sql<{ table_name: string }>`
+    select table_name from information_schema.tables where table_schema = 'public' order by table_name`.execute(
+    db,
+  );
+  return rows.map((r) => r.table_name);
+}
+
+describe('PostgreSQL migrations', () => {
+  const dbUrl = useDatabase();
+  let db: Kysely<Database>;
+  beforeAll(() => {
+    db = createDb(dbUrl());
+  });
+  afterAll(() => db.destroy());
+
+  it('apply on an empty database, then are a no-op', async () => {
+    expect(await migrateToLatest(db as Kysely<unknown>)).toEqual(['0001_registry']);
+    expect(await tables(db)).toEqual(
+      expect.arrayContaining(['devices', 'sites', 'tenants', 'vigil_migration']),
+    );
+    expect(await migrateToLatest(db as Kysely<unknown>)).toEqual([]);
+  });
+
+  it('build a registry that keeps tenants apart', async () => {
+    const reg = new FleetRegistry(db);
+    await reg.registerDevice({ tenantId: 'acme', siteId: 'hq', deviceId: 'gw-1' });
+    await reg.registerDevice({ tenantId: 'globex', siteId: 'hq', deviceId: 'gw-1' });
+    expect(await reg.recordHeartbeat('acme', 'gw-1', new Date('2026-01-01T00:00:00Z'), '0.1.0', 3n)).toBe(
+      true,
+    );
+    expect(await reg.recordHeartbeat('acme', 'nope', new Date(), '0.1.0', 0n)).toBe(false);
+    const acme = await reg.listDevices('acme');
+    expect(acme).toHaveLength(1);
+    expect(acme[0]).toMatchObject({ id: 'gw-1', config_version: '3', heartbeats: '1' });
+    expect((await reg.listDevices('globex'))[0]).toMatchObject({ heartbeats: '0', last_seen_at: null });
+  });
+
+  it('roll back and forward again', async () => {
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0001_registry']);
+    expect(await tables(db)).not.toContain('devices');
+    expect(await migrateToLatest(db as Kysely<unknown>)).toEqual(['0001_registry']);
+  });
+});

@@ -1,0 +1,84 @@
+import type { NatsConnection } from '@nats-io/transport-node';
+import { CameraState as WireCameraState, DeviceHealth, Heartbeat, subjectFor } from '@vigil/proto';
+import type { CameraState, CameraStatusSnapshot } from '../ingest/supervisor.js';
+
+const wireState: Record<CameraState, WireCameraState> = {
+  connecting: WireCameraState.CAMERA_STATE_CONNECTING,
+  streaming: WireCameraState.CAMERA_STATE_STREAMING,
+  stalled: WireCameraState.CAMERA_STATE_STALLED,
+  backing_off: WireCameraState.CAMERA_STATE_BACKING_OFF,
+  stopped: WireCameraState.CAMERA_STATE_STOPPED,
+};
+
+export interface HeartbeatSource {
+  tenantId: string;
+  siteId: string;
+  deviceId: string;
+  agentVersion: string;
+  startedAt: Date;
+  cameras: () => Array<CameraStatusSnapshot & { framesDropped: number; fps: number }>;
+}
+
+/** Pure: builds the heartbeat message from the agent's current state. */
+export function buildHeartbeat(src: HeartbeatSource, now: Date): Heartbeat {
+  const cameras = src.cameras();
+  const streaming = cameras.filter((c) => c.state === 'streaming').length;
+  const health =
+    cameras.length === 0 || streaming === cameras.length
+      ? DeviceHealth.DEVICE_HEALTH_OK
+      : streaming === 0
+        ? DeviceHealth.DEVICE_HEALTH_FAILING
+        : DeviceHealth.DEVICE_HEALTH_DEGRADED;
+  return Heartbeat.fromPartial({
+    tenantId: src.tenantId,
+    siteId: src.siteId,
+    deviceId: src.deviceId,
+    sentAt: now,
+    agentVersion: src.agentVersion,
+    uptimeSeconds: BigInt(Math.floor((now.getTime() - src.startedAt.getTime()) / 1000)),
+    health,
+    memoryRssBytes: BigInt(process.memoryUsage.rss()),
+    cameras: cameras.map((c) => ({
+      cameraId: c.cameraId,
+      state: wireState[c.state],
+      framesDecoded: BigInt(c.framesDecoded),
+      framesDropped: BigInt(c.framesDropped),
+      fps: c.fps,
+      lastFrameAt: c.lastFrameAt,
+      lastError: c.lastError ?? '',
+      restarts: c.restarts,
+    })),
+  });
+}
+
+/**
+ * Publishes heartbeats over core NATS at a fixed period. A lost heartbeat costs nothing: the next one
+ * carries the full state (state-based, not deltas).
+ */
+export class HeartbeatPublisher {
+  private timer: NodeJS.Timeout | undefined;
+  sent = 0;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly src: HeartbeatSource,
+    private readonly periodMs: number,
+    private readonly now: () => Date = () => new Date(),
+  ) {}
+
+  start(): void {
+    this.publish();
+    this.timer = setInterval(() => this.publish(), this.periodMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  publish(): void {
+    const subject = subjectFor(this.src.tenantId, this.src.deviceId, 'hb');
+    this.nc.publish(subject, Heartbeat.encode(buildHeartbeat(this.src, this.now())).finish());
+    this.sent++;
+  }
+}

@@ -1,0 +1,190 @@
+import { execFile as execFileCb } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import pg from 'pg';
+import { freePort } from './ports.js';
+import type { ProcessRegistry } from './processes.js';
+
+const execFile = promisify(execFileCb);
+
+/** The newest PostgreSQL server binaries on this machine (Debian keeps them under /usr/lib/postgresql). */
+export function findPostgresBinDir(): string | undefined {
+  if (process.env.PG_BIN_DIR) return process.env.PG_BIN_DIR;
+  const root = '/usr/lib/postgresql';
+  if (!existsSync(root)) return undefined;
+  const versions = readdirSync(root)
+    .filter((v) => existsSync(join(root, v, 'bin', 'initdb')))
+    .sort((a, b) => Number(b) - Number(a));
+  return versions[0] ? join(root, versions[0], 'bin') : undefined;
+}
+
+/** True when a PostgreSQL server answers at `url` within `timeoutMs`. */
+export async function canConnect(url: string, timeoutMs = 1_500): Promise<boolean> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: timeoutMs });
+  try {
+    await client.connect();
+    await client.query('select 1');
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+export interface PostgresClusterOptions {
+  dir: string;
+  port?: number;
+  registry?: ProcessRegistry;
+}
+
+/**
+ * A private PostgreSQL cluster made with the system's binaries: initdb on first start (trust auth on
+ * loopback and a socket inside `dir`), pg_ctl to start and stop. Runs as the `postgres` user when we are
+ * root, because PostgreSQL refuses to run as root.
+ */
+export class PostgresCluster {
+  port = 0;
+  private readonly binDir: string;
+
+  constructor(private readonly opts: PostgresClusterOptions) {
+    const binDir = findPostgresBinDir();
+    if (!binDir) {
+      throw new Error(
+        'PostgreSQL server binaries not found under /usr/lib/postgresql: install them (apt-get install postgresql) ' +
+          'or set DATABASE_URL to an existing server',
+      );
+    }
+    this.binDir = binDir;
+  }
+
+  get dataDir(): string {
+    return join(this.opts.dir, 'data');
+  }
+
+  get url(): string {
+    return `postgres://postgres@127.0.0.1:${this.port}/postgres`;
+  }
+
+  async start(): Promise<this> {
+    this.port = this.port || this.opts.port || (await freePort());
+    mkdirSync(this.opts.dir, { recursive: true });
+    if (process.getuid?.() === 0) chownSync(this.opts.dir, ...postgresIds());
+    if (!existsSync(join(this.dataDir, 'PG_VERSION'))) {
+      await this.run('initdb', [
+        '-D',
+        this.dataDir,
+        '-U',
+        'postgres',
+        '--auth=trust',
+        '-E',
+        'UTF8',
+        '--locale=C.UTF-8',
+      ]);
+    }
+    const options = `-p ${this.port} -k ${this.opts.dir} -c listen_addresses=127.0.0.1 -c fsync=on`;
+    await this.run('pg_ctl', [
+      '-D',
+      this.dataDir,
+      '-o',
+      options,
+      '-l',
+      join(this.opts.dir, 'postgres.log'),
+      '-w',
+      '-t',
+      '30',
+      'start',
+    ]);
+    const pid = this.postmasterPid();
+    if (pid) this.opts.registry?.recordDaemon(pid, `postgres ${this.dataDir}`);
+    return this;
+  }
+
+  async stop(mode: 'fast' | 'immediate' = 'fast'): Promise<void> {
+    const pid = this.postmasterPid();
+    if (!pid) return;
+    await this.run('pg_ctl', ['-D', this.dataDir, '-m', mode, '-w', 'stop']).catch(() => undefined);
+    this.opts.registry?.forgetDaemon(pid);
+  }
+
+  /** Crash-stop (like a power cut for the server process), for fault tests. */
+  async kill(): Promise<void> {
+    await this.stop('immediate');
+  }
+
+  async restart(): Promise<void> {
+    await this.stop();
+    await this.start();
+  }
+
+  logs(): string {
+    const file = join(this.opts.dir, 'postgres.log');
+    return existsSync(file) ? readFileSync(file, 'utf8').split('\n').slice(-200).join('\n') : '';
+  }
+
+  private postmasterPid(): number | undefined {
+    const file = join(this.dataDir, 'postmaster.pid');
+    if (!existsSync(file)) return undefined;
+    const pid = Number.parseInt(readFileSync(file, 'utf8').split('\n')[0] ?? '', 10);
+    return Number.isInteger(pid) ? pid : undefined;
+  }
+
+  private async run(tool: string, args: string[]): Promise<void> {
+    const binary = join(this.binDir, tool);
+    const asRoot = process.getuid?.() === 0;
+    try {
+      if (asRoot) await execFile('runuser', ['-u', 'postgres', '--', binary, ...args], { cwd: '/' });
+      else await execFile(binary, args);
+    } catch (err) {
+      const e = err as { stderr?: string; message: string };
+      throw new Error(`${tool} failed: ${e.stderr || e.message}\n${this.logs()}`, { cause: err });
+    }
+  }
+}
+
+function postgresIds(): [number, number] {
+  const line = readFileSync('/etc/passwd', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('postgres:'));
+  const parts = line?.split(':');
+  if (!parts?.[2] || !parts[3])
+    throw new Error('running as root needs a "postgres" system user (apt-get install postgresql)');
+  return [Number(parts[2]), Number(parts[3])];
+}
+
+/** Replace the database name in a connection URL. */
+export function withDatabase(url: string, database: string): string {
+  const u = new URL(url);
+  u.pathname = `/${database}`;
+  return u.toString();
+}
+
+/** Creates a fresh, uniquely named database on the server at `adminUrl`; returns its URL and a dropper. */
+export async function createDatabase(
+  adminUrl: string,
+  prefix = 'vigil_test',
+): Promise<{ name: string; url: string; drop: () => Promise<void> }> {
+  const name = `${prefix}_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE DATABASE "${name}" TEMPLATE template0 ENCODING 'UTF8'`);
+  } finally {
+    await admin.end();
+  }
+  return {
+    name,
+    url: withDatabase(adminUrl, name),
+    drop: async () => {
+      const c = new pg.Client({ connectionString: adminUrl });
+      await c.connect();
+      try {
+        await c.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+      } finally {
+        await c.end();
+      }
+    },
+  };
+}

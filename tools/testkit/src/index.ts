@@ -1,0 +1,3 @@
+export { asset, assetsDir, repoRoot } from './assets.js';
+export { printLogsOnFailure, registry, useCameraSim, useDatabase, useNats, usePki } from './vitest-glue.js';
+export * from '@vigil/devservices';

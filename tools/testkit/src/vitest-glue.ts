@@ -1,0 +1,76 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, inject } from 'vitest';
+import './provided.js';
+import { ensureDevPki, type DevPkiOptions, type DevPkiPaths } from '@vigil/certs';
+import { CameraSim, type CameraSimMount } from '@vigil/camera-sim';
+import { createDatabase, NatsServer, ProcessRegistry, type NatsServerOptions } from '@vigil/devservices';
+
+/** One registry per test worker; its pid files let the global setup reap what a dead worker leaves. */
+export const registry = new ProcessRegistry();
+
+/** Prints `logs()` under the failing test's name when any test in the file fails. */
+export function printLogsOnFailure(label: string, logs: () => string): void {
+  afterEach((ctx) => {
+    if (ctx.task.result?.state === 'fail')
+      console.error(`\n----- ${label} logs (${ctx.task.name}) -----\n${logs()}\n-----`);
+  });
+}
+
+/** A real nats-server for this test file (started before all tests, stopped after). */
+export function useNats(opts: Omit<NatsServerOptions, 'registry'> = {}): () => NatsServer {
+  let server: NatsServer | undefined;
+  beforeAll(async () => {
+    server = await new NatsServer({ ...opts, registry }).start();
+  });
+  afterAll(async () => {
+    await server?.dispose();
+  });
+  printLogsOnFailure('nats-server', () => server?.logs.text() ?? '(not started)');
+  return () => {
+    if (!server) throw new Error('useNats(): the server is only available inside tests and hooks');
+    return server;
+  };
+}
+
+/** A fresh PostgreSQL database for this test file; dropped afterwards. Returns its URL. */
+export function useDatabase(): () => string {
+  let db: Awaited<ReturnType<typeof createDatabase>> | undefined;
+  beforeAll(async () => {
+    db = await createDatabase(inject('pgAdminUrl'));
+  });
+  afterAll(async () => {
+    await db?.drop();
+  });
+  return () => {
+    if (!db) throw new Error('useDatabase(): the database is only available inside tests and hooks');
+    return db.url;
+  };
+}
+
+/** The RTSP camera-sim serving `mounts` for this test file. */
+export function useCameraSim(mounts: CameraSimMount[]): () => CameraSim {
+  const sim = new CameraSim({ mounts, onSpawn: (child) => registry.track(child, 'camera-sim') });
+  beforeAll(() => sim.start());
+  afterAll(() => sim.stop());
+  printLogsOnFailure('camera-sim', () => sim.logs());
+  return () => sim;
+}
+
+/** A development PKI in a temp dir for this test file (fleet CA, server, service and device certs). */
+export function usePki(opts?: DevPkiOptions): () => DevPkiPaths {
+  let dir: string | undefined;
+  let paths: DevPkiPaths | undefined;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'vigil-pki-'));
+    paths = ensureDevPki(dir, opts);
+  });
+  afterAll(() => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+  return () => {
+    if (!paths) throw new Error('usePki(): the PKI is only available inside tests and hooks');
+    return paths;
+  };
+}

@@ -1,0 +1,18 @@
+import { defineConfig } from 'vitest/config';
+
+// One run over every package. Integration tests start real services (nats-server, PostgreSQL, ffmpeg,
+// the RTSP camera-sim) through @vigil/testkit; the global setup reaps any process a crashed worker left.
+export default defineConfig({
+  resolve: { conditions: ['@vigil/source'] },
+  ssr: { resolve: { conditions: ['@vigil/source'] } },
+  test: {
+    include: ['{proto,certs,edge-agent,cloud,tools/*}/{src,test}/**/*.test.ts'],
+    globalSetup: ['tools/testkit/src/global-setup.ts'],
+    reporters: ['default', './tools/testkit/src/summary-reporter.ts'],
+    testTimeout: 30_000,
+    hookTimeout: 60_000,
+    teardownTimeout: 20_000,
+    pool: 'forks',
+    maxWorkers: 2,
+  },
+});
