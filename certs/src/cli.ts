@@ -1,6 +1,6 @@
 // vigil-certs: the development PKI (CA, nats-server/cloud-api server certs, service and device client certs).
 // Run from the repo root with `pnpm certs <command>`.
-import { relative, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ensureDevPkiWithReport, type DevPkiReport } from './dev-pki.js';
 import { PkiError } from './errors.js';
@@ -46,11 +46,6 @@ function collectService(value: string, previous: string[] | undefined): string[]
   return [...(previous ?? []), value];
 }
 
-function shown(path: string): string {
-  const rel = relative(baseCwd, path);
-  return rel && !rel.startsWith('..') && rel.length < path.length ? rel : path;
-}
-
 function printReport(report: DevPkiReport, onlyChangedAnd?: (name: string) => boolean): void {
   const entries = report.entries.filter(
     (e) => !onlyChangedAnd || e.action !== 'kept' || onlyChangedAnd(e.name),
@@ -58,7 +53,7 @@ function printReport(report: DevPkiReport, onlyChangedAnd?: (name: string) => bo
   const width = Math.max(...entries.map((e) => e.name.length));
   for (const e of entries) {
     const reason = e.reason ? `  (${e.reason})` : '';
-    console.log(`${e.action.padEnd(8)} ${e.name.padEnd(width)}  ${shown(e.cert)}  ${shown(e.key)}${reason}`);
+    console.log(`${e.action.padEnd(8)} ${e.name.padEnd(width)}  ${e.cert}  ${e.key}${reason}`);
   }
   const count = (a: string) => report.entries.filter((e) => e.action === a).length;
   console.log(
@@ -72,10 +67,10 @@ const dirOption = () =>
 
 const program = new Command('vigil-certs')
   .description(
-    'Development PKI for Vigil: one RSA-2048 CA, server certs for nats-server and cloud-api\n' +
-      '(SAN localhost + 127.0.0.1), and mTLS client certs for cloud services and devices.\n' +
-      'Idempotent: valid certificates are kept byte-for-byte; missing, expiring (< 7 days), foreign or\n' +
-      'mismatched ones are reissued. The CA is never replaced automatically.',
+    'Development PKI for Vigil: one RSA-2048 CA, server certs for nats-server and cloud-api ' +
+      '(SAN localhost + 127.0.0.1), and mTLS client certs for cloud services and devices. ' +
+      'Idempotent: valid certificates are kept byte for byte; missing, expiring (< 7 days), foreign or ' +
+      'mismatched ones are reissued with a new key. The CA is never replaced automatically.',
   )
   .showHelpAfterError()
   .addHelpText(
@@ -85,6 +80,9 @@ Layout of the PKI directory (mode 0700; keys 0600, certs 0644):
   ca.crt ca.key  nats-server.crt/.key  cloud-api.crt/.key
   services/<name>.crt/.key                 URI SAN spiffe://vigil/service/<name>
   devices/<tenant>/<device>.crt/.key       URI SAN spiffe://vigil/tenant/<tenant>/device/<device>
+
+Environment:
+  VIGIL_PKI_DIR   default PKI directory (relative paths are resolved against the directory you ran pnpm in)
 
 Examples (from the repo root):
   pnpm certs init
