@@ -85,7 +85,7 @@ function validity(opts: IssueOptions, defaultDays: number): { notBefore: Date; n
 }
 
 function assertCommonName(cn: string): void {
-  if (typeof cn !== 'string' || cn.length === 0 || cn.length > 64 || /[\u0000-\u001f]/.test(cn)) {
+  if (typeof cn !== 'string' || cn.length === 0 || cn.length > 64 || /\p{Cc}/u.test(cn)) {
     throw new PkiError(
       'INVALID_ARGUMENT',
       `invalid commonName ${JSON.stringify(cn)}: expected 1-64 printable characters`,
@@ -166,7 +166,7 @@ function issuerAttributes(caCert: forge.pki.Certificate): Attr[] {
     const out: Attr = { type: a.type!, value: a.value };
     if (a.valueTagClass !== undefined) {
       out.valueTagClass = a.valueTagClass;
-      if (a.valueTagClass === forge.asn1.Type.UTF8) out.value = forge.util.decodeUtf8(a.value);
+      if (a.valueTagClass === (forge.asn1.Type.UTF8 as number)) out.value = forge.util.decodeUtf8(a.value);
     }
     return out;
   });
@@ -198,8 +198,8 @@ function buildCert(p: BuildParams): string {
   cert.validity.notAfter = p.notAfter;
   // UTF8String, not forge's default PrintableString (which cannot carry '_' and other characters our ids allow).
   const subject: Attr[] = [{ name: 'commonName', value: p.commonName, valueTagClass: forge.asn1.Type.UTF8 }];
-  cert.setSubject(subject as forge.pki.CertificateField[]);
-  cert.setIssuer((p.issuer === 'self' ? subject : p.issuer) as forge.pki.CertificateField[]);
+  cert.setSubject(subject);
+  cert.setIssuer(p.issuer === 'self' ? subject : p.issuer);
   cert.setExtensions(p.extensions);
   cert.signatureOid = forge.pki.oids.sha256WithRSAEncryption!;
   cert.siginfo.algorithmOid = forge.pki.oids.sha256WithRSAEncryption!;

@@ -1,4 +1,4 @@
-import { X509Certificate } from 'node:crypto';
+import type { X509Certificate } from 'node:crypto';
 import forge from 'node-forge';
 
 /** X509Certificate.validFromDate/validToDate only exist from Node 22.10; parse the OpenSSL date strings. */

@@ -21,11 +21,15 @@ function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
     const baseEnv = { ...process.env };
     delete baseEnv.VIGIL_PKI_DIR;
-    const child = spawn(process.execPath, ['--conditions=@vigil/source', '--import', 'tsx', 'src/cli.ts', ...args], {
-      cwd: pkgDir,
-      env: { ...baseEnv, INIT_CWD: tmp.dir, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      ['--conditions=@vigil/source', '--import', 'tsx', 'src/cli.ts', ...args],
+      {
+        cwd: pkgDir,
+        env: { ...baseEnv, INIT_CWD: tmp.dir, ...env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -74,7 +78,9 @@ describe('vigil-certs CLI', () => {
     const show = await cli(['show', '--dir', 'pki-a']);
     expect(show.code).toBe(0);
     const row = show.stdout.split('\n').find((l) => l.startsWith('devices/acme/cam-7.crt'));
-    expect(row).toMatch(/cam-7\s+\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\s+ok\s+URI:spiffe:\/\/vigil\/tenant\/acme\/device\/cam-7/);
+    expect(row).toMatch(
+      /cam-7\s+\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\s+ok\s+URI:spiffe:\/\/vigil\/tenant\/acme\/device\/cam-7/,
+    );
     expect(show.stdout).toMatch(/^ca\.crt\s+Vigil Dev CA\s+.*\s+ok\s+CA$/m);
   });
 
@@ -102,7 +108,10 @@ describe('vigil-certs CLI', () => {
   });
 
   it('two concurrent inits on a fresh directory end with one CA that issued every cert', async () => {
-    const [a, b] = await Promise.all([cli(['init', '--dir', 'pki-race']), cli(['init', '--dir', 'pki-race'])]);
+    const [a, b] = await Promise.all([
+      cli(['init', '--dir', 'pki-race']),
+      cli(['init', '--dir', 'pki-race']),
+    ]);
     expect(a.code, a.stderr).toBe(0);
     expect(b.code, b.stderr).toBe(0);
     expect(lines(a.stdout, 'created').length + lines(b.stdout, 'created').length).toBe(5);

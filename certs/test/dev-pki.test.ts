@@ -174,10 +174,9 @@ describe('ensureDevPki', () => {
     expect(modeOf(p.caKey)).toBe(0o600);
     expect(modeOf(dir)).toBe(0o700);
     expectSame(before, snapshot(dir));
-    expect(r.entries.find((e) => e.name === 'nats-server')).toMatchObject({
-      action: 'kept',
-      reason: expect.stringMatching(/0600/),
-    });
+    const nats = r.entries.find((e) => e.name === 'nats-server');
+    expect(nats?.action).toBe('kept');
+    expect(nats?.reason).toMatch(/0600/);
   });
 
   it('reissues leaves that expire within 7 days, and only those', () => {
@@ -303,9 +302,9 @@ describe('ensureDevPki', () => {
     const dir = tempPkiDir('caexp');
     ensureDevPki(dir, { now: NOW });
     const before = snapshot(dir);
-    expect(() => ensureDevPki(dir, { now: new Date(NOW.getTime() + 3645 * DAY_MS) })).toThrow(
-      expect.objectContaining({ code: 'CA_INVALID', message: expect.stringMatching(/never replaced/) }),
-    );
+    const later = new Date(NOW.getTime() + 3645 * DAY_MS);
+    expect(() => ensureDevPki(dir, { now: later })).toThrow(expect.objectContaining({ code: 'CA_INVALID' }));
+    expect(() => ensureDevPki(dir, { now: later })).toThrow(/never replaced/);
     expectSame(before, snapshot(dir));
   });
 

@@ -1,4 +1,4 @@
-import { X509Certificate, createPublicKey, sign, type KeyObject } from 'node:crypto';
+import { createPublicKey, sign, type KeyObject, type X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
@@ -58,12 +58,14 @@ export function sec(ms: number): number {
 
 /**
  * Builds a PKCS#10 CSR by hand (forge's CSR code is RSA-only), signed with Node's crypto, so tests can make
- * CSRs for EC keys too. `sigOid` must match the key type (sha256WithRSAEncryption or ecdsa-with-SHA256).
+ * CSRs for EC and Ed25519 keys too; the signature algorithm follows the key type.
  */
 export function buildCsrPem(privateKey: KeyObject, commonName: string): string {
   const asn1 = forge.asn1;
-  const isRsa = privateKey.asymmetricKeyType === 'rsa';
-  const sigOid = isRsa ? '1.2.840.113549.1.1.11' : '1.2.840.10045.4.3.2';
+  const type = privateKey.asymmetricKeyType;
+  const isRsa = type === 'rsa';
+  // sha256WithRSAEncryption, Ed25519 (signs the message itself, no separate hash), ecdsa-with-SHA256
+  const sigOid = isRsa ? '1.2.840.113549.1.1.11' : type === 'ed25519' ? '1.3.101.112' : '1.2.840.10045.4.3.2';
   const spkiDer = createPublicKey(privateKey).export({ type: 'spki', format: 'der' });
   const info = asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, [
     asn1.create(asn1.Class.UNIVERSAL, asn1.Type.INTEGER, false, '\x00'),
@@ -79,7 +81,7 @@ export function buildCsrPem(privateKey: KeyObject, commonName: string): string {
     asn1.create(asn1.Class.CONTEXT_SPECIFIC, 0, true, []),
   ]);
   const infoDer = Buffer.from(asn1.toDer(info).getBytes(), 'binary');
-  const signature = sign('sha256', infoDer, privateKey);
+  const signature = sign(type === 'ed25519' ? null : 'sha256', infoDer, privateKey);
   const algId = asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, [
     asn1.create(asn1.Class.UNIVERSAL, asn1.Type.OID, false, asn1.oidToDer(sigOid).getBytes()),
     ...(isRsa ? [asn1.create(asn1.Class.UNIVERSAL, asn1.Type.NULL, false, '')] : []),

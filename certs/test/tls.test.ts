@@ -93,7 +93,12 @@ describe('mutual TLS with the dev PKI (node:tls)', () => {
     const n = accepted.length;
     const dev = pki.devices['dev/dev-001']!;
     const viaName = await attempt({ servername: 'localhost', cert: read(dev.cert), key: read(dev.key) });
-    expect(viaName).toMatchObject({ error: undefined, secureConnect: true, data: 'hello dev-001\n', ended: true });
+    expect(viaName).toMatchObject({
+      error: undefined,
+      secureConnect: true,
+      data: 'hello dev-001\n',
+      ended: true,
+    });
     const viaIp = await attempt({ cert: read(dev.cert), key: read(dev.key) }); // identity check against IP SAN
     expect(viaIp).toMatchObject({ error: undefined, data: 'hello dev-001\n' });
     expect(accepted.slice(n)).toEqual([
@@ -112,7 +117,10 @@ describe('mutual TLS with the dev PKI (node:tls)', () => {
     const n = accepted.length;
     const e = serverErrors.length;
     const rogueCa = createCa({ commonName: 'Vigil Dev CA' }); // same name, different key
-    const rogue = issueClientCert(rogueCa, { commonName: 'dev-001', uris: ['spiffe://vigil/tenant/dev/device/dev-001'] });
+    const rogue = issueClientCert(rogueCa, {
+      commonName: 'dev-001',
+      uris: ['spiffe://vigil/tenant/dev/device/dev-001'],
+    });
     const r = await attempt({ servername: 'localhost', cert: rogue.certPem, key: rogue.keyPem });
     expect(r).toMatchObject({ data: '', ended: true }); // refused: no greeting, connection torn down
     expect(accepted.length).toBe(n); // the server never saw an authorized peer
@@ -128,21 +136,36 @@ describe('mutual TLS with the dev PKI (node:tls)', () => {
 
   it('refuses a serverAuth-only cert used as a client cert (EKU is enforced)', async () => {
     const n = accepted.length;
-    const r = await attempt({ servername: 'localhost', cert: read(pki.cloudApi.cert), key: read(pki.cloudApi.key) });
+    const r = await attempt({
+      servername: 'localhost',
+      cert: read(pki.cloudApi.cert),
+      key: read(pki.cloudApi.key),
+    });
     expect(r).toMatchObject({ data: '', ended: true });
     expect(accepted.length).toBe(n);
   });
 
   it('the client refuses a server cert from another CA', async () => {
     const rogueCa = createCa({ commonName: 'Vigil Dev CA' });
-    const rogueServer = issueServerCert(rogueCa, { commonName: 'nats-server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
-    const other = tls.createServer({ cert: rogueServer.certPem, key: rogueServer.keyPem }, (s) => s.end('hi'));
+    const rogueServer = issueServerCert(rogueCa, {
+      commonName: 'nats-server',
+      dnsNames: ['localhost'],
+      ipAddresses: ['127.0.0.1'],
+    });
+    const other = tls.createServer({ cert: rogueServer.certPem, key: rogueServer.keyPem }, (s) =>
+      s.end('hi'),
+    );
     other.on('tlsClientError', () => undefined);
     await new Promise<void>((r) => other.listen(0, '127.0.0.1', r));
     try {
       const otherPort = (other.address() as { port: number }).port;
       const r = await new Promise<string>((resolve) => {
-        const s = tls.connect({ host: '127.0.0.1', port: otherPort, servername: 'localhost', ca: read(pki.caCert) });
+        const s = tls.connect({
+          host: '127.0.0.1',
+          port: otherPort,
+          servername: 'localhost',
+          ca: read(pki.caCert),
+        });
         s.on('secureConnect', () => resolve('connected'));
         s.on('error', (e: NodeJS.ErrnoException) => resolve(String(e.code)));
       });
@@ -204,10 +227,15 @@ describe.skipIf(!natsServerBin)('mutual TLS against a real nats-server', () => {
       };
       raw.on('error', (e) => finish(`error: ${e.message}`));
       raw.once('data', () => {
-        const s = tls.connect({ socket: raw, servername: 'localhost', ca: read(pki.caCert), ...(cert ?? {}) });
+        const s = tls.connect({
+          socket: raw,
+          servername: 'localhost',
+          ca: read(pki.caCert),
+          ...(cert ?? {}),
+        });
         s.on('secureConnect', () => s.write('CONNECT {"verbose":false}\r\nPING\r\n'));
         s.on('data', (d: Buffer) => finish(d.toString()));
-        s.on('error', (e) => finish(`error: ${e.message}`));
+        s.on('error', (e: Error) => finish(`error: ${e.message}`));
         s.on('close', () => finish('closed'));
       });
     });
@@ -219,6 +247,8 @@ describe.skipIf(!natsServerBin)('mutual TLS against a real nats-server', () => {
     expect(await natsPing()).toMatch(/^error|^closed/);
     const rogue = issueClientCert(createCa({ commonName: 'Vigil Dev CA' }), { commonName: 'dev-001' });
     expect(await natsPing({ cert: rogue.certPem, key: rogue.keyPem })).toMatch(/^error|^closed/);
-    expect(await natsPing({ cert: read(pki.natsServer.cert), key: read(pki.natsServer.key) })).toMatch(/^error|^closed/);
+    expect(await natsPing({ cert: read(pki.natsServer.cert), key: read(pki.natsServer.key) })).toMatch(
+      /^error|^closed/,
+    );
   });
 });

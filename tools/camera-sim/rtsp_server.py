@@ -6,7 +6,12 @@ wait for it. Must run under the system python (/usr/bin/python3): pyenv/venv pyt
 """
 import argparse, ctypes, os, re, signal, subprocess, sys, tempfile
 
-import gi
+# Plain Python handlers until the GLib loop runs (importing gi + remuxing can take a while under load);
+# subprocess.run kills its ffmpeg child when this raises.
+for _s in (signal.SIGTERM, signal.SIGINT):
+    signal.signal(_s, lambda *_: sys.exit(0))
+
+import gi  # noqa: E402
 gi.require_version('Gst', '1.0')
 gi.require_version('GstRtspServer', '1.0')
 from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
@@ -77,9 +82,6 @@ def main():
     if not args.mount:
         ap.error('at least one --mount is required')
     die_with_parent()
-    # Plain Python handlers while ffmpeg remuxes: subprocess.run kills its child when this raises.
-    for s in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(s, lambda *_: sys.exit(0))
 
     Gst.init(None)
     server = GstRtspServer.RTSPServer()
@@ -119,9 +121,10 @@ def main():
     if server.attach(None) == 0:
         print(f'cannot listen on 127.0.0.1:{args.port}: address already in use?', file=sys.stderr, flush=True)
         sys.exit(98)
-    # GLib's handlers, not Python's: Python handlers never run while the C main loop blocks.
+    # GLib's handlers, not Python's: Python handlers never run while the C main loop blocks. Returning
+    # SOURCE_CONTINUE keeps them installed (removing the source would restore SIG_DFL for a 2nd signal).
     for s in (signal.SIGTERM, signal.SIGINT):
-        GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, s, lambda: (loop.quit(), False)[1])
+        GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, s, lambda: (loop.quit(), GLib.SOURCE_CONTINUE)[1])
     port = server.get_bound_port()
     print('READY ' + ' '.join(f'rtsp://127.0.0.1:{port}/{n}' for n in names), flush=True)
     loop.run()

@@ -29,7 +29,8 @@ export const DEFAULT_PYTHON = '/usr/bin/python3';
 const SERVER_SCRIPT = fileURLToPath(new URL('../rtsp_server.py', import.meta.url));
 const APT_HINT =
   'install with: sudo apt-get install python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp ' +
-  'gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad';
+  'gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad, ' +
+  "and use the system /usr/bin/python3 (pyenv/venv pythons do not see Debian's gi)";
 const STOP_GRACE_MS = 3000;
 const MAX_LOG_LINES = 200;
 const EXIT_ADDR_IN_USE = 98; // rtsp_server.py's exit code when bind fails
@@ -129,7 +130,14 @@ export class CameraSim {
     const child = spawn(python, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.#child = child;
     this.#frozen = false;
-    this.#exited = new Promise((resolve) => child.once('close', () => resolve()));
+    // A spawn failure ('error', e.g. ENOENT) may never emit 'close'; stop() must not wait for it.
+    this.#exited = new Promise((resolve) => {
+      child.once('close', () => resolve());
+      child.once('error', () => {
+        this.#child = undefined;
+        resolve();
+      });
+    });
     o.onSpawn?.(child);
 
     return new Promise<void>((resolve, reject) => {

@@ -187,6 +187,8 @@ describe.skipIf(!canRun)('camera-sim (real RTSP server + ffmpeg client)', () => 
     const t0 = performance.now();
     await sim.stop();
     expect(performance.now() - t0).toBeLessThan(2500);
+    // Exited through its SIGTERM handler (code 0), not the SIGKILL fallback.
+    expect(server?.signalCode).not.toBe('SIGKILL');
     expect(server?.exitCode).toBe(0);
   });
 
