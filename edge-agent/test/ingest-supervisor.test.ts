@@ -18,7 +18,18 @@ describe('camera supervisor with a real RTSP camera', () => {
     const states: CameraState[] = [];
     let frames = 0;
     sup = new CameraSupervisor({
-      source: { id: 'cam', url: sim().url('cam'), transport: 'tcp', width: 160, height: 90, fps: 5, ioTimeoutMs: 2_000, realtime: true, loop: true, ...overrides },
+      source: {
+        id: 'cam',
+        url: sim().url('cam'),
+        transport: 'tcp',
+        width: 160,
+        height: 90,
+        fps: 5,
+        ioTimeoutMs: 2_000,
+        realtime: true,
+        loop: true,
+        ...overrides,
+      },
       onFrame: (f) => {
         expect(f.data.length).toBe(160 * 90 * 3);
         frames++;
@@ -55,7 +66,9 @@ describe('camera supervisor with a real RTSP camera', () => {
     expect(st.lastGapMs).toBeLessThan(Date.now() - downAt + 1_000);
     expect(st.restarts).toBeGreaterThanOrEqual(2);
     expect(run.states).toContain('backing_off');
-    console.log(`[supervisor] camera down ${upAt - downAt} ms, frames again ${recoveredAfterMs} ms after it came back, gap ${st.lastGapMs} ms, restarts ${st.restarts}`);
+    console.log(
+      `[supervisor] camera down ${upAt - downAt} ms, frames again ${recoveredAfterMs} ms after it came back, gap ${st.lastGapMs} ms, restarts ${st.restarts}`,
+    );
   }, 40_000);
 
   it('notices a frozen camera and recovers after it thaws', async () => {
@@ -70,7 +83,9 @@ describe('camera supervisor with a real RTSP camera', () => {
     const before = run.frames();
     await expect.poll(() => run.frames(), { timeout: 15_000 }).toBeGreaterThan(before + 3);
     expect(sup!.status.gaps).toBe(1);
-    console.log(`[supervisor] freeze noticed after ${noticedMs} ms (${sup!.status.lastError}); gap ${sup!.status.lastGapMs} ms`);
+    console.log(
+      `[supervisor] freeze noticed after ${noticedMs} ms (${sup!.status.lastError}); gap ${sup!.status.lastGapMs} ms`,
+    );
   }, 40_000);
 
   it('reports a camera that never answers without stopping', async () => {

@@ -2,18 +2,65 @@ import { z } from 'zod';
 
 const id = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/i, 'must be 1-63 letters, digits, "-" or "_"');
 
+const unit = z.number().min(0).max(1);
+/** A polygon in normalised coordinates, written compactly as [[x, y], ...]. */
+const polygon = z
+  .array(z.tuple([unit, unit]))
+  .min(3, 'a polygon needs at least 3 points')
+  .max(64)
+  .transform((pts) => pts.map(([x, y]) => ({ x, y })));
+
+export const modelSchema = z.strictObject({
+  name: id,
+  type: z.enum(['yolox', 'fastestdet', 'ultraface', 'yunet', 'yolov8']),
+  path: z.string().min(1),
+  /** When set, the file must match it or the model is refused. */
+  sha256: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits')
+    .optional(),
+  classNames: z.array(z.string().min(1)).max(1000).optional(),
+  inputWidth: z.number().int().min(32).max(4096).optional(),
+  inputHeight: z.number().int().min(32).max(4096).optional(),
+  threads: z.number().int().min(1).max(16).default(1),
+});
+
+export const detectSchema = z.strictObject({
+  model: id,
+  /** Only these labels become tracks and events (all when absent). */
+  labels: z.array(z.string().min(1)).optional(),
+  defaultThreshold: unit.default(0.5),
+  thresholds: z.record(z.string(), unit).default({}),
+  nmsIou: unit.default(0.45),
+  /** Detections whose ground point falls in a mask are ignored (trees, roads, TV screens). */
+  masks: z.array(polygon).max(32).default([]),
+  zones: z
+    .array(z.strictObject({ id, polygon, labels: z.array(z.string().min(1)).optional() }))
+    .max(32)
+    .default([]),
+  tracker: z
+    .strictObject({
+      minHits: z.number().int().min(1).max(30).default(3),
+      maxAgeMs: z.number().int().min(100).max(60_000).default(2_000),
+      iouThreshold: unit.default(0.3),
+    })
+    .prefault({}),
+});
+
 export const cameraSchema = z.strictObject({
   id,
   url: z.string().min(1),
   enabled: z.boolean().default(true),
   transport: z.enum(['tcp', 'udp']).default('tcp'),
+  /** Analysis size: frames reach detection (and snapshots) at this size; keep the camera's aspect ratio. */
   width: z.number().int().min(16).max(4096).default(640),
-  height: z.number().int().min(16).max(4096).default(640),
+  height: z.number().int().min(16).max(4096).default(360),
   fps: z.number().min(0.1).max(60).default(5),
   ioTimeoutMs: z.number().int().min(500).max(120_000).default(5_000),
   /** Files only: pace at the native frame rate and loop, like a live camera. */
   realtime: z.boolean().default(true),
   loop: z.boolean().default(true),
+  detect: detectSchema.optional(),
 });
 
 /** The agent's local config: everything it needs to run offline. Unknown keys are rejected. */
@@ -39,6 +86,45 @@ export const agentConfigSchema = z
       .prefault({}),
     heartbeatSeconds: z.number().min(1).max(3600).default(10),
     cameras: z.array(cameraSchema).max(64).default([]),
+    models: z.array(modelSchema).max(16).default([]),
+    privacy: z
+      .strictObject({
+        /** Pixelate faces found by `faceModel` in every snapshot before it is stored. */
+        redactFaces: z.boolean().default(false),
+        faceModel: id.optional(),
+        faceThreshold: unit.default(0.5),
+      })
+      .prefault({}),
+    snapshots: z
+      .strictObject({
+        enabled: z.boolean().default(true),
+        maxBytes: z.number().int().min(4_096).max(4_000_000).default(150_000),
+        quality: z.number().int().min(30).max(95).default(80),
+        drawBoxes: z.boolean().default(false),
+      })
+      .prefault({}),
+    buffer: z
+      .strictObject({
+        /** SQLite file; default <dataDir>/outbox.db. */
+        file: z.string().min(1).optional(),
+        maxBytes: z
+          .number()
+          .int()
+          .min(1_000_000)
+          .default(512 * 1024 * 1024),
+        maxEvents: z.number().int().min(100).default(1_000_000),
+        ttlHours: z
+          .number()
+          .min(1)
+          .max(24 * 90)
+          .default(72),
+        eviction: z
+          .enum(['reject-new', 'drop-oldest-lowest-priority'])
+          .default('drop-oldest-lowest-priority'),
+        /** FULL survives power loss; NORMAL (WAL) may lose the last commits on power loss, never corrupts. */
+        synchronous: z.enum(['FULL', 'NORMAL']).default('FULL'),
+      })
+      .prefault({}),
     log: z
       .strictObject({
         level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -60,3 +146,5 @@ export const agentConfigSchema = z
 
 export type AgentConfig = z.infer<typeof agentConfigSchema>;
 export type CameraConfig = z.infer<typeof cameraSchema>;
+export type ModelConfig = z.infer<typeof modelSchema>;
+export type DetectConfig = z.infer<typeof detectSchema>;
