@@ -1,0 +1,64 @@
+import { DetectionEvent, Priority, TrackPhase } from '@vigil/proto';
+import type { TrackEvent, TrackEventKind } from '../track/types.js';
+
+export interface EventContext {
+  tenantId: string;
+  siteId: string;
+  deviceId: string;
+  cameraId: string;
+  model: { name: string; sha256: string };
+}
+
+export interface SnapshotRef {
+  mediaId: string;
+  sha256: string;
+  sizeBytes: number;
+}
+
+const phase: Record<TrackEventKind, TrackPhase> = {
+  start: TrackPhase.TRACK_PHASE_START,
+  zone_enter: TrackPhase.TRACK_PHASE_ZONE_ENTER,
+  zone_exit: TrackPhase.TRACK_PHASE_ZONE_EXIT,
+  end: TrackPhase.TRACK_PHASE_END,
+};
+
+/**
+ * Zone crossings are what operators alert on: they go first when the uplink drains and are evicted last.
+ * Outbox classes: 0 is the highest priority.
+ */
+export function priorityOf(kind: TrackEventKind): { wire: Priority; outbox: 0 | 1 | 2 | 3 } {
+  return kind === 'zone_enter' || kind === 'zone_exit'
+    ? { wire: Priority.PRIORITY_HIGH, outbox: 0 }
+    : { wire: Priority.PRIORITY_NORMAL, outbox: 1 };
+}
+
+/** Pure: one tracker event -> the v1 wire event. */
+export function buildDetectionEvent<F>(eventId: string, ev: TrackEvent<F>, ctx: EventContext, snapshot?: SnapshotRef): DetectionEvent {
+  return DetectionEvent.fromPartial({
+    eventId,
+    tenantId: ctx.tenantId,
+    siteId: ctx.siteId,
+    deviceId: ctx.deviceId,
+    cameraId: ctx.cameraId,
+    occurredAt: new Date(ev.atMs),
+    trackId: ev.trackId,
+    phase: phase[ev.kind],
+    label: ev.label,
+    score: ev.score,
+    box: ev.box,
+    zones: ev.zones,
+    triggerZone: ev.zone ?? '',
+    model: { name: ctx.model.name, sha256: ctx.model.sha256 },
+    snapshot: snapshot
+      ? {
+          $case: 'snapshotRef',
+          value: { mediaId: snapshot.mediaId, contentType: 'image/jpeg', sha256: snapshot.sha256, sizeBytes: BigInt(snapshot.sizeBytes) },
+        }
+      : undefined,
+    priority: priorityOf(ev.kind).wire,
+    attributes: {
+      duration_ms: String(Math.round(ev.durationMs)),
+      ...(ev.stationary ? { stationary: 'true' } : {}),
+    },
+  });
+}
