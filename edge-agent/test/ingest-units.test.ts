@@ -66,11 +66,33 @@ describe('LatestSlot', () => {
 
 describe('ffmpeg arguments', () => {
   it('use TCP, a socket timeout and a small probe for RTSP', () => {
-    const args = inputOptions({ id: 'c', url: 'rtsp://h/x', transport: 'tcp', width: 1, height: 1, fps: 1, ioTimeoutMs: 5000, realtime: true, loop: true });
-    expect(args).toEqual(expect.arrayContaining(['-rtsp_transport', 'tcp', '-timeout', '5000000', '-probesize', '32']));
+    const args = inputOptions({
+      id: 'c',
+      url: 'rtsp://h/x',
+      transport: 'tcp',
+      width: 1,
+      height: 1,
+      fps: 1,
+      ioTimeoutMs: 5000,
+      realtime: true,
+      loop: true,
+    });
+    expect(args).toEqual(
+      expect.arrayContaining(['-rtsp_transport', 'tcp', '-timeout', '5000000', '-probesize', '32']),
+    );
   });
   it('loop and pace files like a live camera', () => {
-    const args = inputOptions({ id: 'c', url: '/v.mp4', transport: 'tcp', width: 1, height: 1, fps: 1, ioTimeoutMs: 5000, realtime: true, loop: true });
+    const args = inputOptions({
+      id: 'c',
+      url: '/v.mp4',
+      transport: 'tcp',
+      width: 1,
+      height: 1,
+      fps: 1,
+      ioTimeoutMs: 5000,
+      realtime: true,
+      loop: true,
+    });
     expect(args).toEqual(['-stream_loop', '-1', '-re']);
   });
   it('never log camera credentials', () => {

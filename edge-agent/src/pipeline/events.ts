@@ -33,7 +33,12 @@ export function priorityOf(kind: TrackEventKind): { wire: Priority; outbox: 0 | 
 }
 
 /** Pure: one tracker event -> the v1 wire event. */
-export function buildDetectionEvent<F>(eventId: string, ev: TrackEvent<F>, ctx: EventContext, snapshot?: SnapshotRef): DetectionEvent {
+export function buildDetectionEvent<F>(
+  eventId: string,
+  ev: TrackEvent<F>,
+  ctx: EventContext,
+  snapshot?: SnapshotRef,
+): DetectionEvent {
   return DetectionEvent.fromPartial({
     eventId,
     tenantId: ctx.tenantId,
@@ -52,7 +57,12 @@ export function buildDetectionEvent<F>(eventId: string, ev: TrackEvent<F>, ctx: 
     snapshot: snapshot
       ? {
           $case: 'snapshotRef',
-          value: { mediaId: snapshot.mediaId, contentType: 'image/jpeg', sha256: snapshot.sha256, sizeBytes: BigInt(snapshot.sizeBytes) },
+          value: {
+            mediaId: snapshot.mediaId,
+            contentType: 'image/jpeg',
+            sha256: snapshot.sha256,
+            sizeBytes: BigInt(snapshot.sizeBytes),
+          },
         }
       : undefined,
     priority: priorityOf(ev.kind).wire,

@@ -11,10 +11,14 @@ describe('camera -> agent -> NATS (mTLS) -> cloud -> PostgreSQL', () => {
   const pki = usePki({ devices: [device], services: ['cloud'] });
   const nats = useNats({
     config: (ctx) =>
-      natsConfig({ tls: { caFile: pki().caCert, certFile: pki().natsServer.cert, keyFile: pki().natsServer.key } })(ctx),
+      natsConfig({
+        tls: { caFile: pki().caCert, certFile: pki().natsServer.cert, keyFile: pki().natsServer.key },
+      })(ctx),
   });
   const dbUrl = useDatabase();
-  const camera = useCameraSim([{ name: 'cam1', source: { kind: 'pattern', width: 640, height: 360, fps: 10 } }]);
+  const camera = useCameraSim([
+    { name: 'cam1', source: { kind: 'pattern', width: 640, height: 360, fps: 10 } },
+  ]);
   const logger = pino({ level: 'warn' });
   let cloud: CloudApp;
   let agent: Agent;
@@ -49,10 +53,14 @@ describe('camera -> agent -> NATS (mTLS) -> cloud -> PostgreSQL', () => {
   });
 
   it('streams frames from the camera and records heartbeats in PostgreSQL', async () => {
-    await expect.poll(() => agent.cameraStatus()[0]?.framesDecoded ?? 0, { timeout: 15_000 }).toBeGreaterThan(5);
+    await expect
+      .poll(() => agent.cameraStatus()[0]?.framesDecoded ?? 0, { timeout: 15_000 })
+      .toBeGreaterThan(5);
     expect(agent.cameraStatus()[0]?.state).toBe('streaming');
     await expect
-      .poll(async () => Number((await cloud.registry.listDevices('acme'))[0]?.heartbeats ?? 0), { timeout: 10_000 })
+      .poll(async () => Number((await cloud.registry.listDevices('acme'))[0]?.heartbeats ?? 0), {
+        timeout: 10_000,
+      })
       .toBeGreaterThanOrEqual(2);
     const [row] = await cloud.registry.listDevices('acme');
     expect(row?.agent_version).toBe('0.1.0');
