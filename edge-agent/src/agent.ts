@@ -1,17 +1,19 @@
 import type { ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { pino, type Logger } from 'pino';
-import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import { Gauge } from 'prom-client';
+import { openOutbox, type Outbox } from './buffer/index.js';
 import type { AgentConfig } from './config/schema.js';
+import { ModelRegistry, type ModelSpec } from './detect/index.js';
 import { startHealthServer } from './health/http.js';
 import { LatestSlot } from './ingest/latest-slot.js';
-import {
-  CameraSupervisor,
-  type CameraState,
-  type CameraStatusSnapshot,
-  type Frame,
-} from './ingest/supervisor.js';
+import { CameraSupervisor, type CameraState, type CameraStatusSnapshot, type Frame } from './ingest/supervisor.js';
+import { createUuidV7 } from './lib/uuidv7.js';
+import { CameraPipeline } from './pipeline/camera-pipeline.js';
+import { AgentMetrics } from './pipeline/metrics.js';
 import { HeartbeatPublisher } from './uplink/heartbeat.js';
+import type { DetectionEvent } from '@vigil/proto';
 
 export const AGENT_VERSION = '0.1.0';
 const STATES: CameraState[] = ['connecting', 'streaming', 'stalled', 'backing_off', 'stopped'];
@@ -20,90 +22,122 @@ export interface AgentDeps {
   logger?: Logger;
   now?: () => Date;
   onSpawn?: (child: ChildProcess) => void;
+  onEvent?: (cameraId: string, event: DetectionEvent, snapshot: Buffer | undefined) => void;
 }
+
+export type CameraReport = CameraStatusSnapshot & { framesDropped: number; fps: number; framesProcessed: number; detectError?: string };
 
 export interface Agent {
   readonly httpPort: number;
   readonly nc: NatsConnection | undefined;
-  cameraStatus(): Array<CameraStatusSnapshot & { framesDropped: number; fps: number }>;
+  readonly outbox: Outbox;
+  readonly metrics: AgentMetrics;
+  cameraStatus(): CameraReport[];
   stop(): Promise<void>;
 }
 
 interface CameraRuntime {
   supervisor: CameraSupervisor;
   slot: LatestSlot<Frame>;
+  pipeline: CameraPipeline | undefined;
+  detectError: string | undefined;
   fpsWindow: { at: number; frames: number; fps: number };
 }
 
-/** Composition root of the edge agent: cameras -> latest-frame slots; heartbeats; health and metrics. */
+/** Composition root of the edge agent: cameras -> detection -> tracking -> outbox; heartbeats; health. */
 export async function startAgent(config: Readonly<AgentConfig>, deps: AgentDeps = {}): Promise<Agent> {
   const log = deps.logger ?? pino({ name: 'vigil-agent', level: config.log.level });
   const now = deps.now ?? (() => new Date());
   const startedAt = now();
-  const metrics = new Registry();
-  collectDefaultMetrics({ register: metrics, prefix: 'vigil_agent_' });
-  const framesDecoded = new Counter({
-    name: 'vigil_agent_frames_decoded_total',
-    help: 'Frames decoded by ffmpeg',
-    labelNames: ['camera'],
-    registers: [metrics],
+  const metrics = new AgentMetrics();
+  const newId = createUuidV7(() => now().getTime());
+
+  const outbox = openOutbox(config.buffer.file ?? join(config.dataDir, 'outbox.db'), {
+    maxBytes: config.buffer.maxBytes,
+    maxEvents: config.buffer.maxEvents,
+    ttlMs: config.buffer.ttlHours * 3_600_000,
+    eviction: config.buffer.eviction,
+    synchronous: config.buffer.synchronous,
+    now: () => now().getTime(),
   });
-  const framesDropped = new Gauge({
-    name: 'vigil_agent_frames_dropped_total',
-    help: 'Frames replaced in the latest-frame slot before detection took them',
-    labelNames: ['camera'],
-    registers: [metrics],
+  new Gauge({ name: 'vigil_agent_buffer_depth', help: 'Events waiting in the outbox', registers: [metrics.registry], collect() { this.set(outbox.stats().depth); } });
+  new Gauge({ name: 'vigil_agent_buffer_bytes', help: 'Bytes (events + media) in the outbox', registers: [metrics.registry], collect() { this.set(outbox.stats().bytes); } });
+  new Gauge({
+    name: 'vigil_agent_buffer_evicted',
+    help: 'Outbox entries evicted since start, by reason (capacity, ttl)',
+    labelNames: ['reason'],
+    registers: [metrics.registry],
+    collect() {
+      for (const [reason, n] of Object.entries(outbox.stats().evicted)) this.set({ reason }, n);
+    },
   });
-  const cameraState = new Gauge({
-    name: 'vigil_agent_camera_state',
-    help: "1 for the camera's current state",
-    labelNames: ['camera', 'state'],
-    registers: [metrics],
-  });
-  const restarts = new Counter({
-    name: 'vigil_agent_camera_restarts_total',
-    help: 'ffmpeg respawns per camera',
-    labelNames: ['camera'],
-    registers: [metrics],
-  });
+  const expiry = setInterval(() => outbox.expire(), 60_000);
+  expiry.unref();
+
+  // Models: one session per model, shared by cameras; a broken model costs only its cameras' detection.
+  const models = new ModelRegistry();
+  await models.load(config.models.map((m): ModelSpec => ({ ...m })));
+  for (const f of models.failures()) log.error({ model: f.name, code: f.error.code }, f.error.message);
+  const faceModel = config.privacy.redactFaces && config.privacy.faceModel ? models.get(config.privacy.faceModel) : undefined;
+  if (config.privacy.redactFaces && !faceModel) log.error('face redaction is on but its model is not loaded: snapshots are disabled');
 
   const cameras = new Map<string, CameraRuntime>();
   for (const cam of config.cameras.filter((c) => c.enabled)) {
-    const slot = new LatestSlot<Frame>();
+    let pipeline: CameraPipeline | undefined;
+    let detectError: string | undefined;
+    if (cam.detect) {
+      const model = models.get(cam.detect.model);
+      if (!model) {
+        detectError = `model "${cam.detect.model}" is not loaded: ${models.failures().find((f) => f.name === cam.detect?.model)?.error.message ?? 'unknown'}`;
+      } else {
+        pipeline = new CameraPipeline({
+          camera: { ...cam, detect: cam.detect },
+          device: config.device,
+          model,
+          faceModel,
+          faceThreshold: config.privacy.faceThreshold,
+          snapshots: { ...config.snapshots, enabled: config.snapshots.enabled && !(config.privacy.redactFaces && !faceModel) },
+          outbox,
+          newId,
+          metrics,
+          log,
+          onEvent: deps.onEvent && ((e, m) => deps.onEvent?.(cam.id, e, m)),
+        });
+      }
+    }
+    const slot = pipeline?.slot ?? new LatestSlot<Frame>();
     const runtime: CameraRuntime = {
       slot,
+      pipeline,
+      detectError,
       fpsWindow: { at: Date.now(), frames: 0, fps: 0 },
       supervisor: new CameraSupervisor({
         source: cam,
         now,
         onSpawn: deps.onSpawn,
         onFrame: (frame) => {
-          framesDecoded.inc({ camera: cam.id });
+          metrics.framesDecoded.inc({ camera: cam.id });
           runtime.fpsWindow.frames++;
           slot.offer(frame);
-          framesDropped.set({ camera: cam.id }, slot.dropped);
         },
         onState: (state, status) => {
-          for (const s of STATES) cameraState.set({ camera: cam.id, state: s }, s === state ? 1 : 0);
-          if (state === 'backing_off') restarts.inc({ camera: cam.id });
+          for (const s of STATES) metrics.cameraState.set({ camera: cam.id, state: s }, s === state ? 1 : 0);
+          if (state === 'backing_off') metrics.cameraRestarts.inc({ camera: cam.id });
           const level = state === 'stalled' || state === 'backing_off' ? 'warn' : 'info';
-          log[level](
-            { camera: cam.id, state, lastError: status.lastError, gapMs: status.lastGapMs || undefined },
-            `camera ${state}`,
-          );
+          log[level]({ camera: cam.id, state, lastError: status.lastError, gapMs: status.lastGapMs || undefined }, `camera ${state}`);
         },
       }),
     };
     cameras.set(cam.id, runtime);
   }
 
-  // Until detection lands, a consumer takes the latest frame at the detection rate (frames it skips are drops).
-  const consumer = setInterval(() => {
-    for (const c of cameras.values()) c.slot.take();
-  }, 50);
-  consumer.unref();
+  // Cameras without detection still report frames; their slot is simply emptied.
+  const drain = setInterval(() => {
+    for (const c of cameras.values()) if (!c.pipeline) c.slot.take();
+  }, 100);
+  drain.unref();
 
-  const statuses = () =>
+  const statuses = (): CameraReport[] =>
     [...cameras.values()].map((c) => {
       const w = c.fpsWindow;
       const elapsed = (Date.now() - w.at) / 1000;
@@ -112,55 +146,52 @@ export async function startAgent(config: Readonly<AgentConfig>, deps: AgentDeps 
         w.frames = 0;
         w.at = Date.now();
       }
-      return { ...c.supervisor.status, framesDropped: c.slot.dropped, fps: w.fps };
+      return { ...c.supervisor.status, framesDropped: c.slot.dropped, fps: w.fps, framesProcessed: c.pipeline?.processed ?? 0, detectError: c.detectError };
     });
 
   let nc: NatsConnection | undefined;
   let heartbeats: HeartbeatPublisher | undefined;
   if (config.nats) {
-    // Offline first: the agent runs without the cloud; NATS reconnects forever in the background.
-    nc = await connect({
-      servers: [...config.nats.servers],
-      name: `vigil-agent/${config.device.deviceId}`,
-      tls: { ...config.nats.tls },
-      maxReconnectAttempts: -1,
-      waitOnFirstConnect: true,
-    });
-    heartbeats = new HeartbeatPublisher(
-      nc,
-      { ...config.device, agentVersion: AGENT_VERSION, startedAt, cameras: statuses },
-      config.heartbeatSeconds * 1000,
-      now,
-    );
+    nc = await connect({ servers: [...config.nats.servers], name: `vigil-agent/${config.device.deviceId}`, tls: { ...config.nats.tls }, maxReconnectAttempts: -1, waitOnFirstConnect: true });
+    heartbeats = new HeartbeatPublisher(nc, { ...config.device, agentVersion: AGENT_VERSION, startedAt, cameras: statuses }, config.heartbeatSeconds * 1000, now);
     heartbeats.start();
     log.info({ server: nc.getServer() }, 'connected to NATS');
   }
 
-  const { server, port } = await startHealthServer(config.http.host, config.http.port, metrics, () => {
+  const { server, port } = await startHealthServer(config.http.host, config.http.port, metrics.registry, () => {
     const cams = statuses();
+    const stats = outbox.stats();
     return {
-      ok: cams.every((c) => c.state !== 'stopped'),
+      ok: cams.every((c) => c.state !== 'stopped' && !c.detectError),
       version: AGENT_VERSION,
       cameras: cams,
+      models: { loaded: models.names(), failed: models.failures().map((f) => ({ name: f.name, error: f.error.message })) },
+      buffer: { depth: stats.depth, bytes: stats.bytes, evicted: stats.evicted, rejected: stats.rejected },
       nats: nc ? !nc.isClosed() : 'disabled',
     };
   });
-  for (const c of cameras.values()) c.supervisor.start();
-  log.info(
-    { cameras: [...cameras.keys()], health: `http://${config.http.host}:${port}/healthz` },
-    'agent started',
-  );
+  for (const c of cameras.values()) {
+    c.pipeline?.start();
+    c.supervisor.start();
+  }
+  log.info({ cameras: [...cameras.keys()], health: `http://${config.http.host}:${port}/healthz` }, 'agent started');
 
   return {
     httpPort: port,
     nc,
-    cameraStatus: () => statuses(),
+    outbox,
+    metrics,
+    cameraStatus: statuses,
     stop: async () => {
-      clearInterval(consumer);
+      clearInterval(drain);
+      clearInterval(expiry);
       heartbeats?.stop();
       await Promise.all([...cameras.values()].map((c) => c.supervisor.stop()));
+      await Promise.all([...cameras.values()].map((c) => c.pipeline?.stop()));
       await nc?.drain().catch(() => undefined);
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      await models.dispose();
+      outbox.close();
     },
   };
 }

@@ -5,11 +5,13 @@
  */
 export class LatestSlot<T> {
   private item: T | undefined;
-  private waiter: ((item: T) => void) | undefined;
+  private waiter: ((item: T | undefined) => void) | undefined;
+  private closed = false;
   dropped = 0;
   offered = 0;
 
   offer(item: T): void {
+    if (this.closed) return;
     this.offered++;
     if (this.waiter) {
       const w = this.waiter;
@@ -28,11 +30,20 @@ export class LatestSlot<T> {
     return item;
   }
 
-  /** Resolves with the next item (immediately if one is waiting). Only one waiter at a time. */
-  next(): Promise<T> {
+  /** Resolves with the next item (immediately if one is waiting), or undefined once closed. One waiter at a time. */
+  next(): Promise<T | undefined> {
     const item = this.take();
-    if (item !== undefined) return Promise.resolve(item);
+    if (item !== undefined || this.closed) return Promise.resolve(item);
     if (this.waiter) return Promise.reject(new Error('LatestSlot.next(): a consumer is already waiting'));
     return new Promise((resolve) => (this.waiter = resolve));
+  }
+
+  /** Wakes the consumer with undefined; later offers are ignored. */
+  close(): void {
+    this.closed = true;
+    this.item = undefined;
+    const w = this.waiter;
+    this.waiter = undefined;
+    w?.(undefined);
   }
 }

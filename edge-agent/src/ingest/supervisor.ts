@@ -24,6 +24,8 @@ export interface CameraStatusSnapshot {
   gaps: number;
   lastGapMs: number;
   lastFrameAt: Date | undefined;
+  /** The first frame since start (anchors a file's timeline in tests). */
+  firstFrameAt: Date | undefined;
   lastError: string | undefined;
 }
 
@@ -60,6 +62,7 @@ export class CameraSupervisor {
   private gaps = 0;
   private lastGapMs = 0;
   private lastFrameAt: Date | undefined;
+  private firstFrameAt: Date | undefined;
   private gapStartedAt: Date | undefined;
   private streamingSince: Date | undefined;
   private lastError: string | undefined;
@@ -82,6 +85,7 @@ export class CameraSupervisor {
       gaps: this.gaps,
       lastGapMs: this.lastGapMs,
       lastFrameAt: this.lastFrameAt,
+      firstFrameAt: this.firstFrameAt,
       lastError: this.lastError,
     };
   }
@@ -161,6 +165,7 @@ export class CameraSupervisor {
     }
     this.framesDecoded++;
     this.lastFrameAt = now;
+    this.firstFrameAt ??= now;
     this.armWatchdog(this.opts.stallTimeoutMs ?? Math.max(5_000, (3 * 1000) / src.fps));
     this.opts.onFrame({
       cameraId: src.id,

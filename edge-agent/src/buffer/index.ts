@@ -1,0 +1,23 @@
+export {
+  DEFAULT_OUTBOX_LIMITS,
+  MAX_BATCH,
+  Outbox,
+  PRIORITIES,
+  openOutbox,
+  type AppendEntry,
+  type AppendResult,
+  type EvictReason,
+  type EvictionPolicy,
+  type NextBatchOptions,
+  type OpenOutboxOptions,
+  type OutboxDurability,
+  type OutboxEntry,
+  type OutboxLimits,
+  type OutboxMedia,
+  type OutboxOptions,
+  type OutboxStats,
+  type Priority,
+  type RejectReason,
+  type SynchronousMode,
+} from './outbox.js';
+export { OUTBOX_SCHEMA_VERSION, migrateOutbox } from './schema.js';

@@ -1,0 +1,157 @@
+import type { Logger } from 'pino';
+import { DetectionEvent, subjectFor } from '@vigil/proto';
+import type { Outbox } from '../buffer/index.js';
+import type { CameraConfig } from '../config/schema.js';
+import { compileFilter, type Detection, type LoadedModel } from '../detect/index.js';
+import type { Frame } from '../ingest/supervisor.js';
+import { LatestSlot } from '../ingest/latest-slot.js';
+import { pixelateRegions, type RawRgb } from '../media/redact.js';
+import { encodeSnapshot, SnapshotTooLargeError } from '../media/snapshot.js';
+import { Tracker, type TrackEvent } from '../track/index.js';
+import { buildDetectionEvent, priorityOf, type SnapshotRef } from './events.js';
+import type { AgentMetrics } from './metrics.js';
+
+export interface CameraPipelineDeps {
+  camera: Readonly<CameraConfig> & { detect: NonNullable<CameraConfig['detect']> };
+  device: { tenantId: string; siteId: string; deviceId: string };
+  model: LoadedModel;
+  /** Set when privacy asks for face redaction: every snapshot is pixelated where it finds faces. */
+  faceModel?: LoadedModel;
+  faceThreshold: number;
+  snapshots: { enabled: boolean; maxBytes: number; quality: number; drawBoxes: boolean };
+  outbox: Outbox;
+  newId: () => string;
+  metrics: AgentMetrics;
+  log: Logger;
+  /** Observes every event after it is durably in the outbox (tests, realtime hooks). */
+  onEvent?: (event: DetectionEvent, media: Buffer | undefined) => void;
+}
+
+/**
+ * One camera's analysis loop: take the latest frame, detect, filter, track, and turn track events into
+ * durable outbox entries (with a size-bounded, optionally redacted snapshot). Runs at the speed of the model;
+ * frames that arrive meanwhile replace each other in the slot and are counted as dropped.
+ */
+export class CameraPipeline {
+  readonly slot = new LatestSlot<Frame>();
+  private readonly tracker: Tracker<Frame>;
+  private readonly filter: (d: readonly Detection[]) => Detection[];
+  private readonly subject: string;
+  private loop: Promise<void> | undefined;
+  private stopped = false;
+  processed = 0;
+
+  constructor(private readonly deps: CameraPipelineDeps) {
+    const d = deps.camera.detect;
+    this.tracker = new Tracker<Frame>({
+      minHits: d.tracker.minHits,
+      maxAgeMs: d.tracker.maxAgeMs,
+      iouThreshold: d.tracker.iouThreshold,
+      zones: d.zones,
+      // Track ids must stay unique across agent restarts: they key tracks in the cloud.
+      idGenerator: () => `trk-${deps.newId()}`,
+      // Each remembered parked object keeps one frame: bound what that costs per camera.
+      stationaryMemorySize: 16,
+    });
+    this.filter = compileFilter({ labels: d.labels, thresholds: d.thresholds, defaultThreshold: d.defaultThreshold, masks: d.masks });
+    this.subject = subjectFor(deps.device.tenantId, deps.device.deviceId, 'evt', deps.camera.id);
+  }
+
+  start(): void {
+    this.loop ??= this.run();
+  }
+
+  /** Stops the loop, ends every open track (their 'end' events are stored) and waits for the last write. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.slot.close();
+    await this.loop;
+    for (const ev of this.tracker.flush(Date.now())) await this.emit(ev);
+  }
+
+  private async run(): Promise<void> {
+    const cam = this.deps.camera.id;
+    let lastDropped = 0;
+    while (!this.stopped) {
+      const frame = await this.slot.next();
+      if (!frame) break;
+      if (this.slot.dropped > lastDropped) {
+        this.deps.metrics.framesDropped.inc({ camera: cam }, this.slot.dropped - lastDropped);
+        lastDropped = this.slot.dropped;
+      }
+      try {
+        await this.process(frame);
+      } catch (err) {
+        const code = (err as { code?: string }).code ?? 'ERROR';
+        this.deps.metrics.detectErrors.inc({ camera: cam, code });
+        if (code !== 'MODEL_BUSY') this.deps.log.error({ err, camera: cam }, 'frame analysis failed');
+      }
+    }
+  }
+
+  /** Analyses one frame; exposed for tests and benchmarks that feed frames directly. */
+  async process(frame: Frame): Promise<TrackEvent<Frame>[]> {
+    const { model, metrics, camera } = this.deps;
+    const result = await model.detect(frame, { scoreThreshold: Math.min(camera.detect.defaultThreshold, ...Object.values(camera.detect.thresholds)), nmsIou: camera.detect.nmsIou });
+    metrics.inferenceSeconds.observe({ model: model.spec.name }, result.inferenceMs / 1000);
+    const events = this.tracker.update(this.filter(result.detections), frame.capturedAt.getTime(), frame);
+    this.processed++;
+    metrics.framesProcessed.inc({ camera: camera.id });
+    for (const ev of events) await this.emit(ev);
+    metrics.frameLatencySeconds.observe({ camera: camera.id }, (Date.now() - frame.capturedAt.getTime()) / 1000);
+    return events;
+  }
+
+  private async emit(ev: TrackEvent<Frame>): Promise<void> {
+    const { deps } = this;
+    const id = deps.newId();
+    const media = ev.kind === 'start' || ev.kind === 'end' ? await this.snapshot(ev) : undefined;
+    const event = buildDetectionEvent(id, ev, { ...deps.device, cameraId: deps.camera.id, model: { name: deps.model.spec.name, sha256: deps.model.sha256 } }, media?.ref);
+    const payload = DetectionEvent.encode(event).finish();
+    const result = deps.outbox.append({
+      id,
+      priority: priorityOf(ev.kind).outbox,
+      kind: 'event',
+      subject: this.subject,
+      payload,
+      media: media ? { contentType: 'image/jpeg', data: media.data } : undefined,
+    });
+    deps.metrics.outboxAppends.inc({ result: result.accepted ? (result.duplicate ? 'duplicate' : 'accepted') : result.reason });
+    deps.metrics.events.inc({ camera: deps.camera.id, kind: ev.kind });
+    if (!result.accepted) {
+      deps.log.warn({ camera: deps.camera.id, kind: ev.kind, reason: result.reason }, 'event not buffered');
+      return;
+    }
+    deps.onEvent?.(event, media?.data);
+  }
+
+  private async snapshot(ev: TrackEvent<Frame>): Promise<{ ref: SnapshotRef; data: Buffer } | undefined> {
+    const { deps } = this;
+    if (!deps.snapshots.enabled) return undefined;
+    let img: RawRgb = ev.best.frame;
+    try {
+      if (deps.faceModel) {
+        const faces = await deps.faceModel.detect(img, { scoreThreshold: deps.faceThreshold });
+        if (faces.detections.length > 0) img = pixelateRegions(img, faces.detections.map((f) => f.box));
+      }
+    } catch (err) {
+      // Fail closed: without a working face model no snapshot leaves the camera pipeline.
+      deps.metrics.snapshots.inc({ result: 'redaction_failed' });
+      deps.log.error({ err, camera: deps.camera.id }, 'face redaction failed: event stored without a snapshot');
+      return undefined;
+    }
+    try {
+      const snap = await encodeSnapshot(img, {
+        maxBytes: deps.snapshots.maxBytes,
+        quality: deps.snapshots.quality,
+        boxes: deps.snapshots.drawBoxes ? [{ box: ev.best.box, label: ev.label }] : undefined,
+      });
+      deps.metrics.snapshots.inc({ result: 'stored' });
+      return { ref: { mediaId: deps.newId(), sha256: snap.sha256, sizeBytes: snap.data.length }, data: snap.data };
+    } catch (err) {
+      deps.metrics.snapshots.inc({ result: err instanceof SnapshotTooLargeError ? 'too_large' : 'error' });
+      deps.log.warn({ err, camera: deps.camera.id }, 'snapshot not stored');
+      return undefined;
+    }
+  }
+}
