@@ -8,7 +8,12 @@ import type { AgentConfig } from './config/schema.js';
 import { ModelRegistry, type ModelSpec } from './detect/index.js';
 import { startHealthServer } from './health/http.js';
 import { LatestSlot } from './ingest/latest-slot.js';
-import { CameraSupervisor, type CameraState, type CameraStatusSnapshot, type Frame } from './ingest/supervisor.js';
+import {
+  CameraSupervisor,
+  type CameraState,
+  type CameraStatusSnapshot,
+  type Frame,
+} from './ingest/supervisor.js';
 import { createUuidV7 } from './lib/uuidv7.js';
 import { CameraPipeline } from './pipeline/camera-pipeline.js';
 import { AgentMetrics } from './pipeline/metrics.js';
@@ -25,7 +30,12 @@ export interface AgentDeps {
   onEvent?: (cameraId: string, event: DetectionEvent, snapshot: Buffer | undefined) => void;
 }
 
-export type CameraReport = CameraStatusSnapshot & { framesDropped: number; fps: number; framesProcessed: number; detectError?: string };
+export type CameraReport = CameraStatusSnapshot & {
+  framesDropped: number;
+  fps: number;
+  framesProcessed: number;
+  detectError?: string;
+};
 
 export interface Agent {
   readonly httpPort: number;
@@ -60,8 +70,22 @@ export async function startAgent(config: Readonly<AgentConfig>, deps: AgentDeps 
     synchronous: config.buffer.synchronous,
     now: () => now().getTime(),
   });
-  new Gauge({ name: 'vigil_agent_buffer_depth', help: 'Events waiting in the outbox', registers: [metrics.registry], collect() { this.set(outbox.stats().depth); } });
-  new Gauge({ name: 'vigil_agent_buffer_bytes', help: 'Bytes (events + media) in the outbox', registers: [metrics.registry], collect() { this.set(outbox.stats().bytes); } });
+  new Gauge({
+    name: 'vigil_agent_buffer_depth',
+    help: 'Events waiting in the outbox',
+    registers: [metrics.registry],
+    collect() {
+      this.set(outbox.stats().depth);
+    },
+  });
+  new Gauge({
+    name: 'vigil_agent_buffer_bytes',
+    help: 'Bytes (events + media) in the outbox',
+    registers: [metrics.registry],
+    collect() {
+      this.set(outbox.stats().bytes);
+    },
+  });
   new Gauge({
     name: 'vigil_agent_buffer_evicted',
     help: 'Outbox entries evicted since start, by reason (capacity, ttl)',
@@ -78,8 +102,10 @@ export async function startAgent(config: Readonly<AgentConfig>, deps: AgentDeps 
   const models = new ModelRegistry();
   await models.load(config.models.map((m): ModelSpec => ({ ...m })));
   for (const f of models.failures()) log.error({ model: f.name, code: f.error.code }, f.error.message);
-  const faceModel = config.privacy.redactFaces && config.privacy.faceModel ? models.get(config.privacy.faceModel) : undefined;
-  if (config.privacy.redactFaces && !faceModel) log.error('face redaction is on but its model is not loaded: snapshots are disabled');
+  const faceModel =
+    config.privacy.redactFaces && config.privacy.faceModel ? models.get(config.privacy.faceModel) : undefined;
+  if (config.privacy.redactFaces && !faceModel)
+    log.error('face redaction is on but its model is not loaded: snapshots are disabled');
 
   const cameras = new Map<string, CameraRuntime>();
   for (const cam of config.cameras.filter((c) => c.enabled)) {
@@ -96,7 +122,10 @@ export async function startAgent(config: Readonly<AgentConfig>, deps: AgentDeps 
           model,
           faceModel,
           faceThreshold: config.privacy.faceThreshold,
-          snapshots: { ...config.snapshots, enabled: config.snapshots.enabled && !(config.privacy.redactFaces && !faceModel) },
+          snapshots: {
+            ...config.snapshots,
+            enabled: config.snapshots.enabled && !(config.privacy.redactFaces && !faceModel),
+          },
           outbox,
           newId,
           metrics,
@@ -124,7 +153,10 @@ export async function startAgent(config: Readonly<AgentConfig>, deps: AgentDeps 
           for (const s of STATES) metrics.cameraState.set({ camera: cam.id, state: s }, s === state ? 1 : 0);
           if (state === 'backing_off') metrics.cameraRestarts.inc({ camera: cam.id });
           const level = state === 'stalled' || state === 'backing_off' ? 'warn' : 'info';
-          log[level]({ camera: cam.id, state, lastError: status.lastError, gapMs: status.lastGapMs || undefined }, `camera ${state}`);
+          log[level](
+            { camera: cam.id, state, lastError: status.lastError, gapMs: status.lastGapMs || undefined },
+            `camera ${state}`,
+          );
         },
       }),
     };
@@ -146,35 +178,63 @@ export async function startAgent(config: Readonly<AgentConfig>, deps: AgentDeps 
         w.frames = 0;
         w.at = Date.now();
       }
-      return { ...c.supervisor.status, framesDropped: c.slot.dropped, fps: w.fps, framesProcessed: c.pipeline?.processed ?? 0, detectError: c.detectError };
+      return {
+        ...c.supervisor.status,
+        framesDropped: c.slot.dropped,
+        fps: w.fps,
+        framesProcessed: c.pipeline?.processed ?? 0,
+        detectError: c.detectError,
+      };
     });
 
   let nc: NatsConnection | undefined;
   let heartbeats: HeartbeatPublisher | undefined;
   if (config.nats) {
-    nc = await connect({ servers: [...config.nats.servers], name: `vigil-agent/${config.device.deviceId}`, tls: { ...config.nats.tls }, maxReconnectAttempts: -1, waitOnFirstConnect: true });
-    heartbeats = new HeartbeatPublisher(nc, { ...config.device, agentVersion: AGENT_VERSION, startedAt, cameras: statuses }, config.heartbeatSeconds * 1000, now);
+    nc = await connect({
+      servers: [...config.nats.servers],
+      name: `vigil-agent/${config.device.deviceId}`,
+      tls: { ...config.nats.tls },
+      maxReconnectAttempts: -1,
+      waitOnFirstConnect: true,
+    });
+    heartbeats = new HeartbeatPublisher(
+      nc,
+      { ...config.device, agentVersion: AGENT_VERSION, startedAt, cameras: statuses },
+      config.heartbeatSeconds * 1000,
+      now,
+    );
     heartbeats.start();
     log.info({ server: nc.getServer() }, 'connected to NATS');
   }
 
-  const { server, port } = await startHealthServer(config.http.host, config.http.port, metrics.registry, () => {
-    const cams = statuses();
-    const stats = outbox.stats();
-    return {
-      ok: cams.every((c) => c.state !== 'stopped' && !c.detectError),
-      version: AGENT_VERSION,
-      cameras: cams,
-      models: { loaded: models.names(), failed: models.failures().map((f) => ({ name: f.name, error: f.error.message })) },
-      buffer: { depth: stats.depth, bytes: stats.bytes, evicted: stats.evicted, rejected: stats.rejected },
-      nats: nc ? !nc.isClosed() : 'disabled',
-    };
-  });
+  const { server, port } = await startHealthServer(
+    config.http.host,
+    config.http.port,
+    metrics.registry,
+    () => {
+      const cams = statuses();
+      const stats = outbox.stats();
+      return {
+        ok: cams.every((c) => c.state !== 'stopped' && !c.detectError),
+        version: AGENT_VERSION,
+        cameras: cams,
+        models: {
+          loaded: models.names(),
+          failed: models.failures().map((f) => ({ name: f.name, error: f.error.message })),
+        },
+        buffer: { depth: stats.depth, bytes: stats.bytes, evicted: stats.evicted, rejected: stats.rejected },
+        nats: nc ? !nc.isClosed() : 'disabled',
+      };
+    },
+  );
   for (const c of cameras.values()) {
     c.pipeline?.start();
     c.supervisor.start();
   }
-  log.info({ cameras: [...cameras.keys()], health: `http://${config.http.host}:${port}/healthz` }, 'agent started');
+  log.info(
+    { cameras: [...cameras.keys()], health: `http://${config.http.host}:${port}/healthz` },
+    'agent started',
+  );
 
   return {
     httpPort: port,
@@ -187,7 +247,7 @@ export async function startAgent(config: Readonly<AgentConfig>, deps: AgentDeps 
       clearInterval(expiry);
       heartbeats?.stop();
       await Promise.all([...cameras.values()].map((c) => c.supervisor.stop()));
-      await Promise.all([...cameras.values()].map((c) => c.pipeline?.stop()));
+      for (const c of cameras.values()) if (c.pipeline) await c.pipeline.stop();
       await nc?.drain().catch(() => undefined);
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await models.dispose();

@@ -24,11 +24,24 @@ describe.skipIf(!clip || !model)('one-by-one-person-detection.mp4 through the ca
   it('turns each visit into exactly one person track and fires nothing while the room is empty', async () => {
     run = await runAgent({
       models: [{ name: 'yolox', type: 'yolox', path: model! }],
-      cameras: [{ id: 'lobby', url: sim().url('lobby'), width: 640, height: 360, fps: 5, detect: { model: 'yolox', labels: ['person'], defaultThreshold: 0.5 } }],
+      cameras: [
+        {
+          id: 'lobby',
+          url: sim().url('lobby'),
+          width: 640,
+          height: 360,
+          fps: 5,
+          detect: { model: 'yolox', labels: ['person'], defaultThreshold: 0.5 },
+        },
+      ],
     });
     // The clip plays at real time (139 s); the RTSP session ends at its end.
-    await expect.poll(() => run!.agent.cameraStatus()[0]?.framesDecoded ?? 0, { timeout: 15_000 }).toBeGreaterThan(0);
-    await expect.poll(() => run!.agent.cameraStatus()[0]?.restarts ?? 0, { timeout: 160_000, interval: 500 }).toBeGreaterThan(0);
+    await expect
+      .poll(() => run!.agent.cameraStatus()[0]?.framesDecoded ?? 0, { timeout: 15_000 })
+      .toBeGreaterThan(0);
+    await expect
+      .poll(() => run!.agent.cameraStatus()[0]?.restarts ?? 0, { timeout: 160_000, interval: 500 })
+      .toBeGreaterThan(0);
     await run.agent.stop(); // ends open tracks
     const events: CollectedEvent[] = run.events.filter((e) => e.camera === 'lobby');
     console.log(`[person clip] events:\n${summarize(events)}`);

@@ -17,8 +17,8 @@ export function pixelateRegions(
   opts: { expand?: number; blocks?: number } = {},
 ): RawRgb {
   const out = Buffer.from(img.data);
-  const expand = opts.expand ?? 0.25;
-  const blocksAcross = Math.max(1, opts.blocks ?? 6);
+  const expand = opts.expand ?? 0.5;
+  const blocksAcross = Math.max(1, opts.blocks ?? 3);
   for (const b of boxes) {
     const x0 = clampInt((b.x - (b.w * expand) / 2) * img.width, img.width);
     const y0 = clampInt((b.y - (b.h * expand) / 2) * img.height, img.height);

@@ -53,7 +53,12 @@ export class CameraPipeline {
       // Each remembered parked object keeps one frame: bound what that costs per camera.
       stationaryMemorySize: 16,
     });
-    this.filter = compileFilter({ labels: d.labels, thresholds: d.thresholds, defaultThreshold: d.defaultThreshold, masks: d.masks });
+    this.filter = compileFilter({
+      labels: d.labels,
+      thresholds: d.thresholds,
+      defaultThreshold: d.defaultThreshold,
+      masks: d.masks,
+    });
     this.subject = subjectFor(deps.device.tenantId, deps.device.deviceId, 'evt', deps.camera.id);
   }
 
@@ -92,13 +97,19 @@ export class CameraPipeline {
   /** Analyses one frame; exposed for tests and benchmarks that feed frames directly. */
   async process(frame: Frame): Promise<TrackEvent<Frame>[]> {
     const { model, metrics, camera } = this.deps;
-    const result = await model.detect(frame, { scoreThreshold: Math.min(camera.detect.defaultThreshold, ...Object.values(camera.detect.thresholds)), nmsIou: camera.detect.nmsIou });
+    const result = await model.detect(frame, {
+      scoreThreshold: Math.min(camera.detect.defaultThreshold, ...Object.values(camera.detect.thresholds)),
+      nmsIou: camera.detect.nmsIou,
+    });
     metrics.inferenceSeconds.observe({ model: model.spec.name }, result.inferenceMs / 1000);
     const events = this.tracker.update(this.filter(result.detections), frame.capturedAt.getTime(), frame);
     this.processed++;
     metrics.framesProcessed.inc({ camera: camera.id });
     for (const ev of events) await this.emit(ev);
-    metrics.frameLatencySeconds.observe({ camera: camera.id }, (Date.now() - frame.capturedAt.getTime()) / 1000);
+    metrics.frameLatencySeconds.observe(
+      { camera: camera.id },
+      (Date.now() - frame.capturedAt.getTime()) / 1000,
+    );
     return events;
   }
 
@@ -106,7 +117,16 @@ export class CameraPipeline {
     const { deps } = this;
     const id = deps.newId();
     const media = ev.kind === 'start' || ev.kind === 'end' ? await this.snapshot(ev) : undefined;
-    const event = buildDetectionEvent(id, ev, { ...deps.device, cameraId: deps.camera.id, model: { name: deps.model.spec.name, sha256: deps.model.sha256 } }, media?.ref);
+    const event = buildDetectionEvent(
+      id,
+      ev,
+      {
+        ...deps.device,
+        cameraId: deps.camera.id,
+        model: { name: deps.model.spec.name, sha256: deps.model.sha256 },
+      },
+      media?.ref,
+    );
     const payload = DetectionEvent.encode(event).finish();
     const result = deps.outbox.append({
       id,
@@ -116,7 +136,9 @@ export class CameraPipeline {
       payload,
       media: media ? { contentType: 'image/jpeg', data: media.data } : undefined,
     });
-    deps.metrics.outboxAppends.inc({ result: result.accepted ? (result.duplicate ? 'duplicate' : 'accepted') : result.reason });
+    deps.metrics.outboxAppends.inc({
+      result: result.accepted ? (result.duplicate ? 'duplicate' : 'accepted') : result.reason,
+    });
     deps.metrics.events.inc({ camera: deps.camera.id, kind: ev.kind });
     if (!result.accepted) {
       deps.log.warn({ camera: deps.camera.id, kind: ev.kind, reason: result.reason }, 'event not buffered');
@@ -132,12 +154,19 @@ export class CameraPipeline {
     try {
       if (deps.faceModel) {
         const faces = await deps.faceModel.detect(img, { scoreThreshold: deps.faceThreshold });
-        if (faces.detections.length > 0) img = pixelateRegions(img, faces.detections.map((f) => f.box));
+        if (faces.detections.length > 0)
+          img = pixelateRegions(
+            img,
+            faces.detections.map((f) => f.box),
+          );
       }
     } catch (err) {
       // Fail closed: without a working face model no snapshot leaves the camera pipeline.
       deps.metrics.snapshots.inc({ result: 'redaction_failed' });
-      deps.log.error({ err, camera: deps.camera.id }, 'face redaction failed: event stored without a snapshot');
+      deps.log.error(
+        { err, camera: deps.camera.id },
+        'face redaction failed: event stored without a snapshot',
+      );
       return undefined;
     }
     try {
@@ -147,7 +176,10 @@ export class CameraPipeline {
         boxes: deps.snapshots.drawBoxes ? [{ box: ev.best.box, label: ev.label }] : undefined,
       });
       deps.metrics.snapshots.inc({ result: 'stored' });
-      return { ref: { mediaId: deps.newId(), sha256: snap.sha256, sizeBytes: snap.data.length }, data: snap.data };
+      return {
+        ref: { mediaId: deps.newId(), sha256: snap.sha256, sizeBytes: snap.data.length },
+        data: snap.data,
+      };
     } catch (err) {
       deps.metrics.snapshots.inc({ result: err instanceof SnapshotTooLargeError ? 'too_large' : 'error' });
       deps.log.warn({ err, camera: deps.camera.id }, 'snapshot not stored');

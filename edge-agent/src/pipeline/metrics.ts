@@ -18,11 +18,36 @@ export class AgentMetrics {
   constructor() {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'vigil_agent_' });
-    this.framesDecoded = new Counter({ name: 'vigil_agent_frames_decoded_total', help: 'Frames decoded by ffmpeg at the detection rate', labelNames: ['camera'], registers });
-    this.framesDropped = new Counter({ name: 'vigil_agent_frames_dropped_total', help: 'Frames replaced in the latest-frame slot before detection took them', labelNames: ['camera'], registers });
-    this.framesProcessed = new Counter({ name: 'vigil_agent_frames_processed_total', help: 'Frames that went through detection and tracking', labelNames: ['camera'], registers });
-    this.cameraState = new Gauge({ name: 'vigil_agent_camera_state', help: "1 for the camera's current state", labelNames: ['camera', 'state'], registers });
-    this.cameraRestarts = new Counter({ name: 'vigil_agent_camera_restarts_total', help: 'ffmpeg respawns per camera', labelNames: ['camera'], registers });
+    this.framesDecoded = new Counter({
+      name: 'vigil_agent_frames_decoded_total',
+      help: 'Frames decoded by ffmpeg at the detection rate',
+      labelNames: ['camera'],
+      registers,
+    });
+    this.framesDropped = new Counter({
+      name: 'vigil_agent_frames_dropped_total',
+      help: 'Frames replaced in the latest-frame slot before detection took them',
+      labelNames: ['camera'],
+      registers,
+    });
+    this.framesProcessed = new Counter({
+      name: 'vigil_agent_frames_processed_total',
+      help: 'Frames that went through detection and tracking',
+      labelNames: ['camera'],
+      registers,
+    });
+    this.cameraState = new Gauge({
+      name: 'vigil_agent_camera_state',
+      help: "1 for the camera's current state",
+      labelNames: ['camera', 'state'],
+      registers,
+    });
+    this.cameraRestarts = new Counter({
+      name: 'vigil_agent_camera_restarts_total',
+      help: 'ffmpeg respawns per camera',
+      labelNames: ['camera'],
+      registers,
+    });
     this.inferenceSeconds = new Histogram({
       name: 'vigil_agent_inference_seconds',
       help: 'onnxruntime inference time per frame',
@@ -37,9 +62,29 @@ export class AgentMetrics {
       buckets: [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2],
       registers,
     });
-    this.detectErrors = new Counter({ name: 'vigil_agent_detect_errors_total', help: 'Frames not analysed, by error code (MODEL_BUSY: the shared model queue was full)', labelNames: ['camera', 'code'], registers });
-    this.events = new Counter({ name: 'vigil_agent_events_total', help: 'Events produced, by kind (start, zone_enter, zone_exit, end)', labelNames: ['camera', 'kind'], registers });
-    this.outboxAppends = new Counter({ name: 'vigil_agent_outbox_appends_total', help: 'Outbox appends by result (accepted, duplicate, full, too_large, ...)', labelNames: ['result'], registers });
-    this.snapshots = new Counter({ name: 'vigil_agent_snapshots_total', help: 'Snapshots by result (stored, too_large, redaction_failed, error)', labelNames: ['result'], registers });
+    this.detectErrors = new Counter({
+      name: 'vigil_agent_detect_errors_total',
+      help: 'Frames not analysed, by error code (MODEL_BUSY: the shared model queue was full)',
+      labelNames: ['camera', 'code'],
+      registers,
+    });
+    this.events = new Counter({
+      name: 'vigil_agent_events_total',
+      help: 'Events produced, by kind (start, zone_enter, zone_exit, end)',
+      labelNames: ['camera', 'kind'],
+      registers,
+    });
+    this.outboxAppends = new Counter({
+      name: 'vigil_agent_outbox_appends_total',
+      help: 'Outbox appends by result (accepted, duplicate, full, too_large, ...)',
+      labelNames: ['result'],
+      registers,
+    });
+    this.snapshots = new Counter({
+      name: 'vigil_agent_snapshots_total',
+      help: 'Snapshots by result (stored, too_large, redaction_failed, error)',
+      labelNames: ['result'],
+      registers,
+    });
   }
 }

@@ -273,7 +273,8 @@ export class Tracker<F> {
     this.updateStationary(t, now);
     const changes = t.zones.observe(det.box);
     if (t.confirmed) {
-      for (const c of changes)
+      // Exits before enters: an object that moves from one zone to the next leaves the first, then enters.
+      for (const c of [...changes].sort((a, b) => Number(a.entered) - Number(b.entered)))
         events.push(this.event(c.entered ? 'zone_enter' : 'zone_exit', t, now, c.zone));
     } else if (t.hits >= this.o.minHits) {
       this.confirm(t, now, events);

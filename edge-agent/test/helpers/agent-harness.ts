@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { DetectionEvent, TrackPhase } from '@vigil/proto';
+import { TrackPhase, type DetectionEvent } from '@vigil/proto';
 import { registry } from '@vigil/testkit';
 import { openOutbox } from '../../src/buffer/index.js';
 import { parseAgentConfig, startAgent, type Agent } from '../../src/index.js';
@@ -43,13 +43,25 @@ export async function runAgent(config: Record<string, unknown>): Promise<{
   const dataDir = mkdtempSync(join(tmpdir(), 'vigil-agent-'));
   const events: CollectedEvent[] = [];
   const firstFrameAt = new Map<string, number>();
-  const parsed = parseAgentConfig({ device: { tenantId: 'acme', siteId: 'hq', deviceId: 'gw-1' }, dataDir, http: { port: 0 }, log: { level: 'warn' }, ...config });
+  const parsed = parseAgentConfig({
+    device: { tenantId: 'acme', siteId: 'hq', deviceId: 'gw-1' },
+    dataDir,
+    http: { port: 0 },
+    log: { level: 'warn' },
+    ...config,
+  });
   let stopped = false;
   const started = await startAgent(parsed, {
     logger: pino({ level: 'warn' }),
     onSpawn: (c) => registry.track(c, 'ffmpeg'),
     onEvent: (camera, event, snapshot) => {
-      const t0 = firstFrameAt.get(camera) ?? started.cameraStatus().find((c) => c.cameraId === camera)?.firstFrameAt?.getTime() ?? Date.now();
+      const t0 =
+        firstFrameAt.get(camera) ??
+        started
+          .cameraStatus()
+          .find((c) => c.cameraId === camera)
+          ?.firstFrameAt?.getTime() ??
+        Date.now();
       events.push({ camera, event, snapshot, t: ((event.occurredAt?.getTime() ?? 0) - t0) / 1000 });
     },
   });
@@ -62,7 +74,9 @@ export async function runAgent(config: Record<string, unknown>): Promise<{
   };
   // The first decoded frame anchors each camera's clip timeline.
   const poll = setInterval(() => {
-    for (const c of agent.cameraStatus()) if (!firstFrameAt.has(c.cameraId) && c.firstFrameAt) firstFrameAt.set(c.cameraId, c.firstFrameAt.getTime());
+    for (const c of agent.cameraStatus())
+      if (!firstFrameAt.has(c.cameraId) && c.firstFrameAt)
+        firstFrameAt.set(c.cameraId, c.firstFrameAt.getTime());
   }, 20);
   return {
     agent,
@@ -78,5 +92,10 @@ export async function runAgent(config: Record<string, unknown>): Promise<{
 }
 
 export function summarize(events: CollectedEvent[]): string {
-  return events.map((e) => `${e.t.toFixed(1)}s ${phaseName[e.event.phase] ?? e.event.phase} ${e.event.label} ${e.event.trackId.slice(-6)} ${e.event.triggerZone}`).join('\n');
+  return events
+    .map(
+      (e) =>
+        `${e.t.toFixed(1)}s ${phaseName[e.event.phase] ?? e.event.phase} ${e.event.label} ${e.event.trackId.slice(-6)} ${e.event.triggerZone}`,
+    )
+    .join('\n');
 }
