@@ -14,6 +14,7 @@ const int = (v: string): number => {
 };
 
 interface AgentHealth {
+  buffer: { depth: number };
   cameras: Array<{
     cameraId: string;
     state: string;
@@ -31,10 +32,12 @@ async function statusLine(
 ): Promise<{ line: string; heartbeats: number }> {
   const cams = await fetch(`${stack.agentUrl}/healthz`)
     .then((r) => r.json() as Promise<AgentHealth>)
-    .then((h) =>
-      h.cameras
-        .map((c) => `${c.cameraId} ${c.state} ${c.fps.toFixed(1)} fps, ${c.framesDecoded} frames`)
-        .join(' | '),
+    .then(
+      (h) =>
+        h.cameras
+          .map((c) => `${c.cameraId} ${c.state} ${c.fps.toFixed(1)} fps, ${c.framesDecoded} frames`)
+          .join(' | ') +
+        `\n           agent: ${h.buffer.depth} events in its outbox (detect -> track -> SQLite)`,
     )
     .catch((err: Error) => `agent unreachable (${err.message})`);
   const { rows } = await client.query<{ heartbeats: string; last_seen_at: Date | null }>(

@@ -155,6 +155,8 @@ export async function startStack(opts: StackOptions): Promise<RunningStack> {
 
     print('6/6 edge agent');
     const agentPort = await portOr(opts.ports.agentHttp, 'agent HTTP', print);
+    const modelPath = opts.assetsDir && join(opts.assetsDir, 'models', 'yolox_nano.onnx');
+    const model = modelPath && existsSync(modelPath) ? modelPath : undefined;
     const dev = pki.devices[`${DEV_DEVICE.tenantId}/${DEV_DEVICE.deviceId}`];
     const agentConfig = join(devDir, 'agent.json');
     writeFileSync(
@@ -166,12 +168,15 @@ export async function startStack(opts: StackOptions): Promise<RunningStack> {
           nats: { servers: [natsUrl], tls: { caFile: pki.caCert, certFile: dev?.cert, keyFile: dev?.key } },
           http: { host: '127.0.0.1', port: agentPort },
           heartbeatSeconds: 2,
+          ...(model ? { models: [{ name: 'yolox', type: 'yolox', path: model }] } : {}),
           cameras: mounts.map((m) => ({
             id: m.name,
             url: camera.url(m.name),
-            width: 416,
-            height: 416,
+            width: 640,
+            height: 360,
             fps: 5,
+            // Detect people on the real clip when the shared model is there.
+            ...(model && m.name === 'lobby' ? { detect: { model: 'yolox', labels: ['person'] } } : {}),
           })),
         },
         null,

@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCloud, parseCloudConfig, type CloudApp } from '@vigil/cloud';
@@ -23,6 +26,9 @@ describe('camera -> agent -> NATS (mTLS) -> cloud -> PostgreSQL', () => {
   let cloud: CloudApp;
   let agent: Agent;
 
+  const dataDir = mkdtempSync(join(tmpdir(), 'vigil-e2e-agent-'));
+  afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+
   beforeAll(async () => {
     const natsUrl = `tls://localhost:${nats().port}`;
     const svc = pki().services.cloud!;
@@ -39,6 +45,7 @@ describe('camera -> agent -> NATS (mTLS) -> cloud -> PostgreSQL', () => {
     agent = await startAgent(
       parseAgentConfig({
         device,
+        dataDir,
         nats: { servers: [natsUrl], tls: { caFile: pki().caCert, certFile: dev.cert, keyFile: dev.key } },
         http: { port: 0 },
         heartbeatSeconds: 1,
