@@ -21,7 +21,7 @@ describe('PostgreSQL migrations', () => {
   afterAll(() => db.destroy());
 
   it('apply on an empty database, then are a no-op', async () => {
-    expect(await migrateToLatest(db as Kysely<unknown>)).toEqual(['0001_registry']);
+    expect(await migrateToLatest(db as Kysely<unknown>)).toEqual(['0001_registry', '0002_events']);
     expect(await tables(db)).toEqual(
       expect.arrayContaining(['devices', 'sites', 'tenants', 'vigil_migration']),
     );
@@ -42,9 +42,20 @@ describe('PostgreSQL migrations', () => {
     expect((await reg.listDevices('globex'))[0]).toMatchObject({ heartbeats: '0', last_seen_at: null });
   });
 
+  it('partition events by UTC day, created idempotently', async () => {
+    const { rows } = await sql<{ name: string }>`select vigil_ensure_event_partition('2026-11-27') as name`.execute(db);
+    expect(rows[0]?.name).toBe('events_20261127');
+    await sql`select vigil_ensure_event_partition('2026-11-27')`.execute(db);
+    const bounds = await sql<{ b: string }>`
+      select pg_get_expr(c.relpartbound, c.oid) as b from pg_class c where c.relname = 'events_20261127'`.execute(db);
+    expect(bounds.rows[0]?.b).toBe("FOR VALUES FROM ('2026-11-27 00:00:00+00') TO ('2026-11-28 00:00:00+00')");
+  });
+
   it('roll back and forward again', async () => {
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0002_events']);
+    expect(await tables(db)).not.toContain('events');
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0001_registry']);
     expect(await tables(db)).not.toContain('devices');
-    expect(await migrateToLatest(db as Kysely<unknown>)).toEqual(['0001_registry']);
+    expect(await migrateToLatest(db as Kysely<unknown>)).toEqual(['0001_registry', '0002_events']);
   });
 });

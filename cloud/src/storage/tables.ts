@@ -26,9 +26,39 @@ export interface DevicesTable {
   created_at: CreatedAt;
 }
 
+export interface EventsTable {
+  event_id: string;
+  occurred_at: Date;
+  tenant_id: string;
+  site_id: string;
+  device_id: string;
+  camera_id: string;
+  track_id: string;
+  phase: string;
+  label: string;
+  score: number;
+  box_x: number;
+  box_y: number;
+  box_w: number;
+  box_h: number;
+  zones: string[];
+  trigger_zone: string | null;
+  model_name: string | null;
+  model_sha256: string | null;
+  snapshot_media_id: string | null;
+  snapshot_sha256: string | null;
+  snapshot_bytes: number | null;
+  priority: number;
+  attributes: ColumnType<Record<string, string>, string, string>;
+  payload: Buffer;
+  received_at: ColumnType<Date, Date | undefined, never>;
+  stream_seq: ColumnType<string | null, string | number | bigint | null, never>;
+}
+
 /** The typed view of the schema that the migrations build. */
 export interface Database {
   tenants: TenantsTable;
   sites: SitesTable;
   devices: DevicesTable;
+  events: EventsTable;
 }
