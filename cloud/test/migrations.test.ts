@@ -43,12 +43,18 @@ describe('PostgreSQL migrations', () => {
   });
 
   it('partition events by UTC day, created idempotently', async () => {
-    const { rows } = await sql<{ name: string }>`select vigil_ensure_event_partition('2026-11-27') as name`.execute(db);
+    const { rows } = await sql<{
+      name: string;
+    }>`select vigil_ensure_event_partition('2026-11-27') as name`.execute(db);
     expect(rows[0]?.name).toBe('events_20261127');
     await sql`select vigil_ensure_event_partition('2026-11-27')`.execute(db);
     const bounds = await sql<{ b: string }>`
-      select pg_get_expr(c.relpartbound, c.oid) as b from pg_class c where c.relname = 'events_20261127'`.execute(db);
-    expect(bounds.rows[0]?.b).toBe("FOR VALUES FROM ('2026-11-27 00:00:00+00') TO ('2026-11-28 00:00:00+00')");
+      select pg_get_expr(c.relpartbound, c.oid) as b from pg_class c where c.relname = 'events_20261127'`.execute(
+      db,
+    );
+    expect(bounds.rows[0]?.b).toBe(
+      "FOR VALUES FROM ('2026-11-27 00:00:00+00') TO ('2026-11-28 00:00:00+00')",
+    );
   });
 
   it('roll back and forward again', async () => {

@@ -46,10 +46,18 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     ) PARTITION BY RANGE (occurred_at)`.execute(db);
   // The API lists a tenant's events newest first, optionally by device, camera or label (cursor on
   // occurred_at, event_id). Indexes on the parent are created on every partition.
-  await sql`CREATE INDEX events_tenant_time_idx ON events (tenant_id, occurred_at DESC, event_id DESC)`.execute(db);
-  await sql`CREATE INDEX events_device_time_idx ON events (tenant_id, device_id, occurred_at DESC, event_id DESC)`.execute(db);
-  await sql`CREATE INDEX events_camera_time_idx ON events (tenant_id, camera_id, occurred_at DESC, event_id DESC)`.execute(db);
-  await sql`CREATE INDEX events_label_time_idx ON events (tenant_id, label, occurred_at DESC, event_id DESC)`.execute(db);
+  await sql`CREATE INDEX events_tenant_time_idx ON events (tenant_id, occurred_at DESC, event_id DESC)`.execute(
+    db,
+  );
+  await sql`CREATE INDEX events_device_time_idx ON events (tenant_id, device_id, occurred_at DESC, event_id DESC)`.execute(
+    db,
+  );
+  await sql`CREATE INDEX events_camera_time_idx ON events (tenant_id, camera_id, occurred_at DESC, event_id DESC)`.execute(
+    db,
+  );
+  await sql`CREATE INDEX events_label_time_idx ON events (tenant_id, label, occurred_at DESC, event_id DESC)`.execute(
+    db,
+  );
 
   // One partition per UTC day, named events_YYYYMMDD. Idempotent; safe to race (IF NOT EXISTS + retry on
   // duplicate_table from a concurrent creator).
