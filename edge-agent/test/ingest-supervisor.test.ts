@@ -55,10 +55,12 @@ describe('camera supervisor with a real RTSP camera', () => {
     await sim().start();
     const upAt = Date.now();
     const before = run.frames();
-    await expect.poll(() => run.frames(), { timeout: 10_000 }).toBeGreaterThan(before + 3);
+    await expect.poll(() => run.frames(), { timeout: 15_000, interval: 50 }).toBeGreaterThan(before);
     const recoveredAfterMs = Date.now() - upAt;
-    // Recovery is bounded by the backoff cap plus connect time, not by luck.
-    expect(recoveredAfterMs).toBeLessThan(backoff.maxMs + 3_000);
+    // Recovery is bounded by the backoff cap plus the time an RTSP connect takes (generous: CI machines are
+    // loaded), not by luck.
+    expect(recoveredAfterMs).toBeLessThan(backoff.maxMs + 4_000);
+    await expect.poll(() => run.frames(), { timeout: 10_000 }).toBeGreaterThan(before + 3);
     const st = sup!.status;
     expect(st.state).toBe('streaming');
     expect(st.gaps).toBe(1);
