@@ -4,9 +4,12 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { sql, type Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { createHttpApp } from './api/http.js';
+import { createApiMounts } from './api/mount.js';
+import type { Authorizer } from './auth/authorize.js';
 import type { CloudConfig } from './config/schema.js';
 import { HeartbeatConsumer } from './fleet/heartbeats.js';
 import { FleetRegistry } from './fleet/registry.js';
+import { startIngest } from './ingest/start.js';
 import { createLogger, createMetricsRegistry } from './lib/observability.js';
 import { createDb } from './storage/db.js';
 import { migrateToLatest } from './storage/migrate.js';
@@ -23,6 +26,8 @@ export interface CloudApp {
 export interface CloudDeps {
   logger?: Logger;
   now?: () => Date;
+  /** The API's policy decision point (the Cedar engine plugs in here); default: role-based, default deny. */
+  authorizer?: Authorizer;
 }
 
 /** Composition root: builds every client once and wires the capabilities together. */
@@ -48,6 +53,9 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
         keyFile: config.nats.tls.keyFile,
       },
       maxReconnectAttempts: -1,
+      // The cloud never needs its own messages back (e.g. the receipts it pushes on the rcpt subjects
+      // that it also serves queries on). Request/reply to itself on this connection would not work.
+      noEcho: true,
     });
     closers.push(() => nc.drain());
     log.info({ server: nc.getServer() }, 'connected to NATS');
@@ -57,13 +65,21 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
     heartbeats.start();
     closers.push(() => heartbeats.stop());
 
-    const http = createHttpApp(metrics, [
-      { name: 'postgres', check: async () => void (await sql`select 1`.execute(db)) },
-      {
-        name: 'nats',
-        check: () => (nc.isClosed() ? Promise.reject(new Error('connection closed')) : nc.flush()),
-      },
-    ]);
+    const ingest = await startIngest({ nc, db, config, log, metrics, now: deps.now });
+    closers.push(() => ingest.stop());
+
+    const mounts = createApiMounts(config, { db, log, metrics, authorizer: deps.authorizer });
+    const http = createHttpApp(
+      metrics,
+      [
+        { name: 'postgres', check: async () => void (await sql`select 1`.execute(db)) },
+        {
+          name: 'nats',
+          check: () => (nc.isClosed() ? Promise.reject(new Error('connection closed')) : nc.flush()),
+        },
+      ],
+      { mounts, log },
+    );
     const server = await new Promise<Server>((resolve, reject) => {
       const s = http.listen(config.http.port, config.http.host, () => resolve(s)).once('error', reject);
     });

@@ -5,3 +5,34 @@ export type { CloudConfig } from './config/schema.js';
 export { FleetRegistry } from './fleet/registry.js';
 export { createDb } from './storage/db.js';
 export { migrateDown, migrateToLatest } from './storage/migrate.js';
+export {
+  DEV_JWKS_FILE,
+  DEV_SIGNING_KEY_FILE,
+  ensureDevSigningKey,
+  mintDevToken,
+  type DevSigningKey,
+  type MintDevTokenOptions,
+} from './auth/dev-keys.js';
+export {
+  createRoleAuthorizer,
+  EVENT_READER_ROLES,
+  type Action,
+  type Authorizer,
+  type Decision,
+  type Resource,
+} from './auth/authorize.js';
+export type { Principal } from './auth/principal.js';
+export { planPartitions } from './events/partitions.js';
+export { DLQ_HEADERS, deadLetterSubject } from './ingest/dead-letter.js';
+export { MAX_RECEIPT_QUERY_IDS } from './ingest/receipts.js';
+export { startIngest } from './ingest/start.js';
+export type { IngestDeps, IngestRole } from './ingest/start.js';
+export {
+  DEAD_LETTER_STREAM,
+  EVENTS_STREAM,
+  INGEST_CONSUMER,
+  ensureIngestConsumer,
+  ensureStreams,
+} from './ingest/streams.js';
+export { DEAD_LETTER_REASONS, validateEvent } from './ingest/validate.js';
+export type { DeadLetterReason, Validation } from './ingest/validate.js';

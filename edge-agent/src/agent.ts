@@ -18,6 +18,7 @@ import { createUuidV7 } from './lib/uuidv7.js';
 import { CameraPipeline } from './pipeline/camera-pipeline.js';
 import { AgentMetrics } from './pipeline/metrics.js';
 import { HeartbeatPublisher } from './uplink/heartbeat.js';
+import { createUplinkMetrics, inboxPrefixFor, Uplink } from './uplink/index.js';
 import type { DetectionEvent } from '@vigil/proto';
 
 export const AGENT_VERSION = '0.1.0';
@@ -42,6 +43,8 @@ export interface Agent {
   readonly nc: NatsConnection | undefined;
   readonly outbox: Outbox;
   readonly metrics: AgentMetrics;
+  /** Outbox -> JetStream; undefined without `nats` or with `uplink.enabled: false`. */
+  readonly uplink: Uplink | undefined;
   cameraStatus(): CameraReport[];
   stop(): Promise<void>;
 }
@@ -189,6 +192,7 @@ export async function startAgent(config: Readonly<AgentConfig>, deps: AgentDeps 
 
   let nc: NatsConnection | undefined;
   let heartbeats: HeartbeatPublisher | undefined;
+  let uplink: Uplink | undefined;
   if (config.nats) {
     nc = await connect({
       servers: [...config.nats.servers],
@@ -196,6 +200,10 @@ export async function startAgent(config: Readonly<AgentConfig>, deps: AgentDeps 
       tls: { ...config.nats.tls },
       maxReconnectAttempts: -1,
       waitOnFirstConnect: true,
+      // Replies (PubAcks, receipt query answers) under the device's own inbox prefix, which its NATS
+      // permissions allow; no echo, so the agent does not receive its own ReceiptQuery requests.
+      inboxPrefix: inboxPrefixFor(config.device),
+      noEcho: true,
     });
     heartbeats = new HeartbeatPublisher(
       nc,
@@ -205,6 +213,19 @@ export async function startAgent(config: Readonly<AgentConfig>, deps: AgentDeps 
     );
     heartbeats.start();
     log.info({ server: nc.getServer() }, 'connected to NATS');
+    if (config.uplink.enabled) {
+      const { enabled: _enabled, backoff, ...options } = config.uplink;
+      uplink = new Uplink({
+        nc,
+        outbox,
+        device: config.device,
+        options: { ...options, backoff: { ...backoff, jitter: 0.5 } },
+        logger: log.child({ component: 'uplink' }),
+        now: () => now().getTime(),
+        metrics: createUplinkMetrics(metrics.registry),
+      });
+      uplink.start();
+    }
   }
 
   const { server, port } = await startHealthServer(
@@ -224,6 +245,7 @@ export async function startAgent(config: Readonly<AgentConfig>, deps: AgentDeps 
         },
         buffer: { depth: stats.depth, bytes: stats.bytes, evicted: stats.evicted, rejected: stats.rejected },
         nats: nc ? !nc.isClosed() : 'disabled',
+        uplink: uplink?.status() ?? 'disabled',
       };
     },
   );
@@ -241,6 +263,7 @@ export async function startAgent(config: Readonly<AgentConfig>, deps: AgentDeps 
     nc,
     outbox,
     metrics,
+    uplink,
     cameraStatus: statuses,
     stop: async () => {
       clearInterval(drain);
@@ -248,6 +271,7 @@ export async function startAgent(config: Readonly<AgentConfig>, deps: AgentDeps 
       heartbeats?.stop();
       await Promise.all([...cameras.values()].map((c) => c.supervisor.stop()));
       for (const c of cameras.values()) if (c.pipeline) await c.pipeline.stop();
+      await uplink?.stop();
       await nc?.drain().catch(() => undefined);
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await models.dispose();

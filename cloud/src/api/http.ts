@@ -1,13 +1,35 @@
-import express, { type Express } from 'express';
+import express, { type Express, type RequestHandler } from 'express';
+import { pino, type Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import { notFoundHandler, problemErrorHandler } from './problem.js';
 
 export interface ReadinessCheck {
   name: string;
   check: () => Promise<void>;
 }
 
-/** Operational endpoints: liveness, readiness (each dependency checked) and Prometheus metrics. */
-export function createHttpApp(metrics: Registry, checks: ReadinessCheck[]): Express {
+/** A router (or any middleware) mounted under a path prefix, e.g. the /v1 API. */
+export interface HttpMount {
+  path: string;
+  handler: RequestHandler;
+}
+
+export interface HttpAppOptions {
+  /** Mounted after the operational endpoints, in order. */
+  mounts?: readonly HttpMount[];
+  /** Logs unexpected errors (500s). */
+  log?: Logger;
+}
+
+/**
+ * Operational endpoints (liveness, readiness with each dependency checked, Prometheus metrics), then the
+ * mounted routers; unknown routes and every error end as application/problem+json.
+ */
+export function createHttpApp(
+  metrics: Registry,
+  checks: ReadinessCheck[],
+  opts: HttpAppOptions = {},
+): Express {
   const app = express();
   app.disable('x-powered-by');
   app.get('/healthz', (_req, res) => {
@@ -30,5 +52,8 @@ export function createHttpApp(metrics: Registry, checks: ReadinessCheck[]): Expr
   app.get('/metrics', async (_req, res) => {
     res.type(metrics.contentType).send(await metrics.metrics());
   });
+  for (const m of opts.mounts ?? []) app.use(m.path, m.handler);
+  app.use(notFoundHandler);
+  app.use(problemErrorHandler(opts.log ?? pino({ level: 'silent' })));
   return app;
 }

@@ -14,7 +14,17 @@ export function describeIssues(error: z.ZodError): string {
 export function parseCloudConfig(input: unknown, source = 'config'): Readonly<CloudConfig> {
   const result = cloudConfigSchema.safeParse(input);
   if (!result.success) throw new ConfigError(`invalid cloud ${source}:\n${describeIssues(result.error)}`);
+  const problems = crossKeyProblems(result.data);
+  if (problems.length > 0) throw new ConfigError(`invalid cloud ${source}:\n${problems.join('\n')}`);
   return deepFreeze(result.data);
+}
+
+/** Rules that span sections (kept out of the schema so that each section stays a plain object). */
+function crossKeyProblems(c: CloudConfig): string[] {
+  const problems: string[] = [];
+  if (c.api.enabled && !c.auth.jwksFile && !c.auth.jwksUrl)
+    problems.push('  auth: jwksFile or jwksUrl is required when api.enabled is true');
+  return problems;
 }
 
 /** Reads a JSON config file; `DATABASE_URL` overrides database.url (secrets come from the environment). */

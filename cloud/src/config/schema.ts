@@ -1,6 +1,9 @@
 import { z } from 'zod';
+import { ALLOWED_JWT_ALGORITHMS } from '../auth/jwt.js';
 
 const port = z.number().int().min(0).max(65535);
+const isHttpsOrLoopback = (u: string): boolean =>
+  u.startsWith('https:') || /^http:\/\/(localhost|127\.0\.0\.1|\[::1\])($|[:/])/.test(u);
 
 /** The cloud's whole configuration: one schema, defaults that work locally, unknown keys rejected. */
 export const cloudConfigSchema = z.strictObject({
@@ -26,6 +29,67 @@ export const cloudConfigSchema = z.strictObject({
   /** Devices count as offline after this long without a heartbeat. */
   fleet: z
     .strictObject({ offlineAfterSeconds: z.number().int().min(5).max(86_400).default(30) })
+    .prefault({}),
+  /** The ingest role: EVENTS -> PostgreSQL -> commit receipts (see ingest/consumer.ts). */
+  ingest: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      // One multi-row INSERT per batch: 2000 rows x 26 columns stays under PostgreSQL's 65535 parameters.
+      batchSize: z.number().int().min(1).max(2000).default(500),
+      /** How long one fetch waits to fill a batch (the latency of a lone event). NATS minimum: 1000. */
+      fetchExpiresMs: z.number().int().min(1000).max(30_000).default(1000),
+      /** Unacked messages the consumer may hold: the back-pressure bound on the cloud side. */
+      maxAckPending: z.number().int().min(1).max(100_000).default(2000),
+      /** Events older than this (by occurred_at) are dead-lettered, not stored. */
+      acceptPastDays: z.number().int().min(1).max(3650).default(30),
+      /** Events this far ahead of the cloud clock are dead-lettered (a device clock gone wrong). */
+      acceptFutureHours: z.number().int().min(1).max(168).default(24),
+    })
+    .refine((i) => i.batchSize <= i.maxAckPending, {
+      message: 'batchSize must not exceed maxAckPending',
+      path: ['batchSize'],
+    })
+    .prefault({}),
+  /** JetStream streams that the cloud creates or updates at start (idempotent). */
+  streams: z
+    .strictObject({
+      /** Replicas of EVENTS and DEAD_LETTER: 1 on a single server, 3 in a cluster. */
+      replicas: z.number().int().min(1).max(5).default(1),
+      /** EVENTS is bounded: when full, device publishes fail and events wait in the device outbox. */
+      eventsMaxBytes: z
+        .number()
+        .int()
+        .min(1024 * 1024)
+        .default(1024 * 1024 * 1024),
+      /** JetStream deduplication window on Nats-Msg-Id (= event id). */
+      duplicateWindowSeconds: z.number().int().min(1).max(86_400).default(600),
+      deadLetterMaxAgeDays: z.number().int().min(1).max(3650).default(30),
+    })
+    .prefault({}),
+  /** The /v1 REST API (api/router.ts). */
+  api: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      /** Largest page a list returns; a larger `limit` is a 400, never silently clamped. */
+      maxPageSize: z.number().int().min(1).max(1000).default(500),
+    })
+    .prefault({}),
+  /** Bearer JWTs of API users (auth/jwt.ts). One of jwksFile or jwksUrl is required when the API is enabled. */
+  auth: z
+    .strictObject({
+      issuer: z.string().min(1).default('vigil-dev'),
+      audience: z.string().min(1).default('vigil-api'),
+      algorithms: z.array(z.enum(ALLOWED_JWT_ALGORITHMS)).min(1).default(['ES256']),
+      /** A public JWKS file, read at start (`./dev up` points it at .vigil/pki/api-jwks.json). */
+      jwksFile: z.string().min(1).optional(),
+      /** An identity provider's JWKS endpoint (https, or http on loopback), fetched and cached. */
+      jwksUrl: z
+        .url({ protocol: /^https?$/ })
+        .refine(isHttpsOrLoopback, { message: 'must be https (http only on loopback)' })
+        .optional(),
+      clockToleranceSeconds: z.number().int().min(0).max(300).default(30),
+    })
+    .refine((a) => !(a.jwksFile && a.jwksUrl), { message: 'set jwksFile or jwksUrl, not both' })
     .prefault({}),
   log: z
     .strictObject({

@@ -125,6 +125,32 @@ export const agentConfigSchema = z
         synchronous: z.enum(['FULL', 'NORMAL']).default('FULL'),
       })
       .prefault({}),
+    /** Outbox -> JetStream (used when `nats` is set); entries leave the outbox only on a commit receipt. */
+    uplink: z
+      .strictObject({
+        enabled: z.boolean().default(true),
+        /** Max events published and not yet confirmed committed by the cloud. */
+        windowSize: z.number().int().min(1).max(4096).default(256),
+        /** Max bytes (payload + media) of those events; one event always fits into an empty window. */
+        windowBytes: z
+          .number()
+          .int()
+          .min(65_536)
+          .max(256 * 1024 * 1024)
+          .default(8 * 1024 * 1024),
+        /** Max events read from the outbox per fill step. */
+        batchSize: z.number().int().min(1).max(1000).default(64),
+        publishTimeoutMs: z.number().int().min(100).max(120_000).default(5_000),
+        /** Ask the cloud about an event this long after its PubAck when no receipt came. */
+        receiptTimeoutMs: z.number().int().min(100).max(3_600_000).default(10_000),
+        backoff: z
+          .strictObject({
+            initialMs: z.number().int().min(10).max(60_000).default(500),
+            maxMs: z.number().int().min(100).max(600_000).default(30_000),
+          })
+          .prefault({}),
+      })
+      .prefault({}),
     log: z
       .strictObject({
         level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -142,6 +168,12 @@ export const agentConfigSchema = z
         });
       seen.add(c.id);
     });
+    if (cfg.uplink.backoff.initialMs > cfg.uplink.backoff.maxMs)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['uplink', 'backoff', 'initialMs'],
+        message: 'must not exceed uplink.backoff.maxMs',
+      });
   });
 
 export type AgentConfig = z.infer<typeof agentConfigSchema>;

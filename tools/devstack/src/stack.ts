@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { CameraSim, checkCameraSimPrerequisites, type CameraSimMount } from '@vigil/camera-sim';
 import { ensureDevPki, type DevPkiPaths } from '@vigil/certs';
-import { createDb, FleetRegistry, migrateToLatest } from '@vigil/cloud';
+import { createDb, ensureDevSigningKey, FleetRegistry, migrateToLatest } from '@vigil/cloud';
 import {
   canConnect,
   freePort,
@@ -71,6 +71,8 @@ export async function startStack(opts: StackOptions): Promise<RunningStack> {
       devices: [DEV_DEVICE],
       services: ['cloud'],
     });
+    // Signs dev API tokens (`pnpm vigil token mint`); the cloud verifies them with the public JWKS.
+    const apiSigningKey = ensureDevSigningKey(pki.dir);
 
     print('2/6 nats-server with mutual TLS and JetStream');
     const tls = { caFile: pki.caCert, certFile: pki.natsServer.cert, keyFile: pki.natsServer.key };
@@ -135,6 +137,7 @@ export async function startStack(opts: StackOptions): Promise<RunningStack> {
             servers: [natsUrl],
             tls: { caFile: pki.caCert, certFile: pki.services.cloud?.cert, keyFile: pki.services.cloud?.key },
           },
+          auth: { jwksFile: apiSigningKey.jwksFile },
         },
         null,
         2,

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startCloud, parseCloudConfig, type CloudApp } from '@vigil/cloud';
+import { ensureDevSigningKey, startCloud, parseCloudConfig, type CloudApp } from '@vigil/cloud';
 import { parseAgentConfig, startAgent, type Agent } from '@vigil/edge-agent';
 import { natsConfig, registry, useCameraSim, useDatabase, useNats, usePki } from '@vigil/testkit';
 
@@ -37,6 +37,7 @@ describe('camera -> agent -> NATS (mTLS) -> cloud -> PostgreSQL', () => {
         http: { port: 0 },
         database: { url: dbUrl() },
         nats: { servers: [natsUrl], tls: { caFile: pki().caCert, certFile: svc.cert, keyFile: svc.key } },
+        auth: { jwksFile: ensureDevSigningKey(pki().dir).jwksFile },
       }),
       { logger },
     );

@@ -1,0 +1,181 @@
+import { sql, type Kysely, type Selectable } from 'kysely';
+import { uuidV7Time } from '../lib/uuidv7.js';
+import type { Database, EventsTable } from '../storage/tables.js';
+
+/** Position in the newest-first order: the last item of a page. Opaque to clients (see events-query.ts). */
+export interface EventCursor {
+  /** occurred_at exactly as PostgreSQL stores it (microseconds, UTC), e.g. 2026-11-27T10:00:00.123456Z. */
+  occurredAt: string;
+  eventId: string;
+}
+
+export interface EventFilter {
+  device?: string | undefined;
+  camera?: string | undefined;
+  label?: string | undefined;
+  /** Inclusive lower bound on occurred_at. */
+  since?: Date | undefined;
+  /** Exclusive upper bound on occurred_at. */
+  until?: Date | undefined;
+  after?: EventCursor | undefined;
+  limit: number;
+}
+
+/** The JSON shape of an event in the API (snake_case like the rest of the wire). */
+export interface EventView {
+  event_id: string;
+  tenant_id: string;
+  site_id: string;
+  device_id: string;
+  camera_id: string;
+  occurred_at: string;
+  received_at: string;
+  track_id: string;
+  phase: string;
+  label: string;
+  score: number;
+  box: { x: number; y: number; w: number; h: number };
+  zones: string[];
+  trigger_zone: string | null;
+  model: { name: string; sha256: string | null } | null;
+  snapshot: { media_id: string; sha256: string | null; size_bytes: number | null } | null;
+  priority: number;
+  attributes: Record<string, string>;
+}
+
+export interface EventPage {
+  items: EventView[];
+  /** Where the next page starts, or null when this page is the last. */
+  next: EventCursor | null;
+}
+
+/**
+ * ingest dead-letters an event whose occurred_at is further than 24 h (ingest/validate.ts
+ * MAX_ID_TIME_SKEW_MS) from the time in its UUIDv7 id, so a lookup by a v7 id only needs the partitions
+ * inside this window (one hour of margin on top).
+ */
+export const UUIDV7_OCCURRED_AT_WINDOW_MS = 25 * 60 * 60 * 1000;
+
+// Everything but `payload` (the raw bytes: large, and not part of the API) and `stream_seq`.
+const COLUMNS = [
+  'event_id',
+  'tenant_id',
+  'site_id',
+  'device_id',
+  'camera_id',
+  'occurred_at',
+  'received_at',
+  'track_id',
+  'phase',
+  'label',
+  'score',
+  'box_x',
+  'box_y',
+  'box_w',
+  'box_h',
+  'zones',
+  'trigger_zone',
+  'model_name',
+  'model_sha256',
+  'snapshot_media_id',
+  'snapshot_sha256',
+  'snapshot_bytes',
+  'priority',
+  'attributes',
+] as const;
+
+type EventRow = Pick<Selectable<EventsTable>, (typeof COLUMNS)[number]>;
+
+// JS Dates hold milliseconds; PostgreSQL microseconds. The cursor must carry the exact value or a page
+// boundary between two events in the same millisecond would skip or repeat one.
+const exactTime = sql<string>`to_char(occurred_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
+
+export function toEventView(r: EventRow): EventView {
+  return {
+    event_id: r.event_id,
+    tenant_id: r.tenant_id,
+    site_id: r.site_id,
+    device_id: r.device_id,
+    camera_id: r.camera_id,
+    occurred_at: r.occurred_at.toISOString(),
+    received_at: r.received_at.toISOString(),
+    track_id: r.track_id,
+    phase: r.phase,
+    label: r.label,
+    score: r.score,
+    box: { x: r.box_x, y: r.box_y, w: r.box_w, h: r.box_h },
+    zones: r.zones,
+    trigger_zone: r.trigger_zone,
+    model: r.model_name === null ? null : { name: r.model_name, sha256: r.model_sha256 },
+    snapshot:
+      r.snapshot_media_id === null
+        ? null
+        : { media_id: r.snapshot_media_id, sha256: r.snapshot_sha256, size_bytes: r.snapshot_bytes },
+    priority: r.priority,
+    attributes: r.attributes,
+  };
+}
+
+/**
+ * Read side of the events table for the API. Every query is scoped to one tenant, and every list uses the
+ * (tenant_id[, device_id | camera_id | label], occurred_at desc, event_id desc) indexes: keyset pagination,
+ * never OFFSET.
+ */
+export class EventReader {
+  constructor(private readonly db: Kysely<Database>) {}
+
+  async list(tenant: string, f: EventFilter): Promise<EventPage> {
+    let q = this.db
+      .selectFrom('events')
+      .select(COLUMNS)
+      .select(exactTime.as('occurred_at_exact'))
+      .where('tenant_id', '=', tenant);
+    if (f.device !== undefined) q = q.where('device_id', '=', f.device);
+    if (f.camera !== undefined) q = q.where('camera_id', '=', f.camera);
+    if (f.label !== undefined) q = q.where('label', '=', f.label);
+    if (f.since !== undefined) q = q.where('occurred_at', '>=', f.since);
+    if (f.until !== undefined) q = q.where('occurred_at', '<', f.until);
+    if (f.after !== undefined) {
+      const { occurredAt, eventId } = f.after;
+      q = q.where(sql<boolean>`(occurred_at, event_id) < (${occurredAt}::timestamptz, ${eventId}::uuid)`);
+    }
+    // One extra row says whether another page exists, so the last page has next_cursor null.
+    const rows = await q
+      .orderBy('occurred_at', 'desc')
+      .orderBy('event_id', 'desc')
+      .limit(f.limit + 1)
+      .execute();
+    const page = rows.slice(0, f.limit);
+    const last = page.at(-1);
+    return {
+      items: page.map(toEventView),
+      next:
+        rows.length > f.limit && last ? { occurredAt: last.occurred_at_exact, eventId: last.event_id } : null,
+    };
+  }
+
+  /** One event of `tenant`, or null. */
+  async get(tenant: string, id: string): Promise<EventView | null> {
+    const row = await this.getQuery(tenant, id).executeTakeFirst();
+    return row ? toEventView(row) : null;
+  }
+
+  /**
+   * The lookup by id. For a UUIDv7 id it also bounds occurred_at to the id's time +-25 h, so PostgreSQL
+   * prunes to the two or three daily partitions of that window instead of probing every partition's index.
+   */
+  getQuery(tenant: string, id: string) {
+    let q = this.db
+      .selectFrom('events')
+      .select(COLUMNS)
+      .where('tenant_id', '=', tenant)
+      .where('event_id', '=', id);
+    const t = uuidV7Time(id);
+    if (t !== undefined) {
+      q = q
+        .where('occurred_at', '>=', new Date(t - UUIDV7_OCCURRED_AT_WINDOW_MS))
+        .where('occurred_at', '<=', new Date(t + UUIDV7_OCCURRED_AT_WINDOW_MS));
+    }
+    return q.limit(1);
+  }
+}

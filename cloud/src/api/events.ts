@@ -1,0 +1,54 @@
+import type { Router } from 'express';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import type { Authorizer } from '../auth/authorize.js';
+import { principalOf, requireAllowed } from './authenticate.js';
+import { NotFoundError } from './errors.js';
+import type { EventReader } from './event-store.js';
+import { encodeCursor, eventIdParam, listEventsQuerySchema, parseOrThrow } from './events-query.js';
+import { methodNotAllowed } from './problem.js';
+
+export interface EventRoutesDeps {
+  events: EventReader;
+  authorizer: Authorizer;
+  log: Logger;
+  maxPageSize: number;
+}
+
+const eventPathParams = z.strictObject({ id: eventIdParam });
+
+/** GET /events (newest first, filters, cursor) and GET /events/:id, always inside the caller's tenant. */
+export function mountEventRoutes(router: Router, deps: EventRoutesDeps): void {
+  const listQuery = listEventsQuerySchema(deps.maxPageSize);
+
+  router
+    .route('/events')
+    .get(async (req, res) => {
+      const filter = parseOrThrow(listQuery, req.query, 'query parameters');
+      const principal = principalOf(res);
+      await requireAllowed(deps.authorizer, deps.log, principal, 'events:read', {
+        type: 'events',
+        tenant: principal.tenant,
+      });
+      const page = await deps.events.list(principal.tenant, filter);
+      res.json({ items: page.items, next_cursor: page.next === null ? null : encodeCursor(page.next) });
+    })
+    .all(methodNotAllowed('GET', 'HEAD'));
+
+  router
+    .route('/events/:id')
+    .get(async (req, res) => {
+      const { id } = parseOrThrow(eventPathParams, req.params, 'path parameters');
+      const principal = principalOf(res);
+      await requireAllowed(deps.authorizer, deps.log, principal, 'events:read', {
+        type: 'event',
+        tenant: principal.tenant,
+        id,
+      });
+      // Another tenant's event and a missing one are the same 404: existence is never revealed.
+      const event = await deps.events.get(principal.tenant, id);
+      if (event === null) throw new NotFoundError();
+      res.json(event);
+    })
+    .all(methodNotAllowed('GET', 'HEAD'));
+}

@@ -1,0 +1,71 @@
+import express, { type Router } from 'express';
+import type { Kysely } from 'kysely';
+import type { Logger } from 'pino';
+import { Counter, Histogram, type Registry } from 'prom-client';
+import type { Authorizer } from '../auth/authorize.js';
+import type { TokenVerifier } from '../auth/jwt.js';
+import type { Database } from '../storage/tables.js';
+import { authenticate } from './authenticate.js';
+import { EventReader } from './event-store.js';
+import { mountEventRoutes } from './events.js';
+import { notFoundHandler } from './problem.js';
+
+/** Largest request body the API parses (no route takes a body yet; the bound is there before one does). */
+export const API_BODY_LIMIT = '256kb';
+
+export interface ApiDeps {
+  db: Kysely<Database>;
+  verifier: TokenVerifier;
+  authorizer: Authorizer;
+  log: Logger;
+  metrics: Registry;
+  /** Largest `limit` a list accepts (config api.maxPageSize). */
+  maxPageSize: number;
+}
+
+/**
+ * The /v1 REST API: every route authenticated (bearer JWT), authorized through the Authorizer seam and
+ * scoped to the caller's tenant; responses are never cached. Errors propagate to the app's problem+json
+ * error handler (api/problem.ts), which createHttpApp installs last.
+ */
+export function createApiRouter(deps: ApiDeps): Router {
+  const requests = new Counter({
+    name: 'vigil_cloud_api_requests_total',
+    help: 'API requests by method, route template and status code',
+    labelNames: ['method', 'route', 'status'],
+    registers: [deps.metrics],
+  });
+  const duration = new Histogram({
+    name: 'vigil_cloud_api_request_duration_seconds',
+    help: 'API request duration by method and route template',
+    labelNames: ['method', 'route'],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [deps.metrics],
+  });
+
+  const router = express.Router();
+  router.use((req, res, next) => {
+    const end = duration.startTimer();
+    const base = req.baseUrl; // express resets it when an error leaves the router
+    res.once('finish', () => {
+      // The route template (bounded label values), never the raw path.
+      const routePath = (req.route as { path?: unknown } | undefined)?.path;
+      const route = typeof routePath === 'string' ? `${base}${routePath}` : 'unmatched';
+      requests.inc({ method: req.method, route, status: String(res.statusCode) });
+      end({ method: req.method, route });
+    });
+    res.set('Cache-Control', 'no-store');
+    next();
+  });
+  // Authenticate before parsing anything a caller sends.
+  router.use(authenticate(deps.verifier, deps.log, deps.metrics));
+  router.use(express.json({ limit: API_BODY_LIMIT, type: ['application/json', 'application/*+json'] }));
+  mountEventRoutes(router, {
+    events: new EventReader(deps.db),
+    authorizer: deps.authorizer,
+    log: deps.log,
+    maxPageSize: deps.maxPageSize,
+  });
+  router.use(notFoundHandler);
+  return router;
+}

@@ -1,0 +1,165 @@
+import { readFileSync } from 'node:fs';
+import {
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  errors,
+  jwtVerify,
+  type JSONWebKeySet,
+  type JWTVerifyGetKey,
+} from 'jose';
+import { z } from 'zod';
+import { ConfigError } from '../lib/errors.js';
+import { AuthenticationError, KeySourceUnavailableError, type AuthFailureReason } from './errors.js';
+import { TENANT_ID_PATTERN, type Principal } from './principal.js';
+
+/** Asymmetric JWS algorithms only: a JWKS holds public keys, and `none`/HMAC must never verify a user token. */
+export const ALLOWED_JWT_ALGORITHMS = [
+  'ES256',
+  'ES384',
+  'ES512',
+  'EdDSA',
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+] as const;
+export type JwtAlgorithm = (typeof ALLOWED_JWT_ALGORITHMS)[number];
+
+/** The `auth` section of the cloud config. */
+export interface TokenVerifierOptions {
+  issuer: string;
+  audience: string;
+  algorithms: readonly JwtAlgorithm[];
+  jwksFile?: string | undefined;
+  jwksUrl?: string | undefined;
+  clockToleranceSeconds: number;
+}
+
+export interface TokenVerifier {
+  /** Verifies a compact JWS and returns its principal; throws AuthenticationError (or KeySourceUnavailableError). */
+  verify(token: string): Promise<Principal>;
+}
+
+/** The claims Vigil needs beyond the registered ones; other claims are ignored. */
+const vigilClaims = z.object({
+  sub: z.string().min(1).max(256),
+  tenant: z.string().regex(TENANT_ID_PATTERN),
+  roles: z.array(z.string().min(1).max(64)).max(64).default([]),
+});
+
+/** Longest compact token accepted; a real one is well under 2 KiB. */
+export const MAX_TOKEN_LENGTH = 8192;
+
+/**
+ * Reads a public JWKS file at start-up. A file holding private key material is refused: it is almost
+ * certainly the signing key by mistake, and the API process has no business holding it.
+ */
+export function loadJwksFile(path: string): JSONWebKeySet {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new ConfigError(`auth.jwksFile: cannot read ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  const keys = (parsed as { keys?: unknown } | null)?.keys;
+  if (!Array.isArray(keys) || keys.length === 0 || !keys.every((k) => k && typeof k === 'object')) {
+    throw new ConfigError(
+      `auth.jwksFile: ${path} is not a JWKS (expected {"keys": [ ... ]} with at least one key)`,
+    );
+  }
+  for (const k of keys as Array<Record<string, unknown>>) {
+    if ('d' in k || 'k' in k || 'p' in k) {
+      throw new ConfigError(
+        `auth.jwksFile: ${path} contains private or symmetric key material; point it at the public JWKS`,
+      );
+    }
+  }
+  return { keys: keys as JSONWebKeySet['keys'] };
+}
+
+/** The key source named by the config: a JWKS file (read once, now) or a JWKS URL (fetched and cached by jose). */
+export function keySourceFromConfig(opts: TokenVerifierOptions): {
+  getKey: JWTVerifyGetKey;
+  remote: boolean;
+} {
+  if (opts.jwksFile) return { getKey: createLocalJWKSet(loadJwksFile(opts.jwksFile)), remote: false };
+  if (opts.jwksUrl) {
+    return {
+      getKey: createRemoteJWKSet(new URL(opts.jwksUrl), {
+        timeoutDuration: 5_000,
+        cooldownDuration: 30_000,
+        cacheMaxAge: 10 * 60_000,
+      }),
+      remote: true,
+    };
+  }
+  throw new ConfigError('auth: one of auth.jwksFile or auth.jwksUrl is required when the API is enabled');
+}
+
+function reasonOf(err: errors.JOSEError): AuthFailureReason {
+  switch (err.code) {
+    case 'ERR_JWT_EXPIRED':
+      return 'expired';
+    case 'ERR_JWT_CLAIM_VALIDATION_FAILED':
+      return 'claims';
+    case 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED':
+      return 'signature';
+    case 'ERR_JOSE_ALG_NOT_ALLOWED':
+    case 'ERR_JOSE_NOT_SUPPORTED':
+      return 'algorithm';
+    case 'ERR_JWKS_NO_MATCHING_KEY':
+    case 'ERR_JWKS_MULTIPLE_MATCHING_KEYS':
+      return 'unknown_key';
+    case 'ERR_JWS_INVALID':
+    case 'ERR_JWT_INVALID':
+      return 'malformed';
+    default:
+      return 'other';
+  }
+}
+
+/**
+ * Bearer token verification: algorithms pinned, `iss`, `aud`, `exp` and `sub` required and checked, clock
+ * tolerance bounded, then the Vigil claims (`tenant`, `roles`) validated. `getKey` is injectable for tests.
+ */
+export function createTokenVerifier(
+  opts: TokenVerifierOptions,
+  source: { getKey: JWTVerifyGetKey; remote: boolean } = keySourceFromConfig(opts),
+): TokenVerifier {
+  const verifyOptions = {
+    algorithms: [...opts.algorithms],
+    issuer: opts.issuer,
+    audience: opts.audience,
+    clockTolerance: opts.clockToleranceSeconds,
+    requiredClaims: ['iss', 'aud', 'exp', 'sub'],
+  };
+  return {
+    async verify(token: string): Promise<Principal> {
+      if (token.length > MAX_TOKEN_LENGTH)
+        throw new AuthenticationError('malformed', `token longer than ${MAX_TOKEN_LENGTH} characters`);
+      let payload: Record<string, unknown>;
+      try {
+        ({ payload } = await jwtVerify(token, source.getKey, verifyOptions));
+      } catch (err) {
+        if (err instanceof errors.JOSEError) {
+          if (err.code === 'ERR_JWKS_TIMEOUT' || (source.remote && err.code === 'ERR_JWKS_INVALID'))
+            throw new KeySourceUnavailableError('the token signing keys cannot be fetched', { cause: err });
+          const claim = err instanceof errors.JWTClaimValidationFailed ? ` (claim ${err.claim})` : '';
+          throw new AuthenticationError(reasonOf(err), `${err.code}: ${err.message}${claim}`, { cause: err });
+        }
+        // Not a verdict on the token: the remote key set could not be fetched (network, DNS, TLS...).
+        if (source.remote)
+          throw new KeySourceUnavailableError('the token signing keys cannot be fetched', { cause: err });
+        throw err;
+      }
+      const claims = vigilClaims.safeParse(payload);
+      if (!claims.success) {
+        const what = claims.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+        throw new AuthenticationError('claims', `vigil claims invalid: ${what}`);
+      }
+      return { subject: claims.data.sub, tenant: claims.data.tenant, roles: claims.data.roles };
+    },
+  };
+}

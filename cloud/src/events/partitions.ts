@@ -1,0 +1,113 @@
+import type { Logger } from 'pino';
+import { Counter, type Registry } from 'prom-client';
+import { utcDay, type EventStore } from './store.js';
+
+const DAY_MS = 86_400_000;
+
+/**
+ * Pure: which daily partitions (UTC days, `YYYY-MM-DD`) must be created so that every day from
+ * `daysBack` days before `now` to `daysAhead` days after it has one. `existing` lists the days that
+ * already have a partition (in any order; other days are ignored: retention drops old ones).
+ */
+export function planPartitions(
+  now: Date,
+  daysAhead: number,
+  daysBack: number,
+  existing: readonly string[],
+): { create: string[] } {
+  const have = new Set(existing);
+  const today = Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate());
+  const create: string[] = [];
+  for (let d = -daysBack; d <= daysAhead; d++) {
+    const day = utcDay(new Date(today + d * DAY_MS));
+    if (!have.has(day)) create.push(day);
+  }
+  return { create };
+}
+
+export interface PartitionJobOptions {
+  daysAhead?: number;
+  daysBack?: number;
+  intervalMs?: number;
+  now?: () => Date;
+}
+
+/**
+ * Keeps event partitions created ahead: at start and then hourly, today-1 .. today+7. Ingest also creates
+ * a partition on demand for an early or late event, so a missed run costs nothing but a little latency.
+ *
+ * Every cloud process with the ingest role runs it; that is safe because creating a partition is
+ * idempotent and race-safe (vigil_ensure_event_partition). Once the jobs role exists, this moves there
+ * behind the PostgreSQL advisory-lock leader election so that only one process does it.
+ */
+export class PartitionJob {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private readonly runs: Counter<'result'>;
+  private readonly created: Counter;
+  private readonly daysAhead: number;
+  private readonly daysBack: number;
+  private readonly intervalMs: number;
+  private readonly now: () => Date;
+
+  constructor(
+    private readonly store: EventStore,
+    private readonly log: Logger,
+    metrics: Registry,
+    opts: PartitionJobOptions = {},
+  ) {
+    this.daysAhead = opts.daysAhead ?? 7;
+    this.daysBack = opts.daysBack ?? 1;
+    this.intervalMs = opts.intervalMs ?? 3_600_000;
+    this.now = opts.now ?? (() => new Date());
+    this.runs = new Counter({
+      name: 'vigil_cloud_partition_upkeep_runs_total',
+      help: 'Event partition upkeep runs, by result (ok, error)',
+      labelNames: ['result'],
+      registers: [metrics],
+    });
+    this.created = new Counter({
+      name: 'vigil_cloud_partitions_created_total',
+      help: 'Daily event partitions created ahead by the upkeep job',
+      registers: [metrics],
+    });
+  }
+
+  /** Runs once now (errors are logged, not thrown), then every interval. */
+  async start(): Promise<void> {
+    await this.runOnce();
+    this.timer = setInterval(() => void this.runOnce(), this.intervalMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.running;
+  }
+
+  /** One pass (joins a pass already running). Never throws. */
+  runOnce(): Promise<void> {
+    this.running ??= this.pass().finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
+  }
+
+  private async pass(): Promise<void> {
+    try {
+      const { create } = planPartitions(
+        this.now(),
+        this.daysAhead,
+        this.daysBack,
+        await this.store.partitionDays(),
+      );
+      for (const day of create) await this.store.ensurePartition(day);
+      this.created.inc(create.length);
+      this.runs.inc({ result: 'ok' });
+      if (create.length > 0) this.log.info({ days: create }, 'event partitions created ahead');
+    } catch (err) {
+      this.runs.inc({ result: 'error' });
+      this.log.error({ err }, 'event partition upkeep failed; retrying at the next run');
+    }
+  }
+}

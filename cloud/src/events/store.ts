@@ -1,0 +1,81 @@
+import { sql, type Insertable, type Kysely } from 'kysely';
+import type { Database, EventsTable } from '../storage/tables.js';
+
+/** One row for `events`, as ingest builds it from a validated DetectionEvent. */
+export type NewEvent = Insertable<EventsTable> & {
+  event_id: string;
+  occurred_at: Date;
+  tenant_id: string;
+  device_id: string;
+};
+
+/** Partition of a UTC day `YYYY-MM-DD` is named events_YYYYMMDD. */
+const PARTITION_NAME = /^events_(\d{4})(\d{2})(\d{2})$/;
+
+/** The UTC day (`YYYY-MM-DD`) that holds `at`, i.e. the partition an event with that occurred_at goes to. */
+export function utcDay(at: Date): string {
+  return at.toISOString().slice(0, 10);
+}
+
+/** Writes and reads of the `events` table that ingest needs. Adapters get a built Kysely, not a URL. */
+export class EventStore {
+  constructor(private readonly db: Kysely<Database>) {}
+
+  /**
+   * Inserts `rows` in one transaction (one multi-row INSERT ... ON CONFLICT DO NOTHING) and commits.
+   * Returns the number of rows actually inserted; the others were already stored (same event id and
+   * occurred_at). When this resolves, every row is durably committed: inserted now or before.
+   */
+  async insertBatch(rows: readonly NewEvent[]): Promise<number> {
+    if (rows.length === 0) return 0;
+    return this.db.transaction().execute(async (tx) => {
+      const inserted = await tx
+        .insertInto('events')
+        .values([...rows])
+        .onConflict((oc) => oc.columns(['event_id', 'occurred_at']).doNothing())
+        .returning('event_id')
+        .execute();
+      return inserted.length;
+    });
+  }
+
+  /** Creates the partition for one UTC day if missing (idempotent, safe to race; see 0002_events). */
+  async ensurePartition(day: string): Promise<void> {
+    await sql`select vigil_ensure_event_partition(${day}::date)`.execute(this.db);
+  }
+
+  /** The UTC days (`YYYY-MM-DD`) that have a partition today. */
+  async partitionDays(): Promise<string[]> {
+    const { rows } = await sql<{ name: string }>`
+      select c.relname as name
+        from pg_inherits i
+        join pg_class c on c.oid = i.inhrelid
+        join pg_class p on p.oid = i.inhparent
+        join pg_namespace n on n.oid = p.relnamespace
+       where p.relname = 'events' and n.nspname = current_schema()`.execute(this.db);
+    return rows.flatMap(({ name }) => {
+      const m = PARTITION_NAME.exec(name);
+      return m ? [`${m[1]}-${m[2]}-${m[3]}`] : [];
+    });
+  }
+
+  /**
+   * Which of `ids` are committed for this tenant and device. `from`/`to` bound occurred_at so that the
+   * query touches only the partitions those ids can live in.
+   */
+  async committedIds(
+    tenantId: string,
+    deviceId: string,
+    ids: readonly string[],
+    from: Date,
+    to: Date,
+  ): Promise<string[]> {
+    if (ids.length === 0) return [];
+    const { rows } = await sql<{ id: string }>`
+      select event_id::text as id from events
+       where tenant_id = ${tenantId} and device_id = ${deviceId}
+         and event_id = any(${[...ids]}::uuid[])
+         and occurred_at >= ${from} and occurred_at < ${to}`.execute(this.db);
+    return rows.map((r) => r.id);
+  }
+}

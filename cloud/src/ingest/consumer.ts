@@ -1,0 +1,307 @@
+import {
+  JetStreamApiCodes,
+  JetStreamApiError,
+  type Consumer,
+  type ConsumerMessages,
+  type JetStreamClient,
+  type JetStreamManager,
+  type JsMsg,
+} from '@nats-io/jetstream';
+import type { Logger } from 'pino';
+import type { CloudConfig } from '../config/schema.js';
+import { utcDay, type EventStore, type NewEvent } from '../events/store.js';
+import { Backoff, sleep } from '../lib/backoff.js';
+import { publishDeadLetter, type DeadLetter } from './dead-letter.js';
+import { deviceKey, type DeviceCache } from './devices.js';
+import type { IngestMetrics } from './metrics.js';
+import type { ReceiptPublisher } from './receipts.js';
+import { EVENTS_STREAM, INGEST_CONSUMER, ensureIngestConsumer, ensureStreams } from './streams.js';
+import { validateEvent } from './validate.js';
+
+export interface IngestConsumerDeps {
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  store: EventStore;
+  devices: DeviceCache;
+  receipts: ReceiptPublisher;
+  metrics: IngestMetrics;
+  log: Logger;
+  config: Readonly<Pick<CloudConfig, 'ingest' | 'streams'>>;
+  now: () => Date;
+  random: () => number;
+}
+
+/** A fetch that has not ended this long after its expiry is abandoned (its messages get redelivered). */
+const FETCH_GRACE_MS = 15_000;
+/** Delay before a message whose dead-lettering failed is delivered again. */
+const DEAD_LETTER_RETRY_MS = 5_000;
+const CONSUMER_INFO_INTERVAL_MS = 5_000;
+/** The set of days whose partition is known to exist is reset when it grows past this. */
+const MAX_ENSURED_DAYS = 512;
+
+interface Candidate {
+  msg: JsMsg;
+  row: NewEvent;
+}
+
+interface Poison {
+  msg: JsMsg;
+  letter: DeadLetter;
+}
+
+/**
+ * The ingest loop on the durable pull consumer `ingest` of EVENTS:
+ *
+ *   fetch up to batchSize -> decode + validate -> ensure day partitions (outside the transaction)
+ *   -> one transaction: multi-row INSERT ... ON CONFLICT (event_id, occurred_at) DO NOTHING -> COMMIT
+ *   -> ack -> push commit receipts; poison -> DEAD_LETTER (await PubAck) -> term.
+ *
+ * A message is acked only after its row is committed, so an ack means "in PostgreSQL". If the database
+ * fails, the batch is nak'd with a delay and the loop backs off (capped exponential with jitter) and keeps
+ * going; redeliveries are harmless (ON CONFLICT). NATS outages end the fetch with an error or an empty
+ * batch; the durable consumer keeps its state on the server and the loop resumes after the reconnect.
+ */
+export class IngestConsumer {
+  private readonly abort = new AbortController();
+  private loop: Promise<void> | undefined;
+  private current: ConsumerMessages | undefined;
+  private infoTimer: NodeJS.Timeout | undefined;
+  private readonly ensuredDays = new Set<string>();
+  private readonly fetchBackoff: Backoff;
+  private readonly dbBackoff: Backoff;
+  private readonly log: Logger;
+
+  constructor(private readonly deps: IngestConsumerDeps) {
+    this.fetchBackoff = new Backoff(250, 10_000, deps.random);
+    this.dbBackoff = new Backoff(250, 10_000, deps.random);
+    this.log = deps.log;
+  }
+
+  start(): void {
+    this.loop = this.run();
+    this.infoTimer = setInterval(() => void this.refreshConsumerInfo(), CONSUMER_INFO_INTERVAL_MS);
+    this.infoTimer.unref();
+    void this.refreshConsumerInfo();
+  }
+
+  /** Stops fetching, finishes the batch in hand (ack or nak), then resolves. */
+  async stop(): Promise<void> {
+    this.abort.abort();
+    clearInterval(this.infoTimer);
+    await this.current?.close().catch(() => undefined);
+    await this.loop;
+  }
+
+  private get stopping(): boolean {
+    return this.abort.signal.aborted;
+  }
+
+  private async run(): Promise<void> {
+    let consumer: Consumer | undefined;
+    while (!this.stopping) {
+      try {
+        consumer ??= await this.getConsumer();
+        const batch = await this.fetch(consumer);
+        this.fetchBackoff.reset();
+        if (batch.length > 0) await this.process(batch);
+      } catch (err) {
+        consumer = undefined;
+        if (this.stopping) break;
+        this.deps.metrics.errors.inc({ stage: 'fetch' });
+        const delay = this.fetchBackoff.next();
+        this.log.warn(
+          { err, delayMs: delay, failures: this.fetchBackoff.failures },
+          'fetching from EVENTS failed; retrying',
+        );
+        await sleep(delay, this.abort.signal);
+      }
+    }
+  }
+
+  /** The consumer handle; recreates the streams and the consumer if they are gone (e.g. a wiped server). */
+  private async getConsumer(): Promise<Consumer> {
+    try {
+      return await this.deps.js.consumers.get(EVENTS_STREAM, INGEST_CONSUMER);
+    } catch (err) {
+      const missing =
+        err instanceof JetStreamApiError &&
+        (err.code === JetStreamApiCodes.ConsumerNotFound || err.code === JetStreamApiCodes.StreamNotFound);
+      if (!missing) throw err;
+      this.log.warn('EVENTS stream or ingest consumer missing; creating them again');
+      await ensureStreams(this.deps.jsm, this.deps.config);
+      await ensureIngestConsumer(this.deps.jsm, this.deps.config);
+      return this.deps.js.consumers.get(EVENTS_STREAM, INGEST_CONSUMER);
+    }
+  }
+
+  /**
+   * One batch: wait (up to fetchExpiresMs) for the first message, then take at once what is already
+   * pending behind it, up to batchSize. A lone event is stored as soon as it arrives instead of waiting for
+   * a fetch of batchSize to expire, and under load every batch is full.
+   */
+  private async fetch(consumer: Consumer): Promise<JsMsg[]> {
+    const { batchSize } = this.deps.config.ingest;
+    const batch: JsMsg[] = [];
+    await this.pull(consumer, 1, batch);
+    const pending = batch[0]?.info.pending ?? 0;
+    if (pending > 0 && batchSize > 1 && !this.stopping)
+      await this.pull(consumer, Math.min(batchSize - 1, pending), batch);
+    return batch;
+  }
+
+  private async pull(consumer: Consumer, max: number, batch: JsMsg[]): Promise<void> {
+    const { fetchExpiresMs } = this.deps.config.ingest;
+    const iter = await consumer.fetch({ max_messages: max, expires: fetchExpiresMs });
+    this.current = iter;
+    const had = batch.length;
+    const guard = setTimeout(() => void iter.close().catch(() => undefined), fetchExpiresMs + FETCH_GRACE_MS);
+    try {
+      for await (const m of iter) batch.push(m);
+    } catch (err) {
+      // Messages already in hand are processed; the error surfaces on the next fetch if it persists.
+      if (batch.length === 0) throw err;
+      this.log.warn({ err, messages: batch.length - had }, 'fetch ended early');
+    } finally {
+      clearTimeout(guard);
+      this.current = undefined;
+    }
+  }
+
+  private async process(batch: JsMsg[]): Promise<void> {
+    const { metrics, config } = this.deps;
+    const now = this.deps.now();
+    metrics.batchSize.observe(batch.length);
+    metrics.received.inc(batch.length);
+    const redelivered = batch.filter((m) => m.redelivered).length;
+    if (redelivered > 0) metrics.redelivered.inc(redelivered);
+
+    let candidates: Candidate[] = [];
+    const poison: Poison[] = [];
+    for (const msg of batch) {
+      const v = validateEvent(msg.subject, msg.data, msg.info.streamSequence, now, config.ingest);
+      if (v.ok) candidates.push({ msg, row: v.row });
+      else poison.push({ msg, letter: v });
+    }
+
+    let retryDelay: number | undefined;
+    if (candidates.length > 0) {
+      try {
+        candidates = await this.dropUnknownDevices(candidates, poison);
+        await this.ensurePartitions(candidates);
+        await this.commit(candidates);
+        this.dbBackoff.reset();
+      } catch (err) {
+        retryDelay = this.dbBackoff.next();
+        this.ensuredDays.clear();
+        metrics.errors.inc({ stage: 'database' });
+        this.log.error(
+          { err, messages: candidates.length, delayMs: retryDelay, failures: this.dbBackoff.failures },
+          'storing a batch failed; it will be redelivered',
+        );
+        for (const c of candidates) c.msg.nak(retryDelay);
+        candidates = [];
+      }
+    }
+
+    // Committed: now, and only now, ack; then tell the devices.
+    for (const c of candidates) c.msg.ack();
+    this.pushReceipts(candidates, this.deps.now());
+    await this.deadLetter(poison, now);
+    if (retryDelay !== undefined) await sleep(retryDelay, this.abort.signal);
+  }
+
+  /** Moves candidates from unregistered devices to `poison`; returns the rest. */
+  private async dropUnknownDevices(candidates: Candidate[], poison: Poison[]): Promise<Candidate[]> {
+    const registered = await this.deps.devices.registered(
+      candidates.map((c) => ({ tenantId: c.row.tenant_id, deviceId: c.row.device_id })),
+    );
+    return candidates.filter((c) => {
+      if (registered.has(deviceKey(c.row.tenant_id, c.row.device_id))) return true;
+      poison.push({
+        msg: c.msg,
+        letter: {
+          reason: 'unknown_device',
+          detail: `device ${c.row.tenant_id}/${c.row.device_id} is not registered`,
+          tenantId: c.row.tenant_id,
+          deviceId: c.row.device_id,
+        },
+      });
+      return false;
+    });
+  }
+
+  /** Creates the day partitions the batch needs, outside the insert transaction (DDL takes strong locks). */
+  private async ensurePartitions(candidates: Candidate[]): Promise<void> {
+    const days = new Set(candidates.map((c) => utcDay(c.row.occurred_at)));
+    for (const day of days) {
+      if (this.ensuredDays.has(day)) continue;
+      await this.deps.store.ensurePartition(day);
+      if (this.ensuredDays.size >= MAX_ENSURED_DAYS) this.ensuredDays.clear();
+      this.ensuredDays.add(day);
+    }
+  }
+
+  private async commit(candidates: Candidate[]): Promise<void> {
+    if (candidates.length === 0) return;
+    // The same event twice in one batch (re-published with another msg id) is one row.
+    const rows = new Map<string, NewEvent>();
+    for (const { row } of candidates) rows.set(`${row.event_id} ${row.occurred_at.getTime()}`, row);
+    const started = performance.now();
+    const inserted = await this.deps.store.insertBatch([...rows.values()]);
+    this.deps.metrics.commitSeconds.observe((performance.now() - started) / 1000);
+    this.deps.metrics.inserted.inc(inserted);
+    this.deps.metrics.duplicates.inc(candidates.length - inserted);
+  }
+
+  /** One receipt per device, listing every committed id of that device in the batch. */
+  private pushReceipts(committed: Candidate[], committedAt: Date): void {
+    const byDevice = new Map<string, { tenantId: string; deviceId: string; ids: Set<string> }>();
+    for (const { row } of committed) {
+      const key = deviceKey(row.tenant_id, row.device_id);
+      let entry = byDevice.get(key);
+      if (!entry) {
+        entry = { tenantId: row.tenant_id, deviceId: row.device_id, ids: new Set() };
+        byDevice.set(key, entry);
+      }
+      entry.ids.add(row.event_id);
+    }
+    for (const { tenantId, deviceId, ids } of byDevice.values())
+      this.deps.receipts.push(tenantId, deviceId, [...ids], committedAt);
+  }
+
+  /** Poison -> DEAD_LETTER; the original is terminated only after the dead letter's PubAck. */
+  private async deadLetter(poison: Poison[], failedAt: Date): Promise<void> {
+    await Promise.all(
+      poison.map(async ({ msg, letter }) => {
+        try {
+          await publishDeadLetter(this.deps.js, msg, letter, failedAt);
+          msg.term();
+          this.deps.metrics.deadLettered.inc({ reason: letter.reason });
+          this.log.warn(
+            {
+              reason: letter.reason,
+              detail: letter.detail,
+              subject: msg.subject,
+              seq: msg.info.streamSequence,
+            },
+            'event dead-lettered',
+          );
+        } catch (err) {
+          this.deps.metrics.errors.inc({ stage: 'dead_letter' });
+          this.log.error({ err, subject: msg.subject }, 'dead-lettering failed; it will be redelivered');
+          msg.nak(DEAD_LETTER_RETRY_MS);
+        }
+      }),
+    );
+  }
+
+  private async refreshConsumerInfo(): Promise<void> {
+    try {
+      const info = await this.deps.jsm.consumers.info(EVENTS_STREAM, INGEST_CONSUMER);
+      this.deps.metrics.consumerPending.set(info.num_pending);
+      this.deps.metrics.consumerAckPending.set(info.num_ack_pending);
+    } catch {
+      this.deps.metrics.errors.inc({ stage: 'consumer_info' });
+    }
+  }
+}

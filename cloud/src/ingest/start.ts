@@ -1,0 +1,79 @@
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Kysely } from 'kysely';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import type { CloudConfig } from '../config/schema.js';
+import { PartitionJob } from '../events/partitions.js';
+import { EventStore } from '../events/store.js';
+import type { Database } from '../storage/tables.js';
+import { IngestConsumer } from './consumer.js';
+import { DeviceCache } from './devices.js';
+import { IngestMetrics } from './metrics.js';
+import { ReceiptPublisher, ReceiptResponder } from './receipts.js';
+import { ensureIngestConsumer, ensureStreams } from './streams.js';
+
+export interface IngestDeps {
+  nc: NatsConnection;
+  db: Kysely<Database>;
+  config: Readonly<Pick<CloudConfig, 'ingest' | 'streams'>>;
+  log: Logger;
+  metrics: Registry;
+  now?: () => Date;
+  random?: () => number;
+}
+
+export interface IngestRole {
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts the ingest role: ensures the EVENTS and DEAD_LETTER streams (always, so that devices can
+ * publish even when ingest runs in another process), then, when `ingest.enabled`, the partition upkeep
+ * job, the receipt-query responder and the consumer loop. `stop()` finishes the batch in hand.
+ */
+export async function startIngest(deps: IngestDeps): Promise<IngestRole> {
+  const { nc, db, config, metrics } = deps;
+  const log = deps.log.child({ component: 'ingest' });
+  const now = deps.now ?? (() => new Date());
+  const jsm = await jetstreamManager(nc);
+  await ensureStreams(jsm, config);
+  if (!config.ingest.enabled) {
+    log.info('ingest disabled: streams ensured, not consuming');
+    return { stop: () => Promise.resolve() };
+  }
+  await ensureIngestConsumer(jsm, config);
+
+  const store = new EventStore(db);
+  const partitions = new PartitionJob(store, log, metrics, { now });
+  await partitions.start();
+
+  const ingestMetrics = new IngestMetrics(metrics);
+  const receipts = new ReceiptPublisher(nc, ingestMetrics, log, now);
+  const responder = new ReceiptResponder(nc, store, receipts, ingestMetrics, log, now);
+  responder.start();
+  const consumer = new IngestConsumer({
+    js: jetstream(nc),
+    jsm,
+    store,
+    devices: new DeviceCache(db, 60_000, 100_000, () => now().getTime()),
+    receipts,
+    metrics: ingestMetrics,
+    log,
+    config,
+    now,
+    random: deps.random ?? Math.random,
+  });
+  consumer.start();
+  log.info(
+    { batchSize: config.ingest.batchSize, maxAckPending: config.ingest.maxAckPending },
+    'ingest consuming EVENTS',
+  );
+  return {
+    stop: async () => {
+      await consumer.stop();
+      await responder.stop();
+      await partitions.stop();
+    },
+  };
+}

@@ -1,0 +1,153 @@
+import { randomBytes } from 'node:crypto';
+import { sql, type Kysely } from 'kysely';
+import { pino } from 'pino';
+import { afterAll, beforeAll } from 'vitest';
+import { natsConfig, useDatabase, useNats, usePki } from '@vigil/testkit';
+import {
+  ensureDevSigningKey,
+  mintDevToken,
+  parseCloudConfig,
+  startCloud,
+  type CloudApp,
+  type DevSigningKey,
+} from '../src/index.js';
+import type { Database } from '../src/storage/tables.js';
+
+/** A canonical UUIDv7 for a given millisecond (random tail). */
+export function uuidV7(ms: number): string {
+  const b = randomBytes(16);
+  b.writeUIntBE(ms, 0, 6);
+  b[6] = 0x70 | (b[6]! & 0x0f);
+  b[8] = 0x80 | (b[8]! & 0x3f);
+  const h = b.toString('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+export interface SeedEvent {
+  event_id: string;
+  tenant_id: string;
+  device_id: string;
+  camera_id: string;
+  label: string;
+  /** Exact occurred_at, microseconds: `YYYY-MM-DDTHH:MM:SS.ffffffZ` (sorts like the timestamp). */
+  at: string;
+}
+
+export interface TestCloud {
+  cloud: () => CloudApp;
+  base: () => string;
+  key: () => DevSigningKey;
+  /** A valid dev token (issuer/audience as configured) for `tenant` with `roles`. */
+  token: (tenant: string, roles?: string[], extra?: { ttlSeconds?: number; now?: Date }) => Promise<string>;
+  get: (path: string, token?: string, init?: RequestInit) => Promise<Response>;
+}
+
+export const ISSUER = 'vigil-test';
+export const AUDIENCE = 'vigil-api-test';
+
+/**
+ * The real cloud (startCloud) for one test file: its own nats-server (mTLS + JetStream), PostgreSQL
+ * database, dev PKI and dev signing key, with the API enabled and pointed at the dev JWKS.
+ */
+export function useApiCloud(overrides: Record<string, unknown> = {}): TestCloud {
+  const pki = usePki({ services: ['cloud'] });
+  const nats = useNats({
+    config: (ctx) =>
+      natsConfig({
+        tls: { caFile: pki().caCert, certFile: pki().natsServer.cert, keyFile: pki().natsServer.key },
+      })(ctx),
+  });
+  const dbUrl = useDatabase();
+  let cloud: CloudApp | undefined;
+  let key: DevSigningKey | undefined;
+
+  beforeAll(async () => {
+    key = ensureDevSigningKey(pki().dir);
+    const svc = pki().services.cloud!;
+    cloud = await startCloud(
+      parseCloudConfig({
+        http: { port: 0 },
+        database: { url: dbUrl() },
+        nats: {
+          servers: [`tls://localhost:${nats().port}`],
+          tls: { caFile: pki().caCert, certFile: svc.cert, keyFile: svc.key },
+        },
+        auth: { issuer: ISSUER, audience: AUDIENCE, jwksFile: key.jwksFile },
+        log: { level: 'silent' },
+        ...overrides,
+      }),
+      { logger: pino({ level: 'silent' }) },
+    );
+  });
+  afterAll(async () => {
+    await cloud?.stop();
+  });
+
+  const t: TestCloud = {
+    cloud: () => cloud!,
+    base: () => `http://127.0.0.1:${cloud!.httpPort}`,
+    key: () => key!,
+    token: (tenant, roles = ['viewer'], extra = {}) =>
+      mintDevToken({
+        key: key!,
+        issuer: ISSUER,
+        audience: AUDIENCE,
+        tenant,
+        roles,
+        sub: `user@${tenant}`,
+        ttlSeconds: extra.ttlSeconds ?? 300,
+        ...(extra.now ? { now: extra.now } : {}),
+      }),
+    get: (path, token, init = {}) =>
+      fetch(`${t.base()}${path}`, {
+        ...init,
+        headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(init.headers ?? {}) },
+      }),
+  };
+  return t;
+}
+
+/** Inserts events straight into PostgreSQL (partitions ensured first), like ingest would. */
+export async function insertEvents(db: Kysely<Database>, events: readonly SeedEvent[]): Promise<void> {
+  for (const day of new Set(events.map((e) => e.at.slice(0, 10))))
+    await sql`select vigil_ensure_event_partition(${day}::date)`.execute(db);
+  await db
+    .insertInto('events')
+    .values(
+      events.map((e, i) => ({
+        event_id: e.event_id,
+        occurred_at: sql<Date>`${e.at}::timestamptz`,
+        tenant_id: e.tenant_id,
+        site_id: 'hq',
+        device_id: e.device_id,
+        camera_id: e.camera_id,
+        track_id: `t${i}`,
+        phase: i % 2 === 0 ? 'start' : 'end',
+        label: e.label,
+        score: 0.5,
+        box_x: 0.1,
+        box_y: 0.2,
+        box_w: 0.3,
+        box_h: 0.4,
+        zones: i % 5 === 0 ? ['door'] : [],
+        trigger_zone: null,
+        model_name: 'yolox',
+        model_sha256: 'ab'.repeat(32),
+        snapshot_media_id: null,
+        snapshot_sha256: null,
+        snapshot_bytes: null,
+        priority: 2,
+        attributes: JSON.stringify({ 'acme.seq': String(i) }),
+        payload: Buffer.from([i & 0xff]),
+      })),
+    )
+    .execute();
+}
+
+/** Newest first, the API's order: occurred_at desc, then event_id desc. */
+export function newestFirst(events: readonly SeedEvent[]): SeedEvent[] {
+  const cmp = (x: string, y: string): number => (x < y ? -1 : x > y ? 1 : 0);
+  return [...events].sort((a, b) => cmp(b.at, a.at) || cmp(b.event_id, a.event_id));
+}
+
+export const PROBLEM_JSON = /^application\/problem\+json/;

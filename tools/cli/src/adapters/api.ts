@@ -1,0 +1,105 @@
+import { CliError } from '../errors.js';
+
+/** An event as GET /v1/events returns it (the fields the CLI shows; the rest passes through). */
+export interface ApiEvent {
+  event_id: string;
+  tenant_id: string;
+  site_id: string;
+  device_id: string;
+  camera_id: string;
+  occurred_at: string;
+  received_at: string;
+  track_id: string;
+  phase: string;
+  label: string;
+  score: number;
+  trigger_zone: string | null;
+  zones: string[];
+  [key: string]: unknown;
+}
+
+export interface EventPage {
+  items: ApiEvent[];
+  next_cursor: string | null;
+}
+
+export interface EventQuery {
+  device?: string | undefined;
+  camera?: string | undefined;
+  label?: string | undefined;
+  since?: string | undefined;
+  until?: string | undefined;
+  limit?: number | undefined;
+  cursor?: string | undefined;
+}
+
+interface Problem {
+  title?: string;
+  status?: number;
+  detail?: string;
+  errors?: Array<{ path: string; message: string }>;
+}
+
+/** A problem+json answer from the API, as one readable message. */
+export class ApiError extends CliError {
+  constructor(
+    readonly status: number,
+    readonly problem: Problem,
+  ) {
+    const lines = [
+      `API answered ${status} ${problem.title ?? ''}${problem.detail ? `: ${problem.detail}` : ''}`,
+    ];
+    for (const e of problem.errors ?? []) lines.push(`  ${e.path}: ${e.message}`);
+    super(lines.join('\n'));
+  }
+}
+
+/** The Vigil REST API over fetch; one bearer token per client. */
+export class ApiClient {
+  constructor(
+    private readonly baseUrl: string,
+    private readonly token: string,
+    private readonly timeoutMs = 15_000,
+  ) {}
+
+  listEvents(q: EventQuery): Promise<EventPage> {
+    const params = new URLSearchParams();
+    for (const [k, v] of Object.entries(q)) if (v !== undefined) params.set(k, String(v));
+    const qs = params.toString();
+    return this.get<EventPage>(`/v1/events${qs ? `?${qs}` : ''}`);
+  }
+
+  getEvent(id: string): Promise<ApiEvent> {
+    return this.get<ApiEvent>(`/v1/events/${encodeURIComponent(id)}`);
+  }
+
+  private async get<T>(path: string): Promise<T> {
+    const url = new URL(path, this.baseUrl);
+    let res: Response;
+    try {
+      res = await fetch(url, {
+        headers: { authorization: `Bearer ${this.token}`, accept: 'application/json' },
+        signal: AbortSignal.timeout(this.timeoutMs),
+      });
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+      throw new CliError(
+        `cannot reach the API at ${this.baseUrl} (${cause?.code ?? cause?.message ?? (err as Error).message}); ` +
+          'is the cloud running (`./dev up`)? --api <url> points elsewhere',
+        1,
+        { cause: err },
+      );
+    }
+    const text = await res.text();
+    if (!res.ok) {
+      let problem: Problem = {};
+      try {
+        problem = JSON.parse(text) as Problem;
+      } catch {
+        problem = { detail: text.slice(0, 200) };
+      }
+      throw new ApiError(res.status, problem);
+    }
+    return JSON.parse(text) as T;
+  }
+}
