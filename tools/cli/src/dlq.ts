@@ -175,10 +175,9 @@ export interface ReplayOptions {
 
 /**
  * Replays one dead letter: JetStream-publishes its original bytes to `Vigil-Original-Subject` (which must be
- * a device event subject that EVENTS captures) with msgID = the decoded event id (else `replay-<seq>`), then
- * deletes it from DEAD_LETTER. When EVENTS reports a duplicate (the id is still inside its duplicate window)
- * the replay did not happen: the dead letter is kept, unless the duplicate is this very dead letter's earlier
- * replay (a crash between publish and delete), which is finished by deleting it.
+ * a device event subject that EVENTS captures) with msgID `replay-<seq>[-<event id>]`, then deletes it from
+ * DEAD_LETTER. When EVENTS reports a duplicate, it is this dead letter's earlier replay (a crash between
+ * publish and delete), which is finished by deleting it; any other duplicate keeps the dead letter.
  */
 export async function replayDeadLetter(
   js: JetStreamClient,
@@ -195,7 +194,11 @@ export async function replayDeadLetter(
       note: `${DLQ_HEADERS.originalSubject} ${JSON.stringify(subject)} is not a device event subject (vigil.v1.<tenant>.<device>.evt.<camera>); not replayed`,
     };
   const event = decodeEvent(dl.data);
-  const msgID = event ? event.eventId : `replay-${dl.seq}`;
+  // A replay-specific msgID: the event's own id would be dropped by EVENTS while its duplicate window still
+  // remembers the original publish (it does, right after a poison message). Exactly-once storage does not
+  // depend on it (ingest is idempotent on the event id); it only makes a repeated replay of the same dead
+  // letter a no-op inside the window.
+  const msgID = `replay-${dl.seq}${event ? `-${event.eventId}` : ''}`;
   if (opts.dryRun)
     return { seq: dl.seq, status: 'would-replay', subject, msgID, note: 'dry run: nothing published' };
 

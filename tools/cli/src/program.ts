@@ -343,9 +343,7 @@ Exit codes: 0 done, 1 failed (or something was not replayed), 2 usage error.`,
 
   dlq
     .command('replay')
-    .description(
-      'republish dead letters to their original subject (into EVENTS, msgID = event id), then delete them',
-    )
+    .description('republish dead letters to their original subject (into EVENTS), then delete them')
     .argument('[seq...]', `sequences in ${DEAD_LETTER_STREAM}`)
     .option('--all', 'every dead letter present now', false)
     .option('--reason <reason>', 'with --all: only those with this Vigil-Dlq-Reason')
@@ -353,10 +351,9 @@ Exit codes: 0 done, 1 failed (or something was not replayed), 2 usage error.`,
     .addHelpText(
       'after',
       `
-Replay sends the ORIGINAL bytes back to Vigil-Original-Subject with a JetStream publish (msgID = the event id
-when the payload decodes, else replay-<seq>), so ingest sees the event again; storage stays exactly-once.
-If EVENTS still remembers that msgID (its duplicate window, default 10 min), JetStream drops the copy: the
-dead letter is then kept and reported, and can be replayed after the window.
+Replay sends the ORIGINAL bytes back to Vigil-Original-Subject with a JetStream publish (msgID
+replay-<seq>-<event id>), so ingest sees the event again; storage stays exactly-once (ingest is idempotent
+on the event id), and replaying the same dead letter twice publishes it once.
 
 Examples:
   pnpm vigil dlq replay 12 13

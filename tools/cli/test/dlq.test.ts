@@ -136,14 +136,14 @@ describe('vigil dlq (against nats-server with JetStream)', () => {
 
     const dry = await cli('dlq', 'replay', '--all', '--dry-run');
     expect(dry.code).toBe(0);
-    expect(dry.out).toContain(`seq ${s1}: would-replay -> ${SUBJECT} (msgID ${EVENT_ID})`);
+    expect(dry.out).toContain(`seq ${s1}: would-replay -> ${SUBJECT} (msgID replay-${s1}-${EVENT_ID})`);
     expect(await dlqCount()).toBe(2);
 
     const one = await cli('dlq', 'replay', String(s1));
     expect(one.code).toBe(0);
     expect(one.out).toMatch(
       new RegExp(
-        `^seq ${s1}: replayed -> ${SUBJECT.replace(/\./g, '\\.')} \\(msgID ${EVENT_ID}, EVENTS seq 1\\)`,
+        `^seq ${s1}: replayed -> ${SUBJECT.replace(/\./g, '\\.')} \\(msgID replay-${s1}-${EVENT_ID}, EVENTS seq 1\\)`,
       ),
     );
     const rest = await cli('--json', 'dlq', 'replay', '--all', '--reason', 'undecodable');
@@ -159,26 +159,24 @@ describe('vigil dlq (against nats-server with JetStream)', () => {
     const first = (await jsm.streams.getMessage(EVENTS_STREAM, { seq: 1 }))!;
     expect(first.subject).toBe(SUBJECT);
     expect(Buffer.from(first.data).equals(Buffer.from(original))).toBe(true);
-    expect(first.header.get('Nats-Msg-Id')).toBe(EVENT_ID);
+    expect(first.header.get('Nats-Msg-Id')).toBe(`replay-${s1}-${EVENT_ID}`);
     expect(first.header.get(REPLAY_HEADER)).toBe(String(s1));
     const second = (await jsm.streams.getMessage(EVENTS_STREAM, { seq: 2 }))!;
     expect(Buffer.from(second.data).equals(Buffer.from(garbage))).toBe(true);
     expect(second.header.get('Nats-Msg-Id')).toBe(`replay-${s2}`);
   });
 
-  it('keeps a dead letter whose event id EVENTS still remembers, and says why', async () => {
-    // The original publish, still inside the duplicate window (EVENTS remembers ids even after the message
-    // is consumed or purged, as with the work-queue EVENTS of the cloud).
+  it('replays an event whose id EVENTS still remembers from the original publish', async () => {
+    // Right after a poison message EVENTS remembers its id (the duplicate window outlives the consumed message).
     const id = '0190f5c2-8a3e-7b1c-9d2e-000000000002';
     await js.publish(SUBJECT, eventBytes(id), { msgID: id });
     await jsm.streams.purge(EVENTS_STREAM);
     const seq = await deadLetter(eventBytes(id), 'db_rejected');
     const res = await cli('dlq', 'replay', String(seq));
-    expect(res.code).toBe(1);
-    expect(res.out).toContain(`seq ${seq}: kept`);
-    expect(res.out).toContain('duplicate window');
-    expect(await dlqCount()).toBe(1);
-    expect((await jsm.streams.info(EVENTS_STREAM)).state.messages).toBe(0);
+    expect(res.code).toBe(0);
+    expect(res.out).toContain(`seq ${seq}: replayed`);
+    expect(await dlqCount()).toBe(0);
+    expect((await jsm.streams.info(EVENTS_STREAM)).state.messages).toBe(1);
   });
 
   it('finishes its own earlier replay (crash between publish and delete)', async () => {
@@ -186,7 +184,7 @@ describe('vigil dlq (against nats-server with JetStream)', () => {
     const seq = await deadLetter(eventBytes(id), 'db_rejected');
     const h = headers();
     h.set(REPLAY_HEADER, String(seq));
-    await js.publish(SUBJECT, eventBytes(id), { msgID: id, headers: h });
+    await js.publish(SUBJECT, eventBytes(id), { msgID: `replay-${seq}-${id}`, headers: h });
     const counts = await replayAll(js, jsm);
     expect(counts).toMatchObject({ replayed: 1, kept: 0, failed: 0 });
     expect(await dlqCount()).toBe(0);
