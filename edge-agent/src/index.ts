@@ -4,3 +4,6 @@ export { loadAgentConfig, parseAgentConfig, AgentConfigError } from './config/lo
 export type { AgentConfig, CameraConfig } from './config/schema.js';
 export { CameraSupervisor } from './ingest/supervisor.js';
 export type { CameraState, CameraStatusSnapshot, Frame } from './ingest/supervisor.js';
+export { openOutbox, type Outbox } from './buffer/index.js';
+export { inboxPrefixFor, Uplink } from './uplink/index.js';
+export { createUuidV7 } from './lib/uuidv7.js';

@@ -1,7 +1,7 @@
 import { execFile as execFileCb } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { freePort } from './ports.js';
@@ -71,7 +71,10 @@ export class PostgresCluster {
   async start(): Promise<this> {
     this.port = this.port || this.opts.port || (await freePort());
     mkdirSync(this.opts.dir, { recursive: true });
-    if (process.getuid?.() === 0) chownSync(this.opts.dir, ...postgresIds());
+    if (process.getuid?.() === 0) {
+      chownSync(this.opts.dir, ...postgresIds());
+      allowTraverse(dirname(this.opts.dir));
+    }
     if (!existsSync(join(this.dataDir, 'PG_VERSION'))) {
       await this.run('initdb', [
         '-D',
@@ -141,6 +144,17 @@ export class PostgresCluster {
       const e = err as { stderr?: string; message: string };
       throw new Error(`${tool} failed: ${e.stderr || e.message}\n${this.logs()}`, { cause: err });
     }
+  }
+}
+
+/**
+ * The postgres user must be able to reach its data dir: add search (x) permission for others on each
+ * ancestor that lacks it (e.g. a 0700 mkdtemp parent). Search only: nothing becomes listable or readable.
+ */
+function allowTraverse(dir: string): void {
+  for (let d = dir; d !== dirname(d); d = dirname(d)) {
+    const mode = statSync(d).mode & 0o7777;
+    if ((mode & 0o001) === 0) chmodSync(d, mode | 0o001);
   }
 }
 

@@ -1,0 +1,92 @@
+// A load-generating agent for the fault test: the agent's real outbox and uplink, fed with synthetic events
+// instead of cameras. Prints `ack <id>` on stdout only after the outbox append returned (the event is
+// durable): those are the events the test may never lose. Run as its own process so it can be kill -9'd.
+import { parseArgs } from 'node:util';
+import { connect } from '@nats-io/transport-node';
+import { createUuidV7, inboxPrefixFor, openOutbox, Uplink } from '@vigil/edge-agent';
+import { DetectionEvent, subjectFor, TrackPhase } from '@vigil/proto';
+
+const { values } = parseArgs({
+  options: {
+    dir: { type: 'string' },
+    nats: { type: 'string' },
+    ca: { type: 'string' },
+    cert: { type: 'string' },
+    key: { type: 'string' },
+    tenant: { type: 'string' },
+    device: { type: 'string' },
+    rate: { type: 'string', default: '200' },
+    budget: { type: 'string', default: '0' },
+  },
+});
+const need = (k: keyof typeof values): string => {
+  const v = values[k];
+  if (typeof v !== 'string' || !v) throw new Error(`producer: --${k} is required`);
+  return v;
+};
+const device = { tenantId: need('tenant'), deviceId: need('device') };
+const rate = Number(values.rate);
+// How many more events this process may produce (the parent tracks the total across restarts); 0 = drain only.
+let budget = Number(values.budget);
+
+const outbox = openOutbox(`${need('dir')}/outbox.db`, { synchronous: 'FULL' });
+const newId = createUuidV7();
+const subject = subjectFor(device.tenantId, device.deviceId, 'evt', 'cam1');
+const nc = await connect({
+  servers: need('nats'),
+  tls: { caFile: need('ca'), certFile: need('cert'), keyFile: need('key') },
+  maxReconnectAttempts: -1,
+  reconnectTimeWait: 250,
+  waitOnFirstConnect: true,
+  inboxPrefix: inboxPrefixFor(device),
+  noEcho: true,
+});
+const uplink = new Uplink({
+  nc,
+  outbox,
+  device,
+  options: { receiptTimeoutMs: 3_000, backoff: { initialMs: 200, maxMs: 2_000, jitter: 0.5 } },
+});
+uplink.start();
+
+const tick = 50;
+const perTick = Math.max(1, Math.round((rate * tick) / 1000));
+const timer = setInterval(() => {
+  for (let i = 0; i < perTick && budget > 0; i++) {
+    const id = newId();
+    const payload = DetectionEvent.encode(
+      DetectionEvent.fromPartial({
+        eventId: id,
+        tenantId: device.tenantId,
+        siteId: 'lab',
+        deviceId: device.deviceId,
+        cameraId: 'cam1',
+        occurredAt: new Date(),
+        trackId: `t-${id.slice(-6)}`,
+        phase: TrackPhase.TRACK_PHASE_START,
+        label: 'person',
+        score: 0.9,
+        box: { x: 0.1, y: 0.1, w: 0.2, h: 0.5 },
+      }),
+    ).finish();
+    const r = outbox.append({ id, priority: 1, kind: 'event', subject, payload });
+    if (!r.accepted) {
+      process.stderr.write(`append refused: ${r.reason}\n`);
+      break;
+    }
+    budget--;
+    process.stdout.write(`ack ${id}\n`);
+  }
+}, tick);
+
+// Depth reports let the parent know when this producer's outbox is empty.
+const report = setInterval(() => process.stdout.write(`depth ${outbox.stats().depth}\n`), 500);
+process.once('SIGTERM', () => {
+  clearInterval(timer);
+  clearInterval(report);
+  void uplink.stop().then(async () => {
+    await nc.close();
+    outbox.close();
+    process.exit(0);
+  });
+});
