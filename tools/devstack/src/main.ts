@@ -44,6 +44,9 @@ async function statusLine(
     'select heartbeats, last_seen_at from devices where tenant_id = $1 and id = $2',
     [DEV_DEVICE.tenantId, DEV_DEVICE.deviceId],
   );
+  const events = await client.query<{ n: string }>('select count(*) as n from events where tenant_id = $1', [
+    DEV_DEVICE.tenantId,
+  ]);
   const row = rows[0];
   const heartbeats = Number(row?.heartbeats ?? 0);
   const seen = row?.last_seen_at
@@ -51,7 +54,7 @@ async function statusLine(
     : 'never';
   const time = new Date().toISOString().slice(11, 19);
   return {
-    line: `[${time}] cameras: ${cams}\n           cloud: ${DEV_DEVICE.tenantId}/${DEV_DEVICE.deviceId} last seen ${seen}, ${heartbeats} heartbeats in PostgreSQL`,
+    line: `[${time}] cameras: ${cams}\n           cloud: ${DEV_DEVICE.tenantId}/${DEV_DEVICE.deviceId} last seen ${seen}, ${heartbeats} heartbeats and ${events.rows[0]?.n ?? 0} events in PostgreSQL`,
     heartbeats,
   };
 }
