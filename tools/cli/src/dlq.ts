@@ -8,6 +8,7 @@ import {
   type StoredMsg,
 } from '@nats-io/jetstream';
 import { headers as makeHeaders, type MsgHdrs } from '@nats-io/transport-node';
+import { DEAD_LETTER_STREAM, DLQ_HEADERS, EVENTS_STREAM } from '@vigil/cloud';
 import { DetectionEvent, parseSubject } from '@vigil/proto';
 import { CliError } from './errors.js';
 
@@ -18,18 +19,8 @@ import { CliError } from './errors.js';
  * Functions here take built JetStream clients; connecting is adapters/nats.ts.
  */
 
-export const DEAD_LETTER_STREAM = 'DEAD_LETTER';
-/** Where replayed events go; a publish that this stream does not capture fails instead of going astray. */
-export const EVENTS_STREAM = 'EVENTS';
-
-/** Must match DLQ_HEADERS in cloud/src/ingest/dead-letter.ts. */
-export const DLQ_HEADERS = {
-  reason: 'Vigil-Dlq-Reason',
-  detail: 'Vigil-Dlq-Detail',
-  originalSubject: 'Vigil-Original-Subject',
-  originalStreamSeq: 'Vigil-Original-Stream-Seq',
-  failedAt: 'Vigil-Failed-At',
-} as const;
+// One definition of the dead-letter format: the cloud's (importing it keeps the CLI and ingest in step).
+export { DEAD_LETTER_STREAM, DLQ_HEADERS, EVENTS_STREAM };
 
 /** Set on a replayed message: the DEAD_LETTER sequence it came from (recognises our own earlier replay). */
 export const REPLAY_HEADER = 'Vigil-Replayed-From-Dlq-Seq';
