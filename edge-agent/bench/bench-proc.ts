@@ -40,6 +40,19 @@ export function procRssBytes(pid: number): number | undefined {
   }
 }
 
+/**
+ * Proportional set size of a live process in bytes (shared pages split between the processes that map them:
+ * summing PSS over ffmpeg children does not count the shared libraries N times, summing RSS does).
+ */
+export function procPssBytes(pid: number): number | undefined {
+  try {
+    const m = /^Pss:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export interface MachineCpu {
   /** Jiffies spent busy (everything but idle and iowait), all cores. */
   busy: number;

@@ -102,7 +102,10 @@ export async function startAgent(config: Readonly<AgentConfig>, deps: AgentDeps 
   expiry.unref();
 
   // Models: one session per model, shared by cameras; a broken model costs only its cameras' detection.
-  const models = new ModelRegistry();
+  // Each camera pipeline has at most one detect call (plus one face-redaction call) in flight, so a queue as
+  // long as that can never overflow: MODEL_BUSY then only means a bug, not load. (With the default of 4 the
+  // benchmark found 6 cameras on one model rejected frames while the CPU was far from busy.)
+  const models = new ModelRegistry({ maxQueue: Math.max(4, 2 * config.cameras.length) });
   await models.load(config.models.map((m): ModelSpec => ({ ...m })));
   for (const f of models.failures()) log.error({ model: f.name, code: f.error.code }, f.error.message);
   const faceModel =
