@@ -1,0 +1,521 @@
+/*
+ * Vigil on NATS decentralized (operator/JWT) authorization, for nats-server 2.9 (no auth callout).
+ *
+ * Trust chain:
+ *   operator identity key (offline) -> operator JWT naming an operator SIGNING key
+ *   operator signing key (online)   -> account JWTs (VIGIL, SYSTEM); re-signed to revoke users
+ *   account identity keys (offline) -> only the subject of their account JWT; never sign users
+ *   VIGIL "device" signing key      -> device user JWTs (scoped: the permissions come from the account JWT)
+ *   VIGIL "service" signing key     -> cloud service user JWTs (scoped)
+ *   SYSTEM "system" signing key     -> the user that pushes account JWT updates ($SYS claims update)
+ *
+ * Every user signing key is SCOPED (a `user_scope` signing key with a permission template in the account JWT):
+ * a user JWT signed with it carries no permissions of its own (the server refuses one that does) and gets the
+ * template, filled in from the user's tags. So the online device key can only mint users of the device shape
+ * (vigil.v1 device subjects and an inbox, never the JetStream API, `$SYS`, `_INBOX.>` or replies), and a
+ * permission change is one account JWT update. nats-server 2.9 does not validate tag values, so a leaked device
+ * key could still mint `vigil-tenant:*` (every device's subjects): the ids are validated here, at issue.
+ *
+ * Nothing here does I/O except `pushAccountJwt`, which uses a connection the caller built.
+ * Seeds are returned for persistence: store them 0600 and never log them (`describeNatsAuthority` is the
+ * loggable view).
+ */
+import type { NatsConnection } from '@nats-io/transport-node';
+import {
+  checkKey,
+  createAccount,
+  createOperator,
+  decode,
+  encodeAccount,
+  encodeOperator,
+  encodeUser,
+  fmtCreds,
+  fromSeed,
+  type Account,
+  type Operator,
+  type SigningKey,
+  type User,
+  type UserPermissionsLimits,
+} from '@nats-io/jwt';
+import { isValidSubjectToken, SUBJECT_PREFIX } from '@vigil/proto';
+
+/** A public nkey and its seed (the seed is a secret). */
+export interface NatsKey {
+  publicKey: string;
+  seed: string;
+}
+
+/** JetStream limits of the VIGIL account (-1 = bounded only by the server's own limits). */
+export interface AccountJetStreamLimits {
+  memStorage: number;
+  diskStorage: number;
+  streams: number;
+  consumers: number;
+}
+
+/** Subjects a cloud service user may use (allow lists; everything else is denied). */
+export interface ServicePermissions {
+  pubAllow: string[];
+  subAllow: string[];
+}
+
+/**
+ * What the cloud keeps online to issue and revoke NATS users. JSON-serializable: persist it 0600.
+ * It holds no account identity seed and not the operator identity seed (see `NatsOfflineKeys`).
+ */
+export interface NatsAuthority {
+  version: 1;
+  operator: { name: string; publicKey: string; jwt: string; signingKey: NatsKey };
+  system: { name: string; publicKey: string; jwt: string; signingKey: NatsKey };
+  account: {
+    name: string;
+    publicKey: string;
+    jwt: string;
+    deviceSigningKey: NatsKey;
+    serviceSigningKey: NatsKey;
+    jetstream: AccountJetStreamLimits;
+    servicePermissions: ServicePermissions;
+    /** Longest lifetime of any user JWT this authority issues; revocations older than this are pruned. */
+    maxUserLifetimeSeconds: number;
+    /** User public key -> unix seconds: JWTs of that user issued at or before it are revoked. */
+    revocations: Record<string, number>;
+  };
+}
+
+/** Identity seeds needed only to rotate signing keys or re-root the operator: keep them offline. */
+export interface NatsOfflineKeys {
+  operator: NatsKey;
+  system: NatsKey;
+  account: NatsKey;
+}
+
+export interface CreateNatsAuthorityOptions {
+  operatorName?: string;
+  accountName?: string;
+  jetstream?: Partial<AccountJetStreamLimits>;
+  servicePermissions?: ServicePermissions;
+  /** Default 90 days. Device JWTs are renewed well before; a revocation entry lives this long. */
+  maxUserLifetimeSeconds?: number;
+}
+
+export interface DeviceUserRequest {
+  tenantId: string;
+  deviceId: string;
+  /** The device's own user nkey (it generated the pair and keeps the seed). */
+  userPublicKey: string;
+  expiresInSeconds: number;
+  now?: Date;
+}
+
+export interface ServiceUserRequest {
+  name: string;
+  userPublicKey: string;
+  /** Default and cap: the authority's maxUserLifetimeSeconds. */
+  expiresInSeconds?: number;
+  now?: Date;
+}
+
+export const DEFAULT_ACCOUNT_NAME = 'VIGIL';
+export const SYSTEM_ACCOUNT_NAME = 'SYS';
+export const DEFAULT_MAX_USER_LIFETIME_SECONDS = 90 * 86_400;
+/** Subscriptions one device connection may hold (the agent needs ~3: rcpt, cfg, its request inbox). */
+export const DEVICE_MAX_SUBSCRIPTIONS = 64;
+
+/**
+ * Tags that the device template reads. nats-server 2.9 fills in a template only where it is a whole subject
+ * token, so the inbox prefix `_INBOX_<tenant>` (one token) cannot be `_INBOX_{{tag(tenant)}}`: it travels as
+ * a tag of its own holding the whole prefix. The server does not validate tag values (a '*' or '.' in one
+ * widens the permission): issueDeviceUser validates the ids, so only a leaked device signing key could.
+ */
+const TENANT_TAG = 'vigil-tenant';
+const DEVICE_TAG = 'vigil-device';
+const INBOX_TAG = 'vigil-inbox';
+const T = `{{tag(${TENANT_TAG})}}`;
+const D = `{{tag(${DEVICE_TAG})}}`;
+const I = `{{tag(${INBOX_TAG})}}`;
+
+/**
+ * The inbox prefix a device connects with (`inboxPrefix` option of nats.js); must equal the agent's
+ * inboxPrefixFor: `_INBOX_<tenant>.<device>`. It shares no token with the default `_INBOX.` of other clients.
+ */
+export function deviceInboxPrefix(tenantId: string, deviceId: string): string {
+  checkIds(tenantId, deviceId);
+  return `_INBOX_${tenantId}.${deviceId}`;
+}
+
+/**
+ * Device permissions as a scoped-signer template. Publish: only its own subjects (events, heartbeats,
+ * status, ReceiptQuery requests on its rcpt subject). A JetStream publish needs nothing else: the stream
+ * captures the subject and the PubAck goes to the reply inbox, which the device may subscribe to. Subscribe:
+ * its config and receipt subjects and its own inbox prefix. No `resp` permission (a device answers no
+ * requests), no JetStream API.
+ */
+export const DEVICE_PERMISSION_TEMPLATE = {
+  pubAllow: [`${SUBJECT_PREFIX}.${T}.${D}.>`],
+  subAllow: [`${SUBJECT_PREFIX}.${T}.${D}.cfg`, `${SUBJECT_PREFIX}.${T}.${D}.rcpt`, `${I}.>`],
+} as const;
+
+/**
+ * Denied to device subscriptions whatever the tags say. Only matters if the device signing key leaks: the
+ * inbox tag is free text for the server, so a forged `vigil-inbox:_INBOX` would otherwise allow `_INBOX.>`
+ * (every service reply and pull-consumer delivery) or `$JS.>`. A device's own inbox never matches these.
+ */
+export const DEVICE_SUB_DENY: readonly string[] = ['_INBOX.>', '$JS.>'];
+
+/**
+ * Default service permissions: the Vigil subjects, the JetStream API, acks and flow control, its own
+ * `_INBOX.` replies. Answers to device requests (ReceiptQuery replies to `_INBOX_<tenant>.<device>...`) go
+ * through the response permission (one reply per request received, for 2 minutes), because no pattern can
+ * name every device inbox (`_INBOX_*` is not a wildcard: '*' only matches a whole token).
+ */
+export const DEFAULT_SERVICE_PERMISSIONS: ServicePermissions = {
+  pubAllow: ['vigil.>', '$JS.API.>', '$JS.ACK.>', '$JS.FC.>', '_INBOX.>'],
+  subAllow: ['vigil.>', '_INBOX.>', '$JS.EVENT.>'],
+};
+
+/** The system user may only push account JWT updates (and get the answer). */
+const SYSTEM_USER_PERMISSIONS = {
+  pubAllow: ['$SYS.REQ.ACCOUNT.*.CLAIMS.UPDATE'],
+  subAllow: ['_INBOX.>'],
+};
+
+/** Concrete device permissions (the template filled in), e.g. for display and tests. */
+export function devicePermissions(tenantId: string, deviceId: string): ServicePermissions {
+  checkIds(tenantId, deviceId);
+  const fill = (s: string): string =>
+    s.replaceAll(T, tenantId).replaceAll(D, deviceId).replaceAll(I, deviceInboxPrefix(tenantId, deviceId));
+  return {
+    pubAllow: DEVICE_PERMISSION_TEMPLATE.pubAllow.map(fill),
+    subAllow: DEVICE_PERMISSION_TEMPLATE.subAllow.map(fill),
+  };
+}
+
+/** Creates the operator, the SYSTEM account and the VIGIL account (JetStream enabled) with fresh keys. */
+export async function createNatsAuthority(
+  opts: CreateNatsAuthorityOptions = {},
+): Promise<{ authority: NatsAuthority; offline: NatsOfflineKeys }> {
+  const operatorName = opts.operatorName ?? 'vigil';
+  const accountName = opts.accountName ?? DEFAULT_ACCOUNT_NAME;
+  const maxUserLifetimeSeconds = opts.maxUserLifetimeSeconds ?? DEFAULT_MAX_USER_LIFETIME_SECONDS;
+  if (!Number.isInteger(maxUserLifetimeSeconds) || maxUserLifetimeSeconds <= 0) {
+    throw new Error(`maxUserLifetimeSeconds must be a positive integer, got ${maxUserLifetimeSeconds}`);
+  }
+  const operatorId = newKey(createOperator);
+  const operatorSigner = newKey(createOperator);
+  const systemId = newKey(createAccount);
+  const systemSigner = newKey(createAccount);
+  const accountId = newKey(createAccount);
+
+  const operatorClaims: Partial<Operator> = {
+    system_account: systemId.publicKey,
+    signing_keys: [operatorSigner.publicKey],
+  };
+  const operatorJwt = await encodeOperator(operatorName, seedPair(operatorId), operatorClaims);
+
+  const authority: NatsAuthority = {
+    version: 1,
+    operator: {
+      name: operatorName,
+      publicKey: operatorId.publicKey,
+      jwt: operatorJwt,
+      signingKey: operatorSigner,
+    },
+    system: { name: SYSTEM_ACCOUNT_NAME, publicKey: systemId.publicKey, jwt: '', signingKey: systemSigner },
+    account: {
+      name: accountName,
+      publicKey: accountId.publicKey,
+      jwt: '',
+      deviceSigningKey: newKey(createAccount),
+      serviceSigningKey: newKey(createAccount),
+      jetstream: {
+        memStorage: opts.jetstream?.memStorage ?? -1,
+        diskStorage: opts.jetstream?.diskStorage ?? -1,
+        streams: opts.jetstream?.streams ?? -1,
+        consumers: opts.jetstream?.consumers ?? -1,
+      },
+      servicePermissions: opts.servicePermissions ?? DEFAULT_SERVICE_PERMISSIONS,
+      maxUserLifetimeSeconds,
+      revocations: {},
+    },
+  };
+  authority.system.jwt = await encodeSystemAccount(authority);
+  authority.account.jwt = await encodeVigilAccount(authority);
+  return { authority, offline: { operator: operatorId, system: systemId, account: accountId } };
+}
+
+/**
+ * A user JWT for a device's own public nkey: name `<tenant>/<device>`, signed by the scoped device key, with
+ * tags that the template turns into the device's permissions (see DEVICE_PERMISSION_TEMPLATE). Not a bearer
+ * token: the client must also sign the server's nonce with the device's seed.
+ */
+export async function issueDeviceUser(authority: NatsAuthority, req: DeviceUserRequest): Promise<string> {
+  checkIds(req.tenantId, req.deviceId);
+  const exp = expiry(authority, req.expiresInSeconds, req.now);
+  const claims: Partial<User> = {
+    tags: [
+      `${TENANT_TAG}:${req.tenantId}`,
+      `${DEVICE_TAG}:${req.deviceId}`,
+      `${INBOX_TAG}:${deviceInboxPrefix(req.tenantId, req.deviceId)}`,
+    ],
+  };
+  return encodeUser(
+    `${req.tenantId}/${req.deviceId}`,
+    userKey(req.userPublicKey),
+    authority.account.publicKey,
+    claims,
+    { signer: seedPair(authority.account.deviceSigningKey), scopedUser: true, exp },
+  );
+}
+
+/** A user JWT for a cloud service (the scoped service key: DEFAULT_SERVICE_PERMISSIONS or the configured set). */
+export async function issueServiceUser(authority: NatsAuthority, req: ServiceUserRequest): Promise<string> {
+  checkName(req.name);
+  const exp = expiry(authority, req.expiresInSeconds ?? authority.account.maxUserLifetimeSeconds, req.now);
+  return encodeUser(
+    `service/${req.name}`,
+    userKey(req.userPublicKey),
+    authority.account.publicKey,
+    { tags: ['vigil-role:service'] },
+    { signer: seedPair(authority.account.serviceSigningKey), scopedUser: true, exp },
+  );
+}
+
+/** A SYSTEM account user that may only push account JWT updates (see pushAccountJwt). */
+export async function issueSystemUser(authority: NatsAuthority, req: ServiceUserRequest): Promise<string> {
+  checkName(req.name);
+  const exp = expiry(authority, req.expiresInSeconds ?? authority.account.maxUserLifetimeSeconds, req.now);
+  return encodeUser(
+    `system/${req.name}`,
+    userKey(req.userPublicKey),
+    authority.system.publicKey,
+    {},
+    { signer: seedPair(authority.system.signingKey), scopedUser: true, exp },
+  );
+}
+
+/**
+ * The nats-server config fragment (append to a config with `tls { verify: true }` and `jetstream {}`):
+ * operator, system account and a MEMORY resolver preloaded with both account JWTs. Holds no seed.
+ * A MEMORY resolver only learns an updated account JWT from a config reload of this fragment or from a
+ * pushed claims update; a pushed update is lost on restart, so always rewrite this fragment as well.
+ */
+export function natsServerAuthConfig(authority: NatsAuthority): string {
+  return [
+    `operator: ${JSON.stringify(authority.operator.jwt)}`,
+    `system_account: ${authority.system.publicKey}`,
+    'resolver: MEMORY',
+    'resolver_preload: {',
+    `  ${authority.account.publicKey}: ${JSON.stringify(authority.account.jwt)}`,
+    `  ${authority.system.publicKey}: ${JSON.stringify(authority.system.jwt)}`,
+    '}',
+  ].join('\n');
+}
+
+/** A `.creds` file (user JWT + user seed) for clients that load credentials: store it 0600. */
+export function credsFile(userJwt: string, seed: string | Uint8Array): Uint8Array {
+  const kp = fromSeed(typeof seed === 'string' ? new TextEncoder().encode(seed) : seed);
+  if (!kp.getPublicKey().startsWith('U')) throw new Error('credsFile needs a user seed (SU...)');
+  const sub = decode<User>(userJwt).sub;
+  if (sub !== kp.getPublicKey()) throw new Error('credsFile: the seed does not belong to the JWT subject');
+  return fmtCreds(userJwt, kp);
+}
+
+/**
+ * Revokes every JWT of `userPublicKey` issued at or before `at` (second granularity: a JWT issued in the same
+ * second as `at` is revoked too) and re-signs the account JWT. Entries older than maxUserLifetimeSeconds are
+ * pruned (every JWT they could revoke has expired), so the list stays bounded. Returns a new authority; apply
+ * it with pushAccountJwt and by rewriting natsServerAuthConfig (then reload).
+ */
+export async function revokeUser(
+  authority: NatsAuthority,
+  userPublicKey: string,
+  at: Date,
+  now: Date = at,
+): Promise<NatsAuthority> {
+  userKey(userPublicKey);
+  const nowSec = Math.floor(now.getTime() / 1000);
+  const atSec = Math.floor(at.getTime() / 1000);
+  const revocations: Record<string, number> = {};
+  for (const [key, when] of Object.entries(authority.account.revocations)) {
+    if (when + authority.account.maxUserLifetimeSeconds >= nowSec) revocations[key] = when;
+  }
+  revocations[userPublicKey] = Math.max(atSec, revocations[userPublicKey] ?? 0);
+  const next: NatsAuthority = { ...authority, account: { ...authority.account, revocations } };
+  next.account.jwt = await encodeVigilAccount(next);
+  return next;
+}
+
+/** The subject on which a SYSTEM user pushes the VIGIL account JWT to running servers. */
+export function accountUpdateSubject(authority: NatsAuthority): string {
+  return `$SYS.REQ.ACCOUNT.${authority.account.publicKey}.CLAIMS.UPDATE`;
+}
+
+/**
+ * Pushes the current VIGIL account JWT to the server(s) through a SYSTEM user connection; connected users
+ * that it revokes are disconnected at once. Resolves with the server's message, rejects on an error answer.
+ * With several servers, each one answers: this waits for the first (run it per server, or rely on reload).
+ */
+export async function pushAccountJwt(
+  nc: Pick<NatsConnection, 'request'>,
+  authority: NatsAuthority,
+  timeoutMs = 5_000,
+): Promise<string> {
+  const reply = await nc.request(accountUpdateSubject(authority), authority.account.jwt, {
+    timeout: timeoutMs,
+  });
+  const body = reply.json<{
+    data?: { code?: number; message?: string };
+    error?: { code?: number; description?: string };
+  }>();
+  if (body.data?.code === 200) return body.data.message ?? 'ok';
+  throw new Error(
+    `account JWT update refused: ${body.error?.code ?? body.data?.code ?? '?'} ${body.error?.description ?? body.data?.message ?? reply.string()}`,
+  );
+}
+
+/** A loggable summary (public keys and counts only; no seed, no JWT). */
+export function describeNatsAuthority(authority: NatsAuthority): Record<string, unknown> {
+  return {
+    operator: authority.operator.publicKey,
+    operatorSigningKey: authority.operator.signingKey.publicKey,
+    systemAccount: authority.system.publicKey,
+    account: authority.account.publicKey,
+    accountName: authority.account.name,
+    deviceSigningKey: authority.account.deviceSigningKey.publicKey,
+    serviceSigningKey: authority.account.serviceSigningKey.publicKey,
+    revocations: Object.keys(authority.account.revocations).length,
+  };
+}
+
+// ---- internals
+
+/** Account limits: every field spelled out, because one left out counts as 0 for nats-server (0 connections). */
+const OPEN_ACCOUNT_LIMITS = {
+  subs: -1,
+  data: -1,
+  payload: -1,
+  imports: -1,
+  exports: -1,
+  wildcards: true,
+  conn: -1,
+  leaf: -1,
+};
+
+/** Users signed by a key without a template get these (none are issued; defence in depth). */
+const DENY_ALL = { pub: { deny: ['>'] }, sub: { deny: ['>'] } };
+
+function scoped(
+  key: string,
+  role: string,
+  allow: ServicePermissions,
+  extra: Partial<UserPermissionsLimits>,
+  subDeny: readonly string[] = [],
+): SigningKey {
+  // Built by hand rather than newScopedSigner(): that one fills in `resp: {max: 0, ttl: 0}`, which nats-server
+  // 2.9.10 reads as "responses allowed" (a device could answer into any requester's _INBOX), checked here.
+  const template: Partial<UserPermissionsLimits> = {
+    pub: { allow: [...allow.pubAllow], deny: [] },
+    sub: { allow: [...allow.subAllow], deny: [...subDeny] },
+    subs: -1,
+    data: -1,
+    payload: -1,
+    bearer_token: false,
+    allowed_connection_types: ['STANDARD'],
+    ...extra,
+  };
+  return { kind: 'user_scope', key, role, template };
+}
+
+async function encodeVigilAccount(a: NatsAuthority): Promise<string> {
+  const acc = a.account;
+  const claims: Partial<Account> = {
+    description: 'Vigil devices and cloud services',
+    limits: {
+      ...OPEN_ACCOUNT_LIMITS,
+      mem_storage: acc.jetstream.memStorage,
+      disk_storage: acc.jetstream.diskStorage,
+      streams: acc.jetstream.streams,
+      consumer: acc.jetstream.consumers,
+    },
+    signing_keys: [
+      scoped(
+        acc.deviceSigningKey.publicKey,
+        'device',
+        {
+          pubAllow: [...DEVICE_PERMISSION_TEMPLATE.pubAllow],
+          subAllow: [...DEVICE_PERMISSION_TEMPLATE.subAllow],
+        },
+        { subs: DEVICE_MAX_SUBSCRIPTIONS },
+        DEVICE_SUB_DENY,
+      ),
+      // resp: one reply per received request within 2 min (ttl 0 = the server's default).
+      scoped(acc.serviceSigningKey.publicKey, 'service', acc.servicePermissions, {
+        resp: { max: 1, ttl: 0 },
+      }),
+    ],
+    default_permissions: DENY_ALL,
+    revocations: { ...acc.revocations },
+  };
+  return encodeAccount(acc.name, acc.publicKey, claims, { signer: seedPair(a.operator.signingKey) });
+}
+
+async function encodeSystemAccount(a: NatsAuthority): Promise<string> {
+  const claims: Partial<Account> = {
+    limits: { ...OPEN_ACCOUNT_LIMITS },
+    signing_keys: [scoped(a.system.signingKey.publicKey, 'system', SYSTEM_USER_PERMISSIONS, {})],
+    default_permissions: DENY_ALL,
+  };
+  return encodeAccount(a.system.name, a.system.publicKey, claims, {
+    signer: seedPair(a.operator.signingKey),
+  });
+}
+
+function newKey(create: () => ReturnType<typeof createAccount>): NatsKey {
+  const kp = create();
+  return { publicKey: kp.getPublicKey(), seed: new TextDecoder().decode(kp.getSeed()) };
+}
+
+function seedPair(key: NatsKey): ReturnType<typeof fromSeed> {
+  return fromSeed(new TextEncoder().encode(key.seed));
+}
+
+function userKey(publicKey: string): string {
+  try {
+    checkKey(publicKey, 'U', false);
+  } catch {
+    throw new Error(`not a NATS user public key (U...): ${JSON.stringify(publicKey.slice(0, 8))}...`);
+  }
+  return publicKey;
+}
+
+function expiry(authority: NatsAuthority, expiresInSeconds: number, now = new Date()): number {
+  if (
+    !Number.isInteger(expiresInSeconds) ||
+    expiresInSeconds <= 0 ||
+    expiresInSeconds > authority.account.maxUserLifetimeSeconds
+  ) {
+    throw new Error(
+      `expiresInSeconds must be an integer in 1..${authority.account.maxUserLifetimeSeconds}, got ${expiresInSeconds}`,
+    );
+  }
+  return Math.floor(now.getTime() / 1000) + expiresInSeconds;
+}
+
+function checkIds(tenantId: string, deviceId: string): void {
+  for (const [role, value] of [
+    ['tenant', tenantId],
+    ['device', deviceId],
+  ] as const) {
+    if (!isValidSubjectToken(value)) {
+      throw new Error(
+        `invalid ${role} id ${JSON.stringify(value)}: must be non-empty and contain no '.', '*', '>' or whitespace`,
+      );
+    }
+  }
+}
+
+function checkName(name: string): void {
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(name)) {
+    throw new Error(`invalid user name ${JSON.stringify(name)}: 1-64 of A-Z a-z 0-9 _ -`);
+  }
+}
