@@ -113,6 +113,8 @@ export async function startAgent(config: Readonly<AgentConfig>, deps: AgentDeps 
   if (config.privacy.redactFaces && !faceModel)
     log.error('face redaction is on but its model is not loaded: snapshots are disabled');
 
+  // Set once the uplink runs: a new event is published at once instead of at the uplink's next tick.
+  let notifyUplink = (): void => {};
   const cameras = new Map<string, CameraRuntime>();
   for (const cam of config.cameras.filter((c) => c.enabled)) {
     let pipeline: CameraPipeline | undefined;
@@ -136,7 +138,10 @@ export async function startAgent(config: Readonly<AgentConfig>, deps: AgentDeps 
           newId,
           metrics,
           log,
-          onEvent: deps.onEvent && ((e, m) => deps.onEvent?.(cam.id, e, m)),
+          onEvent: (e, m) => {
+            notifyUplink();
+            deps.onEvent?.(cam.id, e, m);
+          },
         });
       }
     }
@@ -228,6 +233,8 @@ export async function startAgent(config: Readonly<AgentConfig>, deps: AgentDeps 
         metrics: createUplinkMetrics(metrics.registry),
       });
       uplink.start();
+      const started = uplink;
+      notifyUplink = () => started.notify();
     }
   }
 

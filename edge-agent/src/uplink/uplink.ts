@@ -333,6 +333,14 @@ export class Uplink {
 
   // ---- publishing ----
 
+  /**
+   * New entries were appended: publish them now rather than at the next tick. Without this the tick period
+   * (250 ms) was most of the capture-to-commit latency (bench: p50 112 of 123 ms spent waiting to publish).
+   */
+  notify(): void {
+    this.kick();
+  }
+
   /** Fill soon (coalesced): after a PubAck, a receipt or a state change. */
   private kick(): void {
     if (this.kickPending || this.stopping) return;

@@ -77,6 +77,7 @@ const timer = setInterval(() => {
     budget--;
     process.stdout.write(`ack ${id}\n`);
   }
+  uplink.notify();
 }, tick);
 
 // Depth reports let the parent know when this producer's outbox is empty.
