@@ -46,7 +46,7 @@ type Attr = { type?: string; name?: string; value: string; valueTagClass?: numbe
 /**
  * A fresh RSA-2048 key pair from Node's native crypto (OpenSSL). node-forge would also delegate to
  * `generateKeyPairSync` in Node, but its pure-JS fallback takes ~1 s per key, so we never go through it.
- * The private key is PKCS#8 PEM (`BEGIN PRIVATE KEY`), which Node, Go (nats-server) and OpenSSL all read.
+ * The private key is unencrypted PKCS#8 PEM, which Node, Go (nats-server) and OpenSSL all read.
  */
 export function generateRsaKeyPair(): { keyPem: string; publicKeyPem: string } {
   const { privateKey, publicKey } = generateKeyPairSync('rsa', {
