@@ -9,6 +9,7 @@ import type { Authorizer } from './auth/authorize.js';
 import type { CloudConfig } from './config/schema.js';
 import { HeartbeatConsumer } from './fleet/heartbeats.js';
 import { FleetRegistry } from './fleet/registry.js';
+import { registerDeviceGauge } from './fleet/status.js';
 import { startIngest } from './ingest/start.js';
 import { createLogger, createMetricsRegistry } from './lib/observability.js';
 import { createDb } from './storage/db.js';
@@ -68,7 +69,15 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
     const ingest = await startIngest({ nc, db, config, log, metrics, now: deps.now });
     closers.push(() => ingest.stop());
 
-    const mounts = createApiMounts(config, { db, log, metrics, authorizer: deps.authorizer });
+    registerDeviceGauge(db, metrics, config.fleet.offlineAfterSeconds, deps.now);
+
+    const mounts = createApiMounts(config, {
+      db,
+      log,
+      metrics,
+      authorizer: deps.authorizer,
+      now: deps.now,
+    });
     const http = createHttpApp(
       metrics,
       [

@@ -3,6 +3,13 @@ export type { CloudApp, CloudDeps } from './app.js';
 export { loadCloudConfig, parseCloudConfig } from './config/load.js';
 export type { CloudConfig } from './config/schema.js';
 export { FleetRegistry } from './fleet/registry.js';
+export { DEVICE_STATUSES, type DeviceStatus } from './fleet/status.js';
+export {
+  ENROLLMENT_TOKEN_PREFIX,
+  EnrollmentTokenInvalidError,
+  EnrollmentTokens,
+} from './fleet/enrollment.js';
+export type { EnrollmentScope, EnrollmentToken } from './fleet/enrollment.js';
 export { createDb } from './storage/db.js';
 export { migrateDown, migrateToLatest } from './storage/migrate.js';
 export {
@@ -15,6 +22,7 @@ export {
 } from './auth/dev-keys.js';
 export {
   createRoleAuthorizer,
+  DEVICE_READER_ROLES,
   EVENT_READER_ROLES,
   type Action,
   type Authorizer,

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { sql, type Kysely } from 'kysely';
 import { pino } from 'pino';
 import { afterAll, beforeAll } from 'vitest';
@@ -9,6 +10,7 @@ import {
   parseCloudConfig,
   startCloud,
   type CloudApp,
+  type CloudDeps,
   type DevSigningKey,
 } from '../src/index.js';
 import type { Database } from '../src/storage/tables.js';
@@ -40,6 +42,8 @@ export interface TestCloud {
   /** A valid dev token (issuer/audience as configured) for `tenant` with `roles`. */
   token: (tenant: string, roles?: string[], extra?: { ttlSeconds?: number; now?: Date }) => Promise<string>;
   get: (path: string, token?: string, init?: RequestInit) => Promise<Response>;
+  /** A new NATS connection (the cloud's service certificate; this test server authorizes no one per user). */
+  connectNats: () => Promise<NatsConnection>;
 }
 
 export const ISSUER = 'vigil-test';
@@ -47,9 +51,13 @@ export const AUDIENCE = 'vigil-api-test';
 
 /**
  * The real cloud (startCloud) for one test file: its own nats-server (mTLS + JetStream), PostgreSQL
- * database, dev PKI and dev signing key, with the API enabled and pointed at the dev JWKS.
+ * database, dev PKI and dev signing key, with the API enabled and pointed at the dev JWKS. `deps` are passed
+ * to startCloud (e.g. an injected clock, `now`).
  */
-export function useApiCloud(overrides: Record<string, unknown> = {}): TestCloud {
+export function useApiCloud(
+  overrides: Record<string, unknown> = {},
+  deps: Omit<CloudDeps, 'logger'> = {},
+): TestCloud {
   const pki = usePki({ services: ['cloud'] });
   const nats = useNats({
     config: (ctx) =>
@@ -76,7 +84,7 @@ export function useApiCloud(overrides: Record<string, unknown> = {}): TestCloud 
         log: { level: 'silent' },
         ...overrides,
       }),
-      { logger: pino({ level: 'silent' }) },
+      { logger: pino({ level: 'silent' }), ...deps },
     );
   });
   afterAll(async () => {
@@ -103,6 +111,13 @@ export function useApiCloud(overrides: Record<string, unknown> = {}): TestCloud 
         ...init,
         headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(init.headers ?? {}) },
       }),
+    connectNats: () => {
+      const svc = pki().services.cloud!;
+      return connect({
+        servers: [`tls://localhost:${nats().port}`],
+        tls: { caFile: pki().caCert, certFile: svc.cert, keyFile: svc.key },
+      });
+    },
   };
   return t;
 }

@@ -21,9 +21,13 @@ describe('PostgreSQL migrations', () => {
   afterAll(() => db.destroy());
 
   it('apply on an empty database, then are a no-op', async () => {
-    expect(await migrateToLatest(db as Kysely<unknown>)).toEqual(['0001_registry', '0002_events']);
+    expect(await migrateToLatest(db as Kysely<unknown>)).toEqual([
+      '0001_registry',
+      '0002_events',
+      '0003_enrollment_tokens',
+    ]);
     expect(await tables(db)).toEqual(
-      expect.arrayContaining(['devices', 'sites', 'tenants', 'vigil_migration']),
+      expect.arrayContaining(['devices', 'enrollment_tokens', 'sites', 'tenants', 'vigil_migration']),
     );
     expect(await migrateToLatest(db as Kysely<unknown>)).toEqual([]);
   });
@@ -58,10 +62,16 @@ describe('PostgreSQL migrations', () => {
   });
 
   it('roll back and forward again', async () => {
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0003_enrollment_tokens']);
+    expect(await tables(db)).not.toContain('enrollment_tokens');
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0002_events']);
     expect(await tables(db)).not.toContain('events');
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0001_registry']);
     expect(await tables(db)).not.toContain('devices');
-    expect(await migrateToLatest(db as Kysely<unknown>)).toEqual(['0001_registry', '0002_events']);
+    expect(await migrateToLatest(db as Kysely<unknown>)).toEqual([
+      '0001_registry',
+      '0002_events',
+      '0003_enrollment_tokens',
+    ]);
   });
 });

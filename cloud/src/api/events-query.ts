@@ -5,8 +5,8 @@ import { ValidationError, type FieldIssue } from './errors.js';
 /** Default page size of GET /v1/events. */
 export const DEFAULT_PAGE_SIZE = 50;
 
-// Ids as the edge knows them (device, camera): subject-token safe, bounded.
-const idParam = z.string().regex(/^[A-Za-z0-9_-]{1,63}$/, 'must be 1-63 letters, digits, - or _');
+/** Ids as the edge knows them (device, camera): subject-token safe, bounded. */
+export const idParam = z.string().regex(/^[A-Za-z0-9_-]{1,63}$/, 'must be 1-63 letters, digits, - or _');
 const labelParam = z.string().min(1).max(128);
 const rfc3339 = z.iso.datetime({
   offset: true,

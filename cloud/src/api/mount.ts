@@ -14,13 +14,18 @@ export interface ApiMountDeps {
   metrics: Registry;
   /** The policy decision point; default: {@link createRoleAuthorizer} (role-based, default deny). */
   authorizer?: Authorizer | undefined;
+  /** The cloud clock (device status is derived from it); default: the system clock. */
+  now?: (() => Date) | undefined;
 }
 
 /**
  * The /v1 API as an HTTP mount for createHttpApp, or nothing when `api.enabled` is false. Reads the JWKS
  * file now, so a bad `auth` config fails the start (ConfigError, exit 78), not the first request.
  */
-export function createApiMounts(config: Pick<CloudConfig, 'api' | 'auth'>, deps: ApiMountDeps): HttpMount[] {
+export function createApiMounts(
+  config: Pick<CloudConfig, 'api' | 'auth' | 'fleet'>,
+  deps: ApiMountDeps,
+): HttpMount[] {
   if (!config.api.enabled) return [];
   const router = createApiRouter({
     db: deps.db,
@@ -29,6 +34,8 @@ export function createApiMounts(config: Pick<CloudConfig, 'api' | 'auth'>, deps:
     log: deps.log.child({ component: 'api' }),
     metrics: deps.metrics,
     maxPageSize: config.api.maxPageSize,
+    offlineAfterSeconds: config.fleet.offlineAfterSeconds,
+    now: deps.now ?? (() => new Date()),
   });
   return [{ path: '/v1', handler: router }];
 }

@@ -41,6 +41,12 @@ export const PROBLEM_KINDS: Readonly<Record<string, ProblemKind>> = {
   RATE_LIMITED: { status: 429, slug: 'rate-limited', title: 'Too many requests' },
   UNAVAILABLE: { status: 503, slug: 'unavailable', title: 'Service unavailable' },
   INTERNAL: { status: 500, slug: 'internal', title: 'Internal server error' },
+  // Consumed by enrollment (gRPC today); mapped here so it can never surface as a 500.
+  ENROLLMENT_TOKEN_INVALID: {
+    status: 403,
+    slug: 'enrollment-token-invalid',
+    title: 'Enrollment token invalid',
+  },
 };
 
 /** Problem type URIs are stable identifiers (not links): `urn:vigil:problem:<slug>`. */

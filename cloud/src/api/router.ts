@@ -4,13 +4,17 @@ import type { Logger } from 'pino';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { Authorizer } from '../auth/authorize.js';
 import type { TokenVerifier } from '../auth/jwt.js';
+import { EnrollmentTokens } from '../fleet/enrollment.js';
 import type { Database } from '../storage/tables.js';
 import { authenticate } from './authenticate.js';
+import { DeviceReader } from './device-store.js';
+import { mountDeviceRoutes } from './devices.js';
+import { mountEnrollmentTokenRoutes } from './enrollment-tokens.js';
 import { EventReader } from './event-store.js';
 import { mountEventRoutes } from './events.js';
 import { notFoundHandler } from './problem.js';
 
-/** Largest request body the API parses (no route takes a body yet; the bound is there before one does). */
+/** Largest request body the API parses (JSON bodies, e.g. POST /v1/enrollment-tokens). */
 export const API_BODY_LIMIT = '256kb';
 
 export interface ApiDeps {
@@ -21,6 +25,10 @@ export interface ApiDeps {
   metrics: Registry;
   /** Largest `limit` a list accepts (config api.maxPageSize). */
   maxPageSize: number;
+  /** Config fleet.offlineAfterSeconds: device status is derived from it at read time (fleet/status.ts). */
+  offlineAfterSeconds: number;
+  /** The cloud clock. */
+  now: () => Date;
 }
 
 /**
@@ -62,6 +70,17 @@ export function createApiRouter(deps: ApiDeps): Router {
   router.use(express.json({ limit: API_BODY_LIMIT, type: ['application/json', 'application/*+json'] }));
   mountEventRoutes(router, {
     events: new EventReader(deps.db),
+    authorizer: deps.authorizer,
+    log: deps.log,
+    maxPageSize: deps.maxPageSize,
+  });
+  mountEnrollmentTokenRoutes(router, {
+    tokens: new EnrollmentTokens(deps.db, deps.log, deps.metrics),
+    authorizer: deps.authorizer,
+    log: deps.log,
+  });
+  mountDeviceRoutes(router, {
+    devices: new DeviceReader(deps.db, deps.offlineAfterSeconds, deps.now),
     authorizer: deps.authorizer,
     log: deps.log,
     maxPageSize: deps.maxPageSize,

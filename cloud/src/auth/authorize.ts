@@ -7,7 +7,7 @@ import type { Principal } from './principal.js';
  */
 
 /** What a handler wants to do, `<resource kind>:<verb>`. Add actions here as routes arrive. */
-export type Action = 'events:read';
+export type Action = 'events:read' | 'enrollment-tokens:create' | 'enrollment-tokens:read' | 'devices:read';
 
 /**
  * What the action is applied to. A collection is addressed by its tenant; a single event by tenant and id.
@@ -15,7 +15,10 @@ export type Action = 'events:read';
  */
 export type Resource =
   | { readonly type: 'events'; readonly tenant: string }
-  | { readonly type: 'event'; readonly tenant: string; readonly id: string };
+  | { readonly type: 'event'; readonly tenant: string; readonly id: string }
+  | { readonly type: 'devices'; readonly tenant: string }
+  | { readonly type: 'device'; readonly tenant: string; readonly id: string }
+  | { readonly type: 'enrollment-tokens'; readonly tenant: string; readonly site?: string };
 
 export interface Decision {
   readonly allowed: boolean;
@@ -30,8 +33,17 @@ export interface Authorizer {
 /** Roles that may read a tenant's events until real policies exist. */
 export const EVENT_READER_ROLES: readonly string[] = ['admin', 'operator', 'viewer', 'auditor'];
 
+/** Roles that may mint and list enrollment tokens (installers enroll gateways on site). */
+export const ENROLLMENT_TOKEN_ROLES: readonly string[] = ['admin', 'installer'];
+
+/** Roles that may read a tenant's device registry (installers check the gateways they enroll). */
+export const DEVICE_READER_ROLES: readonly string[] = ['admin', 'operator', 'viewer', 'auditor', 'installer'];
+
 const ROLE_GRANTS: Readonly<Record<Action, readonly string[]>> = {
   'events:read': EVENT_READER_ROLES,
+  'enrollment-tokens:create': ENROLLMENT_TOKEN_ROLES,
+  'enrollment-tokens:read': ENROLLMENT_TOKEN_ROLES,
+  'devices:read': DEVICE_READER_ROLES,
 };
 
 /**

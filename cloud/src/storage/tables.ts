@@ -55,10 +55,24 @@ export interface EventsTable {
   stream_seq: ColumnType<string | null, string | number | bigint | null, never>;
 }
 
+export interface EnrollmentTokensTable {
+  id: string;
+  tenant_id: string;
+  site_id: string;
+  token_sha256: Buffer;
+  created_by: string;
+  created_at: CreatedAt;
+  expires_at: Date;
+  used_at: Date | null;
+  used_by_device: string | null;
+  note: string | null;
+}
+
 /** The typed view of the schema that the migrations build. */
 export interface Database {
   tenants: TenantsTable;
   sites: SitesTable;
   devices: DevicesTable;
   events: EventsTable;
+  enrollment_tokens: EnrollmentTokensTable;
 }

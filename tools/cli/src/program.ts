@@ -93,6 +93,8 @@ Examples:
   pnpm vigil events list --tenant dev --label person --since 2026-01-31T00:00:00Z
   pnpm vigil events list --tenant dev --all --json | jq .label
   pnpm vigil events get 0190f5c2-8a3e-7b1c-9d2e-4f5a6b7c8d9e --tenant dev
+  pnpm vigil enroll-token create --tenant dev --site hq --ttl 3600 --note 'lobby gateway'
+  pnpm vigil enroll-token list --tenant dev --all
   pnpm vigil dlq list
   pnpm vigil dlq show 12
   pnpm vigil dlq replay 12 13
@@ -172,13 +174,17 @@ Exit codes: 0 done, 1 failed (or something was not replayed), 2 usage error.`,
       )
       .option('--issuer <iss>', 'issuer of the minted token', DEFAULT_ISSUER)
       .option('--audience <aud>', 'audience of the minted token', DEFAULT_AUDIENCE);
-  const apiClient = async (g: GlobalOptions, a: AuthOptions): Promise<ApiClient> => {
+  const apiClient = async (
+    g: GlobalOptions,
+    a: AuthOptions,
+    defaultRoles: string[] = ['viewer'],
+  ): Promise<ApiClient> => {
     const bearer =
       a.token ??
       (
         await mintToken(loadDevSigningKey(g.pki), {
           tenant: a.tenant,
-          roles: a.role.length > 0 ? a.role : ['viewer'],
+          roles: a.role.length > 0 ? a.role : defaultRoles,
           sub: `vigil-cli@${a.tenant}`,
           ttlSeconds: 300,
           issuer: a.issuer,
@@ -258,6 +264,74 @@ Exit codes: 0 done, 1 failed (or something was not replayed), 2 usage error.`,
     const g = globals(cmd);
     const event = await (await apiClient(g, o)).getEvent(id);
     io.out(g.json ? JSON.stringify(event) : JSON.stringify(event, null, 2));
+  });
+
+  // ---- enroll-token -------------------------------------------------------------------------------------
+  const enrollToken = program
+    .command('enroll-token')
+    .description('one-time, expiring tokens that enroll a gateway into a tenant and site (REST API)');
+  // The minted dev token is an admin's unless --role says otherwise (only admin and installer may).
+  const enrollRole = (cmd: Command): Command =>
+    cmd.addHelpText('after', '\nThe minted dev token has role admin unless --role is given.');
+
+  enrollRole(
+    withAuth(
+      enrollToken
+        .command('create')
+        .description('create a token (POST /v1/enrollment-tokens); prints the secret, shown only this once')
+        .requiredOption('--site <id>', 'site the gateway will belong to')
+        .option('--ttl <seconds>', 'lifetime, 60 s to 7 days', int(60, 7 * 24 * 3600), 86_400)
+        .option('--note <text>', 'free text, e.g. where the gateway goes'),
+    ),
+  ).action(async (o: AuthOptions & { site: string; ttl: number; note?: string }, cmd: Command) => {
+    const g = globals(cmd);
+    const created = await (
+      await apiClient(g, o, ['admin'])
+    ).createEnrollmentToken({ site_id: o.site, ttl_seconds: o.ttl, note: o.note });
+    if (g.json) {
+      io.out(JSON.stringify(created));
+      return;
+    }
+    io.out(created.token);
+    io.err(
+      `token ${created.id} for ${created.tenant_id}/${created.site_id}, one use, expires ${created.expires_at}` +
+        '\nstore it now: it cannot be shown again',
+    );
+  });
+
+  enrollRole(
+    withAuth(
+      enrollToken
+        .command('list')
+        .description(
+          "a tenant's enrollment tokens, newest first (GET /v1/enrollment-tokens); never the secrets",
+        )
+        .option('--all', 'include used tokens', false),
+    ),
+  ).action(async (o: AuthOptions & { all: boolean }, cmd: Command) => {
+    const g = globals(cmd);
+    const { items } = await (await apiClient(g, o, ['admin'])).listEnrollmentTokens(o.all);
+    if (g.json) {
+      for (const t of items) io.out(JSON.stringify(t));
+      return;
+    }
+    if (items.length === 0) {
+      io.err('no enrollment tokens');
+      return;
+    }
+    io.out(
+      table(
+        ['ID', 'SITE', 'EXPIRES', 'USED BY', 'CREATED BY', 'NOTE'],
+        items.map((t) => [
+          t.id,
+          t.site_id,
+          t.expires_at,
+          t.used_by_device ?? (t.used_at === null ? '-' : '?'),
+          t.created_by,
+          clip(t.note ?? '', 40),
+        ]),
+      ),
+    );
   });
 
   // ---- dlq ----------------------------------------------------------------------------------------------

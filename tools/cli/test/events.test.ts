@@ -153,4 +153,25 @@ describe('vigil token / events (against the cloud API)', () => {
     });
     expect(down).toBe(1);
   });
+
+  it('creates and lists enrollment tokens (the secret only once)', async () => {
+    const created = await cli('enroll-token', 'create', '--tenant', 'acme', '--site', 'hq', '--ttl', '600');
+    expect(created.code, created.err).toBe(0);
+    expect(created.out).toMatch(/^vgl_et_[A-Za-z0-9_-]{43}$/);
+    expect(created.err).toMatch(/for acme\/hq, one use, expires \d{4}-/);
+    const list = await cli('enroll-token', 'list', '--tenant', 'acme');
+    expect(list.code).toBe(0);
+    expect(list.out).toMatch(/^ID\s+SITE\s+EXPIRES\s+USED BY\s+CREATED BY\s+NOTE\n\S+\s+hq\s+/);
+    expect(list.out).not.toContain('vgl_et_');
+    const json = await cli('--json', 'enroll-token', 'list', '--tenant', 'acme', '--all');
+    expect(JSON.parse(json.out)).toMatchObject({
+      site_id: 'hq',
+      created_by: 'vigil-cli@acme',
+      used_at: null,
+    });
+    const viewer = await cli('enroll-token', 'list', '--tenant', 'acme', '--role', 'viewer');
+    expect(viewer.err).toContain('API answered 403 Forbidden');
+    const bad = await cli('enroll-token', 'create', '--tenant', 'acme', '--site', 'hq', '--ttl', '30');
+    expect(bad.code).toBe(2);
+  });
 });

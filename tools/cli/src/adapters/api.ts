@@ -33,6 +33,30 @@ export interface EventQuery {
   cursor?: string | undefined;
 }
 
+/** An enrollment token as the API lists it (never the secret). */
+export interface ApiEnrollmentToken {
+  id: string;
+  tenant_id: string;
+  site_id: string;
+  created_by: string;
+  created_at: string;
+  expires_at: string;
+  used_at: string | null;
+  used_by_device: string | null;
+  note: string | null;
+}
+
+/** POST /v1/enrollment-tokens: the token plus its secret, shown this once. */
+export interface CreatedEnrollmentToken extends ApiEnrollmentToken {
+  token: string;
+}
+
+export interface CreateEnrollmentToken {
+  site_id: string;
+  ttl_seconds?: number | undefined;
+  note?: string | undefined;
+}
+
 interface Problem {
   title?: string;
   status?: number;
@@ -73,12 +97,30 @@ export class ApiClient {
     return this.get<ApiEvent>(`/v1/events/${encodeURIComponent(id)}`);
   }
 
-  private async get<T>(path: string): Promise<T> {
+  createEnrollmentToken(body: CreateEnrollmentToken): Promise<CreatedEnrollmentToken> {
+    return this.send<CreatedEnrollmentToken>('POST', '/v1/enrollment-tokens', body);
+  }
+
+  listEnrollmentTokens(includeUsed: boolean): Promise<{ items: ApiEnrollmentToken[] }> {
+    return this.get(`/v1/enrollment-tokens${includeUsed ? '?include_used=true' : ''}`);
+  }
+
+  private get<T>(path: string): Promise<T> {
+    return this.send<T>('GET', path);
+  }
+
+  private async send<T>(method: string, path: string, body?: unknown): Promise<T> {
     const url = new URL(path, this.baseUrl);
     let res: Response;
     try {
       res = await fetch(url, {
-        headers: { authorization: `Bearer ${this.token}`, accept: 'application/json' },
+        method,
+        headers: {
+          authorization: `Bearer ${this.token}`,
+          accept: 'application/json',
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
         signal: AbortSignal.timeout(this.timeoutMs),
       });
     } catch (err) {
