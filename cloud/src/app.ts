@@ -35,7 +35,9 @@ export interface CloudDeps {
 export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps = {}): Promise<CloudApp> {
   const log = deps.logger ?? createLogger(config.log.level, 'vigil-cloud');
   const metrics = createMetricsRegistry('vigil_cloud_');
-  const db = createDb(config.database.url, config.database.poolMax);
+  const db = createDb(config.database.url, config.database.poolMax, (err) =>
+    log.warn({ err: err.message }, 'PostgreSQL connection lost; the next query reconnects'),
+  );
   const closers: Array<() => Promise<void>> = [() => db.destroy()];
   const stop = async (): Promise<void> => {
     for (const close of closers.reverse())

@@ -14,5 +14,12 @@ export function createDb(
   // pool; without a listener that is an uncaught exception that kills the process. pg removes the
   // client from the pool and the next query connects again.
   pool.on('error', onIdleError);
+  // A connection that is checked out (e.g. inside a transaction, between two statements) when the server goes
+  // away emits 'error' on the client itself, where the pool does not listen: the same uncaught exception (the
+  // fault test crashed PostgreSQL at exactly that moment). The statement in progress still fails and is retried;
+  // this listener only keeps the process alive.
+  pool.on('connect', (client) => {
+    client.on('error', onIdleError);
+  });
   return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
 }

@@ -2,7 +2,7 @@ import type { Reporter, TestModule } from 'vitest/node';
 
 /** Prints one plain closing line (`vitest: N passed, N failed, N skipped`) that any CI log reader understands. */
 export default class SummaryReporter implements Reporter {
-  onTestRunEnd(testModules: ReadonlyArray<TestModule>): void {
+  onTestRunEnd(testModules: ReadonlyArray<TestModule>, unhandledErrors: ReadonlyArray<unknown> = []): void {
     let passed = 0;
     let failed = 0;
     let skipped = 0;
@@ -15,6 +15,9 @@ export default class SummaryReporter implements Reporter {
       }
       if (mod.state() === 'failed' && [...mod.children.allTests()].length === 0) failed++; // a file that failed to load
     }
+    // An unhandled error fails the run (vitest exits 1) even when every test passed: count it as a failure so
+    // that this line never says "0 failed" for a red run.
+    failed += unhandledErrors.length;
     console.log(`\nvitest: ${passed} passed, ${failed} failed, ${skipped} skipped`);
   }
 }
