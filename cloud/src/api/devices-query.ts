@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { DEVICE_STATUSES } from '../fleet/status.js';
 import type { DeviceFilter } from './device-store.js';
-import { DEFAULT_PAGE_SIZE, idParam } from './events-query.js';
+import { DEFAULT_PAGE_SIZE, idParam, limitParam } from './events-query.js';
 
 const cursorSchema = z.strictObject({ id: idParam });
 
@@ -32,18 +32,7 @@ export function listDevicesQuerySchema(maxPageSize: number) {
     .strictObject({
       site: idParam.optional(),
       status: z.enum(DEVICE_STATUSES, { error: `must be one of ${DEVICE_STATUSES.join(', ')}` }).optional(),
-      limit: z
-        .string()
-        .regex(/^\d{1,6}$/, `must be an integer from 1 to ${maxPageSize}`)
-        .transform(Number)
-        .pipe(
-          z
-            .number()
-            .int()
-            .min(1, `must be an integer from 1 to ${maxPageSize}`)
-            .max(maxPageSize, `must be at most ${maxPageSize}`),
-        )
-        .optional(),
+      limit: limitParam(maxPageSize).optional(),
       cursor: z.string().optional(),
     })
     .superRefine((q, ctx) => {

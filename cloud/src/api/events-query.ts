@@ -6,6 +6,21 @@ import { ValidationError, type FieldIssue } from './errors.js';
 export const DEFAULT_PAGE_SIZE = 50;
 
 /** Ids as the edge knows them (device, camera): subject-token safe, bounded. */
+/** A page size from the query string: 1..maxPageSize; a larger value is a 400, never silently clamped. */
+export function limitParam(maxPageSize: number) {
+  return z
+    .string()
+    .regex(/^\d{1,6}$/, `must be an integer from 1 to ${maxPageSize}`)
+    .transform(Number)
+    .pipe(
+      z
+        .number()
+        .int()
+        .min(1, `must be an integer from 1 to ${maxPageSize}`)
+        .max(maxPageSize, `must be at most ${maxPageSize}`),
+    );
+}
+
 export const idParam = z.string().regex(/^[A-Za-z0-9_-]{1,63}$/, 'must be 1-63 letters, digits, - or _');
 const labelParam = z.string().min(1).max(128);
 const rfc3339 = z.iso.datetime({
@@ -56,18 +71,7 @@ export function listEventsQuerySchema(maxPageSize: number) {
       label: labelParam.optional(),
       since: rfc3339.optional(),
       until: rfc3339.optional(),
-      limit: z
-        .string()
-        .regex(/^\d{1,6}$/, `must be an integer from 1 to ${maxPageSize}`)
-        .transform(Number)
-        .pipe(
-          z
-            .number()
-            .int()
-            .min(1, `must be an integer from 1 to ${maxPageSize}`)
-            .max(maxPageSize, `must be at most ${maxPageSize}`),
-        )
-        .optional(),
+      limit: limitParam(maxPageSize).optional(),
       cursor: z.string().optional(),
     })
     .superRefine((q, ctx) => {
