@@ -1,5 +1,5 @@
 import { constants, createPublicKey, verify, type KeyObject } from 'node:crypto';
-import { DerError, children, decodeOid, readTlv } from './der.js';
+import { DerError, children, decodeOid, readTlv, type Tlv } from './der.js';
 import { PkiError } from './errors.js';
 import { CLIENT_VALIDITY_DAYS, planLeaf, type CertKeyPem, type IssueOptions } from './pki.js';
 
@@ -15,6 +15,9 @@ const SIGNATURE_HASHES: Record<string, string> = {
 
 interface ParsedCsr {
   info: Buffer; // CertificationRequestInfo, exactly as received (the signed bytes)
+  subject: Array<{ oid: string; value: string }>;
+  /** The CSR asks for attributes (e.g. extensionRequest with SANs): never honoured, but visible to callers. */
+  hasAttributes: boolean;
   spki: Buffer;
   signatureOid: string;
   signature: Buffer;
@@ -42,7 +45,7 @@ function parseCsr(der: Buffer): ParsedCsr {
     if (!info || !sigAlg || !sigBits || rest.length > 0) throw new DerError('CSR must have 3 elements');
     if (info.tag !== 0x30 || sigAlg.tag !== 0x30 || sigBits.tag !== 0x03)
       throw new DerError('unexpected CSR structure');
-    const [version, subject, spki] = children(der, info);
+    const [version, subject, spki, attributes] = children(der, info);
     if (
       !version ||
       version.tag !== 0x02 ||
@@ -59,6 +62,8 @@ function parseCsr(der: Buffer): ParsedCsr {
       throw new DerError('bad signature BIT STRING');
     return {
       info: der.subarray(info.start, info.end),
+      subject: readName(der, subject),
+      hasAttributes: attributes !== undefined && attributes.end > attributes.contentStart,
       spki: der.subarray(spki.start, spki.end),
       signatureOid: decodeOid(der.subarray(oid.contentStart, oid.end)),
       signature: der.subarray(sigBits.contentStart + 1, sigBits.end),
@@ -70,17 +75,53 @@ function parseCsr(der: Buffer): ParsedCsr {
   }
 }
 
+const STRING_TAGS = new Set([0x0c, 0x13, 0x16, 0x14]); // UTF8String, PrintableString, IA5String, T61String
+
+/** Name ::= SEQUENCE OF SET OF AttributeTypeAndValue; values of other string types are reported as ''. */
+function readName(der: Buffer, name: Tlv): Array<{ oid: string; value: string }> {
+  const out: Array<{ oid: string; value: string }> = [];
+  for (const rdn of children(der, name)) {
+    if (rdn.tag !== 0x31) throw new DerError('subject RDN is not a SET');
+    for (const atv of children(der, rdn)) {
+      const [oid, value] = children(der, atv);
+      if (atv.tag !== 0x30 || !oid || oid.tag !== 0x06 || !value) throw new DerError('bad subject attribute');
+      out.push({
+        oid: decodeOid(der.subarray(oid.contentStart, oid.end)),
+        value: STRING_TAGS.has(value.tag) ? der.subarray(value.contentStart, value.end).toString('utf8') : '',
+      });
+    }
+  }
+  return out;
+}
+
+const OID_COMMON_NAME = '2.5.4.3';
+
+/** What a CSR asks for, before any signature or key check: callers decide whether the subject is acceptable. */
+export interface CsrSubject {
+  /** Every subject attribute in order (OID and string value). */
+  attributes: Array<{ oid: string; value: string }>;
+  /** The CN when the subject is exactly one CN and nothing else; otherwise undefined. */
+  commonName: string | undefined;
+  /** The CSR carries attributes such as requested extensions (SANs): they are never copied into a cert. */
+  requestsAttributes: boolean;
+}
+
+/** Reads a CSR's subject (throws CSR_INVALID for a malformed CSR). */
+export function inspectCsr(csrPem: string): CsrSubject {
+  const csr = parseCsr(pemToDer(csrPem));
+  const only = csr.subject.length === 1 ? csr.subject[0] : undefined;
+  return {
+    attributes: csr.subject,
+    commonName: only?.oid === OID_COMMON_NAME ? only.value : undefined,
+    requestsAttributes: csr.hasAttributes,
+  };
+}
+
 /**
- * Signs a PKCS#10 CSR as a client certificate (EKU clientAuth). The CSR only contributes its public key:
- * its subject and requested extensions are ignored — the issuer decides identity via `opts`.
- * Checks the CSR's self-signature (proof of possession) and requires an RSA key of 2048..8192 bits.
- * Default validity: 30 days. Returns the certificate PEM.
+ * Checks a CSR without issuing anything: parsable, an RSA key of 2048..8192 bits, a supported signature
+ * algorithm, and a self-signature that verifies (proof of possession). Returns the public key.
  */
-export function signCsr(
-  ca: CertKeyPem,
-  csrPem: string,
-  opts: { commonName: string; uris: string[] } & IssueOptions,
-): string {
+export function verifyCsr(csrPem: string): KeyObject {
   const csr = parseCsr(pemToDer(csrPem));
   let key: KeyObject;
   try {
@@ -107,6 +148,20 @@ export function signCsr(
     throw new PkiError('CSR_INVALID', 'CSR signature cannot be checked', { cause });
   }
   if (!ok) throw new PkiError('CSR_INVALID', 'CSR signature does not verify (tampered CSR or wrong key)');
+  return key;
+}
+
+/**
+ * Signs a PKCS#10 CSR as a client certificate (EKU clientAuth). The CSR only contributes its public key:
+ * its subject and requested extensions are ignored — the issuer decides identity via `opts`.
+ * Checks the CSR as {@link verifyCsr} does. Default validity: 30 days. Returns the certificate PEM.
+ */
+export function signCsr(
+  ca: CertKeyPem,
+  csrPem: string,
+  opts: { commonName: string; uris: string[] } & IssueOptions,
+): string {
+  const key = verifyCsr(csrPem);
   const signer = planLeaf(
     ca,
     { commonName: opts.commonName, uris: opts.uris, eku: 'clientAuth', defaultDays: CLIENT_VALIDITY_DAYS },

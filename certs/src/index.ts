@@ -10,7 +10,8 @@ export {
   type CertKeyPem,
   type IssueOptions,
 } from './pki.js';
-export { signCsr } from './csr.js';
+export { inspectCsr, signCsr, verifyCsr, type CsrSubject } from './csr.js';
+export { createCsr } from './csr-create.js';
 export {
   DEV_CA_COMMON_NAME,
   ensureDevPki,

@@ -117,7 +117,7 @@ async function baseline(stack: Stack, jsm: JetStreamManager) {
     storage: StorageType.File,
     retention: RetentionPolicy.Workqueue,
     discard: DiscardPolicy.New,
-    // Smaller than EVENTS' 1 GiB: nats-server reserves max_bytes out of max_file_store (2 GB in natsConfig).
+    // Smaller than EVENTS' 1 GiB: nats-server reserves max_bytes out of max_file_store (4 GB in natsConfig).
     max_bytes: 256 * 1024 * 1024,
     max_msgs: -1,
     max_age: 0,

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
@@ -7,10 +8,16 @@ import { createHttpApp } from './api/http.js';
 import { createApiMounts } from './api/mount.js';
 import type { Authorizer } from './auth/authorize.js';
 import type { CloudConfig } from './config/schema.js';
+import { EnrollmentTokens } from './fleet/enrollment.js';
+import { startGrpcServer } from './fleet/grpc-server.js';
 import { HeartbeatConsumer } from './fleet/heartbeats.js';
+import { DeviceIdentityService } from './fleet/identity-service.js';
+import { connectWithAuthority, loadNatsAuthority, NatsAccountPublisher } from './fleet/nats-account.js';
+import { DeviceRevoker } from './fleet/revocation.js';
 import { FleetRegistry } from './fleet/registry.js';
 import { registerDeviceGauge } from './fleet/status.js';
 import { startIngest } from './ingest/start.js';
+import { ConfigError } from './lib/errors.js';
 import { createLogger, createMetricsRegistry } from './lib/observability.js';
 import { createDb } from './storage/db.js';
 import { migrateToLatest } from './storage/migrate.js';
@@ -21,6 +28,12 @@ export interface CloudApp {
   readonly nc: NatsConnection;
   readonly registry: FleetRegistry;
   readonly httpPort: number;
+  /** The DeviceService port when grpc is enabled. */
+  readonly grpcPort: number | undefined;
+  readonly identity: DeviceIdentityService | undefined;
+  readonly revoker: DeviceRevoker;
+  /** Present in NATS JWT mode. */
+  readonly accountPublisher: NatsAccountPublisher | undefined;
   stop(): Promise<void>;
 }
 
@@ -47,7 +60,7 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
     const applied = await migrateToLatest(db as Kysely<unknown>);
     log.info({ applied }, applied.length > 0 ? 'database migrated' : 'database schema up to date');
 
-    const nc = await connect({
+    const natsOptions = {
       servers: [...config.nats.servers],
       name: config.nats.name,
       tls: {
@@ -59,9 +72,64 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
       // The cloud never needs its own messages back (e.g. the receipts it pushes on the rcpt subjects
       // that it also serves queries on). Request/reply to itself on this connection would not work.
       noEcho: true,
-    });
+    };
+    // JWT mode: the cloud is a scoped service user, and a SYSTEM user keeps revocations on the servers.
+    const authority = config.nats.auth ? loadNatsAuthority(config.nats.auth.authorityFile) : undefined;
+    const nc = authority
+      ? await connectWithAuthority(authority, 'service', 'cloud', natsOptions)
+      : await connect(natsOptions);
     closers.push(() => nc.drain());
-    log.info({ server: nc.getServer() }, 'connected to NATS');
+    log.info({ server: nc.getServer(), auth: authority ? 'jwt' : 'tls' }, 'connected to NATS');
+    let accountPublisher: NatsAccountPublisher | undefined;
+    if (authority) {
+      const sys = await connectWithAuthority(authority, 'system', 'cloud-account', {
+        ...natsOptions,
+        name: `${config.nats.name}-account`,
+      });
+      closers.push(() => sys.drain());
+      accountPublisher = new NatsAccountPublisher(db, authority, sys, log, metrics, deps.now);
+      await accountPublisher.start();
+      closers.push(() => Promise.resolve(accountPublisher?.stop()));
+    }
+    const revoker = new DeviceRevoker(db, accountPublisher, log, deps.now);
+
+    let grpcPort: number | undefined;
+    let identity: DeviceIdentityService | undefined;
+    if (config.identity) {
+      const ca = {
+        certPem: readConfigFile(config.identity.caCertFile, 'identity.caCertFile'),
+        keyPem: readConfigFile(config.identity.caKeyFile, 'identity.caKeyFile'),
+      };
+      identity = new DeviceIdentityService(
+        db,
+        new EnrollmentTokens(db, log, metrics),
+        {
+          ca,
+          authority: () => authority,
+          certificateTtlSeconds: config.identity.certificateTtlSeconds,
+          minRenewIntervalSeconds: config.identity.minRenewIntervalSeconds,
+          natsUrls: config.identity.natsUrls ?? config.nats.servers,
+        },
+        log,
+        metrics,
+        deps.now,
+      );
+      if (config.grpc.enabled && config.grpc.tls) {
+        const grpc = await startGrpcServer(
+          identity,
+          {
+            host: config.grpc.host,
+            port: config.grpc.port,
+            certFile: config.grpc.tls.certFile,
+            keyFile: config.grpc.tls.keyFile,
+            caFile: config.identity.caCertFile,
+          },
+          log,
+        );
+        closers.push(() => grpc.stop());
+        grpcPort = grpc.port;
+      }
+    }
 
     const registry = new FleetRegistry(db);
     const heartbeats = new HeartbeatConsumer(nc, registry, log, metrics, deps.now);
@@ -79,6 +147,7 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
       metrics,
       authorizer: deps.authorizer,
       now: deps.now,
+      revoker,
     });
     const http = createHttpApp(
       metrics,
@@ -97,9 +166,17 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
     closers.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
     const httpPort = (server.address() as AddressInfo).port;
     log.info({ url: `http://${config.http.host}:${httpPort}` }, 'cloud HTTP listening');
-    return { db, nc, registry, httpPort, stop };
+    return { db, nc, registry, httpPort, grpcPort, identity, revoker, accountPublisher, stop };
   } catch (err) {
     await stop();
     throw err;
+  }
+}
+
+function readConfigFile(path: string, key: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (cause) {
+    throw new ConfigError(`${key}: ${path} cannot be read`, { cause });
   }
 }

@@ -44,3 +44,17 @@ export {
 } from './ingest/streams.js';
 export { DEAD_LETTER_REASONS, validateEvent } from './ingest/validate.js';
 export type { DeadLetterReason, Validation } from './ingest/validate.js';
+export { DeviceIdentityService, IdentityError, type IdentityErrorCode } from './fleet/identity-service.js';
+export { GRPC_MAX_MESSAGE_BYTES, startGrpcServer, toStatus } from './fleet/grpc-server.js';
+export { DeviceRevoker, type RevokeOutcome } from './fleet/revocation.js';
+export { connectWithAuthority, loadNatsAuthority, NatsAccountPublisher } from './fleet/nats-account.js';
+export { ensureNatsAuthority, type NatsAuthorityFiles } from './fleet/nats-authority-files.js';
+export {
+  createNatsAuthority,
+  credsFile,
+  deviceInboxPrefix,
+  devicePermissions,
+  issueDeviceUser,
+  natsServerAuthConfig,
+  type NatsAuthority,
+} from './fleet/nats-auth.js';

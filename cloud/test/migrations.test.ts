@@ -25,9 +25,17 @@ describe('PostgreSQL migrations', () => {
       '0001_registry',
       '0002_events',
       '0003_enrollment_tokens',
+      '0004_device_identity',
     ]);
     expect(await tables(db)).toEqual(
-      expect.arrayContaining(['devices', 'enrollment_tokens', 'sites', 'tenants', 'vigil_migration']),
+      expect.arrayContaining([
+        'device_certificates',
+        'devices',
+        'enrollment_tokens',
+        'sites',
+        'tenants',
+        'vigil_migration',
+      ]),
     );
     expect(await migrateToLatest(db as Kysely<unknown>)).toEqual([]);
   });
@@ -62,6 +70,8 @@ describe('PostgreSQL migrations', () => {
   });
 
   it('roll back and forward again', async () => {
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0004_device_identity']);
+    expect(await tables(db)).not.toContain('device_certificates');
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0003_enrollment_tokens']);
     expect(await tables(db)).not.toContain('enrollment_tokens');
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0002_events']);
@@ -72,6 +82,7 @@ describe('PostgreSQL migrations', () => {
       '0001_registry',
       '0002_events',
       '0003_enrollment_tokens',
+      '0004_device_identity',
     ]);
   });
 });

@@ -361,7 +361,7 @@ async function throughputScenario(
     if (!detect) continue;
     const pipe = new CameraPipeline({
       camera: { ...cam, detect },
-      device: config.device,
+      device: DEVICE,
       model: timedModel,
       faceThreshold: config.privacy.faceThreshold,
       snapshots: { ...config.snapshots },

@@ -19,9 +19,11 @@ import { CameraPipeline } from './pipeline/camera-pipeline.js';
 import { AgentMetrics } from './pipeline/metrics.js';
 import { HeartbeatPublisher } from './uplink/heartbeat.js';
 import { createUplinkMetrics, inboxPrefixFor, Uplink } from './uplink/index.js';
+import { IdentityRenewer, natsPlan, resolveDeviceIdentity, type IdentityClient } from './identity/index.js';
+import { AGENT_VERSION } from './version.js';
 import type { DetectionEvent } from '@vigil/proto';
 
-export const AGENT_VERSION = '0.1.0';
+export { AGENT_VERSION };
 const STATES: CameraState[] = ['connecting', 'streaming', 'stalled', 'backing_off', 'stopped'];
 
 export interface AgentDeps {
@@ -29,6 +31,8 @@ export interface AgentDeps {
   now?: () => Date;
   onSpawn?: (child: ChildProcess) => void;
   onEvent?: (cameraId: string, event: DetectionEvent, snapshot: Buffer | undefined) => void;
+  /** The cloud's DeviceService for renewals (default: gRPC); tests substitute it. */
+  identityClient?: IdentityClient;
 }
 
 export type CameraReport = CameraStatusSnapshot & {
@@ -45,6 +49,8 @@ export interface Agent {
   readonly metrics: AgentMetrics;
   /** Outbox -> JetStream; undefined without `nats` or with `uplink.enabled: false`. */
   readonly uplink: Uplink | undefined;
+  /** Renews the enrolled identity; undefined without one or with `identity.renew.enabled: false`. */
+  readonly renewer: IdentityRenewer | undefined;
   cameraStatus(): CameraReport[];
   stop(): Promise<void>;
 }
@@ -64,6 +70,13 @@ export async function startAgent(config: Readonly<AgentConfig>, deps: AgentDeps 
   const startedAt = now();
   const metrics = new AgentMetrics();
   const newId = createUuidV7(() => now().getTime());
+  // First, before anything is opened: an agent that does not know who it is must not start at all.
+  const { device, identity, store } = resolveDeviceIdentity(config, (m) => log.warn(m));
+  if (identity && identity.notAfter.getTime() <= now().getTime())
+    log.error(
+      { notAfter: identity.notAfter.toISOString() },
+      'the device certificate has expired: NATS will refuse it; enroll again (vigil-agent enroll --force)',
+    );
 
   const outbox = openOutbox(config.buffer.file ?? join(config.dataDir, 'outbox.db'), {
     maxBytes: config.buffer.maxBytes,
@@ -126,7 +139,7 @@ export async function startAgent(config: Readonly<AgentConfig>, deps: AgentDeps 
       } else {
         pipeline = new CameraPipeline({
           camera: { ...cam, detect: cam.detect },
-          device: config.device,
+          device,
           model,
           faceModel,
           faceThreshold: config.privacy.faceThreshold,
@@ -201,32 +214,34 @@ export async function startAgent(config: Readonly<AgentConfig>, deps: AgentDeps 
   let nc: NatsConnection | undefined;
   let heartbeats: HeartbeatPublisher | undefined;
   let uplink: Uplink | undefined;
-  if (config.nats) {
+  let renewer: IdentityRenewer | undefined;
+  const plan = natsPlan(config, identity);
+  if (!plan && identity) log.warn('the enrolled identity lists no NATS servers: running offline');
+  if (plan) {
     nc = await connect({
-      servers: [...config.nats.servers],
-      name: `vigil-agent/${config.device.deviceId}`,
-      tls: { ...config.nats.tls },
+      ...plan.options,
+      name: `vigil-agent/${device.deviceId}`,
       maxReconnectAttempts: -1,
       waitOnFirstConnect: true,
       // Replies (PubAcks, receipt query answers) under the device's own inbox prefix, which its NATS
       // permissions allow; no echo, so the agent does not receive its own ReceiptQuery requests.
-      inboxPrefix: inboxPrefixFor(config.device),
+      inboxPrefix: inboxPrefixFor(device),
       noEcho: true,
     });
     heartbeats = new HeartbeatPublisher(
       nc,
-      { ...config.device, agentVersion: AGENT_VERSION, startedAt, cameras: statuses },
+      { ...device, agentVersion: AGENT_VERSION, startedAt, cameras: statuses },
       config.heartbeatSeconds * 1000,
       now,
     );
     heartbeats.start();
-    log.info({ server: nc.getServer() }, 'connected to NATS');
+    log.info({ server: nc.getServer(), credentials: plan.source }, 'connected to NATS');
     if (config.uplink.enabled) {
       const { enabled: _enabled, backoff, ...options } = config.uplink;
       uplink = new Uplink({
         nc,
         outbox,
-        device: config.device,
+        device,
         options: { ...options, backoff: { ...backoff, jitter: 0.5 } },
         logger: log.child({ component: 'uplink' }),
         now: () => now().getTime(),
@@ -236,6 +251,29 @@ export async function startAgent(config: Readonly<AgentConfig>, deps: AgentDeps 
       const started = uplink;
       notifyUplink = () => started.notify();
     }
+  }
+
+  if (identity && config.identity.renew.enabled) {
+    const conn = plan?.source === 'identity' ? nc : undefined;
+    renewer = new IdentityRenewer({
+      store,
+      identity,
+      registry: metrics.registry,
+      logger: log.child({ component: 'identity' }),
+      client: deps.identityClient,
+      endpoint: config.identity.grpcEndpoint,
+      policy: { atFraction: config.identity.renew.atFraction },
+      now,
+      // The renewed files are in place; a forced reconnect presents them now instead of whenever the link
+      // next drops, i.e. long before the old certificate and JWT expire. The uplink resumes after it.
+      onRenewed: async () => {
+        if (conn && !conn.isClosed() && !conn.isDraining()) {
+          log.info('reconnecting to NATS with the renewed identity');
+          await conn.reconnect();
+        }
+      },
+    });
+    renewer.start();
   }
 
   const { server, port } = await startHealthServer(
@@ -256,6 +294,9 @@ export async function startAgent(config: Readonly<AgentConfig>, deps: AgentDeps 
         buffer: { depth: stats.depth, bytes: stats.bytes, evicted: stats.evicted, rejected: stats.rejected },
         nats: nc ? !nc.isClosed() : 'disabled',
         uplink: uplink?.status() ?? 'disabled',
+        identity: identity
+          ? { deviceId: device.deviceId, notAfter: (renewer?.identity ?? identity).notAfter, renewal: renewer?.status().state ?? 'disabled' }
+          : 'none',
       };
     },
   );
@@ -274,8 +315,10 @@ export async function startAgent(config: Readonly<AgentConfig>, deps: AgentDeps 
     outbox,
     metrics,
     uplink,
+    renewer,
     cameraStatus: statuses,
     stop: async () => {
+      await renewer?.stop();
       clearInterval(drain);
       clearInterval(expiry);
       heartbeats?.stop();

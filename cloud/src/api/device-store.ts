@@ -23,6 +23,11 @@ export interface DeviceView {
   config_version: string | null;
   heartbeats: number;
   created_at: string;
+  enrolled_at: string | null;
+  hardware_id: string | null;
+  revoked_at: string | null;
+  revoked_by: string | null;
+  revoke_reason: string | null;
 }
 
 export interface DevicePage {
@@ -44,6 +49,11 @@ function toDeviceView(r: DeviceRow): DeviceView {
     config_version: r.config_version === null ? null : String(r.config_version),
     heartbeats: Number(r.heartbeats),
     created_at: r.created_at.toISOString(),
+    enrolled_at: r.enrolled_at?.toISOString() ?? null,
+    hardware_id: r.hardware_id,
+    revoked_at: r.revoked_at?.toISOString() ?? null,
+    revoked_by: r.revoked_by,
+    revoke_reason: r.revoke_reason,
   };
 }
 
@@ -71,6 +81,8 @@ export class DeviceReader {
     const cutoff = statusCutoff(this.now(), this.offlineAfterSeconds);
     let q = this.query(tenant, cutoff);
     if (f.site !== undefined) q = q.where('site_id', '=', f.site);
+    if (f.status === 'revoked') q = q.where('revoked_at', 'is not', null);
+    else if (f.status !== undefined) q = q.where('revoked_at', 'is', null);
     if (f.status === 'never') q = q.where('last_seen_at', 'is', null);
     if (f.status === 'online') q = q.where('last_seen_at', '>', cutoff);
     if (f.status === 'offline') q = q.where('last_seen_at', '<=', cutoff);

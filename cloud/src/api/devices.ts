@@ -1,21 +1,30 @@
 import type { Router } from 'express';
+import { z } from 'zod';
 import type { Logger } from 'pino';
 import type { Authorizer } from '../auth/authorize.js';
 import { principalOf, requireAllowed } from './authenticate.js';
+import type { DeviceRevoker } from '../fleet/revocation.js';
 import type { DeviceReader } from './device-store.js';
 import { devicePathParams, encodeDeviceCursor, listDevicesQuerySchema } from './devices-query.js';
 import { NotFoundError } from './errors.js';
 import { parseOrThrow } from './events-query.js';
 import { methodNotAllowed } from './problem.js';
 
+/** Body of POST /v1/devices/:id/revoke: why (kept with the device and in the log). */
+const revokeBody = z.strictObject({ reason: z.string().trim().min(1).max(500) });
+
 export interface DeviceRoutesDeps {
   devices: DeviceReader;
+  revoker: DeviceRevoker;
   authorizer: Authorizer;
   log: Logger;
   maxPageSize: number;
 }
 
-/** GET /devices (by id, filters, cursor) and GET /devices/:id, always inside the caller's tenant. */
+/**
+ * GET /devices (by id, filters, cursor), GET /devices/:id and POST /devices/:id/revoke, always inside the
+ * caller's tenant.
+ */
 export function mountDeviceRoutes(router: Router, deps: DeviceRoutesDeps): void {
   const listQuery = listDevicesQuerySchema(deps.maxPageSize);
 
@@ -52,4 +61,34 @@ export function mountDeviceRoutes(router: Router, deps: DeviceRoutesDeps): void 
       res.json(device);
     })
     .all(methodNotAllowed('GET', 'HEAD'));
+
+  router
+    .route('/devices/:id/revoke')
+    .post(async (req, res) => {
+      const { id } = parseOrThrow(devicePathParams, req.params, 'path parameters');
+      const principal = principalOf(res);
+      await requireAllowed(deps.authorizer, deps.log, principal, 'devices:revoke', {
+        type: 'device',
+        tenant: principal.tenant,
+        id,
+      });
+      const body = parseOrThrow(revokeBody, req.body ?? {}, 'body');
+      const outcome = await deps.revoker.revoke({
+        tenantId: principal.tenant,
+        deviceId: id,
+        by: principal.subject,
+        reason: body.reason,
+      });
+      if (outcome.result === 'missing') throw new NotFoundError();
+      res.status(200).json({
+        device_id: id,
+        result: outcome.result,
+        revoked_at: outcome.revokedAt.toISOString(),
+        revoked_by: outcome.revokedBy,
+        reason: outcome.reason,
+        certificates_revoked: outcome.certificates,
+        nats: outcome.nats,
+      });
+    })
+    .all(methodNotAllowed('POST'));
 }

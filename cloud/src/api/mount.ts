@@ -4,6 +4,7 @@ import type { Registry } from 'prom-client';
 import { createRoleAuthorizer, type Authorizer } from '../auth/authorize.js';
 import { createTokenVerifier } from '../auth/jwt.js';
 import type { CloudConfig } from '../config/schema.js';
+import type { DeviceRevoker } from '../fleet/revocation.js';
 import type { Database } from '../storage/tables.js';
 import type { HttpMount } from './http.js';
 import { createApiRouter } from './router.js';
@@ -16,6 +17,7 @@ export interface ApiMountDeps {
   authorizer?: Authorizer | undefined;
   /** The cloud clock (device status is derived from it); default: the system clock. */
   now?: (() => Date) | undefined;
+  revoker?: DeviceRevoker | undefined;
 }
 
 /**
@@ -36,6 +38,7 @@ export function createApiMounts(
     maxPageSize: config.api.maxPageSize,
     offlineAfterSeconds: config.fleet.offlineAfterSeconds,
     now: deps.now ?? (() => new Date()),
+    revoker: deps.revoker,
   });
   return [{ path: '/v1', handler: router }];
 }

@@ -7,6 +7,7 @@ import type { TokenVerifier } from '../auth/jwt.js';
 import { EnrollmentTokens } from '../fleet/enrollment.js';
 import type { Database } from '../storage/tables.js';
 import { authenticate } from './authenticate.js';
+import { DeviceRevoker } from '../fleet/revocation.js';
 import { DeviceReader } from './device-store.js';
 import { mountDeviceRoutes } from './devices.js';
 import { mountEnrollmentTokenRoutes } from './enrollment-tokens.js';
@@ -29,6 +30,8 @@ export interface ApiDeps {
   offlineAfterSeconds: number;
   /** The cloud clock. */
   now: () => Date;
+  /** Revokes devices (DB + NATS); default: database only (no NATS account push). */
+  revoker?: DeviceRevoker | undefined;
 }
 
 /**
@@ -81,6 +84,7 @@ export function createApiRouter(deps: ApiDeps): Router {
   });
   mountDeviceRoutes(router, {
     devices: new DeviceReader(deps.db, deps.offlineAfterSeconds, deps.now),
+    revoker: deps.revoker ?? new DeviceRevoker(deps.db, undefined, deps.log, deps.now),
     authorizer: deps.authorizer,
     log: deps.log,
     maxPageSize: deps.maxPageSize,

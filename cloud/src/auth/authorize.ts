@@ -7,7 +7,8 @@ import type { Principal } from './principal.js';
  */
 
 /** What a handler wants to do, `<resource kind>:<verb>`. Add actions here as routes arrive. */
-export type Action = 'events:read' | 'enrollment-tokens:create' | 'enrollment-tokens:read' | 'devices:read';
+export type Action =
+  'events:read' | 'enrollment-tokens:create' | 'enrollment-tokens:read' | 'devices:read' | 'devices:revoke';
 
 /**
  * What the action is applied to. A collection is addressed by its tenant; a single event by tenant and id.
@@ -39,11 +40,15 @@ export const ENROLLMENT_TOKEN_ROLES: readonly string[] = ['admin', 'installer'];
 /** Roles that may read a tenant's device registry (installers check the gateways they enroll). */
 export const DEVICE_READER_ROLES: readonly string[] = ['admin', 'operator', 'viewer', 'auditor', 'installer'];
 
+/** Roles that may revoke a device (cut a stolen gateway off). */
+export const DEVICE_REVOKER_ROLES: readonly string[] = ['admin'];
+
 const ROLE_GRANTS: Readonly<Record<Action, readonly string[]>> = {
   'events:read': EVENT_READER_ROLES,
   'enrollment-tokens:create': ENROLLMENT_TOKEN_ROLES,
   'enrollment-tokens:read': ENROLLMENT_TOKEN_ROLES,
   'devices:read': DEVICE_READER_ROLES,
+  'devices:revoke': DEVICE_REVOKER_ROLES,
 };
 
 /**

@@ -6,96 +6,138 @@ const isHttpsOrLoopback = (u: string): boolean =>
   u.startsWith('https:') || /^http:\/\/(localhost|127\.0\.0\.1|\[::1\])($|[:/])/.test(u);
 
 /** The cloud's whole configuration: one schema, defaults that work locally, unknown keys rejected. */
-export const cloudConfigSchema = z.strictObject({
-  http: z
-    .strictObject({
-      host: z.string().min(1).default('127.0.0.1'),
-      port: port.default(8080),
-    })
-    .prefault({}),
-  database: z.strictObject({
-    url: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL'),
-    poolMax: z.number().int().min(1).max(200).default(10),
-  }),
-  nats: z.strictObject({
-    servers: z.array(z.string().min(1)).min(1),
-    tls: z.strictObject({
-      caFile: z.string().min(1),
-      certFile: z.string().min(1),
-      keyFile: z.string().min(1),
+export const cloudConfigSchema = z
+  .strictObject({
+    http: z
+      .strictObject({
+        host: z.string().min(1).default('127.0.0.1'),
+        port: port.default(8080),
+      })
+      .prefault({}),
+    database: z.strictObject({
+      url: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL'),
+      poolMax: z.number().int().min(1).max(200).default(10),
     }),
-    name: z.string().default('vigil-cloud'),
-  }),
-  /** Devices count as offline after this long without a heartbeat. */
-  fleet: z
-    .strictObject({ offlineAfterSeconds: z.number().int().min(5).max(86_400).default(30) })
-    .prefault({}),
-  /** The ingest role: EVENTS -> PostgreSQL -> commit receipts (see ingest/consumer.ts). */
-  ingest: z
-    .strictObject({
-      enabled: z.boolean().default(true),
-      // One multi-row INSERT per batch: 2000 rows x 26 columns stays under PostgreSQL's 65535 parameters.
-      batchSize: z.number().int().min(1).max(2000).default(500),
-      /** How long one fetch waits to fill a batch (the latency of a lone event). NATS minimum: 1000. */
-      fetchExpiresMs: z.number().int().min(1000).max(30_000).default(1000),
-      /** Unacked messages the consumer may hold: the back-pressure bound on the cloud side. */
-      maxAckPending: z.number().int().min(1).max(100_000).default(2000),
-      /** Events older than this (by occurred_at) are dead-lettered, not stored. */
-      acceptPastDays: z.number().int().min(1).max(3650).default(30),
-      /** Events this far ahead of the cloud clock are dead-lettered (a device clock gone wrong). */
-      acceptFutureHours: z.number().int().min(1).max(168).default(24),
-    })
-    .refine((i) => i.batchSize <= i.maxAckPending, {
-      message: 'batchSize must not exceed maxAckPending',
-      path: ['batchSize'],
-    })
-    .prefault({}),
-  /** JetStream streams that the cloud creates or updates at start (idempotent). */
-  streams: z
-    .strictObject({
-      /** Replicas of EVENTS and DEAD_LETTER: 1 on a single server, 3 in a cluster. */
-      replicas: z.number().int().min(1).max(5).default(1),
-      /** EVENTS is bounded: when full, device publishes fail and events wait in the device outbox. */
-      eventsMaxBytes: z
-        .number()
-        .int()
-        .min(1024 * 1024)
-        .default(1024 * 1024 * 1024),
-      /** JetStream deduplication window on Nats-Msg-Id (= event id). */
-      duplicateWindowSeconds: z.number().int().min(1).max(86_400).default(600),
-      deadLetterMaxAgeDays: z.number().int().min(1).max(3650).default(30),
-    })
-    .prefault({}),
-  /** The /v1 REST API (api/router.ts). */
-  api: z
-    .strictObject({
-      enabled: z.boolean().default(true),
-      /** Largest page a list returns; a larger `limit` is a 400, never silently clamped. */
-      maxPageSize: z.number().int().min(1).max(1000).default(500),
-    })
-    .prefault({}),
-  /** Bearer JWTs of API users (auth/jwt.ts). One of jwksFile or jwksUrl is required when the API is enabled. */
-  auth: z
-    .strictObject({
-      issuer: z.string().min(1).default('vigil-dev'),
-      audience: z.string().min(1).default('vigil-api'),
-      algorithms: z.array(z.enum(ALLOWED_JWT_ALGORITHMS)).min(1).default(['ES256']),
-      /** A public JWKS file, read at start (`./dev up` points it at .vigil/pki/api-jwks.json). */
-      jwksFile: z.string().min(1).optional(),
-      /** An identity provider's JWKS endpoint (https, or http on loopback), fetched and cached. */
-      jwksUrl: z
-        .url({ protocol: /^https?$/ })
-        .refine(isHttpsOrLoopback, { message: 'must be https (http only on loopback)' })
-        .optional(),
-      clockToleranceSeconds: z.number().int().min(0).max(300).default(30),
-    })
-    .refine((a) => !(a.jwksFile && a.jwksUrl), { message: 'set jwksFile or jwksUrl, not both' })
-    .prefault({}),
-  log: z
-    .strictObject({
-      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-    })
-    .prefault({}),
-});
+    nats: z.strictObject({
+      servers: z.array(z.string().min(1)).min(1),
+      tls: z.strictObject({
+        caFile: z.string().min(1),
+        certFile: z.string().min(1),
+        keyFile: z.string().min(1),
+      }),
+      name: z.string().default('vigil-cloud'),
+      /**
+       * Decentralized (operator/JWT) NATS auth: the NatsAuthority JSON (fleet/nats-auth.ts, 0600) from which the
+       * cloud issues device users at enrollment, its own service users, and pushes revocations. Without it the
+       * server is trusted to authorize by TLS alone (single-tenant development only).
+       */
+      auth: z.strictObject({ authorityFile: z.string().min(1) }).optional(),
+    }),
+    /** Devices count as offline after this long without a heartbeat. */
+    fleet: z
+      .strictObject({ offlineAfterSeconds: z.number().int().min(5).max(86_400).default(30) })
+      .prefault({}),
+    /** The fleet CA that issues device certificates at enrollment and renewal (fleet/identity-service.ts). */
+    identity: z
+      .strictObject({
+        caCertFile: z.string().min(1),
+        caKeyFile: z.string().min(1),
+        /** Lifetime of device certificates and NATS user JWTs; agents renew at about two thirds of it. */
+        certificateTtlSeconds: z
+          .number()
+          .int()
+          .min(60)
+          .max(90 * 86_400)
+          .default(7 * 86_400),
+        /** A device may renew at most this often (bounds the certificate registry per device). */
+        minRenewIntervalSeconds: z.number().int().min(0).max(86_400).default(60),
+        /** NATS URLs handed to enrolled devices; default: nats.servers. */
+        natsUrls: z.array(z.string().min(1)).min(1).optional(),
+      })
+      .optional(),
+    /** gRPC DeviceService (Enroll over TLS, Renew over mutual TLS); needs `identity`. */
+    grpc: z
+      .strictObject({
+        enabled: z.boolean().default(false),
+        host: z.string().min(1).default('127.0.0.1'),
+        port: port.default(7443),
+        tls: z.strictObject({ certFile: z.string().min(1), keyFile: z.string().min(1) }).optional(),
+      })
+      .refine((g) => !g.enabled || g.tls !== undefined, {
+        message: 'grpc.tls (certFile, keyFile) is required when grpc is enabled',
+        path: ['tls'],
+      })
+      .prefault({}),
+    /** The ingest role: EVENTS -> PostgreSQL -> commit receipts (see ingest/consumer.ts). */
+    ingest: z
+      .strictObject({
+        enabled: z.boolean().default(true),
+        // One multi-row INSERT per batch: 2000 rows x 26 columns stays under PostgreSQL's 65535 parameters.
+        batchSize: z.number().int().min(1).max(2000).default(500),
+        /** How long one fetch waits to fill a batch (the latency of a lone event). NATS minimum: 1000. */
+        fetchExpiresMs: z.number().int().min(1000).max(30_000).default(1000),
+        /** Unacked messages the consumer may hold: the back-pressure bound on the cloud side. */
+        maxAckPending: z.number().int().min(1).max(100_000).default(2000),
+        /** Events older than this (by occurred_at) are dead-lettered, not stored. */
+        acceptPastDays: z.number().int().min(1).max(3650).default(30),
+        /** Events this far ahead of the cloud clock are dead-lettered (a device clock gone wrong). */
+        acceptFutureHours: z.number().int().min(1).max(168).default(24),
+      })
+      .refine((i) => i.batchSize <= i.maxAckPending, {
+        message: 'batchSize must not exceed maxAckPending',
+        path: ['batchSize'],
+      })
+      .prefault({}),
+    /** JetStream streams that the cloud creates or updates at start (idempotent). */
+    streams: z
+      .strictObject({
+        /** Replicas of EVENTS and DEAD_LETTER: 1 on a single server, 3 in a cluster. */
+        replicas: z.number().int().min(1).max(5).default(1),
+        /** EVENTS is bounded: when full, device publishes fail and events wait in the device outbox. */
+        eventsMaxBytes: z
+          .number()
+          .int()
+          .min(1024 * 1024)
+          .default(1024 * 1024 * 1024),
+        /** JetStream deduplication window on Nats-Msg-Id (= event id). */
+        duplicateWindowSeconds: z.number().int().min(1).max(86_400).default(600),
+        deadLetterMaxAgeDays: z.number().int().min(1).max(3650).default(30),
+      })
+      .prefault({}),
+    /** The /v1 REST API (api/router.ts). */
+    api: z
+      .strictObject({
+        enabled: z.boolean().default(true),
+        /** Largest page a list returns; a larger `limit` is a 400, never silently clamped. */
+        maxPageSize: z.number().int().min(1).max(1000).default(500),
+      })
+      .prefault({}),
+    /** Bearer JWTs of API users (auth/jwt.ts). One of jwksFile or jwksUrl is required when the API is enabled. */
+    auth: z
+      .strictObject({
+        issuer: z.string().min(1).default('vigil-dev'),
+        audience: z.string().min(1).default('vigil-api'),
+        algorithms: z.array(z.enum(ALLOWED_JWT_ALGORITHMS)).min(1).default(['ES256']),
+        /** A public JWKS file, read at start (`./dev up` points it at .vigil/pki/api-jwks.json). */
+        jwksFile: z.string().min(1).optional(),
+        /** An identity provider's JWKS endpoint (https, or http on loopback), fetched and cached. */
+        jwksUrl: z
+          .url({ protocol: /^https?$/ })
+          .refine(isHttpsOrLoopback, { message: 'must be https (http only on loopback)' })
+          .optional(),
+        clockToleranceSeconds: z.number().int().min(0).max(300).default(30),
+      })
+      .refine((a) => !(a.jwksFile && a.jwksUrl), { message: 'set jwksFile or jwksUrl, not both' })
+      .prefault({}),
+    log: z
+      .strictObject({
+        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+      })
+      .prefault({}),
+  })
+  .refine((c) => !c.grpc.enabled || c.identity !== undefined, {
+    message: 'identity (the fleet CA) is required when grpc is enabled',
+    path: ['identity'],
+  });
 
 export type CloudConfig = z.infer<typeof cloudConfigSchema>;

@@ -161,13 +161,19 @@ export class EnrollmentTokens {
 
   /**
    * Marks the token used by `deviceId` and returns its scope, atomically (one UPDATE: two concurrent
-   * enrollments with the same token cannot both succeed). Throws {@link EnrollmentTokenInvalidError} for
+   * enrollments with the same token cannot both succeed). Pass a transaction as `db` to make the consumption
+   * part of a larger unit (enrollment: a refused device id rolls the token back to unused). Throws {@link EnrollmentTokenInvalidError} for
    * an unknown, reused or expired token alike; the reason is only logged and counted.
    */
-  async consumeToken(secret: string, deviceId: string, now: Date = new Date()): Promise<EnrollmentScope> {
+  async consumeToken(
+    secret: string,
+    deviceId: string,
+    now: Date = new Date(),
+    db: Kysely<Database> = this.db,
+  ): Promise<EnrollmentScope> {
     if (!secret.startsWith(ENROLLMENT_TOKEN_PREFIX) || secret.length > 128) this.reject('malformed');
     const hash = sha256(secret);
-    const row = await this.db
+    const row = await db
       .updateTable('enrollment_tokens')
       .set({ used_at: now, used_by_device: deviceId })
       .where('token_sha256', '=', hash)
@@ -183,7 +189,7 @@ export class EnrollmentTokens {
       return { tenantId: row.tenant_id, siteId: row.site_id };
     }
     // Only after the UPDATE failed: why (for the log and the metric, never for the caller).
-    const seen = await this.db
+    const seen = await db
       .selectFrom('enrollment_tokens')
       .select(['id', 'used_at'])
       .where('token_sha256', '=', hash)

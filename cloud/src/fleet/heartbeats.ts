@@ -1,84 +1,271 @@
-import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import {
+  JetStreamApiCodes,
+  JetStreamApiError,
+  jetstream,
+  jetstreamManager,
+  type Consumer,
+  type ConsumerMessages,
+  type JetStreamManager,
+  type JsMsg,
+} from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { Counter, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import { Heartbeat, parseSubject } from '@vigil/proto';
+import type { CloudConfig } from '../config/schema.js';
+import {
+  HEARTBEATS_CONSUMER,
+  TELEMETRY_STREAM,
+  ensureHeartbeatsConsumer,
+  ensureTelemetryStreamExists,
+} from '../ingest/streams.js';
+import { Backoff, sleep } from '../lib/backoff.js';
 import type { FleetRegistry } from './registry.js';
 
+/** Heartbeats taken per fetch, at most (the first one is waited for, the rest are what is already pending). */
+const BATCH_SIZE = 256;
+/** How long one fetch waits for a first heartbeat (NATS minimum: 1000). */
+const FETCH_EXPIRES_MS = 5_000;
+/** A fetch that has not ended this long after its expiry is abandoned (its messages get redelivered). */
+const FETCH_GRACE_MS = 15_000;
+
+type Outcome = 'ok' | 'undecodable' | 'mismatch' | 'unknown_device' | 'error';
+
+export type HeartbeatConsumerConfig = { streams: Pick<CloudConfig['streams'], 'replicas'> };
+
 /**
- * Consumes device heartbeats (`vigil.v1.<tenant>.<device>.hb`) and records last-seen in the registry.
+ * Records device heartbeats (`vigil.v1.<tenant>.<device>.hb`) as last-seen in the registry. Devices
+ * core-publish them; the TELEMETRY stream captures them, and this reads the durable pull consumer
+ * `heartbeats` on it, so heartbeats that arrive while the cloud is down are recorded when it is back. The
+ * consumer is shared: with several cloud processes each heartbeat is handled by one of them.
+ *
+ * Seen time is the stream's timestamp of the message (nats-server's receive time: the cloud side's clock,
+ * never the device's), capped at the cloud clock `now()`. A heartbeat processed late (after an outage)
+ * therefore does not make a device look online at processing time: status (fleet/status.ts) stays bound by
+ * offlineAfterSeconds after the device's last heartbeat as the server received it.
+ *
  * The subject is the authenticated identity (NATS permissions bind a device to its own subjects), so a
- * payload that names another tenant or device is refused and counted, never trusted.
+ * payload that names another tenant or device is refused and counted, never trusted. Refusals (undecodable,
+ * mismatch, unknown device) are acked: retrying cannot change them. A database error is nak'd with a
+ * backed-off delay and redelivered; the device's later heartbeats in the same batch wait behind it, so a
+ * device's heartbeats are recorded in stream order within a process.
  */
 export class HeartbeatConsumer {
-  private sub: Subscription | undefined;
+  private readonly abort = new AbortController();
+  private loop: Promise<void> | undefined;
+  private current: ConsumerMessages | undefined;
   private readonly received: Counter<'result'>;
+  private readonly pending: Gauge;
+  private readonly fetchBackoff = new Backoff(250, 10_000);
+  private readonly dbBackoff = new Backoff(250, 10_000);
+  private readonly log: Logger;
 
   constructor(
     private readonly nc: NatsConnection,
     private readonly registry: FleetRegistry,
-    private readonly log: Logger,
+    log: Logger,
     metrics: Registry,
     private readonly now: () => Date = () => new Date(),
+    /** Replicas for TELEMETRY if this has to create it; ensureStreams (ingest/start.ts) sets them anyway. */
+    private readonly config: HeartbeatConsumerConfig = { streams: { replicas: 1 } },
   ) {
+    this.log = log.child({ component: 'heartbeats' });
     this.received = new Counter({
       name: 'vigil_cloud_heartbeats_total',
       help: 'Device heartbeats received, by result (ok, undecodable, mismatch, unknown_device, error)',
       labelNames: ['result'],
       registers: [metrics],
     });
-  }
-
-  start(): void {
-    this.sub = this.nc.subscribe('vigil.v1.*.*.hb', {
-      callback: (err, msg) => {
-        if (err) {
-          this.log.error({ err }, 'heartbeat subscription failed');
-          return;
-        }
-        void this.handle(msg.subject, msg.data);
-      },
+    this.pending = new Gauge({
+      name: 'vigil_cloud_heartbeats_pending',
+      help: 'Heartbeats in TELEMETRY not yet delivered to the heartbeats consumer, as of the last fetch',
+      registers: [metrics],
     });
   }
 
-  async stop(): Promise<void> {
-    await this.sub?.drain();
+  /** Starts the consume loop in the background (it ensures TELEMETRY and the consumer first). */
+  start(): void {
+    this.loop ??= this.run();
   }
 
-  private async handle(subject: string, data: Uint8Array): Promise<void> {
+  /** Stops fetching, finishes the batch in hand (ack or nak), then resolves. */
+  async stop(): Promise<void> {
+    this.abort.abort();
+    await this.current?.close().catch(() => undefined);
+    await this.loop;
+  }
+
+  private get stopping(): boolean {
+    return this.abort.signal.aborted;
+  }
+
+  private async run(): Promise<void> {
+    let consumer: Consumer | undefined;
+    let jsm: JetStreamManager | undefined;
+    let ensured = false;
+    while (!this.stopping) {
+      try {
+        jsm ??= await jetstreamManager(this.nc);
+        if (!ensured) {
+          // At every start: the consumer's configuration may have changed since it was created.
+          await this.ensure(jsm);
+          ensured = true;
+        }
+        consumer ??= await this.getConsumer(jsm);
+        const batch = await this.fetch(consumer);
+        this.fetchBackoff.reset();
+        if (batch.length > 0) await this.process(batch);
+      } catch (err) {
+        consumer = undefined;
+        if (this.stopping) break;
+        const delay = this.fetchBackoff.next();
+        this.log.warn(
+          { err, delayMs: delay, failures: this.fetchBackoff.failures },
+          'fetching heartbeats from TELEMETRY failed; retrying',
+        );
+        await sleep(delay, this.abort.signal);
+      }
+    }
+  }
+
+  private async ensure(jsm: JetStreamManager): Promise<void> {
+    await ensureTelemetryStreamExists(jsm, this.config);
+    await ensureHeartbeatsConsumer(jsm);
+  }
+
+  /** The consumer handle; recreates the stream and the consumer if they are gone (e.g. a wiped server). */
+  private async getConsumer(jsm: JetStreamManager): Promise<Consumer> {
+    const js = jetstream(this.nc);
+    try {
+      return await js.consumers.get(TELEMETRY_STREAM, HEARTBEATS_CONSUMER);
+    } catch (err) {
+      const missing =
+        err instanceof JetStreamApiError &&
+        (err.code === JetStreamApiCodes.ConsumerNotFound || err.code === JetStreamApiCodes.StreamNotFound);
+      if (!missing) throw err;
+      this.log.warn('TELEMETRY stream or heartbeats consumer missing; creating them again');
+      await this.ensure(jsm);
+      return js.consumers.get(TELEMETRY_STREAM, HEARTBEATS_CONSUMER);
+    }
+  }
+
+  /** Waits for the first heartbeat, then takes at once what is already pending behind it. */
+  private async fetch(consumer: Consumer): Promise<JsMsg[]> {
+    const batch: JsMsg[] = [];
+    await this.pull(consumer, 1, batch);
+    const pending = batch[0]?.info.pending ?? 0;
+    if (pending > 0 && !this.stopping) await this.pull(consumer, Math.min(BATCH_SIZE - 1, pending), batch);
+    const last = batch[batch.length - 1];
+    // An empty fetch waited FETCH_EXPIRES_MS: nothing was pending.
+    this.pending.set(last?.info.pending ?? 0);
+    return batch;
+  }
+
+  private async pull(consumer: Consumer, max: number, batch: JsMsg[]): Promise<void> {
+    const iter = await consumer.fetch({ max_messages: max, expires: FETCH_EXPIRES_MS });
+    this.current = iter;
+    const had = batch.length;
+    const guard = setTimeout(
+      () => void iter.close().catch(() => undefined),
+      FETCH_EXPIRES_MS + FETCH_GRACE_MS,
+    );
+    try {
+      for await (const m of iter) batch.push(m);
+    } catch (err) {
+      // Heartbeats already in hand are processed; the error surfaces on the next fetch if it persists.
+      if (batch.length === 0) throw err;
+      this.log.warn({ err, messages: batch.length - had }, 'heartbeat fetch ended early');
+    } finally {
+      clearTimeout(guard);
+      this.current = undefined;
+    }
+  }
+
+  /**
+   * One batch: each device's heartbeats in stream order, devices concurrently (the database pool bounds
+   * the concurrency). After a database error the device's later heartbeats are nak'd untried, so that an
+   * older one is never recorded after a newer one by this process.
+   */
+  private async process(batch: JsMsg[]): Promise<void> {
+    const bySubject = new Map<string, JsMsg[]>();
+    for (const msg of batch) {
+      const list = bySubject.get(msg.subject);
+      if (list) list.push(msg);
+      else bySubject.set(msg.subject, [msg]);
+    }
+    let retryDelay: number | undefined;
+    const nak = (msg: JsMsg): void => {
+      retryDelay ??= this.dbBackoff.next();
+      msg.nak(retryDelay);
+    };
+    await Promise.all(
+      [...bySubject.values()].map(async (msgs) => {
+        let failed = false;
+        for (const msg of msgs) {
+          if (failed) {
+            nak(msg);
+            continue;
+          }
+          const outcome = await this.handle(msg);
+          this.received.inc({ result: outcome });
+          if (outcome === 'error') {
+            failed = true;
+            nak(msg);
+          } else msg.ack();
+        }
+      }),
+    );
+    if (retryDelay === undefined) this.dbBackoff.reset();
+    else await sleep(retryDelay, this.abort.signal);
+  }
+
+  private async handle(msg: JsMsg): Promise<Outcome> {
+    const { subject } = msg;
     const route = parseSubject(subject);
     let hb: Heartbeat;
     try {
-      hb = Heartbeat.decode(data);
+      hb = Heartbeat.decode(msg.data);
     } catch (err) {
-      this.received.inc({ result: 'undecodable' });
       this.log.warn({ subject, err: (err as Error).message }, 'undecodable heartbeat dropped');
-      return;
+      return 'undecodable';
     }
     if (!route || hb.tenantId !== route.tenant || hb.deviceId !== route.device) {
-      this.received.inc({ result: 'mismatch' });
       this.log.warn(
         { subject, tenant: hb.tenantId, device: hb.deviceId },
         'heartbeat payload does not match its subject',
       );
-      return;
+      return 'mismatch';
     }
+    const seenAt = this.seenAt(msg);
     try {
       const known = await this.registry.recordHeartbeat(
         route.tenant,
         route.device,
-        this.now(),
+        seenAt,
         hb.agentVersion,
         hb.configVersion,
       );
-      this.received.inc({ result: known ? 'ok' : 'unknown_device' });
       if (!known)
         this.log.warn(
           { tenant: route.tenant, device: route.device },
           'heartbeat from an unregistered device',
         );
+      return known ? 'ok' : 'unknown_device';
     } catch (err) {
-      this.received.inc({ result: 'error' });
-      this.log.error({ err, subject }, 'recording a heartbeat failed');
+      this.log.error(
+        { err, subject, seq: msg.info.streamSequence },
+        'recording a heartbeat failed; it will be redelivered',
+      );
+      return 'error';
     }
+  }
+
+  /**
+   * When the server stored the heartbeat, but never later than the cloud clock: a nats-server clock ahead
+   * of the cloud's must not keep a device online beyond offlineAfterSeconds (status is derived from now()).
+   */
+  private seenAt(msg: JsMsg): Date {
+    const stored = Number(msg.timestampNanos / 1_000_000n);
+    return new Date(Math.min(stored, this.now().getTime()));
   }
 }

@@ -345,6 +345,24 @@ export async function revokeUser(
   return next;
 }
 
+/**
+ * The authority with exactly this revocation list (user public key -> unix seconds; JWTs issued at or before
+ * are revoked) and the account JWT re-signed. The cloud keeps revocations in PostgreSQL and rebuilds the list
+ * from there (fleet/nats-account.ts), so that every cloud process pushes the same account JWT.
+ */
+export async function withRevocations(
+  authority: NatsAuthority,
+  revocations: Record<string, number>,
+): Promise<NatsAuthority> {
+  for (const k of Object.keys(revocations)) userKey(k);
+  const next: NatsAuthority = {
+    ...authority,
+    account: { ...authority.account, revocations: { ...revocations } },
+  };
+  next.account.jwt = await encodeVigilAccount(next);
+  return next;
+}
+
 /** The subject on which a SYSTEM user pushes the VIGIL account JWT to running servers. */
 export function accountUpdateSubject(authority: NatsAuthority): string {
   return `$SYS.REQ.ACCOUNT.${authority.account.publicKey}.CLAIMS.UPDATE`;

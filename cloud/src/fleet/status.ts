@@ -2,9 +2,9 @@ import { sql, type Kysely } from 'kysely';
 import { Gauge, type Registry } from 'prom-client';
 import type { Database } from '../storage/tables.js';
 
-export const DEVICE_STATUSES = ['online', 'offline', 'never'] as const;
+export const DEVICE_STATUSES = ['online', 'offline', 'never', 'revoked'] as const;
 
-/** A device's connectivity as the registry sees it. */
+/** A device's connectivity as the registry sees it; a revoked device is `revoked` whatever it last sent. */
 export type DeviceStatus = (typeof DEVICE_STATUSES)[number];
 
 /**
@@ -23,7 +23,7 @@ export function statusCutoff(now: Date, offlineAfterSeconds: number): Date {
 
 /** The SQL form of the rule above (`cutoff` from {@link statusCutoff}). */
 export function statusSql(cutoff: Date) {
-  return sql<DeviceStatus>`case when last_seen_at is null then 'never' when last_seen_at > ${cutoff} then 'online' else 'offline' end`;
+  return sql<DeviceStatus>`case when revoked_at is not null then 'revoked' when last_seen_at is null then 'never' when last_seen_at > ${cutoff} then 'online' else 'offline' end`;
 }
 
 /** How often the gauge below may recount, at most. */
@@ -53,14 +53,14 @@ export function registerDeviceGauge(
       ])
       .groupBy('status')
       .execute();
-    const out: Record<DeviceStatus, number> = { online: 0, offline: 0, never: 0 };
+    const out: Record<DeviceStatus, number> = { online: 0, offline: 0, never: 0, revoked: 0 };
     for (const r of rows) out[r.status] = Number(r.n);
     return out;
   };
 
   new Gauge({
     name: 'vigil_cloud_devices',
-    help: `Registered devices by status (online, offline, never), all tenants; recounted at most every ${DEVICE_GAUGE_REFRESH_MS / 1000} s`,
+    help: `Registered devices by status (online, offline, never, revoked), all tenants; recounted at most every ${DEVICE_GAUGE_REFRESH_MS / 1000} s`,
     labelNames: ['status'],
     registers: [metrics],
     async collect() {

@@ -25,9 +25,28 @@ export const EVENTS_MAX_MSG_SIZE = 1024 * 1024;
 /** How long ingest may hold a delivered message before JetStream redelivers it. */
 export const INGEST_ACK_WAIT_MS = 30_000;
 
-const GIB = 1024 * 1024 * 1024;
+export const TELEMETRY_STREAM = 'TELEMETRY';
+export const HEARTBEATS_CONSUMER = 'heartbeats';
+/** What devices publish heartbeats on (core NATS publishes; the stream captures them): vigil.v1.<t>.<d>.hb. */
+export const TELEMETRY_SUBJECT = 'vigil.v1.*.*.hb';
+export const TELEMETRY_SUBJECTS = [TELEMETRY_SUBJECT];
+/** Heartbeats kept per device: only the latest state matters, a few cover a short cloud outage. */
+export const TELEMETRY_MAX_MSGS_PER_SUBJECT = 5;
+/** A heartbeat older than this says nothing useful any more (devices are offline after seconds). */
+export const TELEMETRY_MAX_AGE_MS = 3_600_000;
+export const TELEMETRY_MAX_BYTES = 256 * 1024 * 1024;
+/** A heartbeat is a few hundred bytes (a little more per camera); anything bigger is refused. */
+export const TELEMETRY_MAX_MSG_SIZE = 64 * 1024;
+/** Recording a heartbeat is one UPDATE: redeliver if it is not acked within this. */
+export const HEARTBEATS_ACK_WAIT_MS = 10_000;
+/** Unacked heartbeats the `heartbeats` consumer may have out (across every cloud process). */
+export const HEARTBEATS_MAX_ACK_PENDING = 1000;
+
+const MIB = 1024 * 1024;
+const GIB = 1024 * MIB;
 
 type StreamsConfig = Pick<CloudConfig, 'streams' | 'ingest'>;
+type ReplicasConfig = { streams: Pick<CloudConfig['streams'], 'replicas'> };
 
 /** A stream's configuration as the cloud wants it (fields not named keep the server's defaults). */
 export type StreamSpec = Partial<StreamConfig> & { name: string };
@@ -68,12 +87,51 @@ export function deadLetterStreamConfig(cfg: StreamsConfig): StreamSpec {
   };
 }
 
-/** Creates EVENTS and DEAD_LETTER, or updates them to this configuration. Idempotent; safe to race. */
+/**
+ * Device heartbeats, consumed by the `heartbeats` consumer (fleet/heartbeats.ts). Limits retention, a
+ * handful of the newest per device and at most an hour: it carries state, not history, so when full the
+ * oldest go (discard old) and a device's publish never fails because of it.
+ */
+export function telemetryStreamConfig(cfg: ReplicasConfig): StreamSpec {
+  return {
+    name: TELEMETRY_STREAM,
+    description: 'Device heartbeats (latest few per device), consumed by the heartbeats consumer',
+    subjects: TELEMETRY_SUBJECTS,
+    storage: StorageType.File,
+    retention: RetentionPolicy.Limits,
+    discard: DiscardPolicy.Old,
+    max_msgs_per_subject: TELEMETRY_MAX_MSGS_PER_SUBJECT,
+    max_msgs: -1,
+    max_bytes: TELEMETRY_MAX_BYTES,
+    max_age: nanos(TELEMETRY_MAX_AGE_MS),
+    max_msg_size: TELEMETRY_MAX_MSG_SIZE,
+    num_replicas: cfg.streams.replicas,
+  };
+}
+
+/** Creates EVENTS, DEAD_LETTER and TELEMETRY, or updates them to this configuration. Idempotent; safe to race. */
 export async function ensureStreams(jsm: JetStreamManager, cfg: StreamsConfig): Promise<StreamInfo[]> {
   return [
     await ensureStream(jsm, eventsStreamConfig(cfg)),
     await ensureStream(jsm, deadLetterStreamConfig(cfg)),
+    await ensureStream(jsm, telemetryStreamConfig(cfg)),
   ];
+}
+
+/**
+ * Creates TELEMETRY when it does not exist; never updates it (that is {@link ensureStreams}' job, at every
+ * cloud start). The heartbeat consumer calls this, so it needs no ingest role and cannot undo, racing
+ * ensureStreams, a configuration that ensureStreams just applied.
+ */
+export async function ensureTelemetryStreamExists(jsm: JetStreamManager, cfg: ReplicasConfig): Promise<void> {
+  if (await exists(() => jsm.streams.info(TELEMETRY_STREAM), JetStreamApiCodes.StreamNotFound)) return;
+  try {
+    await jsm.streams.add(telemetryStreamConfig(cfg));
+  } catch (err) {
+    // Another cloud process (or ensureStreams) created it in between.
+    if (!(await exists(() => jsm.streams.info(TELEMETRY_STREAM), JetStreamApiCodes.StreamNotFound)))
+      throw err;
+  }
 }
 
 async function ensureStream(jsm: JetStreamManager, config: StreamSpec): Promise<StreamInfo> {
@@ -119,6 +177,55 @@ export async function ensureIngestConsumer(jsm: JetStreamManager, cfg: StreamsCo
     return jsm.consumers.update(EVENTS_STREAM, INGEST_CONSUMER, updatable);
   }
   return jsm.consumers.add(EVENTS_STREAM, config);
+}
+
+/**
+ * The heartbeat consumer's configuration: durable pull, explicit acks, unlimited deliveries (a database
+ * outage is retried for as long as TELEMETRY keeps the message, max_age). The deliver policy only applies
+ * when the consumer is created: from then on the durable resumes where it was, so heartbeats that arrive
+ * while every cloud process is down are processed when one starts. At creation (first deploy, or a consumer
+ * lost with a wiped server), last_per_subject delivers each device's newest heartbeat and not the older
+ * ones, which would only be overwritten.
+ */
+export function heartbeatsConsumerConfig(): {
+  durable_name: string;
+  ack_policy: AckPolicy;
+  deliver_policy: DeliverPolicy;
+  filter_subject: string;
+  ack_wait: number;
+  max_deliver: number;
+  max_ack_pending: number;
+} {
+  return {
+    durable_name: HEARTBEATS_CONSUMER,
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.LastPerSubject,
+    // The whole stream; nats-server 2.9 wants a filter with last_per_subject.
+    filter_subject: TELEMETRY_SUBJECT,
+    ack_wait: nanos(HEARTBEATS_ACK_WAIT_MS),
+    max_deliver: -1,
+    max_ack_pending: HEARTBEATS_MAX_ACK_PENDING,
+  };
+}
+
+/** Creates the durable `heartbeats` consumer on TELEMETRY, or updates it to this configuration. */
+export async function ensureHeartbeatsConsumer(jsm: JetStreamManager): Promise<ConsumerInfo> {
+  const config = heartbeatsConsumerConfig();
+  const { durable_name: _d, deliver_policy: _p, filter_subject: _f, ...updatable } = config;
+  const found = () =>
+    exists(
+      () => jsm.consumers.info(TELEMETRY_STREAM, HEARTBEATS_CONSUMER),
+      JetStreamApiCodes.ConsumerNotFound,
+    );
+  if (!(await found())) {
+    try {
+      return await jsm.consumers.add(TELEMETRY_STREAM, config);
+    } catch (err) {
+      // Another cloud process created it in between: fall through to the update.
+      if (!(await found())) throw err;
+    }
+  }
+  return jsm.consumers.update(TELEMETRY_STREAM, HEARTBEATS_CONSUMER, updatable);
 }
 
 async function exists(info: () => Promise<unknown>, notFoundCode: number): Promise<boolean> {

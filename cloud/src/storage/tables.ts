@@ -24,6 +24,24 @@ export interface DevicesTable {
   last_seen_at: Date | null;
   heartbeats: ColumnType<string, never, string>;
   created_at: CreatedAt;
+  hardware_id: string | null;
+  enrolled_at: Date | null;
+  revoked_at: Date | null;
+  revoked_by: string | null;
+  revoke_reason: string | null;
+}
+
+export interface DeviceCertificatesTable {
+  serial: string;
+  tenant_id: string;
+  device_id: string;
+  fingerprint_sha256: string;
+  not_before: Date;
+  not_after: Date;
+  nats_public_key: string;
+  issued_at: CreatedAt;
+  issued_by: 'enroll' | 'renew';
+  revoked_at: Date | null;
 }
 
 export interface EventsTable {
@@ -75,4 +93,5 @@ export interface Database {
   devices: DevicesTable;
   events: EventsTable;
   enrollment_tokens: EnrollmentTokensTable;
+  device_certificates: DeviceCertificatesTable;
 }

@@ -2,9 +2,18 @@ import { readFileSync } from 'node:fs';
 import type { z } from 'zod';
 import { agentConfigSchema, type AgentConfig } from './schema.js';
 
+export type AgentConfigErrorCode =
+  | 'CONFIG_INVALID' // the file is unreadable or does not match the schema
+  | 'NOT_ENROLLED' // no `device` in the config and no enrolled identity
+  | 'IDENTITY_CONFLICT'; // `device` in the config names another device than the enrolled identity
+
 export class AgentConfigError extends Error {
-  readonly code = 'CONFIG_INVALID';
+  readonly code: AgentConfigErrorCode;
   readonly retryable = false;
+  constructor(message: string, options?: { cause?: unknown; code?: AgentConfigErrorCode }) {
+    super(message, options);
+    this.code = options?.code ?? 'CONFIG_INVALID';
+  }
 }
 
 function describe(error: z.ZodError): string {

@@ -66,8 +66,29 @@ export const cameraSchema = z.strictObject({
 /** The agent's local config: everything it needs to run offline. Unknown keys are rejected. */
 export const agentConfigSchema = z
   .strictObject({
-    device: z.strictObject({ tenantId: id, siteId: id, deviceId: id }),
+    /** Pre-provisioned ids. Absent: they come from the enrolled identity (`vigil-agent enroll`). */
+    device: z.strictObject({ tenantId: id, siteId: id, deviceId: id }).optional(),
     dataDir: z.string().min(1).default('/var/lib/vigil'),
+    /** The enrolled identity (certificate, NATS credentials) and its renewal. */
+    identity: z
+      .strictObject({
+        /** Default <dataDir>/identity. */
+        dir: z.string().min(1).optional(),
+        renew: z
+          .strictObject({
+            enabled: z.boolean().default(true),
+            /** Renew when this fraction of the certificate's lifetime has passed. */
+            atFraction: z.number().min(0.5).max(0.9).default(0.66),
+          })
+          .prefault({}),
+        /** host:port of the cloud's DeviceService; overrides the one stored at enrollment. */
+        grpcEndpoint: z
+          .string()
+          .regex(/^(?:\[[0-9a-f:.]+\]|[a-z0-9.-]+):\d{1,5}$/i, 'must be host:port')
+          .optional(),
+      })
+      .prefault({}),
+    /** Pre-provisioned NATS (dev stack, tests). Absent: NATS as the enrolled identity says, if there is one. */
     nats: z
       .strictObject({
         servers: z.array(z.string().min(1)).min(1),
@@ -76,6 +97,8 @@ export const agentConfigSchema = z
           certFile: z.string().min(1),
           keyFile: z.string().min(1),
         }),
+        /** NATS credentials file (user JWT + seed); re-read on every (re)connect. */
+        credsFile: z.string().min(1).optional(),
       })
       .optional(),
     http: z

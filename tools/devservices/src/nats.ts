@@ -51,8 +51,10 @@ export function natsConfig(opts: NatsConfigOptions = {}): (ctx: NatsConfigContex
       'max_payload: 4MB',
     ];
     if (opts.jetstream ?? true) {
+      // nats-server reserves every stream's max_bytes out of max_file_store (a cap, not an allocation):
+      // the cloud's EVENTS (1 GiB), DEAD_LETTER (1 GiB) and TELEMETRY (256 MiB) must fit, with room to spare.
       lines.push(
-        `jetstream { store_dir: ${JSON.stringify(ctx.storeDir)}, max_memory_store: 64MB, max_file_store: 2GB }`,
+        `jetstream { store_dir: ${JSON.stringify(ctx.storeDir)}, max_memory_store: 64MB, max_file_store: 4GB }`,
       );
     }
     if (opts.tls) {

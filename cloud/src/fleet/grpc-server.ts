@@ -1,0 +1,123 @@
+import * as grpc from '@grpc/grpc-js';
+import {
+  DeviceServiceDefinition,
+  type DeviceServiceServer,
+  type EnrollRequest,
+  type RenewRequest,
+} from '@vigil/proto';
+import type { Logger } from 'pino';
+import { VigilError } from '../lib/errors.js';
+import { EnrollmentTokenInvalidError } from './enrollment.js';
+import type { DeviceIdentityService } from './identity-service.js';
+
+/** Enroll/Renew messages are a CSR and a key: anything larger is refused before it is parsed. */
+export const GRPC_MAX_MESSAGE_BYTES = 64 * 1024;
+
+export interface GrpcServerOptions {
+  host: string;
+  port: number;
+  /** The server's TLS certificate and key, and the fleet CA that device client certificates chain to. */
+  certFile: string;
+  keyFile: string;
+  caFile: string;
+  /** How often the files above are re-read (certificate rotation without a restart). */
+  refreshIntervalMs?: number;
+}
+
+export interface RunningGrpcServer {
+  readonly port: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * DeviceService over TLS on one port. Client certificates are requested but not required (Enroll has none
+ * yet); Node verifies any that is presented against the fleet CA and its validity, and grpc-js hands the
+ * handler a peer certificate only when that verification passed, so an expired or foreign certificate
+ * looks exactly like none to Renew.
+ */
+export async function startGrpcServer(
+  service: DeviceIdentityService,
+  opts: GrpcServerOptions,
+  log: Logger,
+): Promise<RunningGrpcServer> {
+  const files = new grpc.experimental.FileWatcherCertificateProvider({
+    certificateFile: opts.certFile,
+    privateKeyFile: opts.keyFile,
+    caCertificateFile: opts.caFile,
+    refreshIntervalMs: opts.refreshIntervalMs ?? 60_000,
+  });
+  // The same provider for both roles (grpc-js 1.14 names the two parameters of this function the other way
+  // round from the constructor it calls; passing one object makes the order irrelevant).
+  const credentials = grpc.experimental.createCertificateProviderServerCredentials(files, files, false);
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': GRPC_MAX_MESSAGE_BYTES,
+    'grpc.max_concurrent_streams': 100,
+  });
+  const impl: DeviceServiceServer = {
+    enroll: (call, callback) => {
+      respond(service.enroll(call.request as EnrollRequest), callback, log, 'enroll');
+    },
+    renew: (call, callback) => {
+      const raw = call.getAuthContext()?.sslPeerCertificate?.raw;
+      respond(service.renew(raw ? { raw } : undefined, call.request as RenewRequest), callback, log, 'renew');
+    },
+  };
+  server.addService(DeviceServiceDefinition, impl);
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(`${opts.host}:${opts.port}`, credentials, (err, p) => (err ? reject(err) : resolve(p)));
+  });
+  log.info({ address: `${opts.host}:${port}` }, 'gRPC DeviceService listening (TLS)');
+  return {
+    port,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        // Finish calls in flight for up to 5 s, then cut the rest.
+        const force = setTimeout(() => server.forceShutdown(), 5_000);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      }),
+  };
+}
+
+function respond<T>(result: Promise<T>, callback: grpc.sendUnaryData<T>, log: Logger, method: string): void {
+  result.then(
+    (value) => callback(null, value),
+    (err: unknown) => {
+      const { code, details } = toStatus(err);
+      if (code === grpc.status.INTERNAL) log.error({ err, method }, 'DeviceService call failed');
+      callback({ code, details });
+    },
+  );
+}
+
+/** The one place that maps identity errors to gRPC status codes (internal details are never sent). */
+export function toStatus(err: unknown): { code: grpc.status; details: string } {
+  if (err instanceof EnrollmentTokenInvalidError)
+    return { code: grpc.status.UNAUTHENTICATED, details: err.message };
+  if (err instanceof VigilError) {
+    switch (err.code) {
+      case 'IDENTITY_INVALID_ARGUMENT':
+        return { code: grpc.status.INVALID_ARGUMENT, details: err.message };
+      case 'DEVICE_EXISTS':
+        return { code: grpc.status.ALREADY_EXISTS, details: err.message };
+      case 'DEVICE_REVOKED':
+        return { code: grpc.status.PERMISSION_DENIED, details: err.message };
+      case 'CLIENT_CERT_REQUIRED':
+      case 'CERT_UNKNOWN':
+        return { code: grpc.status.UNAUTHENTICATED, details: err.message };
+      case 'RENEW_TOO_SOON':
+        return { code: grpc.status.RESOURCE_EXHAUSTED, details: err.message };
+    }
+    if (err.retryable) return { code: grpc.status.UNAVAILABLE, details: 'temporarily unavailable: retry' };
+  }
+  // PostgreSQL unreachable and the like: the device retries with backoff.
+  const pgCode = (err as { code?: unknown }).code;
+  if (
+    typeof pgCode === 'string' &&
+    (pgCode.startsWith('08') || pgCode === 'ECONNREFUSED' || pgCode === '57P01')
+  )
+    return { code: grpc.status.UNAVAILABLE, details: 'temporarily unavailable: retry' };
+  return { code: grpc.status.INTERNAL, details: 'internal error' };
+}

@@ -1,0 +1,295 @@
+import { X509Certificate } from 'node:crypto';
+import { checkKey } from '@nats-io/jwt';
+import { deviceUri, inspectCsr, PkiError, signCsr, verifyCsr, type CertKeyPem } from '@vigil/certs';
+import type { EnrollRequest, EnrollResponse, RenewRequest, RenewResponse } from '@vigil/proto';
+import type { Kysely, Transaction } from 'kysely';
+import type { Logger } from 'pino';
+import { Counter, type Registry } from 'prom-client';
+import { VigilError } from '../lib/errors.js';
+import type { Database } from '../storage/tables.js';
+import { EnrollmentTokenInvalidError, type EnrollmentTokens } from './enrollment.js';
+import { issueDeviceUser, type NatsAuthority } from './nats-auth.js';
+
+/** Device ids: what certs' assertId and NATS subject tokens both accept. */
+const DEVICE_ID_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+
+export type IdentityErrorCode =
+  | 'IDENTITY_INVALID_ARGUMENT'
+  | 'DEVICE_EXISTS'
+  | 'DEVICE_REVOKED'
+  | 'CLIENT_CERT_REQUIRED'
+  | 'CERT_UNKNOWN'
+  | 'RENEW_TOO_SOON';
+
+export class IdentityError extends VigilError {
+  constructor(code: IdentityErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, false, options);
+  }
+}
+
+export interface IdentityServiceOptions {
+  ca: CertKeyPem;
+  /** Issues NATS user JWTs; undefined = the NATS server authorizes by TLS alone (no JWT is returned). */
+  authority: () => NatsAuthority | undefined;
+  certificateTtlSeconds: number;
+  minRenewIntervalSeconds: number;
+  natsUrls: readonly string[];
+}
+
+/** The peer of a Renew call: the client certificate that TLS verified against the fleet CA (DER). */
+export interface PeerCertificate {
+  raw: Buffer;
+}
+
+/**
+ * Enrollment and renewal of device identities: checks the request, issues a client certificate from the fleet
+ * CA (CN = device id, URI SAN spiffe://vigil/tenant/<t>/device/<d>) and a NATS user JWT for the device's own
+ * nkey, and records both in the certificate registry, all in one transaction with the token's consumption (a
+ * refused enrollment leaves the token usable). Transport-free: fleet/grpc-server.ts maps it onto gRPC.
+ */
+export class DeviceIdentityService {
+  private readonly requests: Counter<'method' | 'result'>;
+  private readonly caChain: string[];
+
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly tokens: EnrollmentTokens,
+    private readonly opts: IdentityServiceOptions,
+    private readonly log: Logger,
+    metrics: Registry,
+    private readonly now: () => Date = () => new Date(),
+  ) {
+    this.caChain = [opts.ca.certPem];
+    this.requests = new Counter({
+      name: 'vigil_cloud_identity_requests_total',
+      help: 'DeviceService calls by method (enroll, renew) and result (ok or the refusal code)',
+      labelNames: ['method', 'result'],
+      registers: [metrics],
+    });
+  }
+
+  async enroll(req: EnrollRequest): Promise<EnrollResponse> {
+    return this.counted('enroll', async () => {
+      const now = this.now();
+      const deviceId = this.checkCsr(req.csrPem, undefined);
+      const natsKey = this.checkNatsKey(req.natsPublicKey, true);
+      if (req.hardwareId.length > 256) throw invalid('hardware_id must be at most 256 characters');
+      return this.db.transaction().execute(async (tx) => {
+        const scope = await this.tokens.consumeToken(req.token, deviceId, now, tx);
+        // A row made by an operator ahead of time (never enrolled, not revoked) may be claimed; any other
+        // existing device id is taken: a second box must not take over a device's identity and history.
+        const claimed = await tx
+          .insertInto('devices')
+          .values({
+            tenant_id: scope.tenantId,
+            id: deviceId,
+            site_id: scope.siteId,
+            hardware_id: req.hardwareId || null,
+            enrolled_at: now,
+            agent_version: req.agentVersion || null,
+          })
+          .onConflict((oc) =>
+            oc
+              .columns(['tenant_id', 'id'])
+              .doUpdateSet({
+                site_id: scope.siteId,
+                hardware_id: req.hardwareId || null,
+                enrolled_at: now,
+              })
+              .where('devices.enrolled_at', 'is', null)
+              .where('devices.revoked_at', 'is', null),
+          )
+          .returning('id')
+          .executeTakeFirst();
+        if (!claimed)
+          throw new IdentityError(
+            'DEVICE_EXISTS',
+            `device id "${deviceId}" is already enrolled in this tenant: choose another id (--device-id)`,
+          );
+        const issued = await this.issue(tx, scope.tenantId, deviceId, req.csrPem, natsKey, 'enroll', now);
+        this.log.info(
+          { tenant: scope.tenantId, site: scope.siteId, device: deviceId, serial: issued.serial },
+          'device enrolled',
+        );
+        return {
+          deviceId,
+          tenantId: scope.tenantId,
+          siteId: scope.siteId,
+          certificatePem: issued.certificatePem,
+          caChainPem: this.caChain,
+          natsUrls: [...this.opts.natsUrls],
+          natsUserJwt: issued.natsUserJwt,
+          notAfter: issued.notAfter,
+        };
+      });
+    });
+  }
+
+  async renew(peer: PeerCertificate | undefined, req: RenewRequest): Promise<RenewResponse> {
+    return this.counted('renew', async () => {
+      const now = this.now();
+      if (!peer)
+        throw new IdentityError(
+          'CLIENT_CERT_REQUIRED',
+          'Renew needs the device certificate (mutual TLS), issued by the fleet CA and not expired',
+        );
+      const cert = new X509Certificate(peer.raw);
+      const serial = cert.serialNumber.toUpperCase();
+      return this.db.transaction().execute(async (tx) => {
+        const row = await tx
+          .selectFrom('device_certificates as c')
+          .innerJoin('devices as d', (j) =>
+            j.onRef('d.tenant_id', '=', 'c.tenant_id').onRef('d.id', '=', 'c.device_id'),
+          )
+          .select([
+            'c.tenant_id',
+            'c.device_id',
+            'c.nats_public_key',
+            'c.revoked_at as cert_revoked_at',
+            'd.revoked_at as device_revoked_at',
+          ])
+          .where('c.serial', '=', serial)
+          // Serialises renewals of one device, so the rate limit below cannot be raced.
+          .forUpdate('d')
+          .executeTakeFirst();
+        if (!row || new Date(cert.validTo) <= now)
+          throw new IdentityError(
+            'CERT_UNKNOWN',
+            'the client certificate is not a current device certificate',
+          );
+        if (row.cert_revoked_at !== null || row.device_revoked_at !== null)
+          throw new IdentityError('DEVICE_REVOKED', 'this device has been revoked: it must be enrolled anew');
+        this.checkCsr(req.csrPem, row.device_id);
+        const natsKey = req.natsPublicKey ? this.checkNatsKey(req.natsPublicKey, false) : row.nats_public_key;
+        const last = await tx
+          .selectFrom('device_certificates')
+          .select((eb) => eb.fn.max('issued_at').as('at'))
+          .where('tenant_id', '=', row.tenant_id)
+          .where('device_id', '=', row.device_id)
+          .executeTakeFirst();
+        const lastAt = last?.at ? new Date(last.at).getTime() : 0;
+        if (now.getTime() - lastAt < this.opts.minRenewIntervalSeconds * 1000)
+          throw new IdentityError(
+            'RENEW_TOO_SOON',
+            `a certificate was issued less than ${this.opts.minRenewIntervalSeconds} s ago; retry later`,
+          );
+        const issued = await this.issue(tx, row.tenant_id, row.device_id, req.csrPem, natsKey, 'renew', now);
+        this.log.info(
+          { tenant: row.tenant_id, device: row.device_id, serial: issued.serial, previous: serial },
+          'device certificate renewed',
+        );
+        return {
+          certificatePem: issued.certificatePem,
+          caChainPem: this.caChain,
+          natsUserJwt: issued.natsUserJwt,
+          notAfter: issued.notAfter,
+        };
+      });
+    });
+  }
+
+  /** Checks the CSR's subject (exactly CN=<device id>, and `expected` when given) and key; returns the id. */
+  private checkCsr(csrPem: string, expected: string | undefined): string {
+    try {
+      const subject = inspectCsr(csrPem);
+      const cn = subject.commonName;
+      if (cn === undefined || !DEVICE_ID_RE.test(cn))
+        throw invalid(
+          `CSR subject must be exactly CN=<device id> (1-63 of a-z 0-9 _ -, starting with a letter or digit), got ${describeSubject(subject.attributes)}`,
+        );
+      if (expected !== undefined && cn !== expected)
+        throw invalid(`CSR subject CN=${cn} does not name this device (${expected})`);
+      if (subject.requestsAttributes)
+        throw invalid('CSR must not request extensions or attributes: the cloud assigns the identity');
+      verifyCsr(csrPem);
+      return cn;
+    } catch (err) {
+      if (err instanceof PkiError) throw invalid(err.message, err);
+      throw err;
+    }
+  }
+
+  private checkNatsKey(key: string, required: boolean): string {
+    if (key === '') {
+      if (required && this.opts.authority() !== undefined)
+        throw invalid('nats_public_key (a NATS user nkey, U...) is required');
+      return '';
+    }
+    try {
+      checkKey(key, 'U', false);
+    } catch {
+      throw invalid('nats_public_key must be a NATS user public nkey (U...)');
+    }
+    return key;
+  }
+
+  private async issue(
+    tx: Transaction<Database>,
+    tenantId: string,
+    deviceId: string,
+    csrPem: string,
+    natsKey: string,
+    issuedBy: 'enroll' | 'renew',
+    now: Date,
+  ): Promise<{ certificatePem: string; natsUserJwt: string; notAfter: Date; serial: string }> {
+    const ttl = this.opts.certificateTtlSeconds;
+    const certificatePem = signCsr(this.opts.ca, csrPem, {
+      commonName: deviceId,
+      uris: [deviceUri(tenantId, deviceId)],
+      validityDays: ttl / 86_400,
+      now,
+    });
+    const x = new X509Certificate(certificatePem);
+    const authority = this.opts.authority();
+    const natsUserJwt =
+      authority && natsKey
+        ? await issueDeviceUser(authority, {
+            tenantId,
+            deviceId,
+            userPublicKey: natsKey,
+            expiresInSeconds: Math.min(ttl, authority.account.maxUserLifetimeSeconds),
+            now,
+          })
+        : '';
+    const serial = x.serialNumber.toUpperCase();
+    await tx
+      .insertInto('device_certificates')
+      .values({
+        serial,
+        tenant_id: tenantId,
+        device_id: deviceId,
+        fingerprint_sha256: x.fingerprint256,
+        not_before: new Date(x.validFrom),
+        not_after: new Date(x.validTo),
+        nats_public_key: natsKey,
+        issued_at: now,
+        issued_by: issuedBy,
+      })
+      .execute();
+    return { certificatePem, natsUserJwt, notAfter: new Date(x.validTo), serial };
+  }
+
+  private async counted<T>(method: 'enroll' | 'renew', fn: () => Promise<T>): Promise<T> {
+    try {
+      const out = await fn();
+      this.requests.inc({ method, result: 'ok' });
+      return out;
+    } catch (err) {
+      const code =
+        err instanceof EnrollmentTokenInvalidError || err instanceof VigilError ? err.code : 'INTERNAL';
+      this.requests.inc({ method, result: code });
+      if (code === 'INTERNAL') this.log.error({ err, method }, 'identity request failed');
+      else this.log.warn({ method, code, reason: (err as Error).message }, 'identity request refused');
+      throw err;
+    }
+  }
+}
+
+function invalid(message: string, cause?: unknown): IdentityError {
+  return new IdentityError('IDENTITY_INVALID_ARGUMENT', message, { cause });
+}
+
+function describeSubject(attrs: Array<{ oid: string; value: string }>): string {
+  if (attrs.length === 0) return 'an empty subject';
+  return attrs.map((a) => `${a.oid}=${JSON.stringify(a.value.slice(0, 64))}`).join(', ');
+}

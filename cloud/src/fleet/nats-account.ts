@@ -1,0 +1,170 @@
+import { readFileSync, statSync } from 'node:fs';
+import { createUser } from '@nats-io/nkeys';
+import {
+  connect,
+  jwtAuthenticator,
+  type ConnectionOptions,
+  type NatsConnection,
+} from '@nats-io/transport-node';
+import type { Kysely } from 'kysely';
+import type { Logger } from 'pino';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import { ConfigError } from '../lib/errors.js';
+import type { Database } from '../storage/tables.js';
+import {
+  issueServiceUser,
+  issueSystemUser,
+  pushAccountJwt,
+  withRevocations,
+  type NatsAuthority,
+} from './nats-auth.js';
+
+/** Reads the NatsAuthority JSON (written by `pnpm vigil nats init` / the dev stack); refuses a readable-by-all file. */
+export function loadNatsAuthority(path: string): NatsAuthority {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (cause) {
+    throw new ConfigError(`nats.auth.authorityFile ${path} cannot be read`, { cause });
+  }
+  if ((statSync(path).mode & 0o077) !== 0)
+    throw new ConfigError(`nats.auth.authorityFile ${path} holds signing keys: chmod 600 it`);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (cause) {
+    throw new ConfigError(`nats.auth.authorityFile ${path} is not JSON`, { cause });
+  }
+  const a = parsed as Partial<NatsAuthority>;
+  if (
+    a.version !== 1 ||
+    !a.operator?.jwt ||
+    !a.account?.deviceSigningKey?.seed ||
+    !a.system?.signingKey?.seed
+  )
+    throw new ConfigError(`nats.auth.authorityFile ${path} is not a Vigil NATS authority (version 1)`);
+  return a as NatsAuthority;
+}
+
+/**
+ * Connects as a freshly minted user: a new nkey pair per process (its seed never leaves memory) and a user JWT
+ * from the authority's scoped service (or system) signing key. The JWT lives the authority's longest user
+ * lifetime (90 days by default); a cloud process is expected to restart well within that.
+ */
+export async function connectWithAuthority(
+  authority: NatsAuthority,
+  role: 'service' | 'system',
+  name: string,
+  options: ConnectionOptions,
+): Promise<NatsConnection> {
+  const user = createUser();
+  const issue = role === 'service' ? issueServiceUser : issueSystemUser;
+  const jwt = await issue(authority, { name, userPublicKey: user.getPublicKey() });
+  return connect({ ...options, authenticator: jwtAuthenticator(jwt, user.getSeed()) });
+}
+
+/**
+ * Keeps the VIGIL account JWT on the NATS servers in line with the revocations in PostgreSQL. The list is
+ * rebuilt from the database on every push (every cloud process pushes the same JWT; no process holds state
+ * another lacks): the NATS user keys of revoked certificates that have not expired yet, so it stays bounded.
+ * Pushed after each revocation, at start, whenever the system connection reconnects (a restarted server with
+ * a MEMORY resolver forgot earlier pushes), and every `refreshMs` in case a push was missed.
+ */
+export class NatsAccountPublisher {
+  private running: Promise<void> | undefined;
+  private again = false;
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private readonly pushes: Counter<'result'>;
+  private readonly revoked: Gauge;
+
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly authority: NatsAuthority,
+    private readonly sys: NatsConnection,
+    private readonly log: Logger,
+    metrics: Registry,
+    private readonly now: () => Date = () => new Date(),
+    private readonly refreshMs = 300_000,
+  ) {
+    this.pushes = new Counter({
+      name: 'vigil_cloud_nats_account_pushes_total',
+      help: 'Pushes of the VIGIL account JWT (revocations) to NATS, by result',
+      labelNames: ['result'],
+      registers: [metrics],
+    });
+    this.revoked = new Gauge({
+      name: 'vigil_cloud_nats_revoked_users',
+      help: 'Revoked device NATS users listed in the account JWT (revoked, not yet expired)',
+      registers: [metrics],
+    });
+  }
+
+  async start(): Promise<void> {
+    await this.publish();
+    void this.watchReconnects();
+    this.timer = setInterval(() => void this.publish().catch(() => undefined), this.refreshMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearInterval(this.timer);
+  }
+
+  /** Pushes now; concurrent calls coalesce into at most one more push after the one in flight. */
+  publish(): Promise<void> {
+    if (this.running) {
+      this.again = true;
+      return this.running;
+    }
+    this.running = (async () => {
+      try {
+        do {
+          this.again = false;
+          await this.pushOnce();
+        } while (this.again && !this.stopped);
+      } finally {
+        this.running = undefined;
+      }
+    })();
+    return this.running;
+  }
+
+  private async pushOnce(): Promise<void> {
+    const revocations = await this.revocations();
+    const next = await withRevocations(this.authority, revocations);
+    try {
+      await pushAccountJwt(this.sys, next);
+      this.pushes.inc({ result: 'ok' });
+      this.revoked.set(Object.keys(revocations).length);
+      this.log.debug({ revocations: Object.keys(revocations).length }, 'NATS account JWT pushed');
+    } catch (err) {
+      this.pushes.inc({ result: 'error' });
+      this.log.error({ err: (err as Error).message }, 'pushing the NATS account JWT failed; will retry');
+      throw err;
+    }
+  }
+
+  private async revocations(): Promise<Record<string, number>> {
+    const rows = await this.db
+      .selectFrom('device_certificates')
+      .select(['nats_public_key', (eb) => eb.fn.max('revoked_at').as('at')])
+      .where('revoked_at', 'is not', null)
+      .where('not_after', '>', this.now())
+      .where('nats_public_key', '<>', '')
+      .groupBy('nats_public_key')
+      .execute();
+    const out: Record<string, number> = {};
+    // Rounded up: a JWT issued in the second of the revocation is revoked too (the server compares <=).
+    for (const r of rows) if (r.at) out[r.nats_public_key] = Math.ceil(new Date(r.at).getTime() / 1000);
+    return out;
+  }
+
+  private async watchReconnects(): Promise<void> {
+    for await (const s of this.sys.status()) {
+      if (this.stopped) return;
+      if (s.type === 'reconnect') await this.publish().catch(() => undefined);
+    }
+  }
+}

@@ -1,0 +1,50 @@
+import { chmodSync, existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadNatsAuthority } from './nats-account.js';
+import { createNatsAuthority, natsServerAuthConfig, type NatsAuthority } from './nats-auth.js';
+
+export interface NatsAuthorityFiles {
+  /** The online authority (signing keys): the cloud's `nats.auth.authorityFile`, 0600. */
+  authorityFile: string;
+  /** Identity seeds of operator and accounts: move them offline in production, 0600. */
+  offlineKeysFile: string;
+  /** The nats-server config fragment (operator, accounts, resolver): `include` it, no secrets. */
+  serverConfigFile: string;
+  authority: NatsAuthority;
+  created: boolean;
+}
+
+/**
+ * Creates the NATS operator, accounts and signing keys in `dir` on the first run; later runs load them and
+ * rewrite only the server fragment (so a config reload picks up the current account JWT). Secrets 0600.
+ */
+export async function ensureNatsAuthority(dir: string): Promise<NatsAuthorityFiles> {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const authorityFile = join(dir, 'authority.json');
+  const offlineKeysFile = join(dir, 'offline-keys.json');
+  const serverConfigFile = join(dir, 'nats-auth.conf');
+  let authority: NatsAuthority;
+  let created = false;
+  if (existsSync(authorityFile)) {
+    authority = loadNatsAuthority(authorityFile);
+  } else {
+    const made = await createNatsAuthority();
+    authority = made.authority;
+    writePrivate(offlineKeysFile, JSON.stringify(made.offline, null, 2));
+    writePrivate(authorityFile, JSON.stringify(authority, null, 2));
+    created = true;
+  }
+  writeAtomic(serverConfigFile, natsServerAuthConfig(authority) + '\n', 0o644);
+  return { authorityFile, offlineKeysFile, serverConfigFile, authority, created };
+}
+
+function writePrivate(path: string, text: string): void {
+  writeAtomic(path, text, 0o600);
+}
+
+function writeAtomic(path: string, text: string, mode: number): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, text, { mode });
+  chmodSync(tmp, mode);
+  renameSync(tmp, path);
+}
