@@ -18,6 +18,19 @@ export {
   type ReplayOutcome,
   type ReplayStatus,
 } from './dlq.js';
-export { ApiClient, ApiError, type ApiEvent, type EventPage, type EventQuery } from './adapters/api.js';
+export {
+  ApiClient,
+  ApiError,
+  DEVICE_STATUSES,
+  type ApiDevice,
+  type ApiEvent,
+  type DevicePage,
+  type DeviceQuery,
+  type DeviceRevocation,
+  type DeviceStatus,
+  type EventPage,
+  type EventQuery,
+} from './adapters/api.js';
+export { NATS_REVOCATION } from './commands/devices.js';
 export { connectNats, cloudServiceTls, type NatsHandle } from './adapters/nats.js';
 export { loadDevSigningKey, mintToken, type DevKey, type MintOptions } from './adapters/dev-token.js';

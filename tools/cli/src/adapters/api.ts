@@ -57,6 +57,57 @@ export interface CreateEnrollmentToken {
   note?: string | undefined;
 }
 
+export const DEVICE_STATUSES = ['online', 'offline', 'never', 'revoked'] as const;
+export type DeviceStatus = (typeof DEVICE_STATUSES)[number];
+
+/** A device as GET /v1/devices returns it (cloud api/device-store.ts DeviceView). */
+export interface ApiDevice {
+  id: string;
+  tenant_id: string;
+  site_id: string | null;
+  /** Derived by the cloud at read time from the last heartbeat (and revocation). */
+  status: DeviceStatus;
+  last_seen_at: string | null;
+  agent_version: string | null;
+  /** A uint64 as a decimal string. */
+  config_version: string | null;
+  heartbeats: number;
+  created_at: string;
+  enrolled_at: string | null;
+  hardware_id: string | null;
+  revoked_at: string | null;
+  revoked_by: string | null;
+  revoke_reason: string | null;
+  [key: string]: unknown;
+}
+
+export interface DevicePage {
+  items: ApiDevice[];
+  next_cursor: string | null;
+}
+
+export interface DeviceQuery {
+  site?: string | undefined;
+  status?: DeviceStatus | undefined;
+  limit?: number | undefined;
+  cursor?: string | undefined;
+}
+
+/**
+ * POST /v1/devices/{id}/revoke. `nats`: `cut` = the device's NATS connections were closed now; `pending` =
+ * the cloud could not push the NATS account yet and retries; `tls_only` = NATS runs without per-device
+ * credentials, so NATS access ends when the device's certificate expires.
+ */
+export interface DeviceRevocation {
+  device_id: string;
+  result: 'revoked' | 'already_revoked';
+  revoked_at: string;
+  revoked_by: string;
+  reason: string | null;
+  certificates_revoked: number;
+  nats: 'cut' | 'pending' | 'tls_only';
+}
+
 interface Problem {
   title?: string;
   status?: number;
@@ -87,10 +138,7 @@ export class ApiClient {
   ) {}
 
   listEvents(q: EventQuery): Promise<EventPage> {
-    const params = new URLSearchParams();
-    for (const [k, v] of Object.entries(q)) if (v !== undefined) params.set(k, String(v));
-    const qs = params.toString();
-    return this.get<EventPage>(`/v1/events${qs ? `?${qs}` : ''}`);
+    return this.get<EventPage>(`/v1/events${query(q)}`);
   }
 
   getEvent(id: string): Promise<ApiEvent> {
@@ -103,6 +151,18 @@ export class ApiClient {
 
   listEnrollmentTokens(includeUsed: boolean): Promise<{ items: ApiEnrollmentToken[] }> {
     return this.get(`/v1/enrollment-tokens${includeUsed ? '?include_used=true' : ''}`);
+  }
+
+  listDevices(q: DeviceQuery): Promise<DevicePage> {
+    return this.get<DevicePage>(`/v1/devices${query(q)}`);
+  }
+
+  getDevice(id: string): Promise<ApiDevice> {
+    return this.get<ApiDevice>(`/v1/devices/${encodeURIComponent(id)}`);
+  }
+
+  revokeDevice(id: string, reason: string): Promise<DeviceRevocation> {
+    return this.send<DeviceRevocation>('POST', `/v1/devices/${encodeURIComponent(id)}/revoke`, { reason });
   }
 
   private get<T>(path: string): Promise<T> {
@@ -144,4 +204,12 @@ export class ApiClient {
     }
     return JSON.parse(text) as T;
   }
+}
+
+/** `?k=v&...` of the defined values of `q`, or '' when there are none. */
+function query(q: object): string {
+  const params = new URLSearchParams();
+  for (const [k, v] of Object.entries(q)) if (v !== undefined) params.set(k, String(v));
+  const qs = params.toString();
+  return qs ? `?${qs}` : '';
 }
