@@ -109,6 +109,12 @@ describe('GET /v1/devices', () => {
       config_version: '7',
       heartbeats: 1,
       created_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) as unknown,
+      // Registered directly, not enrolled: no identity yet.
+      enrolled_at: null,
+      hardware_id: null,
+      revoked_at: null,
+      revoked_by: null,
+      revoke_reason: null,
     });
     expect(await getDevice('gw-new')).toMatchObject({
       status: 'never',
@@ -207,12 +213,12 @@ describe('GET /v1/devices', () => {
       return out;
     };
     const counts = (): Record<string, number> => {
-      const out: Record<string, number> = { online: 0, offline: 0, never: 0 };
+      const out: Record<string, number> = { online: 0, offline: 0, never: 0, revoked: 0 };
       for (const [, , , ago] of SEED) out[expectedStatus(ago)]! += 1;
       return out;
     };
     expect(await gauge()).toEqual(counts());
-    expect(counts()).toEqual({ online: 3, offline: 3, never: 5 });
+    expect(counts()).toEqual({ online: 3, offline: 3, never: 5, revoked: 0 });
     // A change inside the 10 s window is not counted yet; after it, it is.
     await api
       .cloud()
@@ -224,7 +230,7 @@ describe('GET /v1/devices', () => {
     const saved = clock;
     clock += 10_000;
     // Every seen device is 10 s older: gw-lab-1 (seen 10 s before) is 20 s old, still online.
-    expect(await gauge()).toEqual({ online: 3, offline: 3, never: 4 });
+    expect(await gauge()).toEqual({ online: 3, offline: 3, never: 4, revoked: 0 });
     clock = saved;
   });
 

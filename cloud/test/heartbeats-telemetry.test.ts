@@ -1,11 +1,11 @@
 // Heartbeats through the TELEMETRY stream: the real cloud (startCloud) against a real nats-server (mTLS +
-// JetStream) and PostgreSQL; devices core-publish heartbeats with their own client certificates, as agents do.
+// JetStream) and PostgreSQL; devices core-publish heartbeats with their own client certificates, like agents.
 import type { JetStreamManager, StoredMsg } from '@nats-io/jetstream';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import type { Kysely } from 'kysely';
 import { pino, type Logger } from 'pino';
-import { Registry } from 'prom-client';
+import { Registry, type Counter } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeviceHealth, Heartbeat, subjectFor } from '@vigil/proto';
 import { natsConfig, printLogsOnFailure, useDatabase, useNats, usePki } from '@vigil/testkit';
@@ -138,22 +138,22 @@ function heartbeat(d: Dev, overrides: Partial<Heartbeat> = {}): Uint8Array {
 }
 
 /** Core-publishes like the agent (no JetStream API), then waits until TELEMETRY holds it. */
-async function publish(d: Dev, data: Uint8Array, subject = subjectFor(d.tenantId, d.deviceId, 'hb')) {
+async function publish(
+  d: Dev,
+  data: Uint8Array,
+  subject = subjectFor(d.tenantId, d.deviceId, 'hb'),
+): Promise<StoredMsg> {
   const nc = await deviceNc(d);
   const before = await lastStored(subject);
   nc.publish(subject, data);
   await nc.flush();
-  let stored: StoredMsg | null = null;
-  await expect
-    .poll(
-      async () => {
-        stored = await lastStored(subject);
-        return stored !== null && stored.seq !== before?.seq;
-      },
-      { timeout: 5000, interval: 20 },
-    )
-    .toBe(true);
-  return stored! as StoredMsg;
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const stored = await lastStored(subject);
+    if (stored && stored.seq !== before?.seq) return stored;
+    if (Date.now() > deadline) throw new Error(`${subject}: not stored in TELEMETRY`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 async function lastStored(subject: string): Promise<StoredMsg | null> {
@@ -387,8 +387,9 @@ describe('heartbeats through TELEMETRY', () => {
       // Recorded after two backed-off redeliveries, with the time the server stored it.
       expect(await row()).toMatchObject({ agent_version: '4.0.0', last_seen_at: stored.time });
       expect(Date.now() - stored.time.getTime()).toBeGreaterThan(100);
-      const counts = await metrics.getSingleMetric('vigil_cloud_heartbeats_total')!.get();
-      const by = Object.fromEntries(counts.values.map((v) => [v.labels.result, v.value]));
+      const counter = metrics.getSingleMetric('vigil_cloud_heartbeats_total') as Counter<'result'>;
+      const counts = await counter.get();
+      const by = Object.fromEntries(counts.values.map((v) => [String(v.labels.result), v.value] as const));
       expect(by).toEqual({ error: 2, ok: 1 });
       await drained();
     } finally {

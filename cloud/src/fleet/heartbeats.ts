@@ -22,7 +22,7 @@ import {
 import { Backoff, sleep } from '../lib/backoff.js';
 import type { FleetRegistry } from './registry.js';
 
-/** Heartbeats taken per fetch, at most (the first one is waited for, the rest are what is already pending). */
+/** Heartbeats taken per fetch, at most (the first is waited for, the rest are those already pending). */
 const BATCH_SIZE = 256;
 /** How long one fetch waits for a first heartbeat (NATS minimum: 1000). */
 const FETCH_EXPIRES_MS = 5_000;
@@ -47,8 +47,10 @@ export type HeartbeatConsumerConfig = { streams: Pick<CloudConfig['streams'], 'r
  * The subject is the authenticated identity (NATS permissions bind a device to its own subjects), so a
  * payload that names another tenant or device is refused and counted, never trusted. Refusals (undecodable,
  * mismatch, unknown device) are acked: retrying cannot change them. A database error is nak'd with a
- * backed-off delay and redelivered; the device's later heartbeats in the same batch wait behind it, so a
- * device's heartbeats are recorded in stream order within a process.
+ * backed-off delay and redelivered (the stream keeps it for up to an hour); the device's later heartbeats in
+ * the same batch are nak'd with it, untried. Redeliveries can still come back after newer heartbeats of the
+ * same device (and several cloud processes share the consumer): recording must never move last_seen_at
+ * backwards, which FleetRegistry.recordHeartbeat has to guarantee (it keeps the greatest seen time).
  */
 export class HeartbeatConsumer {
   private readonly abort = new AbortController();
@@ -183,8 +185,8 @@ export class HeartbeatConsumer {
 
   /**
    * One batch: each device's heartbeats in stream order, devices concurrently (the database pool bounds
-   * the concurrency). After a database error the device's later heartbeats are nak'd untried, so that an
-   * older one is never recorded after a newer one by this process.
+   * the concurrency). After a database error the device's later heartbeats are nak'd untried: the
+   * database is likely down, and recording them first would only make the redelivered older one land last.
    */
   private async process(batch: JsMsg[]): Promise<void> {
     const bySubject = new Map<string, JsMsg[]>();

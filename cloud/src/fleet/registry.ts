@@ -34,7 +34,7 @@ export class FleetRegistry {
     });
   }
 
-  /** Records a heartbeat; returns false when the device is not registered. */
+  /** Records a heartbeat (seen at the stream's receive time); returns false when the device is not registered. */
   async recordHeartbeat(
     tenantId: string,
     deviceId: string,
@@ -42,12 +42,14 @@ export class FleetRegistry {
     agentVersion: string,
     configVersion: bigint,
   ): Promise<boolean> {
+    // Never backwards: a redelivered (older) heartbeat after a newer one counts, but changes nothing else.
+    const newer = sql<boolean>`(last_seen_at is null or last_seen_at < ${seenAt})`;
     const result = await this.db
       .updateTable('devices')
       .set({
-        last_seen_at: seenAt,
-        agent_version: agentVersion,
-        config_version: configVersion.toString(),
+        last_seen_at: sql<Date>`case when ${newer} then ${seenAt} else last_seen_at end`,
+        agent_version: sql<string>`case when ${newer} then ${agentVersion} else agent_version end`,
+        config_version: sql<string>`case when ${newer} then ${configVersion.toString()} else config_version end`,
         heartbeats: sql<string>`heartbeats + 1`,
       })
       .where('tenant_id', '=', tenantId)

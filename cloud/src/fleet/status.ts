@@ -11,9 +11,11 @@ export type DeviceStatus = (typeof DEVICE_STATUSES)[number];
  * Status is derived at read time from last_seen_at and the cloud clock, never stored: online when the last
  * heartbeat is newer than `now - offlineAfterSeconds`, offline when older, never when the device has not
  * sent one. Nothing has to run for a device to go offline (no sweeper job, no write when it goes quiet),
- * and every reader agrees by construction. last_seen_at is the cloud's receive time (fleet/heartbeats.ts),
- * so device clock skew plays no part. The bound: a device that stops is offline at most
- * offlineAfterSeconds after it stopped; one that (re)starts is online at its first heartbeat, so any change
+ * and every reader agrees by construction. last_seen_at is when nats-server stored the heartbeat in
+ * TELEMETRY, capped at the cloud clock (fleet/heartbeats.ts): device clock skew plays no part, and a
+ * heartbeat processed late (after a cloud outage) counts from when it arrived, not from when it was
+ * processed. The bound: a device that stops is offline at most offlineAfterSeconds after it stopped; one
+ * that (re)starts is online once its first heartbeat is processed, so any change
  * shows within offlineAfterSeconds plus one heartbeat period in the worst case. offlineAfterSeconds must
  * exceed the agents' heartbeat period (with margin for a lost one), or healthy devices flap.
  */

@@ -27,7 +27,7 @@ export const INGEST_ACK_WAIT_MS = 30_000;
 
 export const TELEMETRY_STREAM = 'TELEMETRY';
 export const HEARTBEATS_CONSUMER = 'heartbeats';
-/** What devices publish heartbeats on (core NATS publishes; the stream captures them): vigil.v1.<t>.<d>.hb. */
+/** Where devices core-publish heartbeats (the stream captures them): vigil.v1.<tenant>.<device>.hb. */
 export const TELEMETRY_SUBJECT = 'vigil.v1.*.*.hb';
 export const TELEMETRY_SUBJECTS = [TELEMETRY_SUBJECT];
 /** Heartbeats kept per device: only the latest state matters, a few cover a short cloud outage. */
@@ -109,7 +109,10 @@ export function telemetryStreamConfig(cfg: ReplicasConfig): StreamSpec {
   };
 }
 
-/** Creates EVENTS, DEAD_LETTER and TELEMETRY, or updates them to this configuration. Idempotent; safe to race. */
+/**
+ * Creates EVENTS, DEAD_LETTER and TELEMETRY, or updates them to this configuration. Idempotent; safe to
+ * race.
+ */
 export async function ensureStreams(jsm: JetStreamManager, cfg: StreamsConfig): Promise<StreamInfo[]> {
   return [
     await ensureStream(jsm, eventsStreamConfig(cfg)),
