@@ -6,6 +6,8 @@ import { sql, type Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { createHttpApp } from './api/http.js';
 import { createApiMounts } from './api/mount.js';
+import { createRateLimiter } from './api/ratelimit.js';
+import { AuditLog } from './audit/audit-log.js';
 import type { Authorizer } from './auth/authorize.js';
 import type { CloudConfig } from './config/schema.js';
 import { EnrollmentTokens } from './fleet/enrollment.js';
@@ -32,6 +34,7 @@ export interface CloudApp {
   readonly grpcPort: number | undefined;
   readonly identity: DeviceIdentityService | undefined;
   readonly revoker: DeviceRevoker;
+  readonly audit: AuditLog;
   /** Present in NATS JWT mode. */
   readonly accountPublisher: NatsAccountPublisher | undefined;
   stop(): Promise<void>;
@@ -40,7 +43,7 @@ export interface CloudApp {
 export interface CloudDeps {
   logger?: Logger;
   now?: () => Date;
-  /** The API's policy decision point (the Cedar engine plugs in here); default: role-based, default deny. */
+  /** The API's policy decision point; default: the engine config `authz` names (Cedar), default deny. */
   authorizer?: Authorizer;
 }
 
@@ -91,7 +94,8 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
       await accountPublisher.start();
       closers.push(() => Promise.resolve(accountPublisher?.stop()));
     }
-    const revoker = new DeviceRevoker(db, accountPublisher, log, deps.now);
+    const audit = new AuditLog(db, log, metrics, deps.now);
+    const revoker = new DeviceRevoker(db, accountPublisher, audit, log, deps.now);
 
     let grpcPort: number | undefined;
     let identity: DeviceIdentityService | undefined;
@@ -113,6 +117,7 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
         log,
         metrics,
         deps.now,
+        audit,
       );
       if (config.grpc.enabled && config.grpc.tls) {
         const grpc = await startGrpcServer(
@@ -132,7 +137,7 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
     }
 
     const registry = new FleetRegistry(db);
-    const heartbeats = new HeartbeatConsumer(nc, registry, log, metrics, deps.now);
+    const heartbeats = new HeartbeatConsumer(nc, registry, log, metrics, deps.now, config);
     heartbeats.start();
     closers.push(() => heartbeats.stop());
 
@@ -141,6 +146,12 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
 
     registerDeviceGauge(db, metrics, config.fleet.offlineAfterSeconds, deps.now);
 
+    // One Redis client for the API rate limits; closed after the HTTP server (closers run in reverse).
+    const rateLimiter = config.rateLimit.enabled
+      ? createRateLimiter(config.rateLimit, log, metrics)
+      : undefined;
+    if (rateLimiter) closers.push(() => rateLimiter.close());
+
     const mounts = createApiMounts(config, {
       db,
       log,
@@ -148,6 +159,8 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
       authorizer: deps.authorizer,
       now: deps.now,
       revoker,
+      audit,
+      rateLimiter,
     });
     const http = createHttpApp(
       metrics,
@@ -166,7 +179,7 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
     closers.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
     const httpPort = (server.address() as AddressInfo).port;
     log.info({ url: `http://${config.http.host}:${httpPort}` }, 'cloud HTTP listening');
-    return { db, nc, registry, httpPort, grpcPort, identity, revoker, accountPublisher, stop };
+    return { db, nc, registry, httpPort, grpcPort, identity, revoker, audit, accountPublisher, stop };
   } catch (err) {
     await stop();
     throw err;

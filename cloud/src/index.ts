@@ -10,6 +10,25 @@ export {
   EnrollmentTokens,
 } from './fleet/enrollment.js';
 export type { EnrollmentScope, EnrollmentToken } from './fleet/enrollment.js';
+export {
+  AUDIT_CHAIN_LOCK,
+  AUDIT_DETAIL_MAX_BYTES,
+  AUDIT_FORMAT,
+  AUDIT_GENESIS_HASH,
+  AuditEntryInvalidError,
+  AuditLog,
+  canonicalEntry,
+  canonicalJson,
+  canonicalTimestamp,
+  chainHash,
+  deviceRef,
+  type AppendedEntry,
+  type AuditEntry,
+  type CanonicalFields,
+  type VerifyOptions,
+  type VerifyResult,
+} from './audit/audit-log.js';
+export type { AuditActorKind, AuditOutcome } from './storage/tables.js';
 export { createDb } from './storage/db.js';
 export { migrateDown, migrateToLatest } from './storage/migrate.js';
 export {

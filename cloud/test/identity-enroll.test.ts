@@ -15,7 +15,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { createCa, issueClientCert } from '@vigil/certs';
 import {
   DetectionEvent,
-  DeviceServiceClient,
+  type DeviceServiceClient,
   type EnrollRequest,
   type EnrollResponse,
   type RenewRequest,

@@ -26,9 +26,11 @@ describe('PostgreSQL migrations', () => {
       '0002_events',
       '0003_enrollment_tokens',
       '0004_device_identity',
+      '0005_audit_log',
     ]);
     expect(await tables(db)).toEqual(
       expect.arrayContaining([
+        'audit_log',
         'device_certificates',
         'devices',
         'enrollment_tokens',
@@ -70,6 +72,11 @@ describe('PostgreSQL migrations', () => {
   });
 
   it('roll back and forward again', async () => {
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0005_audit_log']);
+    expect(await tables(db)).not.toContain('audit_log');
+    const fn = await sql<{ n: number }>`
+      select count(*)::int as n from pg_proc where proname = 'vigil_audit_log_append_only'`.execute(db);
+    expect(fn.rows[0]?.n).toBe(0);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0004_device_identity']);
     expect(await tables(db)).not.toContain('device_certificates');
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0003_enrollment_tokens']);
@@ -83,6 +90,7 @@ describe('PostgreSQL migrations', () => {
       '0002_events',
       '0003_enrollment_tokens',
       '0004_device_identity',
+      '0005_audit_log',
     ]);
   });
 });

@@ -1,10 +1,12 @@
 import type { RequestHandler, Response } from 'express';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
+import { deviceRef, type AuditLog } from '../audit/audit-log.js';
 import type { Action, Authorizer, Resource } from '../auth/authorize.js';
 import { AccessDeniedError, AuthenticationError } from '../auth/errors.js';
 import type { TokenVerifier } from '../auth/jwt.js';
 import type { Principal } from '../auth/principal.js';
+import { NotFoundError } from './errors.js';
 
 const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
 
@@ -47,13 +49,39 @@ export function principalOf(res: Response): Principal {
   return p;
 }
 
-/** Asks the authorizer; throws AccessDeniedError (403) on deny. Every decision is logged. */
+/** Actions that change something, with the audit action a denial of them is recorded as. */
+const AUDITED_DENIALS: Readonly<Record<Exclude<Action, `${string}:read`>, string>> = {
+  'enrollment-tokens:create': 'enrollment_token.create',
+  'devices:revoke': 'device.revoke',
+};
+
+function resourceRef(r: Resource): string {
+  switch (r.type) {
+    case 'device':
+      return deviceRef(r.tenant, r.id);
+    case 'event':
+      return `event:${r.tenant}/${r.id}`;
+    case 'enrollment-tokens':
+      return r.site === undefined
+        ? `enrollment_tokens:${r.tenant}`
+        : `enrollment_tokens:${r.tenant}/${r.site}`;
+    default:
+      return `${r.type}:${r.tenant}`;
+  }
+}
+
+/**
+ * Asks the authorizer; throws AccessDeniedError (403) on deny. Every decision is logged. With `audit`, a denied
+ * mutating action (anything but `*:read`) is also appended to the audit log (outcome `denied`); if that append
+ * fails, the request is still denied (the failure is logged and counted by the audit log).
+ */
 export async function requireAllowed(
   authorizer: Authorizer,
   log: Logger,
   principal: Principal,
   action: Action,
   resource: Resource,
+  audit?: AuditLog,
 ): Promise<void> {
   const decision = await authorizer.authorize(principal, action, resource);
   const entry = {
@@ -65,7 +93,41 @@ export async function requireAllowed(
   };
   if (!decision.allowed) {
     log.info({ ...entry, decision: 'deny' }, 'authorization denied');
+    const audited = (AUDITED_DENIALS as Partial<Record<Action, string>>)[action];
+    if (audit && audited !== undefined)
+      await audit
+        .append({
+          tenantId: resource.tenant,
+          actor: principal.subject,
+          actorKind: 'user',
+          action: audited,
+          resource: resourceRef(resource),
+          outcome: 'denied',
+          detail: { reason: decision.reason, principal_tenant: principal.tenant, roles: principal.roles },
+        })
+        .catch(() => undefined);
     throw new AccessDeniedError(`You are not allowed to perform ${action}.`);
   }
   log.debug({ ...entry, decision: 'allow' }, 'authorization allowed');
+}
+
+/**
+ * The second question about a single resource, once it is loaded with its attributes (site, data class):
+ * {@link requireAllowed}, but a deny is answered like a missing row (404), so a caller never learns that a
+ * resource it may not see exists (another site's device, a personal-data event).
+ */
+export async function requireVisible(
+  authorizer: Authorizer,
+  log: Logger,
+  principal: Principal,
+  action: Action,
+  resource: Resource,
+  audit?: AuditLog,
+): Promise<void> {
+  try {
+    await requireAllowed(authorizer, log, principal, action, resource, audit);
+  } catch (err) {
+    if (err instanceof AccessDeniedError) throw new NotFoundError();
+    throw err;
+  }
 }

@@ -1,8 +1,9 @@
 import type { Router } from 'express';
 import { z } from 'zod';
 import type { Logger } from 'pino';
+import type { AuditLog } from '../audit/audit-log.js';
 import type { Authorizer } from '../auth/authorize.js';
-import { principalOf, requireAllowed } from './authenticate.js';
+import { principalOf, requireAllowed, requireVisible } from './authenticate.js';
 import type { DeviceRevoker } from '../fleet/revocation.js';
 import type { DeviceReader } from './device-store.js';
 import { devicePathParams, encodeDeviceCursor, listDevicesQuerySchema } from './devices-query.js';
@@ -16,6 +17,8 @@ const revokeBody = z.strictObject({ reason: z.string().trim().min(1).max(500) })
 export interface DeviceRoutesDeps {
   devices: DeviceReader;
   revoker: DeviceRevoker;
+  /** Records denied revocations (the revoker records the revocations themselves). */
+  audit?: AuditLog | undefined;
   authorizer: Authorizer;
   log: Logger;
   maxPageSize: number;
@@ -23,7 +26,8 @@ export interface DeviceRoutesDeps {
 
 /**
  * GET /devices (by id, filters, cursor), GET /devices/:id and POST /devices/:id/revoke, always inside the
- * caller's tenant.
+ * caller's tenant. A site-scoped caller lists with `?site=` (one of its sites) and sees and revokes devices of
+ * its sites only (another site's device is a 404, like a missing one).
  */
 export function mountDeviceRoutes(router: Router, deps: DeviceRoutesDeps): void {
   const listQuery = listDevicesQuerySchema(deps.maxPageSize);
@@ -36,6 +40,7 @@ export function mountDeviceRoutes(router: Router, deps: DeviceRoutesDeps): void 
       await requireAllowed(deps.authorizer, deps.log, principal, 'devices:read', {
         type: 'devices',
         tenant: principal.tenant,
+        site: filter.site,
       });
       const page = await deps.devices.list(principal.tenant, filter);
       res.json({
@@ -58,6 +63,13 @@ export function mountDeviceRoutes(router: Router, deps: DeviceRoutesDeps): void 
       // Another tenant's device and a missing one are the same 404: existence is never revealed.
       const device = await deps.devices.get(principal.tenant, id);
       if (device === null) throw new NotFoundError();
+      // Asked again with the device's site; a deny is the same 404.
+      await requireVisible(deps.authorizer, deps.log, principal, 'devices:read', {
+        type: 'device',
+        tenant: principal.tenant,
+        id,
+        site: device.site_id,
+      });
       res.json(device);
     })
     .all(methodNotAllowed('GET', 'HEAD'));
@@ -67,12 +79,26 @@ export function mountDeviceRoutes(router: Router, deps: DeviceRoutesDeps): void 
     .post(async (req, res) => {
       const { id } = parseOrThrow(devicePathParams, req.params, 'path parameters');
       const principal = principalOf(res);
-      await requireAllowed(deps.authorizer, deps.log, principal, 'devices:revoke', {
-        type: 'device',
-        tenant: principal.tenant,
-        id,
-      });
+      await requireAllowed(
+        deps.authorizer,
+        deps.log,
+        principal,
+        'devices:revoke',
+        { type: 'device', tenant: principal.tenant, id },
+        deps.audit,
+      );
       const body = parseOrThrow(revokeBody, req.body ?? {}, 'body');
+      // Asked again with the device's site (a deny is audited, and a 404 like a missing device).
+      const device = await deps.devices.get(principal.tenant, id);
+      if (device === null) throw new NotFoundError();
+      await requireVisible(
+        deps.authorizer,
+        deps.log,
+        principal,
+        'devices:revoke',
+        { type: 'device', tenant: principal.tenant, id, site: device.site_id },
+        deps.audit,
+      );
       const outcome = await deps.revoker.revoke({
         tenantId: principal.tenant,
         deviceId: id,

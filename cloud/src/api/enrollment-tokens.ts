@@ -1,6 +1,7 @@
 import type { Router } from 'express';
 import type { Logger } from 'pino';
 import { z } from 'zod';
+import type { AuditLog } from '../audit/audit-log.js';
 import type { Authorizer } from '../auth/authorize.js';
 import {
   DEFAULT_TOKEN_TTL_SECONDS,
@@ -15,6 +16,7 @@ import { methodNotAllowed } from './problem.js';
 
 export interface EnrollmentTokenRoutesDeps {
   tokens: EnrollmentTokens;
+  audit: AuditLog;
   authorizer: Authorizer;
   log: Logger;
 }
@@ -59,10 +61,17 @@ export function mountEnrollmentTokenRoutes(router: Router, deps: EnrollmentToken
     .route('/enrollment-tokens')
     .post(async (req, res) => {
       const principal = principalOf(res);
-      await requireAllowed(deps.authorizer, deps.log, principal, 'enrollment-tokens:create', {
-        type: 'enrollment-tokens',
-        tenant: principal.tenant,
-      });
+      // A token is for one site: a site-scoped installer may mint tokens for its sites. The rest of the body
+      // is validated after the decision, so the decision never depends on it.
+      const site = siteId.safeParse((req.body as Record<string, unknown> | undefined)?.site_id);
+      await requireAllowed(
+        deps.authorizer,
+        deps.log,
+        principal,
+        'enrollment-tokens:create',
+        { type: 'enrollment-tokens', tenant: principal.tenant, site: site.success ? site.data : undefined },
+        deps.audit,
+      );
       const body = parseOrThrow(createBody, req.body ?? {}, 'body');
       const { secret, token } = await deps.tokens.createToken({
         tenantId: principal.tenant,
@@ -70,6 +79,18 @@ export function mountEnrollmentTokenRoutes(router: Router, deps: EnrollmentToken
         ttlSeconds: body.ttl_seconds,
         createdBy: principal.subject,
         note: body.note,
+      });
+      // createToken commits its own transaction, so the record follows it rather than sharing it. If this append
+      // fails the request fails (500) before the secret is shown: the token exists but nobody can ever use it.
+      await deps.audit.append({
+        tenantId: token.tenantId,
+        actor: principal.subject,
+        actorKind: 'user',
+        action: 'enrollment_token.create',
+        resource: `enrollment_token:${token.tenantId}/${token.id}`,
+        outcome: 'allowed',
+        // Never the secret.
+        detail: { token_id: token.id, site_id: token.siteId, ttl_seconds: body.ttl_seconds },
       });
       // The only time the secret leaves the server; it is stored as a SHA-256 alone.
       res.status(201).json({ ...view(token), token: secret });

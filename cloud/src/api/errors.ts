@@ -29,3 +29,13 @@ export class MethodNotAllowedError extends VigilError {
     super('METHOD_NOT_ALLOWED', `This resource supports ${allow.join(', ')}.`, false);
   }
 }
+
+/** Too many requests (HTTP 429); `retryAfterSeconds` becomes the `Retry-After` header. */
+export class RateLimitedError extends VigilError {
+  constructor(
+    readonly retryAfterSeconds: number,
+    message = 'Too many requests: the rate limit is exceeded.',
+  ) {
+    super('RATE_LIMITED', message, true);
+  }
+}

@@ -10,6 +10,7 @@ export interface EventCursor {
 }
 
 export interface EventFilter {
+  site?: string | undefined;
   device?: string | undefined;
   camera?: string | undefined;
   label?: string | undefined;
@@ -130,6 +131,7 @@ export class EventReader {
       .select(COLUMNS)
       .select(exactTime.as('occurred_at_exact'))
       .where('tenant_id', '=', tenant);
+    if (f.site !== undefined) q = q.where('site_id', '=', f.site);
     if (f.device !== undefined) q = q.where('device_id', '=', f.device);
     if (f.camera !== undefined) q = q.where('camera_id', '=', f.camera);
     if (f.label !== undefined) q = q.where('label', '=', f.label);

@@ -66,6 +66,7 @@ export function listEventsQuerySchema(maxPageSize: number) {
   const defaultLimit = Math.min(DEFAULT_PAGE_SIZE, maxPageSize);
   return z
     .strictObject({
+      site: idParam.optional(),
       device: idParam.optional(),
       camera: idParam.optional(),
       label: labelParam.optional(),
@@ -81,6 +82,7 @@ export function listEventsQuerySchema(maxPageSize: number) {
         ctx.addIssue({ code: 'custom', path: ['cursor'], message: 'is not a cursor returned by this API' });
     })
     .transform((q): EventFilter => ({
+      site: q.site,
       device: q.device,
       camera: q.camera,
       label: q.label,

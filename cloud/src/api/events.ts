@@ -2,7 +2,7 @@ import type { Router } from 'express';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { Authorizer } from '../auth/authorize.js';
-import { principalOf, requireAllowed } from './authenticate.js';
+import { principalOf, requireAllowed, requireVisible } from './authenticate.js';
 import { NotFoundError } from './errors.js';
 import type { EventReader } from './event-store.js';
 import { encodeCursor, eventIdParam, listEventsQuerySchema, parseOrThrow } from './events-query.js';
@@ -17,7 +17,13 @@ export interface EventRoutesDeps {
 
 const eventPathParams = z.strictObject({ id: eventIdParam });
 
-/** GET /events (newest first, filters, cursor) and GET /events/:id, always inside the caller's tenant. */
+/** What an event's API view holds: detections, no image bytes (ingest does not classify personal data yet). */
+const EVENT_DATA_CLASS = 'metadata';
+
+/**
+ * GET /events (newest first, filters, cursor) and GET /events/:id, always inside the caller's tenant. A
+ * site-scoped caller lists with `?site=` (one of its sites) and sees single events of its sites only.
+ */
 export function mountEventRoutes(router: Router, deps: EventRoutesDeps): void {
   const listQuery = listEventsQuerySchema(deps.maxPageSize);
 
@@ -29,6 +35,7 @@ export function mountEventRoutes(router: Router, deps: EventRoutesDeps): void {
       await requireAllowed(deps.authorizer, deps.log, principal, 'events:read', {
         type: 'events',
         tenant: principal.tenant,
+        site: filter.site,
       });
       const page = await deps.events.list(principal.tenant, filter);
       res.json({ items: page.items, next_cursor: page.next === null ? null : encodeCursor(page.next) });
@@ -48,6 +55,15 @@ export function mountEventRoutes(router: Router, deps: EventRoutesDeps): void {
       // Another tenant's event and a missing one are the same 404: existence is never revealed.
       const event = await deps.events.get(principal.tenant, id);
       if (event === null) throw new NotFoundError();
+      // Asked again with what only the row tells (site, data class); a deny is the same 404.
+      await requireVisible(deps.authorizer, deps.log, principal, 'events:read', {
+        type: 'event',
+        tenant: principal.tenant,
+        id,
+        site: event.site_id,
+        camera: event.camera_id,
+        dataClass: EVENT_DATA_CLASS,
+      });
       res.json(event);
     })
     .all(methodNotAllowed('GET', 'HEAD'));

@@ -1,44 +1,53 @@
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { createRoleAuthorizer, type Authorizer } from '../auth/authorize.js';
+import type { AuditLog } from '../audit/audit-log.js';
+import type { Authorizer } from '../auth/authorize.js';
+import { createAuthorizerFromConfig } from '../auth/engine.js';
 import { createTokenVerifier } from '../auth/jwt.js';
 import type { CloudConfig } from '../config/schema.js';
 import type { DeviceRevoker } from '../fleet/revocation.js';
 import type { Database } from '../storage/tables.js';
 import type { HttpMount } from './http.js';
+import { rateLimitMiddleware, type RateLimiter } from './ratelimit.js';
 import { createApiRouter } from './router.js';
 
 export interface ApiMountDeps {
   db: Kysely<Database>;
   log: Logger;
   metrics: Registry;
-  /** The policy decision point; default: {@link createRoleAuthorizer} (role-based, default deny). */
+  /** The policy decision point; default: the one config `authz` names (Cedar unless told otherwise). */
   authorizer?: Authorizer | undefined;
   /** The cloud clock (device status is derived from it); default: the system clock. */
   now?: (() => Date) | undefined;
   revoker?: DeviceRevoker | undefined;
+  audit?: AuditLog | undefined;
+  /** API rate limits (config rateLimit); default: none. */
+  rateLimiter?: RateLimiter | undefined;
 }
 
 /**
  * The /v1 API as an HTTP mount for createHttpApp, or nothing when `api.enabled` is false. Reads the JWKS
- * file now, so a bad `auth` config fails the start (ConfigError, exit 78), not the first request.
+ * file and the authorization policies now, so a bad `auth` or `authz` config fails the start (ConfigError,
+ * exit 78), not the first request.
  */
 export function createApiMounts(
-  config: Pick<CloudConfig, 'api' | 'auth' | 'fleet'>,
+  config: Pick<CloudConfig, 'api' | 'auth' | 'authz' | 'fleet'>,
   deps: ApiMountDeps,
 ): HttpMount[] {
   if (!config.api.enabled) return [];
   const router = createApiRouter({
     db: deps.db,
     verifier: createTokenVerifier(config.auth),
-    authorizer: deps.authorizer ?? createRoleAuthorizer(),
+    authorizer: deps.authorizer ?? createAuthorizerFromConfig(config.authz, deps.log, deps.metrics),
     log: deps.log.child({ component: 'api' }),
     metrics: deps.metrics,
     maxPageSize: config.api.maxPageSize,
     offlineAfterSeconds: config.fleet.offlineAfterSeconds,
     now: deps.now ?? (() => new Date()),
     revoker: deps.revoker,
+    audit: deps.audit,
+    rateLimit: deps.rateLimiter && rateLimitMiddleware(deps.rateLimiter),
   });
   return [{ path: '/v1', handler: router }];
 }

@@ -3,7 +3,13 @@ import type { ErrorRequestHandler, Request, RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import { AuthenticationError } from '../auth/errors.js';
 import { VigilError } from '../lib/errors.js';
-import { MethodNotAllowedError, NotFoundError, ValidationError, type FieldIssue } from './errors.js';
+import {
+  MethodNotAllowedError,
+  NotFoundError,
+  RateLimitedError,
+  ValidationError,
+  type FieldIssue,
+} from './errors.js';
 
 /*
  * The one place where errors become HTTP responses: RFC 9457 problem details (application/problem+json).
@@ -105,7 +111,8 @@ export function toProblem(err: unknown, instance?: string): HttpProblem {
       return build(err.code, 'A valid bearer token is required.');
     }
     if (err instanceof MethodNotAllowedError) headers.Allow = err.allow.join(', ');
-    if (err.code === 'UNAVAILABLE' || err.code === 'RATE_LIMITED') headers['Retry-After'] = '5';
+    if (err instanceof RateLimitedError) headers['Retry-After'] = String(err.retryAfterSeconds);
+    else if (err.code === 'UNAVAILABLE' || err.code === 'RATE_LIMITED') headers['Retry-After'] = '5';
     if (err.code in PROBLEM_KINDS && err.code !== 'INTERNAL') {
       const status = PROBLEM_KINDS[err.code]!.status;
       // 5xx details may name internals: keep them in the log.

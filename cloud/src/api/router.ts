@@ -1,7 +1,8 @@
-import express, { type Router } from 'express';
+import express, { type RequestHandler, type Router } from 'express';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { Counter, Histogram, type Registry } from 'prom-client';
+import { AuditLog } from '../audit/audit-log.js';
 import type { Authorizer } from '../auth/authorize.js';
 import type { TokenVerifier } from '../auth/jwt.js';
 import { EnrollmentTokens } from '../fleet/enrollment.js';
@@ -32,6 +33,10 @@ export interface ApiDeps {
   now: () => Date;
   /** Revokes devices (DB + NATS); default: database only (no NATS account push). */
   revoker?: DeviceRevoker | undefined;
+  /** The audit log (admin actions, authorization denials); default: one on `db`. */
+  audit?: AuditLog | undefined;
+  /** Per-tenant and per-client rate limits (api/ratelimit.ts), run right after authentication; default: none. */
+  rateLimit?: RequestHandler | undefined;
 }
 
 /**
@@ -54,6 +59,7 @@ export function createApiRouter(deps: ApiDeps): Router {
     registers: [deps.metrics],
   });
 
+  const audit = deps.audit ?? new AuditLog(deps.db, deps.log, deps.metrics, deps.now);
   const router = express.Router();
   router.use((req, res, next) => {
     const end = duration.startTimer();
@@ -70,6 +76,7 @@ export function createApiRouter(deps: ApiDeps): Router {
   });
   // Authenticate before parsing anything a caller sends.
   router.use(authenticate(deps.verifier, deps.log, deps.metrics));
+  if (deps.rateLimit) router.use(deps.rateLimit);
   router.use(express.json({ limit: API_BODY_LIMIT, type: ['application/json', 'application/*+json'] }));
   mountEventRoutes(router, {
     events: new EventReader(deps.db),
@@ -79,12 +86,14 @@ export function createApiRouter(deps: ApiDeps): Router {
   });
   mountEnrollmentTokenRoutes(router, {
     tokens: new EnrollmentTokens(deps.db, deps.log, deps.metrics),
+    audit,
     authorizer: deps.authorizer,
     log: deps.log,
   });
   mountDeviceRoutes(router, {
     devices: new DeviceReader(deps.db, deps.offlineAfterSeconds, deps.now),
-    revoker: deps.revoker ?? new DeviceRevoker(deps.db, undefined, deps.log, deps.now),
+    revoker: deps.revoker ?? new DeviceRevoker(deps.db, undefined, audit, deps.log, deps.now),
+    audit,
     authorizer: deps.authorizer,
     log: deps.log,
     maxPageSize: deps.maxPageSize,

@@ -1,25 +1,79 @@
+import { Counter, type Registry } from 'prom-client';
 import type { Principal } from './principal.js';
 
 /**
  * Authorization seam. Every API handler asks `authorize(principal, action, resource)` before it touches
- * data; this module holds the only decision logic. The Cedar policy engine (and the OPA alternative) will
- * implement {@link Authorizer} and be passed to startCloud (`deps.authorizer`); handlers do not change.
+ * data; the decision logic lives behind it. The default is the Cedar policy engine (auth/cedar.ts, policies in
+ * cloud/policies), the alternative OPA (auth/opa.ts); `createRoleAuthorizer` is a fixed role table kept for
+ * tests and as the benchmark baseline. Handlers do not know which one answers.
  */
 
-/** What a handler wants to do, `<resource kind>:<verb>`. Add actions here as routes arrive. */
+/** What a handler wants to do, `<resource kind>:<verb>`. Add actions here (and to the policies) as routes arrive. */
 export type Action =
-  'events:read' | 'enrollment-tokens:create' | 'enrollment-tokens:read' | 'devices:read' | 'devices:revoke';
+  | 'events:read'
+  | 'enrollment-tokens:create'
+  | 'enrollment-tokens:read'
+  | 'devices:read'
+  | 'devices:revoke'
+  | 'audit:read'
+  | 'media:read';
+
+/** Every action, for tests and tables. */
+export const ACTIONS: readonly Action[] = [
+  'events:read',
+  'enrollment-tokens:create',
+  'enrollment-tokens:read',
+  'devices:read',
+  'devices:revoke',
+  'audit:read',
+  'media:read',
+];
 
 /**
- * What the action is applied to. A collection is addressed by its tenant; a single event by tenant and id.
- * Handlers authorize before they query, so a decision never depends on whether the row exists.
+ * How sensitive a resource's content is. `metadata`: detections, device state; `media`: image and video bytes;
+ * `personal`: data that identifies a person. Only `metadata` is covered by the ordinary read grants.
+ */
+export type DataClass = 'metadata' | 'media' | 'personal';
+
+/**
+ * What the action is applied to; every resource names its tenant.
+ *
+ * A collection (`events`, `devices`, `enrollment-tokens`) is addressed by its tenant and, when the request is
+ * limited to one site, that `site`. A site-scoped principal (Principal.sites) is refused a collection without
+ * a site.
+ *
+ * A single resource is asked about twice: before the query, with tenant and id only (role and tenant decide,
+ * so that answer never depends on whether the row exists), then with the attributes of the loaded row
+ * (`site`, `camera`, `dataClass`); a deny there is answered like a missing row (404). An attribute left out
+ * means "not loaded yet"; a device at no site has `site: null`.
  */
 export type Resource =
-  | { readonly type: 'events'; readonly tenant: string }
-  | { readonly type: 'event'; readonly tenant: string; readonly id: string }
-  | { readonly type: 'devices'; readonly tenant: string }
-  | { readonly type: 'device'; readonly tenant: string; readonly id: string }
-  | { readonly type: 'enrollment-tokens'; readonly tenant: string; readonly site?: string };
+  | { readonly type: 'events'; readonly tenant: string; readonly site?: string | undefined }
+  | {
+      readonly type: 'event';
+      readonly tenant: string;
+      readonly id: string;
+      readonly site?: string | undefined;
+      readonly camera?: string | undefined;
+      readonly dataClass?: DataClass | undefined;
+    }
+  | { readonly type: 'devices'; readonly tenant: string; readonly site?: string | undefined }
+  | {
+      readonly type: 'device';
+      readonly tenant: string;
+      readonly id: string;
+      readonly site?: string | null | undefined;
+    }
+  | { readonly type: 'enrollment-tokens'; readonly tenant: string; readonly site?: string | undefined }
+  | { readonly type: 'audit-log'; readonly tenant: string }
+  | {
+      readonly type: 'media';
+      readonly tenant: string;
+      readonly id: string;
+      readonly site?: string | undefined;
+      readonly camera?: string | undefined;
+      readonly dataClass?: DataClass | undefined;
+    };
 
 export interface Decision {
   readonly allowed: boolean;
@@ -31,7 +85,7 @@ export interface Authorizer {
   authorize(principal: Principal, action: Action, resource: Resource): Promise<Decision>;
 }
 
-/** Roles that may read a tenant's events until real policies exist. */
+/** Roles that may read a tenant's events (the role table of {@link createRoleAuthorizer}). */
 export const EVENT_READER_ROLES: readonly string[] = ['admin', 'operator', 'viewer', 'auditor'];
 
 /** Roles that may mint and list enrollment tokens (installers enroll gateways on site). */
@@ -49,17 +103,24 @@ const ROLE_GRANTS: Readonly<Record<Action, readonly string[]>> = {
   'enrollment-tokens:read': ENROLLMENT_TOKEN_ROLES,
   'devices:read': DEVICE_READER_ROLES,
   'devices:revoke': DEVICE_REVOKER_ROLES,
+  'audit:read': ['admin', 'auditor'],
+  'media:read': ['admin', 'operator'],
 };
 
 /**
- * The default until the policy engine lands: default deny; a principal may act only inside its own tenant,
- * and only with a role granted the action ({@link EVENT_READER_ROLES} for `events:read`).
+ * A fixed role table (the pre-Cedar default), for tests that inject it and as the benchmark baseline: default
+ * deny; a principal may act only inside its own tenant, and only with a role granted the action. It knows
+ * neither site scoping nor data classes, so it refuses site-scoped principals and anything but metadata.
  */
 export function createRoleAuthorizer(): Authorizer {
   return {
     authorize(principal, action, resource) {
       if (resource.tenant !== principal.tenant)
         return Promise.resolve({ allowed: false, reason: 'resource belongs to another tenant' });
+      if (principal.sites !== undefined)
+        return Promise.resolve({ allowed: false, reason: 'site-scoped principals need the policy engine' });
+      if ('dataClass' in resource && resource.dataClass !== undefined && resource.dataClass !== 'metadata')
+        return Promise.resolve({ allowed: false, reason: `data class ${resource.dataClass} needs the policy engine` });
       const granted = ROLE_GRANTS[action] ?? [];
       const role = principal.roles.find((r) => granted.includes(r));
       return Promise.resolve(
@@ -69,4 +130,17 @@ export function createRoleAuthorizer(): Authorizer {
       );
     },
   };
+}
+
+/** `vigil_cloud_authz_errors_total{engine}`: decisions the engine could not make (each one a deny). */
+export function authzErrorCounter(metrics: Registry): Counter<'engine'> {
+  const name = 'vigil_cloud_authz_errors_total';
+  const existing = metrics.getSingleMetric(name);
+  if (existing) return existing as Counter<'engine'>;
+  return new Counter({
+    name,
+    help: 'Authorization decisions that failed (engine error, timeout, bad answer) and so denied, by engine',
+    labelNames: ['engine'],
+    registers: [metrics],
+  });
 }

@@ -132,16 +132,22 @@ export interface MintDevTokenOptions {
   audience: string;
   tenant: string;
   roles: readonly string[];
+  /** A site-scoped user: the `sites` claim (absent: the whole tenant). */
+  sites?: readonly string[] | undefined;
   sub: string;
   ttlSeconds: number;
   /** The clock; injected by tests (e.g. to mint an expired token). */
   now?: Date;
 }
 
-/** Signs a development access token: ES256, kid header, iss/aud/sub/iat/exp plus `tenant` and `roles`. */
+/**
+ * Signs a development access token: ES256, kid header, iss/aud/sub/iat/exp plus `tenant`, `roles` and, for a
+ * site-scoped user, `sites`.
+ */
 export async function mintDevToken(opts: MintDevTokenOptions): Promise<string> {
   const iat = Math.floor((opts.now ?? new Date()).getTime() / 1000);
-  return new SignJWT({ tenant: opts.tenant, roles: [...opts.roles] })
+  const claims = { tenant: opts.tenant, roles: [...opts.roles] };
+  return new SignJWT(opts.sites === undefined ? claims : { ...claims, sites: [...opts.sites] })
     .setProtectedHeader({ alg: opts.key.alg, kid: opts.key.kid, typ: 'JWT' })
     .setIssuer(opts.issuer)
     .setAudience(opts.audience)

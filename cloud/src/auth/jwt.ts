@@ -10,7 +10,7 @@ import {
 import { z } from 'zod';
 import { ConfigError } from '../lib/errors.js';
 import { AuthenticationError, KeySourceUnavailableError, type AuthFailureReason } from './errors.js';
-import { TENANT_ID_PATTERN, type Principal } from './principal.js';
+import { SITE_ID_PATTERN, TENANT_ID_PATTERN, type Principal } from './principal.js';
 
 /** Asymmetric JWS algorithms only: a JWKS holds public keys, and `none`/HMAC must never verify a user token. */
 export const ALLOWED_JWT_ALGORITHMS = [
@@ -47,6 +47,8 @@ const vigilClaims = z.object({
   sub: z.string().min(1).max(256),
   tenant: z.string().regex(TENANT_ID_PATTERN),
   roles: z.array(z.string().min(1).max(64)).max(64).default([]),
+  /** Present for a site-scoped user: the sites of its tenant it may act on (authorization enforces it). */
+  sites: z.array(z.string().regex(SITE_ID_PATTERN)).max(256).optional(),
 });
 
 /** Longest compact token accepted; a real one is well under 2 KiB. */
@@ -122,7 +124,7 @@ function reasonOf(err: errors.JOSEError): AuthFailureReason {
 
 /**
  * Bearer token verification: algorithms pinned, `iss`, `aud`, `exp` and `sub` required and checked, clock
- * tolerance bounded, then the Vigil claims (`tenant`, `roles`) validated. `getKey` is injectable for tests.
+ * tolerance bounded, then the Vigil claims (`tenant`, `roles`, optional `sites`) validated. `getKey` is injectable for tests.
  */
 export function createTokenVerifier(
   opts: TokenVerifierOptions,
@@ -159,7 +161,8 @@ export function createTokenVerifier(
         const what = claims.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
         throw new AuthenticationError('claims', `vigil claims invalid: ${what}`);
       }
-      return { subject: claims.data.sub, tenant: claims.data.tenant, roles: claims.data.roles };
+      const { sub, tenant, roles, sites } = claims.data;
+      return sites === undefined ? { subject: sub, tenant, roles } : { subject: sub, tenant, roles, sites };
     },
   };
 }

@@ -4,6 +4,16 @@ import { ALLOWED_JWT_ALGORITHMS } from '../auth/jwt.js';
 const port = z.number().int().min(0).max(65535);
 const isHttpsOrLoopback = (u: string): boolean =>
   u.startsWith('https:') || /^http:\/\/(localhost|127\.0\.0\.1|\[::1\])($|[:/])/.test(u);
+/** One GCRA limit: a sustained rate and the burst a full bucket allows at once. */
+const rateLimitRule = (ratePerSecond: number, burst: number) =>
+  z
+    .strictObject({
+      /** Sustained requests per second; fractions allowed (0.5 = one every 2 s). */
+      ratePerSecond: z.number().positive().max(1_000_000).default(ratePerSecond),
+      /** Requests a caller that has been quiet may send at once. */
+      burst: z.number().int().min(1).max(1_000_000).default(burst),
+    })
+    .prefault({});
 
 /** The cloud's whole configuration: one schema, defaults that work locally, unknown keys rejected. */
 export const cloudConfigSchema = z
@@ -112,6 +122,31 @@ export const cloudConfigSchema = z
         maxPageSize: z.number().int().min(1).max(1000).default(500),
       })
       .prefault({}),
+    /**
+     * API rate limits (api/ratelimit.ts): GCRA per tenant and per client (JWT `sub`), state shared by every API
+     * process in Redis. On by default as soon as `redisUrl` is set; when Redis fails the API serves (fail-open).
+     */
+    rateLimit: z
+      .strictObject({
+        /** Default: true when redisUrl is set, else false. */
+        enabled: z.boolean().optional(),
+        redisUrl: z
+          .string()
+          .regex(/^rediss?:\/\/[^\s]+$/, 'must be a redis:// or rediss:// URL')
+          .optional(),
+        /** Every caller of a tenant together. */
+        tenant: rateLimitRule(50, 100),
+        /** One caller (JWT `sub`), whatever its tenant. */
+        client: rateLimitRule(10, 20),
+        /** Longest wait for Redis per request; past it the request is served unlimited. */
+        commandTimeoutMs: z.number().int().min(1).max(5000).default(50),
+      })
+      .transform((r) => ({ ...r, enabled: r.enabled ?? r.redisUrl !== undefined }))
+      .refine((r) => !r.enabled || r.redisUrl !== undefined, {
+        message: 'required when rateLimit.enabled is true',
+        path: ['redisUrl'],
+      })
+      .prefault({}),
     /** Bearer JWTs of API users (auth/jwt.ts). One of jwksFile or jwksUrl is required when the API is enabled. */
     auth: z
       .strictObject({
@@ -128,6 +163,26 @@ export const cloudConfigSchema = z
         clockToleranceSeconds: z.number().int().min(0).max(300).default(30),
       })
       .refine((a) => !(a.jwksFile && a.jwksUrl), { message: 'set jwksFile or jwksUrl, not both' })
+      .prefault({}),
+    /** The API's authorization decision point (auth/engine.ts); default deny whatever the engine. */
+    authz: z
+      .strictObject({
+        /** `cedar`: in-process Cedar policies (policiesDir); `opa`: an Open Policy Agent server (opaUrl). */
+        engine: z.enum(['cedar', 'opa']).default('cedar'),
+        /** Schema and *.cedar files; default: the cloud package's policies/ (not relative to the cwd). */
+        policiesDir: z.string().min(1).optional(),
+        /** OPA's base URL (https, or http on loopback); required when engine is opa. */
+        opaUrl: z
+          .url({ protocol: /^https?$/ })
+          .refine(isHttpsOrLoopback, { message: 'must be https (http only on loopback)' })
+          .optional(),
+        /** Longest wait for an OPA decision; past it the request is denied. */
+        opaTimeoutMs: z.number().int().min(1).max(10_000).default(250),
+      })
+      .refine((a) => a.engine !== 'opa' || a.opaUrl !== undefined, {
+        message: 'required when authz.engine is opa',
+        path: ['opaUrl'],
+      })
       .prefault({}),
     log: z
       .strictObject({

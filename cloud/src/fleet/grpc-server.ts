@@ -1,10 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
-import {
-  DeviceServiceDefinition,
-  type DeviceServiceServer,
-  type EnrollRequest,
-  type RenewRequest,
-} from '@vigil/proto';
+import { DeviceServiceDefinition, type DeviceServiceServer } from '@vigil/proto';
 import type { Logger } from 'pino';
 import { VigilError } from '../lib/errors.js';
 import { EnrollmentTokenInvalidError } from './enrollment.js';
@@ -55,11 +50,11 @@ export async function startGrpcServer(
   });
   const impl: DeviceServiceServer = {
     enroll: (call, callback) => {
-      respond(service.enroll(call.request as EnrollRequest), callback, log, 'enroll');
+      respond(service.enroll(call.request), callback, log, 'enroll');
     },
     renew: (call, callback) => {
       const raw = call.getAuthContext()?.sslPeerCertificate?.raw;
-      respond(service.renew(raw ? { raw } : undefined, call.request as RenewRequest), callback, log, 'renew');
+      respond(service.renew(raw ? { raw } : undefined, call.request), callback, log, 'renew');
     },
   };
   server.addService(DeviceServiceDefinition, impl);

@@ -5,6 +5,7 @@ import type { EnrollRequest, EnrollResponse, RenewRequest, RenewResponse } from 
 import type { Kysely, Transaction } from 'kysely';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
+import { deviceRef, type AuditLog } from '../audit/audit-log.js';
 import { VigilError } from '../lib/errors.js';
 import type { Database } from '../storage/tables.js';
 import { EnrollmentTokenInvalidError, type EnrollmentTokens } from './enrollment.js';
@@ -45,7 +46,9 @@ export interface PeerCertificate {
  * Enrollment and renewal of device identities: checks the request, issues a client certificate from the fleet
  * CA (CN = device id, URI SAN spiffe://vigil/tenant/<t>/device/<d>) and a NATS user JWT for the device's own
  * nkey, and records both in the certificate registry, all in one transaction with the token's consumption (a
- * refused enrollment leaves the token usable). Transport-free: fleet/grpc-server.ts maps it onto gRPC.
+ * refused enrollment leaves the token usable). With an audit log, each enrollment and renewal also appends its
+ * `device.enroll` / `device.renew` entry in that same transaction. Transport-free: fleet/grpc-server.ts maps it
+ * onto gRPC.
  */
 export class DeviceIdentityService {
   private readonly requests: Counter<'method' | 'result'>;
@@ -58,6 +61,7 @@ export class DeviceIdentityService {
     private readonly log: Logger,
     metrics: Registry,
     private readonly now: () => Date = () => new Date(),
+    private readonly audit?: AuditLog,
   ) {
     this.caChain = [opts.ca.certPem];
     this.requests = new Counter({
@@ -107,6 +111,22 @@ export class DeviceIdentityService {
             `device id "${deviceId}" is already enrolled in this tenant: choose another id (--device-id)`,
           );
         const issued = await this.issue(tx, scope.tenantId, deviceId, req.csrPem, natsKey, 'enroll', now);
+        await this.audit?.append(
+          {
+            tenantId: scope.tenantId,
+            actor: deviceRef(scope.tenantId, deviceId),
+            actorKind: 'device',
+            action: 'device.enroll',
+            resource: deviceRef(scope.tenantId, deviceId),
+            outcome: 'allowed',
+            detail: {
+              site_id: scope.siteId,
+              serial: issued.serial,
+              not_after: issued.notAfter.toISOString(),
+            },
+          },
+          tx,
+        );
         this.log.info(
           { tenant: scope.tenantId, site: scope.siteId, device: deviceId, serial: issued.serial },
           'device enrolled',
@@ -174,6 +194,18 @@ export class DeviceIdentityService {
             `a certificate was issued less than ${this.opts.minRenewIntervalSeconds} s ago; retry later`,
           );
         const issued = await this.issue(tx, row.tenant_id, row.device_id, req.csrPem, natsKey, 'renew', now);
+        await this.audit?.append(
+          {
+            tenantId: row.tenant_id,
+            actor: deviceRef(row.tenant_id, row.device_id),
+            actorKind: 'device',
+            action: 'device.renew',
+            resource: deviceRef(row.tenant_id, row.device_id),
+            outcome: 'allowed',
+            detail: { serial: issued.serial, previous: serial, not_after: issued.notAfter.toISOString() },
+          },
+          tx,
+        );
         this.log.info(
           { tenant: row.tenant_id, device: row.device_id, serial: issued.serial, previous: serial },
           'device certificate renewed',

@@ -1,5 +1,6 @@
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
+import { deviceRef, type AuditLog } from '../audit/audit-log.js';
 import type { Database } from '../storage/tables.js';
 import type { NatsAccountPublisher } from './nats-account.js';
 
@@ -31,12 +32,15 @@ export type RevokeOutcome =
 /**
  * Revokes a device: the device row and every certificate it holds are marked revoked (so Renew refuses it at
  * once: fleet/identity-service.ts), then its NATS users are revoked by pushing the account JWT. Idempotent:
- * revoking again changes nothing and reports the first revocation.
+ * revoking again changes nothing and reports the first revocation. Every call on an existing device appends a
+ * `device.revoke` audit entry in the same transaction (who, why, how many certificates it revoked; a repeated
+ * revocation is recorded too, with `already_revoked`), so the revocation and its record commit together.
  */
 export class DeviceRevoker {
   constructor(
     private readonly db: Kysely<Database>,
     private readonly publisher: NatsAccountPublisher | undefined,
+    private readonly audit: AuditLog,
     private readonly log: Logger,
     private readonly now: () => Date = () => new Date(),
   ) {}
@@ -59,14 +63,38 @@ export class DeviceRevoker {
         .where('device_id', '=', input.deviceId)
         .where('revoked_at', 'is', null)
         .executeTakeFirst();
-      if (row) return { row, certificates: Number(certs.numUpdatedRows), first: true };
-      const prior = await tx
-        .selectFrom('devices')
-        .select(['revoked_at', 'revoked_by', 'revoke_reason'])
-        .where('tenant_id', '=', input.tenantId)
-        .where('id', '=', input.deviceId)
-        .executeTakeFirst();
-      return prior ? { row: prior, certificates: Number(certs.numUpdatedRows), first: false } : undefined;
+      const certificates = Number(certs.numUpdatedRows);
+      const prior = row
+        ? undefined
+        : await tx
+            .selectFrom('devices')
+            .select(['revoked_at', 'revoked_by', 'revoke_reason'])
+            .where('tenant_id', '=', input.tenantId)
+            .where('id', '=', input.deviceId)
+            .executeTakeFirst();
+      const found = row
+        ? { row, certificates, first: true }
+        : prior
+          ? { row: prior, certificates, first: false }
+          : undefined;
+      if (found)
+        await this.audit.append(
+          {
+            tenantId: input.tenantId,
+            actor: input.by,
+            actorKind: 'user',
+            action: 'device.revoke',
+            resource: deviceRef(input.tenantId, input.deviceId),
+            outcome: 'allowed',
+            detail: {
+              reason: input.reason,
+              certificates,
+              result: found.first ? 'revoked' : 'already_revoked',
+            },
+          },
+          tx,
+        );
+      return found;
     });
     if (!done) return { result: 'missing' };
     let nats: 'cut' | 'pending' | 'tls_only' = 'tls_only';

@@ -86,6 +86,29 @@ export interface EnrollmentTokensTable {
   note: string | null;
 }
 
+/**
+ * The append-only audit log (audit/audit-log.ts): rows are inserted, never updated (the database refuses it, and
+ * every column is typed `never` for updates).
+ */
+export type AuditActorKind = 'user' | 'device' | 'service' | 'system';
+export type AuditOutcome = 'allowed' | 'denied' | 'failed';
+
+export interface AuditLogTable {
+  seq: ColumnType<string, string, never>;
+  at: ColumnType<Date, Date, never>;
+  tenant_id: ColumnType<string | null, string | null, never>;
+  actor: ColumnType<string, string, never>;
+  actor_kind: ColumnType<AuditActorKind, AuditActorKind, never>;
+  action: ColumnType<string, string, never>;
+  resource: ColumnType<string | null, string | null, never>;
+  outcome: ColumnType<AuditOutcome, AuditOutcome, never>;
+  /** Read: the parsed JSON object. Write: its canonical JSON text. */
+  detail: ColumnType<Record<string, unknown>, string, never>;
+  request_id: ColumnType<string | null, string | null, never>;
+  prev_hash: ColumnType<Buffer, Buffer, never>;
+  hash: ColumnType<Buffer, Buffer, never>;
+}
+
 /** The typed view of the schema that the migrations build. */
 export interface Database {
   tenants: TenantsTable;
@@ -94,4 +117,5 @@ export interface Database {
   events: EventsTable;
   enrollment_tokens: EnrollmentTokensTable;
   device_certificates: DeviceCertificatesTable;
+  audit_log: AuditLogTable;
 }

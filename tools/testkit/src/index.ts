@@ -1,3 +1,11 @@
 export { asset, assetsDir, repoRoot } from './assets.js';
-export { printLogsOnFailure, registry, useCameraSim, useDatabase, useNats, usePki } from './vitest-glue.js';
+export {
+  printLogsOnFailure,
+  registry,
+  useCameraSim,
+  useDatabase,
+  useNats,
+  usePki,
+  useRedis,
+} from './vitest-glue.js';
 export * from '@vigil/devservices';

@@ -5,7 +5,14 @@ import { afterAll, afterEach, beforeAll, inject } from 'vitest';
 import './provided.js';
 import { ensureDevPki, type DevPkiOptions, type DevPkiPaths } from '@vigil/certs';
 import { CameraSim, type CameraSimMount } from '@vigil/camera-sim';
-import { createDatabase, NatsServer, ProcessRegistry, type NatsServerOptions } from '@vigil/devservices';
+import {
+  createDatabase,
+  NatsServer,
+  ProcessRegistry,
+  RedisServer,
+  type NatsServerOptions,
+  type RedisServerOptions,
+} from '@vigil/devservices';
 
 /** One registry per test worker; its pid files let the global setup reap what a dead worker leaves. */
 export const registry = new ProcessRegistry();
@@ -30,6 +37,25 @@ export function useNats(opts: Omit<NatsServerOptions, 'registry'> = {}): () => N
   printLogsOnFailure('nats-server', () => server?.logs.text() ?? '(not started)');
   return () => {
     if (!server) throw new Error('useNats(): the server is only available inside tests and hooks');
+    return server;
+  };
+}
+
+/**
+ * A real redis-server for this test file (its own port and dir, no persistence; started before all tests,
+ * stopped after). Never the machine's Redis on 6379: tests must not share state with anything else.
+ */
+export function useRedis(opts: Omit<RedisServerOptions, 'registry'> = {}): () => RedisServer {
+  let server: RedisServer | undefined;
+  beforeAll(async () => {
+    server = await new RedisServer({ ...opts, registry }).start();
+  });
+  afterAll(async () => {
+    await server?.dispose();
+  });
+  printLogsOnFailure('redis-server', () => server?.logs.text() ?? '(not started)');
+  return () => {
+    if (!server) throw new Error('useRedis(): the server is only available inside tests and hooks');
     return server;
   };
 }
