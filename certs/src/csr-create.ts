@@ -39,7 +39,10 @@ export function createCsr(opts: { privateKeyPem: string; commonName: string }): 
   }
   const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
   if (bits < MIN_RSA_BITS || bits > MAX_RSA_BITS) {
-    throw new PkiError('INVALID_ARGUMENT', `the RSA key must be ${MIN_RSA_BITS}..${MAX_RSA_BITS} bits, got ${bits}`);
+    throw new PkiError(
+      'INVALID_ARGUMENT',
+      `the RSA key must be ${MIN_RSA_BITS}..${MAX_RSA_BITS} bits, got ${bits}`,
+    );
   }
 
   const csr = forge.pki.createCertificationRequest();

@@ -42,7 +42,11 @@ describe('createCsr', () => {
     expect(csr.verify()).toBe(true);
     const attrs = csr.subject.attributes as Array<{ type: string; value: string; valueTagClass: number }>;
     expect(attrs).toHaveLength(1);
-    expect(attrs[0]).toMatchObject({ type: '2.5.4.3', value: 'site_7-gw', valueTagClass: forge.asn1.Type.UTF8 });
+    expect(attrs[0]).toMatchObject({
+      type: '2.5.4.3',
+      value: 'site_7-gw',
+      valueTagClass: forge.asn1.Type.UTF8,
+    });
     expect(csr.signatureOid).toBe(forge.pki.oids.sha256WithRSAEncryption);
     expect(csr.getAttribute({ name: 'extensionRequest' })).toBeNull();
   });

@@ -19,7 +19,13 @@ import { CameraPipeline } from './pipeline/camera-pipeline.js';
 import { AgentMetrics } from './pipeline/metrics.js';
 import { HeartbeatPublisher } from './uplink/heartbeat.js';
 import { createUplinkMetrics, inboxPrefixFor, Uplink } from './uplink/index.js';
-import { IdentityRenewer, natsPlan, resolveDeviceIdentity, type IdentityClient } from './identity/index.js';
+import {
+  natsPlan,
+  resolveDeviceIdentity,
+  startIdentityRenewal,
+  type IdentityClient,
+  type IdentityRenewer,
+} from './identity/index.js';
 import { AGENT_VERSION } from './version.js';
 import type { DetectionEvent } from '@vigil/proto';
 
@@ -254,26 +260,16 @@ export async function startAgent(config: Readonly<AgentConfig>, deps: AgentDeps 
   }
 
   if (identity && config.identity.renew.enabled) {
-    const conn = plan?.source === 'identity' ? nc : undefined;
-    renewer = new IdentityRenewer({
+    renewer = startIdentityRenewal({
+      config,
       store,
       identity,
+      nc: plan?.source === 'identity' ? nc : undefined,
       registry: metrics.registry,
-      logger: log.child({ component: 'identity' }),
+      log: log.child({ component: 'identity' }),
       client: deps.identityClient,
-      endpoint: config.identity.grpcEndpoint,
-      policy: { atFraction: config.identity.renew.atFraction },
       now,
-      // The renewed files are in place; a forced reconnect presents them now instead of whenever the link
-      // next drops, i.e. long before the old certificate and JWT expire. The uplink resumes after it.
-      onRenewed: async () => {
-        if (conn && !conn.isClosed() && !conn.isDraining()) {
-          log.info('reconnecting to NATS with the renewed identity');
-          await conn.reconnect();
-        }
-      },
     });
-    renewer.start();
   }
 
   const { server, port } = await startHealthServer(
@@ -295,7 +291,11 @@ export async function startAgent(config: Readonly<AgentConfig>, deps: AgentDeps 
         nats: nc ? !nc.isClosed() : 'disabled',
         uplink: uplink?.status() ?? 'disabled',
         identity: identity
-          ? { deviceId: device.deviceId, notAfter: (renewer?.identity ?? identity).notAfter, renewal: renewer?.status().state ?? 'disabled' }
+          ? {
+              deviceId: device.deviceId,
+              notAfter: (renewer?.identity ?? identity).notAfter,
+              renewal: renewer?.status().state ?? 'disabled',
+            }
           : 'none',
       };
     },

@@ -1,8 +1,9 @@
 import { parseArgs } from 'node:util';
-import { startAgent } from './agent.js';
 import { AgentConfigError, loadAgentConfig } from './config/load.js';
+import { runEnrollCommand } from './identity/enroll-command.js';
 
 const HELP = `Usage: vigil-agent --config <agent.json>
+       vigil-agent enroll --help      enroll this gateway with the cloud (once, before the first start)
 
 Runs the Vigil edge agent from its local config (it works offline; the cloud adds, never blocks).
   --config, -c   JSON config file (env VIGIL_AGENT_CONFIG)
@@ -22,7 +23,10 @@ async function main(): Promise<number> {
     console.error(`vigil-agent: no config given\n\n${HELP}`);
     return 78;
   }
-  const agent = await startAgent(loadAgentConfig(path));
+  const config = loadAgentConfig(path);
+  // Loaded here, not at the top: `vigil-agent enroll` needs none of the agent (ONNX runtime, sharp, ffmpeg).
+  const { startAgent } = await import('./agent.js');
+  const agent = await startAgent(config);
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
@@ -31,7 +35,9 @@ async function main(): Promise<number> {
   return 0;
 }
 
-main().then(
+// `enroll` is a subcommand with its own options; everything else runs the agent, as before.
+const run = process.argv[2] === 'enroll' ? runEnrollCommand(process.argv.slice(3)) : main();
+run.then(
   (code) => process.exit(code),
   (err: unknown) => {
     console.error(`vigil-agent: ${err instanceof Error ? err.message : String(err)}`);

@@ -49,32 +49,40 @@ export async function enroll(opts: EnrollOptions): Promise<IssuedIdentity> {
   assertDeviceId(opts.deviceId);
   const endpoint = checkEndpoint(opts.endpoint);
   const keys = generateDeviceKeys(opts.deviceId);
-  const res = await call<EnrollResponse>('enroll', endpoint, credentials.createSsl(Buffer.from(opts.caPem)), opts, (c, cb) =>
-    c.enroll(
-      {
-        token: opts.token,
-        csrPem: keys.csrPem,
-        agentVersion: opts.agentVersion,
-        hardwareId: opts.hardwareId,
-        natsPublicKey: keys.natsPublicKey,
-      },
-      cb.metadata,
-      cb.options,
-      cb.done,
-    ),
+  const res = await call<EnrollResponse>(
+    'enroll',
+    endpoint,
+    credentials.createSsl(Buffer.from(opts.caPem)),
+    opts,
+    (c, cb) =>
+      c.enroll(
+        {
+          token: opts.token,
+          csrPem: keys.csrPem,
+          agentVersion: opts.agentVersion,
+          hardwareId: opts.hardwareId,
+          natsPublicKey: keys.natsPublicKey,
+        },
+        cb.metadata,
+        cb.options,
+        cb.done,
+      ),
   );
   if (res.deviceId !== opts.deviceId) invalid(`device id "${res.deviceId}" instead of "${opts.deviceId}"`);
   if (!ID_RE.test(res.tenantId) || !ID_RE.test(res.siteId)) {
     invalid(`unusable tenant/site ids ${JSON.stringify(res.tenantId)}/${JSON.stringify(res.siteId)}`);
   }
   const now = (opts.now ?? (() => new Date()))();
-  return issued(
-    { ...res, natsUrls: [...res.natsUrls], grpcEndpoint: endpoint, enrolledAt: now, renewedAt: undefined },
-    keys,
-    res,
-    opts.caPem,
-    now,
-  );
+  const info: IdentityInfo = {
+    deviceId: res.deviceId,
+    tenantId: res.tenantId,
+    siteId: res.siteId,
+    natsUrls: [...res.natsUrls],
+    grpcEndpoint: endpoint,
+    enrolledAt: now,
+    renewedAt: undefined,
+  };
+  return issued(info, keys, res, opts.caPem, now);
 }
 
 /** Renews over mutual TLS with the current certificate; the new one is for fresh keys (they rotate). */
@@ -87,9 +95,16 @@ export async function renew(identity: DeviceIdentity, opts: RenewOptions = {}): 
     c.renew({ csrPem: keys.csrPem, natsPublicKey: keys.natsPublicKey }, cb.metadata, cb.options, cb.done),
   );
   const now = (opts.now ?? (() => new Date()))();
-  const { files: _files, material: _material, notBefore: _nb, notAfter: _na, natsPublicKey: _pk, ...info } =
-    identity;
-  return issued({ ...info, grpcEndpoint: endpoint, renewedAt: now }, keys, res, m.caPem, now);
+  const {
+    files: _files,
+    material: _material,
+    notBefore: _nb,
+    notAfter: _na,
+    natsPublicKey: _pk,
+    ...info
+  } = identity;
+  // The stored endpoint stays as enrolled: a config override applies while it is configured, no longer.
+  return issued({ ...info, renewedAt: now }, keys, res, m.caPem, now);
 }
 
 /** The default IdentityClient: the cloud's DeviceService over gRPC. */
@@ -148,7 +163,8 @@ function issued(
     invalid((err as Error).message);
   }
   if (checked.natsPublicKey !== keys.natsPublicKey) invalid('a NATS JWT for another key');
-  if (checked.notAfter.getTime() <= now.getTime()) invalid(`a certificate that expired at ${checked.notAfter.toISOString()}`);
+  if (checked.notAfter.getTime() <= now.getTime())
+    invalid(`a certificate that expired at ${checked.notAfter.toISOString()}`);
   return { info, material, notAfter: checked.notAfter };
 }
 
@@ -225,16 +241,25 @@ const HINTS: Record<Op, Partial<Record<status, [IdentityErrorCode, string]>>> = 
 };
 
 function mapError(op: Op, endpoint: string, err: ServiceError): IdentityError {
-  const details = err.details || err.message;
+  // grpc-js appends an empty "Resolution note:" to connection errors; it only adds noise to the message.
+  const details = (err.details || err.message).replace(/\s*Resolution note:\s*$/, '');
   const hint = HINTS[op][err.code];
   if (hint) return new IdentityError(hint[0], `${op}: ${hint[1]} (cloud said: ${details})`, { cause: err });
-  if (err.code === status.UNAVAILABLE || err.code === status.DEADLINE_EXCEEDED || err.code === status.CANCELLED) {
-    return new IdentityError(
-      'CLOUD_UNAVAILABLE',
-      `${op}: cannot reach the cloud at ${endpoint} (${status[err.code]}: ${details}). Check the address ` +
-        'and the network; a wrong CA file (--ca-file) fails the TLS handshake the same way. Then try again',
-      { cause: err },
-    );
+  if (
+    err.code === status.UNAVAILABLE ||
+    err.code === status.DEADLINE_EXCEEDED ||
+    err.code === status.CANCELLED
+  ) {
+    // A certificate the CA does not vouch for is no outage: say which trust anchor to check.
+    const tls = /certificate|self[- ]signed|SSL|TLS|handshake/i.test(details);
+    const what = tls
+      ? `the TLS handshake with ${endpoint} failed (${details}). Check that ` +
+        (op === 'enroll'
+          ? "--ca-file is the fleet CA that the cloud endpoint's certificate is issued by"
+          : "the cloud endpoint's certificate is issued by the CA chain stored with the identity (ca.pem)")
+      : `cannot reach the cloud at ${endpoint} (${status[err.code]}: ${details}). Check the address and ` +
+        'the network, then try again';
+    return new IdentityError('CLOUD_UNAVAILABLE', `${op}: ${what}`, { cause: err });
   }
   return new IdentityError(
     'CLOUD_ERROR',

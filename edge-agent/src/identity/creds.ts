@@ -52,7 +52,7 @@ export function jwtClaims(jwt: string): { sub?: unknown; exp?: unknown } | undef
   if (parts.length !== 3 || !parts[1]) return undefined;
   try {
     const claims: unknown = JSON.parse(Buffer.from(parts[1], 'base64url').toString('utf8'));
-    return claims && typeof claims === 'object' ? (claims as { sub?: unknown; exp?: unknown }) : undefined;
+    return claims && typeof claims === 'object' ? claims : undefined;
   } catch {
     return undefined;
   }

@@ -22,7 +22,14 @@ export {
   type RenewPolicy,
   type RetryPlan,
 } from './renewer.js';
-export { natsPlan, resolveDeviceIdentity, type DeviceIds, type NatsPlan, type ResolvedIdentity } from './resolve.js';
+export {
+  natsPlan,
+  resolveDeviceIdentity,
+  startIdentityRenewal,
+  type DeviceIds,
+  type NatsPlan,
+  type ResolvedIdentity,
+} from './resolve.js';
 export {
   IdentityStore,
   defaultIdentityDir,

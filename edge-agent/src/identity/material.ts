@@ -87,13 +87,19 @@ export function checkMaterial(
   const claims = jwtClaims(m.natsJwt);
   if (!claims) fail(`${names.creds} holds no readable NATS user JWT`);
   if (claims?.sub !== undefined && claims.sub !== natsPublicKey) {
-    fail(`the NATS user JWT in ${names.creds} is for ${String(claims.sub)}, not for its seed (${natsPublicKey})`);
+    fail(
+      `the NATS user JWT in ${names.creds} is for ${JSON.stringify(claims.sub)}, not for its seed (${natsPublicKey})`,
+    );
   }
   return { notBefore: new Date(cert.validFrom), notAfter: new Date(cert.validTo), natsPublicKey };
 }
 
 /** The JWT and seed of a creds file, or an IdentityError naming it. */
-export function readCredsText(text: string, name: string, code: IdentityErrorCode): { jwt: string; seed: string } {
+export function readCredsText(
+  text: string,
+  name: string,
+  code: IdentityErrorCode,
+): { jwt: string; seed: string } {
   const parsed = parseCreds(text);
   if (!parsed) throw new IdentityError(code, `${name} is not a NATS credentials file`);
   return parsed;

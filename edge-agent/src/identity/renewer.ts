@@ -118,7 +118,12 @@ export class IdentityRenewer {
   }
 
   status(): { state: RenewerState; nextAt: Date | undefined; failures: number; notAfter: Date } {
-    return { state: this.state, nextAt: this.nextAt, failures: this.failures, notAfter: this.current.notAfter };
+    return {
+      state: this.state,
+      nextAt: this.nextAt,
+      failures: this.failures,
+      notAfter: this.current.notAfter,
+    };
   }
 
   start(): void {
@@ -176,7 +181,14 @@ export class IdentityRenewer {
       const retryable = !(err instanceof IdentityError) || err.retryable;
       this.failures++;
       this.renewals.inc({ result: retryable ? 'failure' : 'rejected' });
-      const plan = retryPlan(this.now(), this.current.notAfter, this.failures, retryable, this.policy, this.opts.random);
+      const plan = retryPlan(
+        this.now(),
+        this.current.notAfter,
+        this.failures,
+        retryable,
+        this.policy,
+        this.opts.random,
+      );
       const code = err instanceof IdentityError ? err.code : 'STORE_FAILED';
       if ('giveUp' in plan) {
         log.error({ code, attempts: this.failures }, (err as Error).message);

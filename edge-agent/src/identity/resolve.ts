@@ -1,7 +1,16 @@
 import { readFileSync } from 'node:fs';
-import { credsAuthenticator, type Authenticator, type NodeConnectionOptions } from '@nats-io/transport-node';
+import {
+  credsAuthenticator,
+  type Authenticator,
+  type NatsConnection,
+  type NodeConnectionOptions,
+} from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
 import { AgentConfigError } from '../config/load.js';
 import type { AgentConfig } from '../config/schema.js';
+import type { IdentityClient } from './client.js';
+import { IdentityRenewer } from './renewer.js';
 import { defaultIdentityDir, IdentityStore, type DeviceIdentity } from './store.js';
 
 export interface DeviceIds {
@@ -74,7 +83,10 @@ export interface NatsPlan {
  * every CONNECT. The identity's paths go through its `current` symlink, so after a renewal the next
  * connection presents the new certificate and JWT; the agent then forces one with nc.reconnect().
  */
-export function natsPlan(config: Readonly<AgentConfig>, identity: DeviceIdentity | undefined): NatsPlan | undefined {
+export function natsPlan(
+  config: Readonly<AgentConfig>,
+  identity: DeviceIdentity | undefined,
+): NatsPlan | undefined {
   if (config.nats) {
     const { servers, tls, credsFile } = config.nats;
     return {
@@ -101,4 +113,41 @@ export function natsPlan(config: Readonly<AgentConfig>, identity: DeviceIdentity
 /** credsAuthenticator over a function: the file is read at each CONNECT, so a renewed JWT is picked up. */
 function rereadingCreds(path: string): Authenticator {
   return credsAuthenticator(() => readFileSync(path));
+}
+
+/**
+ * Starts renewing the identity the agent runs with. `nc` is the connection that uses the identity's files
+ * (undefined when NATS is pre-provisioned or off): once a renewal is stored, a forced reconnect presents the
+ * new certificate and JWT now rather than whenever the link next drops, long before the old ones expire.
+ * The uplink already treats a reconnect like any other (it re-queries receipts and resumes).
+ */
+export function startIdentityRenewal(p: {
+  config: Readonly<AgentConfig>;
+  store: IdentityStore;
+  identity: DeviceIdentity;
+  nc: NatsConnection | undefined;
+  registry: Registry;
+  log: Logger;
+  client?: IdentityClient;
+  now?: () => Date;
+}): IdentityRenewer {
+  const { nc, log } = p;
+  const renewer = new IdentityRenewer({
+    store: p.store,
+    identity: p.identity,
+    registry: p.registry,
+    logger: log,
+    client: p.client,
+    endpoint: p.config.identity.grpcEndpoint,
+    policy: { atFraction: p.config.identity.renew.atFraction },
+    now: p.now,
+    onRenewed: async () => {
+      if (nc && !nc.isClosed() && !nc.isDraining()) {
+        log.info('reconnecting to NATS with the renewed identity');
+        await nc.reconnect();
+      }
+    },
+  });
+  renewer.start();
+  return renewer;
 }

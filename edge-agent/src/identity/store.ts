@@ -1,12 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import {
   chmodSync,
-  closeSync,
-  fchmodSync,
-  fsyncSync,
   lstatSync,
   mkdirSync,
-  openSync,
   readdirSync,
   readFileSync,
   readlinkSync,
@@ -14,11 +10,11 @@ import {
   rmSync,
   statSync,
   symlinkSync,
-  writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { formatCreds } from './creds.js';
+import { syncDir, writeDurable } from './durable.js';
 import { IdentityError } from './errors.js';
 import { checkMaterial, readCredsText, type IdentityMaterial } from './material.js';
 
@@ -109,28 +105,6 @@ export function defaultIdentityDir(dataDir: string): string {
   return join(dataDir, 'identity');
 }
 
-/** Writes a file durably with its final mode set on the open descriptor (umask does not apply). */
-function writeDurable(path: string, data: string, mode: number): void {
-  const fd = openSync(path, 'wx', mode);
-  try {
-    fchmodSync(fd, mode);
-    writeSync(fd, data);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** fsync a directory, so that the renames in it survive power loss. */
-function syncDir(path: string): void {
-  const fd = openSync(path, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
 export class IdentityStore {
   readonly files: IdentityFiles;
 
@@ -205,7 +179,12 @@ export class IdentityStore {
       natsJwt: creds.jwt,
       natsSeed: creds.seed,
     };
-    const names = { key: path(FILES.key), cert: path(FILES.cert), ca: path(FILES.ca), creds: path(FILES.creds) };
+    const names = {
+      key: path(FILES.key),
+      cert: path(FILES.cert),
+      ca: path(FILES.ca),
+      creds: path(FILES.creds),
+    };
     const checked = checkMaterial(material, meta.deviceId, names, 'IDENTITY_INVALID');
     const identity = {
       deviceId: meta.deviceId,
