@@ -275,6 +275,7 @@ describe('dev signing key and auth config', () => {
     expect(parseCloudConfig({ ...base, auth: { jwksUrl: 'http://127.0.0.1:9999/jwks' } }).api).toEqual({
       enabled: true,
       maxPageSize: 500,
+      idempotency: { ttlSeconds: 86_400, inProgressTimeoutSeconds: 60 },
     });
   });
 });

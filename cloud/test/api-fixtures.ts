@@ -39,8 +39,12 @@ export interface TestCloud {
   cloud: () => CloudApp;
   base: () => string;
   key: () => DevSigningKey;
-  /** A valid dev token (issuer/audience as configured) for `tenant` with `roles`. */
-  token: (tenant: string, roles?: string[], extra?: { ttlSeconds?: number; now?: Date }) => Promise<string>;
+  /** A valid dev token (issuer/audience as configured) for `tenant` with `roles` (and `sites`: site-scoped). */
+  token: (
+    tenant: string,
+    roles?: string[],
+    extra?: { ttlSeconds?: number; now?: Date; sites?: string[] },
+  ) => Promise<string>;
   get: (path: string, token?: string, init?: RequestInit) => Promise<Response>;
   /** A new NATS connection (the cloud's service certificate; this test server authorizes no one per user). */
   connectNats: () => Promise<NatsConnection>;
@@ -105,6 +109,7 @@ export function useApiCloud(
         sub: `user@${tenant}`,
         ttlSeconds: extra.ttlSeconds ?? 300,
         ...(extra.now ? { now: extra.now } : {}),
+        ...(extra.sites ? { sites: extra.sites } : {}),
       }),
     get: (path, token, init = {}) =>
       fetch(`${t.base()}${path}`, {

@@ -573,7 +573,7 @@ describe('audit log through the API', () => {
 
     const revokes = await entries('device.revoke');
     expect(revokes.map((e) => [e.outcome, e.detail.reason])).toEqual([
-      ['denied', 'no role of [viewer] grants devices:revoke'],
+      ['denied', 'no policy permits devices:revoke'],
       ['allowed', 'decommissioned'],
     ]);
     expect(revokes[0]).toMatchObject({ actor: 'user@acme', resource: 'device:acme/gw-9' });

@@ -27,6 +27,7 @@ describe('PostgreSQL migrations', () => {
       '0003_enrollment_tokens',
       '0004_device_identity',
       '0005_audit_log',
+      '0006_idempotency_keys',
     ]);
     expect(await tables(db)).toEqual(
       expect.arrayContaining([
@@ -34,6 +35,7 @@ describe('PostgreSQL migrations', () => {
         'device_certificates',
         'devices',
         'enrollment_tokens',
+        'idempotency_keys',
         'sites',
         'tenants',
         'vigil_migration',
@@ -72,6 +74,8 @@ describe('PostgreSQL migrations', () => {
   });
 
   it('roll back and forward again', async () => {
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0006_idempotency_keys']);
+    expect(await tables(db)).not.toContain('idempotency_keys');
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0005_audit_log']);
     expect(await tables(db)).not.toContain('audit_log');
     const fn = await sql<{ n: number }>`
@@ -91,6 +95,7 @@ describe('PostgreSQL migrations', () => {
       '0003_enrollment_tokens',
       '0004_device_identity',
       '0005_audit_log',
+      '0006_idempotency_keys',
     ]);
   });
 });

@@ -229,6 +229,11 @@ export async function startAgent(config: Readonly<AgentConfig>, deps: AgentDeps 
       name: `vigil-agent/${device.deviceId}`,
       maxReconnectAttempts: -1,
       waitOnFirstConnect: true,
+      // nats.js closes the connection for good after the same authorization error twice. A gateway must
+      // not give up: its JWT may have expired while the cloud was unreachable and a renewal will fix it.
+      // A revoked device keeps trying (one TLS handshake per reconnectTimeWait) and keeps buffering.
+      ignoreAuthErrorAbort: true,
+      reconnectTimeWait: 5_000,
       // Replies (PubAcks, receipt query answers) under the device's own inbox prefix, which its NATS
       // permissions allow; no echo, so the agent does not receive its own ReceiptQuery requests.
       inboxPrefix: inboxPrefixFor(device),

@@ -12,7 +12,7 @@ import { parseOrThrow } from './events-query.js';
 import { methodNotAllowed } from './problem.js';
 
 /** Body of POST /v1/devices/:id/revoke: why (kept with the device and in the log). */
-const revokeBody = z.strictObject({ reason: z.string().trim().min(1).max(500) });
+export const revokeBody = z.strictObject({ reason: z.string().trim().min(1).max(500) });
 
 export interface DeviceRoutesDeps {
   devices: DeviceReader;

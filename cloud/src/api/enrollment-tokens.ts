@@ -25,7 +25,7 @@ export interface EnrollmentTokenRoutesDeps {
 const siteId = z.string().regex(/^[A-Za-z0-9_-]{1,63}$/, 'must be 1-63 letters, digits, - or _');
 
 /** Body of POST /v1/enrollment-tokens. Unknown keys are refused. */
-const createBody = z.strictObject({
+export const createBody = z.strictObject({
   site_id: siteId,
   ttl_seconds: z
     .number()
@@ -36,7 +36,7 @@ const createBody = z.strictObject({
   note: z.string().max(500).optional(),
 });
 
-const listQuery = z.strictObject({
+export const listQuery = z.strictObject({
   include_used: z.enum(['true', 'false']).optional(),
 });
 

@@ -39,3 +39,56 @@ export class RateLimitedError extends VigilError {
     super('RATE_LIMITED', message, true);
   }
 }
+
+/** The request target (path and query) is longer than the API reads (HTTP 414). */
+export class UriTooLongError extends VigilError {
+  constructor(readonly maxLength: number) {
+    super('URI_TOO_LONG', `The request URL is longer than ${maxLength} characters.`, false);
+  }
+}
+
+/** A JSON body nested deeper than the API accepts (HTTP 400, before any handler sees it). */
+export class BodyTooDeepError extends ValidationError {
+  constructor(readonly maxDepth: number) {
+    super(
+      [{ path: '(body)', message: `is nested deeper than ${maxDepth} levels` }],
+      `The request body is nested deeper than ${maxDepth} levels.`,
+    );
+  }
+}
+
+/** A malformed `Idempotency-Key` header (HTTP 400). */
+export class IdempotencyKeyInvalidError extends ValidationError {
+  constructor(message: string) {
+    super([{ path: 'Idempotency-Key', message }], 'The Idempotency-Key header is invalid.');
+  }
+}
+
+/** A request with this Idempotency-Key is still being processed (HTTP 409, retry later). */
+export class IdempotencyKeyInUseError extends VigilError {
+  constructor() {
+    super(
+      'IDEMPOTENCY_KEY_IN_USE',
+      'A request with this Idempotency-Key is still being processed; retry later.',
+      true,
+    );
+  }
+}
+
+/** The Idempotency-Key was used before for a different request payload (HTTP 422). */
+export class IdempotencyKeyReusedError extends VigilError {
+  constructor() {
+    super(
+      'IDEMPOTENCY_KEY_REUSED',
+      'This Idempotency-Key was already used for a request with a different body; use a new key for a new request.',
+      false,
+    );
+  }
+}
+
+/** The request with this key completed, but its response is not kept for replay (HTTP 409). */
+export class IdempotentResultUnavailableError extends VigilError {
+  constructor(message: string) {
+    super('IDEMPOTENT_RESULT_UNAVAILABLE', message, false);
+  }
+}

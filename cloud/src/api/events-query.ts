@@ -93,11 +93,13 @@ export function listEventsQuerySchema(maxPageSize: number) {
     }));
 }
 
+/** The message of an unknown query parameter or body field (api/limits.ts counts these apart). */
+export const UNKNOWN_PARAMETER = 'is not a known parameter';
+
 /** zod issues -> problem `errors` entries. Query parameters are named by their key. */
 export function issuesOf(error: z.ZodError): FieldIssue[] {
   return error.issues.flatMap((i): FieldIssue[] => {
-    if (i.code === 'unrecognized_keys')
-      return i.keys.map((k) => ({ path: k, message: 'is not a known parameter' }));
+    if (i.code === 'unrecognized_keys') return i.keys.map((k) => ({ path: k, message: UNKNOWN_PARAMETER }));
     const path = i.path.map(String).join('.');
     // A repeated parameter (?device=a&device=b) arrives as an array: say so instead of "expected string".
     const message =

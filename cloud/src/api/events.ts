@@ -15,7 +15,7 @@ export interface EventRoutesDeps {
   maxPageSize: number;
 }
 
-const eventPathParams = z.strictObject({ id: eventIdParam });
+export const eventPathParams = z.strictObject({ id: eventIdParam });
 
 /** What an event's API view holds: detections, no image bytes (ingest does not classify personal data yet). */
 const EVENT_DATA_CLASS = 'metadata';

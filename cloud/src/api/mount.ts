@@ -48,6 +48,7 @@ export function createApiMounts(
     revoker: deps.revoker,
     audit: deps.audit,
     rateLimit: deps.rateLimiter && rateLimitMiddleware(deps.rateLimiter),
+    idempotency: config.api.idempotency,
   });
   return [{ path: '/v1', handler: router }];
 }

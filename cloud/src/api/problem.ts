@@ -43,7 +43,17 @@ export const PROBLEM_KINDS: Readonly<Record<string, ProblemKind>> = {
   NOT_FOUND: { status: 404, slug: 'not-found', title: 'Not found' },
   METHOD_NOT_ALLOWED: { status: 405, slug: 'method-not-allowed', title: 'Method not allowed' },
   PAYLOAD_TOO_LARGE: { status: 413, slug: 'payload-too-large', title: 'Payload too large' },
+  URI_TOO_LONG: { status: 414, slug: 'uri-too-long', title: 'URI too long' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, slug: 'unsupported-media-type', title: 'Unsupported media type' },
+  // Idempotency-Key (api/idempotency.ts; draft-ietf-httpapi-idempotency-key-header): 409 while the first
+  // request runs, 422 for the same key with another payload.
+  IDEMPOTENCY_KEY_IN_USE: { status: 409, slug: 'idempotency-key-in-use', title: 'Request in progress' },
+  IDEMPOTENT_RESULT_UNAVAILABLE: {
+    status: 409,
+    slug: 'idempotent-result-unavailable',
+    title: 'Result not replayable',
+  },
+  IDEMPOTENCY_KEY_REUSED: { status: 422, slug: 'idempotency-key-reused', title: 'Idempotency key reused' },
   RATE_LIMITED: { status: 429, slug: 'rate-limited', title: 'Too many requests' },
   UNAVAILABLE: { status: 503, slug: 'unavailable', title: 'Service unavailable' },
   INTERNAL: { status: 500, slug: 'internal', title: 'Internal server error' },
@@ -113,6 +123,7 @@ export function toProblem(err: unknown, instance?: string): HttpProblem {
     if (err instanceof MethodNotAllowedError) headers.Allow = err.allow.join(', ');
     if (err instanceof RateLimitedError) headers['Retry-After'] = String(err.retryAfterSeconds);
     else if (err.code === 'UNAVAILABLE' || err.code === 'RATE_LIMITED') headers['Retry-After'] = '5';
+    else if (err.code === 'IDEMPOTENCY_KEY_IN_USE') headers['Retry-After'] = '1';
     if (err.code in PROBLEM_KINDS && err.code !== 'INTERNAL') {
       const status = PROBLEM_KINDS[err.code]!.status;
       // 5xx details may name internals: keep them in the log.

@@ -8,13 +8,23 @@ import type { TokenVerifier } from '../auth/jwt.js';
 import { EnrollmentTokens } from '../fleet/enrollment.js';
 import type { Database } from '../storage/tables.js';
 import { authenticate } from './authenticate.js';
+import { DOCS_CONTENT_SECURITY_POLICY, renderDocsPage } from './docs-page.js';
+import { idempotency, IdempotencyStore, type IdempotencyOptions } from './idempotency.js';
+import {
+  countRejections,
+  limitJsonDepth,
+  limitUrlLength,
+  rejectionCounter,
+  rejectQueryParameters,
+} from './limits.js';
+import { apiOperations, buildOpenApiDocument, isIdempotent } from './openapi.js';
 import { DeviceRevoker } from '../fleet/revocation.js';
 import { DeviceReader } from './device-store.js';
 import { mountDeviceRoutes } from './devices.js';
 import { mountEnrollmentTokenRoutes } from './enrollment-tokens.js';
 import { EventReader } from './event-store.js';
 import { mountEventRoutes } from './events.js';
-import { notFoundHandler } from './problem.js';
+import { methodNotAllowed, notFoundHandler } from './problem.js';
 
 /** Largest request body the API parses (JSON bodies, e.g. POST /v1/enrollment-tokens). */
 export const API_BODY_LIMIT = '256kb';
@@ -37,11 +47,20 @@ export interface ApiDeps {
   audit?: AuditLog | undefined;
   /** Per-tenant and per-client rate limits (api/ratelimit.ts), run right after authentication; default: none. */
   rateLimit?: RequestHandler | undefined;
+  /** Config api.idempotency (Idempotency-Key on POST and PATCH); default: 24 h, 60 s. */
+  idempotency?: IdempotencyOptions | undefined;
+}
+
+/** Marks the middleware that the router adds in front of a route from the registry (api/openapi.ts). */
+export const OPERATION_GUARD = Symbol.for('vigil.api.operationGuard');
+function guard(handler: RequestHandler): RequestHandler {
+  const wrapped: RequestHandler = (req, res, next) => handler(req, res, next);
+  return Object.assign(wrapped, { [OPERATION_GUARD]: true });
 }
 
 /**
- * The /v1 REST API: every route authenticated (bearer JWT), authorized through the Authorizer seam and
- * scoped to the caller's tenant; responses are never cached. Errors propagate to the app's problem+json
+ * The /v1 REST API: every route but its description (/openapi.json, /docs) authenticated (bearer JWT),
+ * authorized through the Authorizer seam and scoped to the caller's tenant; responses are never cached. Errors propagate to the app's problem+json
  * error handler (api/problem.ts), which createHttpApp installs last.
  */
 export function createApiRouter(deps: ApiDeps): Router {
@@ -74,10 +93,57 @@ export function createApiRouter(deps: ApiDeps): Router {
     res.set('Cache-Control', 'no-store');
     next();
   });
+  // Limits (api/limits.ts): refused requests are counted by reason.
+  const rejected = rejectionCounter(deps.metrics);
+  router.use(limitUrlLength());
+
+  // The API description, generated from the route registry and its zod schemas; public.
+  const operations = apiOperations(deps.maxPageSize);
+  const openApi = buildOpenApiDocument(operations, { version: '1.0.0' });
+  const docsPage = renderDocsPage(openApi);
+  router
+    .route('/openapi.json')
+    .get(rejectQueryParameters, (_req, res) => {
+      res.json(openApi);
+    })
+    .all(methodNotAllowed('GET', 'HEAD'));
+  router
+    .route('/docs')
+    .get(rejectQueryParameters, (_req, res) => {
+      res.set('Content-Security-Policy', DOCS_CONTENT_SECURITY_POLICY).type('html').send(docsPage);
+    })
+    .all(methodNotAllowed('GET', 'HEAD'));
+
   // Authenticate before parsing anything a caller sends.
   router.use(authenticate(deps.verifier, deps.log, deps.metrics));
   if (deps.rateLimit) router.use(deps.rateLimit);
   router.use(express.json({ limit: API_BODY_LIMIT, type: ['application/json', 'application/*+json'] }));
+  router.use(limitJsonDepth());
+
+  // In front of each authenticated route of the registry: no query parameters where it takes none, and
+  // Idempotency-Key on POST and PATCH (api/idempotency.ts).
+  const idempotencyStore = new IdempotencyStore(
+    deps.db,
+    deps.idempotency ?? { ttlSeconds: 86_400, inProgressTimeoutSeconds: 60 },
+    deps.log,
+    deps.now,
+  );
+  for (const op of operations) {
+    if (op.mount !== '/v1' || op.authorization === null) continue;
+    const guards: RequestHandler[] = [];
+    if (op.query === undefined) guards.push(guard(rejectQueryParameters));
+    if (isIdempotent(op))
+      guards.push(
+        guard(
+          idempotency(
+            idempotencyStore,
+            { params: op.params, withholdSuccessBody: op.withholdSuccessBody },
+            deps.log,
+          ),
+        ),
+      );
+    if (guards.length > 0) router[op.method](op.path, ...guards);
+  }
   mountEventRoutes(router, {
     events: new EventReader(deps.db),
     authorizer: deps.authorizer,
@@ -99,5 +165,6 @@ export function createApiRouter(deps: ApiDeps): Router {
     maxPageSize: deps.maxPageSize,
   });
   router.use(notFoundHandler);
+  router.use(countRejections(rejected));
   return router;
 }

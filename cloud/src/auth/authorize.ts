@@ -75,6 +75,27 @@ export type Resource =
       readonly dataClass?: DataClass | undefined;
     };
 
+/**
+ * Which resource types each action applies to (the Cedar schema's appliesTo, in API terms; the Rego
+ * `applies_to` mirrors it). Any other pairing is a handler bug, and every engine denies it.
+ */
+export const ACTION_RESOURCE_TYPES: Readonly<Record<Action, readonly Resource['type'][]>> = {
+  'events:read': ['events', 'event'],
+  'devices:read': ['devices', 'device'],
+  'devices:revoke': ['device'],
+  'enrollment-tokens:create': ['enrollment-tokens'],
+  'enrollment-tokens:read': ['enrollment-tokens'],
+  'audit:read': ['audit-log'],
+  'media:read': ['media'],
+};
+
+/** Null when `action` applies to `resource`, else the reason to deny. */
+export function invalidRequest(action: Action, resource: Resource): string | null {
+  return ACTION_RESOURCE_TYPES[action]?.includes(resource.type)
+    ? null
+    : `invalid request: ${action} does not apply to ${resource.type}`;
+}
+
 export interface Decision {
   readonly allowed: boolean;
   /** Why, for the decision log (policy id, matched role...). Never sent to the client. */
@@ -100,7 +121,7 @@ export const DEVICE_REVOKER_ROLES: readonly string[] = ['admin'];
 const ROLE_GRANTS: Readonly<Record<Action, readonly string[]>> = {
   'events:read': EVENT_READER_ROLES,
   'enrollment-tokens:create': ENROLLMENT_TOKEN_ROLES,
-  'enrollment-tokens:read': ENROLLMENT_TOKEN_ROLES,
+  'enrollment-tokens:read': [...ENROLLMENT_TOKEN_ROLES, 'auditor'],
   'devices:read': DEVICE_READER_ROLES,
   'devices:revoke': DEVICE_REVOKER_ROLES,
   'audit:read': ['admin', 'auditor'],
@@ -115,12 +136,17 @@ const ROLE_GRANTS: Readonly<Record<Action, readonly string[]>> = {
 export function createRoleAuthorizer(): Authorizer {
   return {
     authorize(principal, action, resource) {
+      const invalid = invalidRequest(action, resource);
+      if (invalid !== null) return Promise.resolve({ allowed: false, reason: invalid });
       if (resource.tenant !== principal.tenant)
         return Promise.resolve({ allowed: false, reason: 'resource belongs to another tenant' });
       if (principal.sites !== undefined)
         return Promise.resolve({ allowed: false, reason: 'site-scoped principals need the policy engine' });
       if ('dataClass' in resource && resource.dataClass !== undefined && resource.dataClass !== 'metadata')
-        return Promise.resolve({ allowed: false, reason: `data class ${resource.dataClass} needs the policy engine` });
+        return Promise.resolve({
+          allowed: false,
+          reason: `data class ${resource.dataClass} needs the policy engine`,
+        });
       const granted = ROLE_GRANTS[action] ?? [];
       const role = principal.roles.find((r) => granted.includes(r));
       return Promise.resolve(

@@ -1,5 +1,5 @@
 import { readdirSync, readFileSync } from 'node:fs';
-import { join, relative, resolve } from 'node:path';
+import { isAbsolute, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   checkParsePolicySet,
@@ -17,7 +17,14 @@ import {
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { ConfigError } from '../lib/errors.js';
-import { authzErrorCounter, type Action, type Authorizer, type Decision, type Resource } from './authorize.js';
+import {
+  authzErrorCounter,
+  invalidRequest,
+  type Action,
+  type Authorizer,
+  type Decision,
+  type Resource,
+} from './authorize.js';
 import type { Principal } from './principal.js';
 
 /** cloud/policies, found from this file (not the working directory). */
@@ -41,6 +48,8 @@ export interface CedarPolicies {
   /** `@id` -> policy text (one policy each). */
   readonly policies: Readonly<Record<string, string>>;
   readonly sources: Readonly<Record<string, PolicySource>>;
+  /** Validator warnings (e.g. a policy that can never apply): logged at start, not fatal. */
+  readonly warnings: readonly string[];
 }
 
 function lineAt(text: string, offset: number): number {
@@ -68,13 +77,19 @@ function readText(path: string, what: string): string {
  */
 export function loadCedarPolicies(dir: string = DEFAULT_POLICIES_DIR): CedarPolicies {
   const root = resolve(dir);
-  const shown = (file: string): string => relative(process.cwd(), join(root, file)) || file;
+  const shown = (file: string): string => {
+    const rel = relative(process.cwd(), join(root, file));
+    return rel.startsWith('..') || isAbsolute(rel) ? join(root, file) : rel;
+  };
   const schema = readText(join(root, CEDAR_SCHEMA_FILE), 'the Cedar schema');
   const parsedSchema = checkParseSchema(schema);
   if (parsedSchema.type === 'failure') {
     throw new ConfigError(
       `authz: invalid Cedar schema:\n${parsedSchema.errors
-        .map((e) => `  ${shown(CEDAR_SCHEMA_FILE)}:${lineAt(schema, e.sourceLocations?.[0]?.start ?? 0)}: ${describe(e)}`)
+        .map(
+          (e) =>
+            `  ${shown(CEDAR_SCHEMA_FILE)}:${lineAt(schema, e.sourceLocations?.[0]?.start ?? 0)}: ${describe(e)}`,
+        )
         .join('\n')}`,
     );
   }
@@ -136,7 +151,9 @@ export function loadCedarPolicies(dir: string = DEFAULT_POLICIES_DIR): CedarPoli
     validationSettings: { mode: 'strict' },
   });
   if (validation.type === 'failure')
-    throw new ConfigError(`authz: Cedar validation failed:\n${validation.errors.map((e) => `  ${describe(e)}`).join('\n')}`);
+    throw new ConfigError(
+      `authz: Cedar validation failed:\n${validation.errors.map((e) => `  ${describe(e)}`).join('\n')}`,
+    );
   if (validation.validationErrors.length > 0) {
     const lines = validation.validationErrors.map(({ policyId, error }) => {
       const src = sources[policyId];
@@ -148,10 +165,15 @@ export function loadCedarPolicies(dir: string = DEFAULT_POLICIES_DIR): CedarPoli
       `authz: the Cedar policies do not validate against ${shown(CEDAR_SCHEMA_FILE)} (strict):\n${lines.join('\n')}`,
     );
   }
+  const warnings = [
+    ...validation.validationWarnings.map(({ policyId, error }) => `@id("${policyId}"): ${describe(error)}`),
+    ...validation.otherWarnings.map(describe),
+  ];
   return {
     dir: root,
     schema,
     policies,
+    warnings,
     sources: Object.fromEntries(
       Object.entries(sources).map(([id, { file, line }]) => [id, { file, line }] as const),
     ),
@@ -175,7 +197,11 @@ export function resourceEntity(r: Resource): EntityJson {
     case 'enrollment-tokens':
       return r.site === undefined
         ? { uid: uid('Tenant', r.tenant), attrs: { tenant: r.tenant }, parents: [] }
-        : { uid: uid('Site', `${r.tenant}/${r.site}`), attrs: { tenant: r.tenant, site: r.site }, parents: [] };
+        : {
+            uid: uid('Site', `${r.tenant}/${r.site}`),
+            attrs: { tenant: r.tenant, site: r.site },
+            parents: [],
+          };
     case 'audit-log':
       return { uid: uid('AuditLog', r.tenant), attrs: { tenant: r.tenant }, parents: [] };
     case 'device':
@@ -212,22 +238,40 @@ export function principalEntity(p: Principal): EntityJson {
 
 let instances = 0;
 
+interface Answer {
+  decision: Decision;
+  /** False for engine errors: they are counted each time and never remembered. */
+  cacheable: boolean;
+}
+
 export interface CedarAuthorizerOptions {
   /** Default: {@link DEFAULT_POLICIES_DIR} (cloud/policies). */
   policiesDir?: string | undefined;
   log: Logger;
   /** Counts failed decisions in `vigil_cloud_authz_errors_total{engine="cedar"}`. */
   metrics?: Registry | undefined;
+  /** Decisions remembered (least recently used dropped first); 0: none. Default {@link DEFAULT_DECISION_CACHE}. */
+  cacheSize?: number | undefined;
 }
+
+/**
+ * One Cedar call costs 0.1-0.3 ms (the wasm binding serializes the request and the entities as JSON both
+ * ways); a remembered decision a few microseconds. The policies never change after the start, so a decision
+ * is a pure function of its input and the cache is exact: the key is the whole input (subject, tenant, roles,
+ * sites, action, resource). Engine errors are never cached.
+ */
+export const DEFAULT_DECISION_CACHE = 10_000;
 
 /**
  * The Cedar policy decision point: loads and validates the policies once (a ConfigError fails the start),
  * keeps them parsed in the Cedar engine, and answers each request from two entities built from the principal
  * and the resource. Default deny: no permit, any forbid, or any error (an unknown action/resource combination,
  * an entity that does not fit the schema, an error inside a policy) is a deny. `reason` names the determining
- * policies by `@id`.
+ * policies by `@id`. Decisions are cached ({@link DEFAULT_DECISION_CACHE}).
  */
-export function createCedarAuthorizer(opts: CedarAuthorizerOptions): Authorizer & { policies: CedarPolicies } {
+export function createCedarAuthorizer(
+  opts: CedarAuthorizerOptions,
+): Authorizer & { policies: CedarPolicies } {
   const loaded = loadCedarPolicies(opts.policiesDir ?? DEFAULT_POLICIES_DIR);
   // The engine caches parsed sets per name in the process; each authorizer gets its own names.
   const key = `vigil-${process.pid}-${++instances}`;
@@ -246,14 +290,20 @@ export function createCedarAuthorizer(opts: CedarAuthorizerOptions): Authorizer 
     { dir: loaded.dir, policies: Object.keys(loaded.policies).length },
     'Cedar policies loaded and validated',
   );
+  for (const warning of loaded.warnings) log.warn({ warning }, 'Cedar policy warning');
 
-  const failed = (action: Action, resource: Resource, what: string): Decision => {
+  /** A decision Cedar could not make: a deny, logged and counted, never cached. */
+  const failed = (action: Action, resource: Resource, what: string): Answer => {
     errors?.inc({ engine: 'cedar' });
     log.warn({ action, resource, error: what }, 'Cedar could not decide; denied');
-    return { allowed: false, reason: `cedar error: ${what}` };
+    const reason = what.startsWith('invalid request: ') ? what : `cedar error: ${what}`;
+    return { decision: { allowed: false, reason }, cacheable: false };
   };
 
-  const decide = (principal: Principal, action: Action, resource: Resource): Decision => {
+  const decide = (principal: Principal, action: Action, resource: Resource): Answer => {
+    // The entities lose which collection a Tenant/Site scope stands for: check the pairing here.
+    const invalid = invalidRequest(action, resource);
+    if (invalid !== null) return failed(action, resource, invalid);
     let answer;
     try {
       const p = principalEntity(principal);
@@ -274,22 +324,42 @@ export function createCedarAuthorizer(opts: CedarAuthorizerOptions): Authorizer 
     if (answer.type === 'failure') return failed(action, resource, answer.errors.map(describe).join('; '));
     const { decision, diagnostics } = answer.response;
     // An erroring policy is skipped by Cedar; an erroring forbid must not turn into an allow.
-    if (diagnostics.errors.length > 0)
-      return failed(
-        action,
-        resource,
-        diagnostics.errors.map((e) => `${e.policyId}: ${describe(e.error)}`).join('; '),
-      );
+    if (diagnostics.errors.length > 0) {
+      const what = diagnostics.errors.map((e) => `${e.policyId}: ${describe(e.error)}`).join('; ');
+      return failed(action, resource, what);
+    }
     const ids = [...diagnostics.reason].sort();
-    if (decision === 'allow') return { allowed: true, reason: `permit: ${ids.join(', ')}` };
-    return {
-      allowed: false,
-      reason: ids.length > 0 ? `forbid: ${ids.join(', ')}` : `no policy permits ${action}`,
-    };
+    const reason =
+      decision === 'allow'
+        ? `permit: ${ids.join(', ')}`
+        : ids.length > 0
+          ? `forbid: ${ids.join(', ')}`
+          : `no policy permits ${action}`;
+    return { decision: { allowed: decision === 'allow', reason }, cacheable: true };
+  };
+
+  const cacheSize = opts.cacheSize ?? DEFAULT_DECISION_CACHE;
+  const cache = new Map<string, Decision>();
+  const cached = (principal: Principal, action: Action, resource: Resource): Decision => {
+    if (cacheSize <= 0) return decide(principal, action, resource).decision;
+    const { subject, tenant, roles, sites } = principal;
+    const k = JSON.stringify([subject, tenant, roles, sites ?? null, action, resource]);
+    const hit = cache.get(k);
+    if (hit) {
+      cache.delete(k); // most recently used last
+      cache.set(k, hit);
+      return hit;
+    }
+    const { decision, cacheable } = decide(principal, action, resource);
+    if (cacheable) {
+      cache.set(k, decision);
+      if (cache.size > cacheSize) cache.delete(cache.keys().next().value!);
+    }
+    return decision;
   };
 
   return {
     policies: loaded,
-    authorize: (principal, action, resource) => Promise.resolve(decide(principal, action, resource)),
+    authorize: (principal, action, resource) => Promise.resolve(cached(principal, action, resource)),
   };
 }

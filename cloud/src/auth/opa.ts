@@ -1,6 +1,12 @@
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { authzErrorCounter, type Action, type Authorizer, type Decision, type Resource } from './authorize.js';
+import {
+  authzErrorCounter,
+  type Action,
+  type Authorizer,
+  type Decision,
+  type Resource,
+} from './authorize.js';
 import type { Principal } from './principal.js';
 
 /** The decision document the Rego policies (infra/opa/vigil/authz.rego) define. */
@@ -46,7 +52,8 @@ class OpaAnswerError extends Error {}
 async function readAnswer(res: Response): Promise<Decision> {
   if (!res.ok) throw new OpaAnswerError(`HTTP ${res.status}`);
   const text = await res.text();
-  if (text.length > MAX_ANSWER_BYTES) throw new OpaAnswerError(`answer longer than ${MAX_ANSWER_BYTES} bytes`);
+  if (text.length > MAX_ANSWER_BYTES)
+    throw new OpaAnswerError(`answer longer than ${MAX_ANSWER_BYTES} bytes`);
   let body: unknown;
   try {
     body = JSON.parse(text);
@@ -59,7 +66,10 @@ async function readAnswer(res: Response): Promise<Decision> {
     throw new OpaAnswerError('no result: is the vigil.authz policy loaded?');
   const { allow, reason } = result as { allow?: unknown; reason?: unknown };
   if (typeof allow !== 'boolean') throw new OpaAnswerError('result.allow is not a boolean');
-  return { allowed: allow, reason: typeof reason === 'string' && reason !== '' ? reason : `opa: ${allow ? 'allow' : 'deny'}` };
+  return {
+    allowed: allow,
+    reason: typeof reason === 'string' && reason !== '' ? reason : `opa: ${allow ? 'allow' : 'deny'}`,
+  };
 }
 
 /**

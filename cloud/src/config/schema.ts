@@ -120,6 +120,20 @@ export const cloudConfigSchema = z
         enabled: z.boolean().default(true),
         /** Largest page a list returns; a larger `limit` is a 400, never silently clamped. */
         maxPageSize: z.number().int().min(1).max(1000).default(500),
+        /** Idempotency-Key on POST and PATCH (api/idempotency.ts). */
+        idempotency: z
+          .strictObject({
+            /** How long a key and its stored response are kept (then the same key runs anew). */
+            ttlSeconds: z
+              .number()
+              .int()
+              .min(60)
+              .max(7 * 86_400)
+              .default(86_400),
+            /** A claim still in progress after this long is abandoned (a crashed process) and may be retaken. */
+            inProgressTimeoutSeconds: z.number().int().min(1).max(3600).default(60),
+          })
+          .prefault({}),
       })
       .prefault({}),
     /**

@@ -5,6 +5,7 @@ import * as m0002 from './migrations/0002_events.js';
 import * as m0003 from './migrations/0003_enrollment_tokens.js';
 import * as m0004 from './migrations/0004_device_identity.js';
 import * as m0005 from './migrations/0005_audit_log.js';
+import * as m0006 from './migrations/0006_idempotency_keys.js';
 
 // Migrations are listed in code (not read from a folder at run time) so that a bundled or relocated
 // build runs exactly the set it was built with. Names sort in order of application.
@@ -14,6 +15,7 @@ const migrations: Record<string, Migration> = {
   '0003_enrollment_tokens': m0003,
   '0004_device_identity': m0004,
   '0005_audit_log': m0005,
+  '0006_idempotency_keys': m0006,
 };
 
 export function migrator(db: Kysely<unknown>): Migrator {

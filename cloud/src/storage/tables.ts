@@ -109,6 +109,26 @@ export interface AuditLogTable {
   hash: ColumnType<Buffer, Buffer, never>;
 }
 
+/** Idempotency-Key records of the API (api/idempotency.ts, migration 0006). */
+export interface IdempotencyKeysTable {
+  tenant_id: string;
+  principal: string;
+  method: string;
+  path: string;
+  key: string;
+  request_sha256: Buffer;
+  state: 'in_progress' | 'done';
+  claim_id: string;
+  created_at: Date;
+  locked_until: Date;
+  expires_at: Date;
+  response_status: number | null;
+  /** Read: the parsed object. Write: its JSON text. */
+  response_headers: ColumnType<Record<string, string> | null, string | null, string | null>;
+  response_body: string | null;
+  withheld: 'secret' | 'too_large' | null;
+}
+
 /** The typed view of the schema that the migrations build. */
 export interface Database {
   tenants: TenantsTable;
@@ -118,4 +138,5 @@ export interface Database {
   enrollment_tokens: EnrollmentTokensTable;
   device_certificates: DeviceCertificatesTable;
   audit_log: AuditLogTable;
+  idempotency_keys: IdempotencyKeysTable;
 }

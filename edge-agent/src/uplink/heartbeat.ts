@@ -58,6 +58,8 @@ export function buildHeartbeat(src: HeartbeatSource, now: Date): Heartbeat {
 export class HeartbeatPublisher {
   private timer: NodeJS.Timeout | undefined;
   sent = 0;
+  /** Heartbeats not sent because the connection was closed. */
+  skipped = 0;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -76,9 +78,18 @@ export class HeartbeatPublisher {
     clearInterval(this.timer);
   }
 
+  /** Publishes one heartbeat; a closed or refusing connection skips it (counted), it never throws. */
   publish(): void {
+    if (this.nc.isClosed()) {
+      this.skipped++;
+      return;
+    }
     const subject = subjectFor(this.src.tenantId, this.src.deviceId, 'hb');
-    this.nc.publish(subject, Heartbeat.encode(buildHeartbeat(this.src, this.now())).finish());
-    this.sent++;
+    try {
+      this.nc.publish(subject, Heartbeat.encode(buildHeartbeat(this.src, this.now())).finish());
+      this.sent++;
+    } catch {
+      this.skipped++;
+    }
   }
 }

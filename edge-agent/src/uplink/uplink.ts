@@ -254,6 +254,9 @@ export class Uplink {
 
   // ---- connection ----
 
+  private lastErrorLogAt = -Infinity;
+  private errorsSuppressed = 0;
+
   private async watchStatus(iter: AsyncIterable<Status>): Promise<void> {
     try {
       for await (const s of iter) {
@@ -265,6 +268,18 @@ export class Uplink {
         } else if (s.type === 'reconnect') {
           this.log.info({ server: s.server }, 'uplink: reconnected');
           this.onConnected('reconnect');
+        } else if (s.type === 'error') {
+          // E.g. "Authorization Violation": revoked, or credentials expired before a renewal. Said at most
+          // once a minute; the outbox keeps every event meanwhile.
+          const at = Date.now();
+          if (at - this.lastErrorLogAt >= 60_000) {
+            this.log.error(
+              { err: s.error.message, suppressed: this.errorsSuppressed },
+              'uplink: NATS connection error (an authorization violation means revoked or expired credentials)',
+            );
+            this.lastErrorLogAt = at;
+            this.errorsSuppressed = 0;
+          } else this.errorsSuppressed++;
         }
       }
     } catch (err) {

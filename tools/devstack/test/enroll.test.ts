@@ -1,0 +1,261 @@
+// "An installer enrolls a gateway with one command": the real `vigil-agent enroll` process against a running
+// cloud (gRPC DeviceService over TLS), then the real agent process with a config that names no device and no
+// NATS credentials: it runs on the issued identity, nats-server (operator/JWT mode, mutual TLS) admits it as
+// that device, its detections reach PostgreSQL and its heartbeats make it online. Revoking it through the
+// API then drops its NATS connection.
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  ensureDevSigningKey,
+  ensureNatsAuthority,
+  mintDevToken,
+  parseCloudConfig,
+  startCloud,
+  type CloudApp,
+  type NatsAuthorityFiles,
+} from '@vigil/cloud';
+import {
+  asset,
+  freePort,
+  natsConfig,
+  registry,
+  repoRoot,
+  useCameraSim,
+  useDatabase,
+  useNats,
+  usePki,
+} from '@vigil/testkit';
+
+const clip = asset('videos/one-by-one-person-detection.mp4');
+const model = asset('models/yolox_nano.onnx');
+const haveAssets = clip !== undefined && model !== undefined;
+
+describe.skipIf(!haveAssets)(
+  'one-command enrollment: vigil-agent enroll, then events flow as that device',
+  () => {
+    const pki = usePki({ services: ['cloud'] });
+    const work = mkdtempSync(join(tmpdir(), 'vigil-enroll-e2e-'));
+    afterAll(() => rmSync(work, { recursive: true, force: true }));
+    let auth: NatsAuthorityFiles;
+    beforeAll(async () => {
+      auth = await ensureNatsAuthority(join(work, 'nats-auth'));
+    });
+    const nats = useNats({
+      config: (ctx) =>
+        natsConfig({
+          tls: { caFile: pki().caCert, certFile: pki().natsServer.cert, keyFile: pki().natsServer.key },
+          jetstream: true,
+          extra: readFileSync(auth.serverConfigFile, 'utf8'),
+        })(ctx),
+    });
+    const dbUrl = useDatabase();
+    const camera = useCameraSim([{ name: 'lobby', source: { kind: 'file', path: clip ?? '', loop: true } }]);
+    let cloud: CloudApp;
+    let agent: ChildProcess | undefined;
+    let agentLog = '';
+    let agentHttpPort = 0;
+    const agentHealthUrl = (): string => `http://127.0.0.1:${agentHttpPort}/healthz`;
+    const dataDir = join(work, 'agent-data');
+    const signingKey = () => ensureDevSigningKey(pki().dir);
+    const apiToken = (role: string): Promise<string> =>
+      mintDevToken({
+        key: signingKey(),
+        issuer: 'vigil-dev',
+        audience: 'vigil-api',
+        tenant: 'acme',
+        roles: [role],
+        sub: `${role}@acme`,
+        ttlSeconds: 300,
+      });
+
+    beforeAll(async () => {
+      const svc = pki().services.cloud!;
+      cloud = await startCloud(
+        parseCloudConfig({
+          http: { port: 0 },
+          database: { url: dbUrl() },
+          nats: {
+            servers: [`tls://localhost:${nats().port}`],
+            tls: { caFile: pki().caCert, certFile: svc.cert, keyFile: svc.key },
+            auth: { authorityFile: auth.authorityFile },
+          },
+          identity: { caCertFile: pki().caCert, caKeyFile: pki().caKey },
+          grpc: {
+            enabled: true,
+            port: 0,
+            tls: { certFile: pki().cloudApi.cert, keyFile: pki().cloudApi.key },
+          },
+          auth: { jwksFile: signingKey().jwksFile },
+          fleet: { offlineAfterSeconds: 10 },
+        }),
+        { logger: pino({ level: 'warn' }) },
+      );
+    });
+    afterAll(async () => {
+      if (agent && agent.exitCode === null) {
+        agent.kill('SIGTERM');
+        await new Promise((r) => agent?.once('exit', r));
+      }
+      await cloud?.stop();
+    });
+
+    const node = (args: string[], env: Record<string, string> = {}): ChildProcess =>
+      registry.spawn(process.execPath, ['--conditions=@vigil/source', '--import', 'tsx', ...args], {
+        cwd: repoRoot(),
+        env: { ...process.env, ...env, FORCE_COLOR: '0' },
+      });
+
+    it('enrolls with one command and stores the identity privately', async () => {
+      // The installer's token, minted through the API as an installer of the tenant.
+      const installer = await apiToken('installer');
+      const minted = await fetch(`http://127.0.0.1:${cloud.httpPort}/v1/enrollment-tokens`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${installer}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ site_id: 'lobby', ttl_seconds: 600 }),
+      });
+      expect(minted.status).toBe(201);
+      const secret = ((await minted.json()) as { token: string }).token;
+      const child = node(
+        [
+          'edge-agent/src/main.ts',
+          'enroll',
+          '--cloud',
+          `localhost:${cloud.grpcPort!}`,
+          '--ca-file',
+          pki().caCert,
+          '--device-id',
+          'gw-lobby',
+          '--data-dir',
+          dataDir,
+        ],
+        // The token travels in the environment: not on the command line, where `ps` shows it.
+        { VIGIL_ENROLL_TOKEN: secret },
+      );
+      let out = '';
+      child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+      child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
+      const code = await new Promise<number | null>((r) => child.once('exit', r));
+      expect(code, out).toBe(0);
+      expect(out).toMatch(/gw-lobby/);
+      expect(out).toMatch(/acme/);
+      const dev = await cloud.db
+        .selectFrom('devices')
+        .selectAll()
+        .where('tenant_id', '=', 'acme')
+        .where('id', '=', 'gw-lobby')
+        .executeTakeFirstOrThrow();
+      expect(dev.site_id).toBe('lobby');
+      expect(dev.enrolled_at).toBeInstanceOf(Date);
+      for (const secretFile of ['device.key', 'nats.creds'])
+        expect(statSync(join(dataDir, 'identity', 'current', secretFile)).mode & 0o777).toBe(0o600);
+    });
+
+    it('runs the agent on that identity: detections reach PostgreSQL and the device is online', async () => {
+      agentHttpPort = await freePort();
+      const config = join(work, 'agent.json');
+      writeFileSync(
+        config,
+        JSON.stringify({
+          dataDir,
+          http: { port: agentHttpPort },
+          heartbeatSeconds: 1,
+          models: [{ name: 'yolox', type: 'yolox', path: model ?? '' }],
+          cameras: [
+            {
+              id: 'lobby',
+              url: camera().url('lobby'),
+              width: 640,
+              height: 360,
+              fps: 5,
+              detect: { model: 'yolox', labels: ['person'] },
+            },
+          ],
+          log: { level: 'info' },
+        }),
+      );
+      agent = node(['edge-agent/src/main.ts', '--config', config]);
+      agent.stdout?.on('data', (d: Buffer) => (agentLog = (agentLog + d.toString()).slice(-200_000)));
+      agent.stderr?.on('data', (d: Buffer) => (agentLog = (agentLog + d.toString()).slice(-200_000)));
+
+      // The first person walks in ~6 s into the clip; allow for start-up and a slow machine.
+      await expect
+        .poll(
+          async () =>
+            (
+              await cloud.db
+                .selectFrom('events')
+                .select(['device_id', 'label'])
+                .where('tenant_id', '=', 'acme')
+                .execute()
+            ).length,
+          { timeout: 60_000, interval: 500 },
+        )
+        .toBeGreaterThan(0);
+      const rows = await cloud.db.selectFrom('events').select(['device_id', 'site_id', 'label']).execute();
+      expect(new Set(rows.map((r) => `${r.device_id}/${r.site_id}/${r.label}`))).toEqual(
+        new Set(['gw-lobby/lobby/person']),
+      );
+      const token = await apiToken('viewer');
+      await expect
+        .poll(
+          async () =>
+            (
+              (await (
+                await fetch(`http://127.0.0.1:${cloud.httpPort}/v1/devices/gw-lobby`, {
+                  headers: { authorization: `Bearer ${token}` },
+                })
+              ).json()) as { status?: string }
+            ).status,
+          { timeout: 15_000 },
+        )
+        .toBe('online');
+      // nats-server admitted it as the device user the cloud issued.
+      const connz = (await (await fetch(`http://127.0.0.1:${nats().httpPort}/connz?auth=true`)).json()) as {
+        connections?: Array<{ name?: string; authorized_user?: string; name_tag?: string }>;
+      };
+      const conn = connz.connections?.find((c) => c.name === 'vigil-agent/gw-lobby');
+      expect(conn, JSON.stringify(connz)).toBeDefined();
+      expect(conn?.name_tag).toBe('acme/gw-lobby');
+    });
+
+    it('revoking the device through the API drops its NATS connection', async () => {
+      const token = await apiToken('admin');
+      const started = Date.now();
+      const res = await fetch(`http://127.0.0.1:${cloud.httpPort}/v1/devices/gw-lobby/revoke`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ reason: 'gateway stolen' }),
+      });
+      expect(res.status).toBe(200);
+      expect(await res.json()).toMatchObject({ result: 'revoked', nats: 'cut', revoked_by: 'admin@acme' });
+      await expect
+        .poll(
+          async () => {
+            const connz = (await (await fetch(`http://127.0.0.1:${nats().httpPort}/connz`)).json()) as {
+              connections?: Array<{ name?: string }>;
+            };
+            return (connz.connections ?? []).some((c) => c.name === 'vigil-agent/gw-lobby');
+          },
+          { timeout: 5_000, interval: 50 },
+        )
+        .toBe(false);
+      console.log(
+        `[enroll-e2e] revoked device gone from nats-server ${Date.now() - started} ms after the request`,
+      );
+      // It keeps trying and keeps being refused; its outbox keeps what it detects (nothing is lost, nothing sent).
+      await new Promise((r) => setTimeout(r, 3000));
+      const connz = (await (await fetch(`http://127.0.0.1:${nats().httpPort}/connz`)).json()) as {
+        connections?: Array<{ name?: string }>;
+      };
+      expect((connz.connections ?? []).some((c) => c.name === 'vigil-agent/gw-lobby')).toBe(false);
+      expect(agentLog).toMatch(/authorization violation/i);
+      // ...and the agent itself keeps running (offline, buffering), it does not crash.
+      expect(agent?.exitCode).toBeNull();
+      expect((await fetch(agentHealthUrl())).status).toBeLessThan(600);
+    });
+  },
+);
