@@ -27,7 +27,7 @@ export const DEFAULT_RENEW_POLICY: RenewPolicy = {
 /** setTimeout overflows past ~24.8 days; sleeping in slices also re-reads the clock (suspend, NTP steps). */
 const MAX_SLEEP_MS = 3_600_000;
 
-/** When a certificate valid from notBefore to notAfter is due for renewal. */
+/** When a certificate valid from `from` (notBefore, or when it was obtained if later) to notAfter is due. */
 export function renewalDueAt(notBefore: Date, notAfter: Date, atFraction: number): Date {
   const lifetime = notAfter.getTime() - notBefore.getTime();
   return new Date(notBefore.getTime() + Math.max(0, lifetime) * atFraction);
@@ -144,7 +144,11 @@ export class IdentityRenewer {
     const c = this.current;
     if (c.notAfter.getTime() <= this.now().getTime()) return this.giveUp('expired');
     this.failures = 0;
-    this.arm(renewalDueAt(c.notBefore, c.notAfter, this.policy.atFraction));
+    // The fleet CA backdates notBefore (clock skew allowance): count the lifetime from when this device got
+    // the certificate, or a short-lived one would look two thirds used up on arrival.
+    const obtained = c.renewedAt ?? c.enrolledAt;
+    const from = obtained.getTime() > c.notBefore.getTime() ? obtained : c.notBefore;
+    this.arm(renewalDueAt(from, c.notAfter, this.policy.atFraction));
   }
 
   private arm(at: Date): void {

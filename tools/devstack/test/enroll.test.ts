@@ -83,7 +83,13 @@ describe.skipIf(!haveAssets)(
             tls: { caFile: pki().caCert, certFile: svc.cert, keyFile: svc.key },
             auth: { authorityFile: auth.authorityFile },
           },
-          identity: { caCertFile: pki().caCert, caKeyFile: pki().caKey },
+          // Short-lived certificates so that the agent renews during the test (at half: ~30 s in).
+          identity: {
+            caCertFile: pki().caCert,
+            caKeyFile: pki().caKey,
+            certificateTtlSeconds: 60,
+            minRenewIntervalSeconds: 0,
+          },
           grpc: {
             enabled: true,
             port: 0,
@@ -163,6 +169,7 @@ describe.skipIf(!haveAssets)(
           dataDir,
           http: { port: agentHttpPort },
           heartbeatSeconds: 1,
+          identity: { renew: { atFraction: 0.5 } },
           models: [{ name: 'yolox', type: 'yolox', path: model ?? '' }],
           cameras: [
             {
@@ -222,6 +229,53 @@ describe.skipIf(!haveAssets)(
       expect(conn?.name_tag).toBe('acme/gw-lobby');
     });
 
+    it('renews its certificate and NATS credentials on its own and stays connected', async () => {
+      const certs = () =>
+        cloud.db
+          .selectFrom('device_certificates')
+          .select(['serial', 'issued_by', 'nats_public_key'])
+          .where('device_id', '=', 'gw-lobby')
+          .orderBy('issued_at')
+          .execute();
+      await expect.poll(async () => (await certs()).length, { timeout: 60_000, interval: 500 }).toBe(2);
+      const [first, second] = await certs();
+      expect(second?.issued_by).toBe('renew');
+      expect(second?.serial).not.toBe(first?.serial);
+      // The stored identity is the renewed one.
+      const stored = JSON.parse(
+        readFileSync(join(dataDir, 'identity', 'current', 'identity.json'), 'utf8'),
+      ) as {
+        renewedAt?: string | null;
+      };
+      expect(stored.renewedAt).toBeTruthy();
+      // After its reconnect the agent is connected again and heartbeats keep it online.
+      const before = Date.now();
+      await expect
+        .poll(
+          async () => {
+            const connz = (await (await fetch(`http://127.0.0.1:${nats().httpPort}/connz`)).json()) as {
+              connections?: Array<{ name?: string }>;
+            };
+            return (connz.connections ?? []).some((c) => c.name === 'vigil-agent/gw-lobby');
+          },
+          { timeout: 15_000 },
+        )
+        .toBe(true);
+      await expect
+        .poll(
+          async () =>
+            (
+              await cloud.db
+                .selectFrom('devices')
+                .select('last_seen_at')
+                .where('id', '=', 'gw-lobby')
+                .executeTakeFirstOrThrow()
+            ).last_seen_at?.getTime() ?? 0,
+          { timeout: 15_000 },
+        )
+        .toBeGreaterThan(before);
+    });
+
     it('revoking the device through the API drops its NATS connection', async () => {
       const token = await apiToken('admin');
       const started = Date.now();
@@ -231,7 +285,12 @@ describe.skipIf(!haveAssets)(
         body: JSON.stringify({ reason: 'gateway stolen' }),
       });
       expect(res.status).toBe(200);
-      expect(await res.json()).toMatchObject({ result: 'revoked', nats: 'cut', revoked_by: 'admin@acme' });
+      expect(await res.json()).toMatchObject({
+        result: 'revoked',
+        nats: 'cut',
+        revoked_by: 'admin@acme',
+        certificates_revoked: 2,
+      });
       await expect
         .poll(
           async () => {
