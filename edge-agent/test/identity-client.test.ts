@@ -38,6 +38,7 @@ function fakeCloud(
   revoked: Set<string>,
 ): DeviceServiceServer {
   return {
+    fetchModel: (call) => call.end(),
     enroll: (call, cb) => {
       const req = call.request;
       seen.enroll.push(req);
@@ -59,6 +60,7 @@ function fakeCloud(
         natsUrls: NATS_URLS,
         natsUserJwt: fakeUserJwt(req.natsPublicKey),
         notAfter: new Date(Date.now() + 30 * 86_400_000),
+        configSigningJwks: '',
       };
       cb(null, res);
     },
@@ -78,6 +80,7 @@ function fakeCloud(
         caChainPem: [ca.certPem],
         natsUserJwt: fakeUserJwt(req.natsPublicKey),
         notAfter: new Date(Date.now() + 30 * 86_400_000),
+        configSigningJwks: '',
       });
     },
   };

@@ -36,6 +36,9 @@ describe('DeviceService over grpc-js', () => {
         }),
       );
     },
+    fetchModel(call) {
+      call.end();
+    },
     renew(call, callback) {
       callback(null, RenewResponse.create({ certificatePem: `RENEWED:${call.request.csrPem}`, notAfter }));
     },

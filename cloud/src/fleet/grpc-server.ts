@@ -52,6 +52,10 @@ export async function startGrpcServer(
     enroll: (call, callback) => {
       respond(service.enroll(call.request), callback, log, 'enroll');
     },
+    fetchModel: (call) => {
+      // Models OTA is not served yet: say so rather than hang up.
+      call.emit('error', { code: grpc.status.UNIMPLEMENTED, details: 'FetchModel is not available yet' });
+    },
     renew: (call, callback) => {
       const raw = call.getAuthContext()?.sslPeerCertificate?.raw;
       respond(service.renew(raw ? { raw } : undefined, call.request), callback, log, 'renew');

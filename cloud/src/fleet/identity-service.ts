@@ -35,6 +35,8 @@ export interface IdentityServiceOptions {
   certificateTtlSeconds: number;
   minRenewIntervalSeconds: number;
   natsUrls: readonly string[];
+  /** Public JWKS (JSON) of the config signing keys, handed to devices at enroll and renew. */
+  configSigningJwks?: string | undefined;
 }
 
 /** The peer of a Renew call: the client certificate that TLS verified against the fleet CA (DER). */
@@ -140,6 +142,7 @@ export class DeviceIdentityService {
           natsUrls: [...this.opts.natsUrls],
           natsUserJwt: issued.natsUserJwt,
           notAfter: issued.notAfter,
+          configSigningJwks: this.opts.configSigningJwks ?? '',
         };
       });
     });
@@ -215,6 +218,7 @@ export class DeviceIdentityService {
           caChainPem: this.caChain,
           natsUserJwt: issued.natsUserJwt,
           notAfter: issued.notAfter,
+          configSigningJwks: this.opts.configSigningJwks ?? '',
         };
       });
     });

@@ -242,6 +242,10 @@ export interface SignedConfig {
 /**
  * ConfigStatus is the device's report of a config rollout (vigil.v1.<tenant>.<device>.status).
  * State-based: each report states the whole current situation, so a lost report is repaired by the next one.
+ * It doubles as the device's poll: sent as a request (with a reply subject) at connect, after every reconnect
+ * and periodically, it is answered with the device's current SignedConfig when that is newer than `version`
+ * and `applied_version`, or with an empty message when there is nothing newer. The cloud also pushes a new
+ * SignedConfig on vigil.v1.<tenant>.<device>.cfg; the poll repairs a push the device missed while offline.
  */
 export interface ConfigStatus {
   deviceId: string;

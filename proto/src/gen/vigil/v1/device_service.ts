@@ -11,7 +11,9 @@ import {
   type ChannelCredentials,
   Client,
   type ClientOptions,
+  type ClientReadableStream,
   type ClientUnaryCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -19,6 +21,24 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { Timestamp } from "../../google/protobuf/timestamp.js";
+
+export interface FetchModelRequest {
+  /** Lowercase hex SHA-256 of the model file (ModelSpec.sha256). */
+  sha256: string;
+  /** Resume: start at this byte offset (after an interrupted download). */
+  offset: bigint;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+/** FetchModelResponse is one chunk of a model file. */
+export interface FetchModelResponse {
+  /** Byte offset of data in the file. */
+  offset: bigint;
+  data: Buffer;
+  /** Size of the whole file (in every chunk, so that the first one tells the device what to expect). */
+  totalSize: bigint;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
 
 export interface EnrollRequest {
   /** One-time enrollment token issued by an admin for a tenant and site; single use, short-lived. */
@@ -52,7 +72,14 @@ export interface EnrollResponse {
   /** NATS user JWT for nats_public_key; its permissions allow only the device's own subjects. */
   natsUserJwt: string;
   /** Certificate expiry; the device renews well before it. */
-  notAfter: Date | undefined;
+  notAfter:
+    | Date
+    | undefined;
+  /**
+   * Public keys (a JWKS, JSON) that sign the device's configs (SignedConfig.jws); the agent accepts configs
+   * signed by these keys only. Renew delivers the current set, which is how signing keys rotate.
+   */
+  configSigningJwks: string;
   _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
 }
 
@@ -70,8 +97,240 @@ export interface RenewResponse {
   caChainPem: string[];
   natsUserJwt: string;
   notAfter: Date | undefined;
+  configSigningJwks: string;
   _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
 }
+
+function createBaseFetchModelRequest(): FetchModelRequest {
+  return { sha256: "", offset: 0n, _unknownFields: {} };
+}
+
+export const FetchModelRequest: MessageFns<FetchModelRequest> = {
+  encode(message: FetchModelRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sha256 !== "") {
+      writer.uint32(10).string(message.sha256);
+    }
+    if (message.offset !== 0n) {
+      if (BigInt.asUintN(64, message.offset) !== message.offset) {
+        throw new globalThis.Error("value provided for field message.offset of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.offset);
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of globalThis.Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FetchModelRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFetchModelRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sha256 = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.offset = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        const buf = reader.skip(tag & 7);
+
+        const list = message._unknownFields![tag];
+
+        if (list === undefined) {
+          message._unknownFields![tag] = [buf];
+        } else {
+          list.push(buf);
+        }
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FetchModelRequest {
+    return {
+      sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
+      offset: isSet(object.offset) ? BigInt(object.offset) : 0n,
+    };
+  },
+
+  toJSON(message: FetchModelRequest): unknown {
+    const obj: any = {};
+    if (message.sha256 !== "") {
+      obj.sha256 = message.sha256;
+    }
+    if (message.offset !== 0n) {
+      obj.offset = message.offset.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<FetchModelRequest>): FetchModelRequest {
+    return FetchModelRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<FetchModelRequest>): FetchModelRequest {
+    const message = createBaseFetchModelRequest();
+    message.sha256 = object.sha256 ?? "";
+    message.offset = (object.offset !== undefined && object.offset !== null) ? BigInt(object.offset) : 0n;
+    return message;
+  },
+};
+
+function createBaseFetchModelResponse(): FetchModelResponse {
+  return { offset: 0n, data: Buffer.alloc(0), totalSize: 0n, _unknownFields: {} };
+}
+
+export const FetchModelResponse: MessageFns<FetchModelResponse> = {
+  encode(message: FetchModelResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.offset !== 0n) {
+      if (BigInt.asUintN(64, message.offset) !== message.offset) {
+        throw new globalThis.Error("value provided for field message.offset of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.offset);
+    }
+    if (message.data.length !== 0) {
+      writer.uint32(18).bytes(message.data);
+    }
+    if (message.totalSize !== 0n) {
+      if (BigInt.asUintN(64, message.totalSize) !== message.totalSize) {
+        throw new globalThis.Error("value provided for field message.totalSize of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.totalSize);
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of globalThis.Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FetchModelResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFetchModelResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.offset = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.totalSize = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        const buf = reader.skip(tag & 7);
+
+        const list = message._unknownFields![tag];
+
+        if (list === undefined) {
+          message._unknownFields![tag] = [buf];
+        } else {
+          list.push(buf);
+        }
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FetchModelResponse {
+    return {
+      offset: isSet(object.offset) ? BigInt(object.offset) : 0n,
+      data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
+      totalSize: isSet(object.totalSize)
+        ? BigInt(object.totalSize)
+        : isSet(object.total_size)
+        ? BigInt(object.total_size)
+        : 0n,
+    };
+  },
+
+  toJSON(message: FetchModelResponse): unknown {
+    const obj: any = {};
+    if (message.offset !== 0n) {
+      obj.offset = message.offset.toString();
+    }
+    if (message.data.length !== 0) {
+      obj.data = base64FromBytes(message.data);
+    }
+    if (message.totalSize !== 0n) {
+      obj.totalSize = message.totalSize.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<FetchModelResponse>): FetchModelResponse {
+    return FetchModelResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<FetchModelResponse>): FetchModelResponse {
+    const message = createBaseFetchModelResponse();
+    message.offset = (object.offset !== undefined && object.offset !== null) ? BigInt(object.offset) : 0n;
+    message.data = object.data ?? Buffer.alloc(0);
+    message.totalSize = (object.totalSize !== undefined && object.totalSize !== null) ? BigInt(object.totalSize) : 0n;
+    return message;
+  },
+};
 
 function createBaseEnrollRequest(): EnrollRequest {
   return { token: "", csrPem: "", agentVersion: "", hardwareId: "", natsPublicKey: "", _unknownFields: {} };
@@ -248,6 +507,7 @@ function createBaseEnrollResponse(): EnrollResponse {
     natsUrls: [],
     natsUserJwt: "",
     notAfter: undefined,
+    configSigningJwks: "",
     _unknownFields: {},
   };
 }
@@ -277,6 +537,9 @@ export const EnrollResponse: MessageFns<EnrollResponse> = {
     }
     if (message.notAfter !== undefined) {
       Timestamp.encode(toTimestamp(message.notAfter), writer.uint32(66).fork()).join();
+    }
+    if (message.configSigningJwks !== "") {
+      writer.uint32(74).string(message.configSigningJwks);
     }
     if (message._unknownFields !== undefined) {
       for (const [key, values] of globalThis.Object.entries(message._unknownFields)) {
@@ -366,6 +629,14 @@ export const EnrollResponse: MessageFns<EnrollResponse> = {
             message.notAfter = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.configSigningJwks = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -428,6 +699,11 @@ export const EnrollResponse: MessageFns<EnrollResponse> = {
         : isSet(object.not_after)
         ? fromJsonTimestamp(object.not_after)
         : undefined,
+      configSigningJwks: isSet(object.configSigningJwks)
+        ? globalThis.String(object.configSigningJwks)
+        : isSet(object.config_signing_jwks)
+        ? globalThis.String(object.config_signing_jwks)
+        : "",
     };
   },
 
@@ -457,6 +733,9 @@ export const EnrollResponse: MessageFns<EnrollResponse> = {
     if (message.notAfter !== undefined) {
       obj.notAfter = message.notAfter.toISOString();
     }
+    if (message.configSigningJwks !== "") {
+      obj.configSigningJwks = message.configSigningJwks;
+    }
     return obj;
   },
 
@@ -473,6 +752,7 @@ export const EnrollResponse: MessageFns<EnrollResponse> = {
     message.natsUrls = object.natsUrls?.map((e) => e) || [];
     message.natsUserJwt = object.natsUserJwt ?? "";
     message.notAfter = object.notAfter ?? undefined;
+    message.configSigningJwks = object.configSigningJwks ?? "";
     return message;
   },
 };
@@ -587,7 +867,14 @@ export const RenewRequest: MessageFns<RenewRequest> = {
 };
 
 function createBaseRenewResponse(): RenewResponse {
-  return { certificatePem: "", caChainPem: [], natsUserJwt: "", notAfter: undefined, _unknownFields: {} };
+  return {
+    certificatePem: "",
+    caChainPem: [],
+    natsUserJwt: "",
+    notAfter: undefined,
+    configSigningJwks: "",
+    _unknownFields: {},
+  };
 }
 
 export const RenewResponse: MessageFns<RenewResponse> = {
@@ -603,6 +890,9 @@ export const RenewResponse: MessageFns<RenewResponse> = {
     }
     if (message.notAfter !== undefined) {
       Timestamp.encode(toTimestamp(message.notAfter), writer.uint32(34).fork()).join();
+    }
+    if (message.configSigningJwks !== "") {
+      writer.uint32(42).string(message.configSigningJwks);
     }
     if (message._unknownFields !== undefined) {
       for (const [key, values] of globalThis.Object.entries(message._unknownFields)) {
@@ -660,6 +950,14 @@ export const RenewResponse: MessageFns<RenewResponse> = {
             message.notAfter = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.configSigningJwks = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -702,6 +1000,11 @@ export const RenewResponse: MessageFns<RenewResponse> = {
         : isSet(object.not_after)
         ? fromJsonTimestamp(object.not_after)
         : undefined,
+      configSigningJwks: isSet(object.configSigningJwks)
+        ? globalThis.String(object.configSigningJwks)
+        : isSet(object.config_signing_jwks)
+        ? globalThis.String(object.config_signing_jwks)
+        : "",
     };
   },
 
@@ -719,6 +1022,9 @@ export const RenewResponse: MessageFns<RenewResponse> = {
     if (message.notAfter !== undefined) {
       obj.notAfter = message.notAfter.toISOString();
     }
+    if (message.configSigningJwks !== "") {
+      obj.configSigningJwks = message.configSigningJwks;
+    }
     return obj;
   },
 
@@ -731,6 +1037,7 @@ export const RenewResponse: MessageFns<RenewResponse> = {
     message.caChainPem = object.caChainPem?.map((e) => e) || [];
     message.natsUserJwt = object.natsUserJwt ?? "";
     message.notAfter = object.notAfter ?? undefined;
+    message.configSigningJwks = object.configSigningJwks ?? "";
     return message;
   },
 };
@@ -762,6 +1069,19 @@ export const DeviceServiceService = {
     responseSerialize: (value: RenewResponse): Buffer => Buffer.from(RenewResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RenewResponse => RenewResponse.decode(value),
   },
+  /**
+   * FetchModel streams a model file by its SHA-256 to a device authenticated by mutual TLS (models OTA). The
+   * device verifies the hash of what it received before it uses the file.
+   */
+  fetchModel: {
+    path: "/vigil.v1.DeviceService/FetchModel" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: FetchModelRequest): Buffer => Buffer.from(FetchModelRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): FetchModelRequest => FetchModelRequest.decode(value),
+    responseSerialize: (value: FetchModelResponse): Buffer => Buffer.from(FetchModelResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): FetchModelResponse => FetchModelResponse.decode(value),
+  },
 } as const;
 
 export interface DeviceServiceServer extends UntypedServiceImplementation {
@@ -769,6 +1089,11 @@ export interface DeviceServiceServer extends UntypedServiceImplementation {
   enroll: handleUnaryCall<EnrollRequest, EnrollResponse>;
   /** Renew issues a new certificate (and NATS credentials) for the device authenticated by mutual TLS. */
   renew: handleUnaryCall<RenewRequest, RenewResponse>;
+  /**
+   * FetchModel streams a model file by its SHA-256 to a device authenticated by mutual TLS (models OTA). The
+   * device verifies the hash of what it received before it uses the file.
+   */
+  fetchModel: handleServerStreamingCall<FetchModelRequest, FetchModelResponse>;
 }
 
 export interface DeviceServiceClient extends Client {
@@ -804,6 +1129,16 @@ export interface DeviceServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RenewResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * FetchModel streams a model file by its SHA-256 to a device authenticated by mutual TLS (models OTA). The
+   * device verifies the hash of what it received before it uses the file.
+   */
+  fetchModel(request: FetchModelRequest, options?: Partial<CallOptions>): ClientReadableStream<FetchModelResponse>;
+  fetchModel(
+    request: FetchModelRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<FetchModelResponse>;
 }
 
 export const DeviceServiceClient = makeGenericClientConstructor(
@@ -814,6 +1149,14 @@ export const DeviceServiceClient = makeGenericClientConstructor(
   service: typeof DeviceServiceService;
   serviceName: string;
 };
+
+function bytesFromBase64(b64: string): Uint8Array {
+  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+}
+
+function base64FromBytes(arr: Uint8Array): string {
+  return globalThis.Buffer.from(arr).toString("base64");
+}
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;
 
