@@ -64,6 +64,7 @@ async function up(opts: {
   databaseUrl?: string;
   natsPort: number;
   httpPort: number;
+  grpcPort: number;
   agentPort: number;
   rtspPort: number;
   pgPort: number;
@@ -78,6 +79,7 @@ async function up(opts: {
     ports: {
       nats: opts.natsPort,
       cloudHttp: opts.httpPort,
+      cloudGrpc: opts.grpcPort,
       agentHttp: opts.agentPort,
       camera: opts.rtspPort,
       postgres: opts.pgPort,
@@ -86,10 +88,11 @@ async function up(opts: {
   });
   print(`
 Running (${((Date.now() - started) / 1000).toFixed(1)} s to start):
-  NATS (mutual TLS)   ${stack.natsUrl}      CA ${stack.pki.caCert}
+  NATS (mTLS + JWT)   ${stack.natsUrl}      CA ${stack.pki.caCert}  operator ${stack.natsAuthorityDir}
   PostgreSQL          ${stack.databaseUrl.replace(/\/\/[^@]*@/, '//')}
   Cameras (RTSP/TCP)  ${stack.cameraUrls.join('  ')}
-  Cloud               ${stack.cloudUrl}/healthz  /readyz  /metrics
+  Cloud               ${stack.cloudUrl}/healthz  /readyz  /metrics  /v1/docs
+  Cloud gRPC (TLS)    ${stack.grpcAddress}   DeviceService: Enroll, Renew
   Agent               ${stack.agentUrl}/healthz  /metrics
   Logs                ${stack.logsDir}/{cloud,agent}.log
 Watching the agent decode camera frames and its heartbeats land in PostgreSQL.${opts.for ? ` Stopping after ${opts.for} s.` : ' Ctrl-C stops everything.'}
@@ -144,6 +147,7 @@ program
   )
   .option('--nats-port <port>', 'NATS client port', int, 14222)
   .option('--http-port <port>', 'cloud HTTP port', int, 8080)
+  .option('--grpc-port <port>', 'cloud gRPC (DeviceService) port', int, 7443)
   .option('--agent-port <port>', 'agent health/metrics port', int, 9464)
   .option('--rtsp-port <port>', 'camera-sim RTSP port', int, 8554)
   .option('--pg-port <port>', 'private PostgreSQL port (when no DATABASE_URL)', int, 15432)

@@ -1,9 +1,15 @@
-import { createWriteStream, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { CameraSim, checkCameraSimPrerequisites, type CameraSimMount } from '@vigil/camera-sim';
 import { ensureDevPki, type DevPkiPaths } from '@vigil/certs';
-import { createDb, ensureDevSigningKey, FleetRegistry, migrateToLatest } from '@vigil/cloud';
+import {
+  createDb,
+  ensureDevSigningKey,
+  ensureNatsAuthority,
+  migrateToLatest,
+  mintDevToken,
+} from '@vigil/cloud';
 import {
   canConnect,
   freePort,
@@ -21,7 +27,14 @@ export interface StackOptions {
   root: string;
   databaseUrl?: string;
   assetsDir?: string;
-  ports: { nats: number; cloudHttp: number; agentHttp: number; camera: number; postgres: number };
+  ports: {
+    nats: number;
+    cloudHttp: number;
+    cloudGrpc: number;
+    agentHttp: number;
+    camera: number;
+    postgres: number;
+  };
   print: (line: string) => void;
 }
 
@@ -29,7 +42,10 @@ export interface RunningStack {
   pki: DevPkiPaths;
   databaseUrl: string;
   natsUrl: string;
+  /** The NATS operator/accounts (JWT mode): `authority.json` is what the CLI and the cloud issue users from. */
+  natsAuthorityDir: string;
   cloudUrl: string;
+  grpcAddress: string;
   agentUrl: string;
   cameraUrls: string[];
   logsDir: string;
@@ -66,20 +82,20 @@ export async function startStack(opts: StackOptions): Promise<RunningStack> {
       await s().catch((err: unknown) => print(`  stop failed: ${String(err)}`));
   };
   try {
-    print('1/6 development PKI (fleet CA, server and device certificates)');
-    const pki = ensureDevPki(join(opts.root, '.vigil', 'pki'), {
-      devices: [DEV_DEVICE],
-      services: ['cloud'],
-    });
+    print('1/6 development PKI (fleet CA, server certificates) and NATS operator');
+    // No device certificate here: the agent enrolls for its own (step 6), as a gateway in the field does.
+    const pki = ensureDevPki(join(opts.root, '.vigil', 'pki'), { devices: [], services: ['cloud'] });
+    const natsAuthorityDir = join(opts.root, '.vigil', 'nats-auth');
+    const natsAuth = await ensureNatsAuthority(natsAuthorityDir);
     // Signs dev API tokens (`pnpm vigil token mint`); the cloud verifies them with the public JWKS.
     const apiSigningKey = ensureDevSigningKey(pki.dir);
 
-    print('2/6 nats-server with mutual TLS and JetStream');
+    print('2/6 nats-server: mutual TLS, per-device JWT authorization, JetStream');
     const tls = { caFile: pki.caCert, certFile: pki.natsServer.cert, keyFile: pki.natsServer.key };
     const nats = new NatsServer({
       port: await portOr(opts.ports.nats, 'NATS', print),
       dir: join(devDir, 'nats'),
-      config: natsConfig({ tls, jetstream: true }),
+      config: natsConfig({ tls, jetstream: true, extra: readFileSync(natsAuth.serverConfigFile, 'utf8') }),
       registry,
     });
     await nats.start();
@@ -103,7 +119,15 @@ export async function startStack(opts: StackOptions): Promise<RunningStack> {
     }
     const db = createDb(databaseUrl, 2);
     await migrateToLatest(db as Kysely<unknown>);
-    await new FleetRegistry(db).registerDevice(DEV_DEVICE);
+    // Is the agent's stored identity still known to this database (a fresh database forgets enrollments)?
+    const enrolled = await db
+      .selectFrom('devices')
+      .select('id')
+      .where('tenant_id', '=', DEV_DEVICE.tenantId)
+      .where('id', '=', DEV_DEVICE.deviceId)
+      .where('enrolled_at', 'is not', null)
+      .where('revoked_at', 'is', null)
+      .executeTakeFirst();
     await db.destroy();
 
     print('4/6 RTSP test camera');
@@ -126,6 +150,7 @@ export async function startStack(opts: StackOptions): Promise<RunningStack> {
 
     print('5/6 cloud');
     const cloudPort = await portOr(opts.ports.cloudHttp, 'cloud HTTP', print);
+    const grpcPort = await portOr(opts.ports.cloudGrpc, 'cloud gRPC', print);
     const cloudConfig = join(devDir, 'cloud.json');
     writeFileSync(
       cloudConfig,
@@ -136,6 +161,14 @@ export async function startStack(opts: StackOptions): Promise<RunningStack> {
           nats: {
             servers: [natsUrl],
             tls: { caFile: pki.caCert, certFile: pki.services.cloud?.cert, keyFile: pki.services.cloud?.key },
+            auth: { authorityFile: natsAuth.authorityFile },
+          },
+          identity: { caCertFile: pki.caCert, caKeyFile: pki.caKey },
+          grpc: {
+            enabled: true,
+            host: '127.0.0.1',
+            port: grpcPort,
+            tls: { certFile: pki.cloudApi.cert, keyFile: pki.cloudApi.key },
           },
           auth: { jwksFile: apiSigningKey.jwksFile },
         },
@@ -156,19 +189,63 @@ export async function startStack(opts: StackOptions): Promise<RunningStack> {
     const cloudUrl = `http://127.0.0.1:${cloudPort}`;
     await waitForHttp(`${cloudUrl}/readyz`, 30_000, cloud);
 
-    print('6/6 edge agent');
+    print('6/6 edge agent: enrolls with one command, then runs on its issued identity');
+    const dataDir = join(devDir, 'agent-data');
+    const grpcAddress = `localhost:${grpcPort}`;
+    if (!enrolled || !existsSync(join(dataDir, 'identity', 'current', 'identity.json'))) {
+      const installerToken = await mintDevToken({
+        key: apiSigningKey,
+        issuer: 'vigil-dev',
+        audience: 'vigil-api',
+        tenant: DEV_DEVICE.tenantId,
+        roles: ['installer'],
+        sub: 'installer@dev',
+        ttlSeconds: 300,
+      });
+      const res = await fetch(`${cloudUrl}/v1/enrollment-tokens`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${installerToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ site_id: DEV_DEVICE.siteId, ttl_seconds: 600, note: './dev up' }),
+      });
+      if (res.status !== 201)
+        throw new Error(`minting an enrollment token failed: ${res.status} ${await res.text()}`);
+      const enrollToken = ((await res.json()) as { token: string }).token;
+      const cmd = `vigil-agent enroll --cloud ${grpcAddress} --ca-file ${pki.caCert} --device-id ${DEV_DEVICE.deviceId} --data-dir ${dataDir} --force`;
+      print(`  $ ${cmd}   (token in VIGIL_ENROLL_TOKEN)`);
+      await runToEnd(
+        registry,
+        opts.root,
+        [
+          'edge-agent/src/main.ts',
+          'enroll',
+          '--cloud',
+          grpcAddress,
+          '--ca-file',
+          pki.caCert,
+          '--device-id',
+          DEV_DEVICE.deviceId,
+          '--data-dir',
+          dataDir,
+          '--force',
+        ],
+        { VIGIL_ENROLL_TOKEN: enrollToken },
+        (line) => print(`    ${line}`),
+      );
+    } else {
+      print(
+        `  already enrolled as ${DEV_DEVICE.tenantId}/${DEV_DEVICE.deviceId} (${join(dataDir, 'identity')})`,
+      );
+    }
     const agentPort = await portOr(opts.ports.agentHttp, 'agent HTTP', print);
     const modelPath = opts.assetsDir && join(opts.assetsDir, 'models', 'yolox_nano.onnx');
     const model = modelPath && existsSync(modelPath) ? modelPath : undefined;
-    const dev = pki.devices[`${DEV_DEVICE.tenantId}/${DEV_DEVICE.deviceId}`];
     const agentConfig = join(devDir, 'agent.json');
     writeFileSync(
       agentConfig,
       JSON.stringify(
         {
-          device: DEV_DEVICE,
-          dataDir: join(devDir, 'agent-data'),
-          nats: { servers: [natsUrl], tls: { caFile: pki.caCert, certFile: dev?.cert, keyFile: dev?.key } },
+          // No device ids and no NATS settings: both come from the enrolled identity.
+          dataDir,
           http: { host: '127.0.0.1', port: agentPort },
           heartbeatSeconds: 2,
           ...(model ? { models: [{ name: 'yolox', type: 'yolox', path: model }] } : {}),
@@ -199,7 +276,18 @@ export async function startStack(opts: StackOptions): Promise<RunningStack> {
     const agentUrl = `http://127.0.0.1:${agentPort}`;
     await waitForHttp(`${agentUrl}/healthz`, 30_000, agent, true);
 
-    return { pki, databaseUrl, natsUrl, cloudUrl, agentUrl, cameraUrls, logsDir, stop };
+    return {
+      pki,
+      databaseUrl,
+      natsUrl,
+      natsAuthorityDir,
+      cloudUrl,
+      grpcAddress,
+      agentUrl,
+      cameraUrls,
+      logsDir,
+      stop,
+    };
   } catch (err) {
     await stop();
     throw err;
@@ -275,4 +363,26 @@ async function waitForHttp(
     await new Promise((r) => setTimeout(r, 250));
   }
   throw new Error(`${url} did not become ready within ${timeoutMs} ms`);
+}
+
+/** Runs a workspace entry point to completion (e.g. `vigil-agent enroll`), its output line by line; throws on failure. */
+async function runToEnd(
+  registry: ProcessRegistry,
+  root: string,
+  args: string[],
+  env: Record<string, string>,
+  onLine: (line: string) => void,
+): Promise<void> {
+  const child = registry.spawn(process.execPath, ['--conditions=@vigil/source', '--import', 'tsx', ...args], {
+    cwd: root,
+    env: { ...process.env, ...env, FORCE_COLOR: '0' },
+  });
+  for (const stream of [child.stdout, child.stderr]) {
+    stream?.setEncoding('utf8');
+    stream?.on('data', (t: string) => {
+      for (const line of t.split('\n')) if (line.trim()) onLine(line);
+    });
+  }
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  if (code !== 0) throw new Error(`${args.slice(0, 2).join(' ')} exited with code ${code}`);
 }

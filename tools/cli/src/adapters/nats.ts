@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { connectWithAuthority, loadNatsAuthority } from '@vigil/cloud';
 import { CliError } from '../errors.js';
 
 export interface NatsHandle {
@@ -26,12 +27,20 @@ export function cloudServiceTls(pkiDir: string): { caFile: string; certFile: str
   return tls;
 }
 
-/** Connects with the cloud's service certificate (mutual TLS); fails fast instead of reconnecting forever. */
+/**
+ * Connects with the cloud's service certificate (mutual TLS); fails fast instead of reconnecting forever.
+ * When the NATS operator of the dev stack is next to the PKI (`.vigil/nats-auth/authority.json`, JWT mode),
+ * the CLI also mints itself a short-lived service user from it, as the cloud does.
+ */
 export async function connectNats(url: string, pkiDir: string): Promise<NatsHandle> {
   const tls = cloudServiceTls(pkiDir);
+  const authorityFile = join(pkiDir, '..', 'nats-auth', 'authority.json');
   let nc: NatsConnection;
   try {
-    nc = await connect({ servers: url, tls, name: 'vigil-cli', timeout: 5_000, reconnect: false });
+    const options = { servers: url, tls, name: 'vigil-cli', timeout: 5_000, reconnect: false };
+    nc = existsSync(authorityFile)
+      ? await connectWithAuthority(loadNatsAuthority(authorityFile), 'service', 'cli', options)
+      : await connect(options);
   } catch (err) {
     throw new CliError(
       `cannot connect to NATS at ${url} (${(err as Error).message}); is it running (\`./dev up\`)? --nats <url> points elsewhere`,
