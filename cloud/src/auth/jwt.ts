@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import {
   createLocalJWKSet,
   createRemoteJWKSet,
@@ -81,12 +81,41 @@ export function loadJwksFile(path: string): JSONWebKeySet {
   return { keys: keys as JSONWebKeySet['keys'] };
 }
 
-/** The key source named by the config: a JWKS file (read once, now) or a JWKS URL (fetched and cached by jose). */
+/** How often the JWKS file's mtime is looked at (key rotation without a restart). */
+export const JWKS_FILE_CHECK_MS = 5_000;
+
+/**
+ * A JWKS file, read now (a bad file fails the start) and again whenever its mtime changes (checked at most
+ * every JWKS_FILE_CHECK_MS), so keys rotate by rewriting the file: add the new key, switch signers, later
+ * drop the old one. A rewritten file that is invalid is ignored (the last good keys stay) until it is fixed.
+ */
+export function rotatingFileKeys(path: string, now: () => number = Date.now): JWTVerifyGetKey {
+  let keys = createLocalJWKSet(loadJwksFile(path));
+  let mtime = statSync(path).mtimeMs;
+  let checkedAt = now();
+  return (header, token) => {
+    if (now() - checkedAt >= JWKS_FILE_CHECK_MS) {
+      checkedAt = now();
+      try {
+        const m = statSync(path).mtimeMs;
+        if (m !== mtime) {
+          keys = createLocalJWKSet(loadJwksFile(path));
+          mtime = m;
+        }
+      } catch {
+        // Unreadable or invalid for now (mid-rewrite?): keep verifying with the last good keys.
+      }
+    }
+    return keys(header, token);
+  };
+}
+
+/** The key source named by the config: a JWKS file (re-read when it changes) or a JWKS URL (cached by jose). */
 export function keySourceFromConfig(opts: TokenVerifierOptions): {
   getKey: JWTVerifyGetKey;
   remote: boolean;
 } {
-  if (opts.jwksFile) return { getKey: createLocalJWKSet(loadJwksFile(opts.jwksFile)), remote: false };
+  if (opts.jwksFile) return { getKey: rotatingFileKeys(opts.jwksFile), remote: false };
   if (opts.jwksUrl) {
     return {
       getKey: createRemoteJWKSet(new URL(opts.jwksUrl), {
