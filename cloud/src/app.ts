@@ -19,7 +19,13 @@ import { DeviceRevoker } from './fleet/revocation.js';
 import { FleetRegistry } from './fleet/registry.js';
 import { registerDeviceGauge } from './fleet/status.js';
 import { startIngest } from './ingest/start.js';
+import { ConfigIssuer } from './config-ota/issuer.js';
+import { ConfigStatusResponder } from './config-ota/delivery.js';
+import { ModelStore } from './config-ota/models.js';
+import { ConfigSigner } from './config-ota/signing.js';
 import { ConfigError } from './lib/errors.js';
+import { RolloutExecutor } from './rollouts/executor.js';
+import { RolloutStore } from './rollouts/store.js';
 import { createLogger, createMetricsRegistry } from './lib/observability.js';
 import { createDb } from './storage/db.js';
 import { migrateToLatest } from './storage/migrate.js';
@@ -37,6 +43,9 @@ export interface CloudApp {
   readonly audit: AuditLog;
   /** Present in NATS JWT mode. */
   readonly accountPublisher: NatsAccountPublisher | undefined;
+  /** Desired device configs: documents, issuing (what rollouts call), reported state. */
+  readonly configs: ConfigIssuer;
+  readonly models: ModelStore;
   stop(): Promise<void>;
 }
 
@@ -97,6 +106,40 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
     const audit = new AuditLog(db, log, metrics, deps.now);
     const revoker = new DeviceRevoker(db, accountPublisher, audit, log, deps.now);
 
+    // Config OTA: signed, versioned device configs; devices poll on their status subject.
+    const signer = config.configSigning ? await ConfigSigner.load(config.configSigning) : undefined;
+    const configs = new ConfigIssuer({
+      db,
+      log: log.child({ component: 'config-ota' }),
+      metrics,
+      signer,
+      nc,
+      audit,
+      ttlSeconds: config.configSigning?.configTtlSeconds,
+      now: deps.now,
+    });
+    const models = new ModelStore(config.models.dir, config.models.maxBytes);
+    const configStatus = new ConfigStatusResponder(
+      nc,
+      configs,
+      log.child({ component: 'config-ota' }),
+      metrics,
+    );
+    configStatus.start();
+    closers.push(() => configStatus.stop());
+
+    // Staged rollouts (rollouts/): one cloud process runs them at a time (a PostgreSQL advisory lock).
+    const rollouts = new RolloutExecutor({
+      db,
+      store: new RolloutStore(db),
+      issuer: configs,
+      audit,
+      log,
+      now: deps.now,
+    });
+    rollouts.start();
+    closers.push(() => rollouts.stop());
+
     let grpcPort: number | undefined;
     let identity: DeviceIdentityService | undefined;
     if (config.identity) {
@@ -113,6 +156,7 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
           certificateTtlSeconds: config.identity.certificateTtlSeconds,
           minRenewIntervalSeconds: config.identity.minRenewIntervalSeconds,
           natsUrls: config.identity.natsUrls ?? config.nats.servers,
+          configSigningJwks: signer?.publicJwks,
         },
         log,
         metrics,
@@ -130,6 +174,7 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
             caFile: config.identity.caCertFile,
           },
           log,
+          { models, metrics },
         );
         closers.push(() => grpc.stop());
         grpcPort = grpc.port;
@@ -161,6 +206,8 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
       revoker,
       audit,
       rateLimiter,
+      configs,
+      models,
     });
     const http = createHttpApp(
       metrics,
@@ -179,7 +226,20 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
     closers.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
     const httpPort = (server.address() as AddressInfo).port;
     log.info({ url: `http://${config.http.host}:${httpPort}` }, 'cloud HTTP listening');
-    return { db, nc, registry, httpPort, grpcPort, identity, revoker, audit, accountPublisher, stop };
+    return {
+      db,
+      nc,
+      registry,
+      httpPort,
+      grpcPort,
+      identity,
+      revoker,
+      audit,
+      accountPublisher,
+      configs,
+      models,
+      stop,
+    };
   } catch (err) {
     await stop();
     throw err;

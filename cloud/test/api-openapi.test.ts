@@ -270,6 +270,12 @@ describe('OpenAPI document', () => {
         case 'enrollment-tokens:create':
         case 'enrollment-tokens:read':
           return { type: 'enrollment-tokens', tenant: 'acme' };
+        case 'rollouts:read':
+        case 'rollouts:write':
+          return { type: 'rollouts', tenant: 'acme' };
+        case 'configs:read':
+        case 'configs:write':
+          return { type: 'configs', tenant: 'acme' };
         default:
           throw new Error(`no resource for ${action}`);
       }

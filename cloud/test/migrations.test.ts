@@ -28,14 +28,21 @@ describe('PostgreSQL migrations', () => {
       '0004_device_identity',
       '0005_audit_log',
       '0006_idempotency_keys',
+      '0007_device_configs',
+      '0008_rollouts',
     ]);
     expect(await tables(db)).toEqual(
       expect.arrayContaining([
         'audit_log',
+        'config_documents',
         'device_certificates',
+        'device_config_state',
+        'device_configs',
         'devices',
         'enrollment_tokens',
         'idempotency_keys',
+        'rollout_devices',
+        'rollouts',
         'sites',
         'tenants',
         'vigil_migration',
@@ -74,6 +81,10 @@ describe('PostgreSQL migrations', () => {
   });
 
   it('roll back and forward again', async () => {
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0008_rollouts']);
+    expect(await tables(db)).not.toContain('rollouts');
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0007_device_configs']);
+    expect(await tables(db)).not.toContain('device_configs');
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0006_idempotency_keys']);
     expect(await tables(db)).not.toContain('idempotency_keys');
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0005_audit_log']);
@@ -96,6 +107,8 @@ describe('PostgreSQL migrations', () => {
       '0004_device_identity',
       '0005_audit_log',
       '0006_idempotency_keys',
+      '0007_device_configs',
+      '0008_rollouts',
     ]);
   });
 });

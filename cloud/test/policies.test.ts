@@ -76,6 +76,8 @@ describe('Cedar policy set', () => {
       device: ['Device'],
       media: ['Media'],
       'audit-log': ['AuditLog'],
+      configs: ['Tenant', 'Site'],
+      rollouts: ['Tenant', 'Site'],
     };
     for (const action of ACTIONS) {
       const expected = new Set(ACTION_RESOURCE_TYPES[action].flatMap((t) => cedarTypes[t]));

@@ -27,7 +27,13 @@ import {
   type IdentityRenewer,
 } from './identity/index.js';
 import { AGENT_VERSION } from './version.js';
-import type { DetectionEvent } from '@vigil/proto';
+import { DeviceHealth, type DetectionEvent } from '@vigil/proto';
+import type { CameraConfig } from './config/schema.js';
+import { ConfigJournal, configDir } from './remote-config/journal.js';
+import { RemoteConfigManager, startRemoteConfig, type HealthVerdict } from './remote-config/manager.js';
+import { grpcModelFetcher, type ModelFetcher } from './remote-config/models.js';
+import type { ConfigPlan } from './remote-config/plan.js';
+import { loadTrustSet } from './remote-config/trust.js';
 
 export { AGENT_VERSION };
 const STATES: CameraState[] = ['connecting', 'streaming', 'stalled', 'backing_off', 'stopped'];
@@ -39,6 +45,8 @@ export interface AgentDeps {
   onEvent?: (cameraId: string, event: DetectionEvent, snapshot: Buffer | undefined) => void;
   /** The cloud's DeviceService for renewals (default: gRPC); tests substitute it. */
   identityClient?: IdentityClient;
+  /** Models OTA source (default: gRPC FetchModel with the enrolled identity); tests substitute it. */
+  modelFetcher?: ModelFetcher;
 }
 
 export type CameraReport = CameraStatusSnapshot & {
@@ -57,6 +65,10 @@ export interface Agent {
   readonly uplink: Uplink | undefined;
   /** Renews the enrolled identity; undefined without one or with `identity.renew.enabled: false`. */
   readonly renewer: IdentityRenewer | undefined;
+  /** Signed remote config; undefined without NATS or with `remoteConfig.enabled: false`. */
+  readonly remoteConfig: RemoteConfigManager | undefined;
+  /** The config the agent runs now (the bootstrap, or with the applied remote config over it). */
+  runningConfig(): AgentConfig;
   cameraStatus(): CameraReport[];
   stop(): Promise<void>;
 }
@@ -70,7 +82,8 @@ interface CameraRuntime {
 }
 
 /** Composition root of the edge agent: cameras -> detection -> tracking -> outbox; heartbeats; health. */
-export async function startAgent(config: Readonly<AgentConfig>, deps: AgentDeps = {}): Promise<Agent> {
+export async function startAgent(bootstrap: Readonly<AgentConfig>, deps: AgentDeps = {}): Promise<Agent> {
+  const config = bootstrap;
   const log = deps.logger ?? pino({ name: 'vigil-agent', level: config.log.level });
   const now = deps.now ?? (() => new Date());
   const startedAt = now();
@@ -84,10 +97,16 @@ export async function startAgent(config: Readonly<AgentConfig>, deps: AgentDeps 
       'the device certificate has expired: NATS will refuse it; enroll again (vigil-agent enroll --force)',
     );
 
-  const outbox = openOutbox(config.buffer.file ?? join(config.dataDir, 'outbox.db'), {
-    maxBytes: config.buffer.maxBytes,
-    maxEvents: config.buffer.maxEvents,
-    ttlMs: config.buffer.ttlHours * 3_600_000,
+  // The remote config journal decides what runs: the bootstrap, or the last applied remote config over it
+  // (never a half-applied one: an interrupted apply is dropped here).
+  const journal = new ConfigJournal(configDir(config.dataDir));
+  const remoteStart = startRemoteConfig(config, journal, log.child({ component: 'remote-config' }));
+  let running: AgentConfig = remoteStart.config;
+
+  const outbox = openOutbox(running.buffer.file ?? join(config.dataDir, 'outbox.db'), {
+    maxBytes: running.buffer.maxBytes,
+    maxEvents: running.buffer.maxEvents,
+    ttlMs: running.buffer.ttlHours * 3_600_000,
     eviction: config.buffer.eviction,
     synchronous: config.buffer.synchronous,
     now: () => now().getTime(),
@@ -124,18 +143,26 @@ export async function startAgent(config: Readonly<AgentConfig>, deps: AgentDeps 
   // Each camera pipeline has at most one detect call (plus one face-redaction call) in flight, so a queue as
   // long as that can never overflow: MODEL_BUSY then only means a bug, not load. (With the default of 4 the
   // benchmark found 6 cameras on one model rejected frames while the CPU was far from busy.)
-  const models = new ModelRegistry({ maxQueue: Math.max(4, 2 * config.cameras.length) });
-  await models.load(config.models.map((m): ModelSpec => ({ ...m })));
-  for (const f of models.failures()) log.error({ model: f.name, code: f.error.code }, f.error.message);
-  const faceModel =
-    config.privacy.redactFaces && config.privacy.faceModel ? models.get(config.privacy.faceModel) : undefined;
-  if (config.privacy.redactFaces && !faceModel)
-    log.error('face redaction is on but its model is not loaded: snapshots are disabled');
+  // The queue bound covers the largest camera set a config may have (64), so a remote config that adds cameras
+  // never needs a new registry.
+  const models = new ModelRegistry({ maxQueue: Math.max(4, 2 * Math.max(running.cameras.length, 64)) });
+  const loadModels = async (cfg: AgentConfig): Promise<void> => {
+    await models.load(cfg.models.map((m): ModelSpec => ({ ...m })));
+    for (const f of models.failures()) log.error({ model: f.name, code: f.error.code }, f.error.message);
+    if (cfg.privacy.redactFaces && !(cfg.privacy.faceModel && models.get(cfg.privacy.faceModel)))
+      log.error('face redaction is on but its model is not loaded: snapshots are disabled');
+  };
+  await loadModels(running);
 
   // Set once the uplink runs: a new event is published at once instead of at the uplink's next tick.
   let notifyUplink = (): void => {};
   const cameras = new Map<string, CameraRuntime>();
-  for (const cam of config.cameras.filter((c) => c.enabled)) {
+
+  /** Camera set manager: builds one camera (supervisor + pipeline) from the running config. */
+  const createCamera = (cam: CameraConfig): CameraRuntime => {
+    const cfg = running;
+    const faceModel =
+      cfg.privacy.redactFaces && cfg.privacy.faceModel ? models.get(cfg.privacy.faceModel) : undefined;
     let pipeline: CameraPipeline | undefined;
     let detectError: string | undefined;
     if (cam.detect) {
@@ -148,10 +175,10 @@ export async function startAgent(config: Readonly<AgentConfig>, deps: AgentDeps 
           device,
           model,
           faceModel,
-          faceThreshold: config.privacy.faceThreshold,
+          faceThreshold: cfg.privacy.faceThreshold,
           snapshots: {
-            ...config.snapshots,
-            enabled: config.snapshots.enabled && !(config.privacy.redactFaces && !faceModel),
+            ...cfg.snapshots,
+            enabled: cfg.snapshots.enabled && !(cfg.privacy.redactFaces && !faceModel),
           },
           outbox,
           newId,
@@ -190,8 +217,65 @@ export async function startAgent(config: Readonly<AgentConfig>, deps: AgentDeps 
         },
       }),
     };
-    cameras.set(cam.id, runtime);
-  }
+    return runtime;
+  };
+  const startCamera = (cam: CameraConfig): void => {
+    const rt = createCamera(cam);
+    cameras.set(cam.id, rt);
+    rt.pipeline?.start();
+    rt.supervisor.start();
+  };
+  const stopCamera = async (id: string): Promise<void> => {
+    const rt = cameras.get(id);
+    if (!rt) return;
+    cameras.delete(id);
+    await rt.supervisor.stop();
+    await rt.pipeline?.stop();
+    for (const s of STATES) metrics.cameraState.remove({ camera: id, state: s });
+  };
+  /** Applies a plan to the running agent: only the cameras and models it names are touched. */
+  const applyPlan = async (target: AgentConfig, plan: ConfigPlan): Promise<void> => {
+    await Promise.all([...plan.cameras.remove, ...plan.cameras.restart.map((c) => c.id)].map(stopCamera));
+    running = target;
+    if (plan.models.load.length + plan.models.unload.length > 0 || plan.privacyChanged)
+      await loadModels(target);
+    if (plan.bufferChanged)
+      outbox.setLimits({
+        maxBytes: target.buffer.maxBytes,
+        maxEvents: target.buffer.maxEvents,
+        ttlMs: target.buffer.ttlHours * 3_600_000,
+      });
+    for (const cam of [...plan.cameras.add, ...plan.cameras.restart]) startCamera(cam);
+  };
+  /** Health gate of a freshly applied config. */
+  const healthOf = (target: AgentConfig, plan: ConfigPlan): HealthVerdict => {
+    const needed = new Set(target.cameras.filter((c) => c.enabled && c.detect).map((c) => c.detect!.model));
+    if (target.privacy.redactFaces && target.privacy.faceModel) needed.add(target.privacy.faceModel);
+    for (const name of needed)
+      if (!models.get(name)) {
+        const f = models.failures().find((x) => x.name === name);
+        return {
+          ok: false,
+          fatal: true,
+          reason: `model "${name}" is not loaded: ${f?.error.message ?? 'unknown'}`,
+        };
+      }
+    const fresh = new Set([...plan.cameras.add, ...plan.cameras.restart].map((c) => c.id));
+    for (const cam of target.cameras.filter((c) => c.enabled)) {
+      const rt = cameras.get(cam.id);
+      if (!rt) return { ok: false, reason: `camera "${cam.id}" is not running` };
+      const st = rt.supervisor.status;
+      if (st.state !== 'streaming')
+        return {
+          ok: false,
+          reason: `camera "${cam.id}" is ${st.state}${st.lastError ? ` (${st.lastError})` : ''}`,
+        };
+      if (fresh.has(cam.id) && rt.pipeline && rt.pipeline.processed === 0)
+        return { ok: false, reason: `camera "${cam.id}": no inference has succeeded yet` };
+    }
+    return { ok: true };
+  };
+  for (const cam of running.cameras.filter((c) => c.enabled)) cameras.set(cam.id, createCamera(cam));
 
   // Cameras without detection still report frames; their slot is simply emptied.
   const drain = setInterval(() => {
@@ -217,6 +301,7 @@ export async function startAgent(config: Readonly<AgentConfig>, deps: AgentDeps 
       };
     });
 
+  let remoteConfig: RemoteConfigManager | undefined;
   let nc: NatsConnection | undefined;
   let heartbeats: HeartbeatPublisher | undefined;
   let uplink: Uplink | undefined;
@@ -241,7 +326,13 @@ export async function startAgent(config: Readonly<AgentConfig>, deps: AgentDeps 
     });
     heartbeats = new HeartbeatPublisher(
       nc,
-      { ...device, agentVersion: AGENT_VERSION, startedAt, cameras: statuses },
+      {
+        ...device,
+        agentVersion: AGENT_VERSION,
+        startedAt,
+        cameras: statuses,
+        configVersion: () => remoteConfig?.appliedVersion ?? remoteStart.applied?.version ?? 0n,
+      },
       config.heartbeatSeconds * 1000,
       now,
     );
@@ -277,6 +368,34 @@ export async function startAgent(config: Readonly<AgentConfig>, deps: AgentDeps 
     });
   }
 
+  if (nc && config.remoteConfig.enabled) {
+    const deviceHealth = (): DeviceHealth => {
+      const cams = statuses();
+      const streaming = cams.filter((c) => c.state === 'streaming').length;
+      if (cams.length === 0 || streaming === cams.length) return DeviceHealth.DEVICE_HEALTH_OK;
+      return streaming === 0 ? DeviceHealth.DEVICE_HEALTH_FAILING : DeviceHealth.DEVICE_HEALTH_DEGRADED;
+    };
+    remoteConfig = new RemoteConfigManager({
+      nc,
+      device,
+      bootstrap: config,
+      journal,
+      trust: () => loadTrustSet(config, store, (m) => log.warn(m)),
+      host: { running: () => running, apply: applyPlan, health: healthOf, deviceHealth },
+      registry: metrics.registry,
+      log: log.child({ component: 'remote-config' }),
+      now,
+      pollMs: config.remoteConfig.pollSeconds * 1000,
+      healthTimeoutMs: config.remoteConfig.healthTimeoutSeconds * 1000,
+      fetchModel:
+        deps.modelFetcher ??
+        (identity
+          ? grpcModelFetcher(() => renewer?.identity ?? identity, config.identity.grpcEndpoint)
+          : undefined),
+      start: remoteStart,
+    });
+  }
+
   const { server, port } = await startHealthServer(
     config.http.host,
     config.http.port,
@@ -309,6 +428,7 @@ export async function startAgent(config: Readonly<AgentConfig>, deps: AgentDeps 
     c.pipeline?.start();
     c.supervisor.start();
   }
+  remoteConfig?.start();
   log.info(
     { cameras: [...cameras.keys()], health: `http://${config.http.host}:${port}/healthz` },
     'agent started',
@@ -321,8 +441,11 @@ export async function startAgent(config: Readonly<AgentConfig>, deps: AgentDeps 
     metrics,
     uplink,
     renewer,
+    remoteConfig,
+    runningConfig: () => running,
     cameraStatus: statuses,
     stop: async () => {
+      await remoteConfig?.stop();
       await renewer?.stop();
       clearInterval(drain);
       clearInterval(expiry);

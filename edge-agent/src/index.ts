@@ -7,3 +7,18 @@ export type { CameraState, CameraStatusSnapshot, Frame } from './ingest/supervis
 export { openOutbox, type Outbox } from './buffer/index.js';
 export { inboxPrefixFor, Uplink } from './uplink/index.js';
 export { createUuidV7 } from './lib/uuidv7.js';
+export {
+  verifySignedConfig,
+  parseTrustSet,
+  ConfigRejectedError,
+  CONFIG_JWS_ALG,
+  CONFIG_JWS_TYP,
+  type ConfigRejectReason,
+  type ConfigTrustSet,
+  type VerifyConfigOptions,
+} from './remote-config/verify.js';
+export { planConfig, type ConfigPlan, type RuntimeParts } from './remote-config/plan.js';
+export { applyDeviceConfig, ConfigInvalidError, modelFilePath } from './remote-config/translate.js';
+export { ConfigJournal, configDir, type JournalEntry } from './remote-config/journal.js';
+export { RemoteConfigManager } from './remote-config/manager.js';
+export { ensureModelFiles, grpcModelFetcher, type ModelFetcher } from './remote-config/models.js';

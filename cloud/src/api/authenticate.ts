@@ -53,6 +53,8 @@ export function principalOf(res: Response): Principal {
 const AUDITED_DENIALS: Readonly<Record<Exclude<Action, `${string}:read`>, string>> = {
   'enrollment-tokens:create': 'enrollment_token.create',
   'devices:revoke': 'device.revoke',
+  'configs:write': 'config.write',
+  'rollouts:write': 'rollout.write',
 };
 
 function resourceRef(r: Resource): string {

@@ -7,6 +7,8 @@ import { createAuthorizerFromConfig } from '../auth/engine.js';
 import { createTokenVerifier } from '../auth/jwt.js';
 import type { CloudConfig } from '../config/schema.js';
 import type { DeviceRevoker } from '../fleet/revocation.js';
+import type { ConfigIssuer } from '../config-ota/issuer.js';
+import type { ModelStore } from '../config-ota/models.js';
 import type { Database } from '../storage/tables.js';
 import type { HttpMount } from './http.js';
 import { rateLimitMiddleware, type RateLimiter } from './ratelimit.js';
@@ -22,6 +24,8 @@ export interface ApiMountDeps {
   now?: (() => Date) | undefined;
   revoker?: DeviceRevoker | undefined;
   audit?: AuditLog | undefined;
+  configs?: ConfigIssuer | undefined;
+  models?: ModelStore | undefined;
   /** API rate limits (config rateLimit); default: none. */
   rateLimiter?: RateLimiter | undefined;
 }
@@ -49,6 +53,8 @@ export function createApiMounts(
     audit: deps.audit,
     rateLimit: deps.rateLimiter && rateLimitMiddleware(deps.rateLimiter),
     idempotency: config.api.idempotency,
+    configs: deps.configs,
+    models: deps.models,
   });
   return [{ path: '/v1', handler: router }];
 }

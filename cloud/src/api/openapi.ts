@@ -1,4 +1,12 @@
 import { z } from 'zod';
+import {
+  createRolloutBody,
+  listRolloutsQuery,
+  rolloutListSchema,
+  rolloutOperationBody,
+  rolloutPathParams,
+  rolloutViewSchema,
+} from './rollouts.js';
 import type { Action } from '../auth/authorize.js';
 import { createBody as createTokenBody, listQuery as listTokensQuery } from './enrollment-tokens.js';
 import { revokeBody } from './devices.js';
@@ -11,6 +19,17 @@ import {
   MAX_IDEMPOTENCY_KEY_LENGTH,
 } from './idempotency.js';
 import { API_MAX_JSON_DEPTH, API_MAX_URL_LENGTH } from './limits.js';
+import { configBodySchema } from '../config-ota/body.js';
+import {
+  configDocumentViewSchema,
+  configPathParams,
+  deviceConfigViewSchema,
+  issuedConfigViewSchema,
+  modelListSchema,
+  modelPathParams,
+  modelUploadBody,
+  modelViewSchema,
+} from '../config-ota/routes.js';
 import {
   createdEnrollmentTokenSchema,
   devicePageSchema,
@@ -67,6 +86,8 @@ export interface ApiOperation {
   /** Descriptions of query parameters, by name. */
   queryDocs?: Readonly<Record<string, string>> | undefined;
   body?: z.ZodType | undefined;
+  /** Media type of the body; default application/json. */
+  bodyContentType?: string | undefined;
   success: OperationSuccess;
   /** Problem statuses beyond those every operation of its kind has (see problemStatuses). */
   errors?: readonly number[] | undefined;
@@ -75,7 +96,9 @@ export interface ApiOperation {
 }
 
 const EVENT_READERS = ['admin', 'auditor', 'operator', 'viewer'] as const;
+const CONFIG_READERS = ['admin', 'auditor', 'operator', 'viewer'] as const;
 const DEVICE_READERS = ['admin', 'auditor', 'installer', 'operator', 'viewer'] as const;
+const ROLLOUT_READERS = ['admin', 'auditor', 'operator', 'viewer'] as const;
 
 function pageDocs(maxPageSize: number): Record<string, string> {
   return {
@@ -163,6 +186,95 @@ export function apiOperations(maxPageSize: number): ApiOperation[] {
       errors: [404],
     },
     {
+      method: 'put',
+      mount: '/v1',
+      path: '/configs/:scope/:scopeId',
+      operationId: 'putConfigDocument',
+      summary: 'Write a config document',
+      description:
+        'Stores a new revision of the desired-state document of a scope: `tenant` (scopeId = the tenant), ' +
+        '`site` or `device`. A device’s effective config is the tenant document overlaid by its site’s and ' +
+        'its own. Issues nothing: a rollout or POST /v1/devices/{id}/config/issue sends it to devices.',
+      tag: 'Configs',
+      authorization: { action: 'configs:write', roles: ['admin'] },
+      params: configPathParams,
+      body: configBodySchema,
+      success: { status: 200, description: 'The stored revision.', schema: configDocumentViewSchema },
+      errors: [404],
+    },
+    {
+      method: 'get',
+      mount: '/v1',
+      path: '/configs/:scope/:scopeId',
+      operationId: 'getConfigDocument',
+      summary: 'Get a config document',
+      description: 'The latest revision of the document of a scope.',
+      tag: 'Configs',
+      authorization: { action: 'configs:read', roles: CONFIG_READERS },
+      params: configPathParams,
+      success: { status: 200, description: 'The latest revision.', schema: configDocumentViewSchema },
+      errors: [404],
+    },
+    {
+      method: 'get',
+      mount: '/v1',
+      path: '/devices/:id/config',
+      operationId: 'getDeviceConfig',
+      summary: 'Get a device’s config',
+      description: 'The effective body, the desired version and what the device last reported.',
+      tag: 'Configs',
+      authorization: { action: 'configs:read', roles: CONFIG_READERS },
+      params: devicePathParams,
+      success: { status: 200, description: 'The device’s config state.', schema: deviceConfigViewSchema },
+      errors: [404],
+    },
+    {
+      method: 'post',
+      mount: '/v1',
+      path: '/devices/:id/config/issue',
+      operationId: 'issueDeviceConfig',
+      summary: 'Issue a device’s config now',
+      description:
+        'Signs the device’s effective config as a new version and pushes it to the device (no rollout).',
+      tag: 'Configs',
+      authorization: { action: 'configs:write', roles: ['admin'] },
+      params: devicePathParams,
+      success: { status: 201, description: 'The issued version.', schema: issuedConfigViewSchema },
+      errors: [404, 503],
+    },
+    {
+      method: 'put',
+      mount: '/v1',
+      path: '/models/:sha256',
+      operationId: 'uploadModel',
+      summary: 'Upload a model',
+      description:
+        'Stores a model file under its SHA-256 (application/octet-stream). A body that does not hash to the ' +
+        'named SHA-256 is refused (400); one larger than models.maxBytes is a 413.',
+      tag: 'Models',
+      authorization: { action: 'configs:write', roles: ['admin'] },
+      params: modelPathParams,
+      body: modelUploadBody,
+      bodyContentType: 'application/octet-stream',
+      success: {
+        status: 201,
+        description: 'The stored model (200 when it was already stored).',
+        schema: modelViewSchema,
+      },
+      errors: [503],
+    },
+    {
+      method: 'get',
+      mount: '/v1',
+      path: '/models',
+      operationId: 'listModels',
+      summary: 'List models',
+      tag: 'Models',
+      authorization: { action: 'configs:read', roles: CONFIG_READERS },
+      success: { status: 200, description: 'The stored models.', schema: modelListSchema },
+      errors: [503],
+    },
+    {
       method: 'post',
       mount: '/v1',
       path: '/enrollment-tokens',
@@ -195,6 +307,67 @@ export function apiOperations(maxPageSize: number): ApiOperation[] {
       queryDocs: { include_used: 'Include tokens already used (default false).' },
       success: { status: 200, description: 'The tokens.', schema: enrollmentTokenListSchema },
     },
+    {
+      method: 'post',
+      mount: '/v1',
+      path: '/rollouts',
+      operationId: 'createRollout',
+      summary: 'Start a staged rollout',
+      description:
+        'Rolls a config body (or each device’s current effective document) out to a tenant or a site: a ' +
+        'canary, then cumulative waves, each gated on applied + healthy devices (health, fps against the ' +
+        'device’s pre-rollout baseline, event rate) within a window; aborts and rolls back on the abort criteria. ' +
+        'One rollout per tenant is active at a time: another one is a 409 (rollout-state-conflict).',
+      tag: 'Rollouts',
+      authorization: { action: 'rollouts:write', roles: ['admin'] },
+      body: createRolloutBody,
+      success: { status: 201, description: 'The rollout, pending.', schema: rolloutViewSchema },
+    },
+    {
+      method: 'get',
+      mount: '/v1',
+      path: '/rollouts',
+      operationId: 'listRollouts',
+      summary: 'List rollouts',
+      description: 'Rollouts of the caller’s tenant, newest first, with their progress.',
+      tag: 'Rollouts',
+      authorization: { action: 'rollouts:read', roles: ROLLOUT_READERS },
+      query: listRolloutsQuery,
+      queryDocs: { limit: 'At most this many (1 to 200, default 50).' },
+      success: { status: 200, description: 'The rollouts.', schema: rolloutListSchema },
+    },
+    {
+      method: 'get',
+      mount: '/v1',
+      path: '/rollouts/:id',
+      operationId: 'getRollout',
+      summary: 'Get a rollout and its progress',
+      description: 'Per wave: devices applied, failed, pending, rolled back; the state and the abort reason.',
+      tag: 'Rollouts',
+      authorization: { action: 'rollouts:read', roles: ROLLOUT_READERS },
+      params: rolloutPathParams,
+      success: { status: 200, description: 'The rollout.', schema: rolloutViewSchema },
+      errors: [404],
+    },
+    ...(['pause', 'resume', 'abort'] as const).map((op): ApiOperation => ({
+      method: 'post',
+      mount: '/v1',
+      path: `/rollouts/:id/${op}`,
+      operationId: `${op}Rollout`,
+      summary: `${op[0]!.toUpperCase()}${op.slice(1)} a rollout`,
+      description:
+        op === 'abort'
+          ? 'Stops the rollout and rolls back every device that took its config (a new version with the body it ran before).'
+          : op === 'pause'
+            ? 'Issues no further wave; the abort criteria are still watched.'
+            : 'Continues a paused rollout.',
+      tag: 'Rollouts',
+      authorization: { action: 'rollouts:write', roles: ['admin'] },
+      params: rolloutPathParams,
+      body: rolloutOperationBody,
+      success: { status: 200, description: 'The rollout.', schema: rolloutViewSchema },
+      errors: [404],
+    })),
     {
       method: 'get',
       mount: '/v1',
@@ -263,6 +436,12 @@ const TAGS = [
   { name: 'Events', description: 'Detection events stored by ingest.' },
   { name: 'Devices', description: 'The fleet of edge gateways.' },
   { name: 'Enrollment tokens', description: 'One-time tokens with which new gateways enroll.' },
+  { name: 'Configs', description: 'Desired device configuration: documents per scope, signed versions.' },
+  { name: 'Models', description: 'The content-addressed store of model files that devices fetch.' },
+  {
+    name: 'Rollouts',
+    description: 'Staged config rollouts: canary, waves, health gates, abort and rollback.',
+  },
   { name: 'API description', description: 'This document, as JSON and as HTML.' },
   { name: 'Operations', description: 'Liveness, readiness and metrics, outside /v1 (no authentication).' },
 ];
@@ -465,7 +644,9 @@ export function buildOpenApiDocument(operations: readonly ApiOperation[], opts: 
         ? {
             requestBody: {
               required: true,
-              content: { 'application/json': { schema: toSchema(op.body, 'input', schemas) } },
+              content: {
+                [op.bodyContentType ?? 'application/json']: { schema: toSchema(op.body, 'input', schemas) },
+              },
             },
           }
         : {}),

@@ -25,6 +25,10 @@ import { mountEnrollmentTokenRoutes } from './enrollment-tokens.js';
 import { EventReader } from './event-store.js';
 import { mountEventRoutes } from './events.js';
 import { methodNotAllowed, notFoundHandler } from './problem.js';
+import { mountRolloutRoutes } from './rollouts.js';
+import { ConfigIssuer } from '../config-ota/issuer.js';
+import { ModelStore } from '../config-ota/models.js';
+import { mountConfigRoutes } from '../config-ota/routes.js';
 
 /** Largest request body the API parses (JSON bodies, e.g. POST /v1/enrollment-tokens). */
 export const API_BODY_LIMIT = '256kb';
@@ -47,6 +51,10 @@ export interface ApiDeps {
   audit?: AuditLog | undefined;
   /** Per-tenant and per-client rate limits (api/ratelimit.ts), run right after authentication; default: none. */
   rateLimit?: RequestHandler | undefined;
+  /** Desired device configs (config-ota); default: one on `db` that cannot sign (issuing is a 503). */
+  configs?: ConfigIssuer | undefined;
+  /** The models store; default: none configured (503). */
+  models?: ModelStore | undefined;
   /** Config api.idempotency (Idempotency-Key on POST and PATCH); default: 24 h, 60 s. */
   idempotency?: IdempotencyOptions | undefined;
 }
@@ -163,6 +171,23 @@ export function createApiRouter(deps: ApiDeps): Router {
     authorizer: deps.authorizer,
     log: deps.log,
     maxPageSize: deps.maxPageSize,
+  });
+  mountConfigRoutes(router, {
+    configs:
+      deps.configs ??
+      new ConfigIssuer({ db: deps.db, log: deps.log, metrics: deps.metrics, now: deps.now, audit }),
+    models: deps.models ?? new ModelStore(undefined, 0),
+    devices: new DeviceReader(deps.db, deps.offlineAfterSeconds, deps.now),
+    audit,
+    authorizer: deps.authorizer,
+    log: deps.log,
+  });
+  mountRolloutRoutes(router, {
+    db: deps.db,
+    audit,
+    authorizer: deps.authorizer,
+    log: deps.log,
+    now: deps.now,
   });
   router.use(notFoundHandler);
   router.use(countRejections(rejected));

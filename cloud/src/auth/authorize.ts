@@ -16,7 +16,11 @@ export type Action =
   | 'devices:read'
   | 'devices:revoke'
   | 'audit:read'
-  | 'media:read';
+  | 'media:read'
+  | 'configs:read'
+  | 'configs:write'
+  | 'rollouts:read'
+  | 'rollouts:write';
 
 /** Every action, for tests and tables. */
 export const ACTIONS: readonly Action[] = [
@@ -27,6 +31,10 @@ export const ACTIONS: readonly Action[] = [
   'devices:revoke',
   'audit:read',
   'media:read',
+  'configs:read',
+  'configs:write',
+  'rollouts:read',
+  'rollouts:write',
 ];
 
 /**
@@ -66,6 +74,10 @@ export type Resource =
     }
   | { readonly type: 'enrollment-tokens'; readonly tenant: string; readonly site?: string | undefined }
   | { readonly type: 'audit-log'; readonly tenant: string }
+  /** Desired-state config documents and models of a tenant (or of one site: its site document). */
+  | { readonly type: 'configs'; readonly tenant: string; readonly site?: string | undefined }
+  /** Staged config rollouts of a tenant (a rollout is asked about as its tenant's collection). */
+  | { readonly type: 'rollouts'; readonly tenant: string; readonly site?: string | undefined }
   | {
       readonly type: 'media';
       readonly tenant: string;
@@ -87,6 +99,10 @@ export const ACTION_RESOURCE_TYPES: Readonly<Record<Action, readonly Resource['t
   'enrollment-tokens:read': ['enrollment-tokens'],
   'audit:read': ['audit-log'],
   'media:read': ['media'],
+  'configs:read': ['configs', 'device'],
+  'configs:write': ['configs', 'device'],
+  'rollouts:read': ['rollouts'],
+  'rollouts:write': ['rollouts'],
 };
 
 /** Null when `action` applies to `resource`, else the reason to deny. */
@@ -126,6 +142,10 @@ const ROLE_GRANTS: Readonly<Record<Action, readonly string[]>> = {
   'devices:revoke': DEVICE_REVOKER_ROLES,
   'audit:read': ['admin', 'auditor'],
   'media:read': ['admin', 'operator'],
+  'configs:read': ['admin', 'operator', 'viewer', 'auditor'],
+  'configs:write': ['admin'],
+  'rollouts:read': ['admin', 'operator', 'viewer', 'auditor'],
+  'rollouts:write': ['admin'],
 };
 
 /**

@@ -195,6 +195,8 @@ export function resourceEntity(r: Resource): EntityJson {
     case 'events':
     case 'devices':
     case 'enrollment-tokens':
+    case 'configs':
+    case 'rollouts':
       return r.site === undefined
         ? { uid: uid('Tenant', r.tenant), attrs: { tenant: r.tenant }, parents: [] }
         : {

@@ -198,6 +198,36 @@ export const cloudConfigSchema = z
         path: ['opaUrl'],
       })
       .prefault({}),
+    /**
+     * Signing of device configs (config-ota): an ES256 private JWK (0600), its key id (default: the JWK's kid,
+     * else its thumbprint), and optionally a JWKS of earlier public keys devices should still accept.
+     */
+    configSigning: z
+      .strictObject({
+        privateJwkFile: z.string().min(1),
+        kid: z.string().min(1).max(200).optional(),
+        previousPublicJwksFile: z.string().min(1).optional(),
+        /** Lifetime of an issued config: not applied by then, the agent refuses it. */
+        configTtlSeconds: z
+          .number()
+          .int()
+          .min(60)
+          .max(365 * 86_400)
+          .default(7 * 86_400),
+      })
+      .optional(),
+    /** The content-addressed models store (PUT /v1/models/{sha256}, gRPC FetchModel). */
+    models: z
+      .strictObject({
+        /** Directory of `<sha256>` files; without it the store is unavailable (503). */
+        dir: z.string().min(1).optional(),
+        maxBytes: z
+          .number()
+          .int()
+          .min(1)
+          .default(512 * 1024 * 1024),
+      })
+      .prefault({}),
     log: z
       .strictObject({
         level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

@@ -1,6 +1,14 @@
+import { open } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
-import { DeviceServiceDefinition, type DeviceServiceServer } from '@vigil/proto';
+import {
+  DeviceServiceDefinition,
+  type DeviceServiceServer,
+  type FetchModelRequest,
+  type FetchModelResponse,
+} from '@vigil/proto';
 import type { Logger } from 'pino';
+import { Counter, Registry } from 'prom-client';
+import type { ModelStore } from '../config-ota/models.js';
 import { VigilError } from '../lib/errors.js';
 import { EnrollmentTokenInvalidError } from './enrollment.js';
 import type { DeviceIdentityService } from './identity-service.js';
@@ -19,6 +27,15 @@ export interface GrpcServerOptions {
   refreshIntervalMs?: number;
 }
 
+/** Size of the chunks FetchModel streams. */
+export const FETCH_MODEL_CHUNK_BYTES = 64 * 1024;
+
+export interface GrpcServerExtras {
+  /** Serves FetchModel from this store; without it FetchModel is UNAVAILABLE. */
+  models?: ModelStore | undefined;
+  metrics?: Registry | undefined;
+}
+
 export interface RunningGrpcServer {
   readonly port: number;
   stop(): Promise<void>;
@@ -34,7 +51,17 @@ export async function startGrpcServer(
   service: DeviceIdentityService,
   opts: GrpcServerOptions,
   log: Logger,
+  extras: GrpcServerExtras = {},
 ): Promise<RunningGrpcServer> {
+  const metrics = extras.metrics ?? new Registry();
+  const fetches =
+    (metrics.getSingleMetric('vigil_cloud_model_fetches_total') as Counter<'result'> | undefined) ??
+    new Counter({
+      name: 'vigil_cloud_model_fetches_total',
+      help: 'FetchModel calls by result (ok, not_found, unauthenticated, invalid, error, cancelled)',
+      labelNames: ['result'],
+      registers: [metrics],
+    });
   const files = new grpc.experimental.FileWatcherCertificateProvider({
     certificateFile: opts.certFile,
     privateKeyFile: opts.keyFile,
@@ -53,14 +80,64 @@ export async function startGrpcServer(
       respond(service.enroll(call.request), callback, log, 'enroll');
     },
     fetchModel: (call) => {
-      // Models OTA is not served yet: say so rather than hang up.
-      call.emit('error', { code: grpc.status.UNIMPLEMENTED, details: 'FetchModel is not available yet' });
+      const raw = call.getAuthContext()?.sslPeerCertificate?.raw;
+      void fetchModel(call, raw ? { raw } : undefined).then(
+        (result) => fetches.inc({ result }),
+        (err: unknown) => {
+          const { code, details } = toStatus(err);
+          if (code === grpc.status.INTERNAL) log.error({ err, method: 'fetchModel' }, 'FetchModel failed');
+          fetches.inc({ result: code === grpc.status.UNAUTHENTICATED ? 'unauthenticated' : 'error' });
+          call.emit('error', { code, details });
+        },
+      );
     },
     renew: (call, callback) => {
       const raw = call.getAuthContext()?.sslPeerCertificate?.raw;
       respond(service.renew(raw ? { raw } : undefined, call.request), callback, log, 'renew');
     },
   };
+  /** Streams one model to an authenticated device; resolves with the result label. */
+  async function fetchModel(
+    call: grpc.ServerWritableStream<FetchModelRequest, FetchModelResponse>,
+    peer: { raw: Buffer } | undefined,
+  ): Promise<string> {
+    const device = await service.authenticateDevice(peer);
+    const { sha256, offset } = call.request;
+    const fail = (code: grpc.status, details: string, result: string): string => {
+      call.emit('error', { code, details });
+      return result;
+    };
+    const models = extras.models;
+    if (!models) return fail(grpc.status.UNAVAILABLE, 'the models store is not configured', 'error');
+    const found = await models.locate(sha256);
+    if (!found) return fail(grpc.status.NOT_FOUND, `no model with sha256 ${sha256}`, 'not_found');
+    const total = BigInt(found.size);
+    if (offset > total)
+      return fail(grpc.status.OUT_OF_RANGE, 'offset is past the end of the model', 'invalid');
+    log.info({ tenant: device.tenantId, device: device.deviceId, sha256, offset }, 'model fetch');
+    const fh = await open(found.path, 'r');
+    try {
+      let pos = Number(offset);
+      const buf = Buffer.alloc(FETCH_MODEL_CHUNK_BYTES);
+      while (pos < found.size) {
+        if (call.cancelled) return 'cancelled';
+        const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+        if (bytesRead === 0) break;
+        const ok = call.write({
+          offset: BigInt(pos),
+          data: Buffer.from(buf.subarray(0, bytesRead)),
+          totalSize: total,
+        });
+        pos += bytesRead;
+        if (!ok) await new Promise<void>((resolve) => call.once('drain', () => resolve()));
+      }
+    } finally {
+      await fh.close();
+    }
+    call.end();
+    return 'ok';
+  }
+
   server.addService(DeviceServiceDefinition, impl);
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(`${opts.host}:${opts.port}`, credentials, (err, p) => (err ? reject(err) : resolve(p)));

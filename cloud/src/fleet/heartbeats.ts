@@ -11,7 +11,7 @@ import {
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { Heartbeat, parseSubject } from '@vigil/proto';
+import { DeviceHealth, Heartbeat, parseSubject } from '@vigil/proto';
 import type { CloudConfig } from '../config/schema.js';
 import {
   HEARTBEATS_CONSUMER,
@@ -246,6 +246,7 @@ export class HeartbeatConsumer {
         seenAt,
         hb.agentVersion,
         hb.configVersion,
+        heartbeatSignals(hb),
       );
       if (!known)
         this.log.warn(
@@ -270,4 +271,19 @@ export class HeartbeatConsumer {
     const stored = Number(msg.timestampNanos / 1_000_000n);
     return new Date(Math.min(stored, this.now().getTime()));
   }
+}
+
+const HEALTH_NAMES: Readonly<Record<number, string>> = {
+  [DeviceHealth.DEVICE_HEALTH_OK]: 'ok',
+  [DeviceHealth.DEVICE_HEALTH_DEGRADED]: 'degraded',
+  [DeviceHealth.DEVICE_HEALTH_FAILING]: 'failing',
+};
+
+/** What rollout gates read from a heartbeat: the agent's health and its cameras' mean fps (none: null). */
+export function heartbeatSignals(hb: Heartbeat): { health: string; meanFps: number | null } {
+  const fps = hb.cameras.map((c) => c.fps).filter((f) => Number.isFinite(f));
+  return {
+    health: HEALTH_NAMES[hb.health] ?? 'unknown',
+    meanFps: fps.length === 0 ? null : fps.reduce((a, b) => a + b, 0) / fps.length,
+  };
 }

@@ -148,6 +148,45 @@ export class DeviceIdentityService {
     });
   }
 
+  /**
+   * The device a mutual-TLS peer certificate belongs to: its serial is registered, neither it nor the device
+   * is revoked, and it has not expired. Throws CLIENT_CERT_REQUIRED, CERT_UNKNOWN or DEVICE_REVOKED.
+   */
+  async authenticateDevice(
+    peer: PeerCertificate | undefined,
+    db: Kysely<Database> | Transaction<Database> = this.db,
+    lock = false,
+  ): Promise<{ tenantId: string; deviceId: string; serial: string; natsPublicKey: string }> {
+    if (!peer)
+      throw new IdentityError(
+        'CLIENT_CERT_REQUIRED',
+        'this call needs the device certificate (mutual TLS), issued by the fleet CA and not expired',
+      );
+    const cert = new X509Certificate(peer.raw);
+    const serial = cert.serialNumber.toUpperCase();
+    let q = db
+      .selectFrom('device_certificates as c')
+      .innerJoin('devices as d', (j) =>
+        j.onRef('d.tenant_id', '=', 'c.tenant_id').onRef('d.id', '=', 'c.device_id'),
+      )
+      .select([
+        'c.tenant_id',
+        'c.device_id',
+        'c.nats_public_key',
+        'c.revoked_at as cert_revoked_at',
+        'd.revoked_at as device_revoked_at',
+      ])
+      .where('c.serial', '=', serial);
+    // Serialises renewals of one device, so the rate limit of renew cannot be raced.
+    if (lock) q = q.forUpdate('d');
+    const row = await q.executeTakeFirst();
+    if (!row || new Date(cert.validTo) <= this.now())
+      throw new IdentityError('CERT_UNKNOWN', 'the client certificate is not a current device certificate');
+    if (row.cert_revoked_at !== null || row.device_revoked_at !== null)
+      throw new IdentityError('DEVICE_REVOKED', 'this device has been revoked: it must be enrolled anew');
+    return { tenantId: row.tenant_id, deviceId: row.device_id, serial, natsPublicKey: row.nats_public_key };
+  }
+
   async renew(peer: PeerCertificate | undefined, req: RenewRequest): Promise<RenewResponse> {
     return this.counted('renew', async () => {
       const now = this.now();
@@ -156,32 +195,14 @@ export class DeviceIdentityService {
           'CLIENT_CERT_REQUIRED',
           'Renew needs the device certificate (mutual TLS), issued by the fleet CA and not expired',
         );
-      const cert = new X509Certificate(peer.raw);
-      const serial = cert.serialNumber.toUpperCase();
       return this.db.transaction().execute(async (tx) => {
-        const row = await tx
-          .selectFrom('device_certificates as c')
-          .innerJoin('devices as d', (j) =>
-            j.onRef('d.tenant_id', '=', 'c.tenant_id').onRef('d.id', '=', 'c.device_id'),
-          )
-          .select([
-            'c.tenant_id',
-            'c.device_id',
-            'c.nats_public_key',
-            'c.revoked_at as cert_revoked_at',
-            'd.revoked_at as device_revoked_at',
-          ])
-          .where('c.serial', '=', serial)
-          // Serialises renewals of one device, so the rate limit below cannot be raced.
-          .forUpdate('d')
-          .executeTakeFirst();
-        if (!row || new Date(cert.validTo) <= now)
-          throw new IdentityError(
-            'CERT_UNKNOWN',
-            'the client certificate is not a current device certificate',
-          );
-        if (row.cert_revoked_at !== null || row.device_revoked_at !== null)
-          throw new IdentityError('DEVICE_REVOKED', 'this device has been revoked: it must be enrolled anew');
+        const auth = await this.authenticateDevice(peer, tx, true);
+        const serial = auth.serial;
+        const row = {
+          tenant_id: auth.tenantId,
+          device_id: auth.deviceId,
+          nats_public_key: auth.natsPublicKey,
+        };
         this.checkCsr(req.csrPem, row.device_id);
         const natsKey = req.natsPublicKey ? this.checkNatsKey(req.natsPublicKey, false) : row.nats_public_key;
         const last = await tx

@@ -41,6 +41,8 @@ export class FleetRegistry {
     seenAt: Date,
     agentVersion: string,
     configVersion: bigint,
+    /** Rollout gate signals (migration 0008): the agent's health and mean fps over its cameras. */
+    signals?: { health: string; meanFps: number | null },
   ): Promise<boolean> {
     // Never backwards: a redelivered (older) heartbeat after a newer one counts, but changes nothing else.
     const newer = sql<boolean>`(last_seen_at is null or last_seen_at < ${seenAt})`;
@@ -51,6 +53,12 @@ export class FleetRegistry {
         agent_version: sql<string>`case when ${newer} then ${agentVersion} else agent_version end`,
         config_version: sql<string>`case when ${newer} then ${configVersion.toString()} else config_version end`,
         heartbeats: sql<string>`heartbeats + 1`,
+        ...(signals
+          ? {
+              last_health: sql<string>`case when ${newer} then ${signals.health} else last_health end`,
+              mean_fps: sql<number>`case when ${newer} then ${signals.meanFps}::real else mean_fps end`,
+            }
+          : {}),
       })
       .where('tenant_id', '=', tenantId)
       .where('id', '=', deviceId)

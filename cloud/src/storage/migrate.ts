@@ -6,6 +6,8 @@ import * as m0003 from './migrations/0003_enrollment_tokens.js';
 import * as m0004 from './migrations/0004_device_identity.js';
 import * as m0005 from './migrations/0005_audit_log.js';
 import * as m0006 from './migrations/0006_idempotency_keys.js';
+import * as m0007 from './migrations/0007_device_configs.js';
+import * as m0008 from './migrations/0008_rollouts.js';
 
 // Migrations are listed in code (not read from a folder at run time) so that a bundled or relocated
 // build runs exactly the set it was built with. Names sort in order of application.
@@ -16,6 +18,8 @@ const migrations: Record<string, Migration> = {
   '0004_device_identity': m0004,
   '0005_audit_log': m0005,
   '0006_idempotency_keys': m0006,
+  '0007_device_configs': m0007,
+  '0008_rollouts': m0008,
 };
 
 export function migrator(db: Kysely<unknown>): Migrator {

@@ -29,6 +29,9 @@ export interface DevicesTable {
   revoked_at: Date | null;
   revoked_by: string | null;
   revoke_reason: string | null;
+  /** The last heartbeat's health and mean fps over its cameras (migration 0008; rollout gates). */
+  last_health: ColumnType<string | null, string | null | undefined, string | null>;
+  mean_fps: ColumnType<number | null, number | null | undefined, number | null>;
 }
 
 export interface DeviceCertificatesTable {
@@ -129,6 +132,90 @@ export interface IdempotencyKeysTable {
   withheld: 'secret' | 'too_large' | null;
 }
 
+type BigintColumn = ColumnType<string, string | number | bigint, string | number | bigint>;
+type NullableBigintColumn = ColumnType<
+  string | null,
+  string | number | bigint | null | undefined,
+  string | number | bigint | null
+>;
+
+/** Desired-state documents per scope, one row per revision (config-ota, migration 0007). */
+export interface ConfigDocumentsTable {
+  tenant_id: string;
+  scope: 'tenant' | 'site' | 'device';
+  scope_id: string;
+  revision: number;
+  /** Read: the parsed object. Write: its JSON text. */
+  body: ColumnType<Record<string, unknown>, string, never>;
+  created_by: string;
+  created_at: Date;
+}
+
+/** Every config issued to a device, signed (config-ota, migration 0007). */
+export interface DeviceConfigsTable {
+  tenant_id: string;
+  device_id: string;
+  version: BigintColumn;
+  /** Read: the parsed object. Write: its JSON text. */
+  body: ColumnType<Record<string, unknown>, string, never>;
+  jws: string;
+  key_id: string;
+  rollout_id: string | null;
+  issued_by: string;
+  issued_at: Date;
+  expires_at: Date;
+}
+
+/** Desired version and last reported status per device (config-ota, migration 0007). */
+export interface DeviceConfigStateTable {
+  tenant_id: string;
+  device_id: string;
+  desired_version: ColumnType<string, string | number | bigint | undefined, string | number | bigint>;
+  reported_version: NullableBigintColumn;
+  applied_version: NullableBigintColumn;
+  state: ColumnType<string, string | undefined, string>;
+  reason: ColumnType<string, string | undefined, string>;
+  health: ColumnType<string, string | undefined, string>;
+  reported_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
+}
+
+/** A staged rollout (rollouts/, migration 0008). */
+export interface RolloutsTable {
+  id: string;
+  tenant_id: string;
+  scope: 'tenant' | 'site';
+  scope_id: string;
+  /** Read: the parsed object (null: each device's effective document). Write: its JSON text. */
+  body: ColumnType<Record<string, unknown> | null, string | null, never>;
+  /** Read: the parsed spec. Write: its JSON text. */
+  spec: ColumnType<Record<string, unknown>, string, never>;
+  state: string;
+  current_wave: ColumnType<number, number | undefined, number>;
+  wave_started_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
+  created_by: string;
+  created_at: Date;
+  updated_at: Date;
+  finished_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
+  abort_reason: ColumnType<string | null, string | null | undefined, string | null>;
+}
+
+/** A target device of a rollout (migration 0008). */
+export interface RolloutDevicesTable {
+  rollout_id: string;
+  tenant_id: string;
+  device_id: string;
+  position: number;
+  wave: ColumnType<number | null, number | null | undefined, number | null>;
+  issued_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
+  previous_body: ColumnType<Record<string, unknown> | null, string | null | undefined, string | null>;
+  previous_version: NullableBigintColumn;
+  issued_version: NullableBigintColumn;
+  baseline_fps: ColumnType<number | null, number | null | undefined, number | null>;
+  rollback_version: NullableBigintColumn;
+  status: ColumnType<string, string | undefined, string>;
+  reason: ColumnType<string | null, string | null | undefined, string | null>;
+}
+
 /** The typed view of the schema that the migrations build. */
 export interface Database {
   tenants: TenantsTable;
@@ -139,4 +226,9 @@ export interface Database {
   device_certificates: DeviceCertificatesTable;
   audit_log: AuditLogTable;
   idempotency_keys: IdempotencyKeysTable;
+  config_documents: ConfigDocumentsTable;
+  device_configs: DeviceConfigsTable;
+  device_config_state: DeviceConfigStateTable;
+  rollouts: RolloutsTable;
+  rollout_devices: RolloutDevicesTable;
 }

@@ -59,6 +59,20 @@ function resourcesFor(action: Action, tenant: string): Resource[] {
       return [{ type: 'enrollment-tokens', tenant }];
     case 'audit:read':
       return [{ type: 'audit-log', tenant }];
+    case 'rollouts:read':
+    case 'rollouts:write':
+      return [
+        { type: 'rollouts', tenant },
+        { type: 'rollouts', tenant, site: 'hq' },
+      ];
+    case 'configs:read':
+    case 'configs:write':
+      return [
+        { type: 'configs', tenant },
+        { type: 'configs', tenant, site: 'hq' },
+        { type: 'device', tenant, id: 'gw1' },
+        { type: 'device', tenant, id: 'gw1', site: 'hq' },
+      ];
     case 'media:read':
       return [
         { type: 'media', tenant, id: 'm1' },
@@ -76,6 +90,10 @@ export const GRANTS: Readonly<Record<Action, readonly Role[]>> = {
   'enrollment-tokens:read': ['admin', 'installer', 'auditor'],
   'audit:read': ['admin', 'auditor'],
   'media:read': ['admin', 'operator'],
+  'configs:read': ['admin', 'operator', 'viewer', 'auditor'],
+  'configs:write': ['admin'],
+  'rollouts:read': ['admin', 'operator', 'viewer', 'auditor'],
+  'rollouts:write': ['admin'],
 };
 
 const ALL_ACTIONS = Object.keys(GRANTS) as Action[];

@@ -214,7 +214,8 @@ export interface OutboxDurability {
 const SYNCHRONOUS_NAMES = ['OFF', 'NORMAL', 'FULL', 'EXTRA'] as const;
 
 export class Outbox {
-  readonly limits: Readonly<OutboxLimits>;
+  /** Replaced whole by setLimits() (remote config); never mutated in place. */
+  limits: Readonly<OutboxLimits>;
   /**
    * Read back, not assumed: better-sqlite3 (SQLITE_DEFAULT_WAL_SYNCHRONOUS=1) gives a connection that opens an
    * existing WAL file `synchronous=NORMAL` unless the caller sets it; `openOutbox` always sets it.
@@ -324,6 +325,15 @@ export class Outbox {
    * which the event may be acknowledged upstream. Throws only on unexpected SQLite errors (I/O, corruption);
    * bounds, bad input and a full disk are counted rejections.
    */
+  /** New bounds (a remote config changed them); they apply from the next append/expiry on. */
+  setLimits(next: Partial<Pick<OutboxLimits, 'maxBytes' | 'maxEvents' | 'ttlMs'>>): void {
+    const limits = { ...this.limits, ...stripUndefined(next) };
+    positiveInt('maxBytes', limits.maxBytes);
+    positiveInt('maxEvents', limits.maxEvents);
+    if (!(limits.ttlMs > 0)) throw new RangeError(`outbox: ttlMs must be > 0: ${limits.ttlMs}`);
+    this.limits = Object.freeze(limits);
+  }
+
   append(entry: AppendEntry): AppendResult {
     this.assertOpen();
     const invalid = this.check(entry);

@@ -174,6 +174,18 @@ export const agentConfigSchema = z
           .prefault({}),
       })
       .prefault({}),
+    /** Signed remote config from the cloud (issue #7): delivered on the device's cfg subject, polled via status. */
+    remoteConfig: z
+      .strictObject({
+        enabled: z.boolean().default(true),
+        /** Period of the ConfigStatus poll (also sent at connect, on reconnect and after each apply). */
+        pollSeconds: z.number().min(0.2).max(86_400).default(60),
+        /** Time a new config has to become healthy (cameras streaming, models loaded) before it is rolled back. */
+        healthTimeoutSeconds: z.number().min(1).max(3600).default(30),
+        /** JWKS of the cloud's config signing keys, for pre-provisioned agents (enrolled ones get it at enrollment). */
+        trustedKeysFile: z.string().min(1).optional(),
+      })
+      .prefault({}),
     log: z
       .strictObject({
         level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

@@ -37,6 +37,8 @@ export interface IssuedIdentity {
   info: IdentityInfo;
   material: IdentityMaterial;
   notAfter: Date;
+  /** JWKS of the cloud's config signing keys (config_signing_jwks); '' = keep the stored set. */
+  configJwks?: string;
 }
 
 /** What the renewer needs from the cloud; the gRPC client below, or a stand-in in tests. */
@@ -132,7 +134,13 @@ function checkEndpoint(endpoint: string): string {
 function issued(
   info: IdentityInfo,
   keys: DeviceKeys,
-  res: { certificatePem: string; caChainPem: string[]; natsUserJwt: string; notAfter: Date | undefined },
+  res: {
+    certificatePem: string;
+    caChainPem: string[];
+    natsUserJwt: string;
+    notAfter: Date | undefined;
+    configSigningJwks?: string;
+  },
   trustedCaPem: string,
   now: Date,
 ): IssuedIdentity {
@@ -165,7 +173,7 @@ function issued(
   if (checked.natsPublicKey !== keys.natsPublicKey) invalid('a NATS JWT for another key');
   if (checked.notAfter.getTime() <= now.getTime())
     invalid(`a certificate that expired at ${checked.notAfter.toISOString()}`);
-  return { info, material, notAfter: checked.notAfter };
+  return { info, material, notAfter: checked.notAfter, configJwks: res.configSigningJwks ?? '' };
 }
 
 type Op = 'enroll' | 'renew';

@@ -165,7 +165,7 @@ async function enrollCommand(argv: string[], io: CommandIo, deps: EnrollCommandD
     agentVersion: AGENT_VERSION,
     deadlineMs: deps.deadlineMs,
   });
-  const id = store.save(issued.info, issued.material);
+  const id = store.save(issued.info, issued.material, issued.configJwks);
   const where = dirname(id.files.cert);
   const start = values.config
     ? `vigil-agent --config ${values.config}`

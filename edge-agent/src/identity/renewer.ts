@@ -176,7 +176,7 @@ export class IdentityRenewer {
         now: this.now,
       });
       if (this.stopped) return;
-      this.current = this.opts.store.save(issued.info, issued.material);
+      this.current = this.opts.store.save(issued.info, issued.material, issued.configJwks);
       this.renewals.inc({ result: 'success' });
       log.info({ notAfter: this.current.notAfter.toISOString() }, 'device certificate renewed');
     } catch (err) {

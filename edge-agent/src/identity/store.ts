@@ -24,7 +24,8 @@ import { checkMaterial, readCredsText, type IdentityMaterial } from './material.
  * directory, and `current` is a symlink to the generation in use:
  *
  *   <dir>/current -> gen-<id>      every reader goes through <dir>/current/<file>
- *   <dir>/gen-<id>/device.key 0600, device.crt 0644, ca.pem 0644, nats.creds 0600, identity.json 0644
+ *   <dir>/gen-<id>/device.key 0600, device.crt 0644, ca.pem 0644, nats.creds 0600, identity.json 0644,
+ *                  config-jwks.json 0644 (the config signing keys; optional)
  *
  * save() writes a whole new generation under a temporary name (each file fsync'ed), renames it to gen-<id>,
  * then points a temporary symlink at it and renames that over `current` (rename(2) replaces it atomically)
@@ -40,6 +41,8 @@ const FILES = {
   ca: 'ca.pem',
   creds: 'nats.creds',
   meta: 'identity.json',
+  /** Optional: the cloud's config signing keys (JWKS), carried over from the previous generation when absent. */
+  jwks: 'config-jwks.json',
 } as const;
 const SECRET_MODE = 0o600;
 const PUBLIC_MODE = 0o644;
@@ -107,12 +110,15 @@ export function defaultIdentityDir(dataDir: string): string {
 
 export class IdentityStore {
   readonly files: IdentityFiles;
+  /** The cloud's config signing keys (JWKS) of the current generation; may not exist. */
+  readonly jwksFile: string;
 
   constructor(
     readonly dir: string,
     private readonly opts: IdentityStoreOptions = {},
   ) {
     const cur = join(dir, CURRENT);
+    this.jwksFile = join(cur, FILES.jwks);
     this.files = {
       dir,
       key: join(cur, FILES.key),
@@ -205,7 +211,7 @@ export class IdentityStore {
    * Stores a complete identity as a new generation and switches `current` to it (see the layout comment).
    * The material is checked first: an identity that load() would refuse is never written. Returns it loaded.
    */
-  save(info: IdentityInfo, material: IdentityMaterial): DeviceIdentity {
+  save(info: IdentityInfo, material: IdentityMaterial, configJwks = ''): DeviceIdentity {
     const probe = { key: 'device key', cert: 'certificate', ca: 'CA chain', creds: 'NATS credentials' };
     const checked = checkMaterial(material, info.deviceId, probe, 'IDENTITY_INVALID');
     const meta: IdentityMeta = {
@@ -233,6 +239,15 @@ export class IdentityStore {
     writeDurable(join(tmpDir, FILES.ca), material.caPem, PUBLIC_MODE);
     writeDurable(join(tmpDir, FILES.creds), formatCreds(material.natsJwt, material.natsSeed), SECRET_MODE);
     writeDurable(join(tmpDir, FILES.meta), `${JSON.stringify(meta, null, 2)}\n`, PUBLIC_MODE);
+    // An empty set from the cloud means "unchanged": the previous generation's keys are carried over.
+    let jwks = configJwks;
+    if (!jwks && previous)
+      try {
+        jwks = readFileSync(join(this.dir, previous, FILES.jwks), 'utf8');
+      } catch {
+        jwks = '';
+      }
+    if (jwks) writeDurable(join(tmpDir, FILES.jwks), jwks, PUBLIC_MODE);
     syncDir(tmpDir);
     renameSync(tmpDir, join(this.dir, gen));
     const tmpLink = join(this.dir, `.current-${suffix}.tmp`);

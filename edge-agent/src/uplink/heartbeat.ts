@@ -17,6 +17,8 @@ export interface HeartbeatSource {
   agentVersion: string;
   startedAt: Date;
   cameras: () => Array<CameraStatusSnapshot & { framesDropped: number; fps: number }>;
+  /** Version of the remote config the agent runs (0 = its local config). */
+  configVersion?: () => bigint;
 }
 
 /** Pure: builds the heartbeat message from the agent's current state. */
@@ -38,6 +40,7 @@ export function buildHeartbeat(src: HeartbeatSource, now: Date): Heartbeat {
     uptimeSeconds: BigInt(Math.floor((now.getTime() - src.startedAt.getTime()) / 1000)),
     health,
     memoryRssBytes: BigInt(process.memoryUsage.rss()),
+    configVersion: src.configVersion?.() ?? 0n,
     cameras: cameras.map((c) => ({
       cameraId: c.cameraId,
       state: wireState[c.state],

@@ -5,9 +5,11 @@
 # reads `allow` and `reason` from the result; anything else (no result, a timeout, an error) is a deny.
 #   input.principal  {"subject", "tenant", "roles": [..], "sites": [..] (only for a site-scoped user)}
 #   input.action     "events:read" | "devices:read" | "devices:revoke" | "enrollment-tokens:create" |
-#                    "enrollment-tokens:read" | "audit:read" | "media:read"
+#                    "enrollment-tokens:read" | "audit:read" | "media:read" | "configs:read" |
+#                    "configs:write" | "rollouts:read" | "rollouts:write"
 #   input.resource   {"type", "tenant", ...} exactly as cloud/src/auth/authorize.ts (Resource) defines it:
-#                    collections "events" | "devices" | "enrollment-tokens" with an optional "site";
+#                    collections "events" | "devices" | "enrollment-tokens" | "configs" | "rollouts" with an
+#                    optional "site";
 #                    "audit-log"; single resources "event" | "device" | "media" with "id" and, once loaded,
 #                    "site" (null: a device at no site), "camera", "dataClass".
 # An absent attribute of a single resource means "not loaded yet" (the cloud asks again once it is).
@@ -44,14 +46,18 @@ applies_to := {
 	"enrollment-tokens:read": {"enrollment-tokens"},
 	"audit:read": {"audit-log"},
 	"media:read": {"media"},
+	"configs:read": {"configs", "device"},
+	"configs:write": {"configs", "device"},
+	"rollouts:read": {"rollouts"},
+	"rollouts:write": {"rollouts"},
 }
 
 valid_request if input.resource.type in applies_to[input.action]
 
 # Reading metadata: the Cedar action group "read" (media:read is not in it).
-read_actions := {"events:read", "devices:read", "enrollment-tokens:read", "audit:read"}
+read_actions := {"events:read", "devices:read", "enrollment-tokens:read", "audit:read", "configs:read", "rollouts:read"}
 
-collection_types := {"events", "devices", "enrollment-tokens"}
+collection_types := {"events", "devices", "enrollment-tokens", "configs", "rollouts"}
 
 # ---- forbids (guards.cedar): any one denies, whatever the permits say -------------------------------------
 
@@ -113,7 +119,7 @@ permits contains "admin" if "admin" in input.principal.roles
 # operator: reads events and devices (metadata), and media that is not personal data.
 permits contains "operator-read" if {
 	"operator" in input.principal.roles
-	input.action in {"events:read", "devices:read"}
+	input.action in {"events:read", "devices:read", "configs:read", "rollouts:read"}
 	metadata_or_unknown
 }
 
@@ -126,7 +132,7 @@ permits contains "operator-media" if {
 # viewer: reads event metadata and devices.
 permits contains "viewer-read" if {
 	"viewer" in input.principal.roles
-	input.action in {"events:read", "devices:read"}
+	input.action in {"events:read", "devices:read", "configs:read", "rollouts:read"}
 	metadata_or_unknown
 }
 

@@ -2,10 +2,12 @@ import { Command, CommanderError, Option } from 'commander';
 import { defaultPkiDir } from '@vigil/certs';
 import { CliError, type Io } from './errors.js';
 import type { CliContext } from './commands/common.js';
+import { register as registerConfig } from './commands/config.js';
 import { register as registerDevices } from './commands/devices.js';
 import { register as registerDlq } from './commands/dlq.js';
 import { register as registerEnrollToken } from './commands/enroll-token.js';
 import { register as registerEvents } from './commands/events.js';
+import { register as registerRollout } from './commands/rollout.js';
 import { register as registerToken } from './commands/token.js';
 
 export const DEFAULT_API_URL = 'http://127.0.0.1:8080';
@@ -58,6 +60,13 @@ Examples:
   pnpm vigil devices list --tenant dev --status offline
   pnpm vigil devices get gw-1 --tenant dev
   pnpm vigil devices revoke gw-1 --tenant dev --reason 'stolen from site hq' --yes
+  pnpm vigil config set --scope site --id hq --file body.json --tenant dev
+  pnpm vigil config device gw-1 --tenant dev
+  pnpm vigil config issue gw-1 --tenant dev
+  pnpm vigil models upload yolox_nano.onnx --tenant dev
+  pnpm vigil rollout create --tenant dev --body-file body.json --canary 3 --waves 10,50,100 --min-fps-ratio 0.8
+  pnpm vigil rollout status 0190f5c2-8a3e-7b1c-9d2e-4f5a6b7c8d9e --tenant dev --watch
+  pnpm vigil rollout abort 0190f5c2-8a3e-7b1c-9d2e-4f5a6b7c8d9e --tenant dev --reason 'fps drop'
   pnpm vigil dlq list
   pnpm vigil dlq show 12
   pnpm vigil dlq replay 12 13
@@ -73,6 +82,8 @@ Exit codes: 0 done, 1 failed (or something was not replayed), 2 usage error.`,
   registerEnrollToken(program, ctx);
   registerDevices(program, ctx);
   registerDlq(program, ctx);
+  registerRollout(program, ctx);
+  registerConfig(program, ctx);
   return program;
 }
 

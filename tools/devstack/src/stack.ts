@@ -5,6 +5,7 @@ import { CameraSim, checkCameraSimPrerequisites, type CameraSimMount } from '@vi
 import { ensureDevPki, type DevPkiPaths } from '@vigil/certs';
 import {
   createDb,
+  ensureDevConfigSigningKey,
   ensureDevSigningKey,
   ensureNatsAuthority,
   migrateToLatest,
@@ -89,6 +90,8 @@ export async function startStack(opts: StackOptions): Promise<RunningStack> {
     const natsAuth = await ensureNatsAuthority(natsAuthorityDir);
     // Signs dev API tokens (`pnpm vigil token mint`); the cloud verifies them with the public JWKS.
     const apiSigningKey = ensureDevSigningKey(pki.dir);
+    // Signs the configs the cloud sends to devices (agents get the public key at enrollment).
+    const configSigningKey = await ensureDevConfigSigningKey(pki.dir);
 
     print('2/6 nats-server: mutual TLS, per-device JWT authorization, JetStream');
     const tls = { caFile: pki.caCert, certFile: pki.natsServer.cert, keyFile: pki.natsServer.key };
@@ -164,6 +167,8 @@ export async function startStack(opts: StackOptions): Promise<RunningStack> {
             auth: { authorityFile: natsAuth.authorityFile },
           },
           identity: { caCertFile: pki.caCert, caKeyFile: pki.caKey },
+          configSigning: { privateJwkFile: configSigningKey.privateJwkFile },
+          models: { dir: join(devDir, 'models') },
           grpc: {
             enabled: true,
             host: '127.0.0.1',

@@ -4,12 +4,14 @@
 // that device, its detections reach PostgreSQL and its heartbeats make it online. Revoking it through the
 // API then drops its NATS connection.
 import type { ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  ensureDevConfigSigningKey,
   ensureDevSigningKey,
   ensureNatsAuthority,
   mintDevToken,
@@ -97,6 +99,10 @@ describe.skipIf(!haveAssets)(
           },
           auth: { jwksFile: signingKey().jwksFile },
           fleet: { offlineAfterSeconds: 10 },
+          configSigning: {
+            privateJwkFile: (await ensureDevConfigSigningKey(join(work, 'config-key'))).privateJwkFile,
+          },
+          models: { dir: join(work, 'cloud-models') },
         }),
         { logger: pino({ level: 'warn' }) },
       );
@@ -274,6 +280,67 @@ describe.skipIf(!haveAssets)(
           { timeout: 15_000 },
         )
         .toBeGreaterThan(before);
+    });
+
+    it('takes a signed config from the cloud: the model by sha256 over gRPC, a new threshold, applied', async () => {
+      const admin = await apiToken('admin');
+      const api = (path: string, init: RequestInit = {}): Promise<Response> =>
+        fetch(`http://127.0.0.1:${cloud.httpPort}${path}`, {
+          ...init,
+          headers: {
+            authorization: `Bearer ${admin}`,
+            'content-type': 'application/json',
+            ...(init.headers ?? {}),
+          },
+        });
+      // Models OTA: the admin uploads the model once, content-addressed; the agent fetches it by hash.
+      const bytes = readFileSync(model!);
+      const sha256 = createHash('sha256').update(bytes).digest('hex');
+      const up = await api(`/v1/models/${sha256}`, {
+        method: 'PUT',
+        body: bytes,
+        headers: { 'content-type': 'application/octet-stream' },
+      });
+      expect([200, 201]).toContain(up.status);
+      const body = {
+        models: [{ name: 'yolox-ota', type: 'yolox', sha256 }],
+        cameras: [
+          {
+            id: 'lobby',
+            url: camera().url('lobby'),
+            enabled: true,
+            detectFps: 5,
+            width: 640,
+            height: 360,
+            modelName: 'yolox-ota',
+            labels: ['person'],
+            defaultThreshold: 0.6,
+          },
+        ],
+      };
+      expect(
+        (await api('/v1/configs/device/gw-lobby', { method: 'PUT', body: JSON.stringify(body) })).status,
+      ).toBeLessThan(300);
+      const issued = await api('/v1/devices/gw-lobby/config/issue', { method: 'POST', body: '{}' });
+      expect(issued.status, await issued.clone().text()).toBeLessThan(300);
+      await expect
+        .poll(
+          async () => {
+            const v = (await (await api('/v1/devices/gw-lobby/config')).json()) as {
+              state?: string;
+              appliedVersion?: number | string;
+              applied_version?: number | string;
+            };
+            return `${v.state}`;
+          },
+          { timeout: 60_000, interval: 500 },
+        )
+        .toBe('applied');
+      // The agent runs it: its metrics say which version, and the model file it fetched is the uploaded one.
+      const metrics = await (await fetch(`http://127.0.0.1:${agentHttpPort}/metrics`)).text();
+      expect(metrics).toMatch(/vigil_agent_config_version 1/);
+      const local = readFileSync(join(dataDir, 'models', sha256));
+      expect(createHash('sha256').update(local).digest('hex')).toBe(sha256);
     });
 
     it('revoking the device through the API drops its NATS connection', async () => {

@@ -165,6 +165,16 @@ export class ApiClient {
     return this.send<DeviceRevocation>('POST', `/v1/devices/${encodeURIComponent(id)}/revoke`, { reason });
   }
 
+  /** A JSON call of a route without a typed method here (config OTA, models). */
+  call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    return this.send<T>(method, path, body);
+  }
+
+  /** PUT of raw bytes (application/octet-stream), e.g. a model file. */
+  upload<T>(path: string, bytes: Uint8Array): Promise<T> {
+    return this.send<T>('PUT', path, bytes);
+  }
+
   private get<T>(path: string): Promise<T> {
     return this.send<T>('GET', path);
   }
@@ -178,9 +188,13 @@ export class ApiClient {
         headers: {
           authorization: `Bearer ${this.token}`,
           accept: 'application/json',
-          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+          ...(body === undefined
+            ? {}
+            : {
+                'content-type': body instanceof Uint8Array ? 'application/octet-stream' : 'application/json',
+              }),
         },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        ...(body === undefined ? {} : { body: body instanceof Uint8Array ? body : JSON.stringify(body) }),
         signal: AbortSignal.timeout(this.timeoutMs),
       });
     } catch (err) {

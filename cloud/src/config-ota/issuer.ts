@@ -1,0 +1,456 @@
+import {
+  ConfigState,
+  DeviceConfig,
+  DeviceHealth,
+  SignedConfig,
+  subjectFor,
+  type ConfigStatus,
+} from '@vigil/proto';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { sql, type Kysely } from 'kysely';
+import type { Logger } from 'pino';
+import { Counter, type Registry } from 'prom-client';
+import type { AuditLog } from '../audit/audit-log.js';
+import { VigilError } from '../lib/errors.js';
+import type { Database } from '../storage/tables.js';
+import { configBodySchema, effectiveBodyProblems, toDeviceConfig, type ConfigBody } from './body.js';
+import { mergeConfigBodies, type ConfigScope } from './merge.js';
+import type { ConfigSigner } from './signing.js';
+
+export type DeviceConfigStateName = 'pending' | 'applied' | 'failed' | 'rolled_back' | 'unknown';
+export type DeviceHealthName = 'ok' | 'degraded' | 'failing' | 'unknown';
+
+/** Desired and reported config of one device (what a rollout gates on). */
+export interface DeviceConfigState {
+  deviceId: string;
+  /** The newest issued version; 0n when none was ever issued. */
+  desiredVersion: bigint;
+  /** The version the device's last status was about; null before any report. */
+  reportedVersion: bigint | null;
+  /** The version the device runs, per its last status; null before any report. */
+  appliedVersion: bigint | null;
+  /**
+   * `applied`/`failed`/`rolled_back`: what the device reported about the desired version (applied also when
+   * it runs a later one); `pending`: not reported on the desired version yet; `unknown`: nothing issued.
+   */
+  state: DeviceConfigStateName;
+  reason: string;
+  health: DeviceHealthName;
+  reportedAt: Date | null;
+}
+
+export interface IssueInput {
+  tenantId: string;
+  deviceIds: string[];
+  body: ConfigBody;
+  rolloutId?: string | undefined;
+  /** Who issues: a JWT subject, or `rollout:<id>`, `system`. */
+  actor: string;
+}
+
+export interface ConfigDocument {
+  scope: ConfigScope;
+  scopeId: string;
+  revision: number;
+  body: ConfigBody;
+  createdBy: string;
+  createdAt: Date;
+}
+
+export interface CurrentSignedConfig {
+  version: bigint;
+  jws: string;
+  keyId: string;
+}
+
+/** Config OTA errors (the API maps NOT_FOUND / VALIDATION_FAILED / UNAVAILABLE). */
+export class ConfigOtaError extends VigilError {
+  constructor(code: 'NOT_FOUND' | 'VALIDATION_FAILED' | 'UNAVAILABLE', message: string) {
+    super(code, message, code === 'UNAVAILABLE');
+  }
+}
+
+export interface ConfigIssuerOptions {
+  db: Kysely<Database>;
+  log: Logger;
+  metrics: Registry;
+  /** Signs configs; without it nothing can be issued (UNAVAILABLE). */
+  signer?: ConfigSigner | undefined;
+  /** Pushes issued configs on the cfg subjects; without it devices get them when they poll. */
+  nc?: NatsConnection | undefined;
+  audit?: AuditLog | undefined;
+  /** Config lifetime (expires_at - issued_at); default 7 days. */
+  ttlSeconds?: number | undefined;
+  now?: (() => Date) | undefined;
+}
+
+const STATES: Record<number, DeviceConfigStateName> = {
+  [ConfigState.CONFIG_STATE_PENDING]: 'pending',
+  [ConfigState.CONFIG_STATE_APPLIED]: 'applied',
+  [ConfigState.CONFIG_STATE_FAILED]: 'failed',
+  [ConfigState.CONFIG_STATE_ROLLED_BACK]: 'rolled_back',
+};
+const HEALTH: Record<number, DeviceHealthName> = {
+  [DeviceHealth.DEVICE_HEALTH_OK]: 'ok',
+  [DeviceHealth.DEVICE_HEALTH_DEGRADED]: 'degraded',
+  [DeviceHealth.DEVICE_HEALTH_FAILING]: 'failing',
+};
+
+function counter(metrics: Registry, name: string, help: string, labelNames: string[]): Counter<string> {
+  const existing = metrics.getSingleMetric(name);
+  if (existing) return existing as Counter<string>;
+  return new Counter({ name, help, labelNames, registers: [metrics] });
+}
+
+/**
+ * Desired configuration of devices: documents per scope with inheritance, versioned signed configs per device
+ * and the state devices report. `issue` is what rollouts (and POST /v1/devices/{id}/config/issue) call.
+ */
+export class ConfigIssuer {
+  private readonly db: Kysely<Database>;
+  private readonly log: Logger;
+  private readonly now: () => Date;
+  private readonly ttlMs: number;
+  private readonly issued: Counter<string>;
+  private readonly pushes: Counter<string>;
+
+  constructor(private readonly opts: ConfigIssuerOptions) {
+    this.db = opts.db;
+    this.log = opts.log;
+    this.now = opts.now ?? (() => new Date());
+    this.ttlMs = (opts.ttlSeconds ?? 7 * 86_400) * 1000;
+    this.issued = counter(opts.metrics, 'vigil_cloud_config_issued_total', 'Device configs issued', []);
+    this.pushes = counter(
+      opts.metrics,
+      'vigil_cloud_config_pushes_total',
+      'Issued configs pushed on the cfg subjects, by result (ok, error)',
+      ['result'],
+    );
+  }
+
+  /** The signer's public JWKS (JSON), for enroll/renew; undefined without a signer. */
+  get publicJwks(): string | undefined {
+    return this.opts.signer?.publicJwks;
+  }
+
+  /** Stores a new revision of the document at a scope; returns it. Issues nothing. */
+  async putDocument(
+    tenantId: string,
+    scope: ConfigScope,
+    scopeId: string,
+    body: ConfigBody,
+    actor: string,
+  ): Promise<ConfigDocument> {
+    const createdAt = this.now();
+    const row = await this.db.transaction().execute(async (tx) => {
+      // Serialises writers of one document so that revisions are dense and never collide.
+      await sql`select pg_advisory_xact_lock(hashtext(${`config:${tenantId}:${scope}:${scopeId}`}))`.execute(
+        tx,
+      );
+      const last = await tx
+        .selectFrom('config_documents')
+        .select((eb) => eb.fn.max('revision').as('rev'))
+        .where('tenant_id', '=', tenantId)
+        .where('scope', '=', scope)
+        .where('scope_id', '=', scopeId)
+        .executeTakeFirst();
+      const revision = Number(last?.rev ?? 0) + 1;
+      await tx
+        .insertInto('config_documents')
+        .values({
+          tenant_id: tenantId,
+          scope,
+          scope_id: scopeId,
+          revision,
+          body: JSON.stringify(body),
+          created_by: actor,
+          created_at: createdAt,
+        })
+        .execute();
+      await this.opts.audit?.append(
+        {
+          tenantId,
+          actor,
+          actorKind: 'user',
+          action: 'config.put',
+          resource: `config:${tenantId}/${scope}/${scopeId}`,
+          outcome: 'allowed',
+          detail: { revision },
+        },
+        tx,
+      );
+      return revision;
+    });
+    return { scope, scopeId, revision: row, body, createdBy: actor, createdAt };
+  }
+
+  /** The latest revision of the document at a scope, or null. */
+  async getDocument(tenantId: string, scope: ConfigScope, scopeId: string): Promise<ConfigDocument | null> {
+    const row = await this.db
+      .selectFrom('config_documents')
+      .selectAll()
+      .where('tenant_id', '=', tenantId)
+      .where('scope', '=', scope)
+      .where('scope_id', '=', scopeId)
+      .orderBy('revision', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+    if (!row) return null;
+    return {
+      scope: row.scope,
+      scopeId: row.scope_id,
+      revision: row.revision,
+      body: row.body,
+      createdBy: row.created_by,
+      createdAt: row.created_at,
+    };
+  }
+
+  /** The device's effective body (tenant, then site, then device document), or null for no such device. */
+  async effectiveConfigBody(tenantId: string, deviceId: string): Promise<ConfigBody | null> {
+    const device = await this.db
+      .selectFrom('devices')
+      .select(['site_id'])
+      .where('tenant_id', '=', tenantId)
+      .where('id', '=', deviceId)
+      .executeTakeFirst();
+    if (!device) return null;
+    const [tenant, site, own] = await Promise.all([
+      this.getDocument(tenantId, 'tenant', tenantId),
+      device.site_id === null ? Promise.resolve(null) : this.getDocument(tenantId, 'site', device.site_id),
+      this.getDocument(tenantId, 'device', deviceId),
+    ]);
+    return mergeConfigBodies(tenant?.body, site?.body, own?.body);
+  }
+
+  /**
+   * Signs and stores a new version of `body` for each device (its own ids, expiry), all in one transaction
+   * with one `config.issue` audit entry, then pushes each on its cfg subject. Versions are per device, strictly
+   * increasing, never reused.
+   */
+  async issue(input: IssueInput): Promise<Array<{ deviceId: string; version: bigint }>> {
+    const signer = this.opts.signer;
+    if (!signer) throw new ConfigOtaError('UNAVAILABLE', 'config signing is not configured (configSigning)');
+    const parsed = configBodySchema.safeParse(input.body);
+    if (!parsed.success)
+      throw new ConfigOtaError('VALIDATION_FAILED', `invalid config body: ${parsed.error.message}`);
+    const problems = effectiveBodyProblems(parsed.data);
+    if (problems.length > 0) throw new ConfigOtaError('VALIDATION_FAILED', problems.join('; '));
+    const deviceIds = [...new Set(input.deviceIds)].sort();
+    if (deviceIds.length === 0) return [];
+    const issuedAt = this.now();
+    const expiresAt = new Date(issuedAt.getTime() + this.ttlMs);
+    const bodyJson = JSON.stringify(parsed.data);
+
+    const out = await this.db.transaction().execute(async (tx) => {
+      const known = await tx
+        .selectFrom('devices')
+        .select('id')
+        .where('tenant_id', '=', input.tenantId)
+        .where('id', 'in', deviceIds)
+        .execute();
+      if (known.length !== deviceIds.length) {
+        const have = new Set(known.map((r) => r.id));
+        const missing = deviceIds.filter((d) => !have.has(d));
+        throw new ConfigOtaError('NOT_FOUND', `no such device: ${missing.slice(0, 10).join(', ')}`);
+      }
+      await tx
+        .insertInto('device_config_state')
+        .values(deviceIds.map((d) => ({ tenant_id: input.tenantId, device_id: d })))
+        .onConflict((oc) => oc.columns(['tenant_id', 'device_id']).doNothing())
+        .execute();
+      // Locked in id order (no deadlocks between concurrent batches): versions cannot be raced.
+      const rows = await tx
+        .selectFrom('device_config_state')
+        .select(['device_id', 'desired_version'])
+        .where('tenant_id', '=', input.tenantId)
+        .where('device_id', 'in', deviceIds)
+        .orderBy('device_id')
+        .forUpdate()
+        .execute();
+      const results: Array<{ deviceId: string; version: bigint; signed: SignedConfig }> = [];
+      for (const r of rows) {
+        const version = BigInt(r.desired_version) + 1n;
+        const payload = toDeviceConfig(
+          { version, tenantId: input.tenantId, deviceId: r.device_id, issuedAt, expiresAt },
+          parsed.data,
+        );
+        const jws = await signer.sign(DeviceConfig.encode(payload).finish());
+        results.push({ deviceId: r.device_id, version, signed: { jws, keyId: signer.kid, version } });
+      }
+      for (let i = 0; i < results.length; i += 500) {
+        const chunk = results.slice(i, i + 500);
+        await tx
+          .insertInto('device_configs')
+          .values(
+            chunk.map((r) => ({
+              tenant_id: input.tenantId,
+              device_id: r.deviceId,
+              version: r.version,
+              body: bodyJson,
+              jws: r.signed.jws,
+              key_id: r.signed.keyId,
+              rollout_id: input.rolloutId ?? null,
+              issued_by: input.actor,
+              issued_at: issuedAt,
+              expires_at: expiresAt,
+            })),
+          )
+          .execute();
+        await sql`
+          update device_config_state s set desired_version = v.version::bigint
+          from (values ${sql.join(chunk.map((r) => sql`(${r.deviceId}, ${r.version.toString()})`))}) as v(device, version)
+          where s.tenant_id = ${input.tenantId} and s.device_id = v.device`.execute(tx);
+      }
+      await this.opts.audit?.append(
+        {
+          tenantId: input.tenantId,
+          actor: input.actor,
+          actorKind: input.actor.startsWith('rollout:') ? 'service' : 'user',
+          action: 'config.issue',
+          resource: deviceIds.length === 1 ? `device:${input.tenantId}/${deviceIds[0]}` : null,
+          outcome: 'allowed',
+          detail: {
+            devices: deviceIds.length,
+            first_devices: deviceIds.slice(0, 20),
+            rollout_id: input.rolloutId ?? null,
+            key_id: signer.kid,
+            expires_at: expiresAt.toISOString(),
+          },
+        },
+        tx,
+      );
+      return results;
+    });
+    this.issued.inc(out.length);
+    this.push(input.tenantId, out);
+    return out.map((r) => ({ deviceId: r.deviceId, version: r.version }));
+  }
+
+  private push(tenantId: string, configs: Array<{ deviceId: string; signed: SignedConfig }>): void {
+    const nc = this.opts.nc;
+    if (!nc) return;
+    for (const c of configs) {
+      try {
+        nc.publish(subjectFor(tenantId, c.deviceId, 'cfg'), SignedConfig.encode(c.signed).finish());
+        this.pushes.inc({ result: 'ok' });
+      } catch (err) {
+        // The device gets it on its next poll.
+        this.pushes.inc({ result: 'error' });
+        this.log.warn({ err, tenantId, deviceId: c.deviceId }, 'pushing a config failed');
+      }
+    }
+  }
+
+  /** The newest issued config of a device, or null. */
+  async current(tenantId: string, deviceId: string): Promise<CurrentSignedConfig | null> {
+    const row = await this.db
+      .selectFrom('device_configs')
+      .select(['version', 'jws', 'key_id'])
+      .where('tenant_id', '=', tenantId)
+      .where('device_id', '=', deviceId)
+      .orderBy('version', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+    return row ? { version: BigInt(row.version), jws: row.jws, keyId: row.key_id } : null;
+  }
+
+  /** Records a device's ConfigStatus (state-based: the latest report replaces the previous one). */
+  async recordStatus(tenantId: string, deviceId: string, status: ConfigStatus): Promise<boolean> {
+    const reportedAt = status.reportedAt ?? this.now();
+    const values = {
+      reported_version: status.version,
+      applied_version: status.appliedVersion,
+      state: STATES[status.state] ?? 'unknown',
+      reason: status.reason.slice(0, 2000),
+      health: HEALTH[status.health] ?? 'unknown',
+      reported_at: reportedAt,
+    };
+    const res = await this.db
+      .insertInto('device_config_state')
+      .columns([
+        'tenant_id',
+        'device_id',
+        'reported_version',
+        'applied_version',
+        'state',
+        'reason',
+        'health',
+        'reported_at',
+      ])
+      .expression((eb) =>
+        eb
+          .selectFrom('devices')
+          .select([
+            eb.val(tenantId).as('tenant_id'),
+            eb.val(deviceId).as('device_id'),
+            eb.val(values.reported_version.toString()).as('reported_version'),
+            eb.val(values.applied_version.toString()).as('applied_version'),
+            eb.val(values.state).as('state'),
+            eb.val(values.reason).as('reason'),
+            eb.val(values.health).as('health'),
+            eb.val(values.reported_at).as('reported_at'),
+          ])
+          .where('tenant_id', '=', tenantId)
+          .where('id', '=', deviceId),
+      )
+      // A report older than the one stored (reordered delivery) changes nothing.
+      .onConflict((oc) =>
+        oc
+          .columns(['tenant_id', 'device_id'])
+          .doUpdateSet(values)
+          .where((eb) =>
+            eb.or([
+              eb('device_config_state.reported_at', 'is', null),
+              eb('device_config_state.reported_at', '<=', eb.ref('excluded.reported_at')),
+            ]),
+          ),
+      )
+      .executeTakeFirst();
+    return Number(res.numInsertedOrUpdatedRows ?? 0) > 0;
+  }
+
+  /** Desired and reported state of the given devices of a tenant (unknown devices are left out). */
+  async desiredAndReported(tenantId: string, deviceIds: string[]): Promise<DeviceConfigState[]> {
+    if (deviceIds.length === 0) return [];
+    const rows = await this.db
+      .selectFrom('devices as d')
+      .leftJoin('device_config_state as s', (j) =>
+        j.onRef('s.tenant_id', '=', 'd.tenant_id').onRef('s.device_id', '=', 'd.id'),
+      )
+      .select([
+        'd.id',
+        's.desired_version',
+        's.reported_version',
+        's.applied_version',
+        's.state',
+        's.reason',
+        's.health',
+        's.reported_at',
+      ])
+      .where('d.tenant_id', '=', tenantId)
+      .where('d.id', 'in', deviceIds)
+      .orderBy('d.id')
+      .execute();
+    return rows.map((r) => {
+      const desired = BigInt(r.desired_version ?? 0);
+      const reported = r.reported_version === null ? null : BigInt(r.reported_version);
+      const applied = r.applied_version === null ? null : BigInt(r.applied_version);
+      let state: DeviceConfigStateName;
+      if (desired === 0n) state = 'unknown';
+      else if (reported === desired) state = (r.state ?? 'unknown') as DeviceConfigStateName;
+      else if (applied !== null && applied >= desired) state = 'applied';
+      else state = 'pending';
+      return {
+        deviceId: r.id,
+        desiredVersion: desired,
+        reportedVersion: reported,
+        appliedVersion: applied,
+        state,
+        reason: reported === desired ? (r.reason ?? '') : '',
+        health: (r.health ?? 'unknown') as DeviceHealthName,
+        reportedAt: r.reported_at ?? null,
+      };
+    });
+  }
+}

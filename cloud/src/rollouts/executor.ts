@@ -1,0 +1,319 @@
+import { sql, type Kysely } from 'kysely';
+import type { Logger } from 'pino';
+import type { AuditLog } from '../audit/audit-log.js';
+import type { ConfigBody } from '../config-ota/body.js';
+import type { DeviceConfigState } from '../config-ota/issuer.js';
+import type { Database } from '../storage/tables.js';
+import {
+  failureOf,
+  outcomeOf,
+  plan,
+  type DeviceObservation,
+  type Health,
+  type PlannerAction,
+  type RolloutSpec,
+  type RolloutState,
+} from './planner.js';
+import type { RolloutDeviceRow, RolloutRow, RolloutStore } from './store.js';
+
+/** What the executor needs of config-ota's ConfigIssuer. */
+export interface RolloutIssuer {
+  issue(input: {
+    tenantId: string;
+    deviceIds: string[];
+    body: ConfigBody;
+    rolloutId?: string | undefined;
+    actor: string;
+  }): Promise<Array<{ deviceId: string; version: bigint }>>;
+  desiredAndReported(tenantId: string, deviceIds: string[]): Promise<DeviceConfigState[]>;
+  effectiveConfigBody(tenantId: string, deviceId: string): Promise<ConfigBody | null>;
+}
+
+/** The PostgreSQL advisory lock key the rollout leader holds while it ticks ('vigil-rollouts'). */
+export const ROLLOUT_LEADER_LOCK = BigInt('7601290244163952425');
+
+export interface RolloutExecutorOptions {
+  db: Kysely<Database>;
+  store: RolloutStore;
+  issuer: RolloutIssuer;
+  audit: AuditLog;
+  log: Logger;
+  now?: (() => Date) | undefined;
+  /** Tick period; default 1000 ms. */
+  intervalMs?: number | undefined;
+}
+
+/**
+ * Runs every active rollout: each tick (one cloud process at a time, under a PostgreSQL advisory lock) reads the
+ * devices' reported config state and heartbeat signals, asks the planner (rollouts/planner.ts) and executes its
+ * actions through the ConfigIssuer. A rollback is a new version carrying the device's previous body.
+ */
+export class RolloutExecutor {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private stopped = false;
+  private readonly now: () => Date;
+  private readonly log: Logger;
+
+  constructor(private readonly opts: RolloutExecutorOptions) {
+    this.now = opts.now ?? (() => new Date());
+    this.log = opts.log.child({ component: 'rollouts' });
+  }
+
+  start(): void {
+    const loop = (): void => {
+      if (this.stopped) return;
+      this.running = this.tickAsLeader()
+        .then(() => undefined)
+        .catch((err: unknown) => this.log.error({ err }, 'rollout tick failed'))
+        .finally(() => {
+          if (!this.stopped) this.timer = setTimeout(loop, this.opts.intervalMs ?? 1000);
+        });
+    };
+    this.timer = setTimeout(loop, 0);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.running;
+  }
+
+  /** One tick if this process gets the leader lock; false when another process holds it. */
+  async tickAsLeader(): Promise<boolean> {
+    return this.opts.db.connection().execute(async (conn) => {
+      const got = await sql<{
+        ok: boolean;
+      }>`select pg_try_advisory_lock(${ROLLOUT_LEADER_LOCK}) as ok`.execute(conn);
+      if (!got.rows[0]?.ok) return false;
+      try {
+        await this.tick();
+      } finally {
+        await sql`select pg_advisory_unlock(${ROLLOUT_LEADER_LOCK})`.execute(conn);
+      }
+      return true;
+    });
+  }
+
+  /** Advances every active rollout by one step. */
+  async tick(): Promise<void> {
+    for (const r of await this.opts.store.active()) {
+      try {
+        await this.step(r);
+      } catch (err) {
+        this.log.error({ err, rollout: r.id }, 'rollout step failed; retried on the next tick');
+      }
+    }
+  }
+
+  private async step(r: RolloutRow): Promise<void> {
+    const spec = r.spec as unknown as RolloutSpec;
+    const rows = await this.opts.store.devices(r.id);
+    const now = this.now();
+    const observations = await this.observe(r, rows, now);
+    await this.recordStatuses(r, spec, rows, observations, now);
+    const p = plan(
+      {
+        state: r.state as RolloutState,
+        currentWave: r.current_wave,
+        waveStartedAt: r.wave_started_at,
+        spec,
+        abortReason: r.abort_reason,
+      },
+      observations,
+      now,
+    );
+    let state = r.state;
+    for (const action of p.actions) {
+      const ok = await this.execute(r, state, rows, action, now);
+      if (!ok) return; // the state changed under us (an operator): plan again next tick
+      if (action.type === 'transition') state = action.to;
+    }
+  }
+
+  private async observe(r: RolloutRow, rows: RolloutDeviceRow[], now: Date): Promise<DeviceObservation[]> {
+    void now;
+    const issued = rows.filter((d) => d.issued_version !== null);
+    const ids = issued.map((d) => d.device_id);
+    const [states, signals] = await Promise.all([
+      ids.length > 0 ? this.opts.issuer.desiredAndReported(r.tenant_id, ids) : Promise.resolve([]),
+      this.opts.store.signals(r.tenant_id, ids),
+    ]);
+    const stateOf = new Map(states.map((s) => [s.deviceId, s]));
+    const signalOf = new Map(signals.map((s) => [s.id, s]));
+    return rows.map((d): DeviceObservation => {
+      if (d.issued_version === null)
+        return {
+          deviceId: d.device_id,
+          wave: null,
+          issuedAt: null,
+          state: 'unknown',
+          health: 'unknown',
+          rolledBack: false,
+        };
+      const v = BigInt(d.issued_version);
+      const s = stateOf.get(d.device_id);
+      let state: DeviceObservation['state'] = 'pending';
+      if (s) {
+        if (s.reportedVersion === v && (s.state === 'failed' || s.state === 'rolled_back')) state = s.state;
+        else if (s.appliedVersion !== null && s.appliedVersion >= v) state = 'applied';
+      }
+      const sig = signalOf.get(d.device_id);
+      // Heartbeat signals count only when sent after the device reported applying this version.
+      const fresh =
+        sig?.last_seen_at != null &&
+        s?.reportedAt != null &&
+        sig.last_seen_at.getTime() >= s.reportedAt.getTime();
+      let health: Health = s?.health ?? 'unknown';
+      if (fresh && sig.last_health !== null && worse(sig.last_health as Health, health))
+        health = sig.last_health as Health;
+      return {
+        deviceId: d.device_id,
+        wave: d.wave,
+        issuedAt: d.issued_at,
+        state,
+        health,
+        fps: fresh && sig.mean_fps !== null ? sig.mean_fps : undefined,
+        baselineFps: d.baseline_fps ?? undefined,
+        rolledBack: d.rollback_version !== null,
+      };
+    });
+  }
+
+  private async recordStatuses(
+    r: RolloutRow,
+    spec: RolloutSpec,
+    rows: RolloutDeviceRow[],
+    obs: DeviceObservation[],
+    now: Date,
+  ): Promise<void> {
+    const changed: Array<{ deviceId: string; status: string; reason: string | null }> = [];
+    obs.forEach((o, i) => {
+      const row = rows[i];
+      if (!row || o.wave === null || o.rolledBack) return;
+      const outcome = outcomeOf(spec, o, now);
+      const reason = failureOf(spec, o, now);
+      if (outcome !== row.status || reason !== row.reason) {
+        changed.push({ deviceId: o.deviceId, status: outcome, reason });
+        row.status = outcome;
+        row.reason = reason;
+      }
+    });
+    if (changed.length > 0) await this.opts.store.recordStatus(r.id, changed);
+  }
+
+  private async execute(
+    r: RolloutRow,
+    from: string,
+    rows: RolloutDeviceRow[],
+    action: PlannerAction,
+    now: Date,
+  ): Promise<boolean> {
+    const actor = `rollout:${r.id}`;
+    switch (action.type) {
+      case 'transition': {
+        const ok = await this.opts.store.transition(r.id, from, action.to, now, {
+          wave: action.wave,
+          reason: action.reason,
+        });
+        if (!ok) return false;
+        this.log.info(
+          { rollout: r.id, from, to: action.to, wave: action.wave, reason: action.reason },
+          'rollout',
+        );
+        if (action.to === 'aborted' || action.to === 'completed' || action.to === 'rolled_back')
+          await this.opts.audit.append({
+            tenantId: r.tenant_id,
+            actor,
+            actorKind: 'service',
+            action: action.to === 'aborted' ? 'rollout.auto_abort' : `rollout.${action.to}`,
+            resource: `rollout:${r.tenant_id}/${r.id}`,
+            outcome: 'allowed',
+            detail: { from, reason: action.reason ?? null, wave: r.current_wave },
+          });
+        return true;
+      }
+      case 'issue': {
+        if (action.deviceIds.length === 0) return true;
+        const latest = await this.opts.store.latestConfigs(r.tenant_id, action.deviceIds);
+        const signals = new Map(
+          (await this.opts.store.signals(r.tenant_id, action.deviceIds)).map((s) => [s.id, s.mean_fps]),
+        );
+        // One issue call per distinct body (a body snapshot: one call; effective documents: by device).
+        const groups = new Map<string, { body: ConfigBody; ids: string[] }>();
+        const previous = new Map<string, ConfigBody | null>();
+        for (const id of action.deviceIds) {
+          const prev = latest.get(id);
+          const before = prev?.body ?? (await this.opts.issuer.effectiveConfigBody(r.tenant_id, id));
+          previous.set(id, before);
+          const body =
+            (r.body as ConfigBody | null) ?? (await this.opts.issuer.effectiveConfigBody(r.tenant_id, id));
+          if (body === null) continue;
+          const key = JSON.stringify(body);
+          const g = groups.get(key) ?? { body, ids: [] };
+          g.ids.push(id);
+          groups.set(key, g);
+        }
+        for (const g of groups.values()) {
+          const issued = await this.opts.issuer.issue({
+            tenantId: r.tenant_id,
+            deviceIds: g.ids,
+            body: g.body,
+            rolloutId: r.id,
+            actor,
+          });
+          await this.opts.store.markIssued(
+            r.id,
+            action.wave,
+            now,
+            issued.map((i) => ({
+              deviceId: i.deviceId,
+              previousBody: previous.get(i.deviceId) ?? null,
+              previousVersion: latest.get(i.deviceId)?.version ?? null,
+              issuedVersion: i.version,
+              baselineFps: signals.get(i.deviceId) ?? null,
+            })),
+          );
+        }
+        if (r.current_wave !== action.wave)
+          await this.opts.db
+            .updateTable('rollouts')
+            .set({ current_wave: action.wave, wave_started_at: now, updated_at: now })
+            .where('id', '=', r.id)
+            .where('current_wave', '<', action.wave)
+            .execute();
+        this.log.info({ rollout: r.id, wave: action.wave, devices: action.deviceIds.length }, 'wave issued');
+        return true;
+      }
+      case 'rollback': {
+        if (action.deviceIds.length === 0) return true;
+        const byId = new Map(rows.map((d) => [d.device_id, d]));
+        const groups = new Map<string, { body: ConfigBody; ids: string[] }>();
+        for (const id of action.deviceIds) {
+          const body = (byId.get(id)?.previous_body as ConfigBody | null | undefined) ?? {};
+          const key = JSON.stringify(body);
+          const g = groups.get(key) ?? { body, ids: [] };
+          g.ids.push(id);
+          groups.set(key, g);
+        }
+        for (const g of groups.values()) {
+          const issued = await this.opts.issuer.issue({
+            tenantId: r.tenant_id,
+            deviceIds: g.ids,
+            body: g.body,
+            rolloutId: r.id,
+            actor,
+          });
+          await this.opts.store.markRolledBack(r.id, issued);
+        }
+        this.log.info({ rollout: r.id, devices: action.deviceIds.length }, 'rolled back');
+        return true;
+      }
+    }
+  }
+}
+
+const RANK: Readonly<Record<Health, number>> = { unknown: 0, ok: 1, degraded: 2, failing: 3 };
+function worse(a: Health, b: Health): boolean {
+  return (RANK[a] ?? 0) > (RANK[b] ?? 0);
+}

@@ -1,0 +1,345 @@
+/*
+ * The rollout planner: a pure state machine over one rollout (issue #7). Given the rollout, the per-device
+ * observations and the clock, it says what to do next; the executor (rollouts/executor.ts) does it and
+ * persists the result, then calls the planner again on the next tick.
+ *
+ *   pending -> running (wave 0 = canary, then waves 1..n) -> completed
+ *   running <-> paused
+ *   running | paused -> aborted -> rolling_back -> rolled_back
+ *
+ * Waves are cumulative: wave k covers the first `waveSize(k)` devices of the rollout's device order (the canary
+ * is wave 0, `canary` devices; wave i >= 1 covers `waves[i-1]` percent, at least the previous wave). A device
+ * "took" the config when it reported it applied; it "failed" when it reported failed/rolled_back, when it is
+ * unhealthy after applying (health failing, fps below the gate's share of its pre-rollout baseline, event rate
+ * outside the bounds), or when it has not reported within the gate window.
+ */
+
+export type RolloutState =
+  'pending' | 'running' | 'paused' | 'completed' | 'aborted' | 'rolling_back' | 'rolled_back';
+
+export const ROLLOUT_STATES: readonly RolloutState[] = [
+  'pending',
+  'running',
+  'paused',
+  'completed',
+  'aborted',
+  'rolling_back',
+  'rolled_back',
+];
+
+export interface RolloutSpec {
+  /** Devices in the canary wave (at least 1, capped at the fleet size). */
+  canary: number;
+  /** Cumulative percentages of the target devices, strictly increasing, the last 100. */
+  waves: readonly number[];
+  /** Seconds a device has to report after its wave was issued; no report by then is a failure. */
+  gateWindowSeconds: number;
+  /** Seconds a wave must run (devices applied and healthy) before the next is issued. */
+  soakSeconds: number;
+  gates: {
+    /** Share (0..1) of a wave's devices that must have applied and be healthy to advance. */
+    appliedRatio: number;
+    /** A device applied but reporting health `failing` (or `degraded` when false) counts as failed. */
+    allowDegraded: boolean;
+    /** Share (0..1) of the device's pre-rollout fps below which it counts as failed; absent: no fps gate. */
+    minFpsRatio?: number | undefined;
+    /** Events per minute bounds; absent: no event-rate gate (and devices without a rate pass). */
+    eventRate?: { min?: number | undefined; max?: number | undefined } | undefined;
+  };
+  abort: {
+    /** Abort when failed / reported exceeds this (0..1)... */
+    failureRatio: number;
+    /** ...once at least this many devices have reported (applied or failed). */
+    minReported: number;
+  };
+}
+
+export type ReportedState = 'pending' | 'applied' | 'failed' | 'rolled_back' | 'unknown';
+export type Health = 'ok' | 'degraded' | 'failing' | 'unknown';
+
+/** One target device as the executor observed it. */
+export interface DeviceObservation {
+  deviceId: string;
+  /** The wave it was issued in; null: not issued yet. */
+  wave: number | null;
+  issuedAt: Date | null;
+  /** What the device reported about the rollout's version (pending until it reports about that version). */
+  state: ReportedState;
+  health: Health;
+  /** Mean fps now, and before the rollout (from heartbeats); undefined when unknown. */
+  fps?: number | undefined;
+  baselineFps?: number | undefined;
+  /** Events per minute; undefined when unknown. */
+  eventRate?: number | undefined;
+  /** The rollback (previous body) was issued to it. */
+  rolledBack: boolean;
+}
+
+export interface RolloutSnapshot {
+  state: RolloutState;
+  /** -1 before the canary; 0 = canary; i = waves[i-1]. */
+  currentWave: number;
+  /** When the current wave was issued. */
+  waveStartedAt: Date | null;
+  spec: RolloutSpec;
+  abortReason: string | null;
+}
+
+export type PlannerAction =
+  | { type: 'issue'; wave: number; deviceIds: string[] }
+  | { type: 'transition'; to: RolloutState; wave?: number | undefined; reason?: string | undefined }
+  | { type: 'rollback'; deviceIds: string[] };
+
+export type DeviceOutcome = 'not_issued' | 'pending' | 'applied' | 'failed';
+
+export interface WaveProgress {
+  wave: number;
+  devices: number;
+  applied: number;
+  failed: number;
+  pending: number;
+}
+
+export interface Plan {
+  actions: PlannerAction[];
+  /** Why nothing happens, when nothing does (for logs and status). */
+  waiting: string | null;
+}
+
+/** Target devices covered by wave `k` (cumulative). */
+export function waveSize(spec: RolloutSpec, total: number, k: number): number {
+  if (total === 0) return 0;
+  const canary = Math.min(Math.max(1, spec.canary), total);
+  if (k <= 0) return canary;
+  const pct = spec.waves[Math.min(k, spec.waves.length) - 1] ?? 100;
+  return Math.min(total, Math.max(canary, Math.ceil((pct * total) / 100)));
+}
+
+/** The last wave index (the canary is 0). */
+export function lastWave(spec: RolloutSpec): number {
+  return spec.waves.length;
+}
+
+/** Why a device failed, or null when it did not (yet). */
+export function failureOf(spec: RolloutSpec, d: DeviceObservation, now: Date): string | null {
+  if (d.wave === null) return null;
+  if (d.state === 'failed') return 'failed';
+  if (d.state === 'rolled_back') return 'rolled_back';
+  if (d.state === 'applied') {
+    if (d.health === 'failing') return 'health_failing';
+    if (d.health === 'degraded' && !spec.gates.allowDegraded) return 'health_degraded';
+    const minFps = spec.gates.minFpsRatio;
+    if (minFps !== undefined && d.baselineFps !== undefined && d.baselineFps > 0) {
+      // The fps gate needs a heartbeat sent after the apply; until one arrives the device is not healthy yet.
+      if (d.fps === undefined) return timedOut(spec, d, now) ? 'no_health_signal' : null;
+      if (d.fps < d.baselineFps * minFps) return 'fps_below_baseline';
+    }
+    const rate = spec.gates.eventRate;
+    if (rate && d.eventRate !== undefined) {
+      if (rate.min !== undefined && d.eventRate < rate.min) return 'event_rate_low';
+      if (rate.max !== undefined && d.eventRate > rate.max) return 'event_rate_high';
+    }
+    return null;
+  }
+  return timedOut(spec, d, now) ? 'timeout' : null;
+}
+
+function timedOut(spec: RolloutSpec, d: DeviceObservation, now: Date): boolean {
+  return d.issuedAt !== null && now.getTime() - d.issuedAt.getTime() >= spec.gateWindowSeconds * 1000;
+}
+
+/** Applied, but the fps gate still waits for its first heartbeat after the apply. */
+function awaitingSignal(spec: RolloutSpec, d: DeviceObservation): boolean {
+  return (
+    spec.gates.minFpsRatio !== undefined &&
+    d.baselineFps !== undefined &&
+    d.baselineFps > 0 &&
+    d.fps === undefined
+  );
+}
+
+export function outcomeOf(spec: RolloutSpec, d: DeviceObservation, now: Date): DeviceOutcome {
+  if (d.wave === null) return 'not_issued';
+  if (failureOf(spec, d, now) !== null) return 'failed';
+  return d.state === 'applied' && !awaitingSignal(spec, d) ? 'applied' : 'pending';
+}
+
+/** Per-wave counts (a device counts in the wave it was issued in). */
+export function progress(
+  spec: RolloutSpec,
+  devices: readonly DeviceObservation[],
+  now: Date,
+): WaveProgress[] {
+  const waves: WaveProgress[] = [];
+  for (let k = 0; k <= lastWave(spec); k++)
+    waves.push({ wave: k, devices: 0, applied: 0, failed: 0, pending: 0 });
+  const order = devices.length;
+  for (let k = 0; k <= lastWave(spec); k++) {
+    const from = k === 0 ? 0 : waveSize(spec, order, k - 1);
+    waves[k]!.devices = Math.max(0, waveSize(spec, order, k) - from);
+  }
+  for (const d of devices) {
+    if (d.wave === null) continue;
+    const w = waves[d.wave];
+    if (!w) continue;
+    const o = outcomeOf(spec, d, now);
+    if (o === 'applied') w.applied++;
+    else if (o === 'failed') w.failed++;
+    else w.pending++;
+  }
+  return waves;
+}
+
+/** The devices that took the config (reported applied, healthy or not) and were not rolled back yet. */
+export function rollbackSet(devices: readonly DeviceObservation[]): string[] {
+  return devices
+    .filter((d) => d.wave !== null && d.state === 'applied' && !d.rolledBack)
+    .map((d) => d.deviceId);
+}
+
+/** The abort criterion over every issued device; the reason, or null. */
+export function abortReason(
+  spec: RolloutSpec,
+  devices: readonly DeviceObservation[],
+  now: Date,
+): string | null {
+  let failed = 0;
+  let applied = 0;
+  for (const d of devices) {
+    const o = outcomeOf(spec, d, now);
+    if (o === 'failed') failed++;
+    else if (o === 'applied') applied++;
+  }
+  const reported = failed + applied;
+  if (reported === 0 || reported < spec.abort.minReported) return null;
+  const ratio = failed / reported;
+  return ratio > spec.abort.failureRatio
+    ? `failure ratio ${ratio.toFixed(2)} > ${spec.abort.failureRatio} (${failed} of ${reported} reported devices failed)`
+    : null;
+}
+
+/**
+ * The next step of a rollout. `devices` holds every target device in rollout order (wave assignment follows
+ * that order). Pure: the same inputs give the same plan.
+ */
+export function plan(r: RolloutSnapshot, devices: readonly DeviceObservation[], now: Date): Plan {
+  const spec = r.spec;
+  const total = devices.length;
+  switch (r.state) {
+    case 'completed':
+    case 'rolled_back':
+      return { actions: [], waiting: null };
+    case 'aborted':
+      return {
+        actions: [
+          { type: 'rollback', deviceIds: rollbackSet(devices) },
+          { type: 'transition', to: 'rolling_back' },
+        ],
+        waiting: null,
+      };
+    case 'rolling_back': {
+      // A device that applies after the abort (its report was late) is rolled back too.
+      const late = rollbackSet(devices);
+      if (late.length > 0) return { actions: [{ type: 'rollback', deviceIds: late }], waiting: null };
+      const pendingIssued = devices.some((d) => d.wave !== null && !d.rolledBack && d.state === 'pending');
+      const windowOver =
+        r.waveStartedAt === null ||
+        now.getTime() - r.waveStartedAt.getTime() >= spec.gateWindowSeconds * 1000;
+      if (pendingIssued && !windowOver) return { actions: [], waiting: 'late reports of the aborted wave' };
+      return { actions: [{ type: 'transition', to: 'rolled_back' }], waiting: null };
+    }
+    case 'pending': {
+      if (total === 0)
+        return {
+          actions: [{ type: 'transition', to: 'completed', reason: 'no target devices' }],
+          waiting: null,
+        };
+      return {
+        actions: [
+          { type: 'transition', to: 'running', wave: 0 },
+          {
+            type: 'issue',
+            wave: 0,
+            deviceIds: devices.slice(0, waveSize(spec, total, 0)).map((d) => d.deviceId),
+          },
+        ],
+        waiting: null,
+      };
+    }
+    case 'paused':
+    case 'running': {
+      const reason = abortReason(spec, devices, now);
+      if (reason !== null) return { actions: [{ type: 'transition', to: 'aborted', reason }], waiting: null };
+      if (r.state === 'paused') return { actions: [], waiting: 'paused' };
+      const k = Math.max(0, r.currentWave);
+      const size = waveSize(spec, total, k);
+      // Devices of the current wave (and earlier) not issued yet (e.g. a crash between the state change and
+      // the issue): issue them now.
+      const missing = devices.slice(0, size).filter((d) => d.wave === null);
+      if (missing.length > 0)
+        return {
+          actions: [{ type: 'issue', wave: k, deviceIds: missing.map((d) => d.deviceId) }],
+          waiting: null,
+        };
+      const issued = devices.slice(0, size);
+      let applied = 0;
+      let pending = 0;
+      for (const d of issued) {
+        const o = outcomeOf(spec, d, now);
+        if (o === 'applied') applied++;
+        else if (o === 'pending') pending++;
+      }
+      const ratio = applied / issued.length;
+      const started = r.waveStartedAt?.getTime() ?? now.getTime();
+      const elapsed = (now.getTime() - started) / 1000;
+      const gatePassed = ratio >= spec.gates.appliedRatio && elapsed >= spec.soakSeconds;
+      if (!gatePassed) {
+        if (pending === 0 && ratio < spec.gates.appliedRatio)
+          return {
+            actions: [
+              {
+                type: 'transition',
+                to: 'aborted',
+                reason: `wave ${k} gate failed: applied and healthy ${applied} of ${issued.length} (< ${spec.gates.appliedRatio})`,
+              },
+            ],
+            waiting: null,
+          };
+        return {
+          actions: [],
+          waiting: `wave ${k}: ${applied} of ${issued.length} applied and healthy, ${pending} pending`,
+        };
+      }
+      if (k >= lastWave(spec) || size >= total)
+        return { actions: [{ type: 'transition', to: 'completed' }], waiting: null };
+      const next = k + 1;
+      const nextSize = waveSize(spec, total, next);
+      return {
+        actions: [
+          { type: 'transition', to: 'running', wave: next },
+          { type: 'issue', wave: next, deviceIds: devices.slice(size, nextSize).map((d) => d.deviceId) },
+        ],
+        waiting: null,
+      };
+    }
+  }
+}
+
+/** Transitions an operator may ask for; the new state, or an error message. */
+export function operatorTransition(
+  state: RolloutState,
+  op: 'pause' | 'resume' | 'abort',
+): { to: RolloutState } | { error: string } {
+  switch (op) {
+    case 'pause':
+      return state === 'running' || state === 'pending'
+        ? { to: 'paused' }
+        : { error: `cannot pause a ${state} rollout` };
+    case 'resume':
+      return state === 'paused' ? { to: 'running' } : { error: `cannot resume a ${state} rollout` };
+    case 'abort':
+      return state === 'running' || state === 'paused' || state === 'pending'
+        ? { to: 'aborted' }
+        : { error: `cannot abort a ${state} rollout` };
+  }
+}

@@ -1,0 +1,222 @@
+import { sql, type Kysely, type Selectable } from 'kysely';
+import type { ConfigBody } from '../config-ota/body.js';
+import type { Database, RolloutDevicesTable, RolloutsTable } from '../storage/tables.js';
+import type { RolloutSpec, RolloutState } from './planner.js';
+
+export type RolloutRow = Selectable<RolloutsTable>;
+export type RolloutDeviceRow = Selectable<RolloutDevicesTable>;
+
+export interface NewRollout {
+  id: string;
+  tenantId: string;
+  scope: 'tenant' | 'site';
+  scopeId: string;
+  /** null: each device gets its own effective document when its wave is issued. */
+  body: ConfigBody | null;
+  spec: RolloutSpec;
+  createdBy: string;
+  now: Date;
+}
+
+export const ACTIVE_STATES: readonly RolloutState[] = [
+  'pending',
+  'running',
+  'paused',
+  'aborted',
+  'rolling_back',
+];
+
+/** Rollouts and their target devices in PostgreSQL (migration 0008). */
+export class RolloutStore {
+  constructor(private readonly db: Kysely<Database>) {}
+
+  /**
+   * Creates the rollout and its target devices (the scope's enrolled, unrevoked devices) in a stable
+   * pseudo-random order (md5 of rollout id and device id), in one transaction. Returns the device count.
+   */
+  async create(r: NewRollout): Promise<number> {
+    return this.db.transaction().execute(async (tx) => {
+      await tx
+        .insertInto('rollouts')
+        .values({
+          id: r.id,
+          tenant_id: r.tenantId,
+          scope: r.scope,
+          scope_id: r.scopeId,
+          body: r.body === null ? null : JSON.stringify(r.body),
+          spec: JSON.stringify(r.spec),
+          state: 'pending',
+          created_by: r.createdBy,
+          created_at: r.now,
+          updated_at: r.now,
+        })
+        .execute();
+      const siteFilter = r.scope === 'site' ? sql`and d.site_id = ${r.scopeId}` : sql``;
+      const inserted = await sql<{ n: string }>`
+        with targets as (
+          select d.id, row_number() over (order by md5(${r.id} || d.id)) - 1 as position
+          from devices d
+          where d.tenant_id = ${r.tenantId} and d.revoked_at is null and d.enrolled_at is not null ${siteFilter}
+        ), ins as (
+          insert into rollout_devices (rollout_id, tenant_id, device_id, position)
+          select ${r.id}, ${r.tenantId}, id, position from targets
+          returning 1
+        )
+        select count(*)::text as n from ins`.execute(tx);
+      return Number(inserted.rows[0]?.n ?? 0);
+    });
+  }
+
+  get(tenantId: string, id: string): Promise<RolloutRow | undefined> {
+    return this.db
+      .selectFrom('rollouts')
+      .selectAll()
+      .where('tenant_id', '=', tenantId)
+      .where('id', '=', id)
+      .executeTakeFirst();
+  }
+
+  list(tenantId: string, limit: number): Promise<RolloutRow[]> {
+    return this.db
+      .selectFrom('rollouts')
+      .selectAll()
+      .where('tenant_id', '=', tenantId)
+      .orderBy('created_at', 'desc')
+      .orderBy('id', 'desc')
+      .limit(limit)
+      .execute();
+  }
+
+  active(): Promise<RolloutRow[]> {
+    return this.db
+      .selectFrom('rollouts')
+      .selectAll()
+      .where('state', 'in', [...ACTIVE_STATES])
+      .orderBy('created_at')
+      .execute();
+  }
+
+  devices(rolloutId: string): Promise<RolloutDeviceRow[]> {
+    return this.db
+      .selectFrom('rollout_devices')
+      .selectAll()
+      .where('rollout_id', '=', rolloutId)
+      .orderBy('position')
+      .execute();
+  }
+
+  /** Sets the state when it is still `from` (compare and set); false when someone changed it first. */
+  async transition(
+    id: string,
+    from: string,
+    to: RolloutState,
+    now: Date,
+    extra: { wave?: number | undefined; reason?: string | undefined } = {},
+  ): Promise<boolean> {
+    const terminal = to === 'completed' || to === 'rolled_back';
+    const res = await this.db
+      .updateTable('rollouts')
+      .set({
+        state: to,
+        updated_at: now,
+        ...(extra.wave !== undefined ? { current_wave: extra.wave, wave_started_at: now } : {}),
+        ...(to === 'rolling_back' ? { wave_started_at: now } : {}),
+        ...(extra.reason !== undefined && (to === 'aborted' || to === 'completed')
+          ? { abort_reason: extra.reason }
+          : {}),
+        ...(terminal ? { finished_at: now } : {}),
+      })
+      .where('id', '=', id)
+      .where('state', '=', from)
+      .executeTakeFirst();
+    return res.numUpdatedRows > 0n;
+  }
+
+  async markIssued(
+    rolloutId: string,
+    wave: number,
+    now: Date,
+    rows: Array<{
+      deviceId: string;
+      previousBody: ConfigBody | null;
+      previousVersion: bigint | null;
+      issuedVersion: bigint;
+      baselineFps: number | null;
+    }>,
+  ): Promise<void> {
+    for (let i = 0; i < rows.length; i += 500) {
+      const chunk = rows.slice(i, i + 500);
+      await sql`
+        update rollout_devices r set wave = ${wave}, issued_at = ${now}, status = 'pending',
+          previous_body = v.previous_body::jsonb, previous_version = v.previous_version::bigint,
+          issued_version = v.issued_version::bigint, baseline_fps = v.baseline_fps::real
+        from (values ${sql.join(
+          chunk.map(
+            (r) =>
+              sql`(${r.deviceId}, ${r.previousBody === null ? null : JSON.stringify(r.previousBody)}, ${r.previousVersion?.toString() ?? null}, ${r.issuedVersion.toString()}, ${r.baselineFps})`,
+          ),
+        )}) as v(device_id, previous_body, previous_version, issued_version, baseline_fps)
+        where r.rollout_id = ${rolloutId} and r.device_id = v.device_id`.execute(this.db);
+    }
+  }
+
+  async markRolledBack(rolloutId: string, rows: Array<{ deviceId: string; version: bigint }>): Promise<void> {
+    for (let i = 0; i < rows.length; i += 500) {
+      const chunk = rows.slice(i, i + 500);
+      await sql`
+        update rollout_devices r set rollback_version = v.version::bigint, status = 'rolled_back'
+        from (values ${sql.join(chunk.map((r) => sql`(${r.deviceId}, ${r.version.toString()})`))}) as v(device_id, version)
+        where r.rollout_id = ${rolloutId} and r.device_id = v.device_id`.execute(this.db);
+    }
+  }
+
+  /** Records the observed status of devices whose status changed (for GET and the CLI). */
+  async recordStatus(
+    rolloutId: string,
+    rows: Array<{ deviceId: string; status: string; reason: string | null }>,
+  ): Promise<void> {
+    for (let i = 0; i < rows.length; i += 500) {
+      const chunk = rows.slice(i, i + 500);
+      await sql`
+        update rollout_devices r set status = v.status, reason = v.reason
+        from (values ${sql.join(chunk.map((r) => sql`(${r.deviceId}, ${r.status}, ${r.reason})`))}) as v(device_id, status, reason)
+        where r.rollout_id = ${rolloutId} and r.device_id = v.device_id`.execute(this.db);
+    }
+  }
+
+  /** Last heartbeat signals of devices. */
+  signals(
+    tenantId: string,
+    deviceIds: string[],
+  ): Promise<
+    Array<{ id: string; last_health: string | null; mean_fps: number | null; last_seen_at: Date | null }>
+  > {
+    if (deviceIds.length === 0) return Promise.resolve([]);
+    return this.db
+      .selectFrom('devices')
+      .select(['id', 'last_health', 'mean_fps', 'last_seen_at'])
+      .where('tenant_id', '=', tenantId)
+      .where('id', 'in', deviceIds)
+      .execute();
+  }
+
+  /** The body and version of each device's newest issued config (what a rollback restores). */
+  async latestConfigs(
+    tenantId: string,
+    deviceIds: string[],
+  ): Promise<Map<string, { body: ConfigBody; version: bigint }>> {
+    const out = new Map<string, { body: ConfigBody; version: bigint }>();
+    if (deviceIds.length === 0) return out;
+    const rows = await this.db
+      .selectFrom('device_configs')
+      .distinctOn('device_id')
+      .select(['device_id', 'body', 'version'])
+      .where('tenant_id', '=', tenantId)
+      .where('device_id', 'in', deviceIds)
+      .orderBy('device_id')
+      .orderBy('version', 'desc')
+      .execute();
+    for (const r of rows) out.set(r.device_id, { body: r.body, version: BigInt(r.version) });
+    return out;
+  }
+}

@@ -1,0 +1,52 @@
+import type { ConfigState } from '@vigil/proto';
+import { DEFAULT_BEHAVIOUR, SimAgent, type SimBehaviour } from './agent.js';
+import type { EnrolledDevice } from './enroll.js';
+
+/** What one agent did with one config version. */
+export interface ApplyRecord {
+  deviceId: string;
+  version: bigint;
+  state: ConfigState;
+  at: number;
+}
+
+/** N simulated agents in this process. */
+export class SimFleet {
+  readonly agents: SimAgent[] = [];
+  readonly records: ApplyRecord[] = [];
+
+  constructor(devices: readonly EnrolledDevice[], caPem: string, behaviour: Partial<SimBehaviour> = {}) {
+    for (const d of devices) {
+      const a = new SimAgent(d, caPem, { ...DEFAULT_BEHAVIOUR, ...behaviour });
+      a.onApplied = (agent, version, state) =>
+        this.records.push({ deviceId: agent.id, version, state, at: Date.now() });
+      this.agents.push(a);
+    }
+  }
+
+  /** Connects every agent (at most `concurrency` handshakes at a time). */
+  async connect(servers: string[], concurrency = 16): Promise<void> {
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      for (;;) {
+        const a = this.agents[next++];
+        if (!a) return;
+        await a.connect(servers);
+      }
+    };
+    await Promise.all(Array.from({ length: concurrency }, () => worker()));
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.agents.map((a) => a.close()));
+  }
+
+  /** Agents whose running config carries attribute `key` = `value`. */
+  running(key: string, value: string): SimAgent[] {
+    return this.agents.filter((a) => a.attributes[key] === value);
+  }
+
+  byId(id: string): SimAgent | undefined {
+    return this.agents.find((a) => a.id === id);
+  }
+}

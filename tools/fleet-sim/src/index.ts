@@ -1,0 +1,15 @@
+export { DEFAULT_BEHAVIOUR, SimAgent, type SimBehaviour } from './agent.js';
+export { enrollDevices, sharedDeviceKey, type EnrolledDevice, type EnrollOptions } from './enroll.js';
+export { SimFleet, type ApplyRecord } from './fleet.js';
+export {
+  apiClient,
+  createRollout,
+  getRollout,
+  runScenario,
+  until,
+  type ApiClient,
+  type RolloutSpecInput,
+  type RolloutView,
+  type ScenarioResult,
+} from './scenario.js';
+export { startSimStack, type SimStack, type SimStackOptions } from './stack.js';

@@ -1,0 +1,204 @@
+import { loadavg } from 'node:os';
+import type { SimFleet } from './fleet.js';
+
+export interface RolloutView {
+  id: string;
+  state: string;
+  current_wave: number;
+  abort_reason: string | null;
+  totals: Record<string, number>;
+  waves: Array<{
+    wave: number;
+    label: string;
+    devices: number;
+    applied: number;
+    failed: number;
+    pending: number;
+  }>;
+}
+
+/** The cloud REST API as an admin of one tenant. */
+export interface ApiClient {
+  request(method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown }>;
+}
+
+export function apiClient(baseUrl: string, token: () => Promise<string>): ApiClient {
+  return {
+    async request(method, path, body) {
+      const res = await fetch(`${baseUrl}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${await token()}`, 'content-type': 'application/json' },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+      const text = await res.text();
+      return { status: res.status, json: text ? (JSON.parse(text) as unknown) : null };
+    },
+  };
+}
+
+export interface RolloutSpecInput {
+  canary: number;
+  waves: number[];
+  gate_window_seconds: number;
+  soak_seconds?: number;
+  gates?: Record<string, unknown>;
+  abort?: Record<string, unknown>;
+}
+
+export async function createRollout(
+  api: ApiClient,
+  attributes: Record<string, string>,
+  spec: RolloutSpecInput,
+): Promise<RolloutView> {
+  const res = await api.request('POST', '/v1/rollouts', {
+    target: { scope: 'tenant' },
+    body: { attributes },
+    spec,
+  });
+  if (res.status !== 201)
+    throw new Error(`creating the rollout failed: ${res.status} ${JSON.stringify(res.json)}`);
+  return res.json as RolloutView;
+}
+
+export async function getRollout(api: ApiClient, id: string): Promise<RolloutView> {
+  const res = await api.request('GET', `/v1/rollouts/${id}`);
+  if (res.status !== 200) throw new Error(`GET rollout failed: ${res.status}`);
+  return res.json as RolloutView;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Polls until `done` holds (checked every `everyMs`); returns the elapsed ms. */
+export async function until(
+  done: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+  everyMs = 50,
+): Promise<number> {
+  const t0 = Date.now();
+  while (!(await done())) {
+    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms`);
+    await sleep(everyMs);
+  }
+  return Date.now() - t0;
+}
+
+export interface ScenarioResult {
+  devices: number;
+  good: {
+    rollout: string;
+    state: string;
+    ms_to_50pct_applied: number;
+    ms_to_95pct_applied: number;
+    ms_to_completed: number;
+  };
+  bad: {
+    rollout: string;
+    state: string;
+    abort_reason: string | null;
+    ms_to_abort: number;
+    ms_to_rollback_complete: number;
+    devices_took_bad: number;
+    devices_rolled_back_and_applied: number;
+    devices_still_on_bad: number;
+    devices_never_issued_touched: number;
+  };
+  load: { loadavg_1m: number; loadavg_5m: number; rss_mb: number };
+}
+
+/**
+ * A good rollout (to every device), then a bad one (its config drops the devices' fps to 20 %) that must trip
+ * the fps gate, abort and roll back every device that took it.
+ */
+export async function runScenario(
+  api: ApiClient,
+  fleet: SimFleet,
+  opts: { spec: RolloutSpecInput; timeoutMs: number },
+): Promise<ScenarioResult> {
+  const n = fleet.agents.length;
+  // Good rollout
+  const t0 = Date.now();
+  const good = await createRollout(api, { 'sim.rev': 'good' }, opts.spec);
+  const ms50 = await until(
+    () => fleet.running('sim.rev', 'good').length >= Math.ceil(n * 0.5),
+    opts.timeoutMs,
+  );
+  const ms95 =
+    (await until(() => fleet.running('sim.rev', 'good').length >= Math.ceil(n * 0.95), opts.timeoutMs)) +
+    ms50;
+  let goodView = good;
+  await until(
+    async () => {
+      goodView = await getRollout(api, good.id);
+      return ['completed', 'aborted', 'rolled_back'].includes(goodView.state);
+    },
+    opts.timeoutMs,
+    250,
+  );
+  const msCompleted = Date.now() - t0;
+  // Let the last stragglers apply before the bad one.
+  await until(() => fleet.running('sim.rev', 'good').length === n, 30_000).catch(() => undefined);
+
+  // Bad rollout
+  const goodVersions = new Map(fleet.agents.map((a) => [a.id, a.appliedVersion]));
+  const t1 = Date.now();
+  const bad = await createRollout(
+    api,
+    { 'sim.rev': 'bad', 'sim.fps_factor': '0.2' },
+    {
+      ...opts.spec,
+      gates: { ...(opts.spec.gates ?? {}), min_fps_ratio: 0.5 },
+    },
+  );
+  let badView = bad;
+  let msAbort = -1;
+  await until(
+    async () => {
+      badView = await getRollout(api, bad.id);
+      if (msAbort < 0 && ['aborted', 'rolling_back', 'rolled_back'].includes(badView.state))
+        msAbort = Date.now() - t1;
+      return ['completed', 'rolled_back'].includes(badView.state);
+    },
+    opts.timeoutMs,
+    100,
+  );
+  const tookBad = fleet.agents.filter((a) => a.history.some((h) => h.attributes['sim.rev'] === 'bad'));
+  // Rolled back: every device that took it runs the good body again, under a newer version.
+  await until(
+    () =>
+      tookBad.every((a) => a.attributes['sim.rev'] === 'good' && a.appliedVersion > goodVersions.get(a.id)!),
+    opts.timeoutMs,
+  ).catch(() => undefined);
+  const msRollback = Date.now() - t1;
+  const back = tookBad.filter(
+    (a) => a.attributes['sim.rev'] === 'good' && a.appliedVersion > goodVersions.get(a.id)!,
+  ).length;
+  const untouched = fleet.agents.filter((a) => !tookBad.includes(a));
+  const touched = untouched.filter((a) => a.appliedVersion !== goodVersions.get(a.id)).length;
+  const [l1, l5] = loadavg();
+  return {
+    devices: n,
+    good: {
+      rollout: good.id,
+      state: goodView.state,
+      ms_to_50pct_applied: ms50,
+      ms_to_95pct_applied: ms95,
+      ms_to_completed: msCompleted,
+    },
+    bad: {
+      rollout: bad.id,
+      state: badView.state,
+      abort_reason: badView.abort_reason,
+      ms_to_abort: msAbort,
+      ms_to_rollback_complete: msRollback,
+      devices_took_bad: tookBad.length,
+      devices_rolled_back_and_applied: back,
+      devices_still_on_bad: fleet.running('sim.rev', 'bad').length,
+      devices_never_issued_touched: touched,
+    },
+    load: {
+      loadavg_1m: l1 ?? 0,
+      loadavg_5m: l5 ?? 0,
+      rss_mb: Math.round(process.memoryUsage().rss / 1e6),
+    },
+  };
+}
