@@ -31,6 +31,7 @@ describe('API security suite', () => {
   const api = useApiCloud();
   const now = (): number => Math.floor(Date.now() / 1000);
   const bEvent = uuidV7(Date.now() - 60_000);
+  const bRollout = randomUUID();
   let admin: string;
   let viewer: string;
 
@@ -42,6 +43,23 @@ describe('API security suite', () => {
     await insertEvents(api.cloud().db, [
       { event_id: bEvent, tenant_id: B, device_id: 'gw-b', camera_id: 'cam1', label: 'person', at },
     ]);
+    // B's rollout, as the rollout store writes one (running, so that pause/abort would apply to it).
+    await api
+      .cloud()
+      .db.insertInto('rollouts')
+      .values({
+        id: bRollout,
+        tenant_id: B,
+        scope: 'tenant',
+        scope_id: B,
+        body: JSON.stringify({ cameras: [] }),
+        spec: JSON.stringify({ canary: 1, waves: [100] }),
+        state: 'running',
+        created_by: 'admin@globex',
+        created_at: new Date(),
+        updated_at: new Date(),
+      } as never)
+      .execute();
     admin = await api.token(A, ['admin']);
     viewer = await api.token(A, ['viewer']);
   });
@@ -91,7 +109,7 @@ describe('API security suite', () => {
         'ES256 with an attacker key embedded as a jwk header',
         async () =>
           base()
-            .setProtectedHeader({ alg: 'ES256', jwk: (await exportJWK(attacker.publicKey)) })
+            .setProtectedHeader({ alg: 'ES256', jwk: await exportJWK(attacker.publicKey) })
             .setExpirationTime(now() + 60)
             .sign(attacker.privateKey),
       ],
@@ -178,6 +196,16 @@ describe('API security suite', () => {
       'post /devices/:id/config/issue': [
         { method: 'POST', path: () => '/v1/devices/gw-b/config/issue', body: {} },
       ],
+      'get /rollouts/:id': [{ method: 'GET', path: () => `/v1/rollouts/${bRollout}` }],
+      'post /rollouts/:id/pause': [
+        { method: 'POST', path: () => `/v1/rollouts/${bRollout}/pause`, body: {} },
+      ],
+      'post /rollouts/:id/resume': [
+        { method: 'POST', path: () => `/v1/rollouts/${bRollout}/resume`, body: {} },
+      ],
+      'post /rollouts/:id/abort': [
+        { method: 'POST', path: () => `/v1/rollouts/${bRollout}/abort`, body: {} },
+      ],
       'get /configs/:scope/:scopeId': [
         { method: 'GET', path: () => '/v1/configs/device/gw-b' },
         { method: 'GET', path: () => '/v1/configs/site/plant' },
@@ -208,7 +236,8 @@ describe('API security suite', () => {
             .path()
             .replace('gw-b', 'gw-nowhere')
             .replace(bEvent, uuidV7(Date.now()))
-            .replace('plant', 'nowhere');
+            .replace('plant', 'nowhere')
+            .replace(bRollout, randomUUID());
           const missing = await call(nowhere, admin, {
             method: p.method,
             ...(p.body ? { body: JSON.stringify(p.body) } : {}),
@@ -231,6 +260,13 @@ describe('API security suite', () => {
           .where('id', '=', 'gw-b')
           .executeTakeFirstOrThrow();
         expect(dev.revoked_at).toBeNull();
+        const rollout = await api
+          .cloud()
+          .db.selectFrom('rollouts')
+          .select('state')
+          .where('id', '=', bRollout)
+          .executeTakeFirstOrThrow();
+        expect(rollout.state).toBe('running');
       },
     );
 

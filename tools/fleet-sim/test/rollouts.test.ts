@@ -91,7 +91,8 @@ describe('staged rollouts with fleet-sim', () => {
     expect((await admin.request('POST', `/v1/rollouts/${r.id}/resume`, {})).status).toBe(200);
     // one active rollout per tenant
     expect(
-      (await admin.request('POST', '/v1/rollouts', { target: { scope: 'tenant' }, body: { attributes: {} } })).status,
+      (await admin.request('POST', '/v1/rollouts', { target: { scope: 'tenant' }, body: { attributes: {} } }))
+        .status,
     ).toBe(409);
     const aborted = await admin.request('POST', `/v1/rollouts/${r.id}/abort`, { reason: 'changed my mind' });
     expect(aborted.status).toBe(200);
