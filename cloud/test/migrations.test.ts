@@ -30,6 +30,7 @@ describe('PostgreSQL migrations', () => {
       '0006_idempotency_keys',
       '0007_device_configs',
       '0008_rollouts',
+      '0009_rollout_signals',
     ]);
     expect(await tables(db)).toEqual(
       expect.arrayContaining([
@@ -81,6 +82,11 @@ describe('PostgreSQL migrations', () => {
   });
 
   it('roll back and forward again', async () => {
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0009_rollout_signals']);
+    const cols = await sql<{ n: number }>`
+      select count(*)::int as n from information_schema.columns
+      where column_name in ('mean_inference_ms', 'events_per_minute', 'baseline_inference_ms')`.execute(db);
+    expect(cols.rows[0]?.n).toBe(0);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0008_rollouts']);
     expect(await tables(db)).not.toContain('rollouts');
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0007_device_configs']);
@@ -109,6 +115,7 @@ describe('PostgreSQL migrations', () => {
       '0006_idempotency_keys',
       '0007_device_configs',
       '0008_rollouts',
+      '0009_rollout_signals',
     ]);
   });
 });

@@ -115,6 +115,38 @@ describe('device outcomes', () => {
   it('a device not issued never fails', () => {
     expect(failureOf(s, base, at(1000))).toBeNull();
   });
+  it('inference latency above the ratio times its pre-rollout baseline fails (inference_latency_high)', () => {
+    const g = spec({ gates: { appliedRatio: 0.9, allowDegraded: true, maxInferenceRatio: 2 } });
+    const applied = { ...issued, state: 'applied' as const, baselineInferenceMs: 14 };
+    expect(failureOf(g, { ...applied, inferenceMs: 42 }, at(1))).toBe('inference_latency_high');
+    expect(failureOf(g, { ...applied, inferenceMs: 28 }, at(1))).toBeNull();
+    expect(failureOf(g, { ...applied, inferenceMs: 15 }, at(1))).toBeNull();
+    // with a baseline, it waits for a heartbeat after the apply that reports latency (then times out)
+    expect(failureOf(g, { ...applied, inferenceMs: undefined }, at(1))).toBeNull();
+    expect(outcomeOf(g, { ...applied, inferenceMs: undefined }, at(1))).toBe('pending');
+    expect(failureOf(g, { ...applied, inferenceMs: undefined }, at(60))).toBe('no_health_signal');
+    expect(outcomeOf(g, { ...applied, inferenceMs: 20 }, at(1))).toBe('applied');
+    // no baseline (or a baseline of 0: no inference before), or no gate: passes
+    expect(failureOf(g, { ...applied, baselineInferenceMs: undefined, inferenceMs: 500 }, at(1))).toBeNull();
+    expect(failureOf(g, { ...applied, baselineInferenceMs: 0, inferenceMs: 500 }, at(1))).toBeNull();
+    expect(failureOf(spec(), { ...applied, inferenceMs: 500 }, at(1))).toBeNull();
+    // a pending device is not judged on latency
+    expect(failureOf(g, { ...applied, state: 'pending', inferenceMs: 500 }, at(1))).toBeNull();
+  });
+  it('the event-rate gate with fed rates: inside the bounds passes, below min or above max fails', () => {
+    const g = spec({
+      gates: { appliedRatio: 0.9, allowDegraded: true, eventRate: { min: 0.5, max: 30 } },
+    });
+    const applied = { ...issued, state: 'applied' as const };
+    expect(failureOf(g, { ...applied, eventRate: 3 }, at(1))).toBeNull();
+    expect(failureOf(g, { ...applied, eventRate: 0.5 }, at(1))).toBeNull();
+    expect(failureOf(g, { ...applied, eventRate: 30 }, at(1))).toBeNull();
+    expect(failureOf(g, { ...applied, eventRate: 0.2 }, at(1))).toBe('event_rate_low');
+    expect(failureOf(g, { ...applied, eventRate: 31 }, at(1))).toBe('event_rate_high');
+    const onlyMax = spec({ gates: { appliedRatio: 0.9, allowDegraded: true, eventRate: { max: 10 } } });
+    expect(failureOf(onlyMax, { ...applied, eventRate: 0 }, at(1))).toBeNull();
+    expect(failureOf(onlyMax, { ...applied, eventRate: 11 }, at(1))).toBe('event_rate_high');
+  });
 });
 
 describe('plan: the happy path', () => {
@@ -226,6 +258,27 @@ describe('plan: abort', () => {
     const devs = fleet(10);
     issue(devs, ['d000', 'd001'], 0, T0);
     report(devs, ['d000', 'd001'], { state: 'applied', fps: 2 });
+    expect(plan(snap(), devs, at(1)).actions[0]).toMatchObject({
+      type: 'transition',
+      to: 'aborted',
+      reason: matching(/2 of 2/),
+    });
+  });
+  it('inference latency above the gate (canary) aborts the rollout', () => {
+    const devs = fleet(10).map((d) => ({ ...d, baselineInferenceMs: 14 }));
+    const s = spec({ gates: { appliedRatio: 0.9, allowDegraded: true, maxInferenceRatio: 2 } });
+    issue(devs, ['d000', 'd001'], 0, T0);
+    report(devs, ['d000', 'd001'], { state: 'applied', inferenceMs: 42 });
+    expect(plan(snap({ spec: s }), devs, at(1)).actions[0]).toMatchObject({
+      type: 'transition',
+      to: 'aborted',
+      reason: matching(/2 of 2/),
+    });
+  });
+  it('an event rate outside the gate (canary) aborts the rollout', () => {
+    const devs = fleet(10);
+    issue(devs, ['d000', 'd001'], 0, T0);
+    report(devs, ['d000', 'd001'], { state: 'applied', eventRate: 250 });
     expect(plan(snap(), devs, at(1)).actions[0]).toMatchObject({
       type: 'transition',
       to: 'aborted',

@@ -330,7 +330,15 @@ export async function startAgent(bootstrap: Readonly<AgentConfig>, deps: AgentDe
         ...device,
         agentVersion: AGENT_VERSION,
         startedAt,
-        cameras: statuses,
+        // Drains each pipeline's interval stats: only the heartbeat calls this.
+        cameras: () =>
+          statuses().map((s) => ({
+            ...s,
+            ...(cameras.get(s.cameraId)?.pipeline?.interval.drain(Date.now()) ?? {
+              inferenceMsP50: 0,
+              eventsPerMinute: 0,
+            }),
+          })),
         configVersion: () => remoteConfig?.appliedVersion ?? remoteStart.applied?.version ?? 0n,
       },
       config.heartbeatSeconds * 1000,

@@ -40,6 +40,16 @@ export const rolloutSpecSchema = z
         applied_ratio: ratio.default(0.95),
         allow_degraded: z.boolean().default(true),
         min_fps_ratio: ratio.optional(),
+        max_inference_ratio: z
+          .number()
+          .min(1)
+          .max(1000)
+          .optional()
+          .meta({
+            description:
+              'A device whose inference latency exceeds this multiple of its pre-rollout baseline fails ' +
+              '(inference_latency_high); absent: no inference-latency gate.',
+          }),
         event_rate: z
           .strictObject({ min: z.number().min(0).optional(), max: z.number().min(0).optional() })
           .optional(),
@@ -131,6 +141,9 @@ export function toPlannerSpec(s: z.output<typeof rolloutSpecSchema>): RolloutSpe
       appliedRatio: s.gates.applied_ratio,
       allowDegraded: s.gates.allow_degraded,
       ...(s.gates.min_fps_ratio !== undefined ? { minFpsRatio: s.gates.min_fps_ratio } : {}),
+      ...(s.gates.max_inference_ratio !== undefined
+        ? { maxInferenceRatio: s.gates.max_inference_ratio }
+        : {}),
       ...(s.gates.event_rate !== undefined ? { eventRate: s.gates.event_rate } : {}),
     },
     abort: { failureRatio: s.abort.failure_ratio, minReported: s.abort.min_reported },

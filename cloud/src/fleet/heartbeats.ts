@@ -279,11 +279,29 @@ const HEALTH_NAMES: Readonly<Record<number, string>> = {
   [DeviceHealth.DEVICE_HEALTH_FAILING]: 'failing',
 };
 
-/** What rollout gates read from a heartbeat: the agent's health and its cameras' mean fps (none: null). */
-export function heartbeatSignals(hb: Heartbeat): { health: string; meanFps: number | null } {
-  const fps = hb.cameras.map((c) => c.fps).filter((f) => Number.isFinite(f));
+export interface HeartbeatSignals {
+  health: string;
+  /** Mean fps over the cameras; null without cameras. */
+  meanFps: number | null;
+  /** Mean of the cameras' median detect latency (ms), over cameras that ran inference; null when none did. */
+  meanInferenceMs: number | null;
+  /** Events per minute over the heartbeat's interval, summed over the cameras (0 without cameras). */
+  eventsPerMinute: number;
+}
+
+const mean = (xs: readonly number[]): number | null =>
+  xs.length === 0 ? null : xs.reduce((a, b) => a + b, 0) / xs.length;
+
+/** What rollout gates read from a heartbeat: the agent's health and its cameras' analytics signals. */
+export function heartbeatSignals(hb: Heartbeat): HeartbeatSignals {
+  const finite = (x: number): boolean => Number.isFinite(x);
   return {
     health: HEALTH_NAMES[hb.health] ?? 'unknown',
-    meanFps: fps.length === 0 ? null : fps.reduce((a, b) => a + b, 0) / fps.length,
+    meanFps: mean(hb.cameras.map((c) => c.fps).filter(finite)),
+    meanInferenceMs: mean(hb.cameras.map((c) => c.inferenceMsP50).filter((x) => finite(x) && x > 0)),
+    eventsPerMinute: hb.cameras
+      .map((c) => c.eventsPerMinute)
+      .filter((x) => finite(x) && x > 0)
+      .reduce((a, b) => a + b, 0),
   };
 }

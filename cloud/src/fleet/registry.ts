@@ -1,5 +1,6 @@
 import { sql, type Kysely, type Selectable } from 'kysely';
 import type { Database, DevicesTable } from '../storage/tables.js';
+import type { HeartbeatSignals } from './heartbeats.js';
 
 export interface DeviceIdentity {
   tenantId: string;
@@ -41,8 +42,8 @@ export class FleetRegistry {
     seenAt: Date,
     agentVersion: string,
     configVersion: bigint,
-    /** Rollout gate signals (migration 0008): the agent's health and mean fps over its cameras. */
-    signals?: { health: string; meanFps: number | null },
+    /** Rollout gate signals (migrations 0008, 0009): health, mean fps, inference latency, event rate. */
+    signals?: HeartbeatSignals,
   ): Promise<boolean> {
     // Never backwards: a redelivered (older) heartbeat after a newer one counts, but changes nothing else.
     const newer = sql<boolean>`(last_seen_at is null or last_seen_at < ${seenAt})`;
@@ -57,6 +58,8 @@ export class FleetRegistry {
           ? {
               last_health: sql<string>`case when ${newer} then ${signals.health} else last_health end`,
               mean_fps: sql<number>`case when ${newer} then ${signals.meanFps}::real else mean_fps end`,
+              mean_inference_ms: sql<number>`case when ${newer} then ${signals.meanInferenceMs}::real else mean_inference_ms end`,
+              events_per_minute: sql<number>`case when ${newer} then ${signals.eventsPerMinute}::real else events_per_minute end`,
             }
           : {}),
       })

@@ -175,6 +175,9 @@ export class RolloutExecutor {
         health,
         fps: fresh && sig.mean_fps !== null ? sig.mean_fps : undefined,
         baselineFps: d.baseline_fps ?? undefined,
+        inferenceMs: fresh && sig.mean_inference_ms !== null ? sig.mean_inference_ms : undefined,
+        baselineInferenceMs: d.baseline_inference_ms ?? undefined,
+        eventRate: fresh && sig.events_per_minute !== null ? sig.events_per_minute : undefined,
         rolledBack: d.rollback_version !== null,
       };
     });
@@ -236,8 +239,9 @@ export class RolloutExecutor {
       case 'issue': {
         if (action.deviceIds.length === 0) return true;
         const latest = await this.opts.store.latestConfigs(r.tenant_id, action.deviceIds);
+        // Pre-rollout baselines: the devices' last heartbeat signals before the issue.
         const signals = new Map(
-          (await this.opts.store.signals(r.tenant_id, action.deviceIds)).map((s) => [s.id, s.mean_fps]),
+          (await this.opts.store.signals(r.tenant_id, action.deviceIds)).map((s) => [s.id, s]),
         );
         // One issue call per distinct body (a body snapshot: one call; effective documents: by device).
         const groups = new Map<string, { body: ConfigBody; ids: string[] }>();
@@ -271,7 +275,8 @@ export class RolloutExecutor {
               previousBody: previous.get(i.deviceId) ?? null,
               previousVersion: latest.get(i.deviceId)?.version ?? null,
               issuedVersion: i.version,
-              baselineFps: signals.get(i.deviceId) ?? null,
+              baselineFps: signals.get(i.deviceId)?.mean_fps ?? null,
+              baselineInferenceMs: signals.get(i.deviceId)?.mean_inference_ms ?? null,
             })),
           );
         }

@@ -10,8 +10,9 @@
  * Waves are cumulative: wave k covers the first `waveSize(k)` devices of the rollout's device order (the canary
  * is wave 0, `canary` devices; wave i >= 1 covers `waves[i-1]` percent, at least the previous wave). A device
  * "took" the config when it reported it applied; it "failed" when it reported failed/rolled_back, when it is
- * unhealthy after applying (health failing, fps below the gate's share of its pre-rollout baseline, event rate
- * outside the bounds), or when it has not reported within the gate window.
+ * unhealthy after applying (health failing, fps below the gate's share of its pre-rollout baseline, inference
+ * latency above the gate's multiple of its pre-rollout baseline, event rate outside the bounds), or when it has
+ * not reported within the gate window.
  */
 
 export type RolloutState =
@@ -43,6 +44,11 @@ export interface RolloutSpec {
     allowDegraded: boolean;
     /** Share (0..1) of the device's pre-rollout fps below which it counts as failed; absent: no fps gate. */
     minFpsRatio?: number | undefined;
+    /**
+     * Multiple (>= 1) of the device's pre-rollout inference latency above which it counts as failed; absent: no
+     * inference-latency gate (devices without a baseline or that run no inference pass).
+     */
+    maxInferenceRatio?: number | undefined;
     /** Events per minute bounds; absent: no event-rate gate (and devices without a rate pass). */
     eventRate?: { min?: number | undefined; max?: number | undefined } | undefined;
   };
@@ -69,7 +75,13 @@ export interface DeviceObservation {
   /** Mean fps now, and before the rollout (from heartbeats); undefined when unknown. */
   fps?: number | undefined;
   baselineFps?: number | undefined;
-  /** Events per minute; undefined when unknown. */
+  /**
+   * Mean inference latency (ms) now, and before the rollout (from heartbeats); undefined when unknown or when
+   * no camera ran inference.
+   */
+  inferenceMs?: number | undefined;
+  baselineInferenceMs?: number | undefined;
+  /** Events per minute (summed over cameras, from a heartbeat sent after the apply); undefined when unknown. */
   eventRate?: number | undefined;
   /** The rollback (previous body) was issued to it. */
   rolledBack: boolean;
@@ -134,6 +146,12 @@ export function failureOf(spec: RolloutSpec, d: DeviceObservation, now: Date): s
       if (d.fps === undefined) return timedOut(spec, d, now) ? 'no_health_signal' : null;
       if (d.fps < d.baselineFps * minFps) return 'fps_below_baseline';
     }
+    const maxInf = spec.gates.maxInferenceRatio;
+    if (maxInf !== undefined && d.baselineInferenceMs !== undefined && d.baselineInferenceMs > 0) {
+      // Like the fps gate: it needs a heartbeat sent after the apply that reports inference latency.
+      if (d.inferenceMs === undefined) return timedOut(spec, d, now) ? 'no_health_signal' : null;
+      if (d.inferenceMs > d.baselineInferenceMs * maxInf) return 'inference_latency_high';
+    }
     const rate = spec.gates.eventRate;
     if (rate && d.eventRate !== undefined) {
       if (rate.min !== undefined && d.eventRate < rate.min) return 'event_rate_low';
@@ -148,14 +166,19 @@ function timedOut(spec: RolloutSpec, d: DeviceObservation, now: Date): boolean {
   return d.issuedAt !== null && now.getTime() - d.issuedAt.getTime() >= spec.gateWindowSeconds * 1000;
 }
 
-/** Applied, but the fps gate still waits for its first heartbeat after the apply. */
+/** Applied, but the fps or inference-latency gate still waits for its first heartbeat after the apply. */
 function awaitingSignal(spec: RolloutSpec, d: DeviceObservation): boolean {
-  return (
+  const fps =
     spec.gates.minFpsRatio !== undefined &&
     d.baselineFps !== undefined &&
     d.baselineFps > 0 &&
-    d.fps === undefined
-  );
+    d.fps === undefined;
+  const inference =
+    spec.gates.maxInferenceRatio !== undefined &&
+    d.baselineInferenceMs !== undefined &&
+    d.baselineInferenceMs > 0 &&
+    d.inferenceMs === undefined;
+  return fps || inference;
 }
 
 export function outcomeOf(spec: RolloutSpec, d: DeviceObservation, now: Date): DeviceOutcome {

@@ -142,6 +142,7 @@ export class RolloutStore {
       previousVersion: bigint | null;
       issuedVersion: bigint;
       baselineFps: number | null;
+      baselineInferenceMs: number | null;
     }>,
   ): Promise<void> {
     for (let i = 0; i < rows.length; i += 500) {
@@ -149,13 +150,14 @@ export class RolloutStore {
       await sql`
         update rollout_devices r set wave = ${wave}, issued_at = ${now}, status = 'pending',
           previous_body = v.previous_body::jsonb, previous_version = v.previous_version::bigint,
-          issued_version = v.issued_version::bigint, baseline_fps = v.baseline_fps::real
+          issued_version = v.issued_version::bigint, baseline_fps = v.baseline_fps::real,
+          baseline_inference_ms = v.baseline_inference_ms::real
         from (values ${sql.join(
           chunk.map(
             (r) =>
-              sql`(${r.deviceId}, ${r.previousBody === null ? null : JSON.stringify(r.previousBody)}, ${r.previousVersion?.toString() ?? null}, ${r.issuedVersion.toString()}, ${r.baselineFps})`,
+              sql`(${r.deviceId}, ${r.previousBody === null ? null : JSON.stringify(r.previousBody)}, ${r.previousVersion?.toString() ?? null}, ${r.issuedVersion.toString()}, ${r.baselineFps}, ${r.baselineInferenceMs})`,
           ),
-        )}) as v(device_id, previous_body, previous_version, issued_version, baseline_fps)
+        )}) as v(device_id, previous_body, previous_version, issued_version, baseline_fps, baseline_inference_ms)
         where r.rollout_id = ${rolloutId} and r.device_id = v.device_id`.execute(this.db);
     }
   }
@@ -189,12 +191,19 @@ export class RolloutStore {
     tenantId: string,
     deviceIds: string[],
   ): Promise<
-    Array<{ id: string; last_health: string | null; mean_fps: number | null; last_seen_at: Date | null }>
+    Array<{
+      id: string;
+      last_health: string | null;
+      mean_fps: number | null;
+      mean_inference_ms: number | null;
+      events_per_minute: number | null;
+      last_seen_at: Date | null;
+    }>
   > {
     if (deviceIds.length === 0) return Promise.resolve([]);
     return this.db
       .selectFrom('devices')
-      .select(['id', 'last_health', 'mean_fps', 'last_seen_at'])
+      .select(['id', 'last_health', 'mean_fps', 'mean_inference_ms', 'events_per_minute', 'last_seen_at'])
       .where('tenant_id', '=', tenantId)
       .where('id', 'in', deviceIds)
       .execute();

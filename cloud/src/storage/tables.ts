@@ -32,6 +32,12 @@ export interface DevicesTable {
   /** The last heartbeat's health and mean fps over its cameras (migration 0008; rollout gates). */
   last_health: ColumnType<string | null, string | null | undefined, string | null>;
   mean_fps: ColumnType<number | null, number | null | undefined, number | null>;
+  /**
+   * The last heartbeat's mean (over cameras that ran inference) of the cameras' median detect latency, and its
+   * events per minute summed over cameras (migration 0009; rollout gates).
+   */
+  mean_inference_ms: ColumnType<number | null, number | null | undefined, number | null>;
+  events_per_minute: ColumnType<number | null, number | null | undefined, number | null>;
 }
 
 export interface DeviceCertificatesTable {
@@ -211,6 +217,8 @@ export interface RolloutDevicesTable {
   previous_version: NullableBigintColumn;
   issued_version: NullableBigintColumn;
   baseline_fps: ColumnType<number | null, number | null | undefined, number | null>;
+  /** mean_inference_ms of the device when its wave was issued (migration 0009). */
+  baseline_inference_ms: ColumnType<number | null, number | null | undefined, number | null>;
   rollback_version: NullableBigintColumn;
   status: ColumnType<string, string | undefined, string>;
   reason: ColumnType<string | null, string | null | undefined, string | null>;

@@ -9,6 +9,7 @@ import { pixelateRegions, type RawRgb } from '../media/redact.js';
 import { encodeSnapshot, SnapshotTooLargeError } from '../media/snapshot.js';
 import { Tracker, type TrackEvent } from '../track/index.js';
 import { buildDetectionEvent, priorityOf, type SnapshotRef } from './events.js';
+import { IntervalStats } from './interval-stats.js';
 import type { AgentMetrics } from './metrics.js';
 
 export interface CameraPipelineDeps {
@@ -40,6 +41,8 @@ export class CameraPipeline {
   private loop: Promise<void> | undefined;
   private stopped = false;
   processed = 0;
+  /** Inference latencies and events since the last heartbeat (drained by it). */
+  readonly interval = new IntervalStats(Date.now());
 
   constructor(private readonly deps: CameraPipelineDeps) {
     const d = deps.camera.detect;
@@ -102,6 +105,8 @@ export class CameraPipeline {
       nmsIou: camera.detect.nmsIou,
     });
     metrics.inferenceSeconds.observe({ model: model.spec.name }, result.inferenceMs / 1000);
+    // Detect latency as the heartbeat reports it: preprocess + model run + decode (no queue wait).
+    this.interval.recordInference(result.preprocessMs + result.inferenceMs + result.decodeMs);
     const events = this.tracker.update(this.filter(result.detections), frame.capturedAt.getTime(), frame);
     this.processed++;
     metrics.framesProcessed.inc({ camera: camera.id });
@@ -140,6 +145,7 @@ export class CameraPipeline {
       result: result.accepted ? (result.duplicate ? 'duplicate' : 'accepted') : result.reason,
     });
     deps.metrics.events.inc({ camera: deps.camera.id, kind: ev.kind });
+    this.interval.recordEvent();
     if (!result.accepted) {
       deps.log.warn({ camera: deps.camera.id, kind: ev.kind, reason: result.reason }, 'event not buffered');
       return;

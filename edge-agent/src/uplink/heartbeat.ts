@@ -16,7 +16,18 @@ export interface HeartbeatSource {
   deviceId: string;
   agentVersion: string;
   startedAt: Date;
-  cameras: () => Array<CameraStatusSnapshot & { framesDropped: number; fps: number }>;
+  /**
+   * The cameras' state; called once per heartbeat, so interval signals (inference latency median, events per
+   * minute) cover the time since the previous heartbeat.
+   */
+  cameras: () => Array<
+    CameraStatusSnapshot & {
+      framesDropped: number;
+      fps: number;
+      inferenceMsP50?: number;
+      eventsPerMinute?: number;
+    }
+  >;
   /** Version of the remote config the agent runs (0 = its local config). */
   configVersion?: () => bigint;
 }
@@ -50,6 +61,8 @@ export function buildHeartbeat(src: HeartbeatSource, now: Date): Heartbeat {
       lastFrameAt: c.lastFrameAt,
       lastError: c.lastError ?? '',
       restarts: c.restarts,
+      inferenceMsP50: c.inferenceMsP50 ?? 0,
+      eventsPerMinute: c.eventsPerMinute ?? 0,
     })),
   });
 }

@@ -81,9 +81,15 @@ describe('vigil rollout (against the cloud API)', () => {
       '50,100',
       '--window',
       '2',
+      '--max-inference-ratio',
+      '2.5',
+      '--max-event-rate',
+      '60',
     );
     expect(created.code, created.err).toBe(0);
-    const id = (JSON.parse(created.out) as { id: string }).id;
+    const createdView = JSON.parse(created.out) as { id: string; spec: { gates: Record<string, unknown> } };
+    expect(createdView.spec.gates).toMatchObject({ maxInferenceRatio: 2.5, eventRate: { max: 60 } });
+    const id = createdView.id;
     const list = await cli('rollout', 'list', '--tenant', 'acme');
     expect(list.out).toMatch(new RegExp(`^${id} (pending|running) wave=`));
     expect((await cli('rollout', 'pause', id, '--tenant', 'acme')).out).toMatch(/ paused /);
@@ -104,5 +110,9 @@ describe('vigil rollout (against the cloud API)', () => {
       (await cli('rollout', 'status', '0190f5c2-8a3e-7b1c-9d2e-4f5a6b7c8d9e', '--tenant', 'acme')).code,
     ).toBe(1);
     expect((await cli('rollout', 'create', '--tenant', 'acme')).code).toBe(2);
+    expect(
+      (await cli('rollout', 'create', '--tenant', 'acme', '--effective', '--max-inference-ratio', '0.5'))
+        .code,
+    ).toBe(2);
   }, 30_000);
 });

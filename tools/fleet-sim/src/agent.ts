@@ -22,6 +22,10 @@ export interface SimBehaviour {
   pollMs: number;
   /** Frames per second per camera when healthy. */
   fps: number;
+  /** Median inference latency (ms) per camera when healthy (reported with ±10 % noise). */
+  inferenceMs: number;
+  /** Events per minute per device (split over its cameras). */
+  eventsPerMinute: number;
 }
 
 export const DEFAULT_BEHAVIOUR: SimBehaviour = {
@@ -30,6 +34,8 @@ export const DEFAULT_BEHAVIOUR: SimBehaviour = {
   heartbeatMs: 5000,
   pollMs: 10_000,
   fps: 5,
+  inferenceMs: 14,
+  eventsPerMinute: 3,
 };
 
 export interface AgentCounters {
@@ -44,7 +50,8 @@ export interface AgentCounters {
  * enrollment, addressee, monotonic version), "applies" after a random delay and reports the outcome.
  *
  * Config attributes steer it: `sim.fail = "true"` -> it refuses the config and reports ROLLED_BACK with health
- * FAILING; `sim.fps_factor = "0.3"` -> it reports APPLIED but its cameras run at that share of their fps.
+ * FAILING; `sim.fps_factor = "0.3"` -> it reports APPLIED but its cameras run at that share of their fps;
+ * `sim.inference_factor = "3"` -> it reports APPLIED but its cameras' inference latency is that multiple.
  */
 export class SimAgent {
   nc: NatsConnection | undefined;
@@ -55,6 +62,7 @@ export class SimAgent {
   readonly history: Array<{ version: bigint; attributes: Record<string, string> }> = [];
   private highWater = 0n;
   private fpsFactor = 1;
+  private inferenceFactor = 1;
   private health = DeviceHealth.DEVICE_HEALTH_OK;
   private applying: Promise<void> = Promise.resolve();
   private readonly timers: NodeJS.Timeout[] = [];
@@ -195,6 +203,8 @@ export class SimAgent {
     }
     const factor = Number(attrs['sim.fps_factor'] ?? '1');
     this.fpsFactor = Number.isFinite(factor) && factor >= 0 ? factor : 1;
+    const inference = Number(attrs['sim.inference_factor'] ?? '1');
+    this.inferenceFactor = Number.isFinite(inference) && inference >= 0 ? inference : 1;
     this.health = DeviceHealth.DEVICE_HEALTH_OK;
     this.appliedVersion = config.version;
     this.attributes = { ...attrs };
@@ -205,12 +215,17 @@ export class SimAgent {
     this.onApplied?.(this, config.version, ConfigState.CONFIG_STATE_APPLIED);
   }
 
-  /** Publishes a heartbeat: config version, health and two cameras at the current fps. */
+  /**
+   * Publishes a heartbeat: config version, health and two cameras at the current fps and inference latency,
+   * sharing the device's event rate.
+   */
   heartbeat(): void {
     const nc = this.nc;
     if (!nc || nc.isClosed()) return;
     const d = this.device;
     const fps = this.behaviour.fps * this.fpsFactor;
+    const inferenceMs = this.behaviour.inferenceMs * this.inferenceFactor;
+    const cameras = ['cam-1', 'cam-2'];
     const hb = Heartbeat.fromPartial({
       deviceId: d.deviceId,
       tenantId: d.tenantId,
@@ -220,7 +235,12 @@ export class SimAgent {
       uptimeSeconds: Math.floor((Date.now() - this.started) / 1000),
       configVersion: this.appliedVersion,
       health: this.health,
-      cameras: ['cam-1', 'cam-2'].map((cameraId) => ({ cameraId, fps: fps * (0.95 + Math.random() * 0.1) })),
+      cameras: cameras.map((cameraId) => ({
+        cameraId,
+        fps: fps * (0.95 + Math.random() * 0.1),
+        inferenceMsP50: inferenceMs * (0.9 + Math.random() * 0.2),
+        eventsPerMinute: this.behaviour.eventsPerMinute / cameras.length,
+      })),
     });
     try {
       nc.publish(subjectFor(d.tenantId, d.deviceId, 'hb'), Heartbeat.encode(hb).finish());

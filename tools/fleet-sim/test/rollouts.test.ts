@@ -106,6 +106,39 @@ describe('staged rollouts with fleet-sim', () => {
     expect((await admin.request('POST', `/v1/rollouts/${r.id}/resume`, {})).status).toBe(409);
   }, 60_000);
 
+  it('a config that triples inference latency trips the inference gate after the canary and rolls back', async () => {
+    const before = new Map(fleet.agents.map((a) => [a.id, a.appliedVersion]));
+    const r = await createRollout(
+      admin,
+      { 'sim.rev': 'slow', 'sim.inference_factor': '3' },
+      { ...SPEC, gates: { ...SPEC.gates, max_inference_ratio: 2 } },
+    );
+    let view = r;
+    await until(
+      async () => {
+        view = await getRollout(admin, r.id);
+        return ['completed', 'rolled_back'].includes(view.state);
+      },
+      30_000,
+      200,
+    );
+    expect(view.state).toBe('rolled_back');
+    expect(view.abort_reason).toMatch(/failure ratio/);
+    const took = fleet.agents.filter((a) => a.history.some((h) => h.attributes['sim.rev'] === 'slow'));
+    expect(took.length).toBeGreaterThanOrEqual(3);
+    expect(took.length).toBeLessThanOrEqual(6);
+    await until(() => fleet.running('sim.rev', 'slow').length === 0, 20_000);
+    expect(fleet.running('sim.rev', 'good')).toHaveLength(N);
+    for (const a of took) expect(a.appliedVersion).toBeGreaterThan(before.get(a.id)!);
+    const reasons = await stack.cloud.db
+      .selectFrom('rollout_devices')
+      .select('reason')
+      .where('rollout_id', '=', r.id)
+      .where('reason', 'is not', null)
+      .execute();
+    expect(reasons.map((x) => x.reason)).toContain('inference_latency_high');
+  }, 60_000);
+
   it('validates requests, keeps tenants apart and authorizes by role', async () => {
     const list = await admin.request('GET', '/v1/rollouts');
     expect(list.status).toBe(200);

@@ -32,6 +32,16 @@ const ratioArg = (value: string): number => {
   if (!(n >= 0 && n <= 1)) throw new InvalidArgumentError('expected a number from 0 to 1');
   return n;
 };
+const multipleArg = (value: string): number => {
+  const n = Number(value);
+  if (!(n >= 1 && n <= 1000)) throw new InvalidArgumentError('expected a number from 1 to 1000');
+  return n;
+};
+const rateArg = (value: string): number => {
+  const n = Number(value);
+  if (!(n >= 0 && Number.isFinite(n))) throw new InvalidArgumentError('expected a number >= 0');
+  return n;
+};
 const wavesArg = (value: string): number[] => {
   const waves = value.split(',').map((s) => Number(s.trim()));
   if (waves.some((w) => !(w > 0 && w <= 100)))
@@ -93,6 +103,13 @@ export function register(program: Command, ctx: CliContext): void {
       .option('--soak <s>', 'seconds a wave runs before the next', int(0), 0)
       .option('--applied-ratio <r>', 'share of a wave applied and healthy to advance', ratioArg, 0.95)
       .option('--min-fps-ratio <r>', "fps below this share of the device's baseline fails it", ratioArg)
+      .option(
+        '--max-inference-ratio <x>',
+        "inference latency above this multiple of the device's baseline fails it",
+        multipleArg,
+      )
+      .option('--min-event-rate <n>', 'events per minute below this fail a device', rateArg)
+      .option('--max-event-rate <n>', 'events per minute above this fail a device', rateArg)
       .option('--failure-ratio <r>', 'abort above this failure ratio', ratioArg, 0.1)
       .option('--min-reported <n>', '...once this many devices reported', int(1), 3),
     'admin',
@@ -109,6 +126,9 @@ export function register(program: Command, ctx: CliContext): void {
         soak: number;
         appliedRatio: number;
         minFpsRatio?: number;
+        maxInferenceRatio?: number;
+        minEventRate?: number;
+        maxEventRate?: number;
         failureRatio: number;
         minReported: number;
       },
@@ -131,6 +151,15 @@ export function register(program: Command, ctx: CliContext): void {
           gates: {
             applied_ratio: o.appliedRatio,
             ...(o.minFpsRatio === undefined ? {} : { min_fps_ratio: o.minFpsRatio }),
+            ...(o.maxInferenceRatio === undefined ? {} : { max_inference_ratio: o.maxInferenceRatio }),
+            ...(o.minEventRate === undefined && o.maxEventRate === undefined
+              ? {}
+              : {
+                  event_rate: {
+                    ...(o.minEventRate === undefined ? {} : { min: o.minEventRate }),
+                    ...(o.maxEventRate === undefined ? {} : { max: o.maxEventRate }),
+                  },
+                }),
           },
           abort: { failure_ratio: o.failureRatio, min_reported: o.minReported },
         },

@@ -190,6 +190,14 @@ export interface CameraStatus {
   lastError: string;
   /** Number of times the ingest process was restarted since agent start. */
   restarts: number;
+  /**
+   * Median detect latency in milliseconds (preprocess + model inference + decode, not the wait for the model)
+   * over the frames detected in the last reporting interval (at most the last 256 of them); 0 when no frame was
+   * detected in the interval (or the camera has no detection).
+   */
+  inferenceMsP50: number;
+  /** Events this camera produced over the last reporting interval, per minute. */
+  eventsPerMinute: number;
   _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
 }
 
@@ -750,6 +758,8 @@ function createBaseCameraStatus(): CameraStatus {
     lastFrameAt: undefined,
     lastError: "",
     restarts: 0,
+    inferenceMsP50: 0,
+    eventsPerMinute: 0,
     _unknownFields: {},
   };
 }
@@ -785,6 +795,12 @@ export const CameraStatus: MessageFns<CameraStatus> = {
     }
     if (message.restarts !== 0) {
       writer.uint32(64).uint32(message.restarts);
+    }
+    if (message.inferenceMsP50 !== 0) {
+      writer.uint32(77).float(message.inferenceMsP50);
+    }
+    if (message.eventsPerMinute !== 0) {
+      writer.uint32(85).float(message.eventsPerMinute);
     }
     if (message._unknownFields !== undefined) {
       for (const [key, values] of globalThis.Object.entries(message._unknownFields)) {
@@ -874,6 +890,22 @@ export const CameraStatus: MessageFns<CameraStatus> = {
             message.restarts = reader.uint32();
             continue;
           }
+          case 9: {
+            if (tag !== 77) {
+              break;
+            }
+
+            message.inferenceMsP50 = reader.float();
+            continue;
+          }
+          case 10: {
+            if (tag !== 85) {
+              break;
+            }
+
+            message.eventsPerMinute = reader.float();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -924,6 +956,16 @@ export const CameraStatus: MessageFns<CameraStatus> = {
         ? globalThis.String(object.last_error)
         : "",
       restarts: isSet(object.restarts) ? globalThis.Number(object.restarts) : 0,
+      inferenceMsP50: isSet(object.inferenceMsP50)
+        ? globalThis.Number(object.inferenceMsP50)
+        : isSet(object.inference_ms_p50)
+        ? globalThis.Number(object.inference_ms_p50)
+        : 0,
+      eventsPerMinute: isSet(object.eventsPerMinute)
+        ? globalThis.Number(object.eventsPerMinute)
+        : isSet(object.events_per_minute)
+        ? globalThis.Number(object.events_per_minute)
+        : 0,
     };
   },
 
@@ -953,6 +995,12 @@ export const CameraStatus: MessageFns<CameraStatus> = {
     if (message.restarts !== 0) {
       obj.restarts = Math.round(message.restarts);
     }
+    if (message.inferenceMsP50 !== 0) {
+      obj.inferenceMsP50 = floatToJson(message.inferenceMsP50);
+    }
+    if (message.eventsPerMinute !== 0) {
+      obj.eventsPerMinute = floatToJson(message.eventsPerMinute);
+    }
     return obj;
   },
 
@@ -973,6 +1021,8 @@ export const CameraStatus: MessageFns<CameraStatus> = {
     message.lastFrameAt = object.lastFrameAt ?? undefined;
     message.lastError = object.lastError ?? "";
     message.restarts = object.restarts ?? 0;
+    message.inferenceMsP50 = object.inferenceMsP50 ?? 0;
+    message.eventsPerMinute = object.eventsPerMinute ?? 0;
     return message;
   },
 };
