@@ -1,10 +1,10 @@
-import type { ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LogTail } from './log-tail.js';
 import { freePort } from './ports.js';
-import { ProcessRegistry, stopChild, waitForExit } from './processes.js';
+import { ProcessRegistry } from './processes.js';
+import { ServerProcess } from './server-process.js';
 
 export interface NatsTlsFiles {
   caFile: string;
@@ -74,15 +74,13 @@ export function natsConfig(opts: NatsConfigOptions = {}): (ctx: NatsConfigContex
 }
 
 /** A real nats-server on loopback, ready when `start()` resolves. `restart()` keeps port and store. */
-export class NatsServer {
+export class NatsServer extends ServerProcess<NatsConfigContext> {
   readonly logs: LogTail;
-  private child: ChildProcess | undefined;
-  private ownsDir = false;
-  private ctx: NatsConfigContext | undefined;
   private configText = '';
   private readonly registry: ProcessRegistry;
 
   constructor(private readonly opts: NatsServerOptions = {}) {
+    super();
     this.registry = opts.registry ?? new ProcessRegistry();
     this.logs = new LogTail(1000, opts.onLog);
   }
@@ -127,35 +125,12 @@ export class NatsServer {
     return this;
   }
 
-  async stop(): Promise<void> {
-    if (this.child) await stopChild(this.child);
-    this.child = undefined;
-  }
-
-  /** Kill -9 (no graceful shutdown), for fault tests. */
-  async kill(): Promise<void> {
-    if (!this.child?.pid) return;
-    this.child.kill('SIGKILL');
-    await waitForExit(this.child, 5_000);
-    this.child = undefined;
-  }
-
-  async restart(): Promise<void> {
-    await this.stop();
-    await this.launch();
-  }
-
-  async dispose(): Promise<void> {
-    await this.stop();
-    if (this.ownsDir && this.ctx) rmSync(this.ctx.dir, { recursive: true, force: true });
-  }
-
   private context(): NatsConfigContext {
     if (!this.ctx) throw new Error('nats-server is not started: call start() first');
     return this.ctx;
   }
 
-  private async launch(): Promise<void> {
+  protected async launch(): Promise<void> {
     const ctx = this.context();
     const binary = this.opts.binary ?? process.env.NATS_SERVER_BIN ?? 'nats-server';
     const child = this.registry.spawn(binary, ['-c', join(ctx.dir, 'nats.conf')], { cwd: ctx.dir });

@@ -1,11 +1,11 @@
-import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LogTail } from './log-tail.js';
 import { freePort } from './ports.js';
-import { ProcessRegistry, stopChild, waitForExit } from './processes.js';
+import { ProcessRegistry } from './processes.js';
+import { ServerProcess } from './server-process.js';
 
 export interface RedisServerOptions {
   /** Fixed port; default: a free one (kept across restarts). */
@@ -26,14 +26,12 @@ export interface RedisServerOptions {
  * no AOF), so `restart()` keeps the port but starts empty. The process is registered in the
  * ProcessRegistry, so a crashed test worker's server is reaped.
  */
-export class RedisServer {
+export class RedisServer extends ServerProcess<{ port: number; dir: string }> {
   readonly logs: LogTail;
-  private child: ChildProcess | undefined;
-  private ownsDir = false;
-  private ctx: { port: number; dir: string } | undefined;
   private readonly registry: ProcessRegistry;
 
   constructor(private readonly opts: RedisServerOptions = {}) {
+    super();
     this.registry = opts.registry ?? new ProcessRegistry();
     this.logs = new LogTail(1000, opts.onLog);
   }
@@ -70,31 +68,6 @@ export class RedisServer {
     return this;
   }
 
-  /** SIGTERM (redis-server shuts down at once: nothing to save), SIGKILL after a grace period. */
-  async stop(): Promise<void> {
-    if (this.child) await stopChild(this.child);
-    this.child = undefined;
-  }
-
-  /** Kill -9 (no graceful shutdown), for fault tests. */
-  async kill(): Promise<void> {
-    if (!this.child?.pid) return;
-    this.child.kill('SIGKILL');
-    await waitForExit(this.child, 5_000);
-    this.child = undefined;
-  }
-
-  /** Stop, then start again on the same port (empty: nothing is persisted). */
-  async restart(): Promise<void> {
-    await this.stop();
-    await this.launch();
-  }
-
-  async dispose(): Promise<void> {
-    await this.stop();
-    if (this.ownsDir && this.ctx) rmSync(this.ctx.dir, { recursive: true, force: true });
-  }
-
   /** Sends PING over a plain socket; true when the server answers `+PONG`. */
   ping(timeoutMs = 1_000): Promise<boolean> {
     return pingRedis(this.port, timeoutMs);
@@ -105,7 +78,7 @@ export class RedisServer {
     return this.ctx;
   }
 
-  private async launch(): Promise<void> {
+  protected async launch(): Promise<void> {
     const ctx = this.context();
     const binary = this.opts.binary ?? process.env.REDIS_SERVER_BIN ?? 'redis-server';
     const args = [
