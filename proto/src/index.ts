@@ -16,6 +16,7 @@ export * from './gen/vigil/v1/telemetry.js';
 export * from './gen/vigil/v1/config.js';
 export * from './gen/vigil/v1/receipt.js';
 export * from './gen/vigil/v1/device_service.js';
+export * from './gen/vigil/v1/media.js';
 export * from './subject.js';
 
 // grpc-js: DeviceServiceService is the service definition for server.addService(); this alias reads better.

@@ -7,11 +7,11 @@
 export const SUBJECT_PREFIX = 'vigil.v1';
 
 /** Message kinds, one per subject suffix. */
-export const SUBJECT_KINDS = ['evt', 'hb', 'status', 'cfg', 'rcpt'] as const;
+export const SUBJECT_KINDS = ['evt', 'hb', 'status', 'cfg', 'rcpt', 'media'] as const;
 
 /**
  * evt: DetectionEvent, hb: Heartbeat, status: ConfigStatus, cfg: SignedConfig,
- * rcpt: CommitReceipt (and ReceiptQuery requests).
+ * rcpt: CommitReceipt (and ReceiptQuery requests), media: MediaObject (per camera).
  */
 export type SubjectKind = (typeof SUBJECT_KINDS)[number];
 

@@ -228,6 +228,33 @@ export const cloudConfigSchema = z
           .default(512 * 1024 * 1024),
       })
       .prefault({}),
+    /**
+     * Media objects (snapshots) devices upload on the MEDIA stream (cloud/src/media/). Bytes go to a
+     * filesystem MediaStore under `dir`; the index, tenancy and tombstones are in PostgreSQL.
+     */
+    media: z
+      .strictObject({
+        /** Root of the filesystem MediaStore. Without it, uploaded media are acknowledged and dropped (counted). */
+        dir: z.string().min(1).optional(),
+        /** Largest object accepted: the MEDIA stream's max message size (the object plus ~200 bytes of fields). */
+        maxObjectBytes: z
+          .number()
+          .int()
+          .min(1024)
+          .max(8 * 1024 * 1024)
+          .default(1024 * 1024),
+        /** MEDIA stream size; when full, devices' media publishes fail and they back off (back-pressure). */
+        streamMaxBytes: z
+          .number()
+          .int()
+          .min(16 * 1024 * 1024)
+          .default(512 * 1024 * 1024),
+        /** Media older than this (by capture time) are deleted by the retention job; 0 keeps them forever. */
+        retentionDays: z.number().int().min(0).max(3650).default(30),
+        /** How often the retention job runs (one cloud process at a time). */
+        retentionIntervalSeconds: z.number().int().min(10).max(86_400).default(3600),
+      })
+      .prefault({}),
     log: z
       .strictObject({
         level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

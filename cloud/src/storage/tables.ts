@@ -224,6 +224,32 @@ export interface RolloutDevicesTable {
   reason: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
+/** Media objects uploaded by devices (migration 0010; cloud/src/media/). Bytes live in the MediaStore. */
+export interface MediaTable {
+  tenant_id: string;
+  media_id: string;
+  site_id: string;
+  device_id: string;
+  camera_id: string;
+  event_id: string;
+  content_type: string;
+  sha256: string;
+  size_bytes: number;
+  redacted: ColumnType<boolean, boolean | undefined, boolean>;
+  captured_at: Date;
+  stored_at: Date;
+  /** Null once the bytes are deleted (retention, erasure). */
+  storage_key: string | null;
+  deleted_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
+  deleted_reason: ColumnType<
+    MediaDeletedReason | null,
+    MediaDeletedReason | null | undefined,
+    MediaDeletedReason | null
+  >;
+}
+
+export type MediaDeletedReason = 'retention' | 'erasure';
+
 /** The typed view of the schema that the migrations build. */
 export interface Database {
   tenants: TenantsTable;
@@ -239,4 +265,5 @@ export interface Database {
   device_config_state: DeviceConfigStateTable;
   rollouts: RolloutsTable;
   rollout_devices: RolloutDevicesTable;
+  media: MediaTable;
 }

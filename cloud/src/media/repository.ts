@@ -1,0 +1,112 @@
+import type { Kysely, Selectable } from 'kysely';
+import type { Database, MediaDeletedReason, MediaTable } from '../storage/tables.js';
+
+export type MediaRow = Selectable<MediaTable>;
+
+/** What ingest records for one stored object. */
+export interface NewMedia {
+  tenantId: string;
+  mediaId: string;
+  siteId: string;
+  deviceId: string;
+  cameraId: string;
+  eventId: string;
+  contentType: string;
+  sha256: string;
+  sizeBytes: number;
+  redacted: boolean;
+  capturedAt: Date;
+  storedAt: Date;
+  storageKey: string;
+}
+
+/** The media index in PostgreSQL; every read and change is scoped by tenant. */
+export class MediaRepository {
+  constructor(private readonly db: Kysely<Database>) {}
+
+  /**
+   * Inserts the row unless (tenant, media id) exists. Returns 'inserted', 'duplicate' (same id and sha256: a
+   * resend) or 'conflict' (same id, other content: refused, the stored object stays).
+   */
+  async insert(m: NewMedia): Promise<'inserted' | 'duplicate' | 'conflict'> {
+    const inserted = await this.db
+      .insertInto('media')
+      .values({
+        tenant_id: m.tenantId,
+        media_id: m.mediaId,
+        site_id: m.siteId,
+        device_id: m.deviceId,
+        camera_id: m.cameraId,
+        event_id: m.eventId,
+        content_type: m.contentType,
+        sha256: m.sha256,
+        size_bytes: m.sizeBytes,
+        redacted: m.redacted,
+        captured_at: m.capturedAt,
+        stored_at: m.storedAt,
+        storage_key: m.storageKey,
+      })
+      .onConflict((oc) => oc.columns(['tenant_id', 'media_id']).doNothing())
+      .returning('media_id')
+      .executeTakeFirst();
+    if (inserted) return 'inserted';
+    const existing = await this.get(m.tenantId, m.mediaId);
+    return existing?.sha256 === m.sha256 ? 'duplicate' : 'conflict';
+  }
+
+  /** The row (live or tombstone) or null; another tenant's id is null as well. */
+  async get(tenantId: string, mediaId: string): Promise<MediaRow | null> {
+    const row = await this.db
+      .selectFrom('media')
+      .selectAll()
+      .where('tenant_id', '=', tenantId)
+      .where('media_id', '=', mediaId)
+      .executeTakeFirst();
+    return row ?? null;
+  }
+
+  /**
+   * Turns a live row into a tombstone and returns its former storage key (the caller deletes the bytes after
+   * this commits: a crash in between leaves an orphan file, never a row pointing at nothing). Null when the row
+   * is missing or already deleted.
+   */
+  async markDeleted(
+    tenantId: string,
+    mediaId: string,
+    reason: MediaDeletedReason,
+    at: Date,
+  ): Promise<{ storageKey: string; row: MediaRow } | null> {
+    const before = await this.db
+      .selectFrom('media')
+      .selectAll()
+      .where('tenant_id', '=', tenantId)
+      .where('media_id', '=', mediaId)
+      .where('deleted_at', 'is', null)
+      .executeTakeFirst();
+    if (!before?.storage_key) return null;
+    const updated = await this.db
+      .updateTable('media')
+      .set({ deleted_at: at, deleted_reason: reason, storage_key: null })
+      .where('tenant_id', '=', tenantId)
+      .where('media_id', '=', mediaId)
+      .where('deleted_at', 'is', null)
+      .returning('media_id')
+      .executeTakeFirst();
+    return updated ? { storageKey: before.storage_key, row: before } : null;
+  }
+
+  /** Live media captured before `cutoff`, oldest first, at most `limit` (retention works in bounded batches). */
+  async expired(
+    cutoff: Date,
+    limit: number,
+  ): Promise<Pick<MediaRow, 'tenant_id' | 'media_id' | 'captured_at'>[]> {
+    return this.db
+      .selectFrom('media')
+      .select(['tenant_id', 'media_id', 'captured_at'])
+      .where('deleted_at', 'is', null)
+      .where('captured_at', '<', cutoff)
+      .orderBy('captured_at')
+      .limit(limit)
+      .execute();
+  }
+}

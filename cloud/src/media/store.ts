@@ -1,0 +1,106 @@
+import { randomUUID } from 'node:crypto';
+import { createReadStream, type ReadStream } from 'node:fs';
+import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { dirname, join, sep } from 'node:path';
+import { VigilError } from '../lib/errors.js';
+
+/**
+ * Where media bytes live (DESIGN.md: "media in a MediaStore, filesystem by default, S3-compatible optional").
+ * Keys are relative paths the store makes itself (`keyFor`), never client input, so a key cannot point outside
+ * the root; `resolve` checks it anyway.
+ */
+export interface MediaStore {
+  /** Stores `data` under `key` atomically and durably (the file is complete and fsynced, or absent). */
+  put(key: string, data: Uint8Array): Promise<void>;
+  /** A stream of the bytes and their size, or null when the key holds nothing (deleted, never stored). */
+  open(key: string): Promise<{ stream: ReadStream; size: number } | null>;
+  /** Deletes the bytes; true when something was deleted, false when there was nothing. */
+  delete(key: string): Promise<boolean>;
+}
+
+export class MediaStoreError extends VigilError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('MEDIA_STORE_FAILED', message, true, options);
+  }
+}
+
+const KEY_RE = /^[a-z0-9_-]+(\/[a-z0-9_.-]+)+$/i;
+
+/**
+ * `<tenant>/<yyyy>/<mm>/<dd>/<media id>.<ext>`: grouped by tenant (erasure of a tenant is one directory) and by
+ * capture day (retention walks old days; no directory grows without bound).
+ */
+export function mediaKeyFor(
+  tenantId: string,
+  mediaId: string,
+  capturedAt: Date,
+  contentType: string,
+): string {
+  const iso = capturedAt.toISOString();
+  const ext = contentType === 'image/jpeg' ? 'jpg' : 'bin';
+  return `${tenantId}/${iso.slice(0, 4)}/${iso.slice(5, 7)}/${iso.slice(8, 10)}/${mediaId}.${ext}`;
+}
+
+/** The filesystem MediaStore: files 0600 in directories 0700 under `root`. */
+export class FsMediaStore implements MediaStore {
+  constructor(private readonly root: string) {}
+
+  private resolve(key: string): string {
+    if (!KEY_RE.test(key) || key.split('/').some((p) => p === '.' || p === '..'))
+      throw new MediaStoreError(`invalid media key ${JSON.stringify(key)}`);
+    const path = join(this.root, key);
+    if (!path.startsWith(this.root.endsWith(sep) ? this.root : this.root + sep))
+      throw new MediaStoreError(`media key ${JSON.stringify(key)} leaves the store`);
+    return path;
+  }
+
+  async put(key: string, data: Uint8Array): Promise<void> {
+    const path = this.resolve(key);
+    const dir = dirname(path);
+    const tmp = join(dir, `.${randomUUID()}.tmp`);
+    try {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      const fh = await open(tmp, 'wx', 0o600);
+      try {
+        await fh.writeFile(data);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await rename(tmp, path);
+      // The rename is durable once the directory entry is: fsync the directory too.
+      const dh = await open(dir, 'r');
+      try {
+        await dh.sync();
+      } finally {
+        await dh.close();
+      }
+    } catch (cause) {
+      await rm(tmp, { force: true }).catch(() => undefined);
+      throw new MediaStoreError(`storing media ${key} failed: ${(cause as Error).message}`, { cause });
+    }
+  }
+
+  async open(key: string): Promise<{ stream: ReadStream; size: number } | null> {
+    const path = this.resolve(key);
+    try {
+      const st = await stat(path);
+      if (!st.isFile()) return null;
+      return { stream: createReadStream(path), size: st.size };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw new MediaStoreError(`reading media ${key} failed: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  async delete(key: string): Promise<boolean> {
+    const path = this.resolve(key);
+    try {
+      await rm(path);
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw new MediaStoreError(`deleting media ${key} failed: ${(err as Error).message}`, { cause: err });
+    }
+  }
+}
