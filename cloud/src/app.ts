@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { resolve as resolvePath } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { sql, type Kysely } from 'kysely';
 import type { Logger } from 'pino';
@@ -24,6 +25,9 @@ import { ConfigStatusResponder } from './config-ota/delivery.js';
 import { ModelStore } from './config-ota/models.js';
 import { ConfigSigner } from './config-ota/signing.js';
 import { ConfigError } from './lib/errors.js';
+import { MediaRepository } from './media/repository.js';
+import { MediaRetentionJob } from './media/retention.js';
+import { FsMediaStore, type MediaStore } from './media/store.js';
 import { RolloutExecutor } from './rollouts/executor.js';
 import { RolloutStore } from './rollouts/store.js';
 import { createLogger, createMetricsRegistry } from './lib/observability.js';
@@ -46,6 +50,8 @@ export interface CloudApp {
   /** Desired device configs: documents, issuing (what rollouts call), reported state. */
   readonly configs: ConfigIssuer;
   readonly models: ModelStore;
+  /** Uploaded media: the bytes (undefined when media.dir is unset: nothing is kept) and their index. */
+  readonly media: { readonly store: MediaStore | undefined; readonly repository: MediaRepository };
   stop(): Promise<void>;
 }
 
@@ -186,8 +192,38 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
     heartbeats.start();
     closers.push(() => heartbeats.stop());
 
-    const ingest = await startIngest({ nc, db, config, log, metrics, now: deps.now });
+    // Absolute root: FsMediaStore checks that every key resolves inside it (a relative root would fail that).
+    const media = {
+      store: config.media.dir !== undefined ? new FsMediaStore(resolvePath(config.media.dir)) : undefined,
+      repository: new MediaRepository(db),
+    };
+    const ingest = await startIngest({
+      nc,
+      db,
+      config,
+      mediaStore: media.store,
+      log,
+      metrics,
+      now: deps.now,
+    });
     closers.push(() => ingest.stop());
+
+    // Media retention (media/retention.ts): one cloud process at a time deletes media past media.retentionDays.
+    const retention = new MediaRetentionJob({
+      db,
+      repository: media.repository,
+      store: media.store,
+      audit,
+      log,
+      metrics,
+      retentionDays: config.media.retentionDays,
+      intervalMs: config.media.retentionIntervalSeconds * 1000,
+      now: deps.now,
+    });
+    if (config.media.retentionDays > 0) {
+      retention.start();
+      closers.push(() => retention.stop());
+    }
 
     registerDeviceGauge(db, metrics, config.fleet.offlineAfterSeconds, deps.now);
 
@@ -208,6 +244,7 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
       rateLimiter,
       configs,
       models,
+      media,
     });
     const http = createHttpApp(
       metrics,
@@ -238,6 +275,7 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
       accountPublisher,
       configs,
       models,
+      media,
       stop,
     };
   } catch (err) {

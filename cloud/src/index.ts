@@ -101,3 +101,6 @@ export {
   type DeviceHealthName,
   type IssueInput,
 } from './config-ota/index.js';
+export { MediaRepository, type MediaRow, type NewMedia } from './media/repository.js';
+export { FsMediaStore, mediaKeyFor, type MediaStore } from './media/store.js';
+export { MediaRetentionJob, retentionCutoff } from './media/retention.js';

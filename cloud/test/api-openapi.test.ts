@@ -276,8 +276,13 @@ describe('OpenAPI document', () => {
         case 'configs:read':
         case 'configs:write':
           return { type: 'configs', tenant: 'acme' };
+        case 'media:read':
+        case 'media:erase':
+          return { type: 'media', tenant: 'acme', id: 'm1' };
+        case 'audit:read':
+          return { type: 'audit-log', tenant: 'acme' };
         default:
-          throw new Error(`no resource for ${action}`);
+          throw new Error(`no resource for ${String(action)}`);
       }
     };
     for (const op of apiOperations(500)) {

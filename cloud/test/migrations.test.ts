@@ -31,6 +31,8 @@ describe('PostgreSQL migrations', () => {
       '0007_device_configs',
       '0008_rollouts',
       '0009_rollout_signals',
+      '0010_media',
+      '0011_audit_tenant_index',
     ]);
     expect(await tables(db)).toEqual(
       expect.arrayContaining([
@@ -82,6 +84,12 @@ describe('PostgreSQL migrations', () => {
   });
 
   it('roll back and forward again', async () => {
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0011_audit_tenant_index']);
+    const idx = await sql<{ n: number }>`
+      select count(*)::int as n from pg_indexes where indexname = 'audit_log_tenant_seq'`.execute(db);
+    expect(idx.rows[0]?.n).toBe(0);
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0010_media']);
+    expect(await tables(db)).not.toContain('media');
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0009_rollout_signals']);
     const cols = await sql<{ n: number }>`
       select count(*)::int as n from information_schema.columns
@@ -116,6 +124,8 @@ describe('PostgreSQL migrations', () => {
       '0007_device_configs',
       '0008_rollouts',
       '0009_rollout_signals',
+      '0010_media',
+      '0011_audit_tenant_index',
     ]);
   });
 });

@@ -6,6 +6,7 @@ import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { exportJWK, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiOperations } from '../src/api/openapi.js';
+import { MediaRepository } from '../src/media/repository.js';
 import { AUDIENCE, insertEvents, ISSUER, uuidV7, useApiCloud } from './api-fixtures.js';
 
 const tally = { tried: 0, refused: 0, failed: [] as string[] };
@@ -32,6 +33,7 @@ describe('API security suite', () => {
   const now = (): number => Math.floor(Date.now() / 1000);
   const bEvent = uuidV7(Date.now() - 60_000);
   const bRollout = randomUUID();
+  const bMedia = uuidV7(Date.now() - 60_000);
   let admin: string;
   let viewer: string;
 
@@ -43,6 +45,22 @@ describe('API security suite', () => {
     await insertEvents(api.cloud().db, [
       { event_id: bEvent, tenant_id: B, device_id: 'gw-b', camera_id: 'cam1', label: 'person', at },
     ]);
+    // B's snapshot, as media ingest indexes one (the bytes are never reached: the row is not A's).
+    await new MediaRepository(api.cloud().db).insert({
+      tenantId: B,
+      mediaId: bMedia,
+      siteId: 'plant',
+      deviceId: 'gw-b',
+      cameraId: 'cam1',
+      eventId: bEvent,
+      contentType: 'image/jpeg',
+      sha256: 'ab'.repeat(32),
+      sizeBytes: 1,
+      redacted: true,
+      capturedAt: new Date(),
+      storedAt: new Date(),
+      storageKey: `${B}/x/${bMedia}.jpg`,
+    });
     // B's rollout, as the rollout store writes one (running, so that pause/abort would apply to it).
     await api
       .cloud()
@@ -196,6 +214,10 @@ describe('API security suite', () => {
       'post /devices/:id/config/issue': [
         { method: 'POST', path: () => '/v1/devices/gw-b/config/issue', body: {} },
       ],
+      'get /media/:id': [{ method: 'GET', path: () => `/v1/media/${bMedia}` }],
+      'post /media/:id/erase': [
+        { method: 'POST', path: () => `/v1/media/${bMedia}/erase`, body: { reason: 'x' } },
+      ],
       'get /rollouts/:id': [{ method: 'GET', path: () => `/v1/rollouts/${bRollout}` }],
       'post /rollouts/:id/pause': [
         { method: 'POST', path: () => `/v1/rollouts/${bRollout}/pause`, body: {} },
@@ -237,7 +259,8 @@ describe('API security suite', () => {
             .replace('gw-b', 'gw-nowhere')
             .replace(bEvent, uuidV7(Date.now()))
             .replace('plant', 'nowhere')
-            .replace(bRollout, randomUUID());
+            .replace(bRollout, randomUUID())
+            .replace(bMedia, uuidV7(Date.now()));
           const missing = await call(nowhere, admin, {
             method: p.method,
             ...(p.body ? { body: JSON.stringify(p.body) } : {}),
@@ -267,6 +290,14 @@ describe('API security suite', () => {
           .where('id', '=', bRollout)
           .executeTakeFirstOrThrow();
         expect(rollout.state).toBe('running');
+        const media = await api
+          .cloud()
+          .db.selectFrom('media')
+          .select(['deleted_at'])
+          .where('tenant_id', '=', B)
+          .where('media_id', '=', bMedia)
+          .executeTakeFirstOrThrow();
+        expect(media.deleted_at).toBeNull();
       },
     );
 

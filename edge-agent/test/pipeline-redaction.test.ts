@@ -67,6 +67,8 @@ describe.skipIf(!clip || !yolox || !yunet || !ultraface)('face redaction in snap
     const counts = await Promise.all(snaps.map((s) => facesIn(s.snapshot!)));
     console.log(`[redaction off] faces per snapshot [yunet, ultraface]: ${JSON.stringify(counts)}`);
     expect(counts.some(([y, u]) => y! > 0 && u! > 0)).toBe(true);
+    // No face model ran: nothing claims redaction.
+    expect(snaps.map((s) => s.event.attributes['redacted'])).toEqual(snaps.map(() => undefined));
   }, 60_000);
 
   it('finds no face in any stored snapshot when redaction is on', async () => {
@@ -75,5 +77,7 @@ describe.skipIf(!clip || !yolox || !yunet || !ultraface)('face redaction in snap
     const counts = await Promise.all(snaps.map((s) => facesIn(s.snapshot!)));
     console.log(`[redaction on] faces per snapshot [yunet, ultraface]: ${JSON.stringify(counts)}`);
     expect(counts.flat().every((n) => n === 0)).toBe(true);
+    // The face model ran on every snapshot (faces found or not): each event says so, for its MediaObject.
+    expect(snaps.map((s) => s.event.attributes['redacted'])).toEqual(snaps.map(() => 'true'));
   }, 60_000);
 });

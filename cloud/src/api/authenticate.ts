@@ -55,6 +55,7 @@ const AUDITED_DENIALS: Readonly<Record<Exclude<Action, `${string}:read`>, string
   'devices:revoke': 'device.revoke',
   'configs:write': 'config.write',
   'rollouts:write': 'rollout.write',
+  'media:erase': 'media.erase',
 };
 
 function resourceRef(r: Resource): string {
@@ -63,6 +64,8 @@ function resourceRef(r: Resource): string {
       return deviceRef(r.tenant, r.id);
     case 'event':
       return `event:${r.tenant}/${r.id}`;
+    case 'media':
+      return `media:${r.tenant}/${r.id}`;
     case 'enrollment-tokens':
       return r.site === undefined
         ? `enrollment_tokens:${r.tenant}`

@@ -9,6 +9,8 @@ import type { CloudConfig } from '../config/schema.js';
 import type { DeviceRevoker } from '../fleet/revocation.js';
 import type { ConfigIssuer } from '../config-ota/issuer.js';
 import type { ModelStore } from '../config-ota/models.js';
+import type { MediaRepository } from '../media/repository.js';
+import type { MediaStore } from '../media/store.js';
 import type { Database } from '../storage/tables.js';
 import type { HttpMount } from './http.js';
 import { rateLimitMiddleware, type RateLimiter } from './ratelimit.js';
@@ -26,6 +28,7 @@ export interface ApiMountDeps {
   audit?: AuditLog | undefined;
   configs?: ConfigIssuer | undefined;
   models?: ModelStore | undefined;
+  media?: { repository: MediaRepository; store: MediaStore | undefined } | undefined;
   /** API rate limits (config rateLimit); default: none. */
   rateLimiter?: RateLimiter | undefined;
 }
@@ -55,6 +58,7 @@ export function createApiMounts(
     idempotency: config.api.idempotency,
     configs: deps.configs,
     models: deps.models,
+    media: deps.media,
   });
   return [{ path: '/v1', handler: router }];
 }

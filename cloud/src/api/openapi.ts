@@ -20,6 +20,8 @@ import {
 } from './idempotency.js';
 import { API_MAX_JSON_DEPTH, API_MAX_URL_LENGTH } from './limits.js';
 import { configBodySchema } from '../config-ota/body.js';
+import { eraseBody, erasedMediaSchema, mediaPathParams } from '../media/routes.js';
+import { auditPageSchema, listAuditQuerySchema } from '../audit/routes.js';
 import {
   configDocumentViewSchema,
   configPathParams,
@@ -143,6 +145,63 @@ export function apiOperations(maxPageSize: number): ApiOperation[] {
       params: eventPathParams,
       success: { status: 200, description: 'The event.', schema: eventViewSchema },
       errors: [404],
+    },
+    {
+      method: 'get',
+      mount: '/v1',
+      path: '/media/:id',
+      operationId: 'getMedia',
+      summary: 'Get a media object (snapshot)',
+      description:
+        'The bytes of a snapshot (`image/jpeg`), with `ETag` and `Repr-Digest` carrying its SHA-256. Every ' +
+        'read is recorded on the audit log (`media.read`) before the bytes are sent; when that fails the answer ' +
+        'is a 503. Snapshots redacted on the device are data class `media` (admin, operator); unredacted ones ' +
+        'are `personal` (admin). Another tenant’s id, or one the caller may not see, is a 404; a deleted ' +
+        'object (retention, erasure) is a 410.',
+      tag: 'Media',
+      authorization: { action: 'media:read', roles: ['admin', 'operator'] },
+      params: mediaPathParams,
+      success: { status: 200, description: 'The media bytes.', contentType: 'image/jpeg' },
+      errors: [404, 410, 503],
+    },
+    {
+      method: 'post',
+      mount: '/v1',
+      path: '/media/:id/erase',
+      operationId: 'eraseMedia',
+      summary: 'Erase a media object',
+      description:
+        'Right to erasure: deletes the bytes and keeps a tombstone (when, why) so that the event’s snapshot ' +
+        'answers 410. The erasure and its reason are on the audit log. Erasing again reports `already_deleted`.',
+      tag: 'Media',
+      authorization: { action: 'media:erase', roles: ['admin'] },
+      params: mediaPathParams,
+      body: eraseBody,
+      success: { status: 200, description: 'The media is erased.', schema: erasedMediaSchema },
+      errors: [404],
+    },
+    {
+      method: 'get',
+      mount: '/v1',
+      path: '/audit-log',
+      operationId: 'listAuditLog',
+      summary: 'Read the audit log',
+      description:
+        'The caller’s tenant’s entries (admin actions, enrollments, media reads and erasures, denied changes), ' +
+        'newest first, with their chain hashes. Site-scoped callers are refused (the log is tenant-wide).',
+      tag: 'Audit log',
+      authorization: { action: 'audit:read', roles: ['admin', 'auditor'] },
+      query: listAuditQuerySchema(maxPageSize),
+      queryDocs: {
+        limit: pageDocs(maxPageSize).limit!,
+        cursor: 'The `next_cursor` of the previous page.',
+        action: 'Only this action, e.g. media.read.',
+        actor: 'Only this actor (a JWT subject, device:<tenant>/<id>, system).',
+        outcome: 'Only allowed, denied or failed.',
+        since: 'At or after (RFC 3339).',
+        until: 'Before (RFC 3339); must be later than since.',
+      },
+      success: { status: 200, description: 'A page of entries.', schema: auditPageSchema },
     },
     {
       method: 'get',
@@ -435,6 +494,8 @@ export function apiOperations(maxPageSize: number): ApiOperation[] {
 const TAGS = [
   { name: 'Events', description: 'Detection events stored by ingest.' },
   { name: 'Devices', description: 'The fleet of edge gateways.' },
+  { name: 'Audit log', description: 'The tamper-evident record of admin actions and media access.' },
+  { name: 'Media', description: 'Snapshots uploaded by devices: reading (audited) and erasure.' },
   { name: 'Enrollment tokens', description: 'One-time tokens with which new gateways enroll.' },
   { name: 'Configs', description: 'Desired device configuration: documents per scope, signed versions.' },
   { name: 'Models', description: 'The content-addressed store of model files that devices fetch.' },
@@ -491,6 +552,10 @@ const PROBLEM_RESPONSES: Readonly<Record<number, { name: string; description: st
         'Idempotency-Key: a request with this key is still in progress (`idempotency-key-in-use`, retry after ' +
         '`Retry-After`), or it completed but its response cannot be replayed (`idempotent-result-unavailable`).',
       headers: ['Retry-After'],
+    },
+    410: {
+      name: 'Gone',
+      description: 'The resource was deleted (retention or an erasure request); `detail` says when and why.',
     },
     413: { name: 'PayloadTooLarge', description: 'The body is larger than the API accepts.' },
     414: {

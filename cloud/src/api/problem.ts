@@ -56,6 +56,8 @@ export const PROBLEM_KINDS: Readonly<Record<string, ProblemKind>> = {
   IDEMPOTENCY_KEY_REUSED: { status: 422, slug: 'idempotency-key-reused', title: 'Idempotency key reused' },
   // A rollout operation its state does not allow (pause a completed rollout, ...).
   ROLLOUT_STATE_CONFLICT: { status: 409, slug: 'rollout-state-conflict', title: 'Rollout state conflict' },
+  // Media deleted by retention or an erasure request: the tombstone answers, not a 404.
+  MEDIA_GONE: { status: 410, slug: 'media-gone', title: 'Media deleted' },
   RATE_LIMITED: { status: 429, slug: 'rate-limited', title: 'Too many requests' },
   UNAVAILABLE: { status: 503, slug: 'unavailable', title: 'Service unavailable' },
   INTERNAL: { status: 500, slug: 'internal', title: 'Internal server error' },

@@ -29,6 +29,10 @@ import { mountRolloutRoutes } from './rollouts.js';
 import { ConfigIssuer } from '../config-ota/issuer.js';
 import { ModelStore } from '../config-ota/models.js';
 import { mountConfigRoutes } from '../config-ota/routes.js';
+import { MediaRepository } from '../media/repository.js';
+import { mountMediaRoutes } from '../media/routes.js';
+import { mountAuditRoutes } from '../audit/routes.js';
+import type { MediaStore } from '../media/store.js';
 
 /** Largest request body the API parses (JSON bodies, e.g. POST /v1/enrollment-tokens). */
 export const API_BODY_LIMIT = '256kb';
@@ -55,6 +59,8 @@ export interface ApiDeps {
   configs?: ConfigIssuer | undefined;
   /** The models store; default: none configured (503). */
   models?: ModelStore | undefined;
+  /** The media index and store (media/); default: an index on `db` and no store (reads are a 503). */
+  media?: { repository: MediaRepository; store: MediaStore | undefined } | undefined;
   /** Config api.idempotency (Idempotency-Key on POST and PATCH); default: 24 h, 60 s. */
   idempotency?: IdempotencyOptions | undefined;
 }
@@ -181,6 +187,21 @@ export function createApiRouter(deps: ApiDeps): Router {
     audit,
     authorizer: deps.authorizer,
     log: deps.log,
+  });
+  mountMediaRoutes(router, {
+    db: deps.db,
+    repository: deps.media?.repository ?? new MediaRepository(deps.db),
+    store: deps.media?.store,
+    audit,
+    authorizer: deps.authorizer,
+    log: deps.log,
+    now: deps.now,
+  });
+  mountAuditRoutes(router, {
+    db: deps.db,
+    authorizer: deps.authorizer,
+    log: deps.log,
+    maxPageSize: deps.maxPageSize,
   });
   mountRolloutRoutes(router, {
     db: deps.db,

@@ -17,6 +17,7 @@ export type Action =
   | 'devices:revoke'
   | 'audit:read'
   | 'media:read'
+  | 'media:erase'
   | 'configs:read'
   | 'configs:write'
   | 'rollouts:read'
@@ -31,6 +32,7 @@ export const ACTIONS: readonly Action[] = [
   'devices:revoke',
   'audit:read',
   'media:read',
+  'media:erase',
   'configs:read',
   'configs:write',
   'rollouts:read',
@@ -99,6 +101,7 @@ export const ACTION_RESOURCE_TYPES: Readonly<Record<Action, readonly Resource['t
   'enrollment-tokens:read': ['enrollment-tokens'],
   'audit:read': ['audit-log'],
   'media:read': ['media'],
+  'media:erase': ['media'],
   'configs:read': ['configs', 'device'],
   'configs:write': ['configs', 'device'],
   'rollouts:read': ['rollouts'],
@@ -142,6 +145,7 @@ const ROLE_GRANTS: Readonly<Record<Action, readonly string[]>> = {
   'devices:revoke': DEVICE_REVOKER_ROLES,
   'audit:read': ['admin', 'auditor'],
   'media:read': ['admin', 'operator'],
+  'media:erase': ['admin'],
   'configs:read': ['admin', 'operator', 'viewer', 'auditor'],
   'configs:write': ['admin'],
   'rollouts:read': ['admin', 'operator', 'viewer', 'auditor'],

@@ -26,7 +26,7 @@ export interface IngestConsumerDeps {
   receipts: ReceiptPublisher;
   metrics: IngestMetrics;
   log: Logger;
-  config: Readonly<Pick<CloudConfig, 'ingest' | 'streams'>>;
+  config: Readonly<Pick<CloudConfig, 'ingest' | 'streams' | 'media'>>;
   now: () => Date;
   random: () => number;
 }

@@ -6,17 +6,21 @@ import type { Registry } from 'prom-client';
 import type { CloudConfig } from '../config/schema.js';
 import { PartitionJob } from '../events/partitions.js';
 import { EventStore } from '../events/store.js';
+import { MediaConsumer } from '../media/consumer.js';
+import type { MediaStore } from '../media/store.js';
 import type { Database } from '../storage/tables.js';
 import { IngestConsumer } from './consumer.js';
 import { DeviceCache } from './devices.js';
 import { IngestMetrics } from './metrics.js';
 import { ReceiptPublisher, ReceiptResponder } from './receipts.js';
-import { ensureIngestConsumer, ensureStreams } from './streams.js';
+import { ensureIngestConsumer, ensureMediaConsumer, ensureStreams } from './streams.js';
 
 export interface IngestDeps {
   nc: NatsConnection;
   db: Kysely<Database>;
-  config: Readonly<Pick<CloudConfig, 'ingest' | 'streams'>>;
+  config: Readonly<Pick<CloudConfig, 'ingest' | 'streams' | 'media'>>;
+  /** Where the media consumer writes objects; undefined (media.dir unset): acked and dropped, counted. */
+  mediaStore?: MediaStore;
   log: Logger;
   metrics: Registry;
   now?: () => Date;
@@ -28,9 +32,10 @@ export interface IngestRole {
 }
 
 /**
- * Starts the ingest role: ensures the EVENTS and DEAD_LETTER streams (always, so that devices can
- * publish even when ingest runs in another process), then, when `ingest.enabled`, the partition upkeep
- * job, the receipt-query responder and the consumer loop. `stop()` finishes the batch in hand.
+ * Starts the ingest role: ensures the EVENTS, DEAD_LETTER, TELEMETRY and MEDIA streams (always, so that
+ * devices can publish even when ingest runs in another process), then, when `ingest.enabled`, the partition
+ * upkeep job, the receipt-query responder, the event consumer loop and the media consumer loop. `stop()`
+ * finishes the batch (events) and the object (media) in hand.
  */
 export async function startIngest(deps: IngestDeps): Promise<IngestRole> {
   const { nc, db, config, metrics } = deps;
@@ -43,6 +48,7 @@ export async function startIngest(deps: IngestDeps): Promise<IngestRole> {
     return { stop: () => Promise.resolve() };
   }
   await ensureIngestConsumer(jsm, config);
+  await ensureMediaConsumer(jsm);
 
   const store = new EventStore(db);
   const partitions = new PartitionJob(store, log, metrics, { now });
@@ -52,11 +58,13 @@ export async function startIngest(deps: IngestDeps): Promise<IngestRole> {
   const receipts = new ReceiptPublisher(nc, ingestMetrics, log, now);
   const responder = new ReceiptResponder(nc, store, receipts, ingestMetrics, log, now);
   responder.start();
+  const js = jetstream(nc);
+  const devices = new DeviceCache(db, 60_000, 100_000, () => now().getTime());
   const consumer = new IngestConsumer({
-    js: jetstream(nc),
+    js,
     jsm,
     store,
-    devices: new DeviceCache(db, 60_000, 100_000, () => now().getTime()),
+    devices,
     receipts,
     metrics: ingestMetrics,
     log,
@@ -65,12 +73,26 @@ export async function startIngest(deps: IngestDeps): Promise<IngestRole> {
     random: deps.random ?? Math.random,
   });
   consumer.start();
+  const media = new MediaConsumer({
+    js,
+    jsm,
+    db,
+    store: deps.mediaStore,
+    devices,
+    log: deps.log,
+    metrics,
+    config,
+    now,
+    random: deps.random,
+  });
+  media.start();
   log.info(
     { batchSize: config.ingest.batchSize, maxAckPending: config.ingest.maxAckPending },
     'ingest consuming EVENTS',
   );
   return {
     stop: async () => {
+      await media.stop();
       await consumer.stop();
       await responder.stop();
       await partitions.stop();

@@ -42,10 +42,28 @@ export const HEARTBEATS_ACK_WAIT_MS = 10_000;
 /** Unacked heartbeats the `heartbeats` consumer may have out (across every cloud process). */
 export const HEARTBEATS_MAX_ACK_PENDING = 1000;
 
+export const MEDIA_STREAM = 'MEDIA';
+export const MEDIA_CONSUMER = 'media';
+/** Where devices publish media objects (Nats-Msg-Id = media_id): vigil.v1.<tenant>.<device>.media.<camera>. */
+export const MEDIA_SUBJECT = 'vigil.v1.*.*.media.*';
+export const MEDIA_SUBJECTS = [MEDIA_SUBJECT];
+/** Room in a MEDIA message for the MediaObject's other fields (ids, times, hash, trace) around `data`. */
+export const MEDIA_FIELDS_ALLOWANCE_BYTES = 4096;
+/** Storing one object is a file write and fsync plus one INSERT: redeliver if not acked within this. */
+export const MEDIA_ACK_WAIT_MS = 30_000;
+/** Unacked objects (up to maxObjectBytes each) the `media` consumer may have out, across cloud processes. */
+export const MEDIA_MAX_ACK_PENDING = 256;
+/**
+ * Deliveries of one object before the media consumer gives up on storing it and dead-letters it
+ * (`store_failed`, original bytes kept for a replay). The consumer naks failures with a backoff capped at
+ * a minute, so this covers a PostgreSQL or disk outage of roughly three quarters of an hour.
+ */
+export const MEDIA_MAX_DELIVER = 50;
+
 const MIB = 1024 * 1024;
 const GIB = 1024 * MIB;
 
-type StreamsConfig = Pick<CloudConfig, 'streams' | 'ingest'>;
+type StreamsConfig = Pick<CloudConfig, 'streams' | 'ingest' | 'media'>;
 type ReplicasConfig = { streams: Pick<CloudConfig['streams'], 'replicas'> };
 
 /** A stream's configuration as the cloud wants it (fields not named keep the server's defaults). */
@@ -110,14 +128,39 @@ export function telemetryStreamConfig(cfg: ReplicasConfig): StreamSpec {
 }
 
 /**
- * Creates EVENTS, DEAD_LETTER and TELEMETRY, or updates them to this configuration. Idempotent; safe to
- * race.
+ * Media objects from devices (snapshots), consumed by the `media` consumer (media/consumer.ts). Work queue:
+ * acked = stored (file + row). When full, the device's publish fails and it backs off: back-pressure, not
+ * loss. DEAD_LETTER has no max message size of its own (the server's max_payload bounds it), so a refused
+ * object of up to max_msg_size fits there with its reason headers.
+ */
+export function mediaStreamConfig(cfg: Pick<CloudConfig, 'streams' | 'media'>): StreamSpec {
+  return {
+    name: MEDIA_STREAM,
+    description: 'Media objects (snapshots) from devices, consumed by the media consumer (acked = stored)',
+    subjects: MEDIA_SUBJECTS,
+    storage: StorageType.File,
+    retention: RetentionPolicy.Workqueue,
+    discard: DiscardPolicy.New,
+    max_bytes: cfg.media.streamMaxBytes,
+    max_msgs: -1,
+    max_age: 0,
+    max_msg_size: cfg.media.maxObjectBytes + MEDIA_FIELDS_ALLOWANCE_BYTES,
+    // Nats-Msg-Id = media_id: a device's resend after a lost PubAck is stored once.
+    duplicate_window: nanos(cfg.streams.duplicateWindowSeconds * 1000),
+    num_replicas: cfg.streams.replicas,
+  };
+}
+
+/**
+ * Creates EVENTS, DEAD_LETTER, TELEMETRY and MEDIA, or updates them to this configuration. Idempotent; safe
+ * to race.
  */
 export async function ensureStreams(jsm: JetStreamManager, cfg: StreamsConfig): Promise<StreamInfo[]> {
   return [
     await ensureStream(jsm, eventsStreamConfig(cfg)),
     await ensureStream(jsm, deadLetterStreamConfig(cfg)),
     await ensureStream(jsm, telemetryStreamConfig(cfg)),
+    await ensureStream(jsm, mediaStreamConfig(cfg)),
   ];
 }
 
@@ -229,6 +272,47 @@ export async function ensureHeartbeatsConsumer(jsm: JetStreamManager): Promise<C
     }
   }
   return jsm.consumers.update(TELEMETRY_STREAM, HEARTBEATS_CONSUMER, updatable);
+}
+
+/**
+ * The media consumer's configuration: durable pull on the whole MEDIA stream, explicit acks, at most
+ * MEDIA_MAX_DELIVER deliveries (the consumer dead-letters an object on its last failed delivery).
+ */
+export function mediaConsumerConfig(): {
+  durable_name: string;
+  ack_policy: AckPolicy;
+  deliver_policy: DeliverPolicy;
+  filter_subject: string;
+  ack_wait: number;
+  max_deliver: number;
+  max_ack_pending: number;
+} {
+  return {
+    durable_name: MEDIA_CONSUMER,
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+    filter_subject: MEDIA_SUBJECT,
+    ack_wait: nanos(MEDIA_ACK_WAIT_MS),
+    max_deliver: MEDIA_MAX_DELIVER,
+    max_ack_pending: MEDIA_MAX_ACK_PENDING,
+  };
+}
+
+/** Creates the durable `media` consumer on MEDIA, or updates it to this configuration. */
+export async function ensureMediaConsumer(jsm: JetStreamManager): Promise<ConsumerInfo> {
+  const config = mediaConsumerConfig();
+  const { durable_name: _d, deliver_policy: _p, filter_subject: _f, ...updatable } = config;
+  const found = () =>
+    exists(() => jsm.consumers.info(MEDIA_STREAM, MEDIA_CONSUMER), JetStreamApiCodes.ConsumerNotFound);
+  if (!(await found())) {
+    try {
+      return await jsm.consumers.add(MEDIA_STREAM, config);
+    } catch (err) {
+      // Another cloud process created it in between: fall through to the update.
+      if (!(await found())) throw err;
+    }
+  }
+  return jsm.consumers.update(MEDIA_STREAM, MEDIA_CONSUMER, updatable);
 }
 
 async function exists(info: () => Promise<unknown>, notFoundCode: number): Promise<boolean> {

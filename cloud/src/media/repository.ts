@@ -1,4 +1,4 @@
-import type { Kysely, Selectable } from 'kysely';
+import type { Kysely, Selectable, Transaction } from 'kysely';
 import type { Database, MediaDeletedReason, MediaTable } from '../storage/tables.js';
 
 export type MediaRow = Selectable<MediaTable>;
@@ -75,16 +75,19 @@ export class MediaRepository {
     mediaId: string,
     reason: MediaDeletedReason,
     at: Date,
+    tx?: Transaction<Database>,
   ): Promise<{ storageKey: string; row: MediaRow } | null> {
-    const before = await this.db
+    const db = tx ?? this.db;
+    const before = await db
       .selectFrom('media')
       .selectAll()
       .where('tenant_id', '=', tenantId)
       .where('media_id', '=', mediaId)
       .where('deleted_at', 'is', null)
+      .forUpdate()
       .executeTakeFirst();
     if (!before?.storage_key) return null;
-    const updated = await this.db
+    const updated = await db
       .updateTable('media')
       .set({ deleted_at: at, deleted_reason: reason, storage_key: null })
       .where('tenant_id', '=', tenantId)

@@ -27,18 +27,21 @@ export class MediaStoreError extends VigilError {
 const KEY_RE = /^[a-z0-9_-]+(\/[a-z0-9_.-]+)+$/i;
 
 /**
- * `<tenant>/<yyyy>/<mm>/<dd>/<media id>.<ext>`: grouped by tenant (erasure of a tenant is one directory) and by
- * capture day (retention walks old days; no directory grows without bound).
+ * `<tenant>/<yyyy>/<mm>/<dd>/<media id>-<sha256 prefix>.<ext>`: grouped by tenant (erasure of a tenant is one
+ * directory) and by capture day (no directory grows without bound). The content hash in the name means that a
+ * second object reusing a media id with other bytes lands in another file and can never overwrite the first.
  */
-export function mediaKeyFor(
-  tenantId: string,
-  mediaId: string,
-  capturedAt: Date,
-  contentType: string,
-): string {
-  const iso = capturedAt.toISOString();
-  const ext = contentType === 'image/jpeg' ? 'jpg' : 'bin';
-  return `${tenantId}/${iso.slice(0, 4)}/${iso.slice(5, 7)}/${iso.slice(8, 10)}/${mediaId}.${ext}`;
+export function mediaKeyFor(m: {
+  tenantId: string;
+  mediaId: string;
+  capturedAt: Date;
+  contentType: string;
+  sha256: string;
+}): string {
+  const iso = m.capturedAt.toISOString();
+  const ext = m.contentType === 'image/jpeg' ? 'jpg' : 'bin';
+  const day = `${iso.slice(0, 4)}/${iso.slice(5, 7)}/${iso.slice(8, 10)}`;
+  return `${m.tenantId}/${day}/${m.mediaId}-${m.sha256.slice(0, 16)}.${ext}`;
 }
 
 /** The filesystem MediaStore: files 0600 in directories 0700 under `root`. */

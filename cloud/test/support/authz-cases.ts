@@ -74,6 +74,7 @@ function resourcesFor(action: Action, tenant: string): Resource[] {
         { type: 'device', tenant, id: 'gw1', site: 'hq' },
       ];
     case 'media:read':
+    case 'media:erase':
       return [
         { type: 'media', tenant, id: 'm1' },
         { type: 'media', tenant, id: 'm1', site: 'hq', camera: 'lobby', dataClass: 'media' },
@@ -90,6 +91,7 @@ export const GRANTS: Readonly<Record<Action, readonly Role[]>> = {
   'enrollment-tokens:read': ['admin', 'installer', 'auditor'],
   'audit:read': ['admin', 'auditor'],
   'media:read': ['admin', 'operator'],
+  'media:erase': ['admin'],
   'configs:read': ['admin', 'operator', 'viewer', 'auditor'],
   'configs:write': ['admin'],
   'rollouts:read': ['admin', 'operator', 'viewer', 'auditor'],

@@ -157,6 +157,7 @@ export class CameraPipeline {
     const { deps } = this;
     if (!deps.snapshots.enabled) return undefined;
     let img: RawRgb = ev.best.frame;
+    let redacted = false;
     try {
       if (deps.faceModel) {
         const faces = await deps.faceModel.detect(img, { scoreThreshold: deps.faceThreshold });
@@ -165,6 +166,7 @@ export class CameraPipeline {
             img,
             faces.detections.map((f) => f.box),
           );
+        redacted = true; // the model looked, whether or not it found a face
       }
     } catch (err) {
       // Fail closed: without a working face model no snapshot leaves the camera pipeline.
@@ -183,7 +185,7 @@ export class CameraPipeline {
       });
       deps.metrics.snapshots.inc({ result: 'stored' });
       return {
-        ref: { mediaId: deps.newId(), sha256: snap.sha256, sizeBytes: snap.data.length },
+        ref: { mediaId: deps.newId(), sha256: snap.sha256, sizeBytes: snap.data.length, redacted },
         data: snap.data,
       };
     } catch (err) {

@@ -13,6 +13,11 @@ export interface SnapshotRef {
   mediaId: string;
   sha256: string;
   sizeBytes: number;
+  /**
+   * The face model ran over the frame (faces found or not) before it was encoded: the event says so in its
+   * `redacted` attribute, which the uplink copies into the MediaObject.
+   */
+  redacted?: boolean;
 }
 
 const phase: Record<TrackEventKind, TrackPhase> = {
@@ -69,6 +74,7 @@ export function buildDetectionEvent<F>(
     attributes: {
       duration_ms: String(Math.round(ev.durationMs)),
       ...(ev.stationary ? { stationary: 'true' } : {}),
+      ...(snapshot?.redacted ? { redacted: 'true' } : {}),
     },
   });
 }

@@ -11,6 +11,13 @@ export {
 } from './uplink.js';
 export { createUplinkMetrics, type UplinkMetrics } from './metrics.js';
 export {
+  MEDIA_PUBLISH_RESULTS,
+  planMedia,
+  type MediaMessage,
+  type MediaPlan,
+  type MediaPublishResult,
+} from './media.js';
+export {
   classifyPublishError,
   dueForQuery,
   inboxPrefixFor,

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { MEDIA_PUBLISH_RESULTS } from './media.js';
 import { PUBLISH_ERROR_REASONS, UPLINK_STATES } from './sync.js';
 import type { UplinkMetricsHooks } from './uplink.js';
 
@@ -20,6 +21,8 @@ export type UplinkMetrics = Required<UplinkMetricsHooks>;
  * - vigil_agent_uplink_in_flight / vigil_agent_uplink_in_flight_bytes: the window in use
  * - vigil_agent_uplink_state{state}: 1 for the current state
  * - vigil_agent_uplink_commit_latency_seconds: outbox arrival -> receipt, for entries this run sent
+ * - vigil_agent_media_published_total{result}: MediaObject publishes (ok, duplicate, too_large, error)
+ * - vigil_agent_media_published_bytes_total: media bytes (the JPEGs) of the `ok` ones
  */
 export function createUplinkMetrics(registry: Registry): UplinkMetrics {
   const registers = [registry];
@@ -96,10 +99,24 @@ export function createUplinkMetrics(registry: Registry): UplinkMetrics {
     buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600],
     registers,
   });
+  const media = new Counter({
+    name: 'vigil_agent_media_published_total',
+    help:
+      'MediaObject publishes by result: ok, duplicate (MEDIA had the media id), ' +
+      'too_large (dropped, the event went without it), error (the entry is retried)',
+    labelNames: ['result'],
+    registers,
+  });
+  const mediaBytes = new Counter({
+    name: 'vigil_agent_media_published_bytes_total',
+    help: 'Media bytes (snapshot data, without the envelope) of MediaObjects published with result="ok"',
+    registers,
+  });
   // Known label values start at 0 so that rate() and absent() work from the first scrape.
   for (const reason of PUBLISH_ERROR_REASONS) publishErrors.inc({ reason }, 0);
   for (const d of ['true', 'false']) pubacks.inc({ duplicate: d }, 0);
   for (const s of UPLINK_STATES) state.set({ state: s }, 0);
+  for (const result of MEDIA_PUBLISH_RESULTS) media.inc({ result }, 0);
 
   return {
     published: () => published.inc(),
@@ -118,6 +135,10 @@ export function createUplinkMetrics(registry: Registry): UplinkMetrics {
     inFlight: (entries, bytes) => {
       inFlight.set(entries);
       inFlightBytes.set(bytes);
+    },
+    mediaPublished: (result, bytes) => {
+      media.inc({ result });
+      if (result === 'ok') mediaBytes.inc(bytes);
     },
   };
 }

@@ -4,6 +4,7 @@ import { pino, type Logger } from 'pino';
 import { CommitReceipt, ReceiptQuery, subjectFor } from '@vigil/proto';
 import type { Outbox, OutboxEntry } from '../buffer/index.js';
 import { backoffDelay, type BackoffPolicy } from '../lib/backoff.js';
+import { planMedia, type MediaMessage, type MediaPublishResult } from './media.js';
 import {
   classifyPublishError,
   dueForQuery,
@@ -19,7 +20,8 @@ import {
  * Uplink (DESIGN.md, principle 1 and "Edge data path: uplink"): drains the outbox into JetStream and deletes an
  * entry only on the cloud's CommitReceipt.
  *
- * Per entry: publish (JetStream, msgID = event id) -> PubAck: `markSent`, the entry waits in flight -> receipt
+ * Per entry: [its snapshot as a MediaObject to MEDIA (msgID = media id) -> PubAck, see `send`] -> publish
+ * (JetStream, msgID = event id) -> PubAck: `markSent`, the entry waits in flight -> receipt
  * (pushed on `vigil.v1.<tenant>.<device>.rcpt`, or the answer to a ReceiptQuery) -> `outbox.ack`. A publish error
  * releases the entry (it is sent again later) and backs off; an entry without a receipt after `receiptTimeoutMs`
  * is asked about with a ReceiptQuery, and the ids the cloud does not list as committed are released and resent
@@ -28,6 +30,7 @@ import {
  * Bounds: at most `windowSize` entries and `windowBytes` bytes (payload + media, the outbox's unit) are in flight
  * (from publish until receipt, PubAck or not); outstanding queries are capped; every list below is bounded by
  * the window. The uplink owns the outbox's in-flight marks: `start()` clears the ones a previous run left.
+ * One entry is one flight, its media publish included.
  */
 
 export interface UplinkOptions {
@@ -37,6 +40,7 @@ export interface UplinkOptions {
   windowBytes: number;
   /** Max entries read from the outbox per fill step. */
   batchSize: number;
+  /** Timeout of one JetStream publish (an entry with media makes two in a row: media, then event). */
   publishTimeoutMs: number;
   /** Ask about an entry this long after its PubAck when no receipt came (doubling per resend, up to 8x). */
   receiptTimeoutMs: number;
@@ -96,6 +100,11 @@ export interface UplinkMetricsHooks {
   receiptRejected?(reason: 'invalid' | 'foreign'): void;
   state?(state: UplinkState): void;
   inFlight?(entries: number, bytes: number): void;
+  /**
+   * One MediaObject publish ended: `ok`/`duplicate` (PubAck), `too_large` (dropped, the event went alone) or
+   * `error` (the entry is retried). `bytes`: size of the media data (the JPEG).
+   */
+  mediaPublished?(result: MediaPublishResult, bytes: number): void;
 }
 
 export interface UplinkDeps {
@@ -256,6 +265,7 @@ export class Uplink {
 
   private lastErrorLogAt = -Infinity;
   private errorsSuppressed = 0;
+  private undecodableLogged = false;
 
   private async watchStatus(iter: AsyncIterable<Status>): Promise<void> {
     try {
@@ -426,15 +436,82 @@ export class Uplink {
     this.flightBytes += f.bytes;
     this.hooks.published?.();
     this.reportInFlight();
-    const p: Promise<void> = this.js
-      .publish(e.subject, e.payload, { msgID: e.id, timeout: this.options.publishTimeoutMs })
-      .then(
-        (ack) => this.onPubAck(f, ack),
-        (err: unknown) => this.onPublishError(f, err),
-      )
+    const p: Promise<void> = this.send(f, e)
       .catch((err: unknown) => this.log.error({ err }, 'uplink: publish handler failed'))
       .finally(() => this.publishes.delete(p));
     this.publishes.add(p);
+  }
+
+  /**
+   * Media first: the event is published only after its MediaObject has a PubAck (or can never get one), so a
+   * committed event's snapshot is already durable in MEDIA. A media publish that failed for any other reason
+   * fails the whole entry: released and retried like a failed event publish, the event not sent.
+   */
+  private async send(f: Flight, e: OutboxEntry): Promise<void> {
+    const media = this.mediaOf(e);
+    if (media && !(await this.publishMedia(f, media))) return;
+    let ack: PubAck;
+    try {
+      ack = await this.js.publish(e.subject, e.payload, {
+        msgID: e.id,
+        timeout: this.options.publishTimeoutMs,
+      });
+    } catch (err) {
+      this.onPublishError(f, err);
+      return;
+    }
+    this.onPubAck(f, ack);
+  }
+
+  private mediaOf(e: OutboxEntry): MediaMessage | undefined {
+    const plan = planMedia(e, this.device);
+    if (plan.kind === 'media') return plan.message;
+    if (plan.kind === 'undecodable') {
+      // Said once per process: every such entry is the same bug, and the event itself still goes out.
+      const level = this.undecodableLogged ? 'debug' : 'warn';
+      this.undecodableLogged = true;
+      this.log[level](
+        { id: e.id, err: plan.error },
+        'uplink: entry has media but its event is unreadable: publishing the event without its media',
+      );
+    }
+    return undefined;
+  }
+
+  /** Publishes the entry's MediaObject; true when the event may follow (PubAck, or dropped as too large). */
+  private async publishMedia(f: Flight, m: MediaMessage): Promise<boolean> {
+    try {
+      const ack = await this.js.publish(m.subject, m.payload, {
+        msgID: m.mediaId,
+        timeout: this.options.publishTimeoutMs,
+      });
+      this.hooks.mediaPublished?.(ack.duplicate ? 'duplicate' : 'ok', m.dataBytes);
+    } catch (err) {
+      if (classifyPublishError(err) !== 'too_large') {
+        this.hooks.mediaPublished?.('error', m.dataBytes);
+        this.onPublishError(f, err);
+        return false;
+      }
+      // MEDIA will never take it (max_msg_size or max_payload): drop the frame, keep the event.
+      this.hooks.mediaPublished?.('too_large', m.dataBytes);
+      this.log.warn(
+        {
+          id: f.id,
+          mediaId: m.mediaId,
+          bytes: m.payload.byteLength,
+          dataBytes: m.dataBytes,
+          err: (err as Error).message,
+        },
+        'uplink: media too large for MEDIA, dropped; publishing the event without it',
+      );
+    }
+    // Receipted meanwhile (a resend whose earlier copy got committed): the event need not go again.
+    if (this.flights.get(f.id) !== f) return false;
+    if (this.stopping) {
+      this.dropFlight(f); // never marked sent: still pending in the outbox for the next run
+      return false;
+    }
+    return true;
   }
 
   private onPubAck(f: Flight, ack: PubAck): void {

@@ -5,7 +5,7 @@
 # reads `allow` and `reason` from the result; anything else (no result, a timeout, an error) is a deny.
 #   input.principal  {"subject", "tenant", "roles": [..], "sites": [..] (only for a site-scoped user)}
 #   input.action     "events:read" | "devices:read" | "devices:revoke" | "enrollment-tokens:create" |
-#                    "enrollment-tokens:read" | "audit:read" | "media:read" | "configs:read" |
+#                    "enrollment-tokens:read" | "audit:read" | "media:read" | "media:erase" | "configs:read" |
 #                    "configs:write" | "rollouts:read" | "rollouts:write"
 #   input.resource   {"type", "tenant", ...} exactly as cloud/src/auth/authorize.ts (Resource) defines it:
 #                    collections "events" | "devices" | "enrollment-tokens" | "configs" | "rollouts" with an
@@ -46,6 +46,7 @@ applies_to := {
 	"enrollment-tokens:read": {"enrollment-tokens"},
 	"audit:read": {"audit-log"},
 	"media:read": {"media"},
+	"media:erase": {"media"},
 	"configs:read": {"configs", "device"},
 	"configs:write": {"configs", "device"},
 	"rollouts:read": {"rollouts"},

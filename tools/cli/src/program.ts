@@ -7,6 +7,7 @@ import { register as registerDevices } from './commands/devices.js';
 import { register as registerDlq } from './commands/dlq.js';
 import { register as registerEnrollToken } from './commands/enroll-token.js';
 import { register as registerEvents } from './commands/events.js';
+import { register as registerMedia } from './commands/media.js';
 import { register as registerRollout } from './commands/rollout.js';
 import { register as registerToken } from './commands/token.js';
 
@@ -84,6 +85,7 @@ Exit codes: 0 done, 1 failed (or something was not replayed), 2 usage error.`,
   registerDlq(program, ctx);
   registerRollout(program, ctx);
   registerConfig(program, ctx);
+  registerMedia(program, ctx);
   return program;
 }
 

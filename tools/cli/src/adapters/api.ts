@@ -175,11 +175,24 @@ export class ApiClient {
     return this.send<T>('PUT', path, bytes);
   }
 
+  /** GET of raw bytes (e.g. a snapshot): the body and the response headers. */
+  async download(path: string): Promise<{ bytes: Buffer; headers: Headers }> {
+    const res = await this.fetch('GET', path, undefined, '*/*');
+    if (!res.ok) throw await apiErrorOf(res);
+    return { bytes: Buffer.from(await res.arrayBuffer()), headers: res.headers };
+  }
+
   private get<T>(path: string): Promise<T> {
     return this.send<T>('GET', path);
   }
 
   private async send<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const res = await this.fetch(method, path, body, 'application/json');
+    if (!res.ok) throw await apiErrorOf(res);
+    return JSON.parse(await res.text()) as T;
+  }
+
+  private async fetch(method: string, path: string, body: unknown, accept: string): Promise<Response> {
     const url = new URL(path, this.baseUrl);
     let res: Response;
     try {
@@ -187,7 +200,7 @@ export class ApiClient {
         method,
         headers: {
           authorization: `Bearer ${this.token}`,
-          accept: 'application/json',
+          accept,
           ...(body === undefined
             ? {}
             : {
@@ -206,18 +219,19 @@ export class ApiClient {
         { cause: err },
       );
     }
-    const text = await res.text();
-    if (!res.ok) {
-      let problem: Problem = {};
-      try {
-        problem = JSON.parse(text) as Problem;
-      } catch {
-        problem = { detail: text.slice(0, 200) };
-      }
-      throw new ApiError(res.status, problem);
-    }
-    return JSON.parse(text) as T;
+    return res;
   }
+}
+
+async function apiErrorOf(res: Response): Promise<ApiError> {
+  const text = await res.text();
+  let problem: Problem = {};
+  try {
+    problem = JSON.parse(text) as Problem;
+  } catch {
+    problem = { detail: text.slice(0, 200) };
+  }
+  return new ApiError(res.status, problem);
 }
 
 /** `?k=v&...` of the defined values of `q`, or '' when there are none. */

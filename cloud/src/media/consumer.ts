@@ -1,0 +1,303 @@
+import {
+  JetStreamApiCodes,
+  JetStreamApiError,
+  type Consumer,
+  type ConsumerMessages,
+  type JetStreamClient,
+  type JetStreamManager,
+  type JsMsg,
+} from '@nats-io/jetstream';
+import { sql, type Kysely } from 'kysely';
+import type { Logger } from 'pino';
+import { Counter, Histogram, type Registry } from 'prom-client';
+import type { CloudConfig } from '../config/schema.js';
+import { deviceKey, type DeviceCache } from '../ingest/devices.js';
+import {
+  MEDIA_CONSUMER,
+  MEDIA_MAX_DELIVER,
+  MEDIA_STREAM,
+  ensureMediaConsumer,
+  ensureStreams,
+} from '../ingest/streams.js';
+import { Backoff, sleep } from '../lib/backoff.js';
+import type { Database } from '../storage/tables.js';
+import { publishMediaDeadLetter, type MediaDeadLetter } from './dead-letter.js';
+import { MediaRepository } from './repository.js';
+import { mediaKeyFor, type MediaStore } from './store.js';
+import { validateMedia, type MediaDeadLetterReason, type ValidMedia } from './validate.js';
+
+export interface MediaConsumerDeps {
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  db: Kysely<Database>;
+  /** Undefined when `media.dir` is unset: objects are acked and dropped (counted `no_store`). */
+  store: MediaStore | undefined;
+  devices: DeviceCache;
+  log: Logger;
+  metrics: Registry;
+  config: Readonly<Pick<CloudConfig, 'ingest' | 'streams' | 'media'>>;
+  now: () => Date;
+  random?: () => number;
+}
+
+/** Objects taken per fetch, at most (the first is waited for, the rest are those already pending). */
+const BATCH_SIZE = 32;
+/** How long one fetch waits for a first object (NATS minimum: 1000). */
+const FETCH_EXPIRES_MS = 5_000;
+/** A fetch that has not ended this long after its expiry is abandoned (its messages get redelivered). */
+const FETCH_GRACE_MS = 15_000;
+/** Delay before a message whose dead-lettering failed is delivered again. */
+const DEAD_LETTER_RETRY_MS = 5_000;
+const NO_STORE_WARN_INTERVAL_MS = 60_000;
+
+type Outcome = 'ok' | 'duplicate' | 'no_store' | MediaDeadLetterReason | 'error';
+/** What handling a message did; on 'error' the caller naks it, 'dead_letter_failed' was nak'd already. */
+type Handled = Outcome | 'dead_letter_failed';
+
+/**
+ * Stores media objects from the durable pull consumer `media` of MEDIA: validate -> registered device ->
+ * (per media id, under a PostgreSQL advisory lock) index row? -> MediaStore.put -> INSERT -> ack.
+ *
+ * An ack means "file written and row committed" (or a refusal that is in DEAD_LETTER, or a resend of what is
+ * stored). A PostgreSQL or store error naks with a backed-off delay; on the consumer's last delivery
+ * (MEDIA_MAX_DELIVER) the object goes to DEAD_LETTER as `store_failed` instead of being dropped. The
+ * advisory lock makes the check-then-write safe across cloud processes: two objects with one media id are
+ * never written at once, so a conflicting object cannot overwrite the stored file (both map to one key).
+ */
+export class MediaConsumer {
+  private readonly abort = new AbortController();
+  private loop: Promise<void> | undefined;
+  private current: ConsumerMessages | undefined;
+  private readonly fetchBackoff: Backoff;
+  private readonly retryBackoff: Backoff;
+  private readonly log: Logger;
+  private readonly received: Counter<'result'>;
+  private readonly storedBytes: Counter;
+  private readonly storeSeconds: Histogram;
+  private lastNoStoreWarn = Number.NEGATIVE_INFINITY;
+
+  constructor(private readonly deps: MediaConsumerDeps) {
+    this.log = deps.log.child({ component: 'media' });
+    this.fetchBackoff = new Backoff(250, 10_000, deps.random);
+    this.retryBackoff = new Backoff(1_000, 60_000, deps.random);
+    this.received = new Counter({
+      name: 'vigil_cloud_media_received_total',
+      help: 'Media objects received, by result (ok, duplicate, no_store, a dead-letter reason, error)',
+      labelNames: ['result'],
+      registers: [deps.metrics],
+    });
+    this.storedBytes = new Counter({
+      name: 'vigil_cloud_media_stored_bytes_total',
+      help: 'Bytes of media objects written to the MediaStore',
+      registers: [deps.metrics],
+    });
+    this.storeSeconds = new Histogram({
+      name: 'vigil_cloud_media_store_seconds',
+      help: 'Time to write one media object to the MediaStore and index it in PostgreSQL',
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [deps.metrics],
+    });
+  }
+
+  start(): void {
+    this.loop ??= this.run();
+  }
+
+  /** Stops fetching, finishes the message in hand (the rest of its batch is released), then resolves. */
+  async stop(): Promise<void> {
+    this.abort.abort();
+    await this.current?.close().catch(() => undefined);
+    await this.loop;
+  }
+
+  private get stopping(): boolean {
+    return this.abort.signal.aborted;
+  }
+
+  private async run(): Promise<void> {
+    let consumer: Consumer | undefined;
+    while (!this.stopping) {
+      try {
+        consumer ??= await this.getConsumer();
+        const batch = await this.fetch(consumer);
+        this.fetchBackoff.reset();
+        if (batch.length > 0) await this.process(batch);
+      } catch (err) {
+        consumer = undefined;
+        if (this.stopping) break;
+        const delay = this.fetchBackoff.next();
+        this.log.warn(
+          { err, delayMs: delay, failures: this.fetchBackoff.failures },
+          'fetching from MEDIA failed; retrying',
+        );
+        await sleep(delay, this.abort.signal);
+      }
+    }
+  }
+
+  /** The consumer handle; recreates the streams and the consumer if they are gone (e.g. a wiped server). */
+  private async getConsumer(): Promise<Consumer> {
+    try {
+      return await this.deps.js.consumers.get(MEDIA_STREAM, MEDIA_CONSUMER);
+    } catch (err) {
+      const missing =
+        err instanceof JetStreamApiError &&
+        (err.code === JetStreamApiCodes.ConsumerNotFound || err.code === JetStreamApiCodes.StreamNotFound);
+      if (!missing) throw err;
+      this.log.warn('MEDIA stream or media consumer missing; creating them again');
+      await ensureStreams(this.deps.jsm, this.deps.config);
+      await ensureMediaConsumer(this.deps.jsm);
+      return this.deps.js.consumers.get(MEDIA_STREAM, MEDIA_CONSUMER);
+    }
+  }
+
+  /** Waits for the first object, then takes at once what is already pending behind it. */
+  private async fetch(consumer: Consumer): Promise<JsMsg[]> {
+    const batch: JsMsg[] = [];
+    await this.pull(consumer, 1, batch);
+    const pending = batch[0]?.info.pending ?? 0;
+    if (pending > 0 && !this.stopping) await this.pull(consumer, Math.min(BATCH_SIZE - 1, pending), batch);
+    return batch;
+  }
+
+  private async pull(consumer: Consumer, max: number, batch: JsMsg[]): Promise<void> {
+    const iter = await consumer.fetch({ max_messages: max, expires: FETCH_EXPIRES_MS });
+    this.current = iter;
+    const had = batch.length;
+    const guard = setTimeout(
+      () => void iter.close().catch(() => undefined),
+      FETCH_EXPIRES_MS + FETCH_GRACE_MS,
+    );
+    try {
+      for await (const m of iter) batch.push(m);
+    } catch (err) {
+      // Objects already in hand are processed; the error surfaces on the next fetch if it persists.
+      if (batch.length === 0) throw err;
+      this.log.warn({ err, messages: batch.length - had }, 'media fetch ended early');
+    } finally {
+      clearTimeout(guard);
+      this.current = undefined;
+    }
+  }
+
+  /** One object at a time (each is up to maxObjectBytes and an fsync); one backoff sleep per failed batch. */
+  private async process(batch: JsMsg[]): Promise<void> {
+    let retryDelay: number | undefined;
+    for (const msg of batch) {
+      if (this.stopping) {
+        msg.nak(); // not started: another cloud process (or the next start) takes it at once
+        continue;
+      }
+      const outcome = await this.handle(msg);
+      this.received.inc({ result: outcome === 'dead_letter_failed' ? 'error' : outcome });
+      if (outcome === 'error') {
+        retryDelay ??= this.retryBackoff.next();
+        msg.nak(retryDelay);
+      }
+    }
+    if (retryDelay === undefined) this.retryBackoff.reset();
+    else await sleep(retryDelay, this.abort.signal);
+  }
+
+  /** Handles one message; every outcome but 'error' has acked (or nak'd) it: the caller naks an 'error'. */
+  private async handle(msg: JsMsg): Promise<Handled> {
+    const { config, store } = this.deps;
+    const now = this.deps.now();
+    const limits = { ...config.ingest, maxObjectBytes: config.media.maxObjectBytes };
+    const v = validateMedia(msg.subject, msg.data, now, limits);
+    if (!v.ok) return this.deadLetter(msg, v, now);
+    const m = v.media;
+    const who = { tenantId: m.tenantId, deviceId: m.deviceId };
+    try {
+      const registered = await this.deps.devices.registered([who]);
+      if (!registered.has(deviceKey(m.tenantId, m.deviceId)))
+        return await this.deadLetter(
+          msg,
+          {
+            reason: 'unknown_device',
+            detail: `device ${m.tenantId}/${m.deviceId} is not registered`,
+            ...who,
+          },
+          now,
+        );
+      if (!store) {
+        this.warnNoStore(now);
+        msg.ack();
+        return 'no_store';
+      }
+      const stored = await this.store(store, m);
+      if (stored === 'ok' || stored === 'duplicate') {
+        msg.ack();
+        return stored;
+      }
+      const detail = `media ${m.mediaId} of ${m.tenantId} is stored with sha256 ${stored.storedSha256}, not ${m.sha256}`;
+      return await this.deadLetter(msg, { reason: 'media_id_conflict', detail, ...who }, now);
+    } catch (err) {
+      if (msg.info.deliveryCount >= MEDIA_MAX_DELIVER) {
+        const detail = `not stored after ${msg.info.deliveryCount} deliveries: ${(err as Error).message}`;
+        this.log.error({ err, subject: msg.subject, mediaId: m.mediaId }, 'storing media failed for good');
+        return this.deadLetter(msg, { reason: 'store_failed', detail, ...who }, now);
+      }
+      this.log.error(
+        { err, subject: msg.subject, mediaId: m.mediaId, deliveries: msg.info.deliveryCount },
+        'storing media failed; it will be redelivered',
+      );
+      return 'error';
+    }
+  }
+
+  /**
+   * Under a transaction-scoped advisory lock on (tenant, media id): the index row decides (same sha256: a
+   * resend; other: a conflict, the stored object untouched); otherwise write the file, then the row.
+   */
+  private async store(
+    store: MediaStore,
+    m: ValidMedia,
+  ): Promise<'ok' | 'duplicate' | { storedSha256: string }> {
+    return this.deps.db.transaction().execute(async (trx) => {
+      const lockKey = `media\n${m.tenantId}\n${m.mediaId}`;
+      await sql`select pg_advisory_xact_lock(hashtextextended(${lockKey}, 0))`.execute(trx);
+      const repository = new MediaRepository(trx);
+      const existing = await repository.get(m.tenantId, m.mediaId);
+      if (existing) return existing.sha256 === m.sha256 ? 'duplicate' : { storedSha256: existing.sha256 };
+      const key = mediaKeyFor(m);
+      const started = performance.now();
+      await store.put(key, m.data);
+      const { data: _data, ...fields } = m;
+      const result = await repository.insert({ ...fields, storedAt: this.deps.now(), storageKey: key });
+      if (result === 'inserted') {
+        this.storeSeconds.observe((performance.now() - started) / 1000);
+        this.storedBytes.inc(m.sizeBytes);
+        return 'ok';
+      }
+      if (result === 'duplicate') return 'duplicate';
+      // A writer that did not take the lock won the race: drop the file just written unless it is theirs.
+      const winner = await repository.get(m.tenantId, m.mediaId);
+      if (winner?.storage_key !== key) await store.delete(key);
+      return { storedSha256: winner?.sha256 ?? 'unknown' };
+    });
+  }
+
+  /** DEAD_LETTER (awaiting its PubAck), then ack; if dead-lettering fails the message is redelivered. */
+  private async deadLetter(msg: JsMsg, letter: MediaDeadLetter, failedAt: Date): Promise<Handled> {
+    try {
+      await publishMediaDeadLetter(this.deps.js, msg, letter, failedAt);
+    } catch (err) {
+      this.log.error({ err, subject: msg.subject }, 'dead-lettering media failed; it will be redelivered');
+      msg.nak(DEAD_LETTER_RETRY_MS);
+      return 'dead_letter_failed';
+    }
+    msg.ack();
+    this.log.warn(
+      { reason: letter.reason, detail: letter.detail, subject: msg.subject, seq: msg.info.streamSequence },
+      'media dead-lettered',
+    );
+    return letter.reason;
+  }
+
+  private warnNoStore(now: Date): void {
+    if (now.getTime() - this.lastNoStoreWarn < NO_STORE_WARN_INTERVAL_MS) return;
+    this.lastNoStoreWarn = now.getTime();
+    this.log.warn('media.dir is not set: media objects are acknowledged and dropped (counted no_store)');
+  }
+}
