@@ -169,6 +169,7 @@ export async function startStack(opts: StackOptions): Promise<RunningStack> {
           identity: { caCertFile: pki.caCert, caKeyFile: pki.caKey },
           configSigning: { privateJwkFile: configSigningKey.privateJwkFile },
           models: { dir: join(devDir, 'models') },
+          media: { dir: join(devDir, 'media') },
           grpc: {
             enabled: true,
             host: '127.0.0.1',

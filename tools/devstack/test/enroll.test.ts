@@ -103,6 +103,7 @@ describe.skipIf(!haveAssets)(
             privateJwkFile: (await ensureDevConfigSigningKey(join(work, 'config-key'))).privateJwkFile,
           },
           models: { dir: join(work, 'cloud-models') },
+          media: { dir: join(work, 'cloud-media') },
         }),
         { logger: pino({ level: 'warn' }) },
       );
@@ -235,6 +236,61 @@ describe.skipIf(!haveAssets)(
       expect(conn?.name_tag).toBe('acme/gw-lobby');
     });
 
+    it('ships snapshots: stored in the media store, linked from their event, readable by an admin', async () => {
+      // Start and end events carry the track's best snapshot; the agent publishes it to MEDIA before the event.
+      const withSnapshot = async () =>
+        cloud.db
+          .selectFrom('events')
+          .select(['event_id', 'snapshot_media_id', 'snapshot_sha256', 'snapshot_bytes'])
+          .where('tenant_id', '=', 'acme')
+          .where('snapshot_media_id', 'is not', null)
+          .execute();
+      await expect.poll(async () => (await withSnapshot()).length, { timeout: 30_000 }).toBeGreaterThan(0);
+      const ev = (await withSnapshot())[0]!;
+      await expect
+        .poll(
+          async () =>
+            (
+              await cloud.db
+                .selectFrom('media')
+                .select('media_id')
+                .where('tenant_id', '=', 'acme')
+                .where('media_id', '=', ev.snapshot_media_id!)
+                .execute()
+            ).length,
+          { timeout: 15_000 },
+        )
+        .toBe(1);
+      const row = await cloud.db
+        .selectFrom('media')
+        .selectAll()
+        .where('media_id', '=', ev.snapshot_media_id!)
+        .executeTakeFirstOrThrow();
+      expect(row).toMatchObject({
+        device_id: 'gw-lobby',
+        site_id: 'lobby',
+        camera_id: 'lobby',
+        event_id: ev.event_id,
+        sha256: ev.snapshot_sha256,
+        content_type: 'image/jpeg',
+      });
+      const res = await fetch(`http://127.0.0.1:${cloud.httpPort}/v1/media/${ev.snapshot_media_id}`, {
+        headers: { authorization: `Bearer ${await apiToken('admin')}` },
+      });
+      expect(res.status).toBe(200);
+      const jpeg = Buffer.from(await res.arrayBuffer());
+      expect(jpeg.length).toBe(Number(ev.snapshot_bytes));
+      expect(jpeg.subarray(0, 3).equals(Buffer.from([0xff, 0xd8, 0xff]))).toBe(true);
+      expect(createHash('sha256').update(jpeg).digest('hex')).toBe(ev.snapshot_sha256);
+      const audited = await cloud.db
+        .selectFrom('audit_log')
+        .select(['actor', 'outcome'])
+        .where('action', '=', 'media.read')
+        .where('resource', '=', `media:acme/${ev.snapshot_media_id}`)
+        .execute();
+      expect(audited).toHaveLength(1);
+    });
+
     it('renews its certificate and NATS credentials on its own and stays connected', async () => {
       const certs = () =>
         cloud.db
@@ -247,13 +303,14 @@ describe.skipIf(!haveAssets)(
       const [first, second] = await certs();
       expect(second?.issued_by).toBe('renew');
       expect(second?.serial).not.toBe(first?.serial);
-      // The stored identity is the renewed one.
-      const stored = JSON.parse(
-        readFileSync(join(dataDir, 'identity', 'current', 'identity.json'), 'utf8'),
-      ) as {
-        renewedAt?: string | null;
-      };
-      expect(stored.renewedAt).toBeTruthy();
+      // The stored identity is the renewed one (the agent swaps it in after the cloud recorded the renewal).
+      const renewedAt = (): string | null | undefined =>
+        (
+          JSON.parse(readFileSync(join(dataDir, 'identity', 'current', 'identity.json'), 'utf8')) as {
+            renewedAt?: string | null;
+          }
+        ).renewedAt;
+      await expect.poll(renewedAt, { timeout: 10_000 }).toBeTruthy();
       // After its reconnect the agent is connected again and heartbeats keep it online.
       const before = Date.now();
       await expect
