@@ -236,12 +236,15 @@ export const cloudConfigSchema = z
       .strictObject({
         /** Root of the filesystem MediaStore. Without it, uploaded media are acknowledged and dropped (counted). */
         dir: z.string().min(1).optional(),
-        /** Largest object accepted: the MEDIA stream's max message size (the object plus ~200 bytes of fields). */
+        /**
+         * Largest object accepted: the MEDIA stream's max message size is this plus 4 KiB (the other fields).
+         * nats-server's max_payload must be larger (infra/nats: 4 MB), hence the cap.
+         */
         maxObjectBytes: z
           .number()
           .int()
           .min(1024)
-          .max(8 * 1024 * 1024)
+          .max(3 * 1024 * 1024)
           .default(1024 * 1024),
         /** MEDIA stream size; when full, devices' media publishes fail and they back off (back-pressure). */
         streamMaxBytes: z

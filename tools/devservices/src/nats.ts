@@ -52,7 +52,7 @@ export function natsConfig(opts: NatsConfigOptions = {}): (ctx: NatsConfigContex
     ];
     if (opts.jetstream ?? true) {
       // nats-server reserves every stream's max_bytes out of max_file_store (a cap, not an allocation):
-      // the cloud's EVENTS (1 GiB), DEAD_LETTER (1 GiB) and TELEMETRY (256 MiB) must fit, with room to spare.
+      // the cloud's EVENTS (1 GiB), DEAD_LETTER (1 GiB), MEDIA (512 MiB) and TELEMETRY (256 MiB) must fit.
       lines.push(
         `jetstream { store_dir: ${JSON.stringify(ctx.storeDir)}, max_memory_store: 64MB, max_file_store: 4GB }`,
       );
