@@ -205,6 +205,7 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
       log,
       metrics,
       now: deps.now,
+      audit,
     });
     closers.push(() => ingest.stop());
 

@@ -228,6 +228,16 @@ export const cloudConfigSchema = z
           .default(512 * 1024 * 1024),
       })
       .prefault({}),
+    /** Detection events in PostgreSQL (daily partitions). */
+    events: z
+      .strictObject({
+        /**
+         * Partitions whose UTC day ended this many days ago are dropped with their events (0: keep forever).
+         * Must exceed ingest.acceptPastDays, or late events would land in days that retention drops.
+         */
+        retentionDays: z.number().int().min(0).max(36_500).default(365),
+      })
+      .prefault({}),
     /**
      * Media objects (snapshots) devices upload on the MEDIA stream (cloud/src/media/). Bytes go to a
      * filesystem MediaStore under `dir`; the index, tenancy and tombstones are in PostgreSQL.
@@ -263,6 +273,10 @@ export const cloudConfigSchema = z
         level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
       })
       .prefault({}),
+  })
+  .refine((c) => c.events.retentionDays === 0 || c.events.retentionDays > c.ingest.acceptPastDays, {
+    message: 'must be 0 (keep forever) or more than ingest.acceptPastDays',
+    path: ['events', 'retentionDays'],
   })
   .refine((c) => !c.grpc.enabled || c.identity !== undefined, {
     message: 'identity (the fleet CA) is required when grpc is enabled',

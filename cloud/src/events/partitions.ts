@@ -1,20 +1,23 @@
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
+import type { AuditLog } from '../audit/audit-log.js';
 import { utcDay, type EventStore } from './store.js';
 
 const DAY_MS = 86_400_000;
 
 /**
  * Pure: which daily partitions (UTC days, `YYYY-MM-DD`) must be created so that every day from
- * `daysBack` days before `now` to `daysAhead` days after it has one. `existing` lists the days that
- * already have a partition (in any order; other days are ignored: retention drops old ones).
+ * `daysBack` days before `now` to `daysAhead` days after it has one, and which existing ones retention drops:
+ * those whose whole day ended `retentionDays` or more before `now` (0: keep everything). `existing` lists the
+ * days that already have a partition, in any order.
  */
 export function planPartitions(
   now: Date,
   daysAhead: number,
   daysBack: number,
   existing: readonly string[],
-): { create: string[] } {
+  retentionDays = 0,
+): { create: string[]; drop: string[] } {
   const have = new Set(existing);
   const today = Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate());
   const create: string[] = [];
@@ -22,10 +25,19 @@ export function planPartitions(
     const day = utcDay(new Date(today + d * DAY_MS));
     if (!have.has(day)) create.push(day);
   }
-  return { create };
+  const cutoff = now.getTime() - retentionDays * DAY_MS;
+  const drop =
+    retentionDays > 0
+      ? [...have].filter((day) => Date.parse(`${day}T00:00:00Z`) + DAY_MS <= cutoff).sort()
+      : [];
+  return { create, drop };
 }
 
 export interface PartitionJobOptions {
+  /** Config events.retentionDays: partitions whose day ended this long ago are dropped (0: never). */
+  retentionDays?: number;
+  /** Records each dropped partition (system action `events.retention`). */
+  audit?: AuditLog | undefined;
   daysAhead?: number;
   daysBack?: number;
   intervalMs?: number;
@@ -45,6 +57,9 @@ export class PartitionJob {
   private running: Promise<void> | undefined;
   private readonly runs: Counter<'result'>;
   private readonly created: Counter;
+  private readonly dropped: Counter;
+  private readonly retentionDays: number;
+  private readonly audit: AuditLog | undefined;
   private readonly daysAhead: number;
   private readonly daysBack: number;
   private readonly intervalMs: number;
@@ -56,6 +71,8 @@ export class PartitionJob {
     metrics: Registry,
     opts: PartitionJobOptions = {},
   ) {
+    this.retentionDays = opts.retentionDays ?? 0;
+    this.audit = opts.audit;
     this.daysAhead = opts.daysAhead ?? 7;
     this.daysBack = opts.daysBack ?? 1;
     this.intervalMs = opts.intervalMs ?? 3_600_000;
@@ -69,6 +86,11 @@ export class PartitionJob {
     this.created = new Counter({
       name: 'vigil_cloud_partitions_created_total',
       help: 'Daily event partitions created ahead by the upkeep job',
+      registers: [metrics],
+    });
+    this.dropped = new Counter({
+      name: 'vigil_cloud_partitions_dropped_total',
+      help: 'Daily event partitions dropped by retention (events.retentionDays)',
       registers: [metrics],
     });
   }
@@ -95,14 +117,33 @@ export class PartitionJob {
 
   private async pass(): Promise<void> {
     try {
-      const { create } = planPartitions(
-        this.now(),
+      const now = this.now();
+      const { create, drop } = planPartitions(
+        now,
         this.daysAhead,
         this.daysBack,
         await this.store.partitionDays(),
+        this.retentionDays,
       );
       for (const day of create) await this.store.ensurePartition(day);
       this.created.inc(create.length);
+      for (const day of drop) {
+        const rows = await this.store.dropPartition(day);
+        if (rows === null) continue; // dropped by another process meanwhile
+        this.dropped.inc();
+        this.log.info({ day, rows }, 'event partition dropped by retention');
+        await this.audit
+          ?.append({
+            tenantId: null,
+            actor: 'system',
+            actorKind: 'system',
+            action: 'events.retention',
+            resource: `events:${day}`,
+            outcome: 'allowed',
+            detail: { day, rows, retention_days: this.retentionDays },
+          })
+          .catch((err: unknown) => this.log.error({ err, day }, 'events retention: audit entry failed'));
+      }
       this.runs.inc({ result: 'ok' });
       if (create.length > 0) this.log.info({ days: create }, 'event partitions created ahead');
     } catch (err) {

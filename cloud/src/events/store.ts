@@ -44,6 +44,26 @@ export class EventStore {
     await sql`select vigil_ensure_event_partition(${day}::date)`.execute(this.db);
   }
 
+  /**
+   * Drops the partition of one UTC day with every event in it; returns how many rows it held, or null when it
+   * was not there (already dropped). Retention only: the day must be long past.
+   */
+  async dropPartition(day: string): Promise<number | null> {
+    const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(day);
+    if (!m) throw new Error(`dropPartition: not a day: ${JSON.stringify(day)}`);
+    const name = `events_${m[1]}${m[2]}${m[3]}`;
+    return this.db.transaction().execute(async (tx) => {
+      const exists = await sql<{
+        n: string;
+      }>`select count(*) as n from pg_class c join pg_namespace s on s.oid = c.relnamespace
+        where c.relname = ${name} and s.nspname = current_schema()`.execute(tx);
+      if (Number(exists.rows[0]?.n ?? 0) === 0) return null;
+      const count = await sql<{ n: string }>`select count(*) as n from ${sql.table(name)}`.execute(tx);
+      await sql`drop table if exists ${sql.table(name)}`.execute(tx);
+      return Number(count.rows[0]?.n ?? 0);
+    });
+  }
+
   /** The UTC days (`YYYY-MM-DD`) that have a partition today. */
   async partitionDays(): Promise<string[]> {
     const { rows } = await sql<{ name: string }>`

@@ -3,6 +3,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import type { AuditLog } from '../audit/audit-log.js';
 import type { CloudConfig } from '../config/schema.js';
 import { PartitionJob } from '../events/partitions.js';
 import { EventStore } from '../events/store.js';
@@ -18,7 +19,9 @@ import { ensureIngestConsumer, ensureMediaConsumer, ensureStreams } from './stre
 export interface IngestDeps {
   nc: NatsConnection;
   db: Kysely<Database>;
-  config: Readonly<Pick<CloudConfig, 'ingest' | 'streams' | 'media'>>;
+  config: Readonly<Pick<CloudConfig, 'ingest' | 'streams' | 'media'> & Partial<Pick<CloudConfig, 'events'>>>;
+  /** Records partitions dropped by retention; default: not recorded. */
+  audit?: AuditLog | undefined;
   /** Where the media consumer writes objects; undefined (media.dir unset): acked and dropped, counted. */
   mediaStore?: MediaStore;
   log: Logger;
@@ -51,7 +54,11 @@ export async function startIngest(deps: IngestDeps): Promise<IngestRole> {
   await ensureMediaConsumer(jsm);
 
   const store = new EventStore(db);
-  const partitions = new PartitionJob(store, log, metrics, { now });
+  const partitions = new PartitionJob(store, log, metrics, {
+    now,
+    retentionDays: config.events?.retentionDays ?? 0,
+    audit: deps.audit,
+  });
   await partitions.start();
 
   const ingestMetrics = new IngestMetrics(metrics);
