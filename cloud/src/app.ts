@@ -4,8 +4,13 @@ import type { AddressInfo } from 'node:net';
 import { resolve as resolvePath } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { sql, type Kysely } from 'kysely';
+import type { Tracer } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import { createHttpApp } from './api/http.js';
+import { createAuthorizerFromConfig } from './auth/engine.js';
+import { createTokenVerifier } from './auth/jwt.js';
+import { RealtimeHub } from './realtime/hub.js';
+import { attachEventStream } from './realtime/server.js';
 import { createApiMounts } from './api/mount.js';
 import { createRateLimiter } from './api/ratelimit.js';
 import { AuditLog } from './audit/audit-log.js';
@@ -31,6 +36,7 @@ import { FsMediaStore, type MediaStore } from './media/store.js';
 import { RolloutExecutor } from './rollouts/executor.js';
 import { RolloutStore } from './rollouts/store.js';
 import { createLogger, createMetricsRegistry } from './lib/observability.js';
+import { createTracing } from './lib/tracing.js';
 import { createDb } from './storage/db.js';
 import { migrateToLatest } from './storage/migrate.js';
 import type { Database } from './storage/tables.js';
@@ -60,6 +66,8 @@ export interface CloudDeps {
   now?: () => Date;
   /** The API's policy decision point; default: the engine config `authz` names (Cedar), default deny. */
   authorizer?: Authorizer;
+  /** Spans go here instead of the provider `tracing` config builds (tests: an in-memory exporter). */
+  tracer?: Tracer;
 }
 
 /** Composition root: builds every client once and wires the capabilities together. */
@@ -69,7 +77,9 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
   const db = createDb(config.database.url, config.database.poolMax, (err) =>
     log.warn({ err: err.message }, 'PostgreSQL connection lost; the next query reconnects'),
   );
-  const closers: Array<() => Promise<void>> = [() => db.destroy()];
+  const tracing = createTracing(config.tracing, { serviceName: 'vigil-cloud' });
+  // First in, so last out: the spans of the last batches are exported after everything else stopped.
+  const closers: Array<() => Promise<void>> = [() => tracing.shutdown(), () => db.destroy()];
   const stop = async (): Promise<void> => {
     for (const close of closers.reverse())
       await close().catch((err: unknown) => log.error({ err }, 'shutdown step failed'));
@@ -204,6 +214,7 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
       mediaStore: media.store,
       log,
       metrics,
+      tracer: deps.tracer ?? tracing.tracer,
       now: deps.now,
       audit,
     });
@@ -234,11 +245,19 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
       : undefined;
     if (rateLimiter) closers.push(() => rateLimiter.close());
 
+    // Built once for the REST API and the event stream (a second Cedar engine would double its metrics).
+    const apiAuth = config.api.enabled
+      ? {
+          verifier: createTokenVerifier(config.auth),
+          authorizer: deps.authorizer ?? createAuthorizerFromConfig(config.authz, log, metrics),
+        }
+      : undefined;
     const mounts = createApiMounts(config, {
       db,
       log,
       metrics,
-      authorizer: deps.authorizer,
+      authorizer: apiAuth?.authorizer,
+      verifier: apiAuth?.verifier,
       now: deps.now,
       revoker,
       audit,
@@ -262,6 +281,36 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
       const s = http.listen(config.http.port, config.http.host, () => resolve(s)).once('error', reject);
     });
     closers.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    // The live event stream (realtime/): after the server closers, so it closes first.
+    if (apiAuth && config.realtime.enabled) {
+      // Its own connection: the main one has noEcho, and ingest in this very process publishes the feed.
+      const rtOptions = { ...natsOptions, name: `${config.nats.name}-realtime`, noEcho: false };
+      const rtNc = authority
+        ? await connectWithAuthority(authority, 'service', 'cloud-realtime', rtOptions)
+        : await connect(rtOptions);
+      closers.push(() => rtNc.drain());
+      const hub = new RealtimeHub(rtNc, log.child({ component: 'realtime' }), metrics);
+      hub.start();
+      const stream = attachEventStream({
+        server,
+        hub,
+        verifier: apiAuth.verifier,
+        authorizer: apiAuth.authorizer,
+        log,
+        metrics,
+        now: deps.now,
+        options: {
+          maxBufferedBytes: config.realtime.maxBufferedBytes,
+          maxConnectionsPerTenant: config.realtime.maxConnectionsPerTenant,
+          pingIntervalMs: config.realtime.pingIntervalSeconds * 1000,
+        },
+      });
+      closers.push(() => {
+        hub.stop();
+        stream.close();
+        return Promise.resolve();
+      });
+    }
     const httpPort = (server.address() as AddressInfo).port;
     log.info({ url: `http://${config.http.host}:${httpPort}` }, 'cloud HTTP listening');
     return {

@@ -2,6 +2,8 @@ import { parseArgs } from 'node:util';
 import { startCloud } from './app.js';
 import { loadCloudConfig } from './config/load.js';
 import { VigilError } from './lib/errors.js';
+import { createLogger } from './lib/observability.js';
+import { registerContextManager, routeDiagToLogger } from './lib/tracing.js';
 
 const HELP = `Usage: vigil-cloud --config <file.json>
 
@@ -24,7 +26,11 @@ async function main(): Promise<number> {
     return 78;
   }
   const config = loadCloudConfig(path);
-  const app = await startCloud(config);
+  // Process-wide, so here and not in startCloud: active spans reach the log lines, SDK warnings the log.
+  registerContextManager();
+  const log = createLogger(config.log.level, 'vigil-cloud');
+  routeDiagToLogger(log.child({ component: 'otel' }));
+  const app = await startCloud(config, { logger: log });
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);

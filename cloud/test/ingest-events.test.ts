@@ -80,6 +80,10 @@ describe('ingest: EVENTS -> PostgreSQL -> receipts', () => {
     expect(rows[0]).toEqual({ n: '500', ids: '500' });
     expect(await stack.metric('vigil_cloud_ingest_events_inserted_total')).toBe(500);
     expect(await stack.metric('vigil_cloud_ingest_events_received_total')).toBe(1000);
+    // Freshness (capture -> commit) is observed once per inserted event, never for the 500 duplicates;
+    // these were committed well within the 30 s SLO threshold.
+    expect(await stack.metric('vigil_cloud_event_freshness_seconds_count')).toBe(500);
+    expect(await stack.metric('vigil_cloud_event_freshness_seconds_bucket', '{le="30"}')).toBe(500);
 
     // Rows carry the event, the original bytes and the stream sequence.
     const first = events[0]!;

@@ -1,6 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { Tracer } from '@opentelemetry/api';
 import { pino, type Logger } from 'pino';
 import { Gauge } from 'prom-client';
 import { openOutbox, type Outbox } from './buffer/index.js';
@@ -14,6 +15,7 @@ import {
   type CameraStatusSnapshot,
   type Frame,
 } from './ingest/supervisor.js';
+import { createTracing, traceLogMixin } from './lib/tracing.js';
 import { createUuidV7 } from './lib/uuidv7.js';
 import { CameraPipeline } from './pipeline/camera-pipeline.js';
 import { AgentMetrics } from './pipeline/metrics.js';
@@ -47,6 +49,8 @@ export interface AgentDeps {
   identityClient?: IdentityClient;
   /** Models OTA source (default: gRPC FetchModel with the enrolled identity); tests substitute it. */
   modelFetcher?: ModelFetcher;
+  /** Spans go here instead of the provider `tracing` config builds (tests: an in-memory exporter). */
+  tracer?: Tracer;
 }
 
 export type CameraReport = CameraStatusSnapshot & {
@@ -84,7 +88,12 @@ interface CameraRuntime {
 /** Composition root of the edge agent: cameras -> detection -> tracking -> outbox; heartbeats; health. */
 export async function startAgent(bootstrap: Readonly<AgentConfig>, deps: AgentDeps = {}): Promise<Agent> {
   const config = bootstrap;
-  const log = deps.logger ?? pino({ name: 'vigil-agent', level: config.log.level });
+  const log = deps.logger ?? pino({ name: 'vigil-agent', level: config.log.level, mixin: traceLogMixin });
+  const tracing = createTracing(config.tracing, {
+    serviceName: 'vigil-agent',
+    serviceVersion: AGENT_VERSION,
+  });
+  const tracer = deps.tracer ?? tracing.tracer;
   const now = deps.now ?? (() => new Date());
   const startedAt = now();
   const metrics = new AgentMetrics();
@@ -184,6 +193,7 @@ export async function startAgent(bootstrap: Readonly<AgentConfig>, deps: AgentDe
           newId,
           metrics,
           log,
+          tracer,
           onEvent: (e, m) => {
             notifyUplink();
             deps.onEvent?.(cam.id, e, m);
@@ -356,6 +366,7 @@ export async function startAgent(bootstrap: Readonly<AgentConfig>, deps: AgentDe
         logger: log.child({ component: 'uplink' }),
         now: () => now().getTime(),
         metrics: createUplinkMetrics(metrics.registry),
+        tracer,
       });
       uplink.start();
       const started = uplink;
@@ -465,6 +476,8 @@ export async function startAgent(bootstrap: Readonly<AgentConfig>, deps: AgentDe
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await models.dispose();
       outbox.close();
+      // Last: the spans of the final events and publishes are exported before the process exits.
+      await tracing.shutdown().catch((err: unknown) => log.warn({ err }, 'trace export at shutdown failed'));
     },
   };
 }

@@ -1,6 +1,8 @@
 import { parseArgs } from 'node:util';
+import { pino } from 'pino';
 import { AgentConfigError, loadAgentConfig } from './config/load.js';
 import { runEnrollCommand } from './identity/enroll-command.js';
+import { registerContextManager, routeDiagToLogger } from './lib/tracing.js';
 
 const HELP = `Usage: vigil-agent --config <agent.json>
        vigil-agent enroll --help      enroll this gateway with the cloud (once, before the first start)
@@ -26,6 +28,9 @@ async function main(): Promise<number> {
   const config = loadAgentConfig(path);
   // Loaded here, not at the top: `vigil-agent enroll` needs none of the agent (ONNX runtime, sharp, ffmpeg).
   const { startAgent } = await import('./agent.js');
+  // Process-wide, so here and not in startAgent: active spans reach the log lines, SDK warnings the log.
+  registerContextManager();
+  routeDiagToLogger(pino({ name: 'vigil-agent', level: config.log.level }).child({ component: 'otel' }));
   const agent = await startAgent(config);
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);

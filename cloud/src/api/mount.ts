@@ -4,7 +4,7 @@ import type { Registry } from 'prom-client';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { Authorizer } from '../auth/authorize.js';
 import { createAuthorizerFromConfig } from '../auth/engine.js';
-import { createTokenVerifier } from '../auth/jwt.js';
+import { createTokenVerifier, type TokenVerifier } from '../auth/jwt.js';
 import type { CloudConfig } from '../config/schema.js';
 import type { DeviceRevoker } from '../fleet/revocation.js';
 import type { ConfigIssuer } from '../config-ota/issuer.js';
@@ -29,6 +29,8 @@ export interface ApiMountDeps {
   configs?: ConfigIssuer | undefined;
   models?: ModelStore | undefined;
   media?: { repository: MediaRepository; store: MediaStore | undefined } | undefined;
+  /** Bearer token verification; default: built from config `auth`. */
+  verifier?: TokenVerifier | undefined;
   /** API rate limits (config rateLimit); default: none. */
   rateLimiter?: RateLimiter | undefined;
 }
@@ -45,7 +47,7 @@ export function createApiMounts(
   if (!config.api.enabled) return [];
   const router = createApiRouter({
     db: deps.db,
-    verifier: createTokenVerifier(config.auth),
+    verifier: deps.verifier ?? createTokenVerifier(config.auth),
     authorizer: deps.authorizer ?? createAuthorizerFromConfig(config.authz, deps.log, deps.metrics),
     log: deps.log.child({ component: 'api' }),
     metrics: deps.metrics,

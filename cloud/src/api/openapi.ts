@@ -741,7 +741,10 @@ export function buildOpenApiDocument(operations: readonly ApiOperation[], opts: 
       description:
         'The REST API of the Vigil cloud control plane. Every /v1 operation but this description needs a ' +
         'bearer JWT and acts inside the tenant the token names. Errors are RFC 9457 problem details ' +
-        '(application/problem+json) with a stable `type` (urn:vigil:problem:<slug>).',
+        '(application/problem+json) with a stable `type` (urn:vigil:problem:<slug>). Live events: a websocket ' +
+        'at /v1/stream (not an OpenAPI operation): bearer token in `Authorization` or as the subprotocol ' +
+        '`bearer.<jwt>` next to `vigil.v1`; filters `site`, `device`, `camera`, `label`; `events:read` as for ' +
+        'GET /v1/events; one JSON message per committed event, `{"type":"event","event":{...}}`.',
     },
     servers: [{ url: '/', description: 'This server.' }],
     security: [{ bearerAuth: [] }],

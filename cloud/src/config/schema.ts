@@ -228,6 +228,22 @@ export const cloudConfigSchema = z
           .default(512 * 1024 * 1024),
       })
       .prefault({}),
+    /** The live event stream (GET /v1/stream, websocket; realtime/). Served with the API. */
+    realtime: z
+      .strictObject({
+        enabled: z.boolean().default(true),
+        /** A client whose unsent data passes this is disconnected (4008), so a slow reader never grows memory. */
+        maxBufferedBytes: z
+          .number()
+          .int()
+          .min(16 * 1024)
+          .max(64 * 1024 * 1024)
+          .default(1024 * 1024),
+        /** Open streams per tenant and API process. */
+        maxConnectionsPerTenant: z.number().int().min(1).max(100_000).default(100),
+        pingIntervalSeconds: z.number().int().min(1).max(3600).default(30),
+      })
+      .prefault({}),
     /** Detection events in PostgreSQL (daily partitions). */
     events: z
       .strictObject({
@@ -266,6 +282,21 @@ export const cloudConfigSchema = z
         retentionDays: z.number().int().min(0).max(3650).default(30),
         /** How often the retention job runs (one cloud process at a time). */
         retentionIntervalSeconds: z.number().int().min(10).max(86_400).default(3600),
+      })
+      .prefault({}),
+    /** OpenTelemetry traces (lib/tracing.ts). */
+    tracing: z
+      .strictObject({
+        /** Spans are made (so trace ids propagate and reach the logs) even when nothing exports them. */
+        enabled: z.boolean().default(true),
+        /** OTLP/HTTP traces endpoint, e.g. http://127.0.0.1:4318/v1/traces; absent: no export. */
+        otlpUrl: z
+          .string()
+          .regex(/^https?:\/\/[^\s]+$/i, 'must be an http(s) URL')
+          .refine((u) => URL.canParse(u), 'must be an http(s) URL')
+          .optional(),
+        /** Fraction of new traces kept; a span with a parent follows the parent's decision. */
+        sampleRatio: z.number().min(0).max(1).default(1),
       })
       .prefault({}),
     log: z

@@ -27,7 +27,12 @@ export class EventStore {
    * occurred_at). When this resolves, every row is durably committed: inserted now or before.
    */
   async insertBatch(rows: readonly NewEvent[]): Promise<number> {
-    if (rows.length === 0) return 0;
+    return (await this.insertBatchIds(rows)).length;
+  }
+
+  /** {@link insertBatch}, returning the ids of the rows inserted now (not those stored before). */
+  async insertBatchIds(rows: readonly NewEvent[]): Promise<string[]> {
+    if (rows.length === 0) return [];
     return this.db.transaction().execute(async (tx) => {
       const inserted = await tx
         .insertInto('events')
@@ -35,7 +40,7 @@ export class EventStore {
         .onConflict((oc) => oc.columns(['event_id', 'occurred_at']).doNothing())
         .returning('event_id')
         .execute();
-      return inserted.length;
+      return inserted.map((r) => r.event_id);
     });
   }
 

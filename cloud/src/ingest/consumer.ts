@@ -7,6 +7,7 @@ import {
   type JetStreamManager,
   type JsMsg,
 } from '@nats-io/jetstream';
+import type { Context, Span } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { CloudConfig } from '../config/schema.js';
 import { utcDay, type EventStore, type NewEvent } from '../events/store.js';
@@ -16,6 +17,7 @@ import { deviceKey, type DeviceCache } from './devices.js';
 import type { IngestMetrics } from './metrics.js';
 import type { ReceiptPublisher } from './receipts.js';
 import { EVENTS_STREAM, INGEST_CONSUMER, ensureIngestConsumer, ensureStreams } from './streams.js';
+import { IngestTracing } from './tracing.js';
 import { validateEvent } from './validate.js';
 
 export interface IngestConsumerDeps {
@@ -29,6 +31,10 @@ export interface IngestConsumerDeps {
   config: Readonly<Pick<CloudConfig, 'ingest' | 'streams' | 'media'>>;
   now: () => Date;
   random: () => number;
+  /** Spans per event and per batch (default: no-op spans, nothing counted). */
+  tracing?: IngestTracing;
+  /** Gets the newly inserted rows of each batch after its ack and receipts (the realtime feed). */
+  onCommitted?: ((rows: readonly NewEvent[]) => void) | undefined;
 }
 
 /** A fetch that has not ended this long after its expiry is abandoned (its messages get redelivered). */
@@ -42,11 +48,15 @@ const MAX_ENSURED_DAYS = 512;
 interface Candidate {
   msg: JsMsg;
   row: NewEvent;
+  /** `vigil.ingest.event`, ended once the event is committed (or nak'd). */
+  span: Span;
 }
 
 interface Poison {
   msg: JsMsg;
   letter: DeadLetter;
+  /** `vigil.ingest.event`, ended once the message is dead-lettered. */
+  span: Span;
 }
 
 /**
@@ -70,8 +80,10 @@ export class IngestConsumer {
   private readonly fetchBackoff: Backoff;
   private readonly dbBackoff: Backoff;
   private readonly log: Logger;
+  private readonly tracing: IngestTracing;
 
   constructor(private readonly deps: IngestConsumerDeps) {
+    this.tracing = deps.tracing ?? new IngestTracing();
     this.fetchBackoff = new Backoff(250, 10_000, deps.random);
     this.dbBackoff = new Backoff(250, 10_000, deps.random);
     this.log = deps.log;
@@ -179,18 +191,27 @@ export class IngestConsumer {
     const poison: Poison[] = [];
     for (const msg of batch) {
       const v = validateEvent(msg.subject, msg.data, msg.info.streamSequence, now, config.ingest);
-      if (v.ok) candidates.push({ msg, row: v.row });
-      else poison.push({ msg, letter: v });
+      const span = this.tracing.startEvent(msg, v);
+      if (v.ok) candidates.push({ msg, row: v.row, span });
+      else poison.push({ msg, letter: v, span });
     }
 
     let retryDelay: number | undefined;
+    let fresh: NewEvent[] = [];
     if (candidates.length > 0) {
+      const tx = this.tracing.startBatch(candidates.map((c) => c.span));
       try {
-        candidates = await this.dropUnknownDevices(candidates, poison);
-        await this.ensurePartitions(candidates);
-        await this.commit(candidates);
+        // Active for the log lines written meanwhile; the spans themselves get their parent explicitly.
+        await this.tracing.within(tx.ctx, async () => {
+          candidates = await this.dropUnknownDevices(candidates, poison);
+          await this.ensurePartitions(candidates);
+          fresh = await this.commit(candidates, tx.ctx);
+        });
         this.dbBackoff.reset();
+        this.tracing.end(tx.span);
       } catch (err) {
+        this.tracing.end(tx.span, err);
+        for (const c of candidates) this.tracing.end(c.span, err);
         retryDelay = this.dbBackoff.next();
         this.ensuredDays.clear();
         metrics.errors.inc({ stage: 'database' });
@@ -204,8 +225,17 @@ export class IngestConsumer {
     }
 
     // Committed: now, and only now, ack; then tell the devices.
-    for (const c of candidates) c.msg.ack();
+    for (const c of candidates) {
+      c.msg.ack();
+      this.tracing.end(c.span);
+    }
     this.pushReceipts(candidates, this.deps.now());
+    if (fresh.length > 0 && this.deps.onCommitted)
+      try {
+        this.deps.onCommitted(fresh);
+      } catch (err) {
+        this.log.error({ err }, 'onCommitted failed (the batch is committed and acked)');
+      }
     await this.deadLetter(poison, now);
     if (retryDelay !== undefined) await sleep(retryDelay, this.abort.signal);
   }
@@ -219,6 +249,7 @@ export class IngestConsumer {
       if (registered.has(deviceKey(c.row.tenant_id, c.row.device_id))) return true;
       poison.push({
         msg: c.msg,
+        span: c.span,
         letter: {
           reason: 'unknown_device',
           detail: `device ${c.row.tenant_id}/${c.row.device_id} is not registered`,
@@ -241,16 +272,27 @@ export class IngestConsumer {
     }
   }
 
-  private async commit(candidates: Candidate[]): Promise<void> {
-    if (candidates.length === 0) return;
+  /** Inserts the batch in one transaction; returns the rows inserted now (not the ones stored before). */
+  private async commit(candidates: Candidate[], trace: Context): Promise<NewEvent[]> {
+    if (candidates.length === 0) return [];
     // The same event twice in one batch (re-published with another msg id) is one row.
     const rows = new Map<string, NewEvent>();
     for (const { row } of candidates) rows.set(`${row.event_id} ${row.occurred_at.getTime()}`, row);
     const started = performance.now();
-    const inserted = await this.deps.store.insertBatch([...rows.values()]);
+    const insertedIds = new Set(
+      await this.tracing.insert(trace, rows.size, () => this.deps.store.insertBatchIds([...rows.values()])),
+    );
+    const inserted = insertedIds.size;
+    const fresh = [...rows.values()].filter((r) => insertedIds.has(r.event_id));
+    const committedAt = this.deps.now().getTime();
     this.deps.metrics.commitSeconds.observe((performance.now() - started) / 1000);
     this.deps.metrics.inserted.inc(inserted);
     this.deps.metrics.duplicates.inc(candidates.length - inserted);
+    this.log.debug({ events: rows.size, inserted }, 'batch committed');
+    // Freshness (capture -> commit) of the newly inserted events only.
+    for (const r of fresh)
+      this.deps.metrics.freshnessSeconds.observe(Math.max(0, (committedAt - r.occurred_at.getTime()) / 1000));
+    return fresh;
   }
 
   /** One receipt per device, listing every committed id of that device in the batch. */
@@ -272,10 +314,11 @@ export class IngestConsumer {
   /** Poison -> DEAD_LETTER; the original is terminated only after the dead letter's PubAck. */
   private async deadLetter(poison: Poison[], failedAt: Date): Promise<void> {
     await Promise.all(
-      poison.map(async ({ msg, letter }) => {
+      poison.map(async ({ msg, letter, span }) => {
         try {
           await publishDeadLetter(this.deps.js, msg, letter, failedAt);
           msg.term();
+          this.tracing.end(span, `dead-lettered: ${letter.reason}`);
           this.deps.metrics.deadLettered.inc({ reason: letter.reason });
           this.log.warn(
             {
@@ -290,6 +333,7 @@ export class IngestConsumer {
           this.deps.metrics.errors.inc({ stage: 'dead_letter' });
           this.log.error({ err, subject: msg.subject }, 'dead-lettering failed; it will be redelivered');
           msg.nak(DEAD_LETTER_RETRY_MS);
+          this.tracing.end(span, err);
         }
       }),
     );

@@ -9,6 +9,7 @@ export class IngestMetrics {
   readonly deadLettered: Counter<'reason'>;
   readonly batchSize: Histogram;
   readonly commitSeconds: Histogram;
+  readonly freshnessSeconds: Histogram;
   readonly receiptsSent: Counter;
   readonly receiptQueries: Counter<'result'>;
   readonly errors: Counter<'stage'>;
@@ -53,6 +54,12 @@ export class IngestMetrics {
       name: 'vigil_cloud_ingest_commit_seconds',
       help: 'Insert + commit time of one batch',
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    });
+    this.freshnessSeconds = new Histogram({
+      name: 'vigil_cloud_event_freshness_seconds',
+      help: 'Capture to commit: commit time minus occurred_at of each newly inserted event (the freshness SLI; le="30" is the SLO threshold)',
+      buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600],
       registers,
     });
     this.receiptsSent = new Counter({

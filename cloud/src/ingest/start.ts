@@ -1,4 +1,5 @@
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import type { Tracer } from '@opentelemetry/api';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
@@ -10,11 +11,13 @@ import { EventStore } from '../events/store.js';
 import { MediaConsumer } from '../media/consumer.js';
 import type { MediaStore } from '../media/store.js';
 import type { Database } from '../storage/tables.js';
+import { CommittedFeed } from '../realtime/feed.js';
 import { IngestConsumer } from './consumer.js';
 import { DeviceCache } from './devices.js';
 import { IngestMetrics } from './metrics.js';
 import { ReceiptPublisher, ReceiptResponder } from './receipts.js';
 import { ensureIngestConsumer, ensureMediaConsumer, ensureStreams } from './streams.js';
+import { IngestTracing } from './tracing.js';
 
 export interface IngestDeps {
   nc: NatsConnection;
@@ -26,6 +29,8 @@ export interface IngestDeps {
   mediaStore?: MediaStore;
   log: Logger;
   metrics: Registry;
+  /** Ingest spans (default: no-op). */
+  tracer?: Tracer;
   now?: () => Date;
   random?: () => number;
 }
@@ -67,6 +72,7 @@ export async function startIngest(deps: IngestDeps): Promise<IngestRole> {
   responder.start();
   const js = jetstream(nc);
   const devices = new DeviceCache(db, 60_000, 100_000, () => now().getTime());
+  const feed = new CommittedFeed(nc, log, metrics, now);
   const consumer = new IngestConsumer({
     js,
     jsm,
@@ -78,6 +84,9 @@ export async function startIngest(deps: IngestDeps): Promise<IngestRole> {
     config,
     now,
     random: deps.random ?? Math.random,
+    tracing: new IngestTracing(deps.tracer, metrics),
+    // After ack and receipts: the live feed for the websocket hubs of every API process (realtime/).
+    onCommitted: (rows) => feed.publish(rows),
   });
   consumer.start();
   const media = new MediaConsumer({

@@ -54,7 +54,12 @@ const MAX_ATTRIBUTE_VALUE_LENGTH = 4096;
 const INT32_MAX = 2 ** 31 - 1;
 
 export type Validation =
-  | { ok: true; row: NewEvent }
+  | {
+      ok: true;
+      row: NewEvent;
+      /** The payload's W3C trace context, unchecked (ingest/tracing.ts validates it: never a reason to refuse). */
+      trace?: { traceparent: string; tracestate: string };
+    }
   | {
       ok: false;
       reason: DeadLetterReason;
@@ -176,6 +181,7 @@ export function validateEvent(
       payload: Buffer.from(data.buffer, data.byteOffset, data.byteLength),
       stream_seq: streamSeq,
     },
+    trace: ev.trace ? { traceparent: ev.trace.traceparent, tracestate: ev.trace.tracestate } : undefined,
   };
 }
 

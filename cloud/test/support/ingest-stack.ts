@@ -8,7 +8,8 @@ import { pino, type Logger } from 'pino';
 import { afterAll, beforeAll } from 'vitest';
 import { CommitReceipt, DetectionEvent, Priority, subjectFor, TrackPhase } from '@vigil/proto';
 import { natsConfig, printLogsOnFailure, useNats, usePki, type NatsServer } from '@vigil/testkit';
-import { parseCloudConfig, startCloud, type CloudApp } from '../../src/index.js';
+import { parseCloudConfig, startCloud, type CloudApp, type CloudDeps } from '../../src/index.js';
+import { traceLogMixin } from '../../src/lib/tracing.js';
 
 export interface TestDevice {
   tenantId: string;
@@ -86,6 +87,10 @@ export function useIngestStack(opts: {
   registered: TestDevice[];
   databaseUrl: () => string;
   config?: Record<string, unknown>;
+  /** Passed to startCloud (e.g. a tracer over an in-memory exporter). */
+  deps?: Omit<CloudDeps, 'logger'>;
+  /** Level of the captured cloud log (default info). */
+  logLevel?: string;
 }): IngestStack {
   const pki = usePki({ devices: opts.devices, services: ['cloud'] });
   const nats = useNats({
@@ -96,7 +101,8 @@ export function useIngestStack(opts: {
   });
   const lines: string[] = [];
   const logger: Logger = pino(
-    { level: 'info' },
+    // The mixin as the cloud's own logger has it: lines inside an active span carry its ids.
+    { level: opts.logLevel ?? 'info', mixin: traceLogMixin },
     {
       write: (line: string) => {
         lines.push(line);
@@ -123,7 +129,7 @@ export function useIngestStack(opts: {
         api: { enabled: false },
         ...opts.config,
       }),
-      { logger },
+      { ...opts.deps, logger },
     );
     for (const d of opts.registered) await cloud.registry.registerDevice(d);
     inspector = await connect({

@@ -186,6 +186,21 @@ export const agentConfigSchema = z
         trustedKeysFile: z.string().min(1).optional(),
       })
       .prefault({}),
+    /** OpenTelemetry traces (lib/tracing.ts). */
+    tracing: z
+      .strictObject({
+        /** Spans are made (so trace ids propagate and reach the logs) even when nothing exports them. */
+        enabled: z.boolean().default(true),
+        /** OTLP/HTTP traces endpoint, e.g. http://127.0.0.1:4318/v1/traces; absent: no export. */
+        otlpUrl: z
+          .string()
+          .regex(/^https?:\/\/[^\s]+$/i, 'must be an http(s) URL')
+          .refine((u) => URL.canParse(u), 'must be an http(s) URL')
+          .optional(),
+        /** Fraction of new traces kept; a span with a parent follows the parent's decision. */
+        sampleRatio: z.number().min(0).max(1).default(1),
+      })
+      .prefault({}),
     log: z
       .strictObject({
         level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

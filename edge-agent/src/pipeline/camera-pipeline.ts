@@ -1,9 +1,18 @@
+import {
+  context,
+  ProxyTracerProvider,
+  SpanStatusCode,
+  trace,
+  type Span,
+  type Tracer,
+} from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import { DetectionEvent, subjectFor } from '@vigil/proto';
 import type { Outbox } from '../buffer/index.js';
 import type { CameraConfig } from '../config/schema.js';
 import { compileFilter, type Detection, type LoadedModel } from '../detect/index.js';
 import type { Frame } from '../ingest/supervisor.js';
+import { injectTraceHeaders } from '../lib/tracing.js';
 import { LatestSlot } from '../ingest/latest-slot.js';
 import { pixelateRegions, type RawRgb } from '../media/redact.js';
 import { encodeSnapshot, SnapshotTooLargeError } from '../media/snapshot.js';
@@ -24,6 +33,8 @@ export interface CameraPipelineDeps {
   newId: () => string;
   metrics: AgentMetrics;
   log: Logger;
+  /** Makes the `vigil.event` span whose context the event carries (default: no-op, no trace in events). */
+  tracer?: Tracer;
   /** Observes every event after it is durably in the outbox (tests, realtime hooks). */
   onEvent?: (event: DetectionEvent, media: Buffer | undefined) => void;
 }
@@ -38,6 +49,7 @@ export class CameraPipeline {
   private readonly tracker: Tracker<Frame>;
   private readonly filter: (d: readonly Detection[]) => Detection[];
   private readonly subject: string;
+  private readonly tracer: Tracer;
   private loop: Promise<void> | undefined;
   private stopped = false;
   processed = 0;
@@ -63,6 +75,8 @@ export class CameraPipeline {
       masks: d.masks,
     });
     this.subject = subjectFor(deps.device.tenantId, deps.device.deviceId, 'evt', deps.camera.id);
+    // Without a tracer: no-op spans (a provider with no delegate), so events carry no trace context.
+    this.tracer = deps.tracer ?? new ProxyTracerProvider().getTracer('vigil-agent');
   }
 
   start(): void {
@@ -118,9 +132,41 @@ export class CameraPipeline {
     return events;
   }
 
+  /**
+   * One `vigil.event` span per event, from its creation until it is durable in the outbox: the root of the
+   * event's trace (the uplink's publish and the cloud's ingest are its descendants). Active meanwhile, so the
+   * pipeline's log lines about this event carry its ids.
+   */
   private async emit(ev: TrackEvent<Frame>): Promise<void> {
+    const id = this.deps.newId();
+    const span = this.tracer.startSpan('vigil.event', {
+      root: true,
+      attributes: {
+        'vigil.event.id': id,
+        'vigil.camera.id': this.deps.camera.id,
+        'vigil.event.label': ev.label,
+        'vigil.event.phase': ev.kind,
+      },
+    });
+    const ctx = trace.setSpan(context.active(), span);
+    try {
+      await context.with(ctx, () => this.emitIn(id, ev, span, injectTraceHeaders(ctx)));
+    } catch (err) {
+      span.recordException(err as Error);
+      span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
+      throw err;
+    } finally {
+      span.end();
+    }
+  }
+
+  private async emitIn(
+    id: string,
+    ev: TrackEvent<Frame>,
+    span: Span,
+    traceHeaders: { traceparent: string; tracestate: string } | undefined,
+  ): Promise<void> {
     const { deps } = this;
-    const id = deps.newId();
     const media = ev.kind === 'start' || ev.kind === 'end' ? await this.snapshot(ev) : undefined;
     const event = buildDetectionEvent(
       id,
@@ -131,6 +177,7 @@ export class CameraPipeline {
         model: { name: deps.model.spec.name, sha256: deps.model.sha256 },
       },
       media?.ref,
+      traceHeaders,
     );
     const payload = DetectionEvent.encode(event).finish();
     const result = deps.outbox.append({
@@ -147,6 +194,7 @@ export class CameraPipeline {
     deps.metrics.events.inc({ camera: deps.camera.id, kind: ev.kind });
     this.interval.recordEvent();
     if (!result.accepted) {
+      span.setStatus({ code: SpanStatusCode.ERROR, message: `not buffered: ${result.reason}` });
       deps.log.warn({ camera: deps.camera.id, kind: ev.kind, reason: result.reason }, 'event not buffered');
       return;
     }

@@ -37,12 +37,16 @@ export function priorityOf(kind: TrackEventKind): { wire: Priority; outbox: 0 | 
     : { wire: Priority.PRIORITY_NORMAL, outbox: 1 };
 }
 
-/** Pure: one tracker event -> the v1 wire event. */
+/**
+ * Pure: one tracker event -> the v1 wire event. `trace`: the W3C context of the event's `vigil.event` span,
+ * carried in the payload so it survives the outbox (and a restart) to the uplink and the cloud.
+ */
 export function buildDetectionEvent<F>(
   eventId: string,
   ev: TrackEvent<F>,
   ctx: EventContext,
   snapshot?: SnapshotRef,
+  trace?: { traceparent: string; tracestate: string },
 ): DetectionEvent {
   return DetectionEvent.fromPartial({
     eventId,
@@ -76,5 +80,6 @@ export function buildDetectionEvent<F>(
       ...(ev.stationary ? { stationary: 'true' } : {}),
       ...(snapshot?.redacted ? { redacted: 'true' } : {}),
     },
+    trace,
   });
 }

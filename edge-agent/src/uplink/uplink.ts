@@ -1,10 +1,12 @@
 import { jetstream, type JetStreamClient, type PubAck } from '@nats-io/jetstream';
-import type { Msg, NatsConnection, Status, Subscription } from '@nats-io/transport-node';
+import { ProxyTracerProvider, type Span, type Tracer } from '@opentelemetry/api';
+import type { Msg, MsgHdrs, NatsConnection, Status, Subscription } from '@nats-io/transport-node';
 import { pino, type Logger } from 'pino';
 import { CommitReceipt, ReceiptQuery, subjectFor } from '@vigil/proto';
 import type { Outbox, OutboxEntry } from '../buffer/index.js';
 import { backoffDelay, type BackoffPolicy } from '../lib/backoff.js';
 import { planMedia, type MediaMessage, type MediaPublishResult } from './media.js';
+import { endPublishSpan, startPublishTrace } from './trace.js';
 import {
   classifyPublishError,
   dueForQuery,
@@ -118,6 +120,8 @@ export interface UplinkDeps {
   random?: () => number;
   metrics?: UplinkMetricsHooks;
   onStateChange?: (state: UplinkState, previous: UplinkState) => void;
+  /** Records `vigil.uplink.publish` spans (default: no-op; the trace headers are sent either way). */
+  tracer?: Tracer;
 }
 
 export interface UplinkStatus {
@@ -147,6 +151,7 @@ export class Uplink {
   private readonly random: () => number;
   private readonly hooks: UplinkMetricsHooks;
   private readonly onStateChange: ((state: UplinkState, previous: UplinkState) => void) | undefined;
+  private readonly tracer: Tracer;
 
   private current: UplinkState = 'offline';
   /** In flight: from publish until receipt, release or publish error. At most windowSize entries. */
@@ -206,6 +211,7 @@ export class Uplink {
     this.random = deps.random ?? Math.random;
     this.hooks = deps.metrics ?? {};
     this.onStateChange = deps.onStateChange;
+    this.tracer = deps.tracer ?? new ProxyTracerProvider().getTracer('vigil-agent');
   }
 
   get state(): UplinkState {
@@ -448,18 +454,26 @@ export class Uplink {
    * fails the whole entry: released and retried like a failed event publish, the event not sent.
    */
   private async send(f: Flight, e: OutboxEntry): Promise<void> {
+    // One span per attempt, under the event's span: from here to the event's PubAck (media publish included).
+    const trace = startPublishTrace(this.tracer, e, f.attempts);
     const media = this.mediaOf(e);
-    if (media && !(await this.publishMedia(f, media))) return;
+    if (media && !(await this.publishMedia(f, media, trace.headers(), trace.span))) {
+      if (trace.span.isRecording()) endPublishSpan(trace.span, 'skipped'); // an error already ended it
+      return;
+    }
     let ack: PubAck;
     try {
       ack = await this.js.publish(e.subject, e.payload, {
         msgID: e.id,
         timeout: this.options.publishTimeoutMs,
+        headers: trace.headers(),
       });
     } catch (err) {
+      endPublishSpan(trace.span, { error: err });
       this.onPublishError(f, err);
       return;
     }
+    endPublishSpan(trace.span, { duplicate: ack.duplicate });
     this.onPubAck(f, ack);
   }
 
@@ -479,15 +493,22 @@ export class Uplink {
   }
 
   /** Publishes the entry's MediaObject; true when the event may follow (PubAck, or dropped as too large). */
-  private async publishMedia(f: Flight, m: MediaMessage): Promise<boolean> {
+  private async publishMedia(
+    f: Flight,
+    m: MediaMessage,
+    traceHeaders: MsgHdrs | undefined,
+    span: Span,
+  ): Promise<boolean> {
     try {
       const ack = await this.js.publish(m.subject, m.payload, {
         msgID: m.mediaId,
         timeout: this.options.publishTimeoutMs,
+        headers: traceHeaders,
       });
       this.hooks.mediaPublished?.(ack.duplicate ? 'duplicate' : 'ok', m.dataBytes);
     } catch (err) {
       if (classifyPublishError(err) !== 'too_large') {
+        endPublishSpan(span, { error: err });
         this.hooks.mediaPublished?.('error', m.dataBytes);
         this.onPublishError(f, err);
         return false;

@@ -5,7 +5,7 @@ import { pino } from 'pino';
 import { TrackPhase, type DetectionEvent } from '@vigil/proto';
 import { registry } from '@vigil/testkit';
 import { openOutbox } from '../../src/buffer/index.js';
-import { parseAgentConfig, startAgent, type Agent } from '../../src/index.js';
+import { parseAgentConfig, startAgent, type Agent, type AgentDeps } from '../../src/index.js';
 
 export interface CollectedEvent {
   camera: string;
@@ -33,7 +33,10 @@ export function outboxDepth(dataDir: string): number {
 }
 
 /** Starts a real agent (no NATS) with a temp data dir; collects every durable event with its clip time. */
-export async function runAgent(config: Record<string, unknown>): Promise<{
+export async function runAgent(
+  config: Record<string, unknown>,
+  deps: Pick<AgentDeps, 'tracer'> = {},
+): Promise<{
   agent: Agent;
   events: CollectedEvent[];
   firstFrameAt: Map<string, number>;
@@ -52,6 +55,7 @@ export async function runAgent(config: Record<string, unknown>): Promise<{
   });
   let stopped = false;
   const started = await startAgent(parsed, {
+    ...deps,
     logger: pino({ level: 'warn' }),
     onSpawn: (c) => registry.track(c, 'ffmpeg'),
     onEvent: (camera, event, snapshot) => {

@@ -1,4 +1,5 @@
 import type { NatsConnection } from '@nats-io/transport-node';
+import type { Tracer } from '@opentelemetry/api';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import type { DevPkiPaths } from '@vigil/certs';
@@ -33,6 +34,8 @@ export async function startRig(opts: {
   startResponder?: boolean;
   /** Called before the uplink starts (e.g. append events that are already waiting at start). */
   beforeStart?: (box: TempOutbox) => void;
+  /** Records the uplink's spans (default: none). */
+  tracer?: Tracer;
 }): Promise<UplinkRig> {
   const box = tempOutbox();
   const responder = new ReceiptResponder({ nc: opts.cloud, ...opts.responder });
@@ -48,6 +51,7 @@ export async function startRig(opts: {
     logger: pino({ level: process.env.UPLINK_TEST_LOG ?? 'silent' }),
     metrics: createUplinkMetrics(registry),
     onStateChange: (s) => states.push(s),
+    tracer: opts.tracer,
   });
   opts.beforeStart?.(box);
   uplink.start();

@@ -1,0 +1,190 @@
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { headers } from '@nats-io/transport-node';
+import { SpanStatusCode } from '@opentelemetry/api';
+import {
+  BasicTracerProvider,
+  InMemorySpanExporter,
+  SimpleSpanProcessor,
+  type ReadableSpan,
+} from '@opentelemetry/sdk-trace-base';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DetectionEvent } from '@vigil/proto';
+import { useDatabase } from '@vigil/testkit';
+import { createTracing, registerContextManager } from '../src/lib/tracing.js';
+import { evtSubject, makeEvent, useIngestStack, type TestDevice } from './support/ingest-stack.js';
+
+// Cloud side of tracing, on the real stack (nats-server with mTLS + JetStream, PostgreSQL, startCloud): the
+// device's context from the NATS header (or the payload) parents `vigil.ingest.event`; the transaction is
+// `vigil.ingest.batch` (links to its events) with a `db.insert` child. Spans land in the SDK's own
+// InMemorySpanExporter, handed to startCloud as its tracer.
+
+const gw1: TestDevice = { tenantId: 'acme', siteId: 'hq', deviceId: 'gw-1' };
+const exporter = new InMemorySpanExporter();
+const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+
+const hex = (n: number): string =>
+  Array.from({ length: n }, () => Math.floor(Math.random() * 16).toString(16)).join('');
+
+describe('ingest: trace context from the edge to the database', () => {
+  let undoContext: () => void = () => undefined;
+  beforeAll(() => {
+    // As main does: without a context manager the log mixin sees no span (the spans are right regardless).
+    undoContext = registerContextManager();
+  });
+  afterAll(() => undoContext());
+  const dbUrl = useDatabase();
+  const stack = useIngestStack({
+    devices: [gw1],
+    registered: [gw1],
+    databaseUrl: dbUrl,
+    deps: { tracer: provider.getTracer('test') },
+    logLevel: 'debug',
+  });
+
+  /** Publishes `ev` as gw-1 with the given W3C headers and waits for its commit receipt. */
+  async function publishCommitted(ev: DetectionEvent, traceparent?: string): Promise<void> {
+    const link = await stack.device(gw1);
+    const h = headers();
+    if (traceparent !== undefined) h.set('traceparent', traceparent);
+    await link.js.publish(evtSubject(gw1), DetectionEvent.encode(ev).finish(), {
+      msgID: ev.eventId,
+      headers: h,
+    });
+    await expect.poll(() => link.receipted.has(ev.eventId), { timeout: 15_000 }).toBe(true);
+  }
+
+  /** The finished spans of `eventId`'s ingest: its event span, its batch and the batch's db.insert. */
+  async function spansOf(
+    eventId: string,
+  ): Promise<{ event: ReadableSpan; batch: ReadableSpan; insert: ReadableSpan }> {
+    // Event spans end right after the ack, i.e. around the receipt: wait for them.
+    await expect
+      .poll(() => exporter.getFinishedSpans().some((s) => s.attributes['vigil.event.id'] === eventId))
+      .toBe(true);
+    const spans = exporter.getFinishedSpans();
+    const event = spans.find(
+      (s) => s.name === 'vigil.ingest.event' && s.attributes['vigil.event.id'] === eventId,
+    )!;
+    const batch = spans.find(
+      (s) =>
+        s.name === 'vigil.ingest.batch' &&
+        s.links.some((l) => l.context.spanId === event.spanContext().spanId),
+    )!;
+    expect(batch).toBeDefined();
+    const insert = spans.find(
+      (s) => s.name === 'db.insert' && s.parentSpanContext?.spanId === batch.spanContext().spanId,
+    )!;
+    expect(insert).toBeDefined();
+    return { event, batch, insert };
+  }
+
+  it('parents vigil.ingest.event on the traceparent header; the batch links it; db.insert is its child', async () => {
+    const traceId = hex(32);
+    const parentId = hex(16);
+    const ev = makeEvent(gw1);
+    await publishCommitted(ev, `00-${traceId}-${parentId}-01`);
+    const { event, batch, insert } = await spansOf(ev.eventId);
+
+    expect(event.spanContext().traceId).toBe(traceId);
+    expect(event.parentSpanContext?.spanId).toBe(parentId);
+    expect(event.parentSpanContext?.isRemote).toBe(true);
+    expect(event.attributes).toMatchObject({
+      'vigil.event.id': ev.eventId,
+      'vigil.tenant.id': 'acme',
+      'vigil.device.id': 'gw-1',
+    });
+    expect(event.status.code).not.toBe(SpanStatusCode.ERROR);
+    // The batch is its own trace (many parents: links), linked to the event's span.
+    expect(batch.parentSpanContext).toBeUndefined();
+    expect(batch.links.map((l) => l.context.traceId)).toContain(traceId);
+    expect(insert.spanContext().traceId).toBe(batch.spanContext().traceId);
+    expect(insert.attributes).toMatchObject({
+      'db.system': 'postgresql',
+      'db.operation': 'INSERT',
+      'db.system.name': 'postgresql',
+      'db.operation.name': 'INSERT',
+      'vigil.db.rows_inserted': 1,
+    });
+    expect(insert.attributes['db.operation.batch.size']).toBeGreaterThanOrEqual(1);
+    // Ends after the commit: the event span outlives the INSERT.
+    const end = (s: ReadableSpan) => s.endTime[0] * 1e9 + s.endTime[1];
+    expect(end(event)).toBeGreaterThanOrEqual(end(insert));
+
+    // Logs written inside the batch span carry its ids (pino mixin).
+    const line = stack
+      .logs()
+      .split('\n')
+      .filter((l) => l.includes('"batch committed"'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .find((l) => l['span_id'] === batch.spanContext().spanId);
+    expect(line).toBeDefined();
+    expect(line!['trace_id']).toBe(batch.spanContext().traceId);
+  });
+
+  it('falls back to the payload trace when there is no header', async () => {
+    const traceId = hex(32);
+    const parentId = hex(16);
+    const ev = makeEvent(gw1, { trace: { traceparent: `00-${traceId}-${parentId}-01`, tracestate: 'v=1' } });
+    await publishCommitted(ev);
+    const { event } = await spansOf(ev.eventId);
+    expect(event.spanContext().traceId).toBe(traceId);
+    expect(event.parentSpanContext?.spanId).toBe(parentId);
+    expect(event.spanContext().traceState?.get('v')).toBe('1');
+  });
+
+  it('ignores and counts a malformed traceparent: the event is still committed, in a new trace', async () => {
+    const before = await stack.metric('vigil_cloud_ingest_trace_context_invalid_total', '{source="header"}');
+    const ev = makeEvent(gw1);
+    await publishCommitted(ev, '00-not-a-trace-context-01');
+    const { event } = await spansOf(ev.eventId);
+    expect(event.parentSpanContext).toBeUndefined();
+    expect(await stack.metric('vigil_cloud_ingest_trace_context_invalid_total', '{source="header"}')).toBe(
+      before + 1,
+    );
+    // All zeros is well-formed but invalid (W3C): also ignored, and the payload's valid one is used instead.
+    const traceId = hex(32);
+    const ev2 = makeEvent(gw1, { trace: { traceparent: `00-${traceId}-${hex(16)}-01`, tracestate: '' } });
+    await publishCommitted(ev2, `00-${'0'.repeat(32)}-${'0'.repeat(16)}-01`);
+    expect((await spansOf(ev2.eventId)).event.spanContext().traceId).toBe(traceId);
+    expect(await stack.metric('vigil_cloud_ingest_trace_context_invalid_total', '{source="header"}')).toBe(
+      before + 2,
+    );
+  });
+});
+
+describe('OTLP/HTTP export (cloud)', () => {
+  let server: Server;
+  const requests: Array<{ url: string; type: string; body: Buffer }> = [];
+  beforeAll(async () => {
+    // A fake collector (an outside party): records what the exporter sends.
+    server = createServer((req: IncomingMessage, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        requests.push({
+          url: req.url ?? '',
+          type: req.headers['content-type'] ?? '',
+          body: Buffer.concat(chunks),
+        });
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  });
+  afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  it('posts spans with service.name vigil-cloud to tracing.otlpUrl', async () => {
+    const { port } = server.address() as AddressInfo;
+    const tracing = createTracing(
+      { enabled: true, otlpUrl: `http://127.0.0.1:${port}/v1/traces`, sampleRatio: 1 },
+      { serviceName: 'vigil-cloud' },
+    );
+    tracing.tracer.startSpan('vigil.ingest.batch').end();
+    await tracing.shutdown(); // flushes the batch processor
+    expect(requests).toHaveLength(1);
+    expect(requests[0]).toMatchObject({ url: '/v1/traces', type: 'application/json' });
+    expect(requests[0]!.body.length).toBeGreaterThan(0);
+    expect(requests[0]!.body.toString('utf8')).toContain('vigil-cloud');
+  });
+});
