@@ -6,7 +6,7 @@ export default defineConfig({
   resolve: { conditions: ['@vigil/source'] },
   ssr: { resolve: { conditions: ['@vigil/source'] } },
   test: {
-    include: ['{proto,certs,edge-agent,cloud,tools/*}/{src,test}/**/*.test.ts'],
+    include: ['{proto,certs,edge-agent,cloud,infra,tools/*}/{src,test}/**/*.test.ts'],
     globalSetup: ['tools/testkit/src/global-setup.ts'],
     reporters: ['default', './tools/testkit/src/summary-reporter.ts'],
     testTimeout: 30_000,
