@@ -171,6 +171,8 @@ export async function startCloudProcess(
   stack: Stack,
   ingest: Record<string, unknown> = {},
   name = 'cloud',
+  /** More top-level config sections (e.g. `media`). */
+  extra: Record<string, unknown> = {},
 ): Promise<CloudProcess> {
   const httpPort = await freePort();
   const svc = stack.pki.services.cloud!;
@@ -187,6 +189,7 @@ export async function startCloudProcess(
       api: { enabled: false },
       ingest,
       log: { level: 'warn' },
+      ...extra,
     }),
   );
   // loadCloudConfig lets DATABASE_URL override database.url: the cloud must use the bench database.

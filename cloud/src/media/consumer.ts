@@ -40,6 +40,8 @@ export interface MediaConsumerDeps {
   random?: () => number;
 }
 
+/** Objects handled at once (each holds a database connection while its file is written). */
+const MEDIA_CONCURRENCY = 4;
 /** Objects taken per fetch, at most (the first is waited for, the rest are those already pending). */
 const BATCH_SIZE = 32;
 /** How long one fetch waits for a first object (NATS minimum: 1000). */
@@ -180,21 +182,30 @@ export class MediaConsumer {
     }
   }
 
-  /** One object at a time (each is up to maxObjectBytes and an fsync); one backoff sleep per failed batch. */
+  /**
+   * Up to MEDIA_CONCURRENCY objects at once: each is a file write with two fsyncs and a small transaction, so
+   * they overlap well (measured: 106 objects/s one at a time, see cloud/bench/media.bench.ts). Each holds a
+   * PostgreSQL connection while its file is written, hence the small bound. One backoff sleep per failed batch.
+   */
   private async process(batch: JsMsg[]): Promise<void> {
     let retryDelay: number | undefined;
-    for (const msg of batch) {
-      if (this.stopping) {
-        msg.nak(); // not started: another cloud process (or the next start) takes it at once
-        continue;
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < batch.length) {
+        const msg = batch[next++]!;
+        if (this.stopping) {
+          msg.nak(); // not started: another cloud process (or the next start) takes it at once
+          continue;
+        }
+        const outcome = await this.handle(msg);
+        this.received.inc({ result: outcome === 'dead_letter_failed' ? 'error' : outcome });
+        if (outcome === 'error') {
+          retryDelay ??= this.retryBackoff.next();
+          msg.nak(retryDelay);
+        }
       }
-      const outcome = await this.handle(msg);
-      this.received.inc({ result: outcome === 'dead_letter_failed' ? 'error' : outcome });
-      if (outcome === 'error') {
-        retryDelay ??= this.retryBackoff.next();
-        msg.nak(retryDelay);
-      }
-    }
+    };
+    await Promise.all(Array.from({ length: Math.min(MEDIA_CONCURRENCY, batch.length) }, worker));
     if (retryDelay === undefined) this.retryBackoff.reset();
     else await sleep(retryDelay, this.abort.signal);
   }
