@@ -25,6 +25,9 @@ import { DeviceRevoker } from './fleet/revocation.js';
 import { FleetRegistry } from './fleet/registry.js';
 import { registerDeviceGauge } from './fleet/status.js';
 import { startIngest } from './ingest/start.js';
+import { startIntegrations } from './integrations/start.js';
+import { WebhookStore } from './integrations/store.js';
+import type { Resolver } from './integrations/ssrf.js';
 import { ConfigIssuer } from './config-ota/issuer.js';
 import { ConfigStatusResponder } from './config-ota/delivery.js';
 import { ModelStore } from './config-ota/models.js';
@@ -68,6 +71,8 @@ export interface CloudDeps {
   authorizer?: Authorizer;
   /** Spans go here instead of the provider `tracing` config builds (tests: an in-memory exporter). */
   tracer?: Tracer;
+  /** DNS for the webhook SSRF guard (tests); default: the system resolver. */
+  resolve?: Resolver;
 }
 
 /** Composition root: builds every client once and wires the capabilities together. */
@@ -207,6 +212,18 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
       store: config.media.dir !== undefined ? new FsMediaStore(resolvePath(config.media.dir)) : undefined,
       repository: new MediaRepository(db),
     };
+    // Webhooks (integrations/): the dispatcher is fed by ingest, so it is stopped after ingest (pushed before).
+    const webhookStore = new WebhookStore(db, deps.now);
+    const integrations = await startIntegrations({
+      nc,
+      store: webhookStore,
+      config,
+      log,
+      metrics,
+      now: deps.now,
+      resolve: deps.resolve,
+    });
+    closers.push(() => integrations.stop());
     const ingest = await startIngest({
       nc,
       db,
@@ -217,6 +234,7 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
       tracer: deps.tracer ?? tracing.tracer,
       now: deps.now,
       audit,
+      onCommitted: (rows) => integrations.onCommitted(rows),
     });
     closers.push(() => ingest.stop());
 
@@ -265,6 +283,13 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
       configs,
       models,
       media,
+      webhooks: {
+        store: webhookStore,
+        policy: {
+          allowInsecureHttp: config.integrations.allowInsecureHttp,
+          allowPrivateNetworks: config.integrations.allowPrivateNetworks,
+        },
+      },
     });
     const http = createHttpApp(
       metrics,

@@ -273,6 +273,9 @@ describe('OpenAPI document', () => {
         case 'rollouts:read':
         case 'rollouts:write':
           return { type: 'rollouts', tenant: 'acme' };
+        case 'webhooks:read':
+        case 'webhooks:write':
+          return { type: 'webhooks', tenant: 'acme' };
         case 'configs:read':
         case 'configs:write':
           return { type: 'configs', tenant: 'acme' };

@@ -33,6 +33,7 @@ describe('PostgreSQL migrations', () => {
       '0009_rollout_signals',
       '0010_media',
       '0011_audit_tenant_index',
+      '0012_webhooks',
     ]);
     expect(await tables(db)).toEqual(
       expect.arrayContaining([
@@ -49,6 +50,8 @@ describe('PostgreSQL migrations', () => {
         'sites',
         'tenants',
         'vigil_migration',
+        'webhook_deliveries',
+        'webhooks',
       ]),
     );
     expect(await migrateToLatest(db as Kysely<unknown>)).toEqual([]);
@@ -84,6 +87,9 @@ describe('PostgreSQL migrations', () => {
   });
 
   it('roll back and forward again', async () => {
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0012_webhooks']);
+    expect(await tables(db)).not.toContain('webhooks');
+    expect(await tables(db)).not.toContain('webhook_deliveries');
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0011_audit_tenant_index']);
     const idx = await sql<{ n: number }>`
       select count(*)::int as n from pg_indexes where indexname = 'audit_log_tenant_seq'`.execute(db);
@@ -126,6 +132,7 @@ describe('PostgreSQL migrations', () => {
       '0009_rollout_signals',
       '0010_media',
       '0011_audit_tenant_index',
+      '0012_webhooks',
     ]);
   });
 });

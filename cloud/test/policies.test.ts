@@ -78,6 +78,7 @@ describe('Cedar policy set', () => {
       'audit-log': ['AuditLog'],
       configs: ['Tenant', 'Site'],
       rollouts: ['Tenant', 'Site'],
+      webhooks: ['Tenant'],
     };
     for (const action of ACTIONS) {
       const expected = new Set(ACTION_RESOURCE_TYPES[action].flatMap((t) => cedarTypes[t]));

@@ -6,6 +6,7 @@ import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { exportJWK, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiOperations } from '../src/api/openapi.js';
+import { WebhookStore } from '../src/integrations/store.js';
 import { MediaRepository } from '../src/media/repository.js';
 import { AUDIENCE, insertEvents, ISSUER, uuidV7, useApiCloud } from './api-fixtures.js';
 
@@ -34,6 +35,7 @@ describe('API security suite', () => {
   const bEvent = uuidV7(Date.now() - 60_000);
   const bRollout = randomUUID();
   const bMedia = uuidV7(Date.now() - 60_000);
+  let bWebhook = '';
   let admin: string;
   let viewer: string;
 
@@ -78,6 +80,27 @@ describe('API security suite', () => {
         updated_at: new Date(),
       } as never)
       .execute();
+    // B's webhook, with one recorded delivery attempt.
+    const hooks = new WebhookStore(api.cloud().db);
+    bWebhook = (
+      await hooks.create({
+        tenantId: B,
+        url: 'https://hooks.globex.example/vigil',
+        filter: {},
+        description: undefined,
+        createdBy: 'admin@globex',
+      })
+    ).id;
+    await hooks.record({
+      webhookId: bWebhook,
+      tenantId: B,
+      eventId: bEvent,
+      attempt: 1,
+      state: 'delivered',
+      httpStatus: 200,
+      error: null,
+      durationMs: 5,
+    });
     admin = await api.token(A, ['admin']);
     viewer = await api.token(A, ['viewer']);
   });
@@ -228,6 +251,10 @@ describe('API security suite', () => {
       'post /rollouts/:id/abort': [
         { method: 'POST', path: () => `/v1/rollouts/${bRollout}/abort`, body: {} },
       ],
+      'post /webhooks/:id/disable': [
+        { method: 'POST', path: () => `/v1/webhooks/${bWebhook}/disable`, body: { reason: 'x' } },
+      ],
+      'get /webhooks/:id/deliveries': [{ method: 'GET', path: () => `/v1/webhooks/${bWebhook}/deliveries` }],
       'get /configs/:scope/:scopeId': [
         { method: 'GET', path: () => '/v1/configs/device/gw-b' },
         { method: 'GET', path: () => '/v1/configs/site/plant' },
@@ -260,7 +287,8 @@ describe('API security suite', () => {
             .replace(bEvent, uuidV7(Date.now()))
             .replace('plant', 'nowhere')
             .replace(bRollout, randomUUID())
-            .replace(bMedia, uuidV7(Date.now()));
+            .replace(bMedia, uuidV7(Date.now()))
+            .replace(bWebhook, randomUUID());
           const missing = await call(nowhere, admin, {
             method: p.method,
             ...(p.body ? { body: JSON.stringify(p.body) } : {}),
@@ -298,6 +326,13 @@ describe('API security suite', () => {
           .where('media_id', '=', bMedia)
           .executeTakeFirstOrThrow();
         expect(media.deleted_at).toBeNull();
+        const hook = await api
+          .cloud()
+          .db.selectFrom('webhooks')
+          .select(['enabled'])
+          .where('id', '=', bWebhook)
+          .executeTakeFirstOrThrow();
+        expect(hook.enabled).toBe(true);
       },
     );
 
@@ -309,6 +344,8 @@ describe('API security suite', () => {
       const events = (await (await call(`/v1/events?device=gw-b`, admin)).json()) as { items: unknown[] };
       expect(devices.items.map((d) => d.tenant_id)).toEqual([A]);
       expect(events.items).toEqual([]);
+      const hooks = (await (await call('/v1/webhooks', admin)).json()) as { items: Array<{ id: string }> };
+      expect(hooks.items.map((h) => h.id)).not.toContain(bWebhook);
       tally.refused++;
     });
   });
@@ -320,6 +357,12 @@ describe('API security suite', () => {
       ['token already used', '/v1/enrollment-tokens', { site_id: 'hq', used_at: new Date().toISOString() }],
       ['token with a chosen id', '/v1/enrollment-tokens', { site_id: 'hq', id: randomUUID() }],
       ['revocation by someone else', '/v1/devices/gw-a/revoke', { reason: 'x', revoked_by: 'ceo@acme' }],
+      [
+        'webhook with a chosen secret',
+        '/v1/webhooks',
+        { url: 'https://hooks.example.com/', secret: 'known' },
+      ],
+      ['webhook for another tenant', '/v1/webhooks', { url: 'https://hooks.example.com/', tenant_id: B }],
     ];
     it.each(cases)('refuses %s (400, nothing written)', async (name, path, body) => {
       await refused(
@@ -338,6 +381,8 @@ describe('API security suite', () => {
         .where('id', '=', 'gw-a')
         .executeTakeFirstOrThrow();
       expect(dev.revoked_at).toBeNull();
+      const hooks = await api.cloud().db.selectFrom('webhooks').select('tenant_id').execute();
+      expect(hooks.map((h) => h.tenant_id)).toEqual([B]);
     });
   });
 
@@ -347,6 +392,7 @@ describe('API security suite', () => {
       ['mint an enrollment token', 'POST', '/v1/enrollment-tokens', { site_id: 'hq' }],
       ['write a config', 'PUT', '/v1/configs/site/hq', { cameras: [] }],
       ['issue a config', 'POST', '/v1/devices/gw-a/config/issue', {}],
+      ['create a webhook', 'POST', '/v1/webhooks', { url: 'https://hooks.example.com/' }],
     ];
     it.each(adminRoutes)('a viewer may not %s (403)', async (name, method, path, body) => {
       await refused(`viewer: ${name}`, call(path, viewer, { method, body: JSON.stringify(body) }), [403]);

@@ -56,6 +56,7 @@ const AUDITED_DENIALS: Readonly<Record<Exclude<Action, `${string}:read`>, string
   'configs:write': 'config.write',
   'rollouts:write': 'rollout.write',
   'media:erase': 'media.erase',
+  'webhooks:write': 'webhook.write',
 };
 
 function resourceRef(r: Resource): string {

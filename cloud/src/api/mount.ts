@@ -12,6 +12,8 @@ import type { ModelStore } from '../config-ota/models.js';
 import type { MediaRepository } from '../media/repository.js';
 import type { MediaStore } from '../media/store.js';
 import type { Database } from '../storage/tables.js';
+import type { UrlPolicy } from '../integrations/ssrf.js';
+import type { WebhookStore } from '../integrations/store.js';
 import type { HttpMount } from './http.js';
 import { rateLimitMiddleware, type RateLimiter } from './ratelimit.js';
 import { createApiRouter } from './router.js';
@@ -31,6 +33,8 @@ export interface ApiMountDeps {
   media?: { repository: MediaRepository; store: MediaStore | undefined } | undefined;
   /** Bearer token verification; default: built from config `auth`. */
   verifier?: TokenVerifier | undefined;
+  /** The webhook store shared with the dispatcher, and config integrations' URL policy. */
+  webhooks?: { store: WebhookStore; policy: UrlPolicy } | undefined;
   /** API rate limits (config rateLimit); default: none. */
   rateLimiter?: RateLimiter | undefined;
 }
@@ -61,6 +65,7 @@ export function createApiMounts(
     configs: deps.configs,
     models: deps.models,
     media: deps.media,
+    webhooks: deps.webhooks,
   });
   return [{ path: '/v1', handler: router }];
 }

@@ -22,6 +22,7 @@ import { API_MAX_JSON_DEPTH, API_MAX_URL_LENGTH } from './limits.js';
 import { configBodySchema } from '../config-ota/body.js';
 import { eraseBody, erasedMediaSchema, mediaPathParams } from '../media/routes.js';
 import { auditPageSchema, listAuditQuerySchema } from '../audit/routes.js';
+import { webhookOperations } from '../integrations/routes.js';
 import {
   configDocumentViewSchema,
   configPathParams,
@@ -427,6 +428,7 @@ export function apiOperations(maxPageSize: number): ApiOperation[] {
       success: { status: 200, description: 'The rollout.', schema: rolloutViewSchema },
       errors: [404],
     })),
+    ...webhookOperations(),
     {
       method: 'get',
       mount: '/v1',
@@ -502,6 +504,10 @@ const TAGS = [
   {
     name: 'Rollouts',
     description: 'Staged config rollouts: canary, waves, health gates, abort and rollback.',
+  },
+  {
+    name: 'Webhooks',
+    description: 'Signed JSON webhooks (RFC 9421) of committed events, with retries and a delivery history.',
   },
   { name: 'API description', description: 'This document, as JSON and as HTML.' },
   { name: 'Operations', description: 'Liveness, readiness and metrics, outside /v1 (no authentication).' },

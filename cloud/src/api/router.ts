@@ -33,6 +33,9 @@ import { MediaRepository } from '../media/repository.js';
 import { mountMediaRoutes } from '../media/routes.js';
 import { mountAuditRoutes } from '../audit/routes.js';
 import type { MediaStore } from '../media/store.js';
+import { mountWebhookRoutes } from '../integrations/routes.js';
+import type { UrlPolicy } from '../integrations/ssrf.js';
+import { WebhookStore } from '../integrations/store.js';
 
 /** Largest request body the API parses (JSON bodies, e.g. POST /v1/enrollment-tokens). */
 export const API_BODY_LIMIT = '256kb';
@@ -61,6 +64,9 @@ export interface ApiDeps {
   models?: ModelStore | undefined;
   /** The media index and store (media/); default: an index on `db` and no store (reads are a 503). */
   media?: { repository: MediaRepository; store: MediaStore | undefined } | undefined;
+  /** Webhooks (integrations/): the store the dispatcher shares, and config integrations' URL policy; default: a
+   * store on `db` and https-only, public-addresses-only URLs. */
+  webhooks?: { store: WebhookStore; policy: UrlPolicy } | undefined;
   /** Config api.idempotency (Idempotency-Key on POST and PATCH); default: 24 h, 60 s. */
   idempotency?: IdempotencyOptions | undefined;
 }
@@ -209,6 +215,13 @@ export function createApiRouter(deps: ApiDeps): Router {
     authorizer: deps.authorizer,
     log: deps.log,
     now: deps.now,
+  });
+  mountWebhookRoutes(router, {
+    store: deps.webhooks?.store ?? new WebhookStore(deps.db, deps.now),
+    policy: deps.webhooks?.policy ?? { allowInsecureHttp: false, allowPrivateNetworks: false },
+    audit,
+    authorizer: deps.authorizer,
+    log: deps.log,
   });
   router.use(notFoundHandler);
   router.use(countRejections(rejected));

@@ -21,7 +21,9 @@ export type Action =
   | 'configs:read'
   | 'configs:write'
   | 'rollouts:read'
-  | 'rollouts:write';
+  | 'rollouts:write'
+  | 'webhooks:read'
+  | 'webhooks:write';
 
 /** Every action, for tests and tables. */
 export const ACTIONS: readonly Action[] = [
@@ -37,6 +39,8 @@ export const ACTIONS: readonly Action[] = [
   'configs:write',
   'rollouts:read',
   'rollouts:write',
+  'webhooks:read',
+  'webhooks:write',
 ];
 
 /**
@@ -80,6 +84,8 @@ export type Resource =
   | { readonly type: 'configs'; readonly tenant: string; readonly site?: string | undefined }
   /** Staged config rollouts of a tenant (a rollout is asked about as its tenant's collection). */
   | { readonly type: 'rollouts'; readonly tenant: string; readonly site?: string | undefined }
+  /** Outgoing webhooks of a tenant: tenant-wide only (a webhook is asked about as its tenant's collection). */
+  | { readonly type: 'webhooks'; readonly tenant: string }
   | {
       readonly type: 'media';
       readonly tenant: string;
@@ -106,6 +112,8 @@ export const ACTION_RESOURCE_TYPES: Readonly<Record<Action, readonly Resource['t
   'configs:write': ['configs', 'device'],
   'rollouts:read': ['rollouts'],
   'rollouts:write': ['rollouts'],
+  'webhooks:read': ['webhooks'],
+  'webhooks:write': ['webhooks'],
 };
 
 /** Null when `action` applies to `resource`, else the reason to deny. */
@@ -150,6 +158,8 @@ const ROLE_GRANTS: Readonly<Record<Action, readonly string[]>> = {
   'configs:write': ['admin'],
   'rollouts:read': ['admin', 'operator', 'viewer', 'auditor'],
   'rollouts:write': ['admin'],
+  'webhooks:read': ['admin', 'auditor'],
+  'webhooks:write': ['admin'],
 };
 
 /**

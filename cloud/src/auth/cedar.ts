@@ -204,6 +204,8 @@ export function resourceEntity(r: Resource): EntityJson {
             attrs: { tenant: r.tenant, site: r.site },
             parents: [],
           };
+    case 'webhooks':
+      return { uid: uid('Tenant', r.tenant), attrs: { tenant: r.tenant }, parents: [] };
     case 'audit-log':
       return { uid: uid('AuditLog', r.tenant), attrs: { tenant: r.tenant }, parents: [] };
     case 'device':

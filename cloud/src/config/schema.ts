@@ -284,6 +284,45 @@ export const cloudConfigSchema = z
         retentionIntervalSeconds: z.number().int().min(10).max(86_400).default(3600),
       })
       .prefault({}),
+    /**
+     * Outgoing integrations (cloud/src/integrations/): signed JSON webhooks, delivered by background jobs on the
+     * JOBS work-queue stream with retries, per-destination circuit breakers and a dead state.
+     */
+    integrations: z
+      .strictObject({
+        /** Dispatch and deliver webhooks in this process (the API routes exist either way). */
+        enabled: z.boolean().default(true),
+        /** Accept and call http:// URLs (tests, a receiver on the same host); default https only. */
+        allowInsecureHttp: z.boolean().default(false),
+        /** Call loopback, private, link-local, CGNAT and unique-local addresses (off: the SSRF guard refuses). */
+        allowPrivateNetworks: z.boolean().default(false),
+        /** Longest a delivery may take (connect, request and response together). */
+        timeoutMs: z.number().int().min(100).max(60_000).default(5000),
+        /** Real attempts of one delivery before it is `dead` (short-circuited jobs do not count). */
+        maxAttempts: z.number().int().min(1).max(100).default(8),
+        /** Delay before the next attempt: initialMs doubled per failed attempt, capped at maxMs, with jitter. */
+        backoff: z
+          .strictObject({
+            initialMs: z.number().int().min(10).max(3_600_000).default(1000),
+            maxMs: z.number().int().min(10).max(86_400_000).default(600_000),
+          })
+          .refine((b) => b.initialMs <= b.maxMs, { message: 'initialMs must not exceed maxMs' })
+          .prefault({}),
+        /** Per webhook: after `failures` failed attempts in a row, no calls for `openSeconds`, then one probe. */
+        circuit: z
+          .strictObject({
+            failures: z.number().int().min(1).max(1000).default(5),
+            openSeconds: z.number().int().min(1).max(86_400).default(60),
+          })
+          .prefault({}),
+        /** Size of the JOBS stream; when full, new jobs are refused (counted) rather than old ones dropped. */
+        jobsMaxBytes: z
+          .number()
+          .int()
+          .min(1024 * 1024)
+          .default(256 * 1024 * 1024),
+      })
+      .prefault({}),
     /** OpenTelemetry traces (lib/tracing.ts). */
     tracing: z
       .strictObject({

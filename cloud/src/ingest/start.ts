@@ -7,7 +7,7 @@ import type { Registry } from 'prom-client';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { CloudConfig } from '../config/schema.js';
 import { PartitionJob } from '../events/partitions.js';
-import { EventStore } from '../events/store.js';
+import { EventStore, type NewEvent } from '../events/store.js';
 import { MediaConsumer } from '../media/consumer.js';
 import type { MediaStore } from '../media/store.js';
 import type { Database } from '../storage/tables.js';
@@ -33,6 +33,8 @@ export interface IngestDeps {
   tracer?: Tracer;
   now?: () => Date;
   random?: () => number;
+  /** Also told about committed events, after the realtime feed (the webhook dispatcher); must not throw. */
+  onCommitted?: ((rows: readonly NewEvent[]) => void) | undefined;
 }
 
 export interface IngestRole {
@@ -86,7 +88,10 @@ export async function startIngest(deps: IngestDeps): Promise<IngestRole> {
     random: deps.random ?? Math.random,
     tracing: new IngestTracing(deps.tracer, metrics),
     // After ack and receipts: the live feed for the websocket hubs of every API process (realtime/).
-    onCommitted: (rows) => feed.publish(rows),
+    onCommitted: (rows) => {
+      feed.publish(rows);
+      deps.onCommitted?.(rows);
+    },
   });
   consumer.start();
   const media = new MediaConsumer({

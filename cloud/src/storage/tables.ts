@@ -1,4 +1,4 @@
-import type { ColumnType } from 'kysely';
+import type { ColumnType, Generated } from 'kysely';
 
 type CreatedAt = ColumnType<Date, Date | string | undefined, never>;
 
@@ -250,6 +250,46 @@ export interface MediaTable {
 
 export type MediaDeletedReason = 'retention' | 'erasure';
 
+/** What a webhook receives (empty or absent lists: everything). */
+export interface WebhookFilter {
+  labels?: string[];
+  sites?: string[];
+  cameras?: string[];
+}
+
+/** A tenant's webhook subscription (migration 0012; cloud/src/integrations/). */
+export interface WebhooksTable {
+  id: string;
+  tenant_id: string;
+  url: string;
+  /** The HMAC key, stored in the clear (signing needs it; see the migration). Never returned after the 201. */
+  secret: string;
+  /** Read: the parsed object. Write: its JSON text. */
+  filter: ColumnType<WebhookFilter, string, string>;
+  description: ColumnType<string | null, string | null | undefined, string | null>;
+  enabled: ColumnType<boolean, boolean | undefined, boolean>;
+  created_by: string;
+  created_at: Date;
+  disabled_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
+  disabled_reason: ColumnType<string | null, string | null | undefined, string | null>;
+}
+
+export type WebhookDeliveryState = 'delivered' | 'retrying' | 'dead';
+
+/** One attempt (or final verdict) of delivering an event to a webhook (migration 0012). */
+export interface WebhookDeliveriesTable {
+  id: Generated<string>;
+  webhook_id: string;
+  tenant_id: string;
+  event_id: string;
+  attempt: number;
+  state: WebhookDeliveryState;
+  http_status: number | null;
+  error: string | null;
+  duration_ms: number | null;
+  at: Date;
+}
+
 /** The typed view of the schema that the migrations build. */
 export interface Database {
   tenants: TenantsTable;
@@ -266,4 +306,6 @@ export interface Database {
   rollouts: RolloutsTable;
   rollout_devices: RolloutDevicesTable;
   media: MediaTable;
+  webhooks: WebhooksTable;
+  webhook_deliveries: WebhookDeliveriesTable;
 }

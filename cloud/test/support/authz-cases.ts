@@ -59,6 +59,9 @@ function resourcesFor(action: Action, tenant: string): Resource[] {
       return [{ type: 'enrollment-tokens', tenant }];
     case 'audit:read':
       return [{ type: 'audit-log', tenant }];
+    case 'webhooks:read':
+    case 'webhooks:write':
+      return [{ type: 'webhooks', tenant }];
     case 'rollouts:read':
     case 'rollouts:write':
       return [
@@ -96,6 +99,8 @@ export const GRANTS: Readonly<Record<Action, readonly Role[]>> = {
   'configs:write': ['admin'],
   'rollouts:read': ['admin', 'operator', 'viewer', 'auditor'],
   'rollouts:write': ['admin'],
+  'webhooks:read': ['admin', 'auditor'],
+  'webhooks:write': ['admin'],
 };
 
 const ALL_ACTIONS = Object.keys(GRANTS) as Action[];

@@ -6,11 +6,11 @@
 #   input.principal  {"subject", "tenant", "roles": [..], "sites": [..] (only for a site-scoped user)}
 #   input.action     "events:read" | "devices:read" | "devices:revoke" | "enrollment-tokens:create" |
 #                    "enrollment-tokens:read" | "audit:read" | "media:read" | "media:erase" | "configs:read" |
-#                    "configs:write" | "rollouts:read" | "rollouts:write"
+#                    "configs:write" | "rollouts:read" | "rollouts:write" | "webhooks:read" | "webhooks:write"
 #   input.resource   {"type", "tenant", ...} exactly as cloud/src/auth/authorize.ts (Resource) defines it:
 #                    collections "events" | "devices" | "enrollment-tokens" | "configs" | "rollouts" with an
 #                    optional "site";
-#                    "audit-log"; single resources "event" | "device" | "media" with "id" and, once loaded,
+#                    "audit-log"; "webhooks" (tenant-wide, never with a site); single resources "event" | "device" | "media" with "id" and, once loaded,
 #                    "site" (null: a device at no site), "camera", "dataClass".
 # An absent attribute of a single resource means "not loaded yet" (the cloud asks again once it is).
 #
@@ -51,12 +51,14 @@ applies_to := {
 	"configs:write": {"configs", "device"},
 	"rollouts:read": {"rollouts"},
 	"rollouts:write": {"rollouts"},
+	"webhooks:read": {"webhooks"},
+	"webhooks:write": {"webhooks"},
 }
 
 valid_request if input.resource.type in applies_to[input.action]
 
 # Reading metadata: the Cedar action group "read" (media:read is not in it).
-read_actions := {"events:read", "devices:read", "enrollment-tokens:read", "audit:read", "configs:read", "rollouts:read"}
+read_actions := {"events:read", "devices:read", "enrollment-tokens:read", "audit:read", "configs:read", "rollouts:read", "webhooks:read"}
 
 collection_types := {"events", "devices", "enrollment-tokens", "configs", "rollouts"}
 
@@ -87,6 +89,8 @@ tenant_wide if {
 }
 
 tenant_wide if input.resource.type == "audit-log"
+
+tenant_wide if input.resource.type == "webhooks"
 
 site_known if "site" in object.keys(input.resource)
 

@@ -1,0 +1,101 @@
+import {
+  AckPolicy,
+  DeliverPolicy,
+  DiscardPolicy,
+  JetStreamApiCodes,
+  JetStreamApiError,
+  RetentionPolicy,
+  StorageType,
+  type JetStreamManager,
+} from '@nats-io/jetstream';
+import { nanos } from '@nats-io/transport-node';
+import type { EventView } from '../api/event-store.js';
+import type { CloudConfig } from '../config/schema.js';
+
+/*
+ * JOBS: the JetStream work-queue stream for background work (DESIGN.md "jobs"). One message per job; a job is
+ * removed when a worker acks (done) or terms (dead) it, and nak'd with a delay to be retried later. Discard
+ * new: when full, enqueuing fails (counted by the dispatcher) rather than silently dropping queued jobs.
+ * Webhook deliveries are `vigil.jobs.webhooks.deliver`, Nats-Msg-Id `<webhook id>:<event id>`, so the same
+ * event enqueued twice for a webhook within the duplicate window is stored once.
+ */
+
+export const JOBS_STREAM = 'JOBS';
+export const JOBS_SUBJECTS = ['vigil.jobs.>'];
+export const WEBHOOK_JOB_SUBJECT = 'vigil.jobs.webhooks.deliver';
+export const WEBHOOKS_CONSUMER = 'webhooks';
+/** A job is an event view plus ids (~1-2 KiB); anything much bigger is a bug. */
+export const JOBS_MAX_MSG_SIZE = 64 * 1024;
+export const JOBS_MAX_MSGS = 1_000_000;
+/** Deliveries of one job at most, short-circuited ones included; past it the job is dead (a safety net). */
+export const MAX_JOB_DELIVERIES = 1000;
+
+export interface WebhookJob {
+  webhook_id: string;
+  tenant_id: string;
+  event: EventView;
+}
+
+type JobsConfig = Pick<CloudConfig, 'integrations' | 'streams'>;
+
+export function jobsStreamConfig(cfg: JobsConfig) {
+  return {
+    name: JOBS_STREAM,
+    description: 'Background jobs (webhook deliveries), work queue: acked or termed = done',
+    subjects: JOBS_SUBJECTS,
+    storage: StorageType.File,
+    retention: RetentionPolicy.Workqueue,
+    discard: DiscardPolicy.New,
+    max_bytes: cfg.integrations.jobsMaxBytes,
+    max_msgs: JOBS_MAX_MSGS,
+    max_msg_size: JOBS_MAX_MSG_SIZE,
+    duplicate_window: nanos(cfg.streams.duplicateWindowSeconds * 1000),
+    num_replicas: cfg.streams.replicas,
+  };
+}
+
+/** ack_wait: longer than one attempt can take, so a job is never redelivered while a worker still runs it. */
+export function webhooksConsumerConfig(cfg: JobsConfig) {
+  return {
+    durable_name: WEBHOOKS_CONSUMER,
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+    filter_subject: WEBHOOK_JOB_SUBJECT,
+    ack_wait: nanos(cfg.integrations.timeoutMs * 2 + 10_000),
+    // Unlimited here: the worker counts attempts itself (short-circuited deliveries are not attempts) and
+    // terms a job that reaches MAX_JOB_DELIVERIES.
+    max_deliver: -1,
+    max_ack_pending: 1000,
+  };
+}
+
+async function exists(info: () => Promise<unknown>, code: number): Promise<boolean> {
+  try {
+    await info();
+    return true;
+  } catch (err) {
+    if (err instanceof JetStreamApiError && err.code === code) return false;
+    throw err;
+  }
+}
+
+/** Creates or updates JOBS and the `webhooks` consumer (idempotent, safe when several processes race). */
+export async function ensureJobs(jsm: JetStreamManager, cfg: JobsConfig): Promise<void> {
+  const stream = jobsStreamConfig(cfg);
+  const { name, retention: _r, storage: _s, ...updatable } = stream;
+  const streamFound = () => exists(() => jsm.streams.info(name), JetStreamApiCodes.StreamNotFound);
+  if (!(await streamFound()))
+    await jsm.streams.add(stream).catch(async (err: unknown) => {
+      if (!(await streamFound())) throw err;
+    });
+  await jsm.streams.update(name, updatable);
+  const consumer = webhooksConsumerConfig(cfg);
+  const { durable_name: _d, deliver_policy: _p, filter_subject: _f, ...changeable } = consumer;
+  const found = () =>
+    exists(() => jsm.consumers.info(JOBS_STREAM, WEBHOOKS_CONSUMER), JetStreamApiCodes.ConsumerNotFound);
+  if (!(await found()))
+    await jsm.consumers.add(JOBS_STREAM, consumer).catch(async (err: unknown) => {
+      if (!(await found())) throw err;
+    });
+  await jsm.consumers.update(JOBS_STREAM, WEBHOOKS_CONSUMER, changeable);
+}

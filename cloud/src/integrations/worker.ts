@@ -1,0 +1,219 @@
+import type { ConsumerMessages, JetStreamClient, JsMsg } from '@nats-io/jetstream';
+import type { Logger } from 'pino';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { CloudConfig } from '../config/schema.js';
+import { Backoff, sleep } from '../lib/backoff.js';
+import { CircuitBreakers } from './breaker.js';
+import { postJson, type PostResult } from './http-client.js';
+import { JOBS_STREAM, MAX_JOB_DELIVERIES, WEBHOOKS_CONSUMER, type WebhookJob } from './jobs.js';
+import { signRequest } from './signing.js';
+import type { Resolver } from './ssrf.js';
+import type { WebhookStore } from './store.js';
+
+/** Jobs run at once per process (each is one outgoing request of up to timeoutMs). */
+export const WORKER_CONCURRENCY = 16;
+
+type Verdict = 'delivered' | 'retry' | 'dead';
+
+/** What a result means: 2xx done; 408, 429, 5xx, timeouts and network errors retried; anything else dead. */
+export function classify(r: PostResult): Verdict {
+  if (r.kind === 'refused') return 'dead';
+  if (r.kind !== 'response') return 'retry';
+  if (r.status >= 200 && r.status < 300) return 'delivered';
+  if (r.status === 408 || r.status === 429 || r.status >= 500) return 'retry';
+  return 'dead'; // other 4xx: the receiver refuses this request, and will again; 3xx: redirects are not followed
+}
+
+/** Delay before attempt `attempt + 1`: initial doubled per attempt, capped, equal jitter (half fixed, half random). */
+export function retryDelayMs(
+  attempt: number,
+  b: { initialMs: number; maxMs: number },
+  random = Math.random,
+): number {
+  const step = Math.min(b.maxMs, b.initialMs * 2 ** Math.min(attempt - 1, 30));
+  return Math.round(step / 2 + (step / 2) * random());
+}
+
+export interface WorkerDeps {
+  js: JetStreamClient;
+  store: WebhookStore;
+  config: Pick<CloudConfig, 'integrations'>;
+  log: Logger;
+  metrics: Registry;
+  resolve?: Resolver | undefined;
+}
+
+/**
+ * Runs webhook delivery jobs from the `webhooks` consumer of JOBS: signed POST, one row per attempt, ack on
+ * 2xx, nak with exponential backoff and jitter on a retryable failure, term (dead) on a permanent one or after
+ * integrations.maxAttempts. A per-webhook circuit breaker (breaker.ts) puts jobs of a failing receiver back
+ * with the remaining open time without calling it.
+ */
+export class WebhookWorker {
+  private readonly abort = new AbortController();
+  private loop: Promise<void> | undefined;
+  private messages: ConsumerMessages | undefined;
+  private readonly inflight = new Set<Promise<void>>();
+  private readonly breakers: CircuitBreakers;
+  private readonly results: Counter<'result'>;
+  private readonly shortCircuited: Counter;
+  private readonly duration: Histogram;
+
+  constructor(private readonly deps: WorkerDeps) {
+    const c = deps.config.integrations;
+    this.breakers = new CircuitBreakers({
+      failures: c.circuit.failures,
+      openMs: c.circuit.openSeconds * 1000,
+    });
+    this.results = new Counter({
+      name: 'vigil_cloud_webhook_deliveries_total',
+      help: 'Webhook delivery attempts and verdicts by result (delivered, retry, dead, cancelled: webhook gone or disabled)',
+      labelNames: ['result'],
+      registers: [deps.metrics],
+    });
+    this.shortCircuited = new Counter({
+      name: 'vigil_cloud_webhook_short_circuited_total',
+      help: 'Webhook jobs put back without calling the receiver because its circuit was open',
+      registers: [deps.metrics],
+    });
+    this.duration = new Histogram({
+      name: 'vigil_cloud_webhook_request_duration_seconds',
+      help: 'Duration of webhook HTTP attempts',
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [deps.metrics],
+    });
+    const breakers = this.breakers;
+    new Gauge({
+      name: 'vigil_cloud_webhook_open_circuits',
+      help: 'Webhooks whose circuit is open or half-open in this process',
+      registers: [deps.metrics],
+      collect() {
+        this.set(breakers.openCount());
+      },
+    });
+  }
+
+  start(): void {
+    this.loop ??= this.run();
+  }
+
+  /** Stops taking jobs and waits for those in hand. */
+  async stop(): Promise<void> {
+    this.abort.abort();
+    await this.messages?.close().catch(() => undefined);
+    await this.loop;
+    await Promise.all([...this.inflight]);
+  }
+
+  private async run(): Promise<void> {
+    const backoff = new Backoff(250, 10_000);
+    while (!this.abort.signal.aborted) {
+      try {
+        const consumer = await this.deps.js.consumers.get(JOBS_STREAM, WEBHOOKS_CONSUMER);
+        this.messages = await consumer.consume({ max_messages: WORKER_CONCURRENCY });
+        for await (const msg of this.messages) {
+          backoff.reset();
+          while (this.inflight.size >= WORKER_CONCURRENCY) await Promise.race([...this.inflight]);
+          const p: Promise<void> = this.handle(msg)
+            .catch((err: unknown) => {
+              this.deps.log.error({ err }, 'webhook job failed; retried later');
+              msg.nak(5000);
+            })
+            .finally(() => this.inflight.delete(p));
+          this.inflight.add(p);
+        }
+      } catch (err) {
+        if (this.abort.signal.aborted) break;
+        const delay = backoff.next();
+        this.deps.log.warn({ err, delayMs: delay }, 'webhook job consumer failed; retrying');
+        await sleep(delay, this.abort.signal);
+      }
+    }
+  }
+
+  private async handle(msg: JsMsg): Promise<void> {
+    let job: WebhookJob;
+    try {
+      job = msg.json<WebhookJob>();
+    } catch {
+      // Not a job this code wrote (and never will be): retrying cannot help.
+      this.results.inc({ result: 'dead' });
+      msg.term('undecodable job');
+      return;
+    }
+    const { store, config } = this.deps;
+    const cfg = config.integrations;
+    const hook = await store.get(job.tenant_id, job.webhook_id);
+    if (!hook?.enabled) {
+      this.results.inc({ result: 'cancelled' });
+      msg.ack();
+      return;
+    }
+    const eventId = job.event.event_id;
+    const attempt = (await store.attempts(hook.id, eventId)) + 1;
+    const record = (
+      state: 'delivered' | 'retrying' | 'dead',
+      r: { httpStatus?: number; error?: string | undefined; durationMs?: number },
+    ): Promise<void> =>
+      store.record({
+        webhookId: hook.id,
+        tenantId: hook.tenant_id,
+        eventId,
+        attempt,
+        state,
+        httpStatus: r.httpStatus ?? null,
+        error: r.error ?? null,
+        durationMs: r.durationMs ?? null,
+      });
+    if (attempt > cfg.maxAttempts || msg.info.deliveryCount > MAX_JOB_DELIVERIES) {
+      await record('dead', { error: 'gave up: too many attempts or deliveries' });
+      this.results.inc({ result: 'dead' });
+      msg.term('too many attempts');
+      return;
+    }
+    const gate = this.breakers.check(hook.id);
+    if (!gate.allowed) {
+      this.shortCircuited.inc();
+      // A little jitter, so that the jobs held back by one open circuit do not all come back at once.
+      msg.nak(gate.retryInMs + Math.round(Math.random() * Math.min(1000, gate.retryInMs / 10)));
+      return;
+    }
+    const body = JSON.stringify({ type: 'vigil.event.committed', event: job.event });
+    const url = new URL(hook.url);
+    const headers = signRequest({
+      method: 'POST',
+      url: url.href,
+      body,
+      contentType: 'application/json',
+      secret: hook.secret,
+      keyid: hook.id,
+    });
+    const result = await postJson(url, body, headers, {
+      timeoutMs: cfg.timeoutMs,
+      allowInsecureHttp: cfg.allowInsecureHttp,
+      allowPrivateNetworks: cfg.allowPrivateNetworks,
+      resolve: this.deps.resolve,
+    });
+    this.duration.observe(result.durationMs / 1000);
+    let verdict = classify(result);
+    // The receiver answered: reachable, whatever it said. Only retryable failures count against the circuit.
+    if (verdict === 'retry') this.breakers.failure(hook.id);
+    else this.breakers.success(hook.id);
+    if (verdict === 'retry' && attempt >= cfg.maxAttempts) verdict = 'dead';
+    const error =
+      result.kind !== 'response'
+        ? result.error
+        : verdict === 'delivered'
+          ? undefined
+          : `HTTP ${result.status}`;
+    await record(verdict === 'retry' ? 'retrying' : verdict, {
+      ...(result.kind === 'response' ? { httpStatus: result.status } : {}),
+      error,
+      durationMs: result.durationMs,
+    });
+    this.results.inc({ result: verdict });
+    if (verdict === 'delivered') msg.ack();
+    else if (verdict === 'dead') msg.term(error ?? 'dead');
+    else msg.nak(retryDelayMs(attempt, cfg.backoff));
+  }
+}
