@@ -1,5 +1,6 @@
 // Cloud ingest throughput against its two raw baselines, in one run on one machine:
 //   node --conditions=@vigil/source --import tsx cloud/bench/ingest.bench.ts [--events 50000] [--repeats 3] [--quick]
+//        [--no-tracing]
 // --quick: 5000 events, 1 repeat (a smoke run). Env: DATABASE_URL (a server to create the bench database on;
 // default postgres://postgres@127.0.0.1:5432/postgres, else a private cluster in a temp dir), NATS_SERVER_BIN.
 // Prints ONE JSON document on stdout; progress on stderr.
@@ -72,8 +73,11 @@ const { values } = parseArgs({
     repeats: { type: 'string' },
     window: { type: 'string', default: '512' },
     quick: { type: 'boolean', default: false },
+    // Cloud tracing off (config tracing.enabled: false), to measure what the ingest spans cost.
+    'no-tracing': { type: 'boolean', default: false },
   },
 });
+const TRACING = !values['no-tracing'];
 const N = Number(values.events ?? (values.quick ? 5_000 : 50_000));
 const REPEATS = Math.max(1, Number(values.repeats ?? (values.quick ? 1 : 3)));
 const WINDOW = Math.max(1, Number(values.window));
@@ -311,7 +315,7 @@ async function phaseIngest(
   await resetEvents(stack.db);
   await deleteStream(jsm, EVENTS_STREAM);
   await deleteStream(jsm, DEAD_LETTER_STREAM);
-  const cloud = await startCloudProcess(stack, {}, `cloud-${repeat}`);
+  const cloud = await startCloudProcess(stack, {}, `cloud-${repeat}`, { tracing: { enabled: TRACING } });
   const nc = await connectAs(stack, { device }, 'bench-device');
   try {
     await new FleetRegistry(stack.db).registerDevice(device);
@@ -431,6 +435,7 @@ async function main(): Promise<void> {
         repeats: REPEATS,
         window: WINDOW,
         devices: 1,
+        tracing: TRACING,
         cloudIngest: { ...defaults.ingest },
         cloudStreams: { ...defaults.streams },
       },
