@@ -69,7 +69,17 @@ export async function apiClient(
   a: AuthOptions,
   defaultRoles: string[] = ['viewer'],
 ): Promise<ApiClient> {
-  const bearer =
+  return new ApiClient(g.api, await bearerToken(ctx, g, a, defaultRoles));
+}
+
+/** --token, or a freshly minted short-lived dev token for --tenant and --role (or `defaultRoles`). */
+export async function bearerToken(
+  ctx: CliContext,
+  g: GlobalOptions,
+  a: AuthOptions,
+  defaultRoles: string[] = ['viewer'],
+): Promise<string> {
+  return (
     a.token ??
     (
       await mintToken(loadDevSigningKey(g.pki), {
@@ -81,6 +91,6 @@ export async function apiClient(
         audience: a.audience,
         ...(ctx.now ? { now: ctx.now() } : {}),
       })
-    ).token;
-  return new ApiClient(g.api, bearer);
+    ).token
+  );
 }

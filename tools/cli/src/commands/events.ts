@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { ApiEvent } from '../adapters/api.js';
 import { apiClient, globals, int, withAuth, type AuthOptions, type CliContext } from './common.js';
+import { registerWatch } from './watch.js';
 
 /** `vigil events`: a tenant's detection events, through the REST API. */
 export function register(program: Command, ctx: CliContext): void {
@@ -77,6 +78,8 @@ export function register(program: Command, ctx: CliContext): void {
     const event = await (await apiClient(ctx, g, o)).getEvent(id);
     io.out(g.json ? JSON.stringify(event) : JSON.stringify(event, null, 2));
   });
+
+  registerWatch(events, ctx);
 }
 
 /** Fixed-width rows, so that pages printed one after another (--all) line up. */
