@@ -13,17 +13,24 @@ export const DLQ_HEADERS = {
   failedAt: 'Vigil-Failed-At',
 } as const;
 
+/** Which stream the refused message came from: EVENTS (ingest) or MEDIA (media ingest). */
+export type DeadLetterSource = 'events' | 'media';
+
 /**
- * `vigil.dlq.events.<tenant>.<device>` from the original subject's identity; `_` for a token that is
+ * `vigil.dlq.<source>.<tenant>.<device>` from the original subject's identity; `_` for a token that is
  * missing or not a valid subject token (so garbage from the wire cannot shape the dead-letter subject).
  */
-export function deadLetterSubject(tenantId: string | undefined, deviceId: string | undefined): string {
+export function deadLetterSubject(
+  tenantId: string | undefined,
+  deviceId: string | undefined,
+  source: DeadLetterSource = 'events',
+): string {
   const token = (v: string | undefined): string => (v !== undefined && isValidSubjectToken(v) ? v : '_');
-  return `vigil.dlq.events.${token(tenantId)}.${token(deviceId)}`;
+  return `vigil.dlq.${source}.${token(tenantId)}.${token(deviceId)}`;
 }
 
-export interface DeadLetter {
-  reason: DeadLetterReason;
+export interface DeadLetter<R extends string = DeadLetterReason> {
+  reason: R;
   detail: string;
   tenantId: string | undefined;
   deviceId: string | undefined;
@@ -31,13 +38,16 @@ export interface DeadLetter {
 
 /**
  * Publishes the original message to DEAD_LETTER and resolves on its PubAck. Nats-Msg-Id is
- * `dlq-<original stream seq>`, so publishing again after a lost PubAck or a crash stores it once.
+ * `dlq-<original stream seq>` for events and `dlq-media-<seq>` for media (both streams count from 1, so the
+ * prefix keeps them apart in the duplicate window): publishing again after a lost PubAck or a crash stores it
+ * once.
  */
-export async function publishDeadLetter(
+export async function publishDeadLetter<R extends string>(
   js: JetStreamClient,
   msg: Pick<JsMsg, 'subject' | 'data' | 'info'>,
-  letter: DeadLetter,
+  letter: DeadLetter<R>,
   failedAt: Date,
+  source: DeadLetterSource = 'events',
 ): Promise<void> {
   const seq = msg.info.streamSequence;
   const h = headers();
@@ -46,8 +56,8 @@ export async function publishDeadLetter(
   h.set(DLQ_HEADERS.originalSubject, headerText(msg.subject));
   h.set(DLQ_HEADERS.originalStreamSeq, String(seq));
   h.set(DLQ_HEADERS.failedAt, failedAt.toISOString());
-  await js.publish(deadLetterSubject(letter.tenantId, letter.deviceId), msg.data, {
-    msgID: `dlq-${seq}`,
+  await js.publish(deadLetterSubject(letter.tenantId, letter.deviceId, source), msg.data, {
+    msgID: source === 'events' ? `dlq-${seq}` : `dlq-${source}-${seq}`,
     headers: h,
     expect: { streamName: DEAD_LETTER_STREAM },
   });

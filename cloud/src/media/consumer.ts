@@ -21,7 +21,7 @@ import {
 } from '../ingest/streams.js';
 import { Backoff, sleep } from '../lib/backoff.js';
 import type { Database } from '../storage/tables.js';
-import { publishMediaDeadLetter, type MediaDeadLetter } from './dead-letter.js';
+import { publishDeadLetter, type DeadLetter } from '../ingest/dead-letter.js';
 import { MediaRepository } from './repository.js';
 import { mediaKeyFor, type MediaStore } from './store.js';
 import { validateMedia, type MediaDeadLetterReason, type ValidMedia } from './validate.js';
@@ -290,9 +290,13 @@ export class MediaConsumer {
   }
 
   /** DEAD_LETTER (awaiting its PubAck), then ack; if dead-lettering fails the message is redelivered. */
-  private async deadLetter(msg: JsMsg, letter: MediaDeadLetter, failedAt: Date): Promise<Handled> {
+  private async deadLetter(
+    msg: JsMsg,
+    letter: DeadLetter<MediaDeadLetterReason>,
+    failedAt: Date,
+  ): Promise<Handled> {
     try {
-      await publishMediaDeadLetter(this.deps.js, msg, letter, failedAt);
+      await publishDeadLetter(this.deps.js, msg, letter, failedAt, 'media');
     } catch (err) {
       this.log.error({ err, subject: msg.subject }, 'dead-lettering media failed; it will be redelivered');
       msg.nak(DEAD_LETTER_RETRY_MS);

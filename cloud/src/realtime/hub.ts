@@ -98,12 +98,13 @@ export class RealtimeHub {
 
   /** Delivers `events` of `tenant` to the matching connections (exposed for tests). */
   dispatch(tenant: string, events: readonly EventView[]): void {
-    const clients = this.byTenant.get(tenant);
-    if (!clients) return;
+    const set = this.byTenant.get(tenant);
+    if (!set) return;
+    const clients = [...set]; // once per message: drop() below changes the set
     for (const e of events) {
       if (e.tenant_id !== tenant) continue; // the subject is the tenant: a mismatch is never delivered
-      for (const c of [...clients]) {
-        if (!matches(c.filter, e)) continue;
+      for (const c of clients) {
+        if (!set.has(c) || !matches(c.filter, e)) continue;
         if (c.send(e)) this.sent.inc();
         else this.drop(c, CLOSE_SLOW_CONSUMER, 'slow consumer', 'slow_consumer');
       }

@@ -45,6 +45,17 @@ export const int =
     return n;
   };
 
+/** The API's limit on a `reason` (revocation, erasure), after trimming. */
+export const MAX_REASON = 500;
+
+/** Option parser of a reason: 1 to MAX_REASON characters once trimmed. */
+export const reasonArg = (value: string): string => {
+  const reason = value.trim();
+  if (reason.length === 0 || reason.length > MAX_REASON)
+    throw new InvalidArgumentError(`expected 1 to ${MAX_REASON} characters`);
+  return reason;
+};
+
 /** Option parser of repeatable options. */
 export const collect = (value: string, previous: string[]): string[] => [...previous, value];
 

@@ -1,4 +1,4 @@
-import { InvalidArgumentError, Option, type Command } from 'commander';
+import { Option, type Command } from 'commander';
 import {
   ApiError,
   DEVICE_STATUSES,
@@ -8,7 +8,16 @@ import {
 } from '../adapters/api.js';
 import { CliError } from '../errors.js';
 import { table } from '../format.js';
-import { apiClient, globals, int, withAuth, type AuthOptions, type CliContext } from './common.js';
+import {
+  apiClient,
+  globals,
+  int,
+  MAX_REASON,
+  reasonArg,
+  withAuth,
+  type AuthOptions,
+  type CliContext,
+} from './common.js';
 
 /** What each `nats` answer of a revocation means for the device, in words. */
 export const NATS_REVOCATION: Readonly<Record<DeviceRevocation['nats'], string>> = {
@@ -16,16 +25,6 @@ export const NATS_REVOCATION: Readonly<Record<DeviceRevocation['nats'], string>>
   pending:
     "NATS will be updated on the cloud's next push (it retries; until then the device may stay connected)",
   tls_only: 'NATS access ends when its certificate expires (NATS runs without per-device credentials here)',
-};
-
-/** The API's limit on a revocation reason (after trimming). */
-const MAX_REASON = 500;
-
-const reasonArg = (value: string): string => {
-  const reason = value.trim();
-  if (reason.length === 0 || reason.length > MAX_REASON)
-    throw new InvalidArgumentError(`expected 1 to ${MAX_REASON} characters`);
-  return reason;
 };
 
 /** `vigil devices`: a tenant's device registry (list, get) and revocation, through the REST API. */

@@ -1,18 +1,19 @@
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { InvalidArgumentError, type Command } from 'commander';
+import type { Command } from 'commander';
 import { ApiError } from '../adapters/api.js';
 import { CliError } from '../errors.js';
 import { table } from '../format.js';
-import { apiClient, globals, int, withAuth, type AuthOptions, type CliContext } from './common.js';
-
-const MAX_REASON = 500;
-const reasonArg = (value: string): string => {
-  const reason = value.trim();
-  if (reason.length === 0 || reason.length > MAX_REASON)
-    throw new InvalidArgumentError(`expected 1 to ${MAX_REASON} characters`);
-  return reason;
-};
+import {
+  apiClient,
+  globals,
+  int,
+  MAX_REASON,
+  reasonArg,
+  withAuth,
+  type AuthOptions,
+  type CliContext,
+} from './common.js';
 
 interface ErasedMedia {
   media_id: string;
