@@ -7,7 +7,7 @@ import type { Registry } from 'prom-client';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { CloudConfig } from '../config/schema.js';
 import { PartitionJob } from '../events/partitions.js';
-import { EventStore, type NewEvent } from '../events/store.js';
+import { EventStore, type CommitHook, type NewEvent } from '../events/store.js';
 import { MediaConsumer } from '../media/consumer.js';
 import type { MediaStore } from '../media/store.js';
 import type { Database } from '../storage/tables.js';
@@ -33,8 +33,10 @@ export interface IngestDeps {
   tracer?: Tracer;
   now?: () => Date;
   random?: () => number;
-  /** Also told about committed events, after the realtime feed (the webhook dispatcher); must not throw. */
+  /** Also told about committed events, after the realtime feed; must not throw. */
   onCommitted?: ((rows: readonly NewEvent[]) => void) | undefined;
+  /** Writes each batch's webhook jobs in its transaction (integrations/outbox.ts). */
+  outbox?: CommitHook | undefined;
 }
 
 export interface IngestRole {
@@ -87,6 +89,7 @@ export async function startIngest(deps: IngestDeps): Promise<IngestRole> {
     now,
     random: deps.random ?? Math.random,
     tracing: new IngestTracing(deps.tracer, metrics),
+    outbox: deps.outbox,
     // After ack and receipts: the live feed for the websocket hubs of every API process (realtime/).
     onCommitted: (rows) => {
       feed.publish(rows);
