@@ -16,6 +16,7 @@ import { IngestConsumer } from './consumer.js';
 import { DeviceCache } from './devices.js';
 import { IngestMetrics } from './metrics.js';
 import { ReceiptPublisher, ReceiptResponder } from './receipts.js';
+import { StrandedRepair } from './stranded.js';
 import { ensureIngestConsumer, ensureMediaConsumer, ensureStreams } from './streams.js';
 import { IngestTracing } from './tracing.js';
 
@@ -97,6 +98,19 @@ export async function startIngest(deps: IngestDeps): Promise<IngestRole> {
     },
   });
   consumer.start();
+  // At start and periodically: messages left below the ack floor (stranded.ts).
+  const repair = new StrandedRepair({
+    js,
+    jsm,
+    store,
+    ingest: consumer,
+    metrics,
+    ingestMetrics,
+    log,
+    config,
+    now,
+  });
+  repair.start();
   const media = new MediaConsumer({
     js,
     jsm,
@@ -117,6 +131,7 @@ export async function startIngest(deps: IngestDeps): Promise<IngestRole> {
   return {
     stop: async () => {
       await media.stop();
+      await repair.stop();
       await consumer.stop();
       await responder.stop();
       await partitions.stop();
