@@ -47,7 +47,8 @@ export interface IngestRole {
 /**
  * Starts the ingest role: ensures the EVENTS, DEAD_LETTER, TELEMETRY and MEDIA streams (always, so that
  * devices can publish even when ingest runs in another process), then, when `ingest.enabled`, the partition
- * upkeep job, the receipt-query responder, the event consumer loop and the media consumer loop. `stop()`
+ * upkeep job, the receipt-query responder, the event consumer loop (its batches commit with their webhook
+ * jobs: `outbox`), the stranded-message repair (stranded.ts) and the media consumer loop. `stop()`
  * finishes the batch (events) and the object (media) in hand.
  */
 export async function startIngest(deps: IngestDeps): Promise<IngestRole> {

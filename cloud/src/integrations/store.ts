@@ -13,7 +13,7 @@ export type WebhookDelivery = Selectable<WebhookDeliveriesTable>;
 
 /** Attempt rows kept per webhook (the newest); older ones are deleted as new ones are written. */
 export const DELIVERIES_KEPT_PER_WEBHOOK = 1000;
-/** How long the dispatcher trusts its list of a tenant's enabled webhooks (changes made by other processes). */
+/** How long the outbox writer (in ingest) trusts its list of a tenant's enabled webhooks (changes made by other processes). */
 export const ENABLED_CACHE_MS = 5000;
 /** Webhooks a tenant may have enabled at once (each committed event fans out to all of them). */
 export const MAX_ENABLED_WEBHOOKS_PER_TENANT = 20;
