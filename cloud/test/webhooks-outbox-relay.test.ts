@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useDatabase } from '@vigil/testkit';
-import { JOBS_STREAM } from '../src/integrations/jobs.js';
+import { JOBS_STREAM, WEBHOOK_JOB_SUBJECT } from '../src/integrations/jobs.js';
 import { WebhookStore } from '../src/integrations/store.js';
 import { makeEvent, publishAll, useIngestStack, type TestDevice } from './support/ingest-stack.js';
 
@@ -96,5 +96,25 @@ describe('webhook outbox relay: JOBS refuses, jobs wait in the outbox', () => {
     expect([...received].sort()).toEqual(events.map((e) => e.eventId).sort());
     expect(await stack.metric('vigil_cloud_webhook_outbox_relayed_total', '{result="enqueued"}')).toBe(30);
     expect(await stack.metric('vigil_cloud_webhook_jobs_total', '{result="outboxed"}')).toBe(30);
+
+    // A job repeated after its delivery (as after a relay crash older than the JOBS duplicate window, or a worker
+    // killed between recording and acking): the worker sees the delivered attempt and does not POST again.
+    const first = received[0]!;
+    const db = stack.cloud().db;
+    const hookId = (await sql<{ id: string }>`select id from webhooks limit 1`.execute(db)).rows[0]!.id;
+    const delivered = await sql<{ n: string }>`
+      select count(*) as n from webhook_deliveries where state = 'delivered'`.execute(db);
+    expect(Number(delivered.rows[0]!.n)).toBe(30);
+    await js.publish(
+      WEBHOOK_JOB_SUBJECT,
+      JSON.stringify({ webhook_id: hookId, tenant_id: 'acme', event: { event_id: first } }),
+      { msgID: `repeat-${first}` },
+    );
+    await expect
+      .poll(() => stack.metric('vigil_cloud_webhook_deliveries_total', '{result="already_delivered"}'), {
+        timeout: 30_000,
+      })
+      .toBe(1);
+    expect(received).toHaveLength(30);
   }, 180_000);
 });

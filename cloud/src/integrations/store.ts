@@ -113,15 +113,22 @@ export class WebhookStore {
     return hooks;
   }
 
-  /** Attempts recorded so far for this event at this webhook (the next attempt's number is this + 1). */
-  async attempts(webhookId: string, eventId: string): Promise<number> {
+  /**
+   * Attempts recorded so far for this event at this webhook (the next attempt's number is this + 1), and
+   * whether one of them delivered it (a job that comes back after that, e.g. redelivered because the worker
+   * died before its ack, or enqueued again after the JOBS duplicate window, is not sent again).
+   */
+  async progress(webhookId: string, eventId: string): Promise<{ attempts: number; delivered: boolean }> {
     const r = await this.db
       .selectFrom('webhook_deliveries')
-      .select(sql<number>`coalesce(max(attempt), 0)::int`.as('n'))
+      .select([
+        sql<number>`coalesce(max(attempt), 0)::int`.as('n'),
+        sql<boolean>`coalesce(bool_or(state = 'delivered'), false)`.as('delivered'),
+      ])
       .where('webhook_id', '=', webhookId)
       .where('event_id', '=', eventId)
       .executeTakeFirstOrThrow();
-    return r.n;
+    return { attempts: r.n, delivered: r.delivered };
   }
 
   /** Records an attempt and deletes the webhook's rows beyond the newest DELIVERIES_KEPT_PER_WEBHOOK. */
