@@ -19,6 +19,8 @@ import { RECEIPT_LOOKUP_MARGIN_MS } from './receipts.js';
 import { EVENTS_STREAM, EVENTS_SUBJECTS, INGEST_CONSUMER } from './streams.js';
 import { validateEvent } from './validate.js';
 
+/** What nats-server 2.10 answers to deleting a message that is already gone ("sequence N not found"). */
+const SEQUENCE_NOT_FOUND = 10043;
 /** After a pass that hit maxPerPass, the next one starts after this (not a whole interval). */
 const FULL_PASS_PAUSE_MS = 1000;
 
@@ -278,7 +280,11 @@ export class StrandedRepair {
     try {
       return await this.deps.jsm.streams.deleteMessage(EVENTS_STREAM, seq, false);
     } catch (err) {
-      if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.NoMessageFound) return false;
+      if (
+        err instanceof JetStreamApiError &&
+        (err.code === SEQUENCE_NOT_FOUND || err.code === JetStreamApiCodes.NoMessageFound)
+      )
+        return false;
       throw err;
     }
   }
