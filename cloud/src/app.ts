@@ -212,10 +212,12 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
       store: config.media.dir !== undefined ? new FsMediaStore(resolvePath(config.media.dir)) : undefined,
       repository: new MediaRepository(db),
     };
-    // Webhooks (integrations/): the dispatcher is fed by ingest, so it is stopped after ingest (pushed before).
+    // Webhooks (integrations/): ingest writes jobs into the outbox in its transactions; the relay and the worker
+    // are stopped after ingest (pushed before).
     const webhookStore = new WebhookStore(db, deps.now);
     const integrations = await startIntegrations({
       nc,
+      db,
       store: webhookStore,
       config,
       log,
@@ -234,7 +236,7 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
       tracer: deps.tracer ?? tracing.tracer,
       now: deps.now,
       audit,
-      onCommitted: (rows) => integrations.onCommitted(rows),
+      outbox: integrations.outbox,
     });
     closers.push(() => ingest.stop());
 

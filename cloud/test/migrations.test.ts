@@ -34,6 +34,7 @@ describe('PostgreSQL migrations', () => {
       '0010_media',
       '0011_audit_tenant_index',
       '0012_webhooks',
+      '0015_webhook_outbox',
     ]);
     expect(await tables(db)).toEqual(
       expect.arrayContaining([
@@ -51,6 +52,7 @@ describe('PostgreSQL migrations', () => {
         'tenants',
         'vigil_migration',
         'webhook_deliveries',
+        'webhook_outbox',
         'webhooks',
       ]),
     );
@@ -87,6 +89,8 @@ describe('PostgreSQL migrations', () => {
   });
 
   it('roll back and forward again', async () => {
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0015_webhook_outbox']);
+    expect(await tables(db)).not.toContain('webhook_outbox');
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0012_webhooks']);
     expect(await tables(db)).not.toContain('webhooks');
     expect(await tables(db)).not.toContain('webhook_deliveries');
@@ -133,6 +137,7 @@ describe('PostgreSQL migrations', () => {
       '0010_media',
       '0011_audit_tenant_index',
       '0012_webhooks',
+      '0015_webhook_outbox',
     ]);
   });
 });

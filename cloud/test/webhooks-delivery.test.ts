@@ -1,5 +1,5 @@
-// Webhook delivery end to end: a device publishes DetectionEvents, ingest commits them, the dispatcher enqueues
-// jobs on JOBS, the worker POSTs them signed to a receiver in this test (an outside party on 127.0.0.1, hence
+// Webhook delivery end to end: a device publishes DetectionEvents, ingest commits them with their jobs (the
+// outbox), the relay enqueues the jobs on JOBS, the worker POSTs them signed to a receiver in this test (an outside party on 127.0.0.1, hence
 // allowInsecureHttp + allowPrivateNetworks; the SSRF guard itself is unit-tested in webhooks-unit.test.ts).
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';

@@ -33,7 +33,7 @@ export interface ApiMountDeps {
   media?: { repository: MediaRepository; store: MediaStore | undefined } | undefined;
   /** Bearer token verification; default: built from config `auth`. */
   verifier?: TokenVerifier | undefined;
-  /** The webhook store shared with the dispatcher, and config integrations' URL policy. */
+  /** The webhook store shared with the outbox writer, and config integrations' URL policy. */
   webhooks?: { store: WebhookStore; policy: UrlPolicy } | undefined;
   /** API rate limits (config rateLimit); default: none. */
   rateLimiter?: RateLimiter | undefined;

@@ -64,7 +64,7 @@ export interface ApiDeps {
   models?: ModelStore | undefined;
   /** The media index and store (media/); default: an index on `db` and no store (reads are a 503). */
   media?: { repository: MediaRepository; store: MediaStore | undefined } | undefined;
-  /** Webhooks (integrations/): the store the dispatcher shares, and config integrations' URL policy; default: a
+  /** Webhooks (integrations/): the store the outbox writer shares, and config integrations' URL policy; default: a
    * store on `db` and https-only, public-addresses-only URLs. */
   webhooks?: { store: WebhookStore; policy: UrlPolicy } | undefined;
   /** Config api.idempotency (Idempotency-Key on POST and PATCH); default: 24 h, 60 s. */

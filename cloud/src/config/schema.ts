@@ -92,6 +92,10 @@ export const cloudConfigSchema = z
         acceptPastDays: z.number().int().min(1).max(3650).default(30),
         /** Events this far ahead of the cloud clock are dead-lettered (a device clock gone wrong). */
         acceptFutureHours: z.number().int().min(1).max(168).default(24),
+        /** How often ingest looks for messages stranded below its ack floor in EVENTS (ingest/stranded.ts). */
+        strandedRepairIntervalSeconds: z.number().int().min(1).max(86_400).default(300),
+        /** Stranded messages one repair pass reads at most (the next pass follows a second later). */
+        strandedRepairMaxPerPass: z.number().int().min(1).max(100_000).default(1000),
       })
       .refine((i) => i.batchSize <= i.maxAckPending, {
         message: 'batchSize must not exceed maxAckPending',

@@ -1,4 +1,4 @@
-import { sql, type Insertable, type Kysely } from 'kysely';
+import { sql, type Insertable, type Kysely, type Transaction } from 'kysely';
 import type { Database, EventsTable } from '../storage/tables.js';
 
 /** One row for `events`, as ingest builds it from a validated DetectionEvent. */
@@ -8,6 +8,21 @@ export type NewEvent = Insertable<EventsTable> & {
   tenant_id: string;
   device_id: string;
 };
+
+/**
+ * Work that must commit together with a batch of events (the webhook outbox, integrations/outbox.ts): `write`
+ * runs inside the insert's transaction with the rows inserted now (not the duplicates ON CONFLICT skipped),
+ * `committed` after COMMIT.
+ */
+export interface CommitWriter {
+  write(tx: Transaction<Database>, fresh: readonly NewEvent[]): Promise<void>;
+  committed(): void;
+}
+
+/** Makes the CommitWriter of one batch, before its transaction (reads belong outside it); undefined: none. */
+export interface CommitHook {
+  prepare(rows: readonly NewEvent[]): Promise<CommitWriter | undefined>;
+}
 
 /** Partition of a UTC day `YYYY-MM-DD` is named events_YYYYMMDD. */
 const PARTITION_NAME = /^events_(\d{4})(\d{2})(\d{2})$/;
@@ -30,18 +45,30 @@ export class EventStore {
     return (await this.insertBatchIds(rows)).length;
   }
 
-  /** {@link insertBatch}, returning the ids of the rows inserted now (not those stored before). */
-  async insertBatchIds(rows: readonly NewEvent[]): Promise<string[]> {
+  /**
+   * {@link insertBatch}, returning the ids of the rows inserted now (not those stored before). `writer`, if
+   * given, writes in the same transaction what must commit with exactly those rows.
+   */
+  async insertBatchIds(rows: readonly NewEvent[], writer?: CommitWriter): Promise<string[]> {
     if (rows.length === 0) return [];
-    return this.db.transaction().execute(async (tx) => {
+    const ids = await this.db.transaction().execute(async (tx) => {
       const inserted = await tx
         .insertInto('events')
         .values([...rows])
         .onConflict((oc) => oc.columns(['event_id', 'occurred_at']).doNothing())
-        .returning('event_id')
+        .returning(['event_id', 'occurred_at'])
         .execute();
+      if (writer) {
+        const keys = new Set(inserted.map((r) => `${r.event_id} ${r.occurred_at.getTime()}`));
+        await writer.write(
+          tx,
+          rows.filter((r) => keys.has(`${r.event_id} ${r.occurred_at.getTime()}`)),
+        );
+      }
       return inserted.map((r) => r.event_id);
     });
+    writer?.committed();
+    return ids;
   }
 
   /** Creates the partition for one UTC day if missing (idempotent, safe to race; see 0002_events). */

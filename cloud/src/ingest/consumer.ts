@@ -7,11 +7,12 @@ import {
   type JetStreamManager,
   type JsMsg,
 } from '@nats-io/jetstream';
-import type { Context, Span } from '@opentelemetry/api';
+import { context, type Context, type Span } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { CloudConfig } from '../config/schema.js';
-import { utcDay, type EventStore, type NewEvent } from '../events/store.js';
+import { utcDay, type CommitHook, type EventStore, type NewEvent } from '../events/store.js';
 import { Backoff, sleep } from '../lib/backoff.js';
+import { failpoint } from '../lib/failpoint.js';
 import { publishDeadLetter, type DeadLetter } from './dead-letter.js';
 import { deviceKey, type DeviceCache } from './devices.js';
 import type { IngestMetrics } from './metrics.js';
@@ -35,6 +36,8 @@ export interface IngestConsumerDeps {
   tracing?: IngestTracing;
   /** Gets the newly inserted rows of each batch after its ack and receipts (the realtime feed). */
   onCommitted?: ((rows: readonly NewEvent[]) => void) | undefined;
+  /** Writes what must commit with each batch, in its transaction (the webhook outbox). */
+  outbox?: CommitHook | undefined;
 }
 
 /** A fetch that has not ended this long after its expiry is abandoned (its messages get redelivered). */
@@ -204,11 +207,16 @@ export class IngestConsumer {
         // Active for the log lines written meanwhile; the spans themselves get their parent explicitly.
         await this.tracing.within(tx.ctx, async () => {
           candidates = await this.dropUnknownDevices(candidates, poison);
-          await this.ensurePartitions(candidates);
-          fresh = await this.commit(candidates, tx.ctx);
+          await this.ensurePartitions(candidates.map((c) => c.row));
+          fresh = await this.commit(
+            candidates.map((c) => c.row),
+            tx.ctx,
+          );
         });
         this.dbBackoff.reset();
         this.tracing.end(tx.span);
+        // Crash tests: committed in PostgreSQL, nothing acked, nothing enqueued yet.
+        failpoint('ingest.after_commit');
       } catch (err) {
         this.tracing.end(tx.span, err);
         for (const c of candidates) this.tracing.end(c.span, err);
@@ -230,14 +238,40 @@ export class IngestConsumer {
       this.tracing.end(c.span);
     }
     this.pushReceipts(candidates, this.deps.now());
-    if (fresh.length > 0 && this.deps.onCommitted)
-      try {
-        this.deps.onCommitted(fresh);
-      } catch (err) {
-        this.log.error({ err }, 'onCommitted failed (the batch is committed and acked)');
-      }
+    this.notifyCommitted(fresh);
     await this.deadLetter(poison, now);
     if (retryDelay !== undefined) await sleep(retryDelay, this.abort.signal);
+  }
+
+  /**
+   * Stores rows validated elsewhere in this process (the stranded-message repair, stranded.ts) through the same
+   * partition upkeep, insert, outbox and live feed as a fetched batch. Returns the rows inserted now; throws
+   * if the database fails (nothing committed then).
+   */
+  async storeRows(rows: readonly NewEvent[]): Promise<NewEvent[]> {
+    try {
+      await this.ensurePartitions(rows);
+      const fresh = await this.commit(rows, context.active());
+      this.notifyCommitted(fresh);
+      return fresh;
+    } catch (err) {
+      this.ensuredDays.clear();
+      throw err;
+    }
+  }
+
+  /** Registered devices among `rows` (device keys), through the ingest loop's cache. */
+  registered(rows: readonly NewEvent[]): Promise<Set<string>> {
+    return this.deps.devices.registered(rows.map((r) => ({ tenantId: r.tenant_id, deviceId: r.device_id })));
+  }
+
+  private notifyCommitted(fresh: readonly NewEvent[]): void {
+    if (fresh.length === 0 || !this.deps.onCommitted) return;
+    try {
+      this.deps.onCommitted(fresh);
+    } catch (err) {
+      this.log.error({ err }, 'onCommitted failed (the batch is committed and acked)');
+    }
   }
 
   /** Moves candidates from unregistered devices to `poison`; returns the rest. */
@@ -262,8 +296,8 @@ export class IngestConsumer {
   }
 
   /** Creates the day partitions the batch needs, outside the insert transaction (DDL takes strong locks). */
-  private async ensurePartitions(candidates: Candidate[]): Promise<void> {
-    const days = new Set(candidates.map((c) => utcDay(c.row.occurred_at)));
+  private async ensurePartitions(rows: readonly NewEvent[]): Promise<void> {
+    const days = new Set(rows.map((r) => utcDay(r.occurred_at)));
     for (const day of days) {
       if (this.ensuredDays.has(day)) continue;
       await this.deps.store.ensurePartition(day);
@@ -272,15 +306,20 @@ export class IngestConsumer {
     }
   }
 
-  /** Inserts the batch in one transaction; returns the rows inserted now (not the ones stored before). */
-  private async commit(candidates: Candidate[], trace: Context): Promise<NewEvent[]> {
+  /**
+   * Inserts the batch in one transaction, with its webhook jobs (outbox) for the rows inserted now; returns
+   * those rows (not the ones stored before).
+   */
+  private async commit(candidates: readonly NewEvent[], trace: Context): Promise<NewEvent[]> {
     if (candidates.length === 0) return [];
     // The same event twice in one batch (re-published with another msg id) is one row.
     const rows = new Map<string, NewEvent>();
-    for (const { row } of candidates) rows.set(`${row.event_id} ${row.occurred_at.getTime()}`, row);
+    for (const row of candidates) rows.set(`${row.event_id} ${row.occurred_at.getTime()}`, row);
+    const unique = [...rows.values()];
+    const writer = await this.deps.outbox?.prepare(unique);
     const started = performance.now();
     const insertedIds = new Set(
-      await this.tracing.insert(trace, rows.size, () => this.deps.store.insertBatchIds([...rows.values()])),
+      await this.tracing.insert(trace, rows.size, () => this.deps.store.insertBatchIds(unique, writer)),
     );
     const inserted = insertedIds.size;
     const fresh = [...rows.values()].filter((r) => insertedIds.has(r.event_id));

@@ -75,7 +75,7 @@ export class IngestMetrics {
     });
     this.errors = new Counter({
       name: 'vigil_cloud_ingest_errors_total',
-      help: 'Ingest failures that are retried, by stage (fetch, database, dead_letter, receipt, consumer_info)',
+      help: 'Ingest failures that are retried, by stage (fetch, database, dead_letter, receipt, consumer_info, stranded)',
       labelNames: ['stage'],
       registers,
     });

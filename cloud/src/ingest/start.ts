@@ -7,7 +7,7 @@ import type { Registry } from 'prom-client';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { CloudConfig } from '../config/schema.js';
 import { PartitionJob } from '../events/partitions.js';
-import { EventStore, type NewEvent } from '../events/store.js';
+import { EventStore, type CommitHook, type NewEvent } from '../events/store.js';
 import { MediaConsumer } from '../media/consumer.js';
 import type { MediaStore } from '../media/store.js';
 import type { Database } from '../storage/tables.js';
@@ -16,6 +16,7 @@ import { IngestConsumer } from './consumer.js';
 import { DeviceCache } from './devices.js';
 import { IngestMetrics } from './metrics.js';
 import { ReceiptPublisher, ReceiptResponder } from './receipts.js';
+import { StrandedRepair } from './stranded.js';
 import { ensureIngestConsumer, ensureMediaConsumer, ensureStreams } from './streams.js';
 import { IngestTracing } from './tracing.js';
 
@@ -33,8 +34,10 @@ export interface IngestDeps {
   tracer?: Tracer;
   now?: () => Date;
   random?: () => number;
-  /** Also told about committed events, after the realtime feed (the webhook dispatcher); must not throw. */
+  /** Also told about committed events, after the realtime feed; must not throw. */
   onCommitted?: ((rows: readonly NewEvent[]) => void) | undefined;
+  /** Writes each batch's webhook jobs in its transaction (integrations/outbox.ts). */
+  outbox?: CommitHook | undefined;
 }
 
 export interface IngestRole {
@@ -44,7 +47,8 @@ export interface IngestRole {
 /**
  * Starts the ingest role: ensures the EVENTS, DEAD_LETTER, TELEMETRY and MEDIA streams (always, so that
  * devices can publish even when ingest runs in another process), then, when `ingest.enabled`, the partition
- * upkeep job, the receipt-query responder, the event consumer loop and the media consumer loop. `stop()`
+ * upkeep job, the receipt-query responder, the event consumer loop (its batches commit with their webhook
+ * jobs: `outbox`), the stranded-message repair (stranded.ts) and the media consumer loop. `stop()`
  * finishes the batch (events) and the object (media) in hand.
  */
 export async function startIngest(deps: IngestDeps): Promise<IngestRole> {
@@ -87,6 +91,7 @@ export async function startIngest(deps: IngestDeps): Promise<IngestRole> {
     now,
     random: deps.random ?? Math.random,
     tracing: new IngestTracing(deps.tracer, metrics),
+    outbox: deps.outbox,
     // After ack and receipts: the live feed for the websocket hubs of every API process (realtime/).
     onCommitted: (rows) => {
       feed.publish(rows);
@@ -94,6 +99,19 @@ export async function startIngest(deps: IngestDeps): Promise<IngestRole> {
     },
   });
   consumer.start();
+  // At start and periodically: messages left below the ack floor (stranded.ts).
+  const repair = new StrandedRepair({
+    js,
+    jsm,
+    store,
+    ingest: consumer,
+    metrics,
+    ingestMetrics,
+    log,
+    config,
+    now,
+  });
+  repair.start();
   const media = new MediaConsumer({
     js,
     jsm,
@@ -114,6 +132,7 @@ export async function startIngest(deps: IngestDeps): Promise<IngestRole> {
   return {
     stop: async () => {
       await media.stop();
+      await repair.stop();
       await consumer.stop();
       await responder.stop();
       await partitions.stop();

@@ -15,7 +15,7 @@ import type { CloudConfig } from '../config/schema.js';
 /*
  * JOBS: the JetStream work-queue stream for background work (DESIGN.md "jobs"). One message per job; a job is
  * removed when a worker acks (done) or terms (dead) it, and nak'd with a delay to be retried later. Discard
- * new: when full, enqueuing fails (counted by the dispatcher) rather than silently dropping queued jobs.
+ * new: when full, enqueuing fails (the outbox relay keeps the job and retries) rather than dropping queued jobs.
  * Webhook deliveries are `vigil.jobs.webhooks.deliver`, Nats-Msg-Id `<webhook id>:<event id>`, so the same
  * event enqueued twice for a webhook within the duplicate window is stored once.
  */

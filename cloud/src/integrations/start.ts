@@ -1,28 +1,32 @@
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
+import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { CloudConfig } from '../config/schema.js';
-import type { NewEvent } from '../events/store.js';
-import { WebhookDispatcher } from './dispatcher.js';
+import type { Database } from '../storage/tables.js';
 import { ensureJobs } from './jobs.js';
+import { WebhookOutbox } from './outbox.js';
+import { OutboxRelay } from './relay.js';
 import type { Resolver } from './ssrf.js';
 import type { WebhookStore } from './store.js';
 import { WebhookWorker } from './worker.js';
 
 export interface IntegrationsRole {
-  /** For ingest's onCommitted hook. */
-  onCommitted(rows: readonly NewEvent[]): void;
+  /** For ingest: writes each batch's webhook jobs in the batch's transaction (always, whatever `enabled`). */
+  outbox: WebhookOutbox;
   stop(): Promise<void>;
 }
 
 /**
- * Ensures JOBS and its `webhooks` consumer (always, like ingest's streams), then, when integrations.enabled,
- * starts the dispatcher (fed by ingest) and the delivery worker. Stop after ingest: the dispatcher finishes
- * what ingest handed it, then the worker the jobs in hand.
+ * Ensures JOBS and its `webhooks` consumer (always, like ingest's streams) and makes the outbox writer that
+ * ingest commits jobs with (always: the jobs belong to the commit, wherever they are relayed). When
+ * integrations.enabled, starts the outbox relay (outbox -> JOBS) and the delivery worker (JOBS -> HTTP); a
+ * process with it disabled leaves its jobs to the relay of another. Stop after ingest.
  */
 export async function startIntegrations(deps: {
   nc: NatsConnection;
+  db: Kysely<Database>;
   store: WebhookStore;
   config: Pick<CloudConfig, 'integrations' | 'streams'>;
   log: Logger;
@@ -33,12 +37,19 @@ export async function startIntegrations(deps: {
 }): Promise<IntegrationsRole> {
   const log = deps.log.child({ component: 'integrations' });
   await ensureJobs(await jetstreamManager(deps.nc), deps.config);
-  if (!deps.config.integrations.enabled) {
-    log.info('integrations disabled: JOBS ensured, webhooks are neither dispatched nor delivered here');
-    return { onCommitted: () => undefined, stop: () => Promise.resolve() };
-  }
   const js = jetstream(deps.nc);
-  const dispatcher = new WebhookDispatcher(js, deps.store, log, deps.metrics, deps.now);
+  const enabled = deps.config.integrations.enabled;
+  const relay = enabled
+    ? new OutboxRelay({ db: deps.db, js, log, metrics: deps.metrics, now: deps.now })
+    : undefined;
+  const outbox = new WebhookOutbox(deps.db, deps.store, log, deps.metrics, deps.now, () => relay?.nudge());
+  if (!relay) {
+    log.info(
+      'integrations disabled: JOBS ensured, webhook jobs are outboxed but relayed and delivered elsewhere',
+    );
+    return { outbox, stop: () => Promise.resolve() };
+  }
+  relay.start();
   const worker = new WebhookWorker({
     js,
     store: deps.store,
@@ -49,9 +60,9 @@ export async function startIntegrations(deps: {
   });
   worker.start();
   return {
-    onCommitted: (rows) => dispatcher.onCommitted(rows),
+    outbox,
     stop: async () => {
-      await dispatcher.stop();
+      await relay.stop();
       await worker.stop();
     },
   };

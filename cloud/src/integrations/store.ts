@@ -13,7 +13,7 @@ export type WebhookDelivery = Selectable<WebhookDeliveriesTable>;
 
 /** Attempt rows kept per webhook (the newest); older ones are deleted as new ones are written. */
 export const DELIVERIES_KEPT_PER_WEBHOOK = 1000;
-/** How long the dispatcher trusts its list of a tenant's enabled webhooks (changes made by other processes). */
+/** How long the outbox writer (in ingest) trusts its list of a tenant's enabled webhooks (changes made by other processes). */
 export const ENABLED_CACHE_MS = 5000;
 /** Webhooks a tenant may have enabled at once (each committed event fans out to all of them). */
 export const MAX_ENABLED_WEBHOOKS_PER_TENANT = 20;
@@ -113,15 +113,22 @@ export class WebhookStore {
     return hooks;
   }
 
-  /** Attempts recorded so far for this event at this webhook (the next attempt's number is this + 1). */
-  async attempts(webhookId: string, eventId: string): Promise<number> {
+  /**
+   * Attempts recorded so far for this event at this webhook (the next attempt's number is this + 1), and
+   * whether one of them delivered it (a job that comes back after that, e.g. redelivered because the worker
+   * died before its ack, or enqueued again after the JOBS duplicate window, is not sent again).
+   */
+  async progress(webhookId: string, eventId: string): Promise<{ attempts: number; delivered: boolean }> {
     const r = await this.db
       .selectFrom('webhook_deliveries')
-      .select(sql<number>`coalesce(max(attempt), 0)::int`.as('n'))
+      .select([
+        sql<number>`coalesce(max(attempt), 0)::int`.as('n'),
+        sql<boolean>`coalesce(bool_or(state = 'delivered'), false)`.as('delivered'),
+      ])
       .where('webhook_id', '=', webhookId)
       .where('event_id', '=', eventId)
       .executeTakeFirstOrThrow();
-    return r.n;
+    return { attempts: r.n, delivered: r.delivered };
   }
 
   /** Records an attempt and deletes the webhook's rows beyond the newest DELIVERIES_KEPT_PER_WEBHOOK. */

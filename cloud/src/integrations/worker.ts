@@ -67,7 +67,7 @@ export class WebhookWorker {
     });
     this.results = new Counter({
       name: 'vigil_cloud_webhook_deliveries_total',
-      help: 'Webhook delivery attempts and verdicts by result (delivered, retry, dead, cancelled: webhook gone or disabled)',
+      help: 'Webhook delivery attempts and verdicts by result (delivered, retry, dead, cancelled: webhook gone or disabled, already_delivered: a job repeated after its delivery, not sent again)',
       labelNames: ['result'],
       registers: [deps.metrics],
     });
@@ -150,7 +150,13 @@ export class WebhookWorker {
       return;
     }
     const eventId = job.event.event_id;
-    const attempt = (await store.attempts(hook.id, eventId)) + 1;
+    const progress = await store.progress(hook.id, eventId);
+    if (progress.delivered) {
+      this.results.inc({ result: 'already_delivered' });
+      msg.ack();
+      return;
+    }
+    const attempt = progress.attempts + 1;
     const record = (
       state: 'delivered' | 'retrying' | 'dead',
       r: { httpStatus?: number; error?: string | undefined; durationMs?: number },

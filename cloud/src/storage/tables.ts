@@ -290,6 +290,16 @@ export interface WebhookDeliveriesTable {
   at: Date;
 }
 
+/** One webhook delivery job waiting to be relayed to JOBS (migration 0015; integrations/outbox.ts). */
+export interface WebhookOutboxTable {
+  id: Generated<string>;
+  /** `<webhook id>:<event id>`: the job's Nats-Msg-Id. */
+  msg_id: string;
+  /** The job as JSON text (the message body). */
+  payload: string;
+  created_at: Generated<Date>;
+}
+
 /** The typed view of the schema that the migrations build. */
 export interface Database {
   tenants: TenantsTable;
@@ -308,4 +318,5 @@ export interface Database {
   media: MediaTable;
   webhooks: WebhooksTable;
   webhook_deliveries: WebhookDeliveriesTable;
+  webhook_outbox: WebhookOutboxTable;
 }
