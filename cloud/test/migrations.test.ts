@@ -34,6 +34,7 @@ describe('PostgreSQL migrations', () => {
       '0010_media',
       '0011_audit_tenant_index',
       '0012_webhooks',
+      '0013_nats_key_unique',
     ]);
     expect(await tables(db)).toEqual(
       expect.arrayContaining([
@@ -87,6 +88,12 @@ describe('PostgreSQL migrations', () => {
   });
 
   it('roll back and forward again', async () => {
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0013_nats_key_unique']);
+    const keyIdx = await sql<{ n: number }>`
+      select count(*)::int as n from pg_indexes where indexname = 'devices_nats_public_key_active'`.execute(
+      db,
+    );
+    expect(keyIdx.rows[0]?.n).toBe(0);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0012_webhooks']);
     expect(await tables(db)).not.toContain('webhooks');
     expect(await tables(db)).not.toContain('webhook_deliveries');
@@ -133,6 +140,7 @@ describe('PostgreSQL migrations', () => {
       '0010_media',
       '0011_audit_tenant_index',
       '0012_webhooks',
+      '0013_nats_key_unique',
     ]);
   });
 });

@@ -177,6 +177,7 @@ export function toStatus(err: unknown): { code: grpc.status; details: string } {
       case 'IDENTITY_INVALID_ARGUMENT':
         return { code: grpc.status.INVALID_ARGUMENT, details: err.message };
       case 'DEVICE_EXISTS':
+      case 'NATS_KEY_IN_USE':
         return { code: grpc.status.ALREADY_EXISTS, details: err.message };
       case 'DEVICE_REVOKED':
         return { code: grpc.status.PERMISSION_DENIED, details: err.message };
