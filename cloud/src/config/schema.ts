@@ -137,7 +137,7 @@ export const cloudConfigSchema = z
       })
       .prefault({}),
     /**
-     * API rate limits (api/ratelimit.ts): GCRA per tenant and per client (JWT `sub`), state shared by every API
+     * API rate limits (api/ratelimit.ts): GCRA per tenant and per client (tenant + JWT `sub`), state shared by every API
      * process in Redis. On by default as soon as `redisUrl` is set; when Redis fails the API serves (fail-open).
      */
     rateLimit: z
