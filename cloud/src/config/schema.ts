@@ -175,6 +175,8 @@ export const cloudConfigSchema = z
           .refine(isHttpsOrLoopback, { message: 'must be https (http only on loopback)' })
           .optional(),
         clockToleranceSeconds: z.number().int().min(0).max(300).default(30),
+        /** Longest token lifetime (exp - iat; iat is required); longer-lived tokens are refused (auth/jwt.ts). */
+        maxTokenLifetimeSeconds: z.number().int().min(60).max(31_536_000).default(86_400),
       })
       .refine((a) => !(a.jwksFile && a.jwksUrl), { message: 'set jwksFile or jwksUrl, not both' })
       .prefault({}),
