@@ -6,7 +6,7 @@ import { CompactSign, SignJWT, type JWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRoleAuthorizer, ensureDevSigningKey, parseCloudConfig } from '../src/index.js';
 import { createServer } from 'node:net';
-import { checkTokenTimes, createTokenVerifier, loadJwksFile } from '../src/auth/jwt.js';
+import { checkTokenRules, createTokenVerifier, loadJwksFile } from '../src/auth/jwt.js';
 import { KeySourceUnavailableError } from '../src/auth/errors.js';
 import { toProblem } from '../src/api/problem.js';
 import { AUDIENCE, ISSUER, PROBLEM_JSON, useApiCloud } from './api-fixtures.js';
@@ -326,9 +326,9 @@ describe('token lifetime and audience rules (auth.maxTokenLifetimeSeconds)', () 
   const opts = { audience: 'api', clockToleranceSeconds: 30, maxTokenLifetimeSeconds: 600 };
   const t = 1_800_000_000;
   it('takes iat as required, bounds exp - iat and exp - now, and wants aud to be ours alone', () => {
-    expect(checkTokenTimes({ iat: t, exp: t + 600, aud: 'api' }, t, opts)).toBeNull();
-    expect(checkTokenTimes({ iat: t, exp: t + 600, aud: ['api'] }, t, opts)).toBeNull();
-    expect(checkTokenTimes({ iat: t + 30, exp: t + 600, aud: 'api' }, t, opts)).toBeNull();
+    expect(checkTokenRules({ iat: t, exp: t + 600, aud: 'api' }, t, opts)).toBeNull();
+    expect(checkTokenRules({ iat: t, exp: t + 600, aud: ['api'] }, t, opts)).toBeNull();
+    expect(checkTokenRules({ iat: t + 30, exp: t + 600, aud: 'api' }, t, opts)).toBeNull();
     const refused: Array<[Record<string, unknown>, string]> = [
       [{ iat: t, exp: t + 601 }, 'lifetime'],
       [{ iat: t, exp: Infinity }, 'claims'],
@@ -341,7 +341,7 @@ describe('token lifetime and audience rules (auth.maxTokenLifetimeSeconds)', () 
       [{ iat: t, exp: t + 60, aud: [] }, 'claims'],
     ];
     for (const [payload, reason] of refused)
-      expect(checkTokenTimes(payload, t, opts)?.reason, JSON.stringify(payload)).toBe(reason);
+      expect(checkTokenRules(payload, t, opts)?.reason, JSON.stringify(payload)).toBe(reason);
   });
 
   it('is configured through auth.maxTokenLifetimeSeconds (default 24 h)', () => {

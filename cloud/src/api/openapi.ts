@@ -345,8 +345,10 @@ export function apiOperations(maxPageSize: number): ApiOperation[] {
       operationId: 'uploadModel',
       summary: 'Upload a model',
       description:
-        'Stores a model file under its SHA-256 (application/octet-stream). A body that does not hash to the ' +
-        'named SHA-256 is refused (400); one larger than models.maxBytes is a 413.',
+        'Stores a model file under its SHA-256 (application/octet-stream) in the caller’s tenant’s store (one ' +
+        'store per tenant, no shared catalogue). A body that does not hash to the named SHA-256 is refused ' +
+        '(400); one larger than models.maxBytes is a 413. Devices fetch a model only once a config issued to ' +
+        'them names it.',
       tag: 'Models',
       authorization: { action: 'configs:write', roles: ['admin'] },
       params: modelPathParams,
@@ -365,6 +367,7 @@ export function apiOperations(maxPageSize: number): ApiOperation[] {
       path: '/models',
       operationId: 'listModels',
       summary: 'List models',
+      description: 'The models of the caller’s tenant (never another tenant’s).',
       tag: 'Models',
       authorization: { action: 'configs:read', roles: CONFIG_READERS },
       success: { status: 200, description: 'The stored models.', schema: modelListSchema },

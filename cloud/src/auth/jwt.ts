@@ -166,7 +166,7 @@ function reasonOf(err: errors.JOSEError): AuthFailureReason {
  * - `aud` names our audience alone: the string, or an array of exactly that one member. A token minted for
  *   several APIs could be replayed by any of them against the others, so it is refused here.
  */
-export function checkTokenTimes(
+export function checkTokenRules(
   payload: Record<string, unknown>,
   now: number,
   opts: { audience: string; clockToleranceSeconds: number; maxTokenLifetimeSeconds: number },
@@ -193,7 +193,7 @@ export function checkTokenTimes(
 
 /**
  * Bearer token verification: algorithms pinned, `iss`, `aud`, `exp`, `iat` and `sub` required and checked,
- * clock tolerance bounded, lifetime bounded and `aud` exactly ours ({@link checkTokenTimes}), then the Vigil
+ * clock tolerance bounded, lifetime bounded and `aud` exactly ours ({@link checkTokenRules}), then the Vigil
  * claims (`tenant`, `roles`, optional `sites`) validated. `getKey` is injectable for tests.
  */
 export function createTokenVerifier(
@@ -231,7 +231,7 @@ export function createTokenVerifier(
           throw new KeySourceUnavailableError('the token signing keys cannot be fetched', { cause: err });
         throw err;
       }
-      const refused = checkTokenTimes(payload, Math.floor(Date.now() / 1000), limits);
+      const refused = checkTokenRules(payload, Math.floor(Date.now() / 1000), limits);
       if (refused) throw new AuthenticationError(refused.reason, refused.detail);
       const claims = vigilClaims.safeParse(payload);
       if (!claims.success) {
