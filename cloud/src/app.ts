@@ -195,7 +195,7 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
             caFile: config.identity.caCertFile,
           },
           log,
-          { models, metrics },
+          { models, metrics, configs },
         );
         closers.push(() => grpc.stop());
         grpcPort = grpc.port;

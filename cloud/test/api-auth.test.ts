@@ -2,11 +2,11 @@ import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SignJWT, type JWK } from 'jose';
+import { CompactSign, SignJWT, type JWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRoleAuthorizer, ensureDevSigningKey, parseCloudConfig } from '../src/index.js';
 import { createServer } from 'node:net';
-import { createTokenVerifier, loadJwksFile } from '../src/auth/jwt.js';
+import { checkTokenRules, createTokenVerifier, loadJwksFile } from '../src/auth/jwt.js';
 import { KeySourceUnavailableError } from '../src/auth/errors.js';
 import { toProblem } from '../src/api/problem.js';
 import { AUDIENCE, ISSUER, PROBLEM_JSON, useApiCloud } from './api-fixtures.js';
@@ -136,6 +136,48 @@ describe('API authentication (bearer JWT)', () => {
     ],
   ];
 
+  // Issue 12, finding 7: lifetime, iat and audience rules (auth.maxTokenLifetimeSeconds: 86400 by default).
+  /** Signs the payload text as is (JSON that SignJWT cannot produce, such as `1e400`). */
+  const signRaw = (json: string): Promise<string> =>
+    new CompactSign(new TextEncoder().encode(json))
+      .setProtectedHeader({ alg: 'ES256', kid: api.key().kid })
+      .sign(api.key().privateJwk);
+  const rawClaims = `"iss":"${ISSUER}","aud":"${AUDIENCE}","sub":"x","tenant":"acme","roles":["admin"]`;
+  cases.push(
+    ['exp 1e400 (Infinity: never expires)', () => signRaw(`{${rawClaims},"iat":${now()},"exp":1e400}`)],
+    ['iat 1e400', () => signRaw(`{${rawClaims},"iat":1e400,"exp":${now() + 300}}`)],
+    ['iat -1e400', () => signRaw(`{${rawClaims},"iat":-1e400,"exp":${now() + 300}}`)],
+    [
+      'a token without iat',
+      () =>
+        new SignJWT(claims())
+          .setProtectedHeader({ alg: 'ES256', kid: api.key().kid })
+          .setIssuer(ISSUER)
+          .setAudience(AUDIENCE)
+          .setSubject('x')
+          .setExpirationTime(now() + 300)
+          .sign(api.key().privateJwk),
+    ],
+    ['iat in the future (beyond the clock tolerance)', () => sign((j) => j.setIssuedAt(now() + 120))],
+    [
+      'a lifetime over the maximum (25 h)',
+      () => sign((j) => j.setIssuedAt(now()).setExpirationTime(now() + 25 * 3600)),
+    ],
+    [
+      'an old iat with a far exp (exp - iat over the maximum)',
+      () => sign((j) => j.setIssuedAt(now() - 10 * 86_400).setExpirationTime(now() + 600)),
+    ],
+    ['an audience array with ours and another', () => sign((j) => j.setAudience([AUDIENCE, 'other-api']))],
+    ['an audience array with ours twice', () => sign((j) => j.setAudience([AUDIENCE, AUDIENCE]))],
+  );
+
+  it('accepts the longest allowed lifetime and an audience array of ours alone', async () => {
+    const longest = await sign((j) => j.setIssuedAt(now()).setExpirationTime(now() + 86_400));
+    expect((await api.get('/v1/events', longest)).status).toBe(200);
+    const single = await sign((j) => j.setAudience([AUDIENCE]));
+    expect((await api.get('/v1/events', single)).status).toBe(200);
+  });
+
   it.each(cases)('answers 401 invalid_token for %s, with the same generic body', async (_name, make) => {
     const token = await make();
     const res = await api.get('/v1/events', undefined, {
@@ -183,7 +225,7 @@ describe('API authentication (bearer JWT)', () => {
 
   it('counts refusals by reason (never by token)', async () => {
     const text = await (await fetch(`${api.base()}/metrics`)).text();
-    for (const reason of ['missing', 'malformed', 'expired', 'claims', 'algorithm', 'signature'])
+    for (const reason of ['missing', 'malformed', 'expired', 'claims', 'lifetime', 'algorithm', 'signature'])
       expect(text).toMatch(new RegExp(`vigil_cloud_api_auth_failures_total\\{reason="${reason}"\\} [1-9]`));
   });
 });
@@ -277,5 +319,43 @@ describe('dev signing key and auth config', () => {
       maxPageSize: 500,
       idempotency: { ttlSeconds: 86_400, inProgressTimeoutSeconds: 60 },
     });
+  });
+});
+
+describe('token lifetime and audience rules (auth.maxTokenLifetimeSeconds)', () => {
+  const opts = { audience: 'api', clockToleranceSeconds: 30, maxTokenLifetimeSeconds: 600 };
+  const t = 1_800_000_000;
+  it('takes iat as required, bounds exp - iat and exp - now, and wants aud to be ours alone', () => {
+    expect(checkTokenRules({ iat: t, exp: t + 600, aud: 'api' }, t, opts)).toBeNull();
+    expect(checkTokenRules({ iat: t, exp: t + 600, aud: ['api'] }, t, opts)).toBeNull();
+    expect(checkTokenRules({ iat: t + 30, exp: t + 600, aud: 'api' }, t, opts)).toBeNull();
+    const refused: Array<[Record<string, unknown>, string]> = [
+      [{ iat: t, exp: t + 601 }, 'lifetime'],
+      [{ iat: t, exp: Infinity }, 'claims'],
+      [{ iat: Infinity, exp: t + 60 }, 'claims'],
+      [{ iat: Number.NaN, exp: t + 60 }, 'claims'],
+      [{ exp: t + 60 }, 'claims'],
+      [{ iat: '1800000000', exp: t + 60 }, 'claims'],
+      [{ iat: t + 31, exp: t + 60 }, 'claims'],
+      [{ iat: t, exp: t + 60, aud: ['api', 'other'] }, 'claims'],
+      [{ iat: t, exp: t + 60, aud: [] }, 'claims'],
+    ];
+    for (const [payload, reason] of refused)
+      expect(checkTokenRules(payload, t, opts)?.reason, JSON.stringify(payload)).toBe(reason);
+  });
+
+  it('is configured through auth.maxTokenLifetimeSeconds (default 24 h)', () => {
+    const base = {
+      database: { url: 'postgres://x' },
+      nats: { servers: ['tls://localhost:1'], tls: { caFile: 'a', certFile: 'b', keyFile: 'c' } },
+      api: { enabled: false },
+    };
+    expect(parseCloudConfig(base).auth.maxTokenLifetimeSeconds).toBe(86_400);
+    expect(
+      parseCloudConfig({ ...base, auth: { maxTokenLifetimeSeconds: 3600 } }).auth.maxTokenLifetimeSeconds,
+    ).toBe(3600);
+    expect(() => parseCloudConfig({ ...base, auth: { maxTokenLifetimeSeconds: 10 } })).toThrow(
+      /maxTokenLifetimeSeconds/,
+    );
   });
 });

@@ -84,9 +84,15 @@ export function useApiCloud(
           servers: [`tls://localhost:${nats().port}`],
           tls: { caFile: pki().caCert, certFile: svc.cert, keyFile: svc.key },
         },
-        auth: { issuer: ISSUER, audience: AUDIENCE, jwksFile: key.jwksFile },
         log: { level: 'silent' },
         ...overrides,
+        // `auth` overrides are merged: the key file is only known here.
+        auth: {
+          issuer: ISSUER,
+          audience: AUDIENCE,
+          jwksFile: key.jwksFile,
+          ...(overrides.auth as Record<string, unknown> | undefined),
+        },
       }),
       { logger: pino({ level: 'silent' }), ...deps },
     );

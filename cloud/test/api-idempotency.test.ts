@@ -6,6 +6,7 @@ import {
   IdempotencyStore,
   MAX_IDEMPOTENCY_KEY_LENGTH,
   parseIdempotencyKey,
+  principalKey,
   requestFingerprint,
 } from '../src/api/idempotency.js';
 import { createRoleAuthorizer, FleetRegistry, type Authorizer } from '../src/index.js';
@@ -30,10 +31,14 @@ describe('Idempotency-Key parsing', () => {
   });
 });
 
+/** How the admin token of these tests (user@acme, roles [admin]) is stored as a scope. */
+const ADMIN_KEY = principalKey({ subject: 'user@acme', tenant: 'acme', roles: ['admin'] });
+
 describe('Idempotency-Key on the API', () => {
   // The authorizer is the hook to hold a request in flight (concurrency) or to fail one (5xx).
   const base = createRoleAuthorizer();
-  let hold: { entered: () => void; release: Promise<void> } | null = null;
+  // `skip`: decisions let through before holding (the router asks first, then the handler).
+  let hold: { entered: () => void; release: Promise<void>; skip: number } | null = null;
   let failNext = false;
   const authorizer: Authorizer = {
     async authorize(principal, action, resource) {
@@ -43,7 +48,8 @@ describe('Idempotency-Key on the API', () => {
           throw new Error('authorizer down');
         }
         const h = hold;
-        if (h) {
+        if (h && h.skip > 0) h.skip--;
+        else if (h) {
           hold = null;
           h.entered();
           await h.release;
@@ -130,7 +136,7 @@ describe('Idempotency-Key on the API', () => {
       .executeTakeFirstOrThrow();
     expect(stored).toMatchObject({
       tenant_id: 'acme',
-      principal: 'user@acme',
+      principal: ADMIN_KEY,
       method: 'POST',
       path: '/v1/enrollment-tokens',
       state: 'done',
@@ -159,7 +165,7 @@ describe('Idempotency-Key on the API', () => {
     let entered!: () => void;
     const inFlight = new Promise<void>((resolve) => (entered = resolve));
     let release!: () => void;
-    hold = { entered, release: new Promise<void>((resolve) => (release = resolve)) };
+    hold = { entered, release: new Promise<void>((resolve) => (release = resolve)), skip: 1 };
     const body = { site_id: 'hq', note: 'concurrent' };
     const first = createToken(body, key);
     await inFlight; // the first request holds the key and waits inside the handler
@@ -266,7 +272,7 @@ describe('Idempotency-Key on the API', () => {
       .db.insertInto('idempotency_keys')
       .values({
         tenant_id: 'acme',
-        principal: 'user@acme',
+        principal: ADMIN_KEY,
         method: 'POST',
         path: '/v1/enrollment-tokens',
         key,
@@ -309,7 +315,7 @@ describe('Idempotency-Key on the API', () => {
       .values(
         [1, 2, 3, 4, 5].map((i) => ({
           tenant_id: 'acme',
-          principal: 'user@acme',
+          principal: ADMIN_KEY,
           method: 'POST',
           path: '/v1/enrollment-tokens',
           key: `old-${i}`,

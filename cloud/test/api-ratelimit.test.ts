@@ -256,6 +256,16 @@ describe('API rate limits across processes (Redis, GCRA)', () => {
     expect((await request(2, 'solo', 'c2')).status).toBe(200);
   });
 
+  it("charges a client per tenant: another tenant's caller with the same sub does not use up its budget", async () => {
+    // Issue 12, finding 5: tenant B's caller exhausts its own client limit...
+    const { replies } = await burst('rl-b', ['same-sub'], 12, 5);
+    expect(replies.filter((r) => r.status === 429).length).toBeGreaterThan(0);
+    // ...and tenant A's caller with the very same sub still has its whole burst.
+    const r = await request(0, 'rl-a', 'same-sub');
+    expect(r.status).toBe(200);
+    expect(r.headers.get('ratelimit')).toBe('"client";r=5;t=1');
+  });
+
   it('does not limit before authentication (a 401 carries no rate limit fields)', async () => {
     const res = await fetch(`${bases[0]}${PATH}`);
     expect(res.status).toBe(401);

@@ -67,8 +67,8 @@ describe('config OTA: documents, signed versions, NATS delivery, reported state,
     for (const nc of open) await nc.close().catch(() => undefined);
   });
 
-  async function enroll(deviceId: string, site = 'hq'): Promise<Enrolled> {
-    const token = await stack.enrollmentToken('acme', site);
+  async function enroll(deviceId: string, site = 'hq', tenant = 'acme'): Promise<Enrolled> {
+    const token = await stack.enrollmentToken(tenant, site);
     const nkey = createUser();
     const { csrPem, keyPem } = makeCsr(deviceId);
     const req: EnrollRequest = {
@@ -100,6 +100,15 @@ describe('config OTA: documents, signed versions, NATS delivery, reported state,
     return nc;
   }
   const admin = (): Promise<string> => stack.token('acme', ['admin']);
+  /** FetchModel to the end: the bytes, or the gRPC error. */
+  const fetchAll = (client: DeviceServiceClient, hash: string): Promise<Buffer> =>
+    new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      const call = client.fetchModel({ sha256: hash, offset: 0n }, { deadline: Date.now() + 10_000 });
+      call.on('data', (c: FetchModelResponse) => chunks.push(Buffer.from(c.data)));
+      call.on('error', reject);
+      call.on('end', () => resolve(Buffer.concat(chunks)));
+    });
   async function put(path: string, body: unknown, token?: string): Promise<Response> {
     return stack.api(path, token ?? (await admin()), { method: 'PUT', body: JSON.stringify(body) });
   }
@@ -367,5 +376,58 @@ describe('config OTA: documents, signed versions, NATS delivery, reported state,
     await expect(fetchModel(stack.client(), modelSha)).rejects.toMatchObject({
       code: grpc.status.UNAUTHENTICATED,
     });
+  });
+
+  it('scopes the models store per tenant: listing, upload, and a device fetches only what its configs name', async () => {
+    // Issue 12, finding 10. acme uploaded modelSha (above) and its tenant document names it.
+    const upload = (token: string, body: Buffer): Promise<Response> =>
+      stack.api(`/v1/models/${sha(body)}`, token, {
+        method: 'PUT',
+        body,
+        headers: { 'content-type': 'application/octet-stream' },
+      });
+    const list = async (token: string): Promise<string[]> =>
+      (
+        (await (await stack.api('/v1/models', token)).json()) as { items: Array<{ sha256: string }> }
+      ).items.map((m) => m.sha256);
+    const globexViewer = await stack.token('globex', ['viewer']);
+    const globexAdmin = await stack.token('globex', ['admin']);
+    expect(await list(globexViewer)).toEqual([]);
+
+    // A globex device cannot fetch acme's model by its hash.
+    const g = await enroll('gw-models-g', 'plant', 'globex');
+    const gClient = stack.client({ certPem: g.res.certificatePem, keyPem: g.keyPem });
+    await expect(fetchAll(gClient, modelSha)).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
+    // Nor can an acme device that no config issued to it names the model for.
+    const bare = await enroll('cfg-no-config');
+    const bareClient = stack.client({ certPem: bare.res.certificatePem, keyPem: bare.keyPem });
+    await expect(fetchAll(bareClient, modelSha)).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
+
+    // globex uploads its own copy: its store, its listing; acme's listing is unchanged.
+    const own = randomBytes(4096);
+    expect((await upload(globexAdmin, model)).status).toBe(201);
+    expect((await upload(globexAdmin, own)).status).toBe(201);
+    expect((await list(globexViewer)).sort()).toEqual([modelSha, sha(own)].sort());
+    expect(await list(await stack.token('acme', ['viewer']))).not.toContain(sha(own));
+    // Still refused until a config issued to the device names it; then served.
+    await expect(fetchAll(gClient, sha(own))).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
+    expect(
+      (
+        await put(
+          '/v1/configs/device/gw-models-g',
+          { models: [{ name: 'own', type: 'yolox', sha256: sha(own) }] },
+          globexAdmin,
+        )
+      ).status,
+    ).toBeLessThan(300);
+    const issued = await stack.api('/v1/devices/gw-models-g/config/issue', globexAdmin, {
+      method: 'POST',
+      body: '{}',
+    });
+    expect(issued.status, await issued.clone().text()).toBe(201);
+    expect((await fetchAll(gClient, sha(own))).equals(own)).toBe(true);
+    await expect(fetchAll(gClient, modelSha)).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
+    const metrics = await (await fetch(`http://127.0.0.1:${stack.cloud().httpPort}/metrics`)).text();
+    expect(metrics).toMatch(/vigil_cloud_model_fetches_total\{result="not_named"\} [1-9]/);
   });
 });

@@ -34,6 +34,7 @@ describe('PostgreSQL migrations', () => {
       '0010_media',
       '0011_audit_tenant_index',
       '0012_webhooks',
+      '0013_nats_key_unique',
       '0015_webhook_outbox',
     ]);
     expect(await tables(db)).toEqual(
@@ -91,6 +92,12 @@ describe('PostgreSQL migrations', () => {
   it('roll back and forward again', async () => {
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0015_webhook_outbox']);
     expect(await tables(db)).not.toContain('webhook_outbox');
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0013_nats_key_unique']);
+    const keyIdx = await sql<{ n: number }>`
+      select count(*)::int as n from pg_indexes where indexname = 'devices_nats_public_key_active'`.execute(
+      db,
+    );
+    expect(keyIdx.rows[0]?.n).toBe(0);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0012_webhooks']);
     expect(await tables(db)).not.toContain('webhooks');
     expect(await tables(db)).not.toContain('webhook_deliveries');
@@ -137,7 +144,48 @@ describe('PostgreSQL migrations', () => {
       '0010_media',
       '0011_audit_tenant_index',
       '0012_webhooks',
+      '0013_nats_key_unique',
       '0015_webhook_outbox',
+    ]);
+  });
+
+  it('0013 backfills current NATS keys; of two active devices sharing one, the first enrolled keeps it', async () => {
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0015_webhook_outbox']);
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0013_nats_key_unique']);
+    const t = (s: string): Date => new Date(`2026-01-0${s}T00:00:00Z`);
+    await sql`insert into tenants (id, name) values ('mk-a', 'a'), ('mk-b', 'b') on conflict do nothing`.execute(
+      db,
+    );
+    await sql`insert into devices (tenant_id, id, enrolled_at) values
+      ('mk-b', 'victim', ${t('1')}), ('mk-a', 'thief', ${t('2')}), ('mk-a', 'plain', ${t('1')}),
+      ('mk-a', 'gone', ${t('1')})`.execute(db);
+    await sql`update devices set revoked_at = ${t('3')} where tenant_id = 'mk-a' and id = 'gone'`.execute(db);
+    const cert = (serial: string, tenant: string, device: string, key: string, issued: Date) =>
+      sql`insert into device_certificates
+        (serial, tenant_id, device_id, fingerprint_sha256, not_before, not_after, nats_public_key, issued_at, issued_by)
+        values (${serial}, ${tenant}, ${device}, ${serial}, ${issued}, ${t('9')}, ${key}, ${issued}, 'enroll')`.execute(
+        db,
+      );
+    await cert('S1', 'mk-b', 'victim', 'UKEYSHARED', t('1'));
+    await cert('S2', 'mk-a', 'thief', 'UKEYSHARED', t('2'));
+    await cert('S3', 'mk-a', 'plain', 'UKEYOLD', t('1'));
+    await cert('S4', 'mk-a', 'plain', 'UKEYNEW', t('2'));
+    await cert('S5', 'mk-a', 'gone', 'UKEYNEW2', t('1'));
+    expect(await migrateToLatest(db as Kysely<unknown>)).toEqual([
+      '0013_nats_key_unique',
+      '0015_webhook_outbox',
+    ]);
+    const rows = await db
+      .selectFrom('devices')
+      .select(['id', 'nats_public_key'])
+      .where('tenant_id', 'in', ['mk-a', 'mk-b'])
+      .orderBy('id')
+      .execute();
+    expect(rows).toEqual([
+      { id: 'gone', nats_public_key: null },
+      { id: 'plain', nats_public_key: 'UKEYNEW' },
+      { id: 'thief', nats_public_key: null },
+      { id: 'victim', nats_public_key: 'UKEYSHARED' },
     ]);
   });
 });

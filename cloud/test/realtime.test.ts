@@ -59,7 +59,11 @@ function row(tenant: string, camera: string, label = 'person', site = 'hq'): New
 }
 
 describe('event stream: GET /v1/stream (websocket)', () => {
-  const api = useApiCloud({ realtime: { maxBufferedBytes: 16 * 1024, maxConnectionsPerTenant: 3 } });
+  const api = useApiCloud({
+    realtime: { maxBufferedBytes: 16 * 1024, maxConnectionsPerTenant: 3 },
+    // Tokens may live 60 days here, for the long-lived stream below.
+    auth: { maxTokenLifetimeSeconds: 60 * 86_400 },
+  });
   let feed: CommittedFeed;
   const wsUrl = (q = ''): string => `${api.base().replace('http', 'ws')}/v1/stream${q}`;
   const bearer = (t: string) => ({ headers: { authorization: `Bearer ${t}` } });
@@ -203,6 +207,23 @@ describe('event stream: GET /v1/stream (websocket)', () => {
     const started = Date.now();
     expect(await c.closed).toBe(4001);
     expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
+  it('keeps a stream open whose token expires in 30 days (no timer overflow: 2^31-1 ms is 24.8 days)', async () => {
+    // Issue 12, finding 8: setTimeout with more than 2^31-1 ms fires at once, which closed the stream with 4001.
+    const c = client(wsUrl(), bearer(await api.token('acme', ['viewer'], { ttlSeconds: 30 * 86_400 })));
+    let code: number | undefined;
+    void c.closed.then((x) => (code = x));
+    await c.opened;
+    await expect.poll(() => c.messages.length).toBe(1);
+    // An event published after it opened arrives: the stream is still open, and no close code came.
+    const r = row('acme', 'long-lived');
+    feed.publish([r]);
+    await expect.poll(() => c.events().length).toBe(1);
+    expect(c.events()[0]!.event!.event_id).toBe(r.event_id);
+    expect(code).toBeUndefined();
+    expect(c.ws.readyState).toBe(WebSocket.OPEN);
+    c.ws.close();
   });
 
   it('matches: every filter narrows', () => {

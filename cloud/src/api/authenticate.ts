@@ -17,7 +17,7 @@ const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
 export function authenticate(verifier: TokenVerifier, log: Logger, metrics: Registry): RequestHandler {
   const failures = new Counter({
     name: 'vigil_cloud_api_auth_failures_total',
-    help: 'Bearer tokens refused, by reason (missing, malformed, algorithm, signature, unknown_key, expired, claims, other)',
+    help: 'Bearer tokens refused, by reason (missing, malformed, algorithm, signature, unknown_key, expired, claims, lifetime, other)',
     labelNames: ['reason'],
     registers: [metrics],
   });

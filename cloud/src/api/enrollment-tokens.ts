@@ -2,7 +2,7 @@ import type { Router } from 'express';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { AuditLog } from '../audit/audit-log.js';
-import type { Authorizer } from '../auth/authorize.js';
+import type { Authorizer, Resource } from '../auth/authorize.js';
 import {
   DEFAULT_TOKEN_TTL_SECONDS,
   MAX_TOKEN_TTL_SECONDS,
@@ -40,6 +40,15 @@ export const listQuery = z.strictObject({
   include_used: z.enum(['true', 'false']).optional(),
 });
 
+/**
+ * The resource minting a token is asked about: the tenant's tokens of the body's site (when it names a valid
+ * one). The rest of the body is validated after the decision, so the decision never depends on it.
+ */
+export function tokenCollection(tenant: string, body: unknown): Resource {
+  const site = siteId.safeParse((body as Record<string, unknown> | null | undefined)?.site_id);
+  return { type: 'enrollment-tokens', tenant, site: site.success ? site.data : undefined };
+}
+
 /** The API view of a token: never the secret (not stored), never its hash. */
 function view(t: EnrollmentToken): Record<string, unknown> {
   return {
@@ -63,13 +72,12 @@ export function mountEnrollmentTokenRoutes(router: Router, deps: EnrollmentToken
       const principal = principalOf(res);
       // A token is for one site: a site-scoped installer may mint tokens for its sites. The rest of the body
       // is validated after the decision, so the decision never depends on it.
-      const site = siteId.safeParse((req.body as Record<string, unknown> | undefined)?.site_id);
       await requireAllowed(
         deps.authorizer,
         deps.log,
         principal,
         'enrollment-tokens:create',
-        { type: 'enrollment-tokens', tenant: principal.tenant, site: site.success ? site.data : undefined },
+        tokenCollection(principal.tenant, req.body),
         deps.audit,
       );
       const body = parseOrThrow(createBody, req.body ?? {}, 'body');

@@ -4,6 +4,7 @@ import { sql, type Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { canonicalJson } from '../audit/audit-log.js';
 import type { Database } from '../storage/tables.js';
+import type { Principal } from '../auth/principal.js';
 import { principalOf } from './authenticate.js';
 import {
   IdempotencyKeyInUseError,
@@ -17,7 +18,9 @@ import {
  *
  * A client that may retry a request sends `Idempotency-Key: <key>` (1-255 printable ASCII characters; the
  * draft's quoted sf-string form "..." is accepted too and means the same key). The key is scoped to the
- * caller (tenant + JWT subject) and the request (method + path): the same key on another route is another key.
+ * whole caller (tenant, JWT subject, roles and sites: {@link principalKey}) and the request (method + path):
+ * the same key on another route is another key. The router asks the operation's first authorization question
+ * before this middleware runs (api/router.ts), so a replay never skips authorization.
  *
  *   first request     claims the key (INSERT ... ON CONFLICT: exactly one of several concurrent requests wins),
  *                     runs, and stores its response (status, Content-Type/Location, body) before sending it
@@ -73,6 +76,19 @@ export function parseIdempotencyKey(raw: string): string {
   if (!/^[\x20-\x7e]+$/.test(key))
     throw new IdempotencyKeyInvalidError('must be printable ASCII characters only');
   return key;
+}
+
+/**
+ * The caller as an idempotency scope: the subject and a digest of everything else the token grants (roles and
+ * sites, order-free), so that a stored response is replayed only to the very same principal. A viewer token
+ * that reuses an admin's `sub` is another principal (issue 12, finding 4).
+ */
+export function principalKey(p: Principal): string {
+  const grants = canonicalJson({
+    roles: [...new Set(p.roles)].sort(),
+    sites: p.sites === undefined ? null : [...new Set(p.sites)].sort(),
+  });
+  return `${p.subject}#${createHash('sha256').update(grants).digest('base64url')}`;
 }
 
 /** SHA-256 of the request payload in canonical JSON (key order and whitespace do not matter). */
@@ -286,7 +302,7 @@ export function idempotency(store: IdempotencyStore, route: IdempotentRoute, log
       const principal = principalOf(res);
       const scope: IdempotencyScope = {
         tenant: principal.tenant,
-        principal: principal.subject,
+        principal: principalKey(principal),
         method: req.method,
         path: `${req.baseUrl}${req.path}`,
         key,

@@ -7,8 +7,12 @@ import {
   rolloutPathParams,
   rolloutViewSchema,
 } from './rollouts.js';
-import type { Action } from '../auth/authorize.js';
-import { createBody as createTokenBody, listQuery as listTokensQuery } from './enrollment-tokens.js';
+import type { Action, Resource } from '../auth/authorize.js';
+import {
+  createBody as createTokenBody,
+  listQuery as listTokensQuery,
+  tokenCollection,
+} from './enrollment-tokens.js';
 import { revokeBody } from './devices.js';
 import { devicePathParams, listDevicesQuerySchema } from './devices-query.js';
 import { eventPathParams } from './events.js';
@@ -69,6 +73,26 @@ export interface OperationSuccess {
   contentType?: string | undefined;
 }
 
+/** What the router hands {@link OperationAuthorization.resource}: the caller's tenant and the raw request. */
+export interface AuthorizeFirstContext {
+  tenant: string;
+  /** Path parameters that passed the operation's `params` schema. */
+  params: Readonly<Record<string, string>>;
+  /** The parsed JSON body, not validated yet (the decision must not depend on its validity). */
+  body: unknown;
+}
+
+export interface OperationAuthorization {
+  action: Action;
+  roles: readonly string[];
+  /**
+   * The resource of the handler's first authorization question (tenant and id only, never a loaded row).
+   * Required on POST and PATCH: the router asks it before Idempotency-Key replay, so that a stored response
+   * never reaches a caller the decision point refuses (createApiRouter refuses to start without it).
+   */
+  resource?: ((ctx: AuthorizeFirstContext) => Resource) | undefined;
+}
+
 export interface ApiOperation {
   method: HttpMethod;
   /** Where the router that serves it is mounted: the /v1 API, or the operational endpoints at the root. */
@@ -83,7 +107,7 @@ export interface ApiOperation {
    * What the handler asks the authorizer (and the roles the default Cedar policies grant it to, inside the
    * caller's tenant; the API test checks them against the policies). Null: no authentication at all.
    */
-  authorization: { action: Action; roles: readonly string[] } | 'authenticated' | null;
+  authorization: OperationAuthorization | 'authenticated' | null;
   params?: z.ZodType | undefined;
   query?: z.ZodType | undefined;
   /** Descriptions of query parameters, by name. */
@@ -175,7 +199,11 @@ export function apiOperations(maxPageSize: number): ApiOperation[] {
         'Right to erasure: deletes the bytes and keeps a tombstone (when, why) so that the event’s snapshot ' +
         'answers 410. The erasure and its reason are on the audit log. Erasing again reports `already_deleted`.',
       tag: 'Media',
-      authorization: { action: 'media:erase', roles: ['admin'] },
+      authorization: {
+        action: 'media:erase',
+        roles: ['admin'],
+        resource: ({ tenant, params }) => ({ type: 'media', tenant, id: params.id! }),
+      },
       params: mediaPathParams,
       body: eraseBody,
       success: { status: 200, description: 'The media is erased.', schema: erasedMediaSchema },
@@ -239,7 +267,11 @@ export function apiOperations(maxPageSize: number): ApiOperation[] {
         'Marks the device and its certificates revoked and cuts its NATS access. Revoking again changes ' +
         'nothing and reports the first revocation (`already_revoked`).',
       tag: 'Devices',
-      authorization: { action: 'devices:revoke', roles: ['admin'] },
+      authorization: {
+        action: 'devices:revoke',
+        roles: ['admin'],
+        resource: ({ tenant, params }) => ({ type: 'device', tenant, id: params.id! }),
+      },
       params: devicePathParams,
       body: revokeBody,
       success: { status: 200, description: 'The device is revoked.', schema: revokeResultSchema },
@@ -297,7 +329,11 @@ export function apiOperations(maxPageSize: number): ApiOperation[] {
       description:
         'Signs the device’s effective config as a new version and pushes it to the device (no rollout).',
       tag: 'Configs',
-      authorization: { action: 'configs:write', roles: ['admin'] },
+      authorization: {
+        action: 'configs:write',
+        roles: ['admin'],
+        resource: ({ tenant, params }) => ({ type: 'device', tenant, id: params.id! }),
+      },
       params: devicePathParams,
       success: { status: 201, description: 'The issued version.', schema: issuedConfigViewSchema },
       errors: [404, 503],
@@ -309,8 +345,10 @@ export function apiOperations(maxPageSize: number): ApiOperation[] {
       operationId: 'uploadModel',
       summary: 'Upload a model',
       description:
-        'Stores a model file under its SHA-256 (application/octet-stream). A body that does not hash to the ' +
-        'named SHA-256 is refused (400); one larger than models.maxBytes is a 413.',
+        'Stores a model file under its SHA-256 (application/octet-stream) in the caller’s tenant’s store (one ' +
+        'store per tenant, no shared catalogue). A body that does not hash to the named SHA-256 is refused ' +
+        '(400); one larger than models.maxBytes is a 413. Devices fetch a model only once a config issued to ' +
+        'them names it.',
       tag: 'Models',
       authorization: { action: 'configs:write', roles: ['admin'] },
       params: modelPathParams,
@@ -329,6 +367,7 @@ export function apiOperations(maxPageSize: number): ApiOperation[] {
       path: '/models',
       operationId: 'listModels',
       summary: 'List models',
+      description: 'The models of the caller’s tenant (never another tenant’s).',
       tag: 'Models',
       authorization: { action: 'configs:read', roles: CONFIG_READERS },
       success: { status: 200, description: 'The stored models.', schema: modelListSchema },
@@ -345,7 +384,11 @@ export function apiOperations(maxPageSize: number): ApiOperation[] {
         'only. With an Idempotency-Key, a repeat does not mint a second token; because the secret is never ' +
         'stored, the repeat gets 409 (idempotent-result-unavailable) instead of the secret.',
       tag: 'Enrollment tokens',
-      authorization: { action: 'enrollment-tokens:create', roles: ['admin', 'installer'] },
+      authorization: {
+        action: 'enrollment-tokens:create',
+        roles: ['admin', 'installer'],
+        resource: ({ tenant, body }) => tokenCollection(tenant, body),
+      },
       body: createTokenBody,
       success: {
         status: 201,
@@ -379,7 +422,11 @@ export function apiOperations(maxPageSize: number): ApiOperation[] {
         'device’s pre-rollout baseline, event rate) within a window; aborts and rolls back on the abort criteria. ' +
         'One rollout per tenant is active at a time: another one is a 409 (rollout-state-conflict).',
       tag: 'Rollouts',
-      authorization: { action: 'rollouts:write', roles: ['admin'] },
+      authorization: {
+        action: 'rollouts:write',
+        roles: ['admin'],
+        resource: ({ tenant }) => ({ type: 'rollouts', tenant }),
+      },
       body: createRolloutBody,
       success: { status: 201, description: 'The rollout, pending.', schema: rolloutViewSchema },
     },
@@ -422,7 +469,11 @@ export function apiOperations(maxPageSize: number): ApiOperation[] {
             ? 'Issues no further wave; the abort criteria are still watched.'
             : 'Continues a paused rollout.',
       tag: 'Rollouts',
-      authorization: { action: 'rollouts:write', roles: ['admin'] },
+      authorization: {
+        action: 'rollouts:write',
+        roles: ['admin'],
+        resource: ({ tenant }) => ({ type: 'rollouts', tenant }),
+      },
       params: rolloutPathParams,
       body: rolloutOperationBody,
       success: { status: 200, description: 'The rollout.', schema: rolloutViewSchema },

@@ -184,7 +184,9 @@ export class RateLimiter {
   async check(tenant: string, subject: string): Promise<RateLimitDecision | undefined> {
     const requests: LimitRequest[] = [
       { scope: 'tenant', id: tenant, rule: this.rules.tenant },
-      { scope: 'client', id: subject, rule: this.rules.client },
+      // A client is a subject of one tenant: another tenant's token with the same `sub` is another client
+      // (tenant ids hold no ':', so `<tenant>:<sub>` is unambiguous).
+      { scope: 'client', id: `${tenant}:${subject}`, rule: this.rules.client },
     ];
     const { keys, args } = gcraArguments(requests);
     try {
@@ -256,7 +258,7 @@ export function createRateLimiter(config: RateLimitConfig, log: Logger, metrics:
 }
 
 /**
- * Express middleware, after authenticate(): charges the caller's tenant and client (JWT `sub`) and sets
+ * Express middleware, after authenticate(): charges the caller's tenant and client (tenant + JWT `sub`) and sets
  * `RateLimit-Policy` and `RateLimit`; over a limit, the request ends as a 429 problem with `Retry-After`.
  * Without a verdict (Redis failed) the request goes on without rate limit headers.
  */

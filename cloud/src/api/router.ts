@@ -3,11 +3,11 @@ import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import { AuditLog } from '../audit/audit-log.js';
-import type { Authorizer } from '../auth/authorize.js';
+import type { Action, Authorizer, Resource } from '../auth/authorize.js';
 import type { TokenVerifier } from '../auth/jwt.js';
 import { EnrollmentTokens } from '../fleet/enrollment.js';
 import type { Database } from '../storage/tables.js';
-import { authenticate } from './authenticate.js';
+import { authenticate, principalOf, requireAllowed } from './authenticate.js';
 import { DOCS_CONTENT_SECURITY_POLICY, renderDocsPage } from './docs-page.js';
 import { idempotency, IdempotencyStore, type IdempotencyOptions } from './idempotency.js';
 import {
@@ -17,7 +17,13 @@ import {
   rejectionCounter,
   rejectQueryParameters,
 } from './limits.js';
-import { apiOperations, buildOpenApiDocument, isIdempotent } from './openapi.js';
+import {
+  apiOperations,
+  buildOpenApiDocument,
+  isIdempotent,
+  type ApiOperation,
+  type AuthorizeFirstContext,
+} from './openapi.js';
 import { DeviceRevoker } from '../fleet/revocation.js';
 import { DeviceReader } from './device-store.js';
 import { mountDeviceRoutes } from './devices.js';
@@ -76,6 +82,33 @@ export const OPERATION_GUARD = Symbol.for('vigil.api.operationGuard');
 function guard(handler: RequestHandler): RequestHandler {
   const wrapped: RequestHandler = (req, res, next) => handler(req, res, next);
   return Object.assign(wrapped, { [OPERATION_GUARD]: true });
+}
+
+/** Route middleware: the operation's first authorization question (see the loop in createApiRouter). */
+function authorizeFirst(
+  authorizer: Authorizer,
+  log: Logger,
+  audit: AuditLog,
+  action: Action,
+  resource: (ctx: AuthorizeFirstContext) => Resource,
+  params: ApiOperation['params'],
+): RequestHandler {
+  return async (req, res, next) => {
+    try {
+      // Invalid path parameters: the handler answers 400 (after its own question); idempotency skips them too.
+      if (params && !params.safeParse(req.params).success) {
+        next();
+        return;
+      }
+      const principal = principalOf(res);
+      const body: unknown = req.body;
+      const ctx = { tenant: principal.tenant, params: req.params as Record<string, string>, body };
+      await requireAllowed(authorizer, log, principal, action, resource(ctx), audit);
+      next();
+    } catch (err) {
+      next(err);
+    }
+  };
 }
 
 /**
@@ -152,6 +185,18 @@ export function createApiRouter(deps: ApiDeps): Router {
     if (op.mount !== '/v1' || op.authorization === null) continue;
     const guards: RequestHandler[] = [];
     if (op.query === undefined) guards.push(guard(rejectQueryParameters));
+    // Authenticate, authorize, then replay: a stored response must never reach a caller the decision point
+    // refuses now. Handlers authorize themselves too (and again with the loaded row); this first question is
+    // the router's, so that a new POST/PATCH route cannot put its replay in front of its authorization.
+    if (isIdempotent(op) && op.authorization !== 'authenticated') {
+      const { action, resource } = op.authorization;
+      if (resource === undefined)
+        throw new Error(
+          `operation ${op.operationId} takes an Idempotency-Key but its authorization declares no resource: ` +
+            'the router must authorize before it replays (api/openapi.ts, OperationAuthorization.resource)',
+        );
+      guards.push(guard(authorizeFirst(deps.authorizer, deps.log, audit, action, resource, op.params)));
+    }
     if (isIdempotent(op))
       guards.push(
         guard(

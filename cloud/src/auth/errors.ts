@@ -5,7 +5,15 @@ import { VigilError } from '../lib/errors.js';
  * gets the same generic 401, so a caller cannot probe which check failed.
  */
 export type AuthFailureReason =
-  'missing' | 'malformed' | 'algorithm' | 'signature' | 'unknown_key' | 'expired' | 'claims' | 'other';
+  | 'missing'
+  | 'malformed'
+  | 'algorithm'
+  | 'signature'
+  | 'unknown_key'
+  | 'expired'
+  | 'claims'
+  | 'lifetime'
+  | 'other';
 
 /** No usable bearer token (HTTP 401). The message is deliberately generic; `reason` is for the logs. */
 export class AuthenticationError extends VigilError {

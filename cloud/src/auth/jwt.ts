@@ -35,7 +35,12 @@ export interface TokenVerifierOptions {
   jwksFile?: string | undefined;
   jwksUrl?: string | undefined;
   clockToleranceSeconds: number;
+  /** Longest lifetime (`exp - iat`) a token may have; default {@link DEFAULT_MAX_TOKEN_LIFETIME_SECONDS}. */
+  maxTokenLifetimeSeconds?: number | undefined;
 }
+
+/** Config auth.maxTokenLifetimeSeconds by default: 24 h (the CLI's `token mint --ttl` allows as much). */
+export const DEFAULT_MAX_TOKEN_LIFETIME_SECONDS = 86_400;
 
 export interface TokenVerifier {
   /** Verifies a compact JWS and returns its principal; throws AuthenticationError (or KeySourceUnavailableError). */
@@ -152,8 +157,44 @@ function reasonOf(err: errors.JOSEError): AuthFailureReason {
 }
 
 /**
- * Bearer token verification: algorithms pinned, `iss`, `aud`, `exp` and `sub` required and checked, clock
- * tolerance bounded, then the Vigil claims (`tenant`, `roles`, optional `sites`) validated. `getKey` is injectable for tests.
+ * The rules jose does not apply (issue 12, finding 7), on a payload whose signature, `iss`, `aud` and `exp`
+ * jose accepted; a refusal reason and detail, or null. `now` in seconds.
+ *
+ * - `iat` is required, finite and not in the future beyond the clock tolerance: a lifetime is measured from it.
+ * - `exp` is finite (`1e400` parses as Infinity, which jose takes for a time far ahead: a token that never
+ *   expires), `exp - iat` is at most the maximum lifetime, and so is `exp - now` (beyond the tolerance).
+ * - `aud` names our audience alone: the string, or an array of exactly that one member. A token minted for
+ *   several APIs could be replayed by any of them against the others, so it is refused here.
+ */
+export function checkTokenRules(
+  payload: Record<string, unknown>,
+  now: number,
+  opts: { audience: string; clockToleranceSeconds: number; maxTokenLifetimeSeconds: number },
+): { reason: AuthFailureReason; detail: string } | null {
+  const { iat, exp, aud } = payload;
+  const max = opts.maxTokenLifetimeSeconds;
+  const tol = opts.clockToleranceSeconds;
+  if (typeof exp !== 'number' || !Number.isFinite(exp))
+    return { reason: 'claims', detail: 'exp must be a finite number' };
+  if (typeof iat !== 'number' || !Number.isFinite(iat))
+    return { reason: 'claims', detail: 'iat is required and must be a finite number' };
+  if (iat > now + tol) return { reason: 'claims', detail: `iat is ${iat - now} s in the future` };
+  if (exp - iat > max)
+    return { reason: 'lifetime', detail: `lifetime exp - iat = ${exp - iat} s exceeds ${max} s` };
+  if (exp - now > max + tol)
+    return { reason: 'lifetime', detail: `exp is ${exp - now} s ahead, more than ${max} s` };
+  if (Array.isArray(aud) && (aud.length !== 1 || aud[0] !== opts.audience))
+    return {
+      reason: 'claims',
+      detail: `aud lists ${aud.length} audiences; only ["${opts.audience}"] is accepted`,
+    };
+  return null;
+}
+
+/**
+ * Bearer token verification: algorithms pinned, `iss`, `aud`, `exp`, `iat` and `sub` required and checked,
+ * clock tolerance bounded, lifetime bounded and `aud` exactly ours ({@link checkTokenRules}), then the Vigil
+ * claims (`tenant`, `roles`, optional `sites`) validated. `getKey` is injectable for tests.
  */
 export function createTokenVerifier(
   opts: TokenVerifierOptions,
@@ -164,7 +205,12 @@ export function createTokenVerifier(
     issuer: opts.issuer,
     audience: opts.audience,
     clockTolerance: opts.clockToleranceSeconds,
-    requiredClaims: ['iss', 'aud', 'exp', 'sub'],
+    requiredClaims: ['iss', 'aud', 'exp', 'iat', 'sub'],
+  };
+  const limits = {
+    audience: opts.audience,
+    clockToleranceSeconds: opts.clockToleranceSeconds,
+    maxTokenLifetimeSeconds: opts.maxTokenLifetimeSeconds ?? DEFAULT_MAX_TOKEN_LIFETIME_SECONDS,
   };
   return {
     async verify(token: string): Promise<Principal> {
@@ -185,6 +231,8 @@ export function createTokenVerifier(
           throw new KeySourceUnavailableError('the token signing keys cannot be fetched', { cause: err });
         throw err;
       }
+      const refused = checkTokenRules(payload, Math.floor(Date.now() / 1000), limits);
+      if (refused) throw new AuthenticationError(refused.reason, refused.detail);
       const claims = vigilClaims.safeParse(payload);
       if (!claims.success) {
         const what = claims.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');

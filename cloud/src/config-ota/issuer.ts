@@ -342,6 +342,22 @@ export class ConfigIssuer {
     }
   }
 
+  /**
+   * Whether a config issued to this device (any version still stored: its current one, and earlier ones it
+   * may roll back to) names the model `sha256`. FetchModel serves a device nothing else.
+   */
+  async namesModel(tenantId: string, deviceId: string, sha256: string): Promise<boolean> {
+    const row = await this.db
+      .selectFrom('device_configs')
+      .select('version')
+      .where('tenant_id', '=', tenantId)
+      .where('device_id', '=', deviceId)
+      .where(sql<boolean>`body -> 'models' @> ${JSON.stringify([{ sha256 }])}::jsonb`)
+      .limit(1)
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
   /** The newest issued config of a device, or null. */
   async current(tenantId: string, deviceId: string): Promise<CurrentSignedConfig | null> {
     const row = await this.db

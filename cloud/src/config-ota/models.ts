@@ -4,6 +4,7 @@ import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { TENANT_ID_PATTERN } from '../auth/principal.js';
 import { VigilError } from '../lib/errors.js';
 
 export const SHA256_RE = /^[0-9a-f]{64}$/;
@@ -21,8 +22,12 @@ export class ModelStoreError extends VigilError {
 }
 
 /**
- * Content-addressed model files: `<dir>/<sha256>`. An upload streams to a temporary file while it is hashed
- * and counted; only a complete file whose hash is the one named is renamed into place (atomically).
+ * Content-addressed model files, one store per tenant: `<dir>/<tenant>/<sha256>`. A tenant lists, uploads and
+ * serves its own models only (the same bytes uploaded by two tenants are two files): a model may be a
+ * tenant's own work, and its hash must not be a key to another tenant's copy. Files directly under `<dir>`
+ * (the layout before issue 12) belong to no tenant and are never served: upload them again per tenant.
+ * An upload streams to a temporary file while it is hashed and counted; only a complete file whose hash is the
+ * one named is renamed into place (atomically).
  */
 export class ModelStore {
   constructor(
@@ -30,14 +35,20 @@ export class ModelStore {
     readonly maxBytes: number,
   ) {}
 
-  private root(): string {
+  /** The tenant's folder. Tenant ids come from a verified token or the registry; checked again all the same. */
+  private root(tenantId: string): string {
     if (!this.dir)
       throw new ModelStoreError('UNAVAILABLE', 'the models store is not configured (models.dir)');
-    return this.dir;
+    if (!TENANT_ID_PATTERN.test(tenantId)) throw new ModelStoreError('VALIDATION_FAILED', 'not a tenant id');
+    return join(this.dir, tenantId);
   }
 
-  async put(sha256: string, body: Readable): Promise<{ model: StoredModel; created: boolean }> {
-    const root = this.root();
+  async put(
+    tenantId: string,
+    sha256: string,
+    body: Readable,
+  ): Promise<{ model: StoredModel; created: boolean }> {
+    const root = this.root(tenantId);
     await mkdir(root, { recursive: true, mode: 0o700 });
     const tmp = join(root, `.upload-${randomUUID()}.tmp`);
     const hash = createHash('sha256');
@@ -76,8 +87,8 @@ export class ModelStore {
     }
   }
 
-  async list(): Promise<StoredModel[]> {
-    const root = this.root();
+  async list(tenantId: string): Promise<StoredModel[]> {
+    const root = this.root(tenantId);
     const names = await readdir(root).catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT') return [] as string[];
       throw err;
@@ -90,10 +101,10 @@ export class ModelStore {
     return out;
   }
 
-  /** The file of a stored model and its size, or null. */
-  async locate(sha256: string): Promise<{ path: string; size: number } | null> {
-    if (!SHA256_RE.test(sha256) || !this.dir) return null;
-    const path = join(this.dir, sha256);
+  /** The file of a model the tenant stored, and its size, or null. */
+  async locate(tenantId: string, sha256: string): Promise<{ path: string; size: number } | null> {
+    if (!SHA256_RE.test(sha256) || !this.dir || !TENANT_ID_PATTERN.test(tenantId)) return null;
+    const path = join(this.dir, tenantId, sha256);
     try {
       const st = await stat(path);
       return st.isFile() ? { path, size: st.size } : null;

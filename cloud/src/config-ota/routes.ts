@@ -189,7 +189,7 @@ export function mountConfigRoutes(router: Router, deps: ConfigRoutesDeps): void 
         type: 'configs',
         tenant: principal.tenant,
       });
-      const items = await deps.models.list();
+      const items = await deps.models.list(principal.tenant);
       res.json({
         items: items.map((m) => ({ sha256: m.sha256, size: m.size, stored_at: m.storedAt.toISOString() })),
       });
@@ -222,7 +222,7 @@ export function mountConfigRoutes(router: Router, deps: ConfigRoutesDeps): void 
           `the model is larger than ${deps.models.maxBytes} bytes`,
         );
       }
-      const { model, created } = await deps.models.put(sha256, req);
+      const { model, created } = await deps.models.put(principal.tenant, sha256, req);
       await audit?.append({
         tenantId: principal.tenant,
         actor: principal.subject,

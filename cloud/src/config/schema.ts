@@ -141,7 +141,7 @@ export const cloudConfigSchema = z
       })
       .prefault({}),
     /**
-     * API rate limits (api/ratelimit.ts): GCRA per tenant and per client (JWT `sub`), state shared by every API
+     * API rate limits (api/ratelimit.ts): GCRA per tenant and per client (tenant + JWT `sub`), state shared by every API
      * process in Redis. On by default as soon as `redisUrl` is set; when Redis fails the API serves (fail-open).
      */
     rateLimit: z
@@ -179,6 +179,8 @@ export const cloudConfigSchema = z
           .refine(isHttpsOrLoopback, { message: 'must be https (http only on loopback)' })
           .optional(),
         clockToleranceSeconds: z.number().int().min(0).max(300).default(30),
+        /** Longest token lifetime (exp - iat; iat is required); longer-lived tokens are refused (auth/jwt.ts). */
+        maxTokenLifetimeSeconds: z.number().int().min(60).max(31_536_000).default(86_400),
       })
       .refine((a) => !(a.jwksFile && a.jwksUrl), { message: 'set jwksFile or jwksUrl, not both' })
       .prefault({}),

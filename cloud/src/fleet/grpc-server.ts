@@ -8,7 +8,8 @@ import {
 } from '@vigil/proto';
 import type { Logger } from 'pino';
 import { Counter, Registry } from 'prom-client';
-import type { ModelStore } from '../config-ota/models.js';
+import type { ConfigIssuer } from '../config-ota/issuer.js';
+import { SHA256_RE, type ModelStore } from '../config-ota/models.js';
 import { VigilError } from '../lib/errors.js';
 import { EnrollmentTokenInvalidError } from './enrollment.js';
 import type { DeviceIdentityService } from './identity-service.js';
@@ -33,6 +34,8 @@ export const FETCH_MODEL_CHUNK_BYTES = 64 * 1024;
 export interface GrpcServerExtras {
   /** Serves FetchModel from this store; without it FetchModel is UNAVAILABLE. */
   models?: ModelStore | undefined;
+  /** Which models a device may fetch: those its issued configs name; without it FetchModel serves nothing. */
+  configs?: Pick<ConfigIssuer, 'namesModel'> | undefined;
   metrics?: Registry | undefined;
 }
 
@@ -58,7 +61,7 @@ export async function startGrpcServer(
     (metrics.getSingleMetric('vigil_cloud_model_fetches_total') as Counter<'result'> | undefined) ??
     new Counter({
       name: 'vigil_cloud_model_fetches_total',
-      help: 'FetchModel calls by result (ok, not_found, unauthenticated, invalid, error, cancelled)',
+      help: 'FetchModel calls by result (ok, not_found, not_named, unauthenticated, invalid, error, cancelled)',
       labelNames: ['result'],
       registers: [metrics],
     });
@@ -109,8 +112,15 @@ export async function startGrpcServer(
     };
     const models = extras.models;
     if (!models) return fail(grpc.status.UNAVAILABLE, 'the models store is not configured', 'error');
-    const found = await models.locate(sha256);
-    if (!found) return fail(grpc.status.NOT_FOUND, `no model with sha256 ${sha256}`, 'not_found');
+    // Only a model that a config issued to this device names, from its own tenant's store; anything else is
+    // the same NOT_FOUND (a hash must not tell whether another tenant or device has the model).
+    if (!SHA256_RE.test(sha256))
+      return fail(grpc.status.INVALID_ARGUMENT, 'sha256 must be 64 lowercase hex digits', 'invalid');
+    const notFound = `no model with sha256 ${sha256} for this device`;
+    if (!(await extras.configs?.namesModel(device.tenantId, device.deviceId, sha256)))
+      return fail(grpc.status.NOT_FOUND, notFound, 'not_named');
+    const found = await models.locate(device.tenantId, sha256);
+    if (!found) return fail(grpc.status.NOT_FOUND, notFound, 'not_found');
     const total = BigInt(found.size);
     if (offset > total)
       return fail(grpc.status.OUT_OF_RANGE, 'offset is past the end of the model', 'invalid');
@@ -177,6 +187,7 @@ export function toStatus(err: unknown): { code: grpc.status; details: string } {
       case 'IDENTITY_INVALID_ARGUMENT':
         return { code: grpc.status.INVALID_ARGUMENT, details: err.message };
       case 'DEVICE_EXISTS':
+      case 'NATS_KEY_IN_USE':
         return { code: grpc.status.ALREADY_EXISTS, details: err.message };
       case 'DEVICE_REVOKED':
         return { code: grpc.status.PERMISSION_DENIED, details: err.message };

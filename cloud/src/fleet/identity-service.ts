@@ -20,7 +20,8 @@ export type IdentityErrorCode =
   | 'DEVICE_REVOKED'
   | 'CLIENT_CERT_REQUIRED'
   | 'CERT_UNKNOWN'
-  | 'RENEW_TOO_SOON';
+  | 'RENEW_TOO_SOON'
+  | 'NATS_KEY_IN_USE';
 
 export class IdentityError extends VigilError {
   constructor(code: IdentityErrorCode, message: string, options?: { cause?: unknown }) {
@@ -112,6 +113,7 @@ export class DeviceIdentityService {
             'DEVICE_EXISTS',
             `device id "${deviceId}" is already enrolled in this tenant: choose another id (--device-id)`,
           );
+        await this.requireKeyFree(tx, natsKey, scope.tenantId, deviceId);
         const issued = await this.issue(tx, scope.tenantId, deviceId, req.csrPem, natsKey, 'enroll', now);
         await this.audit?.append(
           {
@@ -217,6 +219,9 @@ export class DeviceIdentityService {
             'RENEW_TOO_SOON',
             `a certificate was issued less than ${this.opts.minRenewIntervalSeconds} s ago; retry later`,
           );
+        // Renew may rotate to a fresh key (the agent makes a new one at every renewal), never to a key that
+        // another device holds or ever held.
+        await this.requireKeyFree(tx, natsKey, row.tenant_id, row.device_id);
         const issued = await this.issue(tx, row.tenant_id, row.device_id, req.csrPem, natsKey, 'renew', now);
         await this.audit?.append(
           {
@@ -280,6 +285,36 @@ export class DeviceIdentityService {
     return key;
   }
 
+  /**
+   * Refuses (NATS_KEY_IN_USE) a key that another device, of any tenant, is or ever was bound to: the account's
+   * revocation list is keyed by user key, so a shared key would let one device's revocation cut the other off.
+   * The unique index of migration 0013 backs this against concurrent enrollments (see {@link issue}).
+   */
+  private async requireKeyFree(
+    tx: Transaction<Database>,
+    natsKey: string,
+    tenantId: string,
+    deviceId: string,
+  ): Promise<void> {
+    if (natsKey === '') return;
+    const cert = await tx
+      .selectFrom('device_certificates')
+      .select('serial')
+      .where('nats_public_key', '=', natsKey)
+      .where((eb) => eb.or([eb('tenant_id', '<>', tenantId), eb('device_id', '<>', deviceId)]))
+      .limit(1)
+      .executeTakeFirst();
+    const device = await tx
+      .selectFrom('devices')
+      .select('id')
+      .where('nats_public_key', '=', natsKey)
+      .where((eb) => eb.or([eb('tenant_id', '<>', tenantId), eb('id', '<>', deviceId)]))
+      .limit(1)
+      .executeTakeFirst();
+    const taken = cert ?? device;
+    if (taken !== undefined) throw natsKeyInUse();
+  }
+
   private async issue(
     tx: Transaction<Database>,
     tenantId: string,
@@ -309,6 +344,19 @@ export class DeviceIdentityService {
           })
         : '';
     const serial = x.serialNumber.toUpperCase();
+    if (natsKey !== '')
+      await tx
+        .updateTable('devices')
+        .set({ nats_public_key: natsKey })
+        .where('tenant_id', '=', tenantId)
+        .where('id', '=', deviceId)
+        .execute()
+        .catch((err: unknown) => {
+          // Two concurrent enrollments with one key: both passed requireKeyFree, the index refuses the second.
+          const e = err as { code?: unknown; constraint?: unknown };
+          if (e.code === '23505' && e.constraint === NATS_KEY_INDEX) throw natsKeyInUse(err);
+          throw err;
+        });
     await tx
       .insertInto('device_certificates')
       .values({
@@ -340,6 +388,18 @@ export class DeviceIdentityService {
       throw err;
     }
   }
+}
+
+/** The partial unique index of migration 0013 (active devices' current NATS keys). */
+const NATS_KEY_INDEX = 'devices_nats_public_key_active';
+
+function natsKeyInUse(cause?: unknown): IdentityError {
+  // Names neither the device nor the tenant that holds the key: the caller learns only that it is taken.
+  return new IdentityError(
+    'NATS_KEY_IN_USE',
+    'nats_public_key is already bound to another device: generate a fresh NATS user key for this device',
+    { cause },
+  );
 }
 
 function invalid(message: string, cause?: unknown): IdentityError {

@@ -222,7 +222,11 @@ export function webhookOperations(): ApiOperation[] {
         'private and loopback addresses are refused. The secret is in this response only: with an ' +
         'Idempotency-Key, a repeat gets 409 (idempotent-result-unavailable) instead of it.',
       tag: 'Webhooks',
-      authorization: { action: 'webhooks:write', roles: ['admin'] },
+      authorization: {
+        action: 'webhooks:write',
+        roles: ['admin'],
+        resource: ({ tenant }) => ({ type: 'webhooks', tenant }),
+      },
       body: createWebhookBody,
       success: { status: 201, description: 'The webhook, with its secret.', schema: createdWebhookSchema },
       withholdSuccessBody: 'the response holds the signing secret, which must be shown once only',
@@ -246,7 +250,11 @@ export function webhookOperations(): ApiOperation[] {
       summary: 'Disable a webhook',
       description: 'No further deliveries (queued ones are dropped). The webhook and its history are kept.',
       tag: 'Webhooks',
-      authorization: { action: 'webhooks:write', roles: ['admin'] },
+      authorization: {
+        action: 'webhooks:write',
+        roles: ['admin'],
+        resource: ({ tenant }) => ({ type: 'webhooks', tenant }),
+      },
       params: webhookPathParams,
       body: disableWebhookBody,
       success: { status: 200, description: 'The disabled webhook.', schema: webhookViewSchema },

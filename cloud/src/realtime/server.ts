@@ -11,6 +11,7 @@ import { AuthenticationError } from '../auth/errors.js';
 import type { TokenVerifier } from '../auth/jwt.js';
 import type { Principal } from '../auth/principal.js';
 import { CLOSE_TOKEN_EXPIRED, type HubClient, type RealtimeHub, type StreamFilter } from './hub.js';
+import { armDeadline } from '../lib/deadline.js';
 
 /*
  * GET /v1/stream (websocket upgrade): committed events of the caller's tenant as they arrive, one JSON text
@@ -182,18 +183,20 @@ export function attachEventStream(deps: EventStreamDeps): { close(): void } {
       alive = false;
       ws.ping();
     }, deps.options.pingIntervalMs);
+    // Not a bare setTimeout: a token that expires 24.8 days or more ahead would overflow it and close at once.
     const expiry =
       expiresAt === undefined
         ? undefined
-        : setTimeout(
+        : armDeadline(
+            expiresAt,
             () => deps.hub.drop(client, CLOSE_TOKEN_EXPIRED, 'token expired', 'token_expired'),
-            Math.max(0, expiresAt - now().getTime()),
+            () => now().getTime(),
           );
     ws.on('pong', () => (alive = true));
     ws.on('error', (err) => log.debug({ err }, 'realtime: connection error'));
     ws.on('close', () => {
       clearInterval(ping);
-      clearTimeout(expiry);
+      expiry?.clear();
       deps.hub.remove(client);
     });
     ws.send(JSON.stringify({ type: 'ready', tenant: principal.tenant, filter }));

@@ -38,6 +38,11 @@ export interface DevicesTable {
    */
   mean_inference_ms: ColumnType<number | null, number | null | undefined, number | null>;
   events_per_minute: ColumnType<number | null, number | null | undefined, number | null>;
+  /**
+   * The NATS user key of the device's current JWT (migration 0013): unique among active devices; null for a
+   * device never enrolled, or enrolled without NATS JWT auth.
+   */
+  nats_public_key: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface DeviceCertificatesTable {
