@@ -38,7 +38,7 @@ import type { ConfigPlan } from './remote-config/plan.js';
 import { loadTrustSet } from './remote-config/trust.js';
 
 export { AGENT_VERSION };
-const STATES: CameraState[] = ['connecting', 'streaming', 'stalled', 'backing_off', 'stopped'];
+const STATES: CameraState[] = ['connecting', 'streaming', 'stalled', 'backing_off', 'stopped', 'ended'];
 
 export interface AgentDeps {
   logger?: Logger;

@@ -101,10 +101,10 @@ describe.skipIf(!source || !model)('synthetic clip with two walkers: tracks and 
         },
       ],
     });
-    // One pass of the 8 s clip; the supervisor restarts the file at its end.
+    // One pass of the 8 s clip (loop: false): the camera ends at the end of the file.
     await expect
-      .poll(() => run!.agent.cameraStatus()[0]?.restarts ?? 0, { timeout: 30_000, interval: 200 })
-      .toBeGreaterThan(0);
+      .poll(() => run!.agent.cameraStatus()[0]?.state, { timeout: 30_000, interval: 200 })
+      .toBe('ended');
     await run.agent.stop();
     const events = run.events;
     console.log(`[synthetic] events:\n${summarize(events)}`);

@@ -8,6 +8,7 @@ const wireState: Record<CameraState, WireCameraState> = {
   stalled: WireCameraState.CAMERA_STATE_STALLED,
   backing_off: WireCameraState.CAMERA_STATE_BACKING_OFF,
   stopped: WireCameraState.CAMERA_STATE_STOPPED,
+  ended: WireCameraState.CAMERA_STATE_ENDED,
 };
 
 export interface HeartbeatSource {
