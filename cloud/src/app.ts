@@ -5,6 +5,7 @@ import { resolve as resolvePath } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { sql, type Kysely } from 'kysely';
 import type { Tracer } from '@opentelemetry/api';
+import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { Logger } from 'pino';
 import { createHttpApp } from './api/http.js';
 import { createAuthorizerFromConfig } from './auth/engine.js';
@@ -71,6 +72,8 @@ export interface CloudDeps {
   authorizer?: Authorizer;
   /** Spans go here instead of the provider `tracing` config builds (tests: an in-memory exporter). */
   tracer?: Tracer;
+  /** Extra span processors on the provider `tracing` config builds (tests: its real limits, in memory). */
+  spanProcessors?: SpanProcessor[];
   /** DNS for the webhook SSRF guard (tests); default: the system resolver. */
   resolve?: Resolver;
 }
@@ -82,7 +85,12 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
   const db = createDb(config.database.url, config.database.poolMax, (err) =>
     log.warn({ err: err.message }, 'PostgreSQL connection lost; the next query reconnects'),
   );
-  const tracing = createTracing(config.tracing, { serviceName: 'vigil-cloud' });
+  // A batch span links each of its events: room for the largest batch (else the SDK drops links, and warns).
+  const tracing = createTracing(config.tracing, {
+    serviceName: 'vigil-cloud',
+    maxLinksPerSpan: config.ingest.batchSize,
+    ...(deps.spanProcessors ? { spanProcessors: deps.spanProcessors } : {}),
+  });
   // First in, so last out: the spans of the last batches are exported after everything else stopped.
   const closers: Array<() => Promise<void>> = [() => tracing.shutdown(), () => db.destroy()];
   const stop = async (): Promise<void> => {

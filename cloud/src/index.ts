@@ -43,6 +43,8 @@ export {
   createRoleAuthorizer,
   DEVICE_READER_ROLES,
   EVENT_READER_ROLES,
+  ROLES,
+  rolesGranted,
   type Action,
   type Authorizer,
   type Decision,

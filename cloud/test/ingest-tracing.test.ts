@@ -7,6 +7,7 @@ import {
   InMemorySpanExporter,
   SimpleSpanProcessor,
   type ReadableSpan,
+  type SpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DetectionEvent } from '@vigil/proto';
@@ -21,7 +22,23 @@ import { evtSubject, makeEvent, useIngestStack, type TestDevice } from './suppor
 
 const gw1: TestDevice = { tenantId: 'acme', siteId: 'hq', deviceId: 'gw-1' };
 const exporter = new InMemorySpanExporter();
-const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+/**
+ * The order in which spans ended. The SDK calls a processor's onEnd synchronously inside span.end() (OTel
+ * spec, SpanProcessor.OnEnd), so this is the program's own order of end() calls: a causal order, unlike span
+ * timestamps. Those cannot order two spans: the SDK (2.x) anchors each span on Date.now() (whole
+ * milliseconds) when it starts and adds performance.now() deltas, so two spans' clocks differ by up to 1 ms,
+ * in one trace or not (an event span was seen ending 26 us "before" the INSERT it waited for).
+ */
+const endOrder = new Map<string, number>();
+const recordEnds: SpanProcessor = {
+  onStart: () => undefined,
+  onEnd: (s) => void endOrder.set(s.spanContext().spanId, endOrder.size),
+  forceFlush: () => Promise.resolve(),
+  shutdown: () => Promise.resolve(),
+};
+const provider = new BasicTracerProvider({
+  spanProcessors: [new SimpleSpanProcessor(exporter), recordEnds],
+});
 
 const hex = (n: number): string =>
   Array.from({ length: n }, () => Math.floor(Math.random() * 16).toString(16)).join('');
@@ -107,9 +124,10 @@ describe('ingest: trace context from the edge to the database', () => {
       'vigil.db.rows_inserted': 1,
     });
     expect(insert.attributes['db.operation.batch.size']).toBeGreaterThanOrEqual(1);
-    // Ends after the commit: the event span outlives the INSERT.
-    const end = (s: ReadableSpan) => s.endTime[0] * 1e9 + s.endTime[1];
-    expect(end(event)).toBeGreaterThanOrEqual(end(insert));
+    // Ends after the commit: the event span outlives the INSERT (and the batch), in the order of end() calls.
+    const ended = (s: ReadableSpan) => endOrder.get(s.spanContext().spanId)!;
+    expect(ended(insert)).toBeLessThan(ended(batch));
+    expect(ended(batch)).toBeLessThan(ended(event));
 
     // Logs written inside the batch span carry its ids (pino mixin).
     const line = stack

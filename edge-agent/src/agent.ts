@@ -19,7 +19,7 @@ import { createTracing, traceLogMixin } from './lib/tracing.js';
 import { createUuidV7 } from './lib/uuidv7.js';
 import { CameraPipeline } from './pipeline/camera-pipeline.js';
 import { AgentMetrics } from './pipeline/metrics.js';
-import { HeartbeatPublisher } from './uplink/heartbeat.js';
+import { deviceHealthOf, HeartbeatPublisher } from './uplink/heartbeat.js';
 import { createUplinkMetrics, inboxPrefixFor, Uplink } from './uplink/index.js';
 import {
   natsPlan,
@@ -29,7 +29,7 @@ import {
   type IdentityRenewer,
 } from './identity/index.js';
 import { AGENT_VERSION } from './version.js';
-import { DeviceHealth, type DetectionEvent } from '@vigil/proto';
+import type { DetectionEvent, DeviceHealth } from '@vigil/proto';
 import type { CameraConfig } from './config/schema.js';
 import { ConfigJournal, configDir } from './remote-config/journal.js';
 import { RemoteConfigManager, startRemoteConfig, type HealthVerdict } from './remote-config/manager.js';
@@ -38,7 +38,7 @@ import type { ConfigPlan } from './remote-config/plan.js';
 import { loadTrustSet } from './remote-config/trust.js';
 
 export { AGENT_VERSION };
-const STATES: CameraState[] = ['connecting', 'streaming', 'stalled', 'backing_off', 'stopped'];
+const STATES: CameraState[] = ['connecting', 'streaming', 'stalled', 'backing_off', 'stopped', 'ended'];
 
 export interface AgentDeps {
   logger?: Logger;
@@ -275,7 +275,8 @@ export async function startAgent(bootstrap: Readonly<AgentConfig>, deps: AgentDe
       const rt = cameras.get(cam.id);
       if (!rt) return { ok: false, reason: `camera "${cam.id}" is not running` };
       const st = rt.supervisor.status;
-      if (st.state !== 'streaming')
+      // A file played once to its end (loop: false) did what it was configured to do.
+      if (st.state !== 'streaming' && st.state !== 'ended')
         return {
           ok: false,
           reason: `camera "${cam.id}" is ${st.state}${st.lastError ? ` (${st.lastError})` : ''}`,
@@ -388,12 +389,7 @@ export async function startAgent(bootstrap: Readonly<AgentConfig>, deps: AgentDe
   }
 
   if (nc && config.remoteConfig.enabled) {
-    const deviceHealth = (): DeviceHealth => {
-      const cams = statuses();
-      const streaming = cams.filter((c) => c.state === 'streaming').length;
-      if (cams.length === 0 || streaming === cams.length) return DeviceHealth.DEVICE_HEALTH_OK;
-      return streaming === 0 ? DeviceHealth.DEVICE_HEALTH_FAILING : DeviceHealth.DEVICE_HEALTH_DEGRADED;
-    };
+    const deviceHealth = (): DeviceHealth => deviceHealthOf(statuses().map((c) => c.state));
     remoteConfig = new RemoteConfigManager({
       nc,
       device,

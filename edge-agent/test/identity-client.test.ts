@@ -268,6 +268,33 @@ describe('identity gRPC client and vigil-agent enroll', () => {
     expect(closed.message).toMatch(/cannot reach the cloud at localhost:1 \(UNAVAILABLE: .*ECONNREFUSED/);
   });
 
+  it('vigil-agent enroll says in one line what failed and what to do, without repeating itself', async () => {
+    const dataDir = join(tmp.dir, 'data-one-line');
+    const args = (cloud: string, token: string) => [
+      ...['--cloud', cloud, '--token', token, '--ca-file', caFile, '--data-dir', dataDir],
+    ];
+    const count = (text: string, what: RegExp) => text.match(new RegExp(what.source, 'g'))?.length ?? 0;
+
+    // The progress line, then the error.
+    expect(await cmd(args(`localhost:${tlsPort}`, 'used-token'))).toBe(1);
+    expect(io.lines).toHaveLength(2);
+    expect(io.lines[0]).toMatch(/^enrolling lobby-gw-local with localhost:\d+ \.\.\.$/);
+    const refused = io.lines[1]!;
+    expect(refused).not.toContain('\n');
+    expect(refused).toMatch(
+      /^vigil-agent enroll failed: the cloud refused the enrollment token \(unknown, expired or already used\)\. Ask an admin for a new one \(pnpm vigil enroll-token create --site <site>\) and run enroll again with it$/,
+    );
+    expect(count(refused, /enroll:/)).toBe(0);
+    expect(count(refused, /expired or/)).toBe(1); // the cloud's own "invalid, expired or used" is not repeated
+
+    expect(await cmd(args('localhost:1', GOOD))).toBe(1);
+    expect(io.lines).toHaveLength(2);
+    const down = io.lines[1]!;
+    expect(down).not.toContain('\n');
+    expect(down).toMatch(/^vigil-agent enroll failed: cannot reach the cloud at localhost:1 \(UNAVAILABLE: /);
+    expect(count(down, /try again|run the same command again/)).toBe(1);
+  });
+
   it('renews over mutual TLS, presenting the device certificate, with fresh keys', async () => {
     const issued = await renew(identity, { endpoint: `localhost:${mtlsPort}` });
     expect(seen.renew.at(-1)!.peerCn).toBe('lobby-gw-local');

@@ -1,5 +1,11 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { registry, useCameraSim } from '@vigil/testkit';
+import { parseAgentConfig, startAgent } from '../src/index.js';
 import { CameraSupervisor, type CameraState } from '../src/ingest/supervisor.js';
 import type { CameraSource } from '../src/ingest/ffmpeg-args.js';
 
@@ -96,4 +102,106 @@ describe('camera supervisor with a real RTSP camera', () => {
     expect(run.frames()).toBe(0);
     expect(sup!.status.lastError).toMatch(/Connection refused|stream ended/i);
   }, 20_000);
+});
+
+// A file source: `loop: true` replays it in one ffmpeg (-stream_loop); `loop: false` plays it once and the
+// camera ends there: no respawn, no warning, one info line.
+describe('camera supervisor with a file', () => {
+  let dir = '';
+  let clip = '';
+  let sup: CameraSupervisor | undefined;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'vigil-sup-'));
+    clip = join(dir, 'one-second.mp4');
+    // 1 s at 10 fps: 5 frames at the supervisor's 5 fps.
+    execFileSync('ffmpeg', [
+      ...['-v', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc=size=320x180:rate=10', '-t', '1'],
+      ...['-c:v', 'libx264', '-preset', 'veryfast', '-pix_fmt', 'yuv420p', clip],
+    ]);
+  });
+  afterEach(async () => {
+    await sup?.stop();
+    sup = undefined;
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  function start(loop: boolean): { states: CameraState[]; frames: () => number; spawns: () => number } {
+    const states: CameraState[] = [];
+    let frames = 0;
+    let spawns = 0;
+    sup = new CameraSupervisor({
+      source: {
+        id: 'file',
+        url: clip,
+        transport: 'tcp',
+        width: 160,
+        height: 90,
+        fps: 5,
+        ioTimeoutMs: 2_000,
+        realtime: true,
+        loop,
+      },
+      onFrame: () => void frames++,
+      onState: (s) => states.push(s),
+      backoff: { initialMs: 100, maxMs: 200, jitter: 0 },
+      onSpawn: (c) => {
+        spawns++;
+        registry.track(c, 'ffmpeg');
+      },
+    });
+    sup.start();
+    return { states, frames: () => frames, spawns: () => spawns };
+  }
+
+  it('loop: false plays the file once, then the camera is ended: no respawn', async () => {
+    const run = start(false);
+    await expect.poll(() => sup!.status.state, { timeout: 15_000 }).toBe('ended');
+    const frames = run.frames();
+    expect(frames).toBeGreaterThanOrEqual(4);
+    expect(frames).toBeLessThanOrEqual(6);
+    // Proving an absence takes a wait: several backoff periods (100-200 ms) in which a respawn would come.
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect(run.spawns()).toBe(1);
+    expect(run.frames()).toBe(frames);
+    expect(run.states).toEqual(['connecting', 'streaming', 'ended']);
+    expect(sup!.status).toMatchObject({ state: 'ended', restarts: 0, lastError: undefined });
+  }, 30_000);
+
+  it('loop: true replays the file in one ffmpeg, without ever ending', async () => {
+    const run = start(true);
+    // More frames than one pass holds (5): the file was replayed.
+    await expect.poll(() => run.frames(), { timeout: 15_000 }).toBeGreaterThan(12);
+    expect(run.spawns()).toBe(1);
+    expect(sup!.status).toMatchObject({ state: 'streaming', restarts: 0 });
+  }, 30_000);
+
+  it('the agent logs the end of a file once, at info, and reports the camera ended', async () => {
+    const dataDir = mkdtempSync(join(dir, 'agent-'));
+    const lines: Array<Record<string, unknown>> = [];
+    const logger = pino(
+      { level: 'info' },
+      { write: (l: string) => void lines.push(JSON.parse(l) as Record<string, unknown>) },
+    );
+    const agent = await startAgent(
+      parseAgentConfig({
+        device: { tenantId: 'acme', siteId: 'hq', deviceId: 'gw-1' },
+        dataDir,
+        http: { port: 0 },
+        cameras: [{ id: 'file', url: clip, realtime: true, loop: false, width: 160, height: 90 }],
+      }),
+      { logger, onSpawn: (c) => registry.track(c, 'ffmpeg') },
+    );
+    try {
+      await expect.poll(() => agent.cameraStatus()[0]?.state, { timeout: 15_000 }).toBe('ended');
+      await new Promise((r) => setTimeout(r, 1_000)); // a respawn would log "camera connecting" again
+      const camera = lines.filter((l) => l['camera'] === 'file' && String(l['msg']).startsWith('camera '));
+      expect(camera.map((l) => l['msg'])).toEqual(['camera connecting', 'camera streaming', 'camera ended']);
+      expect(camera.at(-1)).toMatchObject({ level: 30, state: 'ended' });
+      expect(lines.filter((l) => (l['level'] as number) >= 40 && l['camera'] === 'file')).toEqual([]);
+      const metrics = await (await fetch(`http://127.0.0.1:${agent.httpPort}/metrics`)).text();
+      expect(metrics).toMatch(/vigil_agent_camera_state\{camera="file",state="ended"\} 1/);
+    } finally {
+      await agent.stop();
+    }
+  }, 30_000);
 });

@@ -30,9 +30,10 @@ async function snapshotsOf(redactFaces: boolean): Promise<CollectedEvent[]> {
     ],
   });
   try {
+    // loop: false: one pass of the clip, then the camera ends.
     await expect
-      .poll(() => run.agent.cameraStatus()[0]?.restarts ?? 0, { timeout: 20_000, interval: 100 })
-      .toBeGreaterThan(0);
+      .poll(() => run.agent.cameraStatus()[0]?.state, { timeout: 20_000, interval: 100 })
+      .toBe('ended');
     await run.agent.stop();
     return run.events.filter((e) => e.snapshot);
   } finally {

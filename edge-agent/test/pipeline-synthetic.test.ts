@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pino } from 'pino';
 import { asset } from '@vigil/testkit';
 import { phaseName, runAgent, summarize } from './helpers/agent-harness.js';
 
@@ -62,55 +63,74 @@ describe.skipIf(!source || !model)('synthetic clip with two walkers: tracks and 
   });
 
   it('gives one track per walker and one exit/enter pair each at the crossing', async () => {
-    run = await runAgent({
-      models: [{ name: 'yolox', type: 'yolox', path: model! }],
-      snapshots: { enabled: false },
-      cameras: [
-        {
-          id: 'synth',
-          url: clip,
-          realtime: true,
-          loop: false,
-          width: 640,
-          height: 360,
-          fps: 10,
-          detect: {
-            model: 'yolox',
-            labels: ['person'],
-            zones: [
-              {
-                id: 'left',
-                polygon: [
-                  [0, 0],
-                  [0.5, 0],
-                  [0.5, 1],
-                  [0, 1],
-                ],
-              },
-              {
-                id: 'right',
-                polygon: [
-                  [0.5, 0],
-                  [1, 0],
-                  [1, 1],
-                  [0.5, 1],
-                ],
-              },
-            ],
+    const logs: Array<Record<string, unknown>> = [];
+    const logger = pino(
+      { level: 'info' },
+      { write: (l: string) => void logs.push(JSON.parse(l) as Record<string, unknown>) },
+    );
+    run = await runAgent(
+      {
+        models: [{ name: 'yolox', type: 'yolox', path: model! }],
+        snapshots: { enabled: false },
+        cameras: [
+          {
+            id: 'synth',
+            url: clip,
+            realtime: true,
+            loop: false,
+            width: 640,
+            height: 360,
+            fps: 10,
+            detect: {
+              model: 'yolox',
+              labels: ['person'],
+              zones: [
+                {
+                  id: 'left',
+                  polygon: [
+                    [0, 0],
+                    [0.5, 0],
+                    [0.5, 1],
+                    [0, 1],
+                  ],
+                },
+                {
+                  id: 'right',
+                  polygon: [
+                    [0.5, 0],
+                    [1, 0],
+                    [1, 1],
+                    [0.5, 1],
+                  ],
+                },
+              ],
+            },
           },
-        },
-      ],
-    });
-    // One pass of the 8 s clip; the supervisor restarts the file at its end.
+        ],
+      },
+      { logger },
+    );
+    // One pass of the 8 s clip (loop: false): the camera ends at the end of the file.
     await expect
-      .poll(() => run!.agent.cameraStatus()[0]?.restarts ?? 0, { timeout: 30_000, interval: 200 })
-      .toBeGreaterThan(0);
+      .poll(() => run!.agent.cameraStatus()[0]?.state, { timeout: 30_000, interval: 200 })
+      .toBe('ended');
     await run.agent.stop();
     const events = run.events;
     console.log(`[synthetic] events:\n${summarize(events)}`);
 
     const tracks = [...new Set(events.map((e) => e.event.trackId))];
     expect(tracks).toHaveLength(2);
+    // At info, the log shows what the camera saw: each track's start and end (ids, label, duration).
+    const trackLines = logs.filter((l) => l['msg'] === 'track started' || l['msg'] === 'track ended');
+    expect(trackLines.map((l) => `${String(l['msg'])} ${String(l['trackId'])}`).sort()).toEqual(
+      tracks.flatMap((t) => [`track ended ${t}`, `track started ${t}`]).sort(),
+    );
+    for (const l of trackLines) {
+      expect(l).toMatchObject({ level: 30, camera: 'synth', label: 'person' });
+      expect(typeof l['score']).toBe('number');
+    }
+    for (const l of trackLines.filter((x) => x['msg'] === 'track ended'))
+      expect(l['durationMs']).toBeGreaterThan(3_000);
     const byTrack = tracks.map((id) => events.filter((e) => e.event.trackId === id));
     // A is the track whose first zone is "left" (it walks in from the left edge).
     const sequence = (evs: typeof events) =>

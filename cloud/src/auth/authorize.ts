@@ -133,6 +133,12 @@ export interface Authorizer {
   authorize(principal: Principal, action: Action, resource: Resource): Promise<Decision>;
 }
 
+/**
+ * Every role the cloud knows: the roles cloud/policies grant something to (and the role table below). Any other
+ * role in a token grants nothing. Tools (the CLI) list and check roles from here.
+ */
+export const ROLES: readonly string[] = ['admin', 'operator', 'viewer', 'auditor', 'installer'];
+
 /** Roles that may read a tenant's events (the role table of {@link createRoleAuthorizer}). */
 export const EVENT_READER_ROLES: readonly string[] = ['admin', 'operator', 'viewer', 'auditor'];
 
@@ -161,6 +167,14 @@ const ROLE_GRANTS: Readonly<Record<Action, readonly string[]>> = {
   'webhooks:read': ['admin', 'auditor'],
   'webhooks:write': ['admin'],
 };
+
+/**
+ * The roles that may do `action` inside their tenant (on metadata: media and personal data need more). The
+ * Cedar policies answer the same (cloud/test/auth-roles.test.ts holds them together).
+ */
+export function rolesGranted(action: Action): readonly string[] {
+  return ROLE_GRANTS[action] ?? [];
+}
 
 /**
  * A fixed role table (the pre-Cedar default), for tests that inject it and as the benchmark baseline: default

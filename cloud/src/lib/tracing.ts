@@ -52,7 +52,16 @@ export interface TracingOptions {
    */
   maxQueueSize?: number;
   exportTimeoutMs?: number;
+  /**
+   * Links one span may keep (the SDK's default is 128 and it drops the rest, logging "Dropped N links because
+   * linkCountLimit reached"). The ingest batch span links every event of its transaction, so `main` passes
+   * the largest batch (ingest.batchSize); never below the SDK's default.
+   */
+  maxLinksPerSpan?: number;
 }
+
+/** The OTel SDK's default link limit per span (OTEL_SPAN_LINK_COUNT_LIMIT). */
+export const DEFAULT_LINK_COUNT_LIMIT = 128;
 
 export interface Tracing {
   readonly tracer: Tracer;
@@ -82,6 +91,7 @@ export function createTracing(config: Readonly<TracingConfig>, opts: TracingOpti
       ...(opts.serviceVersion ? { [ATTR_SERVICE_VERSION]: opts.serviceVersion } : {}),
     }),
     sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(config.sampleRatio) }),
+    spanLimits: { linkCountLimit: Math.max(DEFAULT_LINK_COUNT_LIMIT, opts.maxLinksPerSpan ?? 0) },
     spanProcessors: processors,
   });
   return {

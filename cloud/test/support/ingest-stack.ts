@@ -76,6 +76,8 @@ export interface IngestStack {
   rowCount(): Promise<number>;
   metric(name: string, labels?: string): Promise<number>;
   logs(): string;
+  /** Starts another cloud process on the same NATS and database (stopped after the file's tests). */
+  startCloud(config?: Record<string, unknown>, deps?: Omit<CloudDeps, 'logger'>): Promise<CloudApp>;
 }
 
 /**
@@ -115,22 +117,25 @@ export function useIngestStack(opts: {
   let inspector: NatsConnection | undefined;
   let jsm: JetStreamManager | undefined;
   const links: DeviceLink[] = [];
+  const extra: CloudApp[] = [];
   const natsUrl = (): string => `tls://localhost:${nats().port}`;
+  const cloudTls = () => {
+    const svc = pki().services.cloud!;
+    return { caFile: pki().caCert, certFile: svc.cert, keyFile: svc.key };
+  };
+  const cloudConfig = (config: Record<string, unknown> | undefined) =>
+    parseCloudConfig({
+      http: { port: 0 },
+      database: { url: opts.databaseUrl() },
+      nats: { servers: [natsUrl()], tls: cloudTls() },
+      // The REST API is another role (and needs a JWKS): off here.
+      api: { enabled: false },
+      ...config,
+    });
 
   beforeAll(async () => {
-    const svc = pki().services.cloud!;
-    const tls = { caFile: pki().caCert, certFile: svc.cert, keyFile: svc.key };
-    cloud = await startCloud(
-      parseCloudConfig({
-        http: { port: 0 },
-        database: { url: opts.databaseUrl() },
-        nats: { servers: [natsUrl()], tls },
-        // The REST API is another role (and needs a JWKS): off here.
-        api: { enabled: false },
-        ...opts.config,
-      }),
-      { ...opts.deps, logger },
-    );
+    const tls = cloudTls();
+    cloud = await startCloud(cloudConfig(opts.config), { ...opts.deps, logger });
     for (const d of opts.registered) await cloud.registry.registerDevice(d);
     inspector = await connect({
       servers: [natsUrl()],
@@ -143,6 +148,7 @@ export function useIngestStack(opts: {
   afterAll(async () => {
     for (const link of links) await link.close();
     await inspector?.close();
+    for (const c of extra) await c.stop();
     await cloud?.stop();
   });
 
@@ -152,6 +158,11 @@ export function useIngestStack(opts: {
     natsUrl,
     jsm: () => jsm!,
     logs: () => lines.join(''),
+    async startCloud(config, deps) {
+      const app = await startCloud(cloudConfig(config), { ...deps, logger });
+      extra.push(app);
+      return app;
+    },
     async device(d) {
       const paths = pki().devices[`${d.tenantId}/${d.deviceId}`]!;
       const nc = await connect({

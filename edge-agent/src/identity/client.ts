@@ -252,7 +252,8 @@ function mapError(op: Op, endpoint: string, err: ServiceError): IdentityError {
   // grpc-js appends an empty "Resolution note:" to connection errors; it only adds noise to the message.
   const details = (err.details || err.message).replace(/\s*Resolution note:\s*$/, '');
   const hint = HINTS[op][err.code];
-  if (hint) return new IdentityError(hint[0], `${op}: ${hint[1]} (cloud said: ${details})`, { cause: err });
+  // Messages say what failed and what to do, once; the caller adds the context (enroll, renewal).
+  if (hint) return new IdentityError(hint[0], hint[1], { cause: err, cloudSaid: details });
   if (
     err.code === status.UNAVAILABLE ||
     err.code === status.DEADLINE_EXCEEDED ||
@@ -267,11 +268,11 @@ function mapError(op: Op, endpoint: string, err: ServiceError): IdentityError {
           : "the cloud endpoint's certificate is issued by the CA chain stored with the identity (ca.pem)")
       : `cannot reach the cloud at ${endpoint} (${status[err.code]}: ${details}). Check the address and ` +
         'the network, then try again';
-    return new IdentityError('CLOUD_UNAVAILABLE', `${op}: ${what}`, { cause: err });
+    return new IdentityError('CLOUD_UNAVAILABLE', what, { cause: err });
   }
   return new IdentityError(
     'CLOUD_ERROR',
-    `${op}: the cloud failed the call (${status[err.code] ?? err.code}: ${details}); try again later`,
+    `the cloud failed the call (${status[err.code] ?? err.code}: ${details}); try again later`,
     { cause: err },
   );
 }

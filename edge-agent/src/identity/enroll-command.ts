@@ -64,12 +64,8 @@ export async function runEnrollCommand(
       io.err(`vigil-agent enroll: ${err.message}\n\n${ENROLL_HELP}`);
       return 64;
     }
-    const msg = err instanceof Error ? err.message : String(err);
-    const again =
-      err instanceof IdentityError && err.retryable
-        ? '\n(this may be temporary: run the same command again)'
-        : '';
-    io.err(`vigil-agent enroll: ${msg}${again}`);
+    // One line: what failed and what to do (the messages end with the next step, "try again" included).
+    io.err(`vigil-agent enroll failed: ${err instanceof Error ? err.message : String(err)}`);
     return 1;
   }
 }

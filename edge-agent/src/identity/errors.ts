@@ -25,13 +25,19 @@ const RETRYABLE: ReadonlySet<IdentityErrorCode> = new Set(['CLOUD_UNAVAILABLE', 
 export class IdentityError extends Error {
   override readonly name = 'IdentityError';
   readonly retryable: boolean;
+  /**
+   * The cloud's own words (gRPC status details), when the message already says what they mean in the
+   * installer's terms: kept for logs, left out of the message so it does not say the same thing twice.
+   */
+  readonly cloudSaid: string | undefined;
   constructor(
     readonly code: IdentityErrorCode,
     message: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; cloudSaid?: string },
   ) {
     super(message, options);
     this.retryable = RETRYABLE.has(code);
+    this.cloudSaid = options?.cloudSaid;
   }
 }
 

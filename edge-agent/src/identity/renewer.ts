@@ -194,11 +194,13 @@ export class IdentityRenewer {
         this.opts.random,
       );
       const code = err instanceof IdentityError ? err.code : 'STORE_FAILED';
+      const cloudSaid = err instanceof IdentityError ? err.cloudSaid : undefined;
+      const msg = `certificate renewal failed: ${(err as Error).message}`;
       if ('giveUp' in plan) {
-        log.error({ code, attempts: this.failures }, (err as Error).message);
+        log.error({ code, attempts: this.failures, cloudSaid }, msg);
         return this.giveUp(plan.giveUp);
       }
-      log.warn({ code, attempts: this.failures, retryAt: plan.at.toISOString() }, (err as Error).message);
+      log.warn({ code, attempts: this.failures, cloudSaid, retryAt: plan.at.toISOString() }, msg);
       return this.arm(plan.at);
     } finally {
       this.abort = undefined;

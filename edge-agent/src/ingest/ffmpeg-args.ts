@@ -10,8 +10,9 @@ export interface CameraSource {
   fps: number;
   /** ffmpeg's socket I/O timeout: a frozen camera makes ffmpeg exit instead of hanging forever. */
   ioTimeoutMs: number;
-  /** For files: pace at the native frame rate (like a live camera) and loop forever. */
+  /** For files: pace at the native frame rate (like a live camera). */
   realtime: boolean;
+  /** For files: replay forever; false: play once, then the camera is `ended` (no respawn). */
   loop: boolean;
 }
 

@@ -2,9 +2,10 @@ import type { ChildProcess } from 'node:child_process';
 import ffmpeg from 'fluent-ffmpeg';
 import { backoffDelay, defaultBackoff, type BackoffPolicy } from '../lib/backoff.js';
 import { FrameAssembler } from './frame-assembler.js';
-import { inputOptions, outputOptions, redactUrl, type CameraSource } from './ffmpeg-args.js';
+import { inputOptions, isNetworkSource, outputOptions, redactUrl, type CameraSource } from './ffmpeg-args.js';
 
-export type CameraState = 'connecting' | 'streaming' | 'stalled' | 'backing_off' | 'stopped';
+/** `ended`: a file source with `loop: false` reached its end; final until the camera is restarted. */
+export type CameraState = 'connecting' | 'streaming' | 'stalled' | 'backing_off' | 'stopped' | 'ended';
 
 export interface Frame {
   cameraId: string;
@@ -50,7 +51,9 @@ export interface SupervisorOptions {
 /**
  * Keeps one camera's ffmpeg alive: spawn, read frames, and on ANY exit (ffmpeg exits 0 when an RTSP
  * server dies) or stall, respawn after capped exponential backoff with jitter. Reports state changes
- * and the gap (time without frames) each time the stream comes back.
+ * and the gap (time without frames) each time the stream comes back. The one exception: a file played once
+ * (`loop: false`) whose ffmpeg exits cleanly has reached its end: state `ended`, no respawn. A file that
+ * fails (missing, unreadable) is retried like a camera.
  */
 export class CameraSupervisor {
   private state: CameraState = 'stopped';
@@ -133,6 +136,13 @@ export class CameraSupervisor {
     const onExit = (err?: Error): void => {
       if (this.command !== cmd) return; // an old process we already replaced or stopped
       this.command = undefined;
+      if (!err && !src.loop && !isNetworkSource(src.url)) {
+        // End of a file played once: final. (RTSP: ffmpeg exits 0 when a camera drops, so never this.)
+        clearTimeout(this.watchdog);
+        this.lastError = undefined;
+        this.setState('ended');
+        return;
+      }
       this.lastError = err ? lastLine(err.message, this.stderrTail) : 'stream ended';
       this.scheduleRestart();
     };

@@ -20,6 +20,7 @@ import { Tracker, type TrackEvent } from '../track/index.js';
 import { buildDetectionEvent, priorityOf, type SnapshotRef } from './events.js';
 import { IntervalStats } from './interval-stats.js';
 import type { AgentMetrics } from './metrics.js';
+import { TrackLog } from './track-log.js';
 
 export interface CameraPipelineDeps {
   camera: Readonly<CameraConfig> & { detect: NonNullable<CameraConfig['detect']> };
@@ -50,6 +51,7 @@ export class CameraPipeline {
   private readonly filter: (d: readonly Detection[]) => Detection[];
   private readonly subject: string;
   private readonly tracer: Tracer;
+  private readonly trackLog: TrackLog;
   private loop: Promise<void> | undefined;
   private stopped = false;
   processed = 0;
@@ -77,6 +79,10 @@ export class CameraPipeline {
     this.subject = subjectFor(deps.device.tenantId, deps.device.deviceId, 'evt', deps.camera.id);
     // Without a tracer: no-op spans (a provider with no delegate), so events carry no trace context.
     this.tracer = deps.tracer ?? new ProxyTracerProvider().getTracer('vigil-agent');
+    this.trackLog = new TrackLog(deps.log, deps.camera.id, {
+      now: () => Date.now(),
+      onSuppressed: (n) => deps.metrics.trackLinesSuppressed.inc({ camera: deps.camera.id }, n),
+    });
   }
 
   start(): void {
@@ -89,6 +95,7 @@ export class CameraPipeline {
     this.slot.close();
     await this.loop;
     for (const ev of this.tracker.flush(Date.now())) await this.emit(ev);
+    this.trackLog.flush();
   }
 
   private async run(): Promise<void> {
@@ -124,6 +131,7 @@ export class CameraPipeline {
     const events = this.tracker.update(this.filter(result.detections), frame.capturedAt.getTime(), frame);
     this.processed++;
     metrics.framesProcessed.inc({ camera: camera.id });
+    this.trackLog.tick();
     for (const ev of events) await this.emit(ev);
     metrics.frameLatencySeconds.observe(
       { camera: camera.id },
@@ -193,6 +201,8 @@ export class CameraPipeline {
     });
     deps.metrics.events.inc({ camera: deps.camera.id, kind: ev.kind });
     this.interval.recordEvent();
+    // What the camera sees, at info (bounded per camera), buffered or not.
+    this.trackLog.record(ev, id);
     if (!result.accepted) {
       span.setStatus({ code: SpanStatusCode.ERROR, message: `not buffered: ${result.reason}` });
       deps.log.warn({ camera: deps.camera.id, kind: ev.kind, reason: result.reason }, 'event not buffered');

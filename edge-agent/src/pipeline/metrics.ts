@@ -14,6 +14,7 @@ export class AgentMetrics {
   readonly events: Counter<'camera' | 'kind'>;
   readonly outboxAppends: Counter<'result'>;
   readonly snapshots: Counter<'result'>;
+  readonly trackLinesSuppressed: Counter<'camera'>;
 
   constructor() {
     const registers = [this.registry];
@@ -84,6 +85,12 @@ export class AgentMetrics {
       name: 'vigil_agent_snapshots_total',
       help: 'Snapshots by result (stored, too_large, redaction_failed, error)',
       labelNames: ['result'],
+      registers,
+    });
+    this.trackLinesSuppressed = new Counter({
+      name: 'vigil_agent_track_log_suppressed_total',
+      help: 'Track start/end log lines left out by the per-camera line limit (counted in a summary line)',
+      labelNames: ['camera'],
       registers,
     });
   }

@@ -8,6 +8,7 @@ const wireState: Record<CameraState, WireCameraState> = {
   stalled: WireCameraState.CAMERA_STATE_STALLED,
   backing_off: WireCameraState.CAMERA_STATE_BACKING_OFF,
   stopped: WireCameraState.CAMERA_STATE_STOPPED,
+  ended: WireCameraState.CAMERA_STATE_ENDED,
 };
 
 export interface HeartbeatSource {
@@ -32,16 +33,20 @@ export interface HeartbeatSource {
   configVersion?: () => bigint;
 }
 
+/**
+ * Pure: the device's health from its cameras. A camera is fine when it streams, or when it is a file that
+ * was played to its end as configured (`ended`, loop: false): that is done, not broken.
+ */
+export function deviceHealthOf(states: readonly CameraState[]): DeviceHealth {
+  const fine = states.filter((s) => s === 'streaming' || s === 'ended').length;
+  if (fine === states.length) return DeviceHealth.DEVICE_HEALTH_OK;
+  return fine === 0 ? DeviceHealth.DEVICE_HEALTH_FAILING : DeviceHealth.DEVICE_HEALTH_DEGRADED;
+}
+
 /** Pure: builds the heartbeat message from the agent's current state. */
 export function buildHeartbeat(src: HeartbeatSource, now: Date): Heartbeat {
   const cameras = src.cameras();
-  const streaming = cameras.filter((c) => c.state === 'streaming').length;
-  const health =
-    cameras.length === 0 || streaming === cameras.length
-      ? DeviceHealth.DEVICE_HEALTH_OK
-      : streaming === 0
-        ? DeviceHealth.DEVICE_HEALTH_FAILING
-        : DeviceHealth.DEVICE_HEALTH_DEGRADED;
+  const health = deviceHealthOf(cameras.map((c) => c.state));
   return Heartbeat.fromPartial({
     tenantId: src.tenantId,
     siteId: src.siteId,

@@ -35,7 +35,7 @@ export function outboxDepth(dataDir: string): number {
 /** Starts a real agent (no NATS) with a temp data dir; collects every durable event with its clip time. */
 export async function runAgent(
   config: Record<string, unknown>,
-  deps: Pick<AgentDeps, 'tracer'> = {},
+  deps: Pick<AgentDeps, 'tracer' | 'logger'> = {},
 ): Promise<{
   agent: Agent;
   events: CollectedEvent[];
@@ -56,7 +56,7 @@ export async function runAgent(
   let stopped = false;
   const started = await startAgent(parsed, {
     ...deps,
-    logger: pino({ level: 'warn' }),
+    logger: deps.logger ?? pino({ level: 'warn' }),
     onSpawn: (c) => registry.track(c, 'ffmpeg'),
     onEvent: (camera, event, snapshot) => {
       const t0 =

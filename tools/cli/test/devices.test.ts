@@ -214,7 +214,7 @@ describe('vigil devices (against the cloud API)', () => {
     expect(res.code, res.err).toBe(0);
     expect(res.err).toBe('');
     const lines = res.out.split('\n');
-    expect(lines[0]).toMatch(/^device gw-3 revoked at \d{4}-\d\d-\d\dT\S+Z by vigil-cli@acme$/);
+    expect(lines[0]).toMatch(/^device gw-3 revoked at \d{4}-\d\d-\d\dT\S+Z by dev-admin@acme$/);
     expect(lines.slice(1)).toEqual([
       'reason: stolen from lab',
       'certificates revoked: 0',
@@ -224,18 +224,18 @@ describe('vigil devices (against the cloud API)', () => {
     expect(await get('gw-3')).toMatchObject({
       status: 'revoked',
       revoked_at: revokedAt,
-      revoked_by: 'vigil-cli@acme',
+      revoked_by: 'dev-admin@acme',
       revoke_reason: 'stolen from lab',
     });
     const detail = await cli('devices', 'get', 'gw-3', '--tenant', 'acme');
     expect(detail.out).toContain(
-      `\nrevoked at:     ${revokedAt}\nrevoked by:     vigil-cli@acme\nrevoke reason:  stolen from lab`,
+      `\nrevoked at:     ${revokedAt}\nrevoked by:     dev-admin@acme\nrevoke reason:  stolen from lab`,
     );
 
     const again = await cli('devices', 'revoke', 'gw-3', '--tenant', 'acme', '--reason', 'again', '--yes');
     expect(again.code).toBe(0);
     expect(again.out.split('\n').slice(0, 2)).toEqual([
-      `device gw-3 was already revoked, at ${revokedAt} by vigil-cli@acme`,
+      `device gw-3 was already revoked, at ${revokedAt} by dev-admin@acme`,
       'reason: stolen from lab',
     ]);
     const json = await cli(
@@ -253,7 +253,7 @@ describe('vigil devices (against the cloud API)', () => {
       device_id: 'gw-3',
       result: 'already_revoked',
       revoked_at: revokedAt,
-      revoked_by: 'vigil-cli@acme',
+      revoked_by: 'dev-admin@acme',
       reason: 'stolen from lab',
       certificates_revoked: 0,
       nats: 'tls_only',
@@ -265,5 +265,30 @@ describe('vigil devices (against the cloud API)', () => {
     ]);
     const never = await cli('--json', 'devices', 'list', '--tenant', 'acme', '--status', 'never');
     expect(jsonLines(never.out).map((d) => d.id)).toEqual(['gw-4']);
+  });
+
+  it('records and shows as the revoker the principal the cloud authenticated, not the CLI', async () => {
+    // A token of someone else (as an admin's SSO token would be): its subject is the revoker.
+    const minted = await cli('token', 'mint', '--tenant', 'acme', '--role', 'admin', '--sub', 'alice@acme');
+    expect(minted.code, minted.err).toBe(0);
+    const byToken = await cli(
+      ...['devices', 'revoke', 'gw-4', '--token', minted.out, '--reason', 'decommissioned', '--yes'],
+    );
+    expect(byToken.code, byToken.err).toBe(0);
+    expect(byToken.out.split('\n')[0]).toMatch(/^device gw-4 revoked at \S+ by alice@acme$/);
+    expect(await get('gw-4')).toMatchObject({ revoked_by: 'alice@acme' });
+    // A minted dev token names the subject given (--sub), or the dev user of its roles.
+    const bob = await cli(
+      ...['devices', 'revoke', 'gw-2', '--tenant', 'acme', '--sub', 'bob@acme', '--reason', 'x', '--yes'],
+    );
+    expect(bob.out.split('\n')[0]).toMatch(/ by bob@acme$/);
+    expect(await get('gw-2')).toMatchObject({ revoked_by: 'bob@acme' });
+    const audit = await cloud.db
+      .selectFrom('audit_log')
+      .select(['actor'])
+      .where('action', '=', 'device.revoke')
+      .orderBy('seq')
+      .execute();
+    expect(audit.map((a) => a.actor)).toEqual(expect.arrayContaining(['alice@acme', 'bob@acme']));
   });
 });

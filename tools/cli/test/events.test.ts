@@ -166,7 +166,7 @@ describe('vigil token / events (against the cloud API)', () => {
     const json = await cli('--json', 'enroll-token', 'list', '--tenant', 'acme', '--all');
     expect(JSON.parse(json.out)).toMatchObject({
       site_id: 'hq',
-      created_by: 'vigil-cli@acme',
+      created_by: 'dev-admin@acme',
       used_at: null,
     });
     const viewer = await cli('enroll-token', 'list', '--tenant', 'acme', '--role', 'viewer');

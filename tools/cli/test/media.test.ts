@@ -95,7 +95,7 @@ describe('vigil media and vigil audit (against the cloud API)', () => {
     expect(audit.code, audit.err).toBe(0);
     const entries = audit.out.split('\n').map((l) => JSON.parse(l) as { actor: string; resource: string });
     expect(entries).toHaveLength(1);
-    expect(entries[0]).toMatchObject({ actor: 'vigil-cli@acme', resource: `media:acme/${id}` });
+    expect(entries[0]).toMatchObject({ actor: 'dev-operator@acme', resource: `media:acme/${id}` });
 
     // A viewer has no media grant; another tenant sees nothing.
     const viewer = await cli('media', 'get', id, '--tenant', 'acme', '--role', 'viewer', '-o', file);
@@ -126,7 +126,7 @@ describe('vigil media and vigil audit (against the cloud API)', () => {
 
     const audit = await cli('audit', '--tenant', 'acme', '--action', 'media.erase');
     expect(audit.out.split('\n')[0]).toMatch(/^SEQ\s+AT\s+ACTOR\s+ACTION\s+OUTCOME\s+RESOURCE$/);
-    expect(audit.out).toContain(`vigil-cli@acme`);
+    expect(audit.out).toContain(`dev-admin@acme`);
     expect(audit.out).toContain(`media:acme/${id}`);
   });
 });

@@ -96,9 +96,10 @@ describe('edge events reach PostgreSQL exactly once; poison goes to DEAD_LETTER 
         },
       );
       try {
+        // loop: false: one pass of the clip, then the camera ends.
         await expect
-          .poll(() => agent!.cameraStatus()[0]?.restarts ?? 0, { timeout: 20_000, interval: 100 })
-          .toBeGreaterThan(0);
+          .poll(() => agent!.cameraStatus()[0]?.state, { timeout: 20_000, interval: 100 })
+          .toBe('ended');
         await expect.poll(() => produced.length, { timeout: 5_000 }).toBeGreaterThanOrEqual(2);
         // Receipts empty the outbox: every event is committed.
         await expect.poll(() => agent!.outbox.stats().depth, { timeout: 20_000 }).toBe(0);

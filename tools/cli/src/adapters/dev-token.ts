@@ -17,6 +17,15 @@ export const DEFAULT_ISSUER = 'vigil-dev';
 export const DEFAULT_AUDIENCE = 'vigil-api';
 export const MAX_TTL_SECONDS = 86_400;
 
+/**
+ * The subject of a dev token minted without --sub: a dev user of that tenant with those roles. The cloud
+ * records it as the principal (who revoked a device, who created a token), so it names the roles, not the CLI.
+ */
+export function devSubject(tenant: string, roles: readonly string[]): string {
+  return `dev-${roles.join('+')}@${tenant}`;
+}
+export const DEV_SUBJECT_HELP = 'the principal the cloud records as acting (default: dev-<roles>@<tenant>)';
+
 export interface DevKey {
   kid: string;
   jwk: JWK;

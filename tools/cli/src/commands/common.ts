@@ -1,6 +1,14 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
+import { ROLES, rolesGranted, type Action } from '@vigil/cloud';
 import { ApiClient } from '../adapters/api.js';
-import { DEFAULT_AUDIENCE, DEFAULT_ISSUER, loadDevSigningKey, mintToken } from '../adapters/dev-token.js';
+import {
+  DEFAULT_AUDIENCE,
+  DEFAULT_ISSUER,
+  DEV_SUBJECT_HELP,
+  devSubject,
+  loadDevSigningKey,
+  mintToken,
+} from '../adapters/dev-token.js';
 import type { Io } from '../errors.js';
 
 /** What the commands of every group share: output sinks, the clock, the soft exit code. */
@@ -23,7 +31,9 @@ export interface GlobalOptions {
 /** The options {@link withAuth} adds to a REST command. */
 export interface AuthOptions {
   tenant: string;
+  /** Never empty: commander fills in the command's default role. */
   role: string[];
+  sub?: string;
   token?: string;
   issuer: string;
   audience: string;
@@ -60,43 +70,63 @@ export const reasonArg = (value: string): string => {
 export const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
 /**
- * Adds the options of a REST command: the tenant and role(s) of the dev token it mints, or --token.
- * `defaultRole` only names the default in the help; the action passes the same role to {@link apiClient}.
+ * `--role`, repeatable, checked against the cloud's role list (the one source of roles), with `defaultRole`
+ * as commander's real default (so the help shows the default the command uses, once). With `action`, the help
+ * also says which roles the cloud grants it, and the default must be one of them.
  */
-export const withAuth = (cmd: Command, defaultRole = 'viewer'): Command =>
+export function roleOption(defaultRole: string, action?: Action): Option {
+  if (!ROLES.includes(defaultRole)) throw new Error(`default role ${defaultRole} is not a cloud role`);
+  const granted = action ? rolesGranted(action) : undefined;
+  if (granted && !granted.includes(defaultRole))
+    throw new Error(`default role ${defaultRole} is not granted ${action}`);
+  const defaults = [defaultRole];
+  return new Option(
+    '--role <role>',
+    `role of the minted token, repeatable: ${ROLES.join(', ')}` +
+      (granted ? `; ${action} needs ${granted.join(' or ')}` : ''),
+  )
+    .default(defaults, defaultRole)
+    .argParser((value: string, previous: string[]) => {
+      if (!ROLES.includes(value)) throw new InvalidArgumentError(`expected one of ${ROLES.join(', ')}`);
+      // The first --role replaces the default instead of adding to it.
+      return [...(previous === defaults ? [] : previous), value];
+    });
+}
+
+/** `--sub`: who the minted token says acts; the cloud records that principal (revocations, audit). */
+export const subjectOption = (): Option =>
+  new Option('--sub <subject>', `subject of the minted token: ${DEV_SUBJECT_HELP}`).env('VIGIL_SUBJECT');
+
+/**
+ * Adds the options of a REST command: the tenant, role(s) and subject of the dev token it mints, or --token.
+ * `defaultRole` is the role used without --role; `action` (what the command asks the cloud) adds which roles
+ * may do it to the help.
+ */
+export const withAuth = (cmd: Command, defaultRole = 'viewer', action?: Action): Command =>
   cmd
     .addOption(
       new Option('--tenant <id>', 'tenant to mint the dev token for').env('VIGIL_TENANT').default('dev'),
     )
-    .option('--role <role>', `role of the minted token, repeatable (default: ${defaultRole})`, collect, [])
+    .addOption(roleOption(defaultRole, action))
+    .addOption(subjectOption())
     .addOption(new Option('--token <jwt>', 'use this bearer token instead of minting one').env('VIGIL_TOKEN'))
     .option('--issuer <iss>', 'issuer of the minted token', DEFAULT_ISSUER)
     .option('--audience <aud>', 'audience of the minted token', DEFAULT_AUDIENCE);
 
-/** A REST client with --token, or with a short-lived dev token for --tenant and --role (or `defaultRoles`). */
-export async function apiClient(
-  ctx: CliContext,
-  g: GlobalOptions,
-  a: AuthOptions,
-  defaultRoles: string[] = ['viewer'],
-): Promise<ApiClient> {
-  return new ApiClient(g.api, await bearerToken(ctx, g, a, defaultRoles));
+/** A REST client with --token, or with a short-lived dev token for --tenant, --role and --sub. */
+export async function apiClient(ctx: CliContext, g: GlobalOptions, a: AuthOptions): Promise<ApiClient> {
+  return new ApiClient(g.api, await bearerToken(ctx, g, a));
 }
 
-/** --token, or a freshly minted short-lived dev token for --tenant and --role (or `defaultRoles`). */
-export async function bearerToken(
-  ctx: CliContext,
-  g: GlobalOptions,
-  a: AuthOptions,
-  defaultRoles: string[] = ['viewer'],
-): Promise<string> {
+/** --token, or a freshly minted short-lived dev token for --tenant, --role and --sub. */
+export async function bearerToken(ctx: CliContext, g: GlobalOptions, a: AuthOptions): Promise<string> {
   return (
     a.token ??
     (
       await mintToken(loadDevSigningKey(g.pki), {
         tenant: a.tenant,
-        roles: a.role.length > 0 ? a.role : defaultRoles,
-        sub: `vigil-cli@${a.tenant}`,
+        roles: a.role,
+        sub: a.sub ?? devSubject(a.tenant, a.role),
         ttlSeconds: 300,
         issuer: a.issuer,
         audience: a.audience,

@@ -93,7 +93,7 @@ Example:
     )
     .action(async (o: AuthOptions & { scope: string; id: string; file: string }, cmd: Command) => {
       const g = globals(cmd);
-      const client = await apiClient(ctx, g, o, ['admin']);
+      const client = await apiClient(ctx, g, o);
       const body = readJsonFile(o.file);
       const doc = await client.call<ConfigDocument>('PUT', `/v1/configs/${enc(o.scope)}/${enc(o.id)}`, body);
       io.out(g.json ? JSON.stringify(doc) : `${doc.scope} ${doc.scope_id}: revision ${doc.revision} stored`);
@@ -158,7 +158,7 @@ Example:
     'admin',
   ).action(async (id: string, o: AuthOptions, cmd: Command) => {
     const g = globals(cmd);
-    const client = await apiClient(ctx, g, o, ['admin']);
+    const client = await apiClient(ctx, g, o);
     const r = await found(`device ${id}`, () =>
       client.call<{ device_id: string; version: string }>('POST', `/v1/devices/${enc(id)}/config/issue`, {}),
     );
@@ -183,7 +183,7 @@ Example:
       throw new InvalidArgumentError(`cannot read ${file}: ${(err as Error).message}`);
     }
     const sha256 = createHash('sha256').update(bytes).digest('hex');
-    const client = await apiClient(ctx, g, o, ['admin']);
+    const client = await apiClient(ctx, g, o);
     const m = await client.upload<StoredModel>(`/v1/models/${sha256}`, bytes);
     io.out(g.json ? JSON.stringify(m) : `${m.sha256} (${m.size} bytes) stored`);
   });

@@ -129,13 +129,14 @@ Examples:
       .requiredOption('--reason <text>', `why, kept with the device (1-${MAX_REASON} characters)`, reasonArg)
       .option('--yes', 'confirm: revocation is permanent', false),
     'admin',
+    'devices:revoke',
   )
     .addHelpText(
       'after',
       `
 The device's certificates are revoked (the cloud will not renew them) and its NATS access is cut. There is
-no undo, hence --yes. Revoking a revoked device reports the first revocation.
-The minted dev token has role admin unless --role is given (only admins may revoke).
+no undo, hence --yes. Revoking a revoked device reports the first revocation. The revoker recorded and shown
+is the principal the cloud authenticated: --token's subject, or the minted token's --sub.
 
 Example:
   pnpm vigil devices revoke gw-1 --tenant dev --reason 'stolen from site hq' --yes`,
@@ -148,7 +149,7 @@ Example:
           2,
         );
       const g = globals(cmd);
-      const client = await apiClient(ctx, g, o, ['admin']);
+      const client = await apiClient(ctx, g, o);
       const r = await notFound(id, o, () => client.revokeDevice(id, o.reason));
       if (g.json) {
         io.out(JSON.stringify(r));

@@ -8,23 +8,19 @@ export function register(program: Command, ctx: CliContext): void {
   const enrollToken = program
     .command('enroll-token')
     .description('one-time, expiring tokens that enroll a gateway into a tenant and site (REST API)');
-  // The minted dev token is an admin's unless --role says otherwise (only admin and installer may).
-  const enrollRole = (cmd: Command): Command =>
-    cmd.addHelpText('after', '\nThe minted dev token has role admin unless --role is given.');
-
-  enrollRole(
-    withAuth(
-      enrollToken
-        .command('create')
-        .description('create a token (POST /v1/enrollment-tokens); prints the secret, shown only this once')
-        .requiredOption('--site <id>', 'site the gateway will belong to')
-        .option('--ttl <seconds>', 'lifetime, 60 s to 7 days', int(60, 7 * 24 * 3600), 86_400)
-        .option('--note <text>', 'free text, e.g. where the gateway goes'),
-    ),
+  withAuth(
+    enrollToken
+      .command('create')
+      .description('create a token (POST /v1/enrollment-tokens); prints the secret, shown only this once')
+      .requiredOption('--site <id>', 'site the gateway will belong to')
+      .option('--ttl <seconds>', 'lifetime, 60 s to 7 days', int(60, 7 * 24 * 3600), 86_400)
+      .option('--note <text>', 'free text, e.g. where the gateway goes'),
+    'admin',
+    'enrollment-tokens:create',
   ).action(async (o: AuthOptions & { site: string; ttl: number; note?: string }, cmd: Command) => {
     const g = globals(cmd);
     const created = await (
-      await apiClient(ctx, g, o, ['admin'])
+      await apiClient(ctx, g, o)
     ).createEnrollmentToken({ site_id: o.site, ttl_seconds: o.ttl, note: o.note });
     if (g.json) {
       io.out(JSON.stringify(created));
@@ -37,18 +33,18 @@ export function register(program: Command, ctx: CliContext): void {
     );
   });
 
-  enrollRole(
-    withAuth(
-      enrollToken
-        .command('list')
-        .description(
-          "a tenant's enrollment tokens, newest first (GET /v1/enrollment-tokens); never the secrets",
-        )
-        .option('--all', 'include used tokens', false),
-    ),
+  withAuth(
+    enrollToken
+      .command('list')
+      .description(
+        "a tenant's enrollment tokens, newest first (GET /v1/enrollment-tokens); never the secrets",
+      )
+      .option('--all', 'include used tokens', false),
+    'admin',
+    'enrollment-tokens:read',
   ).action(async (o: AuthOptions & { all: boolean }, cmd: Command) => {
     const g = globals(cmd);
-    const { items } = await (await apiClient(ctx, g, o, ['admin'])).listEnrollmentTokens(o.all);
+    const { items } = await (await apiClient(ctx, g, o)).listEnrollmentTokens(o.all);
     if (g.json) {
       for (const t of items) io.out(JSON.stringify(t));
       return;

@@ -72,7 +72,7 @@ Example:
     )
     .action(async (id: string, o: AuthOptions & { output: string }, cmd: Command) => {
       const g = globals(cmd);
-      const client = await apiClient(ctx, g, o, ['operator']);
+      const client = await apiClient(ctx, g, o);
       const { bytes, headers } = await explain(id, () =>
         client.download(`/v1/media/${encodeURIComponent(id)}`),
       );
@@ -107,7 +107,7 @@ Example:
     if (!o.yes)
       throw new CliError(`erasing media ${id} deletes its bytes for good\nadd --yes to erase it`, 2);
     const g = globals(cmd);
-    const client = await apiClient(ctx, g, o, ['admin']);
+    const client = await apiClient(ctx, g, o);
     const r = await explain(id, () =>
       client.call<ErasedMedia>('POST', `/v1/media/${encodeURIComponent(id)}/erase`, { reason: o.reason }),
     );
@@ -135,7 +135,7 @@ Example:
       cmd: Command,
     ) => {
       const g = globals(cmd);
-      const client = await apiClient(ctx, g, o, ['auditor']);
+      const client = await apiClient(ctx, g, o);
       const qs = new URLSearchParams();
       if (o.action) qs.set('action', o.action);
       if (o.actor) qs.set('actor', o.actor);

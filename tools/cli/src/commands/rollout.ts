@@ -137,7 +137,7 @@ export function register(program: Command, ctx: CliContext): void {
       if ((o.bodyFile === undefined) === !o.effective)
         throw new CliError('give either --body-file <file> or --effective', 2);
       const g = globals(cmd);
-      const client = await apiClient(ctx, g, o, ['admin']);
+      const client = await apiClient(ctx, g, o);
       const body =
         o.bodyFile === undefined ? undefined : (JSON.parse(readFileSync(o.bodyFile, 'utf8')) as unknown);
       const created = await client.call<ApiRollout>('POST', '/v1/rollouts', {
@@ -225,7 +225,7 @@ export function register(program: Command, ctx: CliContext): void {
       'admin',
     ).action(async (id: string, o: AuthOptions & { reason?: string }, cmd: Command) => {
       const g = globals(cmd);
-      const client = await apiClient(ctx, g, o, ['admin']);
+      const client = await apiClient(ctx, g, o);
       let r: ApiRollout;
       try {
         r = await client.call<ApiRollout>(

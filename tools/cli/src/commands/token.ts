@@ -2,11 +2,12 @@ import type { Command } from 'commander';
 import {
   DEFAULT_AUDIENCE,
   DEFAULT_ISSUER,
+  devSubject,
   loadDevSigningKey,
   MAX_TTL_SECONDS,
   mintToken,
 } from '../adapters/dev-token.js';
-import { collect, globals, int, type CliContext } from './common.js';
+import { globals, int, roleOption, subjectOption, type CliContext } from './common.js';
 
 /** `vigil token`: development access tokens for the REST API. */
 export function register(program: Command, ctx: CliContext): void {
@@ -16,19 +17,14 @@ export function register(program: Command, ctx: CliContext): void {
     .command('mint')
     .description('mint a token signed with the dev signing key (<pki>/api-signing.jwk.json)')
     .requiredOption('--tenant <id>', 'tenant claim: the tenant every API call is scoped to')
-    .option(
-      '--role <role>',
-      'role claim, repeatable (admin, operator, viewer, auditor) (default: admin)',
-      collect,
-      [],
-    )
+    .addOption(roleOption('admin'))
     .option(
       '--ttl <seconds>',
       `lifetime in seconds, at most ${MAX_TTL_SECONDS}`,
       int(1, MAX_TTL_SECONDS),
       3600,
     )
-    .option('--sub <subject>', 'subject claim (default: dev@<tenant>)')
+    .addOption(subjectOption())
     .option('--issuer <iss>', 'issuer claim: must match the cloud auth.issuer', DEFAULT_ISSUER)
     .option('--audience <aud>', 'audience claim: must match the cloud auth.audience', DEFAULT_AUDIENCE)
     .addHelpText(
@@ -41,11 +37,11 @@ export function register(program: Command, ctx: CliContext): void {
         cmd: Command,
       ) => {
         const g = globals(cmd);
-        const roles = o.role.length > 0 ? o.role : ['admin'];
+        const roles = o.role;
         const minted = await mintToken(loadDevSigningKey(g.pki), {
           tenant: o.tenant,
           roles,
-          sub: o.sub ?? `dev@${o.tenant}`,
+          sub: o.sub ?? devSubject(o.tenant, roles),
           ttlSeconds: o.ttl,
           issuer: o.issuer,
           audience: o.audience,

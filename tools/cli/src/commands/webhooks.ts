@@ -62,7 +62,7 @@ Example:
         cmd: Command,
       ) => {
         const g = globals(cmd);
-        const client = await apiClient(ctx, g, o, ['admin']);
+        const client = await apiClient(ctx, g, o);
         const filter = {
           ...(o.label.length > 0 ? { labels: o.label } : {}),
           ...(o.site.length > 0 ? { sites: o.site } : {}),
@@ -85,9 +85,7 @@ Example:
   withAuth(hooks.command('list').description("the tenant's webhooks (GET /v1/webhooks)"), 'admin').action(
     async (o: AuthOptions, cmd: Command) => {
       const g = globals(cmd);
-      const { items } = await (
-        await apiClient(ctx, g, o, ['admin'])
-      ).call<{ items: Webhook[] }>('GET', '/v1/webhooks');
+      const { items } = await (await apiClient(ctx, g, o)).call<{ items: Webhook[] }>('GET', '/v1/webhooks');
       if (g.json) for (const w of items) io.out(JSON.stringify(w));
       else if (items.length === 0) io.err('no webhooks');
       else
@@ -117,7 +115,7 @@ Example:
   ).action(async (id: string, o: AuthOptions & { reason?: string }, cmd: Command) => {
     const g = globals(cmd);
     const w = await (
-      await apiClient(ctx, g, o, ['admin'])
+      await apiClient(ctx, g, o)
     ).call<Webhook>(
       'POST',
       `/v1/webhooks/${encodeURIComponent(id)}/disable`,
@@ -136,7 +134,7 @@ Example:
   ).action(async (id: string, o: AuthOptions & { limit?: number }, cmd: Command) => {
     const g = globals(cmd);
     const { items } = await (
-      await apiClient(ctx, g, o, ['admin'])
+      await apiClient(ctx, g, o)
     ).call<{ items: Delivery[] }>(
       'GET',
       `/v1/webhooks/${encodeURIComponent(id)}/deliveries${o.limit ? `?limit=${o.limit}` : ''}`,

@@ -70,6 +70,8 @@ export enum CameraState {
   CAMERA_STATE_BACKING_OFF = 4,
   /** CAMERA_STATE_STOPPED - Disabled by config or shutting down. */
   CAMERA_STATE_STOPPED = 5,
+  /** CAMERA_STATE_ENDED - A file source played once (loop: false) reached its end; not restarted. */
+  CAMERA_STATE_ENDED = 6,
   UNRECOGNIZED = -1,
 }
 
@@ -93,6 +95,9 @@ export function cameraStateFromJSON(object: any): CameraState {
     case 5:
     case "CAMERA_STATE_STOPPED":
       return CameraState.CAMERA_STATE_STOPPED;
+    case 6:
+    case "CAMERA_STATE_ENDED":
+      return CameraState.CAMERA_STATE_ENDED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -114,6 +119,8 @@ export function cameraStateToJSON(object: CameraState): string {
       return "CAMERA_STATE_BACKING_OFF";
     case CameraState.CAMERA_STATE_STOPPED:
       return "CAMERA_STATE_STOPPED";
+    case CameraState.CAMERA_STATE_ENDED:
+      return "CAMERA_STATE_ENDED";
     case CameraState.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";

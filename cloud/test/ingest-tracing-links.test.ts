@@ -1,0 +1,54 @@
+import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { describe, expect, it } from 'vitest';
+import { useDatabase } from '@vigil/testkit';
+import { makeEvent, publishAll, useIngestStack, type TestDevice } from './support/ingest-stack.js';
+
+// The batch span links every event of its transaction. The OTel SDK keeps 128 links per span by default and
+// drops the rest (warning "Dropped N links because linkCountLimit reached"), while a batch holds up to
+// ingest.batchSize (500) events: startCloud sizes the limit from the config. The spans come from the
+// provider startCloud builds itself (its real limits), through an extra in-memory processor.
+//
+// A batch larger than 128 is made deterministic: the events wait in EVENTS while no cloud consumes (the
+// stack's cloud runs with ingest off), then a second cloud with ingest on starts and takes them at once
+// (its fetch takes one message, then everything pending behind it, up to batchSize).
+
+const gw1: TestDevice = { tenantId: 'acme', siteId: 'hq', deviceId: 'gw-1' };
+const EVENTS = 300;
+
+describe('ingest tracing: a batch span links all of its events', () => {
+  const dbUrl = useDatabase();
+  const stack = useIngestStack({
+    devices: [gw1],
+    registered: [gw1],
+    databaseUrl: dbUrl,
+    config: { ingest: { enabled: false } },
+  });
+
+  it(`keeps ${EVENTS} links on the batch span of a ${EVENTS}-event batch (SDK default: 128)`, async () => {
+    const link = await stack.device(gw1);
+    const events = Array.from({ length: EVENTS }, () => makeEvent(gw1));
+    await publishAll(events, 64, (ev) => link.publish(ev));
+
+    const exporter = new InMemorySpanExporter();
+    await stack.startCloud(
+      { ingest: { enabled: true, batchSize: 500 } },
+      { spanProcessors: [new SimpleSpanProcessor(exporter)] },
+    );
+    await expect.poll(() => stack.rowCount(), { timeout: 20_000 }).toBe(EVENTS);
+    // Event spans end after the ack, just after the commit.
+    const eventSpans = () => exporter.getFinishedSpans().filter((s) => s.name === 'vigil.ingest.event');
+    await expect.poll(() => eventSpans().length).toBe(EVENTS);
+
+    const batches = exporter.getFinishedSpans().filter((s) => s.name === 'vigil.ingest.batch');
+    const sizes = batches.map((b) => b.attributes['vigil.batch.events'] as number);
+    // Precondition of the test: at least one batch larger than the SDK's default limit.
+    expect(Math.max(...sizes)).toBeGreaterThan(128);
+    for (const b of batches) {
+      expect(b.links).toHaveLength(b.attributes['vigil.batch.events'] as number);
+      expect(b.droppedLinksCount).toBe(0);
+    }
+    const linked = new Set(batches.flatMap((b) => b.links.map((l) => l.context.spanId)));
+    for (const e of eventSpans()) expect(linked.has(e.spanContext().spanId)).toBe(true);
+    console.log(`[tracing] batch sizes ${sizes.join(', ')}; links kept: ${linked.size}`);
+  }, 60_000);
+});
