@@ -13,7 +13,7 @@ import type { CloudConfig } from '../config/schema.js';
 import { utcDay, type EventStore, type NewEvent } from '../events/store.js';
 import { Backoff, sleep } from '../lib/backoff.js';
 import { publishDeadLetter, type DeadLetter } from './dead-letter.js';
-import { deviceKey, type DeviceCache } from './devices.js';
+import { deviceKey, siteMismatch, type DeviceCache } from './devices.js';
 import type { IngestMetrics } from './metrics.js';
 import type { ReceiptPublisher } from './receipts.js';
 import { EVENTS_STREAM, INGEST_CONSUMER, ensureIngestConsumer, ensureStreams } from './streams.js';
@@ -203,7 +203,7 @@ export class IngestConsumer {
       try {
         // Active for the log lines written meanwhile; the spans themselves get their parent explicitly.
         await this.tracing.within(tx.ctx, async () => {
-          candidates = await this.dropUnknownDevices(candidates, poison);
+          candidates = await this.checkRegistry(candidates, poison);
           await this.ensurePartitions(candidates);
           fresh = await this.commit(candidates, tx.ctx);
         });
@@ -240,24 +240,26 @@ export class IngestConsumer {
     if (retryDelay !== undefined) await sleep(retryDelay, this.abort.signal);
   }
 
-  /** Moves candidates from unregistered devices to `poison`; returns the rest. */
-  private async dropUnknownDevices(candidates: Candidate[], poison: Poison[]): Promise<Candidate[]> {
+  /**
+   * The registry, not the payload, says who and where: moves candidates of unregistered devices, and those
+   * whose site is not the device's registered site, to `poison`; returns the rest. (Tenant and device are
+   * the subject's, checked against the payload by validateEvent.)
+   */
+  private async checkRegistry(candidates: Candidate[], poison: Poison[]): Promise<Candidate[]> {
     const registered = await this.deps.devices.registered(
       candidates.map((c) => ({ tenantId: c.row.tenant_id, deviceId: c.row.device_id })),
     );
     return candidates.filter((c) => {
-      if (registered.has(deviceKey(c.row.tenant_id, c.row.device_id))) return true;
-      poison.push({
-        msg: c.msg,
-        span: c.span,
-        letter: {
-          reason: 'unknown_device',
-          detail: `device ${c.row.tenant_id}/${c.row.device_id} is not registered`,
-          tenantId: c.row.tenant_id,
-          deviceId: c.row.device_id,
-        },
-      });
-      return false;
+      const { tenant_id: tenantId, device_id: deviceId } = c.row;
+      const device = registered.get(deviceKey(tenantId, deviceId));
+      const refuse = (reason: 'unknown_device' | 'site_mismatch', detail: string): false => {
+        poison.push({ msg: c.msg, span: c.span, letter: { reason, detail, tenantId, deviceId } });
+        return false;
+      };
+      if (!device) return refuse('unknown_device', `device ${tenantId}/${deviceId} is not registered`);
+      const mismatch = siteMismatch(tenantId, deviceId, c.row.site_id, device);
+      if (mismatch) return refuse('site_mismatch', mismatch);
+      return true;
     });
   }
 
