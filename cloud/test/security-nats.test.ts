@@ -386,7 +386,7 @@ describe('NATS security suite: one enrolled gateway against the cloud', () => {
       await until(`${name}{${labels}} to count it`, async () => (await metric(name, labels)) === n + 1);
     }
 
-    it('config status: garbage, oversized, or naming another device gets an empty answer and records nothing', async () => {
+    it('config status: no reply, garbage, oversized, or naming another device: an empty answer at most, nothing recorded', async () => {
       const before = await dbState();
       const cases: Array<[string, Uint8Array, string]> = [
         ['garbage', Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f]), 'invalid'],
@@ -402,6 +402,16 @@ describe('NATS security suite: one enrolled gateway against the cloud', () => {
           'mismatch',
         ],
       ];
+      await attempt('status without a reply subject', () =>
+        counted(
+          'vigil_cloud_device_replies_refused_total',
+          'responder="config_status",reason="no_reply"',
+          async () => {
+            evil.nc.publish(status, ConfigStatus.encode(ConfigStatus.fromPartial({})).finish());
+            await evil.nc.flush();
+          },
+        ),
+      );
       for (const [name, data, result] of cases)
         await attempt(`status ${name}`, () =>
           counted('vigil_cloud_config_status_total', `result="${result}"`, async () => {
