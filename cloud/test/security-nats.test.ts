@@ -493,6 +493,13 @@ describe('NATS security suite: one enrolled gateway against the cloud', () => {
           const ack = await js.publish(evt, data, { msgID: `hostile-${name}` });
           expect((await deadLetter('events', ack.seq)).header.get(DLQ_HEADERS.reason)).toBe(reason);
         });
+      await attempt('event over EVENTS max message size (1.5 MiB)', async () => {
+        const refused = await js.publish(evt, Buffer.alloc(1536 * 1024, 0x41), { msgID: 'hostile-big' }).then(
+          () => 'stored',
+          (e: Error) => e.message,
+        );
+        expect(refused).toMatch(/maximum|too large|size/i);
+      });
       const snapshots: Array<[string, MediaObject, string]> = [
         ['naming site plant', makeMedia(other({ siteId: 'plant' })), 'site_mismatch'],
         ['naming device gw-peer', makeMedia(other({ deviceId: 'gw-peer' })), 'subject_mismatch'],
