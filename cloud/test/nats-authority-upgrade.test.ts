@@ -1,24 +1,27 @@
-// An authority file made before the responder signing key existed: the cloud refuses it with a clear
-// message, ensureNatsAuthority adds the key once (persisted, so every cloud process uses the same one).
+// An authority file made before the responder signing key existed: the cloud cannot start its responder
+// from it (a clear message), ensureNatsAuthority adds the key once (persisted: every cloud process uses it).
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decode, type Account } from '@nats-io/jwt';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ensureNatsAuthority } from '../src/fleet/nats-authority-files.js';
-import { loadNatsAuthority } from '../src/fleet/nats-account.js';
+import { connectWithAuthority, loadNatsAuthority } from '../src/fleet/nats-account.js';
 
 describe('NATS authority upgrade (responder signing key)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'vigil-authority-upgrade-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('refuses an old authority at load, and ensureNatsAuthority upgrades it once', async () => {
+  it('refuses a responder from an old authority, and ensureNatsAuthority upgrades it once', async () => {
     const made = await ensureNatsAuthority(dir);
     const file = made.authorityFile;
     const old = JSON.parse(readFileSync(file, 'utf8')) as { account: Record<string, unknown> };
     delete old.account.responderSigningKey;
     writeFileSync(file, JSON.stringify(old), { mode: 0o600 });
-    expect(() => loadNatsAuthority(file)).toThrow(/no responder signing key/);
+    // The CLI's service user still loads it; a responder cannot be minted from it.
+    await expect(
+      connectWithAuthority(loadNatsAuthority(file), 'responder', 'cloud-responder', { servers: [] }),
+    ).rejects.toThrow(/no responder signing key/);
 
     const upgraded = await ensureNatsAuthority(dir);
     const key = upgraded.authority.account.responderSigningKey;

@@ -21,7 +21,7 @@ import {
 } from './nats-auth.js';
 
 /** Reads the NatsAuthority JSON (written by ensureNatsAuthority: the dev stack, fleet-sim); refuses a readable-by-all file. */
-export function loadNatsAuthority(path: string, opts: { upgrading?: boolean } = {}): NatsAuthority {
+export function loadNatsAuthority(path: string): NatsAuthority {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -44,10 +44,6 @@ export function loadNatsAuthority(path: string, opts: { upgrading?: boolean } = 
     !a.system?.signingKey?.seed
   )
     throw new ConfigError(`nats.auth.authorityFile ${path} is not a Vigil NATS authority (version 1)`);
-  if (!opts.upgrading && !a.account.responderSigningKey?.seed)
-    throw new ConfigError(
-      `nats.auth.authorityFile ${path} has no responder signing key (made by an older release): let ensureNatsAuthority (the dev stack runs it at start) upgrade its directory once`,
-    );
   return a as NatsAuthority;
 }
 
@@ -62,6 +58,10 @@ export async function connectWithAuthority(
   name: string,
   options: ConnectionOptions,
 ): Promise<NatsConnection> {
+  if (role === 'responder' && !authority.account.responderSigningKey?.seed)
+    throw new ConfigError(
+      'the NATS authority has no responder signing key (made by an older release): let ensureNatsAuthority (the dev stack runs it at start) upgrade its directory once',
+    );
   const user = createUser();
   const issue = { service: issueServiceUser, responder: issueResponderUser, system: issueSystemUser }[role];
   const jwt = await issue(authority, { name, userPublicKey: user.getPublicKey() });

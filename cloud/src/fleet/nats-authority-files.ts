@@ -33,7 +33,7 @@ export async function ensureNatsAuthority(dir: string): Promise<NatsAuthorityFil
   let created = false;
   if (existsSync(authorityFile)) {
     // An older authority gains the responder signing key, and the account JWT the current templates.
-    const upgraded = await upgradeNatsAuthority(loadNatsAuthority(authorityFile, { upgrading: true }));
+    const upgraded = await upgradeNatsAuthority(loadNatsAuthority(authorityFile));
     authority = upgraded.authority;
     if (upgraded.changed) writePrivate(authorityFile, JSON.stringify(authority, null, 2));
   } else {
