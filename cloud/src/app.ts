@@ -121,6 +121,14 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
       : await connect(natsOptions);
     closers.push(() => nc.drain());
     log.info({ server: nc.getServer(), auth: authority ? 'jwt' : 'tls' }, 'connected to NATS');
+    // Device requests (config status, receipt queries) are answered on a connection of their own: in JWT mode
+    // the responder user, whose only publish right is `_DEVINBOX.>` (device inboxes) and which has no
+    // response permission, so even a missed check could not reach the JetStream API or another subject.
+    const responderOptions = { ...natsOptions, name: `${config.nats.name}-responder` };
+    const responderNc = authority
+      ? await connectWithAuthority(authority, 'responder', 'cloud-responder', responderOptions)
+      : await connect(responderOptions);
+    closers.push(() => responderNc.drain());
     let accountPublisher: NatsAccountPublisher | undefined;
     if (authority) {
       const sys = await connectWithAuthority(authority, 'system', 'cloud-account', {
@@ -149,7 +157,7 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
     });
     const models = new ModelStore(config.models.dir, config.models.maxBytes);
     const configStatus = new ConfigStatusResponder(
-      nc,
+      responderNc,
       configs,
       log.child({ component: 'config-ota' }),
       metrics,
@@ -236,6 +244,7 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
     closers.push(() => integrations.stop());
     const ingest = await startIngest({
       nc,
+      responderNc,
       db,
       config,
       mediaStore: media.store,

@@ -92,7 +92,7 @@ describe('config OTA: documents, signed versions, NATS delivery, reported state,
       servers: [stack.natsUrl()],
       tls: { caFile: stack.pki().caCert, certFile, keyFile },
       authenticator: jwtAuthenticator(d.res.natsUserJwt, d.nkey.getSeed()),
-      inboxPrefix: `_INBOX_${d.res.tenantId}.${d.res.deviceId}`,
+      inboxPrefix: `_DEVINBOX.${d.res.tenantId}.${d.res.deviceId}`,
       reconnect: false,
       timeout: 5_000,
     });

@@ -121,7 +121,7 @@ describe('fleet identity: gRPC enrollment, NATS with issued credentials, renewal
       servers: [stack.natsUrl()],
       tls: { caFile: stack.pki().caCert, certFile, keyFile },
       authenticator: jwtAuthenticator(d.res.natsUserJwt, d.nkey.getSeed()),
-      inboxPrefix: `_INBOX_${d.res.tenantId}.${d.res.deviceId}`,
+      inboxPrefix: `_DEVINBOX.${d.res.tenantId}.${d.res.deviceId}`,
       reconnect: opts.reconnect ?? false,
       timeout: 5_000,
     });

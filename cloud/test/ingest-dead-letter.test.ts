@@ -51,6 +51,19 @@ describe('ingest: poison messages go to DEAD_LETTER and the consumer keeps going
           dlqSubject: 'vigil.dlq.events.acme.gw-1',
         },
         {
+          // Issue 12 finding 3: gw-1 is registered at hq; an event filed under another site of the tenant.
+          reason: 'site_mismatch',
+          subject: evtSubject(gw1),
+          data: enc(makeEvent(gw1, { siteId: 'plant' })),
+          dlqSubject: 'vigil.dlq.events.acme.gw-1',
+        },
+        {
+          reason: 'site_mismatch',
+          subject: evtSubject(gw1),
+          data: enc(makeEvent(gw1, { siteId: '' })),
+          dlqSubject: 'vigil.dlq.events.acme.gw-1',
+        },
+        {
           reason: 'unknown_device',
           subject: evtSubject(stranger),
           data: enc(makeEvent(stranger)),
@@ -122,7 +135,17 @@ describe('ingest: poison messages go to DEAD_LETTER and the consumer keeps going
     );
     expect(await stack.metric('vigil_cloud_ingest_dead_lettered_total', '{reason="undecodable"}')).toBe(1);
     expect(await stack.metric('vigil_cloud_ingest_dead_lettered_total', '{reason="unknown_device"}')).toBe(1);
+    expect(await stack.metric('vigil_cloud_ingest_dead_lettered_total', '{reason="site_mismatch"}')).toBe(2);
     expect(await stack.metric('vigil_cloud_ingest_events_inserted_total')).toBe(20);
+    // Only the registry's site was ever stored.
+    const sites = await stack
+      .cloud()
+      .db.selectFrom('events')
+      .select('site_id')
+      .distinct()
+      .where('tenant_id', '=', 'acme')
+      .execute();
+    expect(sites.map((r) => r.site_id)).toEqual(['hq']);
   });
 
   it('accepts a device as soon as it is registered', async () => {

@@ -163,6 +163,8 @@ describe('media ingest with a MediaStore', () => {
       { reason: 'sha256_mismatch', m: makeMedia(gw1, { sha256: sha256Hex(Buffer.from('x')) }) },
       { reason: 'captured_at', m: makeMedia(gw1, {}, old) },
       { reason: 'captured_at', m: { ...makeMedia(gw1), capturedAt: undefined } },
+      // Issue 12 finding 3: gw-1 is registered at hq; a snapshot filed under another site of the tenant.
+      { reason: 'site_mismatch', m: makeMedia(gw1, { siteId: 'plant' }) },
       { reason: 'unknown_device', m: makeMedia(stranger), link: s },
     ];
     const seqs: number[] = [];
@@ -188,6 +190,7 @@ describe('media ingest with a MediaStore', () => {
     expect(files(dir)).toEqual(filesBefore);
     expect(await metric('subject_mismatch')).toBe(2);
     expect(await metric('unknown_device')).toBe(1);
+    expect(await metric('site_mismatch')).toBe(1);
     expect(await metric('too_large')).toBe(1);
   });
 

@@ -24,6 +24,7 @@ import {
   deviceInboxPrefix,
   devicePermissions,
   issueDeviceUser,
+  issueResponderUser,
   issueServiceUser,
   issueSystemUser,
   natsServerAuthConfig,
@@ -40,7 +41,7 @@ const A1: Device = { tenantId: 'acme', deviceId: 'gw-1' };
 const A2: Device = { tenantId: 'acme', deviceId: 'gw-2' };
 const G1: Device = { tenantId: 'globex', deviceId: 'gw-1' };
 const key = (d: Device): string => `${d.tenantId}/${d.deviceId}`;
-const inboxOf = (d: Device): string => `_INBOX_${d.tenantId}.${d.deviceId}`;
+const inboxOf = (d: Device): string => `_DEVINBOX.${d.tenantId}.${d.deviceId}`;
 
 const tally = { tried: 0, refused: 0, cases: [] as string[] };
 /** Counts one bad input; call `refused()` on the returned handle once the refusal is asserted. */
@@ -107,6 +108,10 @@ describe('NATS per-device authorization (operator JWT + mTLS + JetStream)', () =
     const kp = createUser();
     return { jwt: await issueServiceUser(authority, { name, userPublicKey: kp.getPublicKey() }), kp };
   }
+  async function responderCreds(name = 'responder'): Promise<Creds> {
+    const kp = createUser();
+    return { jwt: await issueResponderUser(authority, { name, userPublicKey: kp.getPublicKey() }), kp };
+  }
 
   /** Connects with a client cert (or none) and JWT creds (or none); collects status events. */
   async function dial(opts: {
@@ -138,6 +143,8 @@ describe('NATS per-device authorization (operator JWT + mTLS + JetStream)', () =
     dial({ cert: pki().devices[key(d)]!, creds: creds ?? (await deviceCreds(d)), inboxPrefix: inboxOf(d) });
   const cloud = async (): Promise<NatsConnection> =>
     (await dial({ cert: pki().services.cloud!, creds: await serviceCreds(), name: 'cloud' })).nc;
+  const responder = async (): Promise<{ nc: NatsConnection; statuses: Status[] }> =>
+    dial({ cert: pki().services.cloud!, creds: await responderCreds(), name: 'responder' });
 
   /** The PermissionViolationError in err or its cause chain. */
   function violation(err: unknown): PermissionViolationError {
@@ -228,11 +235,11 @@ describe('NATS per-device authorization (operator JWT + mTLS + JetStream)', () =
     nc2.publish(subjectFor('acme', 'gw-1', 'status'), 'st');
     await nc2.flush();
     expect(statuses.filter((s) => s.type === 'error')).toEqual([]);
-    // Same as the agent's inboxPrefixFor (edge-agent/src/uplink/sync.ts), which the cloud cannot import.
+    // Same as the agent's inboxPrefixFor (edge-agent/src/uplink/sync.ts): both are @vigil/proto's.
     expect(deviceInboxPrefix('acme', 'gw-1')).toBe(inboxOf(A1));
     expect(devicePermissions('acme', 'gw-1')).toEqual({
       pubAllow: ['vigil.v1.acme.gw-1.>'],
-      subAllow: ['vigil.v1.acme.gw-1.cfg', 'vigil.v1.acme.gw-1.rcpt', '_INBOX_acme.gw-1.>'],
+      subAllow: ['vigil.v1.acme.gw-1.cfg', 'vigil.v1.acme.gw-1.rcpt', '_DEVINBOX.acme.gw-1.>'],
     });
   });
 
@@ -266,7 +273,14 @@ describe('NATS per-device authorization (operator JWT + mTLS + JetStream)', () =
 
   it("device A subscribing to B's receipts, B's inbox or the tenant wildcard is refused", async () => {
     const { nc } = await device(A1);
-    for (const subject of ['vigil.v1.acme.gw-2.rcpt', '_INBOX_acme.gw-2.>', 'vigil.v1.acme.>', '>']) {
+    for (const subject of [
+      'vigil.v1.acme.gw-2.rcpt',
+      '_DEVINBOX.acme.gw-2.>',
+      '_DEVINBOX.acme.*.>',
+      '_DEVINBOX.>',
+      'vigil.v1.acme.>',
+      '>',
+    ]) {
       const bad = badInput(`A subscribes ${subject}`);
       const err = await refusedSubscription(nc, subject);
       expect(err).toMatchObject({ operation: 'subscription', subject });
@@ -300,7 +314,7 @@ describe('NATS per-device authorization (operator JWT + mTLS + JetStream)', () =
     for (const subject of [
       'vigil.v1.acme.gw-1.rcpt',
       'vigil.v1.acme.gw-1.cfg',
-      '_INBOX_acme.gw-1.>',
+      '_DEVINBOX.acme.gw-1.>',
       'vigil.v1.*.*.rcpt',
     ]) {
       const bad = badInput(`globex/gw-1 subscribes ${subject}`);
@@ -348,9 +362,69 @@ describe('NATS per-device authorization (operator JWT + mTLS + JetStream)', () =
     bad.refused();
   });
 
+  it('the cloud service user has no response permission: it cannot answer a device at all', async () => {
+    const { nc: dev } = await device(A1);
+    const c = await cloud();
+    const serve = c.subscribe('vigil.v1.*.*.status', { callback: (_e, m) => void m.respond('answer') });
+    await c.flush();
+    const bad = badInput('service user answers a device request (into _DEVINBOX)');
+    const mark = nats().logs.text().length;
+    expect(
+      String(await rejection(dev.request('vigil.v1.acme.gw-1.status', 'q', { timeout: 1_000 }))),
+    ).toMatch(/timeout/i);
+    await logLine(/\[ERR\] .*Publish Violation - .*Subject "_DEVINBOX\.acme\.gw-1\./, mark);
+    bad.refused();
+    serve.unsubscribe();
+  });
+
+  it('the responder user publishes only into device inboxes, even when answering a hostile reply subject', async () => {
+    const { nc: dev } = await device(A1);
+    const { nc: r, statuses } = await responder();
+    const answered: string[] = [];
+    // A responder WITHOUT the reply check: the NATS user alone must stop what the device asks for.
+    const serve = r.subscribe('vigil.v1.*.*.status', {
+      callback: (_e, m) => {
+        if (m.reply) answered.push(m.reply);
+        m.respond(new Uint8Array(0));
+      },
+    });
+    await r.flush();
+    const hostile = [
+      '$JS.API.STREAM.DELETE.EVENTS',
+      '$JS.API.STREAM.PURGE.EVENTS',
+      '$KV.config.x',
+      '$SYS.REQ.SERVER.PING',
+      'vigil.v1.globex.gw-1.cfg',
+      'vigil.internal.v1.committed.acme',
+      '_INBOX.cloud.1',
+    ];
+    for (const reply of hostile) {
+      const bad = badInput(`responder answers reply ${reply}`);
+      dev.publish('vigil.v1.acme.gw-1.status', 'q', { reply });
+      await dev.flush();
+      await waitFor(`violation for ${reply}`, () =>
+        statuses.find((x) => x.type === 'error' && x.error.message.includes(`"${reply}"`)),
+      );
+      bad.refused();
+    }
+    expect(answered).toEqual(hostile);
+    expect((await jsm.streams.info('EVENTS')).config.name).toBe('EVENTS');
+    // Its own device inbox works.
+    expect((await dev.request('vigil.v1.acme.gw-1.status', 'q', { timeout: 2_000 })).subject).toMatch(
+      /^_DEVINBOX\.acme\.gw-1\./,
+    );
+    // Nor may it subscribe to anything but the two request subjects.
+    for (const subject of ['vigil.v1.*.*.evt.*', '_INBOX.>', '$JS.API.>']) {
+      const bad = badInput(`responder subscribes ${subject}`);
+      expect((await refusedSubscription(r, subject)).subject).toBe(subject);
+      bad.refused();
+    }
+    serve.unsubscribe();
+  });
+
   describe('connection-level refusals', () => {
     const certA1 = (): CertKeyPaths => pki().devices[key(A1)]!;
-    const scopedTags = ['vigil-tenant:acme', 'vigil-device:gw-1', 'vigil-inbox:_INBOX_acme.gw-1'];
+    const scopedTags = ['vigil-tenant:acme', 'vigil-device:gw-1'];
 
     /**
      * Dials and expects the server to refuse in CONNECT: nats.js rejects with AuthorizationError
@@ -431,9 +505,9 @@ describe('NATS per-device authorization (operator JWT + mTLS + JetStream)', () =
       );
     });
 
-    it('a leaked device signing key cannot forge an inbox tag that reads service replies or the JS API', async () => {
-      // The server fills the template with any tag value: vigil-inbox:_INBOX would allow `_INBOX.>`, and
-      // vigil-inbox:$JS `$JS.>`, were it not for the template's deny list.
+    it('an inbox tag (the template of older releases) grants nothing: service replies and the JS API stay closed', async () => {
+      // Older device templates read a free-text `vigil-inbox` tag: vigil-inbox:_INBOX allowed `_INBOX.>`.
+      // The inbox is now built from the tenant and device tags alone, and the deny list stays as a backstop.
       for (const [inboxTag, subject] of [
         ['_INBOX', '_INBOX.>'],
         ['$JS', '$JS.API.>'],
@@ -499,24 +573,25 @@ describe('NATS per-device authorization (operator JWT + mTLS + JetStream)', () =
       expect.arrayContaining(['vigil.v1.acme.gw-1.evt.cam1', 'vigil.v1.acme.gw-1.evt.cam2']),
     );
 
-    // Receipts pushed on the device's rcpt subject reach it; ReceiptQuery-style requests get answered
-    // through the service's response permission (replies into _INBOX_acme.gw-1.*).
+    // Receipts pushed on the device's rcpt subject reach it; ReceiptQuery-style requests get answered by
+    // the responder user (replies into _DEVINBOX.acme.gw-1.*).
     const rcpt = subjectFor('acme', 'gw-1', 'rcpt');
     const got: string[] = [];
     const devSub = dev.subscribe(rcpt, {
       callback: (_e, m) => void (m.reply ? undefined : got.push(m.string())),
     });
-    const serve = c.subscribe('vigil.v1.*.*.rcpt', {
+    const { nc: r } = await responder();
+    const serve = r.subscribe('vigil.v1.*.*.rcpt', {
       callback: (_e, m) => void (m.reply && m.respond('answer')),
     });
     await dev.flush();
-    await c.flush();
+    await r.flush();
     c.publish(rcpt, 'receipt-1');
     await waitFor('receipt at the device', () => got.length > 0 || undefined);
     expect(got).toEqual(['receipt-1']);
     const answer = await dev.request(rcpt, 'query', { timeout: 2_000 });
     expect(answer.string()).toBe('answer');
-    expect(answer.subject.startsWith('_INBOX_acme.gw-1.')).toBe(true);
+    expect(answer.subject.startsWith('_DEVINBOX.acme.gw-1.')).toBe(true);
     devSub.unsubscribe();
     serve.unsubscribe();
 

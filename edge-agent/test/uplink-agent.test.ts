@@ -87,7 +87,7 @@ describe('agent with uplink', () => {
     expect(mine?.subscriptions_list).toEqual(
       expect.arrayContaining([
         'vigil.v1.acme.gw-1.rcpt',
-        expect.stringMatching(/^_INBOX_acme\.gw-1\.[A-Za-z0-9]+\.\*$/),
+        expect.stringMatching(/^_DEVINBOX\.acme\.gw-1\.[A-Za-z0-9]+\.\*$/),
       ]),
     );
     expect(mine?.subscriptions_list?.some((s) => s.startsWith('_INBOX.'))).toBe(false);

@@ -119,6 +119,6 @@ describe('publish error classification', () => {
 
 describe('device inbox prefix', () => {
   it('is the device own namespace, disjoint from the default _INBOX.<nuid> inboxes', () => {
-    expect(inboxPrefixFor({ tenantId: 'acme', deviceId: 'gw-1' })).toBe('_INBOX_acme.gw-1');
+    expect(inboxPrefixFor({ tenantId: 'acme', deviceId: 'gw-1' })).toBe('_DEVINBOX.acme.gw-1');
   });
 });

@@ -73,3 +73,35 @@ export function parseSubject(subject: string): SubjectParts | null {
   if (!isValidSubjectToken(camera)) return null;
   return { tenant, device, kind, camera };
 }
+
+/**
+ * Root token of every device inbox. A device's inbox prefix (the `inboxPrefix` it connects with, where its
+ * PubAcks and request answers arrive) is `_DEVINBOX.<tenant>.<device>`, so:
+ * - `_DEVINBOX.>` names every device inbox and nothing else: the cloud's responder user may publish there
+ *   and nowhere else (it shares no root with `_INBOX.` service replies, `$JS`/`$KV`/`$SYS`, or `vigil.`);
+ * - a device's own inbox is a whole-token template (`_DEVINBOX.<tenant tag>.<device tag>.>`).
+ */
+export const DEVICE_INBOX_ROOT = '_DEVINBOX';
+
+/** `_DEVINBOX.<tenant>.<device>`: the inbox prefix of one device; throws on an invalid token. */
+export function deviceInboxPrefix(tenant: string, device: string): string {
+  checkToken('tenant', tenant);
+  checkToken('device', device);
+  return `${DEVICE_INBOX_ROOT}.${tenant}.${device}`;
+}
+
+/** Longest reply subject a device inbox reply may have (nats.js makes `<prefix>.<nuid>.<token>`). */
+export const MAX_DEVICE_REPLY_LENGTH = 256;
+
+/**
+ * True if `reply` is a concrete subject inside the inbox of tenant/device: the prefix plus one or more
+ * valid tokens, no wildcard, bounded length. The only reply subjects a cloud responder may answer on.
+ */
+export function isDeviceInboxReply(reply: string, tenant: string, device: string): boolean {
+  if (reply.length > MAX_DEVICE_REPLY_LENGTH) return false;
+  if (!isValidSubjectToken(tenant) || !isValidSubjectToken(device)) return false;
+  const prefix = `${DEVICE_INBOX_ROOT}.${tenant}.${device}.`;
+  if (!reply.startsWith(prefix)) return false;
+  const rest = reply.slice(prefix.length).split('.');
+  return rest.length > 0 && rest.every(isValidSubjectToken);
+}

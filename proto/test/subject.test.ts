@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { SUBJECT_KINDS, parseSubject, subjectFor, type SubjectKind } from '../src/index.js';
+import {
+  deviceInboxPrefix,
+  isDeviceInboxReply,
+  SUBJECT_KINDS,
+  parseSubject,
+  subjectFor,
+  type SubjectKind,
+} from '../src/index.js';
 
 describe('subjectFor', () => {
   it('builds device and camera subjects', () => {
@@ -63,5 +70,35 @@ describe('parseSubject', () => {
     'vigil.v1.acme.g w.evt',
   ])('returns null for %j', (subject) => {
     expect(parseSubject(subject)).toBeNull();
+  });
+});
+
+describe('device inboxes', () => {
+  it('puts every device inbox under one root token', () => {
+    expect(deviceInboxPrefix('acme', 'gw-1')).toBe('_DEVINBOX.acme.gw-1');
+    expect(() => deviceInboxPrefix('acme', 'gw.1')).toThrow(/device/);
+    expect(() => deviceInboxPrefix('*', 'gw-1')).toThrow(/tenant/);
+  });
+
+  it.each(['_DEVINBOX.acme.gw-1.abc', '_DEVINBOX.acme.gw-1.NUID123.7'])('accepts %j for acme/gw-1', (r) => {
+    expect(isDeviceInboxReply(r, 'acme', 'gw-1')).toBe(true);
+  });
+
+  it.each([
+    '_DEVINBOX.acme.gw-1',
+    '_DEVINBOX.acme.gw-1.',
+    '_DEVINBOX.acme.gw-1.*',
+    '_DEVINBOX.acme.gw-1.>',
+    '_DEVINBOX.acme.gw-1.a..b',
+    '_DEVINBOX.acme.gw-2.abc',
+    '_DEVINBOX.globex.gw-1.abc',
+    '_DEVINBOX.acme.gw-10.abc',
+    '_INBOX.abc',
+    '_INBOX_acme.gw-1.abc',
+    '$JS.API.STREAM.DELETE.EVENTS',
+    'vigil.v1.acme.gw-1.cfg',
+    `_DEVINBOX.acme.gw-1.${'x'.repeat(300)}`,
+  ])('refuses %j for acme/gw-1', (r) => {
+    expect(isDeviceInboxReply(r, 'acme', 'gw-1')).toBe(false);
   });
 });

@@ -2,6 +2,7 @@ import { ConfigStatus, parseSubject, SignedConfig } from '@vigil/proto';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
+import { DeviceReplier, type DeviceRequest } from '../fleet/device-reply.js';
 import type { ConfigIssuer } from './issuer.js';
 
 /** Queue group of the status responders: several cloud processes share the polls. */
@@ -13,16 +14,19 @@ const EMPTY = new Uint8Array(0);
  * connect, after a reconnect, periodically and after each apply); the answer is the device's current
  * SignedConfig when its version is greater than both `version` and `applied_version` of the status, else an
  * empty message. The subject is the identity: a status naming another tenant or device is refused (empty
- * reply, nothing recorded, counted). Every accepted status is recorded in device_config_state. Work is
+ * reply, nothing recorded, counted). A status whose reply subject is not the device's own inbox is dropped
+ * before anything else (fleet/device-reply.ts): `nc` should be the responder connection, which may publish
+ * only into device inboxes. Every accepted status is recorded in device_config_state. Work is
  * bounded: a few statuses run at once, a bounded number wait (a fleet reconnecting at once), the rest are
  * dropped unanswered and counted (`busy`; the device polls again).
  */
 export class ConfigStatusResponder {
   private sub: Subscription | undefined;
   private inFlight = 0;
-  private readonly waiting: Msg[] = [];
+  private readonly waiting: Array<{ msg: Msg; request: DeviceRequest }> = [];
   private readonly statuses: Counter<'result'>;
   private readonly idle = new Set<() => void>();
+  private readonly replier: DeviceReplier;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -42,6 +46,7 @@ export class ConfigStatusResponder {
         labelNames: ['result'],
         registers: [metrics],
       });
+    this.replier = new DeviceReplier('config_status', metrics, log);
   }
 
   start(): void {
@@ -52,17 +57,20 @@ export class ConfigStatusResponder {
           this.log.error({ err }, 'config status subscription failed');
           return;
         }
-        if (this.inFlight < this.maxInFlight) this.run(msg);
-        else if (this.waiting.length < this.maxWaiting) this.waiting.push(msg);
+        // Refused before queueing: a hostile reply costs no database work and no queue slot.
+        const request = this.replier.accept(msg);
+        if (!request) return;
+        if (this.inFlight < this.maxInFlight) this.run(msg, request);
+        else if (this.waiting.length < this.maxWaiting) this.waiting.push({ msg, request });
         // The device polls again; an empty reply would read as "nothing newer", so none is sent.
         else this.statuses.inc({ result: 'busy' });
       },
     });
   }
 
-  private run(msg: Msg): void {
+  private run(msg: Msg, request: DeviceRequest): void {
     this.inFlight += 1;
-    void this.answer(msg)
+    void this.answer(msg, request)
       .catch((e: unknown) => {
         this.statuses.inc({ result: 'error' });
         this.log.warn({ err: e, subject: msg.subject }, 'answering a config status failed');
@@ -70,7 +78,7 @@ export class ConfigStatusResponder {
       .finally(() => {
         this.inFlight -= 1;
         const next = this.waiting.shift();
-        if (next) this.run(next);
+        if (next) this.run(next.msg, next.request);
         else if (this.inFlight === 0) for (const resolve of this.idle) resolve();
       });
   }
@@ -81,11 +89,11 @@ export class ConfigStatusResponder {
     if (this.inFlight > 0) await new Promise<void>((resolve) => this.idle.add(resolve));
   }
 
-  private async answer(msg: Msg): Promise<void> {
+  private async answer(msg: Msg, request: DeviceRequest): Promise<void> {
     const route = parseSubject(msg.subject);
     if (!route || route.kind !== 'status' || route.camera !== undefined) return;
     const reply = (data: Uint8Array, result: string): void => {
-      if (msg.reply) msg.respond(data);
+      request.respond(data);
       this.statuses.inc({ result });
     };
     let status: ConfigStatus;

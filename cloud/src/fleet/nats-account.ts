@@ -12,6 +12,7 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import { ConfigError } from '../lib/errors.js';
 import type { Database } from '../storage/tables.js';
 import {
+  issueResponderUser,
   issueServiceUser,
   issueSystemUser,
   pushAccountJwt,
@@ -19,7 +20,7 @@ import {
   type NatsAuthority,
 } from './nats-auth.js';
 
-/** Reads the NatsAuthority JSON (written by `pnpm vigil nats init` / the dev stack); refuses a readable-by-all file. */
+/** Reads the NatsAuthority JSON (written by ensureNatsAuthority: the dev stack, fleet-sim); refuses a readable-by-all file. */
 export function loadNatsAuthority(path: string): NatsAuthority {
   let text: string;
   try {
@@ -48,17 +49,21 @@ export function loadNatsAuthority(path: string): NatsAuthority {
 
 /**
  * Connects as a freshly minted user: a new nkey pair per process (its seed never leaves memory) and a user JWT
- * from the authority's scoped service (or system) signing key. The JWT lives the authority's longest user
+ * from the authority's scoped service, responder (device requests) or system signing key. The JWT lives the authority's longest user
  * lifetime (90 days by default); a cloud process is expected to restart well within that.
  */
 export async function connectWithAuthority(
   authority: NatsAuthority,
-  role: 'service' | 'system',
+  role: 'service' | 'responder' | 'system',
   name: string,
   options: ConnectionOptions,
 ): Promise<NatsConnection> {
+  if (role === 'responder' && !authority.account.responderSigningKey?.seed)
+    throw new ConfigError(
+      'the NATS authority has no responder signing key (made by an older release): let ensureNatsAuthority (the dev stack runs it at start) upgrade its directory once',
+    );
   const user = createUser();
-  const issue = role === 'service' ? issueServiceUser : issueSystemUser;
+  const issue = { service: issueServiceUser, responder: issueResponderUser, system: issueSystemUser }[role];
   const jwt = await issue(authority, { name, userPublicKey: user.getPublicKey() });
   return connect({ ...options, authenticator: jwtAuthenticator(jwt, user.getSeed()) });
 }

@@ -7,14 +7,22 @@
  *   account identity keys (offline) -> only the subject of their account JWT; never sign users
  *   VIGIL "device" signing key      -> device user JWTs (scoped: the permissions come from the account JWT)
  *   VIGIL "service" signing key     -> cloud service user JWTs (scoped)
+ *   VIGIL "responder" signing key   -> the cloud user that answers device requests (scoped: it may publish
+ *                                      into device inboxes `_DEVINBOX.>` and nowhere else)
  *   SYSTEM "system" signing key     -> the user that pushes account JWT updates ($SYS claims update)
  *
  * Every user signing key is SCOPED (a `user_scope` signing key with a permission template in the account JWT):
  * a user JWT signed with it carries no permissions of its own (the server refuses one that does) and gets the
  * template, filled in from the user's tags. So the online device key can only mint users of the device shape
  * (vigil.v1 device subjects and an inbox, never the JetStream API, `$SYS`, `_INBOX.>` or replies), and a
- * permission change is one account JWT update. nats-server 2.9 does not validate tag values, so a leaked device
+ * permission change is one account JWT update. nats-server does not validate tag values, so a leaked device
  * key could still mint `vigil-tenant:*` (every device's subjects): the ids are validated here, at issue.
+ *
+ * No user has a response permission (`resp`): nats-server lets a user with one publish to ANY reply subject
+ * it received, even one its deny list names, so a device choosing the reply subject of its request would make
+ * the answering user a confused deputy. Device requests are answered by the responder user, whose only
+ * publish right is `_DEVINBOX.>`, and every responder checks the reply against the requesting device's own
+ * inbox first (fleet/device-reply.ts).
  *
  * Nothing here does I/O except `pushAccountJwt`, which uses a connection the caller built.
  * Seeds are returned for persistence: store them 0600 and never log them (`describeNatsAuthority` is the
@@ -37,7 +45,12 @@ import {
   type User,
   type UserPermissionsLimits,
 } from '@nats-io/jwt';
-import { isValidSubjectToken, SUBJECT_PREFIX } from '@vigil/proto';
+import {
+  DEVICE_INBOX_ROOT,
+  isValidSubjectToken,
+  deviceInboxPrefix as inboxPrefixOf,
+  SUBJECT_PREFIX,
+} from '@vigil/proto';
 
 /** A public nkey and its seed (the seed is a secret). */
 export interface NatsKey {
@@ -73,6 +86,8 @@ export interface NatsAuthority {
     jwt: string;
     deviceSigningKey: NatsKey;
     serviceSigningKey: NatsKey;
+    /** Signs the responder users (RESPONDER_PERMISSIONS). Missing in authorities made before it: see upgradeNatsAuthority. */
+    responderSigningKey: NatsKey;
     jetstream: AccountJetStreamLimits;
     servicePermissions: ServicePermissions;
     /** Longest lifetime of any user JWT this authority issues; revocations older than this are pruned. */
@@ -122,25 +137,23 @@ export const DEFAULT_MAX_USER_LIFETIME_SECONDS = 90 * 86_400;
 export const DEVICE_MAX_SUBSCRIPTIONS = 64;
 
 /**
- * Tags that the device template reads. nats-server 2.9 fills in a template only where it is a whole subject
- * token, so the inbox prefix `_INBOX_<tenant>` (one token) cannot be `_INBOX_{{tag(tenant)}}`: it travels as
- * a tag of its own holding the whole prefix. The server does not validate tag values (a '*' or '.' in one
- * widens the permission): issueDeviceUser validates the ids, so only a leaked device signing key could.
+ * Tags that the device template reads (nats-server fills in a template only where it is a whole subject
+ * token, which every use here is). The server does not validate tag values (a '*' or '.' in one widens the
+ * permission): issueDeviceUser validates the ids, so only a leaked device signing key could.
  */
 const TENANT_TAG = 'vigil-tenant';
 const DEVICE_TAG = 'vigil-device';
-const INBOX_TAG = 'vigil-inbox';
 const T = `{{tag(${TENANT_TAG})}}`;
 const D = `{{tag(${DEVICE_TAG})}}`;
-const I = `{{tag(${INBOX_TAG})}}`;
 
 /**
- * The inbox prefix a device connects with (`inboxPrefix` option of nats.js); must equal the agent's
- * inboxPrefixFor: `_INBOX_<tenant>.<device>`. It shares no token with the default `_INBOX.` of other clients.
+ * The inbox prefix a device connects with (`inboxPrefix` option of nats.js): `_DEVINBOX.<tenant>.<device>`
+ * (@vigil/proto deviceInboxPrefix, which the agent uses too). One root token for every device inbox, so that
+ * `_DEVINBOX.>` names them all and nothing else, and shares nothing with the `_INBOX.` of other clients.
  */
 export function deviceInboxPrefix(tenantId: string, deviceId: string): string {
   checkIds(tenantId, deviceId);
-  return `_INBOX_${tenantId}.${deviceId}`;
+  return inboxPrefixOf(tenantId, deviceId);
 }
 
 /**
@@ -152,25 +165,37 @@ export function deviceInboxPrefix(tenantId: string, deviceId: string): string {
  */
 export const DEVICE_PERMISSION_TEMPLATE = {
   pubAllow: [`${SUBJECT_PREFIX}.${T}.${D}.>`],
-  subAllow: [`${SUBJECT_PREFIX}.${T}.${D}.cfg`, `${SUBJECT_PREFIX}.${T}.${D}.rcpt`, `${I}.>`],
+  subAllow: [
+    `${SUBJECT_PREFIX}.${T}.${D}.cfg`,
+    `${SUBJECT_PREFIX}.${T}.${D}.rcpt`,
+    `${DEVICE_INBOX_ROOT}.${T}.${D}.>`,
+  ],
 } as const;
 
 /**
- * Denied to device subscriptions whatever the tags say. Only matters if the device signing key leaks: the
- * inbox tag is free text for the server, so a forged `vigil-inbox:_INBOX` would otherwise allow `_INBOX.>`
- * (every service reply and pull-consumer delivery) or `$JS.>`. A device's own inbox never matches these.
+ * Denied to device subscriptions whatever the tags say: defence in depth should the template ever take a
+ * free-text tag again (a device's own subjects never match these).
  */
 export const DEVICE_SUB_DENY: readonly string[] = ['_INBOX.>', '$JS.>'];
 
 /**
  * Default service permissions: the Vigil subjects, the JetStream API, acks and flow control, its own
- * `_INBOX.` replies. Answers to device requests (ReceiptQuery replies to `_INBOX_<tenant>.<device>...`) go
- * through the response permission (one reply per request received, for 2 minutes), because no pattern can
- * name every device inbox (`_INBOX_*` is not a wildcard: '*' only matches a whole token).
+ * `_INBOX.` replies. No response permission and no `_DEVINBOX.>`: this user never answers a device (the
+ * responder user does), so no device-chosen reply subject is ever published with these rights.
  */
 export const DEFAULT_SERVICE_PERMISSIONS: ServicePermissions = {
   pubAllow: ['vigil.>', '$JS.API.>', '$JS.ACK.>', '$JS.FC.>', '_INBOX.>'],
   subAllow: ['vigil.>', '_INBOX.>', '$JS.EVENT.>'],
+};
+
+/**
+ * The responder user: receives device requests (config status, receipt queries) and may publish only into
+ * device inboxes. Every responder also checks that the reply is the REQUESTING device's inbox (a device may
+ * name another device's inbox), see fleet/device-reply.ts.
+ */
+export const RESPONDER_PERMISSIONS: ServicePermissions = {
+  pubAllow: [`${DEVICE_INBOX_ROOT}.>`],
+  subAllow: [`${SUBJECT_PREFIX}.*.*.status`, `${SUBJECT_PREFIX}.*.*.rcpt`],
 };
 
 /** The system user may only push account JWT updates (and get the answer). */
@@ -182,8 +207,7 @@ const SYSTEM_USER_PERMISSIONS = {
 /** Concrete device permissions (the template filled in), e.g. for display and tests. */
 export function devicePermissions(tenantId: string, deviceId: string): ServicePermissions {
   checkIds(tenantId, deviceId);
-  const fill = (s: string): string =>
-    s.replaceAll(T, tenantId).replaceAll(D, deviceId).replaceAll(I, deviceInboxPrefix(tenantId, deviceId));
+  const fill = (s: string): string => s.replaceAll(T, tenantId).replaceAll(D, deviceId);
   return {
     pubAllow: DEVICE_PERMISSION_TEMPLATE.pubAllow.map(fill),
     subAllow: DEVICE_PERMISSION_TEMPLATE.subAllow.map(fill),
@@ -227,6 +251,7 @@ export async function createNatsAuthority(
       jwt: '',
       deviceSigningKey: newKey(createAccount),
       serviceSigningKey: newKey(createAccount),
+      responderSigningKey: newKey(createAccount),
       jetstream: {
         memStorage: opts.jetstream?.memStorage ?? -1,
         diskStorage: opts.jetstream?.diskStorage ?? -1,
@@ -252,11 +277,7 @@ export async function issueDeviceUser(authority: NatsAuthority, req: DeviceUserR
   checkIds(req.tenantId, req.deviceId);
   const exp = expiry(authority, req.expiresInSeconds, req.now);
   const claims: Partial<User> = {
-    tags: [
-      `${TENANT_TAG}:${req.tenantId}`,
-      `${DEVICE_TAG}:${req.deviceId}`,
-      `${INBOX_TAG}:${deviceInboxPrefix(req.tenantId, req.deviceId)}`,
-    ],
+    tags: [`${TENANT_TAG}:${req.tenantId}`, `${DEVICE_TAG}:${req.deviceId}`],
   };
   return encodeUser(
     `${req.tenantId}/${req.deviceId}`,
@@ -278,6 +299,40 @@ export async function issueServiceUser(authority: NatsAuthority, req: ServiceUse
     { tags: ['vigil-role:service'] },
     { signer: seedPair(authority.account.serviceSigningKey), scopedUser: true, exp },
   );
+}
+
+/** A user JWT for the responder (RESPONDER_PERMISSIONS: publishes only into device inboxes, no `resp`). */
+export async function issueResponderUser(authority: NatsAuthority, req: ServiceUserRequest): Promise<string> {
+  checkName(req.name);
+  const exp = expiry(authority, req.expiresInSeconds ?? authority.account.maxUserLifetimeSeconds, req.now);
+  return encodeUser(
+    `responder/${req.name}`,
+    userKey(req.userPublicKey),
+    authority.account.publicKey,
+    { tags: ['vigil-role:responder'] },
+    { signer: seedPair(authority.account.responderSigningKey), scopedUser: true, exp },
+  );
+}
+
+/**
+ * Brings an authority made by an older release up to date: adds the responder signing key if it has none
+ * and re-signs the account JWT with the current permission templates. `changed`: a key was added, so the
+ * caller must persist it (every cloud process must use the same responder key: never upgrade in memory only).
+ */
+export async function upgradeNatsAuthority(
+  authority: NatsAuthority,
+): Promise<{ authority: NatsAuthority; changed: boolean }> {
+  const missing = !(authority.account as Partial<NatsAuthority['account']>).responderSigningKey?.seed;
+  const next: NatsAuthority = {
+    ...authority,
+    account: {
+      ...authority.account,
+      responderSigningKey: missing ? newKey(createAccount) : authority.account.responderSigningKey,
+    },
+  };
+  // Re-signed either way (a fresh JWT differs in iat/jti alone, so that says nothing about a change).
+  next.account.jwt = await encodeVigilAccount(next);
+  return { authority: next, changed: missing };
 }
 
 /** A SYSTEM account user that may only push account JWT updates (see pushAccountJwt). */
@@ -401,6 +456,7 @@ export function describeNatsAuthority(authority: NatsAuthority): Record<string, 
     accountName: authority.account.name,
     deviceSigningKey: authority.account.deviceSigningKey.publicKey,
     serviceSigningKey: authority.account.serviceSigningKey.publicKey,
+    responderSigningKey: authority.account.responderSigningKey.publicKey,
     revocations: Object.keys(authority.account.revocations).length,
   };
 }
@@ -466,10 +522,9 @@ async function encodeVigilAccount(a: NatsAuthority): Promise<string> {
         { subs: DEVICE_MAX_SUBSCRIPTIONS },
         DEVICE_SUB_DENY,
       ),
-      // resp: one reply per received request within 2 min (ttl 0 = the server's default).
-      scoped(acc.serviceSigningKey.publicKey, 'service', acc.servicePermissions, {
-        resp: { max: 1, ttl: 0 },
-      }),
+      // No `resp` for either (see the header): device requests are answered by the responder user.
+      scoped(acc.serviceSigningKey.publicKey, 'service', acc.servicePermissions, {}),
+      scoped(acc.responderSigningKey.publicKey, 'responder', RESPONDER_PERMISSIONS, {}),
     ],
     default_permissions: DENY_ALL,
     revocations: { ...acc.revocations },

@@ -1,7 +1,12 @@
 import { chmodSync, existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadNatsAuthority } from './nats-account.js';
-import { createNatsAuthority, natsServerAuthConfig, type NatsAuthority } from './nats-auth.js';
+import {
+  createNatsAuthority,
+  natsServerAuthConfig,
+  upgradeNatsAuthority,
+  type NatsAuthority,
+} from './nats-auth.js';
 
 export interface NatsAuthorityFiles {
   /** The online authority (signing keys): the cloud's `nats.auth.authorityFile`, 0600. */
@@ -15,8 +20,9 @@ export interface NatsAuthorityFiles {
 }
 
 /**
- * Creates the NATS operator, accounts and signing keys in `dir` on the first run; later runs load them and
- * rewrite only the server fragment (so a config reload picks up the current account JWT). Secrets 0600.
+ * Creates the NATS operator, accounts and signing keys in `dir` on the first run; later runs load them, add a
+ * signing key a newer release needs (the responder's), and rewrite the server fragment with a freshly signed
+ * account JWT (so a config reload picks up the current permission templates). Secrets 0600.
  */
 export async function ensureNatsAuthority(dir: string): Promise<NatsAuthorityFiles> {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -26,7 +32,10 @@ export async function ensureNatsAuthority(dir: string): Promise<NatsAuthorityFil
   let authority: NatsAuthority;
   let created = false;
   if (existsSync(authorityFile)) {
-    authority = loadNatsAuthority(authorityFile);
+    // An older authority gains the responder signing key, and the account JWT the current templates.
+    const upgraded = await upgradeNatsAuthority(loadNatsAuthority(authorityFile));
+    authority = upgraded.authority;
+    if (upgraded.changed) writePrivate(authorityFile, JSON.stringify(authority, null, 2));
   } else {
     const made = await createNatsAuthority();
     authority = made.authority;

@@ -14,7 +14,7 @@ import { utcDay, type CommitHook, type EventStore, type NewEvent } from '../even
 import { Backoff, sleep } from '../lib/backoff.js';
 import { failpoint } from '../lib/failpoint.js';
 import { publishDeadLetter, type DeadLetter } from './dead-letter.js';
-import { deviceKey, type DeviceCache } from './devices.js';
+import { deviceKey, registryRefusal, type DeviceCache, type RegisteredDevice } from './devices.js';
 import type { IngestMetrics } from './metrics.js';
 import type { ReceiptPublisher } from './receipts.js';
 import { EVENTS_STREAM, INGEST_CONSUMER, ensureIngestConsumer, ensureStreams } from './streams.js';
@@ -206,7 +206,7 @@ export class IngestConsumer {
       try {
         // Active for the log lines written meanwhile; the spans themselves get their parent explicitly.
         await this.tracing.within(tx.ctx, async () => {
-          candidates = await this.dropUnknownDevices(candidates, poison);
+          candidates = await this.checkRegistry(candidates, poison);
           await this.ensurePartitions(candidates.map((c) => c.row));
           fresh = await this.commit(
             candidates.map((c) => c.row),
@@ -260,8 +260,8 @@ export class IngestConsumer {
     }
   }
 
-  /** Registered devices among `rows` (device keys), through the ingest loop's cache. */
-  registered(rows: readonly NewEvent[]): Promise<Set<string>> {
+  /** Registered devices among `rows` (by deviceKey, with their site), through the ingest loop's cache. */
+  registered(rows: readonly NewEvent[]): Promise<Map<string, RegisteredDevice>> {
     return this.deps.devices.registered(rows.map((r) => ({ tenantId: r.tenant_id, deviceId: r.device_id })));
   }
 
@@ -274,23 +274,20 @@ export class IngestConsumer {
     }
   }
 
-  /** Moves candidates from unregistered devices to `poison`; returns the rest. */
-  private async dropUnknownDevices(candidates: Candidate[], poison: Poison[]): Promise<Candidate[]> {
+  /**
+   * The registry, not the payload, says who and where: moves candidates of unregistered devices, and those
+   * whose site is not the device's registered site, to `poison`; returns the rest. (Tenant and device are
+   * the subject's, checked against the payload by validateEvent.)
+   */
+  private async checkRegistry(candidates: Candidate[], poison: Poison[]): Promise<Candidate[]> {
     const registered = await this.deps.devices.registered(
       candidates.map((c) => ({ tenantId: c.row.tenant_id, deviceId: c.row.device_id })),
     );
     return candidates.filter((c) => {
-      if (registered.has(deviceKey(c.row.tenant_id, c.row.device_id))) return true;
-      poison.push({
-        msg: c.msg,
-        span: c.span,
-        letter: {
-          reason: 'unknown_device',
-          detail: `device ${c.row.tenant_id}/${c.row.device_id} is not registered`,
-          tenantId: c.row.tenant_id,
-          deviceId: c.row.device_id,
-        },
-      });
+      const refusal = registryRefusal(registered, c.row);
+      if (!refusal) return true;
+      const { tenant_id: tenantId, device_id: deviceId } = c.row;
+      poison.push({ msg: c.msg, span: c.span, letter: { ...refusal, tenantId, deviceId } });
       return false;
     });
   }

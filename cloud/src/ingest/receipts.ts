@@ -1,7 +1,9 @@
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
 import { CommitReceipt, parseSubject, ReceiptQuery, subjectFor } from '@vigil/proto';
 import type { EventStore } from '../events/store.js';
+import { DeviceReplier, type DeviceRequest } from '../fleet/device-reply.js';
 import { isUuidV7, uuidV7Time } from '../lib/uuidv7.js';
 import type { IngestMetrics } from './metrics.js';
 import { MAX_ID_TIME_SKEW_MS } from './validate.js';
@@ -71,15 +73,18 @@ export class ReceiptPublisher {
  * Answers ReceiptQuery requests on `vigil.v1.*.*.rcpt` (queue group `ingest`, so cloud processes share
  * them). The subject names the asking device (its authenticated identity); the answer lists the subset
  * of the asked ids that is committed for that tenant and device, so a device can never learn about
- * another device's events. Messages without a reply subject are pushed receipts, not queries: ignored.
+ * another device's events. Messages without a reply subject are pushed receipts, not queries: ignored. A
+ * query whose reply subject is not the device's own inbox is dropped before anything else
+ * (fleet/device-reply.ts): `nc` should be the responder connection, which may publish only into inboxes.
  * Work is bounded: a few queries run at once, a bounded number wait, the rest are dropped (counted;
  * the device asks again).
  */
 export class ReceiptResponder {
   private sub: Subscription | undefined;
   private inFlight = 0;
-  private readonly waiting: Msg[] = [];
+  private readonly waiting: Array<{ msg: Msg; request: DeviceRequest }> = [];
   private readonly idle = new Set<() => void>();
+  private readonly replier: DeviceReplier;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -88,9 +93,12 @@ export class ReceiptResponder {
     private readonly metrics: IngestMetrics,
     private readonly log: Logger,
     private readonly now: () => Date,
+    registry: Registry,
     private readonly maxInFlight = 8,
     private readonly maxWaiting = 1000,
-  ) {}
+  ) {
+    this.replier = new DeviceReplier('receipt_query', registry, log);
+  }
 
   start(): void {
     this.sub = this.nc.subscribe('vigil.v1.*.*.rcpt', {
@@ -101,8 +109,10 @@ export class ReceiptResponder {
           return;
         }
         if (!msg.reply) return;
-        if (this.inFlight < this.maxInFlight) this.run(msg);
-        else if (this.waiting.length < this.maxWaiting) this.waiting.push(msg);
+        const request = this.replier.accept(msg);
+        if (!request) return;
+        if (this.inFlight < this.maxInFlight) this.run(msg, request);
+        else if (this.waiting.length < this.maxWaiting) this.waiting.push({ msg, request });
         else this.metrics.receiptQueries.inc({ result: 'busy' });
       },
     });
@@ -114,9 +124,9 @@ export class ReceiptResponder {
     if (this.inFlight > 0) await new Promise<void>((resolve) => this.idle.add(resolve));
   }
 
-  private run(msg: Msg): void {
+  private run(msg: Msg, request: DeviceRequest): void {
     this.inFlight += 1;
-    void this.answer(msg)
+    void this.answer(msg, request)
       .catch((err: unknown) => {
         // e.g. the connection closed under us: the device asks again.
         this.metrics.errors.inc({ stage: 'receipt' });
@@ -125,16 +135,16 @@ export class ReceiptResponder {
       .finally(() => {
         this.inFlight -= 1;
         const next = this.waiting.shift();
-        if (next) this.run(next);
+        if (next) this.run(next.msg, next.request);
         else if (this.inFlight === 0) for (const resolve of this.idle) resolve();
       });
   }
 
-  private async answer(msg: Msg): Promise<void> {
+  private async answer(msg: Msg, request: DeviceRequest): Promise<void> {
     const route = parseSubject(msg.subject);
     if (!route || route.kind !== 'rcpt' || route.camera !== undefined) return;
     const reply = (ids: string[], result: string): void => {
-      msg.respond(
+      request.respond(
         CommitReceipt.encode(this.receipts.receipt(route.tenant, route.device, ids, this.now())).finish(),
       );
       this.metrics.receiptQueries.inc({ result });

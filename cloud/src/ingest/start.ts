@@ -22,6 +22,11 @@ import { IngestTracing } from './tracing.js';
 
 export interface IngestDeps {
   nc: NatsConnection;
+  /**
+   * The connection that answers receipt queries: the responder user in JWT mode (publishes only into device
+   * inboxes). Default `nc` (tests without JWT auth).
+   */
+  responderNc?: NatsConnection;
   db: Kysely<Database>;
   config: Readonly<Pick<CloudConfig, 'ingest' | 'streams' | 'media'> & Partial<Pick<CloudConfig, 'events'>>>;
   /** Records partitions dropped by retention; default: not recorded. */
@@ -74,7 +79,16 @@ export async function startIngest(deps: IngestDeps): Promise<IngestRole> {
 
   const ingestMetrics = new IngestMetrics(metrics);
   const receipts = new ReceiptPublisher(nc, ingestMetrics, log, now);
-  const responder = new ReceiptResponder(nc, store, receipts, ingestMetrics, log, now);
+  // Device requests are answered on the responder connection (it may publish only into device inboxes).
+  const responder = new ReceiptResponder(
+    deps.responderNc ?? nc,
+    store,
+    receipts,
+    ingestMetrics,
+    log,
+    now,
+    metrics,
+  );
   responder.start();
   const js = jetstream(nc);
   const devices = new DeviceCache(db, 60_000, 100_000, () => now().getTime());

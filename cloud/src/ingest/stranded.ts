@@ -13,7 +13,7 @@ import type { EventStore, NewEvent } from '../events/store.js';
 import { sleep } from '../lib/backoff.js';
 import { isUuidV7, uuidV7Time } from '../lib/uuidv7.js';
 import { publishDeadLetter, type DeadLetter } from './dead-letter.js';
-import { deviceKey } from './devices.js';
+import { deviceKey, registryRefusal, type RegisteredDevice } from './devices.js';
 import type { IngestMetrics } from './metrics.js';
 import { RECEIPT_LOOKUP_MARGIN_MS } from './receipts.js';
 import { EVENTS_STREAM, EVENTS_SUBJECTS, INGEST_CONSUMER } from './streams.js';
@@ -53,7 +53,7 @@ export function strandedRange(
 /** Stores validated rows exactly as the ingest loop does (IngestConsumer.storeRows / registered). */
 export interface IngestPath {
   storeRows(rows: readonly NewEvent[]): Promise<NewEvent[]>;
-  registered(rows: readonly NewEvent[]): Promise<Set<string>>;
+  registered(rows: readonly NewEvent[]): Promise<Map<string, RegisteredDevice>>;
 }
 
 /**
@@ -199,15 +199,12 @@ export class StrandedRepair {
     if (candidates.length > 0) {
       const registered = await this.deps.ingest.registered(candidates.map((c) => c.row));
       const known = candidates.filter((c) => {
-        if (registered.has(deviceKey(c.row.tenant_id, c.row.device_id))) return true;
+        // The same registry check as the ingest loop: unknown devices and foreign sites are dead-lettered.
+        const refusal = registryRefusal(registered, c.row);
+        if (!refusal) return true;
         poison.push({
           m: c.m,
-          letter: {
-            reason: 'unknown_device',
-            detail: `device ${c.row.tenant_id}/${c.row.device_id} is not registered`,
-            tenantId: c.row.tenant_id,
-            deviceId: c.row.device_id,
-          },
+          letter: { ...refusal, tenantId: c.row.tenant_id, deviceId: c.row.device_id },
         });
         return false;
       });

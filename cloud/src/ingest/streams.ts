@@ -123,6 +123,10 @@ export function telemetryStreamConfig(cfg: ReplicasConfig): StreamSpec {
     max_bytes: TELEMETRY_MAX_BYTES,
     max_age: nanos(TELEMETRY_MAX_AGE_MS),
     max_msg_size: TELEMETRY_MAX_MSG_SIZE,
+    // Devices core-publish heartbeats and need no PubAck. Without no_ack the stream would send one to any
+    // reply subject the publisher names, with the server's own rights (a device could aim it at
+    // `$JS.API.STREAM.PURGE.<stream>` or another device's subjects): issue 12.
+    no_ack: true,
     num_replicas: cfg.streams.replicas,
   };
 }

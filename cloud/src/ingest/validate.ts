@@ -16,6 +16,7 @@ export const DEAD_LETTER_REASONS = [
   'id_time_mismatch',
   'invalid_event',
   'unknown_device',
+  'site_mismatch',
 ] as const;
 export type DeadLetterReason = (typeof DEAD_LETTER_REASONS)[number];
 

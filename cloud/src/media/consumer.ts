@@ -11,7 +11,7 @@ import { sql, type Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { CloudConfig } from '../config/schema.js';
-import { deviceKey, type DeviceCache } from '../ingest/devices.js';
+import { deviceKey, siteMismatch, type DeviceCache } from '../ingest/devices.js';
 import {
   MEDIA_CONSUMER,
   MEDIA_MAX_DELIVER,
@@ -220,8 +220,8 @@ export class MediaConsumer {
     const m = v.media;
     const who = { tenantId: m.tenantId, deviceId: m.deviceId };
     try {
-      const registered = await this.deps.devices.registered([who]);
-      if (!registered.has(deviceKey(m.tenantId, m.deviceId)))
+      const device = (await this.deps.devices.registered([who])).get(deviceKey(m.tenantId, m.deviceId));
+      if (!device)
         return await this.deadLetter(
           msg,
           {
@@ -231,6 +231,10 @@ export class MediaConsumer {
           },
           now,
         );
+      // The registry decides the site (the index row and the storage key are filed under it).
+      const mismatch = siteMismatch(m.tenantId, m.deviceId, m.siteId, device);
+      if (mismatch)
+        return await this.deadLetter(msg, { reason: 'site_mismatch', detail: mismatch, ...who }, now);
       if (!store) {
         this.warnNoStore(now);
         msg.ack();

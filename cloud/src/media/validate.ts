@@ -23,6 +23,7 @@ export type MediaRefusal = (typeof MEDIA_REFUSALS)[number];
 export const MEDIA_DEAD_LETTER_REASONS = [
   ...MEDIA_REFUSALS,
   'unknown_device',
+  'site_mismatch',
   'media_id_conflict',
   'store_failed',
 ] as const;

@@ -6,7 +6,14 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { sql } from 'kysely';
 import { pino, type Logger } from 'pino';
 import { afterAll, beforeAll } from 'vitest';
-import { CommitReceipt, DetectionEvent, Priority, subjectFor, TrackPhase } from '@vigil/proto';
+import {
+  CommitReceipt,
+  DetectionEvent,
+  deviceInboxPrefix,
+  Priority,
+  subjectFor,
+  TrackPhase,
+} from '@vigil/proto';
 import { natsConfig, printLogsOnFailure, useNats, usePki, type NatsServer } from '@vigil/testkit';
 import { parseCloudConfig, startCloud, type CloudApp, type CloudDeps } from '../../src/index.js';
 import { traceLogMixin } from '../../src/lib/tracing.js';
@@ -168,6 +175,8 @@ export function useIngestStack(opts: {
       const nc = await connect({
         servers: [natsUrl()],
         tls: { caFile: pki().caCert, certFile: paths.cert, keyFile: paths.key },
+        // As an agent does: the cloud answers requests only into the requesting device's own inbox.
+        inboxPrefix: deviceInboxPrefix(d.tenantId, d.deviceId),
         maxReconnectAttempts: -1,
         reconnectTimeWait: 250,
       });

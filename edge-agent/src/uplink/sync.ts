@@ -2,6 +2,7 @@
  * Pure parts of the uplink (no I/O): the connection state machine, which in-flight entries are due for a
  * ReceiptQuery, query batching, and the classification of publish errors. Unit-tested without NATS.
  */
+import { deviceInboxPrefix } from '@vigil/proto';
 
 /**
  * - `offline`: no connection; nothing is published, in-flight entries wait (their receipts may still come).
@@ -162,10 +163,10 @@ export function classifyPublishError(err: unknown): PublishErrorReason {
 }
 
 /**
- * The inbox prefix a device uses for replies (PubAcks, query answers): `_INBOX_<tenant>.<device>`, so that the
- * device's NATS permissions can allow subscribing to `_INBOX_<tenant>.<device>.>` and nothing of anyone else's
- * (the default `_INBOX.<nuid>` inboxes of other clients share no token with it).
+ * The inbox prefix a device uses for replies (PubAcks, query answers): `_DEVINBOX.<tenant>.<device>`
+ * (@vigil/proto deviceInboxPrefix), the only inbox the device's NATS permissions let it subscribe to, and the
+ * only reply subject cloud responders answer a request of this device on.
  */
 export function inboxPrefixFor(device: { tenantId: string; deviceId: string }): string {
-  return `_INBOX_${device.tenantId}.${device.deviceId}`;
+  return deviceInboxPrefix(device.tenantId, device.deviceId);
 }
