@@ -12,6 +12,7 @@ import * as m0009 from './migrations/0009_rollout_signals.js';
 import * as m0010 from './migrations/0010_media.js';
 import * as m0011 from './migrations/0011_audit_tenant_index.js';
 import * as m0012 from './migrations/0012_webhooks.js';
+import * as m0014 from './migrations/0014_config_known_good.js';
 
 // Migrations are listed in code (not read from a folder at run time) so that a bundled or relocated
 // build runs exactly the set it was built with. Names sort in order of application.
@@ -28,6 +29,7 @@ const migrations: Record<string, Migration> = {
   '0010_media': m0010,
   '0011_audit_tenant_index': m0011,
   '0012_webhooks': m0012,
+  '0014_config_known_good': m0014,
 };
 
 export function migrator(db: Kysely<unknown>): Migrator {
