@@ -34,6 +34,7 @@ describe('PostgreSQL migrations', () => {
       '0010_media',
       '0011_audit_tenant_index',
       '0012_webhooks',
+      '0014_config_known_good',
     ]);
     expect(await tables(db)).toEqual(
       expect.arrayContaining([
@@ -87,6 +88,12 @@ describe('PostgreSQL migrations', () => {
   });
 
   it('roll back and forward again', async () => {
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0014_config_known_good']);
+    const known = await sql<{ n: number }>`
+      select count(*)::int as n from information_schema.columns
+      where column_name in ('good_version', 'kind', 'restore_source')
+        and table_name in ('device_config_state', 'device_configs', 'rollout_devices')`.execute(db);
+    expect(known.rows[0]?.n).toBe(0);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0012_webhooks']);
     expect(await tables(db)).not.toContain('webhooks');
     expect(await tables(db)).not.toContain('webhook_deliveries');
@@ -133,6 +140,7 @@ describe('PostgreSQL migrations', () => {
       '0010_media',
       '0011_audit_tenant_index',
       '0012_webhooks',
+      '0014_config_known_good',
     ]);
   });
 });

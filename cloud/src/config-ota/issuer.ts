@@ -48,6 +48,8 @@ export interface DeviceConfigState {
 export interface VersionedBody {
   version: bigint;
   body: ConfigBody;
+  /** A rollout's version whose rollout has not completed (it may be aborted): not to be restored. */
+  probation?: boolean | undefined;
 }
 
 export interface IssueInput {
@@ -483,10 +485,13 @@ export class ConfigIssuer {
           .onRef('g.device_id', '=', 's.device_id')
           .onRef('g.version', '=', 's.good_version'),
       )
+      .leftJoin('rollouts as r', 'r.id', 'a.rollout_id')
       .select([
         's.device_id',
         'a.version as applied_version',
         'a.body as applied_body',
+        'a.kind as applied_kind',
+        'r.state as applied_rollout_state',
         'g.version as good_version',
         'g.body as good_body',
       ])
@@ -495,7 +500,11 @@ export class ConfigIssuer {
       .execute();
     for (const r of rows) {
       if (r.applied_version !== null && r.applied_body !== null)
-        applied.set(r.device_id, { version: BigInt(r.applied_version), body: r.applied_body });
+        applied.set(r.device_id, {
+          version: BigInt(r.applied_version),
+          body: r.applied_body,
+          probation: r.applied_kind === 'rollout' && r.applied_rollout_state !== 'completed',
+        });
       if (r.good_version !== null && r.good_body !== null)
         good.set(r.device_id, { version: BigInt(r.good_version), body: r.good_body });
     }

@@ -266,8 +266,14 @@ export class RolloutExecutor {
       }
       case 'issue': {
         if (action.deviceIds.length === 0) return true;
-        // What each device runs now: the fallback restore if it has no known good config at rollback time.
-        const { applied } = await this.opts.issuer.knownConfigs(r.tenant_id, action.deviceIds);
+        // What each device runs now: the fallback restore if it has no known good config at rollback time
+        // (unless it is another rollout's version that never completed: an aborted rollout's body is no
+        // restore target).
+        const applied = new Map(
+          [...(await this.opts.issuer.knownConfigs(r.tenant_id, action.deviceIds)).applied].filter(
+            ([, a]) => a.probation !== true,
+          ),
+        );
         // Pre-rollout baselines: the devices' last heartbeat signals before the issue.
         const signals = new Map(
           (await this.opts.store.signals(r.tenant_id, action.deviceIds)).map((s) => [s.id, s]),
