@@ -233,12 +233,25 @@ export interface RolloutRoutesDeps {
   now: () => Date;
 }
 
+/**
+ * A device's status with its rollback state read live: the executor stops watching a rollout when it ends, but a
+ * device still `rolling_back` then (offline) that later applies its restored config is `rolled_back` from that
+ * moment. (Other statuses are the rollout's verdicts, fixed when it ends; the per-device versions are live.)
+ */
+const liveStatus = sql<string>`case
+  when rd.status in ('rolling_back', 'restore_failed') and s.applied_version >= rd.rollback_version
+    then 'rolled_back'
+  else rd.status end`;
+
 /** The progress view of a rollout: counts by wave and status from rollout_devices. */
 async function view(db: Kysely<Database>, r: RolloutRow): Promise<z.output<typeof rolloutViewSchema>> {
   const spec = r.spec as unknown as RolloutSpec;
   const counts = await sql<{ wave: number | null; status: string; n: string }>`
-    select wave, status, count(*)::text as n from rollout_devices where rollout_id = ${r.id}
-    group by wave, status`.execute(db);
+    select rd.wave, ${liveStatus} as status, count(*)::text as n
+    from rollout_devices rd
+    left join device_config_state s on s.tenant_id = rd.tenant_id and s.device_id = rd.device_id
+    where rd.rollout_id = ${r.id}
+    group by 1, 2`.execute(db);
   const zero = { rolling_back: 0, rolled_back: 0, restore_failed: 0, not_restored: 0 };
   const totals = { not_issued: 0, pending: 0, applied: 0, failed: 0, ...zero };
   const waves = [0, ...spec.waves].map((_, k) => ({
@@ -304,7 +317,7 @@ async function devicePage(
     health: string | null;
     runs_good: boolean | null;
   }>`
-    select rd.position, rd.device_id, rd.wave, rd.status, rd.reason, rd.issued_version::text,
+    select rd.position, rd.device_id, rd.wave, ${liveStatus} as status, rd.reason, rd.issued_version::text,
       rd.rollback_version::text, rd.restored_from_version::text, rd.restore_source,
       s.desired_version::text, s.reported_version::text, s.applied_version::text, s.good_version::text,
       s.state, s.health, (a.body = g.body) as runs_good

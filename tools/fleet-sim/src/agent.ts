@@ -66,7 +66,9 @@ export interface AgentCounters {
  * - `sim.fps_factor = "0.3"`, `sim.inference_factor = "3"`, `sim.events_factor = "0"`: it applies and reports
  *   APPLIED, but its cameras run at that share of their fps / that multiple of their inference latency /
  *   that share of their event rate;
- * - `sim.health_after_ms = "1500"`: it applies healthy, and its health turns FAILING that long after.
+ * - `sim.health_after_ms = "1500"`: it applies healthy, and its health turns FAILING that long after;
+ * - `sim.only = "sim-0001,sim-0004"`: the attributes above steer only these devices (the others apply the
+ *   config plainly), so that one rollout body can fail some devices and not others.
  */
 export class SimAgent {
   nc: NatsConnection | undefined;
@@ -261,7 +263,14 @@ export class SimAgent {
     if (config.expiresAt && config.expiresAt.getTime() <= Date.now())
       return this.refuse(config.version, 'expired: config expired');
     this.highWater = config.version;
-    const attrs = config.attributes;
+    const only = config.attributes['sim.only'];
+    const steered = only === undefined || only.split(',').includes(d.deviceId);
+    // The config's attributes as this device reads them: steering (sim.*) attributes only when they target it.
+    const attrs = steered
+      ? config.attributes
+      : Object.fromEntries(
+          Object.entries(config.attributes).filter(([k]) => !k.startsWith('sim.') || k === 'sim.rev'),
+        );
     const version = config.version;
     if (attrs['sim.fail'] === 'refuse') return this.refuse(version, 'invalid config: sim.fail=refuse');
     this.record({ kind: 'applying', version });
@@ -290,7 +299,7 @@ export class SimAgent {
       this.healthTimer = setTimeout(() => {
         if (this.appliedVersion === version) this.health = DeviceHealth.DEVICE_HEALTH_FAILING;
       }, after);
-    this.attributes = { ...attrs };
+    this.attributes = { ...config.attributes };
     this.history.push({ version, attributes: this.attributes });
     this.counters.applied++;
     this.record({ kind: 'applied', version });
