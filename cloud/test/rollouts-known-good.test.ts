@@ -19,7 +19,7 @@ afterAll(() => rmSync(keyDir, { recursive: true, force: true }));
 const keyReady = ensureDevConfigSigningKey(keyDir);
 
 const IDS = Array.from({ length: 10 }, (_, i) => `gw-${i}`);
-let clock = Date.parse('2026-03-01T10:00:00Z');
+let clock = Date.now();
 const now = (): Date => new Date(clock);
 const step = (s = 1): void => void (clock += s * 1000);
 

@@ -257,11 +257,12 @@ describe('rollout scenarios with fleet-sim', () => {
       2,
     );
     await expectRestored(r.id, before);
-    // Heartbeats keep their period through every apply so far (none is sent right after an apply: that
-    // would leave a gap shorter than the period on one side of it). Timers fire late, never early.
+    // Heartbeats keep their period (500 ms) through every apply so far: one sent right after an apply would
+    // leave a gap of at most half the period on one side of it. (A repeating timer is re-armed from the event
+    // loop's time, which a busy loop holds back, so a gap may be somewhat short of the period, never 250 ms.)
     for (const a of fleet.agents) {
       const gaps = a.heartbeats.slice(1).map((t, i) => t - a.heartbeats[i]!);
-      expect(Math.min(...gaps), a.id).toBeGreaterThanOrEqual(450);
+      expect(Math.min(...gaps), a.id).toBeGreaterThanOrEqual(300);
     }
   }, 60_000);
 
