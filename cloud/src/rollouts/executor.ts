@@ -11,10 +11,10 @@ import {
   type DeviceObservation,
   type Health,
   type PlannerAction,
-  type RestoreState,
   type RolloutSpec,
   type RolloutState,
 } from './planner.js';
+import { NO_KNOWN_GOOD, RESTORE_STATUS, restoreOf, restoreTarget } from './restore.js';
 import type { RolloutDeviceRow, RolloutRow, RolloutStore } from './store.js';
 
 /** What the executor needs of config-ota's ConfigIssuer. */
@@ -396,40 +396,6 @@ export class RolloutExecutor {
     });
     await this.opts.issuer.promoteKnownGood(r.tenant_id, passed);
   }
-}
-
-const NO_KNOWN_GOOD = 'no_known_good_config';
-
-const RESTORE_STATUS: Readonly<Record<Exclude<RestoreState, 'none'>, string>> = {
-  issued: 'rolling_back',
-  restored: 'rolled_back',
-  restore_failed: 'restore_failed',
-  not_restored: 'not_restored',
-};
-
-/** What a rollback restores: the last known good config, else what the device ran when its wave was issued. */
-function restoreTarget(
-  good: VersionedBody | undefined,
-  row: RolloutDeviceRow | undefined,
-): { body: ConfigBody; version: bigint; source: 'last_known_good' | 'ran_before' } | null {
-  if (good) return { ...good, source: 'last_known_good' };
-  if (row?.previous_version != null && row.previous_body !== null)
-    return {
-      body: row.previous_body,
-      version: BigInt(row.previous_version),
-      source: 'ran_before',
-    };
-  return null;
-}
-
-/** Where a device is in the rollback, from its rollout row and its reported config state. */
-function restoreOf(d: RolloutDeviceRow, s: DeviceConfigState | undefined): RestoreState {
-  if (d.rollback_version === null) return d.status === 'not_restored' ? 'not_restored' : 'none';
-  const rb = BigInt(d.rollback_version);
-  if (s?.appliedVersion != null && s.appliedVersion >= rb) return 'restored';
-  if (s && s.desiredVersion === rb && (s.state === 'failed' || s.state === 'rolled_back'))
-    return 'restore_failed';
-  return 'issued';
 }
 
 const RANK: Readonly<Record<Health, number>> = { unknown: 0, ok: 1, degraded: 2, failing: 3 };
