@@ -222,7 +222,7 @@ describe('rollout scenarios with fleet-sim', () => {
     const r = await createRollout(
       admin,
       { 'sim.rev': 's2', 'sim.health_after_ms': '1500' },
-      { ...BASE, soak_seconds: 5, gate_window_seconds: 15 },
+      { ...BASE, soak_seconds: 10, gate_window_seconds: 15 },
     );
     const done = await untilRolloutState(admin, r.id, ['rolled_back', 'completed'], 40_000).catch(onFailure);
     expect(done.state).toBe('rolled_back');
