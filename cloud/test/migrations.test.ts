@@ -35,6 +35,7 @@ describe('PostgreSQL migrations', () => {
       '0011_audit_tenant_index',
       '0012_webhooks',
       '0013_nats_key_unique',
+      '0014_config_known_good',
       '0015_webhook_outbox',
     ]);
     expect(await tables(db)).toEqual(
@@ -92,6 +93,12 @@ describe('PostgreSQL migrations', () => {
   it('roll back and forward again', async () => {
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0015_webhook_outbox']);
     expect(await tables(db)).not.toContain('webhook_outbox');
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0014_config_known_good']);
+    const known = await sql<{ n: number }>`
+      select count(*)::int as n from information_schema.columns
+      where column_name in ('good_version', 'kind', 'restore_source')
+        and table_name in ('device_config_state', 'device_configs', 'rollout_devices')`.execute(db);
+    expect(known.rows[0]?.n).toBe(0);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0013_nats_key_unique']);
     const keyIdx = await sql<{ n: number }>`
       select count(*)::int as n from pg_indexes where indexname = 'devices_nats_public_key_active'`.execute(
@@ -145,12 +152,14 @@ describe('PostgreSQL migrations', () => {
       '0011_audit_tenant_index',
       '0012_webhooks',
       '0013_nats_key_unique',
+      '0014_config_known_good',
       '0015_webhook_outbox',
     ]);
   });
 
   it('0013 backfills current NATS keys; of two active devices sharing one, the first enrolled keeps it', async () => {
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0015_webhook_outbox']);
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0014_config_known_good']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0013_nats_key_unique']);
     const t = (s: string): Date => new Date(`2026-01-0${s}T00:00:00Z`);
     await sql`insert into tenants (id, name) values ('mk-a', 'a'), ('mk-b', 'b') on conflict do nothing`.execute(
@@ -173,6 +182,7 @@ describe('PostgreSQL migrations', () => {
     await cert('S5', 'mk-a', 'gone', 'UKEYNEW2', t('1'));
     expect(await migrateToLatest(db as Kysely<unknown>)).toEqual([
       '0013_nats_key_unique',
+      '0014_config_known_good',
       '0015_webhook_outbox',
     ]);
     const rows = await db

@@ -50,12 +50,22 @@ class FakeIssuer implements RolloutIssuer {
           reason: '',
           health: 'ok',
           reportedAt: new Date(),
+          goodVersion: null,
         };
       }),
     );
   }
   effectiveConfigBody(): Promise<Record<string, unknown>> {
     return Promise.resolve({ attributes: { rev: 'old' } });
+  }
+  /** Nothing applied before the first tick: devices run their local config. */
+  knownConfigs(): ReturnType<RolloutIssuer['knownConfigs']> {
+    return Promise.resolve({ applied: new Map(), good: new Map() });
+  }
+  readonly promoted: Array<{ deviceId: string; version: bigint }> = [];
+  promoteKnownGood(_t: string, rows: ReadonlyArray<{ deviceId: string; version: bigint }>): Promise<void> {
+    this.promoted.push(...rows);
+    return Promise.resolve();
   }
 }
 
@@ -98,7 +108,7 @@ describe('rollout executor', () => {
     }
   });
 
-  it('drives canary, waves and completion, recording what each device ran before', async () => {
+  it('drives canary, waves and completion; the devices the gates passed become known good', async () => {
     const store = new RolloutStore(db);
     const issuer = new FakeIssuer();
     const ex = executor(issuer);
@@ -133,7 +143,10 @@ describe('rollout executor', () => {
     expect(states).toEqual(['running:0:2', 'running:1:5', 'running:2:10', 'completed:2:10']);
     const rows = await store.devices(id);
     expect(rows.every((r) => r.status === 'applied' && r.issued_version === '1')).toBe(true);
-    expect(rows[0]!.previous_body).toEqual({ attributes: { rev: 'old' } });
+    // They ran no remote config before: nothing to fall back to but a last known good.
+    expect(rows[0]!.previous_body).toBeNull();
+    expect(issuer.promoted.map((p) => p.deviceId).sort()).toEqual(rows.map((r) => r.device_id).sort());
+    expect(issuer.promoted.every((p) => p.version === 1n)).toBe(true);
     const audit = await db
       .selectFrom('audit_log')
       .select('action')

@@ -39,7 +39,8 @@ function fleet(n: number): DeviceObservation[] {
     fps: 10,
     baselineFps: 10,
     eventRate: 10,
-    rolledBack: false,
+    signalled: true,
+    restore: 'none',
   }));
 }
 
@@ -296,36 +297,88 @@ describe('plan: abort', () => {
       { type: 'transition', to: 'aborted', reason: matching(/wave 3 gate failed: .* 8 of 10/) },
     ]);
   });
-  it('aborted -> rolling_back rolls back exactly the devices that took it', () => {
+  it('aborted -> rolling_back rolls back every device the rollout issued to, failed and pending ones too', () => {
     const devs = fleet(10);
     issue(devs, ['d000', 'd001', 'd002', 'd003'], 1, T0);
     report(devs, ['d000'], { state: 'applied' });
     report(devs, ['d001'], { state: 'applied', health: 'failing' });
     report(devs, ['d002'], { state: 'rolled_back' });
-    // d003 pending; d004.. never issued
-    expect(rollbackSet(devs)).toEqual(['d000', 'd001']);
+    report(devs, ['d003'], { state: 'failed' });
+    issue(devs, ['d004'], 1, T0); // pending: its desired version is the rollout's too
+    // d005.. never issued: untouched
+    expect(rollbackSet(devs)).toEqual(['d000', 'd001', 'd002', 'd003', 'd004']);
     expect(plan(snap({ state: 'aborted', abortReason: 'x' }), devs, at(1)).actions).toEqual([
-      { type: 'rollback', deviceIds: ['d000', 'd001'] },
+      { type: 'rollback', deviceIds: ['d000', 'd001', 'd002', 'd003', 'd004'] },
       { type: 'transition', to: 'rolling_back' },
     ]);
   });
-  it('rolling_back: late appliers are rolled back, then rolled_back once the window is over', () => {
+  it('rolling_back waits until every rolled-back device runs (or refused) its restored config', () => {
     const devs = fleet(4);
-    issue(devs, ['d000', 'd001'], 0, T0);
-    report(devs, ['d000'], { state: 'applied', rolledBack: true });
+    issue(devs, ['d000', 'd001', 'd002'], 0, T0);
+    report(devs, ['d000'], { restore: 'restored' });
+    report(devs, ['d001'], { restore: 'issued' });
+    report(devs, ['d002'], { restore: 'not_restored' });
     const s = snap({ state: 'rolling_back', waveStartedAt: at(10) });
-    expect(plan(s, devs, at(11))).toEqual({ actions: [], waiting: 'late reports of the aborted wave' });
-    report(devs, ['d001'], { state: 'applied' });
-    expect(plan(s, devs, at(12)).actions).toEqual([{ type: 'rollback', deviceIds: ['d001'] }]);
-    report(devs, ['d001'], { rolledBack: true });
-    expect(plan(s, devs, at(13)).actions).toEqual([{ type: 'transition', to: 'rolled_back' }]);
+    expect(plan(s, devs, at(11))).toEqual({
+      actions: [],
+      waiting: '1 devices have not applied their rollback yet',
+    });
+    report(devs, ['d001'], { restore: 'restore_failed' });
+    expect(plan(s, devs, at(12)).actions).toEqual([{ type: 'transition', to: 'rolled_back' }]);
   });
-  it('rolling_back ends at the window even when a device never reports', () => {
+  it('rolling_back rolls back a device issued but missed (a crash between issue and rollback)', () => {
     const devs = fleet(4);
     issue(devs, ['d000', 'd001'], 0, T0);
+    report(devs, ['d000'], { state: 'applied', restore: 'issued' });
+    report(devs, ['d001'], { state: 'applied' });
+    const s = snap({ state: 'rolling_back', waveStartedAt: at(10) });
+    expect(plan(s, devs, at(12)).actions).toEqual([{ type: 'rollback', deviceIds: ['d001'] }]);
+  });
+  it('rolling_back ends at the window even when a device never applies its rollback', () => {
+    const devs = fleet(4);
+    issue(devs, ['d000', 'd001'], 0, T0);
+    report(devs, ['d000', 'd001'], { restore: 'issued' });
     const s = snap({ state: 'rolling_back', waveStartedAt: at(10) });
     expect(plan(s, devs, at(69)).actions).toEqual([]);
     expect(plan(s, devs, at(70)).actions).toEqual([{ type: 'transition', to: 'rolled_back' }]);
+  });
+});
+
+describe('plan: gates wait for evidence (a heartbeat sent after the apply)', () => {
+  const rateOnly = spec({ gates: { appliedRatio: 0.9, allowDegraded: true, eventRate: { min: 1 } } });
+  const silent = { state: 'applied' as const, signalled: false, fps: undefined, eventRate: undefined };
+  it('a device with no heartbeat since its apply is not healthy for any signal gate', () => {
+    const d = { ...fleet(1)[0]!, wave: 0, issuedAt: T0, ...silent };
+    const gates = [
+      rateOnly,
+      spec({ gates: { appliedRatio: 0.9, allowDegraded: true, eventRate: { max: 100 } } }),
+      spec({ gates: { appliedRatio: 0.9, allowDegraded: true, minFpsRatio: 0.5 } }),
+      spec({ gates: { appliedRatio: 0.9, allowDegraded: true, maxInferenceRatio: 2 } }),
+    ];
+    // fps and inference gates included even without a baseline: silence is never a pass
+    for (const g of gates) {
+      expect(outcomeOf(g, { ...d, baselineFps: undefined }, at(1))).toBe('pending');
+      expect(failureOf(g, { ...d, baselineFps: undefined }, at(59))).toBeNull();
+      expect(failureOf(g, { ...d, baselineFps: undefined }, at(60))).toBe('no_health_signal');
+    }
+    // no signal gate: the applied report (with its health) is the evidence
+    expect(outcomeOf(spec({ gates: { appliedRatio: 1, allowDegraded: true } }), d, at(1))).toBe('applied');
+    // once a heartbeat arrives its rate is judged
+    expect(outcomeOf(rateOnly, { ...d, signalled: true, eventRate: 3 }, at(1))).toBe('applied');
+    expect(failureOf(rateOnly, { ...d, signalled: true, eventRate: 0 }, at(1))).toBe('event_rate_low');
+  });
+  it('soak 0: a canary that applied but sent no heartbeat yet holds; one that reports 0 events aborts', () => {
+    const devs = fleet(10).map((d) => ({ ...d, ...silent }));
+    issue(devs, ['d000', 'd001'], 0, T0);
+    report(devs, ['d000', 'd001'], { state: 'applied' });
+    const s = snap({ spec: rateOnly });
+    const p = plan(s, devs, at(1));
+    expect(p.actions).toEqual([]);
+    expect(p.waiting).toBe('wave 0: 0 of 2 applied and healthy, 2 pending');
+    report(devs, ['d000', 'd001'], { signalled: true, eventRate: 0 });
+    expect(plan(s, devs, at(2)).actions).toEqual([
+      { type: 'transition', to: 'aborted', reason: matching(/2 of 2 reported devices failed/) },
+    ]);
   });
 });
 

@@ -4,6 +4,8 @@ import {
   listRolloutsQuery,
   rolloutListSchema,
   rolloutOperationBody,
+  rolloutDevicePageSchema,
+  rolloutDevicesQuery,
   rolloutPathParams,
   rolloutViewSchema,
 } from './rollouts.js';
@@ -456,6 +458,27 @@ export function apiOperations(maxPageSize: number): ApiOperation[] {
       success: { status: 200, description: 'The rollout.', schema: rolloutViewSchema },
       errors: [404],
     },
+    {
+      method: 'get',
+      mount: '/v1',
+      path: '/rollouts/:id/devices',
+      operationId: 'listRolloutDevices',
+      summary: 'What each device of a rollout runs now',
+      description:
+        'The rollout’s devices in rollout order: its status in the rollout (and after a rollback whether it runs ' +
+        'its restored config), the versions issued, and now: desired, applied and last known good version, the ' +
+        'state it reported and its health.',
+      tag: 'Rollouts',
+      authorization: { action: 'rollouts:read', roles: ROLLOUT_READERS },
+      params: rolloutPathParams,
+      query: rolloutDevicesQuery,
+      queryDocs: {
+        limit: 'Page size, 1 to 500 (default 100).',
+        after: 'The `next_after` of the previous page (default: from the start).',
+      },
+      success: { status: 200, description: 'A page of devices.', schema: rolloutDevicePageSchema },
+      errors: [404],
+    },
     ...(['pause', 'resume', 'abort'] as const).map((op): ApiOperation => ({
       method: 'post',
       mount: '/v1',
@@ -464,7 +487,9 @@ export function apiOperations(maxPageSize: number): ApiOperation[] {
       summary: `${op[0]!.toUpperCase()}${op.slice(1)} a rollout`,
       description:
         op === 'abort'
-          ? 'Stops the rollout and rolls back every device that took its config (a new version with the body it ran before).'
+          ? 'Stops the rollout and returns every device it issued to (failed ones included) to its last known good ' +
+            'config (a new version with that body; a device without one gets the body it ran before the rollout, ' +
+            'or is left as it is and reported not_restored).'
           : op === 'pause'
             ? 'Issues no further wave; the abort criteria are still watched.'
             : 'Continues a paused rollout.',

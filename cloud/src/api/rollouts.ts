@@ -93,14 +93,22 @@ export const listRolloutsQuery = z.strictObject({
   limit: z.coerce.number().int().min(1).max(200).default(50),
 });
 
+const count = z.number().int();
+/** After a rollback: restore issued and not applied yet, applied (runs it), refused, nothing to restore. */
+const restoreCounts = {
+  rolling_back: count,
+  rolled_back: count,
+  restore_failed: count,
+  not_restored: count,
+};
 const waveView = z.object({
-  wave: z.number().int(),
+  wave: count,
   label: z.string(),
-  devices: z.number().int(),
-  applied: z.number().int(),
-  failed: z.number().int(),
-  pending: z.number().int(),
-  rolled_back: z.number().int(),
+  devices: count,
+  applied: count,
+  failed: count,
+  pending: count,
+  ...restoreCounts,
 });
 
 export const rolloutViewSchema = z
@@ -118,17 +126,78 @@ export const rolloutViewSchema = z
     finished_at: z.iso.datetime().nullable(),
     devices: z.number().int(),
     totals: z.object({
-      not_issued: z.number().int(),
-      pending: z.number().int(),
-      applied: z.number().int(),
-      failed: z.number().int(),
-      rolled_back: z.number().int(),
+      not_issued: count,
+      pending: count,
+      applied: count,
+      failed: count,
+      ...restoreCounts,
     }),
     waves: z.array(waveView),
   })
   .meta({ id: 'Rollout' });
 
 export const rolloutListSchema = z.object({ items: z.array(rolloutViewSchema) }).meta({ id: 'RolloutList' });
+
+const version = z.string().meta({ description: 'A config version (a decimal uint64).' });
+export const ROLLOUT_DEVICE_STATUSES = [
+  'not_issued',
+  'pending',
+  'applied',
+  'failed',
+  'rolling_back',
+  'rolled_back',
+  'restore_failed',
+  'not_restored',
+] as const;
+
+export const rolloutDeviceViewSchema = z
+  .object({
+    device_id: z.string(),
+    wave: z.number().int().nullable(),
+    status: z.enum(ROLLOUT_DEVICE_STATUSES).meta({
+      description:
+        'In the rollout: not_issued, pending, applied (and healthy by the gates), failed; after a rollback: ' +
+        'rolling_back (its last known good config was re-issued, not applied yet), rolled_back (it runs it), ' +
+        'restore_failed (it refused it), not_restored (no known good config: left as it is).',
+    }),
+    reason: z.string().nullable(),
+    issued_version: version.nullable().meta({ description: 'The version this rollout issued to it.' }),
+    rollback_version: version.nullable().meta({ description: 'The version its rollback issued.' }),
+    restored_from_version: version
+      .nullable()
+      .meta({ description: 'The version whose body the rollback re-issued.' }),
+    restore_source: z.enum(['last_known_good', 'ran_before']).nullable(),
+    desired_version: version.meta({ description: 'Its newest issued version now ("0": none).' }),
+    applied_version: version
+      .nullable()
+      .meta({ description: 'The version it runs now, per its last report.' }),
+    last_known_good_version: version.nullable().meta({
+      description: 'The newest version it applied and reported healthy on (a rollout’s once it completed).',
+    }),
+    runs_last_known_good: z.boolean().meta({
+      description: 'It runs the body of its last known good version (false without one).',
+    }),
+    config_state: z.enum(['pending', 'applied', 'failed', 'rolled_back', 'unknown']).meta({
+      description: 'What it reported about its desired version.',
+    }),
+    health: z.enum(['ok', 'degraded', 'failing', 'unknown']),
+  })
+  .meta({ id: 'RolloutDevice' });
+
+export const rolloutDevicesQuery = z.strictObject({
+  limit: z.coerce.number().int().min(1).max(500).default(100),
+  after: z.coerce.number().int().min(-1).max(10_000_000).default(-1),
+});
+export const rolloutDevicePageSchema = z
+  .object({
+    items: z.array(rolloutDeviceViewSchema),
+    next_after: z
+      .number()
+      .int()
+      .nullable()
+      .meta({ description: 'Pass as `after` for the next page; null: last.' }),
+  })
+  .meta({ id: 'RolloutDevicePage' });
 
 /** Spec: API (snake_case) -> planner. */
 export function toPlannerSpec(s: z.output<typeof rolloutSpecSchema>): RolloutSpec {
@@ -164,13 +233,27 @@ export interface RolloutRoutesDeps {
   now: () => Date;
 }
 
+/**
+ * A device's status with its rollback state read live: the executor stops watching a rollout when it ends, but a
+ * device still `rolling_back` then (offline) that later applies its restored config is `rolled_back` from that
+ * moment. (Other statuses are the rollout's verdicts, fixed when it ends; the per-device versions are live.)
+ */
+const liveStatus = sql<string>`case
+  when rd.status in ('rolling_back', 'restore_failed') and s.applied_version >= rd.rollback_version
+    then 'rolled_back'
+  else rd.status end`;
+
 /** The progress view of a rollout: counts by wave and status from rollout_devices. */
 async function view(db: Kysely<Database>, r: RolloutRow): Promise<z.output<typeof rolloutViewSchema>> {
   const spec = r.spec as unknown as RolloutSpec;
   const counts = await sql<{ wave: number | null; status: string; n: string }>`
-    select wave, status, count(*)::text as n from rollout_devices where rollout_id = ${r.id}
-    group by wave, status`.execute(db);
-  const totals = { not_issued: 0, pending: 0, applied: 0, failed: 0, rolled_back: 0 };
+    select rd.wave, ${liveStatus} as status, count(*)::text as n
+    from rollout_devices rd
+    left join device_config_state s on s.tenant_id = rd.tenant_id and s.device_id = rd.device_id
+    where rd.rollout_id = ${r.id}
+    group by 1, 2`.execute(db);
+  const zero = { rolling_back: 0, rolled_back: 0, restore_failed: 0, not_restored: 0 };
+  const totals = { not_issued: 0, pending: 0, applied: 0, failed: 0, ...zero };
   const waves = [0, ...spec.waves].map((_, k) => ({
     wave: k,
     label: k === 0 ? 'canary' : `${spec.waves[k - 1]}%`,
@@ -178,7 +261,7 @@ async function view(db: Kysely<Database>, r: RolloutRow): Promise<z.output<typeo
     applied: 0,
     failed: 0,
     pending: 0,
-    rolled_back: 0,
+    ...zero,
   }));
   let devices = 0;
   for (const row of counts.rows) {
@@ -210,8 +293,79 @@ async function view(db: Kysely<Database>, r: RolloutRow): Promise<z.output<typeo
   };
 }
 
+/** A page of a rollout's devices (rollout order) with what each runs now. */
+async function devicePage(
+  db: Kysely<Database>,
+  r: RolloutRow,
+  q: z.output<typeof rolloutDevicesQuery>,
+): Promise<z.output<typeof rolloutDevicePageSchema>> {
+  const rows = await sql<{
+    position: number;
+    device_id: string;
+    wave: number | null;
+    status: string;
+    reason: string | null;
+    issued_version: string | null;
+    rollback_version: string | null;
+    restored_from_version: string | null;
+    restore_source: 'last_known_good' | 'ran_before' | null;
+    desired_version: string | null;
+    reported_version: string | null;
+    applied_version: string | null;
+    good_version: string | null;
+    state: string | null;
+    health: string | null;
+    runs_good: boolean | null;
+  }>`
+    select rd.position, rd.device_id, rd.wave, ${liveStatus} as status, rd.reason, rd.issued_version::text,
+      rd.rollback_version::text, rd.restored_from_version::text, rd.restore_source,
+      s.desired_version::text, s.reported_version::text, s.applied_version::text, s.good_version::text,
+      s.state, s.health, (a.body = g.body) as runs_good
+    from rollout_devices rd
+    left join device_config_state s on s.tenant_id = rd.tenant_id and s.device_id = rd.device_id
+    left join device_configs a on a.tenant_id = rd.tenant_id and a.device_id = rd.device_id
+      and a.version = s.applied_version
+    left join device_configs g on g.tenant_id = rd.tenant_id and g.device_id = rd.device_id
+      and g.version = s.good_version
+    where rd.rollout_id = ${r.id} and rd.position > ${q.after}
+    order by rd.position
+    limit ${q.limit + 1}`.execute(db);
+  const page = rows.rows.slice(0, q.limit);
+  return {
+    items: page.map((d) => {
+      const desired = d.desired_version ?? '0';
+      // The state about the desired version (as GET /v1/devices/{id}/config says it).
+      let state = 'unknown';
+      if (desired !== '0')
+        state =
+          d.reported_version === desired
+            ? (d.state ?? 'unknown')
+            : d.applied_version !== null && BigInt(d.applied_version) >= BigInt(desired)
+              ? 'applied'
+              : 'pending';
+      return {
+        device_id: d.device_id,
+        wave: d.wave,
+        status: d.status as (typeof ROLLOUT_DEVICE_STATUSES)[number],
+        reason: d.reason,
+        issued_version: d.issued_version,
+        rollback_version: d.rollback_version,
+        restored_from_version: d.restored_from_version,
+        restore_source: d.restore_source,
+        desired_version: desired,
+        applied_version: d.applied_version,
+        last_known_good_version: d.good_version,
+        runs_last_known_good: d.runs_good === true,
+        config_state: state as 'pending' | 'applied' | 'failed' | 'rolled_back' | 'unknown',
+        health: (d.health ?? 'unknown') as 'ok' | 'degraded' | 'failing' | 'unknown',
+      };
+    }),
+    next_after: rows.rows.length > q.limit ? (page[page.length - 1]?.position ?? null) : null,
+  };
+}
+
 /**
- * POST/GET /rollouts, GET /rollouts/:id, POST /rollouts/:id/pause|resume|abort, inside the caller's tenant
+ * POST/GET /rollouts, GET /rollouts/:id, GET /rollouts/:id/devices, POST /rollouts/:id/pause|resume|abort, inside the caller's tenant
  * (another tenant's rollout is a 404 like a missing one). The executor (rollouts/executor.ts) does the work.
  */
 export function mountRolloutRoutes(router: Router, deps: RolloutRoutesDeps): void {
@@ -294,6 +448,22 @@ export function mountRolloutRoutes(router: Router, deps: RolloutRoutesDeps): voi
       const row = await store.get(principal.tenant, id);
       if (!row) throw new NotFoundError();
       res.json(await view(deps.db, row));
+    })
+    .all(methodNotAllowed('GET', 'HEAD'));
+
+  router
+    .route('/rollouts/:id/devices')
+    .get(async (req, res) => {
+      const { id } = parseOrThrow(rolloutPathParams, req.params, 'path parameters');
+      const q = parseOrThrow(rolloutDevicesQuery, req.query, 'query parameters');
+      const principal = principalOf(res);
+      await requireAllowed(deps.authorizer, deps.log, principal, 'rollouts:read', {
+        type: 'rollouts',
+        tenant: principal.tenant,
+      });
+      const row = await store.get(principal.tenant, id);
+      if (!row) throw new NotFoundError();
+      res.json(await devicePage(deps.db, row, q));
     })
     .all(methodNotAllowed('GET', 'HEAD'));
 

@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import type { AuditLog } from '../audit/audit-log.js';
 import { VigilError } from '../lib/errors.js';
-import type { Database } from '../storage/tables.js';
+import type { ConfigKind, Database } from '../storage/tables.js';
 import { configBodySchema, effectiveBodyProblems, toDeviceConfig, type ConfigBody } from './body.js';
 import { mergeConfigBodies, type ConfigScope } from './merge.js';
 import type { ConfigSigner } from './signing.js';
@@ -37,6 +37,19 @@ export interface DeviceConfigState {
   reason: string;
   health: DeviceHealthName;
   reportedAt: Date | null;
+  /**
+   * The last known good version: the newest one the device applied and reported ok on, outside probation (a
+   * rollout's version is on probation until the rollout completes); null: none.
+   */
+  goodVersion: bigint | null;
+}
+
+/** A version of a device's config and its body. */
+export interface VersionedBody {
+  version: bigint;
+  body: ConfigBody;
+  /** A rollout's version whose rollout has not completed (it may be aborted): not to be restored. */
+  probation?: boolean | undefined;
 }
 
 export interface IssueInput {
@@ -44,6 +57,8 @@ export interface IssueInput {
   deviceIds: string[];
   body: ConfigBody;
   rolloutId?: string | undefined;
+  /** Why: default `rollout` with a rolloutId, else `direct`; a rollout's rollback says `rollback`. */
+  kind?: ConfigKind | undefined;
   /** Who issues: a JWT subject, or `rollout:<id>`, `system`. */
   actor: string;
 }
@@ -241,6 +256,7 @@ export class ConfigIssuer {
     const issuedAt = this.now();
     const expiresAt = new Date(issuedAt.getTime() + this.ttlMs);
     const bodyJson = JSON.stringify(parsed.data);
+    const kind: ConfigKind = input.kind ?? (input.rolloutId !== undefined ? 'rollout' : 'direct');
 
     const out = await this.db.transaction().execute(async (tx) => {
       const known = await tx
@@ -291,6 +307,7 @@ export class ConfigIssuer {
               jws: r.signed.jws,
               key_id: r.signed.keyId,
               rollout_id: input.rolloutId ?? null,
+              kind,
               issued_by: input.actor,
               issued_at: issuedAt,
               expires_at: expiresAt,
@@ -314,6 +331,7 @@ export class ConfigIssuer {
             devices: deviceIds.length,
             first_devices: deviceIds.slice(0, 20),
             rollout_id: input.rolloutId ?? null,
+            kind,
             key_id: signer.kid,
             expires_at: expiresAt.toISOString(),
           },
@@ -423,7 +441,90 @@ export class ConfigIssuer {
           ),
       )
       .executeTakeFirst();
-    return Number(res.numInsertedOrUpdatedRows ?? 0) > 0;
+    const recorded = Number(res.numInsertedOrUpdatedRows ?? 0) > 0;
+    if (
+      recorded &&
+      values.state === 'applied' &&
+      values.health === 'ok' &&
+      status.version === status.appliedVersion &&
+      status.appliedVersion > 0n
+    )
+      await this.promoteKnownGood(tenantId, [{ deviceId, version: status.appliedVersion }], true);
+    return recorded;
+  }
+
+  /**
+   * Makes `version` the device's last known good when it is newer than the current one. With `unlessProbation`
+   * (a device's own APPLIED+ok report), a rollout's version is skipped until its rollout completed: the
+   * rollout's gates judge it, and the executor promotes the devices they passed when it completes.
+   */
+  async promoteKnownGood(
+    tenantId: string,
+    rows: ReadonlyArray<{ deviceId: string; version: bigint }>,
+    unlessProbation = false,
+  ): Promise<void> {
+    const probation = unlessProbation ? sql`and (c.kind <> 'rollout' or r.state = 'completed')` : sql``;
+    for (let i = 0; i < rows.length; i += 500) {
+      const chunk = rows.slice(i, i + 500);
+      await sql`
+        update device_config_state s set good_version = v.version::bigint, good_at = ${this.now()}
+        from (values ${sql.join(chunk.map((r) => sql`(${r.deviceId}, ${r.version.toString()})`))}) as v(device, version)
+          join device_configs c on c.tenant_id = ${tenantId} and c.device_id = v.device and c.version = v.version::bigint
+          left join rollouts r on r.id = c.rollout_id
+        where s.tenant_id = ${tenantId} and s.device_id = v.device
+          and (s.good_version is null or s.good_version < v.version::bigint) ${probation}`.execute(this.db);
+    }
+  }
+
+  /**
+   * For each device: the version it runs (per its last status) and its last known good, each with its body
+   * (devices without either are absent from that map).
+   */
+  async knownConfigs(
+    tenantId: string,
+    deviceIds: string[],
+  ): Promise<{ applied: Map<string, VersionedBody>; good: Map<string, VersionedBody> }> {
+    const applied = new Map<string, VersionedBody>();
+    const good = new Map<string, VersionedBody>();
+    if (deviceIds.length === 0) return { applied, good };
+    const rows = await this.db
+      .selectFrom('device_config_state as s')
+      .leftJoin('device_configs as a', (j) =>
+        j
+          .onRef('a.tenant_id', '=', 's.tenant_id')
+          .onRef('a.device_id', '=', 's.device_id')
+          .onRef('a.version', '=', 's.applied_version'),
+      )
+      .leftJoin('device_configs as g', (j) =>
+        j
+          .onRef('g.tenant_id', '=', 's.tenant_id')
+          .onRef('g.device_id', '=', 's.device_id')
+          .onRef('g.version', '=', 's.good_version'),
+      )
+      .leftJoin('rollouts as r', 'r.id', 'a.rollout_id')
+      .select([
+        's.device_id',
+        'a.version as applied_version',
+        'a.body as applied_body',
+        'a.kind as applied_kind',
+        'r.state as applied_rollout_state',
+        'g.version as good_version',
+        'g.body as good_body',
+      ])
+      .where('s.tenant_id', '=', tenantId)
+      .where('s.device_id', 'in', deviceIds)
+      .execute();
+    for (const r of rows) {
+      if (r.applied_version !== null && r.applied_body !== null)
+        applied.set(r.device_id, {
+          version: BigInt(r.applied_version),
+          body: r.applied_body,
+          probation: r.applied_kind === 'rollout' && r.applied_rollout_state !== 'completed',
+        });
+      if (r.good_version !== null && r.good_body !== null)
+        good.set(r.device_id, { version: BigInt(r.good_version), body: r.good_body });
+    }
+    return { applied, good };
   }
 
   /** Desired and reported state of the given devices of a tenant (unknown devices are left out). */
@@ -443,6 +544,7 @@ export class ConfigIssuer {
         's.reason',
         's.health',
         's.reported_at',
+        's.good_version',
       ])
       .where('d.tenant_id', '=', tenantId)
       .where('d.id', 'in', deviceIds)
@@ -466,6 +568,7 @@ export class ConfigIssuer {
         reason: reported === desired ? (r.reason ?? '') : '',
         health: (r.health ?? 'unknown') as DeviceHealthName,
         reportedAt: r.reported_at ?? null,
+        goodVersion: r.good_version === null ? null : BigInt(r.good_version),
       };
     });
   }

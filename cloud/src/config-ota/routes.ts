@@ -43,6 +43,14 @@ export const deviceConfigViewSchema = z
     desired_version: z.string().meta({ description: 'Newest issued version (a decimal uint64); "0": none.' }),
     reported_version: z.string().nullable(),
     applied_version: z.string().nullable(),
+    last_known_good_version: z
+      .string()
+      .nullable()
+      .meta({
+        description:
+          'The newest version it applied and reported healthy on (a rollout’s once the rollout completed): what a ' +
+          'rollback restores. null: none.',
+      }),
     state: z.enum(['pending', 'applied', 'failed', 'rolled_back', 'unknown']),
     reason: z.string(),
     health: z.enum(['ok', 'degraded', 'failing', 'unknown']),
@@ -148,6 +156,7 @@ export function mountConfigRoutes(router: Router, deps: ConfigRoutesDeps): void 
         desired_version: state.desiredVersion.toString(),
         reported_version: state.reportedVersion?.toString() ?? null,
         applied_version: state.appliedVersion?.toString() ?? null,
+        last_known_good_version: state.goodVersion?.toString() ?? null,
         state: state.state,
         reason: state.reason,
         health: state.health,

@@ -2,8 +2,8 @@ import { sql, type Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { ConfigBody } from '../config-ota/body.js';
-import type { DeviceConfigState } from '../config-ota/issuer.js';
-import type { Database } from '../storage/tables.js';
+import type { DeviceConfigState, VersionedBody } from '../config-ota/issuer.js';
+import type { ConfigKind, Database } from '../storage/tables.js';
 import {
   failureOf,
   outcomeOf,
@@ -14,6 +14,7 @@ import {
   type RolloutSpec,
   type RolloutState,
 } from './planner.js';
+import { NO_KNOWN_GOOD, RESTORE_STATUS, restoreOf, restoreTarget } from './restore.js';
 import type { RolloutDeviceRow, RolloutRow, RolloutStore } from './store.js';
 
 /** What the executor needs of config-ota's ConfigIssuer. */
@@ -23,10 +24,21 @@ export interface RolloutIssuer {
     deviceIds: string[];
     body: ConfigBody;
     rolloutId?: string | undefined;
+    kind?: ConfigKind | undefined;
     actor: string;
   }): Promise<Array<{ deviceId: string; version: bigint }>>;
   desiredAndReported(tenantId: string, deviceIds: string[]): Promise<DeviceConfigState[]>;
   effectiveConfigBody(tenantId: string, deviceId: string): Promise<ConfigBody | null>;
+  /** What each device runs and its last known good config, with their bodies. */
+  knownConfigs(
+    tenantId: string,
+    deviceIds: string[],
+  ): Promise<{ applied: Map<string, VersionedBody>; good: Map<string, VersionedBody> }>;
+  /** Makes these versions the devices' last known good (when newer). */
+  promoteKnownGood(
+    tenantId: string,
+    rows: ReadonlyArray<{ deviceId: string; version: bigint }>,
+  ): Promise<void>;
 }
 
 /** The PostgreSQL advisory lock key the rollout leader holds while it ticks ('vigil-rollouts'). */
@@ -46,7 +58,13 @@ export interface RolloutExecutorOptions {
 /**
  * Runs every active rollout: each tick (one cloud process at a time, under a PostgreSQL advisory lock) reads the
  * devices' reported config state and heartbeat signals, asks the planner (rollouts/planner.ts) and executes its
- * actions through the ConfigIssuer. A rollback is a new version carrying the device's previous body.
+ * actions through the ConfigIssuer.
+ *
+ * A rollback returns each device the rollout issued to (failed ones included) to its last known good config:
+ * a new version (versions are monotonic) carrying that version's body. A device without a known good config
+ * gets the body it ran when its wave was issued, if it ran a remote config then; otherwise it is left as it is
+ * and reported `not_restored` (there is no body of its local bootstrap config to send). When a rollout
+ * completes, the devices its gates passed get its version as their last known good.
  */
 export class RolloutExecutor {
   private timer: NodeJS.Timeout | undefined;
@@ -125,7 +143,7 @@ export class RolloutExecutor {
     );
     let state = r.state;
     for (const action of p.actions) {
-      const ok = await this.execute(r, state, rows, action, now);
+      const ok = await this.execute(r, state, rows, observations, action, now);
       if (!ok) return; // the state changed under us (an operator): plan again next tick
       if (action.type === 'transition') state = action.to;
     }
@@ -149,7 +167,8 @@ export class RolloutExecutor {
           issuedAt: null,
           state: 'unknown',
           health: 'unknown',
-          rolledBack: false,
+          signalled: false,
+          restore: 'none',
         };
       const v = BigInt(d.issued_version);
       const s = stateOf.get(d.device_id);
@@ -159,11 +178,9 @@ export class RolloutExecutor {
         else if (s.appliedVersion !== null && s.appliedVersion >= v) state = 'applied';
       }
       const sig = signalOf.get(d.device_id);
-      // Heartbeat signals count only when sent after the device reported applying this version.
-      const fresh =
-        sig?.last_seen_at != null &&
-        s?.reportedAt != null &&
-        sig.last_seen_at.getTime() >= s.reportedAt.getTime();
+      // Evidence: a heartbeat the device sent while it ran this version (its config_version says so), not one
+      // sent before the apply. The agent heartbeats on its own period, so this may take one period.
+      const fresh = sig?.config_version != null && BigInt(sig.config_version) >= v;
       let health: Health = s?.health ?? 'unknown';
       if (fresh && sig.last_health !== null && worse(sig.last_health as Health, health))
         health = sig.last_health as Health;
@@ -178,7 +195,8 @@ export class RolloutExecutor {
         inferenceMs: fresh && sig.mean_inference_ms !== null ? sig.mean_inference_ms : undefined,
         baselineInferenceMs: d.baseline_inference_ms ?? undefined,
         eventRate: fresh && sig.events_per_minute !== null ? sig.events_per_minute : undefined,
-        rolledBack: d.rollback_version !== null,
+        signalled: fresh,
+        restore: restoreOf(d, s),
       };
     });
   }
@@ -193,12 +211,20 @@ export class RolloutExecutor {
     const changed: Array<{ deviceId: string; status: string; reason: string | null }> = [];
     obs.forEach((o, i) => {
       const row = rows[i];
-      if (!row || o.wave === null || o.rolledBack) return;
-      const outcome = outcomeOf(spec, o, now);
-      const reason = failureOf(spec, o, now);
-      if (outcome !== row.status || reason !== row.reason) {
-        changed.push({ deviceId: o.deviceId, status: outcome, reason });
-        row.status = outcome;
+      if (!row || o.wave === null) return;
+      let status: string;
+      let reason: string | null;
+      if (o.restore !== 'none') {
+        // After the rollback: whether the device runs its restored config (the rollout-time reason is kept).
+        status = RESTORE_STATUS[o.restore];
+        reason = o.restore === 'not_restored' ? NO_KNOWN_GOOD : row.reason;
+      } else {
+        status = outcomeOf(spec, o, now);
+        reason = failureOf(spec, o, now);
+      }
+      if (status !== row.status || reason !== row.reason) {
+        changed.push({ deviceId: o.deviceId, status, reason });
+        row.status = status;
         row.reason = reason;
       }
     });
@@ -209,6 +235,7 @@ export class RolloutExecutor {
     r: RolloutRow,
     from: string,
     rows: RolloutDeviceRow[],
+    obs: DeviceObservation[],
     action: PlannerAction,
     now: Date,
   ): Promise<boolean> {
@@ -220,6 +247,7 @@ export class RolloutExecutor {
           reason: action.reason,
         });
         if (!ok) return false;
+        if (action.to === 'completed') await this.promotePassed(r, rows, obs, now);
         this.log.info(
           { rollout: r.id, from, to: action.to, wave: action.wave, reason: action.reason },
           'rollout',
@@ -238,18 +266,21 @@ export class RolloutExecutor {
       }
       case 'issue': {
         if (action.deviceIds.length === 0) return true;
-        const latest = await this.opts.store.latestConfigs(r.tenant_id, action.deviceIds);
+        // What each device runs now: the fallback restore if it has no known good config at rollback time
+        // (unless it is another rollout's version that never completed: an aborted rollout's body is no
+        // restore target).
+        const applied = new Map(
+          [...(await this.opts.issuer.knownConfigs(r.tenant_id, action.deviceIds)).applied].filter(
+            ([, a]) => a.probation !== true,
+          ),
+        );
         // Pre-rollout baselines: the devices' last heartbeat signals before the issue.
         const signals = new Map(
           (await this.opts.store.signals(r.tenant_id, action.deviceIds)).map((s) => [s.id, s]),
         );
         // One issue call per distinct body (a body snapshot: one call; effective documents: by device).
         const groups = new Map<string, { body: ConfigBody; ids: string[] }>();
-        const previous = new Map<string, ConfigBody | null>();
         for (const id of action.deviceIds) {
-          const prev = latest.get(id);
-          const before = prev?.body ?? (await this.opts.issuer.effectiveConfigBody(r.tenant_id, id));
-          previous.set(id, before);
           const body =
             (r.body as ConfigBody | null) ?? (await this.opts.issuer.effectiveConfigBody(r.tenant_id, id));
           if (body === null) continue;
@@ -272,8 +303,8 @@ export class RolloutExecutor {
             now,
             issued.map((i) => ({
               deviceId: i.deviceId,
-              previousBody: previous.get(i.deviceId) ?? null,
-              previousVersion: latest.get(i.deviceId)?.version ?? null,
+              previousBody: applied.get(i.deviceId)?.body ?? null,
+              previousVersion: applied.get(i.deviceId)?.version ?? null,
               issuedVersion: i.version,
               baselineFps: signals.get(i.deviceId)?.mean_fps ?? null,
               baselineInferenceMs: signals.get(i.deviceId)?.mean_inference_ms ?? null,
@@ -293,11 +324,19 @@ export class RolloutExecutor {
       case 'rollback': {
         if (action.deviceIds.length === 0) return true;
         const byId = new Map(rows.map((d) => [d.device_id, d]));
+        const { good } = await this.opts.issuer.knownConfigs(r.tenant_id, action.deviceIds);
         const groups = new Map<string, { body: ConfigBody; ids: string[] }>();
+        const from = new Map<string, { version: bigint; source: 'last_known_good' | 'ran_before' }>();
+        const nothing: string[] = [];
         for (const id of action.deviceIds) {
-          const body = (byId.get(id)?.previous_body as ConfigBody | null | undefined) ?? {};
-          const key = JSON.stringify(body);
-          const g = groups.get(key) ?? { body, ids: [] };
+          const target = restoreTarget(good.get(id), byId.get(id));
+          if (!target) {
+            nothing.push(id);
+            continue;
+          }
+          from.set(id, { version: target.version, source: target.source });
+          const key = JSON.stringify(target.body);
+          const g = groups.get(key) ?? { body: target.body, ids: [] };
           g.ids.push(id);
           groups.set(key, g);
         }
@@ -307,14 +346,55 @@ export class RolloutExecutor {
             deviceIds: g.ids,
             body: g.body,
             rolloutId: r.id,
+            kind: 'rollback',
             actor,
           });
-          await this.opts.store.markRolledBack(r.id, issued);
+          await this.opts.store.markRolledBack(
+            r.id,
+            issued.map((i) => ({
+              deviceId: i.deviceId,
+              version: i.version,
+              fromVersion: from.get(i.deviceId)!.version,
+              source: from.get(i.deviceId)!.source,
+            })),
+          );
         }
-        this.log.info({ rollout: r.id, devices: action.deviceIds.length }, 'rolled back');
+        if (nothing.length > 0) {
+          await this.opts.store.markNotRestored(r.id, nothing, NO_KNOWN_GOOD);
+          this.log.warn(
+            { rollout: r.id, devices: nothing.length, first: nothing.slice(0, 10) },
+            'devices without a known good config were left as they are',
+          );
+        }
+        this.log.info(
+          {
+            rollout: r.id,
+            devices: action.deviceIds.length,
+            restored: from.size,
+            not_restored: nothing.length,
+          },
+          'rolled back',
+        );
         return true;
       }
     }
+  }
+
+  /** At completion: the devices the gates passed get the rollout's version as their last known good. */
+  private async promotePassed(
+    r: RolloutRow,
+    rows: RolloutDeviceRow[],
+    obs: DeviceObservation[],
+    now: Date,
+  ): Promise<void> {
+    const spec = r.spec as unknown as RolloutSpec;
+    const passed: Array<{ deviceId: string; version: bigint }> = [];
+    obs.forEach((o, i) => {
+      const v = rows[i]?.issued_version;
+      if (v != null && o.restore === 'none' && outcomeOf(spec, o, now) === 'applied')
+        passed.push({ deviceId: o.deviceId, version: BigInt(v) });
+    });
+    await this.opts.issuer.promoteKnownGood(r.tenant_id, passed);
   }
 }
 

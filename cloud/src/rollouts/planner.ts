@@ -12,7 +12,13 @@
  * "took" the config when it reported it applied; it "failed" when it reported failed/rolled_back, when it is
  * unhealthy after applying (health failing, fps below the gate's share of its pre-rollout baseline, inference
  * latency above the gate's multiple of its pre-rollout baseline, event rate outside the bounds), or when it has
- * not reported within the gate window.
+ * not reported within the gate window. With any signal gate (fps, inference, event rate) a device is healthy
+ * only on evidence: a heartbeat it sent while running the rollout's version; until one arrives it is pending,
+ * and after the gate window it failed (no_health_signal). Silence is never a pass.
+ *
+ * A rollback returns every device the rollout issued to (applied, failed or still pending) to its last known
+ * good config (rollouts/executor.ts picks the body); the rollout is rolled_back once every such device runs it,
+ * refused it, or the gate window is over.
  */
 
 export type RolloutState =
@@ -61,6 +67,12 @@ export interface RolloutSpec {
 }
 
 export type ReportedState = 'pending' | 'applied' | 'failed' | 'rolled_back' | 'unknown';
+/**
+ * Where a device is in its rollout's rollback: `none` (not rolled back); `issued` (its last known good body was
+ * re-issued, the device has not applied it yet); `restored` (it runs it); `restore_failed` (it refused it);
+ * `not_restored` (it has no known good config: left as it is and reported).
+ */
+export type RestoreState = 'none' | 'issued' | 'restored' | 'restore_failed' | 'not_restored';
 export type Health = 'ok' | 'degraded' | 'failing' | 'unknown';
 
 /** One target device as the executor observed it. */
@@ -83,8 +95,12 @@ export interface DeviceObservation {
   baselineInferenceMs?: number | undefined;
   /** Events per minute (summed over cameras, from a heartbeat sent after the apply); undefined when unknown. */
   eventRate?: number | undefined;
-  /** The rollback (previous body) was issued to it. */
-  rolledBack: boolean;
+  /**
+   * A heartbeat sent while the device ran this version (or a later one) arrived: the signals above come from
+   * it. False: no evidence yet (signals undefined).
+   */
+  signalled: boolean;
+  restore: RestoreState;
 }
 
 export interface RolloutSnapshot {
@@ -132,6 +148,12 @@ export function lastWave(spec: RolloutSpec): number {
   return spec.waves.length;
 }
 
+/** The spec gates on heartbeat signals (fps, inference latency, event rate). */
+export function needsSignal(spec: RolloutSpec): boolean {
+  const g = spec.gates;
+  return g.minFpsRatio !== undefined || g.maxInferenceRatio !== undefined || g.eventRate !== undefined;
+}
+
 /** Why a device failed, or null when it did not (yet). */
 export function failureOf(spec: RolloutSpec, d: DeviceObservation, now: Date): string | null {
   if (d.wave === null) return null;
@@ -140,20 +162,23 @@ export function failureOf(spec: RolloutSpec, d: DeviceObservation, now: Date): s
   if (d.state === 'applied') {
     if (d.health === 'failing') return 'health_failing';
     if (d.health === 'degraded' && !spec.gates.allowDegraded) return 'health_degraded';
+    // Every signal gate needs a heartbeat sent after the apply; until one arrives the device is not healthy.
+    if (needsSignal(spec) && !d.signalled) return timedOut(spec, d, now) ? 'no_health_signal' : null;
     const minFps = spec.gates.minFpsRatio;
     if (minFps !== undefined && d.baselineFps !== undefined && d.baselineFps > 0) {
-      // The fps gate needs a heartbeat sent after the apply; until one arrives the device is not healthy yet.
+      // A heartbeat without cameras has no fps: still no evidence for this gate.
       if (d.fps === undefined) return timedOut(spec, d, now) ? 'no_health_signal' : null;
       if (d.fps < d.baselineFps * minFps) return 'fps_below_baseline';
     }
     const maxInf = spec.gates.maxInferenceRatio;
     if (maxInf !== undefined && d.baselineInferenceMs !== undefined && d.baselineInferenceMs > 0) {
-      // Like the fps gate: it needs a heartbeat sent after the apply that reports inference latency.
+      // Like the fps gate: it needs a heartbeat after the apply that reports inference latency.
       if (d.inferenceMs === undefined) return timedOut(spec, d, now) ? 'no_health_signal' : null;
       if (d.inferenceMs > d.baselineInferenceMs * maxInf) return 'inference_latency_high';
     }
     const rate = spec.gates.eventRate;
-    if (rate && d.eventRate !== undefined) {
+    if (rate) {
+      if (d.eventRate === undefined) return timedOut(spec, d, now) ? 'no_health_signal' : null;
       if (rate.min !== undefined && d.eventRate < rate.min) return 'event_rate_low';
       if (rate.max !== undefined && d.eventRate > rate.max) return 'event_rate_high';
     }
@@ -166,8 +191,9 @@ function timedOut(spec: RolloutSpec, d: DeviceObservation, now: Date): boolean {
   return d.issuedAt !== null && now.getTime() - d.issuedAt.getTime() >= spec.gateWindowSeconds * 1000;
 }
 
-/** Applied, but the fps or inference-latency gate still waits for its first heartbeat after the apply. */
+/** Applied, but a signal gate still waits for its first heartbeat after the apply. */
 function awaitingSignal(spec: RolloutSpec, d: DeviceObservation): boolean {
+  if (needsSignal(spec) && !d.signalled) return true;
   const fps =
     spec.gates.minFpsRatio !== undefined &&
     d.baselineFps !== undefined &&
@@ -178,7 +204,8 @@ function awaitingSignal(spec: RolloutSpec, d: DeviceObservation): boolean {
     d.baselineInferenceMs !== undefined &&
     d.baselineInferenceMs > 0 &&
     d.inferenceMs === undefined;
-  return fps || inference;
+  const rate = spec.gates.eventRate !== undefined && d.eventRate === undefined;
+  return fps || inference || rate;
 }
 
 export function outcomeOf(spec: RolloutSpec, d: DeviceObservation, now: Date): DeviceOutcome {
@@ -213,11 +240,13 @@ export function progress(
   return waves;
 }
 
-/** The devices that took the config (reported applied, healthy or not) and were not rolled back yet. */
+/**
+ * The devices a rollback returns to their last known good config: every device the rollout issued to (it
+ * applied, failed, or has not reported yet: its desired version is the rollout's either way), not rolled back
+ * yet.
+ */
 export function rollbackSet(devices: readonly DeviceObservation[]): string[] {
-  return devices
-    .filter((d) => d.wave !== null && d.state === 'applied' && !d.rolledBack)
-    .map((d) => d.deviceId);
+  return devices.filter((d) => d.wave !== null && d.restore === 'none').map((d) => d.deviceId);
 }
 
 /** The abort criterion over every issued device; the reason, or null. */
@@ -261,14 +290,15 @@ export function plan(r: RolloutSnapshot, devices: readonly DeviceObservation[], 
         waiting: null,
       };
     case 'rolling_back': {
-      // A device that applies after the abort (its report was late) is rolled back too.
-      const late = rollbackSet(devices);
-      if (late.length > 0) return { actions: [{ type: 'rollback', deviceIds: late }], waiting: null };
-      const pendingIssued = devices.some((d) => d.wave !== null && !d.rolledBack && d.state === 'pending');
+      // A device issued but not rolled back (a crash between the issue and the rollback) is rolled back now.
+      const missed = rollbackSet(devices);
+      if (missed.length > 0) return { actions: [{ type: 'rollback', deviceIds: missed }], waiting: null };
+      const applying = devices.filter((d) => d.restore === 'issued').length;
       const windowOver =
         r.waveStartedAt === null ||
         now.getTime() - r.waveStartedAt.getTime() >= spec.gateWindowSeconds * 1000;
-      if (pendingIssued && !windowOver) return { actions: [], waiting: 'late reports of the aborted wave' };
+      if (applying > 0 && !windowOver)
+        return { actions: [], waiting: `${applying} devices have not applied their rollback yet` };
       return { actions: [{ type: 'transition', to: 'rolled_back' }], waiting: null };
     }
     case 'pending': {

@@ -162,14 +162,39 @@ export class RolloutStore {
     }
   }
 
-  async markRolledBack(rolloutId: string, rows: Array<{ deviceId: string; version: bigint }>): Promise<void> {
+  /** The rollback was issued: `version` carries the body of `fromVersion` (its last known good, or what it ran). */
+  async markRolledBack(
+    rolloutId: string,
+    rows: Array<{
+      deviceId: string;
+      version: bigint;
+      fromVersion: bigint;
+      source: 'last_known_good' | 'ran_before';
+    }>,
+  ): Promise<void> {
     for (let i = 0; i < rows.length; i += 500) {
       const chunk = rows.slice(i, i + 500);
       await sql`
-        update rollout_devices r set rollback_version = v.version::bigint, status = 'rolled_back'
-        from (values ${sql.join(chunk.map((r) => sql`(${r.deviceId}, ${r.version.toString()})`))}) as v(device_id, version)
+        update rollout_devices r set rollback_version = v.version::bigint,
+          restored_from_version = v.from_version::bigint, restore_source = v.source, status = 'rolling_back'
+        from (values ${sql.join(
+          chunk.map(
+            (r) => sql`(${r.deviceId}, ${r.version.toString()}, ${r.fromVersion.toString()}, ${r.source})`,
+          ),
+        )}) as v(device_id, version, from_version, source)
         where r.rollout_id = ${rolloutId} and r.device_id = v.device_id`.execute(this.db);
     }
+  }
+
+  /** Devices the rollback could not restore (no known good config): left as they are, reported. */
+  async markNotRestored(rolloutId: string, deviceIds: string[], reason: string): Promise<void> {
+    if (deviceIds.length === 0) return;
+    await this.db
+      .updateTable('rollout_devices')
+      .set({ status: 'not_restored', reason })
+      .where('rollout_id', '=', rolloutId)
+      .where('device_id', 'in', deviceIds)
+      .execute();
   }
 
   /** Records the observed status of devices whose status changed (for GET and the CLI). */
@@ -198,34 +223,24 @@ export class RolloutStore {
       mean_inference_ms: number | null;
       events_per_minute: number | null;
       last_seen_at: Date | null;
+      /** The version the agent ran when it sent the last heartbeat. */
+      config_version: string | null;
     }>
   > {
     if (deviceIds.length === 0) return Promise.resolve([]);
     return this.db
       .selectFrom('devices')
-      .select(['id', 'last_health', 'mean_fps', 'mean_inference_ms', 'events_per_minute', 'last_seen_at'])
+      .select([
+        'id',
+        'last_health',
+        'mean_fps',
+        'mean_inference_ms',
+        'events_per_minute',
+        'last_seen_at',
+        'config_version',
+      ])
       .where('tenant_id', '=', tenantId)
       .where('id', 'in', deviceIds)
       .execute();
-  }
-
-  /** The body and version of each device's newest issued config (what a rollback restores). */
-  async latestConfigs(
-    tenantId: string,
-    deviceIds: string[],
-  ): Promise<Map<string, { body: ConfigBody; version: bigint }>> {
-    const out = new Map<string, { body: ConfigBody; version: bigint }>();
-    if (deviceIds.length === 0) return out;
-    const rows = await this.db
-      .selectFrom('device_configs')
-      .distinctOn('device_id')
-      .select(['device_id', 'body', 'version'])
-      .where('tenant_id', '=', tenantId)
-      .where('device_id', 'in', deviceIds)
-      .orderBy('device_id')
-      .orderBy('version', 'desc')
-      .execute();
-    for (const r of rows) out.set(r.device_id, { body: r.body, version: BigInt(r.version) });
-    return out;
   }
 }

@@ -13,6 +13,7 @@ import * as m0010 from './migrations/0010_media.js';
 import * as m0011 from './migrations/0011_audit_tenant_index.js';
 import * as m0012 from './migrations/0012_webhooks.js';
 import * as m0013 from './migrations/0013_nats_key_unique.js';
+import * as m0014 from './migrations/0014_config_known_good.js';
 import * as m0015 from './migrations/0015_webhook_outbox.js';
 
 // Migrations are listed in code (not read from a folder at run time) so that a bundled or relocated
@@ -31,6 +32,7 @@ const migrations: Record<string, Migration> = {
   '0011_audit_tenant_index': m0011,
   '0012_webhooks': m0012,
   '0013_nats_key_unique': m0013,
+  '0014_config_known_good': m0014,
   '0015_webhook_outbox': m0015,
 };
 

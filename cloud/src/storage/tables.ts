@@ -172,10 +172,14 @@ export interface DeviceConfigsTable {
   jws: string;
   key_id: string;
   rollout_id: string | null;
+  /** Why it was issued (migration 0014): a rollout version is on probation until its rollout completes. */
+  kind: ColumnType<ConfigKind, ConfigKind | undefined, never>;
   issued_by: string;
   issued_at: Date;
   expires_at: Date;
 }
+
+export type ConfigKind = 'direct' | 'rollout' | 'rollback';
 
 /** Desired version and last reported status per device (config-ota, migration 0007). */
 export interface DeviceConfigStateTable {
@@ -188,6 +192,9 @@ export interface DeviceConfigStateTable {
   reason: ColumnType<string, string | undefined, string>;
   health: ColumnType<string, string | undefined, string>;
   reported_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
+  /** The last known good version (applied and reported ok, outside probation) and when (migration 0014). */
+  good_version: NullableBigintColumn;
+  good_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
 }
 
 /** A staged rollout (rollouts/, migration 0008). */
@@ -225,6 +232,9 @@ export interface RolloutDevicesTable {
   /** mean_inference_ms of the device when its wave was issued (migration 0009). */
   baseline_inference_ms: ColumnType<number | null, number | null | undefined, number | null>;
   rollback_version: NullableBigintColumn;
+  /** What the rollback re-issued: the body of this version, from the device's last known good or what it ran before (0014). */
+  restored_from_version: NullableBigintColumn;
+  restore_source: ColumnType<string | null, string | null | undefined, string | null>;
   status: ColumnType<string, string | undefined, string>;
   reason: ColumnType<string | null, string | null | undefined, string | null>;
 }

@@ -10,7 +10,17 @@ import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { DeviceHealth } from '@vigil/proto';
-import { ConfigState, ConfigStatus, DeviceConfig, SignedConfig, subjectFor } from '@vigil/proto';
+import {
+  ConfigStatus,
+  configStatusOf,
+  DeviceConfig,
+  reportAfter,
+  SignedConfig,
+  startReport,
+  subjectFor,
+  type ConfigEvent,
+  type ConfigReport,
+} from '@vigil/proto';
 import type { AgentConfig } from '../config/schema.js';
 import type { ConfigJournal, JournalEntry } from './journal.js';
 import { planConfig, type ConfigPlan } from './plan.js';
@@ -104,10 +114,10 @@ export function startRemoteConfig(
 }
 
 export class RemoteConfigManager {
-  appliedVersion: bigint;
   highWater: bigint;
   private appliedBody: DeviceConfig;
-  private last: { version: bigint; state: ConfigState; reason: string };
+  /** What every status says (the last outcome and the version that runs): @vigil/proto's config report. */
+  private report_: ConfigReport;
   private chain: Promise<unknown> = Promise.resolve();
   private lastJws = '';
   private sub: Subscription | undefined;
@@ -118,24 +128,9 @@ export class RemoteConfigManager {
 
   constructor(private readonly o: RemoteConfigOptions) {
     const s = o.start;
-    this.appliedVersion = s.applied?.version ?? 0n;
     this.appliedBody = s.applied?.body ?? EMPTY_BODY();
     this.highWater = s.highWater;
-    this.last =
-      s.interrupted !== undefined
-        ? {
-            version: s.interrupted,
-            state: ConfigState.CONFIG_STATE_ROLLED_BACK,
-            reason: 'the agent stopped while applying this config; the previous config runs',
-          }
-        : {
-            version: this.appliedVersion,
-            state:
-              this.appliedVersion > 0n
-                ? ConfigState.CONFIG_STATE_APPLIED
-                : ConfigState.CONFIG_STATE_UNSPECIFIED,
-            reason: '',
-          };
+    this.report_ = startReport(s.applied?.version ?? 0n, s.interrupted);
     this.rejected = new Counter({
       name: 'vigil_agent_config_rejected_total',
       help: 'Remote configs refused or failed, by reason',
@@ -151,6 +146,15 @@ export class RemoteConfigManager {
         this.set(version());
       },
     });
+  }
+
+  /** The version of the remote config that runs (0 = the local config). */
+  get appliedVersion(): bigint {
+    return this.report_.appliedVersion;
+  }
+
+  private record(e: ConfigEvent): void {
+    this.report_ = reportAfter(this.report_, e);
   }
 
   start(): void {
@@ -182,18 +186,9 @@ export class RemoteConfigManager {
     await this.chain.catch(() => undefined);
   }
 
-  /** The current whole-state report. */
+  /** The current whole-state report: what every status (after an apply, each poll, a reconnect) sends. */
   status(): ConfigStatus {
-    return ConfigStatus.fromPartial({
-      tenantId: this.o.device.tenantId,
-      deviceId: this.o.device.deviceId,
-      version: this.last.version,
-      appliedVersion: this.appliedVersion,
-      state: this.last.state,
-      reason: this.last.reason,
-      health: this.o.host.deviceHealth(),
-      reportedAt: this.o.now(),
-    });
+    return configStatusOf(this.report_, this.o.device, this.o.host.deviceHealth(), this.o.now());
   }
 
   /** Handles configs one at a time; resolves when this one is done. */
@@ -228,7 +223,7 @@ export class RemoteConfigManager {
 
   private fail(version: bigint, reason: string, label: string): void {
     this.rejectedCount(label);
-    this.last = { version, state: ConfigState.CONFIG_STATE_FAILED, reason };
+    this.record({ kind: 'refused', version, reason });
     this.o.log.warn({ version: version.toString(), reason }, 'remote config refused');
   }
 
@@ -304,7 +299,7 @@ export class RemoteConfigManager {
       'applying remote config',
     );
     o.journal.writePending({ version, highWater: version, body });
-    this.last = { version, state: ConfigState.CONFIG_STATE_PENDING, reason: '' };
+    this.record({ kind: 'applying', version });
     void this.report();
 
     let verdict: HealthVerdict;
@@ -317,9 +312,8 @@ export class RemoteConfigManager {
     if (verdict.ok) {
       o.journal.commit();
       const oldBody = this.appliedBody;
-      this.appliedVersion = version;
       this.appliedBody = body;
-      this.last = { version, state: ConfigState.CONFIG_STATE_APPLIED, reason: '' };
+      this.record({ kind: 'applied', version });
       o.log.info({ version: version.toString() }, 'remote config applied');
       this.pruneModels(body, oldBody);
     } else {
@@ -340,7 +334,7 @@ export class RemoteConfigManager {
       });
       o.journal.dropPending();
       this.rejectedCount('health');
-      this.last = { version, state: ConfigState.CONFIG_STATE_ROLLED_BACK, reason: verdict.reason };
+      this.record({ kind: 'rolled_back', version, reason: verdict.reason });
     }
     void this.report();
   }

@@ -3,12 +3,17 @@ import { connect, jwtAuthenticator, type NatsConnection, type Subscription } fro
 import {
   ConfigState,
   ConfigStatus,
+  configStatusOf,
   DeviceConfig,
   DeviceHealth,
   deviceInboxPrefix,
   Heartbeat,
+  reportAfter,
   SignedConfig,
+  startReport,
   subjectFor,
+  type ConfigEvent,
+  type ConfigReport,
 } from '@vigil/proto';
 import type { EnrolledDevice } from './enroll.js';
 
@@ -48,26 +53,46 @@ export interface AgentCounters {
 /**
  * One simulated agent: a real NATS client with the device's enrolled certificate, key and user JWT. It takes
  * configs pushed on its cfg subject or returned to its status polls, verifies the JWS (ES256, the JWKS from
- * enrollment, addressee, monotonic version), "applies" after a random delay and reports the outcome.
+ * enrollment, addressee, monotonic version, expiry), "applies" after a random delay and reports the outcome.
  *
- * Config attributes steer it: `sim.fail = "true"` -> it refuses the config and reports ROLLED_BACK with health
- * FAILING; `sim.fps_factor = "0.3"` -> it reports APPLIED but its cameras run at that share of their fps;
- * `sim.inference_factor = "3"` -> it reports APPLIED but its cameras' inference latency is that multiple.
+ * It behaves as the edge agent does (edge-agent/src/remote-config/manager.ts), not more kindly: its status is
+ * @vigil/proto's config report (the same functions the agent uses), so every status, polls included, repeats
+ * the last outcome (a failed version stays reported); it reports PENDING when an apply starts; a refused
+ * version (bad signature, replay, expired, invalid) is reported FAILED; it heartbeats on its own period only
+ * (never right after an apply), its heartbeat carrying the version it runs.
+ *
+ * Config attributes steer it:
+ * - `sim.fail = "true"` (or `"health"`): the apply turns unhealthy, the previous config runs again
+ *   (ROLLED_BACK); `sim.fail = "refuse"`: the body is invalid for this device (FAILED, nothing applied);
+ * - `sim.fps_factor = "0.3"`, `sim.inference_factor = "3"`, `sim.events_factor = "0"`: it applies and reports
+ *   APPLIED, but its cameras run at that share of their fps / that multiple of their inference latency /
+ *   that share of their event rate;
+ * - `sim.health_after_ms = "1500"`: it applies healthy, and its health turns FAILING that long after;
+ * - `sim.only = "sim-0001,sim-0004"`: the attributes above steer only these devices (the others apply the
+ *   config plainly), so that one rollout body can fail some devices and not others.
  */
 export class SimAgent {
   nc: NatsConnection | undefined;
-  /** The version it runs (0 = bootstrap) and the highest it ever accepted (replay protection). */
-  appliedVersion = 0n;
   /** The attributes of the config it runs, and every version it ran (in order). */
   attributes: Record<string, string> = {};
   readonly history: Array<{ version: bigint; attributes: Record<string, string> }> = [];
+  /** Every status it sent (newest last, at most 200) and when each heartbeat went out (ms). */
+  readonly statuses: ConfigStatus[] = [];
+  readonly heartbeats: number[] = [];
+  /** When each apply ended (ms), for the heartbeat-period check. */
+  readonly appliedAt: number[] = [];
+  private report_: ConfigReport = startReport(0n);
   private highWater = 0n;
+  private lastJws = '';
   private fpsFactor = 1;
   private inferenceFactor = 1;
+  private eventsFactor = 1;
   private health = DeviceHealth.DEVICE_HEALTH_OK;
+  private healthTimer: NodeJS.Timeout | undefined;
   private applying: Promise<void> = Promise.resolve();
   private readonly timers: NodeJS.Timeout[] = [];
   private sub: Subscription | undefined;
+  private servers: string[] = [];
   private readonly jwks: ReturnType<typeof createLocalJWKSet>;
   private readonly started = Date.now();
   /** Called after each applied/refused config (for measurements). */
@@ -82,12 +107,24 @@ export class SimAgent {
     this.jwks = createLocalJWKSet(JSON.parse(device.configSigningJwks || '{"keys":[]}') as JSONWebKeySet);
   }
 
+  /** The version it runs (0 = its local config). */
+  get appliedVersion(): bigint {
+    return this.report_.appliedVersion;
+  }
+
+  /** What its next status says. */
+  status(): ConfigStatus {
+    return configStatusOf(this.report_, this.device, this.health, new Date());
+  }
+
   get id(): string {
     return this.device.deviceId;
   }
 
+  /** Connects; like the agent: a status at connect, then one per poll period, a heartbeat per period. */
   async connect(servers: string[]): Promise<void> {
     const d = this.device;
+    this.servers = servers;
     this.nc = await this.dial(servers);
     this.sub = this.nc.subscribe(subjectFor(d.tenantId, d.deviceId, 'cfg'), {
       callback: (err, msg) => {
@@ -98,6 +135,21 @@ export class SimAgent {
     this.timers.push(setInterval(() => this.heartbeat(), this.behaviour.heartbeatMs));
     this.timers.push(setInterval(() => void this.poll(), this.behaviour.pollMs));
     await this.poll();
+  }
+
+  /** Goes offline (the gateway loses its uplink): no status, no heartbeat, no config until `online()`. */
+  async offline(): Promise<void> {
+    for (const t of this.timers.splice(0)) clearInterval(t);
+    this.sub?.unsubscribe();
+    this.sub = undefined;
+    const nc = this.nc;
+    this.nc = undefined;
+    await nc?.close().catch(() => undefined);
+  }
+
+  /** Back online: connects again (a status at once, as the agent does after a reconnect). */
+  async online(): Promise<void> {
+    await this.connect(this.servers);
   }
 
   /** The first connection, retried: a thousand TLS + JWT handshakes at once can time out. */
@@ -128,35 +180,32 @@ export class SimAgent {
 
   async close(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
+    clearTimeout(this.healthTimer);
     this.sub?.unsubscribe();
     await this.applying.catch(() => undefined);
     await this.nc?.close().catch(() => undefined);
   }
 
-  /** Reports the current state and takes a newer config from the reply. */
+  /** A status poll: reports the current state (the last outcome) and takes a newer config from the reply. */
   async poll(): Promise<void> {
-    await this.report(this.appliedVersion, ConfigState.CONFIG_STATE_APPLIED, '');
+    await this.report();
   }
 
-  private async report(version: bigint, state: ConfigState, reason: string): Promise<void> {
+  private record(e: ConfigEvent): void {
+    this.report_ = reportAfter(this.report_, e);
+  }
+
+  private async report(): Promise<void> {
+    const status = this.status();
+    this.statuses.push(status);
+    if (this.statuses.length > 200) this.statuses.shift();
     const nc = this.nc;
     if (!nc || nc.isClosed()) return;
     const d = this.device;
-    const status = ConfigStatus.encode({
-      deviceId: d.deviceId,
-      tenantId: d.tenantId,
-      version,
-      appliedVersion: this.appliedVersion,
-      state,
-      reason,
-      health: this.health,
-      reportedAt: new Date(),
-    }).finish();
+    const data = ConfigStatus.encode(status).finish();
     for (let attempt = 0; attempt < 5; attempt++) {
       try {
-        const reply = await nc.request(subjectFor(d.tenantId, d.deviceId, 'status'), status, {
-          timeout: 5000,
-        });
+        const reply = await nc.request(subjectFor(d.tenantId, d.deviceId, 'status'), data, { timeout: 5000 });
         if (reply.data.length > 0) this.enqueue(reply.data);
         return;
       } catch {
@@ -166,54 +215,99 @@ export class SimAgent {
     }
   }
 
+  /** Hands a SignedConfig to the device, as a push or a poll reply would (one at a time, in order). */
+  deliver(data: Uint8Array): Promise<void> {
+    this.enqueue(data);
+    return this.applying;
+  }
+
   private enqueue(data: Uint8Array): void {
     this.applying = this.applying.then(() => this.take(data)).catch(() => undefined);
   }
 
+  /** Refuses a version: FAILED, reported (as the agent's fail()). */
+  private async refuse(version: bigint, reason: string): Promise<void> {
+    this.counters.rejected++;
+    this.record({ kind: 'refused', version, reason });
+    await this.report();
+    this.onApplied?.(this, version, ConfigState.CONFIG_STATE_FAILED);
+  }
+
   private async take(data: Uint8Array): Promise<void> {
     const d = this.device;
+    let signed: SignedConfig;
+    try {
+      signed = SignedConfig.decode(data);
+    } catch {
+      this.counters.rejected++;
+      return; // the agent drops an undecodable message unreported too
+    }
+    if (signed.jws === this.lastJws) return; // the same delivery twice (push and poll reply)
+    this.lastJws = signed.jws;
     let config: DeviceConfig;
     try {
-      const signed = SignedConfig.decode(data);
       const { payload, protectedHeader } = await compactVerify(signed.jws, this.jwks, {
         algorithms: ['ES256'],
       });
-      if (protectedHeader.typ !== 'vigil-config+jws') throw new Error('typ');
+      if (protectedHeader.typ !== 'vigil-config+jws') throw new Error('typ: not a config');
       config = DeviceConfig.decode(payload);
-      if (config.tenantId !== d.tenantId || config.deviceId !== d.deviceId) throw new Error('addressee');
-      if (config.expiresAt && config.expiresAt.getTime() < Date.now()) throw new Error('expired');
-    } catch {
-      this.counters.rejected++;
-      return;
+    } catch (err) {
+      return this.refuse(signed.version, `signature: ${(err as Error).message}`);
     }
-    if (config.version <= this.highWater) return; // a replay or a duplicate push
+    if (config.tenantId !== d.tenantId || config.deviceId !== d.deviceId)
+      return this.refuse(config.version, 'addressee: not this device');
+    if (config.version <= this.highWater)
+      return this.refuse(
+        config.version,
+        `replay: version ${config.version} is not newer than the highest accepted version ${this.highWater}`,
+      );
+    if (config.expiresAt && config.expiresAt.getTime() <= Date.now())
+      return this.refuse(config.version, 'expired: config expired');
     this.highWater = config.version;
+    const only = config.attributes['sim.only'];
+    const steered = only === undefined || only.split(',').includes(d.deviceId);
+    // The config's attributes as this device reads them: steering (sim.*) attributes only when they target it.
+    const attrs = steered
+      ? config.attributes
+      : Object.fromEntries(
+          Object.entries(config.attributes).filter(([k]) => !k.startsWith('sim.') || k === 'sim.rev'),
+        );
+    const version = config.version;
+    if (attrs['sim.fail'] === 'refuse') return this.refuse(version, 'invalid config: sim.fail=refuse');
+    this.record({ kind: 'applying', version });
+    await this.report();
     const b = this.behaviour;
     await new Promise((r) => setTimeout(r, b.applyMinMs + Math.random() * (b.applyMaxMs - b.applyMinMs)));
-    const attrs = config.attributes;
-    if (attrs['sim.fail'] === 'true') {
+    if (attrs['sim.fail'] === 'true' || attrs['sim.fail'] === 'health') {
+      // The new config never became healthy: the previous one runs again (its health, its signals).
       this.counters.rolledBack++;
-      this.health = DeviceHealth.DEVICE_HEALTH_FAILING;
-      await this.report(
-        config.version,
-        ConfigState.CONFIG_STATE_ROLLED_BACK,
-        'sim.fail: health check failed',
-      );
-      this.onApplied?.(this, config.version, ConfigState.CONFIG_STATE_ROLLED_BACK);
+      this.record({ kind: 'rolled_back', version, reason: 'health check failed: sim.fail' });
+      await this.report();
+      this.onApplied?.(this, version, ConfigState.CONFIG_STATE_ROLLED_BACK);
       return;
     }
-    const factor = Number(attrs['sim.fps_factor'] ?? '1');
-    this.fpsFactor = Number.isFinite(factor) && factor >= 0 ? factor : 1;
-    const inference = Number(attrs['sim.inference_factor'] ?? '1');
-    this.inferenceFactor = Number.isFinite(inference) && inference >= 0 ? inference : 1;
+    const factor = (key: string): number => {
+      const n = Number(attrs[key] ?? '1');
+      return Number.isFinite(n) && n >= 0 ? n : 1;
+    };
+    this.fpsFactor = factor('sim.fps_factor');
+    this.inferenceFactor = factor('sim.inference_factor');
+    this.eventsFactor = factor('sim.events_factor');
     this.health = DeviceHealth.DEVICE_HEALTH_OK;
-    this.appliedVersion = config.version;
-    this.attributes = { ...attrs };
-    this.history.push({ version: config.version, attributes: this.attributes });
+    clearTimeout(this.healthTimer);
+    const after = Number(attrs['sim.health_after_ms']);
+    if (Number.isFinite(after) && after >= 0)
+      this.healthTimer = setTimeout(() => {
+        if (this.appliedVersion === version) this.health = DeviceHealth.DEVICE_HEALTH_FAILING;
+      }, after);
+    this.attributes = { ...config.attributes };
+    this.history.push({ version, attributes: this.attributes });
     this.counters.applied++;
-    await this.report(config.version, ConfigState.CONFIG_STATE_APPLIED, '');
-    this.heartbeat();
-    this.onApplied?.(this, config.version, ConfigState.CONFIG_STATE_APPLIED);
+    this.record({ kind: 'applied', version });
+    this.appliedAt.push(Date.now());
+    // No heartbeat here: the agent's heartbeat runs on its own period.
+    await this.report();
+    this.onApplied?.(this, version, ConfigState.CONFIG_STATE_APPLIED);
   }
 
   /**
@@ -226,6 +320,7 @@ export class SimAgent {
     const d = this.device;
     const fps = this.behaviour.fps * this.fpsFactor;
     const inferenceMs = this.behaviour.inferenceMs * this.inferenceFactor;
+    const eventsPerMinute = this.behaviour.eventsPerMinute * this.eventsFactor;
     const cameras = ['cam-1', 'cam-2'];
     const hb = Heartbeat.fromPartial({
       deviceId: d.deviceId,
@@ -240,11 +335,15 @@ export class SimAgent {
         cameraId,
         fps: fps * (0.95 + Math.random() * 0.1),
         inferenceMsP50: inferenceMs * (0.9 + Math.random() * 0.2),
-        eventsPerMinute: this.behaviour.eventsPerMinute / cameras.length,
+        // The agent's rate covers the interval since the previous heartbeat; an applied config restarts the
+        // cameras it changes, so the first heartbeat after an apply already covers the new config only.
+        eventsPerMinute: eventsPerMinute / cameras.length,
       })),
     });
     try {
       nc.publish(subjectFor(d.tenantId, d.deviceId, 'hb'), Heartbeat.encode(hb).finish());
+      this.heartbeats.push(Date.now());
+      if (this.heartbeats.length > 1000) this.heartbeats.shift();
     } catch {
       // reconnecting: the next heartbeat goes out
     }

@@ -17,6 +17,24 @@ export interface RolloutView {
   }>;
 }
 
+/** One device of a rollout as GET /v1/rollouts/{id}/devices answers it: its status and what it runs now. */
+export interface RolloutDeviceView {
+  device_id: string;
+  wave: number | null;
+  status: string;
+  reason: string | null;
+  issued_version: string | null;
+  rollback_version: string | null;
+  restored_from_version: string | null;
+  restore_source: string | null;
+  desired_version: string;
+  applied_version: string | null;
+  last_known_good_version: string | null;
+  runs_last_known_good: boolean;
+  config_state: string;
+  health: string;
+}
+
 /** The cloud REST API as an admin of one tenant. */
 export interface ApiClient {
   request(method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown }>;
@@ -64,6 +82,40 @@ export async function getRollout(api: ApiClient, id: string): Promise<RolloutVie
   const res = await api.request('GET', `/v1/rollouts/${id}`);
   if (res.status !== 200) throw new Error(`GET rollout failed: ${res.status}`);
   return res.json as RolloutView;
+}
+
+/** Every device of a rollout (all pages), in rollout order. */
+export async function getRolloutDevices(api: ApiClient, id: string): Promise<RolloutDeviceView[]> {
+  const out: RolloutDeviceView[] = [];
+  for (let after = -1; ;) {
+    const res = await api.request('GET', `/v1/rollouts/${id}/devices?limit=500&after=${after}`);
+    if (res.status !== 200) throw new Error(`GET rollout devices failed: ${res.status}`);
+    const page = res.json as { items: RolloutDeviceView[]; next_after: number | null };
+    out.push(...page.items);
+    if (page.next_after === null) return out;
+    after = page.next_after;
+  }
+}
+
+/** Polls the rollout until its state is one of `states`; returns its view. */
+export async function untilRolloutState(
+  api: ApiClient,
+  id: string,
+  states: readonly string[],
+  timeoutMs: number,
+): Promise<RolloutView> {
+  let view: RolloutView | undefined;
+  await until(
+    async () => {
+      view = await getRollout(api, id);
+      return states.includes(view.state);
+    },
+    timeoutMs,
+    200,
+  ).catch((err: unknown) => {
+    throw new Error(`rollout ${id} is ${view?.state ?? '?'}, not ${states.join('|')}`, { cause: err });
+  });
+  return view!;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

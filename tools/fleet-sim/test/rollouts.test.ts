@@ -59,7 +59,7 @@ describe('staged rollouts with fleet-sim', () => {
     await stack?.stop();
   });
 
-  it('a good rollout completes; a bad one aborts after the canary and rolls back exactly the devices that took it', async () => {
+  it('a good rollout completes; a bad one aborts after the canary and rolls back the devices it was issued to', async () => {
     try {
       const r = await runScenario(admin, fleet, { spec: SPEC, timeoutMs: 40_000 });
       expect(r.good.state).toBe('completed');
@@ -72,9 +72,15 @@ describe('staged rollouts with fleet-sim', () => {
       expect(r.bad.devices_rolled_back_and_applied).toBe(r.bad.devices_took_bad);
       expect(r.bad.devices_still_on_bad).toBe(0);
       expect(r.bad.devices_never_issued_touched).toBe(0);
+      // Every device it was issued to was rolled back (one issued just before the abort may not have taken
+      // it yet), and the view says so once they run their restored config.
+      await until(async () => {
+        const v = await getRollout(admin, r.bad.rollout);
+        return v.totals.rolled_back === N - (v.totals.not_issued ?? 0);
+      }, 20_000);
       const view = await getRollout(admin, r.bad.rollout);
-      expect(view.totals.rolled_back).toBe(r.bad.devices_took_bad);
-      expect(view.totals.not_issued).toBe(N - r.bad.devices_took_bad);
+      expect(view.totals.rolled_back).toBeGreaterThanOrEqual(r.bad.devices_took_bad);
+      expect(view.totals.not_issued).toBeLessThanOrEqual(N - r.bad.devices_took_bad);
     } catch (err) {
       console.error(logs.slice(-20_000));
       throw err;
