@@ -69,7 +69,12 @@ export { DeviceIdentityService, IdentityError, type IdentityErrorCode } from './
 export { GRPC_MAX_MESSAGE_BYTES, startGrpcServer, toStatus } from './fleet/grpc-server.js';
 export { DeviceRevoker, type RevokeOutcome } from './fleet/revocation.js';
 export { connectWithAuthority, loadNatsAuthority, NatsAccountPublisher } from './fleet/nats-account.js';
-export { ensureNatsAuthority, type NatsAuthorityFiles } from './fleet/nats-authority-files.js';
+export {
+  ACCOUNT_MAX_STREAMS,
+  ensureNatsAuthority,
+  type NatsAuthorityFiles,
+  type NatsAuthorityOptions,
+} from './fleet/nats-authority-files.js';
 export {
   createNatsAuthority,
   credsFile,

@@ -13,6 +13,7 @@ import { jetstream, jetstreamManager, type JetStreamManager, type StoredMsg } fr
 import { createUser, type KeyPair } from '@nats-io/nkeys';
 import {
   connect,
+  headers as natsHeaders,
   jwtAuthenticator,
   type Msg,
   type NatsConnection,
@@ -67,6 +68,16 @@ interface Gateway {
 }
 
 const EVIL_ID = 'gw-evil';
+
+/** A JetStream PubAck body: `{"stream":..., "seq":...}`, `"duplicate":true`, or `{"error":{...}}`. */
+function isPubAck(data: Uint8Array): boolean {
+  try {
+    const v = JSON.parse(Buffer.from(data).toString('utf8')) as Record<string, unknown>;
+    return typeof v === 'object' && v !== null && ('stream' in v || 'error' in v);
+  } catch {
+    return false;
+  }
+}
 const CANARY_STREAM = 'SECURITY_CANARY';
 
 describe('NATS security suite: one enrolled gateway against the cloud', () => {
@@ -79,7 +90,7 @@ describe('NATS security suite: one enrolled gateway against the cloud', () => {
   const open: NatsConnection[] = [];
   afterAll(async () => {
     for (const nc of open) await nc.close().catch(() => undefined);
-    const open_ = tally.open.length ? ` open=${tally.open.length} (${tally.open.join('; ')})` : '';
+    const open_ = tally.open.length ? ` open=${tally.open.length}:\n  ${tally.open.join('\n  ')}\n` : '';
     const bad = tally.failed.length ? `; NOT refused: ${tally.failed.join(', ')}` : '';
     console.log(`[security-nats] NATS surface: tried=${tally.tried} refused=${tally.refused}${open_}${bad}`);
   });
@@ -139,7 +150,8 @@ describe('NATS security suite: one enrolled gateway against the cloud', () => {
   let streams: string[];
   let victimEventId: string;
   const heard: string[] = []; // everything on vigil.> not on the attacker's own subjects
-  const advisories: Array<{ subject: string; request: string }> = [];
+  const advisories: Array<{ subject: string; request: string; response: string }> = [];
+  const pubAcksHeard: string[] = []; // PubAck-shaped messages on vigil.> (not on the attacker's own subjects)
   const victimInbox: string[] = []; // everything the victim devices receive
 
   beforeAll(async () => {
@@ -189,12 +201,16 @@ describe('NATS security suite: one enrolled gateway against the cloud', () => {
     // Observers from here on.
     const mine = `vigil.v1.acme.${EVIL_ID}.`;
     admin.subscribe('vigil.>', {
-      callback: (_e, m) => void (m.subject.startsWith(mine) || heard.push(m.subject)),
+      callback: (_e, m) => {
+        if (m.subject.startsWith(mine)) return;
+        heard.push(m.subject);
+        if (isPubAck(m.data)) pubAcksHeard.push(m.subject);
+      },
     });
     admin.subscribe('$JS.EVENT.ADVISORY.API', {
       callback: (_e, m) => {
-        const a = m.json<{ subject?: string; request?: string }>();
-        advisories.push({ subject: a.subject ?? '', request: a.request ?? '' });
+        const a = m.json<{ subject?: string; request?: string; response?: string }>();
+        advisories.push({ subject: a.subject ?? '', request: a.request ?? '', response: a.response ?? '' });
       },
     });
     for (const v of [peer, foreign]) {
@@ -215,7 +231,9 @@ describe('NATS security suite: one enrolled gateway against the cloud', () => {
 
   async function metric(name: string, labels: string): Promise<number> {
     const text = await (await fetch(`http://127.0.0.1:${stack.cloud().httpPort}/metrics`)).text();
-    const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && l.includes(labels));
+    const line = text
+      .split('\n')
+      .find((l) => (l.startsWith(`${name}{`) && l.includes(labels)) || (!labels && l.startsWith(`${name} `)));
     return line ? Number(line.split(' ').pop()) : 0;
   }
 
@@ -552,6 +570,9 @@ describe('NATS security suite: one enrolled gateway against the cloud', () => {
   describe('JetStream PubAcks go to the reply subject the publisher names', () => {
     const purge = `$JS.API.STREAM.PURGE.${CANARY_STREAM}`;
     const canary = async (): Promise<number> => (await jsm.streams.info(CANARY_STREAM)).state.messages;
+    /** The cloud's streams; EVENTS and DEAD_LETTER keep message deletes (stranded repair, `vigil dlq replay`). */
+    const CLOUD_STREAMS = ['EVENTS', 'DEAD_LETTER', 'TELEMETRY', 'MEDIA', 'JOBS'];
+    const DELETES_ALLOWED = ['EVENTS', 'DEAD_LETTER'];
 
     it('heartbeats: TELEMETRY sends no PubAck (no_ack), so a hostile reply goes nowhere', async () => {
       await attempt(`heartbeat with reply=${purge}`, async () => {
@@ -568,11 +589,22 @@ describe('NATS security suite: one enrolled gateway against the cloud', () => {
       });
     });
 
-    it('KNOWN OPEN (issue 12): an event publish makes EVENTS send its PubAck to any subject, e.g. a purge', async () => {
-      // Not closed by this change: EVENTS and MEDIA must ack devices (the agent's flow control), and
-      // nats-server has no permission on reply subjects. The PubAck {"stream","seq"} is a valid purge
-      // request ("up to seq"): proved here on the canary stream. See the report / README for the fix
-      // (devices publish through a cloud relay, or no_ack with receipts as the only acknowledgement).
+    it('every cloud stream refuses purges (and deletes where no code deletes); the account has no spare stream', async () => {
+      for (const name of CLOUD_STREAMS)
+        await attempt(`${name}: deny_purge, deny_delete`, async () => {
+          const { config } = await jsm.streams.info(name);
+          expect(config.deny_purge, `${name} deny_purge`).toBe(true);
+          expect(config.deny_delete ?? false, `${name} deny_delete`).toBe(!DELETES_ALLOWED.includes(name));
+        });
+      // The test stack allows one stream more than the cloud's, for the canary: now full.
+      await attempt('the account is at its stream limit', async () => {
+        const info = await jsm.getAccountInfo();
+        expect(info.streams).toBe(info.limits.max_streams);
+      });
+    });
+
+    it('control: a PubAck does purge a stream that lacks deny_purge (the test canary, not a cloud stream)', async () => {
+      // Shows that the probes below reach the JetStream API and that the observers see what a PubAck does.
       expect(await canary()).toBe(3);
       const ev = makeEvent(evil.dev);
       evil.nc.publish(subjectFor('acme', EVIL_ID, 'evt', 'cam1'), DetectionEvent.encode(ev).finish(), {
@@ -580,7 +612,232 @@ describe('NATS security suite: one enrolled gateway against the cloud', () => {
       });
       await evil.nc.flush();
       await until('the PubAck-driven purge', async () => (await canary()) === 0, 10_000);
-      tally.open.push(`event PubAck to ${purge} purged ${CANARY_STREAM}`);
     });
+
+    type Variant = 'event' | 'duplicate' | 'error' | 'snapshot';
+    interface Target {
+      subject: string;
+      variants: Variant[];
+      /** A remaining hole (KNOWN OPEN): what it does. The probe must find it open, and everything else refused. */
+      open?: string;
+      /** A counter that must move by one: the subject's consumer saw the PubAck and dropped it as poison. */
+      poison?: [name: string, labels: string];
+    }
+    const ALL: Variant[] = ['event', 'duplicate', 'error', 'snapshot'];
+    // Refusals that hold whatever the PubAck says (its seq, duplicate flag or error).
+    const REFUSED =
+      /not permitted|expected an empty request|does not match request|name is required|maximum number of streams|deliver subject not valid|clustering support required|template name/;
+    // Answers that change nothing; the answer itself goes to the PubAck's reply subject, which is none.
+    const READ_ONLY = /^\$JS\.API\.(INFO|STREAM\.(INFO|NAMES|LIST|MSG\.GET)|CONSUMER\.(INFO|NAMES|LIST))\b/;
+
+    async function targets(): Promise<Target[]> {
+      const acct = stack.authority().authority.account.publicKey;
+      const out: Target[] = [];
+      const t = (subject: string, more: Partial<Target> = {}): void =>
+        void out.push({ subject, variants: ['event'], ...more });
+      for (const s of CLOUD_STREAMS) {
+        t(`$JS.API.STREAM.PURGE.${s}`, { variants: ALL });
+        t(`$JS.API.STREAM.MSG.DELETE.${s}`, {
+          variants: ALL,
+          ...(DELETES_ALLOWED.includes(s)
+            ? { open: `deletes message <seq> of ${s} (the PubAck's seq; code deletes from ${s})` }
+            : {}),
+        });
+        for (const op of ['UPDATE', 'DELETE', 'SNAPSHOT', 'MSG.GET', 'INFO', 'LEADER.STEPDOWN'])
+          t(`$JS.API.STREAM.${op}.${s}`);
+        t(`$JS.API.CONSUMER.CREATE.${s}`);
+        t(`$JS.API.CONSUMER.CREATE.${s}.hostile`);
+        t(`$JS.API.CONSUMER.DURABLE.CREATE.${s}.hostile`);
+        t(`$JS.API.CONSUMER.NAMES.${s}`);
+        for await (const c of jsm.consumers.list(s))
+          for (const op of ['DELETE', 'MSG.NEXT', 'INFO', 'LEADER.STEPDOWN'])
+            t(`$JS.API.CONSUMER.${op}.${s}.${c.name}`);
+      }
+      for (const api of [
+        'STREAM.CREATE.HOSTILE',
+        'STREAM.RESTORE.HOSTILE',
+        'STREAM.TEMPLATE.CREATE.HOSTILE',
+        'INFO',
+        'STREAM.NAMES',
+        'STREAM.LIST',
+        'META.LEADER.STEPDOWN',
+        `ACCOUNT.PURGE.${acct}`,
+        'DIRECT.GET.EVENTS',
+      ])
+        t(`$JS.API.${api}`, api.startsWith('STREAM.RESTORE') ? { variants: ALL } : {});
+      t('$KV.config.x');
+      t('$SYS.REQ.SERVER.PING');
+      t(`$SYS.REQ.ACCOUNT.${acct}.CLAIMS.UPDATE`);
+      t('_INBOX.x');
+      // Internal subjects that a stream or a cloud subscription takes in: the PubAck must die there, counted.
+      t('vigil.jobs.webhooks.deliver', {
+        poison: ['vigil_cloud_webhook_deliveries_total', 'result="invalid"'],
+      });
+      t('vigil.internal.v1.committed.acme', { poison: ['vigil_cloud_realtime_feed_invalid_total', ''] });
+      t('vigil.internal.v1.committed.globex', { poison: ['vigil_cloud_realtime_feed_invalid_total', ''] });
+      t('vigil.jobs.hostile', {
+        open: 'stored in JOBS (vigil.jobs.>) where no consumer takes it: uses JOBS space',
+      });
+      t('vigil.dlq.events.globex.gw-g', {
+        open: 'stored in DEAD_LETTER as a dead letter of globex/gw-g (no headers: `dlq replay` refuses it)',
+      });
+      // Other devices' subjects (same tenant, other tenant).
+      for (const [tn, d] of [
+        ['acme', 'gw-peer'],
+        ['globex', 'gw-g'],
+      ] as const) {
+        t(subjectFor(tn, d, 'cfg'), {
+          open: `delivered to ${tn}/${d} on its cfg subject (its agent must drop it)`,
+        });
+        t(subjectFor(tn, d, 'rcpt'), {
+          open: `delivered to ${tn}/${d} on its rcpt subject (its agent must drop it)`,
+        });
+        t(`${deviceInboxPrefix(tn, d)}.x`, { open: `delivered into ${tn}/${d}'s inbox` });
+      }
+      t(subjectFor('globex', 'gw-g', 'evt', 'cam1'), {
+        open: 'stored in EVENTS under globex/gw-g; ingest dead-letters it (undecodable) as a dead letter of gw-g',
+      });
+      t(subjectFor('globex', 'gw-g', 'media', 'cam1'), {
+        open: 'stored in MEDIA under globex/gw-g; the media consumer dead-letters it as a dead letter of gw-g',
+      });
+      t(subjectFor('globex', 'gw-g', 'hb'), {
+        open: "stored in TELEMETRY as a heartbeat of globex/gw-g (counted undecodable; can push out gw-g's last 5)",
+      });
+      return out;
+    }
+
+    /** What must not change: streams (messages, first sequence, deletes, consumers), victims, PostgreSQL. */
+    async function observed(): Promise<Record<string, unknown>> {
+      const out: Record<string, unknown> = {};
+      for await (const info of jsm.streams.list()) {
+        const { name } = info.config;
+        const s = info.state;
+        // Work queues: the probes' own messages pass through (and acks leave interior deletes): count what stays.
+        out[name] = ['EVENTS', 'MEDIA', 'JOBS'].includes(name)
+          ? `${s.messages} msgs, ${s.consumer_count} consumers`
+          : `${s.messages} msgs from ${s.first_seq}, ${s.num_deleted ?? 0} deleted, ${s.consumer_count} consumers`;
+      }
+      const db = stack.cloud().db;
+      const q = async (query: RawBuilder<unknown>): Promise<unknown> => (await query.execute(db)).rows;
+      out.victims = victimInbox.length;
+      out.events = await q(
+        sql`select tenant_id, device_id, count(*)::int as n from events where device_id <> ${EVIL_ID} group by 1, 2 order by 1, 2`,
+      );
+      out.media = await q(
+        sql`select tenant_id, device_id, count(*)::int as n from media where device_id <> ${EVIL_ID} group by 1, 2 order by 1, 2`,
+      );
+      out.devices = (await dbState()).devices;
+      return out;
+    }
+
+    let lastEvent: { id: string; bytes: Uint8Array } | undefined;
+    /** Publishes one message whose PubAck goes to `reply`; resolves when the cloud has processed it. */
+    async function publishWithReply(variant: Variant, reply: string): Promise<void> {
+      const send = async (subject: string, data: Uint8Array, msgID: string): Promise<void> => {
+        const h = natsHeaders();
+        h.set('Nats-Msg-Id', msgID);
+        evil.nc.publish(subject, data, { reply, headers: h });
+        await evil.nc.flush();
+      };
+      if (variant === 'event' || (variant === 'duplicate' && !lastEvent)) {
+        const ev = makeEvent(evil.dev);
+        lastEvent = { id: ev.eventId, bytes: DetectionEvent.encode(ev).finish() };
+        const l0 = (await jsm.streams.info('EVENTS')).state.last_seq;
+        await send(subjectFor('acme', EVIL_ID, 'evt', 'cam1'), lastEvent.bytes, ev.eventId);
+        // Stored and gone again: acked after its commit (or deleted by its own PubAck, aimed at MSG.DELETE.EVENTS).
+        await until(
+          'the probe event consumed',
+          async () => {
+            const { state } = await jsm.streams.info('EVENTS');
+            return state.last_seq > l0 && state.messages === 0;
+          },
+          20_000,
+        );
+        if (variant === 'event') return;
+      }
+      if (variant === 'duplicate') {
+        // Inside EVENTS' duplicate window: PubAck {"stream":"EVENTS","seq":<the original's>,"duplicate":true}.
+        await send(subjectFor('acme', EVIL_ID, 'evt', 'cam1'), lastEvent!.bytes, lastEvent!.id);
+      } else if (variant === 'error') {
+        // Over EVENTS' max message size: PubAck {"error":{...}} with no seq (to a purge: "everything").
+        await send(subjectFor('acme', EVIL_ID, 'evt', 'cam1'), Buffer.alloc(1536 * 1024, 0x41), uuidv7());
+      } else if (variant === 'snapshot') {
+        // The fleet stack has no media.dir: a valid object is acked and dropped, counted no_store.
+        const m = makeMedia(evil.dev);
+        const n = await metric('vigil_cloud_media_received_total', 'result="no_store"');
+        await send(subjectFor('acme', EVIL_ID, 'media', 'cam1'), MediaObject.encode(m).finish(), m.mediaId);
+        await until('the probe snapshot consumed', async () => {
+          return (await metric('vigil_cloud_media_received_total', 'result="no_store"')) === n + 1;
+        });
+      }
+    }
+
+    it('PubAcks aimed at every JetStream API endpoint, $KV, $SYS and internal subjects: only the known holes remain', async () => {
+      const all = await targets();
+      const verdicts: string[] = [];
+      const opened = new Map<string, Variant[]>();
+      const unexpected: string[] = [];
+      const stable = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
+      for (const target of all)
+        for (const variant of target.variants) {
+          const name = `${variant} PubAck to ${target.subject}`;
+          const before = await observed();
+          const a0 = advisories.length;
+          const h0 = pubAcksHeard.length;
+          const p0 = target.poison ? await metric(...target.poison) : 0;
+          await publishWithReply(variant, target.subject);
+          // Arrival, where an observer can see it: the API's audit advisory, or the PubAck on vigil.>.
+          const silentApi =
+            /^\$JS\.API\.(STREAM\.MSG\.GET|CONSUMER\.MSG\.NEXT|META\.|ACCOUNT\.PURGE|DIRECT\.GET)/;
+          if (target.subject.startsWith('$JS.API.') && !silentApi.test(target.subject))
+            await until(`the advisory of ${name}`, () =>
+              advisories.slice(a0).some((x) => x.subject === target.subject),
+            );
+          if (target.subject.startsWith('vigil.'))
+            await until(`${name} on vigil.>`, () => pubAcksHeard.slice(h0).includes(target.subject));
+          if (target.poison)
+            await until(
+              `${target.poison.join('')} to count ${name}`,
+              async () => (await metric(...target.poison!)) === p0 + 1,
+            );
+          await admin.flush();
+          await jsm.streams.info(CANARY_STREAM); // one API round trip after it
+          const response = advisories.slice(a0).find((x) => x.subject === target.subject)?.response ?? '';
+          const error = response
+            ? (JSON.parse(response) as { error?: { description?: string } }).error?.description
+            : undefined;
+          // Changes that persist (a work queue's own traffic settles first).
+          let after = await observed();
+          const end = Date.now() + 2_000;
+          while (!stable(before, after) && Date.now() < end) {
+            await new Promise((r) => setTimeout(r, 50));
+            after = await observed();
+          }
+          const changed = Object.keys(after).filter((k) => !stable(before[k], after[k]));
+          const readOnly = READ_ONLY.test(target.subject);
+          let verdict: string;
+          if (changed.length)
+            verdict = `OPEN: changed ${changed.map((k) => `${k} ${JSON.stringify(before[k])} -> ${JSON.stringify(after[k])}`).join(', ')}`;
+          else if (readOnly) verdict = `refused: read-only, answered to no one (${error ?? 'ok'})`;
+          else if (response && !error) verdict = `OPEN: accepted ${response.slice(0, 120)}`;
+          else if (error && !REFUSED.test(error)) verdict = `OPEN: not refused (${error})`;
+          else verdict = `refused: ${error ?? (target.poison ? 'dropped as poison, counted' : 'no effect')}`;
+          verdicts.push(`${name}: ${verdict}`);
+          const isOpen = verdict.startsWith('OPEN');
+          tally.tried++;
+          if (isOpen) opened.set(target.subject, [...(opened.get(target.subject) ?? []), variant]);
+          else tally.refused++;
+          if (isOpen !== Boolean(target.open))
+            unexpected.push(`${name}: ${verdict}${target.open ? ` (expected OPEN: ${target.open})` : ''}`);
+        }
+      // One entry per remaining hole (the PubAck variants that reach it in brackets).
+      for (const [subject, variants] of opened)
+        tally.open.push(
+          `${subject} [${variants.join(',')}]: ${all.find((x) => x.subject === subject)?.open ?? '?'}`,
+        );
+      console.log(`[security-nats] PubAck probes:\n  ${verdicts.join('\n  ')}`);
+      expect(unexpected, 'PubAck probes whose outcome differs from the known list').toEqual([]);
+      expect(evil.nc.isClosed()).toBe(false);
+    }, 600_000);
   });
 });

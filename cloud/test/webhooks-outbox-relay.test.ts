@@ -3,6 +3,7 @@
 // and go out, each once, when JOBS has room again.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { AckPolicy } from '@nats-io/jetstream';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useDatabase } from '@vigil/testkit';
@@ -87,7 +88,16 @@ describe('webhook outbox relay: JOBS refuses, jobs wait in the outbox', () => {
     expect(received).toEqual([]);
 
     // Room again: the relay (backing off meanwhile) moves every job; each event arrives once.
-    await stack.jsm().streams.purge(JOBS_STREAM, { filter: 'vigil.jobs.filler' });
+    // JOBS refuses purges (deny_purge, issue 12): consume the filler instead (a work queue drops what is acked).
+    await stack.jsm().consumers.add(JOBS_STREAM, {
+      durable_name: 'filler',
+      ack_policy: AckPolicy.Explicit,
+      filter_subject: 'vigil.jobs.filler',
+    });
+    const filler = await stack.jsm().jetstream().consumers.get(JOBS_STREAM, 'filler');
+    for (let m = await filler.next({ expires: 2_000 }); m; m = await filler.next({ expires: 2_000 }))
+      await m.ackAck();
+    await stack.jsm().consumers.delete(JOBS_STREAM, 'filler');
     await expect.poll(() => received.length, { timeout: 60_000 }).toBeGreaterThanOrEqual(30);
     await expect.poll(() => depth(), { timeout: 30_000 }).toBe(0);
     await expect

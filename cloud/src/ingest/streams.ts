@@ -60,6 +60,17 @@ export const MEDIA_MAX_ACK_PENDING = 256;
  */
 export const MEDIA_MAX_DELIVER = 50;
 
+/**
+ * Every stream refuses purges (deny_purge): nothing in the cloud or its tools purges, and a device can aim the
+ * PubAck of its own publish (`{"stream","seq"}`, "purge up to seq"; an error PubAck has no seq: "purge all")
+ * at `$JS.API.STREAM.PURGE.<stream>` (issue 12). Streams that no code deletes single messages from also
+ * refuse that (deny_delete; `$JS.API.STREAM.MSG.DELETE.<stream>` with a PubAck deletes message `seq`).
+ * Both flags can be set on an existing stream but never cleared again (nats-server refuses the update):
+ * to empty a stream, delete it and let the cloud recreate it.
+ */
+export const DENY_PURGE = { deny_purge: true } as const;
+export const DENY_PURGE_AND_DELETE = { deny_purge: true, deny_delete: true } as const;
+
 const MIB = 1024 * 1024;
 const GIB = 1024 * MIB;
 
@@ -85,6 +96,8 @@ export function eventsStreamConfig(cfg: StreamsConfig): StreamSpec {
     max_msg_size: EVENTS_MAX_MSG_SIZE,
     duplicate_window: nanos(cfg.streams.duplicateWindowSeconds * 1000),
     num_replicas: cfg.streams.replicas,
+    // Not deny_delete: the stranded repair (stranded.ts) deletes committed messages by sequence.
+    ...DENY_PURGE,
   };
 }
 
@@ -102,6 +115,8 @@ export function deadLetterStreamConfig(cfg: StreamsConfig): StreamSpec {
     // Nats-Msg-Id = dlq-<original stream seq>: a dead-lettering retried after a lost PubAck is stored once.
     duplicate_window: nanos(cfg.streams.duplicateWindowSeconds * 1000),
     num_replicas: cfg.streams.replicas,
+    // Not deny_delete: `vigil dlq replay` (tools/cli/src/dlq.ts) deletes each letter it replayed.
+    ...DENY_PURGE,
   };
 }
 
@@ -128,6 +143,7 @@ export function telemetryStreamConfig(cfg: ReplicasConfig): StreamSpec {
     // `$JS.API.STREAM.PURGE.<stream>` or another device's subjects): issue 12.
     no_ack: true,
     num_replicas: cfg.streams.replicas,
+    ...DENY_PURGE_AND_DELETE,
   };
 }
 
@@ -152,12 +168,13 @@ export function mediaStreamConfig(cfg: Pick<CloudConfig, 'streams' | 'media'>): 
     // Nats-Msg-Id = media_id: a device's resend after a lost PubAck is stored once.
     duplicate_window: nanos(cfg.streams.duplicateWindowSeconds * 1000),
     num_replicas: cfg.streams.replicas,
+    ...DENY_PURGE_AND_DELETE,
   };
 }
 
 /**
- * Creates EVENTS, DEAD_LETTER, TELEMETRY and MEDIA, or updates them to this configuration. Idempotent; safe
- * to race.
+ * Creates EVENTS, DEAD_LETTER, TELEMETRY and MEDIA, or updates them to this configuration (an existing stream
+ * gains deny_purge / deny_delete here). Idempotent; safe to race.
  */
 export async function ensureStreams(jsm: JetStreamManager, cfg: StreamsConfig): Promise<StreamInfo[]> {
   return [

@@ -11,6 +11,7 @@ import {
 import { nanos } from '@nats-io/transport-node';
 import type { EventView } from '../api/event-store.js';
 import type { CloudConfig } from '../config/schema.js';
+import { DENY_PURGE_AND_DELETE } from '../ingest/streams.js';
 
 /*
  * JOBS: the JetStream work-queue stream for background work (DESIGN.md "jobs"). One message per job; a job is
@@ -36,6 +37,30 @@ export interface WebhookJob {
   event: EventView;
 }
 
+const isText = (v: unknown, max: number): v is string =>
+  typeof v === 'string' && v.length > 0 && v.length <= max;
+
+/**
+ * The webhook job in `data`, or null when it is not one this code wrote. JOBS captures `vigil.jobs.>`, and a
+ * device can make JetStream publish a PubAck (`{"stream","seq"}`, valid JSON) on any subject it names,
+ * `vigil.jobs.webhooks.deliver` included (issue 12): such a message must be dead at once, not retried.
+ */
+export function parseWebhookJob(data: Uint8Array): WebhookJob | null {
+  let v: unknown;
+  try {
+    v = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(data));
+  } catch {
+    return null;
+  }
+  if (typeof v !== 'object' || v === null) return null;
+  const j = v as Record<string, unknown>;
+  const event = j.event as Record<string, unknown> | null | undefined;
+  if (!isText(j.webhook_id, 200) || !isText(j.tenant_id, 200)) return null;
+  if (typeof event !== 'object' || event === null || Array.isArray(event)) return null;
+  if (!isText(event.event_id, 200)) return null;
+  return v as WebhookJob;
+}
+
 type JobsConfig = Pick<CloudConfig, 'integrations' | 'streams'>;
 
 export function jobsStreamConfig(cfg: JobsConfig) {
@@ -51,6 +76,8 @@ export function jobsStreamConfig(cfg: JobsConfig) {
     max_msg_size: JOBS_MAX_MSG_SIZE,
     duplicate_window: nanos(cfg.streams.duplicateWindowSeconds * 1000),
     num_replicas: cfg.streams.replicas,
+    // A PubAck aimed at `$JS.API.STREAM.PURGE.JOBS` / `MSG.DELETE.JOBS` must not drop queued jobs (issue 12).
+    ...DENY_PURGE_AND_DELETE,
   };
 }
 

@@ -5,7 +5,7 @@ import type { CloudConfig } from '../config/schema.js';
 import { Backoff, sleep } from '../lib/backoff.js';
 import { CircuitBreakers } from './breaker.js';
 import { postJson, type PostResult } from './http-client.js';
-import { JOBS_STREAM, MAX_JOB_DELIVERIES, WEBHOOKS_CONSUMER, type WebhookJob } from './jobs.js';
+import { JOBS_STREAM, MAX_JOB_DELIVERIES, WEBHOOKS_CONSUMER, parseWebhookJob } from './jobs.js';
 import { signRequest } from './signing.js';
 import type { Resolver } from './ssrf.js';
 import type { WebhookStore } from './store.js';
@@ -67,7 +67,7 @@ export class WebhookWorker {
     });
     this.results = new Counter({
       name: 'vigil_cloud_webhook_deliveries_total',
-      help: 'Webhook delivery attempts and verdicts by result (delivered, retry, dead, cancelled: webhook gone or disabled, already_delivered: a job repeated after its delivery, not sent again)',
+      help: 'Webhook delivery attempts and verdicts by result (delivered, retry, dead, cancelled: webhook gone or disabled, invalid: not a job (undecodable or wrong shape, termed), already_delivered: a job repeated after its delivery, not sent again)',
       labelNames: ['result'],
       registers: [deps.metrics],
     });
@@ -132,12 +132,10 @@ export class WebhookWorker {
   }
 
   private async handle(msg: JsMsg): Promise<void> {
-    let job: WebhookJob;
-    try {
-      job = msg.json<WebhookJob>();
-    } catch {
-      // Not a job this code wrote (and never will be): retrying cannot help.
-      this.results.inc({ result: 'dead' });
+    const job = parseWebhookJob(msg.data);
+    if (!job) {
+      // Not a job this code wrote (a PubAck a device aimed here, issue 12): retrying cannot help.
+      this.results.inc({ result: 'invalid' });
       msg.term('undecodable job');
       return;
     }

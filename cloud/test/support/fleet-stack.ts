@@ -18,6 +18,7 @@ import {
 } from '@vigil/testkit';
 import type { DevPkiPaths } from '@vigil/certs';
 import {
+  ACCOUNT_MAX_STREAMS,
   ensureDevSigningKey,
   ensureNatsAuthority,
   mintDevToken,
@@ -55,7 +56,8 @@ export function useFleetStack(config: Record<string, unknown> = {}): FleetStack 
   // Registered before useNats: the server config includes the authority's fragment.
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'vigil-nats-auth-'));
-    files = await ensureNatsAuthority(dir);
+    // One stream more than the cloud's: the security suite's canary.
+    files = await ensureNatsAuthority(dir, { maxStreams: ACCOUNT_MAX_STREAMS + 1 });
   });
   afterAll(() => {
     if (dir) rmSync(dir, { recursive: true, force: true });
