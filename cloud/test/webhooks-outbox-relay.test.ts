@@ -58,7 +58,9 @@ describe('webhook outbox relay: JOBS refuses, jobs wait in the outbox', () => {
       description: undefined,
       createdBy: 'test',
     });
-    // Fill JOBS with messages no consumer takes (another subject of the stream), up to its 1 MiB.
+    // Fill JOBS with messages no consumer takes, up to its 1 MiB: on a subject the test adds to the stream
+    // (JOBS itself captures only the subjects its consumers take).
+    await stack.jsm().streams.update(JOBS_STREAM, { subjects: [WEBHOOK_JOB_SUBJECT, 'vigil.jobs.filler'] });
     const js = stack.jsm().jetstream();
     // Big messages, then ever smaller ones, so that not even a small job fits afterwards.
     for (const size of [60 * 1024, 4096, 256, 1]) {

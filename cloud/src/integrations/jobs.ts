@@ -22,8 +22,12 @@ import { DENY_PURGE_AND_DELETE } from '../ingest/streams.js';
  */
 
 export const JOBS_STREAM = 'JOBS';
-export const JOBS_SUBJECTS = ['vigil.jobs.>'];
 export const WEBHOOK_JOB_SUBJECT = 'vigil.jobs.webhooks.deliver';
+/**
+ * Only the job subjects that a consumer takes: a device can make JetStream publish a PubAck on any subject
+ * (issue 12), and one stored on a subject nobody consumes would stay in JOBS for good, using its space.
+ */
+export const JOBS_SUBJECTS = [WEBHOOK_JOB_SUBJECT];
 export const WEBHOOKS_CONSUMER = 'webhooks';
 /** A job is an event view plus ids (~1-2 KiB); anything much bigger is a bug. */
 export const JOBS_MAX_MSG_SIZE = 64 * 1024;
@@ -41,9 +45,9 @@ const isText = (v: unknown, max: number): v is string =>
   typeof v === 'string' && v.length > 0 && v.length <= max;
 
 /**
- * The webhook job in `data`, or null when it is not one this code wrote. JOBS captures `vigil.jobs.>`, and a
- * device can make JetStream publish a PubAck (`{"stream","seq"}`, valid JSON) on any subject it names,
- * `vigil.jobs.webhooks.deliver` included (issue 12): such a message must be dead at once, not retried.
+ * The webhook job in `data`, or null when it is not one this code wrote. A device can make JetStream publish a
+ * PubAck (`{"stream","seq"}`, valid JSON) on any subject it names, `vigil.jobs.webhooks.deliver` included
+ * (issue 12): such a message is not a job and must be dead at once.
  */
 export function parseWebhookJob(data: Uint8Array): WebhookJob | null {
   let v: unknown;
