@@ -15,7 +15,12 @@ import {
   telemetryStreamConfig,
   type StreamSpec,
 } from '../src/ingest/streams.js';
-import { ensureJobs, jobsStreamConfig, parseWebhookJob } from '../src/integrations/jobs.js';
+import {
+  WEBHOOK_JOB_SUBJECT,
+  ensureJobs,
+  jobsStreamConfig,
+  parseWebhookJob,
+} from '../src/integrations/jobs.js';
 
 const nats = useNats();
 const cfg = parseCloudConfig({
@@ -35,11 +40,12 @@ describe('stream guards against PubAck-driven JetStream API calls', () => {
     await nc?.close();
   });
 
-  it('ensureStreams and ensureJobs add deny_purge (all) and deny_delete (TELEMETRY, MEDIA, JOBS) to existing streams', async () => {
+  it('ensureStreams and ensureJobs add deny_purge (all) and deny_delete (TELEMETRY, MEDIA, JOBS) to existing streams, and narrow JOBS to its job subject', async () => {
     // A deployment from before: the same streams without the flags, each holding a message.
     const old = (s: StreamSpec): StreamSpec => {
       const { deny_purge: _p, deny_delete: _d, ...rest } = s;
-      return rest;
+      // JOBS used to capture all of vigil.jobs.>.
+      return s.name === 'JOBS' ? { ...rest, subjects: ['vigil.jobs.>'] } : rest;
     };
     const specs = [
       eventsStreamConfig(cfg),
@@ -74,6 +80,7 @@ describe('stream guards against PubAck-driven JetStream API calls', () => {
       expect(config.deny_purge, name).toBe(true);
       expect(config.deny_delete ?? false, name).toBe(!deletable);
       expect(state.messages, `${name} kept its message`).toBe(1);
+      if (name === 'JOBS') expect(config.subjects).toEqual([WEBHOOK_JOB_SUBJECT]);
       await expect(jsm.streams.purge(name), name).rejects.toThrow(/purge not permitted/);
       const del = jsm.streams.deleteMessage(name, state.first_seq, false);
       if (deletable) await expect(del, name).resolves.toBe(true);

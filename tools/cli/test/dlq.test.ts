@@ -204,6 +204,30 @@ describe('vigil dlq (against nats-server with JetStream)', () => {
     expect((await jsm.streams.info(EVENTS_STREAM)).state.messages).toBe(0);
   });
 
+  it('a PubAck that a device aimed into DEAD_LETTER (no headers) is listed and never replayed (issue 12)', async () => {
+    // JetStream sends a device's PubAck to any reply subject it names, vigil.dlq.> included.
+    const ack = await js.publish(
+      'vigil.dlq.events.globex.gw-g',
+      JSON.stringify({ stream: 'EVENTS', seq: 7 }),
+    );
+    const listed = await cli('dlq', 'list', '--json');
+    expect(listed.code).toBe(0);
+    expect(JSON.parse(listed.out) as unknown).toMatchObject({
+      seq: ack.seq,
+      reason: '',
+      original_subject: '',
+    });
+    for (const args of [[String(ack.seq)], ['--all']]) {
+      const res = await cli('dlq', 'replay', ...args);
+      expect(res.code).toBe(1);
+      expect(res.out).toContain(
+        `seq ${ack.seq}: failed: Vigil-Original-Subject "" is not a device event subject`,
+      );
+    }
+    expect(await dlqCount()).toBe(1);
+    expect((await jsm.streams.info(EVENTS_STREAM)).state.messages).toBe(0);
+  });
+
   it('reads the dead-letter format that cloud ingest writes', () => {
     expect(DLQ_HEADERS).toEqual(cloud.DLQ_HEADERS);
     expect([DEAD_LETTER_STREAM, EVENTS_STREAM]).toEqual([cloud.DEAD_LETTER_STREAM, cloud.EVENTS_STREAM]);
