@@ -11,8 +11,20 @@ export class ValidationError extends VigilError {
   constructor(
     readonly issues: readonly FieldIssue[],
     message = 'The request has invalid parameters.',
+    code = 'VALIDATION_FAILED',
   ) {
-    super('VALIDATION_FAILED', message, false);
+    super(code, message, false);
+  }
+}
+
+/** A pagination cursor this API did not make, or made for another list (HTTP 400, `invalid-cursor`). */
+export class InvalidCursorError extends ValidationError {
+  constructor(issues: readonly FieldIssue[]) {
+    super(
+      issues,
+      'The cursor is not one this API returned; start again from the first page.',
+      'INVALID_CURSOR',
+    );
   }
 }
 

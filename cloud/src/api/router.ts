@@ -25,6 +25,7 @@ import { mountEnrollmentTokenRoutes } from './enrollment-tokens.js';
 import { EventReader } from './event-store.js';
 import { mountEventRoutes } from './events.js';
 import { methodNotAllowed, notFoundHandler } from './problem.js';
+import { rejectHostileText } from './request-text.js';
 import { mountRolloutRoutes } from './rollouts.js';
 import { ConfigIssuer } from '../config-ota/issuer.js';
 import { ModelStore } from '../config-ota/models.js';
@@ -140,8 +141,9 @@ export function createApiRouter(deps: ApiDeps): Router {
   router.use(express.json({ limit: API_BODY_LIMIT, type: ['application/json', 'application/*+json'] }));
   router.use(limitJsonDepth());
 
-  // In front of each authenticated route of the registry: no query parameters where it takes none, and
-  // Idempotency-Key on POST and PATCH (api/idempotency.ts).
+  // In front of each authenticated route of the registry: text no route accepts (NUL, unpaired surrogates,
+  // non-finite numbers: api/request-text.ts) refused before anything reads the request, no query parameters
+  // where it takes none, and Idempotency-Key on POST and PATCH (api/idempotency.ts).
   const idempotencyStore = new IdempotencyStore(
     deps.db,
     deps.idempotency ?? { ttlSeconds: 86_400, inProgressTimeoutSeconds: 60 },
@@ -150,7 +152,7 @@ export function createApiRouter(deps: ApiDeps): Router {
   );
   for (const op of operations) {
     if (op.mount !== '/v1' || op.authorization === null) continue;
-    const guards: RequestHandler[] = [];
+    const guards: RequestHandler[] = [guard(rejectHostileText)];
     if (op.query === undefined) guards.push(guard(rejectQueryParameters));
     if (isIdempotent(op))
       guards.push(
@@ -162,7 +164,7 @@ export function createApiRouter(deps: ApiDeps): Router {
           ),
         ),
       );
-    if (guards.length > 0) router[op.method](op.path, ...guards);
+    router[op.method](op.path, ...guards);
   }
   mountEventRoutes(router, {
     events: new EventReader(deps.db),
