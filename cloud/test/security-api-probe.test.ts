@@ -445,6 +445,8 @@ describe('API adversarial probe (every route x role x tenant x hostile input)', 
   const label = (op: ApiOperation, c: Caller | undefined): string =>
     `${op.operationId} [${c ? `${c.fx.tenant}/${c.role}` : 'anonymous'}]`;
   const spec = (fx: Fx, op: ApiOperation): SampleSpec => specs.get(fx)![op.operationId]!;
+  const methodsOf = (op: ApiOperation): string[] =>
+    ops.filter((o) => o.mount === op.mount && o.path === op.path).map((o) => o.method);
   const authCallers = (op: ApiOperation): Array<Caller | undefined> =>
     op.authorization === null ? [undefined] : callers;
 
@@ -501,7 +503,9 @@ describe('API adversarial probe (every route x role x tenant x hostile input)', 
     const cases: Case[] = [];
     for (const op of ops) {
       const who = authCallers(op);
-      const variants = who.map((c) => hostileVariants(op, spec(c?.fx ?? A, op).sample, isIdempotent(op)));
+      const variants = who.map((c) =>
+        hostileVariants(op, spec(c?.fx ?? A, op).sample, isIdempotent(op), methodsOf(op)),
+      );
       variants[0]!.forEach((v, i) => {
         if (v.kind !== 'maybe') return;
         for (const k of FULL ? who.keys() : [i % who.length]) {
@@ -570,9 +574,19 @@ describe('API adversarial probe (every route x role x tenant x hostile input)', 
             expect: 'refused',
           });
       }
+      if (op.authorization !== null)
+        cases.push({
+          name: `${label(op, undefined)} no bearer token, valid request`,
+          op,
+          caller: undefined,
+          req: validRequest(op, spec(A, op).sample, isIdempotent(op) ? randomUUID() : undefined),
+          expect: 'refused',
+        });
       // Hostile values: by callers the route allows (a 400 naming the field) and by callers it does not.
       const who = authCallers(op);
-      const variants = who.map((c) => hostileVariants(op, spec(c?.fx ?? A, op).sample, isIdempotent(op)));
+      const variants = who.map((c) =>
+        hostileVariants(op, spec(c?.fx ?? A, op).sample, isIdempotent(op), methodsOf(op)),
+      );
       const may = [...who.keys()].filter((k) => who[k] === undefined || allowed(op, who[k].role));
       const mayNot = [...who.keys()].filter((k) => !may.includes(k));
       variants[0]!.forEach((v, i) => {

@@ -17,6 +17,13 @@ export class ValidationError extends VigilError {
   }
 }
 
+/** Text no route accepts (NUL, an unpaired surrogate, a non-finite number: api/request-text.ts), HTTP 400. */
+export class HostileTextError extends ValidationError {
+  constructor(issues: readonly FieldIssue[]) {
+    super(issues, 'The request holds text the API does not accept.');
+  }
+}
+
 /** A pagination cursor this API did not make, or made for another list (HTTP 400, `invalid-cursor`). */
 export class InvalidCursorError extends ValidationError {
   constructor(issues: readonly FieldIssue[]) {

@@ -2,7 +2,9 @@ import type { ErrorRequestHandler, RequestHandler } from 'express';
 import { Counter, type Registry } from 'prom-client';
 import {
   BodyTooDeepError,
+  HostileTextError,
   IdempotencyKeyInvalidError,
+  InvalidCursorError,
   UriTooLongError,
   ValidationError,
   type FieldIssue,
@@ -23,6 +25,8 @@ import { UNKNOWN_PARAMETER } from './events-query.js';
  *   unknown query parameter / body field  400     unknown_parameter (zod strict objects; a route without a
  *                                                                query schema accepts no query at all)
  *   limit above api.maxPageSize           400     page_size
+ *   NUL, unpaired surrogate, 1e400        400     invalid_text  (anywhere: path, query, body; request-text.ts)
+ *   a cursor this API did not make        400     invalid_cursor (urn:vigil:problem:invalid-cursor)
  *   any other invalid parameter or field  400     invalid_parameter
  *   Idempotency-Key malformed / in use /  400/409/ idempotency_key_invalid / _in_use / _reused /
  *   reused / result not replayable        422/409  idempotent_result_unavailable
@@ -42,6 +46,8 @@ export const REJECTION_REASONS = [
   'unsupported_media_type',
   'unknown_parameter',
   'page_size',
+  'invalid_text',
+  'invalid_cursor',
   'invalid_parameter',
   'idempotency_key_invalid',
   'idempotency_key_in_use',
@@ -105,6 +111,8 @@ export function rejectionReason(err: unknown): RejectionReason | null {
   if (err instanceof UriTooLongError) return 'uri_too_long';
   if (err instanceof BodyTooDeepError) return 'body_too_deep';
   if (err instanceof IdempotencyKeyInvalidError) return 'idempotency_key_invalid';
+  if (err instanceof InvalidCursorError) return 'invalid_cursor';
+  if (err instanceof HostileTextError) return 'invalid_text';
   if (err instanceof ValidationError) {
     if (err.issues.some((i) => i.message === UNKNOWN_PARAMETER)) return 'unknown_parameter';
     if (err.issues.some((i) => i.path === 'limit')) return 'page_size';

@@ -1,5 +1,5 @@
 import type { RequestHandler } from 'express';
-import { ValidationError, type FieldIssue } from './errors.js';
+import { HostileTextError, type FieldIssue } from './errors.js';
 
 /*
  * Text the API refuses wherever it appears in a request, before any handler or schema sees it: in path
@@ -83,9 +83,5 @@ export const rejectHostileText: RequestHandler = (req, _res, next) => {
         }
     }
   if (req.body !== undefined) issues.push(...hostileTextIssues(req.body));
-  next(
-    issues.length === 0
-      ? undefined
-      : new ValidationError(issues.slice(0, MAX_ISSUES), 'The request holds text the API does not accept.'),
-  );
+  next(issues.length === 0 ? undefined : new HostileTextError(issues.slice(0, MAX_ISSUES)));
 };

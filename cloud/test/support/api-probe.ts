@@ -251,10 +251,21 @@ function replaceAt(root: Json, path: string[], value: unknown): Json {
 const fieldName = (path: string[]): string => (path.length === 0 ? '(body)' : path.join('.'));
 
 /** The hostile variants of one route, built on a valid sample. */
-export function hostileVariants(op: ApiOperation, s: Sample, idempotent: boolean): Variant[] {
+export function hostileVariants(
+  op: ApiOperation,
+  s: Sample,
+  idempotent: boolean,
+  /** Methods some route of this path has (HEAD aside): those are not probed as wrong methods. */
+  pathMethods: readonly string[] = [op.method],
+): Variant[] {
   const out: Variant[] = [];
   const key = (): string => randomUUID();
   const base = (): RawRequest => validRequest(op, s, idempotent ? key() : undefined);
+
+  // Methods the path does not have: 405 (or 404), never a handler.
+  for (const method of ['PUT', 'PATCH', 'DELETE'])
+    if (!pathMethods.some((m) => m.toUpperCase() === method))
+      out.push({ name: `method ${method}`, kind: 'must', req: { ...base(), method } });
 
   // Path parameters.
   for (const name of Object.keys(s.params ?? {}))
@@ -410,6 +421,28 @@ export function hostileVariants(op: ApiOperation, s: Sample, idempotent: boolean
         req: withBody(serialize(body), 'application/json; charset=latin1'),
       },
       { name: 'raw body: as text/plain', kind: 'maybe', req: withBody(serialize(body), 'text/plain') },
+    );
+  }
+
+  // A raw (non-JSON) body: other bytes than the path names, and the wrong media type.
+  if (s.raw !== undefined) {
+    const raw = s.raw;
+    out.push(
+      {
+        name: 'raw body: other bytes',
+        kind: 'must',
+        req: { ...base(), body: Buffer.concat([raw.bytes, Buffer.from([0])]) },
+      },
+      {
+        name: 'raw body: as JSON',
+        kind: 'must',
+        req: {
+          ...base(),
+          headers: { ...base().headers, 'content-type': 'application/json' },
+          body: Buffer.from('{}'),
+        },
+      },
+      { name: 'raw body: empty', kind: 'must', req: { ...base(), body: Buffer.alloc(0) } },
     );
   }
 
