@@ -250,11 +250,12 @@ function judge(c: Case, res: RawResponse): string[] {
   if (status >= 400) {
     if (!PROBLEM_JSON.test(res.contentType)) out.push(`${status} without problem+json (${res.contentType})`);
     else {
-      const p = JSON.parse(res.text) as {
-        status?: unknown;
-        type?: unknown;
-        errors?: Array<{ path: string }>;
-      };
+      let p: { status?: unknown; type?: unknown; errors?: Array<{ path: string }> } = {};
+      try {
+        p = JSON.parse(res.text) as typeof p;
+      } catch {
+        out.push(`${status}: the problem is not JSON`);
+      }
       if (p.status !== status || typeof p.type !== 'string') out.push(`${status}: malformed problem`);
       if (c.expect === 'named') {
         const paths = (p.errors ?? []).map((e) => e.path);
