@@ -5,10 +5,13 @@ import { InvalidCursorError } from '../src/api/errors.js';
 import { decodeCursor, encodeCursor, listEventsQuerySchema, parseOrThrow } from '../src/api/events-query.js';
 import { toProblem } from '../src/api/problem.js';
 import {
+  ENCODING_MESSAGE,
   hostileTextIssues,
   NON_FINITE_MESSAGE,
   NUL_MESSAGE,
+  requireUtf8Body,
   SURROGATE_MESSAGE,
+  undecodableQuery,
 } from '../src/api/request-text.js';
 import { decodeSeqCursor, listAuditQuerySchema } from '../src/audit/routes.js';
 import { createBody } from '../src/api/enrollment-tokens.js';
@@ -50,6 +53,33 @@ describe('hostile text in requests', () => {
   it('accepts well-formed text, paired surrogates included, and bounds what it reports', () => {
     expect(hostileTextIssues({ a: ['😀', 'ok', 1, null, true], b: { c: 'd' } })).toEqual([]);
     expect(hostileTextIssues(Array.from({ length: 1000 }, () => '\u0000'))).toHaveLength(20);
+  });
+});
+
+describe('bytes that are not UTF-8', () => {
+  it('names query components whose percent-encoding is not UTF-8 (the parser would make them U+FFFD)', () => {
+    expect(undecodableQuery('/v1/events?label=person&camera=caf%C3%A9+1')).toEqual([]);
+    expect(undecodableQuery('/v1/events?label=a%FFb&device=%ED%A0%80&camera=100%')).toEqual([
+      { path: 'label', message: ENCODING_MESSAGE },
+      { path: 'device', message: ENCODING_MESSAGE },
+      { path: 'camera', message: ENCODING_MESSAGE },
+    ]);
+    expect(undecodableQuery('/v1/events?%C0%80=1')).toEqual([
+      { path: '(query parameters)', message: `has a parameter name that ${ENCODING_MESSAGE}` },
+    ]);
+  });
+
+  it('refuses a body that is not UTF-8 as a 400 naming (body)', () => {
+    const req = {} as never;
+    expect(() => requireUtf8Body(req, {}, Buffer.from('{"note":"café 😀"}'))).not.toThrow();
+    let err: unknown;
+    try {
+      requireUtf8Body(req, {}, Buffer.from([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xc0, 0x80, 0x22, 0x7d]));
+    } catch (e) {
+      err = e;
+    }
+    // What body-parser makes of a verify error (http-errors keeps the status and type).
+    expect(toProblem(err).problem).toMatchObject({ status: 400, errors: [{ path: '(body)' }] });
   });
 });
 

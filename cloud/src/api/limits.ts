@@ -25,7 +25,8 @@ import { UNKNOWN_PARAMETER } from './events-query.js';
  *   unknown query parameter / body field  400     unknown_parameter (zod strict objects; a route without a
  *                                                                query schema accepts no query at all)
  *   limit above api.maxPageSize           400     page_size
- *   NUL, unpaired surrogate, 1e400        400     invalid_text  (anywhere: path, query, body; request-text.ts)
+ *   NUL, unpaired surrogate, 1e400, not   400     invalid_text  (anywhere: path, query, body; request-text.ts)
+ *   UTF-8
  *   a cursor this API did not make        400     invalid_cursor (urn:vigil:problem:invalid-cursor)
  *   any other invalid parameter or field  400     invalid_parameter
  *   Idempotency-Key malformed / in use /  400/409/ idempotency_key_invalid / _in_use / _reused /
@@ -128,6 +129,8 @@ export function rejectionReason(err: unknown): RejectionReason | null {
       return 'body_too_large';
     case 'entity.parse.failed':
       return 'body_malformed';
+    case 'encoding.invalid':
+      return 'invalid_text';
     case 'encoding.unsupported':
     case 'charset.unsupported':
       return 'unsupported_media_type';

@@ -98,6 +98,12 @@ function bodyParserCode(err: unknown): { code: string; detail: string; issue?: F
         detail: 'The request body is not valid JSON.',
         issue: { path: '(body)', message: 'is not valid JSON' },
       };
+    case 'encoding.invalid': // api/request-text.ts requireUtf8Body
+      return {
+        code: 'VALIDATION_FAILED',
+        detail: 'The request body is not valid UTF-8.',
+        issue: { path: '(body)', message: 'is not valid UTF-8' },
+      };
     case 'encoding.unsupported':
     case 'charset.unsupported':
       return { code: 'UNSUPPORTED_MEDIA_TYPE', detail: 'The request body encoding is not supported.' };

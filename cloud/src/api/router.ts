@@ -25,7 +25,7 @@ import { mountEnrollmentTokenRoutes } from './enrollment-tokens.js';
 import { EventReader } from './event-store.js';
 import { mountEventRoutes } from './events.js';
 import { methodNotAllowed, notFoundHandler } from './problem.js';
-import { rejectHostileText } from './request-text.js';
+import { rejectHostileText, requireUtf8Body } from './request-text.js';
 import { mountRolloutRoutes } from './rollouts.js';
 import { ConfigIssuer } from '../config-ota/issuer.js';
 import { ModelStore } from '../config-ota/models.js';
@@ -138,7 +138,13 @@ export function createApiRouter(deps: ApiDeps): Router {
   // Authenticate before parsing anything a caller sends.
   router.use(authenticate(deps.verifier, deps.log, deps.metrics));
   if (deps.rateLimit) router.use(deps.rateLimit);
-  router.use(express.json({ limit: API_BODY_LIMIT, type: ['application/json', 'application/*+json'] }));
+  router.use(
+    express.json({
+      limit: API_BODY_LIMIT,
+      type: ['application/json', 'application/*+json'],
+      verify: requireUtf8Body,
+    }),
+  );
   router.use(limitJsonDepth());
 
   // In front of each authenticated route of the registry: text no route accepts (NUL, unpaired surrogates,
