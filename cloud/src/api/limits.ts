@@ -23,7 +23,8 @@ import { UNKNOWN_PARAMETER } from './events-query.js';
  *   JSON nested > API_MAX_JSON_DEPTH      400     body_too_deep
  *   charset other than UTF-8              415     unsupported_media_type
  *   unknown query parameter / body field  400     unknown_parameter (zod strict objects; a route without a
- *                                                                query schema accepts no query at all)
+ *                                                                query schema accepts no query at all, one
+ *                                                                without a body schema no JSON body but {})
  *   limit above api.maxPageSize           400     page_size
  *   NUL, unpaired surrogate, 1e400, not   400     invalid_text  (anywhere: path, query, body; request-text.ts)
  *   UTF-8
@@ -106,6 +107,26 @@ export const rejectQueryParameters: RequestHandler = (req, _res, next) => {
   const issues: FieldIssue[] = keys.map((k) => ({ path: k, message: UNKNOWN_PARAMETER }));
   next(new ValidationError(issues, 'The request has invalid query parameters.'));
 };
+
+/**
+ * For a route that takes no body: a JSON body must be absent or `{}` (a member is unknown, 400, like the strict
+ * body schemas); bodies of other media types are not read at all.
+ */
+export const rejectBodyFields: RequestHandler = (req, _res, next) => {
+  const body: unknown = req.body;
+  if (body === undefined || (isPlainObject(body) && Object.keys(body).length === 0)) {
+    next();
+    return;
+  }
+  const issues: FieldIssue[] = isPlainObject(body)
+    ? Object.keys(body).map((k) => ({ path: k, message: UNKNOWN_PARAMETER }))
+    : [{ path: '(body)', message: 'must be absent or {}: this operation takes no body' }];
+  next(new ValidationError(issues, 'The request has an invalid body.'));
+};
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
 
 /** Why a request was refused, or null for errors that are not about bad input (auth, 404, 5xx...). */
 export function rejectionReason(err: unknown): RejectionReason | null {

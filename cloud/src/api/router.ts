@@ -14,6 +14,7 @@ import {
   countRejections,
   limitJsonDepth,
   limitUrlLength,
+  rejectBodyFields,
   rejectionCounter,
   rejectQueryParameters,
 } from './limits.js';
@@ -149,7 +150,7 @@ export function createApiRouter(deps: ApiDeps): Router {
 
   // In front of each authenticated route of the registry: text no route accepts (NUL, unpaired surrogates,
   // non-finite numbers: api/request-text.ts) refused before anything reads the request, no query parameters
-  // where it takes none, and Idempotency-Key on POST and PATCH (api/idempotency.ts).
+  // or body where it takes none, and Idempotency-Key on POST and PATCH (api/idempotency.ts).
   const idempotencyStore = new IdempotencyStore(
     deps.db,
     deps.idempotency ?? { ttlSeconds: 86_400, inProgressTimeoutSeconds: 60 },
@@ -160,6 +161,7 @@ export function createApiRouter(deps: ApiDeps): Router {
     if (op.mount !== '/v1' || op.authorization === null) continue;
     const guards: RequestHandler[] = [guard(rejectHostileText)];
     if (op.query === undefined) guards.push(guard(rejectQueryParameters));
+    if (op.body === undefined) guards.push(guard(rejectBodyFields));
     if (isIdempotent(op))
       guards.push(
         guard(

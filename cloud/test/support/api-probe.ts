@@ -418,6 +418,23 @@ export function hostileVariants(
     );
   }
 
+  // A JSON body where the route takes none (the public documents and probes read nothing at all).
+  if (op.body === undefined && op.authorization !== null)
+    for (const [label, text, field] of [
+      ['a member', '{"zz_probe":"x"}', 'zz_probe'],
+      ['an array', '[1]', '(body)'],
+    ] as const)
+      out.push({
+        name: `body where none is taken: ${label}`,
+        kind: 'must',
+        field,
+        req: {
+          ...base(),
+          headers: { ...base().headers, 'content-type': 'application/json' },
+          body: Buffer.from(text),
+        },
+      });
+
   // A raw (non-JSON) body: other bytes than the path names, and the wrong media type.
   if (s.raw !== undefined) {
     const raw = s.raw;
