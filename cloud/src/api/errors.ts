@@ -111,3 +111,10 @@ export class IdempotentResultUnavailableError extends VigilError {
     super('IDEMPOTENT_RESULT_UNAVAILABLE', message, false);
   }
 }
+
+/** A body in a media type the operation does not read (HTTP 415). */
+export class UnsupportedMediaTypeError extends VigilError {
+  constructor(expected: string) {
+    super('UNSUPPORTED_MEDIA_TYPE', `The request body must be ${expected}.`, false);
+  }
+}

@@ -5,6 +5,7 @@ import {
   HostileTextError,
   IdempotencyKeyInvalidError,
   InvalidCursorError,
+  UnsupportedMediaTypeError,
   UriTooLongError,
   ValidationError,
   type FieldIssue,
@@ -21,7 +22,8 @@ import { UNKNOWN_PARAMETER } from './events-query.js';
  *   body > API_BODY_LIMIT (router.ts)     413     body_too_large
  *   body that is not JSON                 400     body_malformed
  *   JSON nested > API_MAX_JSON_DEPTH      400     body_too_deep
- *   charset other than UTF-8              415     unsupported_media_type
+ *   charset other than UTF-8, or a body   415     unsupported_media_type
+ *   other than JSON for a JSON route
  *   unknown query parameter / body field  400     unknown_parameter (zod strict objects; a route without a
  *                                                                query schema accepts no query at all, one
  *                                                                without a body schema no JSON body but {})
@@ -128,12 +130,31 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 
+/**
+ * For a route with a JSON body schema: a body in another media type is a 415 (it would not be parsed, and the
+ * route would run as if it had been sent `{}`).
+ */
+export const requireJsonBody: RequestHandler = (req, _res, next) => {
+  next(
+    hasBody(req) && req.is(['application/json', 'application/*+json']) === false
+      ? new UnsupportedMediaTypeError('application/json')
+      : undefined,
+  );
+};
+
+/** As RFC 9112 says a request has a body: a Transfer-Encoding, or a Content-Length other than 0. */
+function hasBody(req: Parameters<RequestHandler>[0]): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
 /** Why a request was refused, or null for errors that are not about bad input (auth, 404, 5xx...). */
 export function rejectionReason(err: unknown): RejectionReason | null {
   if (err instanceof UriTooLongError) return 'uri_too_long';
   if (err instanceof BodyTooDeepError) return 'body_too_deep';
   if (err instanceof IdempotencyKeyInvalidError) return 'idempotency_key_invalid';
   if (err instanceof InvalidCursorError) return 'invalid_cursor';
+  if (err instanceof UnsupportedMediaTypeError) return 'unsupported_media_type';
   if (err instanceof HostileTextError) return 'invalid_text';
   if (err instanceof ValidationError) {
     if (err.issues.some((i) => i.message === UNKNOWN_PARAMETER)) return 'unknown_parameter';

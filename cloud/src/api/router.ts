@@ -17,6 +17,7 @@ import {
   rejectBodyFields,
   rejectionCounter,
   rejectQueryParameters,
+  requireJsonBody,
 } from './limits.js';
 import { apiOperations, buildOpenApiDocument, isIdempotent } from './openapi.js';
 import { DeviceRevoker } from '../fleet/revocation.js';
@@ -162,6 +163,7 @@ export function createApiRouter(deps: ApiDeps): Router {
     const guards: RequestHandler[] = [guard(rejectHostileText)];
     if (op.query === undefined) guards.push(guard(rejectQueryParameters));
     if (op.body === undefined) guards.push(guard(rejectBodyFields));
+    else if (op.bodyContentType === undefined) guards.push(guard(requireJsonBody));
     if (isIdempotent(op))
       guards.push(
         guard(

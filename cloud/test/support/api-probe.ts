@@ -414,7 +414,7 @@ export function hostileVariants(
         kind: 'must',
         req: withBody(serialize(body), 'application/json; charset=latin1'),
       },
-      { name: 'raw body: as text/plain', kind: 'maybe', req: withBody(serialize(body), 'text/plain') },
+      { name: 'raw body: as text/plain (415)', kind: 'must', req: withBody(serialize(body), 'text/plain') },
     );
   }
 
