@@ -185,8 +185,13 @@ export const rolloutDeviceViewSchema = z
   .meta({ id: 'RolloutDevice' });
 
 export const rolloutDevicesQuery = z.strictObject({
-  limit: z.coerce.number().int().min(1).max(500).default(100),
-  after: z.coerce.number().int().min(-1).max(10_000_000).default(-1),
+  limit: limitParam(500).default(100),
+  // Decimal digits only (no hex, exponents or blanks that a coercion would take).
+  after: z
+    .string()
+    .regex(/^(-1|\d{1,8})$/, 'must be -1 or a position from a previous page (next_after)')
+    .transform(Number)
+    .default(-1),
 });
 export const rolloutDevicePageSchema = z
   .object({

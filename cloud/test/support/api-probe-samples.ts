@@ -167,6 +167,7 @@ export function samples(fx: Fx, endRollouts: (tenant: string) => Promise<void>):
     },
     listRollouts: { sample: { query: { limit: '10' } } },
     getRollout: { sample: { params: { id: fx.rollout } } },
+    listRolloutDevices: { sample: { params: { id: fx.rollout }, query: { limit: '10', after: '-1' } } },
     pauseRollout: { sample: { params: { id: fx.rollout }, body: reason }, phase: 0 },
     resumeRollout: { sample: { params: { id: fx.rollout }, body: reason }, phase: 1 },
     abortRollout: { sample: { params: { id: fx.rollout }, body: reason }, phase: 2 },
