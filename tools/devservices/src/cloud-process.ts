@@ -4,7 +4,8 @@
 import type { ChildProcess } from 'node:child_process';
 import { createWriteStream, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ProcessRegistry, stopChild, waitForExit } from './processes.js';
+import type { ProcessRegistry } from './processes.js';
+import { stopChild, waitForExit } from './processes.js';
 
 export interface CloudProcess {
   child: ChildProcess;
@@ -37,7 +38,11 @@ export interface SpawnCloudOptions {
 }
 
 /** Writes `config` to `<dir>/cloud-<name>-<time>.json` and starts the cloud on it. */
-export function spawnCloud(dir: string, config: Record<string, unknown>, opts: SpawnCloudOptions): CloudProcess {
+export function spawnCloud(
+  dir: string,
+  config: Record<string, unknown>,
+  opts: SpawnCloudOptions,
+): CloudProcess {
   const configFile = join(dir, `cloud-${opts.name ?? 'main'}-${Date.now()}.json`);
   writeFileSync(configFile, JSON.stringify(config, null, 2));
   const env: NodeJS.ProcessEnv = { ...process.env, VIGIL_FAILPOINTS: (opts.failpoints ?? []).join(',') };

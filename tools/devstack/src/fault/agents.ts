@@ -91,7 +91,9 @@ export class FaultAgents {
 
   /** All produced and every outbox empty (as last reported by a live process). */
   drained(): boolean {
-    return this.produced() && this.producers.every((p) => p.live && !exited(p.live.child) && p.live.depth === 0);
+    return (
+      this.produced() && this.producers.every((p) => p.live && !exited(p.live.child) && p.live.depth === 0)
+    );
   }
 
   depths(): string {

@@ -1,4 +1,11 @@
-import { createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import {
+  createReadStream,
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  writeFileSync,
+} from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -175,7 +182,9 @@ export async function runFault(o: FaultOptions): Promise<FaultResult> {
     let lastReport = 0;
     const allKinds = (): boolean => FAULT_KINDS.every((k) => faults[k] > 0);
     while (!(agents.produced() && allKinds())) {
-      timedOut(`while producing (${agents.acked()} of ${o.events} acknowledged; faults ${JSON.stringify(faults)})`);
+      timedOut(
+        `while producing (${agents.acked()} of ${o.events} acknowledged; faults ${JSON.stringify(faults)})`,
+      );
       superviseCloud();
       await agents.supervise();
       let now = Date.now();
@@ -278,7 +287,10 @@ async function checkStreams(
     tls: { caFile, certFile: svc.cert, keyFile: svc.key },
   });
   try {
-    const waitUntil = Math.min(deadline, Date.now() + Math.max(30_000, 6_000 * o.strandedRepairIntervalSeconds));
+    const waitUntil = Math.min(
+      deadline,
+      Date.now() + Math.max(30_000, 6_000 * o.strandedRepairIntervalSeconds),
+    );
     let eventsLeft = await streamMessages(nc, 'EVENTS');
     while (eventsLeft > 0 && Date.now() < waitUntil) {
       await sleep(500);
@@ -309,7 +321,10 @@ async function repairedFromLogs(cloudDir: string): Promise<StreamCounts['strande
   const sum = { removed: 0, reingested: 0, deadLettered: 0 };
   if (!existsSync(cloudDir)) return sum;
   for (const f of readdirSync(cloudDir).filter((n) => n.endsWith('.log'))) {
-    const lines = createInterface({ input: createReadStream(join(cloudDir, f), 'utf8'), crlfDelay: Infinity });
+    const lines = createInterface({
+      input: createReadStream(join(cloudDir, f), 'utf8'),
+      crlfDelay: Infinity,
+    });
     for await (const line of lines) {
       if (!line.includes(REPAIRED)) continue;
       try {

@@ -24,12 +24,37 @@ const program = new Command('pnpm -F @vigil/devstack fault')
   .option('--agents <n>', 'agent processes (one device each)', int, 4)
   .option('--rate <n>', 'events per second per agent', int, 400)
   .option('--agent-kill-every <ms>', 'kill -9 a random agent process this often', int, 4_000)
-  .option('--ingest-kill-every <ms>', 'kill -9 the cloud (ingest) process this often; it is restarted', int, 20_000)
-  .option('--nats-kill-every <ms>', 'kill -9 nats-server this often; it restarts after --down-for', int, 30_000)
-  .option('--pg-crash-every <ms>', 'crash PostgreSQL (pg_ctl -m immediate) this often; restarts after --down-for', int, 45_000)
-  .option('--pg-freeze-every <ms>', 'freeze PostgreSQL (SIGSTOP to all its processes) this often', int, 25_000)
+  .option(
+    '--ingest-kill-every <ms>',
+    'kill -9 the cloud (ingest) process this often; it is restarted',
+    int,
+    20_000,
+  )
+  .option(
+    '--nats-kill-every <ms>',
+    'kill -9 nats-server this often; it restarts after --down-for',
+    int,
+    30_000,
+  )
+  .option(
+    '--pg-crash-every <ms>',
+    'crash PostgreSQL (pg_ctl -m immediate) this often; restarts after --down-for',
+    int,
+    45_000,
+  )
+  .option(
+    '--pg-freeze-every <ms>',
+    'freeze PostgreSQL (SIGSTOP to all its processes) this often',
+    int,
+    25_000,
+  )
   .option('--pg-freeze-for <ms>', 'for this long, then SIGCONT', int, 3_000)
-  .option('--cut-every <ms>', "cut the agents' uplink (drop every connection at the proxy) this often", int, 20_000)
+  .option(
+    '--cut-every <ms>',
+    "cut the agents' uplink (drop every connection at the proxy) this often",
+    int,
+    20_000,
+  )
   .option('--cut-for <ms>', 'and refuse new connections for this long', int, 5_000)
   .option('--down-for <ms>', 'how long nats-server and PostgreSQL stay down after a crash', int, 1_000)
   .option('--repair-interval <s>', "the cloud's ingest.strandedRepairIntervalSeconds", int, 2)
@@ -55,9 +80,7 @@ const program = new Command('pnpm -F @vigil/devstack fault')
       workDir?: string;
       keep: boolean;
     }) => {
-      const workDir = opts.workDir
-        ? resolve(opts.workDir)
-        : mkdtempSync(join(tmpdir(), 'vigil-fault-'));
+      const workDir = opts.workDir ? resolve(opts.workDir) : mkdtempSync(join(tmpdir(), 'vigil-fault-'));
       mkdirSync(workDir, { recursive: true });
       console.error(
         `fault run: ${opts.events} events from ${opts.agents} agents at ${opts.rate}/s each; work dir ${workDir}`,
@@ -88,7 +111,9 @@ const program = new Command('pnpm -F @vigil/devstack fault')
         pass = why.length === 0;
         console.log(summary(result, why));
       } catch (err) {
-        console.error(`FAIL: ${err instanceof Error ? err.message : String(err)}\nevidence kept in ${workDir}`);
+        console.error(
+          `FAIL: ${err instanceof Error ? err.message : String(err)}\nevidence kept in ${workDir}`,
+        );
       }
       process.exitCode = pass ? 0 : 1;
       if (pass && !opts.keep) rmSync(workDir, { recursive: true, force: true });

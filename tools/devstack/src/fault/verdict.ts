@@ -53,7 +53,9 @@ export function judge(r: FaultResult): string[] {
   if (e.unexplained > 0) why.push(`${e.unexplained} rows no agent wrote`);
   if (e.malformedLines > 0) why.push(`${e.malformedLines} malformed ack lines`);
   if (e.rows !== e.acked + e.inDoubtStored + e.duplicates + e.unexplained)
-    why.push(`rows ${e.rows} != acked ${e.acked} + in-doubt stored ${e.inDoubtStored} (+ duplicates, unexplained)`);
+    why.push(
+      `rows ${e.rows} != acked ${e.acked} + in-doubt stored ${e.inDoubtStored} (+ duplicates, unexplained)`,
+    );
   if (r.stream.eventsLeft > 0) why.push(`${r.stream.eventsLeft} messages stranded in EVENTS`);
   if (r.stream.deadLetters > 0) why.push(`${r.stream.deadLetters} messages dead-lettered`);
   for (const k of FAULT_KINDS) if (r.faults[k] === 0) why.push(`no ${FAULT_LABELS[k]} happened`);

@@ -108,7 +108,11 @@ export async function verifyEvents(
     writeFileSync(join(evidenceDir, name), rows.map((r) => r.id).join('\n') + '\n');
   };
   await evidence('lost-ids.txt', counts.lost, sql`select a.id::text as id ${lostQ}`);
-  await evidence('unexplained-ids.txt', counts.unexplained, sql`select e.event_id::text as id ${unexplainedQ}`);
+  await evidence(
+    'unexplained-ids.txt',
+    counts.unexplained,
+    sql`select e.event_id::text as id ${unexplainedQ}`,
+  );
   await evidence('duplicate-ids.txt', counts.duplicates, sql`select event_id::text as id ${dupQ}`);
   return counts;
 }
