@@ -33,6 +33,7 @@ describe('exactly-once delivery under faults (short form)', () => {
         freezeForMs: 2_000,
         downForMs: 500,
         strandedRepairIntervalSeconds: 1,
+        webhook: true,
         timeoutMs: 170_000,
         log: (l) => console.log(l),
         registry,
@@ -46,6 +47,7 @@ describe('exactly-once delivery under faults (short form)', () => {
       expect(r.events.unexplained).toBe(0);
       expect(r.events.rows).toBe(r.events.acked + r.events.inDoubtStored);
       expect(r.stream.eventsLeft).toBe(0);
+      expect(r.webhook).toMatchObject({ expected: r.events.distinct, missing: 0, recordedTwice: 0, dead: 0 });
       for (const k of FAULT_KINDS) expect(r.faults[k], k).toBeGreaterThan(0);
     } finally {
       // Evidence stays on failure: the path is printed for whoever reads the log.

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import {
   createReadStream,
   createWriteStream,
@@ -10,7 +11,7 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { ensureDevPki } from '@vigil/certs';
 import { createDb, FleetRegistry } from '@vigil/cloud';
 import {
@@ -26,7 +27,8 @@ import {
 import { FaultAgents } from './agents.js';
 import { CuttableProxy } from './proxy.js';
 import { FAULT_KINDS, type FaultKind, type FaultResult, type StreamCounts } from './verdict.js';
-import { verifyEvents } from './verify.js';
+import { WebhookReceiver } from './receiver.js';
+import { verifyEvents, verifyWebhook } from './verify.js';
 
 export interface FaultOptions {
   workDir: string;
@@ -43,6 +45,8 @@ export interface FaultOptions {
   downForMs: number;
   /** The cloud's ingest.strandedRepairIntervalSeconds (short, so the end check does not wait long). */
   strandedRepairIntervalSeconds: number;
+  /** Also deliver every event to a webhook receiver and check each (webhook, event) arrives. */
+  webhook: boolean;
   /** Hard stop for the whole run (production, drain and checks). */
   timeoutMs: number;
   log: (line: string) => void;
@@ -110,6 +114,9 @@ export async function runFault(o: FaultOptions): Promise<FaultResult> {
     cleanups.push(() => pg.stop('immediate'));
     const database = await createDatabase(pg.url, 'vigil_fault');
 
+    const receiver = o.webhook ? new WebhookReceiver(join(o.workDir, 'webhook-received.log')) : undefined;
+    const hookUrl = await receiver?.start();
+    if (receiver) cleanups.push(() => receiver.stop());
     const httpPort = await freePort();
     const cloudConfig = {
       http: { port: httpPort },
@@ -122,6 +129,16 @@ export async function runFault(o: FaultOptions): Promise<FaultResult> {
       },
       ingest: { strandedRepairIntervalSeconds: o.strandedRepairIntervalSeconds },
       log: { level: 'info' },
+      integrations: {
+        enabled: o.webhook,
+        allowInsecureHttp: true,
+        allowPrivateNetworks: true,
+        // JOBS ack_wait is 2 x timeoutMs + 10 s: a job held by a killed cloud comes back after 12 s.
+        timeoutMs: 1000,
+        maxAttempts: 100,
+        backoff: { initialMs: 100, maxMs: 1000 },
+        circuit: { failures: 20, openSeconds: 1 },
+      },
     };
     let cloud: { proc: CloudProcess; consuming: boolean } | undefined;
     let cloudStarts = 0;
@@ -156,6 +173,12 @@ export async function runFault(o: FaultOptions): Promise<FaultResult> {
     cleanups.push(() => db.destroy());
     const fleet = new FleetRegistry(db as never);
     for (const d of devices) await fleet.registerDevice(d);
+    if (hookUrl) {
+      await sql`insert into webhooks (id, tenant_id, url, secret, filter, created_by, created_at)
+        values (gen_random_uuid(), 'fault', ${hookUrl}, ${randomBytes(32).toString('base64url')}, '{}'::jsonb, 'fault', now())`.execute(
+        db,
+      );
+    }
 
     const agents = new FaultAgents({
       root,
@@ -247,15 +270,30 @@ export async function runFault(o: FaultOptions): Promise<FaultResult> {
     phaseStart = Date.now();
     o.log('  outboxes empty; checking the streams');
 
-    const stream = await checkStreams(o, pki.caCert, svc, nats.port, httpPort, cloudDir, deadline);
+    const nc = await connect({
+      servers: `tls://localhost:${nats.port}`,
+      tls: { caFile: pki.caCert, certFile: svc.cert, keyFile: svc.key },
+    });
+    cleanups.push(() => nc.close());
+    const stream = await checkStreams(o, nc, httpPort, cloudDir, deadline);
+    if (receiver) {
+      o.log('  waiting for the webhook deliveries to settle');
+      while ((await streamMessages(nc, 'JOBS')) > 0 || (await outboxRows(db)) > 0) {
+        superviseCloud();
+        timedOut('while delivering webhooks');
+        await sleep(500);
+      }
+    }
     await cloud?.proc.stop();
     o.log('  checking PostgreSQL against the ack files');
     const events = await verifyEvents(db, join(o.workDir, 'agents'), o.workDir);
+    const webhook = receiver ? await verifyWebhook(db, join(o.workDir, 'webhook-received.log')) : undefined;
     phases.check = secondsSince(phaseStart);
     const result: FaultResult = {
       target: o.events,
       events,
       stream,
+      ...(webhook ? { webhook } : {}),
       faults,
       phases,
       seconds: secondsSince(started),
@@ -275,37 +313,32 @@ export async function runFault(o: FaultOptions): Promise<FaultResult> {
  */
 async function checkStreams(
   o: FaultOptions,
-  caFile: string,
-  svc: { cert: string; key: string },
-  natsPort: number,
+  nc: NatsConnection,
   httpPort: number,
   cloudDir: string,
   deadline: number,
 ): Promise<StreamCounts> {
-  const nc = await connect({
-    servers: `tls://localhost:${natsPort}`,
-    tls: { caFile, certFile: svc.cert, keyFile: svc.key },
-  });
-  try {
-    const waitUntil = Math.min(
-      deadline,
-      Date.now() + Math.max(30_000, 6_000 * o.strandedRepairIntervalSeconds),
-    );
-    let eventsLeft = await streamMessages(nc, 'EVENTS');
-    while (eventsLeft > 0 && Date.now() < waitUntil) {
-      await sleep(500);
-      eventsLeft = await streamMessages(nc, 'EVENTS');
-    }
-    const deadLetters = await streamMessages(nc, 'DEAD_LETTER');
-    const text = await fetch(`http://127.0.0.1:${httpPort}/metrics`).then(
-      (r) => r.text(),
-      () => '',
-    );
-    const strandedMetric = text.split('\n').filter((l) => l.startsWith('vigil_cloud_ingest_stranded_total'));
-    return { eventsLeft, deadLetters, strandedRepaired: await repairedFromLogs(cloudDir), strandedMetric };
-  } finally {
-    await nc.close();
+  const waitUntil = Math.min(
+    deadline,
+    Date.now() + Math.max(30_000, 6_000 * o.strandedRepairIntervalSeconds),
+  );
+  let eventsLeft = await streamMessages(nc, 'EVENTS');
+  while (eventsLeft > 0 && Date.now() < waitUntil) {
+    await sleep(500);
+    eventsLeft = await streamMessages(nc, 'EVENTS');
   }
+  const deadLetters = await streamMessages(nc, 'DEAD_LETTER');
+  const text = await fetch(`http://127.0.0.1:${httpPort}/metrics`).then(
+    (r) => r.text(),
+    () => '',
+  );
+  const strandedMetric = text.split('\n').filter((l) => l.startsWith('vigil_cloud_ingest_stranded_total'));
+  return { eventsLeft, deadLetters, strandedRepaired: await repairedFromLogs(cloudDir), strandedMetric };
+}
+
+async function outboxRows(db: Kysely<unknown>): Promise<number> {
+  const { rows } = await sql<{ n: string }>`select count(*) as n from webhook_outbox`.execute(db);
+  return Number(rows[0]?.n ?? 0);
 }
 
 async function streamMessages(nc: NatsConnection, stream: string): Promise<number> {

@@ -58,6 +58,7 @@ const program = new Command('pnpm -F @vigil/devstack fault')
   .option('--cut-for <ms>', 'and refuse new connections for this long', int, 5_000)
   .option('--down-for <ms>', 'how long nats-server and PostgreSQL stay down after a crash', int, 1_000)
   .option('--repair-interval <s>', "the cloud's ingest.strandedRepairIntervalSeconds", int, 2)
+  .option('--no-webhook', 'leave out the webhook receiver (by default every stored event must reach it)')
   .option('--timeout <s>', 'give up (FAIL) after this many seconds in all', int, 1_800)
   .option('--work-dir <dir>', 'where to keep stores, logs and ack files (default: a new temp dir)')
   .option('--keep', 'keep the work dir after a PASS too', false)
@@ -77,6 +78,7 @@ const program = new Command('pnpm -F @vigil/devstack fault')
       downFor: number;
       repairInterval: number;
       timeout: number;
+      webhook: boolean;
       workDir?: string;
       keep: boolean;
     }) => {
@@ -104,6 +106,7 @@ const program = new Command('pnpm -F @vigil/devstack fault')
           freezeForMs: opts.pgFreezeFor,
           downForMs: opts.downFor,
           strandedRepairIntervalSeconds: opts.repairInterval,
+          webhook: opts.webhook,
           timeoutMs: opts.timeout * 1000,
           log: (l) => console.error(l),
         });

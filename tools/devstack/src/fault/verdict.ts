@@ -1,5 +1,5 @@
 // The fault test's verdict and summary (pure): what must hold at the end of a run, and how it is printed.
-import type { EventCounts } from './verify.js';
+import type { EventCounts, WebhookCounts } from './verify.js';
 
 export const FAULT_KINDS = [
   'agentKill',
@@ -36,6 +36,8 @@ export interface FaultResult {
   target: number;
   events: EventCounts;
   stream: StreamCounts;
+  /** Present when the run included a webhook receiver. */
+  webhook?: WebhookCounts;
   faults: Record<FaultKind, number>;
   /** Seconds spent starting, producing under faults, draining, checking. */
   phases: { setup: number; produce: number; drain: number; check: number };
@@ -58,6 +60,13 @@ export function judge(r: FaultResult): string[] {
     );
   if (r.stream.eventsLeft > 0) why.push(`${r.stream.eventsLeft} messages stranded in EVENTS`);
   if (r.stream.deadLetters > 0) why.push(`${r.stream.deadLetters} messages dead-lettered`);
+  const w = r.webhook;
+  if (w) {
+    if (w.missing > 0) why.push(`${w.missing} events never reached the webhook`);
+    if (w.unexpected > 0) why.push(`${w.unexpected} webhook requests for events not stored`);
+    if (w.recordedTwice > 0) why.push(`${w.recordedTwice} (webhook, event) pairs recorded delivered twice`);
+    if (w.dead > 0) why.push(`${w.dead} webhook deliveries dead`);
+  }
   for (const k of FAULT_KINDS) if (r.faults[k] === 0) why.push(`no ${FAULT_LABELS[k]} happened`);
   return why;
 }
@@ -83,6 +92,17 @@ export function summary(r: FaultResult, why: readonly string[]): string {
     `  ${pad('left in EVENTS (stranded)')}${r.stream.eventsLeft}`,
     `  ${pad('DEAD_LETTER')}${r.stream.deadLetters}`,
     `  ${pad('stranded repaired over the run')}removed ${s.removed}, reingested ${s.reingested}, dead-lettered ${s.deadLettered}`,
+    ...(r.webhook
+      ? [
+          'webhook (one receiver, all events):',
+          `  ${pad('expected (stored events)')}${r.webhook.expected}`,
+          `  ${pad('missing')}${r.webhook.missing}`,
+          `  ${pad('recorded delivered twice')}${r.webhook.recordedTwice}`,
+          `  ${pad('dead')}${r.webhook.dead}`,
+          `  ${pad('unexpected')}${r.webhook.unexpected}`,
+          `  ${pad('repeated POSTs (at least once)')}${r.webhook.repeatedPosts}`,
+        ]
+      : []),
     `time: ${r.seconds} s (setup ${r.phases.setup}, produce ${r.phases.produce}, drain ${r.phases.drain}, check ${r.phases.check}); ` +
       `${r.phases.produce > 0 ? Math.round(e.acked / r.phases.produce) : 0} events/s while producing`,
     why.length === 0

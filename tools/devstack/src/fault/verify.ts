@@ -1,8 +1,9 @@
 // The end-of-run check of the fault test, with bounded memory at any size (>= 1,000,000 events): the ack files
 // are streamed into two tables of the tool's own PostgreSQL database (chunks of CHUNK ids) and PostgreSQL does
 // the set arithmetic against `events` with anti-joins on its primary key. Nothing holds all ids in memory.
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { createReadStream, existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { sql, type Kysely } from 'kysely';
 import { readAckLog } from './ack-log.js';
 
@@ -115,4 +116,59 @@ export async function verifyEvents(
   );
   await evidence('duplicate-ids.txt', counts.duplicates, sql`select event_id::text as id ${dupQ}`);
   return counts;
+}
+
+export interface WebhookCounts {
+  /** Stored events (each must reach the one webhook, whose filter takes all). */
+  expected: number;
+  /** Stored events whose id the receiver never got. */
+  missing: number;
+  /** Requests beyond the first per event: HTTP delivery is at least once (a kill between the 200 and its
+   * record), the receiver dedupes by (keyid, event id). Reported, not a failure. */
+  repeatedPosts: number;
+  /** Received ids that are not stored events (must be 0). */
+  unexpected: number;
+  /** (webhook, event) pairs the cloud recorded `delivered` more than once, and `dead` ones (both must be 0). */
+  recordedTwice: number;
+  dead: number;
+}
+
+/** Loads the receiver's file (one event id per request) and compares it with `events` and the delivery records. */
+export async function verifyWebhook(db: Kysely<unknown>, receivedFile: string): Promise<WebhookCounts> {
+  await sql`create table fault_check.received (id uuid not null)`.execute(db);
+  let ids: string[] = [];
+  const flush = async (): Promise<void> => {
+    if (ids.length === 0) return;
+    const chunk = ids;
+    ids = [];
+    await sql`insert into fault_check.received (id) select unnest(${chunk}::uuid[])`.execute(db);
+  };
+  if (existsSync(receivedFile)) {
+    const lines = createInterface({ input: createReadStream(receivedFile, 'utf8'), crlfDelay: Infinity });
+    for await (const line of lines) {
+      if (!/^[0-9a-f-]{36}$/.test(line)) continue;
+      ids.push(line);
+      if (ids.length >= CHUNK) await flush();
+    }
+  }
+  await flush();
+  await sql`create index on fault_check.received (id)`.execute(db);
+  const one = async (q: ReturnType<typeof sql>): Promise<number> => {
+    const { rows } = await sql<{ n: string }>`${q}`.execute(db);
+    return Number(rows[0]?.n ?? 0);
+  };
+  return {
+    expected: await one(sql`select count(distinct event_id) as n from events`),
+    missing: await one(
+      sql`select count(distinct e.event_id) as n from events e where not exists (select 1 from fault_check.received r where r.id = e.event_id)`,
+    ),
+    repeatedPosts: await one(sql`select count(*) - count(distinct id) as n from fault_check.received`),
+    unexpected: await one(
+      sql`select count(*) as n from fault_check.received r where not exists (select 1 from events e where e.event_id = r.id)`,
+    ),
+    recordedTwice: await one(
+      sql`select count(*) as n from (select 1 from webhook_deliveries where state = 'delivered' group by webhook_id, event_id having count(*) > 1) d`,
+    ),
+    dead: await one(sql`select count(*) as n from webhook_deliveries where state = 'dead'`),
+  };
 }
