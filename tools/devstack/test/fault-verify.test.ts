@@ -10,7 +10,7 @@ import { createDb } from '@vigil/cloud';
 import { useDatabase } from '@vigil/testkit';
 import { AckLogWriter, parseAckLine, readAckLog } from '../src/fault/ack-log.js';
 import { FAULT_KINDS, judge, summary, type FaultResult } from '../src/fault/verdict.js';
-import { verifyEvents, type EventCounts } from '../src/fault/verify.js';
+import { verifyEvents, verifyWebhook, type EventCounts } from '../src/fault/verify.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'vigil-fault-verify-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -97,6 +97,27 @@ describe('verifyEvents against PostgreSQL', () => {
     expect(readFileSync(join(dir, 'duplicate-ids.txt'), 'utf8').trim().split('\n').sort()).toEqual(
       [...duplicated].sort(),
     );
+
+    // The webhook check, on the same events: one never received, one received twice, one foreign id; one
+    // (webhook, event) recorded delivered twice and one dead.
+    await sql`create table webhook_deliveries (webhook_id uuid not null, event_id uuid not null, state text not null)`.execute(
+      db,
+    );
+    const hook = randomUUID();
+    await sql`insert into webhook_deliveries values (${hook}, ${stored[0]!}, 'delivered'), (${hook}, ${stored[0]!}, 'delivered'), (${hook}, ${stored[1]!}, 'dead')`.execute(
+      db,
+    );
+    const received = join(dir, 'received.log');
+    const got = [...stored.slice(1), stored[1]!, randomUUID()];
+    writeFileSync(received, got.join('\n') + '\nnot-an-id\n');
+    expect(await verifyWebhook(db, received)).toEqual({
+      expected: stored.length,
+      missing: 1,
+      repeatedPosts: 1,
+      unexpected: 1,
+      recordedTwice: 1,
+      dead: 1,
+    });
   });
 });
 
