@@ -1,5 +1,5 @@
 /*
- * Vigil on NATS decentralized (operator/JWT) authorization, for nats-server 2.9 (no auth callout).
+ * Vigil on NATS decentralized (operator/JWT) authorization, for nats-server >= 2.10 (auth callout).
  *
  * Trust chain:
  *   operator identity key (offline) -> operator JWT naming an operator SIGNING key
@@ -8,6 +8,8 @@
  *   VIGIL "device" signing key      -> device user JWTs (scoped: the permissions come from the account JWT)
  *   VIGIL "service" signing key     -> cloud service user JWTs (scoped)
  *   SYSTEM "system" signing key     -> the user that pushes account JWT updates ($SYS claims update)
+ *   VIGIL_DEVICE_AUTH account       -> device tickets and the auth callout (nats-device-auth.ts): a device
+ *                                      enters VIGIL only through the callout, which binds its certificate
  *
  * Every user signing key is SCOPED (a `user_scope` signing key with a permission template in the account JWT):
  * a user JWT signed with it carries no permissions of its own (the server refuses one that does) and gets the
@@ -38,6 +40,11 @@ import {
   type UserPermissionsLimits,
 } from '@nats-io/jwt';
 import { isValidSubjectToken, SUBJECT_PREFIX } from '@vigil/proto';
+import {
+  createDeviceAuthAccount,
+  encodeDeviceAuthAccount,
+  type DeviceAuthAccount,
+} from './nats-device-auth.js';
 
 /** A public nkey and its seed (the seed is a secret). */
 export interface NatsKey {
@@ -80,6 +87,8 @@ export interface NatsAuthority {
     /** User public key -> unix seconds: JWTs of that user issued at or before it are revoked. */
     revocations: Record<string, number>;
   };
+  /** Device tickets and the auth callout (nats-device-auth.ts). */
+  deviceAuth: DeviceAuthAccount;
 }
 
 /** Identity seeds needed only to rotate signing keys or re-root the operator: keep them offline. */
@@ -87,6 +96,7 @@ export interface NatsOfflineKeys {
   operator: NatsKey;
   system: NatsKey;
   account: NatsKey;
+  deviceAuth: NatsKey;
 }
 
 export interface CreateNatsAuthorityOptions {
@@ -173,9 +183,13 @@ export const DEFAULT_SERVICE_PERMISSIONS: ServicePermissions = {
   subAllow: ['vigil.>', '_INBOX.>', '$JS.EVENT.>'],
 };
 
-/** The system user may only push account JWT updates (and get the answer). */
+/**
+ * The system user pushes account JWT updates, and disconnects a revoked device's sessions: it finds them with
+ * CONNZ (by user name `<tenant>/<device>`) and kicks them (2.10), because a callout user's nkey is chosen by the
+ * server and no account revocation list can name it in advance.
+ */
 const SYSTEM_USER_PERMISSIONS = {
-  pubAllow: ['$SYS.REQ.ACCOUNT.*.CLAIMS.UPDATE'],
+  pubAllow: ['$SYS.REQ.ACCOUNT.*.CLAIMS.UPDATE', '$SYS.REQ.SERVER.PING.CONNZ', '$SYS.REQ.SERVER.*.KICK'],
   subAllow: ['_INBOX.>'],
 };
 
@@ -205,6 +219,7 @@ export async function createNatsAuthority(
   const systemId = newKey(createAccount);
   const systemSigner = newKey(createAccount);
   const accountId = newKey(createAccount);
+  const deviceAuth = await createDeviceAuthAccount(operatorSigner, accountId.publicKey);
 
   const operatorClaims: Partial<Operator> = {
     system_account: systemId.publicKey,
@@ -221,6 +236,7 @@ export async function createNatsAuthority(
       signingKey: operatorSigner,
     },
     system: { name: SYSTEM_ACCOUNT_NAME, publicKey: systemId.publicKey, jwt: '', signingKey: systemSigner },
+    deviceAuth: deviceAuth.account,
     account: {
       name: accountName,
       publicKey: accountId.publicKey,
@@ -240,13 +256,17 @@ export async function createNatsAuthority(
   };
   authority.system.jwt = await encodeSystemAccount(authority);
   authority.account.jwt = await encodeVigilAccount(authority);
-  return { authority, offline: { operator: operatorId, system: systemId, account: accountId } };
+  return {
+    authority,
+    offline: { operator: operatorId, system: systemId, account: accountId, deviceAuth: deviceAuth.offline },
+  };
 }
 
 /**
- * A user JWT for a device's own public nkey: name `<tenant>/<device>`, signed by the scoped device key, with
- * tags that the template turns into the device's permissions (see DEVICE_PERMISSION_TEMPLATE). Not a bearer
- * token: the client must also sign the server's nonce with the device's seed.
+ * A VIGIL user JWT for a device: name `<tenant>/<device>`, signed by the scoped device key, with tags that the
+ * template turns into the device's permissions (see DEVICE_PERMISSION_TEMPLATE). Devices never receive one:
+ * the auth callout issues it for the user nkey the server chose for the connection (fleet/nats-callout.ts),
+ * after checking the device's ticket and certificate. Used directly only by tests of the permissions.
  */
 export async function issueDeviceUser(authority: NatsAuthority, req: DeviceUserRequest): Promise<string> {
   checkIds(req.tenantId, req.deviceId);
@@ -295,7 +315,10 @@ export async function issueSystemUser(authority: NatsAuthority, req: ServiceUser
 
 /**
  * The nats-server config fragment (append to a config with `tls { verify: true }` and `jetstream {}`):
- * operator, system account and a MEMORY resolver preloaded with both account JWTs. Holds no seed.
+ * operator, system account and a MEMORY resolver preloaded with the three account JWTs. Holds no seed. The
+ * auth callout is configured inside the VIGIL_DEVICE_AUTH account JWT (its `authorization` block), so nothing
+ * else is needed here; `verify: true` is, because the callout reads the client certificate chain the server
+ * verified.
  * A MEMORY resolver only learns an updated account JWT from a config reload of this fragment or from a
  * pushed claims update; a pushed update is lost on restart, so always rewrite this fragment as well.
  */
@@ -307,6 +330,7 @@ export function natsServerAuthConfig(authority: NatsAuthority): string {
     'resolver_preload: {',
     `  ${authority.account.publicKey}: ${JSON.stringify(authority.account.jwt)}`,
     `  ${authority.system.publicKey}: ${JSON.stringify(authority.system.jwt)}`,
+    `  ${authority.deviceAuth.publicKey}: ${JSON.stringify(authority.deviceAuth.jwt)}`,
     '}',
   ].join('\n');
 }
@@ -363,6 +387,25 @@ export async function withRevocations(
   return next;
 }
 
+/**
+ * Re-signs every account JWT from the authority's current keys and settings (after a signing key rotation or a
+ * change of the system user's permissions). Revocations are kept.
+ */
+export async function resignAccounts(authority: NatsAuthority): Promise<NatsAuthority> {
+  const next: NatsAuthority = { ...authority };
+  next.system = { ...authority.system, jwt: await encodeSystemAccount(authority) };
+  next.account = { ...authority.account, jwt: await encodeVigilAccount(authority) };
+  next.deviceAuth = {
+    ...authority.deviceAuth,
+    jwt: await encodeDeviceAuthAccount(
+      authority.deviceAuth,
+      authority.operator.signingKey,
+      authority.account.publicKey,
+    ),
+  };
+  return next;
+}
+
 /** The subject on which a SYSTEM user pushes the VIGIL account JWT to running servers. */
 export function accountUpdateSubject(authority: NatsAuthority): string {
   return `$SYS.REQ.ACCOUNT.${authority.account.publicKey}.CLAIMS.UPDATE`;
@@ -401,6 +444,8 @@ export function describeNatsAuthority(authority: NatsAuthority): Record<string, 
     accountName: authority.account.name,
     deviceSigningKey: authority.account.deviceSigningKey.publicKey,
     serviceSigningKey: authority.account.serviceSigningKey.publicKey,
+    deviceAuthAccount: authority.deviceAuth.publicKey,
+    calloutUser: authority.deviceAuth.calloutUser.publicKey,
     revocations: Object.keys(authority.account.revocations).length,
   };
 }

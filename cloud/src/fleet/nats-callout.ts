@@ -1,0 +1,258 @@
+/*
+ * The auth callout service (nats-server >= 2.10): answers `$SYS.REQ.USER.AUTH` in the VIGIL_DEVICE_AUTH account
+ * for every device connection (nats-device-auth.ts). It connects as that account's only auth user, in a queue
+ * group so that any number of cloud processes share the load, handles at most `maxInFlight` requests at once
+ * (more are refused at once as `busy`: the device retries), and counts every answer by result.
+ *
+ * While no callout service runs, devices cannot connect (the server waits its auth timeout and refuses them;
+ * agents keep buffering offline and retry). Cloud services and the SYS user are not affected: their accounts
+ * have no callout.
+ */
+import {
+  connect,
+  jwtAuthenticator,
+  type ConnectionOptions,
+  type Msg,
+  type NatsConnection,
+  type Subscription,
+} from '@nats-io/transport-node';
+import { encodeAuthorizationResponse, fromSeed } from '@nats-io/jwt';
+import { sql, type Kysely } from 'kysely';
+import type { Logger } from 'pino';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { Database } from '../storage/tables.js';
+import { issueDeviceUser, type NatsAuthority } from './nats-auth.js';
+import {
+  admitDevice,
+  CALLOUT_RESULTS,
+  checkCalloutRequest,
+  type CalloutResult,
+  type CheckedRequest,
+  type RegistryRecord,
+} from './nats-callout-decision.js';
+import { AUTH_CALLOUT_SUBJECT, issueCalloutUser } from './nats-device-auth.js';
+
+export const CALLOUT_QUEUE_GROUP = 'vigil-auth-callout';
+export const DEFAULT_CALLOUT_MAX_IN_FLIGHT = 32;
+
+export interface NatsAuthCalloutOptions {
+  authority: NatsAuthority;
+  db: Kysely<Database>;
+  /** Servers and TLS of the cloud's own connection; the authenticator is set here. */
+  connection: ConnectionOptions;
+  log: Logger;
+  metrics: Registry;
+  now?: () => Date;
+  maxInFlight?: number;
+}
+
+export class NatsAuthCallout {
+  private nc: NatsConnection | undefined;
+  private sub: Subscription | undefined;
+  private inFlight = 0;
+  private readonly idle = new Set<() => void>();
+  private readonly results: Counter<'result'>;
+  private readonly seconds: Histogram;
+  private readonly busy: Gauge;
+  private readonly now: () => Date;
+  private readonly maxInFlight: number;
+
+  constructor(private readonly opts: NatsAuthCalloutOptions) {
+    this.now = opts.now ?? (() => new Date());
+    this.maxInFlight = opts.maxInFlight ?? DEFAULT_CALLOUT_MAX_IN_FLIGHT;
+    this.results = new Counter({
+      name: 'vigil_cloud_nats_callout_total',
+      help: 'NATS auth callout answers (device connections), by result',
+      labelNames: ['result'],
+      registers: [opts.metrics],
+    });
+    for (const result of CALLOUT_RESULTS) this.results.inc({ result }, 0);
+    this.seconds = new Histogram({
+      name: 'vigil_cloud_nats_callout_seconds',
+      help: 'Time to answer one NATS auth callout request',
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2],
+      registers: [opts.metrics],
+    });
+    this.busy = new Gauge({
+      name: 'vigil_cloud_nats_callout_in_flight',
+      help: 'NATS auth callout requests being answered (bounded by nats.auth.callout.maxInFlight)',
+      registers: [opts.metrics],
+    });
+  }
+
+  get running(): boolean {
+    return this.sub !== undefined;
+  }
+
+  /** Connects as the callout user and starts answering; resolves once the subscription is on the server. */
+  async start(): Promise<void> {
+    if (this.nc) return;
+    const { authority } = this.opts;
+    const jwt = await issueCalloutUser(authority, this.now());
+    const seed = new TextEncoder().encode(authority.deviceAuth.calloutUser.seed);
+    const nc = await connect({
+      ...this.opts.connection,
+      name: `${this.opts.connection.name ?? 'vigil-cloud'}-auth-callout`,
+      authenticator: jwtAuthenticator(jwt, seed),
+      maxReconnectAttempts: -1,
+    });
+    this.nc = nc;
+    this.sub = nc.subscribe(AUTH_CALLOUT_SUBJECT, {
+      queue: CALLOUT_QUEUE_GROUP,
+      callback: (err, msg) => {
+        if (!err) void this.handle(msg);
+      },
+    });
+    await nc.flush();
+    this.opts.log.info(
+      { queue: CALLOUT_QUEUE_GROUP, maxInFlight: this.maxInFlight },
+      'NATS auth callout ready',
+    );
+  }
+
+  /** Stops taking requests, lets those in flight finish, closes the connection. */
+  async stop(): Promise<void> {
+    const nc = this.nc;
+    if (!nc) return;
+    this.sub?.unsubscribe();
+    this.sub = undefined;
+    while (this.inFlight > 0) await new Promise<void>((resolve) => this.idle.add(resolve));
+    this.nc = undefined;
+    await nc.drain().catch(() => undefined);
+  }
+
+  private async handle(msg: Msg): Promise<void> {
+    const started = process.hrtime.bigint();
+    const now = this.now();
+    const checked = checkCalloutRequest(msg.string(), this.trust(), now);
+    let result: CalloutResult;
+    if (!checked.ok) {
+      result = checked.reason;
+      await this.answer(msg, checked.to, { error: checked.message }, result, checked.message);
+    } else if (this.inFlight >= this.maxInFlight) {
+      result = 'busy';
+      await this.answer(
+        msg,
+        checked.request,
+        { error: 'auth callout busy' },
+        result,
+        'busy',
+        checked.request,
+      );
+    } else {
+      this.inFlight++;
+      this.busy.set(this.inFlight);
+      try {
+        result = await this.decide(msg, checked.request, now);
+      } catch (err) {
+        result = 'error';
+        this.opts.log.error(
+          { err: (err as Error).message },
+          'NATS auth callout failed; the device is refused',
+        );
+        await this.answer(
+          msg,
+          checked.request,
+          { error: 'auth callout error' },
+          result,
+          'error',
+          checked.request,
+        );
+      } finally {
+        this.inFlight--;
+        this.busy.set(this.inFlight);
+        if (this.inFlight === 0) {
+          for (const resolve of this.idle.values()) resolve();
+          this.idle.clear();
+        }
+      }
+    }
+    this.results.inc({ result });
+    this.seconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
+  }
+
+  private async decide(msg: Msg, req: CheckedRequest, now: Date): Promise<CalloutResult> {
+    const record = await lookupRegistry(this.opts.db, req);
+    const admission = admitDevice(req, record, now);
+    if (!admission.ok) {
+      await this.answer(msg, req, { error: admission.message }, admission.reason, admission.message, req);
+      return admission.reason;
+    }
+    // Exactly the device permissions (the VIGIL device template, filled in from the tags issueDeviceUser sets),
+    // for the nkey the server chose, ending no later than the ticket and the certificate.
+    const jwt = await issueDeviceUser(this.opts.authority, {
+      tenantId: req.tenantId,
+      deviceId: req.deviceId,
+      userPublicKey: req.userNkey,
+      expiresInSeconds: Math.min(
+        Math.floor((admission.expiresAt.getTime() - now.getTime()) / 1000),
+        this.opts.authority.account.maxUserLifetimeSeconds,
+      ),
+      now,
+    });
+    await this.answer(msg, req, { jwt }, 'admitted', 'admitted', req);
+    return 'admitted';
+  }
+
+  /** Answers the server (a refusal carries its reason in `error`; the server logs it, the client sees none). */
+  private async answer(
+    msg: Msg,
+    to: { serverId: string; userNkey: string } | undefined,
+    data: { jwt?: string; error?: string },
+    result: CalloutResult,
+    message: string,
+    who?: CheckedRequest,
+  ): Promise<void> {
+    const fields = { result, tenant: who?.tenantId, device: who?.deviceId, serial: who?.certSerial };
+    if (result === 'admitted') this.opts.log.debug(fields, 'NATS auth callout: device admitted');
+    else this.opts.log.warn({ ...fields, reason: message }, 'NATS auth callout: device refused');
+    // An unreadable request gets no answer: the server refuses the connection at its auth timeout.
+    if (!to || !msg.reply) return;
+    const da = this.opts.authority.deviceAuth;
+    const response = await encodeAuthorizationResponse(to.userNkey, to.serverId, da.publicKey, data, {
+      signer: fromSeed(new TextEncoder().encode(da.calloutSigningKey.seed)),
+    });
+    msg.respond(response);
+  }
+
+  private trust(): { deviceAuthAccount: string; ticketSigningKey: string } {
+    const da = this.opts.authority.deviceAuth;
+    return { deviceAuthAccount: da.publicKey, ticketSigningKey: da.ticketSigningKey.publicKey };
+  }
+}
+
+/** The registry's view for step 2 of the decision: the certificate by serial, the ticket key on this device. */
+export async function lookupRegistry(db: Kysely<Database>, req: CheckedRequest): Promise<RegistryRecord> {
+  const cert = await db
+    .selectFrom('device_certificates as c')
+    .innerJoin('devices as d', (j) =>
+      j.onRef('d.tenant_id', '=', 'c.tenant_id').onRef('d.id', '=', 'c.device_id'),
+    )
+    .select([
+      'c.tenant_id',
+      'c.device_id',
+      'c.not_after',
+      'c.revoked_at',
+      'd.revoked_at as device_revoked_at',
+    ])
+    .where('c.serial', '=', req.certSerial)
+    .executeTakeFirst();
+  const key = await db
+    .selectFrom('device_certificates')
+    .select([sql<string>`count(*)`.as('n'), (eb) => eb.fn.max('revoked_at').as('revoked_at')])
+    .where('tenant_id', '=', req.tenantId)
+    .where('device_id', '=', req.deviceId)
+    .where('nats_public_key', '=', req.ticketKey)
+    .executeTakeFirstOrThrow();
+  return {
+    certificate: cert && {
+      tenantId: cert.tenant_id,
+      deviceId: cert.device_id,
+      notAfter: new Date(cert.not_after),
+      revokedAt: cert.revoked_at && new Date(cert.revoked_at),
+      deviceRevokedAt: cert.device_revoked_at && new Date(cert.device_revoked_at),
+    },
+    keyIssuedToDevice: Number(key.n) > 0,
+    keyRevokedAt: key.revoked_at ? new Date(key.revoked_at) : null,
+  };
+}
