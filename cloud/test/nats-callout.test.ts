@@ -6,6 +6,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
 import { createUser, type KeyPair } from '@nats-io/nkeys';
 import { connect, jwtAuthenticator, type NatsConnection, type Status } from '@nats-io/transport-node';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -46,7 +47,9 @@ describe('NATS auth callout: the TLS certificate is bound to the NATS identity',
     const res = await new Promise<EnrollResponse>((resolve, reject) =>
       stack
         .client()
-        .enroll(req, { deadline: Date.now() + 20_000 }, (err, v) => (err ? reject(err) : resolve(v))),
+        .enroll(req, new grpc.Metadata(), { deadline: Date.now() + 20_000 }, (err, v) =>
+          err ? reject(err) : resolve(v),
+        ),
     );
     const certFile = join(tmp, `${deviceId}.crt`);
     const keyFile = join(tmp, `${deviceId}.key`);
@@ -109,7 +112,7 @@ describe('NATS auth callout: the TLS certificate is bound to the NATS identity',
     });
     open.push(svc);
     const seen: string[] = [];
-    svc.subscribe('vigil.v1.acme.>', { callback: (_e, m) => seen.push(m.subject) });
+    svc.subscribe('vigil.v1.acme.>', { callback: (_e, m) => void seen.push(m.subject) });
     await svc.flush();
 
     const nc = await dial(c);

@@ -20,6 +20,7 @@ import { encodeAuthorizationResponse, fromSeed } from '@nats-io/jwt';
 import { sql, type Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { ConfigError } from '../lib/errors.js';
 import type { Database } from '../storage/tables.js';
 import { issueDeviceUser, type NatsAuthority } from './nats-auth.js';
 import {
@@ -96,6 +97,13 @@ export class NatsAuthCallout {
       authenticator: jwtAuthenticator(jwt, seed),
       maxReconnectAttempts: -1,
     });
+    // nats-server 2.9 ignores the account's `authorization` block: devices would be admitted (into an account
+    // where they can do nothing) without their certificate ever being checked. Refuse to run on it.
+    const version = nc.info?.version ?? '0.0.0';
+    if (!atLeast(version, [2, 10])) {
+      await nc.close();
+      throw new ConfigError(`the NATS auth callout needs nats-server >= 2.10; ${nc.getServer()} runs ${version}`);
+    }
     this.nc = nc;
     this.sub = nc.subscribe(AUTH_CALLOUT_SUBJECT, {
       queue: CALLOUT_QUEUE_GROUP,
@@ -219,6 +227,11 @@ export class NatsAuthCallout {
     const da = this.opts.authority.deviceAuth;
     return { deviceAuthAccount: da.publicKey, ticketSigningKey: da.ticketSigningKey.publicKey };
   }
+}
+
+function atLeast(version: string, min: [number, number]): boolean {
+  const [major = 0, minor = 0] = version.split('.').map((n) => Number.parseInt(n, 10));
+  return major > min[0] || (major === min[0] && minor >= min[1]);
 }
 
 /** The registry's view for step 2 of the decision: the certificate by serial, the ticket key on this device. */
