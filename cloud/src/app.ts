@@ -139,6 +139,7 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
           metrics,
           now: deps.now,
           maxInFlight: config.nats.auth.callout.maxInFlight,
+          maxQueued: config.nats.auth.callout.maxQueued,
         });
         await c.start();
         closers.push(() => c.stop());

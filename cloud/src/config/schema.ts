@@ -50,6 +50,7 @@ export const cloudConfigSchema = z
             .strictObject({
               enabled: z.boolean().default(true),
               maxInFlight: z.number().int().min(1).max(1024).default(32),
+              maxQueued: z.number().int().min(0).max(100_000).default(1024),
             })
             .prefault({}),
         })

@@ -26,6 +26,7 @@ export const CALLOUT_RESULTS = [
   'key_unknown',
   'key_revoked',
   'busy',
+  'late',
   'error',
 ] as const;
 export type CalloutResult = (typeof CALLOUT_RESULTS)[number];

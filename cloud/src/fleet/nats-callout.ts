@@ -2,7 +2,8 @@
  * The auth callout service (nats-server >= 2.10): answers `$SYS.REQ.USER.AUTH` in the VIGIL_DEVICE_AUTH account
  * for every device connection (nats-device-auth.ts). It connects as that account's only auth user, in a queue
  * group so that any number of cloud processes share the load, handles at most `maxInFlight` requests at once
- * (more are refused at once as `busy`: the device retries), and counts every answer by result.
+ * with at most `maxQueued` waiting (more are refused at once as `busy`: the device retries; one that waited past
+ * the server's auth timeout is dropped as `late`), and counts every request by result.
  *
  * While no callout service runs, devices cannot connect (the server waits its auth timeout and refuses them;
  * agents keep buffering offline and retry). Cloud services and the SYS user are not affected: their accounts
@@ -20,6 +21,7 @@ import { encodeAuthorizationResponse, fromSeed } from '@nats-io/jwt';
 import { sql, type Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { BoundedWork } from '../lib/bounded-work.js';
 import { ConfigError } from '../lib/errors.js';
 import type { Database } from '../storage/tables.js';
 import { issueDeviceUser, type NatsAuthority } from './nats-auth.js';
@@ -35,6 +37,9 @@ import { AUTH_CALLOUT_SUBJECT, issueCalloutUser } from './nats-device-auth.js';
 
 export const CALLOUT_QUEUE_GROUP = 'vigil-auth-callout';
 export const DEFAULT_CALLOUT_MAX_IN_FLIGHT = 32;
+export const DEFAULT_CALLOUT_MAX_QUEUED = 1024;
+/** nats-server waits about 2-3 s (its auth timeout) for an answer; a request queued longer is dropped. */
+export const DEFAULT_CALLOUT_MAX_WAIT_MS = 2_000;
 
 export interface NatsAuthCalloutOptions {
   authority: NatsAuthority;
@@ -44,23 +49,34 @@ export interface NatsAuthCalloutOptions {
   log: Logger;
   metrics: Registry;
   now?: () => Date;
+  /** Requests answered at once (each is one PostgreSQL round trip); more wait in a queue. */
   maxInFlight?: number;
+  /** Requests waiting; beyond it a request is refused at once as `busy` (the device retries). */
+  maxQueued?: number;
+  /** A queued request older than this is dropped unanswered (`late`): the server no longer waits for it. */
+  maxWaitMs?: number;
 }
 
 export class NatsAuthCallout {
   private nc: NatsConnection | undefined;
   private sub: Subscription | undefined;
-  private inFlight = 0;
-  private readonly idle = new Set<() => void>();
+  private readonly work: BoundedWork<Msg>;
   private readonly results: Counter<'result'>;
   private readonly seconds: Histogram;
-  private readonly busy: Gauge;
   private readonly now: () => Date;
   private readonly maxInFlight: number;
 
   constructor(private readonly opts: NatsAuthCalloutOptions) {
     this.now = opts.now ?? (() => new Date());
     this.maxInFlight = opts.maxInFlight ?? DEFAULT_CALLOUT_MAX_IN_FLIGHT;
+    const maxQueued = opts.maxQueued ?? DEFAULT_CALLOUT_MAX_QUEUED;
+    this.work = new BoundedWork((msg, at) => this.run(msg, at), {
+      maxInFlight: this.maxInFlight,
+      maxQueued,
+      // The server stopped waiting (its auth timeout): an answer now would be thrown away.
+      maxWaitMs: opts.maxWaitMs ?? DEFAULT_CALLOUT_MAX_WAIT_MS,
+      onLate: () => this.results.inc({ result: 'late' }),
+    });
     this.results = new Counter({
       name: 'vigil_cloud_nats_callout_total',
       help: 'NATS auth callout answers (device connections), by result',
@@ -74,10 +90,23 @@ export class NatsAuthCallout {
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2],
       registers: [opts.metrics],
     });
-    this.busy = new Gauge({
+    const work = this.work;
+    // Read at scrape time: always the current numbers.
+    new Gauge({
       name: 'vigil_cloud_nats_callout_in_flight',
       help: 'NATS auth callout requests being answered (bounded by nats.auth.callout.maxInFlight)',
       registers: [opts.metrics],
+      collect() {
+        this.set(work.inFlight);
+      },
+    });
+    new Gauge({
+      name: 'vigil_cloud_nats_callout_queued',
+      help: 'NATS auth callout requests waiting (bounded by nats.auth.callout.maxQueued)',
+      registers: [opts.metrics],
+      collect() {
+        this.set(work.queued);
+      },
     });
   }
 
@@ -102,18 +131,24 @@ export class NatsAuthCallout {
     const version = nc.info?.version ?? '0.0.0';
     if (!atLeast(version, [2, 10])) {
       await nc.close();
-      throw new ConfigError(`the NATS auth callout needs nats-server >= 2.10; ${nc.getServer()} runs ${version}`);
+      throw new ConfigError(
+        `the NATS auth callout needs nats-server >= 2.10; ${nc.getServer()} runs ${version}`,
+      );
     }
     this.nc = nc;
     this.sub = nc.subscribe(AUTH_CALLOUT_SUBJECT, {
       queue: CALLOUT_QUEUE_GROUP,
       callback: (err, msg) => {
-        if (!err) void this.handle(msg);
+        if (!err) this.onRequest(msg);
       },
     });
     await nc.flush();
     this.opts.log.info(
-      { queue: CALLOUT_QUEUE_GROUP, maxInFlight: this.maxInFlight },
+      {
+        queue: CALLOUT_QUEUE_GROUP,
+        maxInFlight: this.maxInFlight,
+        maxQueued: this.opts.maxQueued ?? DEFAULT_CALLOUT_MAX_QUEUED,
+      },
       'NATS auth callout ready',
     );
   }
@@ -124,59 +159,53 @@ export class NatsAuthCallout {
     if (!nc) return;
     this.sub?.unsubscribe();
     this.sub = undefined;
-    while (this.inFlight > 0) await new Promise<void>((resolve) => this.idle.add(resolve));
+    await this.work.idle();
     this.nc = undefined;
     await nc.drain().catch(() => undefined);
   }
 
-  private async handle(msg: Msg): Promise<void> {
-    const started = process.hrtime.bigint();
+  /** Runs a request now, queues it (bounded), or refuses it as busy. */
+  private onRequest(msg: Msg): void {
+    if (this.work.submit(msg) === 'busy') void this.refuseBusy(msg);
+  }
+
+  private async run(msg: Msg, arrived: number): Promise<void> {
+    const result = await this.handle(msg).catch((err: unknown) => {
+      this.opts.log.error({ err: (err as Error).message }, 'NATS auth callout could not answer');
+      return 'error' as const;
+    });
+    this.results.inc({ result });
+    this.seconds.observe((performance.now() - arrived) / 1000);
+  }
+
+  private async refuseBusy(msg: Msg): Promise<void> {
+    const checked = checkCalloutRequest(msg.string(), this.trust(), this.now());
+    const to = checked.ok ? checked.request : checked.to;
+    this.results.inc({ result: 'busy' });
+    await this.answer(msg, to, { error: 'auth callout busy' }, 'busy', 'busy').catch(() => undefined);
+  }
+
+  private async handle(msg: Msg): Promise<CalloutResult> {
     const now = this.now();
     const checked = checkCalloutRequest(msg.string(), this.trust(), now);
-    let result: CalloutResult;
     if (!checked.ok) {
-      result = checked.reason;
-      await this.answer(msg, checked.to, { error: checked.message }, result, checked.message);
-    } else if (this.inFlight >= this.maxInFlight) {
-      result = 'busy';
+      await this.answer(msg, checked.to, { error: checked.message }, checked.reason, checked.message);
+      return checked.reason;
+    }
+    try {
+      return await this.decide(msg, checked.request, now);
+    } catch (err) {
+      this.opts.log.error({ err: (err as Error).message }, 'NATS auth callout failed; the device is refused');
       await this.answer(
         msg,
         checked.request,
-        { error: 'auth callout busy' },
-        result,
-        'busy',
+        { error: 'auth callout error' },
+        'error',
+        'error',
         checked.request,
       );
-    } else {
-      this.inFlight++;
-      this.busy.set(this.inFlight);
-      try {
-        result = await this.decide(msg, checked.request, now);
-      } catch (err) {
-        result = 'error';
-        this.opts.log.error(
-          { err: (err as Error).message },
-          'NATS auth callout failed; the device is refused',
-        );
-        await this.answer(
-          msg,
-          checked.request,
-          { error: 'auth callout error' },
-          result,
-          'error',
-          checked.request,
-        );
-      } finally {
-        this.inFlight--;
-        this.busy.set(this.inFlight);
-        if (this.inFlight === 0) {
-          for (const resolve of this.idle.values()) resolve();
-          this.idle.clear();
-        }
-      }
+      return 'error';
     }
-    this.results.inc({ result });
-    this.seconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
   }
 
   private async decide(msg: Msg, req: CheckedRequest, now: Date): Promise<CalloutResult> {
