@@ -148,18 +148,20 @@ describe('NATS auth callout: the TLS certificate is bound to the NATS identity',
   it('revocation disconnects a live device at once', async () => {
     const d = await enroll('gw-live');
     const nc = await dial(d);
+    const closedAt = nc.closed().then(() => performance.now());
     const started = performance.now();
     const res = await revoke('gw-live');
+    const answered = performance.now() - started;
     expect(res.status).toBe(200);
     expect(await res.json()).toMatchObject({ result: 'revoked', nats: 'cut' });
-    await Promise.race([
-      nc.closed(),
-      new Promise((_, rej) =>
+    const closed = await Promise.race([
+      closedAt,
+      new Promise<number>((_, rej) =>
         setTimeout(() => rej(new Error('still connected 10 s after revocation')), 10_000),
       ),
     ]);
     console.log(
-      `[callout] revoked device disconnected ${(performance.now() - started).toFixed(0)} ms after the API call`,
+      `[callout] revoked device disconnected ${(closed - started).toFixed(0)} ms after the API call (API answered in ${answered.toFixed(0)} ms)`,
     );
     expect(await refused(dial(d))).toMatch(/authorization/i);
   });
