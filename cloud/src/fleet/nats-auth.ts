@@ -45,6 +45,7 @@ import {
   encodeDeviceAuthAccount,
   type DeviceAuthAccount,
 } from './nats-device-auth.js';
+import { nativeKeyPair } from './nkey-crypto.js';
 
 /** A public nkey and its seed (the seed is a secret). */
 export interface NatsKey {
@@ -538,8 +539,9 @@ function newKey(create: () => ReturnType<typeof createAccount>): NatsKey {
   return { publicKey: kp.getPublicKey(), seed: new TextDecoder().decode(kp.getSeed()) };
 }
 
+/** Signs with OpenSSL (nkey-crypto.ts): tweetnacl takes ~70 ms per signature on a loaded host. */
 function seedPair(key: NatsKey): ReturnType<typeof fromSeed> {
-  return fromSeed(new TextEncoder().encode(key.seed));
+  return nativeKeyPair(key.seed);
 }
 
 function userKey(publicKey: string): string {

@@ -6,10 +6,11 @@
  * CA (`tls { verify: true }`), whose names must equal the ticket's.
  */
 import { X509Certificate } from 'node:crypto';
-import { checkKey, decode, fromPublic, type AuthorizationRequest } from '@nats-io/jwt';
+import { checkKey, type AuthorizationRequest } from '@nats-io/jwt';
 import { deviceUri } from '@vigil/certs';
 import { isValidSubjectToken } from '@vigil/proto';
 import { TICKET_DEVICE_TAG, TICKET_TENANT_TAG } from './nats-device-auth.js';
+import { decodeNatsJwt, verifyNkey } from './nkey-crypto.js';
 
 export const CALLOUT_RESULTS = [
   'admitted',
@@ -88,9 +89,9 @@ export function checkCalloutRequest(requestJwt: string, trust: CalloutTrust, now
   let req: Partial<AuthorizationRequest>;
   let to: { serverId: string; userNkey: string };
   try {
-    const claims = decode<AuthorizationRequest>(requestJwt);
+    const claims = decodeNatsJwt<AuthorizationRequest>(requestJwt);
     req = claims.nats;
-    // decode() verified the signature of `iss`; it must be the server that asks, about a user nkey.
+    // decodeNatsJwt verified the signature of `iss`; it must be the server that asks, about a user nkey.
     if (claims.iss !== req.server_id?.id || !claims.iss.startsWith('N'))
       return refuse('bad_request', 'request not signed by the server it names');
     const userNkey = req.user_nkey ?? '';
@@ -103,9 +104,9 @@ export function checkCalloutRequest(requestJwt: string, trust: CalloutTrust, now
 
   const ticketJwt = req.connect_opts?.jwt;
   if (!ticketJwt) return r('ticket_invalid', 'no user JWT presented');
-  let ticket: ReturnType<typeof decode<{ tags?: string[]; issuer_account?: string; type?: string }>>;
+  let ticket: ReturnType<typeof decodeNatsJwt<{ tags?: string[]; issuer_account?: string; type?: string }>>;
   try {
-    ticket = decode(ticketJwt);
+    ticket = decodeNatsJwt(ticketJwt);
     checkKey(ticket.sub, 'U', false);
   } catch (err) {
     return r('ticket_invalid', `user JWT not valid: ${(err as Error).message}`);
@@ -205,7 +206,7 @@ function verifyNonce(key: string, nonce: string | undefined, sig: string | undef
   try {
     // nats.js sends standard base64, other clients base64url: Node's decoder reads both.
     const bytes = Buffer.from(sig, sig.includes('-') || sig.includes('_') ? 'base64url' : 'base64');
-    return fromPublic(key).verify(new TextEncoder().encode(nonce), bytes);
+    return verifyNkey(key, new TextEncoder().encode(nonce), bytes);
   } catch {
     return false;
   }

@@ -17,7 +17,7 @@ import {
   type NatsConnection,
   type Subscription,
 } from '@nats-io/transport-node';
-import { encodeAuthorizationResponse, fromSeed } from '@nats-io/jwt';
+import { encodeAuthorizationResponse } from '@nats-io/jwt';
 import { sql, type Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
@@ -34,6 +34,8 @@ import {
   type RegistryRecord,
 } from './nats-callout-decision.js';
 import { AUTH_CALLOUT_SUBJECT, issueCalloutUser } from './nats-device-auth.js';
+import { nativeKeyPair } from './nkey-crypto.js';
+import type { KeyPair } from '@nats-io/nkeys';
 
 export const CALLOUT_QUEUE_GROUP = 'vigil-auth-callout';
 export const DEFAULT_CALLOUT_MAX_IN_FLIGHT = 32;
@@ -65,10 +67,12 @@ export class NatsAuthCallout {
   private readonly seconds: Histogram;
   private readonly now: () => Date;
   private readonly maxInFlight: number;
+  private readonly responseSigner: KeyPair;
 
   constructor(private readonly opts: NatsAuthCalloutOptions) {
     this.now = opts.now ?? (() => new Date());
     this.maxInFlight = opts.maxInFlight ?? DEFAULT_CALLOUT_MAX_IN_FLIGHT;
+    this.responseSigner = nativeKeyPair(opts.authority.deviceAuth.calloutSigningKey.seed);
     const maxQueued = opts.maxQueued ?? DEFAULT_CALLOUT_MAX_QUEUED;
     this.work = new BoundedWork((msg, at) => this.run(msg, at), {
       maxInFlight: this.maxInFlight,
@@ -247,7 +251,7 @@ export class NatsAuthCallout {
     if (!to || !msg.reply) return;
     const da = this.opts.authority.deviceAuth;
     const response = await encodeAuthorizationResponse(to.userNkey, to.serverId, da.publicKey, data, {
-      signer: fromSeed(new TextEncoder().encode(da.calloutSigningKey.seed)),
+      signer: this.responseSigner,
     });
     msg.respond(response);
   }

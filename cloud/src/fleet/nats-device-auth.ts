@@ -21,13 +21,14 @@ import {
   createUser,
   encodeAccount,
   encodeUser,
-  fromSeed,
   type Account,
   type SigningKey,
   type UserPermissionsLimits,
 } from '@nats-io/jwt';
+import type { KeyPair } from '@nats-io/nkeys';
 import { isValidSubjectToken } from '@vigil/proto';
 import type { NatsAuthority, NatsKey } from './nats-auth.js';
+import { nativeKeyPair } from './nkey-crypto.js';
 
 export const DEVICE_AUTH_ACCOUNT_NAME = 'VIGIL_DEVICE_AUTH';
 /** Where nats-server 2.10 sends authorization requests (in the account holding the `authorization` block). */
@@ -167,6 +168,7 @@ function newKey(create: () => ReturnType<typeof createAccount>): NatsKey {
   return { publicKey: kp.getPublicKey(), seed: new TextDecoder().decode(kp.getSeed()) };
 }
 
-function seedPair(key: NatsKey): ReturnType<typeof fromSeed> {
-  return fromSeed(new TextEncoder().encode(key.seed));
+/** Signs with OpenSSL (nkey-crypto.ts): tweetnacl takes ~70 ms per signature on a loaded host. */
+function seedPair(key: NatsKey): KeyPair {
+  return nativeKeyPair(key.seed);
 }
