@@ -69,7 +69,20 @@ export { DeviceIdentityService, IdentityError, type IdentityErrorCode } from './
 export { GRPC_MAX_MESSAGE_BYTES, startGrpcServer, toStatus } from './fleet/grpc-server.js';
 export { DeviceRevoker, type RevokeOutcome } from './fleet/revocation.js';
 export { connectWithAuthority, loadNatsAuthority, NatsAccountPublisher } from './fleet/nats-account.js';
-export { ensureNatsAuthority, type NatsAuthorityFiles } from './fleet/nats-authority-files.js';
+export {
+  ensureNatsAuthority,
+  upgradeForCallout,
+  type NatsAuthorityFiles,
+} from './fleet/nats-authority-files.js';
+export {
+  AUTH_CALLOUT_SUBJECT,
+  DEVICE_AUTH_ACCOUNT_NAME,
+  issueCalloutUser,
+  issueDeviceTicket,
+} from './fleet/nats-device-auth.js';
+export { CALLOUT_QUEUE_GROUP, NatsAuthCallout } from './fleet/nats-callout.js';
+export { admitDevice, checkCalloutRequest, type CalloutResult } from './fleet/nats-callout-decision.js';
+export { NatsSessionKicker } from './fleet/nats-sessions.js';
 export {
   createNatsAuthority,
   credsFile,
