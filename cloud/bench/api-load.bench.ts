@@ -13,7 +13,7 @@
 //           --seconds; per-window p99 (--window-seconds), first window against the last; heap and RSS sampled.
 // The data set (--events over --days daily partitions, one tenant) is COPYed in once and kept in --database.
 // Bounded: requests = rate x seconds per phase, --max-in-flight outstanding (beyond: shed, counted), loopback only.
-import { randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -21,11 +21,18 @@ import { jetstream } from '@nats-io/jetstream';
 import pg from 'pg';
 import WebSocket from 'ws';
 import { DetectionEvent, subjectFor, TrackPhase } from '@vigil/proto';
-import { ensureDevSigningKey, FleetRegistry, mintDevToken } from '../src/index.js';
+import { ensureDevSigningKey, FleetRegistry, FsMediaStore, mediaKeyFor, mintDevToken } from '../src/index.js';
 import { DEVICES_PER_SITE, SITES, ensureDataset, eventAt, type DatasetSpec } from './api-load/dataset.js';
 import { HttpClient, OutcomeLog, runOpenLoop, type Call, type PhaseResult } from './api-load/openloop.js';
 import { ProcessSampler } from './api-load/sampler.js';
-import { connectAs, log, startCloudProcess, startStack, type BenchDevice, type CloudProcess } from './support.js';
+import {
+  connectAs,
+  log,
+  startCloudProcess,
+  startStack,
+  type BenchDevice,
+  type CloudProcess,
+} from './support.js';
 
 const HELP = `api-load.bench.ts: fixed-rate open-loop load on the cloud API (see the header of this file)
   --scenario mix|repro|soak   (mix)
@@ -33,7 +40,7 @@ const HELP = `api-load.bench.ts: fixed-rate open-loop load on the cloud API (see
   --seconds N                 mix/soak duration (30)
   --mix R=W,...               routes and weights (mix; soak has its own default). Routes: events.get,
                               events.get.warm, events.list, events.list.site, devices.list, media.get, audit.list,
-                              enrollment.create, webhooks.create
+                              enrollment.create, webhooks.create, webhooks.disable
   --database NAME             keep the data set in this database (created, migrated, loaded once) (vigil_apiload)
   --drop-database             drop --database after the run
   --events N --days N         data set size (2000000 over 39 days, tenant acme)
@@ -86,11 +93,13 @@ if (values.help) {
 
 function num(name: keyof typeof values, min: number, max: number): number {
   const v = Number(values[name]);
-  if (!Number.isFinite(v) || v < min || v > max) throw new Error(`--${name} must be ${min}..${max}: ${String(values[name])}`);
+  if (!Number.isFinite(v) || v < min || v > max)
+    throw new Error(`--${name} must be ${min}..${max}: ${String(values[name])}`);
   return v;
 }
 const SCENARIO = values.scenario;
-if (SCENARIO !== 'mix' && SCENARIO !== 'repro' && SCENARIO !== 'soak') throw new Error(`--scenario: ${SCENARIO}`);
+if (SCENARIO !== 'mix' && SCENARIO !== 'repro' && SCENARIO !== 'soak')
+  throw new Error(`--scenario: ${SCENARIO}`);
 const RATE = num('rate', 1, 2000);
 const SECONDS = num('seconds', 1, 3600);
 const MAX_IN_FLIGHT = num('max-in-flight', 1, 10_000);
@@ -115,9 +124,14 @@ function startDay(): number {
 const NODE_FLAGS = values['node-flags'].split(/\s+/).filter(Boolean);
 
 const SOAK_MIX =
-  'events.get=35,events.list=20,events.list.site=10,devices.list=10,media.get=10,audit.list=5,enrollment.create=5,webhooks.create=5';
+  'events.get=35,events.list=20,events.list.site=10,devices.list=10,media.get=10,audit.list=5,enrollment.create=4,webhooks.create=3,webhooks.disable=3';
 
 // ---- routes ----
+
+/** Media ids seeded for media.get (soak, or a mix naming media.get). */
+const mediaIds: string[] = [];
+/** Webhooks created by webhooks.create, disabled by webhooks.disable. */
+const webhookIds: string[] = [];
 
 interface Tokens {
   reader: string;
@@ -137,7 +151,12 @@ const pickEvent = (): number => Math.floor(random() * spec.events);
 function routeCall(route: string, tokens: Tokens, warm: readonly number[]): Call {
   switch (route) {
     case 'events.get':
-      return { route, method: 'GET', path: `/v1/events/${eventAt(spec, pickEvent()).id}`, token: tokens.reader };
+      return {
+        route,
+        method: 'GET',
+        path: `/v1/events/${eventAt(spec, pickEvent()).id}`,
+        token: tokens.reader,
+      };
     case 'events.get.warm': {
       const i = warm[Math.floor(random() * warm.length)] ?? 0;
       return { route, method: 'GET', path: `/v1/events/${eventAt(spec, i).id}`, token: tokens.reader };
@@ -150,8 +169,11 @@ function routeCall(route: string, tokens: Tokens, warm: readonly number[]): Call
     }
     case 'devices.list':
       return { route, method: 'GET', path: '/v1/devices', token: tokens.reader };
-    case 'media.get':
-      return { route, method: 'GET', path: `/v1/media/${randomUUID()}`, token: tokens.reader };
+    case 'media.get': {
+      // A seeded snapshot (redacted: the operator may see it) when there are any, else an unknown id (404).
+      const id = mediaIds.length > 0 ? mediaIds[Math.floor(random() * mediaIds.length)]! : randomUUID();
+      return { route, method: 'GET', path: `/v1/media/${id}`, token: tokens.reader };
+    }
     case 'audit.list':
       return { route, method: 'GET', path: '/v1/audit-log?limit=50', token: tokens.admin };
     case 'enrollment.create':
@@ -170,7 +192,23 @@ function routeCall(route: string, tokens: Tokens, warm: readonly number[]): Call
         // A label no event has: created and listed, never delivered to (no outgoing traffic).
         body: { url: 'https://hooks.example.invalid/api-load', filter: { labels: ['api-load-none'] } },
         token: tokens.admin,
+        onBody: (status, body) => {
+          if (status === 201) webhookIds.push((JSON.parse(body) as { id: string }).id);
+        },
       };
+    case 'webhooks.disable': {
+      // The oldest webhook this run created (a tenant has at most 20 enabled); none yet: the list.
+      const id = webhookIds.shift();
+      return id === undefined
+        ? { route, method: 'GET', path: '/v1/webhooks', token: tokens.admin }
+        : {
+            route,
+            method: 'POST',
+            path: `/v1/webhooks/${id}/disable`,
+            body: { reason: 'api-load' },
+            token: tokens.admin,
+          };
+    }
     default:
       throw new Error(`unknown route ${route}`);
   }
@@ -205,13 +243,17 @@ interface Running {
   client: HttpClient;
 }
 
-async function startCloud(stack: Awaited<ReturnType<typeof startStack>>, jwksFile: string, n: number): Promise<Running> {
+async function startCloud(
+  stack: Awaited<ReturnType<typeof startStack>>,
+  jwksFile: string,
+  n: number,
+): Promise<Running> {
   const outputFile = values['cloud-output'] === undefined ? undefined : `${values['cloud-output']}.${n}`;
   const cloud = await startCloudProcess(
     stack,
     {},
     `cloud-${n}`,
-    { api: { enabled: true }, auth: { jwksFile }, integrations: { allowInsecureHttp: false } },
+    { api: { enabled: true }, auth: { jwksFile }, media: { dir: join(stack.dir, 'media') } },
     { nodeFlags: NODE_FLAGS, outputFile },
   );
   const running: Running = {
@@ -240,7 +282,11 @@ async function stopCloud(r: Running): Promise<void> {
 
 // ---- main ----
 
-const machine = { cpus: cpus().length, node: process.version, loadavgBefore: loadavg().map((x) => Math.round(x * 100) / 100) };
+const machine = {
+  cpus: cpus().length,
+  node: process.version,
+  loadavgBefore: loadavg().map((x) => Math.round(x * 100) / 100),
+};
 const device: BenchDevice = { tenantId: TENANT, siteId: 'hq', deviceId: 'gw-1' };
 const stack = await startStack([device], 'apiload', { keepDatabase: values.database });
 const report: Record<string, unknown> = {
@@ -255,13 +301,29 @@ try {
   const registry = new FleetRegistry(stack.db);
   for (let d = 0; d < SITES.length * DEVICES_PER_SITE; d++)
     await registry
-      .registerDevice({ tenantId: TENANT, siteId: SITES[Math.floor(d / DEVICES_PER_SITE)]!, deviceId: `gw-${d + 1}` })
+      .registerDevice({
+        tenantId: TENANT,
+        siteId: SITES[Math.floor(d / DEVICES_PER_SITE)]!,
+        deviceId: `gw-${d + 1}`,
+      })
       .catch(() => undefined); // already registered in a kept database
   const key = ensureDevSigningKey(join(stack.dir, 'pki'));
   const mint = (roles: string[], sub: string): Promise<string> =>
-    mintDevToken({ key, issuer: 'vigil-dev', audience: 'vigil-api', sub, tenant: TENANT, roles, ttlSeconds: 4 * 3600 });
-  const tokens: Tokens = { reader: await mint(['operator'], 'api-load-operator'), admin: await mint(['admin'], 'api-load-admin') };
+    mintDevToken({
+      key,
+      issuer: 'vigil-dev',
+      audience: 'vigil-api',
+      sub,
+      tenant: TENANT,
+      roles,
+      ttlSeconds: 4 * 3600,
+    });
+  const tokens: Tokens = {
+    reader: await mint(['operator'], 'api-load-operator'),
+    admin: await mint(['admin'], 'api-load-admin'),
+  };
 
+  if (SCENARIO === 'soak' || (values.mix ?? '').includes('media.get')) await seedMedia(stack, 200);
   if (SCENARIO === 'repro') report.repro = await repro(stack, key.jwksFile, tokens);
   else report.load = await steady(stack, key.jwksFile, tokens);
 } finally {
@@ -324,11 +386,17 @@ async function repro(s: typeof stack, jwksFile: string, tokens: Tokens): Promise
       crashedIn,
       exit: r.exited,
       death: crashedIn === null ? undefined : deathNote(r),
-      phases: phases.map((p) => ({ ...p, seconds: Math.round(p.seconds * 10) / 10, ...out.summary((row) => row.route === p.name) })),
+      phases: phases.map((p) => ({
+        ...p,
+        seconds: Math.round(p.seconds * 10) / 10,
+        ...out.summary((row) => row.route === p.name),
+      })),
       cloud: r.sampler.stats(),
     };
     results.push(result);
-    log(`run ${run}: ${crashedIn === null ? 'clean' : `CRASHED in ${crashedIn} (${JSON.stringify(r.exited)})`}`);
+    log(
+      `run ${run}: ${crashedIn === null ? 'clean' : `CRASHED in ${crashedIn} (${JSON.stringify(r.exited)})`}`,
+    );
     if (crashedIn !== null && values['stop-on-crash']) break;
   }
   return { rate: RATE, runs: results.length, cycles, warmIds, warmSeconds, switchSeconds, crashes, results };
@@ -348,6 +416,7 @@ async function steady(s: typeof stack, jwksFile: string, tokens: Tokens): Promis
       stops.push(await ingest(s, num('ingest-rate', 0, 2000), extras));
     }
     const t0 = performance.now();
+    const s0 = r.sampler.elapsedS();
     const res = await runOpenLoop({
       rate: RATE,
       seconds: SECONDS,
@@ -360,10 +429,11 @@ async function steady(s: typeof stack, jwksFile: string, tokens: Tokens): Promis
     for (const stop of stops) await stop();
     await r.sampler.sample();
     const win = num('window-seconds', 5, 3600) * 1000;
-    const inWindow = (a: number, b: number) => (row: { atMs: number }) => row.atMs - t0 >= a && row.atMs - t0 < b;
+    const inWindow = (a: number, b: number) => (row: { atMs: number }) =>
+      row.atMs - t0 >= a && row.atMs - t0 < b;
     const end = res.seconds * 1000;
     const lastFrom = Math.max(0, end - win);
-    const sampleStats = (a: number, b: number) => r.sampler.stats((a + (t0 - 0) * 0) / 1000, b / 1000);
+    const sampleStats = (a: number, b: number) => r.sampler.stats(s0 + a / 1000, s0 + b / 1000);
     return {
       rate: RATE,
       seconds: SECONDS,
@@ -375,7 +445,11 @@ async function steady(s: typeof stack, jwksFile: string, tokens: Tokens): Promis
       all: out.summary(),
       byRoute: out.byRoute(),
       firstWindow: { fromS: 0, toS: win / 1000, ...out.summary(inWindow(0, win)) },
-      lastWindow: { fromS: Math.round(lastFrom / 1000), toS: Math.round(end / 1000), ...out.summary(inWindow(lastFrom, end + 60_000)) },
+      lastWindow: {
+        fromS: Math.round(lastFrom / 1000),
+        toS: Math.round(end / 1000),
+        ...out.summary(inWindow(lastFrom, end + 60_000)),
+      },
       cloud: {
         all: r.sampler.stats(),
         firstWindow: sampleStats(0, win),
@@ -390,19 +464,65 @@ async function steady(s: typeof stack, jwksFile: string, tokens: Tokens): Promis
   }
 }
 
+/** `n` redacted 20 KiB snapshots of device gw-1 in the MediaStore and the media table (this run's stack dir). */
+async function seedMedia(s: typeof stack, n: number): Promise<void> {
+  const store = new FsMediaStore(join(s.dir, 'media'));
+  await s.db.deleteFrom('media').where('tenant_id', '=', TENANT).execute();
+  const now = Date.now();
+  for (let i = 0; i < n; i++) {
+    const data = Buffer.concat([Buffer.from([0xff, 0xd8, 0xff]), randomBytes(20 * 1024)]);
+    const sha256 = createHash('sha256').update(data).digest('hex');
+    const mediaId = uuidV7Now();
+    const capturedAt = new Date(now - 3_600_000 + i);
+    const key = mediaKeyFor({ tenantId: TENANT, mediaId, capturedAt, contentType: 'image/jpeg', sha256 });
+    await store.put(key, data);
+    await s.db
+      .insertInto('media')
+      .values({
+        tenant_id: TENANT,
+        media_id: mediaId,
+        site_id: 'hq',
+        device_id: 'gw-1',
+        camera_id: 'cam-1',
+        event_id: randomUUID(),
+        content_type: 'image/jpeg',
+        sha256,
+        size_bytes: data.length,
+        redacted: true,
+        captured_at: capturedAt,
+        stored_at: new Date(now),
+        storage_key: key,
+      })
+      .execute();
+    mediaIds.push(mediaId);
+  }
+}
+
 /** Websocket clients on /v1/stream that count what they receive. */
-async function subscribers(r: Running, tokens: Tokens, n: number, into: Record<string, unknown>): Promise<() => Promise<void>> {
+async function subscribers(
+  r: Running,
+  tokens: Tokens,
+  n: number,
+  into: Record<string, unknown>,
+): Promise<() => Promise<void>> {
   const stats = { subscribers: n, opened: 0, messages: 0, closes: {} as Record<string, number>, errors: 0 };
   into.websocket = stats;
   const sockets: WebSocket[] = [];
   for (let i = 0; i < n; i++) {
-    const ws = new WebSocket(`ws://127.0.0.1:${r.cloud.httpPort}/v1/stream`, ['vigil.v1', `bearer.${tokens.reader}`]);
+    const ws = new WebSocket(`ws://127.0.0.1:${r.cloud.httpPort}/v1/stream`, [
+      'vigil.v1',
+      `bearer.${tokens.reader}`,
+    ]);
     ws.on('open', () => stats.opened++);
     ws.on('message', () => stats.messages++);
     ws.on('close', (code) => (stats.closes[code] = (stats.closes[code] ?? 0) + 1));
     ws.on('error', () => stats.errors++);
     sockets.push(ws);
   }
+  // Bounded wait for the upgrades (refusals are counted as closes and errors).
+  const deadline = Date.now() + 10_000;
+  while (stats.opened + stats.errors < n && Date.now() < deadline)
+    await new Promise((res) => setTimeout(res, 50));
   return async () => {
     for (const ws of sockets) ws.close();
     await new Promise((res) => setTimeout(res, 200));
@@ -410,7 +530,11 @@ async function subscribers(r: Running, tokens: Tokens, n: number, into: Record<s
 }
 
 /** One device publishing detection events at `rate`/s into EVENTS (ingest running while the API is loaded). */
-async function ingest(s: typeof stack, rate: number, into: Record<string, unknown>): Promise<() => Promise<void>> {
+async function ingest(
+  s: typeof stack,
+  rate: number,
+  into: Record<string, unknown>,
+): Promise<() => Promise<void>> {
   const stats = { rate, published: 0, failed: 0 };
   into.ingest = stats;
   if (rate <= 0) return () => Promise.resolve();
@@ -435,7 +559,9 @@ async function ingest(s: typeof stack, rate: number, into: Record<string, unknow
         score: 0.8,
         box: { x: 0.1, y: 0.1, w: 0.2, h: 0.2 },
       });
-      js.publish(subjectFor(TENANT, device.deviceId, 'evt', 'cam-1'), DetectionEvent.encode(ev).finish(), { msgID: id })
+      js.publish(subjectFor(TENANT, device.deviceId, 'evt', 'cam-1'), DetectionEvent.encode(ev).finish(), {
+        msgID: id,
+      })
         .then(() => stats.published++)
         .catch(() => stats.failed++);
     }

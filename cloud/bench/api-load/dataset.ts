@@ -23,7 +23,8 @@ export const LABELS = ['person', 'car', 'truck', 'bicycle', 'dog'] as const;
 
 /** splitmix32: a tiny, good-enough mixer; deterministic per (seed, i, lane). */
 function mix(seed: number, i: number, lane: number): number {
-  let z = (Math.imul(seed ^ 0x9e3779b9, 0x85ebca6b) + Math.imul(i, 0xc2b2ae35) + Math.imul(lane, 0x27d4eb2f)) | 0;
+  let z =
+    (Math.imul(seed ^ 0x9e3779b9, 0x85ebca6b) + Math.imul(i, 0xc2b2ae35) + Math.imul(lane, 0x27d4eb2f)) | 0;
   z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
   z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
   return (z ^ (z >>> 16)) >>> 0;
@@ -105,11 +106,12 @@ export async function ensureDataset(
     );
     const have = Number(rows[0]?.n ?? 0);
     // Same count and the first and last events where this spec puts them: the same data set.
-    const probe = await client.query(
+    const probe = await client.query<{ n: string }>(
       'select count(*) as n from events where tenant_id = $1 and event_id = any($2::uuid[])',
       [spec.tenant, [eventAt(spec, 0).id, eventAt(spec, spec.events - 1).id]],
     );
-    if (have === spec.events && Number(probe.rows[0]?.n) === 2) return { loaded: false, rows: have, seconds: 0 };
+    if (have === spec.events && Number(probe.rows[0]?.n) === 2)
+      return { loaded: false, rows: have, seconds: 0 };
     progress(`data set: ${have} events of ${spec.tenant} present, loading ${spec.events} (COPY)`);
     await client.query('delete from events where tenant_id = $1', [spec.tenant]);
     for (let d = 0; d < spec.days; d++) {
@@ -123,7 +125,10 @@ export async function ensureDataset(
   const psql = spawn(
     'psql',
     [databaseUrl, '-v', 'ON_ERROR_STOP=1', '-q', '-c', `COPY events (${COLUMNS}) FROM STDIN`],
-    { stdio: ['pipe', 'inherit', 'inherit'], env: { ...process.env, PGOPTIONS: '-c synchronous_commit=off' } },
+    {
+      stdio: ['pipe', 'inherit', 'inherit'],
+      env: { ...process.env, PGOPTIONS: '-c synchronous_commit=off' },
+    },
   );
   const exited = once(psql, 'exit');
   const stdin = psql.stdin;

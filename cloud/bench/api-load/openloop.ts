@@ -9,6 +9,8 @@ export interface Outcome {
   status: number;
   /** From the due time to the end of the response body, ms. */
   latencyMs: number;
+  /** For status 0: the error code (ECONNRESET, ECONNREFUSED, timeout...). */
+  error?: string;
 }
 
 export interface Recorder {
@@ -22,6 +24,8 @@ export interface Call {
   path: string;
   body?: unknown;
   token: string;
+  /** Gets the response body (e.g. to learn a created resource's id). */
+  onBody?: (status: number, body: string) => void;
 }
 
 export class HttpClient {
@@ -47,13 +51,23 @@ export class HttpClient {
           timeout: 30_000,
         },
         (res) => {
-          res.on('data', () => undefined);
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, latencyMs: performance.now() - dueMs }));
-          res.on('error', () => resolve({ status: 0, latencyMs: performance.now() - dueMs }));
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => {
+            if (call.onBody) chunks.push(c);
+          });
+          res.on('end', () => {
+            call.onBody?.(res.statusCode ?? 0, Buffer.concat(chunks).toString('utf8'));
+            resolve({ status: res.statusCode ?? 0, latencyMs: performance.now() - dueMs });
+          });
+          res.on('error', (err: NodeJS.ErrnoException) =>
+            resolve({ status: 0, latencyMs: performance.now() - dueMs, error: err.code ?? err.message }),
+          );
         },
       );
       req.on('timeout', () => req.destroy(new Error('timeout')));
-      req.on('error', () => resolve({ status: 0, latencyMs: performance.now() - dueMs }));
+      req.on('error', (err: NodeJS.ErrnoException) =>
+        resolve({ status: 0, latencyMs: performance.now() - dueMs, error: err.code ?? err.message }),
+      );
       req.end(body);
     });
   }
@@ -149,7 +163,7 @@ export function summarize(outcomes: readonly Outcome[]): Summary {
   const byStatus: Record<string, number> = {};
   let errors = 0;
   for (const o of outcomes) {
-    const s = o.status === 0 ? 'transport' : String(o.status);
+    const s = o.status === 0 ? `transport:${o.error ?? '?'}` : String(o.status);
     byStatus[s] = (byStatus[s] ?? 0) + 1;
     if (o.status === 0 || o.status >= 500) errors++;
   }
@@ -175,6 +189,8 @@ export class OutcomeLog implements Recorder {
   }
   byRoute(filter: (row: { route: string; atMs: number }) => boolean = () => true): Record<string, Summary> {
     const routes = [...new Set(this.rows.map((r) => r.route))].sort();
-    return Object.fromEntries(routes.map((route) => [route, this.summary((r) => r.route === route && filter(r))]));
+    return Object.fromEntries(
+      routes.map((route) => [route, this.summary((r) => r.route === route && filter(r))]),
+    );
   }
 }

@@ -90,12 +90,20 @@ export class ProcessSampler {
     });
   }
 
+  /** Seconds since the sampler started (the time base of Sample.t). */
+  elapsedS(): number {
+    return (performance.now() - this.t0) / 1000;
+  }
+
   stop(): void {
     if (this.timer) clearInterval(this.timer);
   }
 
   /** Mean and max of each figure over samples with t in [from, to). */
-  stats(from = 0, to = Infinity): Record<'cpuCores' | 'rssMiB' | 'heapUsedMiB', { mean: number; max: number } | null> {
+  stats(
+    from = 0,
+    to = Infinity,
+  ): Record<'cpuCores' | 'rssMiB' | 'heapUsedMiB', { mean: number; max: number } | null> {
     const pick = (k: 'cpuCores' | 'rssMiB' | 'heapUsedMiB'): { mean: number; max: number } | null => {
       const v = this.samples
         .filter((s) => s.t >= from && s.t < to)
