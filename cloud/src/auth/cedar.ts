@@ -1,3 +1,5 @@
+// First: turns off a V8 optimization that aborts the process around wasm calls (issue 20; see the module).
+import './v8-workaround.js';
 import { readdirSync, readFileSync } from 'node:fs';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
