@@ -22,7 +22,14 @@ import pg from 'pg';
 import WebSocket from 'ws';
 import { DetectionEvent, subjectFor, TrackPhase } from '@vigil/proto';
 import { ensureDevSigningKey, FleetRegistry, FsMediaStore, mediaKeyFor, mintDevToken } from '../src/index.js';
-import { DEVICES_PER_SITE, SITES, ensureDataset, eventAt, type DatasetSpec } from './api-load/dataset.js';
+import {
+  DEVICES_PER_SITE,
+  LIVE_DEVICE,
+  SITES,
+  ensureDataset,
+  eventAt,
+  type DatasetSpec,
+} from './api-load/dataset.js';
 import { HttpClient, OutcomeLog, runOpenLoop, type Call, type PhaseResult } from './api-load/openloop.js';
 import { ProcessSampler } from './api-load/sampler.js';
 import {
@@ -274,6 +281,14 @@ function deathNote(r: Running): string[] {
   return (at >= 0 ? lines.slice(at, at + 14) : lines.slice(-10)).map((l) => l.slice(0, 200));
 }
 
+function logTail(r: Running): string[] {
+  return r.cloud
+    .logs()
+    .split('\n')
+    .slice(-15)
+    .map((l) => l.slice(0, 300));
+}
+
 async function stopCloud(r: Running): Promise<void> {
   r.sampler.stop();
   r.client.close();
@@ -287,7 +302,7 @@ const machine = {
   node: process.version,
   loadavgBefore: loadavg().map((x) => Math.round(x * 100) / 100),
 };
-const device: BenchDevice = { tenantId: TENANT, siteId: 'hq', deviceId: 'gw-1' };
+const device: BenchDevice = { tenantId: TENANT, siteId: 'hq', deviceId: LIVE_DEVICE };
 const stack = await startStack([device], 'apiload', { keepDatabase: values.database });
 const report: Record<string, unknown> = {
   scenario: SCENARIO,
@@ -299,6 +314,7 @@ try {
   const loaded = await ensureDataset(stack.databaseUrl, spec, log);
   report.dataset = { ...spec, startDay: new Date(spec.startMs).toISOString().slice(0, 10), ...loaded };
   const registry = new FleetRegistry(stack.db);
+  await registry.registerDevice(device).catch(() => undefined);
   for (let d = 0; d < SITES.length * DEVICES_PER_SITE; d++)
     await registry
       .registerDevice({
@@ -386,6 +402,8 @@ async function repro(s: typeof stack, jwksFile: string, tokens: Tokens): Promise
       crashedIn,
       exit: r.exited,
       death: crashedIn === null ? undefined : deathNote(r),
+      // Transport errors without a crash: what the process logged (e.g. a shutdown someone else asked for).
+      logTail: crashedIn === null && out.rows.some((x) => x.o.status === 0) ? logTail(r) : undefined,
       phases: phases.map((p) => ({
         ...p,
         seconds: Math.round(p.seconds * 10) / 10,
@@ -436,7 +454,7 @@ async function steady(s: typeof stack, jwksFile: string, tokens: Tokens): Promis
     const sampleStats = (a: number, b: number) => r.sampler.stats(s0 + a / 1000, s0 + b / 1000);
     return {
       rate: RATE,
-      seconds: SECONDS,
+      plannedSeconds: SECONDS,
       mix: Object.fromEntries(mix),
       ...res,
       crashed: r.exited !== null,
@@ -505,18 +523,29 @@ async function subscribers(
   n: number,
   into: Record<string, unknown>,
 ): Promise<() => Promise<void>> {
-  const stats = { subscribers: n, opened: 0, messages: 0, closes: {} as Record<string, number>, errors: 0 };
+  const stats = {
+    subscribers: n,
+    opened: 0,
+    messages: 0,
+    closes: {} as Record<string, number>,
+    errors: 0,
+    lastError: undefined as string | undefined,
+  };
   into.websocket = stats;
   const sockets: WebSocket[] = [];
   for (let i = 0; i < n; i++) {
-    const ws = new WebSocket(`ws://127.0.0.1:${r.cloud.httpPort}/v1/stream`, [
-      'vigil.v1',
-      `bearer.${tokens.reader}`,
-    ]);
+    // The token in the Authorization header, as the CLI sends it (`bearer.<jwt>` as a subprotocol was refused
+    // with 401 in this bench: see the issue 20 note).
+    const ws = new WebSocket(`ws://127.0.0.1:${r.cloud.httpPort}/v1/stream`, ['vigil.v1'], {
+      headers: { authorization: `Bearer ${tokens.reader}` },
+    });
     ws.on('open', () => stats.opened++);
     ws.on('message', () => stats.messages++);
     ws.on('close', (code) => (stats.closes[code] = (stats.closes[code] ?? 0) + 1));
-    ws.on('error', () => stats.errors++);
+    ws.on('error', (err) => {
+      stats.errors++;
+      stats.lastError = err.message;
+    });
     sockets.push(ws);
   }
   // Bounded wait for the upgrades (refusals are counted as closes and errors).

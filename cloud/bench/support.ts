@@ -151,13 +151,18 @@ export async function startStack(
 }
 
 /** An existing database of that name (created when missing); its drop() does nothing. */
-async function keptDatabase(adminUrl: string, name: string): Promise<{ name: string; url: string; drop(): Promise<void> }> {
-  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name)) throw new Error(`database name must match [a-z_][a-z0-9_]*: ${name}`);
+async function keptDatabase(
+  adminUrl: string,
+  name: string,
+): Promise<{ name: string; url: string; drop(): Promise<void> }> {
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name))
+    throw new Error(`database name must match [a-z_][a-z0-9_]*: ${name}`);
   const admin = new pg.Client({ connectionString: adminUrl });
   await admin.connect();
   try {
     const found = await admin.query('select 1 from pg_database where datname = $1', [name]);
-    if (found.rowCount === 0) await admin.query(`CREATE DATABASE "${name}" TEMPLATE template0 ENCODING 'UTF8'`);
+    if (found.rowCount === 0)
+      await admin.query(`CREATE DATABASE "${name}" TEMPLATE template0 ENCODING 'UTF8'`);
   } finally {
     await admin.end();
   }

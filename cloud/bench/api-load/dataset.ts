@@ -20,6 +20,8 @@ export const SITES = ['hq', 'lab', 'depot', 'store'] as const;
 export const DEVICES_PER_SITE = 4;
 export const CAMERAS_PER_DEVICE = 4;
 export const LABELS = ['person', 'car', 'truck', 'bicycle', 'dog'] as const;
+/** The device a soak publishes live events as: never one of the data set's devices. */
+export const LIVE_DEVICE = 'gw-live';
 
 /** splitmix32: a tiny, good-enough mixer; deterministic per (seed, i, lane). */
 function mix(seed: number, i: number, lane: number): number {
@@ -100,6 +102,11 @@ export async function ensureDataset(
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   try {
+    // Events a soak published live (device LIVE_DEVICE) are not part of the data set.
+    await client.query('delete from events where tenant_id = $1 and device_id = $2', [
+      spec.tenant,
+      LIVE_DEVICE,
+    ]);
     const { rows } = await client.query<{ n: string }>(
       'select count(*) as n from events where tenant_id = $1',
       [spec.tenant],
