@@ -3,12 +3,13 @@
 // its own process (src/main.ts, as it runs in production), device connections, CPU accounting from /proc,
 // Prometheus text parsing and percentiles. Progress goes to stderr; the benchmarks print JSON on stdout.
 import { execFileSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { sql, type Kysely } from 'kysely';
+import pg from 'pg';
 import { ensureDevPki, type DevPkiPaths } from '@vigil/certs';
 import {
   canConnect,
@@ -70,8 +71,20 @@ export interface Stack {
   dispose(): Promise<void>;
 }
 
-/** PKI + nats-server + a fresh, migrated database. `dispose()` removes all of it. */
-export async function startStack(devices: readonly BenchDevice[], prefix: string): Promise<Stack> {
+export interface StackOptions {
+  /**
+   * Use this database (created when missing, migrated) and keep it at dispose(), so a large data set is loaded
+   * once for many runs (api-load.bench.ts --database). Default: a fresh database, dropped at dispose().
+   */
+  keepDatabase?: string | undefined;
+}
+
+/** PKI + nats-server + a fresh (or the kept), migrated database. `dispose()` removes all of it but a kept one. */
+export async function startStack(
+  devices: readonly BenchDevice[],
+  prefix: string,
+  opts: StackOptions = {},
+): Promise<Stack> {
   const dir = mkdtempSync(join(tmpdir(), `vigil-${prefix}-bench-`));
   const registry = new TrackingRegistry();
   const cleanups: Array<() => Promise<void>> = [];
@@ -109,7 +122,10 @@ export async function startStack(devices: readonly BenchDevice[], prefix: string
       pgAdminUrl = cluster.url;
       pgSource = 'private cluster';
     }
-    const database = await createDatabase(pgAdminUrl, `vigil_${prefix}_bench`);
+    const database =
+      opts.keepDatabase === undefined
+        ? await createDatabase(pgAdminUrl, `vigil_${prefix}_bench`)
+        : await keptDatabase(pgAdminUrl, opts.keepDatabase);
     cleanups.push(() => database.drop());
     const db = createDb(database.url, 4);
     cleanups.push(() => db.destroy());
@@ -132,6 +148,27 @@ export async function startStack(devices: readonly BenchDevice[], prefix: string
     await dispose();
     throw err;
   }
+}
+
+/** An existing database of that name (created when missing); its drop() does nothing. */
+async function keptDatabase(
+  adminUrl: string,
+  name: string,
+): Promise<{ name: string; url: string; drop(): Promise<void> }> {
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name))
+    throw new Error(`database name must match [a-z_][a-z0-9_]*: ${name}`);
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  try {
+    const found = await admin.query('select 1 from pg_database where datname = $1', [name]);
+    if (found.rowCount === 0)
+      await admin.query(`CREATE DATABASE "${name}" TEMPLATE template0 ENCODING 'UTF8'`);
+  } finally {
+    await admin.end();
+  }
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  return { name, url: url.toString(), drop: () => Promise.resolve() };
 }
 
 /** A NATS connection with a device's (or a service's) own client certificate. */
@@ -173,6 +210,8 @@ export async function startCloudProcess(
   name = 'cloud',
   /** More top-level config sections (e.g. `media`). */
   extra: Record<string, unknown> = {},
+  /** Node/V8 flags for the cloud process (e.g. `--no-maglev`), and a file that gets all its output. */
+  proc: { nodeFlags?: readonly string[]; outputFile?: string | undefined } = {},
 ): Promise<CloudProcess> {
   const httpPort = await freePort();
   const svc = stack.pki.services.cloud!;
@@ -197,6 +236,7 @@ export async function startCloudProcess(
   const child = stack.registry.spawn(
     process.execPath,
     [
+      ...(proc.nodeFlags ?? []),
       '--conditions=@vigil/source',
       '--import',
       'tsx',
@@ -211,8 +251,14 @@ export async function startCloudProcess(
     for (const l of String(chunk).split('\n')) if (l.trim()) lines.push(l);
     if (lines.length > 500) lines.splice(0, lines.length - 500);
   };
+  const out = proc.outputFile === undefined ? undefined : createWriteStream(proc.outputFile);
   child.stdout?.on('data', keep);
   child.stderr?.on('data', keep);
+  if (out) {
+    child.stdout?.on('data', (c: Buffer) => out.write(c));
+    child.stderr?.on('data', (c: Buffer) => out.write(c));
+    child.on('exit', () => out.end());
+  }
   const base = `http://127.0.0.1:${httpPort}`;
   const deadline = Date.now() + 60_000;
   for (;;) {

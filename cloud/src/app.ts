@@ -22,6 +22,8 @@ import { startGrpcServer } from './fleet/grpc-server.js';
 import { HeartbeatConsumer } from './fleet/heartbeats.js';
 import { DeviceIdentityService } from './fleet/identity-service.js';
 import { connectWithAuthority, loadNatsAuthority, NatsAccountPublisher } from './fleet/nats-account.js';
+import { NatsAuthCallout } from './fleet/nats-callout.js';
+import { NatsSessionKicker } from './fleet/nats-sessions.js';
 import { DeviceRevoker } from './fleet/revocation.js';
 import { FleetRegistry } from './fleet/registry.js';
 import { registerDeviceGauge } from './fleet/status.js';
@@ -57,6 +59,8 @@ export interface CloudApp {
   readonly audit: AuditLog;
   /** Present in NATS JWT mode. */
   readonly accountPublisher: NatsAccountPublisher | undefined;
+  /** The auth callout that admits devices (JWT mode, unless nats.auth.callout.enabled is false). */
+  readonly callout: NatsAuthCallout | undefined;
   /** Desired device configs: documents, issuing (what rollouts call), reported state. */
   readonly configs: ConfigIssuer;
   readonly models: ModelStore;
@@ -130,6 +134,8 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
       : await connect(responderOptions);
     closers.push(() => responderNc.drain());
     let accountPublisher: NatsAccountPublisher | undefined;
+    let sessions: NatsSessionKicker | undefined;
+    let callout: NatsAuthCallout | undefined;
     if (authority) {
       const sys = await connectWithAuthority(authority, 'system', 'cloud-account', {
         ...natsOptions,
@@ -139,9 +145,25 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
       accountPublisher = new NatsAccountPublisher(db, authority, sys, log, metrics, deps.now);
       await accountPublisher.start();
       closers.push(() => Promise.resolve(accountPublisher?.stop()));
+      sessions = new NatsSessionKicker(sys);
+      if (config.nats.auth?.callout.enabled) {
+        const c = new NatsAuthCallout({
+          authority,
+          db,
+          connection: natsOptions,
+          log: log.child({ component: 'nats-callout' }),
+          metrics,
+          now: deps.now,
+          maxInFlight: config.nats.auth.callout.maxInFlight,
+          maxQueued: config.nats.auth.callout.maxQueued,
+        });
+        await c.start();
+        closers.push(() => c.stop());
+        callout = c;
+      }
     }
     const audit = new AuditLog(db, log, metrics, deps.now);
-    const revoker = new DeviceRevoker(db, accountPublisher, audit, log, deps.now);
+    const revoker = new DeviceRevoker(db, accountPublisher, audit, log, deps.now, sessions);
 
     // Config OTA: signed, versioned device configs; devices poll on their status subject.
     const signer = config.configSigning ? await ConfigSigner.load(config.configSigning) : undefined;
@@ -367,6 +389,7 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
       revoker,
       audit,
       accountPublisher,
+      callout,
       configs,
       models,
       media,

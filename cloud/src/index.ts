@@ -72,9 +72,19 @@ export { connectWithAuthority, loadNatsAuthority, NatsAccountPublisher } from '.
 export {
   ACCOUNT_MAX_STREAMS,
   ensureNatsAuthority,
+  upgradeForCallout,
   type NatsAuthorityFiles,
   type NatsAuthorityOptions,
 } from './fleet/nats-authority-files.js';
+export {
+  AUTH_CALLOUT_SUBJECT,
+  DEVICE_AUTH_ACCOUNT_NAME,
+  issueCalloutUser,
+  issueDeviceTicket,
+} from './fleet/nats-device-auth.js';
+export { CALLOUT_QUEUE_GROUP, NatsAuthCallout } from './fleet/nats-callout.js';
+export { admitDevice, checkCalloutRequest, type CalloutResult } from './fleet/nats-callout-decision.js';
+export { NatsSessionKicker } from './fleet/nats-sessions.js';
 export {
   createNatsAuthority,
   credsFile,

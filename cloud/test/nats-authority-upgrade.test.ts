@@ -1,65 +1,103 @@
-// An authority file made before the responder signing key existed: the cloud cannot start its responder
-// from it (a clear message), ensureNatsAuthority adds the key once (persisted: every cloud process uses it).
+// An authority made before the auth callout (no device auth account) is upgraded by ensureNatsAuthority: the
+// device auth account appears, its identity seed joins the offline keys, and the VIGIL device signing key is
+// rotated so that a device JWT of the old scheme (a VIGIL user held by the device, never checked against its
+// certificate) no longer gets in. Checked against a real nats-server 2.10 running the upgraded fragment.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decode, type Account } from '@nats-io/jwt';
-import { afterAll, describe, expect, it } from 'vitest';
-import { ACCOUNT_MAX_STREAMS, ensureNatsAuthority } from '../src/fleet/nats-authority-files.js';
-import type { NatsAuthority } from '../src/fleet/nats-auth.js';
-import { connectWithAuthority, loadNatsAuthority } from '../src/fleet/nats-account.js';
+import { createUser } from '@nats-io/nkeys';
+import { connect, jwtAuthenticator } from '@nats-io/transport-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { natsConfig, useNats, usePki } from '@vigil/testkit';
+import {
+  createNatsAuthority,
+  deviceInboxPrefix,
+  ensureNatsAuthority,
+  issueDeviceUser,
+  loadNatsAuthority,
+  type NatsAuthority,
+  type NatsAuthorityFiles,
+} from '../src/index.js';
 
-describe('NATS authority upgrade (responder signing key)', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'vigil-authority-upgrade-'));
+const A = { tenantId: 'acme', deviceId: 'gw-old' };
+
+describe('upgrading a NATS authority made before the auth callout', () => {
+  const pki = usePki({ devices: [A], services: [] });
+  const dir = mkdtempSync(join(tmpdir(), 'vigil-nats-upgrade-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-  it('refuses a responder from an old authority, and ensureNatsAuthority upgrades it once', async () => {
-    const made = await ensureNatsAuthority(dir);
-    const file = made.authorityFile;
-    const old = JSON.parse(readFileSync(file, 'utf8')) as { account: Record<string, unknown> };
-    delete old.account.responderSigningKey;
-    writeFileSync(file, JSON.stringify(old), { mode: 0o600 });
-    // The CLI's service user still loads it; a responder cannot be minted from it.
-    await expect(
-      connectWithAuthority(loadNatsAuthority(file), 'responder', 'cloud-responder', { servers: [] }),
-    ).rejects.toThrow(/no responder signing key/);
-
-    const upgraded = await ensureNatsAuthority(dir);
-    const key = upgraded.authority.account.responderSigningKey;
-    expect(key.publicKey).toMatch(/^A/);
-    expect(loadNatsAuthority(file).account.responderSigningKey).toEqual(key);
-    // The account JWT names the responder key, scoped, with no response permission for any role.
-    const claims = decode<Account>(upgraded.authority.account.jwt).nats;
-    const scopes = (claims.signing_keys ?? []).filter((k) => typeof k !== 'string');
-    expect(scopes.map((s) => s.role).sort()).toEqual(['device', 'responder', 'service']);
-    for (const s of scopes) expect(s.template).not.toHaveProperty('resp');
-    const responder = scopes.find((s) => s.role === 'responder')!;
-    expect(responder.key).toBe(key.publicKey);
-    expect(responder.template.pub?.allow).toEqual(['_DEVINBOX.>']);
-    expect(readFileSync(upgraded.serverConfigFile, 'utf8')).toContain(upgraded.authority.account.jwt);
-    // A second run keeps the key.
-    expect((await ensureNatsAuthority(dir)).authority.account.responderSigningKey).toEqual(key);
+  let legacy: Omit<NatsAuthority, 'deviceAuth'>;
+  let oldDeviceJwt: string;
+  const oldKey = createUser();
+  let files: NatsAuthorityFiles;
+  beforeAll(async () => {
+    const made = await createNatsAuthority();
+    const { deviceAuth: _a, ...authority } = made.authority;
+    const { deviceAuth: _o, ...offline } = made.offline;
+    legacy = authority;
+    // What a device held under the old scheme: a VIGIL user from the device signing key.
+    oldDeviceJwt = await issueDeviceUser(made.authority, {
+      ...A,
+      userPublicKey: oldKey.getPublicKey(),
+      expiresInSeconds: 3600,
+    });
+    writeFileSync(join(dir, 'authority.json'), JSON.stringify(legacy), { mode: 0o600 });
+    writeFileSync(join(dir, 'offline-keys.json'), JSON.stringify(offline), { mode: 0o600 });
+    expect(() => loadNatsAuthority(join(dir, 'authority.json'))).toThrow(/predates the auth callout/);
+    files = await ensureNatsAuthority(dir);
   });
-});
+  const nats = useNats({
+    config: (ctx) =>
+      natsConfig({
+        tls: { caFile: pki().caCert, certFile: pki().natsServer.cert, keyFile: pki().natsServer.key },
+        jetstream: false,
+        extra: readFileSync(files.serverConfigFile, 'utf8'),
+      })(ctx),
+  });
 
-describe('NATS authority: the account stream limit (issue 12, PubAck-driven STREAM.RESTORE)', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'vigil-authority-streams-'));
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
-  const limitOf = (jwt: string): number | undefined => decode<Account>(jwt).nats.limits?.streams;
-
-  it('a new authority allows exactly the cloud streams; an existing unlimited one converges, and the option wins', async () => {
-    const made = await ensureNatsAuthority(dir);
-    expect(ACCOUNT_MAX_STREAMS).toBe(5); // EVENTS, DEAD_LETTER, TELEMETRY, MEDIA, JOBS
-    expect(limitOf(made.authority.account.jwt)).toBe(ACCOUNT_MAX_STREAMS);
-    // An authority from before this limit: unlimited (-1).
-    const old = JSON.parse(readFileSync(made.authorityFile, 'utf8')) as NatsAuthority;
-    old.account.jetstream.streams = -1;
-    writeFileSync(made.authorityFile, JSON.stringify(old), { mode: 0o600 });
+  it('adds the device auth account, keeps the offline seed, rotates the VIGIL device signing key', async () => {
+    expect(files.upgraded).toBe(true);
+    const up = loadNatsAuthority(files.authorityFile);
+    expect(up.operator.publicKey).toBe(legacy.operator.publicKey);
+    expect(up.account.publicKey).toBe(legacy.account.publicKey);
+    expect(up.account.deviceSigningKey.publicKey).not.toBe(legacy.account.deviceSigningKey.publicKey);
+    const keys = decode<Account>(up.account.jwt).nats.signing_keys ?? [];
+    const listed = keys.map((k) => (typeof k === 'string' ? k : k.key));
+    expect(listed).toContain(up.account.deviceSigningKey.publicKey);
+    expect(listed).not.toContain(legacy.account.deviceSigningKey.publicKey);
+    const da = decode<Account>(up.deviceAuth.jwt).nats.authorization;
+    expect(da).toMatchObject({
+      auth_users: [up.deviceAuth.calloutUser.publicKey],
+      allowed_accounts: [up.account.publicKey],
+    });
+    const offline = JSON.parse(readFileSync(files.offlineKeysFile, 'utf8')) as Record<
+      string,
+      { publicKey: string }
+    >;
+    expect(offline.deviceAuth?.publicKey).toBe(up.deviceAuth.publicKey);
+    expect(offline.operator?.publicKey).toBe(legacy.operator.publicKey);
+    // Idempotent: the next run loads what the first wrote.
     const again = await ensureNatsAuthority(dir);
-    expect(limitOf(again.authority.account.jwt)).toBe(ACCOUNT_MAX_STREAMS);
-    expect(loadNatsAuthority(made.authorityFile).account.jetstream.streams).toBe(ACCOUNT_MAX_STREAMS);
-    expect(readFileSync(again.serverConfigFile, 'utf8')).toContain(again.authority.account.jwt);
-    const wider = await ensureNatsAuthority(dir, { maxStreams: 7 });
-    expect(limitOf(wider.authority.account.jwt)).toBe(7);
+    expect(again.upgraded).toBe(false);
+    expect(again.authority.deviceAuth.publicKey).toBe(up.deviceAuth.publicKey);
+  });
+
+  it('a device JWT of the old scheme is refused by the server running the upgraded fragment', async () => {
+    const dev = pki().devices[`${A.tenantId}/${A.deviceId}`]!;
+    const err = await connect({
+      servers: [`tls://localhost:${nats().port}`],
+      tls: { caFile: pki().caCert, certFile: dev.cert, keyFile: dev.key },
+      authenticator: jwtAuthenticator(oldDeviceJwt, oldKey.getSeed()),
+      inboxPrefix: deviceInboxPrefix(A.tenantId, A.deviceId),
+      reconnect: false,
+      timeout: 5_000,
+    }).then(
+      async (nc) => {
+        await nc.close();
+        return undefined;
+      },
+      (e: unknown) => e as Error,
+    );
+    expect(err?.message).toMatch(/authorization/i);
   });
 });

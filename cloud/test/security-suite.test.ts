@@ -242,6 +242,7 @@ describe('API security suite', () => {
         { method: 'POST', path: () => `/v1/media/${bMedia}/erase`, body: { reason: 'x' } },
       ],
       'get /rollouts/:id': [{ method: 'GET', path: () => `/v1/rollouts/${bRollout}` }],
+      'get /rollouts/:id/devices': [{ method: 'GET', path: () => `/v1/rollouts/${bRollout}/devices` }],
       'post /rollouts/:id/pause': [
         { method: 'POST', path: () => `/v1/rollouts/${bRollout}/pause`, body: {} },
       ],

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { DEVICE_STATUSES } from '../fleet/status.js';
 import type { DeviceFilter } from './device-store.js';
-import { DEFAULT_PAGE_SIZE, idParam, limitParam } from './events-query.js';
+import { cursorJson, cursorParam, DEFAULT_PAGE_SIZE, idParam, limitParam } from './events-query.js';
 
 const cursorSchema = z.strictObject({ id: idParam });
 
@@ -12,14 +12,7 @@ export function encodeDeviceCursor(id: string): string {
 
 /** Null for anything that is not a cursor this API made. */
 export function decodeDeviceCursor(text: string): string | null {
-  if (text.length > 256 || !/^[A-Za-z0-9_-]+$/.test(text)) return null;
-  let json: unknown;
-  try {
-    json = JSON.parse(Buffer.from(text, 'base64url').toString('utf8'));
-  } catch {
-    return null;
-  }
-  const parsed = cursorSchema.safeParse(json);
+  const parsed = cursorSchema.safeParse(cursorJson(text));
   return parsed.success ? parsed.data.id : null;
 }
 
@@ -33,16 +26,12 @@ export function listDevicesQuerySchema(maxPageSize: number) {
       site: idParam.optional(),
       status: z.enum(DEVICE_STATUSES, { error: `must be one of ${DEVICE_STATUSES.join(', ')}` }).optional(),
       limit: limitParam(maxPageSize).optional(),
-      cursor: z.string().optional(),
-    })
-    .superRefine((q, ctx) => {
-      if (q.cursor !== undefined && decodeDeviceCursor(q.cursor) === null)
-        ctx.addIssue({ code: 'custom', path: ['cursor'], message: 'is not a cursor returned by this API' });
+      cursor: cursorParam(decodeDeviceCursor).optional(),
     })
     .transform((q): DeviceFilter => ({
       site: q.site,
       status: q.status,
-      after: q.cursor === undefined ? undefined : (decodeDeviceCursor(q.cursor) ?? undefined),
+      after: q.cursor,
       limit: q.limit ?? defaultLimit,
     }));
 }

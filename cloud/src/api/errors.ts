@@ -11,8 +11,27 @@ export class ValidationError extends VigilError {
   constructor(
     readonly issues: readonly FieldIssue[],
     message = 'The request has invalid parameters.',
+    code = 'VALIDATION_FAILED',
   ) {
-    super('VALIDATION_FAILED', message, false);
+    super(code, message, false);
+  }
+}
+
+/** Text no route accepts (NUL, an unpaired surrogate, a non-finite number: api/request-text.ts), HTTP 400. */
+export class HostileTextError extends ValidationError {
+  constructor(issues: readonly FieldIssue[]) {
+    super(issues, 'The request holds text the API does not accept.');
+  }
+}
+
+/** A pagination cursor this API did not make, or made for another list (HTTP 400, `invalid-cursor`). */
+export class InvalidCursorError extends ValidationError {
+  constructor(issues: readonly FieldIssue[]) {
+    super(
+      issues,
+      'The cursor is not one this API returned; start again from the first page.',
+      'INVALID_CURSOR',
+    );
   }
 }
 
@@ -90,5 +109,12 @@ export class IdempotencyKeyReusedError extends VigilError {
 export class IdempotentResultUnavailableError extends VigilError {
   constructor(message: string) {
     super('IDEMPOTENT_RESULT_UNAVAILABLE', message, false);
+  }
+}
+
+/** A body in a media type the operation does not read (HTTP 415). */
+export class UnsupportedMediaTypeError extends VigilError {
+  constructor(expected: string) {
+    super('UNSUPPORTED_MEDIA_TYPE', `The request body must be ${expected}.`, false);
   }
 }

@@ -2,7 +2,10 @@ import type { ErrorRequestHandler, RequestHandler } from 'express';
 import { Counter, type Registry } from 'prom-client';
 import {
   BodyTooDeepError,
+  HostileTextError,
   IdempotencyKeyInvalidError,
+  InvalidCursorError,
+  UnsupportedMediaTypeError,
   UriTooLongError,
   ValidationError,
   type FieldIssue,
@@ -19,10 +22,15 @@ import { UNKNOWN_PARAMETER } from './events-query.js';
  *   body > API_BODY_LIMIT (router.ts)     413     body_too_large
  *   body that is not JSON                 400     body_malformed
  *   JSON nested > API_MAX_JSON_DEPTH      400     body_too_deep
- *   charset other than UTF-8              415     unsupported_media_type
+ *   charset other than UTF-8, or a body   415     unsupported_media_type
+ *   other than JSON for a JSON route
  *   unknown query parameter / body field  400     unknown_parameter (zod strict objects; a route without a
- *                                                                query schema accepts no query at all)
+ *                                                                query schema accepts no query at all, one
+ *                                                                without a body schema no JSON body but {})
  *   limit above api.maxPageSize           400     page_size
+ *   NUL, unpaired surrogate, 1e400, not   400     invalid_text  (anywhere: path, query, body; request-text.ts)
+ *   UTF-8
+ *   a cursor this API did not make        400     invalid_cursor (urn:vigil:problem:invalid-cursor)
  *   any other invalid parameter or field  400     invalid_parameter
  *   Idempotency-Key malformed / in use /  400/409/ idempotency_key_invalid / _in_use / _reused /
  *   reused / result not replayable        422/409  idempotent_result_unavailable
@@ -42,6 +50,8 @@ export const REJECTION_REASONS = [
   'unsupported_media_type',
   'unknown_parameter',
   'page_size',
+  'invalid_text',
+  'invalid_cursor',
   'invalid_parameter',
   'idempotency_key_invalid',
   'idempotency_key_in_use',
@@ -100,11 +110,52 @@ export const rejectQueryParameters: RequestHandler = (req, _res, next) => {
   next(new ValidationError(issues, 'The request has invalid query parameters.'));
 };
 
+/**
+ * For a route that takes no body: a JSON body must be absent or `{}` (a member is unknown, 400, like the strict
+ * body schemas); bodies of other media types are not read at all.
+ */
+export const rejectBodyFields: RequestHandler = (req, _res, next) => {
+  const body: unknown = req.body;
+  if (body === undefined || (isPlainObject(body) && Object.keys(body).length === 0)) {
+    next();
+    return;
+  }
+  const issues: FieldIssue[] = isPlainObject(body)
+    ? Object.keys(body).map((k) => ({ path: k, message: UNKNOWN_PARAMETER }))
+    : [{ path: '(body)', message: 'must be absent or {}: this operation takes no body' }];
+  next(new ValidationError(issues, 'The request has an invalid body.'));
+};
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+/**
+ * For a route with a JSON body schema: a body in another media type is a 415 (it would not be parsed, and the
+ * route would run as if it had been sent `{}`).
+ */
+export const requireJsonBody: RequestHandler = (req, _res, next) => {
+  next(
+    hasBody(req) && req.is(['application/json', 'application/*+json']) === false
+      ? new UnsupportedMediaTypeError('application/json')
+      : undefined,
+  );
+};
+
+/** As RFC 9112 says a request has a body: a Transfer-Encoding, or a Content-Length other than 0. */
+function hasBody(req: Parameters<RequestHandler>[0]): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
 /** Why a request was refused, or null for errors that are not about bad input (auth, 404, 5xx...). */
 export function rejectionReason(err: unknown): RejectionReason | null {
   if (err instanceof UriTooLongError) return 'uri_too_long';
   if (err instanceof BodyTooDeepError) return 'body_too_deep';
   if (err instanceof IdempotencyKeyInvalidError) return 'idempotency_key_invalid';
+  if (err instanceof InvalidCursorError) return 'invalid_cursor';
+  if (err instanceof UnsupportedMediaTypeError) return 'unsupported_media_type';
+  if (err instanceof HostileTextError) return 'invalid_text';
   if (err instanceof ValidationError) {
     if (err.issues.some((i) => i.message === UNKNOWN_PARAMETER)) return 'unknown_parameter';
     if (err.issues.some((i) => i.path === 'limit')) return 'page_size';
@@ -120,6 +171,8 @@ export function rejectionReason(err: unknown): RejectionReason | null {
       return 'body_too_large';
     case 'entity.parse.failed':
       return 'body_malformed';
+    case 'encoding.invalid':
+      return 'invalid_text';
     case 'encoding.unsupported':
     case 'charset.unsupported':
       return 'unsupported_media_type';

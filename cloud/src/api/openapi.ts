@@ -619,7 +619,11 @@ const PROBLEM_RESPONSES: Readonly<Record<number, { name: string; description: st
       name: 'BadRequest',
       description:
         `Invalid request: a parameter or body field (listed in \`errors\`), an unknown query parameter, a body ` +
-        `that is not JSON or is nested deeper than ${API_MAX_JSON_DEPTH} levels, or a malformed Idempotency-Key.`,
+        `that is not JSON (\`(body)\`) or is nested deeper than ${API_MAX_JSON_DEPTH} levels, or a malformed ` +
+        'Idempotency-Key. No string, parameter or member name anywhere may contain NUL (U+0000) or an unpaired ' +
+        'surrogate, text must be UTF-8 (percent-encoded UTF-8 in the URL), and no number may exceed what a ' +
+        'double holds (1e400). A `cursor` this API did not return is `urn:vigil:problem:invalid-cursor`: start ' +
+        'again from the first page.',
     },
     401: {
       name: 'Unauthorized',

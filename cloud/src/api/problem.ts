@@ -38,6 +38,8 @@ interface ProblemKind {
 /** VigilError code -> HTTP status, problem type and title. */
 export const PROBLEM_KINDS: Readonly<Record<string, ProblemKind>> = {
   VALIDATION_FAILED: { status: 400, slug: 'invalid-request', title: 'Invalid request' },
+  // A forged or garbled pagination cursor: the client should start over from the first page.
+  INVALID_CURSOR: { status: 400, slug: 'invalid-cursor', title: 'Invalid cursor' },
   UNAUTHENTICATED: { status: 401, slug: 'unauthenticated', title: 'Authentication required' },
   FORBIDDEN: { status: 403, slug: 'forbidden', title: 'Forbidden' },
   NOT_FOUND: { status: 404, slug: 'not-found', title: 'Not found' },
@@ -83,14 +85,25 @@ export interface HttpProblem {
 }
 
 /** Errors from express's body parser (http-errors): a `type` and a client status. */
-function bodyParserCode(err: unknown): { code: string; detail: string } | null {
+function bodyParserCode(err: unknown): { code: string; detail: string; issue?: FieldIssue } | null {
   const e = err as { type?: unknown; status?: unknown; expose?: unknown } | null;
   if (!e || typeof e.type !== 'string' || typeof e.status !== 'number') return null;
   switch (e.type) {
     case 'entity.too.large':
       return { code: 'PAYLOAD_TOO_LARGE', detail: 'The request body is larger than this endpoint accepts.' };
     case 'entity.parse.failed':
-      return { code: 'VALIDATION_FAILED', detail: 'The request body is not valid JSON.' };
+      // Named like every other invalid field; the parser's message (a position) says no more than that.
+      return {
+        code: 'VALIDATION_FAILED',
+        detail: 'The request body is not valid JSON.',
+        issue: { path: '(body)', message: 'is not valid JSON' },
+      };
+    case 'encoding.invalid': // api/request-text.ts requireUtf8Body
+      return {
+        code: 'VALIDATION_FAILED',
+        detail: 'The request body is not valid UTF-8.',
+        issue: { path: '(body)', message: 'is not valid UTF-8' },
+      };
     case 'encoding.unsupported':
     case 'charset.unsupported':
       return { code: 'UNSUPPORTED_MEDIA_TYPE', detail: 'The request body encoding is not supported.' };
@@ -136,7 +149,18 @@ export function toProblem(err: unknown, instance?: string): HttpProblem {
     return build('INTERNAL', 'An unexpected error occurred.', true);
   }
   const parsed = bodyParserCode(err);
-  if (parsed) return build(parsed.code, parsed.detail);
+  if (parsed) {
+    const p = build(parsed.code, parsed.detail);
+    if (parsed.issue) p.problem.errors = [parsed.issue];
+    return p;
+  }
+  // A path segment that is not percent-encoded UTF-8 (%FF, an encoded surrogate): express's router throws a
+  // URIError marked 400 while matching, before any route runs.
+  if (err instanceof URIError && (err as { status?: unknown }).status === 400) {
+    const p = build('VALIDATION_FAILED', 'The request path could not be decoded.');
+    p.problem.errors = [{ path: '(path)', message: 'is not valid percent-encoded UTF-8' }];
+    return p;
+  }
   // Other client errors raised by express itself (e.g. a malformed percent-encoding in the path).
   const e = err as { status?: unknown; expose?: unknown } | null;
   if (e && typeof e.status === 'number' && e.status >= 400 && e.status < 500 && e.expose === true) {

@@ -12,7 +12,7 @@ import { ACTIVE_STATES, RolloutStore, type RolloutRow } from '../rollouts/store.
 import type { Database } from '../storage/tables.js';
 import { principalOf, requireAllowed } from './authenticate.js';
 import { NotFoundError, ValidationError } from './errors.js';
-import { parseOrThrow } from './events-query.js';
+import { limitParam, parseOrThrow } from './events-query.js';
 import { methodNotAllowed } from './problem.js';
 
 const ratio = z.number().min(0).max(1);
@@ -90,7 +90,7 @@ export const createRolloutBody = z
 export const rolloutPathParams = z.strictObject({ id: z.uuid() });
 export const rolloutOperationBody = z.strictObject({ reason: z.string().trim().min(1).max(500).optional() });
 export const listRolloutsQuery = z.strictObject({
-  limit: z.coerce.number().int().min(1).max(200).default(50),
+  limit: limitParam(200).default(50),
 });
 
 const count = z.number().int();
@@ -185,8 +185,13 @@ export const rolloutDeviceViewSchema = z
   .meta({ id: 'RolloutDevice' });
 
 export const rolloutDevicesQuery = z.strictObject({
-  limit: z.coerce.number().int().min(1).max(500).default(100),
-  after: z.coerce.number().int().min(-1).max(10_000_000).default(-1),
+  limit: limitParam(500).default(100),
+  // Decimal digits only (no hex, exponents or blanks that a coercion would take).
+  after: z
+    .string()
+    .regex(/^(-1|\d{1,8})$/, 'must be -1 or a position from a previous page (next_after)')
+    .transform(Number)
+    .default(-1),
 });
 export const rolloutDevicePageSchema = z
   .object({

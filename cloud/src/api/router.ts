@@ -14,8 +14,10 @@ import {
   countRejections,
   limitJsonDepth,
   limitUrlLength,
+  rejectBodyFields,
   rejectionCounter,
   rejectQueryParameters,
+  requireJsonBody,
 } from './limits.js';
 import {
   apiOperations,
@@ -31,6 +33,7 @@ import { mountEnrollmentTokenRoutes } from './enrollment-tokens.js';
 import { EventReader } from './event-store.js';
 import { mountEventRoutes } from './events.js';
 import { methodNotAllowed, notFoundHandler } from './problem.js';
+import { rejectHostileText, requireUtf8Body } from './request-text.js';
 import { mountRolloutRoutes } from './rollouts.js';
 import { ConfigIssuer } from '../config-ota/issuer.js';
 import { ModelStore } from '../config-ota/models.js';
@@ -170,11 +173,18 @@ export function createApiRouter(deps: ApiDeps): Router {
   // Authenticate before parsing anything a caller sends.
   router.use(authenticate(deps.verifier, deps.log, deps.metrics));
   if (deps.rateLimit) router.use(deps.rateLimit);
-  router.use(express.json({ limit: API_BODY_LIMIT, type: ['application/json', 'application/*+json'] }));
+  router.use(
+    express.json({
+      limit: API_BODY_LIMIT,
+      type: ['application/json', 'application/*+json'],
+      verify: requireUtf8Body,
+    }),
+  );
   router.use(limitJsonDepth());
 
-  // In front of each authenticated route of the registry: no query parameters where it takes none, and
-  // Idempotency-Key on POST and PATCH (api/idempotency.ts).
+  // In front of each authenticated route of the registry: text no route accepts (NUL, unpaired surrogates,
+  // non-finite numbers: api/request-text.ts) refused before anything reads the request, no query parameters
+  // or body where it takes none, and Idempotency-Key on POST and PATCH (api/idempotency.ts).
   const idempotencyStore = new IdempotencyStore(
     deps.db,
     deps.idempotency ?? { ttlSeconds: 86_400, inProgressTimeoutSeconds: 60 },
@@ -183,8 +193,10 @@ export function createApiRouter(deps: ApiDeps): Router {
   );
   for (const op of operations) {
     if (op.mount !== '/v1' || op.authorization === null) continue;
-    const guards: RequestHandler[] = [];
+    const guards: RequestHandler[] = [guard(rejectHostileText)];
     if (op.query === undefined) guards.push(guard(rejectQueryParameters));
+    if (op.body === undefined) guards.push(guard(rejectBodyFields));
+    else if (op.bodyContentType === undefined) guards.push(guard(requireJsonBody));
     // Authenticate, authorize, then replay: a stored response must never reach a caller the decision point
     // refuses now. Handlers authorize themselves too (and again with the loaded row); this first question is
     // the router's, so that a new POST/PATCH route cannot put its replay in front of its authorization.
@@ -207,7 +219,7 @@ export function createApiRouter(deps: ApiDeps): Router {
           ),
         ),
       );
-    if (guards.length > 0) router[op.method](op.path, ...guards);
+    router[op.method](op.path, ...guards);
   }
   mountEventRoutes(router, {
     events: new EventReader(deps.db),

@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { Authorizer } from '../auth/authorize.js';
 import { principalOf, requireAllowed } from '../api/authenticate.js';
-import { limitParam, parseOrThrow } from '../api/events-query.js';
+import { cursorParam, limitParam, parseOrThrow } from '../api/events-query.js';
 import { methodNotAllowed } from '../api/problem.js';
 import type { Database } from '../storage/tables.js';
 
@@ -19,9 +19,11 @@ const rfc3339 = z.iso.datetime({
   offset: true,
   error: 'must be an RFC 3339 date-time, e.g. 2026-01-31T12:00:00Z',
 });
-const seqParam = z
-  .string()
-  .regex(/^[1-9]\d{0,18}$/, 'must be a positive integer (a next_cursor of this API)');
+/** The audit log's cursor: the last seq of a page, a positive bigint (a larger one would fail the query). */
+const MAX_SEQ = 2n ** 63n - 1n;
+export function decodeSeqCursor(text: string): string | null {
+  return /^[1-9]\d{0,18}$/.test(text) && BigInt(text) <= MAX_SEQ ? text : null;
+}
 
 export function listAuditQuerySchema(maxPageSize: number) {
   return z
@@ -35,7 +37,7 @@ export function listAuditQuerySchema(maxPageSize: number) {
       since: rfc3339.optional(),
       until: rfc3339.optional(),
       limit: limitParam(maxPageSize).optional(),
-      cursor: seqParam.optional(),
+      cursor: cursorParam(decodeSeqCursor).optional(),
     })
     .superRefine((q, ctx) => {
       if (q.since !== undefined && q.until !== undefined && Date.parse(q.since) >= Date.parse(q.until))

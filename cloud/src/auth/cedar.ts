@@ -1,3 +1,5 @@
+// First: turns off a V8 optimization that aborts the process around wasm calls (issue 20; see the module).
+import './v8-workaround.js';
 import { readdirSync, readFileSync } from 'node:fs';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,7 +17,7 @@ import {
   type EntityUid,
 } from '@cedar-policy/cedar-wasm/nodejs';
 import type { Logger } from 'pino';
-import type { Registry } from 'prom-client';
+import { Counter, type Registry } from 'prom-client';
 import { ConfigError } from '../lib/errors.js';
 import {
   authzErrorCounter,
@@ -25,6 +27,7 @@ import {
   type Decision,
   type Resource,
 } from './authorize.js';
+import { decisionKey, planFromPolicies, type DecisionKeyPlan } from './decision-key.js';
 import type { Principal } from './principal.js';
 
 /** cloud/policies, found from this file (not the working directory). */
@@ -261,10 +264,43 @@ export interface CedarAuthorizerOptions {
 /**
  * One Cedar call costs 0.1-0.3 ms (the wasm binding serializes the request and the entities as JSON both
  * ways); a remembered decision a few microseconds. The policies never change after the start, so a decision
- * is a pure function of its input and the cache is exact: the key is the whole input (subject, tenant, roles,
- * sites, action, resource). Engine errors are never cached.
+ * is a pure function of what the policies can see of its input, and the cache is exact: the key
+ * (auth/decision-key.ts) is the whole principal, the action, the resource type and tenant, and the resource
+ * attributes the policies read; a single resource's id only when some policy names an entity of its type. So
+ * `GET /v1/events/{id}` over many ids hits once per (user, site, data class), not once per id. Engine errors
+ * are never cached.
  */
 export const DEFAULT_DECISION_CACHE = 10_000;
+
+/** Decisions remembered and reused, for tests and the benchmark. */
+export interface DecisionCacheStats {
+  hits: number;
+  misses: number;
+  size: number;
+}
+
+/** The decision plan of a loaded policy set: which entity types are named and which attributes are read. */
+export function decisionKeyPlan(policies: CedarPolicies): DecisionKeyPlan {
+  const ests = Object.entries(policies.policies).map(([id, text]) => {
+    const json = policyToJson(text);
+    if (json.type === 'failure') throw new ConfigError(`authz: Cedar could not convert policy ${id} to JSON`);
+    return json.json;
+  });
+  return planFromPolicies(ests);
+}
+
+/** `vigil_cloud_authz_cache_total{result}`: decision cache hits and misses (engine calls). */
+function cacheCounter(metrics: Registry): Counter<'result'> {
+  const name = 'vigil_cloud_authz_cache_total';
+  const existing = metrics.getSingleMetric(name);
+  if (existing) return existing as Counter<'result'>;
+  return new Counter({
+    name,
+    help: 'Authorization decisions answered from the decision cache (hit) or by the policy engine (miss)',
+    labelNames: ['result'],
+    registers: [metrics],
+  });
+}
 
 /**
  * The Cedar policy decision point: loads and validates the policies once (a ConfigError fails the start),
@@ -275,8 +311,9 @@ export const DEFAULT_DECISION_CACHE = 10_000;
  */
 export function createCedarAuthorizer(
   opts: CedarAuthorizerOptions,
-): Authorizer & { policies: CedarPolicies } {
+): Authorizer & { policies: CedarPolicies; plan: DecisionKeyPlan; cacheStats(): DecisionCacheStats } {
   const loaded = loadCedarPolicies(opts.policiesDir ?? DEFAULT_POLICIES_DIR);
+  const plan = decisionKeyPlan(loaded);
   // The engine caches parsed sets per name in the process; each authorizer gets its own names.
   const key = `vigil-${process.pid}-${++instances}`;
   const schemaOk = preparseSchema(key, loaded.schema);
@@ -289,6 +326,7 @@ export function createCedarAuthorizer(
     throw new ConfigError(`authz: Cedar could not load the policies: ${errors.map(describe).join('; ')}`);
   }
   const errors = opts.metrics ? authzErrorCounter(opts.metrics) : undefined;
+  const cacheResults = opts.metrics ? cacheCounter(opts.metrics) : undefined;
   const log = opts.log.child({ component: 'authz', engine: 'cedar' });
   log.info(
     { dir: loaded.dir, policies: Object.keys(loaded.policies).length },
@@ -304,14 +342,10 @@ export function createCedarAuthorizer(
     return { decision: { allowed: false, reason }, cacheable: false };
   };
 
-  const decide = (principal: Principal, action: Action, resource: Resource): Answer => {
-    // The entities lose which collection a Tenant/Site scope stands for: check the pairing here.
-    const invalid = invalidRequest(action, resource);
-    if (invalid !== null) return failed(action, resource, invalid);
+  const decide = (principal: Principal, action: Action, resource: Resource, r: EntityJson): Answer => {
     let answer;
     try {
       const p = principalEntity(principal);
-      const r = resourceEntity(resource);
       answer = statefulIsAuthorized({
         principal: p.uid,
         action: uid('Action', action),
@@ -344,17 +378,30 @@ export function createCedarAuthorizer(
 
   const cacheSize = opts.cacheSize ?? DEFAULT_DECISION_CACHE;
   const cache = new Map<string, Decision>();
+  const stats = { hits: 0, misses: 0 };
   const cached = (principal: Principal, action: Action, resource: Resource): Decision => {
-    if (cacheSize <= 0) return decide(principal, action, resource).decision;
-    const { subject, tenant, roles, sites } = principal;
-    const k = JSON.stringify([subject, tenant, roles, sites ?? null, action, resource]);
+    // The entities lose which collection a Tenant/Site scope stands for: check the pairing here.
+    const invalid = invalidRequest(action, resource);
+    if (invalid !== null) return failed(action, resource, invalid).decision;
+    let r: EntityJson;
+    try {
+      r = resourceEntity(resource);
+    } catch (err) {
+      return failed(action, resource, (err as Error).message).decision;
+    }
+    if (cacheSize <= 0) return decide(principal, action, resource, r).decision;
+    const k = decisionKey(plan, principal, action, resource, r);
     const hit = cache.get(k);
     if (hit) {
+      stats.hits++;
+      cacheResults?.inc({ result: 'hit' });
       cache.delete(k); // most recently used last
       cache.set(k, hit);
       return hit;
     }
-    const { decision, cacheable } = decide(principal, action, resource);
+    stats.misses++;
+    cacheResults?.inc({ result: 'miss' });
+    const { decision, cacheable } = decide(principal, action, resource, r);
     if (cacheable) {
       cache.set(k, decision);
       if (cache.size > cacheSize) cache.delete(cache.keys().next().value!);
@@ -364,6 +411,8 @@ export function createCedarAuthorizer(
 
   return {
     policies: loaded,
+    plan,
+    cacheStats: () => ({ ...stats, size: cache.size }),
     authorize: (principal, action, resource) => Promise.resolve(cached(principal, action, resource)),
   };
 }

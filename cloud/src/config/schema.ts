@@ -38,10 +38,23 @@ export const cloudConfigSchema = z
       name: z.string().default('vigil-cloud'),
       /**
        * Decentralized (operator/JWT) NATS auth: the NatsAuthority JSON (fleet/nats-auth.ts, 0600) from which the
-       * cloud issues device users at enrollment, its own service users, and pushes revocations. Without it the
+       * cloud issues device tickets at enrollment, its own service users, and pushes revocations. Without it the
        * server is trusted to authorize by TLS alone (single-tenant development only).
+       * `callout`: the auth callout service (fleet/nats-callout.ts) that admits devices; every cloud process
+       * runs one by default (a queue group shares the requests); `enabled: false` leaves it to other processes.
        */
-      auth: z.strictObject({ authorityFile: z.string().min(1) }).optional(),
+      auth: z
+        .strictObject({
+          authorityFile: z.string().min(1),
+          callout: z
+            .strictObject({
+              enabled: z.boolean().default(true),
+              maxInFlight: z.number().int().min(1).max(1024).default(32),
+              maxQueued: z.number().int().min(0).max(100_000).default(1024),
+            })
+            .prefault({}),
+        })
+        .optional(),
     }),
     /** Devices count as offline after this long without a heartbeat. */
     fleet: z

@@ -9,7 +9,8 @@ import { deviceRef, type AuditLog } from '../audit/audit-log.js';
 import { VigilError } from '../lib/errors.js';
 import type { Database } from '../storage/tables.js';
 import { EnrollmentTokenInvalidError, type EnrollmentTokens } from './enrollment.js';
-import { issueDeviceUser, type NatsAuthority } from './nats-auth.js';
+import type { NatsAuthority } from './nats-auth.js';
+import { issueDeviceTicket } from './nats-device-auth.js';
 
 /** Device ids: what certs' assertId and NATS subject tokens both accept. */
 const DEVICE_ID_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
@@ -47,8 +48,8 @@ export interface PeerCertificate {
 
 /**
  * Enrollment and renewal of device identities: checks the request, issues a client certificate from the fleet
- * CA (CN = device id, URI SAN spiffe://vigil/tenant/<t>/device/<d>) and a NATS user JWT for the device's own
- * nkey, and records both in the certificate registry, all in one transaction with the token's consumption (a
+ * CA (CN = device id, URI SAN spiffe://vigil/tenant/<t>/device/<d>) and a NATS device ticket (a user JWT of the
+ * device auth account for the device's own nkey: fleet/nats-device-auth.ts), and records both in the certificate registry, all in one transaction with the token's consumption (a
  * refused enrollment leaves the token usable). With an audit log, each enrollment and renewal also appends its
  * `device.enroll` / `device.renew` entry in that same transaction. Transport-free: fleet/grpc-server.ts maps it
  * onto gRPC.
@@ -335,7 +336,7 @@ export class DeviceIdentityService {
     const authority = this.opts.authority();
     const natsUserJwt =
       authority && natsKey
-        ? await issueDeviceUser(authority, {
+        ? await issueDeviceTicket(authority, {
             tenantId,
             deviceId,
             userPublicKey: natsKey,

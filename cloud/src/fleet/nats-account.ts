@@ -20,8 +20,23 @@ import {
   type NatsAuthority,
 } from './nats-auth.js';
 
-/** Reads the NatsAuthority JSON (written by ensureNatsAuthority: the dev stack, fleet-sim); refuses a readable-by-all file. */
+/**
+ * Reads the NatsAuthority JSON (written by ensureNatsAuthority: the dev stack, tests); refuses a readable-by-all
+ * file, and one made before the auth callout (no device auth account: ensureNatsAuthority upgrades it).
+ */
 export function loadNatsAuthority(path: string): NatsAuthority {
+  const a = readNatsAuthorityFile(path);
+  if (!a.deviceAuth?.calloutUser?.seed || !a.deviceAuth.ticketSigningKey?.seed)
+    throw new ConfigError(
+      `nats.auth.authorityFile ${path} predates the auth callout (no device auth account): run the dev stack or ensureNatsAuthority on its directory to upgrade it, then reload nats-server`,
+    );
+  return a as NatsAuthority;
+}
+
+/** The authority file's JSON after the basic checks (mode, version, signing keys); see loadNatsAuthority. */
+export function readNatsAuthorityFile(
+  path: string,
+): Partial<NatsAuthority> & Omit<NatsAuthority, 'deviceAuth'> {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');

@@ -1,5 +1,5 @@
 /*
- * Vigil on NATS decentralized (operator/JWT) authorization, for nats-server 2.9 (no auth callout).
+ * Vigil on NATS decentralized (operator/JWT) authorization, for nats-server >= 2.10 (auth callout).
  *
  * Trust chain:
  *   operator identity key (offline) -> operator JWT naming an operator SIGNING key
@@ -10,6 +10,8 @@
  *   VIGIL "responder" signing key   -> the cloud user that answers device requests (scoped: it may publish
  *                                      into device inboxes `_DEVINBOX.>` and nowhere else)
  *   SYSTEM "system" signing key     -> the user that pushes account JWT updates ($SYS claims update)
+ *   VIGIL_DEVICE_AUTH account       -> device tickets and the auth callout (nats-device-auth.ts): a device
+ *                                      enters VIGIL only through the callout, which binds its certificate
  *
  * Every user signing key is SCOPED (a `user_scope` signing key with a permission template in the account JWT):
  * a user JWT signed with it carries no permissions of its own (the server refuses one that does) and gets the
@@ -51,6 +53,12 @@ import {
   deviceInboxPrefix as inboxPrefixOf,
   SUBJECT_PREFIX,
 } from '@vigil/proto';
+import {
+  createDeviceAuthAccount,
+  encodeDeviceAuthAccount,
+  type DeviceAuthAccount,
+} from './nats-device-auth.js';
+import { nativeKeyPair } from './nkey-crypto.js';
 
 /** A public nkey and its seed (the seed is a secret). */
 export interface NatsKey {
@@ -95,6 +103,8 @@ export interface NatsAuthority {
     /** User public key -> unix seconds: JWTs of that user issued at or before it are revoked. */
     revocations: Record<string, number>;
   };
+  /** Device tickets and the auth callout (nats-device-auth.ts). */
+  deviceAuth: DeviceAuthAccount;
 }
 
 /** Identity seeds needed only to rotate signing keys or re-root the operator: keep them offline. */
@@ -102,6 +112,7 @@ export interface NatsOfflineKeys {
   operator: NatsKey;
   system: NatsKey;
   account: NatsKey;
+  deviceAuth: NatsKey;
 }
 
 export interface CreateNatsAuthorityOptions {
@@ -198,9 +209,13 @@ export const RESPONDER_PERMISSIONS: ServicePermissions = {
   subAllow: [`${SUBJECT_PREFIX}.*.*.status`, `${SUBJECT_PREFIX}.*.*.rcpt`],
 };
 
-/** The system user may only push account JWT updates (and get the answer). */
+/**
+ * The system user pushes account JWT updates, and disconnects a revoked device's sessions: it finds them with
+ * CONNZ (by user name `<tenant>/<device>`) and kicks them (2.10), because a callout user's nkey is chosen by the
+ * server and no account revocation list can name it in advance.
+ */
 const SYSTEM_USER_PERMISSIONS = {
-  pubAllow: ['$SYS.REQ.ACCOUNT.*.CLAIMS.UPDATE'],
+  pubAllow: ['$SYS.REQ.ACCOUNT.*.CLAIMS.UPDATE', '$SYS.REQ.SERVER.PING.CONNZ', '$SYS.REQ.SERVER.*.KICK'],
   subAllow: ['_INBOX.>'],
 };
 
@@ -229,6 +244,7 @@ export async function createNatsAuthority(
   const systemId = newKey(createAccount);
   const systemSigner = newKey(createAccount);
   const accountId = newKey(createAccount);
+  const deviceAuth = await createDeviceAuthAccount(operatorSigner, accountId.publicKey);
 
   const operatorClaims: Partial<Operator> = {
     system_account: systemId.publicKey,
@@ -245,6 +261,7 @@ export async function createNatsAuthority(
       signingKey: operatorSigner,
     },
     system: { name: SYSTEM_ACCOUNT_NAME, publicKey: systemId.publicKey, jwt: '', signingKey: systemSigner },
+    deviceAuth: deviceAuth.account,
     account: {
       name: accountName,
       publicKey: accountId.publicKey,
@@ -265,13 +282,17 @@ export async function createNatsAuthority(
   };
   authority.system.jwt = await encodeSystemAccount(authority);
   authority.account.jwt = await encodeVigilAccount(authority);
-  return { authority, offline: { operator: operatorId, system: systemId, account: accountId } };
+  return {
+    authority,
+    offline: { operator: operatorId, system: systemId, account: accountId, deviceAuth: deviceAuth.offline },
+  };
 }
 
 /**
- * A user JWT for a device's own public nkey: name `<tenant>/<device>`, signed by the scoped device key, with
- * tags that the template turns into the device's permissions (see DEVICE_PERMISSION_TEMPLATE). Not a bearer
- * token: the client must also sign the server's nonce with the device's seed.
+ * A VIGIL user JWT for a device: name `<tenant>/<device>`, signed by the scoped device key, with tags that the
+ * template turns into the device's permissions (see DEVICE_PERMISSION_TEMPLATE). Devices never receive one:
+ * the auth callout issues it for the user nkey the server chose for the connection (fleet/nats-callout.ts),
+ * after checking the device's ticket and certificate. Used directly only by tests of the permissions.
  */
 export async function issueDeviceUser(authority: NatsAuthority, req: DeviceUserRequest): Promise<string> {
   checkIds(req.tenantId, req.deviceId);
@@ -319,11 +340,11 @@ export async function issueResponderUser(authority: NatsAuthority, req: ServiceU
  * and re-signs the account JWT with the current permission templates. `changed`: a key was added, so the
  * caller must persist it (every cloud process must use the same responder key: never upgrade in memory only).
  */
-export async function upgradeNatsAuthority(
-  authority: NatsAuthority,
-): Promise<{ authority: NatsAuthority; changed: boolean }> {
+export async function upgradeNatsAuthority<T extends Pick<NatsAuthority, 'account' | 'operator'>>(
+  authority: T,
+): Promise<{ authority: T; changed: boolean }> {
   const missing = !(authority.account as Partial<NatsAuthority['account']>).responderSigningKey?.seed;
-  const next: NatsAuthority = {
+  const next: T = {
     ...authority,
     account: {
       ...authority.account,
@@ -350,7 +371,10 @@ export async function issueSystemUser(authority: NatsAuthority, req: ServiceUser
 
 /**
  * The nats-server config fragment (append to a config with `tls { verify: true }` and `jetstream {}`):
- * operator, system account and a MEMORY resolver preloaded with both account JWTs. Holds no seed.
+ * operator, system account and a MEMORY resolver preloaded with the three account JWTs. Holds no seed. The
+ * auth callout is configured inside the VIGIL_DEVICE_AUTH account JWT (its `authorization` block), so nothing
+ * else is needed here; `verify: true` is, because the callout reads the client certificate chain the server
+ * verified.
  * A MEMORY resolver only learns an updated account JWT from a config reload of this fragment or from a
  * pushed claims update; a pushed update is lost on restart, so always rewrite this fragment as well.
  */
@@ -362,6 +386,7 @@ export function natsServerAuthConfig(authority: NatsAuthority): string {
     'resolver_preload: {',
     `  ${authority.account.publicKey}: ${JSON.stringify(authority.account.jwt)}`,
     `  ${authority.system.publicKey}: ${JSON.stringify(authority.system.jwt)}`,
+    `  ${authority.deviceAuth.publicKey}: ${JSON.stringify(authority.deviceAuth.jwt)}`,
     '}',
   ].join('\n');
 }
@@ -418,6 +443,25 @@ export async function withRevocations(
   return next;
 }
 
+/**
+ * Re-signs every account JWT from the authority's current keys and settings (after a signing key rotation or a
+ * change of the system user's permissions). Revocations are kept.
+ */
+export async function resignAccounts(authority: NatsAuthority): Promise<NatsAuthority> {
+  const next: NatsAuthority = { ...authority };
+  next.system = { ...authority.system, jwt: await encodeSystemAccount(authority) };
+  next.account = { ...authority.account, jwt: await encodeVigilAccount(authority) };
+  next.deviceAuth = {
+    ...authority.deviceAuth,
+    jwt: await encodeDeviceAuthAccount(
+      authority.deviceAuth,
+      authority.operator.signingKey,
+      authority.account.publicKey,
+    ),
+  };
+  return next;
+}
+
 /** The subject on which a SYSTEM user pushes the VIGIL account JWT to running servers. */
 export function accountUpdateSubject(authority: NatsAuthority): string {
   return `$SYS.REQ.ACCOUNT.${authority.account.publicKey}.CLAIMS.UPDATE`;
@@ -457,6 +501,8 @@ export function describeNatsAuthority(authority: NatsAuthority): Record<string, 
     deviceSigningKey: authority.account.deviceSigningKey.publicKey,
     serviceSigningKey: authority.account.serviceSigningKey.publicKey,
     responderSigningKey: authority.account.responderSigningKey.publicKey,
+    deviceAuthAccount: authority.deviceAuth.publicKey,
+    calloutUser: authority.deviceAuth.calloutUser.publicKey,
     revocations: Object.keys(authority.account.revocations).length,
   };
 }
@@ -500,7 +546,7 @@ function scoped(
   return { kind: 'user_scope', key, role, template };
 }
 
-async function encodeVigilAccount(a: NatsAuthority): Promise<string> {
+async function encodeVigilAccount(a: Pick<NatsAuthority, 'account' | 'operator'>): Promise<string> {
   const acc = a.account;
   const claims: Partial<Account> = {
     description: 'Vigil devices and cloud services',
@@ -548,8 +594,9 @@ function newKey(create: () => ReturnType<typeof createAccount>): NatsKey {
   return { publicKey: kp.getPublicKey(), seed: new TextDecoder().decode(kp.getSeed()) };
 }
 
+/** Signs with OpenSSL (nkey-crypto.ts): tweetnacl takes ~70 ms per signature on a loaded host. */
 function seedPair(key: NatsKey): ReturnType<typeof fromSeed> {
-  return fromSeed(new TextEncoder().encode(key.seed));
+  return nativeKeyPair(key.seed);
 }
 
 function userKey(publicKey: string): string {

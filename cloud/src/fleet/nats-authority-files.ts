@@ -1,12 +1,16 @@
-import { chmodSync, existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { createAccount } from '@nats-io/jwt';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadNatsAuthority } from './nats-account.js';
+import { readNatsAuthorityFile } from './nats-account.js';
 import {
   createNatsAuthority,
   natsServerAuthConfig,
+  resignAccounts,
   upgradeNatsAuthority,
   type NatsAuthority,
+  type NatsOfflineKeys,
 } from './nats-auth.js';
+import { createDeviceAuthAccount } from './nats-device-auth.js';
 
 export interface NatsAuthorityFiles {
   /** The online authority (signing keys): the cloud's `nats.auth.authorityFile`, 0600. */
@@ -17,6 +21,8 @@ export interface NatsAuthorityFiles {
   serverConfigFile: string;
   authority: NatsAuthority;
   created: boolean;
+  /** The authority predated the auth callout and was upgraded on this run (see upgradeForCallout). */
+  upgraded: boolean;
 }
 
 /**
@@ -34,8 +40,9 @@ export interface NatsAuthorityOptions {
 
 /**
  * Creates the NATS operator, accounts and signing keys in `dir` on the first run; later runs load them, add a
- * signing key a newer release needs (the responder's), set the account's stream limit, and rewrite the server fragment with a freshly signed
- * account JWT (so a config reload picks up the current permission templates). Secrets 0600.
+ * signing key a newer release needs (the responder's), set the VIGIL account's stream limit, and rewrite the server fragment with freshly signed
+ * account JWTs (so a config reload picks up the current permission templates). Secrets 0600. An authority
+ * made before the auth callout is upgraded in place (upgradeForCallout).
  */
 export async function ensureNatsAuthority(
   dir: string,
@@ -48,14 +55,23 @@ export async function ensureNatsAuthority(
   const serverConfigFile = join(dir, 'nats-auth.conf');
   let authority: NatsAuthority;
   let created = false;
+  let upgraded = false;
   if (existsSync(authorityFile)) {
     // An older authority gains the responder signing key, and the account JWT the current templates.
-    const loaded = loadNatsAuthority(authorityFile);
+    const loaded = readNatsAuthorityFile(authorityFile);
     const limitChanged = loaded.account.jetstream.streams !== maxStreams;
     loaded.account.jetstream = { ...loaded.account.jetstream, streams: maxStreams };
-    const upgraded = await upgradeNatsAuthority(loaded);
-    authority = upgraded.authority;
-    if (upgraded.changed || limitChanged) writePrivate(authorityFile, JSON.stringify(authority, null, 2));
+    const responder = await upgradeNatsAuthority(loaded);
+    let changed = responder.changed || limitChanged;
+    if (responder.authority.deviceAuth) authority = responder.authority as NatsAuthority;
+    else {
+      const up = await upgradeForCallout(responder.authority);
+      authority = up.authority;
+      addOfflineKey(offlineKeysFile, up.offlineDeviceAuth);
+      upgraded = true;
+      changed = true;
+    }
+    if (changed) writePrivate(authorityFile, JSON.stringify(authority, null, 2));
   } else {
     const made = await createNatsAuthority({ jetstream: { streams: maxStreams } });
     authority = made.authority;
@@ -64,7 +80,39 @@ export async function ensureNatsAuthority(
     created = true;
   }
   writeAtomic(serverConfigFile, natsServerAuthConfig(authority) + '\n', 0o644);
-  return { authorityFile, offlineKeysFile, serverConfigFile, authority, created };
+  return { authorityFile, offlineKeysFile, serverConfigFile, authority, created, upgraded };
+}
+
+/**
+ * Adds the device auth account to an authority made before the auth callout, and rotates the VIGIL device
+ * signing key: device JWTs of the old scheme (VIGIL users held by devices, no callout, no certificate binding)
+ * stop working at once, so a device must present a ticket. Agents get one at their next renewal (gRPC over
+ * mutual TLS, which does not need NATS); until then they buffer offline. The SYS account is re-signed too
+ * (its user may now find and kick sessions).
+ */
+export async function upgradeForCallout(
+  old: Omit<NatsAuthority, 'deviceAuth'>,
+): Promise<{ authority: NatsAuthority; offlineDeviceAuth: NatsKeyPair }> {
+  const made = await createDeviceAuthAccount(old.operator.signingKey, old.account.publicKey);
+  const kp = createAccount();
+  const rotated: NatsAuthority = {
+    ...old,
+    account: {
+      ...old.account,
+      deviceSigningKey: { publicKey: kp.getPublicKey(), seed: new TextDecoder().decode(kp.getSeed()) },
+    },
+    deviceAuth: made.account,
+  };
+  return { authority: await resignAccounts(rotated), offlineDeviceAuth: made.offline };
+}
+
+type NatsKeyPair = NatsOfflineKeys['deviceAuth'];
+
+function addOfflineKey(path: string, key: NatsKeyPair): void {
+  // The offline file may have been moved away already (as it should in production): keep the new seed apart.
+  const target = existsSync(path) ? path : `${path.replace(/\.json$/, '')}.device-auth.json`;
+  const current = existsSync(target) ? (JSON.parse(readFileSync(target, 'utf8')) as object) : {};
+  writePrivate(target, JSON.stringify({ ...current, deviceAuth: key }, null, 2));
 }
 
 function writePrivate(path: string, text: string): void {

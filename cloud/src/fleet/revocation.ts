@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { deviceRef, type AuditLog } from '../audit/audit-log.js';
 import type { Database } from '../storage/tables.js';
 import type { NatsAccountPublisher } from './nats-account.js';
+import type { NatsSessionKicker } from './nats-sessions.js';
 
 export interface RevokeInput {
   tenantId: string;
@@ -22,9 +23,11 @@ export type RevokeOutcome =
       /** Certificates marked revoked by this call. */
       certificates: number;
       /**
-       * NATS access: `cut` = the account JWT listing the device's users was pushed (its connections are closed
-       * now and it cannot log in again); `pending` = the push failed and is retried (at reconnect, every few
-       * minutes); `tls_only` = NATS runs without per-device JWTs, so access ends when the certificate expires.
+       * NATS access: `cut` = the device's sessions were found and kicked on every server that answered and the
+       * account JWT was pushed (it cannot log in again either way: the auth callout reads the registry);
+       * `pending` = a kick or the push failed (the push is retried at reconnect and every few minutes; a
+       * surviving session ends at the latest when its credentials expire); `tls_only` = NATS runs without
+       * per-device JWTs, so access ends when the certificate expires.
        */
       nats: 'cut' | 'pending' | 'tls_only';
     };
@@ -43,6 +46,8 @@ export class DeviceRevoker {
     private readonly audit: AuditLog,
     private readonly log: Logger,
     private readonly now: () => Date = () => new Date(),
+    /** JWT mode: ends the device's live sessions (callout users: fleet/nats-sessions.ts). */
+    private readonly sessions?: NatsSessionKicker,
   ) {}
 
   async revoke(input: RevokeInput): Promise<RevokeOutcome> {
@@ -98,10 +103,21 @@ export class DeviceRevoker {
     });
     if (!done) return { result: 'missing' };
     let nats: 'cut' | 'pending' | 'tls_only' = 'tls_only';
-    if (this.publisher) {
+    let kicked: number | undefined;
+    if (this.publisher || this.sessions) {
+      nats = 'cut';
+      // Kick first: it is what ends the live sessions; the push only matters for users of the old scheme.
       try {
-        await this.publisher.publish();
-        nats = 'cut';
+        kicked = (await this.sessions?.kickDevice(input.tenantId, input.deviceId))?.kicked;
+      } catch (err) {
+        nats = 'pending';
+        this.log.error(
+          { err: (err as Error).message, device: input.deviceId },
+          'kicking NATS sessions failed',
+        );
+      }
+      try {
+        await this.publisher?.publish();
       } catch {
         nats = 'pending';
       }
@@ -123,6 +139,7 @@ export class DeviceRevoker {
         result: outcome.result,
         certificates: outcome.certificates,
         nats,
+        kicked,
       },
       'device revoked',
     );

@@ -1,3 +1,5 @@
+export { spawnCloud } from './cloud-process.js';
+export type { CloudProcess, SpawnCloudOptions } from './cloud-process.js';
 export { LogTail } from './log-tail.js';
 export { natsConfig, NatsServer } from './nats.js';
 export type { NatsConfigContext, NatsConfigOptions, NatsServerOptions, NatsTlsFiles } from './nats.js';

@@ -47,6 +47,7 @@ export interface PostgresClusterOptions {
  */
 export class PostgresCluster {
   port = 0;
+  private frozen: number[] = [];
   private readonly binDir: string;
 
   constructor(private readonly opts: PostgresClusterOptions) {
@@ -106,6 +107,7 @@ export class PostgresCluster {
   }
 
   async stop(mode: 'fast' | 'immediate' = 'fast'): Promise<void> {
+    this.thaw(); // a frozen postmaster would never answer pg_ctl
     const pid = this.postmasterPid();
     if (!pid) return;
     await this.run('pg_ctl', ['-D', this.dataDir, '-m', mode, '-w', 'stop']).catch(() => undefined);
@@ -120,6 +122,28 @@ export class PostgresCluster {
   async restart(): Promise<void> {
     await this.stop();
     await this.start();
+  }
+
+  /**
+   * Freezes this cluster (SIGSTOP to its postmaster and every process it forked: a hung, not a dead, server),
+   * for fault tests; returns how many processes were stopped. Only processes of this data dir's postmaster.
+   */
+  freeze(): number {
+    const pid = this.postmasterPid();
+    if (!pid) return 0;
+    this.frozen = [pid, ...childPids(pid)];
+    for (const p of this.frozen) signal(p, 'SIGSTOP');
+    return this.frozen.length;
+  }
+
+  /** Resumes what freeze() stopped (SIGCONT); a no-op when nothing is frozen. */
+  thaw(): void {
+    for (const p of this.frozen) signal(p, 'SIGCONT');
+    this.frozen = [];
+  }
+
+  get isFrozen(): boolean {
+    return this.frozen.length > 0;
   }
 
   logs(): string {
@@ -144,6 +168,31 @@ export class PostgresCluster {
       const e = err as { stderr?: string; message: string };
       throw new Error(`${tool} failed: ${e.stderr || e.message}\n${this.logs()}`, { cause: err });
     }
+  }
+}
+
+/** Pids whose parent is `ppid` (from /proc: PostgreSQL backends are direct children of the postmaster). */
+function childPids(ppid: number): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      // pid (comm) state ppid ...: comm may hold spaces and parentheses, so parse after the last ')'.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[1]) === ppid) out.push(Number(name));
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  return out;
+}
+
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // already gone
   }
 }
 

@@ -98,8 +98,11 @@ export function reapRunDir(runDir: string): string[] {
     const description = readFileSync(file, 'utf8');
     if (isAlive(pid)) {
       // Daemons (postmaster) are not group leaders of their own; signal the pid itself.
-      if (name.endsWith('.daemon')) process.kill(pid, 'SIGQUIT');
-      else killGroup(pid, 'SIGKILL');
+      // A frozen one (a fault test's SIGSTOP) acts on SIGQUIT only once continued.
+      if (name.endsWith('.daemon')) {
+        process.kill(pid, 'SIGCONT');
+        process.kill(pid, 'SIGQUIT');
+      } else killGroup(pid, 'SIGKILL');
       reaped.push(`${pid} ${description}`);
     }
     rmSync(file, { force: true });

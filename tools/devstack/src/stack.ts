@@ -88,12 +88,16 @@ export async function startStack(opts: StackOptions): Promise<RunningStack> {
     const pki = ensureDevPki(join(opts.root, '.vigil', 'pki'), { devices: [], services: ['cloud'] });
     const natsAuthorityDir = join(opts.root, '.vigil', 'nats-auth');
     const natsAuth = await ensureNatsAuthority(natsAuthorityDir);
+    if (natsAuth.upgraded)
+      print(
+        `  NATS authority upgraded for the device auth callout: an agent enrolled before holds old NATS credentials and stays offline until its next renewal; remove ${join(opts.root, '.vigil', 'dev')} to enroll it anew now`,
+      );
     // Signs dev API tokens (`pnpm vigil token mint`); the cloud verifies them with the public JWKS.
     const apiSigningKey = ensureDevSigningKey(pki.dir);
     // Signs the configs the cloud sends to devices (agents get the public key at enrollment).
     const configSigningKey = await ensureDevConfigSigningKey(pki.dir);
 
-    print('2/6 nats-server: mutual TLS, per-device JWT authorization, JetStream');
+    print('2/6 nats-server (>= 2.10): mutual TLS, per-device JWT authorization by auth callout, JetStream');
     const tls = { caFile: pki.caCert, certFile: pki.natsServer.cert, keyFile: pki.natsServer.key };
     const nats = new NatsServer({
       port: await portOr(opts.ports.nats, 'NATS', print),

@@ -1,0 +1,196 @@
+// Fixed-rate, open-loop request driving: request k is due at t0 + k/rate whether or not earlier ones have
+// answered (a closed loop would slow down with the server and hide its latency: coordinated omission). Latency is
+// measured from the due time, so a stalled server shows up in the percentiles. Bounded: at most `maxInFlight`
+// outstanding (a request due beyond that is counted as `shed`, not sent), at most `rate * seconds` requests.
+import { Agent, request } from 'node:http';
+
+export interface Outcome {
+  /** HTTP status, or 0 for a transport error (connection refused or reset: the server died). */
+  status: number;
+  /** From the due time to the end of the response body, ms. */
+  latencyMs: number;
+  /** For status 0: the error code (ECONNRESET, ECONNREFUSED, timeout...). */
+  error?: string;
+}
+
+export interface Recorder {
+  record(route: string, o: Outcome, atMs: number): void;
+}
+
+/** A request to send: its route name (for the report), method, path, body and token. */
+export interface Call {
+  route: string;
+  method: 'GET' | 'POST';
+  path: string;
+  body?: unknown;
+  token: string;
+  /** Gets the response body (e.g. to learn a created resource's id). */
+  onBody?: (status: number, body: string) => void;
+}
+
+export class HttpClient {
+  private readonly agent = new Agent({ keepAlive: true, maxSockets: 128 });
+  constructor(private readonly port: number) {}
+
+  send(call: Call, dueMs: number): Promise<Outcome> {
+    const body = call.body === undefined ? undefined : JSON.stringify(call.body);
+    return new Promise((resolve) => {
+      const req = request(
+        {
+          host: '127.0.0.1', // loopback only: the generator never targets another host
+          port: this.port,
+          method: call.method,
+          path: call.path,
+          agent: this.agent,
+          headers: {
+            authorization: `Bearer ${call.token}`,
+            ...(body === undefined
+              ? {}
+              : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }),
+          },
+          timeout: 30_000,
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => {
+            if (call.onBody) chunks.push(c);
+          });
+          res.on('end', () => {
+            call.onBody?.(res.statusCode ?? 0, Buffer.concat(chunks).toString('utf8'));
+            resolve({ status: res.statusCode ?? 0, latencyMs: performance.now() - dueMs });
+          });
+          res.on('error', (err: NodeJS.ErrnoException) =>
+            resolve({ status: 0, latencyMs: performance.now() - dueMs, error: err.code ?? err.message }),
+          );
+        },
+      );
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.on('error', (err: NodeJS.ErrnoException) =>
+        resolve({ status: 0, latencyMs: performance.now() - dueMs, error: err.code ?? err.message }),
+      );
+      req.end(body);
+    });
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+}
+
+export interface PhaseResult {
+  sent: number;
+  shed: number;
+  seconds: number;
+  /** Set when `stop()` returned true (e.g. the server died): the phase ended early. */
+  stoppedEarly: boolean;
+}
+
+/**
+ * Sends `next(k)` at `rate`/s for `seconds` (k = 0, 1, ...), open loop, and waits for the answers (at most
+ * `drainMs` after the last send). `stop` is polled every tick.
+ */
+export async function runOpenLoop(opts: {
+  rate: number;
+  seconds: number;
+  maxInFlight: number;
+  client: HttpClient;
+  next: (k: number) => Call;
+  recorder: Recorder;
+  stop?: () => boolean;
+  drainMs?: number;
+}): Promise<PhaseResult> {
+  const total = Math.max(0, Math.floor(opts.rate * opts.seconds));
+  const interval = 1000 / opts.rate;
+  const t0 = performance.now();
+  let k = 0;
+  let shed = 0;
+  let inFlight = 0;
+  let stoppedEarly = false;
+  const pending = new Set<Promise<void>>();
+  await new Promise<void>((done) => {
+    const tick = (): void => {
+      if (opts.stop?.()) {
+        stoppedEarly = true;
+        done();
+        return;
+      }
+      const now = performance.now();
+      while (k < total && t0 + k * interval <= now) {
+        const due = t0 + k * interval;
+        if (inFlight >= opts.maxInFlight) shed++;
+        else {
+          const call = opts.next(k);
+          inFlight++;
+          const p = opts.client.send(call, due).then((o) => {
+            inFlight--;
+            opts.recorder.record(call.route, o, performance.now());
+          });
+          pending.add(p);
+          void p.finally(() => pending.delete(p));
+        }
+        k++;
+      }
+      if (k >= total) done();
+      else setTimeout(tick, Math.max(1, Math.min(5, t0 + k * interval - performance.now())));
+    };
+    tick();
+  });
+  const drain = new Promise<void>((r) => setTimeout(r, opts.drainMs ?? 30_000).unref());
+  await Promise.race([Promise.all([...pending]), drain]);
+  return { sent: k - shed, shed, seconds: (performance.now() - t0) / 1000, stoppedEarly };
+}
+
+export interface Summary {
+  n: number;
+  p50: number | null;
+  p90: number | null;
+  p99: number | null;
+  max: number | null;
+  byStatus: Record<string, number>;
+  errors: number;
+}
+
+/** Nearest-rank percentile of sorted values. */
+export function percentile(sorted: readonly number[], q: number): number | null {
+  if (sorted.length === 0) return null;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
+}
+
+const r2 = (x: number | null): number | null => (x === null ? null : Math.round(x * 100) / 100);
+
+export function summarize(outcomes: readonly Outcome[]): Summary {
+  const lat = outcomes.map((o) => o.latencyMs).sort((a, b) => a - b);
+  const byStatus: Record<string, number> = {};
+  let errors = 0;
+  for (const o of outcomes) {
+    const s = o.status === 0 ? `transport:${o.error ?? '?'}` : String(o.status);
+    byStatus[s] = (byStatus[s] ?? 0) + 1;
+    if (o.status === 0 || o.status >= 500) errors++;
+  }
+  return {
+    n: outcomes.length,
+    p50: r2(percentile(lat, 0.5)),
+    p90: r2(percentile(lat, 0.9)),
+    p99: r2(percentile(lat, 0.99)),
+    max: r2(lat.at(-1) ?? null),
+    byStatus,
+    errors,
+  };
+}
+
+/** Keeps every outcome with its route and completion time, to summarize per route and per time window. */
+export class OutcomeLog implements Recorder {
+  readonly rows: Array<{ route: string; o: Outcome; atMs: number }> = [];
+  record(route: string, o: Outcome, atMs: number): void {
+    this.rows.push({ route, o, atMs });
+  }
+  summary(filter: (row: { route: string; atMs: number }) => boolean = () => true): Summary {
+    return summarize(this.rows.filter(filter).map((r) => r.o));
+  }
+  byRoute(filter: (row: { route: string; atMs: number }) => boolean = () => true): Record<string, Summary> {
+    const routes = [...new Set(this.rows.map((r) => r.route))].sort();
+    return Object.fromEntries(
+      routes.map((route) => [route, this.summary((r) => r.route === route && filter(r))]),
+    );
+  }
+}

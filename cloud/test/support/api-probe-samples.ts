@@ -1,0 +1,192 @@
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { encodeDeviceCursor } from '../../src/api/devices-query.js';
+import { encodeCursor } from '../../src/api/events-query.js';
+import { uuidV7 } from '../api-fixtures.js';
+import type { Sample } from './api-probe.js';
+
+/*
+ * The valid request of every route for the API probe (cloud/test/security-api-probe.test.ts), naming the
+ * objects of one tenant (Fx, seeded by the probe). A route of the registry without an entry here fails the
+ * probe's first test by name: adding a route means adding its sample, nothing else.
+ */
+
+/** Objects of one tenant the samples name. */
+export interface Fx {
+  tenant: string;
+  site: string;
+  device: string;
+  revokeDevice: string;
+  event: string;
+  eventAt: string;
+  mediaRead: string;
+  mediaErase: string;
+  rollout: string;
+  webhook: string;
+  model: Buffer;
+}
+
+export const fixture = (tenant: string, site: string, p: string): Fx => {
+  const at = new Date(Date.now() - 60_000);
+  return {
+    tenant,
+    site,
+    device: `${p}-gw`,
+    revokeDevice: `${p}-gw-revoked`,
+    event: uuidV7(at.getTime()),
+    eventAt: at.toISOString().replace(/\.(\d{3})Z$/, '.$1000Z'),
+    mediaRead: uuidV7(at.getTime()),
+    mediaErase: uuidV7(at.getTime()),
+    rollout: randomUUID(),
+    webhook: '',
+    model: randomBytes(1024),
+  };
+};
+export const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+export interface SampleSpec {
+  sample: Sample;
+  /** Order of the valid requests (state: a document is read after it is written, pause before resume). */
+  phase?: number;
+  /** Run before each valid request of this route (e.g. end the active rollout so that one can start). */
+  before?: (fx: Fx) => Promise<void>;
+  /** Why another tenant's values are not refused here (they name nothing the other tenant owns). */
+  crossTenantExempt?: string;
+}
+
+/** A valid request per operationId, for tenant `fx`. */
+export function samples(fx: Fx, endRollouts: (tenant: string) => Promise<void>): Record<string, SampleSpec> {
+  const since = new Date(Date.now() - 86_400_000).toISOString();
+  const until = new Date(Date.now() + 3_600_000).toISOString();
+  const config = {
+    cameras: [
+      {
+        id: 'cam1',
+        url: 'rtsp://10.0.0.5/stream',
+        enabled: true,
+        detectFps: 5,
+        modelName: 'yolo',
+        zones: [
+          {
+            id: 'door',
+            name: 'Door',
+            polygon: {
+              points: [
+                { x: 0, y: 0 },
+                { x: 1, y: 0 },
+                { x: 1, y: 1 },
+              ],
+            },
+          },
+        ],
+        classThresholds: { person: 0.5 },
+        labels: ['person'],
+      },
+    ],
+    models: [{ name: 'yolo', type: 'onnx', sha256: 'ab'.repeat(32), version: '1' }],
+    buffer: { maxEvents: 1000 },
+    privacy: { redactFaces: true },
+    attributes: { region: 'eu' },
+  };
+  const reason = { reason: 'probe' };
+  return {
+    listEvents: {
+      sample: {
+        query: {
+          site: 'hq',
+          device: fx.device,
+          camera: 'cam1',
+          label: 'person',
+          since,
+          until,
+          limit: '10',
+          cursor: encodeCursor({ occurredAt: '2099-01-01T00:00:00.000000Z', eventId: fx.event }),
+        },
+      },
+    },
+    getEvent: { sample: { params: { id: fx.event } } },
+    getMedia: { sample: { params: { id: fx.mediaRead } } },
+    eraseMedia: { sample: { params: { id: fx.mediaErase }, body: reason } },
+    listAuditLog: {
+      sample: {
+        query: {
+          action: 'media.read',
+          actor: `user@${fx.tenant}`,
+          outcome: 'allowed',
+          since,
+          until,
+          limit: '10',
+          cursor: '9000000000000000000',
+        },
+      },
+    },
+    listDevices: {
+      sample: { query: { site: fx.site, status: 'offline', limit: '10', cursor: encodeDeviceCursor('a') } },
+    },
+    getDevice: { sample: { params: { id: fx.device } } },
+    revokeDevice: { sample: { params: { id: fx.revokeDevice }, body: reason } },
+    putConfigDocument: {
+      sample: { params: { scope: 'site', scopeId: fx.site }, body: config },
+      crossTenantExempt: 'writes the caller’s own document for a site of that name',
+    },
+    getConfigDocument: { sample: { params: { scope: 'site', scopeId: fx.site } }, phase: 1 },
+    getDeviceConfig: { sample: { params: { id: fx.device } }, phase: 1 },
+    issueDeviceConfig: { sample: { params: { id: fx.device } }, phase: 1 },
+    uploadModel: {
+      sample: {
+        params: { sha256: sha(fx.model) },
+        raw: { bytes: fx.model, contentType: 'application/octet-stream' },
+      },
+      crossTenantExempt: 'content-addressed: the bytes name themselves',
+    },
+    listModels: { sample: {} },
+    createEnrollmentToken: { sample: { body: { site_id: fx.site, ttl_seconds: 3600, note: 'probe' } } },
+    listEnrollmentTokens: { sample: { query: { include_used: 'true' } } },
+    createRollout: {
+      sample: {
+        body: {
+          target: { scope: 'site', id: fx.site },
+          body: { attributes: { region: 'eu' } },
+          spec: {
+            canary: 1,
+            waves: [50, 100],
+            gate_window_seconds: 60,
+            soak_seconds: 0,
+            gates: {
+              applied_ratio: 0.9,
+              allow_degraded: true,
+              min_fps_ratio: 0.5,
+              max_inference_ratio: 2,
+              event_rate: { min: 0, max: 10 },
+            },
+            abort: { failure_ratio: 0.2, min_reported: 2 },
+          },
+        },
+      },
+      phase: 3,
+      before: (f) => endRollouts(f.tenant),
+    },
+    listRollouts: { sample: { query: { limit: '10' } } },
+    getRollout: { sample: { params: { id: fx.rollout } } },
+    listRolloutDevices: { sample: { params: { id: fx.rollout }, query: { limit: '10', after: '-1' } } },
+    pauseRollout: { sample: { params: { id: fx.rollout }, body: reason }, phase: 0 },
+    resumeRollout: { sample: { params: { id: fx.rollout }, body: reason }, phase: 1 },
+    abortRollout: { sample: { params: { id: fx.rollout }, body: reason }, phase: 2 },
+    createWebhook: {
+      sample: {
+        body: {
+          url: 'https://hooks.example.com/vigil',
+          filter: { labels: ['person'], sites: [fx.site], cameras: ['cam1'] },
+          description: 'probe',
+        },
+      },
+    },
+    listWebhooks: { sample: {} },
+    disableWebhook: { sample: { params: { id: fx.webhook }, body: reason } },
+    listWebhookDeliveries: { sample: { params: { id: fx.webhook }, query: { limit: '10' } } },
+    getOpenApiDocument: { sample: {} },
+    getApiDocs: { sample: {} },
+    getHealth: { sample: {} },
+    getReadiness: { sample: {} },
+    getMetrics: { sample: {} },
+  };
+}
