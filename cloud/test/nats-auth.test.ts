@@ -191,7 +191,7 @@ describe('NATS per-device authorization (operator JWT + mTLS + JetStream)', () =
     }
   }
 
-  async function waitFor<T>(what: string, fn: () => T | undefined, timeoutMs = 5_000): Promise<T> {
+  async function waitFor<T>(what: string, fn: () => T | undefined, timeoutMs = 15_000): Promise<T> {
     const until = Date.now() + timeoutMs;
     for (;;) {
       const v = fn();
