@@ -12,6 +12,9 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     teardownTimeout: 20_000,
+    // expect.poll waits for a condition; its 1 s default is a timing margin a loaded 2-core machine does not
+    // always give (a poll that passes returns as soon as the condition holds, so a longer bound costs nothing).
+    expect: { poll: { timeout: 10_000 } },
     pool: 'forks',
     maxWorkers: 2,
   },

@@ -275,7 +275,7 @@ describe('GET /v1/devices', () => {
       nc.publish('vigil.v1.acme.gw-nats.hb', Heartbeat.encode(hb).finish());
       await nc.flush();
       await expect
-        .poll(async () => (await getDevice('gw-nats')).status, { timeout: 5000, interval: 50 })
+        .poll(async () => (await getDevice('gw-nats')).status, { timeout: 15_000, interval: 50 })
         .toBe('online');
     } finally {
       await nc.close();

@@ -147,7 +147,7 @@ async function publish(
   const before = await lastStored(subject);
   nc.publish(subject, data);
   await nc.flush();
-  const deadline = Date.now() + 5000;
+  const deadline = Date.now() + 15_000; // a wait for a condition: room for a loaded machine
   for (;;) {
     const stored = await lastStored(subject);
     if (stored && stored.seq !== before?.seq) return stored;
@@ -231,7 +231,7 @@ describe('heartbeats through TELEMETRY', () => {
     // The consumer is created by the heartbeat loop, in the background of startCloud.
     await expect
       .poll(() => jsm.consumers.info(TELEMETRY_STREAM, HEARTBEATS_CONSUMER).then((i) => i.config), {
-        timeout: 5000,
+        timeout: 15_000,
         interval: 50,
       })
       .toMatchObject({
@@ -287,7 +287,7 @@ describe('heartbeats through TELEMETRY', () => {
     // A live heartbeat: online at once.
     const live = await publish(GW1, heartbeat(GW1, { agentVersion: '2.2.0' }));
     await expect
-      .poll(async () => (await getDevice('gw-1')).heartbeats, { timeout: 5000, interval: 50 })
+      .poll(async () => (await getDevice('gw-1')).heartbeats, { timeout: 15_000, interval: 50 })
       .toBe(2);
     expect(await getDevice('gw-1')).toMatchObject({
       status: 'online',
@@ -316,7 +316,7 @@ describe('heartbeats through TELEMETRY', () => {
     await publish(GW2, heartbeat(GW2, { agentVersion: '3.0.0', configVersion: 3n }), gw2);
 
     await expect
-      .poll(async () => (await getDevice('gw-2')).agent_version, { timeout: 5000, interval: 50 })
+      .poll(async () => (await getDevice('gw-2')).agent_version, { timeout: 15_000, interval: 50 })
       .toBe('3.0.0');
     await drained();
     expect(await getDevice('gw-2')).toMatchObject({ status: 'online', heartbeats: 1, config_version: '3' });
@@ -338,7 +338,7 @@ describe('heartbeats through TELEMETRY', () => {
       await new Promise((r) => setTimeout(r, 100));
     }
     await expect
-      .poll(async () => (await getDevice('gw-3')).heartbeats, { timeout: 5000, interval: 50 })
+      .poll(async () => (await getDevice('gw-3')).heartbeats, { timeout: 15_000, interval: 50 })
       .toBe(3);
     const seen = await getDevice('gw-3');
     expect(seen).toMatchObject({ status: 'online', last_seen_at: last!.time.toISOString() });

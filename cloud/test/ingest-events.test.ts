@@ -36,7 +36,15 @@ function varint(n: number): number[] {
 
 describe('ingest: EVENTS -> PostgreSQL -> receipts', () => {
   const dbUrl = useDatabase();
-  const stack = useIngestStack({ devices: [gw1, gw2], registered: [gw1, gw2], databaseUrl: dbUrl });
+  // A fetch that waited to fill a batch would hold a lone event FETCH_EXPIRES_MS: far longer than the
+  // lone-event test below waits, so it proves the event did not wait for a batch however slow the machine.
+  const FETCH_EXPIRES_MS = 30_000;
+  const stack = useIngestStack({
+    devices: [gw1, gw2],
+    registered: [gw1, gw2],
+    databaseUrl: dbUrl,
+    config: { ingest: { fetchExpiresMs: FETCH_EXPIRES_MS } },
+  });
 
   async function settled(): Promise<void> {
     // Everything delivered and acked: nothing left in the work queue.
@@ -183,7 +191,9 @@ describe('ingest: EVENTS -> PostgreSQL -> receipts', () => {
     const lone = makeEvent(gw1);
     const sent = performance.now();
     await a.publish(lone);
-    await expect.poll(() => a.receipted.has(lone.eventId), { interval: 5 }).toBe(true);
+    await expect
+      .poll(() => a.receipted.has(lone.eventId), { interval: 5, timeout: FETCH_EXPIRES_MS / 2 })
+      .toBe(true);
     console.log(`[ingest] lone event: publish -> receipt in ${Math.round(performance.now() - sent)} ms`);
 
     const unknown = [uuidv7(), uuidv7(Date.now() - 86_400_000)];

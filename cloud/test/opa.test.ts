@@ -132,9 +132,9 @@ describe('OPA authorizer: HTTP client against a stub server (not OPA)', () => {
     reply = (_q, _b, res) => {
       setTimeout(() => res.writeHead(200).end(JSON.stringify({ result: { allow: true } })), 10_000).unref();
     };
-    const started = performance.now();
+    // OPA would answer "allow" after 10 s: a refusal naming the timeout proves the 100 ms bound cut the wait
+    // (timed, the check would depend on how busy the machine is).
     const d = await authz.authorize(principal, 'devices:read', resource);
-    expect(performance.now() - started).toBeLessThan(8000);
     expect(d).toEqual({ allowed: false, reason: 'opa error: no answer within 100 ms' });
     expect(await errorsCounted(metrics)).toBe(1);
   });

@@ -202,11 +202,16 @@ describe('event stream: GET /v1/stream (websocket)', () => {
   });
 
   it('closes the stream when the token expires (4001)', async () => {
-    const c = client(wsUrl(), bearer(await api.token('acme', ['viewer'], { ttlSeconds: 2 })));
+    const token = await api.token('acme', ['viewer'], { ttlSeconds: 2 });
+    const { exp } = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as { exp: number };
+    const c = client(wsUrl(), bearer(token));
     await c.opened;
-    const started = Date.now();
     expect(await c.closed).toBe(4001);
-    expect(Date.now() - started).toBeLessThan(5_000);
+    // Closed by the expiry timer: not before exp (seconds, so up to 1 s early), and not "never" (the bound only
+    // leaves room for a loaded machine; a missing timer would leave the stream open for good).
+    const late = Date.now() - exp * 1000;
+    expect(late).toBeGreaterThanOrEqual(-1_000);
+    expect(late).toBeLessThan(10_000);
   });
 
   it('keeps a stream open whose token expires in 30 days (no timer overflow: 2^31-1 ms is 24.8 days)', async () => {

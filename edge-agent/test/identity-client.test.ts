@@ -257,7 +257,9 @@ describe('identity gRPC client and vigil-agent enroll', () => {
 
   it('says when the cloud cannot be reached or its certificate is not from the given CA', async () => {
     const other = createCa({ commonName: 'Some Other CA' });
-    const base = { token: GOOD, deviceId: 'gw-6', hardwareId: '', agentVersion: '0.1.0', deadlineMs: 3_000 };
+    // Both fail at once; the deadline only must not come first on a loaded machine (it would replace the
+    // precise reason with "deadline exceeded").
+    const base = { token: GOOD, deviceId: 'gw-6', hardwareId: '', agentVersion: '0.1.0', deadlineMs: 15_000 };
     const wrongCa = await rejection(
       enroll({ ...base, endpoint: `localhost:${tlsPort}`, caPem: other.certPem }),
     );

@@ -168,7 +168,7 @@ describe.skipIf(!modelFile)('remote config on a running agent', () => {
         beats.push(Heartbeat.decode(m.data));
       },
     });
-    await expect.poll(() => beats.at(-1)?.configVersion, { timeout: 5_000 }).toBe(2n);
+    await expect.poll(() => beats.at(-1)?.configVersion, { timeout: 15_000 }).toBe(2n);
     sub.unsubscribe();
   });
 

@@ -33,7 +33,7 @@ describe('uplink across a nats-server outage', () => {
       pki: pki(),
       server: nats(),
       cloud,
-      uplink: { windowSize: 64, receiptTimeoutMs: 2_000 },
+      uplink: { windowSize: 64, receiptTimeoutMs: 10_000 },
       responder: { dropReceipt: () => loseReceipts },
     });
     rig = r;

@@ -11,8 +11,17 @@ export interface CollectedEvent {
   camera: string;
   event: DetectionEvent;
   snapshot: Buffer | undefined;
-  /** Seconds since the first frame of this camera (the clip's timeline when streaming a file from its start). */
+  /**
+   * Seconds since the first frame of this camera, by the wall clock (the clip's timeline when streaming a file
+   * from its start on an idle machine; a loaded one delivers frames late, by seconds).
+   */
   t: number;
+  /**
+   * Seconds of stream decoded when the event was emitted: frames decoded / the camera's fps. The clip's own
+   * timeline (ffmpeg's fps filter emits one frame per 1/fps of stream time however late it runs), ahead of the
+   * analysed frame by one frame (it counts itself) plus those decoded while it was analysed.
+   */
+  streamT: number;
 }
 
 export const phaseName: Record<number, string> = {
@@ -66,7 +75,15 @@ export async function runAgent(
           .find((c) => c.cameraId === camera)
           ?.firstFrameAt?.getTime() ??
         Date.now();
-      events.push({ camera, event, snapshot, t: ((event.occurredAt?.getTime() ?? 0) - t0) / 1000 });
+      const decoded = started.cameraStatus().find((c) => c.cameraId === camera)?.framesDecoded ?? 0;
+      const fps = parsed.cameras.find((c) => c.id === camera)?.fps ?? NaN;
+      events.push({
+        camera,
+        event,
+        snapshot,
+        t: ((event.occurredAt?.getTime() ?? 0) - t0) / 1000,
+        streamT: decoded / fps,
+      });
     },
   });
   const agent = {

@@ -172,9 +172,11 @@ describe.skipIf(!canRun)('camera-sim (real RTSP server + ffmpeg client)', () => 
         `frames after freeze at +ms: [${after.join(', ')}]`,
     );
     // No data flows: the only frames after the freeze are ones ffmpeg already held, released one
-    // per timed-out read while it flushes (seen: one at +2.1 s, one at +4.2 s, exit at +4.2 s).
-    expect(after.length).toBeLessThanOrEqual(3);
-    expect(after.filter((t) => t > 300 && t < 1900)).toEqual([]);
+    // per timed-out read while it flushes (seen: one at +2.1 s, one at +4.2 s, exit at +4.2 s), or ones
+    // already on their way that a CPU-starved ffmpeg reads late (half a second of them at 15 fps). A live
+    // camera would have sent ~60 by the exit. Not checked by when they came: on a loaded machine a frame
+    // sent before the freeze can arrive seconds later.
+    expect(after.length).toBeLessThanOrEqual(3 + 8);
     expect(end.at - t0).toBeGreaterThan(1500); // -timeout 2 s, not an instant error
     sim.unfreeze();
     await startReader(sim.url('cam')).waitFrames(5, 10_000);
@@ -184,10 +186,9 @@ describe.skipIf(!canRun)('camera-sim (real RTSP server + ffmpeg client)', () => 
     const sim = await newSim([{ name: 'cam', source: { kind: 'pattern' } }]);
     const server = [...children].at(-1);
     sim.freeze();
-    const t0 = performance.now();
     await sim.stop();
-    expect(performance.now() - t0).toBeLessThan(2500);
-    // Exited through its SIGTERM handler (code 0), not the SIGKILL fallback.
+    // Exited through its SIGTERM handler (code 0), not the SIGKILL fallback that a stop hanging on the frozen
+    // process would end in (so how long the stop took, which load decides, need not be checked).
     expect(server?.signalCode).not.toBe('SIGKILL');
     expect(server?.exitCode).toBe(0);
   });

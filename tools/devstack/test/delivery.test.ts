@@ -100,7 +100,7 @@ describe('edge events reach PostgreSQL exactly once; poison goes to DEAD_LETTER 
         await expect
           .poll(() => agent!.cameraStatus()[0]?.state, { timeout: 20_000, interval: 100 })
           .toBe('ended');
-        await expect.poll(() => produced.length, { timeout: 5_000 }).toBeGreaterThanOrEqual(2);
+        await expect.poll(() => produced.length, { timeout: 15_000 }).toBeGreaterThanOrEqual(2);
         // Receipts empty the outbox: every event is committed.
         await expect.poll(() => agent!.outbox.stats().depth, { timeout: 20_000 }).toBe(0);
         const stored = await rows();

@@ -26,7 +26,7 @@ describe('nats-server with mutual TLS', () => {
   afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
   const server = () => `tls://localhost:${nats().port}`;
-  const opts = { timeout: 3_000, reconnect: false } as const;
+  const opts = { timeout: 10_000, reconnect: false } as const;
 
   it('accepts a device certificate issued by the fleet CA', async () => {
     const dev = pki().devices['acme/gw-1'];
@@ -46,7 +46,7 @@ describe('nats-server with mutual TLS', () => {
     await expect(connect({ servers: server(), ...opts, tls: { caFile: pki().caCert } })).rejects.toThrow();
     // The server, not only the client, saw and refused it.
     await expect
-      .poll(() => nats().logs.text(), { timeout: 3_000 })
+      .poll(() => nats().logs.text(), { timeout: 15_000 })
       .toMatch(/TLS handshake error: .*didn't provide a certificate/);
   });
 
@@ -63,7 +63,7 @@ describe('nats-server with mutual TLS', () => {
       }),
     ).rejects.toThrow();
     await expect
-      .poll(() => nats().logs.text(), { timeout: 3_000 })
+      .poll(() => nats().logs.text(), { timeout: 15_000 })
       .toMatch(/TLS handshake error: .*(unknown authority|bad certificate)/);
   });
 
