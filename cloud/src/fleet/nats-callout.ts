@@ -37,6 +37,9 @@ import { AUTH_CALLOUT_SUBJECT, issueCalloutUser } from './nats-device-auth.js';
 import { nativeKeyPair } from './nkey-crypto.js';
 import type { KeyPair } from '@nats-io/nkeys';
 
+/** nats-server sends callout requests from its system inbox (`$SYS._INBOX.<server hash>.<id>`). */
+const SERVER_REPLY_PREFIX = '$SYS._INBOX.';
+
 export const CALLOUT_QUEUE_GROUP = 'vigil-auth-callout';
 export const DEFAULT_CALLOUT_MAX_IN_FLIGHT = 32;
 export const DEFAULT_CALLOUT_MAX_QUEUED = 1024;
@@ -249,6 +252,15 @@ export class NatsAuthCallout {
     else this.opts.log.warn({ ...fields, reason: message }, 'NATS auth callout: device refused');
     // An unreadable request gets no answer: the server refuses the connection at its auth timeout.
     if (!to || !msg.reply) return;
+    // Only the server asks on this subject, and it waits on its own system inbox: answer nowhere else (the
+    // callout user's response permission would let it publish to any reply subject it was handed).
+    if (!msg.reply.startsWith(SERVER_REPLY_PREFIX)) {
+      this.opts.log.warn(
+        { reply: msg.reply.slice(0, 200) },
+        'NATS auth callout: reply outside the server inbox',
+      );
+      return;
+    }
     const da = this.opts.authority.deviceAuth;
     const response = await encodeAuthorizationResponse(to.userNkey, to.serverId, da.publicKey, data, {
       signer: this.responseSigner,
