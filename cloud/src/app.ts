@@ -126,8 +126,9 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
     closers.push(() => nc.drain());
     log.info({ server: nc.getServer(), auth: authority ? 'jwt' : 'tls' }, 'connected to NATS');
     // Device requests (config status, receipt queries) are answered on a connection of their own: in JWT mode
-    // the responder user, whose only publish right is `_DEVINBOX.>` (device inboxes) and which has no
-    // response permission, so even a missed check could not reach the JetStream API or another subject.
+    // the responder user, whose only publish right is `_R_.>` (replies of requests that crossed a tenant
+    // account's service import) and which has no response permission, so even a missed check could not
+    // reach the JetStream API or another subject.
     const responderOptions = { ...natsOptions, name: `${config.nats.name}-responder` };
     const responderNc = authority
       ? await connectWithAuthority(authority, 'responder', 'cloud-responder', responderOptions)
@@ -154,6 +155,7 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
           log: log.child({ component: 'nats-callout' }),
           metrics,
           now: deps.now,
+          tenantAccounts: accountPublisher,
           maxInFlight: config.nats.auth.callout.maxInFlight,
           maxQueued: config.nats.auth.callout.maxQueued,
         });

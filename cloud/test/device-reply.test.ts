@@ -17,6 +17,12 @@ describe('checkDeviceReply', () => {
     expect(checkDeviceReply('vigil.v1.acme.gw-1.rcpt', '_DEVINBOX.acme.gw-1.x').ok).toBe(true);
   });
 
+  it("accepts a service import's reply (mapped back by the server into the requesting tenant's account)", () => {
+    expect(checkDeviceReply(STATUS, '_R_.Tblj4q.ApaKt1').ok).toBe(true);
+    for (const bad of ['_R_.x', '_R_.a.b.c.d.e', '_R_.a.*', '_R_.a.>', `_R_.a.${'b'.repeat(130)}`, '_R_a.b'])
+      expect(checkDeviceReply(STATUS, bad)).toEqual({ ok: false, reason: 'foreign_reply' });
+  });
+
   it.each([
     ['$JS.API.STREAM.DELETE.JOBS', 'foreign_reply'],
     ['$JS.API.STREAM.PURGE.DEAD_LETTER', 'foreign_reply'],

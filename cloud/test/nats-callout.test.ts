@@ -140,7 +140,9 @@ describe('NATS auth callout: the TLS certificate is bound to the NATS identity',
     const mismatch = await calloutCount('certificate_mismatch');
     expect(await refused(dial(d))).toMatch(/authorization/i);
     expect(await refused(dial(good, d))).toMatch(/authorization/i);
-    expect(await calloutCount('certificate_revoked')).toBe(revoked + 1);
+    // Its own ticket is refused by nats-server itself (the device auth account's revocation list names the
+    // ticket key), before the callout is asked; with a good ticket, the callout refuses the certificate.
+    expect(await calloutCount('certificate_revoked')).toBe(revoked);
     expect(await calloutCount('certificate_mismatch')).toBe(mismatch + 1);
     await (await dial(good)).close();
   });

@@ -216,12 +216,12 @@ describe('nats-server: streams behind service imports, PubAcks through the impor
       callback: (_e, m) => {
         const req = decode<AuthorizationRequest>(m.string()).nats;
         void (async () => {
-          const jwt = await encodeUser('acme/gw7', req.user_nkey, tenants.acme, { tags: ['d:gw7'] }, {
+          const jwt = await encodeUser('acme/gw7', req.user_nkey!, tenants.acme, { tags: ['d:gw7'] }, {
             signer: tenantSk.acme,
             scopedUser: true,
           });
           m.respond(
-            await encodeAuthorizationResponse(req.user_nkey, req.server_id.id, auth, { jwt }, { signer: auth }),
+            await encodeAuthorizationResponse(req.user_nkey!, req.server_id!.id, auth, { jwt }, { signer: auth }),
           );
         })();
       },

@@ -33,7 +33,10 @@ import {
   type EnrollResponse,
 } from '@vigil/proto';
 import { DEAD_LETTER_STREAM, DLQ_HEADERS } from '../src/index.js';
+import { encodeUser } from '@nats-io/jwt';
 import { deviceInboxPrefix, issueServiceUser } from '../src/fleet/nats-auth.js';
+import { tenantAccountKeys } from '../src/fleet/nats-tenant-accounts.js';
+import { nativeKeyPair } from '../src/fleet/nkey-crypto.js';
 import { useFleetStack } from './support/fleet-stack.js';
 import { makeEvent, uuidv7, type TestDevice } from './support/ingest-stack.js';
 import { makeMedia } from './support/media.js';
@@ -41,7 +44,13 @@ import { makeMedia } from './support/media.js';
 const tmp = mkdtempSync(join(tmpdir(), 'vigil-security-nats-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-const tally = { tried: 0, refused: 0, failed: [] as string[], open: [] as string[] };
+const tally = {
+  tried: 0,
+  refused: 0,
+  failed: [] as string[],
+  open: [] as string[],
+  contained: new Set<string>(),
+};
 /**
  * Counts one hostile input; `check` throws unless it was refused. A failure is recorded and the next input
  * is tried (so one run shows every hole); each test ends with {@link noneFailedSince}.
@@ -90,9 +99,16 @@ describe('NATS security suite: one enrolled gateway against the cloud', () => {
   const open: NatsConnection[] = [];
   afterAll(async () => {
     for (const nc of open) await nc.close().catch(() => undefined);
-    const open_ = tally.open.length ? ` open=${tally.open.length}:\n  ${tally.open.join('\n  ')}\n` : '';
+    const open_ = tally.open.length
+      ? ` open=${tally.open.length}:\n  ${tally.open.join('\n  ')}\n`
+      : ' open=0';
+    const contained = tally.contained.size
+      ? ` contained=${tally.contained.size} (same tenant, dropped by the agent):\n  ${[...tally.contained].join('\n  ')}\n`
+      : '';
     const bad = tally.failed.length ? `; NOT refused: ${tally.failed.join(', ')}` : '';
-    console.log(`[security-nats] NATS surface: tried=${tally.tried} refused=${tally.refused}${open_}${bad}`);
+    console.log(
+      `[security-nats] NATS surface: tried=${tally.tried} refused=${tally.refused}${open_}${contained}${bad}`,
+    );
   });
 
   function makeCsr(tenantId: string, deviceId: string): { csrPem: string; keyPem: string } {
@@ -153,6 +169,14 @@ describe('NATS security suite: one enrolled gateway against the cloud', () => {
   const advisories: Array<{ subject: string; request: string; response: string }> = [];
   const pubAcksHeard: string[] = []; // PubAck-shaped messages on vigil.> (not on the attacker's own subjects)
   const victimInbox: string[] = []; // everything the victim devices receive
+  // Everything published in the attacker's own tenant account DEVICES_acme (where PubAcks and answers land).
+  const inAcme: string[] = [];
+  /** Same-tenant subjects: a PubAck or answer reaches them (contained to the tenant; the agent drops it). */
+  const sameTenant = (): string[] => [
+    subjectFor('acme', 'gw-peer', 'cfg'),
+    subjectFor('acme', 'gw-peer', 'rcpt'),
+    `${deviceInboxPrefix('acme', 'gw-peer')}.x`,
+  ];
 
   beforeAll(async () => {
     [evil, peer, foreign] = [
@@ -173,6 +197,25 @@ describe('NATS security suite: one enrolled gateway against the cloud', () => {
       name: 'security-observer',
     });
     open.push(admin);
+    // An observer inside DEVICES_acme: a user signed by the tenant account's own key (the test derives it).
+    const acmeKeys = tenantAccountKeys(stack.authority().authority, 'acme');
+    const okp = createUser();
+    const ojwt = await encodeUser(
+      'observer',
+      okp,
+      nativeKeyPair(acmeKeys.account.seed),
+      { pub: { deny: ['>'] }, sub: { allow: ['>'] } },
+      { signer: nativeKeyPair(acmeKeys.account.seed) },
+    );
+    const acmeObserver = await connect({
+      servers: [stack.natsUrl()],
+      tls: { caFile: stack.pki().caCert, certFile: svc.cert, keyFile: svc.key },
+      authenticator: jwtAuthenticator(ojwt, okp.getSeed()),
+      name: 'acme-observer',
+    });
+    open.push(acmeObserver);
+    acmeObserver.subscribe('>', { callback: (_e, m) => void inAcme.push(m.subject) });
+    await acmeObserver.flush();
     jsm = await jetstreamManager(admin);
     // A canary stream with messages: a purge or delete of any stream would show here too.
     await jsm.streams.add({ name: CANARY_STREAM, subjects: ['vigil.canary.>'] });
@@ -288,12 +331,10 @@ describe('NATS security suite: one enrolled gateway against the cloud', () => {
       '$KV.config.x',
       '$SYS.REQ.SERVER.PING',
       `$SYS.REQ.ACCOUNT.${acct}.CLAIMS.UPDATE`,
-      'vigil.v1.acme.gw-peer.cfg',
-      'vigil.v1.acme.gw-peer.rcpt',
+      ...sameTenant(),
       'vigil.v1.globex.gw-g.cfg',
       'vigil.v1.globex.gw-g.rcpt',
       'vigil.v1.globex.gw-g.evt.cam1',
-      `${deviceInboxPrefix('acme', 'gw-peer')}.x`,
       `${deviceInboxPrefix('globex', 'gw-g')}.x`,
       '_INBOX_acme.gw-peer.x',
       'vigil.internal.v1.committed.acme',
@@ -330,16 +371,17 @@ describe('NATS security suite: one enrolled gateway against the cloud', () => {
       },
     ];
     for (const k of kinds) {
-      it(`${k.kind}: the cloud answers no reply subject but the requesting device's own inbox`, async () => {
+      it(`${k.kind}: the answer goes back into the attacker's own tenant account, whatever reply it names`, async () => {
         const subject = subjectFor('acme', EVIL_ID, k.kind);
-        const labels = `responder="${k.responder}",reason="foreign_reply"`;
         for (const reply of hostileReplies()) {
           await attempt(`${k.kind} reply=${reply}`, async () => {
-            const n = await metric('vigil_cloud_device_replies_refused_total', labels);
+            // The request crosses DEVICES_acme's service import: the cloud answers the server's `_R_.…`
+            // reply, which the server delivers in DEVICES_acme on the named subject, and nowhere else.
+            const n = inAcme.filter((x) => x === reply).length;
             evil.nc.publish(subject, k.payload(), { reply });
             await evil.nc.flush();
-            await until(`the cloud to refuse reply ${reply}`, async () => {
-              return (await metric('vigil_cloud_device_replies_refused_total', labels)) === n + 1;
+            await until(`the answer to ${reply} inside DEVICES_acme`, () => {
+              return inAcme.filter((x) => x === reply).length > n;
             });
           });
         }
@@ -370,7 +412,9 @@ describe('NATS security suite: one enrolled gateway against the cloud', () => {
       expect(await streamState()).toEqual(before.streams);
       const hostile = new Set(hostileReplies());
       expect(advisories.filter((a) => hostile.has(a.subject))).toEqual([]);
-      expect(victimInbox).toEqual([]);
+      // Only the peer of the same tenant got anything (contained: its agent checks the addressee and drops it).
+      expect(victimInbox.filter((v) => !v.startsWith('acme/gw-peer got '))).toEqual([]);
+      victimInbox.length = 0;
       expect(heard).toEqual([]);
       expect(await dbState()).toEqual(before.db);
       expect(evil.nc.isClosed()).toBe(false);
@@ -603,15 +647,21 @@ describe('NATS security suite: one enrolled gateway against the cloud', () => {
       });
     });
 
-    it('control: a PubAck does purge a stream that lacks deny_purge (the test canary, not a cloud stream)', async () => {
-      // Shows that the probes below reach the JetStream API and that the observers see what a PubAck does.
+    it('a PubAck lands in DEVICES_acme: even a stream without deny_purge (the test canary) is out of reach', async () => {
+      // Before devices moved to tenant accounts this PubAck purged the canary (the control of the probes).
       expect(await canary()).toBe(3);
-      const ev = makeEvent(evil.dev);
-      evil.nc.publish(subjectFor('acme', EVIL_ID, 'evt', 'cam1'), DetectionEvent.encode(ev).finish(), {
-        reply: purge,
+      await attempt(`event PubAck to ${purge}`, async () => {
+        const ev = makeEvent(evil.dev);
+        const n = inAcme.filter((x) => x === purge).length;
+        evil.nc.publish(subjectFor('acme', EVIL_ID, 'evt', 'cam1'), DetectionEvent.encode(ev).finish(), {
+          reply: purge,
+        });
+        await evil.nc.flush();
+        await until('the PubAck inside DEVICES_acme', () => inAcme.filter((x) => x === purge).length > n);
+        await admin.flush();
+        expect(await canary()).toBe(3);
+        expect(advisories.filter((a) => a.subject === purge)).toEqual([]);
       });
-      await evil.nc.flush();
-      await until('the PubAck-driven purge', async () => (await canary()) === 0, 10_000);
     });
 
     type Variant = 'event' | 'duplicate' | 'error' | 'snapshot';
@@ -620,6 +670,8 @@ describe('NATS security suite: one enrolled gateway against the cloud', () => {
       variants: Variant[];
       /** A remaining hole (KNOWN OPEN): what it does. The probe must find it open, and everything else refused. */
       open?: string;
+      /** Reaches a device of the attacker's own tenant only (its agent drops it): counted apart from `open`. */
+      contained?: string;
       /** A counter that must move by one: the subject's consumer saw the PubAck and dropped it as poison. */
       poison?: [name: string, labels: string];
     }
@@ -637,12 +689,8 @@ describe('NATS security suite: one enrolled gateway against the cloud', () => {
         void out.push({ subject, variants: ['event'], ...more });
       for (const s of CLOUD_STREAMS) {
         t(`$JS.API.STREAM.PURGE.${s}`, { variants: ALL });
-        t(`$JS.API.STREAM.MSG.DELETE.${s}`, {
-          variants: ALL,
-          ...(DELETES_ALLOWED.includes(s)
-            ? { open: `deletes message <seq> of ${s} (the PubAck's seq; code deletes from ${s})` }
-            : {}),
-        });
+        // Was open for EVENTS and DEAD_LETTER (deletes allowed) before devices moved to tenant accounts.
+        t(`$JS.API.STREAM.MSG.DELETE.${s}`, { variants: ALL });
         for (const op of ['UPDATE', 'DELETE', 'SNAPSHOT', 'MSG.GET', 'INFO', 'LEADER.STEPDOWN'])
           t(`$JS.API.STREAM.${op}.${s}`);
         t(`$JS.API.CONSUMER.CREATE.${s}`);
@@ -670,38 +718,36 @@ describe('NATS security suite: one enrolled gateway against the cloud', () => {
       t(`$SYS.REQ.ACCOUNT.${acct}.CLAIMS.UPDATE`);
       t('_INBOX.x');
       // Internal subjects that a stream or a cloud subscription takes in: the PubAck must die there, counted.
-      t('vigil.jobs.webhooks.deliver', {
-        poison: ['vigil_cloud_webhook_deliveries_total', 'result="invalid"'],
-      });
-      t('vigil.internal.v1.committed.acme', { poison: ['vigil_cloud_realtime_feed_invalid_total', ''] });
-      t('vigil.internal.v1.committed.globex', { poison: ['vigil_cloud_realtime_feed_invalid_total', ''] });
+      // (They never reach VIGIL any more: nothing is counted as poison either.)
+      t('vigil.jobs.webhooks.deliver');
+      t('vigil.internal.v1.committed.acme');
+      t('vigil.internal.v1.committed.globex');
       // JOBS captures only the job subject its consumer takes: a PubAck elsewhere under vigil.jobs is not stored.
       t('vigil.jobs.hostile');
-      t('vigil.dlq.events.globex.gw-g', {
-        open: 'stored in DEAD_LETTER as a dead letter of globex/gw-g (no headers: `dlq replay` refuses it)',
-      });
-      // Other devices' subjects (same tenant, other tenant).
+      t('vigil.dlq.events.globex.gw-g');
+      // Other devices' subjects. Another tenant's: out of reach (were delivered or stored before). The same
+      // tenant's cfg/rcpt/inbox: delivered (contained; the agent drops what is not addressed to it, counted).
       for (const [tn, d] of [
         ['acme', 'gw-peer'],
         ['globex', 'gw-g'],
       ] as const) {
-        t(subjectFor(tn, d, 'cfg'), {
-          open: `delivered to ${tn}/${d} on its cfg subject (its agent must drop it)`,
-        });
-        t(subjectFor(tn, d, 'rcpt'), {
-          open: `delivered to ${tn}/${d} on its rcpt subject (its agent must drop it)`,
-        });
-        t(`${deviceInboxPrefix(tn, d)}.x`, { open: `delivered into ${tn}/${d}'s inbox` });
+        const same = tn === 'acme';
+        const c = (what: string): Partial<Target> =>
+          same ? { contained: `delivered to ${tn}/${d} ${what} (same tenant: its agent drops it, counted)` } : {};
+        t(subjectFor(tn, d, 'cfg'), c('on its cfg subject'));
+        t(subjectFor(tn, d, 'rcpt'), c('on its rcpt subject'));
+        t(`${deviceInboxPrefix(tn, d)}.x`, c('into its inbox'));
       }
-      t(subjectFor('globex', 'gw-g', 'evt', 'cam1'), {
-        open: 'stored in EVENTS under globex/gw-g; ingest dead-letters it (undecodable) as a dead letter of gw-g',
-      });
-      t(subjectFor('globex', 'gw-g', 'media', 'cam1'), {
-        open: 'stored in MEDIA under globex/gw-g; the media consumer dead-letters it as a dead letter of gw-g',
-      });
-      t(subjectFor('globex', 'gw-g', 'hb'), {
-        open: "stored in TELEMETRY as a heartbeat of globex/gw-g (counted undecodable; can push out gw-g's last 5)",
-      });
+      // Captured subjects of another device (another tenant, and the same tenant): a PubAck is delivered in
+      // DEVICES_acme and does not cross the service import again, so nothing is stored under their name.
+      for (const [tn, d] of [
+        ['globex', 'gw-g'],
+        ['acme', 'gw-peer'],
+      ] as const) {
+        t(subjectFor(tn, d, 'evt', 'cam1'));
+        t(subjectFor(tn, d, 'media', 'cam1'));
+        t(subjectFor(tn, d, 'hb'));
+      }
       return out;
     }
 
@@ -788,22 +834,12 @@ describe('NATS security suite: one enrolled gateway against the cloud', () => {
           const before = await observed();
           const a0 = advisories.length;
           const h0 = pubAcksHeard.length;
-          const p0 = target.poison ? await metric(...target.poison) : 0;
+          const i0 = inAcme.filter((x) => x === target.subject).length;
           await publishWithReply(variant, target.subject);
-          // Arrival, where an observer can see it: the API's audit advisory, or the PubAck on vigil.>.
-          const silentApi =
-            /^\$JS\.API\.(STREAM\.MSG\.GET|CONSUMER\.MSG\.NEXT|META\.|ACCOUNT\.PURGE|DIRECT\.GET)/;
-          if (target.subject.startsWith('$JS.API.') && !silentApi.test(target.subject))
-            await until(`the advisory of ${name}`, () =>
-              advisories.slice(a0).some((x) => x.subject === target.subject),
-            );
-          if (target.subject.startsWith('vigil.'))
-            await until(`${name} on vigil.>`, () => pubAcksHeard.slice(h0).includes(target.subject));
-          if (target.poison)
-            await until(
-              `${target.poison.join('')} to count ${name}`,
-              async () => (await metric(...target.poison!)) === p0 + 1,
-            );
+          // Arrival: the PubAck is delivered inside DEVICES_acme on the subject the attacker named.
+          await until(`${name} inside DEVICES_acme`, () => {
+            return inAcme.filter((x) => x === target.subject).length > i0;
+          });
           await admin.flush();
           await jsm.streams.info(CANARY_STREAM); // one API round trip after it
           const response = advisories.slice(a0).find((x) => x.subject === target.subject)?.response ?? '';
@@ -823,15 +859,29 @@ describe('NATS security suite: one enrolled gateway against the cloud', () => {
           if (changed.length)
             verdict = `OPEN: changed ${changed.map((k) => `${k} ${JSON.stringify(before[k])} -> ${JSON.stringify(after[k])}`).join(', ')}`;
           else if (readOnly) verdict = `refused: read-only, answered to no one (${error ?? 'ok'})`;
+          else if (pubAcksHeard.length > h0) verdict = `OPEN: a PubAck reached VIGIL (${pubAcksHeard.slice(h0).join(', ')})`;
           else if (response && !error) verdict = `OPEN: accepted ${response.slice(0, 120)}`;
           else if (error && !REFUSED.test(error)) verdict = `OPEN: not refused (${error})`;
           else verdict = `refused: ${error ?? (target.poison ? 'dropped as poison, counted' : 'no effect')}`;
+          let isOpen = verdict.startsWith('OPEN');
+          // Same tenant's device subjects: only the victims changed, and only the same-tenant peer got it.
+          const contained =
+            isOpen &&
+            Boolean(target.contained) &&
+            changed.length === 1 &&
+            changed[0] === 'victims' &&
+            victimInbox.every((v) => v.startsWith('acme/gw-peer got '));
+          if (contained) {
+            verdict = `contained: ${target.contained}`;
+            isOpen = false;
+            tally.contained.add(`${target.subject}: ${target.contained}`);
+          }
+          victimInbox.length = 0;
           verdicts.push(`${name}: ${verdict}`);
-          const isOpen = verdict.startsWith('OPEN');
           tally.tried++;
           if (isOpen) opened.set(target.subject, [...(opened.get(target.subject) ?? []), variant]);
           else tally.refused++;
-          if (isOpen !== Boolean(target.open))
+          if (isOpen !== Boolean(target.open) || contained !== Boolean(target.contained))
             unexpected.push(`${name}: ${verdict}${target.open ? ` (expected OPEN: ${target.open})` : ''}`);
         }
       // One entry per remaining hole (the PubAck variants that reach it in brackets).
@@ -841,6 +891,8 @@ describe('NATS security suite: one enrolled gateway against the cloud', () => {
         );
       console.log(`[security-nats] PubAck probes:\n  ${verdicts.join('\n  ')}`);
       expect(unexpected, 'PubAck probes whose outcome differs from the known list').toEqual([]);
+      // Issue 12: no PubAck reaches VIGIL or another tenant (a regression here is a hole reopened).
+      expect(tally.open, 'open PubAck holes').toEqual([]);
       expect(evil.nc.isClosed()).toBe(false);
     }, 600_000);
   });

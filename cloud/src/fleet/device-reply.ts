@@ -4,8 +4,13 @@
  * SUBJECT names (`vigil.v1.<tenant>.<device>...`, the authenticated identity: NATS permissions bind a device
  * to its own subjects) — `_DEVINBOX.<tenant>.<device>.<token>...`. Anything else (a JetStream API subject,
  * another device's inbox or subjects, an internal subject) is dropped, counted by reason and logged at a
- * bounded rate. The responder's NATS user can publish nowhere but `_DEVINBOX.>` anyway (nats-auth.ts): this
- * check is what keeps one device from making the cloud answer into ANOTHER device's inbox.
+ * bounded rate.
+ *
+ * Devices live in per-tenant accounts (nats-tenant-accounts.ts): a request reaches VIGIL through a service
+ * import, and nats-server replaces its reply with `_R_.<token>.<token>`, a mapping back into the requesting
+ * tenant's account (to the reply the device chose there, which can reach only that tenant's devices). Such a
+ * reply is accepted too; the responder's NATS user can publish on `_R_.>` only (nats-auth.ts). This check
+ * stays as defence in depth should a device ever share VIGIL with the responder again.
  */
 import { isDeviceInboxReply, parseSubject } from '@vigil/proto';
 import type { Msg } from '@nats-io/transport-node';
@@ -24,8 +29,16 @@ export function checkDeviceReply(subject: string, reply: string | undefined): Re
   const route = parseSubject(subject);
   if (!route) return { ok: false, reason: 'not_device_subject' };
   if (!reply) return { ok: false, reason: 'no_reply' };
-  if (!isDeviceInboxReply(reply, route.tenant, route.device)) return { ok: false, reason: 'foreign_reply' };
+  if (!isDeviceInboxReply(reply, route.tenant, route.device) && !isServiceImportReply(reply))
+    return { ok: false, reason: 'foreign_reply' };
   return { ok: true, tenant: route.tenant, device: route.device, reply };
+}
+
+/** `_R_.` and two to four plain tokens, bounded: the reply nats-server gives a request crossing an import. */
+export function isServiceImportReply(reply: string): boolean {
+  if (reply.length > 128 || !reply.startsWith('_R_.')) return false;
+  const rest = reply.slice(4).split('.');
+  return rest.length >= 2 && rest.length <= 4 && rest.every((t) => /^[A-Za-z0-9_-]+$/.test(t));
 }
 
 /** At most `max` log lines per `windowMs`; the rest are counted and reported with the next line. */

@@ -9,6 +9,7 @@ import {
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
+import { isValidSubjectToken } from '@vigil/proto';
 import { ConfigError } from '../lib/errors.js';
 import type { Database } from '../storage/tables.js';
 import {
@@ -16,9 +17,10 @@ import {
   issueServiceUser,
   issueSystemUser,
   pushAccountJwt,
-  withRevocations,
   type NatsAuthority,
 } from './nats-auth.js';
+import { encodeDeviceAuthAccount } from './nats-device-auth.js';
+import { encodeTenantAccount, tenantAccountKeys } from './nats-tenant-accounts.js';
 
 /**
  * Reads the NatsAuthority JSON (written by ensureNatsAuthority: the dev stack, tests); refuses a readable-by-all
@@ -29,6 +31,10 @@ export function loadNatsAuthority(path: string): NatsAuthority {
   if (!a.deviceAuth?.calloutUser?.seed || !a.deviceAuth.ticketSigningKey?.seed)
     throw new ConfigError(
       `nats.auth.authorityFile ${path} predates the auth callout (no device auth account): run the dev stack or ensureNatsAuthority on its directory to upgrade it, then reload nats-server`,
+    );
+  if (!a.tenantAccountSecret)
+    throw new ConfigError(
+      `nats.auth.authorityFile ${path} predates per-tenant device accounts (no tenantAccountSecret): run the dev stack or ensureNatsAuthority on its directory to upgrade it, then restart nats-server with the new fragment (full resolver)`,
     );
   return a as NatsAuthority;
 }
@@ -84,11 +90,14 @@ export async function connectWithAuthority(
 }
 
 /**
- * Keeps the VIGIL account JWT on the NATS servers in line with the revocations in PostgreSQL. The list is
- * rebuilt from the database on every push (every cloud process pushes the same JWT; no process holds state
- * another lacks): the NATS user keys of revoked certificates that have not expired yet, so it stays bounded.
- * Pushed after each revocation, at start, whenever the system connection reconnects (a restarted server with
- * a MEMORY resolver forgot earlier pushes), and every `refreshMs` in case a push was missed.
+ * Keeps the account JWTs on the NATS servers (full resolver) in line with PostgreSQL: VIGIL (exports), one
+ * `DEVICES_<tenant>` account per tenant (nats-tenant-accounts.ts) and VIGIL_DEVICE_AUTH, whose JWT lists the
+ * tenant accounts the callout may place devices in and the revoked ticket keys (the server then refuses a
+ * revoked ticket before asking the callout). Everything is rebuilt from the database on every push, so every
+ * cloud process pushes the same JWTs; the revocation list holds the NATS keys of revoked certificates that
+ * have not expired yet, so it stays bounded. Pushed at start, after each revocation, whenever the system
+ * connection reconnects, every `refreshMs`, and before the callout admits a device of a tenant not pushed yet
+ * (`ensureTenant`).
  */
 export class NatsAccountPublisher {
   private running: Promise<void> | undefined;
@@ -97,6 +106,9 @@ export class NatsAccountPublisher {
   private stopped = false;
   private readonly pushes: Counter<'result'>;
   private readonly revoked: Gauge;
+  private readonly tenantsGauge: Gauge;
+  /** Tenants whose account JWT was pushed by this process (the full resolver keeps them across restarts). */
+  private readonly pushedTenants = new Set<string>();
 
   constructor(
     private readonly db: Kysely<Database>,
@@ -109,13 +121,18 @@ export class NatsAccountPublisher {
   ) {
     this.pushes = new Counter({
       name: 'vigil_cloud_nats_account_pushes_total',
-      help: 'Pushes of the VIGIL account JWT (revocations) to NATS, by result',
+      help: 'Pushes of the NATS account JWTs (VIGIL, tenant device accounts, device auth) to NATS, by result',
       labelNames: ['result'],
       registers: [metrics],
     });
     this.revoked = new Gauge({
       name: 'vigil_cloud_nats_revoked_users',
-      help: 'Revoked device NATS users listed in the account JWT (revoked, not yet expired)',
+      help: 'Revoked device ticket keys listed in the device auth account JWT (revoked, not yet expired)',
+      registers: [metrics],
+    });
+    this.tenantsGauge = new Gauge({
+      name: 'vigil_cloud_nats_tenant_accounts',
+      help: 'DEVICES_<tenant> accounts pushed to NATS by this process',
       registers: [metrics],
     });
   }
@@ -130,6 +147,14 @@ export class NatsAccountPublisher {
   stop(): void {
     this.stopped = true;
     clearInterval(this.timer);
+  }
+
+  /** Resolves once this tenant's account has been pushed (the callout calls it before admitting a device). */
+  async ensureTenant(tenantId: string): Promise<void> {
+    if (this.pushedTenants.has(tenantId)) return;
+    await this.publish();
+    if (!this.pushedTenants.has(tenantId))
+      throw new Error(`tenant ${tenantId} has no NATS device account (not in the tenants table)`);
   }
 
   /** Pushes now; concurrent calls coalesce into at most one more push after the one in flight. */
@@ -152,20 +177,45 @@ export class NatsAccountPublisher {
   }
 
   private async pushOnce(): Promise<void> {
-    const revocations = await this.revocations();
-    const next = await withRevocations(this.authority, revocations);
+    const a = this.authority;
+    const [revocations, tenants] = await Promise.all([this.revocations(), this.tenants()]);
     try {
-      await pushAccountJwt(this.sys, next);
+      // VIGIL first (its exports), then the tenant accounts importing them, then the callout's allowed list.
+      await pushAccountJwt(this.sys, a);
+      // New tenants only: the full resolver keeps what was pushed (the set is cleared on reconnect).
+      for (const t of tenants) {
+        if (this.pushedTenants.has(t)) continue;
+        const publicKey = tenantAccountKeys(a, t).account.publicKey;
+        await pushAccountJwt(this.sys, { account: { publicKey, jwt: await encodeTenantAccount(a, t) } });
+      }
+      const accounts = tenants.map((t) => tenantAccountKeys(a, t).account.publicKey);
+      const deviceAuthJwt = await encodeDeviceAuthAccount(
+        a.deviceAuth,
+        a.operator.signingKey,
+        accounts,
+        revocations,
+      );
+      await pushAccountJwt(this.sys, { account: { publicKey: a.deviceAuth.publicKey, jwt: deviceAuthJwt } });
+      for (const t of tenants) this.pushedTenants.add(t);
       this.pushes.inc({ result: 'ok' });
       this.revoked.set(Object.keys(revocations).length);
-      this.log.debug({ revocations: Object.keys(revocations).length }, 'NATS account JWT pushed');
+      this.tenantsGauge.set(this.pushedTenants.size);
+      this.log.debug(
+        { revocations: Object.keys(revocations).length, tenants: tenants.length },
+        'NATS account JWTs pushed',
+      );
     } catch (err) {
       this.pushes.inc({ result: 'error' });
-      this.log.error({ err: (err as Error).message }, 'pushing the NATS account JWT failed; will retry');
+      this.log.error({ err: (err as Error).message }, 'pushing the NATS account JWTs failed; will retry');
       throw err;
     }
   }
 
+  private async tenants(): Promise<string[]> {
+    const rows = await this.db.selectFrom('tenants').select('id').orderBy('id').execute();
+    // An id that is no subject token can own no device (enrollment checks it): it gets no account.
+    return rows.map((r) => r.id).filter(isValidSubjectToken);
+  }
   private async revocations(): Promise<Record<string, number>> {
     const rows = await this.db
       .selectFrom('device_certificates')
@@ -184,7 +234,11 @@ export class NatsAccountPublisher {
   private async watchReconnects(): Promise<void> {
     for await (const s of this.sys.status()) {
       if (this.stopped) return;
-      if (s.type === 'reconnect') await this.publish().catch(() => undefined);
+      if (s.type === 'reconnect') {
+        // Possibly another server, or one with a fresh resolver directory: push every tenant again.
+        this.pushedTenants.clear();
+        await this.publish().catch(() => undefined);
+      }
     }
   }
 }

@@ -5,13 +5,17 @@
  *   operator identity key (offline) -> operator JWT naming an operator SIGNING key
  *   operator signing key (online)   -> account JWTs (VIGIL, SYSTEM); re-signed to revoke users
  *   account identity keys (offline) -> only the subject of their account JWT; never sign users
- *   VIGIL "device" signing key      -> device user JWTs (scoped: the permissions come from the account JWT)
+ *   DEVICES_<tenant> accounts       -> one per tenant, no JetStream (nats-tenant-accounts.ts): devices live
+ *                                      there and reach VIGIL only through service imports of their own
+ *                                      tenant's subjects, so a PubAck or an answer returns into that account
+ *   tenant "device" signing key     -> device user JWTs (scoped: the permissions come from the account JWT)
  *   VIGIL "service" signing key     -> cloud service user JWTs (scoped)
  *   VIGIL "responder" signing key   -> the cloud user that answers device requests (scoped: it may publish
- *                                      into device inboxes `_DEVINBOX.>` and nowhere else)
+ *                                      on service import replies `_R_.>` and nowhere else)
  *   SYSTEM "system" signing key     -> the user that pushes account JWT updates ($SYS claims update)
  *   VIGIL_DEVICE_AUTH account       -> device tickets and the auth callout (nats-device-auth.ts): a device
- *                                      enters VIGIL only through the callout, which binds its certificate
+ *                                      enters its tenant account only through the callout, which binds its
+ *                                      certificate; revoked ticket keys are listed in this account
  *
  * Every user signing key is SCOPED (a `user_scope` signing key with a permission template in the account JWT):
  * a user JWT signed with it carries no permissions of its own (the server refuses one that does) and gets the
@@ -59,6 +63,13 @@ import {
   type DeviceAuthAccount,
 } from './nats-device-auth.js';
 import { nativeKeyPair } from './nkey-crypto.js';
+import {
+  DEVICE_MAX_SUBSCRIPTIONS,
+  issueTenantDeviceUser,
+  vigilDeviceExports,
+} from './nats-tenant-accounts.js';
+
+export { DEVICE_MAX_SUBSCRIPTIONS };
 
 /** A public nkey and its seed (the seed is a secret). */
 export interface NatsKey {
@@ -88,10 +99,13 @@ export interface NatsAuthority {
   version: 1;
   operator: { name: string; publicKey: string; jwt: string; signingKey: NatsKey };
   system: { name: string; publicKey: string; jwt: string; signingKey: NatsKey };
+  /** Root of every tenant account's keys (nats-tenant-accounts.ts); base64 of 32 random bytes. */
+  tenantAccountSecret: string;
   account: {
     name: string;
     publicKey: string;
     jwt: string;
+    /** Unused since devices live in tenant accounts (not in VIGIL's JWT any more); kept for older files. */
     deviceSigningKey: NatsKey;
     serviceSigningKey: NatsKey;
     /** Signs the responder users (RESPONDER_PERMISSIONS). Missing in authorities made before it: see upgradeNatsAuthority. */
@@ -144,8 +158,6 @@ export interface ServiceUserRequest {
 export const DEFAULT_ACCOUNT_NAME = 'VIGIL';
 export const SYSTEM_ACCOUNT_NAME = 'SYS';
 export const DEFAULT_MAX_USER_LIFETIME_SECONDS = 90 * 86_400;
-/** Subscriptions one device connection may hold (the agent needs ~3: rcpt, cfg, its request inbox). */
-export const DEVICE_MAX_SUBSCRIPTIONS = 64;
 
 /**
  * Tags that the device template reads (nats-server fills in a template only where it is a whole subject
@@ -199,13 +211,18 @@ export const DEFAULT_SERVICE_PERMISSIONS: ServicePermissions = {
   subAllow: ['vigil.>', '_INBOX.>', '$JS.EVENT.>'],
 };
 
+/** Replies of requests that crossed a service import (nats-server's response mapping prefix). */
+export const SERVICE_IMPORT_REPLY = '_R_.>';
+
 /**
  * The responder user: receives device requests (config status, receipt queries) and may publish only into
  * device inboxes. Every responder also checks that the reply is the REQUESTING device's inbox (a device may
  * name another device's inbox), see fleet/device-reply.ts.
  */
 export const RESPONDER_PERMISSIONS: ServicePermissions = {
-  pubAllow: [`${DEVICE_INBOX_ROOT}.>`],
+  // Devices live in tenant accounts: their requests reach VIGIL through service imports, whose reply subject
+  // is the server's `_R_.…` mapping back into the requesting tenant account. Nothing else is answered.
+  pubAllow: [SERVICE_IMPORT_REPLY],
   subAllow: [`${SUBJECT_PREFIX}.*.*.status`, `${SUBJECT_PREFIX}.*.*.rcpt`],
 };
 
@@ -244,7 +261,7 @@ export async function createNatsAuthority(
   const systemId = newKey(createAccount);
   const systemSigner = newKey(createAccount);
   const accountId = newKey(createAccount);
-  const deviceAuth = await createDeviceAuthAccount(operatorSigner, accountId.publicKey);
+  const deviceAuth = await createDeviceAuthAccount(operatorSigner);
 
   const operatorClaims: Partial<Operator> = {
     system_account: systemId.publicKey,
@@ -254,6 +271,7 @@ export async function createNatsAuthority(
 
   const authority: NatsAuthority = {
     version: 1,
+    tenantAccountSecret: newTenantAccountSecret(),
     operator: {
       name: operatorName,
       publicKey: operatorId.publicKey,
@@ -289,24 +307,21 @@ export async function createNatsAuthority(
 }
 
 /**
- * A VIGIL user JWT for a device: name `<tenant>/<device>`, signed by the scoped device key, with tags that the
- * template turns into the device's permissions (see DEVICE_PERMISSION_TEMPLATE). Devices never receive one:
- * the auth callout issues it for the user nkey the server chose for the connection (fleet/nats-callout.ts),
- * after checking the device's ticket and certificate. Used directly only by tests of the permissions.
+ * A user JWT for a device in its tenant account `DEVICES_<tenant>` (nats-tenant-accounts.ts): name
+ * `<tenant>/<device>`, signed by that account's scoped device key, with tags that the template turns into the
+ * device's permissions (see DEVICE_PERMISSION_TEMPLATE). Devices never receive one: the auth callout issues it
+ * for the user nkey the server chose for the connection (fleet/nats-callout.ts), after checking the device's
+ * ticket and certificate. Used directly only by tests of the permissions.
  */
 export async function issueDeviceUser(authority: NatsAuthority, req: DeviceUserRequest): Promise<string> {
   checkIds(req.tenantId, req.deviceId);
   const exp = expiry(authority, req.expiresInSeconds, req.now);
-  const claims: Partial<User> = {
-    tags: [`${TENANT_TAG}:${req.tenantId}`, `${DEVICE_TAG}:${req.deviceId}`],
-  };
-  return encodeUser(
-    `${req.tenantId}/${req.deviceId}`,
-    userKey(req.userPublicKey),
-    authority.account.publicKey,
-    claims,
-    { signer: seedPair(authority.account.deviceSigningKey), scopedUser: true, exp },
-  );
+  return issueTenantDeviceUser(authority, {
+    tenantId: req.tenantId,
+    deviceId: req.deviceId,
+    userPublicKey: userKey(req.userPublicKey),
+    exp,
+  });
 }
 
 /** A user JWT for a cloud service (the scoped service key: DEFAULT_SERVICE_PERMISSIONS or the configured set). */
@@ -340,12 +355,15 @@ export async function issueResponderUser(authority: NatsAuthority, req: ServiceU
  * and re-signs the account JWT with the current permission templates. `changed`: a key was added, so the
  * caller must persist it (every cloud process must use the same responder key: never upgrade in memory only).
  */
-export async function upgradeNatsAuthority<T extends Pick<NatsAuthority, 'account' | 'operator'>>(
-  authority: T,
-): Promise<{ authority: T; changed: boolean }> {
+export async function upgradeNatsAuthority<
+  T extends Pick<NatsAuthority, 'account' | 'operator'> & Partial<Pick<NatsAuthority, 'tenantAccountSecret'>>,
+>(authority: T): Promise<{ authority: T; changed: boolean }> {
   const missing = !(authority.account as Partial<NatsAuthority['account']>).responderSigningKey?.seed;
+  // Tenant accounts (devices out of VIGIL): the secret their keys derive from; persisted like the keys.
+  const noSecret = !authority.tenantAccountSecret;
   const next: T = {
     ...authority,
+    tenantAccountSecret: authority.tenantAccountSecret ?? newTenantAccountSecret(),
     account: {
       ...authority.account,
       responderSigningKey: missing ? newKey(createAccount) : authority.account.responderSigningKey,
@@ -353,7 +371,7 @@ export async function upgradeNatsAuthority<T extends Pick<NatsAuthority, 'accoun
   };
   // Re-signed either way (a fresh JWT differs in iat/jti alone, so that says nothing about a change).
   next.account.jwt = await encodeVigilAccount(next);
-  return { authority: next, changed: missing };
+  return { authority: next, changed: missing || noSecret };
 }
 
 /** A SYSTEM account user that may only push account JWT updates (see pushAccountJwt). */
@@ -369,24 +387,33 @@ export async function issueSystemUser(authority: NatsAuthority, req: ServiceUser
   );
 }
 
+/** Where the full resolver keeps account JWTs, relative to nats-server's working directory by default. */
+export const DEFAULT_RESOLVER_DIR = 'jwt';
+
 /**
  * The nats-server config fragment (append to a config with `tls { verify: true }` and `jetstream {}`):
- * operator, system account and a MEMORY resolver preloaded with the three account JWTs. Holds no seed. The
- * auth callout is configured inside the VIGIL_DEVICE_AUTH account JWT (its `authorization` block), so nothing
- * else is needed here; `verify: true` is, because the callout reads the client certificate chain the server
- * verified.
- * A MEMORY resolver only learns an updated account JWT from a config reload of this fragment or from a
- * pushed claims update; a pushed update is lost on restart, so always rewrite this fragment as well.
+ * operator, system account and a FULL resolver (account JWTs in `resolverDir`, pushed updates and new accounts
+ * taken at run time: the cloud adds a `DEVICES_<tenant>` account per tenant), preloaded with the three fixed
+ * account JWTs and any `extraAccounts` (public key -> JWT). Holds no seed. The auth callout is configured
+ * inside the VIGIL_DEVICE_AUTH account JWT (its `authorization` block), so nothing else is needed here;
+ * `verify: true` is, because the callout reads the client certificate chain the server verified.
+ * A MEMORY resolver cannot take a new account at run time (nats-server 2.10 answers the push "skipped").
  */
-export function natsServerAuthConfig(authority: NatsAuthority): string {
+export function natsServerAuthConfig(
+  authority: NatsAuthority,
+  opts: { resolverDir?: string; extraAccounts?: Record<string, string> } = {},
+): string {
+  const extra = Object.entries(opts.extraAccounts ?? {}).map(([k, jwt]) => `  ${k}: ${JSON.stringify(jwt)}`);
   return [
     `operator: ${JSON.stringify(authority.operator.jwt)}`,
     `system_account: ${authority.system.publicKey}`,
-    'resolver: MEMORY',
+    // allow_delete false: no one can remove an account by a pushed message.
+    `resolver: { type: full, dir: ${JSON.stringify(opts.resolverDir ?? DEFAULT_RESOLVER_DIR)}, allow_delete: false, interval: "2m" }`,
     'resolver_preload: {',
     `  ${authority.account.publicKey}: ${JSON.stringify(authority.account.jwt)}`,
     `  ${authority.system.publicKey}: ${JSON.stringify(authority.system.jwt)}`,
     `  ${authority.deviceAuth.publicKey}: ${JSON.stringify(authority.deviceAuth.jwt)}`,
+    ...extra,
     '}',
   ].join('\n');
 }
@@ -453,28 +480,25 @@ export async function resignAccounts(authority: NatsAuthority): Promise<NatsAuth
   next.account = { ...authority.account, jwt: await encodeVigilAccount(authority) };
   next.deviceAuth = {
     ...authority.deviceAuth,
-    jwt: await encodeDeviceAuthAccount(
-      authority.deviceAuth,
-      authority.operator.signingKey,
-      authority.account.publicKey,
-    ),
+    jwt: await encodeDeviceAuthAccount(authority.deviceAuth, authority.operator.signingKey),
   };
   return next;
 }
 
-/** The subject on which a SYSTEM user pushes the VIGIL account JWT to running servers. */
-export function accountUpdateSubject(authority: NatsAuthority): string {
+/** The subject on which a SYSTEM user pushes an account JWT (VIGIL's by default) to running servers. */
+export function accountUpdateSubject(authority: { account: { publicKey: string } }): string {
   return `$SYS.REQ.ACCOUNT.${authority.account.publicKey}.CLAIMS.UPDATE`;
 }
 
 /**
- * Pushes the current VIGIL account JWT to the server(s) through a SYSTEM user connection; connected users
+ * Pushes an account JWT (`authority.account`: VIGIL's, or any other account's key and JWT) to the server(s)
+ * through a SYSTEM user connection; connected users
  * that it revokes are disconnected at once. Resolves with the server's message, rejects on an error answer.
  * With several servers, each one answers: this waits for the first (run it per server, or rely on reload).
  */
 export async function pushAccountJwt(
   nc: Pick<NatsConnection, 'request'>,
-  authority: NatsAuthority,
+  authority: { account: { publicKey: string; jwt: string } },
   timeoutMs = 5_000,
 ): Promise<string> {
   const reply = await nc.request(accountUpdateSubject(authority), authority.account.jwt, {
@@ -557,17 +581,10 @@ async function encodeVigilAccount(a: Pick<NatsAuthority, 'account' | 'operator'>
       streams: acc.jetstream.streams,
       consumer: acc.jetstream.consumers,
     },
+    // Devices are not VIGIL users (no device signing key here): they live in DEVICES_<tenant> accounts that
+    // import exactly their tenant's part of these (nats-tenant-accounts.ts).
+    exports: vigilDeviceExports(),
     signing_keys: [
-      scoped(
-        acc.deviceSigningKey.publicKey,
-        'device',
-        {
-          pubAllow: [...DEVICE_PERMISSION_TEMPLATE.pubAllow],
-          subAllow: [...DEVICE_PERMISSION_TEMPLATE.subAllow],
-        },
-        { subs: DEVICE_MAX_SUBSCRIPTIONS },
-        DEVICE_SUB_DENY,
-      ),
       // No `resp` for either (see the header): device requests are answered by the responder user.
       scoped(acc.serviceSigningKey.publicKey, 'service', acc.servicePermissions, {}),
       scoped(acc.responderSigningKey.publicKey, 'responder', RESPONDER_PERMISSIONS, {}),
@@ -587,6 +604,10 @@ async function encodeSystemAccount(a: NatsAuthority): Promise<string> {
   return encodeAccount(a.system.name, a.system.publicKey, claims, {
     signer: seedPair(a.operator.signingKey),
   });
+}
+
+function newTenantAccountSecret(): string {
+  return Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString('base64');
 }
 
 function newKey(create: () => ReturnType<typeof createAccount>): NatsKey {

@@ -93,7 +93,7 @@ export async function ensureNatsAuthority(
 export async function upgradeForCallout(
   old: Omit<NatsAuthority, 'deviceAuth'>,
 ): Promise<{ authority: NatsAuthority; offlineDeviceAuth: NatsKeyPair }> {
-  const made = await createDeviceAuthAccount(old.operator.signingKey, old.account.publicKey);
+  const made = await createDeviceAuthAccount(old.operator.signingKey);
   const kp = createAccount();
   const rotated: NatsAuthority = {
     ...old,

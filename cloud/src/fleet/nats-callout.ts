@@ -54,6 +54,11 @@ export interface NatsAuthCalloutOptions {
   log: Logger;
   metrics: Registry;
   now?: () => Date;
+  /**
+   * Makes sure the device's tenant account (DEVICES_<tenant>) is on the servers and in the callout's allowed
+   * accounts before a device is placed in it (NatsAccountPublisher.ensureTenant).
+   */
+  tenantAccounts: { ensureTenant(tenantId: string): Promise<void> };
   /** Requests answered at once (each is one PostgreSQL round trip); more wait in a queue. */
   maxInFlight?: number;
   /** Requests waiting; beyond it a request is refused at once as `busy` (the device retries). */
@@ -222,7 +227,10 @@ export class NatsAuthCallout {
       await this.answer(msg, req, { error: admission.message }, admission.reason, admission.message, req);
       return admission.reason;
     }
-    // Exactly the device permissions (the VIGIL device template, filled in from the tags issueDeviceUser sets),
+    // The tenant is the registry's (admitDevice checked the certificate row names it): its account must exist.
+    await this.opts.tenantAccounts.ensureTenant(req.tenantId);
+    // A user of DEVICES_<tenant>, never of VIGIL: the device template of that account, filled in from the tags
+    // issueDeviceUser sets,
     // for the nkey the server chose, ending no later than the ticket and the certificate.
     const jwt = await issueDeviceUser(this.opts.authority, {
       tenantId: req.tenantId,

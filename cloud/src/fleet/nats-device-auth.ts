@@ -7,9 +7,11 @@
  * by the server to the callout service (fleet/nats-callout.ts) on `$SYS.REQ.USER.AUTH`, with the ticket, the
  * nonce signature and the TLS client certificate chain the server verified. The callout checks that the
  * certificate names the ticket's tenant and device and is not revoked, then answers with a user JWT of the
- * VIGIL account for the server-chosen user nkey, signed by VIGIL's scoped device key (the usual device
- * template: nats-auth.ts issueDeviceUser). So a certificate and creds of two different devices, or a revoked
- * device's unexpired pair, get no connection.
+ * device's tenant account `DEVICES_<tenant>` (tenant from the registry) for the server-chosen user nkey, signed
+ * by that account's scoped device key (nats-tenant-accounts.ts). So a certificate and creds of two different
+ * devices, or a revoked device's unexpired pair, get no connection. `allowed_accounts` lists the tenant
+ * accounts only: the callout can never place anyone in VIGIL. Revoked ticket keys are listed in this
+ * account's revocations, so the server refuses such a ticket before it even asks the callout.
  *
  * `auth_users` (connections that skip the callout): only the callout service's own user, whose fixed nkey is
  * listed in the account JWT. Cloud service users and the SYS user live in the VIGIL and SYS accounts, which
@@ -60,7 +62,6 @@ export interface DeviceTicketRequest {
 /** Creates the account with fresh keys; the identity seed goes offline with the others. */
 export async function createDeviceAuthAccount(
   operatorSigningKey: NatsKey,
-  vigilAccountPublicKey: string,
 ): Promise<{ account: DeviceAuthAccount; offline: NatsKey }> {
   const id = newKey(createAccount);
   const account: DeviceAuthAccount = {
@@ -71,15 +72,20 @@ export async function createDeviceAuthAccount(
     calloutSigningKey: newKey(createAccount),
     calloutUser: newKey(createUser),
   };
-  account.jwt = await encodeDeviceAuthAccount(account, operatorSigningKey, vigilAccountPublicKey);
+  account.jwt = await encodeDeviceAuthAccount(account, operatorSigningKey);
   return { account, offline: id };
 }
 
-/** The account JWT: the callout configuration, and two scoped signing keys. Signed by the operator signing key. */
+/**
+ * The account JWT: the callout configuration, and two scoped signing keys. Signed by the operator signing key.
+ * `tenantAccounts`: public keys of the DEVICES_<tenant> accounts the callout may place users in (the cloud
+ * pushes this JWT again when a tenant appears); `revocations`: ticket user keys -> unix seconds.
+ */
 export async function encodeDeviceAuthAccount(
   acc: DeviceAuthAccount,
   operatorSigningKey: NatsKey,
-  vigilAccountPublicKey: string,
+  tenantAccounts: readonly string[] = [],
+  revocations: Record<string, number> = {},
 ): Promise<string> {
   const base: Partial<UserPermissionsLimits> = {
     subs: -1,
@@ -113,9 +119,11 @@ export async function encodeDeviceAuthAccount(
     default_permissions: { pub: { deny: ['>'] }, sub: { deny: ['>'] } },
     authorization: {
       auth_users: [acc.calloutUser.publicKey],
-      // The callout may place users only in VIGIL (and the user JWT must be signed by a VIGIL key).
-      allowed_accounts: [vigilAccountPublicKey],
+      // Only tenant accounts, never VIGIL (the user JWT must also be signed by that account's key). Never
+      // empty: with no tenant yet, this account itself (where a user could do nothing: deny-all default).
+      allowed_accounts: tenantAccounts.length > 0 ? [...new Set(tenantAccounts)].sort() : [acc.publicKey],
     },
+    revocations: { ...revocations },
   };
   return encodeAccount(acc.name, acc.publicKey, claims, { signer: seedPair(operatorSigningKey) });
 }
