@@ -65,7 +65,10 @@ describe('NATS per-device authorization (operator JWT + mTLS + JetStream)', () =
         revoked[t],
       );
   }
-  async function revokeDevice(tenant: string, userKey: string): Promise<{ account: { publicKey: string; jwt: string } }> {
+  async function revokeDevice(
+    tenant: string,
+    userKey: string,
+  ): Promise<{ account: { publicKey: string; jwt: string } }> {
     revoked[tenant]![userKey] = Math.ceil(Date.now() / 1000);
     await signTenants();
     const publicKey = tenantAccountKeys(authority, tenant).account.publicKey;
@@ -400,12 +403,12 @@ describe('NATS per-device authorization (operator JWT + mTLS + JetStream)', () =
     const c = await cloud();
     const serve = c.subscribe('vigil.v1.*.*.status', { callback: (_e, m) => void m.respond('answer') });
     await c.flush();
-    const bad = badInput('service user answers a device request (into _DEVINBOX)');
+    const bad = badInput('service user answers a device request (into the import reply _R_)');
     const mark = nats().logs.text().length;
     expect(
       String(await rejection(dev.request('vigil.v1.acme.gw-1.status', 'q', { timeout: 1_000 }))),
     ).toMatch(/timeout/i);
-    await logLine(/\[ERR\] .*Publish Violation - .*Subject "_DEVINBOX\.acme\.gw-1\./, mark);
+    await logLine(/\[ERR\] .*Publish Violation - .*Subject "_R_\./, mark);
     bad.refused();
     serve.unsubscribe();
   });
@@ -431,16 +434,21 @@ describe('NATS per-device authorization (operator JWT + mTLS + JetStream)', () =
       'vigil.internal.v1.committed.acme',
       '_INBOX.cloud.1',
     ];
-    for (const reply of hostile) {
-      const bad = badInput(`responder answers reply ${reply}`);
-      dev.publish('vigil.v1.acme.gw-1.status', 'q', { reply });
-      await dev.flush();
-      await waitFor(`violation for ${reply}`, () =>
-        statuses.find((x) => x.type === 'error' && x.error.message.includes(`"${reply}"`)),
+    // The request crossed DEVICES_acme's service import: the responder sees only the server's `_R_.…` reply
+    // (mapped back into DEVICES_acme), whatever the device named, and may publish nowhere else.
+    for (const reply of hostile) dev.publish('vigil.v1.acme.gw-1.status', 'q', { reply });
+    await dev.flush();
+    await waitFor('every request answered', () => (answered.length === hostile.length ? true : undefined));
+    for (const reply of answered) expect(reply).toMatch(/^_R_\.[A-Za-z0-9]+\.[A-Za-z0-9]+$/);
+    for (const subject of hostile) {
+      const bad = badInput(`responder publishes on ${subject}`);
+      r.publish(subject, 'x');
+      await r.flush().catch(() => undefined);
+      await waitFor(`violation for ${subject}`, () =>
+        statuses.find((x) => x.type === 'error' && x.error.message.includes(`"${subject}"`)),
       );
       bad.refused();
     }
-    expect(answered).toEqual(hostile);
     expect((await jsm.streams.info('EVENTS')).config.name).toBe('EVENTS');
     // Its own device inbox works.
     expect((await dev.request('vigil.v1.acme.gw-1.status', 'q', { timeout: 2_000 })).subject).toMatch(
@@ -458,6 +466,9 @@ describe('NATS per-device authorization (operator JWT + mTLS + JetStream)', () =
   describe('connection-level refusals', () => {
     const certA1 = (): CertKeyPaths => pki().devices[key(A1)]!;
     const scopedTags = ['vigil-tenant:acme', 'vigil-device:gw-1'];
+    // Devices are users of DEVICES_acme (its scoped device key); VIGIL has no device signing key any more.
+    const acmeAccount = (): string => tenantAccountKeys(authority, 'acme').account.publicKey;
+    const acmeDeviceSeed = (): string => tenantAccountKeys(authority, 'acme').deviceSigningKey.seed;
 
     /**
      * Dials and expects the server to refuse in CONNECT: nats.js rejects with AuthorizationError
@@ -511,12 +522,12 @@ describe('NATS per-device authorization (operator JWT + mTLS + JetStream)', () =
       const jwt2 = await encodeUser(
         'acme/gw-1',
         u2,
-        authority.account.publicKey,
+        acmeAccount(),
         { tags: scopedTags },
         { signer: createAccount(), scopedUser: true },
       );
       await refusedAtConnect(
-        'user JWT claiming VIGIL, signed by an unregistered key',
+        'user JWT claiming DEVICES_acme, signed by an unregistered key',
         () => dial({ cert: certA1(), creds: { jwt: jwt2, kp: u2 } }),
         /User JWT issuer is not known/,
       );
@@ -527,9 +538,9 @@ describe('NATS per-device authorization (operator JWT + mTLS + JetStream)', () =
       const jwt = await encodeUser(
         'acme/gw-1',
         u,
-        authority.account.publicKey,
+        acmeAccount(),
         { pub: { allow: ['>'] }, sub: { allow: ['>'] }, tags: scopedTags },
-        { signer: fromSeed(new TextEncoder().encode(authority.account.deviceSigningKey.seed)) },
+        { signer: fromSeed(new TextEncoder().encode(acmeDeviceSeed())) },
       );
       await refusedAtConnect(
         'device-key-signed JWT carrying pub/sub ">"',
@@ -549,10 +560,10 @@ describe('NATS per-device authorization (operator JWT + mTLS + JetStream)', () =
         const jwt = await encodeUser(
           'acme/gw-1',
           u,
-          authority.account.publicKey,
+          acmeAccount(),
           { tags: ['vigil-tenant:acme', 'vigil-device:gw-1', `vigil-inbox:${inboxTag}`] },
           {
-            signer: fromSeed(new TextEncoder().encode(authority.account.deviceSigningKey.seed)),
+            signer: fromSeed(new TextEncoder().encode(acmeDeviceSeed())),
             scopedUser: true,
           },
         );
@@ -709,7 +720,10 @@ describe('NATS per-device authorization (operator JWT + mTLS + JetStream)', () =
     const creds = await deviceCreds(G1);
     const { nc } = await device(G1, creds);
     const sysKp = createUser();
-    const sysJwt = await issueSystemUser(authority, { name: 'revoker2', userPublicKey: sysKp.getPublicKey() });
+    const sysJwt = await issueSystemUser(authority, {
+      name: 'revoker2',
+      userPublicKey: sysKp.getPublicKey(),
+    });
     const sys = (
       await dial({ cert: pki().services.cloud!, creds: { jwt: sysJwt, kp: sysKp }, name: 'revoker2' })
     ).nc;

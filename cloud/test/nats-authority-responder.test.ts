@@ -30,11 +30,11 @@ describe('NATS authority upgrade (responder signing key)', () => {
     // The account JWT names the responder key, scoped, with no response permission for any role.
     const claims = decode<Account>(upgraded.authority.account.jwt).nats;
     const scopes = (claims.signing_keys ?? []).filter((k) => typeof k !== 'string');
-    expect(scopes.map((s) => s.role).sort()).toEqual(['device', 'responder', 'service']);
+    expect(scopes.map((s) => s.role).sort()).toEqual(['responder', 'service']);
     for (const s of scopes) expect(s.template).not.toHaveProperty('resp');
     const responder = scopes.find((s) => s.role === 'responder')!;
     expect(responder.key).toBe(key.publicKey);
-    expect(responder.template.pub?.allow).toEqual(['_DEVINBOX.>']);
+    expect(responder.template.pub?.allow).toEqual(['_R_.>']);
     expect(readFileSync(upgraded.serverConfigFile, 'utf8')).toContain(upgraded.authority.account.jwt);
     // A second run keeps the key.
     expect((await ensureNatsAuthority(dir)).authority.account.responderSigningKey).toEqual(key);

@@ -63,13 +63,16 @@ describe('upgrading a NATS authority made before the auth callout', () => {
     expect(up.account.deviceSigningKey.publicKey).not.toBe(legacy.account.deviceSigningKey.publicKey);
     const keys = decode<Account>(up.account.jwt).nats.signing_keys ?? [];
     const listed = keys.map((k) => (typeof k === 'string' ? k : k.key));
-    expect(listed).toContain(up.account.deviceSigningKey.publicKey);
+    // Devices live in DEVICES_<tenant> accounts now: VIGIL lists no device signing key at all.
+    expect(listed).not.toContain(up.account.deviceSigningKey.publicKey);
     expect(listed).not.toContain(legacy.account.deviceSigningKey.publicKey);
+    expect(up.tenantAccountSecret).toBeTruthy();
     const da = decode<Account>(up.deviceAuth.jwt).nats.authorization;
     expect(da).toMatchObject({
       auth_users: [up.deviceAuth.calloutUser.publicKey],
-      allowed_accounts: [up.account.publicKey],
     });
+    // Never VIGIL: until the cloud pushes the tenant accounts, only this account itself (deny-all).
+    expect(da?.allowed_accounts).toEqual([up.deviceAuth.publicKey]);
     const offline = JSON.parse(readFileSync(files.offlineKeysFile, 'utf8')) as Record<
       string,
       { publicKey: string }

@@ -25,7 +25,16 @@ import { connect, jwtAuthenticator, type NatsConnection } from '@nats-io/transpo
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { natsConfig, useNats } from '@vigil/testkit';
 
-const OPEN = { subs: -1, data: -1, payload: -1, imports: -1, exports: -1, wildcards: true, conn: -1, leaf: -1 };
+const OPEN = {
+  subs: -1,
+  data: -1,
+  payload: -1,
+  imports: -1,
+  exports: -1,
+  wildcards: true,
+  conn: -1,
+  leaf: -1,
+};
 const op = createOperator();
 const opSk = createOperator();
 const sys = createAccount();
@@ -152,7 +161,13 @@ describe('nats-server: streams behind service imports, PubAcks through the impor
     // Hostile replies: a PubAck for seq 1..3 aimed at the JetStream API, a captured subject of another device,
     // another tenant's cfg. Observers in VIGIL and globex see nothing; the streams keep their messages.
     const watchVigil = cloud.subscribe('>');
-    const globex = await as(tenants.globex, 'globex/gw1', { tags: ['d:gw1'] }, tenantSk.globex, '_DEVINBOX.globex.gw1');
+    const globex = await as(
+      tenants.globex,
+      'globex/gw1',
+      { tags: ['d:gw1'] },
+      tenantSk.globex,
+      '_DEVINBOX.globex.gw1',
+    );
     const watchGlobex = globex.subscribe('vigil.v1.globex.gw1.cfg');
     const hostile = [
       '$JS.API.STREAM.MSG.DELETE.EVENTS',
@@ -209,19 +224,34 @@ describe('nats-server: streams behind service imports, PubAcks through the impor
       sub: { allow: ['$SYS.REQ.USER.AUTH'] },
       pub: { allow: [] },
       resp: { max: 1, ttl: 0 },
-    } as object);
-    const svc = await connect({ servers: nats().url, authenticator: jwtAuthenticator(cj, calloutUser.getSeed()) });
+    });
+    const svc = await connect({
+      servers: nats().url,
+      authenticator: jwtAuthenticator(cj, calloutUser.getSeed()),
+    });
     open.push(svc);
     svc.subscribe('$SYS.REQ.USER.AUTH', {
       callback: (_e, m) => {
         const req = decode<AuthorizationRequest>(m.string()).nats;
         void (async () => {
-          const jwt = await encodeUser('acme/gw7', req.user_nkey!, tenants.acme, { tags: ['d:gw7'] }, {
-            signer: tenantSk.acme,
-            scopedUser: true,
-          });
+          const jwt = await encodeUser(
+            'acme/gw7',
+            req.user_nkey!,
+            tenants.acme,
+            { tags: ['d:gw7'] },
+            {
+              signer: tenantSk.acme,
+              scopedUser: true,
+            },
+          );
           m.respond(
-            await encodeAuthorizationResponse(req.user_nkey!, req.server_id!.id, auth, { jwt }, { signer: auth }),
+            await encodeAuthorizationResponse(
+              req.user_nkey!,
+              req.server_id!.id,
+              auth,
+              { jwt },
+              { signer: auth },
+            ),
           );
         })();
       },
@@ -236,6 +266,8 @@ describe('nats-server: streams behind service imports, PubAcks through the impor
     });
     open.push(dev);
     // Placed in acme with the scoped template: it can publish its own evt subject and the PubAck comes back.
-    expect(await jetstream(dev).publish('vigil.v1.acme.gw7.evt.cam1', 'e')).toMatchObject({ stream: 'EVENTS' });
+    expect(await jetstream(dev).publish('vigil.v1.acme.gw7.evt.cam1', 'e')).toMatchObject({
+      stream: 'EVENTS',
+    });
   });
 });

@@ -733,7 +733,9 @@ describe('NATS security suite: one enrolled gateway against the cloud', () => {
       ] as const) {
         const same = tn === 'acme';
         const c = (what: string): Partial<Target> =>
-          same ? { contained: `delivered to ${tn}/${d} ${what} (same tenant: its agent drops it, counted)` } : {};
+          same
+            ? { contained: `delivered to ${tn}/${d} ${what} (same tenant: its agent drops it, counted)` }
+            : {};
         t(subjectFor(tn, d, 'cfg'), c('on its cfg subject'));
         t(subjectFor(tn, d, 'rcpt'), c('on its rcpt subject'));
         t(`${deviceInboxPrefix(tn, d)}.x`, c('into its inbox'));
@@ -859,7 +861,8 @@ describe('NATS security suite: one enrolled gateway against the cloud', () => {
           if (changed.length)
             verdict = `OPEN: changed ${changed.map((k) => `${k} ${JSON.stringify(before[k])} -> ${JSON.stringify(after[k])}`).join(', ')}`;
           else if (readOnly) verdict = `refused: read-only, answered to no one (${error ?? 'ok'})`;
-          else if (pubAcksHeard.length > h0) verdict = `OPEN: a PubAck reached VIGIL (${pubAcksHeard.slice(h0).join(', ')})`;
+          else if (pubAcksHeard.length > h0)
+            verdict = `OPEN: a PubAck reached VIGIL (${pubAcksHeard.slice(h0).join(', ')})`;
           else if (response && !error) verdict = `OPEN: accepted ${response.slice(0, 120)}`;
           else if (error && !REFUSED.test(error)) verdict = `OPEN: not refused (${error})`;
           else verdict = `refused: ${error ?? (target.poison ? 'dropped as poison, counted' : 'no effect')}`;

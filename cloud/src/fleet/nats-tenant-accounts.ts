@@ -104,22 +104,18 @@ export async function encodeTenantAccount(
   const k = tenantAccountKeys(a, tenantId);
   const t = tenantId;
   const imports: Import[] = [
-    ...SERVICE_KINDS.map(
-      (kind): Import => ({
-        name: `${kind}`,
-        type: 'service',
-        subject: `${SUBJECT_PREFIX}.${t}.*.${kind}`,
-        account: a.account.publicKey,
-      }),
-    ),
-    ...STREAM_KINDS.map(
-      (kind): Import => ({
-        name: `${kind} delivery`,
-        type: 'stream',
-        subject: `${SUBJECT_PREFIX}.${t}.*.${kind}`,
-        account: a.account.publicKey,
-      }),
-    ),
+    ...SERVICE_KINDS.map((kind): Import => ({
+      name: `${kind}`,
+      type: 'service',
+      subject: `${SUBJECT_PREFIX}.${t}.*.${kind}`,
+      account: a.account.publicKey,
+    })),
+    ...STREAM_KINDS.map((kind): Import => ({
+      name: `${kind} delivery`,
+      type: 'stream',
+      subject: `${SUBJECT_PREFIX}.${t}.*.${kind}`,
+      account: a.account.publicKey,
+    })),
   ];
   const claims: Partial<Account> = {
     description: `Vigil devices of tenant ${t}`,
@@ -179,7 +175,8 @@ export async function issueTenantDeviceUser(
   a: TenantAccountAuthority,
   req: { tenantId: string; deviceId: string; userPublicKey: string; exp: number },
 ): Promise<string> {
-  if (!isValidSubjectToken(req.deviceId)) throw new Error(`invalid device id ${JSON.stringify(req.deviceId)}`);
+  if (!isValidSubjectToken(req.deviceId))
+    throw new Error(`invalid device id ${JSON.stringify(req.deviceId)}`);
   const k = tenantAccountKeys(a, req.tenantId);
   const claims: Partial<User> = { tags: [`${TENANT_TAG}:${req.tenantId}`, `${DEVICE_TAG}:${req.deviceId}`] };
   return encodeUser(`${req.tenantId}/${req.deviceId}`, req.userPublicKey, k.account.publicKey, claims, {
