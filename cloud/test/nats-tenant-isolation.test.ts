@@ -89,7 +89,8 @@ describe('tenant isolation: DEVICES_<tenant> accounts import only their own tena
       'attacker',
       kp,
       nativeKeyPair(acme.account.seed),
-      {},
+      // Everything a user permission could allow (the account's default is deny-all).
+      { pub: { allow: ['>'] }, sub: { allow: ['>'] } },
       {
         signer: nativeKeyPair(acme.account.seed),
       },
