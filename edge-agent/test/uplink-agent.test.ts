@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CommitReceipt, subjectFor } from '@vigil/proto';
 import { usePki } from '@vigil/testkit';
 import { parseAgentConfig, startAgent, type Agent } from '../src/index.js';
 import { createEventsStream, ReceiptResponder } from './helpers/receipt-responder.js';
@@ -91,6 +92,35 @@ describe('agent with uplink', () => {
       ]),
     );
     expect(mine?.subscriptions_list?.some((s) => s.startsWith('_INBOX.'))).toBe(false);
+  });
+
+  it('drops and counts junk on its rcpt subject: a PubAck aimed there, a receipt naming another device', async () => {
+    // Issue 12: inside a tenant account a device can still aim its PubAcks at a peer's rcpt subject.
+    const a = agent!;
+    const count = async (reason: string): Promise<number> => {
+      const text = await (await fetch(`http://127.0.0.1:${a.httpPort}/metrics`)).text();
+      const m = new RegExp(
+        `^vigil_agent_uplink_receipts_rejected_total\\{reason="${reason}"\\} (\\d+)$`,
+        'm',
+      ).exec(text);
+      return Number(m?.[1] ?? 0);
+    };
+    const invalid = await count('invalid');
+    const foreign = await count('foreign');
+    const rcpt = subjectFor(DEVICE.tenantId, DEVICE.deviceId, 'rcpt');
+    cloud.publish(rcpt, JSON.stringify({ stream: 'EVENTS', seq: 7 }));
+    cloud.publish(
+      rcpt,
+      CommitReceipt.encode(
+        CommitReceipt.fromPartial({ tenantId: DEVICE.tenantId, deviceId: 'gw-other', eventIds: ['x'] }),
+      ).finish(),
+    );
+    await cloud.flush();
+    await expect.poll(() => count('invalid'), { timeout: 10_000 }).toBe(invalid + 1);
+    await expect.poll(() => count('foreign'), { timeout: 10_000 }).toBe(foreign + 1);
+    // Still working: a new event is committed and leaves the outbox.
+    appendEvents(a.outbox, 1);
+    await expect.poll(() => a.outbox.stats().depth, { timeout: 10_000 }).toBe(0);
   });
 
   it('stops the uplink before draining NATS', async () => {
