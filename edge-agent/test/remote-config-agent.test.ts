@@ -214,6 +214,18 @@ describe.skipIf(!modelFile)('remote config on a running agent', () => {
       expect(metrics).toMatch(
         new RegExp(`^vigil_agent_config_rejected_total\\{reason="${reason}"\\} 1$`, 'm'),
       );
+    // Issue 12: a PubAck a device of the same tenant aims at this device's cfg subject is dropped, counted.
+    cloudNc.publish(
+      subjectFor(DEVICE.tenantId, DEVICE.deviceId, 'cfg'),
+      JSON.stringify({ stream: 'EVENTS', seq: 9 }),
+    );
+    await cloudNc.flush();
+    await expect
+      .poll(async () => await (await fetch(`http://127.0.0.1:${agent!.httpPort}/metrics`)).text(), {
+        timeout: 10_000,
+      })
+      .toMatch(/^vigil_agent_config_rejected_total\{reason="malformed"\} 1$/m);
+    expect(agent!.runningConfig()).toBe(before);
   });
 
   it('rolls back a config whose camera never streams; the old cameras run', async () => {
