@@ -53,7 +53,7 @@ describe('staged rollouts with fleet-sim', () => {
     fleet = new SimFleet(devices, stack.caPem, { heartbeatMs: 1000, pollMs: 5000 });
     await fleet.connect([stack.natsUrl]);
     admin = apiClient(stack.apiUrl, () => stack.token('acme', ['admin']));
-  }, 60_000);
+  }, 180_000); // 30 enrollments and connections: slow on a loaded 2-core machine
   afterAll(async () => {
     await fleet?.close();
     await stack?.stop();
