@@ -462,6 +462,7 @@ async function steady(s: typeof stack, jwksFile: string, tokens: Tokens): Promis
       death: r.exited === null ? undefined : deathNote(r),
       all: out.summary(),
       byRoute: out.byRoute(),
+      windows: out.windows(t0, win),
       firstWindow: { fromS: 0, toS: win / 1000, ...out.summary(inWindow(0, win)) },
       lastWindow: {
         fromS: Math.round(lastFrom / 1000),

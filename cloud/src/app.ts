@@ -7,7 +7,7 @@ import { sql, type Kysely } from 'kysely';
 import type { Tracer } from '@opentelemetry/api';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { Logger } from 'pino';
-import { createHttpApp } from './api/http.js';
+import { applyServerTimeouts, createHttpApp } from './api/http.js';
 import { createAuthorizerFromConfig } from './auth/engine.js';
 import { createTokenVerifier } from './auth/jwt.js';
 import { RealtimeHub } from './realtime/hub.js';
@@ -346,6 +346,7 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
     const server = await new Promise<Server>((resolve, reject) => {
       const s = http.listen(config.http.port, config.http.host, () => resolve(s)).once('error', reject);
     });
+    applyServerTimeouts(server, config.http);
     closers.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
     // The live event stream (realtime/): after the server closers, so it closes first.
     if (apiAuth && config.realtime.enabled) {
