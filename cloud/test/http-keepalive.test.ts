@@ -13,11 +13,11 @@ const minimal = {
   nats: { servers: ['tls://localhost:4222'], tls: { caFile: 'a', certFile: 'b', keyFile: 'c' } },
 };
 
-function get(port: number, agent: Agent): Promise<{ keepAlive: string | undefined; reused: boolean }> {
+function get(port: number, agent: Agent): Promise<{ keepAlive: string; reused: boolean }> {
   return new Promise((resolve, reject) => {
     const req = request({ host: '127.0.0.1', port, path: '/healthz', agent }, (res) => {
       res.resume();
-      res.on('end', () => resolve({ keepAlive: res.headers['keep-alive'], reused: req.reusedSocket }));
+      res.on('end', () => resolve({ keepAlive: String(res.headers['keep-alive']), reused: req.reusedSocket }));
     });
     req.on('error', reject);
     req.end();
@@ -30,9 +30,16 @@ describe('HTTP server timeouts', () => {
 
   it('defaults: keep-alive 65 s (above a 60 s proxy idle timeout), headers 60 s, request 300 s', () => {
     const { http } = cloudConfigSchema.parse(minimal);
-    expect(http).toMatchObject({ keepAliveTimeoutSeconds: 65, headersTimeoutSeconds: 60, requestTimeoutSeconds: 300 });
+    expect(http).toMatchObject({
+      keepAliveTimeoutSeconds: 65,
+      headersTimeoutSeconds: 60,
+      requestTimeoutSeconds: 300,
+    });
     expect(() =>
-      cloudConfigSchema.parse({ ...minimal, http: { headersTimeoutSeconds: 120, requestTimeoutSeconds: 60 } }),
+      cloudConfigSchema.parse({
+        ...minimal,
+        http: { headersTimeoutSeconds: 120, requestTimeoutSeconds: 60 },
+      }),
     ).toThrow(/headersTimeoutSeconds must not exceed requestTimeoutSeconds/);
   });
 

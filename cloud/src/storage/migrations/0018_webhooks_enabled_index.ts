@@ -7,7 +7,9 @@ import { sql, type Kysely } from 'kysely';
 // `enabled` row by row: their cost grew with every webhook the tenant ever had ("Rows Removed by Filter: 776" after
 // an 8-minute soak). This partial index holds only enabled rows: at most 20 entries per tenant.
 export async function up(db: Kysely<unknown>): Promise<void> {
-  await sql`CREATE INDEX webhooks_tenant_enabled ON webhooks (tenant_id, created_at DESC) WHERE enabled`.execute(db);
+  await sql`CREATE INDEX webhooks_tenant_enabled ON webhooks (tenant_id, created_at DESC) WHERE enabled`.execute(
+    db,
+  );
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {
