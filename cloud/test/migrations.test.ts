@@ -164,6 +164,7 @@ describe('PostgreSQL migrations', () => {
   });
 
   it('0013 backfills current NATS keys; of two active devices sharing one, the first enrolled keeps it', async () => {
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0018_webhooks_enabled_index']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0015_webhook_outbox']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0014_config_known_good']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0013_nats_key_unique']);
