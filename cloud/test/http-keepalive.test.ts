@@ -17,7 +17,9 @@ function get(port: number, agent: Agent): Promise<{ keepAlive: string; reused: b
   return new Promise((resolve, reject) => {
     const req = request({ host: '127.0.0.1', port, path: '/healthz', agent }, (res) => {
       res.resume();
-      res.on('end', () => resolve({ keepAlive: String(res.headers['keep-alive']), reused: req.reusedSocket }));
+      res.on('end', () =>
+        resolve({ keepAlive: String(res.headers['keep-alive']), reused: req.reusedSocket }),
+      );
     });
     req.on('error', reject);
     req.end();
