@@ -137,8 +137,13 @@ const SOAK_MIX =
 
 /** Media ids seeded for media.get (soak, or a mix naming media.get). */
 const mediaIds: string[] = [];
-/** Webhooks created by webhooks.create, disabled by webhooks.disable. */
+/** Webhooks created by webhooks.create, disabled by webhooks.disable (oldest first). */
 const webhookIds: string[] = [];
+/** Enabled webhooks this run keeps at most (the tenant limit is 20; in-flight creates stay well below it). */
+const WEBHOOKS_HELD = 8;
+/** webhooks.create calls not answered yet (they may all succeed: counted against WEBHOOKS_HELD). */
+let creating = 0;
+const WEBHOOK_URL = 'https://hooks.example.invalid/api-load';
 
 interface Tokens {
   reader: string;
@@ -192,29 +197,38 @@ function routeCall(route: string, tokens: Tokens, warm: readonly number[]): Call
         token: tokens.admin,
       };
     case 'webhooks.create':
-      return {
-        route,
-        method: 'POST',
-        path: '/v1/webhooks',
-        // A label no event has: created and listed, never delivered to (no outgoing traffic).
-        body: { url: 'https://hooks.example.invalid/api-load', filter: { labels: ['api-load-none'] } },
-        token: tokens.admin,
-        onBody: (status, body) => {
-          if (status === 201) webhookIds.push((JSON.parse(body) as { id: string }).id);
-        },
-      };
     case 'webhooks.disable': {
-      // The oldest webhook this run created (a tenant has at most 20 enabled); none yet: the list.
-      const id = webhookIds.shift();
-      return id === undefined
-        ? { route, method: 'GET', path: '/v1/webhooks', token: tokens.admin }
-        : {
-            route,
-            method: 'POST',
-            path: `/v1/webhooks/${id}/disable`,
-            body: { reason: 'api-load' },
-            token: tokens.admin,
-          };
+      // Writes that succeed: create while this run holds fewer than WEBHOOKS_HELD enabled webhooks (a tenant may
+      // have 20), else disable the oldest it created; either route name does whichever keeps the count in range,
+      // and the call is reported under what it did. A 4xx here is a defect, not the limit.
+      const id = webhookIds[0];
+      const held = webhookIds.length + creating;
+      const create = id === undefined || (route === 'webhooks.create' && held < WEBHOOKS_HELD);
+      if (create && held >= WEBHOOKS_HELD)
+        return { route: 'webhooks.list', method: 'GET', path: '/v1/webhooks', token: tokens.admin };
+      if (create) {
+        creating++;
+        return {
+          route: 'webhooks.create',
+          method: 'POST',
+          path: '/v1/webhooks',
+          // A label no event has: created and listed, never delivered to (no outgoing traffic).
+          body: { url: WEBHOOK_URL, filter: { labels: ['api-load-none'] } },
+          token: tokens.admin,
+          onBody: (status, body) => {
+            creating--;
+            if (status === 201) webhookIds.push((JSON.parse(body) as { id: string }).id);
+          },
+        };
+      }
+      webhookIds.shift();
+      return {
+        route: 'webhooks.disable',
+        method: 'POST',
+        path: `/v1/webhooks/${id}/disable`,
+        body: { reason: 'api-load' },
+        token: tokens.admin,
+      };
     }
     default:
       throw new Error(`unknown route ${route}`);
@@ -339,6 +353,14 @@ try {
     admin: await mint(['admin'], 'api-load-admin'),
   };
 
+  // Webhooks an interrupted earlier run left enabled in a kept database would count against the tenant's 20.
+  await stack.db
+    .updateTable('webhooks')
+    .set({ enabled: false, disabled_at: new Date(), disabled_reason: 'api-load: left by an earlier run' })
+    .where('tenant_id', '=', TENANT)
+    .where('url', '=', WEBHOOK_URL)
+    .where('enabled', '=', true)
+    .execute();
   if (SCENARIO === 'soak' || (values.mix ?? '').includes('media.get')) await seedMedia(stack, 200);
   if (SCENARIO === 'repro') report.repro = await repro(stack, key.jwksFile, tokens);
   else report.load = await steady(stack, key.jwksFile, tokens);
@@ -462,6 +484,7 @@ async function steady(s: typeof stack, jwksFile: string, tokens: Tokens): Promis
       death: r.exited === null ? undefined : deathNote(r),
       all: out.summary(),
       byRoute: out.byRoute(),
+      windows: out.windows(t0, win),
       firstWindow: { fromS: 0, toS: win / 1000, ...out.summary(inWindow(0, win)) },
       lastWindow: {
         fromS: Math.round(lastFrom / 1000),

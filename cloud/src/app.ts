@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import type { Server } from 'node:http';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { resolve as resolvePath } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
@@ -7,7 +7,7 @@ import { sql, type Kysely } from 'kysely';
 import type { Tracer } from '@opentelemetry/api';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { Logger } from 'pino';
-import { createHttpApp } from './api/http.js';
+import { applyServerTimeouts, createHttpApp } from './api/http.js';
 import { createAuthorizerFromConfig } from './auth/engine.js';
 import { createTokenVerifier } from './auth/jwt.js';
 import { RealtimeHub } from './realtime/hub.js';
@@ -345,9 +345,10 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
       ],
       { mounts, log },
     );
-    const server = await new Promise<Server>((resolve, reject) => {
-      const s = http.listen(config.http.port, config.http.host, () => resolve(s)).once('error', reject);
-    });
+    // Listening starts only once every handler is attached (the event stream's upgrade below): a websocket that
+    // arrived in between got a 404 from the REST app (seen in the issue 20 soak on a loaded machine).
+    const server = createServer(http);
+    applyServerTimeouts(server, config.http);
     closers.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
     // The live event stream (realtime/): after the server closers, so it closes first.
     if (apiAuth && config.realtime.enabled) {
@@ -379,6 +380,12 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
         return Promise.resolve();
       });
     }
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject).listen(config.http.port, config.http.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
     const httpPort = (server.address() as AddressInfo).port;
     log.info({ url: `http://${config.http.host}:${httpPort}` }, 'cloud HTTP listening');
     return {

@@ -37,6 +37,7 @@ describe('PostgreSQL migrations', () => {
       '0013_nats_key_unique',
       '0014_config_known_good',
       '0015_webhook_outbox',
+      '0018_webhooks_enabled_index',
     ]);
     expect(await tables(db)).toEqual(
       expect.arrayContaining([
@@ -91,6 +92,10 @@ describe('PostgreSQL migrations', () => {
   });
 
   it('roll back and forward again', async () => {
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0018_webhooks_enabled_index']);
+    const enabledIdx = await sql<{ n: number }>`
+      select count(*)::int as n from pg_indexes where indexname = 'webhooks_tenant_enabled'`.execute(db);
+    expect(enabledIdx.rows[0]?.n).toBe(0);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0015_webhook_outbox']);
     expect(await tables(db)).not.toContain('webhook_outbox');
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0014_config_known_good']);
@@ -154,10 +159,12 @@ describe('PostgreSQL migrations', () => {
       '0013_nats_key_unique',
       '0014_config_known_good',
       '0015_webhook_outbox',
+      '0018_webhooks_enabled_index',
     ]);
   });
 
   it('0013 backfills current NATS keys; of two active devices sharing one, the first enrolled keeps it', async () => {
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0018_webhooks_enabled_index']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0015_webhook_outbox']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0014_config_known_good']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0013_nats_key_unique']);
@@ -184,6 +191,7 @@ describe('PostgreSQL migrations', () => {
       '0013_nats_key_unique',
       '0014_config_known_good',
       '0015_webhook_outbox',
+      '0018_webhooks_enabled_index',
     ]);
     const rows = await db
       .selectFrom('devices')

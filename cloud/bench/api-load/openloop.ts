@@ -24,17 +24,23 @@ export interface Call {
   path: string;
   body?: unknown;
   token: string;
-  /** Gets the response body (e.g. to learn a created resource's id). */
+  /** Gets the response body (e.g. to learn a created resource's id); status 0 and '' on a transport error. */
   onBody?: (status: number, body: string) => void;
 }
 
 export class HttpClient {
-  private readonly agent = new Agent({ keepAlive: true, maxSockets: 128 });
+  // `timeout` makes the agent honour the server's `Keep-Alive: timeout=N` hint (it closes an idle socket 1 s
+  // before; without a `timeout` Node's Agent ignores the hint) and bounds how long a socket idles in the pool.
+  private readonly agent = new Agent({ keepAlive: true, maxSockets: 128, timeout: 60_000 });
   constructor(private readonly port: number) {}
 
   send(call: Call, dueMs: number): Promise<Outcome> {
     const body = call.body === undefined ? undefined : JSON.stringify(call.body);
     return new Promise((resolve) => {
+      const fail = (err: NodeJS.ErrnoException): void => {
+        call.onBody?.(0, '');
+        resolve({ status: 0, latencyMs: performance.now() - dueMs, error: err.code ?? err.message });
+      };
       const req = request(
         {
           host: '127.0.0.1', // loopback only: the generator never targets another host
@@ -59,15 +65,11 @@ export class HttpClient {
             call.onBody?.(res.statusCode ?? 0, Buffer.concat(chunks).toString('utf8'));
             resolve({ status: res.statusCode ?? 0, latencyMs: performance.now() - dueMs });
           });
-          res.on('error', (err: NodeJS.ErrnoException) =>
-            resolve({ status: 0, latencyMs: performance.now() - dueMs, error: err.code ?? err.message }),
-          );
+          res.on('error', (err: NodeJS.ErrnoException) => fail(err));
         },
       );
       req.on('timeout', () => req.destroy(new Error('timeout')));
-      req.on('error', (err: NodeJS.ErrnoException) =>
-        resolve({ status: 0, latencyMs: performance.now() - dueMs, error: err.code ?? err.message }),
-      );
+      req.on('error', fail);
       req.end(body);
     });
   }
@@ -147,6 +149,13 @@ export interface Summary {
   p99: number | null;
   max: number | null;
   byStatus: Record<string, number>;
+  /** Transport failures (no HTTP answer: ECONNRESET, ECONNREFUSED, timeout), by error code. */
+  connectionErrors: number;
+  /** HTTP answers 500-599. */
+  http5xx: number;
+  /** HTTP answers 400-499 (expected ones, e.g. a 404 for an unknown id, are the route's to explain). */
+  http4xx: number;
+  /** connectionErrors + http5xx: what the soak must keep at 0. */
   errors: number;
 }
 
@@ -161,11 +170,15 @@ const r2 = (x: number | null): number | null => (x === null ? null : Math.round(
 export function summarize(outcomes: readonly Outcome[]): Summary {
   const lat = outcomes.map((o) => o.latencyMs).sort((a, b) => a - b);
   const byStatus: Record<string, number> = {};
-  let errors = 0;
+  let connectionErrors = 0;
+  let http5xx = 0;
+  let http4xx = 0;
   for (const o of outcomes) {
     const s = o.status === 0 ? `transport:${o.error ?? '?'}` : String(o.status);
     byStatus[s] = (byStatus[s] ?? 0) + 1;
-    if (o.status === 0 || o.status >= 500) errors++;
+    if (o.status === 0) connectionErrors++;
+    else if (o.status >= 500) http5xx++;
+    else if (o.status >= 400) http4xx++;
   }
   return {
     n: outcomes.length,
@@ -174,7 +187,10 @@ export function summarize(outcomes: readonly Outcome[]): Summary {
     p99: r2(percentile(lat, 0.99)),
     max: r2(lat.at(-1) ?? null),
     byStatus,
-    errors,
+    connectionErrors,
+    http5xx,
+    http4xx,
+    errors: connectionErrors + http5xx,
   };
 }
 
@@ -192,5 +208,33 @@ export class OutcomeLog implements Recorder {
     return Object.fromEntries(
       routes.map((route) => [route, this.summary((r) => r.route === route && filter(r))]),
     );
+  }
+  /**
+   * Consecutive windows of `windowMs` from `t0` (completion time): overall p50/p99 and each route's n/p50/p99, to
+   * see which route drifts over a soak.
+   */
+  windows(t0: number, windowMs: number): Array<Record<string, unknown>> {
+    const end = Math.max(t0, ...this.rows.map((r) => r.atMs));
+    const out: Array<Record<string, unknown>> = [];
+    for (let a = 0; t0 + a <= end; a += windowMs) {
+      const inside = (r: { atMs: number }): boolean => r.atMs - t0 >= a && r.atMs - t0 < a + windowMs;
+      const all = this.summary(inside);
+      if (all.n === 0) continue;
+      const byRoute = Object.fromEntries(
+        Object.entries(this.byRoute(inside)).map(([route, s]) => [
+          route,
+          { n: s.n, p50: s.p50, p99: s.p99, http4xx: s.http4xx, errors: s.errors },
+        ]),
+      );
+      out.push({
+        fromS: a / 1000,
+        toS: (a + windowMs) / 1000,
+        n: all.n,
+        p50: all.p50,
+        p99: all.p99,
+        byRoute,
+      });
+    }
+    return out;
   }
 }

@@ -1,3 +1,4 @@
+import type { Server } from 'node:http';
 import express, { type Express, type RequestHandler } from 'express';
 import { pino, type Logger } from 'pino';
 import type { Registry } from 'prom-client';
@@ -56,4 +57,23 @@ export function createHttpApp(
   app.use(notFoundHandler);
   app.use(problemErrorHandler(opts.log ?? pino({ level: 'silent' })));
   return app;
+}
+
+export interface ServerTimeouts {
+  keepAliveTimeoutSeconds: number;
+  headersTimeoutSeconds: number;
+  requestTimeoutSeconds: number;
+}
+
+/**
+ * Sets the listening server's timeouts deliberately rather than Node's defaults. Node closes a keep-alive
+ * connection idle for keepAliveTimeout (default 5 s, plus 1 s of grace); a request that reaches such a socket as the
+ * timer fires (the client reused it, the loaded server had not read it yet) is destroyed unread and the client gets
+ * ECONNRESET. A keep-alive above the client's or proxy's idle timeout makes the client close first; the
+ * `Keep-Alive: timeout=N` header Node sends tells clients that honour it (Node's Agent with a `timeout`) when.
+ */
+export function applyServerTimeouts(server: Server, t: ServerTimeouts): void {
+  server.keepAliveTimeout = t.keepAliveTimeoutSeconds * 1000;
+  server.headersTimeout = t.headersTimeoutSeconds * 1000;
+  server.requestTimeout = t.requestTimeoutSeconds * 1000;
 }

@@ -22,6 +22,17 @@ export const cloudConfigSchema = z
       .strictObject({
         host: z.string().min(1).default('127.0.0.1'),
         port: port.default(8080),
+        // Server timeouts (api/http.ts applyServerTimeouts). keepAlive above the idle timeout of whatever sits in
+        // front (60 s: AWS ALB, nginx upstream keepalive), so the proxy or client closes an idle connection first:
+        // Node's 5 s default closed sockets that clients were about to reuse (ECONNRESET, issue 20 soak).
+        keepAliveTimeoutSeconds: z.number().int().min(1).max(3600).default(65),
+        /** Longest a client may take to send the request headers (slowloris guard). */
+        headersTimeoutSeconds: z.number().int().min(1).max(600).default(60),
+        /** Longest a client may take to send a whole request (headers and body). */
+        requestTimeoutSeconds: z.number().int().min(1).max(3600).default(300),
+      })
+      .refine((h) => h.headersTimeoutSeconds <= h.requestTimeoutSeconds, {
+        message: 'headersTimeoutSeconds must not exceed requestTimeoutSeconds',
       })
       .prefault({}),
     database: z.strictObject({
