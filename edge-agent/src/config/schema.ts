@@ -23,6 +23,8 @@ export const modelSchema = z.strictObject({
   inputWidth: z.number().int().min(32).max(4096).optional(),
   inputHeight: z.number().int().min(32).max(4096).optional(),
   threads: z.number().int().min(1).max(16).default(1),
+  /** Worker threads running this model (each a session); 0: on the main thread. Absent: the cores, at most 2. */
+  workers: z.number().int().min(0).max(8).optional(),
 });
 
 export const detectSchema = z.strictObject({
