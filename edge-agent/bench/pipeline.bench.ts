@@ -316,7 +316,11 @@ async function throughputScenario(
   cleanup: (fn: () => Promise<void>) => void,
 ): Promise<ScenarioResult> {
   const t0 = performance.now();
-  const config = agentConfig(spec.dataDir, [modelConfig(spec.model, spec.modelPath, spec.path)], cameraConfigs(spec));
+  const config = agentConfig(
+    spec.dataDir,
+    [modelConfig(spec.model, spec.modelPath, spec.path)],
+    cameraConfigs(spec),
+  );
   const log = pino({ level: 'error' }, pino.destination(2));
   const metrics = new AgentMetrics();
   const newId = createUuidV7();
@@ -507,7 +511,11 @@ async function capacityScenario(
   cleanup: (fn: () => Promise<void>) => void,
 ): Promise<ScenarioResult> {
   const t0 = performance.now();
-  const config = agentConfig(spec.dataDir, [modelConfig(spec.model, spec.modelPath, spec.path)], cameraConfigs(spec));
+  const config = agentConfig(
+    spec.dataDir,
+    [modelConfig(spec.model, spec.modelPath, spec.path)],
+    cameraConfigs(spec),
+  );
   let events = 0;
   const agent: Agent = await startAgent(config, {
     logger: pino({ level: 'error' }, pino.destination(2)),
@@ -1120,7 +1128,9 @@ async function main(cli: CliOptions): Promise<void> {
     // The main-thread path (before issue 18) at N = 1 for the before/after ratio, then the worker path.
     const runs: [PathKey, number][] = [['main', 1], ...cfg.tpN.map((n): [PathKey, number] => ['workers', n])];
     for (const [path, n] of runs) {
-      progress(`throughput ${MODELS[k].label} ${path} N=${n} (${cfg.tpWindowS} s, files as fast as possible)`);
+      progress(
+        `throughput ${MODELS[k].label} ${path} N=${n} (${cfg.tpWindowS} s, files as fast as possible)`,
+      );
       const r = (await runWorkerProcess(
         {
           kind: 'throughput',
@@ -1214,144 +1224,145 @@ async function main(cli: CliOptions): Promise<void> {
   const capacity: Record<string, unknown> = {};
   const atLargest: Record<string, unknown> = {};
   for (const k of ['yolox', 'fastestdet'] as const)
-  for (const path of capPaths) {
-    const steps: CapacityStep[] = [];
-    const results = new Map<number, ScenarioResult>();
-    const attempt = async (n: number) => {
-      progress(`capacity ${MODELS[k].label} ${path} N=${n} (${cfg.capWindowS} s realtime)`);
-      const r = (await runWorkerProcess(
-        {
-          kind: 'capacity',
-          model: k,
-          modelPath: modelPath(k),
-          path,
-          n,
-          clip,
-          warmS: cfg.capWarmS,
-          windowS: cfg.capWindowS,
-          dataDir: dataDir(),
-        },
-        cfg.capWindowS + cfg.capWarmS + 90,
-      )) as ScenarioResult;
-      const minFps = Math.min(...r.cameras.map((c) => c.processedFps));
-      const maxDrop = Math.max(...r.cameras.map((c) => c.dropPct));
-      const reasons: string[] = [];
-      if (minFps < 0.95 * DETECT_FPS) reasons.push(`a camera processed ${minFps} fps < ${0.95 * DETECT_FPS}`);
-      if (maxDrop >= 5) reasons.push(`slot drops ${maxDrop}% >= 5%`);
-      if (r.modelBusy.total > 0) reasons.push(`MODEL_BUSY rejections: ${r.modelBusy.total}`);
-      if (r.otherDetectErrors > 0) reasons.push(`other detect errors: ${r.otherDetectErrors}`);
-      const sustained = reasons.length === 0;
-      progress(
-        `  ${sustained ? 'sustained' : `NOT sustained (${reasons.join('; ')})`}; min ${minFps} fps/camera, agent ${r.resources.agentCores} + ffmpeg ${r.resources.ffmpegCores} cores, other processes ${r.resources.otherCores} cores`,
-      );
-      return { r, minFps, maxDrop, reasons, sustained };
-    };
-    const step = async (n: number): Promise<boolean> => {
-      let a = await attempt(n);
-      let firstAttempt: Record<string, unknown> | undefined;
-      // A failure while other processes took a real share of the 2 cores is retried once, after a quieter moment.
-      if (!a.sustained && (a.r.resources.otherCores ?? 0) > CONTENDED_CORES) {
-        firstAttempt = {
-          reasons: a.reasons,
-          otherCores: a.r.resources.otherCores,
-          processedFpsPerCamera: a.r.cameras.map((c) => c.processedFps),
-        };
-        const quiet = await waitQuiet(10);
+    for (const path of capPaths) {
+      const steps: CapacityStep[] = [];
+      const results = new Map<number, ScenarioResult>();
+      const attempt = async (n: number) => {
+        progress(`capacity ${MODELS[k].label} ${path} N=${n} (${cfg.capWindowS} s realtime)`);
+        const r = (await runWorkerProcess(
+          {
+            kind: 'capacity',
+            model: k,
+            modelPath: modelPath(k),
+            path,
+            n,
+            clip,
+            warmS: cfg.capWarmS,
+            windowS: cfg.capWindowS,
+            dataDir: dataDir(),
+          },
+          cfg.capWindowS + cfg.capWarmS + 90,
+        )) as ScenarioResult;
+        const minFps = Math.min(...r.cameras.map((c) => c.processedFps));
+        const maxDrop = Math.max(...r.cameras.map((c) => c.dropPct));
+        const reasons: string[] = [];
+        if (minFps < 0.95 * DETECT_FPS)
+          reasons.push(`a camera processed ${minFps} fps < ${0.95 * DETECT_FPS}`);
+        if (maxDrop >= 5) reasons.push(`slot drops ${maxDrop}% >= 5%`);
+        if (r.modelBusy.total > 0) reasons.push(`MODEL_BUSY rejections: ${r.modelBusy.total}`);
+        if (r.otherDetectErrors > 0) reasons.push(`other detect errors: ${r.otherDetectErrors}`);
+        const sustained = reasons.length === 0;
         progress(
-          `  other processes used ${a.r.resources.otherCores} cores: retrying N=${n} (machine ${quiet})`,
+          `  ${sustained ? 'sustained' : `NOT sustained (${reasons.join('; ')})`}; min ${minFps} fps/camera, agent ${r.resources.agentCores} + ffmpeg ${r.resources.ffmpegCores} cores, other processes ${r.resources.otherCores} cores`,
         );
-        a = await attempt(n);
-      }
-      const { r, maxDrop, reasons, sustained } = a;
-      results.set(n, r);
-      const detected = r.cameras.reduce((a, c) => a + c.detected, 0);
-      const skipped = r.cameras.reduce((a, c) => a + c.skipped, 0);
-      steps.push({
-        n,
-        sustained,
-        loadavg: loadavg().map((x) => round(x)),
-        inferencesPerSec: round(detected / r.windowS, 1),
-        inferencesVsRawOnnxRuns: round(detected / r.windowS / num(ortRaw[k]?.runsPerSec), 3),
-        skippedByMotionGate: skipped,
-        reasons,
-        processedFpsPerCamera: r.cameras.map((c) => c.processedFps),
-        decodedFpsPerCamera: r.cameras.map((c) => c.decodedFps),
-        droppedPerCamera: r.cameras.map((c) => c.dropped),
-        maxDropPct: maxDrop,
-        modelBusy: r.modelBusy,
-        otherDetectErrors: r.otherDetectErrors,
-        restarts: r.cameras.reduce((a, c) => a + c.restarts, 0),
-        cpu: {
-          agentCores: r.resources.agentCores,
-          ffmpegCores: r.resources.ffmpegCores,
-          totalCores: r.resources.totalCores,
-          machineBusyCores: r.resources.machineBusyCores,
-          otherProcessesCores: r.resources.otherCores,
-          ffmpegProcs: r.resources.ffmpegProcs,
-        },
-        memMB: {
-          rssNode: r.resources.rssNodeMB,
-          rssFfmpeg: r.resources.rssFfmpegMB,
-          rssTotal: r.resources.rssTotalMB,
-          rssNodeMax: r.resources.rssNodeMaxMB,
-          rssTotalMax: r.resources.rssTotalMaxMB,
-          pssNode: r.resources.pssNodeMB,
-          pssFfmpeg: r.resources.pssFfmpegMB,
-          pssTotal: r.resources.pssTotalMB,
-        },
-        latencyHistogramMs: r.latency,
-        events: r.events,
-        windowS: r.windowS,
-        startupS: r.startupS,
-        ...(firstAttempt ? { firstAttemptUnderContention: firstAttempt } : {}),
-      });
-      return sustained;
-    };
-    // N from the ladder (every N with --linear) up to the first failure, then bisection between the largest
-    // sustained N and it.
-    let largest = 0;
-    let firstFailing: number | null = null;
-    const ladder = linear
-      ? Array.from({ length: cfg.capMaxN }, (_, i) => i + 1)
-      : [...new Set([...cfg.capLadder.filter((n) => n < cfg.capMaxN), cfg.capMaxN])];
-    for (const n of ladder) {
-      if (await step(n)) {
-        largest = n;
-        continue;
-      }
-      firstFailing = n;
-      break;
-    }
-    while (firstFailing !== null && firstFailing - largest > 1) {
-      const mid = Math.floor((largest + firstFailing) / 2);
-      if (await step(mid)) largest = mid;
-      else firstFailing = mid;
-    }
-    steps.sort((a, b) => a.n - b.n);
-    capacity[`${k}/${path}`] = {
-      model: k,
-      path,
-      largestSustainedN: largest,
-      firstFailingN: firstFailing,
-      cappedAt: cfg.capMaxN,
-      search: linear ? 'N = 1, 2, 3, ...' : `N = ${ladder.join(', ')} to the first failure, then bisection`,
-      extrapolatedFromLargestRun: extrapolate(results),
-      steps,
-    };
-    const lr = results.get(largest);
-    atLargest[`${k}/${path}`] = lr
-      ? {
-          n: largest,
-          rssNodeMB: lr.resources.rssNodeMB,
-          rssNodeMaxMB: lr.resources.rssNodeMaxMB,
-          rssFfmpegMB: lr.resources.rssFfmpegMB,
-          rssTotalMB: lr.resources.rssTotalMB,
-          pssNodeMB: lr.resources.pssNodeMB,
-          pssFfmpegMB: lr.resources.pssFfmpegMB,
-          pssTotalMB: lr.resources.pssTotalMB,
+        return { r, minFps, maxDrop, reasons, sustained };
+      };
+      const step = async (n: number): Promise<boolean> => {
+        let a = await attempt(n);
+        let firstAttempt: Record<string, unknown> | undefined;
+        // A failure while other processes took a real share of the 2 cores is retried once, after a quieter moment.
+        if (!a.sustained && (a.r.resources.otherCores ?? 0) > CONTENDED_CORES) {
+          firstAttempt = {
+            reasons: a.reasons,
+            otherCores: a.r.resources.otherCores,
+            processedFpsPerCamera: a.r.cameras.map((c) => c.processedFps),
+          };
+          const quiet = await waitQuiet(10);
+          progress(
+            `  other processes used ${a.r.resources.otherCores} cores: retrying N=${n} (machine ${quiet})`,
+          );
+          a = await attempt(n);
         }
-      : null;
-  }
+        const { r, maxDrop, reasons, sustained } = a;
+        results.set(n, r);
+        const detected = r.cameras.reduce((a, c) => a + c.detected, 0);
+        const skipped = r.cameras.reduce((a, c) => a + c.skipped, 0);
+        steps.push({
+          n,
+          sustained,
+          loadavg: loadavg().map((x) => round(x)),
+          inferencesPerSec: round(detected / r.windowS, 1),
+          inferencesVsRawOnnxRuns: round(detected / r.windowS / num(ortRaw[k]?.runsPerSec), 3),
+          skippedByMotionGate: skipped,
+          reasons,
+          processedFpsPerCamera: r.cameras.map((c) => c.processedFps),
+          decodedFpsPerCamera: r.cameras.map((c) => c.decodedFps),
+          droppedPerCamera: r.cameras.map((c) => c.dropped),
+          maxDropPct: maxDrop,
+          modelBusy: r.modelBusy,
+          otherDetectErrors: r.otherDetectErrors,
+          restarts: r.cameras.reduce((a, c) => a + c.restarts, 0),
+          cpu: {
+            agentCores: r.resources.agentCores,
+            ffmpegCores: r.resources.ffmpegCores,
+            totalCores: r.resources.totalCores,
+            machineBusyCores: r.resources.machineBusyCores,
+            otherProcessesCores: r.resources.otherCores,
+            ffmpegProcs: r.resources.ffmpegProcs,
+          },
+          memMB: {
+            rssNode: r.resources.rssNodeMB,
+            rssFfmpeg: r.resources.rssFfmpegMB,
+            rssTotal: r.resources.rssTotalMB,
+            rssNodeMax: r.resources.rssNodeMaxMB,
+            rssTotalMax: r.resources.rssTotalMaxMB,
+            pssNode: r.resources.pssNodeMB,
+            pssFfmpeg: r.resources.pssFfmpegMB,
+            pssTotal: r.resources.pssTotalMB,
+          },
+          latencyHistogramMs: r.latency,
+          events: r.events,
+          windowS: r.windowS,
+          startupS: r.startupS,
+          ...(firstAttempt ? { firstAttemptUnderContention: firstAttempt } : {}),
+        });
+        return sustained;
+      };
+      // N from the ladder (every N with --linear) up to the first failure, then bisection between the largest
+      // sustained N and it.
+      let largest = 0;
+      let firstFailing: number | null = null;
+      const ladder = linear
+        ? Array.from({ length: cfg.capMaxN }, (_, i) => i + 1)
+        : [...new Set([...cfg.capLadder.filter((n) => n < cfg.capMaxN), cfg.capMaxN])];
+      for (const n of ladder) {
+        if (await step(n)) {
+          largest = n;
+          continue;
+        }
+        firstFailing = n;
+        break;
+      }
+      while (firstFailing !== null && firstFailing - largest > 1) {
+        const mid = Math.floor((largest + firstFailing) / 2);
+        if (await step(mid)) largest = mid;
+        else firstFailing = mid;
+      }
+      steps.sort((a, b) => a.n - b.n);
+      capacity[`${k}/${path}`] = {
+        model: k,
+        path,
+        largestSustainedN: largest,
+        firstFailingN: firstFailing,
+        cappedAt: cfg.capMaxN,
+        search: linear ? 'N = 1, 2, 3, ...' : `N = ${ladder.join(', ')} to the first failure, then bisection`,
+        extrapolatedFromLargestRun: extrapolate(results),
+        steps,
+      };
+      const lr = results.get(largest);
+      atLargest[`${k}/${path}`] = lr
+        ? {
+            n: largest,
+            rssNodeMB: lr.resources.rssNodeMB,
+            rssNodeMaxMB: lr.resources.rssNodeMaxMB,
+            rssFfmpegMB: lr.resources.rssFfmpegMB,
+            rssTotalMB: lr.resources.rssTotalMB,
+            pssNodeMB: lr.resources.pssNodeMB,
+            pssFfmpegMB: lr.resources.pssFfmpegMB,
+            pssTotalMB: lr.resources.pssTotalMB,
+          }
+        : null;
+    }
 
   const doc = {
     bench: 'edge-agent pipeline',

@@ -80,9 +80,12 @@ describe.skipIf(!paths.yolox || !paths.fastestdet || !paths.people)('detect work
   });
 
   it('reports load failures as ModelError with the same codes as the main thread', async () => {
-    const err = await loadDetector({ name: 'x', type: 'yolox', path: '/nonexistent/model.onnx', workers: 1 }).catch(
-      (e: unknown) => e,
-    );
+    const err = await loadDetector({
+      name: 'x',
+      type: 'yolox',
+      path: '/nonexistent/model.onnx',
+      workers: 1,
+    }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ModelError);
     expect((err as ModelError).code).toBe('MODEL_NOT_FOUND');
     const shape = await loadDetector({ name: 'x', type: 'yolox', path: paths.fastestdet!, workers: 1 }).catch(

@@ -12,18 +12,21 @@ const OPTS: MotionGateOptions = {
 };
 
 /** A flat grey frame with optional noise and a dark square at (x, y). */
-function frame(opts: { square?: { x: number; y: number; size: number }; noise?: number; seed?: number } = {}) {
+function frame(
+  opts: { square?: { x: number; y: number; size: number }; noise?: number; seed?: number } = {},
+) {
   const data = new Uint8Array(W * H * 3);
   let s = opts.seed ?? 1;
   for (let i = 0; i < data.length; i++) {
     s = (s * 1103515245 + 12345) & 0x7fffffff;
-    const n = opts.noise ? ((s % (2 * opts.noise + 1)) - opts.noise) : 0;
+    const n = opts.noise ? (s % (2 * opts.noise + 1)) - opts.noise : 0;
     data[i] = 128 + n;
   }
   const q = opts.square;
   if (q)
     for (let y = q.y; y < Math.min(H, q.y + q.size); y++)
-      for (let x = q.x; x < Math.min(W, q.x + q.size); x++) data.fill(20, (y * W + x) * 3, (y * W + x) * 3 + 3);
+      for (let x = q.x; x < Math.min(W, q.x + q.size); x++)
+        data.fill(20, (y * W + x) * 3, (y * W + x) * 3 + 3);
   return { data, width: W, height: H };
 }
 

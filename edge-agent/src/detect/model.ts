@@ -93,7 +93,10 @@ const fixed = (d: number | string | undefined): number | undefined =>
   typeof d === 'number' && d > 0 ? d : undefined;
 
 /** The plugin options the model's metadata calls for (input size, names and class count of user models). */
-function pluginFor(spec: ModelSpec, session: ort.InferenceSession): { plugin: DetectorPlugin; options: PluginOptions } {
+function pluginFor(
+  spec: ModelSpec,
+  session: ort.InferenceSession,
+): { plugin: DetectorPlugin; options: PluginOptions } {
   const where = `model "${spec.name}" (${spec.path}, type ${spec.type})`;
   const o: PluginOptions = { classNames: spec.classNames, letterbox: spec.letterbox };
   let input: Meta | undefined;

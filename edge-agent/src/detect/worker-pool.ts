@@ -78,11 +78,19 @@ function initWorker(worker: Worker, spec: ModelSpec): Promise<Extract<FromWorker
     };
     const onError = (err: Error): void => {
       off();
-      reject(new ModelError('MODEL_WORKER', `model "${spec.name}": detect worker failed to start: ${err.message}`, { cause: err }));
+      reject(
+        new ModelError(
+          'MODEL_WORKER',
+          `model "${spec.name}": detect worker failed to start: ${err.message}`,
+          { cause: err },
+        ),
+      );
     };
     const onExit = (code: number): void => {
       off();
-      reject(new ModelError('MODEL_WORKER', `model "${spec.name}": detect worker exited (${code}) while loading`));
+      reject(
+        new ModelError('MODEL_WORKER', `model "${spec.name}": detect worker exited (${code}) while loading`),
+      );
     };
     const off = (): void => {
       worker.off('message', onMessage);
@@ -163,7 +171,9 @@ class Pool implements LoadedModel {
     const { data, width, height } = job.frame;
     const bytes = width * height * 3;
     if (!(width > 0 && height > 0) || data.length < bytes) {
-      job.reject(new RangeError(`frame data has ${data.length} bytes, ${width}x${height} rgb24 needs ${bytes}`));
+      job.reject(
+        new RangeError(`frame data has ${data.length} bytes, ${width}x${height} rgb24 needs ${bytes}`),
+      );
       return this.pump();
     }
     let fresh: SharedArrayBuffer | undefined;
@@ -172,7 +182,14 @@ class Pool implements LoadedModel {
     const id = this.nextId++;
     slot.job = job;
     this.inFlight.set(id, { slot, job });
-    const msg: ToWorker = { type: 'detect', id, width, height, opts: job.opts, ...(fresh ? { input: fresh } : {}) };
+    const msg: ToWorker = {
+      type: 'detect',
+      id,
+      width,
+      height,
+      opts: job.opts,
+      ...(fresh ? { input: fresh } : {}),
+    };
     slot.worker.postMessage(msg);
   }
 
@@ -201,7 +218,10 @@ class Pool implements LoadedModel {
       if (e.slot === slot) {
         this.inFlight.delete(id);
         e.job.reject(
-          new ModelError('MODEL_WORKER', `model "${this.spec.name}": detect worker exited (${code}) mid-frame`),
+          new ModelError(
+            'MODEL_WORKER',
+            `model "${this.spec.name}": detect worker exited (${code}) mid-frame`,
+          ),
         );
       }
     slot.job = undefined;
