@@ -1,7 +1,10 @@
 // Whole-pipeline benchmark of the edge agent (ffmpeg decode -> latest-frame slot -> detect -> track -> outbox),
 // against raw ffmpeg and raw onnxruntime, in one run on one machine:
 //   node --conditions=@vigil/source --import tsx edge-agent/bench/pipeline.bench.ts [--quick] [--linear]
-// Default: ~8 min (throughput windows 10 s, capacity windows 12 s); --quick: ~2 min, N <= 3, short windows.
+//     [--cap-paths main,workers,gated] [--cap-max N]
+// Default: ~20 min on an idle machine (throughput windows 10 s, capacity windows 12 s, N up to 24 per path);
+// --quick: ~5 min, N <= 3, short windows. Paths: main = the model on the main thread (workers: 0, the agent
+// before issue 18), workers = the worker-thread pool, gated = workers + motion gate (the default config).
 // Env: VIGIL_ASSETS_DIR (default <repo>/../shared/assets). Prints ONE JSON document on stdout; progress on stderr.
 //
 // The run makes a 720p 15 fps H.264 clip (people in it) in a temp dir, then measures:
@@ -13,10 +16,13 @@
 //                          loop true, fps 15 = every decoded frame is offered): the agent's own classes wired as
 //                          agent.ts wires them (CameraSupervisor -> CameraPipeline.slot -> process()), with
 //                          process() and detect() timed
-//   capacity               per model, N realtime 15 fps file cameras at 5 detection fps through startAgent();
-//                          N = 1, 2, 4, 6, ... up to 12, then the N skipped just below the first failure (every N
-//                          with --linear); stops at the first N that is not sustained. A failure while other
-//                          processes used > 0.3 cores is retried once (both attempts reported)
+//   inferenceModes         per model, detect() on one frame: main thread (1 or 2 intra-op threads) vs 1 or 2 worker
+//                          threads, runs/s and how long the event loop was held
+//   motionGate             one realtime camera with the default config on a still scene and on the person clip:
+//                          frames processed per inference
+//   capacity               per model and path, N realtime 15 fps file cameras at 5 detection fps through
+//                          startAgent(); N = 1, 4, 8, ... 24 to the first failure, then bisection (every N with
+//                          --linear). A failure while other processes used > 0.3 cores is retried once
 //   rss                    agent RSS at idle (models loaded, no camera) and at the largest sustained N
 // Every agent scenario runs in a fresh child process (fork of this file with --worker), so that CPU and RSS
 // belong to that scenario alone; the ffmpeg children are tracked through the supervisor's onSpawn hook.
@@ -855,22 +861,28 @@ function ffmpegVersion(): string {
 const num = (x: number | undefined | null): number => x ?? 0;
 
 /**
- * Where CPU alone would stop (linear in N, from the largest N run): the node main thread runs every
- * session.run (onnxruntime-node is synchronous), so the agent process cannot use much more than one core;
- * the machine has cpus() cores for node + ffmpeg. Ignores MODEL_BUSY, latency and other processes.
+ * Where CPU alone would stop on this machine's cores if nothing else ran (from the largest N run, sustained or
+ * not): the agent's CPU per processed frame (scaled to 5 fps per camera, so frames dropped under contention do
+ * not make a camera look cheap) plus ffmpeg's CPU per camera. On a loaded machine this is the fairer capacity
+ * figure: it needs CPU time, not free cores. Ignores MODEL_BUSY and latency; the main path is also bound to one
+ * core for the agent (session.run on the main thread), the worker paths are not.
  */
-function extrapolate(results: Map<number, ScenarioResult>): Record<string, number> | null {
+function extrapolate(results: Map<number, ScenarioResult>, path: PathKey): Record<string, number> | null {
   const n = Math.max(0, ...results.keys());
   const r = results.get(n);
   if (!r || r.resources.agentCores <= 0) return null;
-  const agentPerCam = r.resources.agentCores / n;
-  const totalPerCam = r.resources.totalCores / n;
+  const processedFps = r.cameras.reduce((a, c) => a + c.processedFps, 0);
+  if (processedFps <= 0) return null;
+  const agentPerCam = (r.resources.agentCores / processedFps) * DETECT_FPS;
+  const ffmpegPerCam = r.resources.ffmpegCores / n;
+  const allCores = Math.floor(cpus().length / (agentPerCam + ffmpegPerCam));
   return {
     fromN: n,
     agentCoresPerCamera: round(agentPerCam, 3),
-    ffmpegCoresPerCamera: round(r.resources.ffmpegCores / n, 3),
+    ffmpegCoresPerCamera: round(ffmpegPerCam, 3),
     oneCoreAgentBoundN: Math.floor(1 / agentPerCam),
-    allCoresBoundN: Math.floor(cpus().length / totalPerCam),
+    allCoresBoundN: allCores,
+    projectedN: path === 'main' ? Math.min(allCores, Math.floor(1 / agentPerCam)) : allCores,
   };
 }
 
@@ -946,6 +958,7 @@ async function main(cli: CliOptions): Promise<void> {
         capMaxN: 3,
         capLadder: [1, 2, 3],
         gateWindowS: 10,
+        modesS: 6,
         capWarmS: 2,
         capWindowS: 6,
       }
@@ -959,6 +972,7 @@ async function main(cli: CliOptions): Promise<void> {
         capMaxN: 24,
         capLadder: [1, 4, 8, 12, 16, 20, 24],
         gateWindowS: 30,
+        modesS: 20,
         capWarmS: 2,
         capWindowS: 12,
       };
@@ -1003,9 +1017,9 @@ async function main(cli: CliOptions): Promise<void> {
       '-ss',
       '20',
       '-i',
-      clip,
+      source,
       '-vf',
-      `loop=loop=-1:size=1:start=0,noise=alls=6:allf=t,fps=${CLIP_FPS}`,
+      `scale=1280:720,loop=loop=-1:size=1:start=0,noise=alls=6:allf=t,fps=${CLIP_FPS}`,
       '-t',
       String(cfg.clipS),
       '-c:v',
@@ -1083,19 +1097,15 @@ async function main(cli: CliOptions): Promise<void> {
   }
 
   // 1c. Where onnxruntime runs: main thread (1 or 2 intra-op threads) or worker threads.
-  const modes: Record<string, unknown[]> = {};
+  const modes: Record<string, unknown> = {};
   for (const k of ['fastestdet', 'yolox'] as const) {
     progress(`inference modes ${MODELS[k].label}: main thread vs worker threads`);
     const rgb = { data: frame, width: FRAME_W, height: FRAME_H };
-    const res = await inferenceModes({ name: k, type: k, path: modelPath(k) }, rgb, cfg.ortS);
-    modes[k] = res.map((r) => ({
-      ...r,
-      vsRawOnnxRuns: round(r.runsPerSec / num(ortRaw[k]?.runsPerSec), 3),
-      loadavg: loadavg().map((x) => round(x)),
-    }));
+    const res = await inferenceModes({ name: k, type: k, path: modelPath(k) }, rgb, cfg.modesS);
+    modes[k] = { loadavg: loadavg().map((x) => round(x)), modes: res };
     for (const r of res)
       progress(
-        `  ${r.mode} x${r.callers}: ${r.runsPerSec} runs/s, event loop held p99 ${r.eventLoopDelayP99Ms} ms`,
+        `  ${r.mode} x${r.callers}: ${r.runsPerSec} runs/s (${r.vsRawOnnxRuns}x raw), event loop held p99 ${r.eventLoopDelayP99Ms} ms`,
       );
   }
 
@@ -1346,7 +1356,7 @@ async function main(cli: CliOptions): Promise<void> {
         firstFailingN: firstFailing,
         cappedAt: cfg.capMaxN,
         search: linear ? 'N = 1, 2, 3, ...' : `N = ${ladder.join(', ')} to the first failure, then bisection`,
-        extrapolatedFromLargestRun: extrapolate(results),
+        extrapolatedFromLargestRun: extrapolate(results, path),
         steps,
       };
       const lr = results.get(largest);
@@ -1413,7 +1423,7 @@ async function main(cli: CliOptions): Promise<void> {
       capacity:
         'startAgent(), realtime file cameras (-re, loop) at 5 detection fps; sustained = every camera >= 4.75 processed fps, slot drops < 5% of decoded, no MODEL_BUSY (whole run) and no other detect error; latency from the agent histograms (bucket-interpolated)',
       inferenceModes:
-        'LoadedModel.detect() on one real frame for ortS seconds from 1 or 2 concurrent callers; eventLoopDelay = perf_hooks.monitorEventLoopDelay over the run (how long the main thread was held); vsRawOnnxRuns = runs/s over raw session.run runs/s (1 intra-op thread)',
+        'LoadedModel.detect() on one real frame from 1 or 2 concurrent callers, the modes (raw session.run among them) taking turns in 5 slices; eventLoopDelay = perf_hooks.monitorEventLoopDelay (p99: median over slices; how long the main thread was held); vsRawOnnxRuns = runs/s over the raw session.run mode (1 intra-op thread)',
       paths:
         'main = workers: 0 (session.run, preprocess and decode on the main thread: the agent before issue 18); workers = the worker-thread pool (default); gated = workers + the motion gate (the default config)',
       motionGate:
