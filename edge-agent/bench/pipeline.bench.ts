@@ -1,7 +1,10 @@
 // Whole-pipeline benchmark of the edge agent (ffmpeg decode -> latest-frame slot -> detect -> track -> outbox),
 // against raw ffmpeg and raw onnxruntime, in one run on one machine:
 //   node --conditions=@vigil/source --import tsx edge-agent/bench/pipeline.bench.ts [--quick] [--linear]
-// Default: ~8 min (throughput windows 10 s, capacity windows 12 s); --quick: ~2 min, N <= 3, short windows.
+//     [--cap-paths main,workers,gated] [--cap-max N]
+// Default: ~20 min on an idle machine (throughput windows 10 s, capacity windows 12 s, N up to 24 per path);
+// --quick: ~5 min, N <= 3, short windows. Paths: main = the model on the main thread (workers: 0, the agent
+// before issue 18), workers = the worker-thread pool, gated = workers + motion gate (the default config).
 // Env: VIGIL_ASSETS_DIR (default <repo>/../shared/assets). Prints ONE JSON document on stdout; progress on stderr.
 //
 // The run makes a 720p 15 fps H.264 clip (people in it) in a temp dir, then measures:
@@ -13,10 +16,13 @@
 //                          loop true, fps 15 = every decoded frame is offered): the agent's own classes wired as
 //                          agent.ts wires them (CameraSupervisor -> CameraPipeline.slot -> process()), with
 //                          process() and detect() timed
-//   capacity               per model, N realtime 15 fps file cameras at 5 detection fps through startAgent();
-//                          N = 1, 2, 4, 6, ... up to 12, then the N skipped just below the first failure (every N
-//                          with --linear); stops at the first N that is not sustained. A failure while other
-//                          processes used > 0.3 cores is retried once (both attempts reported)
+//   inferenceModes         per model, detect() on one frame: main thread (1 or 2 intra-op threads) vs 1 or 2 worker
+//                          threads, runs/s and how long the event loop was held
+//   motionGate             one realtime camera with the default config on a still scene and on the person clip:
+//                          frames processed per inference
+//   capacity               per model and path, N realtime 15 fps file cameras at 5 detection fps through
+//                          startAgent(); N = 1, 4, 8, ... 24 to the first failure, then bisection (every N with
+//                          --linear). A failure while other processes used > 0.3 cores is retried once
 //   rss                    agent RSS at idle (models loaded, no camera) and at the largest sustained N
 // Every agent scenario runs in a fresh child process (fork of this file with --worker), so that CPU and RSS
 // belong to that scenario alone; the ffmpeg children are tracked through the supervisor's onSpawn hook.
@@ -32,6 +38,7 @@ import { openOutbox } from '../src/buffer/index.js';
 import { ModelBusyError, ModelRegistry, loadModel, type LoadedModel } from '../src/detect/index.js';
 import { parseAgentConfig, startAgent, CameraSupervisor, type Agent, type Frame } from '../src/index.js';
 import { inputOptions, outputOptions, type CameraSource } from '../src/ingest/ffmpeg-args.js';
+import { inferenceModes } from './inference-modes.js';
 import { createUuidV7 } from '../src/lib/uuidv7.js';
 import { CameraPipeline } from '../src/pipeline/camera-pipeline.js';
 import { AgentMetrics } from '../src/pipeline/metrics.js';
@@ -71,10 +78,17 @@ const CLIP_FPS = 15;
 const DETECT_FPS = 5;
 const DEVICE = { tenantId: 'bench', siteId: 'bench', deviceId: 'bench-1' };
 
+/**
+ * How the agent runs the model: `main` = on the main thread (workers: 0, the agent before issue 18), `workers`
+ * = the worker-thread pool (the default), `gated` = the pool plus the motion gate (the default config).
+ */
+type PathKey = 'main' | 'workers' | 'gated';
+
 interface ScenarioSpec {
   kind: 'throughput' | 'capacity';
   model: ModelKey;
   modelPath: string;
+  path: PathKey;
   n: number;
   clip: string;
   warmS: number;
@@ -95,6 +109,9 @@ interface CameraWindow {
   id: string;
   decoded: number;
   processed: number;
+  /** Of the processed frames: the detector ran / the motion gate skipped. */
+  detected: number;
+  skipped: number;
   dropped: number;
   decodedFps: number;
   processedFps: number;
@@ -232,12 +249,12 @@ function cameraConfigs(spec: ScenarioSpec): Record<string, unknown>[] {
     fps,
     realtime,
     loop: true,
-    detect: { model: spec.model, labels: ['person'] },
+    detect: { model: spec.model, labels: ['person'], motion: { enabled: spec.path === 'gated' } },
   }));
 }
 
-function modelConfig(key: ModelKey, path: string): Record<string, unknown> {
-  return { name: key, type: key, path };
+function modelConfig(key: ModelKey, path: string, run?: PathKey): Record<string, unknown> {
+  return { name: key, type: key, path, ...(run === 'main' ? { workers: 0 } : {}) };
 }
 
 function agentConfig(dataDir: string, models: Record<string, unknown>[], cameras: Record<string, unknown>[]) {
@@ -262,6 +279,8 @@ async function waitFor(cond: () => boolean, timeoutMs: number, what: string): Pr
 interface Counters {
   decoded: number;
   processed: number;
+  detected: number;
+  skipped: number;
   dropped: number;
   restarts: number;
 }
@@ -282,6 +301,8 @@ function windowCameras(
       id,
       decoded,
       processed,
+      detected: a.detected - b.detected,
+      skipped: a.skipped - b.skipped,
       dropped,
       decodedFps: round(decoded / windowS),
       processedFps: round(processed / windowS),
@@ -301,7 +322,11 @@ async function throughputScenario(
   cleanup: (fn: () => Promise<void>) => void,
 ): Promise<ScenarioResult> {
   const t0 = performance.now();
-  const config = agentConfig(spec.dataDir, [modelConfig(spec.model, spec.modelPath)], cameraConfigs(spec));
+  const config = agentConfig(
+    spec.dataDir,
+    [modelConfig(spec.model, spec.modelPath, spec.path)],
+    cameraConfigs(spec),
+  );
   const log = pino({ level: 'error' }, pino.destination(2));
   const metrics = new AgentMetrics();
   const newId = createUuidV7();
@@ -419,6 +444,8 @@ async function throughputScenario(
         {
           decoded: c.decoded,
           processed: c.pipe.processed,
+          detected: c.pipe.detected,
+          skipped: c.pipe.skipped,
           dropped: c.pipe.slot.dropped,
           restarts: c.sup.status.restarts,
         },
@@ -490,7 +517,11 @@ async function capacityScenario(
   cleanup: (fn: () => Promise<void>) => void,
 ): Promise<ScenarioResult> {
   const t0 = performance.now();
-  const config = agentConfig(spec.dataDir, [modelConfig(spec.model, spec.modelPath)], cameraConfigs(spec));
+  const config = agentConfig(
+    spec.dataDir,
+    [modelConfig(spec.model, spec.modelPath, spec.path)],
+    cameraConfigs(spec),
+  );
   let events = 0;
   const agent: Agent = await startAgent(config, {
     logger: pino({ level: 'error' }, pino.destination(2)),
@@ -524,6 +555,8 @@ async function capacityScenario(
         {
           decoded: c.framesDecoded,
           processed: c.framesProcessed,
+          detected: c.framesDetected,
+          skipped: c.framesSkipped,
           dropped: c.framesDropped,
           restarts: c.restarts,
         },
@@ -828,22 +861,28 @@ function ffmpegVersion(): string {
 const num = (x: number | undefined | null): number => x ?? 0;
 
 /**
- * Where CPU alone would stop (linear in N, from the largest N run): the node main thread runs every
- * session.run (onnxruntime-node is synchronous), so the agent process cannot use much more than one core;
- * the machine has cpus() cores for node + ffmpeg. Ignores MODEL_BUSY, latency and other processes.
+ * Where CPU alone would stop on this machine's cores if nothing else ran (from the largest N run, sustained or
+ * not): the agent's CPU per processed frame (scaled to 5 fps per camera, so frames dropped under contention do
+ * not make a camera look cheap) plus ffmpeg's CPU per camera. On a loaded machine this is the fairer capacity
+ * figure: it needs CPU time, not free cores. Ignores MODEL_BUSY and latency; the main path is also bound to one
+ * core for the agent (session.run on the main thread), the worker paths are not.
  */
-function extrapolate(results: Map<number, ScenarioResult>): Record<string, number> | null {
+function extrapolate(results: Map<number, ScenarioResult>, path: PathKey): Record<string, number> | null {
   const n = Math.max(0, ...results.keys());
   const r = results.get(n);
   if (!r || r.resources.agentCores <= 0) return null;
-  const agentPerCam = r.resources.agentCores / n;
-  const totalPerCam = r.resources.totalCores / n;
+  const processedFps = r.cameras.reduce((a, c) => a + c.processedFps, 0);
+  if (processedFps <= 0) return null;
+  const agentPerCam = (r.resources.agentCores / processedFps) * DETECT_FPS;
+  const ffmpegPerCam = r.resources.ffmpegCores / n;
+  const allCores = Math.floor(cpus().length / (agentPerCam + ffmpegPerCam));
   return {
     fromN: n,
     agentCoresPerCamera: round(agentPerCam, 3),
-    ffmpegCoresPerCamera: round(r.resources.ffmpegCores / n, 3),
+    ffmpegCoresPerCamera: round(ffmpegPerCam, 3),
     oneCoreAgentBoundN: Math.floor(1 / agentPerCam),
-    allCoresBoundN: Math.floor(cpus().length / totalPerCam),
+    allCoresBoundN: allCores,
+    projectedN: path === 'main' ? Math.min(allCores, Math.floor(1 / agentPerCam)) : allCores,
   };
 }
 
@@ -865,7 +904,32 @@ async function waitQuiet(maxS: number): Promise<string> {
   return `${round(busy)} cores busy`;
 }
 
-async function main(quick: boolean, linear: boolean): Promise<void> {
+interface CliOptions {
+  quick: boolean;
+  linear: boolean;
+  capPaths: PathKey[];
+  capMax: number | undefined;
+}
+
+function parseCli(argv: string[]): CliOptions {
+  const val = (name: string): string | undefined => {
+    const i = argv.indexOf(name);
+    return i >= 0 ? argv[i + 1] : undefined;
+  };
+  const paths = (val('--cap-paths') ?? 'main,workers,gated').split(',').filter(Boolean);
+  const bad = paths.filter((p) => !['main', 'workers', 'gated'].includes(p));
+  if (bad.length > 0) throw new Error(`--cap-paths: unknown ${bad.join(', ')} (main, workers, gated)`);
+  const capMax = val('--cap-max');
+  return {
+    quick: argv.includes('--quick'),
+    linear: argv.includes('--linear'),
+    capPaths: paths as PathKey[],
+    capMax: capMax === undefined ? undefined : Math.max(1, Number.parseInt(capMax, 10) || 1),
+  };
+}
+
+async function main(cli: CliOptions): Promise<void> {
+  const { quick, linear, capPaths } = cli;
   const started = Date.now();
   const here = dirname(fileURLToPath(import.meta.url));
   const repoRoot = resolve(here, '../..');
@@ -892,6 +956,9 @@ async function main(quick: boolean, linear: boolean): Promise<void> {
         tpWarmS: 1,
         tpWindowS: 5,
         capMaxN: 3,
+        capLadder: [1, 2, 3],
+        gateWindowS: 10,
+        modesS: 6,
         capWarmS: 2,
         capWindowS: 6,
       }
@@ -902,10 +969,14 @@ async function main(quick: boolean, linear: boolean): Promise<void> {
         tpN: [1, 2, 4],
         tpWarmS: 2,
         tpWindowS: 10,
-        capMaxN: 12,
+        capMaxN: 24,
+        capLadder: [1, 4, 8, 12, 16, 20, 24],
+        gateWindowS: 30,
+        modesS: 20,
         capWarmS: 2,
         capWindowS: 12,
       };
+  if (cli.capMax !== undefined) cfg.capMaxN = cli.capMax;
   const loadavgBefore = loadavg().map((x) => round(x));
   tempDir = mkdtempSync(join(tmpdir(), 'vigil-pipeline-bench-'));
   const clip = join(tempDir, 'clip720.mp4');
@@ -936,6 +1007,32 @@ async function main(quick: boolean, linear: boolean): Promise<void> {
     undefined,
   );
   const clipFrames = cfg.clipS * CLIP_FPS;
+  // A still scene for the motion gate: the empty room at 20 s, frozen, with temporal sensor-like noise.
+  const staticClip = join(tempDir, 'static720.mp4');
+  await runFfmpeg(
+    [
+      '-y',
+      '-loglevel',
+      'error',
+      '-ss',
+      '20',
+      '-i',
+      source,
+      '-vf',
+      `scale=1280:720,loop=loop=-1:size=1:start=0,noise=alls=6:allf=t,fps=${CLIP_FPS}`,
+      '-t',
+      String(cfg.clipS),
+      '-c:v',
+      'libx264',
+      '-preset',
+      'veryfast',
+      '-g',
+      '30',
+      '-an',
+      staticClip,
+    ],
+    undefined,
+  );
 
   // 1a. ffmpeg alone.
   progress('baseline: ffmpeg decode to -f null');
@@ -999,6 +1096,19 @@ async function main(quick: boolean, linear: boolean): Promise<void> {
     progress(`  ${detectAlone[k].medianMs} ms median, ${detectAlone[k].runsPerSec} runs/s`);
   }
 
+  // 1c. Where onnxruntime runs: main thread (1 or 2 intra-op threads) or worker threads.
+  const modes: Record<string, unknown> = {};
+  for (const k of ['fastestdet', 'yolox'] as const) {
+    progress(`inference modes ${MODELS[k].label}: main thread vs worker threads`);
+    const rgb = { data: frame, width: FRAME_W, height: FRAME_H };
+    const res = await inferenceModes({ name: k, type: k, path: modelPath(k) }, rgb, cfg.modesS);
+    modes[k] = { loadavg: loadavg().map((x) => round(x)), modes: res };
+    for (const r of res)
+      progress(
+        `  ${r.mode} x${r.callers}: ${r.runsPerSec} runs/s (${r.vsRawOnnxRuns}x raw), event loop held p99 ${r.eventLoopDelayP99Ms} ms`,
+      );
+  }
+
   let runNo = 0;
   const dataDir = (): string => {
     const d = join(tempDir!, `run-${++runNo}`);
@@ -1025,13 +1135,18 @@ async function main(quick: boolean, linear: boolean): Promise<void> {
   const throughput: Record<string, unknown[]> = {};
   for (const k of ['fastestdet', 'yolox'] as const) {
     throughput[k] = [];
-    for (const n of cfg.tpN) {
-      progress(`throughput ${MODELS[k].label} N=${n} (${cfg.tpWindowS} s, files as fast as possible)`);
+    // The main-thread path (before issue 18) at N = 1 for the before/after ratio, then the worker path.
+    const runs: [PathKey, number][] = [['main', 1], ...cfg.tpN.map((n): [PathKey, number] => ['workers', n])];
+    for (const [path, n] of runs) {
+      progress(
+        `throughput ${MODELS[k].label} ${path} N=${n} (${cfg.tpWindowS} s, files as fast as possible)`,
+      );
       const r = (await runWorkerProcess(
         {
           kind: 'throughput',
           model: k,
           modelPath: modelPath(k),
+          path,
           n,
           clip,
           warmS: cfg.tpWarmS,
@@ -1048,7 +1163,9 @@ async function main(quick: boolean, linear: boolean): Promise<void> {
         `  ${round(processedFps, 1)} processed/s, ${round(decodedFps, 1)} decoded/s, ${r.resources.totalCores} cores`,
       );
       throughput[k].push({
+        path,
         n,
+        loadavg: loadavg().map((x) => round(x)),
         processedFpsTotal: round(processedFps, 1),
         decodedFpsTotal: round(decodedFps, 1),
         droppedAtSlot: dropped,
@@ -1078,137 +1195,184 @@ async function main(quick: boolean, linear: boolean): Promise<void> {
     }
   }
 
+  // 2b. Motion gate: inferences per processed frame on a still scene and on the active clip (one camera,
+  // realtime, 5 detection fps, the default config), YOLOX-nano.
+  const gating: Record<string, unknown> = {};
+  for (const [scene, file] of [
+    ['static', staticClip],
+    ['active', clip],
+  ] as const) {
+    progress(`motion gate: ${scene} scene (${cfg.gateWindowS} s realtime)`);
+    const r = (await runWorkerProcess(
+      {
+        kind: 'capacity',
+        model: 'yolox',
+        modelPath: modelPath('yolox'),
+        path: 'gated',
+        n: 1,
+        clip: file,
+        warmS: cfg.capWarmS,
+        windowS: cfg.gateWindowS,
+        dataDir: dataDir(),
+      },
+      cfg.gateWindowS + cfg.capWarmS + 90,
+    )) as ScenarioResult;
+    const c = r.cameras[0]!;
+    gating[scene] = {
+      framesProcessed: c.processed,
+      inferencesRun: c.detected,
+      skipped: c.skipped,
+      framesPerInference: c.detected > 0 ? round(c.processed / c.detected, 2) : null,
+      events: r.events,
+      windowS: r.windowS,
+      loadavg: loadavg().map((x) => round(x)),
+    };
+    progress(`  ${c.processed} frames, ${c.detected} inferences`);
+  }
+
   // 3. Capacity through startAgent(): realtime 15 fps cameras at 5 detection fps.
   const capacity: Record<string, unknown> = {};
   const atLargest: Record<string, unknown> = {};
-  for (const k of ['yolox', 'fastestdet'] as const) {
-    const steps: CapacityStep[] = [];
-    const results = new Map<number, ScenarioResult>();
-    const attempt = async (n: number) => {
-      progress(`capacity ${MODELS[k].label} N=${n} (${cfg.capWindowS} s realtime)`);
-      const r = (await runWorkerProcess(
-        {
-          kind: 'capacity',
-          model: k,
-          modelPath: modelPath(k),
-          n,
-          clip,
-          warmS: cfg.capWarmS,
-          windowS: cfg.capWindowS,
-          dataDir: dataDir(),
-        },
-        cfg.capWindowS + cfg.capWarmS + 90,
-      )) as ScenarioResult;
-      const minFps = Math.min(...r.cameras.map((c) => c.processedFps));
-      const maxDrop = Math.max(...r.cameras.map((c) => c.dropPct));
-      const reasons: string[] = [];
-      if (minFps < 0.95 * DETECT_FPS) reasons.push(`a camera processed ${minFps} fps < ${0.95 * DETECT_FPS}`);
-      if (maxDrop >= 5) reasons.push(`slot drops ${maxDrop}% >= 5%`);
-      if (r.modelBusy.total > 0) reasons.push(`MODEL_BUSY rejections: ${r.modelBusy.total}`);
-      if (r.otherDetectErrors > 0) reasons.push(`other detect errors: ${r.otherDetectErrors}`);
-      const sustained = reasons.length === 0;
-      progress(
-        `  ${sustained ? 'sustained' : `NOT sustained (${reasons.join('; ')})`}; min ${minFps} fps/camera, agent ${r.resources.agentCores} + ffmpeg ${r.resources.ffmpegCores} cores, other processes ${r.resources.otherCores} cores`,
-      );
-      return { r, minFps, maxDrop, reasons, sustained };
-    };
-    const step = async (n: number): Promise<boolean> => {
-      let a = await attempt(n);
-      let firstAttempt: Record<string, unknown> | undefined;
-      // A failure while other processes took a real share of the 2 cores is retried once, after a quieter moment.
-      if (!a.sustained && (a.r.resources.otherCores ?? 0) > CONTENDED_CORES) {
-        firstAttempt = {
-          reasons: a.reasons,
-          otherCores: a.r.resources.otherCores,
-          processedFpsPerCamera: a.r.cameras.map((c) => c.processedFps),
-        };
-        const quiet = await waitQuiet(10);
+  for (const k of ['yolox', 'fastestdet'] as const)
+    for (const path of capPaths) {
+      const steps: CapacityStep[] = [];
+      const results = new Map<number, ScenarioResult>();
+      const attempt = async (n: number) => {
+        progress(`capacity ${MODELS[k].label} ${path} N=${n} (${cfg.capWindowS} s realtime)`);
+        const r = (await runWorkerProcess(
+          {
+            kind: 'capacity',
+            model: k,
+            modelPath: modelPath(k),
+            path,
+            n,
+            clip,
+            warmS: cfg.capWarmS,
+            windowS: cfg.capWindowS,
+            dataDir: dataDir(),
+          },
+          cfg.capWindowS + cfg.capWarmS + 90,
+        )) as ScenarioResult;
+        const minFps = Math.min(...r.cameras.map((c) => c.processedFps));
+        const maxDrop = Math.max(...r.cameras.map((c) => c.dropPct));
+        const reasons: string[] = [];
+        if (minFps < 0.95 * DETECT_FPS)
+          reasons.push(`a camera processed ${minFps} fps < ${0.95 * DETECT_FPS}`);
+        if (maxDrop >= 5) reasons.push(`slot drops ${maxDrop}% >= 5%`);
+        if (r.modelBusy.total > 0) reasons.push(`MODEL_BUSY rejections: ${r.modelBusy.total}`);
+        if (r.otherDetectErrors > 0) reasons.push(`other detect errors: ${r.otherDetectErrors}`);
+        const sustained = reasons.length === 0;
         progress(
-          `  other processes used ${a.r.resources.otherCores} cores: retrying N=${n} (machine ${quiet})`,
+          `  ${sustained ? 'sustained' : `NOT sustained (${reasons.join('; ')})`}; min ${minFps} fps/camera, agent ${r.resources.agentCores} + ffmpeg ${r.resources.ffmpegCores} cores, other processes ${r.resources.otherCores} cores`,
         );
-        a = await attempt(n);
-      }
-      const { r, maxDrop, reasons, sustained } = a;
-      results.set(n, r);
-      steps.push({
-        n,
-        sustained,
-        reasons,
-        processedFpsPerCamera: r.cameras.map((c) => c.processedFps),
-        decodedFpsPerCamera: r.cameras.map((c) => c.decodedFps),
-        droppedPerCamera: r.cameras.map((c) => c.dropped),
-        maxDropPct: maxDrop,
-        modelBusy: r.modelBusy,
-        otherDetectErrors: r.otherDetectErrors,
-        restarts: r.cameras.reduce((a, c) => a + c.restarts, 0),
-        cpu: {
-          agentCores: r.resources.agentCores,
-          ffmpegCores: r.resources.ffmpegCores,
-          totalCores: r.resources.totalCores,
-          machineBusyCores: r.resources.machineBusyCores,
-          otherProcessesCores: r.resources.otherCores,
-          ffmpegProcs: r.resources.ffmpegProcs,
-        },
-        memMB: {
-          rssNode: r.resources.rssNodeMB,
-          rssFfmpeg: r.resources.rssFfmpegMB,
-          rssTotal: r.resources.rssTotalMB,
-          rssNodeMax: r.resources.rssNodeMaxMB,
-          rssTotalMax: r.resources.rssTotalMaxMB,
-          pssNode: r.resources.pssNodeMB,
-          pssFfmpeg: r.resources.pssFfmpegMB,
-          pssTotal: r.resources.pssTotalMB,
-        },
-        latencyHistogramMs: r.latency,
-        events: r.events,
-        windowS: r.windowS,
-        startupS: r.startupS,
-        ...(firstAttempt ? { firstAttemptUnderContention: firstAttempt } : {}),
-      });
-      return sustained;
-    };
-    // N = 1, 2, 4, 6, ... (every N with --linear); after the first failure, the N skipped just below it.
-    let largest = 0;
-    let firstFailing: number | null = null;
-    const next = (n: number): number =>
-      linear || n < 2 || n >= cfg.capMaxN ? n + 1 : Math.min(n + 2, cfg.capMaxN);
-    for (let n = 1; n <= cfg.capMaxN; n = next(n)) {
-      if (await step(n)) {
-        largest = n;
-        continue;
-      }
-      firstFailing = n;
-      if (n - 1 > largest) {
-        if (await step(n - 1)) largest = n - 1;
-        else firstFailing = n - 1;
-      }
-      break;
-    }
-    steps.sort((a, b) => a.n - b.n);
-    capacity[k] = {
-      largestSustainedN: largest,
-      firstFailingN: firstFailing,
-      cappedAt: cfg.capMaxN,
-      search: linear
-        ? 'N = 1, 2, 3, ...'
-        : 'N = 1, 2, 4, 6, ... then the N skipped just below the first failure',
-      extrapolatedFromLargestRun: extrapolate(results),
-      steps,
-    };
-    const lr = results.get(largest);
-    atLargest[k] = lr
-      ? {
-          n: largest,
-          rssNodeMB: lr.resources.rssNodeMB,
-          rssNodeMaxMB: lr.resources.rssNodeMaxMB,
-          rssFfmpegMB: lr.resources.rssFfmpegMB,
-          rssTotalMB: lr.resources.rssTotalMB,
-          pssNodeMB: lr.resources.pssNodeMB,
-          pssFfmpegMB: lr.resources.pssFfmpegMB,
-          pssTotalMB: lr.resources.pssTotalMB,
+        return { r, minFps, maxDrop, reasons, sustained };
+      };
+      const step = async (n: number): Promise<boolean> => {
+        let a = await attempt(n);
+        let firstAttempt: Record<string, unknown> | undefined;
+        // A failure while other processes took a real share of the 2 cores is retried once, after a quieter moment.
+        if (!a.sustained && (a.r.resources.otherCores ?? 0) > CONTENDED_CORES) {
+          firstAttempt = {
+            reasons: a.reasons,
+            otherCores: a.r.resources.otherCores,
+            processedFpsPerCamera: a.r.cameras.map((c) => c.processedFps),
+          };
+          const quiet = await waitQuiet(10);
+          progress(
+            `  other processes used ${a.r.resources.otherCores} cores: retrying N=${n} (machine ${quiet})`,
+          );
+          a = await attempt(n);
         }
-      : null;
-  }
+        const { r, maxDrop, reasons, sustained } = a;
+        results.set(n, r);
+        const detected = r.cameras.reduce((a, c) => a + c.detected, 0);
+        const skipped = r.cameras.reduce((a, c) => a + c.skipped, 0);
+        steps.push({
+          n,
+          sustained,
+          loadavg: loadavg().map((x) => round(x)),
+          inferencesPerSec: round(detected / r.windowS, 1),
+          inferencesVsRawOnnxRuns: round(detected / r.windowS / num(ortRaw[k]?.runsPerSec), 3),
+          skippedByMotionGate: skipped,
+          reasons,
+          processedFpsPerCamera: r.cameras.map((c) => c.processedFps),
+          decodedFpsPerCamera: r.cameras.map((c) => c.decodedFps),
+          droppedPerCamera: r.cameras.map((c) => c.dropped),
+          maxDropPct: maxDrop,
+          modelBusy: r.modelBusy,
+          otherDetectErrors: r.otherDetectErrors,
+          restarts: r.cameras.reduce((a, c) => a + c.restarts, 0),
+          cpu: {
+            agentCores: r.resources.agentCores,
+            ffmpegCores: r.resources.ffmpegCores,
+            totalCores: r.resources.totalCores,
+            machineBusyCores: r.resources.machineBusyCores,
+            otherProcessesCores: r.resources.otherCores,
+            ffmpegProcs: r.resources.ffmpegProcs,
+          },
+          memMB: {
+            rssNode: r.resources.rssNodeMB,
+            rssFfmpeg: r.resources.rssFfmpegMB,
+            rssTotal: r.resources.rssTotalMB,
+            rssNodeMax: r.resources.rssNodeMaxMB,
+            rssTotalMax: r.resources.rssTotalMaxMB,
+            pssNode: r.resources.pssNodeMB,
+            pssFfmpeg: r.resources.pssFfmpegMB,
+            pssTotal: r.resources.pssTotalMB,
+          },
+          latencyHistogramMs: r.latency,
+          events: r.events,
+          windowS: r.windowS,
+          startupS: r.startupS,
+          ...(firstAttempt ? { firstAttemptUnderContention: firstAttempt } : {}),
+        });
+        return sustained;
+      };
+      // N from the ladder (every N with --linear) up to the first failure, then bisection between the largest
+      // sustained N and it.
+      let largest = 0;
+      let firstFailing: number | null = null;
+      const ladder = linear
+        ? Array.from({ length: cfg.capMaxN }, (_, i) => i + 1)
+        : [...new Set([...cfg.capLadder.filter((n) => n < cfg.capMaxN), cfg.capMaxN])];
+      for (const n of ladder) {
+        if (await step(n)) {
+          largest = n;
+          continue;
+        }
+        firstFailing = n;
+        break;
+      }
+      while (firstFailing !== null && firstFailing - largest > 1) {
+        const mid = Math.floor((largest + firstFailing) / 2);
+        if (await step(mid)) largest = mid;
+        else firstFailing = mid;
+      }
+      steps.sort((a, b) => a.n - b.n);
+      capacity[`${k}/${path}`] = {
+        model: k,
+        path,
+        largestSustainedN: largest,
+        firstFailingN: firstFailing,
+        cappedAt: cfg.capMaxN,
+        search: linear ? 'N = 1, 2, 3, ...' : `N = ${ladder.join(', ')} to the first failure, then bisection`,
+        extrapolatedFromLargestRun: extrapolate(results, path),
+        steps,
+      };
+      const lr = results.get(largest);
+      atLargest[`${k}/${path}`] = lr
+        ? {
+            n: largest,
+            rssNodeMB: lr.resources.rssNodeMB,
+            rssNodeMaxMB: lr.resources.rssNodeMaxMB,
+            rssFfmpegMB: lr.resources.rssFfmpegMB,
+            rssTotalMB: lr.resources.rssTotalMB,
+            pssNodeMB: lr.resources.pssNodeMB,
+            pssFfmpegMB: lr.resources.pssFfmpegMB,
+            pssTotalMB: lr.resources.pssTotalMB,
+          }
+        : null;
+    }
 
   const doc = {
     bench: 'edge-agent pipeline',
@@ -1242,7 +1406,9 @@ async function main(quick: boolean, linear: boolean): Promise<void> {
       onnxruntime: ortRaw,
       detectAlone,
     },
+    inferenceModes: modes,
     throughput,
+    motionGate: gating,
     capacity,
     rss: { idle, atLargestSustained: atLargest },
     definitions: {
@@ -1256,6 +1422,12 @@ async function main(quick: boolean, linear: boolean): Promise<void> {
         'process = pipeline.process() alone; detectWallInclQueue = LoadedModel.detect() wall incl. waiting behind other cameras; preprocess/inference/decode as detect() reports them',
       capacity:
         'startAgent(), realtime file cameras (-re, loop) at 5 detection fps; sustained = every camera >= 4.75 processed fps, slot drops < 5% of decoded, no MODEL_BUSY (whole run) and no other detect error; latency from the agent histograms (bucket-interpolated)',
+      inferenceModes:
+        'LoadedModel.detect() on one real frame from 1 or 2 concurrent callers, the modes (raw session.run among them) taking turns in 5 slices; eventLoopDelay = perf_hooks.monitorEventLoopDelay (p99: median over slices; how long the main thread was held); vsRawOnnxRuns = runs/s over the raw session.run mode (1 intra-op thread)',
+      paths:
+        'main = workers: 0 (session.run, preprocess and decode on the main thread: the agent before issue 18); workers = the worker-thread pool (default); gated = workers + the motion gate (the default config)',
+      motionGate:
+        'one realtime camera at 5 detection fps, default config (gate on): static = the empty room frozen with temporal noise; active = the person clip; framesPerInference = frames processed / detector runs',
       rss: 'idle = fresh agent process with the model(s) loaded and no camera; RSS sums count shared libraries once per process, PSS splits them',
     },
   };
@@ -1276,7 +1448,7 @@ if (argv[0] === '--worker') {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   try {
-    await main(argv.includes('--quick'), argv.includes('--linear'));
+    await main(parseCli(argv));
     cleanupMain();
   } catch (err) {
     progress(`failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);

@@ -57,6 +57,9 @@ export type CameraReport = CameraStatusSnapshot & {
   framesDropped: number;
   fps: number;
   framesProcessed: number;
+  /** Of the processed frames: the detector ran / the motion gate skipped it. */
+  framesDetected: number;
+  framesSkipped: number;
   detectError?: string;
 };
 
@@ -308,6 +311,8 @@ export async function startAgent(bootstrap: Readonly<AgentConfig>, deps: AgentDe
         framesDropped: c.slot.dropped,
         fps: w.fps,
         framesProcessed: c.pipeline?.processed ?? 0,
+        framesDetected: c.pipeline?.detected ?? 0,
+        framesSkipped: c.pipeline?.skipped ?? 0,
         detectError: c.detectError,
       };
     });

@@ -23,6 +23,8 @@ export const modelSchema = z.strictObject({
   inputWidth: z.number().int().min(32).max(4096).optional(),
   inputHeight: z.number().int().min(32).max(4096).optional(),
   threads: z.number().int().min(1).max(16).default(1),
+  /** Worker threads running this model (each a session); 0: on the main thread. Absent: the cores, at most 2. */
+  workers: z.number().int().min(0).max(8).optional(),
 });
 
 export const detectSchema = z.strictObject({
@@ -38,6 +40,17 @@ export const detectSchema = z.strictObject({
     .array(z.strictObject({ id, polygon, labels: z.array(z.string().min(1)).optional() }))
     .max(32)
     .default([]),
+  /** Motion gate (pipeline/motion-gate.ts): the detector runs on motion, live tracks, or every maxSkipMs. */
+  motion: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      width: z.number().int().min(8).max(640).default(64),
+      pixelThreshold: z.number().min(1).max(255).default(20),
+      minChangedFraction: unit.default(0.002),
+      backgroundHalfLifeMs: z.number().int().min(50).max(600_000).default(3_000),
+      maxSkipMs: z.number().int().min(0).max(600_000).default(2_000),
+    })
+    .prefault({}),
   tracker: z
     .strictObject({
       minHits: z.number().int().min(1).max(30).default(3),

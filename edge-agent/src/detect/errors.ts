@@ -8,7 +8,8 @@ export type ModelErrorCode =
   | 'MODEL_CHECKSUM' // the bytes are not the configured sha256 (tampered or partial download)
   | 'MODEL_INVALID' // onnxruntime cannot load it (corrupt, truncated, not ONNX, unsupported opset)
   | 'MODEL_SHAPE' // it loads, but its inputs/outputs are not what the configured `type` expects
-  | 'MODEL_DISPOSED'; // detect() after dispose(): a config change removed the model
+  | 'MODEL_DISPOSED' // detect() after dispose(): a config change removed the model
+  | 'MODEL_WORKER'; // a detect worker thread died mid-frame (it is restarted; the frame is lost)
 
 /** A model that cannot be used as configured. Not retryable: the same file will fail the same way. */
 export class ModelError extends Error {

@@ -13,6 +13,7 @@ export { ModelBusyError, ModelError } from './errors.js';
 export type { ModelErrorCode } from './errors.js';
 export { loadModel } from './model.js';
 export type { DetectResult, LoadedModel, LoadModelOptions, ModelSpec } from './model.js';
+export { defaultWorkers, loadDetector, loadModelPool } from './worker-pool.js';
 export { ModelRegistry } from './registry.js';
 export type { ModelFailure, ModelRegistryOptions } from './registry.js';
 export { compileFilter, filterDetections, minThreshold } from './filter.js';

@@ -30,6 +30,11 @@ export interface ModelSpec {
   threads?: number;
   /** yolov8 only: where the letterbox puts the image (default 'center', as ultralytics does). */
   letterbox?: 'tl' | 'center';
+  /**
+   * Worker threads that run this model (each its own session, preprocess and decode included); 0 runs it on the
+   * calling (main) thread, which onnxruntime-node blocks for the whole session.run. Used by loadDetector().
+   */
+  workers?: number;
 }
 
 export interface DetectResult {
@@ -87,8 +92,11 @@ async function readModelFile(spec: ModelSpec): Promise<Buffer> {
 const fixed = (d: number | string | undefined): number | undefined =>
   typeof d === 'number' && d > 0 ? d : undefined;
 
-/** Builds the plugin the model's metadata calls for (input size, names and class count of user models). */
-function pluginFor(spec: ModelSpec, session: ort.InferenceSession): DetectorPlugin {
+/** The plugin options the model's metadata calls for (input size, names and class count of user models). */
+function pluginFor(
+  spec: ModelSpec,
+  session: ort.InferenceSession,
+): { plugin: DetectorPlugin; options: PluginOptions } {
   const where = `model "${spec.name}" (${spec.path}, type ${spec.type})`;
   const o: PluginOptions = { classNames: spec.classNames, letterbox: spec.letterbox };
   let input: Meta | undefined;
@@ -137,7 +145,7 @@ function pluginFor(spec: ModelSpec, session: ort.InferenceSession): DetectorPlug
     o.inputHeight = h ?? spec.inputHeight;
   }
   try {
-    return createPlugin(spec.type, o);
+    return { plugin: createPlugin(spec.type, o), options: o };
   } catch (err) {
     throw new ModelError('MODEL_SHAPE', `${where}: ${String(err)}`, { cause: err });
   }
@@ -169,7 +177,12 @@ function checkShapes(spec: ModelSpec, plugin: DetectorPlugin, session: ort.Infer
     );
 }
 
-export async function loadModel(spec: ModelSpec, options: LoadModelOptions = {}): Promise<LoadedModel> {
+/** A model run on this thread; `pluginOptions` rebuild the same plugin elsewhere (a worker's owner). */
+export interface LocalModel extends LoadedModel {
+  readonly pluginOptions: PluginOptions;
+}
+
+export async function loadModel(spec: ModelSpec, options: LoadModelOptions = {}): Promise<LocalModel> {
   const maxQueue = Math.max(0, options.maxQueue ?? 4);
   const now = options.now ?? (() => performance.now());
   // Specs usually come from JSON config: an unknown family is refused before any I/O.
@@ -208,14 +221,15 @@ export async function loadModel(spec: ModelSpec, options: LoadModelOptions = {})
   }
 
   let plugin: DetectorPlugin;
+  let pluginOptions: PluginOptions;
   try {
-    plugin = pluginFor(spec, session);
+    ({ plugin, options: pluginOptions } = pluginFor(spec, session));
     checkShapes(spec, plugin, session);
   } catch (err) {
     await session.release().catch(() => undefined);
     throw err;
   }
-  return new Runner(spec, plugin, sha256, session, maxQueue, now);
+  return new Runner(spec, plugin, pluginOptions, sha256, session, maxQueue, now);
 }
 
 interface Waiter {
@@ -224,7 +238,7 @@ interface Waiter {
 }
 
 /** One session, one input buffer, one call at a time; a bounded line of waiters behind it. */
-class Runner implements LoadedModel {
+class Runner implements LocalModel {
   private readonly input: Float32Array;
   private readonly tensor: ort.Tensor;
   private readonly waiting: Waiter[] = [];
@@ -237,6 +251,7 @@ class Runner implements LoadedModel {
   constructor(
     readonly spec: ModelSpec,
     readonly plugin: DetectorPlugin,
+    readonly pluginOptions: PluginOptions,
     readonly sha256: string,
     private readonly session: ort.InferenceSession,
     private readonly maxQueue: number,

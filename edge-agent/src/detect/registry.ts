@@ -8,7 +8,8 @@
  * model report it in health instead of taking the agent down).
  */
 import { ModelError } from './errors.js';
-import { loadModel, type LoadedModel, type LoadModelOptions, type ModelSpec } from './model.js';
+import type { LoadedModel, LoadModelOptions, ModelSpec } from './model.js';
+import { loadDetector } from './worker-pool.js';
 
 export interface ModelFailure {
   name: string;
@@ -16,7 +17,7 @@ export interface ModelFailure {
 }
 
 export interface ModelRegistryOptions extends LoadModelOptions {
-  /** Injected for tests; defaults to loadModel. */
+  /** Injected for tests; defaults to loadDetector (worker threads, or the main thread with workers: 0). */
   loader?: (spec: ModelSpec, options: LoadModelOptions) => Promise<LoadedModel>;
 }
 
@@ -31,6 +32,7 @@ function specKey(s: ModelSpec): string {
     s.inputHeight,
     s.threads,
     s.letterbox,
+    s.workers,
   ]);
 }
 
@@ -84,7 +86,7 @@ export class ModelRegistry {
   }
 
   private async reconcile(specs: readonly ModelSpec[]): Promise<void> {
-    const loader = this.options.loader ?? loadModel;
+    const loader = this.options.loader ?? loadDetector;
     const { maxQueue, now } = this.options;
     const failures: ModelFailure[] = [];
     const wanted = new Map<string, ModelSpec>();

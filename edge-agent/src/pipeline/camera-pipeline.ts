@@ -20,6 +20,7 @@ import { Tracker, type TrackEvent } from '../track/index.js';
 import { buildDetectionEvent, priorityOf, type SnapshotRef } from './events.js';
 import { IntervalStats } from './interval-stats.js';
 import type { AgentMetrics } from './metrics.js';
+import { MotionGate } from './motion-gate.js';
 import { TrackLog } from './track-log.js';
 
 export interface CameraPipelineDeps {
@@ -52,9 +53,13 @@ export class CameraPipeline {
   private readonly subject: string;
   private readonly tracer: Tracer;
   private readonly trackLog: TrackLog;
+  private readonly gate: MotionGate | undefined;
   private loop: Promise<void> | undefined;
   private stopped = false;
   processed = 0;
+  /** Frames the motion gate let through to the detector, and the ones it skipped. */
+  detected = 0;
+  skipped = 0;
   /** Inference latencies and events since the last heartbeat (drained by it). */
   readonly interval = new IntervalStats(Date.now());
 
@@ -76,6 +81,8 @@ export class CameraPipeline {
       defaultThreshold: d.defaultThreshold,
       masks: d.masks,
     });
+    const { enabled, ...gate } = d.motion;
+    this.gate = enabled ? new MotionGate(gate) : undefined;
     this.subject = subjectFor(deps.device.tenantId, deps.device.deviceId, 'evt', deps.camera.id);
     // Without a tracer: no-op spans (a provider with no delegate), so events carry no trace context.
     this.tracer = deps.tracer ?? new ProxyTracerProvider().getTracer('vigil-agent');
@@ -121,6 +128,19 @@ export class CameraPipeline {
   /** Analyses one frame; exposed for tests and benchmarks that feed frames directly. */
   async process(frame: Frame): Promise<TrackEvent<Frame>[]> {
     const { model, metrics, camera } = this.deps;
+    if (this.gate) {
+      const live = this.tracker.stats();
+      const g = this.gate.decide(frame, frame.capturedAt.getTime(), live.confirmed + live.tentative);
+      metrics.detectGate.inc({ camera: camera.id, decision: g.run ? 'run' : 'skip', reason: g.reason });
+      if (!g.run) {
+        // A still scene without tracks: nothing for the detector or the tracker to change.
+        this.skipped++;
+        this.countFrame();
+        this.observeLatency(frame);
+        return [];
+      }
+    }
+    this.detected++;
     const result = await model.detect(frame, {
       scoreThreshold: Math.min(camera.detect.defaultThreshold, ...Object.values(camera.detect.thresholds)),
       nmsIou: camera.detect.nmsIou,
@@ -129,15 +149,23 @@ export class CameraPipeline {
     // Detect latency as the heartbeat reports it: preprocess + model run + decode (no queue wait).
     this.interval.recordInference(result.preprocessMs + result.inferenceMs + result.decodeMs);
     const events = this.tracker.update(this.filter(result.detections), frame.capturedAt.getTime(), frame);
-    this.processed++;
-    metrics.framesProcessed.inc({ camera: camera.id });
-    this.trackLog.tick();
+    this.countFrame();
     for (const ev of events) await this.emit(ev);
-    metrics.frameLatencySeconds.observe(
-      { camera: camera.id },
+    this.observeLatency(frame);
+    return events;
+  }
+
+  private countFrame(): void {
+    this.processed++;
+    this.deps.metrics.framesProcessed.inc({ camera: this.deps.camera.id });
+    this.trackLog.tick();
+  }
+
+  private observeLatency(frame: Frame): void {
+    this.deps.metrics.frameLatencySeconds.observe(
+      { camera: this.deps.camera.id },
       (Date.now() - frame.capturedAt.getTime()) / 1000,
     );
-    return events;
   }
 
   /**

@@ -11,6 +11,7 @@ export class AgentMetrics {
   readonly inferenceSeconds: Histogram<'model'>;
   readonly frameLatencySeconds: Histogram<'camera'>;
   readonly detectErrors: Counter<'camera' | 'code'>;
+  readonly detectGate: Counter<'camera' | 'decision' | 'reason'>;
   readonly events: Counter<'camera' | 'kind'>;
   readonly outboxAppends: Counter<'result'>;
   readonly snapshots: Counter<'result'>;
@@ -33,7 +34,7 @@ export class AgentMetrics {
     });
     this.framesProcessed = new Counter({
       name: 'vigil_agent_frames_processed_total',
-      help: 'Frames that went through detection and tracking',
+      help: 'Frames analysed: detected and tracked, or skipped by the motion gate (vigil_agent_detect_gate_total)',
       labelNames: ['camera'],
       registers,
     });
@@ -67,6 +68,12 @@ export class AgentMetrics {
       name: 'vigil_agent_detect_errors_total',
       help: 'Frames not analysed, by error code (MODEL_BUSY: the shared model queue was full)',
       labelNames: ['camera', 'code'],
+      registers,
+    });
+    this.detectGate = new Counter({
+      name: 'vigil_agent_detect_gate_total',
+      help: 'Motion gate decisions per frame: decision run|skip, reason first|motion|tracks|periodic|still',
+      labelNames: ['camera', 'decision', 'reason'],
       registers,
     });
     this.events = new Counter({
