@@ -18,7 +18,7 @@ export interface FileEntry {
  * updater refuses them too (a link inside a bundle could point an unpack outside its directory).
  * Returns directories and files, each sorted by byte order of the path.
  */
-export function walkStaged(root: string): { dirs: string[]; files: string[] } {
+export function walkStaged(root: string, opts: { allowLinks?: boolean } = {}): { dirs: string[]; files: string[] } {
   const dirs: string[] = [];
   const files: string[] = [];
   const walk = (rel: string): void => {
@@ -28,7 +28,7 @@ export function walkStaged(root: string): { dirs: string[]; files: string[] } {
       if (st.isDirectory()) {
         dirs.push(child);
         walk(child);
-      } else if (st.isFile()) files.push(child);
+      } else if (st.isFile() || (opts.allowLinks && st.isSymbolicLink())) files.push(child);
       else throw new ReleaseError('BUNDLE_ENTRY', `${child}: only regular files and directories may be bundled`);
     }
   };
@@ -49,9 +49,13 @@ export function describeFiles(root: string, files: readonly string[]): FileEntry
 }
 
 /** Runs a tool to completion; its stderr goes into the error when it fails. */
-export function run(cmd: string, args: string[], opts: { input?: string; cwd?: string } = {}): Promise<void> {
+export function run(
+  cmd: string,
+  args: string[],
+  opts: { input?: string; cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['pipe', 'ignore', 'pipe'], cwd: opts.cwd });
+    const child = spawn(cmd, args, { stdio: ['pipe', 'ignore', 'pipe'], cwd: opts.cwd, env: opts.env ?? process.env });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('error', (err) => reject(new ReleaseError('TOOL_MISSING', `${cmd}: ${err.message}`, { cause: err })));

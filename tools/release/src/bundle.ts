@@ -1,7 +1,7 @@
 import { copyFileSync, chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { build } from 'esbuild';
-import { describeFiles, walkStaged, writeTarGz, type FileEntry } from './archive.js';
+import { describeFiles, run, walkStaged, writeTarGz, type FileEntry } from './archive.js';
 import { ReleaseError } from './errors.js';
 import { copyNativeDependencies, copyNormalized, listTree } from './natives.js';
 import type { ProgramSpec } from './programs.js';
@@ -91,6 +91,9 @@ export async function stageProgram(repoRoot: string, spec: ProgramSpec, info: Bu
   }
 
   const { files } = walkStaged(stageDir);
+  // Debug symbols are dead weight on a gateway (the runtime is ~100 MB with them); stripping is deterministic.
+  const elf = files.filter((f) => f.endsWith('.node') || f === 'runtime/node');
+  if (elf.length > 0) await run('strip', ['--strip-unneeded', ...elf.map((f) => join(stageDir, f))]);
   const manifest: BundleManifest = {
     format: BUNDLE_FORMAT,
     name: spec.name,

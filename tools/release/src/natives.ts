@@ -14,8 +14,10 @@ export interface NativeDependency {
   readonly keep?: (path: string) => boolean;
 }
 
-/** Docs, type declarations and source maps are never needed at run time. */
+/** Docs, type declarations, source maps, dotfiles (.npmignore) and command-line scripts (`bin/`: the
+ *  agent imports its dependencies, it never runs their CLIs) are not needed at run time. */
 export function defaultKeep(path: string): boolean {
+  if (/(^|\/)\./.test(path) || path.startsWith('bin/')) return false;
   return !/(\.d\.[cm]?ts|\.map|\.md|\.markdown)$/i.test(path) || /license/i.test(path);
 }
 
@@ -57,11 +59,11 @@ export function listTree(dir: string): string[] {
   return out;
 }
 
-/** Copies a file with a normalized mode (0755 if anyone may execute it, else 0644): umask must not leak. */
-export function copyNormalized(from: string, to: string): void {
+/** Copies a file with a normalized mode (umask must not leak): 0644, or 0755 when `executable`. */
+export function copyNormalized(from: string, to: string, executable = false): void {
   mkdirSync(dirname(to), { recursive: true });
   copyFileSync(from, to);
-  chmodSync(to, statSync(from).mode & 0o111 ? 0o755 : 0o644);
+  chmodSync(to, executable ? 0o755 : 0o644);
 }
 
 /**
@@ -92,6 +94,7 @@ export function copyNativeDependencies(
     }
     copied.set(name, { version: pkg.version, src });
     const keep = spec?.keep ?? defaultKeep;
+    // Nothing in node_modules is executed as a program (addons and libraries are dlopen()ed): all 0644.
     for (const file of listTree(src)) {
       if (file.startsWith('node_modules/') || !keep(file)) continue;
       copyNormalized(join(src, file), join(outDir, 'node_modules', ...name.split('/'), ...file.split('/')));

@@ -30,8 +30,7 @@ const betterSqlite: NativeDependency = {
 const onnxruntime: NativeDependency = {
   name: 'onnxruntime-node',
   installOnly: ['adm-zip', 'global-agent'],
-  keep: (p) =>
-    defaultKeep(p) && !p.startsWith('script/') && (!p.startsWith('bin/') || p.startsWith('bin/napi-v6/linux/x64/')),
+  keep: (p) => p.startsWith('bin/napi-v6/linux/x64/') || (defaultKeep(p) && !p.startsWith('script/')),
 };
 
 // sharp's C++ sources are for building it; the addon comes in @img/sharp-linux-x64.
