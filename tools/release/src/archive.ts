@@ -18,7 +18,10 @@ export interface FileEntry {
  * updater refuses them too (a link inside a bundle could point an unpack outside its directory).
  * Returns directories and files, each sorted by byte order of the path.
  */
-export function walkStaged(root: string, opts: { allowLinks?: boolean } = {}): { dirs: string[]; files: string[] } {
+export function walkStaged(
+  root: string,
+  opts: { allowLinks?: boolean } = {},
+): { dirs: string[]; files: string[] } {
   const dirs: string[] = [];
   const files: string[] = [];
   const walk = (rel: string): void => {
@@ -29,7 +32,8 @@ export function walkStaged(root: string, opts: { allowLinks?: boolean } = {}): {
         dirs.push(child);
         walk(child);
       } else if (st.isFile() || (opts.allowLinks && st.isSymbolicLink())) files.push(child);
-      else throw new ReleaseError('BUNDLE_ENTRY', `${child}: only regular files and directories may be bundled`);
+      else
+        throw new ReleaseError('BUNDLE_ENTRY', `${child}: only regular files and directories may be bundled`);
     }
   };
   walk('');
@@ -55,15 +59,27 @@ export function run(
   opts: { input?: string; cwd?: string; env?: NodeJS.ProcessEnv } = {},
 ): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['pipe', 'ignore', 'pipe'], cwd: opts.cwd, env: opts.env ?? process.env });
+    const child = spawn(cmd, args, {
+      // stdin only when there is input: a tool that exits without reading it would fail our write (EPIPE).
+      stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'ignore', 'pipe'],
+      cwd: opts.cwd,
+      env: opts.env ?? process.env,
+    });
     let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', (err) => reject(new ReleaseError('TOOL_MISSING', `${cmd}: ${err.message}`, { cause: err })));
+    child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', (err) =>
+      reject(new ReleaseError('TOOL_MISSING', `${cmd}: ${err.message}`, { cause: err })),
+    );
     child.on('close', (code) => {
       if (code === 0) resolve();
-      else reject(new ReleaseError('TOOL_FAILED', `${cmd} ${args.join(' ')} exited ${code}: ${stderr.trim()}`));
+      else
+        reject(new ReleaseError('TOOL_FAILED', `${cmd} ${args.join(' ')} exited ${code}: ${stderr.trim()}`));
     });
-    child.stdin.end(opts.input ?? '');
+    if (opts.input !== undefined && child.stdin) {
+      // tar reads its whole file list; if it dies first, its exit status is the error that matters.
+      child.stdin.on('error', () => undefined);
+      child.stdin.end(opts.input);
+    }
   });
 }
 
@@ -73,7 +89,12 @@ export function run(
  * owner and group 0 by number, every mtime the commit time, modes as staged (normalized before), and
  * `gzip -n` (no name or timestamp in the gzip header).
  */
-export async function writeTarGz(root: string, entries: readonly string[], mtime: number, out: string): Promise<void> {
+export async function writeTarGz(
+  root: string,
+  entries: readonly string[],
+  mtime: number,
+  out: string,
+): Promise<void> {
   const tarFile = `${out}.tar`;
   await run(
     'tar',

@@ -42,8 +42,12 @@ export function buildInfo(
   };
   const version = opts.version ?? root.version;
   const minUpgradeFrom = opts.minUpgradeFrom ?? root.vigil?.minUpgradeFrom ?? '0.0.0';
-  for (const [what, v] of [['version', version], ['minimum upgrade-from version', minUpgradeFrom]] as const) {
-    if (!v || !SEMVER.test(v)) throw new ReleaseError('VERSION_INVALID', `${what} ${String(v)} is not MAJOR.MINOR.PATCH[-pre]`);
+  for (const [what, v] of [
+    ['version', version],
+    ['minimum upgrade-from version', minUpgradeFrom],
+  ] as const) {
+    if (!v || !SEMVER.test(v))
+      throw new ReleaseError('VERSION_INVALID', `${what} ${String(v)} is not MAJOR.MINOR.PATCH[-pre]`);
   }
   const dirty = git(repoRoot, ['status', '--porcelain']) !== '';
   if (dirty && !opts.allowDirty) {
@@ -81,14 +85,23 @@ export async function buildBundle(
     mkdirSync(outDir, { recursive: true });
     const file = join(outDir, bundleFileName(spec.name, info.version));
     await packStaged(stage, info, file);
-    return { name: spec.name, file: bundleFileName(spec.name, info.version), size: statSync(file).size, sha256: sha256File(file) };
+    return {
+      name: spec.name,
+      file: bundleFileName(spec.name, info.version),
+      size: statSync(file).size,
+      sha256: sha256File(file),
+    };
   } finally {
     if (!keepStage) rmSync(stage, { recursive: true, force: true });
   }
 }
 
 /** Writes release.json and SHA256SUMS for the artifacts in `outDir` (sorted by file name). */
-export function writeReleaseIndex(outDir: string, info: BuildInfo, artifacts: readonly Artifact[]): ReleaseIndex {
+export function writeReleaseIndex(
+  outDir: string,
+  info: BuildInfo,
+  artifacts: readonly Artifact[],
+): ReleaseIndex {
   const sorted = [...artifacts].sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : 0));
   const index: ReleaseIndex = {
     version: info.version,
@@ -103,5 +116,3 @@ export function writeReleaseIndex(outDir: string, info: BuildInfo, artifacts: re
   writeFileSync(join(outDir, 'SHA256SUMS'), sorted.map((a) => `${a.sha256}  ${a.file}\n`).join(''));
   return index;
 }
-
-export { PROGRAMS };

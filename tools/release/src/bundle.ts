@@ -49,7 +49,12 @@ exec ${node} "$here/../lib/${spec.name}/main.mjs" "$@"
 }
 
 /** Stages one program under `stageDir` (created empty by the caller). */
-export async function stageProgram(repoRoot: string, spec: ProgramSpec, info: BuildInfo, stageDir: string): Promise<BundleManifest> {
+export async function stageProgram(
+  repoRoot: string,
+  spec: ProgramSpec,
+  info: BuildInfo,
+  stageDir: string,
+): Promise<BundleManifest> {
   const outfile = join(stageDir, 'lib', spec.name, 'main.mjs');
   const result = await build({
     absWorkingDir: repoRoot,
@@ -70,14 +75,20 @@ export async function stageProgram(repoRoot: string, spec: ProgramSpec, info: Bu
     logLevel: 'silent',
     sourcemap: false,
   }).catch((err: unknown) => {
-    throw new ReleaseError('BUNDLE_FAILED', `esbuild ${spec.entry}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    throw new ReleaseError(
+      'BUNDLE_FAILED',
+      `esbuild ${spec.entry}: ${err instanceof Error ? err.message : String(err)}`,
+      { cause: err },
+    );
   });
-  if (result.errors.length > 0) throw new ReleaseError('BUNDLE_FAILED', `esbuild ${spec.entry}: ${result.errors[0]?.text ?? ''}`);
+  if (result.errors.length > 0)
+    throw new ReleaseError('BUNDLE_FAILED', `esbuild ${spec.entry}: ${result.errors[0]?.text ?? ''}`);
   chmodSync(outfile, 0o644);
 
   const dependencies = copyNativeDependencies(spec.natives, join(repoRoot, spec.packageDir), stageDir);
   for (const [from, to] of spec.assets) {
-    for (const file of listTree(join(repoRoot, from))) copyNormalized(join(repoRoot, from, file), join(stageDir, to, file));
+    for (const file of listTree(join(repoRoot, from)))
+      copyNormalized(join(repoRoot, from, file), join(stageDir, to, file));
   }
   mkdirSync(join(stageDir, 'bin'), { recursive: true });
   writeFileSync(join(stageDir, 'bin', spec.name), launcher(spec), { mode: 0o755 });
@@ -86,7 +97,10 @@ export async function stageProgram(repoRoot: string, spec: ProgramSpec, info: Bu
     mkdirSync(join(stageDir, 'runtime'), { recursive: true });
     copyFileSync(process.execPath, join(stageDir, 'runtime', 'node'));
     chmodSync(join(stageDir, 'runtime', 'node'), 0o755);
-    const license = ['/usr/share/doc/nodejs/copyright', join(process.execPath, '../../share/doc/node/LICENSE')].find(existsSync);
+    const license = [
+      '/usr/share/doc/nodejs/copyright',
+      join(process.execPath, '../../share/doc/node/LICENSE'),
+    ].find(existsSync);
     if (license) copyNormalized(license, join(stageDir, 'runtime', 'LICENSE'));
   }
 

@@ -1,5 +1,15 @@
 import { createHash } from 'node:crypto';
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { run, sha256File, walkStaged } from './archive.js';
@@ -60,7 +70,12 @@ function gzipTo(text: string, out: string): Promise<void> {
  * conffile, the sysusers.d entry, docs, maintainer scripts; `dpkg-deb --root-owner-group` with
  * SOURCE_DATE_EPOCH = commit time, so the same bundle gives the same .deb.
  */
-export async function buildDeb(repoRoot: string, bundleFile: string, info: BuildInfo, outDir: string): Promise<Artifact> {
+export async function buildDeb(
+  repoRoot: string,
+  bundleFile: string,
+  info: BuildInfo,
+  outDir: string,
+): Promise<Artifact> {
   const src = join(repoRoot, 'tools', 'release', 'debian');
   const root = mkdtempSync(join(tmpdir(), 'vigil-deb-'));
   try {
@@ -70,7 +85,14 @@ export async function buildDeb(repoRoot: string, bundleFile: string, info: Build
       chmodSync(join(root, to), mode);
     };
     mkdirSync(join(root, 'opt', 'vigil'), { recursive: true });
-    await run('tar', ['-xzf', bundleFile, '-C', join(root, 'opt', 'vigil'), '--no-same-owner', '--no-same-permissions']);
+    await run('tar', [
+      '-xzf',
+      bundleFile,
+      '-C',
+      join(root, 'opt', 'vigil'),
+      '--no-same-owner',
+      '--no-same-permissions',
+    ]);
     mkdirSync(join(root, 'usr', 'bin'), { recursive: true });
     // /usr and /opt are different top-level directories: Debian policy wants an absolute link.
     symlinkSync('/opt/vigil/bin/vigil-agent', join(root, 'usr', 'bin', 'vigil-agent'));
@@ -80,7 +102,10 @@ export async function buildDeb(repoRoot: string, bundleFile: string, info: Build
     put('copyright', `usr/share/doc/${DEB_PACKAGE}/copyright`, 0o644);
     put('lintian-overrides', `usr/share/lintian/overrides/${DEB_PACKAGE}`, 0o644);
     mkdirSync(join(root, 'usr', 'share', 'man', 'man1'), { recursive: true });
-    await gzipTo(readFileSync(join(src, 'vigil-agent.1'), 'utf8'), join(root, 'usr/share/man/man1/vigil-agent.1.gz'));
+    await gzipTo(
+      readFileSync(join(src, 'vigil-agent.1'), 'utf8'),
+      join(root, 'usr/share/man/man1/vigil-agent.1.gz'),
+    );
     await gzipTo(
       `${DEB_PACKAGE} (${debVersion(info.version)}) stable; urgency=medium\n\n  * Release ${info.version} from commit ${info.commit}.\n\n -- ${MAINTAINER}  ${rfc2822(info.commitTime)}\n`,
       join(root, `usr/share/doc/${DEB_PACKAGE}/changelog.gz`),
@@ -94,7 +119,11 @@ export async function buildDeb(repoRoot: string, bundleFile: string, info: Build
       const st = statSync(join(root, f), { throwIfNoEntry: false });
       kib += Math.ceil((st?.size ?? 0) / 1024);
       if (f !== 'usr/bin/vigil-agent') {
-        md5.push(`${createHash('md5').update(readFileSync(join(root, f))).digest('hex')}  ${f}\n`);
+        md5.push(
+          `${createHash('md5')
+            .update(readFileSync(join(root, f)))
+            .digest('hex')}  ${f}\n`,
+        );
       }
     }
     mkdirSync(join(root, 'DEBIAN'));
@@ -110,7 +139,12 @@ export async function buildDeb(repoRoot: string, bundleFile: string, info: Build
     await run('dpkg-deb', ['--root-owner-group', '-Zgzip', '-z6', '--build', root, file], {
       env: { ...process.env, SOURCE_DATE_EPOCH: String(info.commitTime) },
     });
-    return { name: DEB_PACKAGE, file: debFileName(info.version), size: statSync(file).size, sha256: sha256File(file) };
+    return {
+      name: DEB_PACKAGE,
+      file: debFileName(info.version),
+      size: statSync(file).size,
+      sha256: sha256File(file),
+    };
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

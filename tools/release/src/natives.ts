@@ -1,5 +1,14 @@
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, statSync } from 'node:fs';
-import { dirname, join, relative, sep } from 'node:path';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  realpathSync,
+  statSync,
+} from 'node:fs';
+import { dirname, join } from 'node:path';
 import { ReleaseError } from './errors.js';
 
 /**
@@ -81,7 +90,10 @@ export function copyNativeDependencies(
     const src = resolvePackageDir(name, from);
     if (!src) {
       if (optional) return; // an optional dependency for another platform
-      throw new ReleaseError('DEPENDENCY_MISSING', `${name} (needed from ${from}) is not installed: run pnpm install`);
+      throw new ReleaseError(
+        'DEPENDENCY_MISSING',
+        `${name} (needed from ${from}) is not installed: run pnpm install`,
+      );
     }
     const pkg = readPackageJson(src);
     const seen = copied.get(name);
@@ -109,9 +121,4 @@ export function copyNativeDependencies(
   };
   for (const spec of natives) visit(spec.name, fromDir, spec, false);
   return [...copied.entries()].map(([name, { version }]) => `${name}@${version}`).sort();
-}
-
-/** Relative '/'-path, for messages. */
-export function rel(from: string, to: string): string {
-  return relative(from, to).split(sep).join('/');
 }

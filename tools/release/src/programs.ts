@@ -22,7 +22,11 @@ export interface ProgramSpec {
 const betterSqlite: NativeDependency = {
   name: 'better-sqlite3',
   installOnly: ['prebuild-install'],
-  keep: (p) => p === 'package.json' || p === 'LICENSE' || p.startsWith('lib/') || p === 'build/Release/better_sqlite3.node',
+  keep: (p) =>
+    p === 'package.json' ||
+    p === 'LICENSE' ||
+    p.startsWith('lib/') ||
+    p === 'build/Release/better_sqlite3.node',
 };
 
 // onnxruntime-node's npm package carries the CPU runtime of every platform (245 MB); a linux-x64 release
