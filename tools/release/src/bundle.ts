@@ -67,9 +67,17 @@ export async function stageProgram(
     conditions: ['@vigil/source'],
     external: [...spec.natives.map((n) => n.name), ...spec.absent],
     define: { __VIGIL_RELEASE__: JSON.stringify({ version: info.version, commit: info.commit }) },
-    // CommonJS dependencies inside an ES module bundle still call require().
+    // CommonJS dependencies inside an ES module bundle still call require() and use __dirname (fluent-ffmpeg
+    // computes its presets directory at every command; the bundle's directory is the only meaningful one).
     banner: {
-      js: "import { createRequire as __vigilCreateRequire } from 'node:module';\nconst require = __vigilCreateRequire(import.meta.url);",
+      js: [
+        "import { createRequire as __vigilCreateRequire } from 'node:module';",
+        "import { fileURLToPath as __vigilFileURLToPath } from 'node:url';",
+        "import { dirname as __vigilDirname } from 'node:path';",
+        'const require = __vigilCreateRequire(import.meta.url);',
+        'const __filename = __vigilFileURLToPath(import.meta.url);',
+        'const __dirname = __vigilDirname(__filename);',
+      ].join('\n'),
     },
     legalComments: 'eof',
     logLevel: 'silent',
