@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { sha256File } from './archive.js';
 import { PLATFORM, packStaged, stageProgram, type BuildInfo } from './bundle.js';
 import { ReleaseError } from './errors.js';
-import { PROGRAMS, type ProgramSpec } from './programs.js';
+import type { ProgramSpec } from './programs.js';
 
 const SEMVER = /^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?$/;
 
