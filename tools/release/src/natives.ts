@@ -23,11 +23,11 @@ export interface NativeDependency {
   readonly keep?: (path: string) => boolean;
 }
 
-/** Docs, type declarations, source maps, dotfiles (.npmignore) and command-line scripts (`bin/`: the
+/** Docs, TypeScript (declarations, and sources some packages ship next to their JS), source maps, dotfiles (.npmignore) and command-line scripts (`bin/`: the
  *  agent imports its dependencies, it never runs their CLIs) are not needed at run time. */
 export function defaultKeep(path: string): boolean {
   if (/(^|\/)\./.test(path) || path.startsWith('bin/')) return false;
-  return !/(\.d\.[cm]?ts|\.map|\.md|\.markdown)$/i.test(path) || /license/i.test(path);
+  return !/(\.[cm]?ts|\.map|\.md|\.markdown)$/i.test(path) || /license/i.test(path);
 }
 
 /** Node's resolution from a directory: the first `node_modules/<name>` walking up, by its real path. */
