@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { versionLine } from '@vigil/proto';
 import { startCloud } from './app.js';
 import { loadCloudConfig } from './config/load.js';
 import { VigilError } from './lib/errors.js';
@@ -10,14 +11,23 @@ const HELP = `Usage: vigil-cloud --config <file.json>
 Runs the Vigil cloud control plane (all roles in one process).
   --config, -c   JSON config file (env VIGIL_CLOUD_CONFIG). DATABASE_URL overrides database.url.
   --help, -h     show this help
+  --version      print the version and the commit it was built from
 Exit codes: 0 stopped cleanly, 78 invalid configuration, 1 start-up or runtime failure.`;
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
-    options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      config: { type: 'string', short: 'c' },
+      help: { type: 'boolean', short: 'h' },
+      version: { type: 'boolean' },
+    },
   });
   if (values.help) {
     console.log(HELP);
+    return 0;
+  }
+  if (values.version) {
+    console.log(versionLine('vigil-cloud'));
     return 0;
   }
   const path = values.config ?? process.env.VIGIL_CLOUD_CONFIG;

@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { AgentConfigError, loadAgentConfig } from './config/load.js';
 import { runEnrollCommand } from './identity/enroll-command.js';
+import { versionLine } from '@vigil/proto';
 import { registerContextManager, routeDiagToLogger } from './lib/tracing.js';
 
 const HELP = `Usage: vigil-agent --config <agent.json>
@@ -10,14 +11,23 @@ const HELP = `Usage: vigil-agent --config <agent.json>
 Runs the Vigil edge agent from its local config (it works offline; the cloud adds, never blocks).
   --config, -c   JSON config file (env VIGIL_AGENT_CONFIG)
   --help, -h     show this help
+  --version      print the version and the commit it was built from
 Exit codes: 0 stopped cleanly, 78 invalid configuration, 1 start-up or runtime failure.`;
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
-    options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      config: { type: 'string', short: 'c' },
+      help: { type: 'boolean', short: 'h' },
+      version: { type: 'boolean' },
+    },
   });
   if (values.help) {
     console.log(HELP);
+    return 0;
+  }
+  if (values.version) {
+    console.log(versionLine('vigil-agent'));
     return 0;
   }
   const path = values.config ?? process.env.VIGIL_AGENT_CONFIG;

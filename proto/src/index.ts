@@ -23,3 +23,4 @@ export * from './config-report-contract.js';
 
 // grpc-js: DeviceServiceService is the service definition for server.addService(); this alias reads better.
 export { DeviceServiceService as DeviceServiceDefinition } from './gen/vigil/v1/device_service.js';
+export { RELEASE, versionLine, type ReleaseInfo } from './release.js';

@@ -1,5 +1,6 @@
 import { Command, CommanderError, Option } from 'commander';
 import { defaultPkiDir } from '@vigil/certs';
+import { versionLine } from '@vigil/proto';
 import { CliError, type Io } from './errors.js';
 import type { CliContext } from './commands/common.js';
 import { register as registerConfig } from './commands/config.js';
@@ -43,6 +44,7 @@ export function buildProgram(deps: CliDeps, state: { exitCode: number }): Comman
         .default(defaultPkiDir(), '<repo>/.vigil/pki'),
     )
     .option('--json', 'machine-readable output: JSON, lists as one JSON object per line', false)
+    .version(versionLine('vigil'), '--version', 'print the version and the commit it was built from')
     .configureOutput({
       writeOut: (s) => io.out(s.replace(/\n$/, '')),
       writeErr: (s) => io.err(s.replace(/\n$/, '')),

@@ -1,0 +1,151 @@
+import { createHash } from 'node:crypto';
+import {
+  chmodSync,
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { run, sha256File, walkStaged } from './archive.js';
+import type { Artifact } from './build.js';
+import type { BuildInfo } from './bundle.js';
+
+export const DEB_PACKAGE = 'vigil-agent';
+export const DEB_ARCH = 'amd64';
+
+/** A Debian version from a release version: a pre-release sorts before its release ('-rc1' -> '~rc1'). */
+export function debVersion(version: string): string {
+  return version.replace('-', '~');
+}
+
+export function debFileName(version: string): string {
+  return `${DEB_PACKAGE}_${debVersion(version)}_${DEB_ARCH}.deb`;
+}
+
+/** RFC 2822 date of the commit, for the changelog (not the build time: same commit, same bytes). */
+function rfc2822(unixSeconds: number): string {
+  const d = new Date(unixSeconds * 1000);
+  const days = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
+  const months = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+  const p = (n: number): string => String(n).padStart(2, '0');
+  return `${days[d.getUTCDay()]}, ${p(d.getUTCDate())} ${months[d.getUTCMonth()]} ${d.getUTCFullYear()} ${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())} +0000`;
+}
+
+const MAINTAINER = 'Vigil release team <release@vigil.invalid>';
+
+function control(info: BuildInfo, installedSizeKiB: number): string {
+  return `Package: ${DEB_PACKAGE}
+Version: ${debVersion(info.version)}
+Architecture: ${DEB_ARCH}
+Maintainer: ${MAINTAINER}
+Installed-Size: ${installedSizeKiB}
+Depends: adduser, ffmpeg, libc6 (>= 2.28), libgcc-s1, libstdc++6 (>= 9)
+Section: video
+Priority: optional
+Description: Vigil edge agent for video analytics gateways
+ Reads RTSP cameras or video files with ffmpeg, detects and tracks objects
+ with ONNX models, keeps every event in a local SQLite outbox and sends it to
+ the Vigil cloud over NATS with mutual TLS. It runs offline from its local
+ configuration; the cloud adds configuration, never blocks.
+ .
+ The agent, its native addons and the Node.js ${process.versions.node} runtime they are built
+ for live in /opt/vigil; the service runs as the vigil user, sandboxed, with
+ /etc/vigil/agent.json and state in /var/lib/vigil.
+`;
+}
+
+function gzipTo(text: string, out: string): Promise<void> {
+  writeFileSync(out.replace(/\.gz$/, ''), text);
+  return run('gzip', ['-n', '-9', '-f', out.replace(/\.gz$/, '')]);
+}
+
+/**
+ * Builds `vigil-agent_<v>_amd64.deb` from the agent bundle: the bundle unpacked at /opt/vigil, the unit, the
+ * conffile, the sysusers.d entry, docs, maintainer scripts; `dpkg-deb --root-owner-group` with
+ * SOURCE_DATE_EPOCH = commit time, so the same bundle gives the same .deb.
+ */
+export async function buildDeb(
+  repoRoot: string,
+  bundleFile: string,
+  info: BuildInfo,
+  outDir: string,
+): Promise<Artifact> {
+  const src = join(repoRoot, 'tools', 'release', 'debian');
+  const root = mkdtempSync(join(tmpdir(), 'vigil-deb-'));
+  try {
+    const put = (from: string, to: string, mode: number): void => {
+      mkdirSync(dirname(join(root, to)), { recursive: true });
+      copyFileSync(join(src, from), join(root, to));
+      chmodSync(join(root, to), mode);
+    };
+    mkdirSync(join(root, 'opt', 'vigil'), { recursive: true });
+    await run('tar', [
+      '-xzf',
+      bundleFile,
+      '-C',
+      join(root, 'opt', 'vigil'),
+      '--no-same-owner',
+      '--no-same-permissions',
+    ]);
+    mkdirSync(join(root, 'usr', 'bin'), { recursive: true });
+    // /usr and /opt are different top-level directories: Debian policy wants an absolute link.
+    symlinkSync('/opt/vigil/bin/vigil-agent', join(root, 'usr', 'bin', 'vigil-agent'));
+    put('agent.json', 'etc/vigil/agent.json', 0o644);
+    put('vigil-agent.service', 'lib/systemd/system/vigil-agent.service', 0o644);
+    put('sysusers.conf', 'usr/lib/sysusers.d/vigil-agent.conf', 0o644);
+    put('copyright', `usr/share/doc/${DEB_PACKAGE}/copyright`, 0o644);
+    put('lintian-overrides', `usr/share/lintian/overrides/${DEB_PACKAGE}`, 0o644);
+    mkdirSync(join(root, 'usr', 'share', 'man', 'man1'), { recursive: true });
+    await gzipTo(
+      readFileSync(join(src, 'vigil-agent.1'), 'utf8'),
+      join(root, 'usr/share/man/man1/vigil-agent.1.gz'),
+    );
+    await gzipTo(
+      `${DEB_PACKAGE} (${debVersion(info.version)}) stable; urgency=medium\n\n  * Release ${info.version} from commit ${info.commit}.\n\n -- ${MAINTAINER}  ${rfc2822(info.commitTime)}\n`,
+      join(root, `usr/share/doc/${DEB_PACKAGE}/changelog.gz`),
+    );
+
+    // Installed-Size and md5sums over the payload (DEBIAN/ is not part of it yet).
+    const { files } = walkStaged(root, { allowLinks: true });
+    let kib = 0;
+    const md5: string[] = [];
+    for (const f of files) {
+      const st = statSync(join(root, f), { throwIfNoEntry: false });
+      kib += Math.ceil((st?.size ?? 0) / 1024);
+      if (f !== 'usr/bin/vigil-agent') {
+        md5.push(
+          `${createHash('md5')
+            .update(readFileSync(join(root, f)))
+            .digest('hex')}  ${f}\n`,
+        );
+      }
+    }
+    mkdirSync(join(root, 'DEBIAN'));
+    writeFileSync(join(root, 'DEBIAN', 'control'), control(info, kib));
+    writeFileSync(join(root, 'DEBIAN', 'md5sums'), md5.join(''));
+    writeFileSync(join(root, 'DEBIAN', 'conffiles'), '/etc/vigil/agent.json\n');
+    for (const script of ['postinst', 'prerm', 'postrm']) put(script, `DEBIAN/${script}`, 0o755);
+    for (const f of ['control', 'md5sums', 'conffiles']) chmodSync(join(root, 'DEBIAN', f), 0o644);
+    await run('chmod', ['-R', 'u+rwX,go+rX,go-w', root]);
+
+    mkdirSync(outDir, { recursive: true });
+    const file = join(outDir, debFileName(info.version));
+    await run('dpkg-deb', ['--root-owner-group', '-Zgzip', '-z6', '--build', root, file], {
+      env: { ...process.env, SOURCE_DATE_EPOCH: String(info.commitTime) },
+    });
+    return {
+      name: DEB_PACKAGE,
+      file: debFileName(info.version),
+      size: statSync(file).size,
+      sha256: sha256File(file),
+    };
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+}
