@@ -183,8 +183,12 @@ export async function startAgent(bootstrap: Readonly<AgentConfig>, deps: AgentDe
           camera: { ...cam, detect: cam.detect },
           device,
           model,
-          faceModel,
-          faceThreshold: cfg.privacy.faceThreshold,
+          privacy: {
+            ...(faceModel ? { faceModel } : {}),
+            faceThreshold: cfg.privacy.faceThreshold,
+            redaction: cfg.privacy.redaction,
+            masks: cam.privacyMasks,
+          },
           snapshots: {
             ...cfg.snapshots,
             enabled: cfg.snapshots.enabled && !(cfg.privacy.redactFaces && !faceModel),
