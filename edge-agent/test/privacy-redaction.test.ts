@@ -2,7 +2,6 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { asset } from '@vigil/testkit';
 import { loadModel, type LoadedModel } from '../src/detect/index.js';
-import type { Box } from '../src/lib/geometry.js';
 import { privatizeFrame, type SnapshotPrivacy } from '../src/media/privacy.js';
 import { redactionRect, type RawRgb } from '../src/media/redact.js';
 import { decodeJpeg, encodeSnapshot } from '../src/media/snapshot.js';

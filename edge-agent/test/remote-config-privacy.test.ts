@@ -59,13 +59,15 @@ describe('privacy and retention in the signed device config', () => {
         },
       }),
     );
-    expect(cfg.cameras[0]!.privacyMasks).toEqual([
+    // float32 on the wire: compare to 5 decimals.
+    const got = cfg.cameras[0]!.privacyMasks.map((poly) => poly.map((q) => [q.x.toFixed(5), q.y.toFixed(5)]));
+    expect(got).toEqual([
       [
-        { x: 0.1, y: 0.1 },
-        { x: 0.4, y: 0.1 },
-        { x: 0.4, y: 0.5 },
-        { x: 0.1, y: 0.5 },
-      ].map((p) => expect.objectContaining({ x: expect.closeTo(p.x, 5), y: expect.closeTo(p.y, 5) })),
+        ['0.10000', '0.10000'],
+        ['0.40000', '0.10000'],
+        ['0.40000', '0.50000'],
+        ['0.10000', '0.50000'],
+      ],
     ]);
     expect(cfg.privacy).toMatchObject({
       redactFaces: true,
