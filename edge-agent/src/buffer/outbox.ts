@@ -506,7 +506,7 @@ export class Outbox {
       out.age += rows;
       if (rows < DELETE_CHUNK) break;
     }
-    for (let total = held.get() ?? 0; total > policy.maxBytes; ) {
+    for (let total = held.get() ?? 0; total > policy.maxBytes;) {
       const n = this.mutate((c) => {
         let k = 0;
         for (const r of oldest.all(DELETE_CHUNK)) {
