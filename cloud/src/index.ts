@@ -121,3 +121,4 @@ export {
 export { MediaRepository, type MediaRow, type NewMedia } from './media/repository.js';
 export { FsMediaStore, mediaKeyFor, type MediaStore } from './media/store.js';
 export { MediaRetentionJob, retentionCutoff } from './media/retention.js';
+export { HoldError, LegalHolds, mediaHeld, type HoldScope } from './media/holds.js';

@@ -6,6 +6,7 @@ import { sql } from 'kysely';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LegalHolds } from '../src/media/holds.js';
 import { MediaRepository } from '../src/media/repository.js';
 import { MediaRetentionJob, retentionCutoff } from '../src/media/retention.js';
 import { FsMediaStore, mediaKeyFor } from '../src/media/store.js';
@@ -292,6 +293,78 @@ describe('media API: GET /v1/media/:id, POST /v1/media/:id/erase', () => {
     ]);
     // nothing left to do
     expect(await job.runAsLeader()).toEqual({ leader: true, deleted: 0, storeErrors: 0, truncated: false });
+  });
+
+  it('legal hold: retention and erasure skip held media, then take it after release; place/release audited', async () => {
+    const db = api.cloud().db;
+    const now = new Date();
+    const daysAgo = (d: number) => new Date(now.getTime() - d * 86_400_000);
+    // 40 and 45 days old (past a 30-day retention), on camera lobby of gw-1; a hold covers [46d, 42d) ago.
+    const inRange = await seed(repo, store, { tenant: 'acme', redacted: true, capturedAt: daysAgo(45) });
+    const outside = await seed(repo, store, { tenant: 'acme', redacted: true, capturedAt: daysAgo(40) });
+    const holds = new LegalHolds(db, api.cloud().audit);
+    const by = { actor: 'user:legal@acme', actorKind: 'user' as const };
+    await expect(holds.place('acme', { kind: 'device', deviceId: 'gw-1' }, '  ', by)).rejects.toMatchObject({
+      code: 'HOLD_REASON_REQUIRED',
+    });
+    const holdId = await holds.place(
+      'acme',
+      { kind: 'camera_range', deviceId: 'gw-1', cameraId: 'lobby', from: daysAgo(46), to: daysAgo(42) },
+      'litigation hold, case 2026-17',
+      by,
+    );
+    const job = new MediaRetentionJob({
+      db,
+      repository: repo,
+      store,
+      audit: api.cloud().audit,
+      log: pino({ level: 'silent' }),
+      metrics: new Registry(),
+      retentionDays: 30,
+      intervalMs: 60_000,
+      now: () => now,
+      batchSize: 1,
+    });
+    const first = await job.runAsLeader();
+    expect(first.leader).toBe(true);
+    expect(await repo.get('acme', outside.id)).toMatchObject({ deleted_reason: 'retention' });
+    expect(await repo.get('acme', inRange.id)).toMatchObject({ deleted_at: null });
+    expect(existsSync(join(dir, inRange.key))).toBe(true);
+
+    // Erasure of the held object is refused (409) and the refusal is audited; the bytes stay.
+    const erase = await api.get(`/v1/media/${inRange.id}/erase`, admin, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'idempotency-key': randomBytes(8).toString('hex') },
+      body: JSON.stringify({ reason: 'data subject request #43' }),
+    });
+    expect(erase.status).toBe(409);
+    expect(((await erase.json()) as { type: string }).type).toBe('urn:vigil:problem:media-held');
+    expect(existsSync(join(dir, inRange.key))).toBe(true);
+    const denied = await auditRows('media.erase', `media:acme/${inRange.id}`);
+    expect(denied.map((r) => [r.outcome, (r.detail as { denied?: string }).denied])).toEqual([
+      ['denied', 'legal_hold'],
+    ]);
+
+    await expect(holds.release('acme', holdId, '', by)).rejects.toMatchObject({
+      code: 'HOLD_REASON_REQUIRED',
+    });
+    await expect(holds.release('globex', holdId, 'x', by)).rejects.toMatchObject({ code: 'HOLD_NOT_FOUND' });
+    await holds.release('acme', holdId, 'case closed', by);
+    const second = await job.runAsLeader();
+    expect(second.deleted).toBeGreaterThanOrEqual(1);
+    expect(await repo.get('acme', inRange.id)).toMatchObject({
+      deleted_reason: 'retention',
+      storage_key: null,
+    });
+    expect(existsSync(join(dir, inRange.key))).toBe(false);
+
+    const placed = await auditRows('legal_hold.place', `legal_hold:acme/${holdId}`);
+    const released = await auditRows('legal_hold.release', `legal_hold:acme/${holdId}`);
+    expect(placed.map((r) => (r.detail as { reason: string }).reason)).toEqual([
+      'litigation hold, case 2026-17',
+    ]);
+    expect(released.map((r) => (r.detail as { reason: string }).reason)).toEqual(['case closed']);
+    expect((await api.cloud().audit.verify()).firstBroken).toBeUndefined();
   });
 
   it('retentionCutoff: off at 0 days, else now minus the days', () => {

@@ -75,6 +75,30 @@ describe('config body schema', () => {
     expect(cfg.buffer).toMatchObject({ maxBytes: 1000n, ttlSeconds: 60, maxEvents: 0n });
     expect(cfg.retention).toBeUndefined();
   });
+  it('carries privacy masks, the redaction mode and the edge media retention; refuses weaker redaction', () => {
+    const mask = {
+      points: [
+        { x: 0, y: 0 },
+        { x: 0.5, y: 0 },
+        { x: 0.5, y: 0.5 },
+      ],
+    };
+    const body = configBodySchema.parse({
+      cameras: [{ id: 'lobby', url: 'rtsp://cam/lobby', privacyMasks: [mask] }],
+      privacy: { redactFaces: true, redactionMode: 'blocks', redactionBlocks: 2 },
+      retention: { edgeMediaMaxHours: 24, edgeMediaMaxBytes: 50_000_000 },
+    });
+    const at = new Date('2026-11-27T00:00:00Z');
+    const cfg = toDeviceConfig(
+      { version: 1n, tenantId: 't', deviceId: 'd', issuedAt: at, expiresAt: at },
+      body,
+    );
+    expect(cfg.cameras[0]!.privacyMasks).toMatchObject([mask]);
+    expect(cfg.privacy).toMatchObject({ redactionMode: 'blocks', redactionBlocks: 2, redactionNoise: 0 });
+    expect(cfg.retention).toMatchObject({ edgeMediaMaxHours: 24, edgeMediaMaxBytes: 50_000_000n });
+    for (const privacy of [{ redactionMode: 'blur' }, { redactionBlocks: 8 }])
+      expect(configBodySchema.safeParse({ privacy }).success).toBe(false);
+  });
 });
 
 describe('config signing keys', () => {

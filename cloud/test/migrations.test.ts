@@ -38,6 +38,7 @@ describe('PostgreSQL migrations', () => {
       '0014_config_known_good',
       '0015_webhook_outbox',
       '0018_webhooks_enabled_index',
+      '0021_legal_holds',
     ]);
     expect(await tables(db)).toEqual(
       expect.arrayContaining([
@@ -92,6 +93,8 @@ describe('PostgreSQL migrations', () => {
   });
 
   it('roll back and forward again', async () => {
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0021_legal_holds']);
+    expect(await tables(db)).not.toContain('legal_holds');
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0018_webhooks_enabled_index']);
     const enabledIdx = await sql<{ n: number }>`
       select count(*)::int as n from pg_indexes where indexname = 'webhooks_tenant_enabled'`.execute(db);
@@ -160,10 +163,12 @@ describe('PostgreSQL migrations', () => {
       '0014_config_known_good',
       '0015_webhook_outbox',
       '0018_webhooks_enabled_index',
+      '0021_legal_holds',
     ]);
   });
 
   it('0013 backfills current NATS keys; of two active devices sharing one, the first enrolled keeps it', async () => {
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0021_legal_holds']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0018_webhooks_enabled_index']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0015_webhook_outbox']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0014_config_known_good']);
@@ -192,6 +197,7 @@ describe('PostgreSQL migrations', () => {
       '0014_config_known_good',
       '0015_webhook_outbox',
       '0018_webhooks_enabled_index',
+      '0021_legal_holds',
     ]);
     const rows = await db
       .selectFrom('devices')

@@ -388,7 +388,11 @@ async function throughputScenario(
       camera: { ...cam, detect },
       device: DEVICE,
       model: timedModel,
-      faceThreshold: config.privacy.faceThreshold,
+      privacy: {
+        faceThreshold: config.privacy.faceThreshold,
+        redaction: config.privacy.redaction,
+        masks: cam.privacyMasks,
+      },
       snapshots: { ...config.snapshots },
       outbox,
       newId,

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import type { Tracer } from '@opentelemetry/api';
 import { pino, type Logger } from 'pino';
-import { Gauge } from 'prom-client';
+import { Counter, Gauge } from 'prom-client';
 import { openOutbox, type Outbox } from './buffer/index.js';
 import type { AgentConfig } from './config/schema.js';
 import { ModelRegistry, type ModelSpec } from './detect/index.js';
@@ -148,7 +148,20 @@ export async function startAgent(bootstrap: Readonly<AgentConfig>, deps: AgentDe
       for (const [reason, n] of Object.entries(outbox.stats().evicted)) this.set({ reason }, n);
     },
   });
-  const expiry = setInterval(() => outbox.expire(), 60_000);
+  const mediaDropped = new Counter({
+    name: 'vigil_agent_media_retention_dropped_total',
+    help: 'Held snapshots dropped by the edge media retention (their events stay), by reason (age, size)',
+    labelNames: ['reason'],
+    registers: [metrics.registry],
+  });
+  /** Edge retention of what the agent holds: events by TTL (buffer), snapshots by age and size budget. */
+  const applyRetention = (): void => {
+    outbox.expire();
+    const r = running.retention;
+    const dropped = outbox.dropMedia({ maxAgeMs: r.mediaMaxHours * 3_600_000, maxBytes: r.mediaMaxBytes });
+    for (const [reason, n] of Object.entries(dropped)) if (n > 0) mediaDropped.inc({ reason }, n);
+  };
+  const expiry = setInterval(applyRetention, 60_000);
   expiry.unref();
 
   // Models: one session per model, shared by cameras; a broken model costs only its cameras' detection.
@@ -186,8 +199,12 @@ export async function startAgent(bootstrap: Readonly<AgentConfig>, deps: AgentDe
           camera: { ...cam, detect: cam.detect },
           device,
           model,
-          faceModel,
-          faceThreshold: cfg.privacy.faceThreshold,
+          privacy: {
+            ...(faceModel ? { faceModel } : {}),
+            faceThreshold: cfg.privacy.faceThreshold,
+            redaction: cfg.privacy.redaction,
+            masks: cam.privacyMasks,
+          },
           snapshots: {
             ...cfg.snapshots,
             enabled: cfg.snapshots.enabled && !(cfg.privacy.redactFaces && !faceModel),
@@ -258,6 +275,7 @@ export async function startAgent(bootstrap: Readonly<AgentConfig>, deps: AgentDe
         maxEvents: target.buffer.maxEvents,
         ttlMs: target.buffer.ttlHours * 3_600_000,
       });
+    if (plan.bufferChanged || plan.retentionChanged) applyRetention();
     for (const cam of [...plan.cameras.add, ...plan.cameras.restart]) startCamera(cam);
   };
   /** Health gate of a freshly applied config. */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { decodeJpeg, encodeSnapshot, SnapshotTooLargeError } from '../src/media/snapshot.js';
-import { pixelateRegions } from '../src/media/redact.js';
+import { fillPolygons, redactRegions } from '../src/media/redact.js';
 
 function gradient(width: number, height: number): { data: Buffer; width: number; height: number } {
   const data = Buffer.alloc(width * height * 3);
@@ -14,17 +14,70 @@ function gradient(width: number, height: number): { data: Buffer; width: number;
   return { data, width, height };
 }
 
-describe('pixelateRegions', () => {
-  it('flattens the region into blocks and leaves the rest untouched', () => {
+describe('redactRegions', () => {
+  const px = (img: { data: Uint8Array }, x: number, y: number) => [
+    ...img.data.subarray((y * 64 + x) * 3, (y * 64 + x) * 3 + 3),
+  ];
+  it('fill: paints the grown box one colour and leaves the rest untouched', () => {
     const img = gradient(64, 64);
-    const out = pixelateRegions(img, [{ x: 0.25, y: 0.25, w: 0.25, h: 0.25 }], { expand: 0, blocks: 2 });
-    // Outside the region: identical.
-    expect(Buffer.compare(out.data.subarray(0, 64 * 3 * 10), img.data.subarray(0, 64 * 3 * 10))).toBe(0);
-    // Inside one 8x8 block (16..24): every pixel has the same colour.
-    const px = (x: number, y: number) => [...out.data.subarray((y * 64 + x) * 3, (y * 64 + x) * 3 + 3)];
-    expect(px(17, 17)).toEqual(px(23, 23));
-    expect(px(17, 17)).not.toEqual([...img.data.subarray((17 * 64 + 17) * 3, (17 * 64 + 17) * 3 + 3)]);
-    // The input was not modified.
+    const out = redactRegions(
+      img,
+      [{ x: 0.25, y: 0.25, w: 0.25, h: 0.25 }],
+      { mode: 'fill', color: [0, 0, 0] },
+      {
+        expand: 1,
+      },
+    );
+    // The 16x16 box grown by its size: pixels 8..40 on both axes.
+    for (const [x, y] of [
+      [8, 8],
+      [39, 39],
+      [24, 30],
+    ] as const)
+      expect(px(out, x, y)).toEqual([0, 0, 0]);
+    expect(px(out, 7, 7)).toEqual(px(img, 7, 7));
+    expect(px(out, 40, 40)).toEqual(px(img, 40, 40));
+    expect(img.data.equals(gradient(64, 64).data)).toBe(true);
+  });
+  it('blocks: flat blocks whose colour is the mean plus noise within the amplitude', () => {
+    const img = gradient(64, 64);
+    const noise = (n: number) => new Uint8Array(n).fill(255); // the largest positive offset
+    const out = redactRegions(
+      img,
+      [{ x: 0.25, y: 0.25, w: 0.25, h: 0.25 }],
+      { mode: 'blocks', blocks: 2, noise: 20 },
+      {
+        expand: 0,
+        random: noise,
+      },
+    );
+    // 2 blocks across a 16 px region: 8x8 blocks, each flat.
+    expect(px(out, 16, 16)).toEqual(px(out, 23, 23));
+    expect(px(out, 16, 16)).not.toEqual(px(out, 24, 16));
+    let mean = 0;
+    for (let y = 16; y < 24; y++) for (let x = 16; x < 24; x++) mean += px(img, x, y)[0]!;
+    expect(px(out, 16, 16)[0]).toBe(Math.min(255, Math.round(mean / 64 + 20)));
+    expect(Buffer.compare(out.data.subarray(0, 64 * 3 * 16), img.data.subarray(0, 64 * 3 * 16))).toBe(0);
+  });
+});
+
+describe('fillPolygons', () => {
+  it('blacks out exactly the pixels whose centre is inside the polygon', () => {
+    const img = gradient(64, 64);
+    // A triangle: left half of the diagonal.
+    const tri = [
+      { x: 0, y: 0 },
+      { x: 1, y: 1 },
+      { x: 0, y: 1 },
+    ];
+    const out = fillPolygons(img, [tri]);
+    for (let y = 0; y < 64; y++)
+      for (let x = 0; x < 64; x++) {
+        const i = (y * 64 + x) * 3;
+        const got = [...out.data.subarray(i, i + 3)];
+        if (x < y) expect(got).toEqual([0, 0, 0]);
+        else if (x > y) expect(got).toEqual([...img.data.subarray(i, i + 3)]);
+      }
     expect(img.data.equals(gradient(64, 64).data)).toBe(true);
   });
 });

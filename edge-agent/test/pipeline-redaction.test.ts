@@ -62,10 +62,18 @@ describe.skipIf(!clip || !yolox || !yunet || !ultraface)('face redaction in snap
     return counts;
   }
 
+  // One snapshot at a time: the checkers' queues are bounded (4 waiting), and a loaded machine makes more
+  // snapshots than that (Promise.all over them failed with MODEL_BUSY).
+  async function facesInEach(snaps: CollectedEvent[]): Promise<number[][]> {
+    const out: number[][] = [];
+    for (const s of snaps) out.push(await facesIn(s.snapshot!));
+    return out;
+  }
+
   it('finds faces in snapshots when redaction is off', async () => {
     const snaps = await snapshotsOf(false);
     expect(snaps.length).toBeGreaterThanOrEqual(2);
-    const counts = await Promise.all(snaps.map((s) => facesIn(s.snapshot!)));
+    const counts = await facesInEach(snaps);
     console.log(`[redaction off] faces per snapshot [yunet, ultraface]: ${JSON.stringify(counts)}`);
     expect(counts.some(([y, u]) => y! > 0 && u! > 0)).toBe(true);
     // No face model ran: nothing claims redaction.
@@ -75,7 +83,7 @@ describe.skipIf(!clip || !yolox || !yunet || !ultraface)('face redaction in snap
   it('finds no face in any stored snapshot when redaction is on', async () => {
     const snaps = await snapshotsOf(true);
     expect(snaps.length).toBeGreaterThanOrEqual(2);
-    const counts = await Promise.all(snaps.map((s) => facesIn(s.snapshot!)));
+    const counts = await facesInEach(snaps);
     console.log(`[redaction on] faces per snapshot [yunet, ultraface]: ${JSON.stringify(counts)}`);
     expect(counts.flat().every((n) => n === 0)).toBe(true);
     // The face model ran on every snapshot (faces found or not): each event says so, for its MediaObject.

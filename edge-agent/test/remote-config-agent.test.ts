@@ -283,4 +283,57 @@ describe.skipIf(!modelFile)('remote config on a running agent', () => {
     // Models no longer referenced by this config or the previous one are deleted; v2's is kept for rollback.
     expect(existsSync(modelFilePath(dataDir, sha))).toBe(true);
   });
+
+  it('privacy masks, redaction mode and edge retention apply from the signed config, and again offline', async () => {
+    const mask = {
+      points: [
+        { x: 0, y: 0 },
+        { x: 0.5, y: 0 },
+        { x: 0.5, y: 0.5 },
+      ],
+    };
+    cloud.push(
+      await sign(6n, {
+        cameras: [{ ...camA(), privacyMasks: [mask] }] as never,
+        models: [detModel()] as never,
+        privacy: {
+          redactFaces: false,
+          faceModelName: '',
+          disableSnapshots: false,
+          redactionMode: 'blocks',
+          redactionBlocks: 2,
+          redactionNoise: 48,
+          faceThreshold: 0,
+        },
+        retention: {
+          eventDays: 0,
+          mediaDays: 0,
+          localMediaHours: 0,
+          edgeMediaMaxHours: 12,
+          edgeMediaMaxBytes: 20_000_000n,
+        },
+      }),
+    );
+    await reported(6n, ConfigState.CONFIG_STATE_APPLIED);
+    const check = (a: Agent): void => {
+      const cfg = a.runningConfig();
+      expect(cfg.cameras.find((c) => c.id === 'a')?.privacyMasks).toHaveLength(1);
+      expect(cfg.privacy.redaction).toMatchObject({ mode: 'blocks', blocks: 2, noise: 48 });
+      expect(cfg.retention).toEqual({ mediaMaxHours: 12, mediaMaxBytes: 20_000_000 });
+    };
+    check(agent!);
+    // Restart with no network at all: the agent runs the config it holds, privacy and retention included.
+    await agent!.stop();
+    agent = await startAgent(
+      parseAgentConfig({
+        device: DEVICE,
+        dataDir,
+        http: { port: 0 },
+        cameras: [],
+        remoteConfig: { trustedKeysFile: join(dataDir, 'trusted-keys.json') },
+      }),
+      { logger: pino({ level: 'error' }), onSpawn: (c: ChildProcess) => registry.track(c, 'ffmpeg') },
+    );
+    check(agent);
+  });
 });

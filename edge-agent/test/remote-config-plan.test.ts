@@ -59,7 +59,15 @@ describe('applyDeviceConfig (DeviceConfig -> runtime config)', () => {
           cam('c2', { url: 'file:///clips/a.mp4', enabled: false }),
         ] as never,
         models: [model('det', SHA_A)] as never,
-        privacy: { redactFaces: false, faceModelName: '', disableSnapshots: true },
+        privacy: {
+          redactFaces: false,
+          faceModelName: '',
+          disableSnapshots: true,
+          redactionMode: '',
+          redactionBlocks: 0,
+          redactionNoise: 0,
+          faceThreshold: 0,
+        },
         buffer: { maxBytes: 10_000_000n, maxEvents: 500n, ttlSeconds: 7200, inlineSnapshotMaxBytes: 0 },
       }),
     );
@@ -178,7 +186,15 @@ describe('planConfig', () => {
         cameras: [cam('keep', { modelName: 'det' })] as never,
         models: [model('det', SHA_A), model('old', SHA_B)] as never,
         buffer: { maxBytes: 2_000_000n, maxEvents: 0n, ttlSeconds: 0, inlineSnapshotMaxBytes: 0 },
-        privacy: { redactFaces: true, faceModelName: 'old', disableSnapshots: false },
+        privacy: {
+          redactFaces: true,
+          faceModelName: 'old',
+          disableSnapshots: false,
+          redactionMode: '',
+          redactionBlocks: 0,
+          redactionNoise: 0,
+          faceThreshold: 0,
+        },
       }),
     );
     const p = planConfig(from, to);

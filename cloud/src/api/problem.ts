@@ -60,6 +60,8 @@ export const PROBLEM_KINDS: Readonly<Record<string, ProblemKind>> = {
   ROLLOUT_STATE_CONFLICT: { status: 409, slug: 'rollout-state-conflict', title: 'Rollout state conflict' },
   // Media deleted by retention or an erasure request: the tombstone answers, not a 404.
   MEDIA_GONE: { status: 410, slug: 'media-gone', title: 'Media deleted' },
+  // Erasure of media under an active legal hold (media/holds.ts).
+  MEDIA_HELD: { status: 409, slug: 'media-held', title: 'Media under legal hold' },
   RATE_LIMITED: { status: 429, slug: 'rate-limited', title: 'Too many requests' },
   UNAVAILABLE: { status: 503, slug: 'unavailable', title: 'Service unavailable' },
   INTERNAL: { status: 500, slug: 'internal', title: 'Internal server error' },

@@ -36,6 +36,8 @@ const camera = z
     defaultThreshold: unit.optional(),
     masks: z.array(polygon).max(64).optional(),
     labels: z.array(label).max(1000).optional(),
+    /** Painted black in every stored image of this camera at the edge (independent of `masks`). */
+    privacyMasks: z.array(polygon).max(32).optional(),
   })
   .refine((c) => unique((c.zones ?? []).map((zn) => zn.id)), {
     message: 'zone ids must be unique per camera',
@@ -70,6 +72,13 @@ export const configBodySchema = z
         eventDays: uint32.optional(),
         mediaDays: uint32.optional(),
         localMediaHours: uint32.optional(),
+        edgeMediaMaxHours: z
+          .number()
+          .int()
+          .min(1)
+          .max(24 * 90)
+          .optional(),
+        edgeMediaMaxBytes: z.number().int().min(100_000).max(Number.MAX_SAFE_INTEGER).optional(),
       })
       .optional(),
     privacy: z
@@ -77,6 +86,10 @@ export const configBodySchema = z
         redactFaces: z.boolean().optional(),
         faceModelName: z.string().max(100).optional(),
         disableSnapshots: z.boolean().optional(),
+        redactionMode: z.enum(['fill', 'blocks']).optional(),
+        redactionBlocks: z.number().int().min(1).max(3).optional(),
+        redactionNoise: z.number().int().min(16).max(128).optional(),
+        faceThreshold: z.number().min(0.05).max(1).optional(),
       })
       .optional(),
     attributes: z.record(z.string().min(1).max(100), z.string().max(1000)).optional(),
@@ -144,6 +157,7 @@ export function toDeviceConfig(header: ConfigHeader, body: ConfigBody): DeviceCo
     defaultThreshold: c.defaultThreshold ?? 0,
     masks: (c.masks ?? []).map(toPolygon),
     labels: [...(c.labels ?? [])],
+    privacyMasks: (c.privacyMasks ?? []).map(toPolygon),
   }));
   const models: ModelSpec[] = (body.models ?? []).map((m) => ({
     name: m.name,
@@ -173,11 +187,17 @@ export function toDeviceConfig(header: ConfigHeader, body: ConfigBody): DeviceCo
       eventDays: body.retention.eventDays ?? 0,
       mediaDays: body.retention.mediaDays ?? 0,
       localMediaHours: body.retention.localMediaHours ?? 0,
+      edgeMediaMaxHours: body.retention.edgeMediaMaxHours ?? 0,
+      edgeMediaMaxBytes: BigInt(body.retention.edgeMediaMaxBytes ?? 0),
     },
     privacy: body.privacy && {
       redactFaces: body.privacy.redactFaces ?? false,
       faceModelName: body.privacy.faceModelName ?? '',
       disableSnapshots: body.privacy.disableSnapshots ?? false,
+      redactionMode: body.privacy.redactionMode ?? '',
+      redactionBlocks: body.privacy.redactionBlocks ?? 0,
+      redactionNoise: body.privacy.redactionNoise ?? 0,
+      faceThreshold: body.privacy.faceThreshold ?? 0,
     },
     attributes: { ...(body.attributes ?? {}) },
   });

@@ -1,5 +1,6 @@
 import type { Kysely, Selectable, Transaction } from 'kysely';
 import type { Database, MediaDeletedReason, MediaTable } from '../storage/tables.js';
+import { mediaHeld } from './holds.js';
 
 export type MediaRow = Selectable<MediaTable>;
 
@@ -103,13 +104,17 @@ export class MediaRepository {
     cutoff: Date,
     limit: number,
   ): Promise<Pick<MediaRow, 'tenant_id' | 'media_id' | 'captured_at'>[]> {
-    return this.db
-      .selectFrom('media')
-      .select(['tenant_id', 'media_id', 'captured_at'])
-      .where('deleted_at', 'is', null)
-      .where('captured_at', '<', cutoff)
-      .orderBy('captured_at')
-      .limit(limit)
-      .execute();
+    return (
+      this.db
+        .selectFrom('media')
+        .select(['tenant_id', 'media_id', 'captured_at'])
+        .where('deleted_at', 'is', null)
+        .where('captured_at', '<', cutoff)
+        // Held media is skipped here, in SQL, so held rows never fill a batch (media/holds.ts).
+        .where((eb) => eb.not(mediaHeld(eb)))
+        .orderBy('captured_at')
+        .limit(limit)
+        .execute()
+    );
   }
 }

@@ -11,6 +11,7 @@ import { parseOrThrow } from '../api/events-query.js';
 import { methodNotAllowed } from '../api/problem.js';
 import { VigilError } from '../lib/errors.js';
 import type { Database } from '../storage/tables.js';
+import { mediaHeld } from './holds.js';
 import type { MediaRepository, MediaRow } from './repository.js';
 import type { MediaStore } from './store.js';
 
@@ -47,6 +48,17 @@ export class MediaGoneError extends VigilError {
     super(
       'MEDIA_GONE',
       `This media was deleted (${row.deleted_reason ?? 'unknown'}) at ${row.deleted_at?.toISOString() ?? '?'}.`,
+      false,
+    );
+  }
+}
+
+/** An active legal hold covers the object: erasure refuses it until the hold is released (HTTP 409). */
+export class MediaHeldError extends VigilError {
+  constructor() {
+    super(
+      'MEDIA_HELD',
+      'This media is under a legal hold and cannot be erased; release the hold first (with a reason).',
       false,
     );
   }
@@ -216,6 +228,15 @@ export function mountMediaRoutes(router: Router, deps: MediaRoutesDeps): void {
       // Tombstone and audit entry commit together; the bytes go after the commit (a crash in between leaves an
       // unreferenced file that nothing serves, never a row pointing at nothing).
       const erased = await deps.db.transaction().execute(async (tx) => {
+        // Checked in the erasing transaction: a hold placed before it commits wins.
+        const held = await tx
+          .selectFrom('media')
+          .select('media_id')
+          .where('tenant_id', '=', principal.tenant)
+          .where('media_id', '=', id)
+          .where((eb) => mediaHeld(eb))
+          .executeTakeFirst();
+        if (held) return 'held' as const;
         const done = await deps.repository.markDeleted(principal.tenant, id, 'erasure', at, tx);
         if (done === null) return null;
         await deps.audit.append(
@@ -238,6 +259,18 @@ export function mountMediaRoutes(router: Router, deps: MediaRoutesDeps): void {
         );
         return done;
       });
+      if (erased === 'held') {
+        await deps.audit.append({
+          tenantId: principal.tenant,
+          actor: principal.subject,
+          actorKind: 'user',
+          action: 'media.erase',
+          resource: mediaRef(principal.tenant, id),
+          outcome: 'denied',
+          detail: { reason: body.reason, denied: 'legal_hold' },
+        });
+        throw new MediaHeldError();
+      }
       if (erased === null) {
         // Deleted by someone else (or retention) meanwhile.
         const now = await deps.repository.get(principal.tenant, id);

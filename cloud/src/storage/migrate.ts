@@ -16,6 +16,7 @@ import * as m0013 from './migrations/0013_nats_key_unique.js';
 import * as m0014 from './migrations/0014_config_known_good.js';
 import * as m0015 from './migrations/0015_webhook_outbox.js';
 import * as m0018 from './migrations/0018_webhooks_enabled_index.js';
+import * as m0021 from './migrations/0021_legal_holds.js';
 
 // Migrations are listed in code (not read from a folder at run time) so that a bundled or relocated
 // build runs exactly the set it was built with. Names sort in order of application.
@@ -36,6 +37,7 @@ const migrations: Record<string, Migration> = {
   '0014_config_known_good': m0014,
   '0015_webhook_outbox': m0015,
   '0018_webhooks_enabled_index': m0018,
+  '0021_legal_holds': m0021,
 };
 
 export function migrator(db: Kysely<unknown>): Migrator {

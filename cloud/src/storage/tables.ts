@@ -315,6 +315,24 @@ export interface WebhookOutboxTable {
   created_at: Generated<Date>;
 }
 
+/** A legal hold (migration 0021; media/holds.ts): retention and erasure skip what an active one covers. */
+export interface LegalHoldsTable {
+  id: Generated<string>;
+  tenant_id: string;
+  kind: 'event' | 'device' | 'camera_range';
+  event_id: string | null;
+  device_id: string | null;
+  camera_id: string | null;
+  from_ts: Date | null;
+  to_ts: Date | null;
+  reason: string;
+  placed_by: string;
+  placed_at: Generated<Date>;
+  released_by: string | null;
+  released_at: Date | null;
+  release_reason: string | null;
+}
+
 /** The typed view of the schema that the migrations build. */
 export interface Database {
   tenants: TenantsTable;
@@ -334,4 +352,5 @@ export interface Database {
   webhooks: WebhooksTable;
   webhook_deliveries: WebhookDeliveriesTable;
   webhook_outbox: WebhookOutboxTable;
+  legal_holds: LegalHoldsTable;
 }

@@ -468,6 +468,61 @@ export class Outbox {
     }
   }
 
+  /**
+   * Media retention at the edge: drops the snapshots of entries older than `maxAgeMs` (by when they entered
+   * the outbox), then the oldest snapshots until all held snapshots fit in `maxBytes`. The events stay and are
+   * delivered without their image (the uplink then sends the event alone). Chunked like `expire`.
+   */
+  dropMedia(
+    policy: { maxAgeMs: number; maxBytes: number },
+    nowMs: number = this.now(),
+  ): { age: number; size: number } {
+    this.assertOpen();
+    const cutoff = nowMs - policy.maxAgeMs;
+    const out = { age: 0, size: 0 };
+    const old = this.db.prepare<[number, number], { id: string; priority: number; bytes: number }>(
+      'SELECT e.id, e.priority, m.bytes FROM media m JOIN events e ON e.id = m.event_id ' +
+        'WHERE e.created_at < ? ORDER BY e.created_at, e.id LIMIT ?',
+    );
+    const oldest = this.db.prepare<[number], { id: string; priority: number; bytes: number }>(
+      'SELECT e.id, e.priority, m.bytes FROM media m JOIN events e ON e.id = m.event_id ' +
+        'ORDER BY e.created_at, e.id LIMIT ?',
+    );
+    const held = this.db.prepare<[], number>('SELECT COALESCE(SUM(bytes), 0) FROM media').pluck();
+    const shrink = this.db.prepare<[number, string]>('UPDATE events SET bytes = bytes - ? WHERE id = ?');
+    const drop = (c: Counters, row: { id: string; priority: number; bytes: number }): void => {
+      this.stmt.deleteMedia.run(row.id);
+      shrink.run(row.bytes, row.id);
+      const p = asPriority(row.priority);
+      c.bytes -= row.bytes;
+      c.bytesBy[p] -= row.bytes;
+    };
+    for (;;) {
+      const rows = this.mutate((c) => {
+        const batch = old.all(cutoff, DELETE_CHUNK);
+        for (const r of batch) drop(c, r);
+        return batch.length;
+      });
+      out.age += rows;
+      if (rows < DELETE_CHUNK) break;
+    }
+    for (let total = held.get() ?? 0; total > policy.maxBytes;) {
+      const n = this.mutate((c) => {
+        let k = 0;
+        for (const r of oldest.all(DELETE_CHUNK)) {
+          if (total <= policy.maxBytes) break;
+          drop(c, r);
+          total -= r.bytes;
+          k++;
+        }
+        return k;
+      });
+      out.size += n;
+      if (n === 0) break;
+    }
+    return out;
+  }
+
   stats(): OutboxStats {
     this.assertOpen();
     const c = this.counters;

@@ -74,6 +74,11 @@ export const cameraSchema = z.strictObject({
   realtime: z.boolean().default(true),
   loop: z.boolean().default(true),
   detect: detectSchema.optional(),
+  /**
+   * Privacy masks: polygons painted black in every stored snapshot of this camera before it is encoded.
+   * Independent of `detect.masks` (those only ignore detections).
+   */
+  privacyMasks: z.array(polygon).max(32).default([]),
 });
 
 /** The agent's local config: everything it needs to run offline. Unknown keys are rejected. */
@@ -125,10 +130,42 @@ export const agentConfigSchema = z
     models: z.array(modelSchema).max(16).default([]),
     privacy: z
       .strictObject({
-        /** Pixelate faces found by `faceModel` in every snapshot before it is stored. */
+        /** Redact faces found by `faceModel` in every snapshot before it is encoded and stored. */
         redactFaces: z.boolean().default(false),
         faceModel: id.optional(),
         faceThreshold: unit.default(0.5),
+        /** How: `fill` (solid black) or `blocks` (at most 3x3 flat blocks, each its mean plus random noise). */
+        redaction: z
+          .strictObject({
+            mode: z.enum(['fill', 'blocks']).default('fill'),
+            /** Blocks across the larger side of a face; more than 3 was not proven unrecognisable. */
+            blocks: z.number().int().min(1).max(3).default(3),
+            /** Largest random offset per block and channel. */
+            noise: z.number().int().min(16).max(128).default(32),
+            /**
+             * Grow each face box by this fraction of its size: the whole head goes, not just the face (with 0.5
+             * a black box on a visible head and hair still scored 0.61 as a face with UltraFace).
+             */
+            expand: z.number().min(0.5).max(2).default(1),
+          })
+          .prefault({}),
+      })
+      .prefault({}),
+    /** What the agent keeps of the snapshots it holds (undelivered, in the outbox); the events stay. */
+    retention: z
+      .strictObject({
+        /** A held snapshot older than this is dropped (its event is still delivered, without the image). */
+        mediaMaxHours: z
+          .number()
+          .min(1)
+          .max(24 * 90)
+          .default(72),
+        /** Size budget of held snapshots; the oldest are dropped first. */
+        mediaMaxBytes: z
+          .number()
+          .int()
+          .min(100_000)
+          .default(512 * 1024 * 1024),
       })
       .prefault({}),
     snapshots: z
@@ -243,3 +280,4 @@ export type AgentConfig = z.infer<typeof agentConfigSchema>;
 export type CameraConfig = z.infer<typeof cameraSchema>;
 export type ModelConfig = z.infer<typeof modelSchema>;
 export type DetectConfig = z.infer<typeof detectSchema>;
+export type PrivacyConfig = AgentConfig['privacy'];

@@ -14,7 +14,7 @@ import { compileFilter, type Detection, type LoadedModel } from '../detect/index
 import type { Frame } from '../ingest/supervisor.js';
 import { injectTraceHeaders } from '../lib/tracing.js';
 import { LatestSlot } from '../ingest/latest-slot.js';
-import { pixelateRegions, type RawRgb } from '../media/redact.js';
+import { privatizeFrame, type SnapshotPrivacy } from '../media/privacy.js';
 import { encodeSnapshot, SnapshotTooLargeError } from '../media/snapshot.js';
 import { Tracker, type TrackEvent } from '../track/index.js';
 import { buildDetectionEvent, priorityOf, type SnapshotRef } from './events.js';
@@ -27,9 +27,8 @@ export interface CameraPipelineDeps {
   camera: Readonly<CameraConfig> & { detect: NonNullable<CameraConfig['detect']> };
   device: { tenantId: string; siteId: string; deviceId: string };
   model: LoadedModel;
-  /** Set when privacy asks for face redaction: every snapshot is pixelated where it finds faces. */
-  faceModel?: LoadedModel;
-  faceThreshold: number;
+  /** Face redaction (when `faceModel` is set) and privacy masks, applied to every snapshot before encoding. */
+  privacy: SnapshotPrivacy;
   snapshots: { enabled: boolean; maxBytes: number; quality: number; drawBoxes: boolean };
   outbox: Outbox;
   newId: () => string;
@@ -242,18 +241,10 @@ export class CameraPipeline {
   private async snapshot(ev: TrackEvent<Frame>): Promise<{ ref: SnapshotRef; data: Buffer } | undefined> {
     const { deps } = this;
     if (!deps.snapshots.enabled) return undefined;
-    let img: RawRgb = ev.best.frame;
-    let redacted = false;
+    let img;
+    let redacted;
     try {
-      if (deps.faceModel) {
-        const faces = await deps.faceModel.detect(img, { scoreThreshold: deps.faceThreshold });
-        if (faces.detections.length > 0)
-          img = pixelateRegions(
-            img,
-            faces.detections.map((f) => f.box),
-          );
-        redacted = true; // the model looked, whether or not it found a face
-      }
+      ({ img, redacted } = await privatizeFrame(ev.best.frame, deps.privacy));
     } catch (err) {
       // Fail closed: without a working face model no snapshot leaves the camera pipeline.
       deps.metrics.snapshots.inc({ result: 'redaction_failed' });

@@ -6,7 +6,10 @@
  */
 import type { AgentConfig, CameraConfig, ModelConfig } from '../config/schema.js';
 
-export type RuntimeParts = Pick<AgentConfig, 'cameras' | 'models' | 'privacy' | 'buffer' | 'snapshots'>;
+export type RuntimeParts = Pick<
+  AgentConfig,
+  'cameras' | 'models' | 'privacy' | 'buffer' | 'snapshots' | 'retention'
+>;
 
 export interface ConfigPlan {
   cameras: {
@@ -18,6 +21,8 @@ export interface ConfigPlan {
   };
   models: { load: ModelConfig[]; unload: string[]; keep: string[] };
   bufferChanged: boolean;
+  /** Edge media retention (applies at once, no restart). */
+  retentionChanged: boolean;
   privacyChanged: boolean;
   snapshotsChanged: boolean;
   /** True when nothing at all changes. */
@@ -71,16 +76,19 @@ export function planConfig(from: Readonly<RuntimeParts>, to: Readonly<RuntimePar
   for (const id of a.keys()) if (!b.has(id)) cameras.remove.push(id);
 
   const bufferChanged = canonical(from.buffer) !== canonical(to.buffer);
+  const retentionChanged = canonical(from.retention) !== canonical(to.retention);
   return {
     cameras,
     models,
     bufferChanged,
+    retentionChanged,
     privacyChanged,
     snapshotsChanged,
     empty:
       cameras.add.length + cameras.remove.length + cameras.restart.length === 0 &&
       models.load.length + models.unload.length === 0 &&
       !bufferChanged &&
+      !retentionChanged &&
       !privacyChanged &&
       !snapshotsChanged,
   };

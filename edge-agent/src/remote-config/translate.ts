@@ -1,7 +1,8 @@
 /**
  * DeviceConfig (the cloud's document) -> the parts of the agent's runtime config it governs. The local JSON
- * config stays the bootstrap (dataDir, http, nats, identity, log, uplink); a remote config replaces cameras,
- * models and privacy, and the buffer limits and snapshot switch when it sets them. The result is validated
+ * config stays the bootstrap (dataDir, http, nats, identity, log, uplink); a remote config replaces cameras
+ * (with their privacy masks), models and privacy (with the redaction mode), and the buffer limits, the edge
+ * media retention and the snapshot switch when it sets them. The result is validated
  * with the agent's own schema, so a remote config can never make the agent run something its local config
  * could not.
  */
@@ -34,6 +35,7 @@ function rawParts(body: DeviceConfig, base: Readonly<AgentConfig>): Record<strin
     ...(c.detectFps > 0 ? { fps: c.detectFps } : {}),
     ...(c.width > 0 ? { width: c.width } : {}),
     ...(c.height > 0 ? { height: c.height } : {}),
+    privacyMasks: c.privacyMasks.map(pts),
     ...(c.modelName
       ? {
           detect: {
@@ -64,6 +66,13 @@ function rawParts(body: DeviceConfig, base: Readonly<AgentConfig>): Record<strin
           privacy: {
             redactFaces: body.privacy.redactFaces,
             ...(body.privacy.faceModelName ? { faceModel: body.privacy.faceModelName } : {}),
+            ...(body.privacy.faceThreshold > 0 ? { faceThreshold: body.privacy.faceThreshold } : {}),
+            redaction: {
+              // Unknown modes reach the schema and are refused there (never silently weakened).
+              mode: body.privacy.redactionMode || 'fill',
+              ...(body.privacy.redactionBlocks > 0 ? { blocks: body.privacy.redactionBlocks } : {}),
+              ...(body.privacy.redactionNoise > 0 ? { noise: body.privacy.redactionNoise } : {}),
+            },
           },
         }
       : {}),
@@ -90,7 +99,13 @@ export function applyDeviceConfig(base: Readonly<AgentConfig>, body: DeviceConfi
     privacy: body.privacy ? p.privacy : base.privacy,
     snapshots: body.privacy?.disableSnapshots ? { ...base.snapshots, enabled: false } : base.snapshots,
     buffer: { ...base.buffer },
+    retention: { ...base.retention },
   };
+  const r = body.retention;
+  if (r) {
+    if (r.edgeMediaMaxHours > 0) next.retention.mediaMaxHours = r.edgeMediaMaxHours;
+    if (r.edgeMediaMaxBytes > 0n) next.retention.mediaMaxBytes = Number(r.edgeMediaMaxBytes);
+  }
   const b = body.buffer;
   if (b) {
     if (b.maxBytes > 0n) next.buffer.maxBytes = Number(b.maxBytes);
@@ -105,6 +120,7 @@ export function applyDeviceConfig(base: Readonly<AgentConfig>, body: DeviceConfi
       maxEvents: next.buffer.maxEvents,
       ttlHours: next.buffer.ttlHours,
     },
+    retention: next.retention,
   });
   if (!whole.success) {
     const issue = whole.error.issues[0];

@@ -132,6 +132,11 @@ export interface CameraConfig {
   masks: Polygon[];
   /** Class labels to report; empty = all classes of the model. */
   labels: string[];
+  /**
+   * Privacy masks: areas painted black in every stored image of this camera, at the edge and before encoding.
+   * Independent of `masks` (which only ignore detections) and of zones.
+   */
+  privacyMasks: Polygon[];
   _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
 }
 
@@ -208,6 +213,16 @@ export interface RetentionPolicy {
   mediaDays: number;
   /** Hours the device keeps delivered snapshots locally for review; 0 = delete on delivery. */
   localMediaHours: number;
+  /**
+   * Hours the device keeps a snapshot it holds (undelivered, in its outbox) before it drops the image and keeps
+   * only the event; 0 = the agent's local setting.
+   */
+  edgeMediaMaxHours: number;
+  /**
+   * Size budget of the snapshots the device holds; the oldest images are dropped first (their events stay);
+   * 0 = the agent's local setting.
+   */
+  edgeMediaMaxBytes: bigint;
   _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
 }
 
@@ -219,6 +234,17 @@ export interface PrivacyPolicy {
   faceModelName: string;
   /** Never send images at all; events carry no snapshot. */
   disableSnapshots: boolean;
+  /**
+   * How faces are redacted: "fill" (a solid black box, the default) or "blocks" (at most 3x3 flat blocks per
+   * face, each its mean colour plus a random offset). Empty = "fill".
+   */
+  redactionMode: string;
+  /** "blocks" only: blocks across the larger side of a face (1-3); 0 = 3. */
+  redactionBlocks: number;
+  /** "blocks" only: largest random offset per block and colour channel (16-128); 0 = 32. */
+  redactionNoise: number;
+  /** Face detection threshold used for redaction (0-1); 0 = the agent's 0.5. */
+  faceThreshold: number;
   _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
 }
 
@@ -698,6 +724,7 @@ function createBaseCameraConfig(): CameraConfig {
     defaultThreshold: 0,
     masks: [],
     labels: [],
+    privacyMasks: [],
     _unknownFields: {},
   };
 }
@@ -739,6 +766,9 @@ export const CameraConfig: MessageFns<CameraConfig> = {
     }
     for (const v of message.labels) {
       writer.uint32(98).string(v!);
+    }
+    for (const v of message.privacyMasks) {
+      Polygon.encode(v!, writer.uint32(106).fork()).join();
     }
     if (message._unknownFields !== undefined) {
       for (const [key, values] of globalThis.Object.entries(message._unknownFields)) {
@@ -863,6 +893,14 @@ export const CameraConfig: MessageFns<CameraConfig> = {
             message.labels.push(reader.string());
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.privacyMasks.push(Polygon.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -941,6 +979,11 @@ export const CameraConfig: MessageFns<CameraConfig> = {
       labels: globalThis.Array.isArray(object?.labels)
         ? object.labels.map((e: any) => globalThis.String(e))
         : [],
+      privacyMasks: globalThis.Array.isArray(object?.privacyMasks)
+        ? object.privacyMasks.map((e: any) => Polygon.fromJSON(e))
+        : globalThis.Array.isArray(object?.privacy_masks)
+        ? object.privacy_masks.map((e: any) => Polygon.fromJSON(e))
+        : [],
     };
   },
 
@@ -988,6 +1031,9 @@ export const CameraConfig: MessageFns<CameraConfig> = {
     if (message.labels?.length) {
       obj.labels = message.labels;
     }
+    if (message.privacyMasks?.length) {
+      obj.privacyMasks = message.privacyMasks.map((e) => Polygon.toJSON(e));
+    }
     return obj;
   },
 
@@ -1016,6 +1062,7 @@ export const CameraConfig: MessageFns<CameraConfig> = {
     message.defaultThreshold = object.defaultThreshold ?? 0;
     message.masks = object.masks?.map((e) => Polygon.fromPartial(e)) || [];
     message.labels = object.labels?.map((e) => e) || [];
+    message.privacyMasks = object.privacyMasks?.map((e) => Polygon.fromPartial(e)) || [];
     return message;
   },
 };
@@ -1799,7 +1846,14 @@ export const BufferPolicy: MessageFns<BufferPolicy> = {
 };
 
 function createBaseRetentionPolicy(): RetentionPolicy {
-  return { eventDays: 0, mediaDays: 0, localMediaHours: 0, _unknownFields: {} };
+  return {
+    eventDays: 0,
+    mediaDays: 0,
+    localMediaHours: 0,
+    edgeMediaMaxHours: 0,
+    edgeMediaMaxBytes: 0n,
+    _unknownFields: {},
+  };
 }
 
 export const RetentionPolicy: MessageFns<RetentionPolicy> = {
@@ -1812,6 +1866,15 @@ export const RetentionPolicy: MessageFns<RetentionPolicy> = {
     }
     if (message.localMediaHours !== 0) {
       writer.uint32(24).uint32(message.localMediaHours);
+    }
+    if (message.edgeMediaMaxHours !== 0) {
+      writer.uint32(32).uint32(message.edgeMediaMaxHours);
+    }
+    if (message.edgeMediaMaxBytes !== 0n) {
+      if (BigInt.asUintN(64, message.edgeMediaMaxBytes) !== message.edgeMediaMaxBytes) {
+        throw new globalThis.Error("value provided for field message.edgeMediaMaxBytes of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.edgeMediaMaxBytes);
     }
     if (message._unknownFields !== undefined) {
       for (const [key, values] of globalThis.Object.entries(message._unknownFields)) {
@@ -1861,6 +1924,22 @@ export const RetentionPolicy: MessageFns<RetentionPolicy> = {
             message.localMediaHours = reader.uint32();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.edgeMediaMaxHours = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.edgeMediaMaxBytes = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1898,6 +1977,16 @@ export const RetentionPolicy: MessageFns<RetentionPolicy> = {
         : isSet(object.local_media_hours)
         ? globalThis.Number(object.local_media_hours)
         : 0,
+      edgeMediaMaxHours: isSet(object.edgeMediaMaxHours)
+        ? globalThis.Number(object.edgeMediaMaxHours)
+        : isSet(object.edge_media_max_hours)
+        ? globalThis.Number(object.edge_media_max_hours)
+        : 0,
+      edgeMediaMaxBytes: isSet(object.edgeMediaMaxBytes)
+        ? BigInt(object.edgeMediaMaxBytes)
+        : isSet(object.edge_media_max_bytes)
+        ? BigInt(object.edge_media_max_bytes)
+        : 0n,
     };
   },
 
@@ -1912,6 +2001,12 @@ export const RetentionPolicy: MessageFns<RetentionPolicy> = {
     if (message.localMediaHours !== 0) {
       obj.localMediaHours = Math.round(message.localMediaHours);
     }
+    if (message.edgeMediaMaxHours !== 0) {
+      obj.edgeMediaMaxHours = Math.round(message.edgeMediaMaxHours);
+    }
+    if (message.edgeMediaMaxBytes !== 0n) {
+      obj.edgeMediaMaxBytes = message.edgeMediaMaxBytes.toString();
+    }
     return obj;
   },
 
@@ -1923,12 +2018,25 @@ export const RetentionPolicy: MessageFns<RetentionPolicy> = {
     message.eventDays = object.eventDays ?? 0;
     message.mediaDays = object.mediaDays ?? 0;
     message.localMediaHours = object.localMediaHours ?? 0;
+    message.edgeMediaMaxHours = object.edgeMediaMaxHours ?? 0;
+    message.edgeMediaMaxBytes = (object.edgeMediaMaxBytes !== undefined && object.edgeMediaMaxBytes !== null)
+      ? BigInt(object.edgeMediaMaxBytes)
+      : 0n;
     return message;
   },
 };
 
 function createBasePrivacyPolicy(): PrivacyPolicy {
-  return { redactFaces: false, faceModelName: "", disableSnapshots: false, _unknownFields: {} };
+  return {
+    redactFaces: false,
+    faceModelName: "",
+    disableSnapshots: false,
+    redactionMode: "",
+    redactionBlocks: 0,
+    redactionNoise: 0,
+    faceThreshold: 0,
+    _unknownFields: {},
+  };
 }
 
 export const PrivacyPolicy: MessageFns<PrivacyPolicy> = {
@@ -1941,6 +2049,18 @@ export const PrivacyPolicy: MessageFns<PrivacyPolicy> = {
     }
     if (message.disableSnapshots !== false) {
       writer.uint32(24).bool(message.disableSnapshots);
+    }
+    if (message.redactionMode !== "") {
+      writer.uint32(34).string(message.redactionMode);
+    }
+    if (message.redactionBlocks !== 0) {
+      writer.uint32(40).uint32(message.redactionBlocks);
+    }
+    if (message.redactionNoise !== 0) {
+      writer.uint32(48).uint32(message.redactionNoise);
+    }
+    if (message.faceThreshold !== 0) {
+      writer.uint32(61).float(message.faceThreshold);
     }
     if (message._unknownFields !== undefined) {
       for (const [key, values] of globalThis.Object.entries(message._unknownFields)) {
@@ -1990,6 +2110,38 @@ export const PrivacyPolicy: MessageFns<PrivacyPolicy> = {
             message.disableSnapshots = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.redactionMode = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.redactionBlocks = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.redactionNoise = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 61) {
+              break;
+            }
+
+            message.faceThreshold = reader.float();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2027,6 +2179,26 @@ export const PrivacyPolicy: MessageFns<PrivacyPolicy> = {
         : isSet(object.disable_snapshots)
         ? globalThis.Boolean(object.disable_snapshots)
         : false,
+      redactionMode: isSet(object.redactionMode)
+        ? globalThis.String(object.redactionMode)
+        : isSet(object.redaction_mode)
+        ? globalThis.String(object.redaction_mode)
+        : "",
+      redactionBlocks: isSet(object.redactionBlocks)
+        ? globalThis.Number(object.redactionBlocks)
+        : isSet(object.redaction_blocks)
+        ? globalThis.Number(object.redaction_blocks)
+        : 0,
+      redactionNoise: isSet(object.redactionNoise)
+        ? globalThis.Number(object.redactionNoise)
+        : isSet(object.redaction_noise)
+        ? globalThis.Number(object.redaction_noise)
+        : 0,
+      faceThreshold: isSet(object.faceThreshold)
+        ? globalThis.Number(object.faceThreshold)
+        : isSet(object.face_threshold)
+        ? globalThis.Number(object.face_threshold)
+        : 0,
     };
   },
 
@@ -2041,6 +2213,18 @@ export const PrivacyPolicy: MessageFns<PrivacyPolicy> = {
     if (message.disableSnapshots !== false) {
       obj.disableSnapshots = message.disableSnapshots;
     }
+    if (message.redactionMode !== "") {
+      obj.redactionMode = message.redactionMode;
+    }
+    if (message.redactionBlocks !== 0) {
+      obj.redactionBlocks = Math.round(message.redactionBlocks);
+    }
+    if (message.redactionNoise !== 0) {
+      obj.redactionNoise = Math.round(message.redactionNoise);
+    }
+    if (message.faceThreshold !== 0) {
+      obj.faceThreshold = floatToJson(message.faceThreshold);
+    }
     return obj;
   },
 
@@ -2052,6 +2236,10 @@ export const PrivacyPolicy: MessageFns<PrivacyPolicy> = {
     message.redactFaces = object.redactFaces ?? false;
     message.faceModelName = object.faceModelName ?? "";
     message.disableSnapshots = object.disableSnapshots ?? false;
+    message.redactionMode = object.redactionMode ?? "";
+    message.redactionBlocks = object.redactionBlocks ?? 0;
+    message.redactionNoise = object.redactionNoise ?? 0;
+    message.faceThreshold = object.faceThreshold ?? 0;
     return message;
   },
 };
