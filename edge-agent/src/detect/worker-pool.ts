@@ -44,10 +44,15 @@ function toError(m: { code: string | undefined; message: string }): Error {
   return err;
 }
 
-/** Starts a detect worker: the .ts source through tsx (how the agent runs), or the built .js directly. */
+/**
+ * Starts a detect worker: the .ts source through tsx (how the agent runs from a checkout), or the built module
+ * next to this one: `.js` from tsc, `.mjs` in a release bundle (tools/release builds it as a second entry beside
+ * `main.mjs`, whose URL this module then has).
+ */
 function startWorker(): Worker {
-  const ts = import.meta.url.endsWith('.ts');
-  const target = new URL(`./detect-worker.${ts ? 'ts' : 'js'}`, import.meta.url);
+  const ext = /\.(ts|mjs|js)$/.exec(import.meta.url)?.[1] ?? 'js';
+  const ts = ext === 'ts';
+  const target = new URL(`./detect-worker.${ext}`, import.meta.url);
   if (!ts) return new Worker(target);
   const api = import.meta.resolve('tsx/esm/api');
   const boot = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(target.href)}); })`;

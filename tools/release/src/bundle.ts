@@ -55,43 +55,8 @@ export async function stageProgram(
   info: BuildInfo,
   stageDir: string,
 ): Promise<BundleManifest> {
-  const outfile = join(stageDir, 'lib', spec.name, 'main.mjs');
-  const result = await build({
-    absWorkingDir: repoRoot,
-    entryPoints: [spec.entry],
-    outfile,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    conditions: ['@vigil/source'],
-    external: [...spec.natives.map((n) => n.name), ...spec.absent],
-    define: { __VIGIL_RELEASE__: JSON.stringify({ version: info.version, commit: info.commit }) },
-    // CommonJS dependencies inside an ES module bundle still call require() and use __dirname (fluent-ffmpeg
-    // computes its presets directory at every command; the bundle's directory is the only meaningful one).
-    banner: {
-      js: [
-        "import { createRequire as __vigilCreateRequire } from 'node:module';",
-        "import { fileURLToPath as __vigilFileURLToPath } from 'node:url';",
-        "import { dirname as __vigilDirname } from 'node:path';",
-        'const require = __vigilCreateRequire(import.meta.url);',
-        'const __filename = __vigilFileURLToPath(import.meta.url);',
-        'const __dirname = __vigilDirname(__filename);',
-      ].join('\n'),
-    },
-    legalComments: 'eof',
-    logLevel: 'silent',
-    sourcemap: false,
-  }).catch((err: unknown) => {
-    throw new ReleaseError(
-      'BUNDLE_FAILED',
-      `esbuild ${spec.entry}: ${err instanceof Error ? err.message : String(err)}`,
-      { cause: err },
-    );
-  });
-  if (result.errors.length > 0)
-    throw new ReleaseError('BUNDLE_FAILED', `esbuild ${spec.entry}: ${result.errors[0]?.text ?? ''}`);
-  chmodSync(outfile, 0o644);
+  for (const [entry, file] of [[spec.entry, 'main.mjs'] as const, ...spec.workers])
+    await bundleEntry(repoRoot, spec, info, entry, join(stageDir, 'lib', spec.name, file));
 
   const dependencies = copyNativeDependencies(spec.natives, join(repoRoot, spec.packageDir), stageDir);
   for (const [from, to] of spec.assets) {
@@ -143,4 +108,50 @@ export async function packStaged(stageDir: string, info: BuildInfo, outFile: str
 
 export function readManifest(stageDir: string): BundleManifest {
   return JSON.parse(readFileSync(join(stageDir, 'manifest.json'), 'utf8')) as BundleManifest;
+}
+
+/** One esbuild entry of a program, written to `outfile` as an ES module. */
+async function bundleEntry(
+  repoRoot: string,
+  spec: ProgramSpec,
+  info: BuildInfo,
+  entry: string,
+  outfile: string,
+): Promise<void> {
+  const result = await build({
+    absWorkingDir: repoRoot,
+    entryPoints: [entry],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    conditions: ['@vigil/source'],
+    external: [...spec.natives.map((n) => n.name), ...spec.absent],
+    define: { __VIGIL_RELEASE__: JSON.stringify({ version: info.version, commit: info.commit }) },
+    // CommonJS dependencies inside an ES module bundle still call require() and use __dirname (fluent-ffmpeg
+    // computes its presets directory at every command; the bundle's directory is the only meaningful one).
+    banner: {
+      js: [
+        "import { createRequire as __vigilCreateRequire } from 'node:module';",
+        "import { fileURLToPath as __vigilFileURLToPath } from 'node:url';",
+        "import { dirname as __vigilDirname } from 'node:path';",
+        'const require = __vigilCreateRequire(import.meta.url);',
+        'const __filename = __vigilFileURLToPath(import.meta.url);',
+        'const __dirname = __vigilDirname(__filename);',
+      ].join('\n'),
+    },
+    legalComments: 'eof',
+    logLevel: 'silent',
+    sourcemap: false,
+  }).catch((err: unknown) => {
+    throw new ReleaseError(
+      'BUNDLE_FAILED',
+      `esbuild ${entry}: ${err instanceof Error ? err.message : String(err)}`,
+      { cause: err },
+    );
+  });
+  if (result.errors.length > 0)
+    throw new ReleaseError('BUNDLE_FAILED', `esbuild ${entry}: ${result.errors[0]?.text ?? ''}`);
+  chmodSync(outfile, 0o644);
 }

@@ -16,6 +16,11 @@ export interface ProgramSpec {
   readonly runtime: boolean;
   /** Extra directories copied verbatim: [from (repository-relative), to (bundle-relative)]. */
   readonly assets: readonly (readonly [string, string])[];
+  /**
+   * Modules loaded at run time by URL (worker threads), built as further entries beside `main.mjs`:
+   * [entry (repository-relative), file name in `lib/<name>/`].
+   */
+  readonly workers: readonly (readonly [string, string])[];
 }
 
 // better-sqlite3 ships its C sources and build tree (tens of MB); only the addon and its JS run.
@@ -49,6 +54,8 @@ export const PROGRAMS: readonly ProgramSpec[] = [
     absent: [],
     runtime: true,
     assets: [],
+    // edge-agent/src/detect/worker-pool.ts starts ./detect-worker.mjs next to the bundled main module.
+    workers: [['edge-agent/src/detect/detect-worker.ts', 'detect-worker.mjs']],
   },
   {
     name: 'vigil-cloud',
@@ -60,6 +67,7 @@ export const PROGRAMS: readonly ProgramSpec[] = [
     runtime: false,
     // cloud/src/auth/cedar.ts finds the policies at ../../policies from its module: lib/vigil-cloud/main.mjs.
     assets: [['cloud/policies', 'policies']],
+    workers: [],
   },
   {
     name: 'vigil',
@@ -70,6 +78,7 @@ export const PROGRAMS: readonly ProgramSpec[] = [
     absent: ['pg-native'],
     runtime: false,
     assets: [['cloud/policies', 'policies']],
+    workers: [],
   },
 ];
 

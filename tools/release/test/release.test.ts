@@ -183,13 +183,15 @@ describe('release bundles', () => {
       agent = spawn(join(dir, 'bin', 'vigil-agent'), ['--config', config], { env: cleanEnv() });
       agent.stdout!.on('data', (d: Buffer) => (agentLog += d.toString()));
       agent.stderr!.on('data', (d: Buffer) => (agentLog += d.toString()));
-      const processed = async (): Promise<number> => {
+      // Inferences, not frames: frames count even when the motion gate skips the detector, and the detector
+      // runs in worker threads whose module (detect-worker.mjs) the bundle must carry beside main.mjs.
+      const inferences = async (): Promise<number> => {
         const res = await fetch(`http://127.0.0.1:${port}/metrics`).catch(() => undefined);
         if (!res?.ok) return 0;
-        const m = /^vigil_agent_frames_processed_total\{[^}]*\} (\d+)/m.exec(await res.text());
+        const m = /^vigil_agent_inference_seconds_count\{[^}]*\} (\d+)/m.exec(await res.text());
         return m ? Number(m[1]) : 0;
       };
-      await expect.poll(processed, { timeout: 120_000, interval: 500 }).toBeGreaterThan(0);
+      await expect.poll(inferences, { timeout: 120_000, interval: 500 }).toBeGreaterThan(0);
       expect(existsSync(join(work, 'agent-state', 'outbox.db'))).toBe(true);
       const exited = new Promise<number | null>((resolve) => agent!.once('exit', (code) => resolve(code)));
       agent.kill('SIGTERM');
