@@ -15,6 +15,7 @@ import * as m0012 from './migrations/0012_webhooks.js';
 import * as m0013 from './migrations/0013_nats_key_unique.js';
 import * as m0014 from './migrations/0014_config_known_good.js';
 import * as m0015 from './migrations/0015_webhook_outbox.js';
+import * as m0016 from './migrations/0016_alerts.js';
 
 // Migrations are listed in code (not read from a folder at run time) so that a bundled or relocated
 // build runs exactly the set it was built with. Names sort in order of application.
@@ -34,6 +35,7 @@ const migrations: Record<string, Migration> = {
   '0013_nats_key_unique': m0013,
   '0014_config_known_good': m0014,
   '0015_webhook_outbox': m0015,
+  '0016_alerts': m0016,
 };
 
 export function migrator(db: Kysely<unknown>): Migrator {
