@@ -27,6 +27,7 @@ interface Received {
   msgType: string;
   references: string | null;
   status: number;
+  body: string;
 }
 
 const ACK = (id: string) =>
@@ -106,6 +107,7 @@ describe('CAP 1.2 agency alerts (device -> ingest -> outbox -> JOBS -> mTLS agen
             msgType: doc ? text(doc, 'msgType') : '',
             references: doc ? text(doc, 'references') || null : null,
             status,
+            body,
           };
           doc?.dispose();
           received.push(r);
@@ -226,6 +228,9 @@ describe('CAP 1.2 agency alerts (device -> ingest -> outbox -> JOBS -> mTLS agen
     expect(got[1]!.references).toBe(`${got[0]!.sender},${got[0]!.identifier},${got[0]!.sent}`);
     expect(got[2]!.references).toBe(`${got[1]!.sender},${got[1]!.identifier},${got[1]!.sent}`);
     expect(new Set(got.map((r) => r.identifier)).size).toBe(3);
+    // The site's location as the CAP area (closed polygon), category Security, the rule's urgency/severity/certainty.
+    expect(got[0]!.body).toContain('<polygon>48.85,2.35 48.86,2.35 48.86,2.36 48.85,2.35</polygon>');
+    expect(got[0]!.body).toContain('<category>Security</category><event>Intrusion</event><urgency>Immediate</urgency><severity>Severe</severity><certainty>Observed</certainty>');
   };
 
   it('one tracked person: Alert, Update, Cancel in order over mTLS, each valid and referencing the one before; the car rule does not fire', async () => {
@@ -289,6 +294,27 @@ describe('CAP 1.2 agency alerts (device -> ingest -> outbox -> JOBS -> mTLS agen
     for (const reason of new Set(Object.values(REASON)))
       expect(await metric(`vigil_cloud_alert_answers_refused_total{reason="${reason}"}`)).toBeGreaterThanOrEqual(1);
     expect(await metric('vigil_cloud_alert_answers_refused_total{reason="doctype"}')).toBeGreaterThanOrEqual(3);
+  });
+
+  it('a message that fails the XSD is a dead letter carrying the validator message, and is never sent', async () => {
+    const res = await api.get('/v1/alerts/rules', admin, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'broken', match: { cameras: ['broken'] }, cap: { event: 'Intrusion' }, target_ids: [targets.ok] }),
+    });
+    expect(res.status).toBe(201);
+    const rule = (await res.json()) as { id: string };
+    // A defect stand-in: a value the API would refuse, written behind its back (the XSD is the last line).
+    await api.cloud().db.updateTable('alert_rules').set({
+      cap: JSON.stringify({ event: 'Intrusion', urgency: 'Bogus', severity: 'Severe', certainty: 'Observed' }),
+    }).where('id', '=', rule.id).execute();
+    const before = at('/ok').length;
+    await publish('broken', 'p6', TrackPhase.TRACK_PHASE_START, [], 0);
+    await expect
+      .poll(async () => (await messages(`target=${targets.ok}&state=dead`)).map((m) => String(m.error)).join(' '), { timeout: 30_000 })
+      .toMatch(/^CAP message fails the XSD: .*urgency.*Bogus/);
+    expect(at('/ok').length).toBe(before);
+    expect(await metric('vigil_cloud_alert_deliveries_total{result="invalid_cap"}')).toBe(1);
   });
 
   it('an operator cancel sends CAP Cancel and is audited; rule changes are audited', async () => {
