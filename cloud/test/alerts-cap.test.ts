@@ -2,7 +2,10 @@
 // commits them with their incidents and CAP message jobs (the shared outbox), the relay enqueues the jobs on
 // JOBS, the alert worker POSTs CAP 1.2 over mTLS to a local agency (an outside party on 127.0.0.1) that
 // checks the client certificate and validates every message against the OASIS XSD on its own.
-import { readFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
@@ -12,6 +15,8 @@ import { createCa, issueClientCert, issueServerCert } from '@vigil/certs';
 import { DetectionEvent, subjectFor, TrackPhase } from '@vigil/proto';
 import { XmlDocument, XsdValidator } from 'libxml2-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MediaRepository } from '../src/media/repository.js';
+import { FsMediaStore, mediaKeyFor } from '../src/media/store.js';
 import { useApiCloud, uuidV7 } from './api-fixtures.js';
 
 const XSD = new URL('../../../shared/standards/cap/CAP-v1.2.xsd', import.meta.url).pathname;
@@ -52,14 +57,21 @@ const REASON: Record<string, string> = {
 };
 
 describe('CAP 1.2 agency alerts (device -> ingest -> outbox -> JOBS -> mTLS agency)', () => {
+  const mediaDir = mkdtempSync(join(tmpdir(), 'vigil-alerts-media-'));
   const api = useApiCloud({
+    media: { dir: mediaDir },
     integrations: {
       allowPrivateNetworks: true,
       timeoutMs: 3000,
       backoff: { initialMs: 100, maxMs: 400 },
       circuit: { failures: 3, openSeconds: 1 },
     },
-    alerts: { capSchemaFile: XSD, maxAttempts: 200, senderDomain: 'vigil.test' },
+    alerts: {
+      capSchemaFile: XSD,
+      maxAttempts: 200,
+      senderDomain: 'vigil.test',
+      publicBaseUrl: 'https://vigil.example',
+    },
   });
   const validator = XsdValidator.fromDoc(XmlDocument.fromString(readFileSync(XSD, 'utf8')));
   const received: Received[] = [];
@@ -75,11 +87,21 @@ describe('CAP 1.2 agency alerts (device -> ingest -> outbox -> JOBS -> mTLS agen
 
   beforeAll(async () => {
     const ca = createCa({ commonName: 'Agency test CA' });
-    const serverCert = issueServerCert(ca, { commonName: 'agency', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
+    const serverCert = issueServerCert(ca, {
+      commonName: 'agency',
+      dnsNames: ['localhost'],
+      ipAddresses: ['127.0.0.1'],
+    });
     const client = issueClientCert(ca, { commonName: 'vigil-acme' });
     const stranger = createCa({ commonName: 'Someone else' });
     server = createServer(
-      { cert: serverCert.certPem, key: serverCert.keyPem, ca: ca.certPem, requestCert: true, rejectUnauthorized: true },
+      {
+        cert: serverCert.certPem,
+        key: serverCert.keyPem,
+        ca: ca.certPem,
+        requestCert: true,
+        rejectUnauthorized: true,
+      },
       (req, res) => {
         const chunks: Buffer[] = [];
         req.on('data', (c: Buffer) => chunks.push(c));
@@ -96,7 +118,13 @@ describe('CAP 1.2 agency alerts (device -> ingest -> outbox -> JOBS -> mTLS agen
           }
           const peer = (req.socket as TLSSocket).getPeerCertificate();
           const status =
-            valid !== null ? 400 : path === '/flaky' && mode.flakyDown ? 503 : path === '/refuse' && mode.refuse ? 422 : 200;
+            valid !== null
+              ? 400
+              : path === '/flaky' && mode.flakyDown
+                ? 503
+                : path === '/refuse' && mode.refuse
+                  ? 422
+                  : 200;
           const r: Received = {
             path,
             client: peer.subject?.CN,
@@ -125,8 +153,23 @@ describe('CAP 1.2 agency alerts (device -> ingest -> outbox -> JOBS -> mTLS agen
     admin = await api.token('acme', ['admin']);
 
     const post = (path: string, body: unknown, token = admin, method = 'POST') =>
-      api.get(path, token, { method, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-    const loc = await post('/v1/sites/hq/location', { polygon: [[48.85, 2.35], [48.86, 2.35], [48.86, 2.36]] }, admin, 'PUT');
+      api.get(path, token, {
+        method,
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+    const loc = await post(
+      '/v1/sites/hq/location',
+      {
+        polygon: [
+          [48.85, 2.35],
+          [48.86, 2.35],
+          [48.86, 2.36],
+        ],
+      },
+      admin,
+      'PUT',
+    );
     expect(loc.status).toBe(200);
     for (const name of ['ok', 'flaky', 'refuse', ...Object.keys(HOSTILE)]) {
       const res = await post('/v1/alerts/targets', {
@@ -143,7 +186,12 @@ describe('CAP 1.2 agency alerts (device -> ingest -> outbox -> JOBS -> mTLS agen
     // A certificate the agency does not trust is refused at the handshake (the agency really checks mTLS).
     const bad = issueClientCert(stranger, { commonName: 'intruder' });
     const badTarget = await post('/v1/alerts/targets', {
-      name: 'stranger', url: `${agency}/ok`, auth: 'mtls', client_cert_pem: bad.certPem, client_key_pem: bad.keyPem, ca_pem: ca.certPem,
+      name: 'stranger',
+      url: `${agency}/ok`,
+      auth: 'mtls',
+      client_cert_pem: bad.certPem,
+      client_key_pem: bad.keyPem,
+      ca_pem: ca.certPem,
     });
     expect(badTarget.status).toBe(201);
     targets.stranger = ((await badTarget.json()) as { id: string }).id;
@@ -157,20 +205,33 @@ describe('CAP 1.2 agency alerts (device -> ingest -> outbox -> JOBS -> mTLS agen
       });
       expect(res.status, await res.clone().text()).toBe(201);
     };
-    await rule('person in yard', { labels: ['person'], zones: ['yard'], cameras: ['gate'], min_dwell_seconds: 2 }, ['ok']);
+    await rule(
+      'person in yard',
+      { labels: ['person'], zones: ['yard'], cameras: ['gate'], min_dwell_seconds: 2 },
+      ['ok'],
+    );
     await rule('cars at the gate', { labels: ['car'], cameras: ['gate'] }, ['ok']);
     await rule('flaky', { cameras: ['flaky'] }, ['flaky']);
     await rule('refused', { cameras: ['refuse'] }, ['refuse', 'stranger']);
     await rule('hostile', { cameras: ['hostile'] }, Object.keys(HOSTILE));
+    await rule('snapshots', { cameras: ['snap'] }, ['ok']);
   });
   afterAll(async () => {
     await nc?.close();
     await new Promise<void>((resolve) => server?.close(() => resolve()));
+    rmSync(mediaDir, { recursive: true, force: true });
   });
 
   let clock = Date.now() - 60_000;
   /** Publishes one event of a track as gw-cap (event times from a test clock: dwell never waits on the wall). */
-  async function publish(camera: string, track: string, phase: TrackPhase, zones: string[], afterMs: number, label = 'person') {
+  async function publish(
+    camera: string,
+    track: string,
+    phase: TrackPhase,
+    zones: string[],
+    afterMs: number,
+    label = 'person',
+  ) {
     clock += afterMs;
     const id = uuidV7(clock);
     await jetstream(nc).publish(
@@ -230,19 +291,27 @@ describe('CAP 1.2 agency alerts (device -> ingest -> outbox -> JOBS -> mTLS agen
     expect(new Set(got.map((r) => r.identifier)).size).toBe(3);
     // The site's location as the CAP area (closed polygon), category Security, the rule's urgency/severity/certainty.
     expect(got[0]!.body).toContain('<polygon>48.85,2.35 48.86,2.35 48.86,2.36 48.85,2.35</polygon>');
-    expect(got[0]!.body).toContain('<category>Security</category><event>Intrusion</event><urgency>Immediate</urgency><severity>Severe</severity><certainty>Observed</certainty>');
+    expect(got[0]!.body).toContain(
+      '<category>Security</category><event>Intrusion</event><urgency>Immediate</urgency><severity>Severe</severity><certainty>Observed</certainty>',
+    );
   };
 
   it('one tracked person: Alert, Update, Cancel in order over mTLS, each valid and referencing the one before; the car rule does not fire', async () => {
     await person('gate', 'p1');
     await expect.poll(() => accepted('/ok').length, { timeout: 30_000 }).toBe(3);
     expectChain(accepted('/ok'));
-    const incidents = (await (await api.get('/v1/alerts/incidents', admin)).json()) as { items: Array<{ state: string; track_id: string }> };
+    const incidents = (await (await api.get('/v1/alerts/incidents', admin)).json()) as {
+      items: Array<{ state: string; track_id: string }>;
+    };
     const mine = incidents.items.filter((i) => i.track_id === 'p1');
     expect(mine).toHaveLength(1); // only the person rule: the car rule matched nothing
     expect(mine[0]!.state).toBe('ended');
     const sent = await messages(`target=${targets.ok}`);
-    expect(sent.every((m) => m.state === 'delivered' && typeof m.answer === 'string' && m.answer.startsWith('Ack'))).toBe(true);
+    expect(
+      sent.every(
+        (m) => m.state === 'delivered' && typeof m.answer === 'string' && m.answer.startsWith('Ack'),
+      ),
+    ).toBe(true);
     // No second delivery of anything, even after a while.
     await new Promise((r) => setTimeout(r, 1500));
     expect(at('/ok')).toHaveLength(3);
@@ -275,7 +344,11 @@ describe('CAP 1.2 agency alerts (device -> ingest -> outbox -> JOBS -> mTLS agen
     expect(received.some((r) => r.client === 'intruder')).toBe(false);
 
     mode.refuse = false;
-    const replay = await api.get(`/v1/alerts/messages/${encodeURIComponent(String(dead!.id))}/replay`, admin, { method: 'POST' });
+    const replay = await api.get(
+      `/v1/alerts/messages/${encodeURIComponent(String(dead!.id))}/replay`,
+      admin,
+      { method: 'POST' },
+    );
     expect(replay.status).toBe(200);
     await expect.poll(() => accepted('/refuse').length, { timeout: 30_000 }).toBe(1);
     expect(accepted('/refuse')[0]!.identifier).toBe(dead!.identifier);
@@ -292,26 +365,48 @@ describe('CAP 1.2 agency alerts (device -> ingest -> outbox -> JOBS -> mTLS agen
         .toMatch(new RegExp(`^refused \\(${reason}\\)`));
     }
     for (const reason of new Set(Object.values(REASON)))
-      expect(await metric(`vigil_cloud_alert_answers_refused_total{reason="${reason}"}`)).toBeGreaterThanOrEqual(1);
-    expect(await metric('vigil_cloud_alert_answers_refused_total{reason="doctype"}')).toBeGreaterThanOrEqual(3);
+      expect(
+        await metric(`vigil_cloud_alert_answers_refused_total{reason="${reason}"}`),
+      ).toBeGreaterThanOrEqual(1);
+    expect(await metric('vigil_cloud_alert_answers_refused_total{reason="doctype"}')).toBeGreaterThanOrEqual(
+      3,
+    );
   });
 
   it('a message that fails the XSD is a dead letter carrying the validator message, and is never sent', async () => {
     const res = await api.get('/v1/alerts/rules', admin, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ name: 'broken', match: { cameras: ['broken'] }, cap: { event: 'Intrusion' }, target_ids: [targets.ok] }),
+      body: JSON.stringify({
+        name: 'broken',
+        match: { cameras: ['broken'] },
+        cap: { event: 'Intrusion' },
+        target_ids: [targets.ok],
+      }),
     });
     expect(res.status).toBe(201);
     const rule = (await res.json()) as { id: string };
     // A defect stand-in: a value the API would refuse, written behind its back (the XSD is the last line).
-    await api.cloud().db.updateTable('alert_rules').set({
-      cap: JSON.stringify({ event: 'Intrusion', urgency: 'Bogus', severity: 'Severe', certainty: 'Observed' }),
-    }).where('id', '=', rule.id).execute();
+    await api
+      .cloud()
+      .db.updateTable('alert_rules')
+      .set({
+        cap: JSON.stringify({
+          event: 'Intrusion',
+          urgency: 'Bogus',
+          severity: 'Severe',
+          certainty: 'Observed',
+        }),
+      })
+      .where('id', '=', rule.id)
+      .execute();
     const before = at('/ok').length;
     await publish('broken', 'p6', TrackPhase.TRACK_PHASE_START, [], 0);
     await expect
-      .poll(async () => (await messages(`target=${targets.ok}&state=dead`)).map((m) => String(m.error)).join(' '), { timeout: 30_000 })
+      .poll(
+        async () => (await messages(`target=${targets.ok}&state=dead`)).map((m) => String(m.error)).join(' '),
+        { timeout: 30_000 },
+      )
       .toMatch(/^CAP message fails the XSD: .*urgency.*Bogus/);
     expect(at('/ok').length).toBe(before);
     expect(await metric('vigil_cloud_alert_deliveries_total{result="invalid_cap"}')).toBe(1);
@@ -322,17 +417,24 @@ describe('CAP 1.2 agency alerts (device -> ingest -> outbox -> JOBS -> mTLS agen
     await publish('gate', 'p5', TrackPhase.TRACK_PHASE_UPDATE, ['yard'], 3000);
     let id = '';
     await expect
-      .poll(async () => {
-        const r = (await (await api.get('/v1/alerts/incidents?state=alerted', admin)).json()) as { items: Array<{ id: string; track_id: string }> };
-        id = r.items.find((i) => i.track_id === 'p5')?.id ?? '';
-        return id;
-      }, { timeout: 30_000 })
+      .poll(
+        async () => {
+          const r = (await (await api.get('/v1/alerts/incidents?state=alerted', admin)).json()) as {
+            items: Array<{ id: string; track_id: string }>;
+          };
+          id = r.items.find((i) => i.track_id === 'p5')?.id ?? '';
+          return id;
+        },
+        { timeout: 30_000 },
+      )
       .not.toBe('');
     const operator = await api.token('acme', ['operator']);
     const viewer = await api.token('acme', ['viewer']);
     const cancel = (token: string) =>
       api.get(`/v1/alerts/incidents/${id}/cancel`, token, {
-        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ reason: 'false alarm' }),
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ reason: 'false alarm' }),
       });
     expect((await cancel(viewer)).status).toBe(403);
     const ok = await cancel(operator);
@@ -341,9 +443,96 @@ describe('CAP 1.2 agency alerts (device -> ingest -> outbox -> JOBS -> mTLS agen
     const mine = () => accepted('/ok').filter((r) => r.identifier.includes(id));
     await expect.poll(() => mine().map((r) => r.msgType), { timeout: 30_000 }).toEqual(['Alert', 'Cancel']);
     expect(mine()[1]!.references).toBe(`${mine()[0]!.sender},${mine()[0]!.identifier},${mine()[0]!.sent}`);
-    const audit = (await (await api.get('/v1/audit-log?limit=200', admin)).json()) as { items: Array<{ action: string }> };
+    const audit = (await (await api.get('/v1/audit-log?limit=200', admin)).json()) as {
+      items: Array<{ action: string }>;
+    };
     const actions = new Set(audit.items.map((e) => e.action));
-    for (const a of ['alert.cancel', 'alert_rule.create', 'alert_target.create', 'alert_message.replay', 'site.location_set'])
+    for (const a of [
+      'alert.cancel',
+      'alert_rule.create',
+      'alert_target.create',
+      'alert_message.replay',
+      'site.location_set',
+    ])
       expect(actions, a).toContain(a);
+  });
+
+  it('the snapshot travels as a signed, expiring, audited URL with its digest', async () => {
+    const capturedAt = new Date();
+    const mediaId = uuidV7(capturedAt.getTime());
+    const bytes = Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xe0]), randomBytes(1024)]);
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    const key = mediaKeyFor({ tenantId: 'acme', mediaId, capturedAt, contentType: 'image/jpeg', sha256 });
+    await new FsMediaStore(mediaDir).put(key, bytes);
+    await new MediaRepository(api.cloud().db).insert({
+      tenantId: 'acme',
+      mediaId,
+      siteId: 'hq',
+      deviceId: 'gw-cap',
+      cameraId: 'snap',
+      eventId: uuidV7(capturedAt.getTime()),
+      contentType: 'image/jpeg',
+      sha256,
+      sizeBytes: bytes.length,
+      redacted: true,
+      capturedAt,
+      storedAt: new Date(),
+      storageKey: key,
+    });
+    clock += 1;
+    const id = uuidV7(clock);
+    await jetstream(nc).publish(
+      subjectFor('acme', 'gw-cap', 'evt', 'snap'),
+      DetectionEvent.encode(
+        DetectionEvent.fromPartial({
+          eventId: id,
+          tenantId: 'acme',
+          siteId: 'hq',
+          deviceId: 'gw-cap',
+          cameraId: 'snap',
+          occurredAt: new Date(clock),
+          trackId: 'p7',
+          phase: TrackPhase.TRACK_PHASE_START,
+          label: 'person',
+          score: 0.9,
+          box: { x: 0.1, y: 0.1, w: 0.2, h: 0.2 },
+          snapshot: {
+            $case: 'snapshotRef',
+            value: { mediaId, contentType: 'image/jpeg', sha256, sizeBytes: BigInt(bytes.length) },
+          },
+        }),
+      ).finish(),
+      { msgID: id },
+    );
+    await expect
+      .poll(() => accepted('/ok').filter((r) => r.body.includes('<resource>')).length, { timeout: 30_000 })
+      .toBe(1);
+    const body = accepted('/ok').find((r) => r.body.includes('<resource>'))!.body;
+    expect(body).toContain(`<mimeType>image/jpeg</mimeType><size>${bytes.length}</size>`);
+    expect(body).toContain(`<digest>${sha256}</digest>`);
+    const uri = /<uri>([^<]+)<\/uri>/.exec(body)![1]!.replaceAll('&#38;', '&');
+    const url = new URL(uri);
+    expect(url.origin).toBe('https://vigil.example');
+    expect(url.pathname).toBe(`/public/alerts/media/acme/${mediaId}`);
+    const local = `${api.base()}${url.pathname}${url.search}`;
+    const got = await fetch(local);
+    expect(got.status).toBe(200);
+    expect(Buffer.from(await got.arrayBuffer()).equals(bytes)).toBe(true);
+    const forged = local.replace(/sig=[^&]+/, 'sig=AAAA');
+    expect((await fetch(forged)).status).toBe(403);
+    const expired = local.replace(/exp=\d+/, 'exp=1000');
+    expect((await fetch(expired)).status).toBe(403);
+    const audit = (await (await api.get('/v1/audit-log?limit=200', admin)).json()) as {
+      items: Array<{ action: string; actor: string; resource: string }>;
+    };
+    expect(
+      audit.items.some((e) => e.action === 'media.url_issue' && e.resource === `media:acme/${mediaId}`),
+    ).toBe(true);
+    expect(
+      audit.items.filter(
+        (e) =>
+          e.action === 'media.read' && e.actor === 'signed-url' && e.resource === `media:acme/${mediaId}`,
+      ),
+    ).toHaveLength(1);
   });
 });

@@ -59,7 +59,11 @@ describe('agency alerts: kill -9 between commit and send loses and repeats nothi
         nats: { servers: [natsUrl()], tls: { caFile: pki().caCert, certFile: c.cert, keyFile: c.key } },
         api: { enabled: false },
         tracing: { enabled: false },
-        integrations: { allowPrivateNetworks: true, timeoutMs: 1000, backoff: { initialMs: 100, maxMs: 500 } },
+        integrations: {
+          allowPrivateNetworks: true,
+          timeoutMs: 1000,
+          backoff: { initialMs: 100, maxMs: 500 },
+        },
         alerts: { capSchemaFile: XSD, maxAttempts: 200 },
       },
       { failpoints },
@@ -68,7 +72,11 @@ describe('agency alerts: kill -9 between commit and send loses and repeats nothi
   };
 
   beforeAll(async () => {
-    const cert = issueServerCert(ca, { commonName: 'agency', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
+    const cert = issueServerCert(ca, {
+      commonName: 'agency',
+      dnsNames: ['localhost'],
+      ipAddresses: ['127.0.0.1'],
+    });
     server = createServer(
       { cert: cert.certPem, key: cert.keyPem, ca: ca.certPem, requestCert: true, rejectUnauthorized: true },
       (req, res) => {
@@ -133,14 +141,23 @@ describe('agency alerts: kill -9 between commit and send loses and repeats nothi
         [TrackPhase.TRACK_PHASE_START, 0],
         [TrackPhase.TRACK_PHASE_END, 1000],
       ] as const) {
-        const ev = makeEvent(gw, { label: 'person', trackId: `t-${i}`, phase, occurredAt: new Date(t0 + i * 10 + dt) });
+        const ev = makeEvent(gw, {
+          label: 'person',
+          trackId: `t-${i}`,
+          phase,
+          occurredAt: new Date(t0 + i * 10 + dt),
+        });
         await js.publish(evtSubject(gw), DetectionEvent.encode(ev).finish(), { msgID: ev.eventId });
       }
     await device.close();
 
     const crash = start(['ingest.after_commit']);
     expect(await crash.exited()).toMatchObject({ signal: 'SIGKILL' });
-    const outboxed = await db.selectFrom('webhook_outbox').select('msg_id').where('subject', '=', 'vigil.jobs.alerts.deliver').execute();
+    const outboxed = await db
+      .selectFrom('webhook_outbox')
+      .select('msg_id')
+      .where('subject', '=', 'vigil.jobs.alerts.deliver')
+      .execute();
     expect(outboxed).toHaveLength(TRACKS * 2);
     expect(received).toEqual([]);
 
@@ -150,11 +167,18 @@ describe('agency alerts: kill -9 between commit and send loses and repeats nothi
 
     accepting = true;
     const last = start();
-    await expect.poll(() => received.length, { timeout: 90_000, interval: 250 }).toBeGreaterThanOrEqual(TRACKS * 2);
     await expect
-      .poll(async () => (await db.selectFrom('alert_messages').select('state').where('state', '!=', 'delivered').execute()).length, {
-        timeout: 30_000,
-      })
+      .poll(() => received.length, { timeout: 90_000, interval: 250 })
+      .toBeGreaterThanOrEqual(TRACKS * 2);
+    await expect
+      .poll(
+        async () =>
+          (await db.selectFrom('alert_messages').select('state').where('state', '!=', 'delivered').execute())
+            .length,
+        {
+          timeout: 30_000,
+        },
+      )
       .toBe(0);
     const ids = received.map((r) => r.split(' ')[1]!);
     expect(new Set(ids).size).toBe(ids.length); // once each
@@ -162,7 +186,10 @@ describe('agency alerts: kill -9 between commit and send loses and repeats nothi
     const incidents = new Set(ids.map((id) => id.replace(/-\d+$/, '')));
     expect(incidents.size).toBe(TRACKS);
     for (const inc of incidents)
-      expect(received.filter((r) => r.includes(inc)).map((r) => r.split(' ')[0])).toEqual(['Alert', 'Cancel']);
+      expect(received.filter((r) => r.includes(inc)).map((r) => r.split(' ')[0])).toEqual([
+        'Alert',
+        'Cancel',
+      ]);
     await last.stop();
   }, 240_000);
 });

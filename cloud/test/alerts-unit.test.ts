@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { areaXml, buildCap, capIdentifier, capReference, capTime, type CapMessageInput } from '../src/alerts/cap.js';
+import {
+  areaXml,
+  buildCap,
+  capIdentifier,
+  capReference,
+  capTime,
+  type CapMessageInput,
+} from '../src/alerts/cap.js';
 import { SnapshotUrls } from '../src/alerts/public-routes.js';
 import { decide, fingerprintOf, inSchedule, matchesRule, type RuleEvent } from '../src/alerts/rules.js';
 import { parseAlertJob } from '../src/alerts/worker.js';
@@ -62,7 +69,9 @@ describe('alert rules', () => {
     expect(decide(m, alerted, ev({ phase: 'end' }))).toEqual({ kind: 'cancel' });
     for (const state of ['cancelled', 'ended'] as const)
       expect(decide(m, { ...pending, state }, ev({ zones: ['door'] }))).toEqual({ kind: 'none' });
-    expect(fingerprintOf({ label: 'p', zones: ['b', 'a'] })).toBe(fingerprintOf({ label: 'p', zones: ['a', 'b'] }));
+    expect(fingerprintOf({ label: 'p', zones: ['b', 'a'] })).toBe(
+      fingerprintOf({ label: 'p', zones: ['a', 'b'] }),
+    );
   });
 });
 
@@ -87,7 +96,12 @@ describe('CAP 1.2 producer', () => {
       snapshot: null,
     },
     location: { circle: { lat: 48.8566, lon: 2.3522, radius_km: 0.2 } },
-    resource: { uri: 'https://vigil.example/public/alerts/media/acme/m?exp=1&sig=a', mimeType: 'image/jpeg', size: 1234, digest: 'ab'.repeat(32) },
+    resource: {
+      uri: 'https://vigil.example/public/alerts/media/acme/m?exp=1&sig=a',
+      mimeType: 'image/jpeg',
+      size: 1234,
+      digest: 'ab'.repeat(32),
+    },
     ...o,
   });
 
@@ -97,7 +111,15 @@ describe('CAP 1.2 producer', () => {
       {},
       { msgType: 'Alert' as const, references: null },
       { msgType: 'Cancel' as const, resource: null, location: null },
-      { location: { polygon: [[1, 2], [1, 3], [2, 3]] as Array<[number, number]> } },
+      {
+        location: {
+          polygon: [
+            [1, 2],
+            [1, 3],
+            [2, 3],
+          ] as Array<[number, number]>,
+        },
+      },
     ]) {
       const xml = buildCap(input(o));
       expect(schema.check(xml), xml).toBeNull();
@@ -108,7 +130,16 @@ describe('CAP 1.2 producer', () => {
     expect(xml).toContain('&#60;night&#62; &#38; &#34;more&#34;');
     expect(xml).toContain('<uri>https://vigil.example/public/alerts/media/acme/m?exp=1&#38;sig=a</uri>');
     expect(xml).not.toContain('\u0001');
-    expect(areaXml('hq', { polygon: [[1, 2], [1, 3], [2, 3], [1, 2]] })).toContain('<polygon>1,2 1,3 2,3 1,2</polygon>');
+    expect(
+      areaXml('hq', {
+        polygon: [
+          [1, 2],
+          [1, 3],
+          [2, 3],
+          [1, 2],
+        ],
+      }),
+    ).toContain('<polygon>1,2 1,3 2,3 1,2</polygon>');
   });
 
   it('the XSD check names what is wrong', () => {
@@ -119,11 +150,18 @@ describe('CAP 1.2 producer', () => {
 });
 
 describe('agency answers and jobs', () => {
-  const ack = '<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2"><identifier>a</identifier><sender>b</sender><sent>2026-01-01T00:00:00+00:00</sent><status>Actual</status><msgType>Ack</msgType><scope>Public</scope><note>ok</note></alert>';
+  const ack =
+    '<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2"><identifier>a</identifier><sender>b</sender><sent>2026-01-01T00:00:00+00:00</sent><status>Actual</status><msgType>Ack</msgType><scope>Public</scope><note>ok</note></alert>';
   it('reads Ack and Error, refuses DTDs, oversize, wrong namespace, non-XML and invalid CAP', () => {
     expect(parseAnswer(Buffer.from(''), false)).toEqual({ kind: 'none' });
-    expect(parseAnswer(Buffer.from(ack), false, schema)).toEqual({ kind: 'ack', note: 'ok', references: null });
-    expect(parseAnswer(Buffer.from(ack.replace('Ack', 'Error')), false, schema)).toMatchObject({ kind: 'error' });
+    expect(parseAnswer(Buffer.from(ack), false, schema)).toEqual({
+      kind: 'ack',
+      note: 'ok',
+      references: null,
+    });
+    expect(parseAnswer(Buffer.from(ack.replace('Ack', 'Error')), false, schema)).toMatchObject({
+      kind: 'error',
+    });
     const reason = (s: string, truncated = false) => {
       const a = parseAnswer(Buffer.from(s), truncated, schema);
       return a.kind === 'refused' ? a.reason : a.kind;
@@ -143,7 +181,10 @@ describe('agency answers and jobs', () => {
     expect(parseAlertJob(enc({ stream: 'EVENTS', seq: 1 }))).toBeNull();
     expect(parseAlertJob(enc({ tenant_id: 't', message_id: '' }))).toBeNull();
     expect(parseAlertJob(new Uint8Array([0xff]))).toBeNull();
-    expect(parseAlertJob(enc({ tenant_id: 't', message_id: 'm', x: 1 }))).toEqual({ tenant_id: 't', message_id: 'm' });
+    expect(parseAlertJob(enc({ tenant_id: 't', message_id: 'm', x: 1 }))).toEqual({
+      tenant_id: 't',
+      message_id: 'm',
+    });
   });
 
   it('snapshot URLs: signed, expiring, bound to tenant and media', () => {

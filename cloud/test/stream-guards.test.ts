@@ -15,12 +15,7 @@ import {
   telemetryStreamConfig,
   type StreamSpec,
 } from '../src/ingest/streams.js';
-import {
-  JOBS_SUBJECTS,
-  ensureJobs,
-  jobsStreamConfig,
-  parseWebhookJob,
-} from '../src/integrations/jobs.js';
+import { JOBS_SUBJECTS, ensureJobs, jobsStreamConfig, parseWebhookJob } from '../src/integrations/jobs.js';
 
 const nats = useNats();
 const cfg = parseCloudConfig({

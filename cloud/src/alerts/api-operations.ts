@@ -41,7 +41,11 @@ export function alertOperations(): ApiOperation[] {
         'response). The Atom feed token is in this response only.',
       authorization: write,
       body: createTargetBody,
-      success: { status: 201, description: 'The target with its one-time secrets.', schema: createdTargetSchema },
+      success: {
+        status: 201,
+        description: 'The target with its one-time secrets.',
+        schema: createdTargetSchema,
+      },
       withholdSuccessBody: 'the response holds the signing secret and the feed token, shown once only',
     }),
     op({
@@ -50,7 +54,11 @@ export function alertOperations(): ApiOperation[] {
       operationId: 'listAlertTargets',
       summary: 'List agency targets',
       authorization: read,
-      success: { status: 200, description: 'The targets.', schema: listOf(targetViewSchema, 'AlertTargetList') },
+      success: {
+        status: 200,
+        description: 'The targets.',
+        schema: listOf(targetViewSchema, 'AlertTargetList'),
+      },
     }),
     ...(['disable', 'enable'] as const).map((verb) =>
       op({
@@ -103,8 +111,15 @@ export function alertOperations(): ApiOperation[] {
       summary: 'List incidents, newest first',
       authorization: read,
       query: incidentsQuery,
-      queryDocs: { state: 'Only incidents in this state.', limit: 'At most this many (1 to 500, default 50).' },
-      success: { status: 200, description: 'The incidents.', schema: listOf(incidentViewSchema, 'AlertIncidentList') },
+      queryDocs: {
+        state: 'Only incidents in this state.',
+        limit: 'At most this many (1 to 500, default 50).',
+      },
+      success: {
+        status: 200,
+        description: 'The incidents.',
+        schema: listOf(incidentViewSchema, 'AlertIncidentList'),
+      },
     }),
     op({
       method: 'post',
@@ -130,7 +145,11 @@ export function alertOperations(): ApiOperation[] {
         state: 'Only this state (dead: the dead letters).',
         limit: 'At most this many (1 to 500, default 50).',
       },
-      success: { status: 200, description: 'The messages.', schema: listOf(messageViewSchema, 'AlertMessageList') },
+      success: {
+        status: 200,
+        description: 'The messages.',
+        schema: listOf(messageViewSchema, 'AlertMessageList'),
+      },
     }),
     op({
       method: 'post',

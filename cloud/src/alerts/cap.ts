@@ -24,12 +24,14 @@ export function capIdentifier(incidentId: string, seq: number): string {
 }
 
 export function xmlEscape(s: string): string {
-  return s.replace(/[<>&"']/g, (c) => `&#${c.charCodeAt(0)};`).replace(
-    // Characters XML 1.0 cannot carry at all (controls other than tab, LF, CR; lone surrogates).
-    // eslint-disable-next-line no-control-regex
-    /[\u0000-\u0008\u000b\u000c\u000e-\u001f\ud800-\udfff\ufffe\uffff]/g,
-    '\ufffd',
-  );
+  return s
+    .replace(/[<>&"']/g, (c) => `&#${c.charCodeAt(0)};`)
+    .replace(
+      // Characters XML 1.0 cannot carry at all (controls other than tab, LF, CR; lone surrogates).
+      // eslint-disable-next-line no-control-regex
+      /[\u0000-\u0008\u000b\u000c\u000e-\u001f\ud800-\udfff\ufffe\uffff]/g,
+      '\ufffd',
+    );
 }
 
 const el = (name: string, value: string | number): string => `<${name}>${xmlEscape(String(value))}</${name}>`;

@@ -42,7 +42,11 @@ export async function cancelIncident(
       .executeTakeFirstOrThrow();
     let messages = 0;
     if (incident.state === 'alerted') {
-      const rule = await tx.selectFrom('alert_rules').selectAll().where('id', '=', incident.rule_id).executeTakeFirstOrThrow();
+      const rule = await tx
+        .selectFrom('alert_rules')
+        .selectAll()
+        .where('id', '=', incident.rule_id)
+        .executeTakeFirstOrThrow();
       const last = await tx
         .selectFrom('alert_messages')
         .select(['info', 'event_id'])
@@ -55,7 +59,12 @@ export async function cancelIncident(
         seq,
         msgType: 'Cancel',
         eventId: last.event_id,
-        info: { ...last.info, rule: rule.cap, rule_name: rule.name, reason: `cancelled by an operator: ${reason}` },
+        info: {
+          ...last.info,
+          rule: rule.cap,
+          rule_name: rule.name,
+          reason: `cancelled by an operator: ${reason}`,
+        },
         targetIds: rule.target_ids,
         sender: senderOf(p.tenant, deps.senderDomain),
         sent: at,
@@ -82,7 +91,11 @@ export async function cancelIncident(
  * msg id, so the stream's duplicate window does not swallow it). Same identifier, same `sent`: the agency sees
  * the same message. A message that is not dead is returned unchanged. Audited.
  */
-export async function replayMessage(deps: OpDeps, p: Principal, id: string): Promise<AlertMessage | undefined> {
+export async function replayMessage(
+  deps: OpDeps,
+  p: Principal,
+  id: string,
+): Promise<AlertMessage | undefined> {
   return deps.store.db.transaction().execute(async (tx) => {
     const m = await tx
       .selectFrom('alert_messages')

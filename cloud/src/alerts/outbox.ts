@@ -153,7 +153,11 @@ export class AlertOutbox implements CommitHook {
           const incidents = await tx
             .selectFrom('alert_incidents')
             .selectAll()
-            .where('rule_id', 'in', rules.map((r) => r.id))
+            .where(
+              'rule_id',
+              'in',
+              rules.map((r) => r.id),
+            )
             .where('device_id', '=', e.device_id)
             .where('camera_id', '=', e.camera_id)
             .where('track_id', '=', e.track_id)

@@ -53,7 +53,9 @@ export async function postCap(
         lookup: pinnedLookup(pinned),
         agent: false,
         signal: deadline,
-        ...(https && opts.tls ? { cert: opts.tls.cert, key: opts.tls.key, ...(opts.tls.ca ? { ca: opts.tls.ca } : {}) } : {}),
+        ...(https && opts.tls
+          ? { cert: opts.tls.cert, key: opts.tls.key, ...(opts.tls.ca ? { ca: opts.tls.ca } : {}) }
+          : {}),
       });
       req.once('error', reject);
       req.once('response', (res: IncomingMessage) => {
@@ -78,7 +80,13 @@ export async function postCap(
       });
       req.end(body);
     });
-    return { kind: 'response', status: out.status, durationMs: elapsed(), body: out.body, truncated: out.truncated };
+    return {
+      kind: 'response',
+      status: out.status,
+      durationMs: elapsed(),
+      body: out.body,
+      truncated: out.truncated,
+    };
   } catch (err) {
     if (err instanceof UnsafeUrlError) return { kind: 'refused', error: err.message, durationMs: elapsed() };
     if (deadline.aborted)

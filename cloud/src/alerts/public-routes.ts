@@ -80,7 +80,12 @@ export function publicAlertRoutes(deps: {
         action: 'media.read',
         resource: `media:${tenant}/${id}`,
         outcome: 'allowed',
-        detail: { via: 'alert signed url', exp: String(req.query.exp), sha256: row.sha256, ip: req.ip ?? null },
+        detail: {
+          via: 'alert signed url',
+          exp: String(req.query.exp),
+          sha256: row.sha256,
+          ip: req.ip ?? null,
+        },
       });
     } catch {
       file.stream.destroy();

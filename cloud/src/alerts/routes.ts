@@ -27,7 +27,11 @@ export const ruleMatchSchema = z.strictObject({
   sites: list(token),
   cameras: list(token),
   schedule: z
-    .strictObject({ days: z.array(z.number().int().min(0).max(6)).max(7).optional(), from: hhmm.optional(), to: hhmm.optional() })
+    .strictObject({
+      days: z.array(z.number().int().min(0).max(6)).max(7).optional(),
+      from: hhmm.optional(),
+      to: hhmm.optional(),
+    })
     .optional(),
   min_dwell_seconds: z.number().int().min(0).max(86_400).optional(),
   min_score: z.number().min(0).max(1).optional(),
@@ -52,7 +56,11 @@ export const updateRuleBody = z.strictObject({
   target_ids: z.array(z.uuid()).min(1).max(MAX_TARGETS_PER_TENANT).optional(),
   enabled: z.boolean().optional(),
 });
-const pem = (kind: string) => z.string().max(64 * 1024).regex(new RegExp(`-----BEGIN ${kind}-----`), `must be a PEM ${kind}`);
+const pem = (kind: string) =>
+  z
+    .string()
+    .max(64 * 1024)
+    .regex(new RegExp(`-----BEGIN ${kind}-----`), `must be a PEM ${kind}`);
 export const createTargetBody = z.strictObject({
   name: z.string().trim().min(1).max(200),
   url: z.string().min(1).max(2048),
@@ -106,13 +114,18 @@ export interface AlertRoutesDeps {
 function checkMtls(body: z.output<typeof createTargetBody>): void {
   if (body.auth !== 'mtls') return;
   if (!body.client_cert_pem || !body.client_key_pem)
-    throw new ValidationError([{ path: 'client_cert_pem', message: 'mtls needs client_cert_pem and client_key_pem' }]);
+    throw new ValidationError([
+      { path: 'client_cert_pem', message: 'mtls needs client_cert_pem and client_key_pem' },
+    ]);
   try {
     const cert = new X509Certificate(body.client_cert_pem);
-    if (!cert.checkPrivateKey(createPrivateKey(body.client_key_pem))) throw new Error('the key does not match');
+    if (!cert.checkPrivateKey(createPrivateKey(body.client_key_pem)))
+      throw new Error('the key does not match');
     if (body.ca_pem) new X509Certificate(body.ca_pem);
   } catch (err) {
-    throw new ValidationError([{ path: 'client_key_pem', message: `unusable certificate or key: ${(err as Error).message}` }]);
+    throw new ValidationError([
+      { path: 'client_key_pem', message: `unusable certificate or key: ${(err as Error).message}` },
+    ]);
   }
 }
 
@@ -120,11 +133,26 @@ function checkMtls(body: z.output<typeof createTargetBody>): void {
 export function mountAlertRoutes(router: Router, deps: AlertRoutesDeps): void {
   const allow = async (res: Parameters<typeof principalOf>[0], action: Action): Promise<Principal> => {
     const principal = principalOf(res);
-    await requireAllowed(deps.authorizer, deps.log, principal, action, { type: 'alerts', tenant: principal.tenant }, deps.audit);
+    await requireAllowed(
+      deps.authorizer,
+      deps.log,
+      principal,
+      action,
+      { type: 'alerts', tenant: principal.tenant },
+      deps.audit,
+    );
     return principal;
   };
   const audit = (p: Principal, action: string, resource: string, detail: Record<string, unknown>) =>
-    deps.audit.append({ tenantId: p.tenant, actor: p.subject, actorKind: 'user', action, resource, outcome: 'allowed', detail });
+    deps.audit.append({
+      tenantId: p.tenant,
+      actor: p.subject,
+      actorKind: 'user',
+      action,
+      resource,
+      outcome: 'allowed',
+      detail,
+    });
 
   router
     .route('/alerts/targets')
@@ -139,7 +167,9 @@ export function mountAlertRoutes(router: Router, deps: AlertRoutesDeps): void {
       }
       checkMtls(body);
       if ((await deps.store.countTargets(p.tenant)) >= MAX_TARGETS_PER_TENANT)
-        throw new ValidationError([{ path: 'url', message: `at most ${MAX_TARGETS_PER_TENANT} targets per tenant` }]);
+        throw new ValidationError([
+          { path: 'url', message: `at most ${MAX_TARGETS_PER_TENANT} targets per tenant` },
+        ]);
       const made = await deps.store.createTarget({
         tenantId: p.tenant,
         name: body.name,
@@ -193,7 +223,9 @@ export function mountAlertRoutes(router: Router, deps: AlertRoutesDeps): void {
       const body = parseOrThrow(createRuleBody, req.body ?? {}, 'body');
       await checkTargets(p.tenant, body.target_ids);
       if ((await deps.store.countEnabledRules(p.tenant)) >= MAX_ENABLED_RULES_PER_TENANT)
-        throw new ValidationError([{ path: 'name', message: `at most ${MAX_ENABLED_RULES_PER_TENANT} enabled rules per tenant` }]);
+        throw new ValidationError([
+          { path: 'name', message: `at most ${MAX_ENABLED_RULES_PER_TENANT} enabled rules per tenant` },
+        ]);
       const rule = await deps.store.createRule({
         tenantId: p.tenant,
         name: body.name,
@@ -227,7 +259,10 @@ export function mountAlertRoutes(router: Router, deps: AlertRoutesDeps): void {
         targetIds: body.target_ids,
         enabled: body.enabled,
       }))!;
-      await audit(p, 'alert_rule.update', `alert_rule:${p.tenant}/${id}`, { before: v.ruleView(before), after: v.ruleView(rule) });
+      await audit(p, 'alert_rule.update', `alert_rule:${p.tenant}/${id}`, {
+        before: v.ruleView(before),
+        after: v.ruleView(rule),
+      });
       res.json(v.ruleView(rule));
     })
     .all(methodNotAllowed('PATCH'));
@@ -237,7 +272,9 @@ export function mountAlertRoutes(router: Router, deps: AlertRoutesDeps): void {
     .get(async (req, res) => {
       const q = parseOrThrow(incidentsQuery, req.query, 'query parameters');
       const p = await allow(res, 'alerts:read');
-      res.json({ items: (await deps.store.listIncidents(p.tenant, q.limit ?? 50, q.state)).map(v.incidentView) });
+      res.json({
+        items: (await deps.store.listIncidents(p.tenant, q.limit ?? 50, q.state)).map(v.incidentView),
+      });
     })
     .all(methodNotAllowed('GET', 'HEAD'));
 
@@ -258,7 +295,11 @@ export function mountAlertRoutes(router: Router, deps: AlertRoutesDeps): void {
     .get(async (req, res) => {
       const q = parseOrThrow(messagesQuery, req.query, 'query parameters');
       const p = await allow(res, 'alerts:read');
-      const rows = await deps.store.listMessages(p.tenant, { incidentId: q.incident, targetId: q.target, state: q.state }, q.limit ?? 50);
+      const rows = await deps.store.listMessages(
+        p.tenant,
+        { incidentId: q.incident, targetId: q.target, state: q.state },
+        q.limit ?? 50,
+      );
       res.json({ items: rows.map(v.messageView) });
     })
     .all(methodNotAllowed('GET', 'HEAD'));
@@ -266,7 +307,11 @@ export function mountAlertRoutes(router: Router, deps: AlertRoutesDeps): void {
   router
     .route('/alerts/messages/:id/replay')
     .post(async (req, res) => {
-      const { id } = parseOrThrow(z.strictObject({ id: z.string().min(1).max(300) }), req.params, 'path parameters');
+      const { id } = parseOrThrow(
+        z.strictObject({ id: z.string().min(1).max(300) }),
+        req.params,
+        'path parameters',
+      );
       const p = await allow(res, 'alerts:write');
       const m = await replayMessage(deps, p, id);
       if (!m) throw new NotFoundError();

@@ -55,7 +55,9 @@ export function startAlerts(deps: {
       if (key.length < 32) throw new ConfigError('alerts.urlKeyFile: the key must be at least 32 bytes');
     } else {
       key = randomBytes(32);
-      log.warn('alerts.urlKeyFile not set: snapshot URLs are signed with a per-process key (they stop working on restart)');
+      log.warn(
+        'alerts.urlKeyFile not set: snapshot URLs are signed with a per-process key (they stop working on restart)',
+      );
     }
     urls = new SnapshotUrls(key, cfg.publicBaseUrl, cfg.snapshotUrlTtlSeconds);
   }
@@ -67,7 +69,9 @@ export function startAlerts(deps: {
   try {
     schema = CapSchema.fromFile(cfg.capSchemaFile);
   } catch (cause) {
-    throw new ConfigError(`alerts.capSchemaFile: ${cfg.capSchemaFile} is not a readable XML schema`, { cause });
+    throw new ConfigError(`alerts.capSchemaFile: ${cfg.capSchemaFile} is not a readable XML schema`, {
+      cause,
+    });
   }
   const worker = new AlertWorker({
     js: jetstream(deps.nc),

@@ -137,7 +137,13 @@ export class AlertStore {
   async updateRule(
     tenantId: string,
     id: string,
-    patch: { name?: string; match?: AlertRuleMatch; cap?: AlertRuleCap; targetIds?: string[]; enabled?: boolean },
+    patch: {
+      name?: string;
+      match?: AlertRuleMatch;
+      cap?: AlertRuleCap;
+      targetIds?: string[];
+      enabled?: boolean;
+    },
   ): Promise<AlertRule | undefined> {
     const row = await this.db
       .updateTable('alert_rules')

@@ -16,7 +16,10 @@ export const targetViewSchema = z
   .meta({ id: 'AlertTarget', description: 'An agency endpoint (never its key, secret or feed token).' });
 export const createdTargetSchema = targetViewSchema
   .extend({
-    secret: z.string().nullable().meta({ description: 'RFC 9421 HMAC key (auth signature); shown only here.' }),
+    secret: z
+      .string()
+      .nullable()
+      .meta({ description: 'RFC 9421 HMAC key (auth signature); shown only here.' }),
     feed_token: z.string().meta({ description: 'Bearer token of the Atom feed; shown only here.' }),
   })
   .meta({ id: 'CreatedAlertTarget' });

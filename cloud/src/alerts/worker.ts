@@ -68,7 +68,10 @@ export class AlertWorker {
 
   constructor(private readonly deps: AlertWorkerDeps) {
     const c = deps.config.integrations;
-    this.breakers = new CircuitBreakers({ failures: c.circuit.failures, openMs: c.circuit.openSeconds * 1000 });
+    this.breakers = new CircuitBreakers({
+      failures: c.circuit.failures,
+      openMs: c.circuit.openSeconds * 1000,
+    });
     this.results = new Counter({
       name: 'vigil_cloud_alert_deliveries_total',
       help: 'CAP message delivery attempts and verdicts (delivered, retry, dead, invalid_cap: failed XSD validation, not sent; invalid_job, already_delivered, waiting: behind an earlier message, short_circuited)',

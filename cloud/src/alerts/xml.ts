@@ -87,7 +87,11 @@ export function parseAnswer(body: Buffer, truncated: boolean, schema?: CapSchema
     const text1 = (xp: string): string | null => doc.get(xp, ns)?.content ?? null;
     const msgType = text1('/cap:alert/cap:msgType');
     if (msgType !== 'Ack' && msgType !== 'Error')
-      return { kind: 'refused', reason: 'not_cap', detail: `msgType ${String(msgType)}, expected Ack or Error` };
+      return {
+        kind: 'refused',
+        reason: 'not_cap',
+        detail: `msgType ${String(msgType)}, expected Ack or Error`,
+      };
     return {
       kind: msgType === 'Ack' ? 'ack' : 'error',
       note: text1('/cap:alert/cap:note')?.slice(0, 500) ?? null,

@@ -368,7 +368,12 @@ export const cloudConfigSchema = z
           .refine((u) => URL.canParse(u) && /^https?:$/.test(new URL(u).protocol), 'must be an http(s) URL')
           .optional(),
         /** How long a snapshot URL in a message stays valid. */
-        snapshotUrlTtlSeconds: z.number().int().min(60).max(30 * 86_400).default(86_400),
+        snapshotUrlTtlSeconds: z
+          .number()
+          .int()
+          .min(60)
+          .max(30 * 86_400)
+          .default(86_400),
         /**
          * File holding the HMAC key of snapshot URLs (at least 32 bytes); the same in every cloud process. Absent:
          * a random key per process (URLs stop working when it restarts; logged).

@@ -89,7 +89,11 @@ export function jobsStreamConfig(cfg: JobsConfig) {
 }
 
 /** ack_wait: longer than one attempt can take, so a job is never redelivered while a worker still runs it. */
-export function webhooksConsumerConfig(cfg: JobsConfig, name = WEBHOOKS_CONSUMER, subject = WEBHOOK_JOB_SUBJECT) {
+export function webhooksConsumerConfig(
+  cfg: JobsConfig,
+  name = WEBHOOKS_CONSUMER,
+  subject = WEBHOOK_JOB_SUBJECT,
+) {
   return {
     durable_name: name,
     ack_policy: AckPolicy.Explicit,

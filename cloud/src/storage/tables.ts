@@ -10,8 +10,7 @@ export interface TenantsTable {
 
 /** Where a site is (migration 0016): the CAP `area` of its alerts. */
 export type SiteLocation =
-  | { circle: { lat: number; lon: number; radius_km: number } }
-  | { polygon: Array<[number, number]> };
+  { circle: { lat: number; lon: number; radius_km: number } } | { polygon: Array<[number, number]> };
 
 export interface SitesTable {
   tenant_id: string;

@@ -71,11 +71,24 @@ export function register(program: Command, ctx: CliContext): void {
       .requiredOption('--url <url>', 'https endpoint that takes CAP 1.2 (application/cap+xml)')
       .option('--cert <file>', 'mTLS: client certificate (PEM) the agency trusts')
       .option('--key <file>', 'mTLS: its private key (PEM)')
-      .option('--ca <file>', "mTLS: the CA of the agency's server certificate (PEM; default the system store)")
+      .option(
+        '--ca <file>',
+        "mTLS: the CA of the agency's server certificate (PEM; default the system store)",
+      )
       .option('--signature', 'sign requests with RFC 9421 (HMAC) instead of mTLS'),
     'admin',
   ).action(
-    async (o: AuthOptions & { name: string; url: string; cert?: string; key?: string; ca?: string; signature?: boolean }, cmd: Command) => {
+    async (
+      o: AuthOptions & {
+        name: string;
+        url: string;
+        cert?: string;
+        key?: string;
+        ca?: string;
+        signature?: boolean;
+      },
+      cmd: Command,
+    ) => {
       const body = {
         name: o.name,
         url: o.url,
@@ -101,18 +114,33 @@ export function register(program: Command, ctx: CliContext): void {
       const { g, r } = await call<{ items: Target[] }>(cmd, o, 'GET', '/v1/alerts/targets');
       if (g.json) for (const t of r.items) io.out(JSON.stringify(t));
       else if (r.items.length === 0) io.err('no targets');
-      else io.out(table(['ID', 'NAME', 'AUTH', 'STATE', 'URL'], r.items.map((t) => [t.id, t.name, t.auth, t.enabled ? 'enabled' : 'disabled', t.url])));
+      else
+        io.out(
+          table(
+            ['ID', 'NAME', 'AUTH', 'STATE', 'URL'],
+            r.items.map((t) => [t.id, t.name, t.auth, t.enabled ? 'enabled' : 'disabled', t.url]),
+          ),
+        );
     },
   );
   for (const verb of ['disable', 'enable'] as const)
-    withAuth(targets.command(verb).description(`${verb} a target`).argument('<id>', 'target id'), 'admin').action(
-      async (id: string, o: AuthOptions, cmd: Command) => {
-        const { g, r } = await call<Target>(cmd, o, 'POST', `/v1/alerts/targets/${encodeURIComponent(id)}/${verb}`, {});
-        io.out(g.json ? JSON.stringify(r) : `target ${r.id} ${verb}d`);
-      },
-    );
+    withAuth(
+      targets.command(verb).description(`${verb} a target`).argument('<id>', 'target id'),
+      'admin',
+    ).action(async (id: string, o: AuthOptions, cmd: Command) => {
+      const { g, r } = await call<Target>(
+        cmd,
+        o,
+        'POST',
+        `/v1/alerts/targets/${encodeURIComponent(id)}/${verb}`,
+        {},
+      );
+      io.out(g.json ? JSON.stringify(r) : `target ${r.id} ${verb}d`);
+    });
 
-  const rules = alerts.command('rules').description('which committed events raise an incident, sent to which targets');
+  const rules = alerts
+    .command('rules')
+    .description('which committed events raise an incident, sent to which targets');
   withAuth(
     rules
       .command('create')
@@ -182,22 +210,32 @@ export function register(program: Command, ctx: CliContext): void {
       io.out(g.json ? JSON.stringify(r) : `rule ${r.id} created`);
     },
   );
-  withAuth(rules.command('list').description('the tenant’s rules'), 'admin').action(async (o: AuthOptions, cmd: Command) => {
-    const { g, r } = await call<{ items: Rule[] }>(cmd, o, 'GET', '/v1/alerts/rules');
-    if (g.json) for (const x of r.items) io.out(JSON.stringify(x));
-    else if (r.items.length === 0) io.err('no rules');
-    else
-      io.out(
-        table(
-          ['ID', 'NAME', 'STATE', 'MATCH', 'TARGETS'],
-          r.items.map((x) => [x.id, x.name, x.enabled ? 'enabled' : 'disabled', JSON.stringify(x.match), String(x.target_ids.length)]),
-        ),
-      );
-  });
+  withAuth(rules.command('list').description('the tenant’s rules'), 'admin').action(
+    async (o: AuthOptions, cmd: Command) => {
+      const { g, r } = await call<{ items: Rule[] }>(cmd, o, 'GET', '/v1/alerts/rules');
+      if (g.json) for (const x of r.items) io.out(JSON.stringify(x));
+      else if (r.items.length === 0) io.err('no rules');
+      else
+        io.out(
+          table(
+            ['ID', 'NAME', 'STATE', 'MATCH', 'TARGETS'],
+            r.items.map((x) => [
+              x.id,
+              x.name,
+              x.enabled ? 'enabled' : 'disabled',
+              JSON.stringify(x.match),
+              String(x.target_ids.length),
+            ]),
+          ),
+        );
+    },
+  );
   for (const verb of ['disable', 'enable'] as const)
     withAuth(rules.command(verb).description(`${verb} a rule`).argument('<id>', 'rule id'), 'admin').action(
       async (id: string, o: AuthOptions, cmd: Command) => {
-        const { g, r } = await call<Rule>(cmd, o, 'PATCH', `/v1/alerts/rules/${encodeURIComponent(id)}`, { enabled: verb === 'enable' });
+        const { g, r } = await call<Rule>(cmd, o, 'PATCH', `/v1/alerts/rules/${encodeURIComponent(id)}`, {
+          enabled: verb === 'enable',
+        });
         io.out(g.json ? JSON.stringify(r) : `rule ${r.id} ${verb}d`);
       },
     );
@@ -206,40 +244,63 @@ export function register(program: Command, ctx: CliContext): void {
     alerts
       .command('list')
       .description('incidents, newest first (GET /v1/alerts/incidents); --messages: CAP messages instead')
-      .option('--state <state>', 'incidents: pending|alerted|cancelled|ended; messages: pending|retrying|delivered|dead')
+      .option(
+        '--state <state>',
+        'incidents: pending|alerted|cancelled|ended; messages: pending|retrying|delivered|dead',
+      )
       .option('--messages', 'list CAP messages and their delivery state (--state dead: the dead letters)')
       .option('--incident <id>', 'messages of this incident')
       .option('--limit <n>', '1-500 (default 50)', int(1, 500)),
     'operator',
-  ).action(async (o: AuthOptions & { state?: string; messages?: boolean; incident?: string; limit?: number }, cmd: Command) => {
-    const q = new URLSearchParams();
-    if (o.state) q.set('state', o.state);
-    if (o.limit) q.set('limit', String(o.limit));
-    if (o.messages || o.incident) {
-      if (o.incident) q.set('incident', o.incident);
-      const { g, r } = await call<{ items: Message[] }>(cmd, o, 'GET', `/v1/alerts/messages?${q}`);
-      if (g.json) for (const m of r.items) io.out(JSON.stringify(m));
-      else if (r.items.length === 0) io.err('no messages');
+  ).action(
+    async (
+      o: AuthOptions & { state?: string; messages?: boolean; incident?: string; limit?: number },
+      cmd: Command,
+    ) => {
+      const q = new URLSearchParams();
+      if (o.state) q.set('state', o.state);
+      if (o.limit) q.set('limit', String(o.limit));
+      if (o.messages || o.incident) {
+        if (o.incident) q.set('incident', o.incident);
+        const { g, r } = await call<{ items: Message[] }>(cmd, o, 'GET', `/v1/alerts/messages?${q}`);
+        if (g.json) for (const m of r.items) io.out(JSON.stringify(m));
+        else if (r.items.length === 0) io.err('no messages');
+        else
+          io.out(
+            table(
+              ['ID', 'TYPE', 'STATE', 'ATTEMPTS', 'HTTP', 'ANSWER / ERROR'],
+              r.items.map((m) => [
+                m.id,
+                m.msg_type,
+                m.state,
+                String(m.attempts),
+                m.http_status === null ? '-' : String(m.http_status),
+                m.error ?? m.answer ?? '',
+              ]),
+            ),
+          );
+        return;
+      }
+      const { g, r } = await call<{ items: Incident[] }>(cmd, o, 'GET', `/v1/alerts/incidents?${q}`);
+      if (g.json) for (const i of r.items) io.out(JSON.stringify(i));
+      else if (r.items.length === 0) io.err('no incidents');
       else
         io.out(
           table(
-            ['ID', 'TYPE', 'STATE', 'ATTEMPTS', 'HTTP', 'ANSWER / ERROR'],
-            r.items.map((m) => [m.id, m.msg_type, m.state, String(m.attempts), m.http_status === null ? '-' : String(m.http_status), m.error ?? m.answer ?? '']),
+            ['ID', 'STATE', 'SITE', 'CAMERA', 'TRACK', 'MESSAGES', 'FIRST SEEN'],
+            r.items.map((i) => [
+              i.id,
+              i.state,
+              i.site_id,
+              i.camera_id,
+              i.track_id,
+              String(i.seq),
+              i.first_seen_at,
+            ]),
           ),
         );
-      return;
-    }
-    const { g, r } = await call<{ items: Incident[] }>(cmd, o, 'GET', `/v1/alerts/incidents?${q}`);
-    if (g.json) for (const i of r.items) io.out(JSON.stringify(i));
-    else if (r.items.length === 0) io.err('no incidents');
-    else
-      io.out(
-        table(
-          ['ID', 'STATE', 'SITE', 'CAMERA', 'TRACK', 'MESSAGES', 'FIRST SEEN'],
-          r.items.map((i) => [i.id, i.state, i.site_id, i.camera_id, i.track_id, String(i.seq), i.first_seen_at]),
-        ),
-      );
-  });
+    },
+  );
 
   withAuth(
     alerts
@@ -249,18 +310,31 @@ export function register(program: Command, ctx: CliContext): void {
       .requiredOption('--reason <text>', 'why (on the audit log and in the Cancel)'),
     'operator',
   ).action(async (id: string, o: AuthOptions & { reason: string }, cmd: Command) => {
-    const { g, r } = await call<Incident>(cmd, o, 'POST', `/v1/alerts/incidents/${encodeURIComponent(id)}/cancel`, { reason: o.reason });
+    const { g, r } = await call<Incident>(
+      cmd,
+      o,
+      'POST',
+      `/v1/alerts/incidents/${encodeURIComponent(id)}/cancel`,
+      { reason: o.reason },
+    );
     io.out(g.json ? JSON.stringify(r) : `incident ${r.id} ${r.state}`);
   });
 
   withAuth(
     alerts
       .command('replay')
-      .description('send a dead CAP message again (same identifier); see `alerts list --messages --state dead`')
+      .description(
+        'send a dead CAP message again (same identifier); see `alerts list --messages --state dead`',
+      )
       .argument('<message>', 'message id (`<target>:<identifier>`)'),
     'admin',
   ).action(async (id: string, o: AuthOptions, cmd: Command) => {
-    const { g, r } = await call<Message>(cmd, o, 'POST', `/v1/alerts/messages/${encodeURIComponent(id)}/replay`);
+    const { g, r } = await call<Message>(
+      cmd,
+      o,
+      'POST',
+      `/v1/alerts/messages/${encodeURIComponent(id)}/replay`,
+    );
     io.out(g.json ? JSON.stringify(r) : `message ${r.id} ${r.state}`);
   });
 }
