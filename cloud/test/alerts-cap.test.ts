@@ -127,7 +127,7 @@ describe('CAP 1.2 agency alerts (device -> ingest -> outbox -> JOBS -> mTLS agen
                   : 200;
           const r: Received = {
             path,
-            client: peer.subject?.CN,
+            client: [peer.subject?.CN].flat()[0],
             valid,
             identifier: doc ? text(doc, 'identifier') : '',
             sender: doc ? text(doc, 'sender') : '',
