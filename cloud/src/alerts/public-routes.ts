@@ -82,7 +82,7 @@ export function publicAlertRoutes(deps: {
         outcome: 'allowed',
         detail: {
           via: 'alert signed url',
-          exp: String(req.query.exp),
+          exp: typeof req.query.exp === 'string' ? req.query.exp : null,
           sha256: row.sha256,
           ip: req.ip ?? null,
         },

@@ -262,7 +262,12 @@ export function register(program: Command, ctx: CliContext): void {
       if (o.limit) q.set('limit', String(o.limit));
       if (o.messages || o.incident) {
         if (o.incident) q.set('incident', o.incident);
-        const { g, r } = await call<{ items: Message[] }>(cmd, o, 'GET', `/v1/alerts/messages?${q}`);
+        const { g, r } = await call<{ items: Message[] }>(
+          cmd,
+          o,
+          'GET',
+          `/v1/alerts/messages?${q.toString()}`,
+        );
         if (g.json) for (const m of r.items) io.out(JSON.stringify(m));
         else if (r.items.length === 0) io.err('no messages');
         else
@@ -281,7 +286,12 @@ export function register(program: Command, ctx: CliContext): void {
           );
         return;
       }
-      const { g, r } = await call<{ items: Incident[] }>(cmd, o, 'GET', `/v1/alerts/incidents?${q}`);
+      const { g, r } = await call<{ items: Incident[] }>(
+        cmd,
+        o,
+        'GET',
+        `/v1/alerts/incidents?${q.toString()}`,
+      );
       if (g.json) for (const i of r.items) io.out(JSON.stringify(i));
       else if (r.items.length === 0) io.err('no incidents');
       else
