@@ -37,6 +37,7 @@ describe('PostgreSQL migrations', () => {
       '0013_nats_key_unique',
       '0014_config_known_good',
       '0015_webhook_outbox',
+      '0016_alerts',
     ]);
     expect(await tables(db)).toEqual(
       expect.arrayContaining([
@@ -91,6 +92,8 @@ describe('PostgreSQL migrations', () => {
   });
 
   it('roll back and forward again', async () => {
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0016_alerts']);
+    expect(await tables(db)).not.toContain('alert_messages');
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0015_webhook_outbox']);
     expect(await tables(db)).not.toContain('webhook_outbox');
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0014_config_known_good']);
@@ -154,10 +157,12 @@ describe('PostgreSQL migrations', () => {
       '0013_nats_key_unique',
       '0014_config_known_good',
       '0015_webhook_outbox',
+      '0016_alerts',
     ]);
   });
 
   it('0013 backfills current NATS keys; of two active devices sharing one, the first enrolled keeps it', async () => {
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0016_alerts']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0015_webhook_outbox']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0014_config_known_good']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0013_nats_key_unique']);
@@ -184,6 +189,7 @@ describe('PostgreSQL migrations', () => {
       '0013_nats_key_unique',
       '0014_config_known_good',
       '0015_webhook_outbox',
+      '0016_alerts',
     ]);
     const rows = await db
       .selectFrom('devices')
