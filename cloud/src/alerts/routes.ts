@@ -89,16 +89,19 @@ export const messagesQuery = z.strictObject({
   limit,
 });
 const latLon = z.tuple([z.number().min(-90).max(90), z.number().min(-180).max(180)]);
-export const siteLocationBody = z.union([
-  z.strictObject({
-    circle: z.strictObject({
-      lat: z.number().min(-90).max(90),
-      lon: z.number().min(-180).max(180),
-      radius_km: z.number().min(0).max(20_000),
-    }),
-  }),
-  z.strictObject({ polygon: z.array(latLon).min(3).max(500) }),
-]);
+export const siteLocationBody = z
+  .strictObject({
+    circle: z
+      .strictObject({
+        lat: z.number().min(-90).max(90),
+        lon: z.number().min(-180).max(180),
+        radius_km: z.number().min(0).max(20_000),
+      })
+      .optional(),
+    polygon: z.array(latLon).min(3).max(500).optional(),
+  })
+  // One shape, not a union: a wrong field is then named by its path (circle.lat), not just "(body)".
+  .refine((b) => (b.circle === undefined) !== (b.polygon === undefined), 'exactly one of circle or polygon');
 
 export interface AlertRoutesDeps {
   store: AlertStore;
@@ -325,9 +328,10 @@ export function mountAlertRoutes(router: Router, deps: AlertRoutesDeps): void {
       const { id } = parseOrThrow(siteParams, req.params, 'path parameters');
       const p = await allow(res, 'alerts:write');
       const body = parseOrThrow(siteLocationBody, req.body ?? {}, 'body');
-      if (!(await deps.store.setSiteLocation(p.tenant, id, body))) throw new NotFoundError();
-      await audit(p, 'site.location_set', `site:${p.tenant}/${id}`, { location: body });
-      res.json({ site_id: id, location: body });
+      const location = body.circle ? { circle: body.circle } : { polygon: body.polygon! };
+      if (!(await deps.store.setSiteLocation(p.tenant, id, location))) throw new NotFoundError();
+      await audit(p, 'site.location_set', `site:${p.tenant}/${id}`, { location });
+      res.json({ site_id: id, location });
     })
     .all(methodNotAllowed('PUT'));
 }

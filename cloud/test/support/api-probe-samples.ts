@@ -211,7 +211,9 @@ export function samples(fx: Fx, endRollouts: (tenant: string) => Promise<void>):
     updateAlertRule: { sample: { params: { id: fx.alertRule }, body: { name: 'probe' } } },
     listAlertIncidents: { sample: { query: { state: 'alerted', limit: '10' } } },
     cancelAlertIncident: { sample: { params: { id: fx.alertIncident }, body: reason } },
-    listAlertMessages: { sample: { query: { incident: fx.alertIncident, limit: '10' } } },
+    listAlertMessages: {
+      sample: { query: { incident: fx.alertIncident, target: fx.alertTarget, state: 'dead', limit: '10' } },
+    },
     replayAlertMessage: { sample: { params: { id: fx.alertMessage } } },
     setSiteLocation: {
       sample: { params: { id: fx.site }, body: { circle: { lat: 48.8, lon: 2.3, radius_km: 1 } } },
