@@ -28,6 +28,10 @@ import { DeviceRevoker } from './fleet/revocation.js';
 import { FleetRegistry } from './fleet/registry.js';
 import { registerDeviceGauge } from './fleet/status.js';
 import { startIngest } from './ingest/start.js';
+import { combineHooks } from './alerts/outbox.js';
+import { publicAlertRoutes } from './alerts/public-routes.js';
+import { startAlerts } from './alerts/start.js';
+import { AlertStore } from './alerts/store.js';
 import { startIntegrations } from './integrations/start.js';
 import { WebhookStore } from './integrations/store.js';
 import type { Resolver } from './integrations/ssrf.js';
@@ -266,6 +270,21 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
       resolve: deps.resolve,
     });
     closers.push(() => integrations.stop());
+    // Agency alerts (alerts/): incidents and CAP message jobs commit with the events, through the same outbox.
+    const alertStore = new AlertStore(db, deps.now);
+    const alerts = startAlerts({
+      nc,
+      store: alertStore,
+      config,
+      audit,
+      media: media.repository,
+      log,
+      metrics,
+      now: deps.now ?? (() => new Date()),
+      nudgeRelay: () => integrations.nudge(),
+      resolve: deps.resolve,
+    });
+    closers.push(() => alerts.stop());
     const ingest = await startIngest({
       nc,
       responderNc,
@@ -277,7 +296,7 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
       tracer: deps.tracer ?? tracing.tracer,
       now: deps.now,
       audit,
-      outbox: integrations.outbox,
+      outbox: combineHooks(integrations.outbox, alerts.outbox),
     });
     closers.push(() => ingest.stop());
 
@@ -326,6 +345,7 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
       configs,
       models,
       media,
+      alerts: { store: alertStore },
       webhooks: {
         store: webhookStore,
         policy: {
@@ -343,7 +363,27 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
           check: () => (nc.isClosed() ? Promise.reject(new Error('connection closed')) : nc.flush()),
         },
       ],
-      { mounts, log },
+      {
+        mounts: [
+          ...mounts,
+          ...(alerts.urls
+            ? [
+                {
+                  path: '/public/alerts',
+                  handler: publicAlertRoutes({
+                    urls: alerts.urls,
+                    alerts: alertStore,
+                    media,
+                    audit,
+                    log,
+                    now: deps.now ?? (() => new Date()),
+                  }),
+                },
+              ]
+            : []),
+        ],
+        log,
+      },
     );
     // Listening starts only once every handler is attached (the event stream's upgrade below): a websocket that
     // arrived in between got a 404 from the REST app (seen in the issue 20 soak on a loaded machine).

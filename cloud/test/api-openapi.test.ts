@@ -276,6 +276,10 @@ describe('OpenAPI document', () => {
         case 'webhooks:read':
         case 'webhooks:write':
           return { type: 'webhooks', tenant: 'acme' };
+        case 'alerts:read':
+        case 'alerts:write':
+        case 'alerts:cancel':
+          return { type: 'alerts', tenant: 'acme' };
         case 'configs:read':
         case 'configs:write':
           return { type: 'configs', tenant: 'acme' };

@@ -37,6 +37,7 @@ describe('PostgreSQL migrations', () => {
       '0013_nats_key_unique',
       '0014_config_known_good',
       '0015_webhook_outbox',
+      '0016_alerts',
       '0018_webhooks_enabled_index',
       '0021_legal_holds',
     ]);
@@ -99,6 +100,8 @@ describe('PostgreSQL migrations', () => {
     const enabledIdx = await sql<{ n: number }>`
       select count(*)::int as n from pg_indexes where indexname = 'webhooks_tenant_enabled'`.execute(db);
     expect(enabledIdx.rows[0]?.n).toBe(0);
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0016_alerts']);
+    expect(await tables(db)).not.toContain('alert_messages');
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0015_webhook_outbox']);
     expect(await tables(db)).not.toContain('webhook_outbox');
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0014_config_known_good']);
@@ -162,6 +165,7 @@ describe('PostgreSQL migrations', () => {
       '0013_nats_key_unique',
       '0014_config_known_good',
       '0015_webhook_outbox',
+      '0016_alerts',
       '0018_webhooks_enabled_index',
       '0021_legal_holds',
     ]);
@@ -170,6 +174,7 @@ describe('PostgreSQL migrations', () => {
   it('0013 backfills current NATS keys; of two active devices sharing one, the first enrolled keeps it', async () => {
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0021_legal_holds']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0018_webhooks_enabled_index']);
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0016_alerts']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0015_webhook_outbox']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0014_config_known_good']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0013_nats_key_unique']);
@@ -196,6 +201,7 @@ describe('PostgreSQL migrations', () => {
       '0013_nats_key_unique',
       '0014_config_known_good',
       '0015_webhook_outbox',
+      '0016_alerts',
       '0018_webhooks_enabled_index',
       '0021_legal_holds',
     ]);

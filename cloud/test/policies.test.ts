@@ -52,6 +52,7 @@ describe('Cedar policy set', () => {
       'admin',
       'auditor-read',
       'installer',
+      'operator-alerts-cancel',
       'operator-media',
       'operator-read',
       'site-scope',
@@ -79,6 +80,7 @@ describe('Cedar policy set', () => {
       configs: ['Tenant', 'Site'],
       rollouts: ['Tenant', 'Site'],
       webhooks: ['Tenant'],
+      alerts: ['Tenant'],
     };
     for (const action of ACTIONS) {
       const expected = new Set(ACTION_RESOURCE_TYPES[action].flatMap((t) => cedarTypes[t]));

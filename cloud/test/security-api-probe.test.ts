@@ -16,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useRedis } from '@vigil/testkit';
 import { apiOperations, isIdempotent, type ApiOperation } from '../src/api/openapi.js';
 import { ensureDevConfigSigningKey } from '../src/index.js';
+import { AlertStore } from '../src/alerts/store.js';
 import { WebhookStore } from '../src/integrations/store.js';
 import { MediaRepository } from '../src/media/repository.js';
 import { FsMediaStore, mediaKeyFor } from '../src/media/store.js';
@@ -98,6 +99,8 @@ function judge(c: Case, res: RawResponse): string[] {
         other.mediaRead,
         other.rollout,
         other.webhook,
+        other.alertTarget,
+        other.alertIncident,
       ])
         if (m !== '' && res.text.includes(m))
           out.push(`${status}: the answer holds ${m} of the other tenant`);
@@ -224,6 +227,64 @@ describe('API adversarial probe (every route x role x tenant x hostile input)', 
           createdBy: `admin@${fx.tenant}`,
         })
       ).id;
+      const alertStore = new AlertStore(db);
+      fx.alertTarget = (
+        await alertStore.createTarget({
+          tenantId: fx.tenant,
+          name: 'probe',
+          url: 'https://agency.example.com/cap',
+          auth: 'signature',
+          createdBy: `admin@${fx.tenant}`,
+        })
+      ).target.id;
+      const rule = await alertStore.createRule({
+        tenantId: fx.tenant,
+        name: 'probe',
+        match: {},
+        targetIds: [fx.alertTarget],
+        createdBy: `admin@${fx.tenant}`,
+        cap: { event: 'Intrusion', urgency: 'Immediate', severity: 'Severe', certainty: 'Observed' },
+      });
+      fx.alertRule = rule.id;
+      fx.alertIncident = randomUUID();
+      await db
+        .insertInto('alert_incidents')
+        .values({
+          id: fx.alertIncident,
+          tenant_id: fx.tenant,
+          rule_id: rule.id,
+          site_id: fx.site,
+          device_id: fx.device,
+          camera_id: 'cam1',
+          track_id: 't1',
+          state: 'alerted',
+          first_seen_at: new Date(),
+          last_event_id: fx.event,
+          fingerprint: '[]',
+          seq: 1,
+          created_at: new Date(),
+          updated_at: new Date(),
+        })
+        .execute();
+      fx.alertMessage = `${fx.alertTarget}:vigil-${fx.alertIncident}-1`;
+      await db
+        .insertInto('alert_messages')
+        .values({
+          id: fx.alertMessage,
+          identifier: `vigil-${fx.alertIncident}-1`,
+          tenant_id: fx.tenant,
+          incident_id: fx.alertIncident,
+          target_id: fx.alertTarget,
+          seq: 1,
+          msg_type: 'Alert',
+          references_id: null,
+          sent: new Date(),
+          event_id: fx.event,
+          info: JSON.stringify({}),
+          state: 'dead',
+          updated_at: new Date(),
+        })
+        .execute();
       specs.set(fx, samples(fx, endRollouts));
       for (const role of roles)
         callers.push({

@@ -15,12 +15,7 @@ import {
   telemetryStreamConfig,
   type StreamSpec,
 } from '../src/ingest/streams.js';
-import {
-  WEBHOOK_JOB_SUBJECT,
-  ensureJobs,
-  jobsStreamConfig,
-  parseWebhookJob,
-} from '../src/integrations/jobs.js';
+import { JOBS_SUBJECTS, ensureJobs, jobsStreamConfig, parseWebhookJob } from '../src/integrations/jobs.js';
 
 const nats = useNats();
 const cfg = parseCloudConfig({
@@ -40,7 +35,7 @@ describe('stream guards against PubAck-driven JetStream API calls', () => {
     await nc?.close();
   });
 
-  it('ensureStreams and ensureJobs add deny_purge (all) and deny_delete (TELEMETRY, MEDIA, JOBS) to existing streams, and narrow JOBS to its job subject', async () => {
+  it('ensureStreams and ensureJobs add deny_purge (all) and deny_delete (TELEMETRY, MEDIA, JOBS) to existing streams, and narrow JOBS to its job subjects', async () => {
     // A deployment from before: the same streams without the flags, each holding a message.
     const old = (s: StreamSpec): StreamSpec => {
       const { deny_purge: _p, deny_delete: _d, ...rest } = s;
@@ -80,7 +75,9 @@ describe('stream guards against PubAck-driven JetStream API calls', () => {
       expect(config.deny_purge, name).toBe(true);
       expect(config.deny_delete ?? false, name).toBe(!deletable);
       expect(state.messages, `${name} kept its message`).toBe(1);
-      if (name === 'JOBS') expect(config.subjects).toEqual([WEBHOOK_JOB_SUBJECT]);
+      if (name === 'JOBS')
+        expect(config.subjects).toEqual(['vigil.jobs.webhooks.deliver', 'vigil.jobs.alerts.deliver']);
+      if (name === 'JOBS') expect(config.subjects).toEqual(JOBS_SUBJECTS);
       await expect(jsm.streams.purge(name), name).rejects.toThrow(/purge not permitted/);
       const del = jsm.streams.deleteMessage(name, state.first_seq, false);
       if (deletable) await expect(del, name).resolves.toBe(true);

@@ -57,6 +57,8 @@ const AUDITED_DENIALS: Readonly<Record<Exclude<Action, `${string}:read`>, string
   'rollouts:write': 'rollout.write',
   'media:erase': 'media.erase',
   'webhooks:write': 'webhook.write',
+  'alerts:write': 'alert.write',
+  'alerts:cancel': 'alert.cancel',
 };
 
 function resourceRef(r: Resource): string {

@@ -14,6 +14,7 @@ import type { MediaStore } from '../media/store.js';
 import type { Database } from '../storage/tables.js';
 import type { UrlPolicy } from '../integrations/ssrf.js';
 import type { WebhookStore } from '../integrations/store.js';
+import type { AlertStore } from '../alerts/store.js';
 import type { HttpMount } from './http.js';
 import { rateLimitMiddleware, type RateLimiter } from './ratelimit.js';
 import { createApiRouter } from './router.js';
@@ -35,6 +36,8 @@ export interface ApiMountDeps {
   verifier?: TokenVerifier | undefined;
   /** The webhook store shared with the outbox writer, and config integrations' URL policy. */
   webhooks?: { store: WebhookStore; policy: UrlPolicy } | undefined;
+  /** The alert store shared with the commit hook. */
+  alerts?: { store: AlertStore } | undefined;
   /** API rate limits (config rateLimit); default: none. */
   rateLimiter?: RateLimiter | undefined;
 }
@@ -45,7 +48,7 @@ export interface ApiMountDeps {
  * exit 78), not the first request.
  */
 export function createApiMounts(
-  config: Pick<CloudConfig, 'api' | 'auth' | 'authz' | 'fleet'>,
+  config: Pick<CloudConfig, 'api' | 'auth' | 'authz' | 'fleet' | 'alerts'>,
   deps: ApiMountDeps,
 ): HttpMount[] {
   if (!config.api.enabled) return [];
@@ -66,6 +69,8 @@ export function createApiMounts(
     models: deps.models,
     media: deps.media,
     webhooks: deps.webhooks,
+    alerts: deps.alerts,
+    senderDomain: config.alerts.senderDomain,
   });
   return [{ path: '/v1', handler: router }];
 }

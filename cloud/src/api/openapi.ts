@@ -28,6 +28,7 @@ import { API_MAX_JSON_DEPTH, API_MAX_URL_LENGTH } from './limits.js';
 import { configBodySchema } from '../config-ota/body.js';
 import { eraseBody, erasedMediaSchema, mediaPathParams } from '../media/routes.js';
 import { auditPageSchema, listAuditQuerySchema } from '../audit/routes.js';
+import { alertOperations } from '../alerts/api-operations.js';
 import { webhookOperations } from '../integrations/routes.js';
 import {
   configDocumentViewSchema,
@@ -505,6 +506,7 @@ export function apiOperations(maxPageSize: number): ApiOperation[] {
       errors: [404],
     })),
     ...webhookOperations(),
+    ...alertOperations(),
     {
       method: 'get',
       mount: '/v1',
@@ -584,6 +586,10 @@ const TAGS = [
   {
     name: 'Webhooks',
     description: 'Signed JSON webhooks (RFC 9421) of committed events, with retries and a delivery history.',
+  },
+  {
+    name: 'Agency alerts',
+    description: 'CAP 1.2 alerts to agencies: rules, targets, incidents, messages, dead letters.',
   },
   { name: 'API description', description: 'This document, as JSON and as HTML.' },
   { name: 'Operations', description: 'Liveness, readiness and metrics, outside /v1 (no authentication).' },

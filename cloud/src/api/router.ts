@@ -43,6 +43,8 @@ import { mountMediaRoutes } from '../media/routes.js';
 import { mountAuditRoutes } from '../audit/routes.js';
 import type { MediaStore } from '../media/store.js';
 import { mountWebhookRoutes } from '../integrations/routes.js';
+import { mountAlertRoutes } from '../alerts/routes.js';
+import { AlertStore } from '../alerts/store.js';
 import type { UrlPolicy } from '../integrations/ssrf.js';
 import { WebhookStore } from '../integrations/store.js';
 
@@ -76,6 +78,9 @@ export interface ApiDeps {
   /** Webhooks (integrations/): the store the outbox writer shares, and config integrations' URL policy; default: a
    * store on `db` and https-only, public-addresses-only URLs. */
   webhooks?: { store: WebhookStore; policy: UrlPolicy } | undefined;
+  alerts?: { store: AlertStore } | undefined;
+  /** config alerts.senderDomain (CAP sender of operator cancels). */
+  senderDomain?: string | undefined;
   /** Config api.idempotency (Idempotency-Key on POST and PATCH); default: 24 h, 60 s. */
   idempotency?: IdempotencyOptions | undefined;
 }
@@ -279,6 +284,15 @@ export function createApiRouter(deps: ApiDeps): Router {
     audit,
     authorizer: deps.authorizer,
     log: deps.log,
+  });
+  mountAlertRoutes(router, {
+    store: deps.alerts?.store ?? new AlertStore(deps.db, deps.now),
+    policy: deps.webhooks?.policy ?? { allowInsecureHttp: false, allowPrivateNetworks: false },
+    audit,
+    authorizer: deps.authorizer,
+    log: deps.log,
+    senderDomain: deps.senderDomain ?? 'vigil.invalid',
+    now: deps.now ?? (() => new Date()),
   });
   router.use(notFoundHandler);
   router.use(countRejections(rejected));

@@ -23,7 +23,10 @@ export type Action =
   | 'rollouts:read'
   | 'rollouts:write'
   | 'webhooks:read'
-  | 'webhooks:write';
+  | 'webhooks:write'
+  | 'alerts:read'
+  | 'alerts:write'
+  | 'alerts:cancel';
 
 /** Every action, for tests and tables. */
 export const ACTIONS: readonly Action[] = [
@@ -41,6 +44,9 @@ export const ACTIONS: readonly Action[] = [
   'rollouts:write',
   'webhooks:read',
   'webhooks:write',
+  'alerts:read',
+  'alerts:write',
+  'alerts:cancel',
 ];
 
 /**
@@ -86,6 +92,8 @@ export type Resource =
   | { readonly type: 'rollouts'; readonly tenant: string; readonly site?: string | undefined }
   /** Outgoing webhooks of a tenant: tenant-wide only (a webhook is asked about as its tenant's collection). */
   | { readonly type: 'webhooks'; readonly tenant: string }
+  /** Agency alerts of a tenant (rules, targets, incidents, CAP messages): tenant-wide only. */
+  | { readonly type: 'alerts'; readonly tenant: string }
   | {
       readonly type: 'media';
       readonly tenant: string;
@@ -114,6 +122,9 @@ export const ACTION_RESOURCE_TYPES: Readonly<Record<Action, readonly Resource['t
   'rollouts:write': ['rollouts'],
   'webhooks:read': ['webhooks'],
   'webhooks:write': ['webhooks'],
+  'alerts:read': ['alerts'],
+  'alerts:write': ['alerts'],
+  'alerts:cancel': ['alerts'],
 };
 
 /** Null when `action` applies to `resource`, else the reason to deny. */
@@ -166,6 +177,9 @@ const ROLE_GRANTS: Readonly<Record<Action, readonly string[]>> = {
   'rollouts:write': ['admin'],
   'webhooks:read': ['admin', 'auditor'],
   'webhooks:write': ['admin'],
+  'alerts:read': ['admin', 'operator', 'auditor'],
+  'alerts:write': ['admin'],
+  'alerts:cancel': ['admin', 'operator'],
 };
 
 /**

@@ -353,6 +353,47 @@ export const cloudConfigSchema = z
           .default(256 * 1024 * 1024),
       })
       .prefault({}),
+    /**
+     * Agency alerts, CAP 1.2 (cloud/src/alerts/): rules raise incidents from committed events; their Alert,
+     * Update and Cancel messages go through the same outbox, JOBS, retries, backoff and circuit breakers as
+     * webhooks (integrations.* applies), to HTTPS targets with mTLS or RFC 9421 signatures.
+     */
+    alerts: z
+      .strictObject({
+        /**
+         * The OASIS CAP 1.2 schema (CAP-v1.2.xsd); every message is validated against it before it is sent. Absent:
+         * incidents and messages are still committed, but this process delivers none (another one may).
+         */
+        capSchemaFile: z.string().min(1).optional(),
+        /** CAP `sender` is `<tenant>@<senderDomain>`. */
+        senderDomain: z
+          .string()
+          .regex(/^[A-Za-z0-9.-]{1,200}$/, 'must be a domain name (letters, digits, dots, hyphens)')
+          .default('vigil.invalid'),
+        /**
+         * Public base URL of this API (e.g. https://vigil.example.com), for the signed snapshot URLs in CAP
+         * `resource`; absent: messages carry no resource.
+         */
+        publicBaseUrl: z
+          .string()
+          .refine((u) => URL.canParse(u) && /^https?:$/.test(new URL(u).protocol), 'must be an http(s) URL')
+          .optional(),
+        /** How long a snapshot URL in a message stays valid. */
+        snapshotUrlTtlSeconds: z
+          .number()
+          .int()
+          .min(60)
+          .max(30 * 86_400)
+          .default(86_400),
+        /**
+         * File holding the HMAC key of snapshot URLs (at least 32 bytes); the same in every cloud process. Absent:
+         * a random key per process (URLs stop working when it restarts; logged).
+         */
+        urlKeyFile: z.string().min(1).optional(),
+        /** Real attempts of one message before it is a dead letter (replayable). */
+        maxAttempts: z.number().int().min(1).max(1000).default(20),
+      })
+      .prefault({}),
     /** OpenTelemetry traces (lib/tracing.ts). */
     tracing: z
       .strictObject({

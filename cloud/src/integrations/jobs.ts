@@ -23,12 +23,15 @@ import { DENY_PURGE_AND_DELETE } from '../ingest/streams.js';
 
 export const JOBS_STREAM = 'JOBS';
 export const WEBHOOK_JOB_SUBJECT = 'vigil.jobs.webhooks.deliver';
+/** Agency alert deliveries (CAP 1.2, cloud/src/alerts/): `{tenant_id, message_id}`, Nats-Msg-Id the outbox's. */
+export const ALERT_JOB_SUBJECT = 'vigil.jobs.alerts.deliver';
 /**
  * Only the job subjects that a consumer takes: a device can make JetStream publish a PubAck on any subject
  * (issue 12), and one stored on a subject nobody consumes would stay in JOBS for good, using its space.
  */
-export const JOBS_SUBJECTS = [WEBHOOK_JOB_SUBJECT];
+export const JOBS_SUBJECTS = [WEBHOOK_JOB_SUBJECT, ALERT_JOB_SUBJECT];
 export const WEBHOOKS_CONSUMER = 'webhooks';
+export const ALERTS_CONSUMER = 'alerts';
 /** A job is an event view plus ids (~1-2 KiB); anything much bigger is a bug. */
 export const JOBS_MAX_MSG_SIZE = 64 * 1024;
 export const JOBS_MAX_MSGS = 1_000_000;
@@ -70,7 +73,7 @@ type JobsConfig = Pick<CloudConfig, 'integrations' | 'streams'>;
 export function jobsStreamConfig(cfg: JobsConfig) {
   return {
     name: JOBS_STREAM,
-    description: 'Background jobs (webhook deliveries), work queue: acked or termed = done',
+    description: 'Background jobs (webhook and agency alert deliveries), work queue: acked or termed = done',
     subjects: JOBS_SUBJECTS,
     storage: StorageType.File,
     retention: RetentionPolicy.Workqueue,
@@ -86,12 +89,16 @@ export function jobsStreamConfig(cfg: JobsConfig) {
 }
 
 /** ack_wait: longer than one attempt can take, so a job is never redelivered while a worker still runs it. */
-export function webhooksConsumerConfig(cfg: JobsConfig) {
+export function webhooksConsumerConfig(
+  cfg: JobsConfig,
+  name = WEBHOOKS_CONSUMER,
+  subject = WEBHOOK_JOB_SUBJECT,
+) {
   return {
-    durable_name: WEBHOOKS_CONSUMER,
+    durable_name: name,
     ack_policy: AckPolicy.Explicit,
     deliver_policy: DeliverPolicy.All,
-    filter_subject: WEBHOOK_JOB_SUBJECT,
+    filter_subject: subject,
     ack_wait: nanos(cfg.integrations.timeoutMs * 2 + 10_000),
     // Unlimited here: the worker counts attempts itself (short-circuited deliveries are not attempts) and
     // terms a job that reaches MAX_JOB_DELIVERIES.
@@ -110,7 +117,7 @@ async function exists(info: () => Promise<unknown>, code: number): Promise<boole
   }
 }
 
-/** Creates or updates JOBS and the `webhooks` consumer (idempotent, safe when several processes race). */
+/** Creates or updates JOBS and its `webhooks` and `alerts` consumers (idempotent, safe when several processes race). */
 export async function ensureJobs(jsm: JetStreamManager, cfg: JobsConfig): Promise<void> {
   const stream = jobsStreamConfig(cfg);
   const { name, retention: _r, storage: _s, ...updatable } = stream;
@@ -120,13 +127,18 @@ export async function ensureJobs(jsm: JetStreamManager, cfg: JobsConfig): Promis
       if (!(await streamFound())) throw err;
     });
   await jsm.streams.update(name, updatable);
-  const consumer = webhooksConsumerConfig(cfg);
-  const { durable_name: _d, deliver_policy: _p, filter_subject: _f, ...changeable } = consumer;
-  const found = () =>
-    exists(() => jsm.consumers.info(JOBS_STREAM, WEBHOOKS_CONSUMER), JetStreamApiCodes.ConsumerNotFound);
-  if (!(await found()))
-    await jsm.consumers.add(JOBS_STREAM, consumer).catch(async (err: unknown) => {
-      if (!(await found())) throw err;
-    });
-  await jsm.consumers.update(JOBS_STREAM, WEBHOOKS_CONSUMER, changeable);
+  for (const [durable, subject] of [
+    [WEBHOOKS_CONSUMER, WEBHOOK_JOB_SUBJECT],
+    [ALERTS_CONSUMER, ALERT_JOB_SUBJECT],
+  ] as const) {
+    const consumer = webhooksConsumerConfig(cfg, durable, subject);
+    const { durable_name: _d, deliver_policy: _p, filter_subject: _f, ...changeable } = consumer;
+    const found = () =>
+      exists(() => jsm.consumers.info(JOBS_STREAM, durable), JetStreamApiCodes.ConsumerNotFound);
+    if (!(await found()))
+      await jsm.consumers.add(JOBS_STREAM, consumer).catch(async (err: unknown) => {
+        if (!(await found())) throw err;
+      });
+    await jsm.consumers.update(JOBS_STREAM, durable, changeable);
+  }
 }

@@ -5,7 +5,7 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import { Backoff, sleep } from '../lib/backoff.js';
 import { failpoint } from '../lib/failpoint.js';
 import type { Database } from '../storage/tables.js';
-import { JOBS_STREAM, WEBHOOK_JOB_SUBJECT } from './jobs.js';
+import { JOBS_STREAM, JOBS_SUBJECTS, WEBHOOK_JOB_SUBJECT } from './jobs.js';
 import { countOutbox, MAX_OUTBOX_ROWS } from './outbox.js';
 
 /** Outbox rows taken per pass (published at once, deleted in one statement). */
@@ -16,6 +16,11 @@ export const RELAY_IDLE_MS = 1000;
 export const RELAY_GAUGES_MS = 5000;
 /** One publish's wait for its PubAck. */
 const PUBLISH_TIMEOUT_MS = 5000;
+
+/** The JOBS subject of an outbox row: its own when it is one of JOBS's, else the webhook subject (pre-0016 rows). */
+export function subjectOf(subject: string | null): string {
+  return subject !== null && JOBS_SUBJECTS.includes(subject) ? subject : WEBHOOK_JOB_SUBJECT;
+}
 
 export interface RelayPass {
   /** Rows published (PubAck) and deleted. */
@@ -106,7 +111,7 @@ export class OutboxRelay {
     return db.transaction().execute(async (tx) => {
       const rows = await tx
         .selectFrom('webhook_outbox')
-        .select(['id', 'msg_id', 'payload'])
+        .select(['id', 'msg_id', 'payload', 'subject'])
         .orderBy('id')
         .limit(RELAY_BATCH)
         .forUpdate()
@@ -115,7 +120,9 @@ export class OutboxRelay {
       if (rows.length === 0) return { relayed: 0, failed: 0 };
       const results = await Promise.allSettled(
         rows.map((r) =>
-          js.publish(WEBHOOK_JOB_SUBJECT, r.payload, {
+          // A row names its job subject (alerts, migration 0016); older rows are webhook jobs. Only JOBS's own
+          // subjects: anything else would fail forever (no stream) and is kept out by the expect below.
+          js.publish(subjectOf(r.subject), r.payload, {
             msgID: r.msg_id,
             expect: { streamName: JOBS_STREAM },
             timeout: PUBLISH_TIMEOUT_MS,

@@ -15,6 +15,8 @@ import { WebhookWorker } from './worker.js';
 export interface IntegrationsRole {
   /** For ingest: writes each batch's webhook jobs in the batch's transaction (always, whatever `enabled`). */
   outbox: WebhookOutbox;
+  /** Jobs were committed to the outbox by another writer (alerts): relay now. */
+  nudge(): void;
   stop(): Promise<void>;
 }
 
@@ -47,7 +49,7 @@ export async function startIntegrations(deps: {
     log.info(
       'integrations disabled: JOBS ensured, webhook jobs are outboxed but relayed and delivered elsewhere',
     );
-    return { outbox, stop: () => Promise.resolve() };
+    return { outbox, nudge: () => undefined, stop: () => Promise.resolve() };
   }
   relay.start();
   const worker = new WebhookWorker({
@@ -61,6 +63,7 @@ export async function startIntegrations(deps: {
   worker.start();
   return {
     outbox,
+    nudge: () => relay.nudge(),
     stop: async () => {
       await relay.stop();
       await worker.stop();

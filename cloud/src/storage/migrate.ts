@@ -15,6 +15,7 @@ import * as m0012 from './migrations/0012_webhooks.js';
 import * as m0013 from './migrations/0013_nats_key_unique.js';
 import * as m0014 from './migrations/0014_config_known_good.js';
 import * as m0015 from './migrations/0015_webhook_outbox.js';
+import * as m0016 from './migrations/0016_alerts.js';
 import * as m0018 from './migrations/0018_webhooks_enabled_index.js';
 import * as m0021 from './migrations/0021_legal_holds.js';
 
@@ -36,6 +37,7 @@ const migrations: Record<string, Migration> = {
   '0013_nats_key_unique': m0013,
   '0014_config_known_good': m0014,
   '0015_webhook_outbox': m0015,
+  '0016_alerts': m0016,
   '0018_webhooks_enabled_index': m0018,
   '0021_legal_holds': m0021,
 };

@@ -8,11 +8,16 @@ export interface TenantsTable {
   created_at: CreatedAt;
 }
 
+/** Where a site is (migration 0016): the CAP `area` of its alerts. */
+export type SiteLocation =
+  { circle: { lat: number; lon: number; radius_km: number } } | { polygon: Array<[number, number]> };
+
 export interface SitesTable {
   tenant_id: string;
   id: string;
   name: string;
   created_at: CreatedAt;
+  location: ColumnType<SiteLocation | null, string | null | undefined, string | null>;
 }
 
 export interface DevicesTable {
@@ -313,6 +318,119 @@ export interface WebhookOutboxTable {
   /** The job as JSON text (the message body). */
   payload: string;
   created_at: Generated<Date>;
+  /** The JOBS subject (migration 0016); null: the webhook subject. */
+  subject: ColumnType<string | null, string | null | undefined, string | null>;
+}
+
+/** An agency endpoint (migration 0016; cloud/src/alerts/). Secrets are never returned by the API. */
+export interface AlertTargetsTable {
+  id: string;
+  tenant_id: string;
+  name: string;
+  url: string;
+  auth: 'mtls' | 'signature';
+  client_cert_pem: string | null;
+  client_key_pem: string | null;
+  ca_pem: string | null;
+  secret: string | null;
+  feed_token_sha256: string | null;
+  enabled: ColumnType<boolean, boolean | undefined, boolean>;
+  created_by: string;
+  created_at: Date;
+}
+
+/** What an alert rule matches (empty or absent lists: any). */
+export interface AlertRuleMatch {
+  labels?: string[];
+  zones?: string[];
+  sites?: string[];
+  cameras?: string[];
+  /** UTC days (0 = Sunday) and hours [from, to) the rule is active; absent: always. */
+  schedule?: { days?: number[]; from?: string; to?: string };
+  min_dwell_seconds?: number;
+  min_score?: number;
+}
+
+/** CAP info fields a rule sets. */
+export interface AlertRuleCap {
+  event: string;
+  urgency: 'Immediate' | 'Expected' | 'Future' | 'Past' | 'Unknown';
+  severity: 'Extreme' | 'Severe' | 'Moderate' | 'Minor' | 'Unknown';
+  certainty: 'Observed' | 'Likely' | 'Possible' | 'Unlikely' | 'Unknown';
+  headline?: string;
+}
+
+export interface AlertRulesTable {
+  id: string;
+  tenant_id: string;
+  name: string;
+  match: ColumnType<AlertRuleMatch, string, string>;
+  cap: ColumnType<AlertRuleCap, string, string>;
+  target_ids: string[];
+  enabled: ColumnType<boolean, boolean | undefined, boolean>;
+  created_by: string;
+  created_at: Date;
+  updated_at: Date;
+}
+
+export type AlertIncidentState = 'pending' | 'alerted' | 'cancelled' | 'ended';
+
+export interface AlertIncidentsTable {
+  id: string;
+  tenant_id: string;
+  rule_id: string;
+  site_id: string;
+  device_id: string;
+  camera_id: string;
+  track_id: string;
+  state: AlertIncidentState;
+  first_seen_at: Date;
+  last_event_id: string;
+  fingerprint: string;
+  seq: ColumnType<number, number | undefined, number>;
+  created_at: Date;
+  updated_at: Date;
+  cancelled_by: ColumnType<string | null, string | null | undefined, string | null>;
+}
+
+export type AlertMessageState = 'pending' | 'retrying' | 'delivered' | 'dead';
+
+/** What the CAP info of a message is built from (frozen when the message is created). */
+export interface AlertMessageInfo {
+  rule: AlertRuleCap;
+  rule_name: string;
+  label: string;
+  score: number;
+  zones: string[];
+  site_id: string;
+  camera_id: string;
+  device_id: string;
+  track_id: string;
+  occurred_at: string;
+  snapshot: { media_id: string; sha256: string | null; bytes: number | null } | null;
+  reason?: string;
+}
+
+export interface AlertMessagesTable {
+  id: string;
+  identifier: string;
+  tenant_id: string;
+  incident_id: string;
+  target_id: string;
+  seq: number;
+  msg_type: 'Alert' | 'Update' | 'Cancel';
+  references_id: string | null;
+  sent: Date;
+  event_id: string;
+  info: ColumnType<AlertMessageInfo, string, string>;
+  state: ColumnType<AlertMessageState, AlertMessageState | undefined, AlertMessageState>;
+  attempts: ColumnType<number, number | undefined, number>;
+  http_status: number | null;
+  answer: string | null;
+  error: string | null;
+  /** The last CAP XML built for it (what was, or would have been, sent). */
+  body: string | null;
+  updated_at: Date;
 }
 
 /** A legal hold (migration 0021; media/holds.ts): retention and erasure skip what an active one covers. */
@@ -353,4 +471,8 @@ export interface Database {
   webhook_deliveries: WebhookDeliveriesTable;
   webhook_outbox: WebhookOutboxTable;
   legal_holds: LegalHoldsTable;
+  alert_targets: AlertTargetsTable;
+  alert_rules: AlertRulesTable;
+  alert_incidents: AlertIncidentsTable;
+  alert_messages: AlertMessagesTable;
 }

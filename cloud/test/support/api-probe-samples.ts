@@ -22,6 +22,10 @@ export interface Fx {
   mediaErase: string;
   rollout: string;
   webhook: string;
+  alertTarget: string;
+  alertRule: string;
+  alertIncident: string;
+  alertMessage: string;
   model: Buffer;
 }
 
@@ -38,6 +42,10 @@ export const fixture = (tenant: string, site: string, p: string): Fx => {
     mediaErase: uuidV7(at.getTime()),
     rollout: randomUUID(),
     webhook: '',
+    alertTarget: '',
+    alertRule: '',
+    alertIncident: '',
+    alertMessage: '',
     model: randomBytes(1024),
   };
 };
@@ -183,6 +191,33 @@ export function samples(fx: Fx, endRollouts: (tenant: string) => Promise<void>):
     listWebhooks: { sample: {} },
     disableWebhook: { sample: { params: { id: fx.webhook }, body: reason } },
     listWebhookDeliveries: { sample: { params: { id: fx.webhook }, query: { limit: '10' } } },
+    createAlertTarget: {
+      sample: { body: { name: 'probe', url: 'https://agency.example.com/cap', auth: 'signature' } },
+    },
+    listAlertTargets: { sample: {} },
+    disableAlertTarget: { sample: { params: { id: fx.alertTarget } } },
+    enableAlertTarget: { sample: { params: { id: fx.alertTarget } }, phase: 1 },
+    createAlertRule: {
+      sample: {
+        body: {
+          name: 'probe',
+          match: { labels: ['person'] },
+          cap: { event: 'Intrusion' },
+          target_ids: [fx.alertTarget],
+        },
+      },
+    },
+    listAlertRules: { sample: {} },
+    updateAlertRule: { sample: { params: { id: fx.alertRule }, body: { name: 'probe' } } },
+    listAlertIncidents: { sample: { query: { state: 'alerted', limit: '10' } } },
+    cancelAlertIncident: { sample: { params: { id: fx.alertIncident }, body: reason } },
+    listAlertMessages: {
+      sample: { query: { incident: fx.alertIncident, target: fx.alertTarget, state: 'dead', limit: '10' } },
+    },
+    replayAlertMessage: { sample: { params: { id: fx.alertMessage } } },
+    setSiteLocation: {
+      sample: { params: { id: fx.site }, body: { circle: { lat: 48.8, lon: 2.3, radius_km: 1 } } },
+    },
     getOpenApiDocument: { sample: {} },
     getApiDocs: { sample: {} },
     getHealth: { sample: {} },

@@ -62,6 +62,10 @@ function resourcesFor(action: Action, tenant: string): Resource[] {
     case 'webhooks:read':
     case 'webhooks:write':
       return [{ type: 'webhooks', tenant }];
+    case 'alerts:read':
+    case 'alerts:write':
+    case 'alerts:cancel':
+      return [{ type: 'alerts', tenant }];
     case 'rollouts:read':
     case 'rollouts:write':
       return [
@@ -101,6 +105,9 @@ export const GRANTS: Readonly<Record<Action, readonly Role[]>> = {
   'rollouts:write': ['admin'],
   'webhooks:read': ['admin', 'auditor'],
   'webhooks:write': ['admin'],
+  'alerts:read': ['admin', 'operator', 'auditor'],
+  'alerts:write': ['admin'],
+  'alerts:cancel': ['admin', 'operator'],
 };
 
 const ALL_ACTIONS = Object.keys(GRANTS) as Action[];

@@ -53,12 +53,15 @@ applies_to := {
 	"rollouts:write": {"rollouts"},
 	"webhooks:read": {"webhooks"},
 	"webhooks:write": {"webhooks"},
+	"alerts:read": {"alerts"},
+	"alerts:write": {"alerts"},
+	"alerts:cancel": {"alerts"},
 }
 
 valid_request if input.resource.type in applies_to[input.action]
 
 # Reading metadata: the Cedar action group "read" (media:read is not in it).
-read_actions := {"events:read", "devices:read", "enrollment-tokens:read", "audit:read", "configs:read", "rollouts:read", "webhooks:read"}
+read_actions := {"events:read", "devices:read", "enrollment-tokens:read", "audit:read", "configs:read", "rollouts:read", "webhooks:read", "alerts:read"}
 
 collection_types := {"events", "devices", "enrollment-tokens", "configs", "rollouts"}
 
@@ -92,6 +95,8 @@ tenant_wide if input.resource.type == "audit-log"
 
 tenant_wide if input.resource.type == "webhooks"
 
+tenant_wide if input.resource.type == "alerts"
+
 site_known if "site" in object.keys(input.resource)
 
 # A device at no site (null) is at site "", which is in nobody's sites.
@@ -124,8 +129,13 @@ permits contains "admin" if "admin" in input.principal.roles
 # operator: reads events and devices (metadata), and media that is not personal data.
 permits contains "operator-read" if {
 	"operator" in input.principal.roles
-	input.action in {"events:read", "devices:read", "configs:read", "rollouts:read"}
+	input.action in {"events:read", "devices:read", "configs:read", "rollouts:read", "alerts:read"}
 	metadata_or_unknown
+}
+
+permits contains "operator-alerts-cancel" if {
+	"operator" in input.principal.roles
+	input.action == "alerts:cancel"
 }
 
 permits contains "operator-media" if {

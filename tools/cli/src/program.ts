@@ -10,6 +10,7 @@ import { register as registerEnrollToken } from './commands/enroll-token.js';
 import { register as registerEvents } from './commands/events.js';
 import { register as registerMedia } from './commands/media.js';
 import { register as registerWebhooks } from './commands/webhooks.js';
+import { register as registerAlerts } from './commands/alerts.js';
 import { register as registerRollout } from './commands/rollout.js';
 import { register as registerToken } from './commands/token.js';
 
@@ -90,6 +91,7 @@ Exit codes: 0 done, 1 failed (or something was not replayed), 2 usage error.`,
   registerConfig(program, ctx);
   registerMedia(program, ctx);
   registerWebhooks(program, ctx);
+  registerAlerts(program, ctx);
   return program;
 }
 

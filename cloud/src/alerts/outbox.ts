@@ -1,0 +1,263 @@
+import { randomUUID } from 'node:crypto';
+import type { Transaction } from 'kysely';
+import type { Logger } from 'pino';
+import { Counter, type Registry } from 'prom-client';
+import type { CommitHook, CommitWriter, NewEvent } from '../events/store.js';
+import { ALERT_JOB_SUBJECT } from '../integrations/jobs.js';
+import { committedView } from '../realtime/feed.js';
+import type { AlertMessageInfo, Database } from '../storage/tables.js';
+import { capIdentifier, capReference } from './cap.js';
+import { decide, fingerprintOf } from './rules.js';
+import type { AlertIncident, AlertRule, AlertStore } from './store.js';
+
+/** The job on `vigil.jobs.alerts.deliver`: which message to deliver (its content is in alert_messages). */
+export interface AlertJob {
+  tenant_id: string;
+  message_id: string;
+}
+
+/** The CAP sender of a tenant's messages (no spaces or commas: it goes into `references`). */
+export function senderOf(tenantId: string, domain: string): string {
+  return `${tenantId}@${domain}`;
+}
+
+/**
+ * Writes the next message of an incident for each of `targetIds` (in the caller's transaction): the row in
+ * alert_messages (identifier from incident + seq, `sent`, the reference to the previous message) and its job in
+ * the outbox (relayed to JOBS). The incident's seq must already be the new one.
+ */
+export async function writeMessages(
+  tx: Transaction<Database>,
+  m: {
+    incident: Pick<AlertIncident, 'id' | 'tenant_id'>;
+    seq: number;
+    msgType: 'Alert' | 'Update' | 'Cancel';
+    eventId: string;
+    info: AlertMessageInfo;
+    targetIds: readonly string[];
+    sender: string;
+    sent: Date;
+  },
+): Promise<number> {
+  if (m.targetIds.length === 0) return 0;
+  const targets = await tx
+    .selectFrom('alert_targets')
+    .select('id')
+    .where('tenant_id', '=', m.incident.tenant_id)
+    .where('id', 'in', [...m.targetIds])
+    .where('enabled', '=', true)
+    .execute();
+  const identifier = capIdentifier(m.incident.id, m.seq);
+  let written = 0;
+  for (const t of targets) {
+    const prev =
+      m.seq > 1
+        ? await tx
+            .selectFrom('alert_messages')
+            .select(['identifier', 'sent'])
+            .where('incident_id', '=', m.incident.id)
+            .where('target_id', '=', t.id)
+            .where('seq', '<', m.seq)
+            .orderBy('seq', 'desc')
+            .limit(1)
+            .executeTakeFirst()
+        : undefined;
+    const id = `${t.id}:${identifier}`;
+    await tx
+      .insertInto('alert_messages')
+      .values({
+        id,
+        identifier,
+        tenant_id: m.incident.tenant_id,
+        incident_id: m.incident.id,
+        target_id: t.id,
+        seq: m.seq,
+        msg_type: m.msgType,
+        references_id: prev ? capReference(m.sender, prev.identifier, prev.sent) : null,
+        sent: m.sent,
+        event_id: m.eventId,
+        info: JSON.stringify(m.info),
+        updated_at: m.sent,
+      })
+      .execute();
+    const job: AlertJob = { tenant_id: m.incident.tenant_id, message_id: id };
+    await tx
+      .insertInto('webhook_outbox')
+      .values({ msg_id: id, payload: JSON.stringify(job), subject: ALERT_JOB_SUBJECT })
+      .execute();
+    written++;
+  }
+  return written;
+}
+
+function infoOf(rule: AlertRule, e: ReturnType<typeof committedView>): AlertMessageInfo {
+  return {
+    rule: rule.cap,
+    rule_name: rule.name,
+    label: e.label,
+    score: e.score,
+    zones: e.zones,
+    site_id: e.site_id,
+    camera_id: e.camera_id,
+    device_id: e.device_id,
+    track_id: e.track_id,
+    occurred_at: e.occurred_at,
+    snapshot: e.snapshot
+      ? { media_id: e.snapshot.media_id, sha256: e.snapshot.sha256, bytes: e.snapshot.size_bytes }
+      : null,
+  };
+}
+
+/**
+ * Alert incidents and their CAP messages as part of the ingest commit (like the webhook outbox, and through the
+ * same outbox table and relay): the rules are read before the transaction (cached), incidents are read and
+ * written inside it (row locks: two batches of one track serialize), so a crash leaves an event with its
+ * incident change and message jobs, or none of them.
+ */
+export class AlertOutbox implements CommitHook {
+  private readonly messages: Counter<'type'>;
+
+  constructor(
+    private readonly store: AlertStore,
+    private readonly senderDomain: string,
+    private readonly log: Logger,
+    metrics: Registry,
+    private readonly now: () => Date = () => new Date(),
+    private readonly onWritten: () => void = () => undefined,
+  ) {
+    this.messages = new Counter({
+      name: 'vigil_cloud_alert_messages_total',
+      help: 'CAP messages committed to the outbox, by msgType (one per target)',
+      labelNames: ['type'],
+      registers: [metrics],
+    });
+  }
+
+  async prepare(rows: readonly NewEvent[]): Promise<CommitWriter | undefined> {
+    const rulesByTenant = new Map<string, AlertRule[]>();
+    for (const tenant of new Set(rows.map((r) => r.tenant_id))) {
+      const rules = await this.store.enabledRules(tenant);
+      if (rules.length > 0) rulesByTenant.set(tenant, rules);
+    }
+    if (rulesByTenant.size === 0) return undefined;
+    const counts = { Alert: 0, Update: 0, Cancel: 0 };
+    return {
+      write: async (tx, fresh) => {
+        const at = this.now();
+        // In the order they happened: an END in the same batch as the START must come after it.
+        const ordered = [...fresh].sort((a, b) => a.occurred_at.getTime() - b.occurred_at.getTime());
+        for (const row of ordered) {
+          const rules = rulesByTenant.get(row.tenant_id);
+          if (!rules) continue;
+          const e = committedView(row, at);
+          const incidents = await tx
+            .selectFrom('alert_incidents')
+            .selectAll()
+            .where(
+              'rule_id',
+              'in',
+              rules.map((r) => r.id),
+            )
+            .where('device_id', '=', e.device_id)
+            .where('camera_id', '=', e.camera_id)
+            .where('track_id', '=', e.track_id)
+            .forUpdate()
+            .execute();
+          for (const rule of rules) {
+            const incident = incidents.find((i) => i.rule_id === rule.id);
+            const d = decide(rule.match, incident, e);
+            if (d.kind === 'none') continue;
+            if (d.kind === 'end') {
+              await tx
+                .updateTable('alert_incidents')
+                .set({ state: 'ended', updated_at: at, last_event_id: e.event_id })
+                .where('id', '=', incident!.id)
+                .execute();
+              continue;
+            }
+            const fingerprint = fingerprintOf(e);
+            let current: Pick<AlertIncident, 'id' | 'tenant_id' | 'seq'>;
+            if (!incident) {
+              current = await tx
+                .insertInto('alert_incidents')
+                .values({
+                  id: randomUUID(),
+                  tenant_id: row.tenant_id,
+                  rule_id: rule.id,
+                  site_id: e.site_id,
+                  device_id: e.device_id,
+                  camera_id: e.camera_id,
+                  track_id: e.track_id,
+                  state: 'pending',
+                  first_seen_at: new Date(e.occurred_at),
+                  last_event_id: e.event_id,
+                  fingerprint,
+                  created_at: at,
+                  updated_at: at,
+                })
+                .returning(['id', 'tenant_id', 'seq'])
+                .executeTakeFirstOrThrow();
+              if (d.kind === 'pending') continue;
+            } else current = incident;
+            const msgType = d.kind === 'alert' ? 'Alert' : d.kind === 'update' ? 'Update' : 'Cancel';
+            const seq = current.seq + 1;
+            await tx
+              .updateTable('alert_incidents')
+              .set({
+                state: msgType === 'Cancel' ? 'ended' : 'alerted',
+                seq,
+                fingerprint,
+                last_event_id: e.event_id,
+                updated_at: at,
+              })
+              .where('id', '=', current.id)
+              .execute();
+            counts[msgType] += await writeMessages(tx, {
+              incident: current,
+              seq,
+              msgType,
+              eventId: e.event_id,
+              info: { ...infoOf(rule, e), ...(msgType === 'Cancel' ? { reason: 'track ended' } : {}) },
+              targetIds: rule.target_ids,
+              sender: senderOf(row.tenant_id, this.senderDomain),
+              sent: at,
+            });
+          }
+        }
+      },
+      committed: () => {
+        let total = 0;
+        for (const [type, n] of Object.entries(counts)) {
+          if (n > 0) this.messages.inc({ type }, n);
+          total += n;
+        }
+        if (total > 0) {
+          this.log.debug({ messages: counts }, 'alert messages committed');
+          this.onWritten();
+        }
+      },
+    };
+  }
+}
+
+/** Several commit hooks as one: prepared in turn, written in the same transaction, told in turn. */
+export function combineHooks(...hooks: CommitHook[]): CommitHook {
+  return {
+    async prepare(rows) {
+      const writers: CommitWriter[] = [];
+      for (const h of hooks) {
+        const w = await h.prepare(rows);
+        if (w) writers.push(w);
+      }
+      if (writers.length === 0) return undefined;
+      return {
+        write: async (tx, fresh) => {
+          for (const w of writers) await w.write(tx, fresh);
+        },
+        committed: () => {
+          for (const w of writers) w.committed();
+        },
+      };
+    },
+  };
+}
