@@ -67,7 +67,7 @@ describe('EventStore.insertBatchIds (unnest)', () => {
         snapshot_bytes: 2_000_000_000,
         priority: 3,
         attributes: JSON.stringify({ 'k"': 'v\\', empty: '' }),
-        label: "it's {a} \"label\"",
+        label: 'it\'s {a} "label"',
         payload: Buffer.alloc(0),
         stream_seq: '9007199254740993',
       }),
@@ -85,7 +85,7 @@ describe('EventStore.insertBatchIds (unnest)', () => {
     expect(s1.snapshot_bytes).toBe(2_000_000_000);
     expect(s1.priority).toBe(3);
     expect(s1.attributes).toEqual({ 'k"': 'v\\', empty: '' });
-    expect(s1.label).toBe("it's {a} \"label\"");
+    expect(s1.label).toBe('it\'s {a} "label"');
     expect(Buffer.compare(s1.payload, Buffer.alloc(0))).toBe(0);
     expect(String(s1.stream_seq)).toBe('9007199254740993');
     expect(s1.occurred_at.toISOString()).toBe(rows[0]!.occurred_at.toISOString());
@@ -119,7 +119,11 @@ describe('EventStore.insertBatchIds (unnest)', () => {
       committed: () => undefined,
     };
     await expect(store.insertBatchIds([r], writer)).rejects.toThrow('outbox down');
-    const found = await db.selectFrom('events').select('event_id').where('event_id', '=', r.event_id).execute();
+    const found = await db
+      .selectFrom('events')
+      .select('event_id')
+      .where('event_id', '=', r.event_id)
+      .execute();
     expect(found).toEqual([]);
   });
 

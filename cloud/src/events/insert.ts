@@ -33,7 +33,11 @@ const COLUMNS: ReadonlyArray<readonly [name: string, type: string, value: (r: Ne
   ['priority', 'smallint', (r) => r.priority ?? 0],
   ['attributes', 'text', (r) => r.attributes ?? '{}'],
   ['payload', 'bytea', (r) => r.payload],
-  ['stream_seq', 'bigint', (r) => (r.stream_seq === null || r.stream_seq === undefined ? null : String(r.stream_seq))],
+  [
+    'stream_seq',
+    'bigint',
+    (r) => (r.stream_seq === null || r.stream_seq === undefined ? null : String(r.stream_seq)),
+  ],
 ];
 
 /** Per-row casts back from the transport type (zones: array literal -> text[], attributes: text -> jsonb). */

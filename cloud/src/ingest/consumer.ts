@@ -134,7 +134,10 @@ export class IngestConsumer {
             // process() handles database and dead-letter failures itself; anything else leaves the batch
             // unacked (redelivered after ack_wait).
             this.deps.metrics.errors.inc({ stage: 'process' });
-            this.log.error({ err, messages: batch.length }, 'processing a batch failed; it will be redelivered');
+            this.log.error(
+              { err, messages: batch.length },
+              'processing a batch failed; it will be redelivered',
+            );
           });
           inFlight.add(p);
           void p.finally(() => inFlight.delete(p));
