@@ -52,19 +52,35 @@ export function textArrayLiteral(values: readonly string[]): string {
 }
 
 /**
- * One `INSERT INTO events ... SELECT FROM unnest($1::uuid[], ...) ON CONFLICT DO NOTHING RETURNING` for any
- * number of rows: 25 parameters, one plan shape. Returns the keys of the rows inserted now.
+ * One `INSERT INTO events ... SELECT FROM unnest($1::uuid[], ...)` for any number of rows: 25 parameters, one
+ * plan shape. Returns the keys of the rows inserted now.
+ *
+ * Optimistic first (`optimistic`): a plain INSERT, no ON CONFLICT, no RETURNING. Nearly every batch is new
+ * rows only, and the plain INSERT skips the arbiter-index probe and speculative insertion of ON CONFLICT for
+ * each row and sends nothing back. If any row is already stored the statement fails as a whole (unique
+ * violation, nothing written) and the caller runs it again with `optimistic: false`: ON CONFLICT DO NOTHING
+ * RETURNING, which says exactly which rows are new. Exactly-once is the primary key's either way.
  */
 export async function insertUnnest(
   db: Kysely<Database>,
   rows: readonly NewEvent[],
+  optimistic: boolean,
 ): Promise<Array<{ event_id: string; occurred_at: Date }>> {
   const arrays = COLUMNS.map(([, type, value]) => sql`${rows.map(value)}::${sql.raw(type)}[]`);
   const names = sql.raw(COLUMNS.map(([name]) => name).join(', '));
-  const { rows: inserted } = await sql<{ event_id: string; occurred_at: Date }>`
-    insert into events (${COLUMN_LIST})
-    select ${SELECT_LIST} from unnest(${sql.join(arrays)}) as u(${names})
+  const insert = sql`insert into events (${COLUMN_LIST})
+    select ${SELECT_LIST} from unnest(${sql.join(arrays)}) as u(${names})`;
+  if (optimistic) {
+    await insert.execute(db);
+    return rows.map((r) => ({ event_id: r.event_id, occurred_at: r.occurred_at }));
+  }
+  const { rows: inserted } = await sql<{ event_id: string; occurred_at: Date }>`${insert}
     on conflict (event_id, occurred_at) do nothing
     returning event_id, occurred_at`.execute(db);
   return inserted;
+}
+
+/** PostgreSQL's unique_violation: an optimistic INSERT met a row that is stored already. */
+export function isUniqueViolation(err: unknown): boolean {
+  return (err as { code?: unknown } | null)?.code === '23505';
 }
