@@ -18,6 +18,9 @@
 //                same publishes as natsPublish into EVENTS; events/s from the first publish until
 //                `select count(*) from events` = N (polled every 100 ms), ratios to copy and natsPublish, and the
 //                cloud's own ingest metrics from its /metrics (batch size and commit-seconds histograms)
+//   ingestDrain  the same N events published into EVENTS with no cloud running, then a fresh cloud drains them:
+//                events/s from its first INSERT transaction to count = N, ratio to copy (the cloud's own rate,
+//                not bound by the publisher as `ingest` is on a loaded machine)
 // Between phases events is truncated (partitions kept) and a CHECKPOINT is taken; the scratch stream is deleted;
 // before each ingest phase EVENTS and DEAD_LETTER are deleted (the cloud recreates them), and the cloud process
 // is fresh, so its metrics are that phase's alone. Every phase reports the CPU it used, per process.
@@ -43,6 +46,8 @@ import {
   DEAD_LETTER_STREAM,
   EVENTS_STREAM,
   FleetRegistry,
+  ensureIngestConsumer,
+  ensureStreams,
   parseCloudConfig,
   validateEvent,
   type CloudConfig,
@@ -386,6 +391,71 @@ async function phaseIngest(
   }
 }
 
+/**
+ * The cloud's own ingest rate, whatever the publisher manages: the N events are published into EVENTS first
+ * (the consumer exists, no cloud runs), then a fresh cloud drains them. events/s from the start of its first
+ * INSERT transaction (min(received_at), PostgreSQL's clock on this machine) until `count(*)` = N (polled every
+ * 50 ms). On a loaded machine the live phase above is bound by the publisher (its rate is natsPublish's); this
+ * is the figure to hold against COPY of the same rows.
+ */
+async function phaseDrain(
+  stack: Stack,
+  batch: Batch,
+  repeat: number,
+  jsm: JetStreamManager,
+  defaults: CloudConfig,
+  baseline: { copy: number },
+) {
+  await resetEvents(stack.db);
+  await deleteStream(jsm, EVENTS_STREAM);
+  await deleteStream(jsm, DEAD_LETTER_STREAM);
+  await ensureStreams(jsm, defaults);
+  await ensureIngestConsumer(jsm, defaults);
+  await new FleetRegistry(stack.db).registerDevice(device);
+  const nc = await connectAs(stack, { device }, 'bench-device-drain');
+  try {
+    log(`  ingestDrain: publishing ${N} events into EVENTS with no cloud running`);
+    await publishAll(nc, subject, batch);
+  } finally {
+    await nc.close();
+  }
+  const cloud = await startCloudProcess(stack, {}, `cloud-drain-${repeat}`, {
+    tracing: { enabled: TRACING },
+  });
+  try {
+    log(`  ingestDrain: cloud (pid ${cloud.pid}) drains them`);
+    const stopCpu = cpuWindow({ cloud: [cloud.pid], natsServer: [stack.natsPid] });
+    const deadline = Date.now() + 600_000;
+    for (;;) {
+      const rows = await countEvents(stack.db);
+      if (rows >= N) break;
+      if (Date.now() > deadline) throw new Error(`drain timed out at ${rows} of ${N} rows\n${cloud.logs()}`);
+      await sleep(50);
+    }
+    const doneAt = Date.now();
+    const cpu = stopCpu();
+    const { rows } = await sql<{ first: Date }>`select min(received_at) as first from events`.execute(
+      stack.db,
+    );
+    const seconds = (doneAt - new Date(rows[0]!.first).getTime()) / 1000;
+    const eventsPerSec = N / seconds;
+    return {
+      name: 'ingestDrain',
+      repeat,
+      events: N,
+      seconds: round(seconds, 3),
+      eventsPerSec: Math.round(eventsPerSec),
+      ratioToCopy: round(eventsPerSec / baseline.copy, 3),
+      metrics: ingestMetrics(await cloud.metricsText()),
+      cpu,
+    };
+  } finally {
+    await cloud.stop();
+    await deleteStream(jsm, EVENTS_STREAM);
+    await deleteStream(jsm, DEAD_LETTER_STREAM);
+  }
+}
+
 // ---- main ----
 
 async function main(): Promise<void> {
@@ -415,9 +485,10 @@ async function main(): Promise<void> {
         copy: copy.rowsPerSec,
         nats: nats.msgsPerSec,
       });
-      results.push({ ...copy, payloadBytesAvg: round(batch.bytes / N, 1) }, nats, ingest);
+      const drain = await phaseDrain(stack, batch, repeat, jsm, defaults, { copy: copy.rowsPerSec });
+      results.push({ ...copy, payloadBytesAvg: round(batch.bytes / N, 1) }, nats, ingest, drain);
       log(
-        `  -> copy ${copy.rowsPerSec} rows/s, natsPublish ${nats.msgsPerSec} msgs/s, ingest ${ingest.eventsPerSec} events/s`,
+        `  -> copy ${copy.rowsPerSec} rows/s, natsPublish ${nats.msgsPerSec} msgs/s, ingest ${ingest.eventsPerSec} events/s, drain ${drain.eventsPerSec} events/s`,
       );
     }
     const of = (name: string, key: string): number =>
@@ -425,6 +496,7 @@ async function main(): Promise<void> {
     const copyMed = of('copy', 'rowsPerSec');
     const natsMed = of('natsPublish', 'msgsPerSec');
     const ingestMed = of('ingest', 'eventsPerSec');
+    const drainMed = of('ingestDrain', 'eventsPerSec');
     const doc = {
       benchmark: 'cloud ingest throughput',
       command:
@@ -446,6 +518,8 @@ async function main(): Promise<void> {
         ingestEventsPerSec: ingestMed,
         ratioIngestToCopy: round(ingestMed / copyMed, 3),
         ratioIngestToNatsPublish: round(ingestMed / natsMed, 3),
+        ingestDrainEventsPerSec: drainMed,
+        ratioDrainToCopy: round(drainMed / copyMed, 3),
       },
       results,
     };

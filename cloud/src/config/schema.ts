@@ -112,6 +112,11 @@ export const cloudConfigSchema = z
         fetchExpiresMs: z.number().int().min(1000).max(30_000).default(1000),
         /** Unacked messages the consumer may hold: the back-pressure bound on the cloud side. */
         maxAckPending: z.number().int().min(1).max(100_000).default(2000),
+        /**
+         * Batches between fetch and ack at once: the next batch is fetched and decoded while these commit
+         * (cloud/bench/ingest.bench.ts). Each committing batch holds one database connection.
+         */
+        commitsInFlight: z.number().int().min(1).max(8).default(2),
         /** Events older than this (by occurred_at) are dead-lettered, not stored. */
         acceptPastDays: z.number().int().min(1).max(3650).default(30),
         /** Events this far ahead of the cloud clock are dead-lettered (a device clock gone wrong). */

@@ -1,5 +1,6 @@
 import { sql, type Insertable, type Kysely, type Transaction } from 'kysely';
 import type { Database, EventsTable } from '../storage/tables.js';
+import { insertUnnest, isUniqueViolation } from './insert.js';
 
 /** One row for `events`, as ingest builds it from a validated DetectionEvent. */
 export type NewEvent = Insertable<EventsTable> & {
@@ -48,26 +49,40 @@ export class EventStore {
   /**
    * {@link insertBatch}, returning the ids of the rows inserted now (not those stored before). `writer`, if
    * given, writes in the same transaction what must commit with exactly those rows.
+   *
+   * One statement whatever the batch size: every column travels as one array parameter and `unnest` turns them
+   * back into rows (`INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING`). A multi-row VALUES list of
+   * 500 rows x 25 columns cost PostgreSQL 12,500 parameters to bind and a plan per batch (cloud/bench/
+   * ingest.bench.ts). Without a writer the INSERT runs on its own (autocommit: atomic, one round trip instead
+   * of BEGIN, INSERT, COMMIT). The INSERT is tried without ON CONFLICT first (insert.ts: optimistic).
    */
   async insertBatchIds(rows: readonly NewEvent[], writer?: CommitWriter): Promise<string[]> {
     if (rows.length === 0) return [];
+    try {
+      return await this.insertOnce(rows, writer, true);
+    } catch (err) {
+      if (!isUniqueViolation(err)) throw err;
+      // Some row is stored already (a redelivery): nothing was written; again, skipping the stored rows.
+      return this.insertOnce(rows, writer, false);
+    }
+  }
+
+  private async insertOnce(
+    rows: readonly NewEvent[],
+    writer: CommitWriter | undefined,
+    optimistic: boolean,
+  ): Promise<string[]> {
+    if (!writer) return (await insertUnnest(this.db, rows, optimistic)).map((r) => r.event_id);
     const ids = await this.db.transaction().execute(async (tx) => {
-      const inserted = await tx
-        .insertInto('events')
-        .values([...rows])
-        .onConflict((oc) => oc.columns(['event_id', 'occurred_at']).doNothing())
-        .returning(['event_id', 'occurred_at'])
-        .execute();
-      if (writer) {
-        const keys = new Set(inserted.map((r) => `${r.event_id} ${r.occurred_at.getTime()}`));
-        await writer.write(
-          tx,
-          rows.filter((r) => keys.has(`${r.event_id} ${r.occurred_at.getTime()}`)),
-        );
-      }
+      const inserted = await insertUnnest(tx, rows, optimistic);
+      const keys = new Set(inserted.map((r) => `${r.event_id} ${r.occurred_at.getTime()}`));
+      await writer.write(
+        tx,
+        rows.filter((r) => keys.has(`${r.event_id} ${r.occurred_at.getTime()}`)),
+      );
       return inserted.map((r) => r.event_id);
     });
-    writer?.committed();
+    writer.committed();
     return ids;
   }
 

@@ -66,8 +66,10 @@ interface Poison {
  * The ingest loop on the durable pull consumer `ingest` of EVENTS:
  *
  *   fetch up to batchSize -> decode + validate -> ensure day partitions (outside the transaction)
- *   -> one transaction: multi-row INSERT ... ON CONFLICT (event_id, occurred_at) DO NOTHING -> COMMIT
+ *   -> one INSERT ... SELECT FROM unnest(...) ON CONFLICT (event_id, occurred_at) DO NOTHING (in one
+ *   transaction with the webhook outbox rows when there are webhooks) -> COMMIT
  *   -> ack -> push commit receipts; poison -> DEAD_LETTER (await PubAck) -> term.
+ * The next batch is fetched while one commits (run()).
  *
  * A message is acked only after its row is committed, so an ack means "in PostgreSQL". If the database
  * fails, the batch is nak'd with a delay and the loop backs off (capped exponential with jitter) and keeps
@@ -111,14 +113,35 @@ export class IngestConsumer {
     return this.abort.signal.aborted;
   }
 
+  /**
+   * Fetches batch N+1 (pull, decode happens in process) while batch N commits: at most
+   * `ingest.commitsInFlight` batches are between fetch and ack at once. An ack still follows its own batch's
+   * COMMIT; two batches in flight holding one event (a redelivery) are safe: the second INSERT waits for the
+   * first's row lock and then skips it (ON CONFLICT DO NOTHING), so only the first writes its outbox rows.
+   */
   private async run(): Promise<void> {
     let consumer: Consumer | undefined;
+    const inFlight = new Set<Promise<void>>();
+    const limit = this.deps.config.ingest.commitsInFlight;
     while (!this.stopping) {
       try {
         consumer ??= await this.getConsumer();
         const batch = await this.fetch(consumer);
         this.fetchBackoff.reset();
-        if (batch.length > 0) await this.process(batch);
+        while (inFlight.size >= limit) await Promise.race(inFlight);
+        if (batch.length > 0) {
+          const p = this.process(batch).catch((err: unknown) => {
+            // process() handles database and dead-letter failures itself; anything else leaves the batch
+            // unacked (redelivered after ack_wait).
+            this.deps.metrics.errors.inc({ stage: 'process' });
+            this.log.error(
+              { err, messages: batch.length },
+              'processing a batch failed; it will be redelivered',
+            );
+          });
+          inFlight.add(p);
+          void p.finally(() => inFlight.delete(p));
+        }
       } catch (err) {
         consumer = undefined;
         if (this.stopping) break;
@@ -131,6 +154,7 @@ export class IngestConsumer {
         await sleep(delay, this.abort.signal);
       }
     }
+    await Promise.all(inFlight);
   }
 
   /** The consumer handle; recreates the streams and the consumer if they are gone (e.g. a wiped server). */

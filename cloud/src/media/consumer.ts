@@ -7,11 +7,11 @@ import {
   type JetStreamManager,
   type JsMsg,
 } from '@nats-io/jetstream';
-import { sql, type Kysely } from 'kysely';
+import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { CloudConfig } from '../config/schema.js';
-import { deviceKey, siteMismatch, type DeviceCache } from '../ingest/devices.js';
+import { deviceKey, siteMismatch, type DeviceCache, type RegisteredDevice } from '../ingest/devices.js';
 import {
   MEDIA_CONSUMER,
   MEDIA_MAX_DELIVER,
@@ -22,8 +22,8 @@ import {
 import { Backoff, sleep } from '../lib/backoff.js';
 import type { Database } from '../storage/tables.js';
 import { publishDeadLetter, type DeadLetter } from '../ingest/dead-letter.js';
-import { MediaRepository } from './repository.js';
-import { mediaKeyFor, type MediaStore } from './store.js';
+import { storeMediaBatch } from './batch.js';
+import type { MediaStore } from './store.js';
 import { validateMedia, type MediaDeadLetterReason, type ValidMedia } from './validate.js';
 
 export interface MediaConsumerDeps {
@@ -40,8 +40,6 @@ export interface MediaConsumerDeps {
   random?: () => number;
 }
 
-/** Objects handled at once (each holds a database connection while its file is written). */
-const MEDIA_CONCURRENCY = 4;
 /** Objects taken per fetch, at most (the first is waited for, the rest are those already pending). */
 const BATCH_SIZE = 32;
 /** How long one fetch waits for a first object (NATS minimum: 1000). */
@@ -53,12 +51,13 @@ const DEAD_LETTER_RETRY_MS = 5_000;
 const NO_STORE_WARN_INTERVAL_MS = 60_000;
 
 type Outcome = 'ok' | 'duplicate' | 'no_store' | MediaDeadLetterReason | 'error';
-/** What handling a message did; on 'error' the caller naks it, 'dead_letter_failed' was nak'd already. */
+/** What handling a message did; 'dead_letter_failed' was nak'd already (counted as 'error'). */
 type Handled = Outcome | 'dead_letter_failed';
 
 /**
- * Stores media objects from the durable pull consumer `media` of MEDIA: validate -> registered device ->
- * (per media id, under a PostgreSQL advisory lock) index row? -> MediaStore.put -> INSERT -> ack.
+ * Stores media objects from the durable pull consumer `media` of MEDIA, a fetched batch at a time: validate ->
+ * registered device -> one transaction for the batch (media/batch.ts: advisory locks per media id, index rows?
+ * -> MediaStore.putMany -> INSERT) -> ack.
  *
  * An ack means "file written and row committed" (or a refusal that is in DEAD_LETTER, or a resend of what is
  * stored). A PostgreSQL or store error naks with a backed-off delay; on the consumer's last delivery
@@ -183,114 +182,128 @@ export class MediaConsumer {
   }
 
   /**
-   * Up to MEDIA_CONCURRENCY objects at once: each is a file write with two fsyncs and a small transaction, so
-   * they overlap well (measured: 106 objects/s one at a time, see cloud/bench/media.bench.ts). Each holds a
-   * PostgreSQL connection while its file is written, hence the small bound. One backoff sleep per failed batch.
+   * The batch at once: refusals are dead-lettered; the objects to store go through ONE transaction
+   * (storeMediaBatch: their files written together, one directory fsync per directory, their rows in one
+   * INSERT), then are acked. Measured against one transaction and two fsyncs per object (4 at a time):
+   * cloud/bench/media.bench.ts. A failed store naks the batch's objects with one backed-off delay (on an
+   * object's last delivery: DEAD_LETTER `store_failed`).
    */
   private async process(batch: JsMsg[]): Promise<void> {
+    if (this.stopping) {
+      for (const msg of batch) msg.nak(); // not started: another cloud process (or the next start) takes them
+      return;
+    }
+    const { config, store } = this.deps;
+    const now = this.deps.now();
+    const limits = { ...config.ingest, maxObjectBytes: config.media.maxObjectBytes };
+    const done: Array<Promise<void>> = [];
+    const count = (p: Promise<Handled> | Handled): void => {
+      done.push(
+        Promise.resolve(p).then((outcome) =>
+          this.received.inc({ result: outcome === 'dead_letter_failed' ? 'error' : outcome }),
+        ),
+      );
+    };
+
+    const valid: Array<{ msg: JsMsg; media: ValidMedia }> = [];
+    for (const msg of batch) {
+      const v = validateMedia(msg.subject, msg.data, now, limits);
+      if (v.ok) valid.push({ msg, media: v.media });
+      else count(this.deadLetter(msg, v, now));
+    }
+    let toStore: Array<{ msg: JsMsg; media: ValidMedia }> = [];
+    let failure: unknown;
+    try {
+      const devices = await this.deps.devices.registered(
+        valid.map(({ media: m }) => ({ tenantId: m.tenantId, deviceId: m.deviceId })),
+      );
+      for (const item of valid) {
+        const refusal = this.registryRefusal(item.media, devices);
+        if (refusal) count(this.deadLetter(item.msg, refusal, now));
+        else if (!store) {
+          this.warnNoStore(now);
+          item.msg.ack();
+          count('no_store');
+        } else toStore.push(item);
+      }
+    } catch (err) {
+      failure = err;
+      toStore = valid;
+    }
+
+    if (store && toStore.length > 0 && failure === undefined) {
+      const started = performance.now();
+      try {
+        const results = await storeMediaBatch(
+          this.deps.db,
+          store,
+          toStore.map((t) => t.media),
+          this.deps.now(),
+        );
+        const seconds = (performance.now() - started) / 1000;
+        toStore.forEach(({ msg, media: m }, i) => {
+          const stored = results[i]!;
+          if (stored === 'ok' || stored === 'duplicate') {
+            msg.ack();
+            if (stored === 'ok') {
+              this.storeSeconds.observe(seconds);
+              this.storedBytes.inc(m.sizeBytes);
+            }
+            count(stored);
+            return;
+          }
+          const detail = `media ${m.mediaId} of ${m.tenantId} is stored with sha256 ${stored.storedSha256}, not ${m.sha256}`;
+          const who = { tenantId: m.tenantId, deviceId: m.deviceId };
+          count(this.deadLetter(msg, { reason: 'media_id_conflict', detail, ...who }, now));
+        });
+      } catch (err) {
+        failure = err;
+      }
+    }
+
     let retryDelay: number | undefined;
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < batch.length) {
-        const msg = batch[next++]!;
-        if (this.stopping) {
-          msg.nak(); // not started: another cloud process (or the next start) takes it at once
+    if (failure !== undefined) {
+      retryDelay = this.retryBackoff.next();
+      for (const { msg, media: m } of toStore) {
+        const who = { tenantId: m.tenantId, deviceId: m.deviceId };
+        if (msg.info.deliveryCount >= MEDIA_MAX_DELIVER) {
+          const detail = `not stored after ${msg.info.deliveryCount} deliveries: ${(failure as Error).message}`;
+          this.log.error(
+            { err: failure, subject: msg.subject, mediaId: m.mediaId },
+            'storing media failed for good',
+          );
+          count(this.deadLetter(msg, { reason: 'store_failed', detail, ...who }, now));
           continue;
         }
-        const outcome = await this.handle(msg);
-        this.received.inc({ result: outcome === 'dead_letter_failed' ? 'error' : outcome });
-        if (outcome === 'error') {
-          retryDelay ??= this.retryBackoff.next();
-          msg.nak(retryDelay);
-        }
+        this.log.error(
+          { err: failure, subject: msg.subject, mediaId: m.mediaId, deliveries: msg.info.deliveryCount },
+          'storing media failed; it will be redelivered',
+        );
+        msg.nak(retryDelay);
+        count('error');
       }
-    };
-    await Promise.all(Array.from({ length: Math.min(MEDIA_CONCURRENCY, batch.length) }, worker));
+    }
+    await Promise.all(done);
     if (retryDelay === undefined) this.retryBackoff.reset();
     else await sleep(retryDelay, this.abort.signal);
   }
 
-  /** Handles one message; every outcome but 'error' has acked (or nak'd) it: the caller naks an 'error'. */
-  private async handle(msg: JsMsg): Promise<Handled> {
-    const { config, store } = this.deps;
-    const now = this.deps.now();
-    const limits = { ...config.ingest, maxObjectBytes: config.media.maxObjectBytes };
-    const v = validateMedia(msg.subject, msg.data, now, limits);
-    if (!v.ok) return this.deadLetter(msg, v, now);
-    const m = v.media;
-    const who = { tenantId: m.tenantId, deviceId: m.deviceId };
-    try {
-      const device = (await this.deps.devices.registered([who])).get(deviceKey(m.tenantId, m.deviceId));
-      if (!device)
-        return await this.deadLetter(
-          msg,
-          {
-            reason: 'unknown_device',
-            detail: `device ${m.tenantId}/${m.deviceId} is not registered`,
-            ...who,
-          },
-          now,
-        );
-      // The registry decides the site (the index row and the storage key are filed under it).
-      const mismatch = siteMismatch(m.tenantId, m.deviceId, m.siteId, device);
-      if (mismatch)
-        return await this.deadLetter(msg, { reason: 'site_mismatch', detail: mismatch, ...who }, now);
-      if (!store) {
-        this.warnNoStore(now);
-        msg.ack();
-        return 'no_store';
-      }
-      const stored = await this.store(store, m);
-      if (stored === 'ok' || stored === 'duplicate') {
-        msg.ack();
-        return stored;
-      }
-      const detail = `media ${m.mediaId} of ${m.tenantId} is stored with sha256 ${stored.storedSha256}, not ${m.sha256}`;
-      return await this.deadLetter(msg, { reason: 'media_id_conflict', detail, ...who }, now);
-    } catch (err) {
-      if (msg.info.deliveryCount >= MEDIA_MAX_DELIVER) {
-        const detail = `not stored after ${msg.info.deliveryCount} deliveries: ${(err as Error).message}`;
-        this.log.error({ err, subject: msg.subject, mediaId: m.mediaId }, 'storing media failed for good');
-        return this.deadLetter(msg, { reason: 'store_failed', detail, ...who }, now);
-      }
-      this.log.error(
-        { err, subject: msg.subject, mediaId: m.mediaId, deliveries: msg.info.deliveryCount },
-        'storing media failed; it will be redelivered',
-      );
-      return 'error';
-    }
-  }
-
-  /**
-   * Under a transaction-scoped advisory lock on (tenant, media id): the index row decides (same sha256: a
-   * resend; other: a conflict, the stored object untouched); otherwise write the file, then the row.
-   */
-  private async store(
-    store: MediaStore,
+  /** The registry decides: an unknown device, or a site other than the device's registered one, is refused. */
+  private registryRefusal(
     m: ValidMedia,
-  ): Promise<'ok' | 'duplicate' | { storedSha256: string }> {
-    return this.deps.db.transaction().execute(async (trx) => {
-      const lockKey = `media\n${m.tenantId}\n${m.mediaId}`;
-      await sql`select pg_advisory_xact_lock(hashtextextended(${lockKey}, 0))`.execute(trx);
-      const repository = new MediaRepository(trx);
-      const existing = await repository.get(m.tenantId, m.mediaId);
-      if (existing) return existing.sha256 === m.sha256 ? 'duplicate' : { storedSha256: existing.sha256 };
-      const key = mediaKeyFor(m);
-      const started = performance.now();
-      await store.put(key, m.data);
-      const { data: _data, ...fields } = m;
-      const result = await repository.insert({ ...fields, storedAt: this.deps.now(), storageKey: key });
-      if (result === 'inserted') {
-        this.storeSeconds.observe((performance.now() - started) / 1000);
-        this.storedBytes.inc(m.sizeBytes);
-        return 'ok';
-      }
-      if (result === 'duplicate') return 'duplicate';
-      // A writer that did not take the lock won the race: drop the file just written unless it is theirs.
-      const winner = await repository.get(m.tenantId, m.mediaId);
-      if (winner?.storage_key !== key) await store.delete(key);
-      return { storedSha256: winner?.sha256 ?? 'unknown' };
-    });
+    devices: Map<string, RegisteredDevice>,
+  ): DeadLetter<MediaDeadLetterReason> | undefined {
+    const who = { tenantId: m.tenantId, deviceId: m.deviceId };
+    const device = devices.get(deviceKey(m.tenantId, m.deviceId));
+    if (!device)
+      return {
+        reason: 'unknown_device',
+        detail: `device ${m.tenantId}/${m.deviceId} is not registered`,
+        ...who,
+      };
+    // The registry decides the site (the index row and the storage key are filed under it).
+    const mismatch = siteMismatch(m.tenantId, m.deviceId, m.siteId, device);
+    return mismatch ? { reason: 'site_mismatch', detail: mismatch, ...who } : undefined;
   }
 
   /** DEAD_LETTER (awaiting its PubAck), then ack; if dead-lettering fails the message is redelivered. */

@@ -1,4 +1,4 @@
-import type { Kysely, Selectable, Transaction } from 'kysely';
+import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
 import type { Database, MediaDeletedReason, MediaTable } from '../storage/tables.js';
 import { mediaHeld } from './holds.js';
 
@@ -19,6 +19,14 @@ export interface NewMedia {
   capturedAt: Date;
   storedAt: Date;
   storageKey: string;
+}
+
+/**
+ * The key of one media row in maps: tenant and media id (neither holds a newline: validated), the id in
+ * PostgreSQL's uuid spelling (lower case), as it comes back from the database.
+ */
+export function mediaRowKey(tenantId: string, mediaId: string): string {
+  return `${tenantId}\n${mediaId.toLowerCase()}`;
 }
 
 /** The media index in PostgreSQL; every read and change is scoped by tenant. */
@@ -53,6 +61,50 @@ export class MediaRepository {
     if (inserted) return 'inserted';
     const existing = await this.get(m.tenantId, m.mediaId);
     return existing?.sha256 === m.sha256 ? 'duplicate' : 'conflict';
+  }
+
+  /**
+   * Inserts the rows whose (tenant, media id) is not taken yet, in one statement; returns the keys inserted
+   * (`tenant\nmedia id`). The caller decides about the others (MediaRepository.getMany).
+   */
+  async insertMany(rows: readonly NewMedia[]): Promise<Set<string>> {
+    if (rows.length === 0) return new Set();
+    const inserted = await this.db
+      .insertInto('media')
+      .values(
+        rows.map((m) => ({
+          tenant_id: m.tenantId,
+          media_id: m.mediaId,
+          site_id: m.siteId,
+          device_id: m.deviceId,
+          camera_id: m.cameraId,
+          event_id: m.eventId,
+          content_type: m.contentType,
+          sha256: m.sha256,
+          size_bytes: m.sizeBytes,
+          redacted: m.redacted,
+          captured_at: m.capturedAt,
+          stored_at: m.storedAt,
+          storage_key: m.storageKey,
+        })),
+      )
+      .onConflict((oc) => oc.columns(['tenant_id', 'media_id']).doNothing())
+      .returning(['tenant_id', 'media_id'])
+      .execute();
+    return new Set(inserted.map((r) => mediaRowKey(r.tenant_id, r.media_id)));
+  }
+
+  /** The rows (live or tombstones) of these (tenant, media id) pairs, keyed `tenant\nmedia id`. */
+  async getMany(
+    keys: ReadonlyArray<{ tenantId: string; mediaId: string }>,
+  ): Promise<Map<string, Pick<MediaRow, 'sha256' | 'storage_key'>>> {
+    if (keys.length === 0) return new Map();
+    const { rows } = await sql<Pick<MediaRow, 'tenant_id' | 'media_id' | 'sha256' | 'storage_key'>>`
+      select m.tenant_id, m.media_id, m.sha256, m.storage_key
+        from media m
+        join unnest(${keys.map((k) => k.tenantId)}::text[], ${keys.map((k) => k.mediaId)}::uuid[]) as k(t, id)
+          on m.tenant_id = k.t and m.media_id = k.id`.execute(this.db);
+    return new Map(rows.map((r) => [mediaRowKey(r.tenant_id, r.media_id), r]));
   }
 
   /** The row (live or tombstone) or null; another tenant's id is null as well. */

@@ -12,6 +12,8 @@ import { VigilError } from '../lib/errors.js';
 export interface MediaStore {
   /** Stores `data` under `key` atomically and durably (the file is complete and fsynced, or absent). */
   put(key: string, data: Uint8Array): Promise<void>;
+  /** `put` of several objects, at once; resolves once all are durable (a failure: any subset may be stored). */
+  putMany(objects: ReadonlyArray<{ key: string; data: Uint8Array }>): Promise<void>;
   /** A stream of the bytes and their size, or null when the key holds nothing (deleted, never stored). */
   open(key: string): Promise<{ stream: ReadStream; size: number } | null>;
   /** Deletes the bytes; true when something was deleted, false when there was nothing. */
@@ -21,6 +23,15 @@ export interface MediaStore {
 export class MediaStoreError extends VigilError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('MEDIA_STORE_FAILED', message, true, options);
+  }
+}
+
+async function syncDirectory(dir: string): Promise<void> {
+  const dh = await open(dir, 'r');
+  try {
+    await dh.sync();
+  } finally {
+    await dh.close();
   }
 }
 
@@ -58,7 +69,29 @@ export class FsMediaStore implements MediaStore {
   }
 
   async put(key: string, data: Uint8Array): Promise<void> {
-    const path = this.resolve(key);
+    await this.putMany([{ key, data }]);
+  }
+
+  /**
+   * Each object as `put` does (temp file, write, fsync, rename into place), all at once; then every directory
+   * they went into is fsynced once (the renames are durable when the directory entries are). One directory
+   * fsync covers every rename into it that came before it, so a batch pays one per directory, not one per
+   * object. Resolves once everything is durable; on failure some objects may be in place (like a crash would
+   * leave them: the caller records none of them).
+   */
+  async putMany(objects: ReadonlyArray<{ key: string; data: Uint8Array }>): Promise<void> {
+    const paths = objects.map((o) => this.resolve(o.key));
+    await Promise.all(objects.map((o, i) => this.writeInPlace(o.key, paths[i]!, o.data)));
+    const dirs = [...new Set(paths.map((p) => dirname(p)))];
+    try {
+      await Promise.all(dirs.map(syncDirectory));
+    } catch (cause) {
+      throw new MediaStoreError(`syncing media directories failed: ${(cause as Error).message}`, { cause });
+    }
+  }
+
+  /** Temp file, write, fsync, rename to `path` (not yet durable: its directory is not synced). */
+  private async writeInPlace(key: string, path: string, data: Uint8Array): Promise<void> {
     const dir = dirname(path);
     const tmp = join(dir, `.${randomUUID()}.tmp`);
     try {
@@ -71,13 +104,6 @@ export class FsMediaStore implements MediaStore {
         await fh.close();
       }
       await rename(tmp, path);
-      // The rename is durable once the directory entry is: fsync the directory too.
-      const dh = await open(dir, 'r');
-      try {
-        await dh.sync();
-      } finally {
-        await dh.close();
-      }
     } catch (cause) {
       await rm(tmp, { force: true }).catch(() => undefined);
       throw new MediaStoreError(`storing media ${key} failed: ${(cause as Error).message}`, { cause });
