@@ -79,6 +79,7 @@ describe('Cedar policy set', () => {
       configs: ['Tenant', 'Site'],
       rollouts: ['Tenant', 'Site'],
       webhooks: ['Tenant'],
+      releases: ['Tenant'],
     };
     for (const action of ACTIONS) {
       const expected = new Set(ACTION_RESOURCE_TYPES[action].flatMap((t) => cedarTypes[t]));

@@ -57,6 +57,7 @@ const AUDITED_DENIALS: Readonly<Record<Exclude<Action, `${string}:read`>, string
   'rollouts:write': 'rollout.write',
   'media:erase': 'media.erase',
   'webhooks:write': 'webhook.write',
+  'releases:publish': 'release.publish',
 };
 
 function resourceRef(r: Resource): string {

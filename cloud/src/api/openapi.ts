@@ -29,6 +29,7 @@ import { configBodySchema } from '../config-ota/body.js';
 import { eraseBody, erasedMediaSchema, mediaPathParams } from '../media/routes.js';
 import { auditPageSchema, listAuditQuerySchema } from '../audit/routes.js';
 import { webhookOperations } from '../integrations/routes.js';
+import { releaseOperations } from '../releases/routes.js';
 import {
   configDocumentViewSchema,
   configPathParams,
@@ -505,6 +506,7 @@ export function apiOperations(maxPageSize: number): ApiOperation[] {
       errors: [404],
     })),
     ...webhookOperations(),
+    ...releaseOperations(),
     {
       method: 'get',
       mount: '/v1',

@@ -23,7 +23,9 @@ export type Action =
   | 'rollouts:read'
   | 'rollouts:write'
   | 'webhooks:read'
-  | 'webhooks:write';
+  | 'webhooks:write'
+  | 'releases:read'
+  | 'releases:publish';
 
 /** Every action, for tests and tables. */
 export const ACTIONS: readonly Action[] = [
@@ -41,6 +43,8 @@ export const ACTIONS: readonly Action[] = [
   'rollouts:write',
   'webhooks:read',
   'webhooks:write',
+  'releases:read',
+  'releases:publish',
 ];
 
 /**
@@ -86,6 +90,11 @@ export type Resource =
   | { readonly type: 'rollouts'; readonly tenant: string; readonly site?: string | undefined }
   /** Outgoing webhooks of a tenant: tenant-wide only (a webhook is asked about as its tenant's collection). */
   | { readonly type: 'webhooks'; readonly tenant: string }
+  /**
+   * The agent release repository (TUF, releases/). Read: addressed as the caller's own tenant (every tenant runs
+   * the agent). Publish: addressed as `releases.publisherTenant`, so only that tenant's admins can sign in.
+   */
+  | { readonly type: 'releases'; readonly tenant: string }
   | {
       readonly type: 'media';
       readonly tenant: string;
@@ -114,6 +123,8 @@ export const ACTION_RESOURCE_TYPES: Readonly<Record<Action, readonly Resource['t
   'rollouts:write': ['rollouts'],
   'webhooks:read': ['webhooks'],
   'webhooks:write': ['webhooks'],
+  'releases:read': ['releases'],
+  'releases:publish': ['releases'],
 };
 
 /** Null when `action` applies to `resource`, else the reason to deny. */
@@ -166,6 +177,8 @@ const ROLE_GRANTS: Readonly<Record<Action, readonly string[]>> = {
   'rollouts:write': ['admin'],
   'webhooks:read': ['admin', 'auditor'],
   'webhooks:write': ['admin'],
+  'releases:read': ['admin', 'operator', 'viewer', 'auditor'],
+  'releases:publish': ['admin'],
 };
 
 /**

@@ -208,6 +208,7 @@ export function resourceEntity(r: Resource): EntityJson {
             parents: [],
           };
     case 'webhooks':
+    case 'releases':
       return { uid: uid('Tenant', r.tenant), attrs: { tenant: r.tenant }, parents: [] };
     case 'audit-log':
       return { uid: uid('AuditLog', r.tenant), attrs: { tenant: r.tenant }, parents: [] };

@@ -62,6 +62,9 @@ function resourcesFor(action: Action, tenant: string): Resource[] {
     case 'webhooks:read':
     case 'webhooks:write':
       return [{ type: 'webhooks', tenant }];
+    case 'releases:read':
+    case 'releases:publish':
+      return [{ type: 'releases', tenant }];
     case 'rollouts:read':
     case 'rollouts:write':
       return [
@@ -101,6 +104,8 @@ export const GRANTS: Readonly<Record<Action, readonly Role[]>> = {
   'rollouts:write': ['admin'],
   'webhooks:read': ['admin', 'auditor'],
   'webhooks:write': ['admin'],
+  'releases:read': ['admin', 'operator', 'viewer', 'auditor'],
+  'releases:publish': ['admin'],
 };
 
 const ALL_ACTIONS = Object.keys(GRANTS) as Action[];
