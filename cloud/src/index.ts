@@ -121,3 +121,22 @@ export {
 export { MediaRepository, type MediaRow, type NewMedia } from './media/repository.js';
 export { FsMediaStore, mediaKeyFor, type MediaStore } from './media/store.js';
 export { MediaRetentionJob, retentionCutoff } from './media/retention.js';
+export {
+  generateKey as generateTufKey,
+  keyFileSchema as tufKeyFileSchema,
+  parseKeyFile as parseTufKeyFile,
+  publicKeyOf as tufPublicKeyOf,
+  signWith as tufSignWith,
+  TUF_SPEC_VERSION,
+  type TufKeyFile,
+} from './releases/keys.js';
+export {
+  bundleName,
+  CHANNEL_RE,
+  compareSemver,
+  SEMVER_RE,
+  TARGET_NAME_RE,
+  targetCustomSchema,
+  type TargetCustom,
+} from './releases/layout.js';
+export { ReleaseError } from './releases/errors.js';
