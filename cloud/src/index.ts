@@ -130,13 +130,5 @@ export {
   TUF_SPEC_VERSION,
   type TufKeyFile,
 } from './releases/keys.js';
-export {
-  bundleName,
-  CHANNEL_RE,
-  compareSemver,
-  SEMVER_RE,
-  TARGET_NAME_RE,
-  targetCustomSchema,
-  type TargetCustom,
-} from './releases/layout.js';
+export { targetCustomSchema, type TargetCustom } from './releases/layout.js';
 export { ReleaseError } from './releases/errors.js';

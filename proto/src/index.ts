@@ -18,6 +18,7 @@ export * from './gen/vigil/v1/receipt.js';
 export * from './gen/vigil/v1/device_service.js';
 export * from './gen/vigil/v1/media.js';
 export * from './subject.js';
+export * from './release.js';
 export * from './config-report.js';
 export * from './config-report-contract.js';
 

@@ -7,7 +7,8 @@ import { Counter, type Registry } from 'prom-client';
 import type { Database } from '../storage/tables.js';
 import { ReleaseError } from './errors.js';
 import { signWith, TUF_SPEC_VERSION, type TufKeyFile } from './keys.js';
-import { TARGET_NAME_RE, targetCustomSchema } from './layout.js';
+import { TARGET_NAME_RE } from '@vigil/proto';
+import { targetCustomSchema } from './layout.js';
 import type { FsReleaseRepository } from './repository.js';
 
 /** The PostgreSQL advisory lock that serializes writes to the repository across cloud processes ('vigil-tuf'). */

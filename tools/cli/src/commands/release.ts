@@ -2,14 +2,8 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { Metadata, MetadataKind, TargetFile, Targets, type Snapshot, type Timestamp } from '@tufjs/models';
-import {
-  bundleName,
-  CHANNEL_RE,
-  compareSemver,
-  SEMVER_RE,
-  tufSignWith,
-  TUF_SPEC_VERSION,
-} from '@vigil/cloud';
+import { tufSignWith, TUF_SPEC_VERSION } from '@vigil/cloud';
+import { bundleName, CHANNEL_RE, compareSemver, SEMVER_RE } from '@vigil/proto';
 import { InvalidArgumentError, type Command } from 'commander';
 import { ApiError, type ApiClient } from '../adapters/api.js';
 import { KEY_FILES, latestRoot, readKey } from '../adapters/release-keys.js';
