@@ -66,7 +66,11 @@ export const PROBLEM_KINDS: Readonly<Record<string, ProblemKind>> = {
     slug: 'release-signature-invalid',
     title: 'Release metadata not signed by a trusted key',
   },
-  RELEASE_VERSION_CONFLICT: { status: 409, slug: 'release-version-conflict', title: 'Release version conflict' },
+  RELEASE_VERSION_CONFLICT: {
+    status: 409,
+    slug: 'release-version-conflict',
+    title: 'Release version conflict',
+  },
   RELEASE_REPOSITORY_NOT_INITIALIZED: {
     status: 409,
     slug: 'release-repository-not-initialized',

@@ -107,7 +107,8 @@ export async function startGrpcServer(
         (result) => releaseFetches.inc({ result }),
         (err: unknown) => {
           const { code, details } = toStatus(err);
-          if (code === grpc.status.INTERNAL) log.error({ err, method: 'fetchRelease' }, 'FetchRelease failed');
+          if (code === grpc.status.INTERNAL)
+            log.error({ err, method: 'fetchRelease' }, 'FetchRelease failed');
           releaseFetches.inc({ result: code === grpc.status.UNAUTHENTICATED ? 'unauthenticated' : 'error' });
           call.emit('error', { code, details });
         },

@@ -15,11 +15,7 @@ export type ReleaseErrorCode =
   | 'UNAVAILABLE';
 
 export class ReleaseError extends VigilError {
-  constructor(
-    code: ReleaseErrorCode,
-    message: string,
-    options?: { cause?: unknown; reason?: string },
-  ) {
+  constructor(code: ReleaseErrorCode, message: string, options?: { cause?: unknown; reason?: string }) {
     super(code, message, code === 'UNAVAILABLE', options);
     this.reason = options?.reason ?? code.toLowerCase();
   }

@@ -1,5 +1,13 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign } from 'node:crypto';
-import { Key, Signature, type Metadata, type Root, type Snapshot, type Targets, type Timestamp } from '@tufjs/models';
+import {
+  Key,
+  Signature,
+  type Metadata,
+  type Root,
+  type Snapshot,
+  type Targets,
+  type Timestamp,
+} from '@tufjs/models';
 import { z } from 'zod';
 import { ReleaseError } from './errors.js';
 
@@ -55,7 +63,10 @@ export function parseKeyFile(text: string, where: string): TufKeyFile {
     .subarray(12)
     .toString('hex');
   if (derived !== parsed.data.public || keyIdOf(derived) !== parsed.data.keyid)
-    throw new ReleaseError('KEY_INVALID', `${where}: the public key or key id does not match the private key`);
+    throw new ReleaseError(
+      'KEY_INVALID',
+      `${where}: the public key or key id does not match the private key`,
+    );
   return parsed.data;
 }
 
@@ -71,5 +82,8 @@ export function signWith(
   append = true,
 ): void {
   const pem = createPrivateKey(key.private);
-  metadata.sign((bytes) => new Signature({ keyID: key.keyid, sig: sign(null, bytes, pem).toString('hex') }), append);
+  metadata.sign(
+    (bytes) => new Signature({ keyID: key.keyid, sig: sign(null, bytes, pem).toString('hex') }),
+    append,
+  );
 }

@@ -18,7 +18,8 @@ export type RepoPath =
 /** A repository path a client asked for, or null when it names nothing the repository can hold. */
 export function parseRepoPath(path: string): RepoPath | null {
   const m = METADATA_RE.exec(path);
-  if (m) return { kind: 'metadata', role: (m[1] ?? m[2]) as 'root' | 'snapshot' | 'targets' | 'timestamp', path };
+  if (m)
+    return { kind: 'metadata', role: (m[1] ?? m[2]) as 'root' | 'snapshot' | 'targets' | 'timestamp', path };
   const t = TARGET_FILE_RE.exec(path);
   if (t) return { kind: 'target', sha256: t[1]!, name: t[2]!, path };
   return null;
@@ -31,4 +32,3 @@ export const targetCustomSchema = z.strictObject({
   minVersion: z.string().regex(SEMVER_RE, 'must be a semantic version such as 1.0.0'),
 });
 export type TargetCustom = z.infer<typeof targetCustomSchema>;
-

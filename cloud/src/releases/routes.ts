@@ -93,9 +93,15 @@ export function mountReleaseRoutes(router: Router, deps: ReleaseRoutesDeps): voi
       if (!parsed) throw new NotFoundError();
       const found = await available().repo.locate(path);
       if (!found) throw new NotFoundError();
-      res.setHeader('Content-Type', parsed.kind === 'metadata' ? 'application/json' : 'application/octet-stream');
+      res.setHeader(
+        'Content-Type',
+        parsed.kind === 'metadata' ? 'application/json' : 'application/octet-stream',
+      );
       res.setHeader('Content-Length', String(found.size));
-      res.setHeader('Cache-Control', parsed.kind === 'metadata' && parsed.role === 'timestamp' ? 'no-store' : 'private, max-age=300');
+      res.setHeader(
+        'Cache-Control',
+        parsed.kind === 'metadata' && parsed.role === 'timestamp' ? 'no-store' : 'private, max-age=300',
+      );
       createReadStream(found.path).pipe(res);
     })
     .all(methodNotAllowed('GET', 'HEAD'));

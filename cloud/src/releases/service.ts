@@ -1,6 +1,14 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { Metadata, MetaFile, MetadataKind, Snapshot, Timestamp, type Root, type Targets } from '@tufjs/models';
+import {
+  Metadata,
+  MetaFile,
+  MetadataKind,
+  Snapshot,
+  Timestamp,
+  type Root,
+  type Targets,
+} from '@tufjs/models';
 import { sql, type Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
@@ -155,7 +163,11 @@ export class ReleaseService {
               { reason: 'bad_custom_fields' },
             );
           const sha256 = target.hashes.sha256;
-          if (!sha256 || !/^[0-9a-f]{64}$/.test(sha256) || !(await this.o.repo.hasBundle(sha256, name, target.length)))
+          if (
+            !sha256 ||
+            !/^[0-9a-f]{64}$/.test(sha256) ||
+            !(await this.o.repo.hasBundle(sha256, name, target.length))
+          )
             throw new ReleaseError(
               'VALIDATION_FAILED',
               `target ${name}: no uploaded bundle with this SHA-256 and length: upload it first`,
@@ -165,7 +177,10 @@ export class ReleaseService {
         for (const [name, target] of Object.entries(next.signed.targets))
           await this.o.repo.promote(target.hashes.sha256!, name);
         await this.o.repo.writeMetadata(`${next.signed.version}.targets.json`, serialize(next));
-        this.o.log.info({ version: next.signed.version, targets: Object.keys(next.signed.targets) }, 'targets published');
+        this.o.log.info(
+          { version: next.signed.version, targets: Object.keys(next.signed.targets) },
+          'targets published',
+        );
         await this.resign(root, true);
         return { version: next.signed.version };
       }),
@@ -186,7 +201,10 @@ export class ReleaseService {
   ): Promise<{ snapshot: number | null; timestamp: number | null }> {
     const key = this.o.onlineKey;
     if (!key)
-      throw new ReleaseError('UNAVAILABLE', 'releases.onlineKeyFile is not configured: nothing can sign timestamp');
+      throw new ReleaseError(
+        'UNAVAILABLE',
+        'releases.onlineKeyFile is not configured: nothing can sign timestamp',
+      );
     if (!onlineKeyTrusted(root, key))
       throw new ReleaseError(
         'UNAVAILABLE',
@@ -254,9 +272,13 @@ export class ReleaseService {
 
   private notExpired(md: Metadata<Root | Targets>, role: string): void {
     if (md.signed.isExpired(this.now()))
-      throw new ReleaseError('VALIDATION_FAILED', `${role} metadata expired at ${md.signed.expires}: sign it again`, {
-        reason: 'expired',
-      });
+      throw new ReleaseError(
+        'VALIDATION_FAILED',
+        `${role} metadata expired at ${md.signed.expires}: sign it again`,
+        {
+          reason: 'expired',
+        },
+      );
   }
 }
 
@@ -266,7 +288,9 @@ function onlineKeyTrusted(root: Metadata<Root>, key: TufKeyFile): boolean {
 
 function expiry(now: Date, seconds: number): string {
   // TUF expiries are whole seconds in UTC ("2026-01-01T00:00:00Z").
-  return new Date(Math.floor(now.getTime() / 1000) * 1000 + seconds * 1000).toISOString().replace('.000Z', 'Z');
+  return new Date(Math.floor(now.getTime() / 1000) * 1000 + seconds * 1000)
+    .toISOString()
+    .replace('.000Z', 'Z');
 }
 
 function serialize(md: Metadata<Root | Targets | Snapshot | Timestamp>): Buffer {

@@ -37,7 +37,10 @@ export async function startReleases(
     } catch (cause) {
       throw new ConfigError((cause as Error).message, { cause });
     }
-  } else log.warn('releases.onlineKeyFile is not set: the repository is served but its timestamp is never renewed');
+  } else
+    log.warn(
+      'releases.onlineKeyFile is not set: the repository is served but its timestamp is never renewed',
+    );
   const repo = new FsReleaseRepository(resolve(config.dir));
   await repo.init();
   const service = new ReleaseService({

@@ -1,4 +1,12 @@
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { Metadata, MetadataKind, type Root } from '@tufjs/models';
 import { parseTufKeyFile, type TufKeyFile } from '@vigil/cloud';
@@ -14,7 +22,11 @@ import { CliError } from '../errors.js';
  *   retired/          root keys replaced by `root rotate` (keep them until every device trusts the new root)
  */
 
-export const KEY_FILES = { root: 'root.key.json', targets: 'targets.key.json', online: 'online.key.json' } as const;
+export const KEY_FILES = {
+  root: 'root.key.json',
+  targets: 'targets.key.json',
+  online: 'online.key.json',
+} as const;
 
 /** Refuses a keys directory inside a git work tree: release keys must never be committed. */
 export function refuseInsideRepository(dir: string): void {
@@ -43,7 +55,9 @@ export function readKey(dir: string, name: string): TufKeyFile {
   try {
     text = readFileSync(path, 'utf8');
   } catch {
-    throw new CliError(`${path} not found: pass the keys directory \`vigil release root init\` created (--keys-dir)`);
+    throw new CliError(
+      `${path} not found: pass the keys directory \`vigil release root init\` created (--keys-dir)`,
+    );
   }
   return parseTufKeyFile(text, path);
 }
@@ -70,7 +84,8 @@ export function readRoot(dir: string, version: number): Metadata<Root> {
 
 export function latestRoot(dir: string): Metadata<Root> {
   const v = rootVersions(dir).at(-1);
-  if (v === undefined) throw new CliError(`${dir}/root holds no root metadata: run \`vigil release root init\``);
+  if (v === undefined)
+    throw new CliError(`${dir}/root holds no root metadata: run \`vigil release root init\``);
   return readRoot(dir, v);
 }
 

@@ -45,7 +45,10 @@ export function registerReleaseRoot(release: Command, ctx: CliContext): void {
   root
     .command('init')
     .description('create the root, targets and online keys and the first root metadata (offline)')
-    .requiredOption('--keys-dir <dir>', 'new directory for the keys (offline storage; refused inside a git tree)')
+    .requiredOption(
+      '--keys-dir <dir>',
+      'new directory for the keys (offline storage; refused inside a git tree)',
+    )
     .option('--expires-days <n>', 'root metadata lifetime in days (rotate before it ends)', int(1, 3650), 365)
     .action((o: RootOptions) => {
       refuseInsideRepository(o.keysDir);
@@ -83,7 +86,11 @@ export function registerReleaseRoot(release: Command, ctx: CliContext): void {
     )
     .requiredOption('--keys-dir <dir>', 'the keys directory `root init` created')
     .option('--targets', 'also replace the targets key', false)
-    .option('--online', 'also replace the online key (install the new online.key.json on the cloud first)', false)
+    .option(
+      '--online',
+      'also replace the online key (install the new online.key.json on the cloud first)',
+      false,
+    )
     .option('--expires-days <n>', 'root metadata lifetime in days', int(1, 3650), 365)
     .action((o: RootOptions & { targets: boolean; online: boolean }) => {
       refuseInsideRepository(o.keysDir);
@@ -126,13 +133,17 @@ export function registerReleaseRoot(release: Command, ctx: CliContext): void {
       }
       if (onlineKey) writeKey(o.keysDir, KEY_FILES.online, onlineKey);
       io.out(`root version ${signed.version} written to ${path} (expires ${signed.expires})`);
-      io.err(`The old root key is in ${join(o.keysDir, 'retired')}. ${OFFLINE_WARNING.replace('%DIR%', o.keysDir)}`);
+      io.err(
+        `The old root key is in ${join(o.keysDir, 'retired')}. ${OFFLINE_WARNING.replace('%DIR%', o.keysDir)}`,
+      );
       io.err(
         (onlineKey
           ? `Install the new ${join(o.keysDir, KEY_FILES.online)} on the cloud (releases.onlineKeyFile) first, then `
           : 'Next: ') +
           `\`vigil release root push --keys-dir ${o.keysDir}\`` +
-          (o.targets ? ', and publish again: the targets metadata must be signed by the new targets key.' : '.'),
+          (o.targets
+            ? ', and publish again: the targets metadata must be signed by the new targets key.'
+            : '.'),
       );
     });
 

@@ -6,15 +6,18 @@ import { tufSignWith, TUF_SPEC_VERSION } from '@vigil/cloud';
 import { bundleName, CHANNEL_RE, compareSemver, SEMVER_RE } from '@vigil/proto';
 import { InvalidArgumentError, type Command } from 'commander';
 import { ApiError, type ApiClient } from '../adapters/api.js';
-import { KEY_FILES, latestRoot, readKey } from '../adapters/release-keys.js';
+import { KEY_FILES, readKey, readRoot, rootVersions } from '../adapters/release-keys.js';
 import { CliError } from '../errors.js';
 import { apiClient, globals, int, withAuth, type AuthOptions, type CliContext } from './common.js';
 import { expiresIn, registerReleaseRoot } from './release-root.js';
 
-const semver = (what: string) => (value: string): string => {
-  if (!SEMVER_RE.test(value)) throw new InvalidArgumentError(`${what} must be a semantic version such as 1.4.0`);
-  return value;
-};
+const semver =
+  (what: string) =>
+  (value: string): string => {
+    if (!SEMVER_RE.test(value))
+      throw new InvalidArgumentError(`${what} must be a semantic version such as 1.4.0`);
+    return value;
+  };
 const channel = (value: string): string => {
   if (!CHANNEL_RE.test(value)) throw new InvalidArgumentError('expected lowercase letters, digits or "-"');
   return value;
@@ -48,6 +51,17 @@ async function currentTargets(client: ApiClient): Promise<Metadata<Targets> | un
   return Metadata.fromJSON(MetadataKind.Targets, (await get(`${version}.targets.json`)) as never);
 }
 
+function signedByOurTargetsKey(keysDir: string, targets: Metadata<Targets>): boolean {
+  return rootVersions(keysDir).some((v) => {
+    try {
+      readRoot(keysDir, v).verifyDelegate('targets', targets);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+}
+
 /** `vigil release`: sign and publish agent release bundles (The Update Framework). */
 export function register(program: Command, ctx: CliContext): void {
   const { io } = ctx;
@@ -59,7 +73,9 @@ export function register(program: Command, ctx: CliContext): void {
   withAuth(
     release
       .command('publish')
-      .description('sign a bundle with the targets key and upload it (PUT /v1/releases/bundles, /metadata/targets)')
+      .description(
+        'sign a bundle with the targets key and upload it (PUT /v1/releases/bundles, /metadata/targets)',
+      )
       .argument('<bundle>', 'the release bundle, vigil-agent-<version>-linux-x64.tar.gz')
       .requiredOption('--version <semver>', 'the agent version in the bundle', semver('--version'))
       .requiredOption('--channel <name>', 'release channel devices follow (e.g. stable, beta)', channel)
@@ -68,8 +84,16 @@ export function register(program: Command, ctx: CliContext): void {
         'the oldest installed version that may upgrade to this one directly',
         semver('--min-version'),
       )
-      .requiredOption('--keys-dir <dir>', 'the keys directory `vigil release root init` created (targets.key.json)')
-      .option('--expires-days <n>', 'targets metadata lifetime in days (publish again before it ends)', int(1, 730), 365)
+      .requiredOption(
+        '--keys-dir <dir>',
+        'the keys directory `vigil release root init` created (targets.key.json)',
+      )
+      .option(
+        '--expires-days <n>',
+        'targets metadata lifetime in days (publish again before it ends)',
+        int(1, 730),
+        365,
+      )
       .addHelpText(
         'after',
         '\nExample:\n  pnpm vigil release publish dist/vigil-agent-1.4.0-linux-x64.tar.gz --version 1.4.0 \\\n' +
@@ -81,7 +105,10 @@ export function register(program: Command, ctx: CliContext): void {
     const g = globals(cmd);
     const name = basename(bundle);
     if (name !== bundleName(o.version))
-      throw new CliError(`${name}: a bundle of version ${o.version} must be named ${bundleName(o.version)}`, 2);
+      throw new CliError(
+        `${name}: a bundle of version ${o.version} must be named ${bundleName(o.version)}`,
+        2,
+      );
     if (compareSemver(o.minVersion, o.version) > 0)
       throw new CliError(`--min-version ${o.minVersion} is newer than --version ${o.version}`, 2);
     let bytes: Buffer;
@@ -91,15 +118,21 @@ export function register(program: Command, ctx: CliContext): void {
       throw new CliError(`cannot read ${bundle}: ${(err as Error).message}`, 2);
     }
     const key = readKey(o.keysDir, KEY_FILES.targets);
-    const root = latestRoot(o.keysDir);
     const client = await apiClient(ctx, g, o);
     const current = await currentTargets(client);
-    // What the cloud holds must be ours (signed by this targets key) before it is signed again with a new entry.
-    if (current) root.verifyDelegate('targets', current);
+    // What the cloud holds must be ours (signed by a targets key one of our roots lists: the previous one right
+    // after a rotation) before it is signed again with a new entry.
+    if (current && !signedByOurTargetsKey(o.keysDir, current))
+      throw new CliError(
+        'the targets metadata on the cloud is not signed by any targets key of this keys directory: wrong ' +
+          '--keys-dir, or someone else publishes to this cloud',
+      );
     const sha256 = createHash('sha256').update(bytes).digest('hex');
     const existing = current?.signed.targets[name];
     if (existing && existing.hashes.sha256 !== sha256)
-      throw new CliError(`${name} is already published with other bytes: versions are immutable, publish a new one`);
+      throw new CliError(
+        `${name} is already published with other bytes: versions are immutable, publish a new one`,
+      );
     const targets = new Targets({
       version: (current?.signed.version ?? 0) + 1,
       specVersion: TUF_SPEC_VERSION,
@@ -117,8 +150,19 @@ export function register(program: Command, ctx: CliContext): void {
     const md = new Metadata(targets);
     tufSignWith(md, key);
     await client.upload(`/v1/releases/bundles/${sha256}`, bytes);
-    const { version } = await client.call<{ version: number }>('PUT', '/v1/releases/metadata/targets', md.toJSON());
-    const result = { name, version: o.version, channel: o.channel, min_version: o.minVersion, sha256, targets_version: version };
+    const { version } = await client.call<{ version: number }>(
+      'PUT',
+      '/v1/releases/metadata/targets',
+      md.toJSON(),
+    );
+    const result = {
+      name,
+      version: o.version,
+      channel: o.channel,
+      min_version: o.minVersion,
+      sha256,
+      targets_version: version,
+    };
     io.out(
       g.json
         ? JSON.stringify(result)
