@@ -147,7 +147,7 @@ export async function startGrpcServer(
     if (offset > BigInt(found.size))
       return fail(grpc.status.OUT_OF_RANGE, 'offset is past the end of the file', 'invalid');
     log.debug({ tenant: device.tenantId, device: device.deviceId, path }, 'release fetch');
-    return streamFile(call as unknown as ChunkCall, found.path, found.size, Number(offset));
+    return streamFile(call, found.path, found.size, Number(offset));
   }
 
   /** Streams one model to an authenticated device; resolves with the result label. */
@@ -175,7 +175,7 @@ export async function startGrpcServer(
     if (offset > BigInt(found.size))
       return fail(grpc.status.OUT_OF_RANGE, 'offset is past the end of the model', 'invalid');
     log.info({ tenant: device.tenantId, device: device.deviceId, sha256, offset }, 'model fetch');
-    return streamFile(call as unknown as ChunkCall, found.path, found.size, Number(offset));
+    return streamFile(call, found.path, found.size, Number(offset));
   }
 
   server.addService(DeviceServiceDefinition, impl);

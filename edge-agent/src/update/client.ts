@@ -154,7 +154,7 @@ export class ReleaseClient {
         'bad_target_path',
         `signed target ${JSON.stringify(target.path)} is not a bundle name: refused`,
       );
-    const c = target.custom as Record<string, unknown>;
+    const c = target.custom;
     const version = c.version;
     const channel = c.channel;
     const minVersion = c.minVersion;
