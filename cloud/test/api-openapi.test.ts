@@ -276,6 +276,9 @@ describe('OpenAPI document', () => {
         case 'webhooks:read':
         case 'webhooks:write':
           return { type: 'webhooks', tenant: 'acme' };
+        case 'releases:read':
+        case 'releases:publish':
+          return { type: 'releases', tenant: 'acme' };
         case 'configs:read':
         case 'configs:write':
           return { type: 'configs', tenant: 'acme' };

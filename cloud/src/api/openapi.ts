@@ -587,6 +587,11 @@ const TAGS = [
     name: 'Webhooks',
     description: 'Signed JSON webhooks (RFC 9421) of committed events, with retries and a delivery history.',
   },
+  {
+    name: 'Releases',
+    description:
+      'The agent release repository (The Update Framework): signed metadata and bundles, and publishing them.',
+  },
   { name: 'API description', description: 'This document, as JSON and as HTML.' },
   { name: 'Operations', description: 'Liveness, readiness and metrics, outside /v1 (no authentication).' },
 ];
