@@ -43,6 +43,8 @@ import { ConfigError } from './lib/errors.js';
 import { MediaRepository } from './media/repository.js';
 import { MediaRetentionJob } from './media/retention.js';
 import { FsMediaStore, type MediaStore } from './media/store.js';
+import { startReleases } from './releases/start.js';
+import type { Releases } from './releases/routes.js';
 import { RolloutExecutor } from './rollouts/executor.js';
 import { RolloutStore } from './rollouts/store.js';
 import { createLogger, createMetricsRegistry } from './lib/observability.js';
@@ -70,6 +72,8 @@ export interface CloudApp {
   readonly models: ModelStore;
   /** Uploaded media: the bytes (undefined when media.dir is unset: nothing is kept) and their index. */
   readonly media: { readonly store: MediaStore | undefined; readonly repository: MediaRepository };
+  /** The agent release repository (TUF), when releases.dir is set. */
+  readonly releases: Releases | undefined;
   stop(): Promise<void>;
 }
 
@@ -205,6 +209,10 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
     rollouts.start();
     closers.push(() => rollouts.stop());
 
+    // Agent releases (releases/): the TUF repository, and the job that keeps its timestamp fresh.
+    const releases = await startReleases(config.releases, { db, log, metrics, now: deps.now });
+    if (releases) closers.push(() => releases.stop());
+
     let grpcPort: number | undefined;
     let identity: DeviceIdentityService | undefined;
     if (config.identity) {
@@ -239,7 +247,7 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
             caFile: config.identity.caCertFile,
           },
           log,
-          { models, metrics, configs },
+          { models, metrics, configs, releases: releases?.repo },
         );
         closers.push(() => grpc.stop());
         grpcPort = grpc.port;
@@ -346,6 +354,7 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
       models,
       media,
       alerts: { store: alertStore },
+      releases,
       webhooks: {
         store: webhookStore,
         policy: {
@@ -442,6 +451,7 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
       configs,
       models,
       media,
+      releases,
       stop,
     };
   } catch (err) {

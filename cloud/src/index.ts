@@ -122,3 +122,14 @@ export { MediaRepository, type MediaRow, type NewMedia } from './media/repositor
 export { FsMediaStore, mediaKeyFor, type MediaStore } from './media/store.js';
 export { MediaRetentionJob, retentionCutoff } from './media/retention.js';
 export { HoldError, LegalHolds, mediaHeld, type HoldScope } from './media/holds.js';
+export {
+  generateKey as generateTufKey,
+  keyFileSchema as tufKeyFileSchema,
+  parseKeyFile as parseTufKeyFile,
+  publicKeyOf as tufPublicKeyOf,
+  signWith as tufSignWith,
+  TUF_SPEC_VERSION,
+  type TufKeyFile,
+} from './releases/keys.js';
+export { targetCustomSchema, type TargetCustom } from './releases/layout.js';
+export { ReleaseError } from './releases/errors.js';

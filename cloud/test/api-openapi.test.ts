@@ -280,6 +280,9 @@ describe('OpenAPI document', () => {
         case 'alerts:write':
         case 'alerts:cancel':
           return { type: 'alerts', tenant: 'acme' };
+        case 'releases:read':
+        case 'releases:publish':
+          return { type: 'releases', tenant: 'acme' };
         case 'configs:read':
         case 'configs:write':
           return { type: 'configs', tenant: 'acme' };

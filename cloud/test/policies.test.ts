@@ -81,6 +81,7 @@ describe('Cedar policy set', () => {
       rollouts: ['Tenant', 'Site'],
       webhooks: ['Tenant'],
       alerts: ['Tenant'],
+      releases: ['Tenant'],
     };
     for (const action of ACTIONS) {
       const expected = new Set(ACTION_RESOURCE_TYPES[action].flatMap((t) => cedarTypes[t]));

@@ -22,3 +22,5 @@ export { applyDeviceConfig, ConfigInvalidError, modelFilePath } from './remote-c
 export { ConfigJournal, configDir, type JournalEntry } from './remote-config/journal.js';
 export { RemoteConfigManager } from './remote-config/manager.js';
 export { ensureModelFiles, grpcModelFetcher, type ModelFetcher } from './remote-config/models.js';
+export * from './update/index.js';
+export type { DeviceIdentity } from './identity/index.js';

@@ -39,6 +39,7 @@ function fakeCloud(
 ): DeviceServiceServer {
   return {
     fetchModel: (call) => call.end(),
+    fetchRelease: (call) => call.end(),
     enroll: (call, cb) => {
       const req = call.request;
       seen.enroll.push(req);

@@ -18,9 +18,9 @@ export * from './gen/vigil/v1/receipt.js';
 export * from './gen/vigil/v1/device_service.js';
 export * from './gen/vigil/v1/media.js';
 export * from './subject.js';
+export * from './release.js';
 export * from './config-report.js';
 export * from './config-report-contract.js';
 
 // grpc-js: DeviceServiceService is the service definition for server.addService(); this alias reads better.
 export { DeviceServiceService as DeviceServiceDefinition } from './gen/vigil/v1/device_service.js';
-export { RELEASE, versionLine, type ReleaseInfo } from './release.js';

@@ -36,6 +36,9 @@ describe('DeviceService over grpc-js', () => {
         }),
       );
     },
+    fetchRelease(call) {
+      call.end();
+    },
     fetchModel(call) {
       call.end();
     },

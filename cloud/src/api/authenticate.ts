@@ -59,6 +59,7 @@ const AUDITED_DENIALS: Readonly<Record<Exclude<Action, `${string}:read`>, string
   'webhooks:write': 'webhook.write',
   'alerts:write': 'alert.write',
   'alerts:cancel': 'alert.cancel',
+  'releases:publish': 'release.publish',
 };
 
 function resourceRef(r: Resource): string {

@@ -9,6 +9,7 @@ import type { CloudConfig } from '../config/schema.js';
 import type { DeviceRevoker } from '../fleet/revocation.js';
 import type { ConfigIssuer } from '../config-ota/issuer.js';
 import type { ModelStore } from '../config-ota/models.js';
+import type { Releases } from '../releases/routes.js';
 import type { MediaRepository } from '../media/repository.js';
 import type { MediaStore } from '../media/store.js';
 import type { Database } from '../storage/tables.js';
@@ -31,6 +32,7 @@ export interface ApiMountDeps {
   audit?: AuditLog | undefined;
   configs?: ConfigIssuer | undefined;
   models?: ModelStore | undefined;
+  releases?: Releases | undefined;
   media?: { repository: MediaRepository; store: MediaStore | undefined } | undefined;
   /** Bearer token verification; default: built from config `auth`. */
   verifier?: TokenVerifier | undefined;
@@ -67,6 +69,7 @@ export function createApiMounts(
     idempotency: config.api.idempotency,
     configs: deps.configs,
     models: deps.models,
+    releases: deps.releases,
     media: deps.media,
     webhooks: deps.webhooks,
     alerts: deps.alerts,

@@ -30,6 +30,7 @@ import { eraseBody, erasedMediaSchema, mediaPathParams } from '../media/routes.j
 import { auditPageSchema, listAuditQuerySchema } from '../audit/routes.js';
 import { alertOperations } from '../alerts/api-operations.js';
 import { webhookOperations } from '../integrations/routes.js';
+import { releaseOperations } from '../releases/routes.js';
 import {
   configDocumentViewSchema,
   configPathParams,
@@ -507,6 +508,7 @@ export function apiOperations(maxPageSize: number): ApiOperation[] {
     })),
     ...webhookOperations(),
     ...alertOperations(),
+    ...releaseOperations(),
     {
       method: 'get',
       mount: '/v1',
@@ -590,6 +592,11 @@ const TAGS = [
   {
     name: 'Agency alerts',
     description: 'CAP 1.2 alerts to agencies: rules, targets, incidents, messages, dead letters.',
+  },
+  {
+    name: 'Releases',
+    description:
+      'The agent release repository (The Update Framework): signed metadata and bundles, and publishing them.',
   },
   { name: 'API description', description: 'This document, as JSON and as HTML.' },
   { name: 'Operations', description: 'Liveness, readiness and metrics, outside /v1 (no authentication).' },

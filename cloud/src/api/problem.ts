@@ -62,6 +62,23 @@ export const PROBLEM_KINDS: Readonly<Record<string, ProblemKind>> = {
   MEDIA_GONE: { status: 410, slug: 'media-gone', title: 'Media deleted' },
   // Erasure of media under an active legal hold (media/holds.ts).
   MEDIA_HELD: { status: 409, slug: 'media-held', title: 'Media under legal hold' },
+  // Release metadata (releases/): signed by a key root does not list, or not the next version.
+  RELEASE_SIGNATURE_INVALID: {
+    status: 422,
+    slug: 'release-signature-invalid',
+    title: 'Release metadata not signed by a trusted key',
+  },
+  RELEASE_VERSION_CONFLICT: {
+    status: 409,
+    slug: 'release-version-conflict',
+    title: 'Release version conflict',
+  },
+  RELEASE_REPOSITORY_NOT_INITIALIZED: {
+    status: 409,
+    slug: 'release-repository-not-initialized',
+    title: 'Release repository has no root yet',
+  },
+  KEY_INVALID: { status: 400, slug: 'invalid-request', title: 'Invalid request' },
   RATE_LIMITED: { status: 429, slug: 'rate-limited', title: 'Too many requests' },
   UNAVAILABLE: { status: 503, slug: 'unavailable', title: 'Service unavailable' },
   INTERNAL: { status: 500, slug: 'internal', title: 'Internal server error' },

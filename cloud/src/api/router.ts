@@ -37,6 +37,7 @@ import { rejectHostileText, requireUtf8Body } from './request-text.js';
 import { mountRolloutRoutes } from './rollouts.js';
 import { ConfigIssuer } from '../config-ota/issuer.js';
 import { ModelStore } from '../config-ota/models.js';
+import { mountReleaseRoutes, type Releases } from '../releases/routes.js';
 import { mountConfigRoutes } from '../config-ota/routes.js';
 import { MediaRepository } from '../media/repository.js';
 import { mountMediaRoutes } from '../media/routes.js';
@@ -71,6 +72,8 @@ export interface ApiDeps {
   rateLimit?: RequestHandler | undefined;
   /** Desired device configs (config-ota); default: one on `db` that cannot sign (issuing is a 503). */
   configs?: ConfigIssuer | undefined;
+  /** The agent release repository; default: none configured (503). */
+  releases?: Releases | undefined;
   /** The models store; default: none configured (503). */
   models?: ModelStore | undefined;
   /** The media index and store (media/); default: an index on `db` and no store (reads are a 503). */
@@ -278,6 +281,7 @@ export function createApiRouter(deps: ApiDeps): Router {
     log: deps.log,
     now: deps.now,
   });
+  mountReleaseRoutes(router, { releases: deps.releases, audit, authorizer: deps.authorizer, log: deps.log });
   mountWebhookRoutes(router, {
     store: deps.webhooks?.store ?? new WebhookStore(deps.db, deps.now),
     policy: deps.webhooks?.policy ?? { allowInsecureHttp: false, allowPrivateNetworks: false },

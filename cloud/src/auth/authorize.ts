@@ -26,7 +26,9 @@ export type Action =
   | 'webhooks:write'
   | 'alerts:read'
   | 'alerts:write'
-  | 'alerts:cancel';
+  | 'alerts:cancel'
+  | 'releases:read'
+  | 'releases:publish';
 
 /** Every action, for tests and tables. */
 export const ACTIONS: readonly Action[] = [
@@ -47,6 +49,8 @@ export const ACTIONS: readonly Action[] = [
   'alerts:read',
   'alerts:write',
   'alerts:cancel',
+  'releases:read',
+  'releases:publish',
 ];
 
 /**
@@ -94,6 +98,11 @@ export type Resource =
   | { readonly type: 'webhooks'; readonly tenant: string }
   /** Agency alerts of a tenant (rules, targets, incidents, CAP messages): tenant-wide only. */
   | { readonly type: 'alerts'; readonly tenant: string }
+  /**
+   * The agent release repository (TUF, releases/). Read: addressed as the caller's own tenant (every tenant runs
+   * the agent). Publish: addressed as `releases.publisherTenant`, so only that tenant's admins can sign in.
+   */
+  | { readonly type: 'releases'; readonly tenant: string }
   | {
       readonly type: 'media';
       readonly tenant: string;
@@ -125,6 +134,8 @@ export const ACTION_RESOURCE_TYPES: Readonly<Record<Action, readonly Resource['t
   'alerts:read': ['alerts'],
   'alerts:write': ['alerts'],
   'alerts:cancel': ['alerts'],
+  'releases:read': ['releases'],
+  'releases:publish': ['releases'],
 };
 
 /** Null when `action` applies to `resource`, else the reason to deny. */
@@ -180,6 +191,8 @@ const ROLE_GRANTS: Readonly<Record<Action, readonly string[]>> = {
   'alerts:read': ['admin', 'operator', 'auditor'],
   'alerts:write': ['admin'],
   'alerts:cancel': ['admin', 'operator'],
+  'releases:read': ['admin', 'operator', 'viewer', 'auditor'],
+  'releases:publish': ['admin'],
 };
 
 /**

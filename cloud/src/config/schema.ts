@@ -263,6 +263,44 @@ export const cloudConfigSchema = z
           .default(512 * 1024 * 1024),
       })
       .prefault({}),
+    /**
+     * The agent release repository (TUF; releases/README.md). Without `dir` it is not served (503 to admins,
+     * UNAVAILABLE to devices).
+     */
+    releases: z
+      .strictObject({
+        /** Repository root: metadata/, targets/ (bundles), incoming/ (uploads). Shared by every cloud process. */
+        dir: z.string().min(1).optional(),
+        /** The online key file (`vigil release root init` writes online.json): signs timestamp and snapshot only. */
+        onlineKeyFile: z.string().min(1).optional(),
+        /** The only tenant whose admins may publish (releases:publish is asked about this tenant). */
+        publisherTenant: z
+          .string()
+          .regex(/^[A-Za-z0-9_-]{1,63}$/)
+          .default('vigil'),
+        /** Lifetime of each signed timestamp: a device refuses the repository once it is older (freeze attacks). */
+        timestampExpirySeconds: z
+          .number()
+          .int()
+          .min(300)
+          .max(7 * 86_400)
+          .default(86_400),
+        snapshotExpirySeconds: z
+          .number()
+          .int()
+          .min(3600)
+          .max(365 * 86_400)
+          .default(7 * 86_400),
+        /** How often timestamp/snapshot are checked and re-signed once past half their lifetime. */
+        refreshIntervalSeconds: z.number().int().min(1).max(86_400).default(300),
+        /** Largest bundle accepted for upload. */
+        maxBundleBytes: z
+          .number()
+          .int()
+          .min(1024)
+          .default(512 * 1024 * 1024),
+      })
+      .prefault({}),
     /** The live event stream (GET /v1/stream, websocket; realtime/). Served with the API. */
     realtime: z
       .strictObject({

@@ -1,16 +1,12 @@
 import { open } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
-import {
-  DeviceServiceDefinition,
-  type DeviceServiceServer,
-  type FetchModelRequest,
-  type FetchModelResponse,
-} from '@vigil/proto';
+import { DeviceServiceDefinition, type DeviceServiceServer, type FetchModelRequest } from '@vigil/proto';
 import type { Logger } from 'pino';
 import { Counter, Registry } from 'prom-client';
 import type { ConfigIssuer } from '../config-ota/issuer.js';
 import { SHA256_RE, type ModelStore } from '../config-ota/models.js';
 import { VigilError } from '../lib/errors.js';
+import type { FsReleaseRepository } from '../releases/repository.js';
 import { EnrollmentTokenInvalidError } from './enrollment.js';
 import type { DeviceIdentityService } from './identity-service.js';
 
@@ -37,7 +33,12 @@ export interface GrpcServerExtras {
   /** Which models a device may fetch: those its issued configs name; without it FetchModel serves nothing. */
   configs?: Pick<ConfigIssuer, 'namesModel'> | undefined;
   metrics?: Registry | undefined;
+  /** Serves FetchRelease (the agent release repository); without it FetchRelease is UNAVAILABLE. */
+  releases?: FsReleaseRepository | undefined;
 }
+
+/** A server stream of file chunks (FetchModel, FetchRelease: the same message shape). */
+type ChunkCall = grpc.ServerWritableStream<unknown, { offset: bigint; data: Buffer; totalSize: bigint }>;
 
 export interface RunningGrpcServer {
   readonly port: number;
@@ -65,6 +66,12 @@ export async function startGrpcServer(
       labelNames: ['result'],
       registers: [metrics],
     });
+  const releaseFetches = new Counter({
+    name: 'vigil_cloud_release_fetches_total',
+    help: 'FetchRelease calls by result (ok, not_found, too_large, unauthenticated, error, cancelled)',
+    labelNames: ['result'],
+    registers: [metrics],
+  });
   const files = new grpc.experimental.FileWatcherCertificateProvider({
     certificateFile: opts.certFile,
     privateKeyFile: opts.keyFile,
@@ -94,14 +101,58 @@ export async function startGrpcServer(
         },
       );
     },
+    fetchRelease: (call) => {
+      const raw = call.getAuthContext()?.sslPeerCertificate?.raw;
+      void fetchRelease(call, raw ? { raw } : undefined).then(
+        (result) => releaseFetches.inc({ result }),
+        (err: unknown) => {
+          const { code, details } = toStatus(err);
+          if (code === grpc.status.INTERNAL)
+            log.error({ err, method: 'fetchRelease' }, 'FetchRelease failed');
+          releaseFetches.inc({ result: code === grpc.status.UNAUTHENTICATED ? 'unauthenticated' : 'error' });
+          call.emit('error', { code, details });
+        },
+      );
+    },
     renew: (call, callback) => {
       const raw = call.getAuthContext()?.sslPeerCertificate?.raw;
       respond(service.renew(raw ? { raw } : undefined, call.request), callback, log, 'renew');
     },
   };
+  /**
+   * Streams one release repository file to an authenticated device (any device of any tenant: every gateway runs
+   * the agent, and TUF, not secrecy, protects what it installs); resolves with the result label.
+   */
+  async function fetchRelease(
+    call: grpc.ServerWritableStream<{ path: string; offset: bigint; maxBytes: bigint }, unknown>,
+    peer: { raw: Buffer } | undefined,
+  ): Promise<string> {
+    const device = await service.authenticateDevice(peer);
+    const { path, offset, maxBytes } = call.request;
+    const fail = (code: grpc.status, details: string, result: string): string => {
+      call.emit('error', { code, details });
+      return result;
+    };
+    const repo = extras.releases;
+    if (!repo) return fail(grpc.status.UNAVAILABLE, 'the release repository is not configured', 'error');
+    // The path is matched whole against the repository layout before it reaches the filesystem.
+    const found = typeof path === 'string' && path.length <= 256 ? await repo.locate(path) : null;
+    if (!found) return fail(grpc.status.NOT_FOUND, 'no such release repository file', 'not_found');
+    if (maxBytes > 0n && BigInt(found.size) > maxBytes)
+      return fail(
+        grpc.status.RESOURCE_EXHAUSTED,
+        `the file is ${found.size} bytes, more than the ${maxBytes} asked for`,
+        'too_large',
+      );
+    if (offset > BigInt(found.size))
+      return fail(grpc.status.OUT_OF_RANGE, 'offset is past the end of the file', 'invalid');
+    log.debug({ tenant: device.tenantId, device: device.deviceId, path }, 'release fetch');
+    return streamFile(call, found.path, found.size, Number(offset));
+  }
+
   /** Streams one model to an authenticated device; resolves with the result label. */
   async function fetchModel(
-    call: grpc.ServerWritableStream<FetchModelRequest, FetchModelResponse>,
+    call: grpc.ServerWritableStream<FetchModelRequest, unknown>,
     peer: { raw: Buffer } | undefined,
   ): Promise<string> {
     const device = await service.authenticateDevice(peer);
@@ -121,31 +172,10 @@ export async function startGrpcServer(
       return fail(grpc.status.NOT_FOUND, notFound, 'not_named');
     const found = await models.locate(device.tenantId, sha256);
     if (!found) return fail(grpc.status.NOT_FOUND, notFound, 'not_found');
-    const total = BigInt(found.size);
-    if (offset > total)
+    if (offset > BigInt(found.size))
       return fail(grpc.status.OUT_OF_RANGE, 'offset is past the end of the model', 'invalid');
     log.info({ tenant: device.tenantId, device: device.deviceId, sha256, offset }, 'model fetch');
-    const fh = await open(found.path, 'r');
-    try {
-      let pos = Number(offset);
-      const buf = Buffer.alloc(FETCH_MODEL_CHUNK_BYTES);
-      while (pos < found.size) {
-        if (call.cancelled) return 'cancelled';
-        const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
-        if (bytesRead === 0) break;
-        const ok = call.write({
-          offset: BigInt(pos),
-          data: Buffer.from(buf.subarray(0, bytesRead)),
-          totalSize: total,
-        });
-        pos += bytesRead;
-        if (!ok) await new Promise<void>((resolve) => call.once('drain', () => resolve()));
-      }
-    } finally {
-      await fh.close();
-    }
-    call.end();
-    return 'ok';
+    return streamFile(call, found.path, found.size, Number(offset));
   }
 
   server.addService(DeviceServiceDefinition, impl);
@@ -165,6 +195,31 @@ export async function startGrpcServer(
         });
       }),
   };
+}
+
+/** Writes `file` from `offset` in chunks, with backpressure; resolves with the result label. */
+async function streamFile(call: ChunkCall, file: string, size: number, offset: number): Promise<string> {
+  const fh = await open(file, 'r');
+  try {
+    let pos = offset;
+    const buf = Buffer.alloc(FETCH_MODEL_CHUNK_BYTES);
+    while (pos < size) {
+      if (call.cancelled) return 'cancelled';
+      const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+      if (bytesRead === 0) break;
+      const ok = call.write({
+        offset: BigInt(pos),
+        data: Buffer.from(buf.subarray(0, bytesRead)),
+        totalSize: BigInt(size),
+      });
+      pos += bytesRead;
+      if (!ok) await new Promise<void>((resolve) => call.once('drain', () => resolve()));
+    }
+  } finally {
+    await fh.close();
+  }
+  call.end();
+  return 'ok';
 }
 
 function respond<T>(result: Promise<T>, callback: grpc.sendUnaryData<T>, log: Logger, method: string): void {

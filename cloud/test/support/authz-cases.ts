@@ -66,6 +66,9 @@ function resourcesFor(action: Action, tenant: string): Resource[] {
     case 'alerts:write':
     case 'alerts:cancel':
       return [{ type: 'alerts', tenant }];
+    case 'releases:read':
+    case 'releases:publish':
+      return [{ type: 'releases', tenant }];
     case 'rollouts:read':
     case 'rollouts:write':
       return [
@@ -108,6 +111,8 @@ export const GRANTS: Readonly<Record<Action, readonly Role[]>> = {
   'alerts:read': ['admin', 'operator', 'auditor'],
   'alerts:write': ['admin'],
   'alerts:cancel': ['admin', 'operator'],
+  'releases:read': ['admin', 'operator', 'viewer', 'auditor'],
+  'releases:publish': ['admin'],
 };
 
 const ALL_ACTIONS = Object.keys(GRANTS) as Action[];

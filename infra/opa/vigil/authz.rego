@@ -6,11 +6,12 @@
 #   input.principal  {"subject", "tenant", "roles": [..], "sites": [..] (only for a site-scoped user)}
 #   input.action     "events:read" | "devices:read" | "devices:revoke" | "enrollment-tokens:create" |
 #                    "enrollment-tokens:read" | "audit:read" | "media:read" | "media:erase" | "configs:read" |
-#                    "configs:write" | "rollouts:read" | "rollouts:write" | "webhooks:read" | "webhooks:write"
+#                    "configs:write" | "rollouts:read" | "rollouts:write" | "webhooks:read" | "webhooks:write" |
+#                    "releases:read" | "releases:publish"
 #   input.resource   {"type", "tenant", ...} exactly as cloud/src/auth/authorize.ts (Resource) defines it:
 #                    collections "events" | "devices" | "enrollment-tokens" | "configs" | "rollouts" with an
 #                    optional "site";
-#                    "audit-log"; "webhooks" (tenant-wide, never with a site); single resources "event" | "device" | "media" with "id" and, once loaded,
+#                    "audit-log"; "webhooks" and "releases" (tenant-wide, never with a site); single resources "event" | "device" | "media" with "id" and, once loaded,
 #                    "site" (null: a device at no site), "camera", "dataClass".
 # An absent attribute of a single resource means "not loaded yet" (the cloud asks again once it is).
 #
@@ -56,12 +57,14 @@ applies_to := {
 	"alerts:read": {"alerts"},
 	"alerts:write": {"alerts"},
 	"alerts:cancel": {"alerts"},
+	"releases:read": {"releases"},
+	"releases:publish": {"releases"},
 }
 
 valid_request if input.resource.type in applies_to[input.action]
 
 # Reading metadata: the Cedar action group "read" (media:read is not in it).
-read_actions := {"events:read", "devices:read", "enrollment-tokens:read", "audit:read", "configs:read", "rollouts:read", "webhooks:read", "alerts:read"}
+read_actions := {"events:read", "devices:read", "enrollment-tokens:read", "audit:read", "configs:read", "rollouts:read", "webhooks:read", "alerts:read", "releases:read"}
 
 collection_types := {"events", "devices", "enrollment-tokens", "configs", "rollouts"}
 
@@ -93,7 +96,7 @@ tenant_wide if {
 
 tenant_wide if input.resource.type == "audit-log"
 
-tenant_wide if input.resource.type == "webhooks"
+tenant_wide if input.resource.type in {"webhooks", "releases"}
 
 tenant_wide if input.resource.type == "alerts"
 
@@ -129,7 +132,7 @@ permits contains "admin" if "admin" in input.principal.roles
 # operator: reads events and devices (metadata), and media that is not personal data.
 permits contains "operator-read" if {
 	"operator" in input.principal.roles
-	input.action in {"events:read", "devices:read", "configs:read", "rollouts:read", "alerts:read"}
+	input.action in {"events:read", "devices:read", "configs:read", "rollouts:read", "alerts:read", "releases:read"}
 	metadata_or_unknown
 }
 
@@ -147,7 +150,7 @@ permits contains "operator-media" if {
 # viewer: reads event metadata and devices.
 permits contains "viewer-read" if {
 	"viewer" in input.principal.roles
-	input.action in {"events:read", "devices:read", "configs:read", "rollouts:read"}
+	input.action in {"events:read", "devices:read", "configs:read", "rollouts:read", "releases:read"}
 	metadata_or_unknown
 }
 

@@ -9,6 +9,7 @@ import { register as registerDlq } from './commands/dlq.js';
 import { register as registerEnrollToken } from './commands/enroll-token.js';
 import { register as registerEvents } from './commands/events.js';
 import { register as registerMedia } from './commands/media.js';
+import { register as registerRelease } from './commands/release.js';
 import { register as registerWebhooks } from './commands/webhooks.js';
 import { register as registerAlerts } from './commands/alerts.js';
 import { register as registerRollout } from './commands/rollout.js';
@@ -72,6 +73,9 @@ Examples:
   pnpm vigil rollout create --tenant dev --body-file body.json --canary 3 --waves 10,50,100 --min-fps-ratio 0.8
   pnpm vigil rollout status 0190f5c2-8a3e-7b1c-9d2e-4f5a6b7c8d9e --tenant dev --watch
   pnpm vigil rollout abort 0190f5c2-8a3e-7b1c-9d2e-4f5a6b7c8d9e --tenant dev --reason 'fps drop'
+  pnpm vigil release root init --keys-dir /media/vigil-keys
+  pnpm vigil release publish vigil-agent-1.4.0-linux-x64.tar.gz --version 1.4.0 --channel stable \\
+    --min-version 1.0.0 --keys-dir /media/vigil-keys --tenant vigil
   pnpm vigil dlq list
   pnpm vigil dlq show 12
   pnpm vigil dlq replay 12 13
@@ -92,6 +96,7 @@ Exit codes: 0 done, 1 failed (or something was not replayed), 2 usage error.`,
   registerMedia(program, ctx);
   registerWebhooks(program, ctx);
   registerAlerts(program, ctx);
+  registerRelease(program, ctx);
   return program;
 }
 

@@ -4,6 +4,7 @@ import { connect } from '@nats-io/transport-node';
 import { afterAll, beforeAll } from 'vitest';
 import { ensureDevSigningKey, parseCloudConfig, startCloud, type CloudApp } from '@vigil/cloud';
 import { DetectionEvent, subjectFor, TrackPhase } from '@vigil/proto';
+import type { DevPkiPaths } from '@vigil/certs';
 import { natsConfig, useDatabase, useNats, usePki } from '@vigil/testkit';
 import { runCli } from '../../src/index.js';
 
@@ -20,6 +21,8 @@ export interface CliCloud {
   cloud: () => CloudApp;
   /** Runs the CLI in-process against this cloud (its API and dev PKI). */
   cli: (...args: string[]) => Promise<{ code: number; out: string; err: string }>;
+  /** The dev PKI of this cloud (fleet CA, service certificates). */
+  pki: () => DevPkiPaths;
   /** Publishes a DetectionEvent as device acme/gw-1 on `camera` (JetStream, msg id = event id); its id. */
   publish: (camera: string, label: string) => Promise<string>;
 }
@@ -28,7 +31,9 @@ export interface CliCloud {
  * The real cloud for one CLI test file: its own nats-server (mutual TLS), PostgreSQL database and dev PKI,
  * the API on a free port, `overrides` merged into the config. Device acme/gw-1 (site hq) is registered.
  */
-export function useCliCloud(overrides: Record<string, unknown> = {}): CliCloud {
+export function useCliCloud(
+  overrides: Record<string, unknown> | ((pki: DevPkiPaths) => Record<string, unknown>) = {},
+): CliCloud {
   const pki = usePki({ services: ['cloud'] });
   const nats = useNats({
     config: (ctx) =>
@@ -52,7 +57,7 @@ export function useCliCloud(overrides: Record<string, unknown> = {}): CliCloud {
         },
         auth: { jwksFile: key.jwksFile },
         log: { level: 'silent' },
-        ...overrides,
+        ...(typeof overrides === 'function' ? overrides(pki()) : overrides),
       }),
     );
     await cloud.registry.registerDevice({ tenantId: 'acme', siteId: 'hq', deviceId: 'gw-1' });
@@ -63,6 +68,7 @@ export function useCliCloud(overrides: Record<string, unknown> = {}): CliCloud {
 
   return {
     cloud: () => cloud!,
+    pki,
     cli: async (...args) => {
       const out: string[] = [];
       const err: string[] = [];

@@ -22,6 +22,28 @@ import {
 } from "@grpc/grpc-js";
 import { Timestamp } from "../../google/protobuf/timestamp.js";
 
+export interface FetchReleaseRequest {
+  /**
+   * Repository path: "metadata/<N>.root.json", "metadata/timestamp.json", "metadata/<N>.snapshot.json",
+   * "metadata/<N>.targets.json" or "targets/<sha256>.<name>". Anything else is NOT_FOUND.
+   */
+  path: string;
+  /** Resume: start at this byte offset. */
+  offset: bigint;
+  /** The most bytes the device accepts (0: no limit); a larger file is refused (RESOURCE_EXHAUSTED) unsent. */
+  maxBytes: bigint;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+/** FetchReleaseResponse is one chunk of a repository file. */
+export interface FetchReleaseResponse {
+  offset: bigint;
+  data: Buffer;
+  /** Size of the whole file (in every chunk). */
+  totalSize: bigint;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
 export interface FetchModelRequest {
   /** Lowercase hex SHA-256 of the model file (ModelSpec.sha256). */
   sha256: string;
@@ -100,6 +122,260 @@ export interface RenewResponse {
   configSigningJwks: string;
   _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
 }
+
+function createBaseFetchReleaseRequest(): FetchReleaseRequest {
+  return { path: "", offset: 0n, maxBytes: 0n, _unknownFields: {} };
+}
+
+export const FetchReleaseRequest: MessageFns<FetchReleaseRequest> = {
+  encode(message: FetchReleaseRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.path !== "") {
+      writer.uint32(10).string(message.path);
+    }
+    if (message.offset !== 0n) {
+      if (BigInt.asUintN(64, message.offset) !== message.offset) {
+        throw new globalThis.Error("value provided for field message.offset of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.offset);
+    }
+    if (message.maxBytes !== 0n) {
+      if (BigInt.asUintN(64, message.maxBytes) !== message.maxBytes) {
+        throw new globalThis.Error("value provided for field message.maxBytes of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.maxBytes);
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of globalThis.Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FetchReleaseRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFetchReleaseRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.offset = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.maxBytes = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        const buf = reader.skip(tag & 7);
+
+        const list = message._unknownFields![tag];
+
+        if (list === undefined) {
+          message._unknownFields![tag] = [buf];
+        } else {
+          list.push(buf);
+        }
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FetchReleaseRequest {
+    return {
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      offset: isSet(object.offset) ? BigInt(object.offset) : 0n,
+      maxBytes: isSet(object.maxBytes)
+        ? BigInt(object.maxBytes)
+        : isSet(object.max_bytes)
+        ? BigInt(object.max_bytes)
+        : 0n,
+    };
+  },
+
+  toJSON(message: FetchReleaseRequest): unknown {
+    const obj: any = {};
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.offset !== 0n) {
+      obj.offset = message.offset.toString();
+    }
+    if (message.maxBytes !== 0n) {
+      obj.maxBytes = message.maxBytes.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<FetchReleaseRequest>): FetchReleaseRequest {
+    return FetchReleaseRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<FetchReleaseRequest>): FetchReleaseRequest {
+    const message = createBaseFetchReleaseRequest();
+    message.path = object.path ?? "";
+    message.offset = (object.offset !== undefined && object.offset !== null) ? BigInt(object.offset) : 0n;
+    message.maxBytes = (object.maxBytes !== undefined && object.maxBytes !== null) ? BigInt(object.maxBytes) : 0n;
+    return message;
+  },
+};
+
+function createBaseFetchReleaseResponse(): FetchReleaseResponse {
+  return { offset: 0n, data: Buffer.alloc(0), totalSize: 0n, _unknownFields: {} };
+}
+
+export const FetchReleaseResponse: MessageFns<FetchReleaseResponse> = {
+  encode(message: FetchReleaseResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.offset !== 0n) {
+      if (BigInt.asUintN(64, message.offset) !== message.offset) {
+        throw new globalThis.Error("value provided for field message.offset of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.offset);
+    }
+    if (message.data.length !== 0) {
+      writer.uint32(18).bytes(message.data);
+    }
+    if (message.totalSize !== 0n) {
+      if (BigInt.asUintN(64, message.totalSize) !== message.totalSize) {
+        throw new globalThis.Error("value provided for field message.totalSize of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.totalSize);
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of globalThis.Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FetchReleaseResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFetchReleaseResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.offset = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.totalSize = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        const buf = reader.skip(tag & 7);
+
+        const list = message._unknownFields![tag];
+
+        if (list === undefined) {
+          message._unknownFields![tag] = [buf];
+        } else {
+          list.push(buf);
+        }
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FetchReleaseResponse {
+    return {
+      offset: isSet(object.offset) ? BigInt(object.offset) : 0n,
+      data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
+      totalSize: isSet(object.totalSize)
+        ? BigInt(object.totalSize)
+        : isSet(object.total_size)
+        ? BigInt(object.total_size)
+        : 0n,
+    };
+  },
+
+  toJSON(message: FetchReleaseResponse): unknown {
+    const obj: any = {};
+    if (message.offset !== 0n) {
+      obj.offset = message.offset.toString();
+    }
+    if (message.data.length !== 0) {
+      obj.data = base64FromBytes(message.data);
+    }
+    if (message.totalSize !== 0n) {
+      obj.totalSize = message.totalSize.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<FetchReleaseResponse>): FetchReleaseResponse {
+    return FetchReleaseResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<FetchReleaseResponse>): FetchReleaseResponse {
+    const message = createBaseFetchReleaseResponse();
+    message.offset = (object.offset !== undefined && object.offset !== null) ? BigInt(object.offset) : 0n;
+    message.data = object.data ?? Buffer.alloc(0);
+    message.totalSize = (object.totalSize !== undefined && object.totalSize !== null) ? BigInt(object.totalSize) : 0n;
+    return message;
+  },
+};
 
 function createBaseFetchModelRequest(): FetchModelRequest {
   return { sha256: "", offset: 0n, _unknownFields: {} };
@@ -1082,6 +1358,20 @@ export const DeviceServiceService = {
     responseSerialize: (value: FetchModelResponse): Buffer => Buffer.from(FetchModelResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): FetchModelResponse => FetchModelResponse.decode(value),
   },
+  /**
+   * FetchRelease streams one file of the agent release repository (The Update Framework: metadata or a bundle)
+   * to a device authenticated by mutual TLS. The device trusts none of it until TUF verification passed.
+   */
+  fetchRelease: {
+    path: "/vigil.v1.DeviceService/FetchRelease" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: FetchReleaseRequest): Buffer => Buffer.from(FetchReleaseRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): FetchReleaseRequest => FetchReleaseRequest.decode(value),
+    responseSerialize: (value: FetchReleaseResponse): Buffer =>
+      Buffer.from(FetchReleaseResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): FetchReleaseResponse => FetchReleaseResponse.decode(value),
+  },
 } as const;
 
 export interface DeviceServiceServer extends UntypedServiceImplementation {
@@ -1094,6 +1384,11 @@ export interface DeviceServiceServer extends UntypedServiceImplementation {
    * device verifies the hash of what it received before it uses the file.
    */
   fetchModel: handleServerStreamingCall<FetchModelRequest, FetchModelResponse>;
+  /**
+   * FetchRelease streams one file of the agent release repository (The Update Framework: metadata or a bundle)
+   * to a device authenticated by mutual TLS. The device trusts none of it until TUF verification passed.
+   */
+  fetchRelease: handleServerStreamingCall<FetchReleaseRequest, FetchReleaseResponse>;
 }
 
 export interface DeviceServiceClient extends Client {
@@ -1139,6 +1434,19 @@ export interface DeviceServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<FetchModelResponse>;
+  /**
+   * FetchRelease streams one file of the agent release repository (The Update Framework: metadata or a bundle)
+   * to a device authenticated by mutual TLS. The device trusts none of it until TUF verification passed.
+   */
+  fetchRelease(
+    request: FetchReleaseRequest,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<FetchReleaseResponse>;
+  fetchRelease(
+    request: FetchReleaseRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<FetchReleaseResponse>;
 }
 
 export const DeviceServiceClient = makeGenericClientConstructor(
