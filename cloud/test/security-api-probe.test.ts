@@ -21,7 +21,14 @@ import { WebhookStore } from '../src/integrations/store.js';
 import { MediaRepository } from '../src/media/repository.js';
 import { FsMediaStore, mediaKeyFor } from '../src/media/store.js';
 import { insertEvents, PROBLEM_JSON, useApiCloud } from './api-fixtures.js';
-import { fixture, samples, sha, type Fx, type SampleSpec } from './support/api-probe-samples.js';
+import {
+  fixture,
+  RELEASE_PUBLISHER,
+  samples,
+  sha,
+  type Fx,
+  type SampleSpec,
+} from './support/api-probe-samples.js';
 import {
   hostileVariants,
   pool,
@@ -56,8 +63,8 @@ interface Case {
   op: ApiOperation;
   caller: Caller | undefined;
   req: RawRequest;
-  /** ok: 2xx; refused: 4xx; named: 400 naming `field`; lenient: anything but 5xx. */
-  expect: 'ok' | 'refused' | 'named' | 'lenient';
+  /** ok: 2xx; refused: 4xx; forbidden: 403; named: 400 naming `field`; lenient: anything but 5xx. */
+  expect: 'ok' | 'refused' | 'forbidden' | 'named' | 'lenient';
   field?: string | undefined;
 }
 
@@ -88,6 +95,7 @@ function judge(c: Case, res: RawResponse): string[] {
       }
     }
   }
+  if (c.expect === 'forbidden' && status !== 403) out.push(`${status}, expected 403`);
   if (status < 300) {
     if (c.expect === 'refused' || c.expect === 'named') out.push(`${status}: accepted`);
     if (c.caller) {
@@ -120,6 +128,7 @@ describe('API adversarial probe (every route x role x tenant x hostile input)', 
     api: { maxPageSize: MAX_PAGE },
     media: { dir: join(tmp, 'media') },
     models: { dir: join(tmp, 'models'), maxBytes: 64 * 1024 },
+    releases: { dir: join(tmp, 'releases'), publisherTenant: RELEASE_PUBLISHER },
     // Getters: evaluated when the cloud starts, after Redis and the signing key exist.
     get rateLimit() {
       return { redisUrl: redis().url, tenant: generous, client: generous };
@@ -384,7 +393,10 @@ describe('API adversarial probe (every route x role x tenant x hostile input)', 
           )) {
             await s.before?.(fx);
             const req = validRequest(op, s.sample, isIdempotent(op) ? randomUUID() : undefined);
-            await run([{ name: `${label(op, caller)} valid`, op, caller, req, expect: 'ok' }]);
+            const other = s.onlyTenant !== undefined && fx.tenant !== s.onlyTenant;
+            await run([
+              { name: `${label(op, caller)} valid`, op, caller, req, expect: other ? 'forbidden' : 'ok' },
+            ]);
           }
           if (op.authorization === null) break;
         }
@@ -487,7 +499,13 @@ describe('API adversarial probe (every route x role x tenant x hostile input)', 
       const variants = who.map((c) =>
         hostileVariants(op, spec(c?.fx ?? A, op).sample, isIdempotent(op), methodsOf(op)),
       );
-      const may = [...who.keys()].filter((k) => who[k] === undefined || allowed(op, who[k].role));
+      // A caller of a tenant other than the route's only tenant is refused before its input is read.
+      const only = spec(A, op).onlyTenant;
+      const may = [...who.keys()].filter(
+        (k) =>
+          who[k] === undefined ||
+          (allowed(op, who[k].role) && (only === undefined || who[k].fx.tenant === only)),
+      );
       const mayNot = [...who.keys()].filter((k) => !may.includes(k));
       variants[0]!.forEach((v, i) => {
         if (v.kind !== 'must') return;

@@ -39,9 +39,40 @@ export const bundlePathParams = z.strictObject({
 });
 export const metadataRoleParams = z.strictObject({ role: z.enum(['root', 'targets']) });
 /** Signed TUF metadata as JSON ({signatures, signed}); checked by the release service, not by this schema. */
+// The envelope of TUF root and targets metadata as the spec writes it, checked before the service verifies
+// signatures and content, so that a malformed upload is a 400 naming the field (custom target fields are free).
+const tufKey = z.strictObject({
+  keytype: z.string().max(64),
+  scheme: z.string().max(64),
+  keyval: z.strictObject({ public: z.string().max(1024) }),
+});
+const tufRole = z.strictObject({
+  keyids: z.array(z.string().max(128)).max(64),
+  threshold: z.number().int().min(1).max(64),
+});
+const tufTarget = z.strictObject({
+  length: z.number().int().min(0),
+  hashes: z.record(z.string().max(32), z.string().max(256)),
+  custom: z.record(z.string(), z.unknown()).optional(),
+});
 const signedMetadataBody = z
-  .object({ signatures: z.array(z.unknown()), signed: z.record(z.string(), z.unknown()) })
-  .meta({ id: 'TufMetadata', description: 'TUF metadata: `signed` and its `signatures`.' });
+  .strictObject({
+    signatures: z.array(z.strictObject({ keyid: z.string().max(128), sig: z.string().max(1024) })).max(64),
+    signed: z.strictObject({
+      _type: z.enum(['root', 'targets']),
+      spec_version: z.string().max(32),
+      version: z.number().int().min(1),
+      expires: z.string().max(64),
+      // root
+      keys: z.record(z.string().max(128), tufKey).optional(),
+      roles: z.record(z.string().max(64), tufRole).optional(),
+      consistent_snapshot: z.boolean().optional(),
+      // targets
+      targets: z.record(z.string().max(200), tufTarget).optional(),
+      delegations: z.record(z.string(), z.unknown()).optional(),
+    }),
+  })
+  .meta({ id: 'TufMetadata', description: 'TUF metadata (root or targets): `signed` and its `signatures`.' });
 const bundleBody = z.string().meta({ format: 'binary', description: 'The release bundle (.tar.gz).' });
 const acceptedSchema = z.object({ version: z.number().int() }).meta({ id: 'ReleaseMetadataAccepted' });
 const stagedSchema = z.object({ sha256: z.string(), size: z.number().int() }).meta({ id: 'StagedBundle' });
@@ -134,6 +165,8 @@ export function mountReleaseRoutes(router: Router, deps: ReleaseRoutesDeps): voi
       const principal = principalOf(res);
       const releases = available();
       await mayPublish(principal, releases);
+      // The envelope is checked here (a 400 naming the field); the service verifies the TUF content.
+      parseOrThrow(signedMetadataBody, req.body, 'body');
       const body: unknown = req.body;
       const { version } =
         role === 'root' ? await releases.service.putRoot(body) : await releases.service.putTargets(body);

@@ -1,6 +1,8 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { Metadata, Root } from '@tufjs/models';
 import { encodeDeviceCursor } from '../../src/api/devices-query.js';
 import { encodeCursor } from '../../src/api/events-query.js';
+import { generateKey, publicKeyOf, signWith, TUF_SPEC_VERSION } from '../../src/releases/keys.js';
 import { uuidV7 } from '../api-fixtures.js';
 import type { Sample } from './api-probe.js';
 
@@ -59,7 +61,34 @@ export interface SampleSpec {
   before?: (fx: Fx) => Promise<void>;
   /** Why another tenant's values are not refused here (they name nothing the other tenant owns). */
   crossTenantExempt?: string;
+  /**
+   * Only this tenant's callers may make the valid request (the route acts on something global that one
+   * tenant owns, e.g. publishing agent releases); the other tenant's callers must be refused with a 403.
+   */
+  onlyTenant?: string;
 }
+
+/** The agent release publisher tenant of the probe (its cloud's `releases.publisherTenant`). */
+export const RELEASE_PUBLISHER = 'initech';
+
+/** One TUF root v1 (the release repository is global: every sample pushes the same one). */
+let probeRoot: Record<string, unknown> | undefined;
+function releaseRoot(): Record<string, unknown> {
+  if (probeRoot) return probeRoot;
+  const key = generateKey();
+  const signed = new Root({
+    version: 1,
+    specVersion: TUF_SPEC_VERSION,
+    expires: new Date(Date.now() + 30 * 86_400_000).toISOString().replace(/\.\d{3}Z$/, 'Z'),
+    consistentSnapshot: true,
+  });
+  for (const role of ['root', 'targets', 'snapshot', 'timestamp']) signed.addKey(publicKeyOf(key), role);
+  const md = new Metadata(signed);
+  signWith(md, key);
+  probeRoot = md.toJSON() as Record<string, unknown>;
+  return probeRoot;
+}
+const releaseBundle = randomBytes(2048);
 
 /** A valid request per operationId, for tenant `fx`. */
 export function samples(fx: Fx, endRollouts: (tenant: string) => Promise<void>): Record<string, SampleSpec> {
@@ -217,6 +246,25 @@ export function samples(fx: Fx, endRollouts: (tenant: string) => Promise<void>):
     replayAlertMessage: { sample: { params: { id: fx.alertMessage } } },
     setSiteLocation: {
       sample: { params: { id: fx.site }, body: { circle: { lat: 48.8, lon: 2.3, radius_km: 1 } } },
+    },
+    publishReleaseMetadata: {
+      sample: { params: { role: 'root' }, body: releaseRoot() },
+      onlyTenant: RELEASE_PUBLISHER,
+      crossTenantExempt: 'one release repository for every tenant; its publisher is a configured tenant',
+    },
+    uploadReleaseBundle: {
+      sample: {
+        params: { sha256: sha(releaseBundle) },
+        raw: { bytes: releaseBundle, contentType: 'application/octet-stream' },
+      },
+      phase: 1,
+      onlyTenant: RELEASE_PUBLISHER,
+      crossTenantExempt: 'content-addressed: the bytes name themselves',
+    },
+    getReleaseRepositoryFile: {
+      sample: { params: { dir: 'metadata', file: '1.root.json' } },
+      phase: 1,
+      crossTenantExempt: 'one release repository, read by every tenant (the agent is not tenant data)',
     },
     getOpenApiDocument: { sample: {} },
     getApiDocs: { sample: {} },

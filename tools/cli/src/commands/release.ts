@@ -24,7 +24,7 @@ const channel = (value: string): string => {
 };
 
 interface PublishOptions extends AuthOptions {
-  version: string;
+  agentVersion: string;
   channel: string;
   minVersion: string;
   keysDir: string;
@@ -77,7 +77,12 @@ export function register(program: Command, ctx: CliContext): void {
         'sign a bundle with the targets key and upload it (PUT /v1/releases/bundles, /metadata/targets)',
       )
       .argument('<bundle>', 'the release bundle, vigil-agent-<version>-linux-x64.tar.gz')
-      .requiredOption('--version <semver>', 'the agent version in the bundle', semver('--version'))
+      // Not --version: that is the program's own flag (commander reads it anywhere on the command line).
+      .requiredOption(
+        '--agent-version <semver>',
+        'the agent version in the bundle',
+        semver('--agent-version'),
+      )
       .requiredOption('--channel <name>', 'release channel devices follow (e.g. stable, beta)', channel)
       .requiredOption(
         '--min-version <semver>',
@@ -96,7 +101,7 @@ export function register(program: Command, ctx: CliContext): void {
       )
       .addHelpText(
         'after',
-        '\nExample:\n  pnpm vigil release publish dist/vigil-agent-1.4.0-linux-x64.tar.gz --version 1.4.0 \\\n' +
+        '\nExample:\n  pnpm vigil release publish dist/vigil-agent-1.4.0-linux-x64.tar.gz --agent-version 1.4.0 \\\n' +
           '    --channel stable --min-version 1.0.0 --keys-dir /media/vigil-keys --tenant vigil',
       ),
     'admin',
@@ -104,13 +109,13 @@ export function register(program: Command, ctx: CliContext): void {
   ).action(async (bundle: string, o: PublishOptions, cmd: Command) => {
     const g = globals(cmd);
     const name = basename(bundle);
-    if (name !== bundleName(o.version))
+    if (name !== bundleName(o.agentVersion))
       throw new CliError(
-        `${name}: a bundle of version ${o.version} must be named ${bundleName(o.version)}`,
+        `${name}: a bundle of version ${o.agentVersion} must be named ${bundleName(o.agentVersion)}`,
         2,
       );
-    if (compareSemver(o.minVersion, o.version) > 0)
-      throw new CliError(`--min-version ${o.minVersion} is newer than --version ${o.version}`, 2);
+    if (compareSemver(o.minVersion, o.agentVersion) > 0)
+      throw new CliError(`--min-version ${o.minVersion} is newer than --agent-version ${o.agentVersion}`, 2);
     let bytes: Buffer;
     try {
       bytes = readFileSync(bundle);
@@ -144,7 +149,9 @@ export function register(program: Command, ctx: CliContext): void {
         path: name,
         length: bytes.length,
         hashes: { sha256 },
-        unrecognizedFields: { custom: { version: o.version, channel: o.channel, minVersion: o.minVersion } },
+        unrecognizedFields: {
+          custom: { version: o.agentVersion, channel: o.channel, minVersion: o.minVersion },
+        },
       }),
     );
     const md = new Metadata(targets);
@@ -157,7 +164,7 @@ export function register(program: Command, ctx: CliContext): void {
     );
     const result = {
       name,
-      version: o.version,
+      version: o.agentVersion,
       channel: o.channel,
       min_version: o.minVersion,
       sha256,
