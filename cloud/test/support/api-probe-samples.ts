@@ -85,7 +85,7 @@ function releaseRoot(): Record<string, unknown> {
   for (const role of ['root', 'targets', 'snapshot', 'timestamp']) signed.addKey(publicKeyOf(key), role);
   const md = new Metadata(signed);
   signWith(md, key);
-  probeRoot = md.toJSON() as Record<string, unknown>;
+  probeRoot = md.toJSON();
   return probeRoot;
 }
 const releaseBundle = randomBytes(2048);
