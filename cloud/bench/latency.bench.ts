@@ -28,7 +28,7 @@
 //               as p50/p90/p99/max in ms, over the steady window (from --warmup s after the last agent's first event
 //               to the first agent's last event: every agent producing) and over all events. Achieved rates are
 //               from occurred_at in PostgreSQL.
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -222,17 +222,27 @@ function spawnAgent(stack: Stack, device: BenchDevice, rate: number, budget: num
       String(rate),
       '--budget',
       String(budget),
+      '--ack-file',
+      'acks-1.log',
     ],
     { cwd: repoRoot },
   );
   const agent: Agent = { device, child, acked: new Set(), budget };
-  let partial = '';
-  child.stdout?.setEncoding('utf8');
-  child.stdout?.on('data', (chunk: string) => {
-    const lines = (partial + chunk).split('\n');
-    partial = lines.pop() ?? '';
-    for (const l of lines) if (l.startsWith('ack ')) agent.acked.add(l.slice(4));
-  });
+  // The producer records what its outbox accepted as `A <id>` lines in its ack file (fsync'd); read them as
+  // they come (complete lines only).
+  const ackFile = join(dir, 'acks-1.log');
+  let offset = 0;
+  const poll = setInterval(() => {
+    if (!existsSync(ackFile)) return;
+    const text = readFileSync(ackFile, 'utf8').slice(offset);
+    const end = text.lastIndexOf('\n') + 1;
+    offset += end;
+    for (const l of text.slice(0, end).split('\n')) {
+      if (/^A [0-9a-f-]{36}$/.test(l)) agent.acked.add(l.slice(2));
+    }
+  }, 250);
+  child.once('exit', () => clearInterval(poll));
+  child.stdout?.resume();
   child.stderr?.setEncoding('utf8');
   child.stderr?.on('data', (t: string) => {
     if (!/ExperimentalWarning|--trace-warnings/.test(t))

@@ -110,13 +110,14 @@ describe('verifyEvents against PostgreSQL', () => {
     const received = join(dir, 'received.log');
     const got = [...stored.slice(1), stored[1]!, randomUUID()];
     writeFileSync(received, got.join('\n') + '\nnot-an-id\n');
-    expect(await verifyWebhook(db, received)).toEqual({
+    expect(await verifyWebhook(db, received, 7)).toEqual({
       expected: stored.length,
       missing: 1,
       repeatedPosts: 1,
       unexpected: 1,
       recordedTwice: 1,
       dead: 1,
+      droppedOutboxFull: 7,
     });
   });
 });
@@ -173,5 +174,27 @@ describe('verdict', () => {
       ]),
     );
     expect(summary(r, why)).toContain('evidence kept in /tmp/x');
+  });
+
+  it('explains missing webhook events only by exactly as many jobs the full outbox dropped (counted)', () => {
+    const hook = (missing: number, dropped: number): FaultResult => ({
+      ...clean(),
+      webhook: {
+        expected: 101,
+        missing,
+        repeatedPosts: 3,
+        unexpected: 0,
+        recordedTwice: 0,
+        dead: 0,
+        droppedOutboxFull: dropped,
+      },
+    });
+    expect(judge(hook(0, 0))).toEqual([]);
+    expect(judge(hook(5, 5))).toEqual([]);
+    expect(summary(hook(5, 5), [])).toMatch(/dropped: outbox full \(counted\)\s+5/);
+    expect(judge(hook(6, 5))).toEqual([
+      '6 events never reached the webhook, 5 dropped by the full outbox (counted)',
+    ]);
+    expect(judge(hook(1, 0))).toHaveLength(1);
   });
 });

@@ -47,7 +47,13 @@ describe('exactly-once delivery under faults (short form)', () => {
       expect(r.events.unexplained).toBe(0);
       expect(r.events.rows).toBe(r.events.acked + r.events.inDoubtStored);
       expect(r.stream.eventsLeft).toBe(0);
-      expect(r.webhook).toMatchObject({ expected: r.events.distinct, missing: 0, recordedTwice: 0, dead: 0 });
+      expect(r.webhook).toMatchObject({
+        expected: r.events.distinct,
+        missing: 0,
+        droppedOutboxFull: 0,
+        recordedTwice: 0,
+        dead: 0,
+      });
       for (const k of FAULT_KINDS) expect(r.faults[k], k).toBeGreaterThan(0);
     } finally {
       // Evidence stays on failure: the path is printed for whoever reads the log.

@@ -16,7 +16,8 @@ export class AckLogWriter {
   private readonly fd: number;
 
   constructor(path: string) {
-    this.fd = openSync(path, 'a');
+    // 'wx': a file that exists already belongs to another process's run (refused, never appended to).
+    this.fd = openSync(path, 'wx');
   }
 
   /** Appends one line per id and fsyncs: when it returns, the lines survive a kill -9 of this process. */

@@ -16,6 +16,8 @@ export interface AgentDevice {
 
 interface Live {
   child: ChildProcess;
+  /** Its ack file (`acks-<n>.log`, n counting this agent's processes). */
+  file: string;
   /** From its `progress` lines: advisory (a kill can cut them), the ack file is read when it dies. */
   acked: number;
   depth: number;
@@ -27,6 +29,8 @@ interface Producer {
   budget: number;
   /** Acknowledged by its dead processes (read from their ack files). */
   ackedDone: number;
+  /** Processes started for this agent so far: names each one's ack file. */
+  runs: number;
   live: Live | undefined;
 }
 
@@ -52,6 +56,7 @@ export class FaultAgents {
       dir: join(o.dir, device.deviceId),
       budget: i === 0 ? o.events - per * (o.devices.length - 1) : per,
       ackedDone: 0,
+      runs: 0,
       live: undefined,
     }));
   }
@@ -105,13 +110,15 @@ export class FaultAgents {
   }
 
   private async account(p: Producer): Promise<void> {
-    const file = join(p.dir, `acks-${p.live!.child.pid}.log`);
+    const file = join(p.dir, p.live!.file);
     if (existsSync(file)) p.ackedDone += (await readAckLog(file, () => undefined)).acks;
     p.live = undefined;
   }
 
   private spawn(p: Producer): void {
     mkdirSync(p.dir, { recursive: true });
+    // Numbered, not by pid: over a long run pids are reused, and one file read twice counted its acks twice.
+    const file = `acks-${++p.runs}.log`;
     const child = this.o.registry.spawn(
       process.execPath,
       [
@@ -123,10 +130,11 @@ export class FaultAgents {
         ...['--cert', p.device.cert, '--key', p.device.key],
         ...['--tenant', p.device.tenantId, '--device', p.device.deviceId],
         ...['--rate', String(this.o.rate), '--budget', String(Math.max(0, p.budget - p.ackedDone))],
+        ...['--ack-file', file],
       ],
       { cwd: this.o.root },
     );
-    const live: Live = { child, acked: 0, depth: -1 };
+    const live: Live = { child, file, acked: 0, depth: -1 };
     p.live = live;
     let partial = '';
     child.stdout?.setEncoding('utf8');

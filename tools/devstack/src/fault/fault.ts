@@ -58,6 +58,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const secondsSince = (t: number): number => Math.round((Date.now() - t) / 1000);
 const CONSUMING = 'ingest consuming EVENTS';
 const REPAIRED = '"msg":"stranded messages below the ingest ack floor repaired"';
+const OUTBOX_FULL = '"msg":"webhook outbox full: jobs dropped"';
 
 /**
  * The exactly-once fault test on loopback. Agent processes (the real outbox and uplink) produce events through a
@@ -287,7 +288,9 @@ export async function runFault(o: FaultOptions): Promise<FaultResult> {
     await cloud?.proc.stop();
     o.log('  checking PostgreSQL against the ack files');
     const events = await verifyEvents(db, join(o.workDir, 'agents'), o.workDir);
-    const webhook = receiver ? await verifyWebhook(db, join(o.workDir, 'webhook-received.log')) : undefined;
+    const webhook = receiver
+      ? await verifyWebhook(db, join(o.workDir, 'webhook-received.log'), await outboxDropsFromLogs(cloudDir))
+      : undefined;
     phases.check = secondsSince(phaseStart);
     const result: FaultResult = {
       target: o.events,
@@ -347,6 +350,27 @@ async function streamMessages(nc: NatsConnection, stream: string): Promise<numbe
   if (info.error?.code === 404) return 0;
   if (!info.state) throw new Error(`stream info ${stream}: ${JSON.stringify(info)}`);
   return info.state.messages;
+}
+
+/** Sums the webhook jobs the cloud dropped with its outbox full, over every cloud process's log. */
+async function outboxDropsFromLogs(cloudDir: string): Promise<number> {
+  let dropped = 0;
+  if (!existsSync(cloudDir)) return dropped;
+  for (const f of readdirSync(cloudDir).filter((n) => n.endsWith('.log'))) {
+    const lines = createInterface({
+      input: createReadStream(join(cloudDir, f), 'utf8'),
+      crlfDelay: Infinity,
+    });
+    for await (const line of lines) {
+      if (!line.includes(OUTBOX_FULL)) continue;
+      try {
+        dropped += (JSON.parse(line) as { jobs?: number }).jobs ?? 0;
+      } catch {
+        // a line cut by kill -9
+      }
+    }
+  }
+  return dropped;
 }
 
 /** Sums the repair passes' counts over every cloud process's log (a process's metrics die with it). */

@@ -20,6 +20,8 @@ const { values } = parseArgs({
     device: { type: 'string' },
     rate: { type: 'string', default: '200' },
     budget: { type: 'string', default: '0' },
+    // The ack file's name in --dir, unique per process the parent starts (never by pid: pids are reused).
+    'ack-file': { type: 'string' },
   },
 });
 const need = (k: keyof typeof values): string => {
@@ -33,8 +35,9 @@ const rate = Number(values.rate);
 let budget = Number(values.budget);
 
 const outbox = openOutbox(join(need('dir'), 'outbox.db'), { synchronous: 'FULL' });
-// One file per process (the parent finds it by this process's pid): never two writers on one file.
-const acks = new AckLogWriter(join(need('dir'), `acks-${process.pid}.log`));
+// One file per process, named by the parent: never two writers on one file, and never one file for two
+// processes (the parent sums each file once when its process dies).
+const acks = new AckLogWriter(join(need('dir'), need('ack-file')));
 let acked = 0;
 const newId = createUuidV7();
 const subject = subjectFor(device.tenantId, device.deviceId, 'evt', 'cam1');

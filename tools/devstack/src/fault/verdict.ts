@@ -62,7 +62,11 @@ export function judge(r: FaultResult): string[] {
   if (r.stream.deadLetters > 0) why.push(`${r.stream.deadLetters} messages dead-lettered`);
   const w = r.webhook;
   if (w) {
-    if (w.missing > 0) why.push(`${w.missing} events never reached the webhook`);
+    // A full outbox drops jobs by design (bounded, counted, logged): those, and only those, may be missing.
+    if (w.missing !== w.droppedOutboxFull)
+      why.push(
+        `${w.missing} events never reached the webhook, ${w.droppedOutboxFull} dropped by the full outbox (counted)`,
+      );
     if (w.unexpected > 0) why.push(`${w.unexpected} webhook requests for events not stored`);
     if (w.recordedTwice > 0) why.push(`${w.recordedTwice} (webhook, event) pairs recorded delivered twice`);
     if (w.dead > 0) why.push(`${w.dead} webhook deliveries dead`);
@@ -97,6 +101,7 @@ export function summary(r: FaultResult, why: readonly string[]): string {
           'webhook (one receiver, all events):',
           `  ${pad('expected (stored events)')}${r.webhook.expected}`,
           `  ${pad('missing')}${r.webhook.missing}`,
+          `  ${pad('dropped: outbox full (counted)')}${r.webhook.droppedOutboxFull}`,
           `  ${pad('recorded delivered twice')}${r.webhook.recordedTwice}`,
           `  ${pad('dead')}${r.webhook.dead}`,
           `  ${pad('unexpected')}${r.webhook.unexpected}`,

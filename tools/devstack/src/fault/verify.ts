@@ -131,10 +131,20 @@ export interface WebhookCounts {
   /** (webhook, event) pairs the cloud recorded `delivered` more than once, and `dead` ones (both must be 0). */
   recordedTwice: number;
   dead: number;
+  /**
+   * Jobs the cloud dropped because its webhook outbox was full (a bounded queue: `webhook outbox full: jobs
+   * dropped`, summed over every cloud process's log; each is counted in vigil_cloud_webhook_jobs_total
+   * {result="dropped"}). Missing events are explained only when they equal this count.
+   */
+  droppedOutboxFull: number;
 }
 
 /** Loads the receiver's file (one event id per request) and compares it with `events` and the delivery records. */
-export async function verifyWebhook(db: Kysely<unknown>, receivedFile: string): Promise<WebhookCounts> {
+export async function verifyWebhook(
+  db: Kysely<unknown>,
+  receivedFile: string,
+  droppedOutboxFull: number,
+): Promise<WebhookCounts> {
   await sql`create table fault_check.received (id uuid not null)`.execute(db);
   let ids: string[] = [];
   const flush = async (): Promise<void> => {
@@ -170,5 +180,6 @@ export async function verifyWebhook(db: Kysely<unknown>, receivedFile: string): 
       sql`select count(*) as n from (select 1 from webhook_deliveries where state = 'delivered' group by webhook_id, event_id having count(*) > 1) d`,
     ),
     dead: await one(sql`select count(*) as n from webhook_deliveries where state = 'dead'`),
+    droppedOutboxFull,
   };
 }
