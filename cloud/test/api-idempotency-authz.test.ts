@@ -29,9 +29,15 @@ describe('idempotency replay comes after authorization (issue 12, finding 4)', (
     });
   });
 
-  const post = (path: string, body: unknown, key: string, token: string): Promise<Response> =>
+  const post = (
+    path: string,
+    body: unknown,
+    key: string,
+    token: string,
+    method = 'POST',
+  ): Promise<Response> =>
     api.get(path, token, {
-      method: 'POST',
+      method,
       headers: { 'content-type': 'application/json', 'idempotency-key': key },
       body: JSON.stringify(body),
     });
@@ -83,14 +89,15 @@ describe('idempotency replay comes after authorization (issue 12, finding 4)', (
       const key = randomUUID();
       denyAll = false;
       try {
-        const first = await post(path, {}, key, admin);
+        const m = op.method.toUpperCase();
+        const first = await post(path, {}, key, admin, m);
         // Anything but 401/403/408/409/429/5xx is stored (a 400 for the empty body, a 404...).
         expect(first.status, await first.text()).not.toBe(403);
-        const stored = await post(path, {}, key, admin);
+        const stored = await post(path, {}, key, admin, m);
         if (stored.headers.get('idempotent-replayed') !== 'true' && stored.status !== 409)
           throw new Error(`${path}: the first response was not stored (${stored.status})`);
         denyAll = true;
-        const res = await post(path, {}, key, admin);
+        const res = await post(path, {}, key, admin, m);
         expect(res.headers.get('idempotent-replayed')).toBeNull();
         expect(res.status).toBe(403);
       } finally {
