@@ -89,6 +89,14 @@ export async function runFault(o: FaultOptions): Promise<FaultResult> {
     for (const c of cleanups.reverse()) await c().catch(() => undefined);
     cleanups.length = 0;
   };
+  // Ctrl-C or SIGTERM: children are process-group leaders (they outlive us) and PostgreSQL is a daemon, so stop
+  // them here; the process's 'exit' hook alone does not run on a signal.
+  const onSignal = (signal: NodeJS.Signals): void => {
+    void cleanup()
+      .finally(() => registry.killAll())
+      .finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+  };
+  process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
   const timedOut = (what: string): void => {
     if (Date.now() > deadline) throw new Error(`fault run timed out ${what}`);
   };
@@ -305,6 +313,7 @@ export async function runFault(o: FaultOptions): Promise<FaultResult> {
     writeFileSync(join(o.workDir, 'result.json'), JSON.stringify({ ...result, cloudStarts }, null, 2));
     return result;
   } finally {
+    process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
     await cleanup();
   }
 }
