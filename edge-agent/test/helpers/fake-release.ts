@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { chmodSync, copyFileSync, cpSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,8 +30,8 @@ export async function buildFakeRelease(
   chmodSync(join(stage, 'bin', 'vigil-agent'), 0o755);
   copyFileSync(join(fixtures, 'fake-agent.mjs'), join(stage, 'lib', 'vigil-agent', 'main.mjs'));
   writeFileSync(join(stage, 'lib', 'vigil-agent', 'behaviour.json'), JSON.stringify({ mode }));
-  if (opts.padding)
-    writeFileSync(join(stage, 'lib', 'vigil-agent', 'pad.bin'), Buffer.alloc(opts.padding, 7));
+  // Random: incompressible, so the bundle itself is that large.
+  if (opts.padding) writeFileSync(join(stage, 'lib', 'vigil-agent', 'pad.bin'), randomBytes(opts.padding));
   for (const f of walkStaged(stage).files) chmodSync(join(stage, f), f.startsWith('bin/') ? 0o755 : 0o644);
   const info = { version, minUpgradeFrom: '0.1.0', commit: 'test', commitTime: 1_700_000_000, dirty: false };
   const manifest: BundleManifest = {
