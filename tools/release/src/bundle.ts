@@ -36,7 +36,7 @@ export interface BundleManifest {
   readonly files: readonly FileEntry[];
 }
 
-function launcher(spec: ProgramSpec, command = spec.name, module = 'main.mjs'): string {
+function launcher(spec: ProgramSpec, command: string = spec.name, module = 'main.mjs'): string {
   const node = spec.runtime ? '"$here/../runtime/node"' : 'node';
   const why = spec.runtime
     ? 'the bundled Node runtime (the native addons are built for its ABI)'
