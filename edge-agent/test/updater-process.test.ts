@@ -102,6 +102,14 @@ describe('vigil-updater: upgrade, automatic rollback', () => {
     d.startUpdater();
     await expect.poll(() => d.status()?.state, { timeout: 60_000 }).toBe('idle');
     expect(d.status()).toMatchObject({ state: 'idle', current: '1.0.0', target: null });
+    // Hostile or broken request.json: ignored, counted once (not at every poll).
+    writeFileSync(join(d.stateDir, 'update', 'request.json'), '{"version":"../../etc","channel":"stable"}');
+    await expect
+      .poll(() => d.metric('vigil_updater_requests_invalid_total', ''), { timeout: 20_000 })
+      .toBe(1);
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(await d.metric('vigil_updater_requests_invalid_total', '')).toBe(1);
+    expect(d.status()?.state).toBe('idle');
     d.request('2.0.0');
     const s = await d.waitState(['committed', 'rolled_back', 'failed']);
     expect(s, d.output.slice(-3000)).toMatchObject({

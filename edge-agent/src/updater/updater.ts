@@ -1,4 +1,4 @@
-import { rmSync, watch, type FSWatcher } from 'node:fs';
+import { readFileSync, rmSync, watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
 import { bundleName, compareSemver } from '@vigil/proto';
 import type { Logger } from 'pino';
@@ -65,6 +65,8 @@ export class Updater {
   private wake: (() => void) | undefined;
   private watcher: FSWatcher | undefined;
   private loop: Promise<void> | undefined;
+  /** The last invalid request.json seen: counted and logged once, not at every poll. */
+  private lastInvalid: string | undefined;
 
   constructor(private readonly d: UpdaterDeps) {
     const c = d.config;
@@ -302,21 +304,34 @@ export class Updater {
   }
 
   private request(): UpdateRequest | undefined {
-    let data: unknown;
+    let text: string;
     try {
-      data = readJsonIfExists(this.requestPath);
+      text = readFileSync(this.requestPath, 'utf8');
     } catch (err) {
-      this.d.metrics.requestsInvalid.inc();
-      this.d.log.warn({ err }, 'request.json is not JSON: ignored');
-      return undefined;
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
     }
-    if (data === undefined) return undefined;
-    const r = updateRequestSchema.safeParse(data);
-    if (!r.success) {
-      this.d.metrics.requestsInvalid.inc();
-      this.d.log.warn({ issues: r.error.issues }, 'request.json does not match the contract: ignored');
-      return undefined;
+    // Bounded: the contract's fields are short; anything larger is not a request.
+    let why: string | undefined;
+    let data: unknown;
+    if (text.length > 4096) why = `${text.length} bytes`;
+    else
+      try {
+        data = JSON.parse(text);
+      } catch {
+        why = 'not JSON';
+      }
+    const r = why === undefined ? updateRequestSchema.safeParse(data) : undefined;
+    if (r?.success) {
+      this.lastInvalid = undefined;
+      return r.data;
     }
-    return r.data;
+    why ??= r?.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
+    if (this.lastInvalid !== text) {
+      this.lastInvalid = text;
+      this.d.metrics.requestsInvalid.inc();
+      this.d.log.warn({ why }, 'request.json does not match the contract: ignored');
+    }
+    return undefined;
   }
 }

@@ -167,9 +167,12 @@ export class UpdaterDevice {
     return m ? Number(m[1]) : 0;
   }
 
+  /** The port the (last started) updater logged; a plain loop, so that it may run inside expect.poll. */
   private async updaterHttpPort(): Promise<number> {
-    await expect.poll(() => /"http":(\d+)/.test(this.output), { timeout: 30_000 }).toBe(true);
+    for (let i = 0; i < 300 && !/"http":(\d+)/.test(this.output); i++)
+      await new Promise((r) => setTimeout(r, 100));
     const all = [...this.output.matchAll(/"http":(\d+)/g)];
+    if (all.length === 0) throw new Error('vigil-updater did not log its http port');
     return Number(all[all.length - 1]![1]);
   }
 
