@@ -120,11 +120,16 @@ export class Updater {
     if (j && r.kind !== 'idle') {
       this.d.log.warn({ step: j.step, target: j.target, recovery: r.kind }, 'resuming an interrupted update');
       switch (r.kind) {
-        case 'retry_from_start':
+        case 'retry_from_start': {
           rmSync(this.store.stagingDir(j.target), { recursive: true, force: true });
+          // Nothing was switched yet: a request that changed meanwhile wins over finishing the old one.
+          const now = this.request();
+          if (!now || requestKey(now) !== j.requestKey)
+            return this.fail(j, 'interrupted, and the request changed meanwhile', false);
           if (r.giveUp)
             return this.fail(j, `the updater died ${j.attempt} times while installing ${j.target}`, false);
           return this.install({ ...j, attempt: j.attempt + 1 });
+        }
         case 'switch':
           return this.switchAndBake(j);
         case 'restart_and_bake':
