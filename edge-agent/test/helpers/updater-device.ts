@@ -93,12 +93,23 @@ export class UpdaterDevice {
     child.stderr?.on('data', add);
   }
 
+  /**
+   * Starts vigil-updater from source, or, with VIGIL_UPDATER_BIN set to a release build's
+   * `bin/vigil-updater`, the bundled program (esbuild output on the bundled runtime).
+   */
   startUpdater(env: Record<string, string> = {}): ChildProcess {
-    const c = registry.spawn(
-      process.execPath,
-      ['--conditions=@vigil/source', '--import', 'tsx', UPDATER_MAIN, '--config', this.configFile],
-      { cwd: agentDir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } },
-    );
+    const bin = process.env.VIGIL_UPDATER_BIN;
+    const [cmd, args] = bin
+      ? [bin, ['--config', this.configFile]]
+      : [
+          process.execPath,
+          ['--conditions=@vigil/source', '--import', 'tsx', UPDATER_MAIN, '--config', this.configFile],
+        ];
+    const c = registry.spawn(cmd, args, {
+      cwd: agentDir,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...env },
+    });
     this.collect(c, 'updater');
     this.updater = c;
     return c;
