@@ -7,6 +7,7 @@ import { Counter, Gauge } from 'prom-client';
 import { openOutbox, type Outbox } from './buffer/index.js';
 import type { AgentConfig } from './config/schema.js';
 import { ModelRegistry, type ModelSpec } from './detect/index.js';
+import { healthChecks } from './health/checks.js';
 import { startHealthServer } from './health/http.js';
 import { LatestSlot } from './ingest/latest-slot.js';
 import {
@@ -450,6 +451,20 @@ export async function startAgent(bootstrap: Readonly<AgentConfig>, deps: AgentDe
           failed: models.failures().map((f) => ({ name: f.name, error: f.error.message })),
         },
         buffer: { depth: stats.depth, bytes: stats.bytes, evicted: stats.evicted, rejected: stats.rejected },
+        // What vigil-updater's health gate requires of a new release (uplink, cameras, models, outbox).
+        checks: healthChecks({
+          uplink: uplink?.status().state ?? 'disabled',
+          cameras: cams.map((c) => ({
+            cameraId: c.cameraId,
+            state: c.state,
+            lastError: c.lastError,
+            detects: cameras.get(c.cameraId)?.pipeline !== undefined || c.detectError !== undefined,
+            framesProcessed: c.framesProcessed,
+            detectError: c.detectError,
+          })),
+          modelFailures: models.failures().map((f) => ({ name: f.name, error: f.error.message })),
+          outbox: outbox.probeWritable(),
+        }),
         nats: nc ? !nc.isClosed() : 'disabled',
         uplink: uplink?.status() ?? 'disabled',
         identity: identity

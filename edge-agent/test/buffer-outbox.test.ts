@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   openOutbox,
   Outbox,
+  OUTBOX_MIGRATIONS,
   OUTBOX_SCHEMA_VERSION,
   type AppendEntry,
   type OpenOutboxOptions,
@@ -100,11 +101,38 @@ describe('Outbox: open and schema', () => {
     viaOpenFull.close();
   });
 
-  it('refuses a file written by a newer schema version', () => {
+  it('opens a file a newer agent migrated (expand-only: an update rolled back keeps its outbox)', () => {
     const db = new Database(join(dir, 'future.db'));
+    new Outbox(db).close();
+    // What a later release's expand-only migration may do: a new table, a new column with a default.
+    db.exec('CREATE TABLE future_side (id TEXT PRIMARY KEY) STRICT');
+    db.exec('ALTER TABLE events ADD COLUMN future_flag INTEGER NOT NULL DEFAULT 0');
     db.pragma(`user_version = ${OUTBOX_SCHEMA_VERSION + 1}`);
-    expect(() => new Outbox(db)).toThrow(/newer/);
+    const o = new Outbox(db);
+    const id = createUuidV7(now)();
+    expect(o.append({ id, priority: 1, kind: 'event', subject: 's', payload: Buffer.from('x') })).toEqual({
+      accepted: true,
+      duplicate: false,
+    });
+    expect(o.pendingIds(10)).toEqual([id]);
+    expect(o.probeWritable()).toEqual({ ok: true, detail: 'writable' });
+    expect(db.pragma('user_version', { simple: true })).toBe(OUTBOX_SCHEMA_VERSION + 1);
     db.close();
+  });
+
+  it('every migration is expand-only (CREATE TABLE/INDEX, ADD COLUMN nullable or with a DEFAULT)', () => {
+    for (const [i, sql] of OUTBOX_MIGRATIONS.entries()) {
+      const statements = sql
+        .split(';')
+        .map((s) => s.replace(/\s+/g, ' ').trim())
+        .filter(Boolean);
+      for (const st of statements) {
+        const ok =
+          /^CREATE (?:TABLE|(?:UNIQUE )?INDEX) /i.test(st) ||
+          (/^ALTER TABLE \w+ ADD COLUMN /i.test(st) && (!/NOT NULL/i.test(st) || /DEFAULT/i.test(st)));
+        expect(ok, `migration ${i + 1}: ${st}`).toBe(true);
+      }
+    }
   });
 
   it('rejects nonsensical limits', () => {

@@ -44,8 +44,12 @@ describe.skipIf(!clip || !model)('a corrupt or mismatched model', () => {
     expect(health.status).toBe(503);
     const body = (await health.json()) as {
       models: { loaded: string[]; failed: Array<{ name: string; error: string }> };
+      checks: { models: { ok: boolean; detail: string } };
     };
     expect(body.models.loaded).toEqual(['good']);
     expect(body.models.failed.map((f) => f.name).sort()).toEqual(['broken', 'tampered']);
+    // vigil-updater's gate would refuse to commit this release: the models check names the failures.
+    expect(body.checks.models.ok).toBe(false);
+    expect(body.checks.models.detail).toMatch(/model (broken|tampered) failed/);
   }, 40_000);
 });

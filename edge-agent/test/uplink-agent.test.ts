@@ -71,8 +71,16 @@ describe('agent with uplink', () => {
 
     const health = (await (await fetch(`http://127.0.0.1:${a.httpPort}/healthz`)).json()) as {
       uplink: { state: string; inFlight: number };
+      checks: Record<string, { ok: boolean; detail: string }>;
     };
     expect(health.uplink).toMatchObject({ state: 'online', inFlight: 0 });
+    // What vigil-updater's health gate reads (no cameras here: that check passes, saying so).
+    expect(health.checks).toEqual({
+      uplink: { ok: true, detail: 'uplink online' },
+      cameras: { ok: true, detail: 'no cameras configured' },
+      models: { ok: true, detail: 'no detection configured' },
+      outbox: { ok: true, detail: 'writable' },
+    });
     const metrics = await (await fetch(`http://127.0.0.1:${a.httpPort}/metrics`)).text();
     expect(metrics).toMatch(/^vigil_agent_uplink_acked_total 50$/m);
     expect(metrics).toMatch(/^vigil_agent_uplink_state\{state="online"\} 1$/m);

@@ -20,4 +20,4 @@ export {
   type RejectReason,
   type SynchronousMode,
 } from './outbox.js';
-export { OUTBOX_SCHEMA_VERSION, migrateOutbox } from './schema.js';
+export { OUTBOX_MIGRATIONS, OUTBOX_SCHEMA_VERSION, migrateOutbox } from './schema.js';

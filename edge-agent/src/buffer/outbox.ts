@@ -544,6 +544,22 @@ export class Outbox {
   }
 
   /** Idempotent. Closes the Database only when this Outbox owns it (`openOutbox`, or `closeDatabase: true`). */
+  /**
+   * Whether the outbox can take a write now: a write lock taken and released at once (a read-only or
+   * vanished file fails here, before an append would). For /healthz; cheap, no page is written.
+   */
+  probeWritable(): { ok: boolean; detail: string } {
+    if (this.closed) return { ok: false, detail: 'outbox closed' };
+    if (this.db.inTransaction) return { ok: true, detail: 'writable (in a transaction)' };
+    try {
+      this.db.exec('BEGIN IMMEDIATE');
+      this.db.exec('ROLLBACK');
+      return { ok: true, detail: 'writable' };
+    } catch (err) {
+      return { ok: false, detail: `not writable: ${(err as Error).message}` };
+    }
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;

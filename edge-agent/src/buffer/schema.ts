@@ -28,6 +28,14 @@ import type BetterSqlite3 from 'better-sqlite3';
  *   a caller has foreign keys on.
  * - STRICT tables: a wrong type is an error at insert time, not a silently coerced value.
  */
+/*
+ * EXPAND-ONLY (vigil-updater rolls agents back and forth over the same outbox file): a migration may only
+ * CREATE TABLE, CREATE INDEX, or ALTER TABLE ... ADD COLUMN that is nullable or has a DEFAULT. Never drop,
+ * rename or retype, never rewrite rows. Then an older agent, after a rollback, reads and writes a file a newer
+ * one migrated (its statements name their columns, new columns fill themselves), and the newer one, upgraded
+ * again, finds rows the older one wrote without its new columns' values (it must accept their defaults).
+ * edge-agent/test/buffer-outbox.test.ts checks every migration against this rule.
+ */
 const MIGRATIONS: readonly string[] = [
   `
   CREATE TABLE events (
@@ -53,16 +61,16 @@ const MIGRATIONS: readonly string[] = [
 ];
 
 export const OUTBOX_SCHEMA_VERSION = MIGRATIONS.length;
+/** For the expand-only check in the tests. */
+export const OUTBOX_MIGRATIONS = MIGRATIONS;
 
-/** Brings the outbox schema of `db` up to {@link OUTBOX_SCHEMA_VERSION}; a no-op when it is current. */
+/**
+ * Brings the outbox schema of `db` up to {@link OUTBOX_SCHEMA_VERSION}; a no-op when it is current. A file of a
+ * newer schema (this agent is the release an update rolled back to) is used as it is: migrations are
+ * expand-only, so the tables and columns this version knows are all there.
+ */
 export function migrateOutbox(db: BetterSqlite3.Database): void {
   const current = Number(db.pragma('user_version', { simple: true }));
-  if (current > MIGRATIONS.length) {
-    throw new Error(
-      `outbox schema version ${current} is newer than this agent understands (${MIGRATIONS.length}); ` +
-        'refusing to open it (downgrade the file or upgrade the agent)',
-    );
-  }
   for (let v = current; v < MIGRATIONS.length; v++) {
     const sql = MIGRATIONS[v] ?? '';
     db.transaction(() => {

@@ -36,15 +36,15 @@ export interface BundleManifest {
   readonly files: readonly FileEntry[];
 }
 
-function launcher(spec: ProgramSpec): string {
+function launcher(spec: ProgramSpec, command: string = spec.name, module = 'main.mjs'): string {
   const node = spec.runtime ? '"$here/../runtime/node"' : 'node';
   const why = spec.runtime
     ? 'the bundled Node runtime (the native addons are built for its ABI)'
     : 'the Node.js >= 20 on PATH';
   return `#!/bin/sh
-# ${spec.name}: runs lib/${spec.name}/main.mjs with ${why}. No tsx, no source.
+# ${command}: runs lib/${spec.name}/${module} with ${why}. No tsx, no source.
 here=$(dirname "$(readlink -f "$0")")
-exec ${node} "$here/../lib/${spec.name}/main.mjs" "$@"
+exec ${node} "$here/../lib/${spec.name}/${module}" "$@"
 `;
 }
 
@@ -66,6 +66,10 @@ export async function stageProgram(
   mkdirSync(join(stageDir, 'bin'), { recursive: true });
   writeFileSync(join(stageDir, 'bin', spec.name), launcher(spec), { mode: 0o755 });
   chmodSync(join(stageDir, 'bin', spec.name), 0o755);
+  for (const [command, module] of spec.commands ?? []) {
+    writeFileSync(join(stageDir, 'bin', command), launcher(spec, command, module), { mode: 0o755 });
+    chmodSync(join(stageDir, 'bin', command), 0o755);
+  }
   if (spec.runtime) {
     mkdirSync(join(stageDir, 'runtime'), { recursive: true });
     copyFileSync(process.execPath, join(stageDir, 'runtime', 'node'));

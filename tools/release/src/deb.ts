@@ -39,6 +39,9 @@ function rfc2822(unixSeconds: number): string {
 
 const MAINTAINER = 'Vigil release team <release@vigil.invalid>';
 
+/** Commands of the agent bundle linked into /usr/bin (each with its man page in debian/). */
+const LINKED_COMMANDS = ['vigil-agent', 'vigil-updater'] as const;
+
 function control(info: BuildInfo, installedSizeKiB: number): string {
   return `Package: ${DEB_PACKAGE}
 Version: ${debVersion(info.version)}
@@ -95,17 +98,22 @@ export async function buildDeb(
     ]);
     mkdirSync(join(root, 'usr', 'bin'), { recursive: true });
     // /usr and /opt are different top-level directories: Debian policy wants an absolute link.
-    symlinkSync('/opt/vigil/bin/vigil-agent', join(root, 'usr', 'bin', 'vigil-agent'));
+    for (const command of LINKED_COMMANDS)
+      symlinkSync(`/opt/vigil/bin/${command}`, join(root, 'usr', 'bin', command));
     put('agent.json', 'etc/vigil/agent.json', 0o644);
+    put('updater.json', 'etc/vigil/updater.json', 0o644);
     put('vigil-agent.service', 'lib/systemd/system/vigil-agent.service', 0o644);
+    put('vigil-updater.service', 'lib/systemd/system/vigil-updater.service', 0o644);
+    put('50-vigil-updater.rules', 'usr/share/polkit-1/rules.d/50-vigil-updater.rules', 0o644);
     put('sysusers.conf', 'usr/lib/sysusers.d/vigil-agent.conf', 0o644);
     put('copyright', `usr/share/doc/${DEB_PACKAGE}/copyright`, 0o644);
     put('lintian-overrides', `usr/share/lintian/overrides/${DEB_PACKAGE}`, 0o644);
     mkdirSync(join(root, 'usr', 'share', 'man', 'man1'), { recursive: true });
-    await gzipTo(
-      readFileSync(join(src, 'vigil-agent.1'), 'utf8'),
-      join(root, 'usr/share/man/man1/vigil-agent.1.gz'),
-    );
+    for (const command of LINKED_COMMANDS)
+      await gzipTo(
+        readFileSync(join(src, `${command}.1`), 'utf8'),
+        join(root, `usr/share/man/man1/${command}.1.gz`),
+      );
     await gzipTo(
       `${DEB_PACKAGE} (${debVersion(info.version)}) stable; urgency=medium\n\n  * Release ${info.version} from commit ${info.commit}.\n\n -- ${MAINTAINER}  ${rfc2822(info.commitTime)}\n`,
       join(root, `usr/share/doc/${DEB_PACKAGE}/changelog.gz`),
@@ -118,7 +126,7 @@ export async function buildDeb(
     for (const f of files) {
       const st = statSync(join(root, f), { throwIfNoEntry: false });
       kib += Math.ceil((st?.size ?? 0) / 1024);
-      if (f !== 'usr/bin/vigil-agent') {
+      if (!LINKED_COMMANDS.some((c) => f === `usr/bin/${c}`)) {
         md5.push(
           `${createHash('md5')
             .update(readFileSync(join(root, f)))
@@ -129,7 +137,7 @@ export async function buildDeb(
     mkdirSync(join(root, 'DEBIAN'));
     writeFileSync(join(root, 'DEBIAN', 'control'), control(info, kib));
     writeFileSync(join(root, 'DEBIAN', 'md5sums'), md5.join(''));
-    writeFileSync(join(root, 'DEBIAN', 'conffiles'), '/etc/vigil/agent.json\n');
+    writeFileSync(join(root, 'DEBIAN', 'conffiles'), '/etc/vigil/agent.json\n/etc/vigil/updater.json\n');
     for (const script of ['postinst', 'prerm', 'postrm']) put(script, `DEBIAN/${script}`, 0o755);
     for (const f of ['control', 'md5sums', 'conffiles']) chmodSync(join(root, 'DEBIAN', f), 0o644);
     await run('chmod', ['-R', 'u+rwX,go+rX,go-w', root]);

@@ -1,6 +1,13 @@
 // @vigil/release: the release build (pnpm release:build) and the bundle format its consumers (the TUF
 // publisher, the updater) read. See ../README.md.
-export { BUNDLE_FORMAT, PLATFORM, readManifest, type BuildInfo, type BundleManifest } from './bundle.js';
+export {
+  BUNDLE_FORMAT,
+  PLATFORM,
+  packStaged,
+  readManifest,
+  type BuildInfo,
+  type BundleManifest,
+} from './bundle.js';
 export {
   bundleFileName,
   buildBundle,
@@ -10,6 +17,6 @@ export {
   type ReleaseIndex,
 } from './build.js';
 export { debFileName, debVersion, buildDeb } from './deb.js';
-export { sha256File, type FileEntry } from './archive.js';
+export { describeFiles, sha256File, walkStaged, writeTarGz, type FileEntry } from './archive.js';
 export { ReleaseError } from './errors.js';
 export { PROGRAMS, programByName, type ProgramSpec } from './programs.js';

@@ -21,6 +21,11 @@ export interface ProgramSpec {
    * [entry (repository-relative), file name in `lib/<name>/`].
    */
   readonly workers: readonly (readonly [string, string])[];
+  /**
+   * Further commands of the bundle: [command, module in `lib/<name>/`] gets its own launcher `bin/<command>`
+   * (the module is built from `workers`). The agent bundle's vigil-updater runs on the same runtime.
+   */
+  readonly commands?: readonly (readonly [string, string])[];
 }
 
 // better-sqlite3 ships its C sources and build tree (tens of MB); only the addon and its JS run.
@@ -55,7 +60,12 @@ export const PROGRAMS: readonly ProgramSpec[] = [
     runtime: true,
     assets: [],
     // edge-agent/src/detect/worker-pool.ts starts ./detect-worker.mjs next to the bundled main module.
-    workers: [['edge-agent/src/detect/detect-worker.ts', 'detect-worker.mjs']],
+    // edge-agent/src/updater/main.ts is vigil-updater, a second command of the same bundle (its own unit).
+    workers: [
+      ['edge-agent/src/detect/detect-worker.ts', 'detect-worker.mjs'],
+      ['edge-agent/src/updater/main.ts', 'updater.mjs'],
+    ],
+    commands: [['vigil-updater', 'updater.mjs']],
   },
   {
     name: 'vigil-cloud',

@@ -7,6 +7,7 @@ import {
   mkdtempSync,
   readFileSync,
   readdirSync,
+  readlinkSync,
   rmSync,
   statSync,
   writeFileSync,
@@ -214,7 +215,7 @@ describe('Debian package', () => {
     expect(await field('Depends')).toMatch(/(^|, )ffmpeg(,|$)/);
     expect(await field('Depends')).not.toMatch(/nodejs/); // it ships its runtime
     expect((await exec('dpkg-deb', ['--info', deb, 'conffiles'])).stdout.trim()).toBe(
-      '/etc/vigil/agent.json',
+      '/etc/vigil/agent.json\n/etc/vigil/updater.json',
     );
     const { stdout } = await exec('dpkg-deb', ['--contents', deb], { maxBuffer: 64 * 1024 * 1024 });
     const entries = stdout.trim().split('\n');
@@ -231,6 +232,12 @@ describe('Debian package', () => {
       './usr/lib/sysusers.d/vigil-agent.conf',
       './usr/share/doc/vigil-agent/copyright',
       './usr/bin/vigil-agent',
+      './opt/vigil/bin/vigil-updater',
+      './opt/vigil/lib/vigil-agent/updater.mjs',
+      './etc/vigil/updater.json',
+      './lib/systemd/system/vigil-updater.service',
+      './usr/share/polkit-1/rules.d/50-vigil-updater.rules',
+      './usr/bin/vigil-updater',
     ]) {
       expect(paths, p).toContain(p);
     }
@@ -261,12 +268,14 @@ describe('Debian package', () => {
     return Number(m![1]);
   }
 
-  it('systemd-analyze security rates the packaged unit 2.5 or better (the old unit: worse)', async () => {
+  it('systemd-analyze security rates the packaged units 2.5 or better (the old unit: worse)', async () => {
     const dir = join(work, 'units');
     mkdirSync(dir, { recursive: true });
-    const packaged = join(dir, 'vigil-agent.service');
-    copyFileSync(join(ROOT, 'tools/release/debian/vigil-agent.service'), packaged);
-    expect(await exposure(packaged)).toBeLessThanOrEqual(2.5);
+    for (const unit of ['vigil-agent.service', 'vigil-updater.service']) {
+      const packaged = join(dir, unit);
+      copyFileSync(join(ROOT, 'tools/release/debian', unit), packaged);
+      expect(await exposure(packaged)).toBeLessThanOrEqual(2.5);
+    }
     // The measurement can fail: a unit with only the basics rates far worse.
     const basic = join(dir, 'basic.service');
     writeFileSync(basic, '[Service]\nExecStart=/bin/true\nUser=nobody\nNoNewPrivileges=yes\n');
@@ -321,6 +330,11 @@ describe('Debian package', () => {
       expect(statSync(join(T, 'etc/vigil/agent.json')).mode & 0o777).toBe(0o640);
       const { stdout } = await exec(join(T, 'opt/vigil/bin/vigil-agent'), ['--version'], { env: cleanEnv() });
       expect(stdout).toMatch(/^vigil-agent 1\.0\.0 /);
+      const updater = await exec(join(T, 'opt/vigil/bin/vigil-updater'), ['--version'], { env: cleanEnv() });
+      expect(updater.stdout).toMatch(/^vigil-updater 1\.0\.0 /);
+      // The agent's unit starts from releases/current: the packaged release until vigil-updater installs one.
+      expect(readlinkSync(join(T, 'var/lib/vigil-updater/releases/current'))).toBe('/opt/vigil');
+      expect(statSync(join(T, 'var/lib/vigil/update')).uid).toBe(Number(uid));
       // verify resolves the unit's dependencies and ExecStart inside the root: give it the host's targets.
       const units = join(T, 'lib/systemd/system');
       for (const f of readdirSync('/lib/systemd/system')) {
@@ -328,7 +342,12 @@ describe('Debian package', () => {
           copyFileSync(join('/lib/systemd/system', f), join(units, f));
         }
       }
-      await exec('systemd-analyze', ['verify', `--root=${T}`, '/lib/systemd/system/vigil-agent.service']);
+      await exec('systemd-analyze', [
+        'verify',
+        `--root=${T}`,
+        '/lib/systemd/system/vigil-agent.service',
+        '/lib/systemd/system/vigil-updater.service',
+      ]);
       // Nothing reached the host.
       expect(readFileSync('/etc/passwd', 'utf8')).toBe(hostPasswd);
       expect(existsSync('/var/lib/dpkg/info/vigil-agent.list')).toBe(false);
@@ -360,6 +379,7 @@ describe('Debian package', () => {
       expect(await status()).toMatch(/no packages found|not-installed/);
       expect(existsSync(join(T, 'etc/vigil'))).toBe(false);
       expect(existsSync(join(T, 'var/lib/vigil'))).toBe(false);
+      expect(existsSync(join(T, 'var/lib/vigil-updater'))).toBe(false);
       expect(existsSync(join(T, 'opt/vigil'))).toBe(false);
     });
   });
