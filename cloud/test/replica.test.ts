@@ -64,7 +64,7 @@ describe('read replica: lists read a fresh replica, the primary otherwise', () =
   };
   const deviceIds = (on: Kysely<Database>) => on.selectFrom('devices').select('id').orderBy('id').execute();
 
-  it('unmeasured: the primary answers', async () => {
+  it('unmeasured: the primary answers', () => {
     expect(reads.target()).toEqual({ target: 'primary', reason: 'unmeasured' });
   });
 
@@ -170,6 +170,8 @@ describe('read replica: lists read a fresh replica, the primary otherwise', () =
       await dbs.close();
       await replica.start();
     }
-    expect(await reads_()).toMatchObject({ 'replica/fresh': expect.any(Number), 'primary/lagging': 1 });
+    const counted = await reads_();
+    expect(counted['replica/fresh']).toBeGreaterThan(0);
+    expect(counted['primary/lagging']).toBe(1);
   }, 60_000);
 });

@@ -19,8 +19,68 @@ const kubectlMissing =
     ? 'kubectl is not installed (it is in the CI image; on Debian: the kubernetes apt repository)'
     : undefined;
 
-/* eslint-disable @typescript-eslint/no-explicit-any -- rendered manifests are untyped JSON */
-type Obj = any;
+// The parts of the rendered objects the checks read.
+interface Meta {
+  name: string;
+  namespace?: string;
+  labels?: Labels;
+}
+interface Probe {
+  httpGet?: { path: string };
+}
+interface Container {
+  name: string;
+  image: string;
+  args?: string[];
+  env?: Array<{ name: string; valueFrom?: { secretKeyRef?: unknown } }>;
+  ports?: Array<{ name: string; containerPort: number }>;
+  resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
+  securityContext?: Record<string, unknown>;
+  livenessProbe?: Probe;
+  readinessProbe?: Probe;
+  startupProbe?: Probe;
+  volumeMounts?: Array<{ mountPath: string }>;
+}
+interface Deployment {
+  kind: 'Deployment';
+  metadata: Meta;
+  spec: {
+    replicas?: number;
+    template: {
+      metadata: { labels: Labels };
+      spec: {
+        securityContext?: { runAsUser?: number } & Record<string, unknown>;
+        automountServiceAccountToken?: boolean;
+        initContainers?: Container[];
+        containers: Container[];
+      };
+    };
+  };
+}
+interface ConfigMap {
+  kind: 'ConfigMap';
+  metadata: Meta;
+  data: Record<string, string>;
+}
+interface Service {
+  kind: 'Service';
+  metadata: Meta;
+  spec: { selector: Labels; ports: Array<{ targetPort: string }> };
+}
+interface Pdb {
+  kind: 'PodDisruptionBudget';
+  metadata: Meta;
+  spec: { selector: { matchLabels: Labels } };
+}
+type Obj = { kind: string; metadata: Meta } | Deployment | ConfigMap | Service | Pdb | NetworkPolicy;
+interface Kinds {
+  Deployment: Deployment;
+  ConfigMap: ConfigMap;
+  Service: Service;
+  PodDisruptionBudget: Pdb;
+  NetworkPolicy: NetworkPolicy;
+  Secret: { kind: 'Secret'; metadata: Meta };
+}
 
 function render(overlay: string): Promise<Obj[]> {
   return new Promise((resolve, reject) => {
@@ -37,12 +97,13 @@ function render(overlay: string): Promise<Obj[]> {
   });
 }
 
-const ofKind = (objs: Obj[], kind: string): Obj[] => objs.filter((o) => o.kind === kind);
-const containersOf = (d: Obj): Obj[] => [
+const ofKind = <K extends keyof Kinds>(objs: Obj[], kind: K): Kinds[K][] =>
+  objs.filter((o) => (o as { kind: string }).kind === kind) as unknown as Kinds[K][];
+const containersOf = (d: Deployment): Container[] => [
   ...(d.spec.template.spec.initContainers ?? []),
   ...d.spec.template.spec.containers,
 ];
-const cloudDeployments = (objs: Obj[]): Obj[] =>
+const cloudDeployments = (objs: Obj[]): Deployment[] =>
   ofKind(objs, 'Deployment').filter((d) => d.metadata.name.startsWith('vigil-cloud'));
 const selectsLabels = (sel: Labels | undefined, labels: Labels): boolean =>
   Object.entries(sel ?? {}).every(([k, v]) => labels[k] === v);
@@ -50,7 +111,8 @@ const selectsLabels = (sel: Labels | undefined, labels: Labels): boolean =>
 /** The cloud.json of the rendered ConfigMap, parsed. */
 function cloudJson(objs: Obj[]): Record<string, unknown> {
   const cm = ofKind(objs, 'ConfigMap').find((c) => c.metadata.name.startsWith('vigil-cloud-config-'));
-  return JSON.parse(cm.data['cloud.json'] as string) as Record<string, unknown>;
+  if (!cm?.data['cloud.json']) throw new Error('no vigil-cloud-config ConfigMap with cloud.json');
+  return JSON.parse(cm.data['cloud.json']) as Record<string, unknown>;
 }
 
 /** Every string value under a key ending in File or named dir: the files the cloud will open. */
@@ -74,17 +136,17 @@ describe.skipIf(kubectlMissing !== undefined)('infra/k8s: kustomize overlays', (
         const deployments = ofKind(objs(), 'Deployment');
         expect(deployments.length).toBeGreaterThan(1);
         for (const d of deployments) {
-          const name = d.metadata.name as string;
+          const name = d.metadata.name;
           const pod = d.spec.template.spec;
           expect(pod.securityContext, name).toMatchObject({
             runAsNonRoot: true,
             seccompProfile: { type: 'RuntimeDefault' },
           });
-          expect(pod.securityContext.runAsUser, name).toBeGreaterThan(0);
+          expect(pod.securityContext?.runAsUser, name).toBeGreaterThan(0);
           expect(pod.automountServiceAccountToken, name).toBe(false);
           for (const c of containersOf(d)) {
             const where = `${name}/${c.name}`;
-            for (const kind of ['requests', 'limits'])
+            for (const kind of ['requests', 'limits'] as const)
               for (const r of ['cpu', 'memory'])
                 expect(c.resources?.[kind]?.[r], `${where} ${kind}.${r}`).toBeDefined();
             expect(c.securityContext, where).toMatchObject({
@@ -95,11 +157,11 @@ describe.skipIf(kubectlMissing !== undefined)('infra/k8s: kustomize overlays', (
             // A tag that names a release (or a digest), never latest or none.
             expect(c.image, where).toMatch(/^[a-z0-9.\-/]+(:\d[\w.-]*|@sha256:[0-9a-f]{64})$/);
             expect(
-              c.env?.some((e: Obj) => e.valueFrom?.secretKeyRef),
+              c.env?.some((e) => e.valueFrom?.secretKeyRef !== undefined),
               `${where}: secrets as files`,
             ).not.toBe(true);
           }
-          const main = pod.containers as Obj[];
+          const main = pod.containers;
           for (const c of main) {
             expect(c.livenessProbe, `${name}/${c.name} liveness`).toBeDefined();
             expect(c.readinessProbe, `${name}/${c.name} readiness`).toBeDefined();
@@ -107,15 +169,15 @@ describe.skipIf(kubectlMissing !== undefined)('infra/k8s: kustomize overlays', (
         }
         for (const d of cloudDeployments(objs())) {
           const c = d.spec.template.spec.containers[0];
-          expect(c.livenessProbe.httpGet.path).toBe('/healthz');
-          expect(c.readinessProbe.httpGet.path).toBe('/readyz');
-          expect(c.startupProbe.httpGet.path).toBe('/healthz');
+          expect(c?.livenessProbe?.httpGet?.path).toBe('/healthz');
+          expect(c?.readinessProbe?.httpGet?.path).toBe('/readyz');
+          expect(c?.startupProbe?.httpGet?.path).toBe('/healthz');
         }
       });
 
       it('no ConfigMap holds a secret; the cloud config is valid and its files are mounted', () => {
         for (const cm of ofKind(objs(), 'ConfigMap')) {
-          for (const [key, value] of Object.entries(cm.data as Record<string, string>)) {
+          for (const [key, value] of Object.entries(cm.data)) {
             const where = `${cm.metadata.name}/${key}`;
             expect(value, where).not.toMatch(/-----BEGIN [A-Z ]*(PRIVATE KEY|CERTIFICATE)-----/);
             expect(value, `${where}: a password in a URL`).not.toMatch(/[a-z]+:\/\/[^/\s:@]+:[^/\s@]+@/i);
@@ -131,9 +193,7 @@ describe.skipIf(kubectlMissing !== undefined)('infra/k8s: kustomize overlays', (
         const paths = configPaths(config);
         expect(paths.length).toBeGreaterThan(10);
         for (const d of cloudDeployments(objs())) {
-          const mounts = (d.spec.template.spec.containers[0].volumeMounts as Obj[]).map(
-            (m) => m.mountPath as string,
-          );
+          const mounts = (d.spec.template.spec.containers[0]!.volumeMounts ?? []).map((m) => m.mountPath);
           for (const p of paths)
             expect(
               mounts.some((m) => p === m || p.startsWith(`${m}/`)),
@@ -144,7 +204,7 @@ describe.skipIf(kubectlMissing !== undefined)('infra/k8s: kustomize overlays', (
 
       it('the cloud Deployments run the documented roles', () => {
         const deployments = cloudDeployments(objs());
-        const args = deployments.map((d) => d.spec.template.spec.containers[0].args as string[]);
+        const args = deployments.map((d) => d.spec.template.spec.containers[0]?.args ?? []);
         if (overlay === 'single-node') {
           expect(deployments.map((d) => d.metadata.name)).toEqual(['vigil-cloud']);
           expect(args[0]).not.toContain('--role'); // all roles
@@ -154,8 +214,8 @@ describe.skipIf(kubectlMissing !== undefined)('infra/k8s: kustomize overlays', (
             ROLES.map((r) => `vigil-cloud-${r}`).sort(),
           );
           for (const d of deployments) {
-            const role = (d.metadata.name as string).replace('vigil-cloud-', '');
-            const a = d.spec.template.spec.containers[0].args as string[];
+            const role = d.metadata.name.replace('vigil-cloud-', '');
+            const a = d.spec.template.spec.containers[0]?.args ?? [];
             expect(a.slice(-2), d.metadata.name).toEqual(['--role', role]);
             expect(d.spec.replicas, d.metadata.name).toBeGreaterThanOrEqual(2);
           }
@@ -167,14 +227,14 @@ describe.skipIf(kubectlMissing !== undefined)('infra/k8s: kustomize overlays', (
         const pdbs = ofKind(objs(), 'PodDisruptionBudget');
         const deployments = ofKind(objs(), 'Deployment');
         for (const d of deployments) {
-          const labels = d.spec.template.metadata.labels as Labels;
+          const labels = d.spec.template.metadata.labels;
           const covering = pdbs.filter((p) => selectsLabels(p.spec.selector.matchLabels, labels));
           expect(covering.length, d.metadata.name).toBe(overlay === 'ha' ? 1 : 0);
         }
         // A budget selects the pods of one Deployment only (else evictions of one count against another).
         for (const p of pdbs) {
           const owners = deployments.filter((d) =>
-            selectsLabels(p.spec.selector.matchLabels, d.spec.template.metadata.labels as Labels),
+            selectsLabels(p.spec.selector.matchLabels, d.spec.template.metadata.labels),
           );
           expect(owners.length, p.metadata.name).toBe(1);
         }
@@ -184,20 +244,20 @@ describe.skipIf(kubectlMissing !== undefined)('infra/k8s: kustomize overlays', (
         const deployments = ofKind(objs(), 'Deployment');
         for (const s of ofKind(objs(), 'Service')) {
           const pods = deployments.filter((d) =>
-            selectsLabels(s.spec.selector, d.spec.template.metadata.labels as Labels),
+            selectsLabels(s.spec.selector, d.spec.template.metadata.labels),
           );
           expect(pods.length, s.metadata.name).toBeGreaterThan(0);
           for (const d of pods)
-            for (const port of s.spec.ports as Obj[])
+            for (const port of s.spec.ports)
               expect(
-                (d.spec.template.spec.containers[0].ports as Obj[]).some((p) => p.name === port.targetPort),
+                (d.spec.template.spec.containers[0]!.ports ?? []).some((p) => p.name === port.targetPort),
                 `${s.metadata.name} -> ${d.metadata.name}:${port.targetPort}`,
               ).toBe(true);
         }
       });
 
       it('NetworkPolicies: default deny, the needed flows open, the rest closed', () => {
-        const policies = ofKind(objs(), 'NetworkPolicy') as NetworkPolicy[];
+        const policies = ofKind(objs(), 'NetworkPolicy');
         const deny = policies.find(
           (p) =>
             Object.keys(p.spec.podSelector.matchLabels ?? {}).length === 0 &&
@@ -208,10 +268,10 @@ describe.skipIf(kubectlMissing !== undefined)('infra/k8s: kustomize overlays', (
 
         const ns = 'vigil';
         const nsLabels = { 'kubernetes.io/metadata.name': ns };
-        const podOf = (d: Obj) => ({
+        const podOf = (d: Deployment) => ({
           namespace: ns,
           nsLabels,
-          labels: d.spec.template.metadata.labels as Labels,
+          labels: d.spec.template.metadata.labels,
         });
         const ext = (name: string, labels: Labels = {}) => ({
           namespace: name,
@@ -223,18 +283,18 @@ describe.skipIf(kubectlMissing !== undefined)('infra/k8s: kustomize overlays', (
         const postgres = { namespace: ns, nsLabels, labels: { 'app.kubernetes.io/name': 'postgresql' } };
         const dns = ext('kube-system', { 'k8s-app': 'kube-dns' });
         const pgbouncer = podOf(
-          ofKind(objs(), 'Deployment').find((d) => d.metadata.name === 'vigil-pgbouncer'),
+          ofKind(objs(), 'Deployment').find((d) => d.metadata.name === 'vigil-pgbouncer')!,
         );
 
         for (const d of ofKind(objs(), 'Deployment')) {
           const p = podOf(d);
-          const n = d.metadata.name as string;
+          const n = d.metadata.name;
           expect(podToPod(policies, p, dns, 53, 'UDP'), `${n} -> DNS`).toBe(true);
           expect(podToPod(policies, ext('somewhere'), p, 8080), `nobody else -> ${n}`).toBe(false);
         }
         for (const d of cloudDeployments(objs())) {
           const p = podOf(d);
-          const n = d.metadata.name as string;
+          const n = d.metadata.name;
           const has = (cap: string) => p.labels[`vigil.io/${cap}`] === 'true';
           expect(podToPod(policies, p, nats, 4222), `${n} -> NATS`).toBe(true);
           expect(podToPod(policies, p, pgbouncer, 6432), `${n} -> pgbouncer`).toBe(true);
@@ -284,7 +344,7 @@ describe.skipIf(kubectlMissing !== undefined)('infra/k8s: kustomize overlays', (
         const cm = ofKind(objs(), 'ConfigMap').find((c) =>
           c.metadata.name.startsWith('vigil-pgbouncer-config-'),
         );
-        expect(cm.data['pgbouncer.ini']).toMatch(/^pool_mode = transaction$/m);
+        expect(cm?.data['pgbouncer.ini']).toMatch(/^pool_mode = transaction$/m);
         const db = (cloudJson(objs()) as { database: { url: string } }).database;
         expect(db.url).toMatch(/^postgres:\/\/[^:@]+@vigil-pgbouncer:6432\//);
       });
@@ -296,6 +356,16 @@ const yamllintMissing =
   spawnSync('yamllint', ['--version'], { encoding: 'utf8' }).error !== undefined
     ? 'yamllint is not installed: run ./dev setup (Debian package yamllint)'
     : undefined;
+
+interface NatsValues {
+  config: {
+    cluster: { enabled: boolean; replicas: number; tls: { enabled: boolean } };
+    jetstream: { enabled: boolean; fileStore: { enabled: boolean }; memoryStore?: { enabled: boolean } };
+    nats: { tls: { enabled: boolean; merge: { verify: boolean } } };
+    resolver: { enabled: boolean };
+    merge: Record<string, unknown>;
+  };
+}
 
 describe('infra/k8s: NATS Helm values', () => {
   const values = join(k8sDir, 'nats-values.yaml');
@@ -312,7 +382,7 @@ describe('infra/k8s: NATS Helm values', () => {
   });
 
   it('sets 3 replicas, JetStream on file storage, TLS on client and route ports, the operator resolver', () => {
-    const v = parseAllDocuments(readFileSync(values, 'utf8'))[0]!.toJS() as Obj;
+    const v = parseAllDocuments(readFileSync(values, 'utf8'))[0]!.toJS() as NatsValues;
     expect(v.config.cluster).toMatchObject({ enabled: true, replicas: 3 });
     expect(v.config.cluster.tls.enabled).toBe(true);
     expect(v.config.jetstream.enabled).toBe(true);
