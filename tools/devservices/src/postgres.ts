@@ -124,7 +124,11 @@ export class PostgresCluster {
    * and primary_conninfo written for it), then started on its own port. initdb's trust rules allow replication
    * connections from 127.0.0.1.
    */
-  async startReplica(opts: { dir: string; port?: number; registry?: ProcessRegistry }): Promise<PostgresCluster> {
+  async startReplica(opts: {
+    dir: string;
+    port?: number;
+    registry?: ProcessRegistry;
+  }): Promise<PostgresCluster> {
     const replica = new PostgresCluster({ ...opts });
     mkdirSync(opts.dir, { recursive: true });
     if (process.getuid?.() === 0) {
