@@ -49,7 +49,7 @@ import { RolloutExecutor } from './rollouts/executor.js';
 import { RolloutStore } from './rollouts/store.js';
 import { createLogger, createMetricsRegistry } from './lib/observability.js';
 import { createTracing } from './lib/tracing.js';
-import { createDb } from './storage/db.js';
+import { openDatabases } from './storage/databases.js';
 import { migrateToLatest } from './storage/migrate.js';
 import type { Database } from './storage/tables.js';
 
@@ -94,9 +94,9 @@ export interface CloudDeps {
 export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps = {}): Promise<CloudApp> {
   const log = deps.logger ?? createLogger(config.log.level, 'vigil-cloud');
   const metrics = createMetricsRegistry('vigil_cloud_');
-  const db = createDb(config.database.url, config.database.poolMax, (err) =>
-    log.warn({ err: err.message }, 'PostgreSQL connection lost; the next query reconnects'),
-  );
+  // The primary (directly or through pgbouncer) and, with database.replicaUrl, the replica the lists may read.
+  const databases = openDatabases(config.database, { log, metrics, now: deps.now });
+  const db = databases.db;
   // A batch span links each of its events: room for the largest batch (else the SDK drops links, and warns).
   const tracing = createTracing(config.tracing, {
     serviceName: 'vigil-cloud',
@@ -104,7 +104,7 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
     ...(deps.spanProcessors ? { spanProcessors: deps.spanProcessors } : {}),
   });
   // First in, so last out: the spans of the last batches are exported after everything else stopped.
-  const closers: Array<() => Promise<void>> = [() => tracing.shutdown(), () => db.destroy()];
+  const closers: Array<() => Promise<void>> = [() => tracing.shutdown(), () => databases.close()];
   const stop = async (): Promise<void> => {
     for (const close of closers.reverse())
       await close().catch((err: unknown) => log.error({ err }, 'shutdown step failed'));
@@ -342,6 +342,7 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
       : undefined;
     const mounts = createApiMounts(config, {
       db,
+      readHeavy: databases.readHeavy,
       log,
       metrics,
       authorizer: apiAuth?.authorizer,

@@ -29,8 +29,10 @@ export {
   type VerifyResult,
 } from './audit/audit-log.js';
 export type { AuditActorKind, AuditOutcome } from './storage/tables.js';
-export { createDb } from './storage/db.js';
-export { migrateDown, migrateToLatest } from './storage/migrate.js';
+export { createDb, readPasswordFile } from './storage/db.js';
+export { openDatabases, type Databases } from './storage/databases.js';
+export { ReplicaReads, type LagSample, type ReadHeavy } from './storage/replica.js';
+export { MIGRATION_LOCK, migrateDown, migrateToLatest } from './storage/migrate.js';
 export {
   DEV_JWKS_FILE,
   DEV_SIGNING_KEY_FILE,

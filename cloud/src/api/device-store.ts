@@ -1,5 +1,6 @@
 import type { Kysely, Selectable } from 'kysely';
 import { statusCutoff, statusSql, type DeviceStatus } from '../fleet/status.js';
+import type { ReadHeavy } from '../storage/replica.js';
 import type { Database, DevicesTable } from '../storage/tables.js';
 
 export interface DeviceFilter {
@@ -66,11 +67,13 @@ export class DeviceReader {
     private readonly db: Kysely<Database>,
     private readonly offlineAfterSeconds: number,
     private readonly now: () => Date,
+    /** Where lists run (a fresh replica: storage/replica.ts); default: `db`. */
+    private readonly readHeavy: ReadHeavy = (query) => query(db),
   ) {}
 
   /** Devices of `tenant` with their status as of now (the cutoff: fleet/status.ts). */
-  private query(tenant: string, cutoff: Date) {
-    return this.db
+  private query(tenant: string, cutoff: Date, db = this.db) {
+    return db
       .selectFrom('devices')
       .selectAll()
       .select(statusSql(cutoff).as('status'))
@@ -79,7 +82,14 @@ export class DeviceReader {
 
   async list(tenant: string, f: DeviceFilter): Promise<DevicePage> {
     const cutoff = statusCutoff(this.now(), this.offlineAfterSeconds);
-    let q = this.query(tenant, cutoff);
+    const rows = await this.readHeavy((db) => this.listQuery(db, tenant, cutoff, f).execute());
+    const page = rows.slice(0, f.limit);
+    const last = page.at(-1);
+    return { items: page.map(toDeviceView), next: rows.length > f.limit && last ? last.id : null };
+  }
+
+  private listQuery(db: Kysely<Database>, tenant: string, cutoff: Date, f: DeviceFilter) {
+    let q = this.query(tenant, cutoff, db);
     if (f.site !== undefined) q = q.where('site_id', '=', f.site);
     if (f.status === 'revoked') q = q.where('revoked_at', 'is not', null);
     else if (f.status !== undefined) q = q.where('revoked_at', 'is', null);
@@ -88,13 +98,7 @@ export class DeviceReader {
     if (f.status === 'offline') q = q.where('last_seen_at', '<=', cutoff);
     if (f.after !== undefined) q = q.where('id', '>', f.after);
     // One extra row says whether another page exists, so the last page has next_cursor null.
-    const rows = await q
-      .orderBy('id')
-      .limit(f.limit + 1)
-      .execute();
-    const page = rows.slice(0, f.limit);
-    const last = page.at(-1);
-    return { items: page.map(toDeviceView), next: rows.length > f.limit && last ? last.id : null };
+    return q.orderBy('id').limit(f.limit + 1);
   }
 
   /** One device of `tenant`, or null. */

@@ -1,5 +1,6 @@
 import { sql, type Kysely, type Selectable } from 'kysely';
 import { uuidV7Time } from '../lib/uuidv7.js';
+import type { ReadHeavy } from '../storage/replica.js';
 import type { Database, EventsTable } from '../storage/tables.js';
 
 /** Position in the newest-first order: the last item of a page. Opaque to clients (see events-query.ts). */
@@ -123,10 +124,25 @@ export function toEventView(r: EventRow): EventView {
  * never OFFSET.
  */
 export class EventReader {
-  constructor(private readonly db: Kysely<Database>) {}
+  constructor(
+    private readonly db: Kysely<Database>,
+    /** Where lists run (a fresh replica: storage/replica.ts); default: `db`. */
+    private readonly readHeavy: ReadHeavy = (query) => query(db),
+  ) {}
 
   async list(tenant: string, f: EventFilter): Promise<EventPage> {
-    let q = this.db
+    const rows = await this.readHeavy((db) => this.listQuery(db, tenant, f).execute());
+    const page = rows.slice(0, f.limit);
+    const last = page.at(-1);
+    return {
+      items: page.map(toEventView),
+      next:
+        rows.length > f.limit && last ? { occurredAt: last.occurred_at_exact, eventId: last.event_id } : null,
+    };
+  }
+
+  private listQuery(db: Kysely<Database>, tenant: string, f: EventFilter) {
+    let q = db
       .selectFrom('events')
       .select(COLUMNS)
       .select(exactTime.as('occurred_at_exact'))
@@ -142,18 +158,10 @@ export class EventReader {
       q = q.where(sql<boolean>`(occurred_at, event_id) < (${occurredAt}::timestamptz, ${eventId}::uuid)`);
     }
     // One extra row says whether another page exists, so the last page has next_cursor null.
-    const rows = await q
+    return q
       .orderBy('occurred_at', 'desc')
       .orderBy('event_id', 'desc')
-      .limit(f.limit + 1)
-      .execute();
-    const page = rows.slice(0, f.limit);
-    const last = page.at(-1);
-    return {
-      items: page.map(toEventView),
-      next:
-        rows.length > f.limit && last ? { occurredAt: last.occurred_at_exact, eventId: last.event_id } : null,
-    };
+      .limit(f.limit + 1);
   }
 
   /** One event of `tenant`, or null. */

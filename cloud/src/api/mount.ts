@@ -12,6 +12,7 @@ import type { ModelStore } from '../config-ota/models.js';
 import type { Releases } from '../releases/routes.js';
 import type { MediaRepository } from '../media/repository.js';
 import type { MediaStore } from '../media/store.js';
+import type { ReadHeavy } from '../storage/replica.js';
 import type { Database } from '../storage/tables.js';
 import type { UrlPolicy } from '../integrations/ssrf.js';
 import type { WebhookStore } from '../integrations/store.js';
@@ -22,6 +23,8 @@ import { createApiRouter } from './router.js';
 
 export interface ApiMountDeps {
   db: Kysely<Database>;
+  /** Where the events and devices lists run (a fresh replica); default: db. */
+  readHeavy?: ReadHeavy | undefined;
   log: Logger;
   metrics: Registry;
   /** The policy decision point; default: the one config `authz` names (Cedar unless told otherwise). */
@@ -56,6 +59,7 @@ export function createApiMounts(
   if (!config.api.enabled) return [];
   const router = createApiRouter({
     db: deps.db,
+    readHeavy: deps.readHeavy,
     verifier: deps.verifier ?? createTokenVerifier(config.auth),
     authorizer: deps.authorizer ?? createAuthorizerFromConfig(config.authz, deps.log, deps.metrics),
     log: deps.log.child({ component: 'api' }),

@@ -6,6 +6,7 @@ import { AuditLog } from '../audit/audit-log.js';
 import type { Action, Authorizer, Resource } from '../auth/authorize.js';
 import type { TokenVerifier } from '../auth/jwt.js';
 import { EnrollmentTokens } from '../fleet/enrollment.js';
+import type { ReadHeavy } from '../storage/replica.js';
 import type { Database } from '../storage/tables.js';
 import { authenticate, principalOf, requireAllowed } from './authenticate.js';
 import { DOCS_CONTENT_SECURITY_POLICY, renderDocsPage } from './docs-page.js';
@@ -54,6 +55,8 @@ export const API_BODY_LIMIT = '256kb';
 
 export interface ApiDeps {
   db: Kysely<Database>;
+  /** Where the events and devices lists run (config database.replicaUrl: storage/replica.ts); default: db. */
+  readHeavy?: ReadHeavy | undefined;
   verifier: TokenVerifier;
   authorizer: Authorizer;
   log: Logger;
@@ -230,7 +233,7 @@ export function createApiRouter(deps: ApiDeps): Router {
     router[op.method](op.path, ...guards);
   }
   mountEventRoutes(router, {
-    events: new EventReader(deps.db),
+    events: new EventReader(deps.db, deps.readHeavy),
     authorizer: deps.authorizer,
     log: deps.log,
     maxPageSize: deps.maxPageSize,
@@ -242,7 +245,7 @@ export function createApiRouter(deps: ApiDeps): Router {
     log: deps.log,
   });
   mountDeviceRoutes(router, {
-    devices: new DeviceReader(deps.db, deps.offlineAfterSeconds, deps.now),
+    devices: new DeviceReader(deps.db, deps.offlineAfterSeconds, deps.now, deps.readHeavy),
     revoker: deps.revoker ?? new DeviceRevoker(deps.db, undefined, audit, deps.log, deps.now),
     audit,
     authorizer: deps.authorizer,

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { ALLOWED_JWT_ALGORITHMS } from '../auth/jwt.js';
 
 const port = z.number().int().min(0).max(65535);
+const postgresUrl = z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL');
 const isHttpsOrLoopback = (u: string): boolean =>
   u.startsWith('https:') || /^http:\/\/(localhost|127\.0\.0\.1|\[::1\])($|[:/])/.test(u);
 /** One GCRA limit: a sustained rate and the burst a full bucket allows at once. */
@@ -35,9 +36,28 @@ export const cloudConfigSchema = z
         message: 'headersTimeoutSeconds must not exceed requestTimeoutSeconds',
       })
       .prefault({}),
+    /**
+     * PostgreSQL, directly or through pgbouncer in transaction pooling mode (the cloud keeps no session state
+     * between transactions: infra/postgres/README.md). storage/databases.ts builds the pools.
+     */
     database: z.strictObject({
-      url: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL'),
+      url: postgresUrl,
       poolMax: z.number().int().min(1).max(200).default(10),
+      /**
+       * The password, read from this file (a mounted secret) at each new connection, for url and replicaUrl;
+       * a password in the URL wins. Rotating it needs no restart.
+       */
+      passwordFile: z.string().min(1).optional(),
+      /** A streaming replica for read-heavy API lists (events, devices); absent: everything reads the primary. */
+      replicaUrl: postgresUrl.optional(),
+      replicaPoolMax: z.number().int().min(1).max(200).default(10),
+      /**
+       * Staleness bound of replica reads: a replica whose last replayed transaction is older than this (while
+       * the primary has newer ones) is not read from until it catches up; the primary answers instead.
+       */
+      replicaMaxLagSeconds: z.number().min(0.1).max(3600).default(5),
+      /** How often the replica's lag is measured (pg_last_xact_replay_timestamp on the replica). */
+      replicaLagCheckIntervalMs: z.number().int().min(100).max(60_000).default(1000),
     }),
     nats: z.strictObject({
       servers: z.array(z.string().min(1)).min(1),

@@ -1,8 +1,9 @@
-import { sql, type Kysely } from 'kysely';
+import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { Database } from '../storage/tables.js';
+import { whileHoldingLock } from '../storage/leader-lock.js';
 import type { MediaRepository } from './repository.js';
 import type { MediaStore } from './store.js';
 
@@ -101,17 +102,11 @@ export class MediaRetentionJob {
 
   /** One run if this process gets the leader lock. */
   async runAsLeader(): Promise<RetentionRunResult> {
-    return this.opts.db.connection().execute(async (conn) => {
-      const got = await sql<{
-        ok: boolean;
-      }>`select pg_try_advisory_lock(${MEDIA_RETENTION_LOCK}) as ok`.execute(conn);
-      if (!got.rows[0]?.ok) return { leader: false, deleted: 0, storeErrors: 0, truncated: false };
-      try {
-        return { leader: true, ...(await this.run()) };
-      } finally {
-        await sql`select pg_advisory_unlock(${MEDIA_RETENTION_LOCK})`.execute(conn);
-      }
-    });
+    // A transaction-held lock (storage/leader-lock.ts): a session lock would not survive pgbouncer.
+    const run = await whileHoldingLock(this.opts.db, MEDIA_RETENTION_LOCK, () => this.run());
+    return run.held
+      ? { leader: true, ...run.result }
+      : { leader: false, deleted: 0, storeErrors: 0, truncated: false };
   }
 
   private async run(): Promise<Omit<RetentionRunResult, 'leader'>> {

@@ -1,9 +1,10 @@
-import { sql, type Kysely } from 'kysely';
+import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { ConfigBody } from '../config-ota/body.js';
 import type { DeviceConfigState, VersionedBody } from '../config-ota/issuer.js';
 import type { ConfigKind, Database } from '../storage/tables.js';
+import { whileHoldingLock } from '../storage/leader-lock.js';
 import {
   failureOf,
   outcomeOf,
@@ -99,18 +100,9 @@ export class RolloutExecutor {
 
   /** One tick if this process gets the leader lock; false when another process holds it. */
   async tickAsLeader(): Promise<boolean> {
-    return this.opts.db.connection().execute(async (conn) => {
-      const got = await sql<{
-        ok: boolean;
-      }>`select pg_try_advisory_lock(${ROLLOUT_LEADER_LOCK}) as ok`.execute(conn);
-      if (!got.rows[0]?.ok) return false;
-      try {
-        await this.tick();
-      } finally {
-        await sql`select pg_advisory_unlock(${ROLLOUT_LEADER_LOCK})`.execute(conn);
-      }
-      return true;
-    });
+    // A transaction-held lock (storage/leader-lock.ts): a session lock would not survive pgbouncer.
+    const run = await whileHoldingLock(this.opts.db, ROLLOUT_LEADER_LOCK, () => this.tick());
+    return run.held;
   }
 
   /** Advances every active rollout by one step. */

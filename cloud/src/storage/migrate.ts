@@ -1,4 +1,4 @@
-import { Migrator, type Kysely, type Migration, type MigrationResultSet } from 'kysely';
+import { Migrator, sql, type Kysely, type Migration, type MigrationResultSet } from 'kysely';
 import { VigilError } from '../lib/errors.js';
 import * as m0001 from './migrations/0001_registry.js';
 import * as m0002 from './migrations/0002_events.js';
@@ -42,22 +42,57 @@ const migrations: Record<string, Migration> = {
   '0021_legal_holds': m0021,
 };
 
-export function migrator(db: Kysely<unknown>): Migrator {
+/** pg_advisory_xact_lock key of migrations: the bytes of ASCII "vigilmig" as a signed int64. */
+export const MIGRATION_LOCK = 0x7669_6769_6c6d_6967n;
+
+export function migrator(db: Kysely<unknown>, opts: { disableTransactions?: boolean } = {}): Migrator {
   return new Migrator({
     db,
     provider: { getMigrations: () => Promise.resolve(migrations) },
     migrationTableName: 'vigil_migration',
     migrationLockTableName: 'vigil_migration_lock',
+    ...opts,
   });
 }
 
-/** Applies every pending migration (under kysely's lock, so several processes may race safely). */
+/**
+ * Applies every pending migration, all in one transaction serialized across processes, so several processes
+ * may start at once (and through pgbouncer: see runInOneTransaction).
+ */
 export async function migrateToLatest(db: Kysely<unknown>): Promise<string[]> {
-  return applied(await migrator(db).migrateToLatest());
+  return applied(await runInOneTransaction(db, (m) => m.migrateToLatest()));
 }
 
 export async function migrateDown(db: Kysely<unknown>): Promise<string[]> {
-  return applied(await migrator(db).migrateDown());
+  return applied(await runInOneTransaction(db, (m) => m.migrateDown()));
+}
+
+/**
+ * kysely 0.28 serializes migrations with a session-level advisory lock taken on its connection before, and
+ * released after, its own transaction. Through pgbouncer in transaction pooling mode those are three separate
+ * server transactions that may land on three different server connections: the unlock misses, the lock stays
+ * held by an idle server connection, and the next migration run waits on it for kysely's hour-long
+ * lock_timeout. So the whole run happens inside one transaction of ours (one server connection for its whole
+ * length, whatever the pooler), which first takes a transaction-scoped lock: concurrent runs wait there, and
+ * kysely's own lock and unlock fall inside the same transaction. Any failure rolls everything back.
+ */
+async function runInOneTransaction(
+  db: Kysely<unknown>,
+  run: (m: Migrator) => Promise<MigrationResultSet>,
+): Promise<MigrationResultSet> {
+  return db.connection().execute(async (conn) => {
+    await sql`begin`.execute(conn);
+    try {
+      await sql`select pg_advisory_xact_lock(${sql.lit(MIGRATION_LOCK)})`.execute(conn);
+      const result = await run(migrator(conn, { disableTransactions: true }));
+      const failed = result.error !== undefined || result.results?.some((r) => r.status === 'Error');
+      await sql.raw(failed ? 'rollback' : 'commit').execute(conn);
+      return result;
+    } catch (err) {
+      await sql`rollback`.execute(conn).catch(() => undefined);
+      throw err;
+    }
+  });
 }
 
 function applied({ error, results }: MigrationResultSet): string[] {

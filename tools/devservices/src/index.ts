@@ -7,5 +7,7 @@ export { freePort } from './ports.js';
 export { canConnect, createDatabase, findPostgresBinDir, PostgresCluster, withDatabase } from './postgres.js';
 export type { PostgresClusterOptions } from './postgres.js';
 export { isAlive, killGroup, ProcessRegistry, reapRunDir, stopChild, waitForExit } from './processes.js';
+export { PgBouncer } from './pgbouncer.js';
+export type { PgBouncerOptions } from './pgbouncer.js';
 export { pingRedis, RedisServer } from './redis.js';
 export type { RedisServerOptions } from './redis.js';

@@ -119,6 +119,42 @@ export class PostgresCluster {
     await this.stop('immediate');
   }
 
+  /**
+   * A streaming replica of this (running) cluster in `dir`: pg_basebackup over loopback with -R (standby.signal
+   * and primary_conninfo written for it), then started on its own port. initdb's trust rules allow replication
+   * connections from 127.0.0.1.
+   */
+  async startReplica(opts: {
+    dir: string;
+    port?: number;
+    registry?: ProcessRegistry;
+  }): Promise<PostgresCluster> {
+    const replica = new PostgresCluster({ ...opts });
+    mkdirSync(opts.dir, { recursive: true });
+    if (process.getuid?.() === 0) {
+      chownSync(opts.dir, ...postgresIds());
+      allowTraverse(dirname(opts.dir));
+    }
+    if (!existsSync(join(replica.dataDir, 'PG_VERSION'))) {
+      await this.run('pg_basebackup', [
+        '-h',
+        '127.0.0.1',
+        '-p',
+        String(this.port),
+        '-U',
+        'postgres',
+        '-D',
+        replica.dataDir,
+        '-R',
+        '-X',
+        'stream',
+        '-c',
+        'fast',
+      ]);
+    }
+    return replica.start();
+  }
+
   async restart(): Promise<void> {
     await this.stop();
     await this.start();

@@ -5,6 +5,7 @@ export {
   useCameraSim,
   useDatabase,
   useNats,
+  usePgBouncer,
   usePki,
   useRedis,
 } from './vitest-glue.js';

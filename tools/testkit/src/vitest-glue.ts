@@ -8,9 +8,11 @@ import { CameraSim, type CameraSimMount } from '@vigil/camera-sim';
 import {
   createDatabase,
   NatsServer,
+  PgBouncer,
   ProcessRegistry,
   RedisServer,
   type NatsServerOptions,
+  type PgBouncerOptions,
   type RedisServerOptions,
 } from '@vigil/devservices';
 
@@ -56,6 +58,25 @@ export function useRedis(opts: Omit<RedisServerOptions, 'registry'> = {}): () =>
   printLogsOnFailure('redis-server', () => server?.logs.text() ?? '(not started)');
   return () => {
     if (!server) throw new Error('useRedis(): the server is only available inside tests and hooks');
+    return server;
+  };
+}
+
+/**
+ * A real pgbouncer for this test file in front of the PostgreSQL server the global setup provides (transaction
+ * pooling unless told otherwise); `url(db)` is a database of that server reached through it.
+ */
+export function usePgBouncer(opts: Omit<PgBouncerOptions, 'registry' | 'upstreamUrl'> = {}): () => PgBouncer {
+  let server: PgBouncer | undefined;
+  beforeAll(async () => {
+    server = await new PgBouncer({ ...opts, upstreamUrl: inject('pgAdminUrl'), registry }).start();
+  });
+  afterAll(async () => {
+    await server?.dispose();
+  });
+  printLogsOnFailure('pgbouncer', () => server?.logs.text() ?? '(not started)');
+  return () => {
+    if (!server) throw new Error('usePgBouncer(): pgbouncer is only available inside tests and hooks');
     return server;
   };
 }
