@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Transaction } from 'kysely';
+import { sql, type Transaction } from 'kysely';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import type { CommitHook, CommitWriter, NewEvent } from '../events/store.js';
@@ -7,7 +7,7 @@ import { ALERT_JOB_SUBJECT } from '../integrations/jobs.js';
 import { committedView } from '../realtime/feed.js';
 import type { AlertMessageInfo, Database } from '../storage/tables.js';
 import { capIdentifier, capReference } from './cap.js';
-import { decide, fingerprintOf } from './rules.js';
+import { decide, fingerprintOf, windowOf } from './rules.js';
 import type { AlertIncident, AlertRule, AlertStore } from './store.js';
 
 /** The job on `vigil.jobs.alerts.deliver`: which message to deliver (its content is in alert_messages). */
@@ -145,10 +145,23 @@ export class AlertOutbox implements CommitHook {
       write: async (tx, fresh) => {
         const at = this.now();
         // In the order they happened: an END in the same batch as the START must come after it.
-        const ordered = [...fresh].sort((a, b) => a.occurred_at.getTime() - b.occurred_at.getTime());
+        const ordered = [...fresh]
+          .filter((r) => rulesByTenant.has(r.tenant_id))
+          .sort((a, b) => a.occurred_at.getTime() - b.occurred_at.getTime());
+        // One track's incidents are decided by one transaction at a time. Without the lock two batches in
+        // flight (ingest.commitsInFlight) both see no incident, both insert one, and the loser's whole batch
+        // fails on alert_incidents_track and is redelivered after later events of the track: out of order.
+        // Sorted: two batches locking overlapping tracks take the locks in one order (no deadlock).
+        const lockKeys = [
+          ...new Set(
+            ordered.map((r) => `alert-track\n${r.tenant_id}\n${r.device_id}\n${r.camera_id}\n${r.track_id}`),
+          ),
+        ].sort();
+        if (lockKeys.length > 0)
+          await sql`select pg_advisory_xact_lock(hashtextextended(k, 0))
+                      from unnest(${lockKeys}::text[]) with ordinality as t(k, i) order by i`.execute(tx);
         for (const row of ordered) {
-          const rules = rulesByTenant.get(row.tenant_id);
-          if (!rules) continue;
+          const rules = rulesByTenant.get(row.tenant_id)!;
           const e = committedView(row, at);
           const incidents = await tx
             .selectFrom('alert_incidents')
@@ -175,7 +188,21 @@ export class AlertOutbox implements CommitHook {
                 .execute();
               continue;
             }
-            const fingerprint = fingerprintOf(e);
+            // The incident's window and fingerprint after this event (an older event leaves the fingerprint).
+            const w = incident ? windowOf(incident, e) : undefined;
+            const fingerprint = !incident || w!.newest ? fingerprintOf(e) : incident.fingerprint;
+            const seen = {
+              first_seen_at: w?.first ?? new Date(e.occurred_at),
+              last_seen_at: w?.last ?? new Date(e.occurred_at),
+            };
+            if (d.kind === 'seen') {
+              await tx
+                .updateTable('alert_incidents')
+                .set({ ...seen, fingerprint, updated_at: at })
+                .where('id', '=', incident!.id)
+                .execute();
+              continue;
+            }
             let current: Pick<AlertIncident, 'id' | 'tenant_id' | 'seq'>;
             if (!incident) {
               current = await tx
@@ -189,7 +216,7 @@ export class AlertOutbox implements CommitHook {
                   camera_id: e.camera_id,
                   track_id: e.track_id,
                   state: 'pending',
-                  first_seen_at: new Date(e.occurred_at),
+                  ...seen,
                   last_event_id: e.event_id,
                   fingerprint,
                   created_at: at,
@@ -206,6 +233,7 @@ export class AlertOutbox implements CommitHook {
               .set({
                 state: msgType === 'Cancel' ? 'ended' : 'alerted',
                 seq,
+                ...seen,
                 fingerprint,
                 last_event_id: e.event_id,
                 updated_at: at,

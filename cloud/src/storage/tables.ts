@@ -385,6 +385,8 @@ export interface AlertIncidentsTable {
   track_id: string;
   state: AlertIncidentState;
   first_seen_at: Date;
+  /** The newest occurred_at applied (migration 0027; null on older rows: first_seen_at stands in). */
+  last_seen_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
   last_event_id: string;
   fingerprint: string;
   seq: ColumnType<number, number | undefined, number>;
