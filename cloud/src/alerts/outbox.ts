@@ -10,6 +10,15 @@ import { capIdentifier, capReference } from './cap.js';
 import { decide, fingerprintOf, windowOf } from './rules.js';
 import type { AlertIncident, AlertRule, AlertStore } from './store.js';
 
+/** How long a batch's alert decisions wait for the batch fetched before it (see AlertOutbox.write). */
+export const ORDER_WAIT_MAX_MS = 2000;
+
+async function waitAtMost(p: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([p, new Promise<void>((r) => (timer = setTimeout(r, ms)))]);
+  clearTimeout(timer);
+}
+
 /** The job on `vigil.jobs.alerts.deliver`: which message to deliver (its content is in alert_messages). */
 export interface AlertJob {
   tenant_id: string;
@@ -133,7 +142,7 @@ export class AlertOutbox implements CommitHook {
     });
   }
 
-  async prepare(rows: readonly NewEvent[]): Promise<CommitWriter | undefined> {
+  async prepare(rows: readonly NewEvent[], before?: Promise<void>): Promise<CommitWriter | undefined> {
     const rulesByTenant = new Map<string, AlertRule[]>();
     for (const tenant of new Set(rows.map((r) => r.tenant_id))) {
       const rules = await this.store.enabledRules(tenant);
@@ -143,6 +152,11 @@ export class AlertOutbox implements CommitHook {
     const counts = { Alert: 0, Update: 0, Cancel: 0 };
     return {
       write: async (tx, fresh) => {
+        // Ingest commits batches concurrently: the batch fetched before this one (earlier events of the same
+        // tracks, in the usual case) decides first, so that an END committed ahead of the ZONE_ENTER before it
+        // does not close the incident and lose the Update. Bounded: this transaction already holds its event
+        // rows, and the earlier batch may be waiting on one of them (the same event redelivered into both).
+        if (before) await waitAtMost(before, ORDER_WAIT_MAX_MS);
         const at = this.now();
         // In the order they happened: an END in the same batch as the START must come after it.
         const ordered = [...fresh]
@@ -271,10 +285,10 @@ export class AlertOutbox implements CommitHook {
 /** Several commit hooks as one: prepared in turn, written in the same transaction, told in turn. */
 export function combineHooks(...hooks: CommitHook[]): CommitHook {
   return {
-    async prepare(rows) {
+    async prepare(rows, before) {
       const writers: CommitWriter[] = [];
       for (const h of hooks) {
-        const w = await h.prepare(rows);
+        const w = await h.prepare(rows, before);
         if (w) writers.push(w);
       }
       if (writers.length === 0) return undefined;
