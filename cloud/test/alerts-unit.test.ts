@@ -176,6 +176,12 @@ describe('CAP 1.2 producer', () => {
     expect(xml).toContain('<circle>48.8566,2.3522 0.2</circle>');
     expect(xml).toContain('&#60;night&#62; &#38; &#34;more&#34;');
     expect(xml).toContain('<uri>https://vigil.example/public/alerts/media/acme/m?exp=1&#38;sig=a</uri>');
+    // The digest is SHA-256 (not CAP's SHA-1), and the message says so.
+    expect(xml).toContain(`<digest>${'ab'.repeat(32)}</digest>`);
+    expect(xml).toContain(
+      '<parameter><valueName>vigil:resourceDigestAlgorithm</valueName><value>SHA-256</value></parameter>',
+    );
+    expect(buildCap(input({ resource: null }))).not.toContain('vigil:resourceDigestAlgorithm');
     expect(xml).not.toContain('\u0001');
     expect(
       areaXml('hq', {

@@ -121,6 +121,10 @@ export function buildCap(m: CapMessageInput): string {
     el('headline', headline) +
     el('description', description) +
     `<parameter>${el('valueName', 'vigil:track')}${el('value', `${i.device_id}/${i.camera_id}/${i.track_id}`)}</parameter>` +
+    // CAP 1.2 says `digest` is SHA-1; ours is SHA-256 (README, agency alerts): said in the message itself too.
+    (m.resource?.digest != null
+      ? `<parameter>${el('valueName', 'vigil:resourceDigestAlgorithm')}${el('value', 'SHA-256')}</parameter>`
+      : '') +
     resource +
     areaXml(i.site_id, m.location) +
     '</info></alert>'
