@@ -376,21 +376,18 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
       {
         mounts: [
           ...mounts,
-          ...(alerts.urls
-            ? [
-                {
-                  path: '/public/alerts',
-                  handler: publicAlertRoutes({
-                    urls: alerts.urls,
-                    alerts: alertStore,
-                    media,
-                    audit,
-                    log,
-                    now: deps.now ?? (() => new Date()),
-                  }),
-                },
-              ]
-            : []),
+          // Always: a pull-only target's Atom feed needs no public base URL (snapshot links do).
+          {
+            path: '/public/alerts',
+            handler: publicAlertRoutes({
+              urls: alerts.urls,
+              alerts: alertStore,
+              media,
+              audit,
+              log,
+              now: deps.now ?? (() => new Date()),
+            }),
+          },
         ],
         log,
       },

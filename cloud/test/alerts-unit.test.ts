@@ -8,7 +8,14 @@ import {
   type CapMessageInput,
 } from '../src/alerts/cap.js';
 import { SnapshotUrls } from '../src/alerts/public-routes.js';
-import { decide, fingerprintOf, inSchedule, matchesRule, type RuleEvent } from '../src/alerts/rules.js';
+import {
+  decide,
+  fingerprintOf,
+  inSchedule,
+  matchesRule,
+  windowOf,
+  type RuleEvent,
+} from '../src/alerts/rules.js';
 import { parseAlertJob } from '../src/alerts/worker.js';
 import { CapSchema, MAX_ANSWER_BYTES, parseAnswer } from '../src/alerts/xml.js';
 
@@ -58,8 +65,14 @@ describe('alert rules', () => {
     expect(decide(m, undefined, ev({ zones: ['door'] }))).toEqual({ kind: 'none' });
     expect(decide(m, undefined, ev({ phase: 'end' }))).toEqual({ kind: 'none' });
     expect(decide({}, undefined, ev())).toEqual({ kind: 'alert' }); // no dwell
-    const pending = { state: 'pending' as const, first_seen_at: first, fingerprint: fingerprintOf(ev()) };
-    expect(decide(m, pending, ev({ occurred_at: '2026-12-07T10:00:01.000Z' }))).toEqual({ kind: 'none' });
+    const pending = {
+      state: 'pending' as const,
+      first_seen_at: first,
+      last_seen_at: null,
+      fingerprint: fingerprintOf(ev()),
+    };
+    // Before the dwell: only the incident's window moves (its newest sighting), nothing is sent.
+    expect(decide(m, pending, ev({ occurred_at: '2026-12-07T10:00:01.000Z' }))).toEqual({ kind: 'seen' });
     expect(decide(m, pending, ev({ occurred_at: '2026-12-07T10:00:02.000Z' }))).toEqual({ kind: 'alert' });
     expect(decide(m, pending, ev({ phase: 'end' }))).toEqual({ kind: 'end' });
     const alerted = { ...pending, state: 'alerted' as const };
@@ -72,6 +85,40 @@ describe('alert rules', () => {
     expect(fingerprintOf({ label: 'p', zones: ['b', 'a'] })).toBe(
       fingerprintOf({ label: 'p', zones: ['a', 'b'] }),
     );
+  });
+
+  it('events of one track out of order: a late first sighting still counts the dwell, a stale one raises no Update', () => {
+    const m = { zones: ['yard'], min_dwell_seconds: 2 };
+    const at = (s: number) => `2026-12-07T10:00:0${s}.000Z`;
+    // The UPDATE at +3 s was committed first (it opened the incident), the START at 0 s arrives after it.
+    const opened = {
+      state: 'pending' as const,
+      first_seen_at: new Date(at(3)),
+      last_seen_at: new Date(at(3)),
+      fingerprint: fingerprintOf(ev()),
+    };
+    expect(decide(m, opened, ev({ phase: 'start', occurred_at: at(0) }))).toEqual({ kind: 'alert' });
+    // Not yet: the window moves back (persisted), nothing is sent.
+    expect(decide(m, opened, ev({ occurred_at: at(2) }))).toEqual({ kind: 'seen' });
+    expect(windowOf(opened, ev({ occurred_at: at(2) }))).toEqual({
+      first: new Date(at(2)),
+      last: new Date(at(3)),
+      newest: false,
+    });
+    expect(decide(m, opened, ev({ occurred_at: at(3) }))).toEqual({ kind: 'none' }); // nothing moved
+    const alerted = { ...opened, state: 'alerted' as const, first_seen_at: new Date(at(0)) };
+    // Older than the newest applied: the past, not news (even though its zones differ).
+    expect(decide(m, alerted, ev({ zones: ['yard', 'door'], occurred_at: at(2) }))).toEqual({ kind: 'none' });
+    expect(decide(m, alerted, ev({ zones: ['yard', 'door'], occurred_at: at(4) }))).toEqual({
+      kind: 'update',
+    });
+    expect(decide(m, alerted, ev({ occurred_at: at(5) }))).toEqual({ kind: 'seen' }); // newest moves on
+    // The end is the end, whenever it is committed.
+    expect(decide(m, alerted, ev({ phase: 'end', occurred_at: at(1) }))).toEqual({ kind: 'cancel' });
+    // A row written before migration 0027 (no last_seen_at): first_seen_at stands in.
+    expect(
+      decide(m, { ...alerted, last_seen_at: null }, ev({ zones: ['door'], occurred_at: at(0) })),
+    ).toEqual({ kind: 'update' });
   });
 });
 
@@ -129,6 +176,12 @@ describe('CAP 1.2 producer', () => {
     expect(xml).toContain('<circle>48.8566,2.3522 0.2</circle>');
     expect(xml).toContain('&#60;night&#62; &#38; &#34;more&#34;');
     expect(xml).toContain('<uri>https://vigil.example/public/alerts/media/acme/m?exp=1&#38;sig=a</uri>');
+    // The digest is SHA-256 (not CAP's SHA-1), and the message says so.
+    expect(xml).toContain(`<digest>${'ab'.repeat(32)}</digest>`);
+    expect(xml).toContain(
+      '<parameter><valueName>vigil:resourceDigestAlgorithm</valueName><value>SHA-256</value></parameter>',
+    );
+    expect(buildCap(input({ resource: null }))).not.toContain('vigil:resourceDigestAlgorithm');
     expect(xml).not.toContain('\u0001');
     expect(
       areaXml('hq', {

@@ -40,6 +40,7 @@ describe('PostgreSQL migrations', () => {
       '0016_alerts',
       '0018_webhooks_enabled_index',
       '0021_legal_holds',
+      '0027_alerts_eido_pull',
     ]);
     expect(await tables(db)).toEqual(
       expect.arrayContaining([
@@ -94,6 +95,11 @@ describe('PostgreSQL migrations', () => {
   });
 
   it('roll back and forward again', async () => {
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0027_alerts_eido_pull']);
+    const lastSeen = await sql<{ n: number }>`
+      select count(*)::int as n from information_schema.columns
+      where table_name = 'alert_incidents' and column_name = 'last_seen_at'`.execute(db);
+    expect(lastSeen.rows[0]?.n).toBe(0);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0021_legal_holds']);
     expect(await tables(db)).not.toContain('legal_holds');
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0018_webhooks_enabled_index']);
@@ -168,10 +174,12 @@ describe('PostgreSQL migrations', () => {
       '0016_alerts',
       '0018_webhooks_enabled_index',
       '0021_legal_holds',
+      '0027_alerts_eido_pull',
     ]);
   });
 
   it('0013 backfills current NATS keys; of two active devices sharing one, the first enrolled keeps it', async () => {
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0027_alerts_eido_pull']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0021_legal_holds']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0018_webhooks_enabled_index']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0016_alerts']);
@@ -204,6 +212,7 @@ describe('PostgreSQL migrations', () => {
       '0016_alerts',
       '0018_webhooks_enabled_index',
       '0021_legal_holds',
+      '0027_alerts_eido_pull',
     ]);
     const rows = await db
       .selectFrom('devices')

@@ -36,9 +36,11 @@ export function alertOperations(): ApiOperation[] {
       operationId: 'createAlertTarget',
       summary: 'Create an agency target',
       description:
-        'CAP 1.2 messages are POSTed to `url` (https) with a client certificate (auth `mtls`: client_cert_pem, ' +
-        'client_key_pem, optionally the agency CA) or signed with RFC 9421 (auth `signature`: the secret in this ' +
-        'response). The Atom feed token is in this response only.',
+        'Messages (format `cap`: CAP 1.2 XML, the default; `eido`: the EIDO-style JSON incident document) are ' +
+        'POSTed to `url` (https) with a client certificate (auth `mtls`: client_cert_pem, client_key_pem, ' +
+        'optionally the agency CA) or signed with RFC 9421 (auth `signature`: the secret in this response). ' +
+        'delivery `pull`: no url and no auth, the messages are only in the Atom feed. The Atom feed token is in ' +
+        'this response only.',
       authorization: write,
       body: createTargetBody,
       success: {

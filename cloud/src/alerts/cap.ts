@@ -68,7 +68,11 @@ export interface CapMessageInput {
   resource: { uri: string; mimeType: string; size: number | null; digest: string | null } | null;
 }
 
-export function buildCap(m: CapMessageInput): string {
+/** The headline and description of a message (shared by CAP and the EIDO-style document). */
+export function messageTexts(m: Pick<CapMessageInput, 'msgType' | 'info'>): {
+  headline: string;
+  description: string;
+} {
   const i = m.info;
   const headline =
     i.rule.headline ??
@@ -81,6 +85,12 @@ export function buildCap(m: CapMessageInput): string {
       ? `Incident closed (${i.reason ?? 'track ended'}). Rule "${i.rule_name}".`
       : `${i.label} (score ${i.score.toFixed(2)}) seen by camera ${i.camera_id} of site ${i.site_id}${zones} at ` +
         `${capTime(new Date(i.occurred_at))}, track ${i.track_id}. Rule "${i.rule_name}".`;
+  return { headline: headline.slice(0, 160), description };
+}
+
+export function buildCap(m: CapMessageInput): string {
+  const i = m.info;
+  const { headline, description } = messageTexts(m);
   const resource = m.resource
     ? '<resource>' +
       el('resourceDesc', 'Snapshot') +
@@ -108,9 +118,13 @@ export function buildCap(m: CapMessageInput): string {
     el('severity', i.rule.severity) +
     el('certainty', i.rule.certainty) +
     el('senderName', 'Vigil') +
-    el('headline', headline.slice(0, 160)) +
+    el('headline', headline) +
     el('description', description) +
     `<parameter>${el('valueName', 'vigil:track')}${el('value', `${i.device_id}/${i.camera_id}/${i.track_id}`)}</parameter>` +
+    // CAP 1.2 says `digest` is SHA-1; ours is SHA-256 (README, agency alerts): said in the message itself too.
+    (m.resource?.digest != null
+      ? `<parameter>${el('valueName', 'vigil:resourceDigestAlgorithm')}${el('value', 'SHA-256')}</parameter>`
+      : '') +
     resource +
     areaXml(i.site_id, m.location) +
     '</info></alert>'

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Transaction } from 'kysely';
+import { sql, type Transaction } from 'kysely';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import type { CommitHook, CommitWriter, NewEvent } from '../events/store.js';
@@ -7,8 +7,17 @@ import { ALERT_JOB_SUBJECT } from '../integrations/jobs.js';
 import { committedView } from '../realtime/feed.js';
 import type { AlertMessageInfo, Database } from '../storage/tables.js';
 import { capIdentifier, capReference } from './cap.js';
-import { decide, fingerprintOf } from './rules.js';
+import { decide, fingerprintOf, windowOf } from './rules.js';
 import type { AlertIncident, AlertRule, AlertStore } from './store.js';
+
+/** How long a batch's alert decisions wait for the batch fetched before it (see AlertOutbox.write). */
+export const ORDER_WAIT_MAX_MS = 2000;
+
+async function waitAtMost(p: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([p, new Promise<void>((r) => (timer = setTimeout(r, ms)))]);
+  clearTimeout(timer);
+}
 
 /** The job on `vigil.jobs.alerts.deliver`: which message to deliver (its content is in alert_messages). */
 export interface AlertJob {
@@ -133,7 +142,7 @@ export class AlertOutbox implements CommitHook {
     });
   }
 
-  async prepare(rows: readonly NewEvent[]): Promise<CommitWriter | undefined> {
+  async prepare(rows: readonly NewEvent[], before?: Promise<void>): Promise<CommitWriter | undefined> {
     const rulesByTenant = new Map<string, AlertRule[]>();
     for (const tenant of new Set(rows.map((r) => r.tenant_id))) {
       const rules = await this.store.enabledRules(tenant);
@@ -143,12 +152,30 @@ export class AlertOutbox implements CommitHook {
     const counts = { Alert: 0, Update: 0, Cancel: 0 };
     return {
       write: async (tx, fresh) => {
+        // Ingest commits batches concurrently: the batch fetched before this one (earlier events of the same
+        // tracks, in the usual case) decides first, so that an END committed ahead of the ZONE_ENTER before it
+        // does not close the incident and lose the Update. Bounded: this transaction already holds its event
+        // rows, and the earlier batch may be waiting on one of them (the same event redelivered into both).
+        if (before) await waitAtMost(before, ORDER_WAIT_MAX_MS);
         const at = this.now();
         // In the order they happened: an END in the same batch as the START must come after it.
-        const ordered = [...fresh].sort((a, b) => a.occurred_at.getTime() - b.occurred_at.getTime());
+        const ordered = [...fresh]
+          .filter((r) => rulesByTenant.has(r.tenant_id))
+          .sort((a, b) => a.occurred_at.getTime() - b.occurred_at.getTime());
+        // One track's incidents are decided by one transaction at a time. Without the lock two batches in
+        // flight (ingest.commitsInFlight) both see no incident, both insert one, and the loser's whole batch
+        // fails on alert_incidents_track and is redelivered after later events of the track: out of order.
+        // Sorted: two batches locking overlapping tracks take the locks in one order (no deadlock).
+        const lockKeys = [
+          ...new Set(
+            ordered.map((r) => `alert-track\n${r.tenant_id}\n${r.device_id}\n${r.camera_id}\n${r.track_id}`),
+          ),
+        ].sort();
+        if (lockKeys.length > 0)
+          await sql`select pg_advisory_xact_lock(hashtextextended(k, 0))
+                      from unnest(${lockKeys}::text[]) with ordinality as t(k, i) order by i`.execute(tx);
         for (const row of ordered) {
-          const rules = rulesByTenant.get(row.tenant_id);
-          if (!rules) continue;
+          const rules = rulesByTenant.get(row.tenant_id)!;
           const e = committedView(row, at);
           const incidents = await tx
             .selectFrom('alert_incidents')
@@ -175,7 +202,21 @@ export class AlertOutbox implements CommitHook {
                 .execute();
               continue;
             }
-            const fingerprint = fingerprintOf(e);
+            // The incident's window and fingerprint after this event (an older event leaves the fingerprint).
+            const w = incident ? windowOf(incident, e) : undefined;
+            const fingerprint = !incident || w!.newest ? fingerprintOf(e) : incident.fingerprint;
+            const seen = {
+              first_seen_at: w?.first ?? new Date(e.occurred_at),
+              last_seen_at: w?.last ?? new Date(e.occurred_at),
+            };
+            if (d.kind === 'seen') {
+              await tx
+                .updateTable('alert_incidents')
+                .set({ ...seen, fingerprint, updated_at: at })
+                .where('id', '=', incident!.id)
+                .execute();
+              continue;
+            }
             let current: Pick<AlertIncident, 'id' | 'tenant_id' | 'seq'>;
             if (!incident) {
               current = await tx
@@ -189,7 +230,7 @@ export class AlertOutbox implements CommitHook {
                   camera_id: e.camera_id,
                   track_id: e.track_id,
                   state: 'pending',
-                  first_seen_at: new Date(e.occurred_at),
+                  ...seen,
                   last_event_id: e.event_id,
                   fingerprint,
                   created_at: at,
@@ -206,6 +247,7 @@ export class AlertOutbox implements CommitHook {
               .set({
                 state: msgType === 'Cancel' ? 'ended' : 'alerted',
                 seq,
+                ...seen,
                 fingerprint,
                 last_event_id: e.event_id,
                 updated_at: at,
@@ -243,10 +285,10 @@ export class AlertOutbox implements CommitHook {
 /** Several commit hooks as one: prepared in turn, written in the same transaction, told in turn. */
 export function combineHooks(...hooks: CommitHook[]): CommitHook {
   return {
-    async prepare(rows) {
+    async prepare(rows, before) {
       const writers: CommitWriter[] = [];
       for (const h of hooks) {
-        const w = await h.prepare(rows);
+        const w = await h.prepare(rows, before);
         if (w) writers.push(w);
       }
       if (writers.length === 0) return undefined;

@@ -6,14 +6,17 @@ import type { MediaRepository } from '../media/repository.js';
 import type { MediaStore } from '../media/store.js';
 import { xmlEscape } from './cap.js';
 import { sha256hex, type AlertStore } from './store.js';
+import { INVALID_DOCUMENT } from './worker.js';
 
 /*
  * The two alert routes an agency calls without a Vigil user token, mounted at /public/alerts:
  * - GET /media/:tenant/:id?exp=&sig=: a snapshot through a signed, expiring URL (the CAP `resource`). HMAC-SHA256
  *   over tenant, id and expiry with alerts.urlKeyFile's key; every issue and every read is on the audit log
  *   (a read that cannot be audited is not served).
- * - GET /feeds/:target: the target's CAP messages as an Atom feed (pull instead of push), with
- *   `Authorization: Bearer <feed token>` (shown once when the target was created; stored hashed).
+ * - GET /feeds/:target: the target's messages (CAP XML, or EIDO JSON for an `eido` target) as an Atom feed (pull
+ *   instead of push; a `pull` target has nothing else), with `Authorization: Bearer <feed token>` (shown once
+ *   when the target was created; stored hashed). A message is in the feed once the worker has built and
+ *   checked it (an invalid one never is).
  */
 
 export class SnapshotUrls {
@@ -50,7 +53,8 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const TOKEN = /^[A-Za-z0-9_-]{1,63}$/;
 
 export function publicAlertRoutes(deps: {
-  urls: SnapshotUrls;
+  /** Undefined when alerts.publicBaseUrl is unset: no snapshot links are issued, the media route is not served. */
+  urls: SnapshotUrls | undefined;
   alerts: AlertStore;
   media: { repository: MediaRepository; store: MediaStore | undefined };
   audit: AuditLog;
@@ -63,7 +67,7 @@ export function publicAlertRoutes(deps: {
   };
   router.get('/media/:tenant/:id', async (req, res) => {
     const { tenant, id } = req.params;
-    if (!TOKEN.test(tenant) || !UUID.test(id)) return problem(res, 404, 'Not Found');
+    if (!deps.urls || !TOKEN.test(tenant) || !UUID.test(id)) return problem(res, 404, 'Not Found');
     const verdict = deps.urls.check(tenant, id, req.query.exp, req.query.sig, deps.now());
     if (verdict !== 'ok')
       return problem(res, 403, verdict === 'expired' ? 'This link has expired' : 'Invalid signature');
@@ -118,14 +122,19 @@ export function publicAlertRoutes(deps: {
     const messages = await deps.alerts.listMessages(row.tenant_id, { targetId: row.id }, 100);
     const updated = messages[0]?.sent ?? row.created_at;
     const entries = messages
-      .filter((msg) => msg.body !== null)
+      // Built and valid: a document that failed its schema is kept (body) for the dead letter, not published.
+      .filter(
+        (msg) =>
+          msg.body !== null &&
+          !Object.values(INVALID_DOCUMENT).some((p) => msg.state === 'dead' && msg.error?.startsWith(p)),
+      )
       .map(
         (msg) =>
           `<entry><id>urn:vigil:alert:${xmlEscape(msg.identifier)}</id><title>${xmlEscape(
             `${msg.msg_type} ${msg.identifier}`,
-          )}</title><updated>${msg.sent.toISOString()}</updated><content type="application/cap+xml">${xmlEscape(
-            msg.body!.replace(/^<\?xml[^>]*\?>\s*/, ''),
-          )}</content></entry>`,
+          )}</title><updated>${msg.sent.toISOString()}</updated><content type="${
+            row.format === 'eido' ? 'application/json' : 'application/cap+xml'
+          }">${xmlEscape(msg.body!.replace(/^<\?xml[^>]*\?>\s*/, ''))}</content></entry>`,
       )
       .join('');
     res

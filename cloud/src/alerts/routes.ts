@@ -63,8 +63,12 @@ const pem = (kind: string) =>
     .regex(new RegExp(`-----BEGIN ${kind}-----`), `must be a PEM ${kind}`);
 export const createTargetBody = z.strictObject({
   name: z.string().trim().min(1).max(200),
-  url: z.string().min(1).max(2048),
-  auth: z.enum(['mtls', 'signature']),
+  /** What the target is sent: CAP 1.2 XML, or the EIDO-style JSON document. */
+  format: z.enum(['cap', 'eido']).default('cap'),
+  /** push: POSTed to url (with auth); pull: only in the target's Atom feed (no url, no auth). */
+  delivery: z.enum(['push', 'pull']).default('push'),
+  url: z.string().min(1).max(2048).optional(),
+  auth: z.enum(['mtls', 'signature']).optional(),
   client_cert_pem: pem('CERTIFICATE').optional(),
   client_key_pem: pem('[A-Z ]*PRIVATE KEY').optional(),
   ca_pem: pem('CERTIFICATE').optional(),
@@ -111,6 +115,29 @@ export interface AlertRoutesDeps {
   log: Logger;
   senderDomain: string;
   now: () => Date;
+}
+
+/** A push target needs url and auth; a pull-only one has neither (nor a certificate): its feed token is all. */
+function checkDelivery(body: z.output<typeof createTargetBody>, policy: UrlPolicy): void {
+  if (body.delivery === 'pull') {
+    const extra = (['url', 'auth', 'client_cert_pem', 'client_key_pem', 'ca_pem'] as const).filter(
+      (k) => body[k] !== undefined,
+    );
+    if (extra.length > 0)
+      throw new ValidationError(
+        extra.map((k) => ({ path: k, message: 'a pull-only target has no url, auth or certificate' })),
+      );
+    return;
+  }
+  const missing = (['url', 'auth'] as const).filter((k) => body[k] === undefined);
+  if (missing.length > 0)
+    throw new ValidationError(missing.map((k) => ({ path: k, message: `a push target needs ${k}` })));
+  try {
+    validateWebhookUrl(body.url!, policy);
+  } catch (err) {
+    if (err instanceof UnsafeUrlError) throw new ValidationError([{ path: 'url', message: err.message }]);
+    throw err;
+  }
 }
 
 /** Checks that the key and certificate parse and belong together (a typo must fail here, not at 3 a.m.). */
@@ -162,12 +189,7 @@ export function mountAlertRoutes(router: Router, deps: AlertRoutesDeps): void {
     .post(async (req, res) => {
       const p = await allow(res, 'alerts:write');
       const body = parseOrThrow(createTargetBody, req.body ?? {}, 'body');
-      try {
-        validateWebhookUrl(body.url, deps.policy);
-      } catch (err) {
-        if (err instanceof UnsafeUrlError) throw new ValidationError([{ path: 'url', message: err.message }]);
-        throw err;
-      }
+      checkDelivery(body, deps.policy);
       checkMtls(body);
       if ((await deps.store.countTargets(p.tenant)) >= MAX_TARGETS_PER_TENANT)
         throw new ValidationError([
@@ -176,8 +198,10 @@ export function mountAlertRoutes(router: Router, deps: AlertRoutesDeps): void {
       const made = await deps.store.createTarget({
         tenantId: p.tenant,
         name: body.name,
-        url: body.url,
-        auth: body.auth,
+        url: body.url ?? null,
+        auth: body.auth ?? 'feed',
+        format: body.format,
+        delivery: body.delivery,
         clientCertPem: body.client_cert_pem,
         clientKeyPem: body.client_key_pem,
         caPem: body.ca_pem,
@@ -187,6 +211,8 @@ export function mountAlertRoutes(router: Router, deps: AlertRoutesDeps): void {
         target_id: made.target.id,
         url: made.target.url,
         auth: made.target.auth,
+        format: made.target.format,
+        delivery: made.target.delivery,
       });
       res.status(201).json({ ...v.targetView(made.target), secret: made.secret, feed_token: made.feedToken });
     })

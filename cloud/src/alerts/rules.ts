@@ -57,6 +57,8 @@ export function fingerprintOf(e: Pick<RuleEvent, 'label' | 'zones'>): string {
 export interface IncidentSnapshot {
   state: AlertIncidentState;
   first_seen_at: Date;
+  /** The newest occurred_at applied (null on rows older than migration 0027: first_seen_at stands in). */
+  last_seen_at: Date | null;
   fingerprint: string;
 }
 
@@ -64,17 +66,35 @@ export type Decision =
   | { kind: 'none' }
   /** A new incident, waiting for its dwell. */
   | { kind: 'pending' }
+  /** The incident's window moved (an earlier first sighting, a newer last one); nothing is sent. */
+  | { kind: 'seen' }
   | { kind: 'alert' }
   | { kind: 'update' }
   | { kind: 'cancel' }
   /** A pending incident whose track ended before its dwell: closed, nothing sent. */
   | { kind: 'end' };
 
+/** The incident's first and newest sightings once `e` is applied, and whether `e` is the newest so far. */
+export function windowOf(
+  incident: Pick<IncidentSnapshot, 'first_seen_at' | 'last_seen_at'>,
+  e: Pick<RuleEvent, 'occurred_at'>,
+): { first: Date; last: Date; newest: boolean } {
+  const t = Date.parse(e.occurred_at);
+  const first = incident.first_seen_at.getTime();
+  const last = (incident.last_seen_at ?? incident.first_seen_at).getTime();
+  return { first: new Date(Math.min(first, t)), last: new Date(Math.max(last, t)), newest: t >= last };
+}
+
 /**
  * What one event of a track does to the rule's incident for that track. Matching events open it (pending);
- * once the track has been seen for `min_dwell_seconds` (from its first matching event) it is alerted. An
+ * once the track has been seen for `min_dwell_seconds` (first to newest matching sighting) it is alerted. An
  * alerted incident is updated when its label or zones change (whether or not the event still matches: the
  * person left the zone is news), and cancelled when the track ends. Cancelled or ended incidents stay closed.
+ *
+ * Events of one track may arrive out of order (ingest commits batches concurrently and redelivers a failed one
+ * after later ones), so the decision does not assume they come in order: a late earlier sighting moves the
+ * pending incident's start back (the dwell counts from the real first sighting), and an event older than the
+ * newest one applied raises no Update (it describes the past; the incident already shows something newer).
  */
 export function decide(
   match: AlertRuleMatch,
@@ -86,16 +106,23 @@ export function decide(
     if (ends || !matchesRule(match, e)) return { kind: 'none' };
     return (match.min_dwell_seconds ?? 0) <= 0 ? { kind: 'alert' } : { kind: 'pending' };
   }
+  const w = windowOf(incident, e);
+  const moved =
+    w.first.getTime() !== incident.first_seen_at.getTime() ||
+    w.last.getTime() !== (incident.last_seen_at ?? incident.first_seen_at).getTime();
   switch (incident.state) {
     case 'pending': {
       if (ends) return { kind: 'end' };
       if (!matchesRule(match, e)) return { kind: 'none' };
-      const dwell = (Date.parse(e.occurred_at) - incident.first_seen_at.getTime()) / 1000;
-      return dwell >= (match.min_dwell_seconds ?? 0) ? { kind: 'alert' } : { kind: 'none' };
+      const dwell = (w.last.getTime() - w.first.getTime()) / 1000;
+      if (dwell >= (match.min_dwell_seconds ?? 0)) return { kind: 'alert' };
+      return moved ? { kind: 'seen' } : { kind: 'none' };
     }
     case 'alerted':
       if (ends) return { kind: 'cancel' };
-      return fingerprintOf(e) !== incident.fingerprint ? { kind: 'update' } : { kind: 'none' };
+      if (!w.newest) return { kind: 'none' };
+      if (fingerprintOf(e) !== incident.fingerprint) return { kind: 'update' };
+      return moved ? { kind: 'seen' } : { kind: 'none' };
     default:
       return { kind: 'none' };
   }

@@ -14,6 +14,7 @@ import { SnapshotUrls } from './public-routes.js';
 import type { AlertStore } from './store.js';
 import { AlertWorker } from './worker.js';
 import { CapSchema } from './xml.js';
+import { EidoSchema } from './eido.js';
 
 export interface AlertsRole {
   /** For ingest: incidents and message jobs in each batch's transaction. */
@@ -73,10 +74,18 @@ export function startAlerts(deps: {
       cause,
     });
   }
+  let eido: EidoSchema;
+  try {
+    eido = EidoSchema.fromFile();
+  } catch (cause) {
+    // Shipped with the code: failing here is a broken build, said at start rather than at the first alert.
+    throw new ConfigError('the EIDO JSON Schema (alerts/eido-v1.schema.json) does not load', { cause });
+  }
   const worker = new AlertWorker({
     js: jetstream(deps.nc),
     store: deps.store,
     schema,
+    eido,
     config: deps.config,
     audit: deps.audit,
     media: deps.media,

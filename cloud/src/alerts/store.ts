@@ -38,8 +38,10 @@ export class AlertStore {
   async createTarget(input: {
     tenantId: string;
     name: string;
-    url: string;
-    auth: 'mtls' | 'signature';
+    url: string | null;
+    auth: 'mtls' | 'signature' | 'feed';
+    format?: 'cap' | 'eido' | undefined;
+    delivery?: 'push' | 'pull' | undefined;
     clientCertPem?: string | undefined;
     clientKeyPem?: string | undefined;
     caPem?: string | undefined;
@@ -55,6 +57,8 @@ export class AlertStore {
         name: input.name,
         url: input.url,
         auth: input.auth,
+        format: input.format ?? 'cap',
+        delivery: input.delivery ?? 'push',
         client_cert_pem: input.clientCertPem ?? null,
         client_key_pem: input.clientKeyPem ?? null,
         ca_pem: input.caPem ?? null,

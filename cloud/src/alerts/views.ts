@@ -7,8 +7,10 @@ export const targetViewSchema = z
   .object({
     id: z.uuid(),
     name: z.string(),
-    url: z.string(),
-    auth: z.enum(['mtls', 'signature']),
+    url: z.string().nullable().meta({ description: 'Where messages are POSTed (null: pull-only target).' }),
+    auth: z.enum(['mtls', 'signature', 'feed']),
+    format: z.enum(['cap', 'eido']).meta({ description: 'CAP 1.2 XML or the EIDO-style JSON document.' }),
+    delivery: z.enum(['push', 'pull']).meta({ description: 'POSTed to url, or only in the Atom feed.' }),
     enabled: z.boolean(),
     created_by: z.string(),
     created_at: ts,
@@ -68,7 +70,7 @@ export const messageViewSchema = z
     error: z.string().nullable(),
     updated_at: ts,
   })
-  .meta({ id: 'AlertMessage', description: 'A CAP message to one target and its delivery state.' });
+  .meta({ id: 'AlertMessage', description: 'A message (CAP or EIDO) to one target and its delivery state.' });
 export const listOf = (s: z.ZodType, id: string) => z.object({ items: z.array(s) }).meta({ id });
 
 export const targetView = (t: AlertTarget): z.output<typeof targetViewSchema> => ({
@@ -76,6 +78,8 @@ export const targetView = (t: AlertTarget): z.output<typeof targetViewSchema> =>
   name: t.name,
   url: t.url,
   auth: t.auth,
+  format: t.format,
+  delivery: t.delivery,
   enabled: t.enabled,
   created_by: t.created_by,
   created_at: t.created_at.toISOString(),

@@ -11,6 +11,7 @@ import { classify, retryDelayMs } from '../integrations/worker.js';
 import { Backoff, sleep } from '../lib/backoff.js';
 import type { MediaRepository } from '../media/repository.js';
 import { buildCap, type CapMessageInput } from './cap.js';
+import { buildEido, EIDO_CONTENT_TYPE, type EidoSchema } from './eido.js';
 import type { AlertJob } from './outbox.js';
 import { senderOf } from './outbox.js';
 import { postCap } from './post.js';
@@ -19,6 +20,20 @@ import type { AlertMessage, AlertStore, AlertTarget } from './store.js';
 import { parseAnswer, type CapSchema } from './xml.js';
 
 export const ALERT_WORKER_CONCURRENCY = 8;
+
+/** The start of a dead letter's error when its document failed its schema (never sent, never in a feed). */
+export const INVALID_DOCUMENT = {
+  cap: 'CAP message fails the XSD',
+  eido: 'EIDO document fails the JSON Schema',
+} as const;
+
+/** A message's document in its target's format, and what its schema said (null: valid). */
+interface BuiltMessage {
+  format: 'cap' | 'eido';
+  body: string;
+  contentType: string;
+  invalid: string | null;
+}
 /** A message waits this long (not an attempt) while the one before it at the same target is still in flight. */
 export const ORDER_WAIT_MS = 500;
 
@@ -39,6 +54,8 @@ export interface AlertWorkerDeps {
   js: JetStreamClient;
   store: AlertStore;
   schema: CapSchema;
+  /** The EIDO-style document's JSON Schema (targets of format `eido`). */
+  eido: EidoSchema;
   config: Pick<CloudConfig, 'integrations' | 'alerts'>;
   audit: AuditLog;
   media: MediaRepository;
@@ -74,7 +91,7 @@ export class AlertWorker {
     });
     this.results = new Counter({
       name: 'vigil_cloud_alert_deliveries_total',
-      help: 'CAP message delivery attempts and verdicts (delivered, retry, dead, invalid_cap: failed XSD validation, not sent; invalid_job, already_delivered, waiting: behind an earlier message, short_circuited)',
+      help: "Alert message delivery attempts and verdicts (delivered, retry, dead, published: in a pull-only target's feed, invalid_cap: failed XSD validation, invalid_eido: failed the EIDO JSON Schema, both not sent; invalid_job, already_delivered, waiting: behind an earlier message, short_circuited)",
       labelNames: ['result'],
       registers: [deps.metrics],
     });
@@ -165,33 +182,40 @@ export class AlertWorker {
       msg.term('too many attempts');
       return;
     }
+    // A pull-only target's message is built and checked like any other, then it is in the target's Atom feed.
+    if (target.delivery === 'pull') {
+      const doc = await this.build(m, target);
+      if (await this.refuseInvalid(m, doc, msg)) return;
+      await this.settle(m, 'delivered', {
+        attempts: attempt,
+        answer: 'in the Atom feed (pull-only target)',
+        body: doc.body,
+      });
+      this.results.inc({ result: 'published' });
+      msg.ack();
+      return;
+    }
     const gate = this.breakers.check(target.id);
     if (!gate.allowed) {
       this.results.inc({ result: 'short_circuited' });
       msg.nak(gate.retryInMs + Math.round(Math.random() * Math.min(1000, gate.retryInMs / 10)));
       return;
     }
-    const xml = await this.build(m, target);
-    const invalid = this.deps.schema.check(xml);
-    if (invalid !== null) {
-      await this.settle(m, 'dead', { error: `CAP message fails the XSD: ${invalid}`, body: xml });
-      this.results.inc({ result: 'invalid_cap' });
-      this.deps.log.error({ message: m.id, invalid }, 'CAP message fails the XSD: dead letter, not sent');
-      msg.term('invalid CAP');
-      return;
-    }
-    const url = new URL(target.url);
+    const doc = await this.build(m, target);
+    if (await this.refuseInvalid(m, doc, msg)) return;
+    const xml = doc.body;
+    const url = new URL(target.url!);
     const headers =
       target.auth === 'signature' && target.secret
         ? signRequest({
             method: 'POST',
             url: url.href,
             body: xml,
-            contentType: 'application/cap+xml',
+            contentType: doc.contentType,
             secret: target.secret,
             keyid: target.id,
           })
-        : { 'content-type': 'application/cap+xml' };
+        : { 'content-type': doc.contentType };
     const cfg = config.integrations;
     const result = await postCap(url, xml, headers, {
       timeoutMs: cfg.timeoutMs,
@@ -208,7 +232,10 @@ export class AlertWorker {
     else this.breakers.success(target.id);
     let answer: string | null = null;
     let error = result.kind !== 'response' ? result.error : undefined;
-    if (result.kind === 'response') {
+    // A JSON (EIDO) agency's answer is its HTTP status; a CAP agency may answer with a CAP Ack or Error.
+    if (result.kind === 'response' && doc.format === 'eido') {
+      if (verdict !== 'delivered') error = `HTTP ${result.status}`;
+    } else if (result.kind === 'response') {
       const a = parseAnswer(result.body ?? Buffer.alloc(0), result.truncated ?? false, this.deps.schema);
       if (a.kind === 'refused') {
         this.refused.inc({ reason: a.reason });
@@ -237,8 +264,25 @@ export class AlertWorker {
     else msg.nak(retryDelayMs(attempt, cfg.backoff));
   }
 
-  /** The CAP XML of a message: stored identity and content, the site's area, a fresh signed snapshot URL. */
-  private async build(m: AlertMessage, target: AlertTarget): Promise<string> {
+  /**
+   * A message whose document fails its schema (the XSD, or the EIDO JSON Schema) is a dead letter carrying the
+   * validator's message and is never sent. True when it was.
+   */
+  private async refuseInvalid(m: AlertMessage, doc: BuiltMessage, msg: JsMsg): Promise<boolean> {
+    if (doc.invalid === null) return false;
+    const what = INVALID_DOCUMENT[doc.format];
+    await this.settle(m, 'dead', { error: `${what}: ${doc.invalid}`, body: doc.body });
+    this.results.inc({ result: doc.format === 'eido' ? 'invalid_eido' : 'invalid_cap' });
+    this.deps.log.error({ message: m.id, invalid: doc.invalid }, `${what}: dead letter, not sent`);
+    msg.term(`invalid ${doc.format}`);
+    return true;
+  }
+
+  /**
+   * The document of a message in the target's format (CAP XML or EIDO JSON), checked against its schema:
+   * stored identity and content, the site's area, a fresh signed snapshot URL.
+   */
+  private async build(m: AlertMessage, target: AlertTarget): Promise<BuiltMessage> {
     const { store, urls, media, audit, now, config } = this.deps;
     let resource: CapMessageInput['resource'] = null;
     const snap = m.info.snapshot;
@@ -258,7 +302,7 @@ export class AlertWorker {
         resource = { uri: issued.url, mimeType: row.content_type, size: row.size_bytes, digest: row.sha256 };
       }
     }
-    return buildCap({
+    const input: CapMessageInput = {
       identifier: m.identifier,
       sender: senderOf(m.tenant_id, config.alerts.senderDomain),
       sent: m.sent,
@@ -267,7 +311,23 @@ export class AlertWorker {
       info: m.info,
       location: await store.siteLocation(m.tenant_id, m.info.site_id),
       resource,
-    });
+    };
+    if (target.format === 'eido') {
+      const doc = buildEido({ ...input, incidentId: m.incident_id });
+      return {
+        format: 'eido',
+        body: JSON.stringify(doc),
+        contentType: EIDO_CONTENT_TYPE,
+        invalid: this.deps.eido.check(doc),
+      };
+    }
+    const xml = buildCap(input);
+    return {
+      format: 'cap',
+      body: xml,
+      contentType: 'application/cap+xml',
+      invalid: this.deps.schema.check(xml),
+    };
   }
 
   private async settle(

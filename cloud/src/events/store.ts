@@ -20,9 +20,13 @@ export interface CommitWriter {
   committed(): void;
 }
 
-/** Makes the CommitWriter of one batch, before its transaction (reads belong outside it); undefined: none. */
+/**
+ * Makes the CommitWriter of one batch, before its transaction (reads belong outside it); undefined: none.
+ * `before` (ingest): settles when the batch fetched before this one is done (committed, or failed), for a
+ * writer whose decisions depend on the order of events (alerts/outbox.ts); it never rejects.
+ */
 export interface CommitHook {
-  prepare(rows: readonly NewEvent[]): Promise<CommitWriter | undefined>;
+  prepare(rows: readonly NewEvent[], before?: Promise<void>): Promise<CommitWriter | undefined>;
 }
 
 /** Partition of a UTC day `YYYY-MM-DD` is named events_YYYYMMDD. */

@@ -122,6 +122,8 @@ export class IngestConsumer {
   private async run(): Promise<void> {
     let consumer: Consumer | undefined;
     const inFlight = new Set<Promise<void>>();
+    // Settles when the batch fetched last is done: the next one's commit hook may wait for it (order).
+    let previous: Promise<void> = Promise.resolve();
     const limit = this.deps.config.ingest.commitsInFlight;
     while (!this.stopping) {
       try {
@@ -130,7 +132,7 @@ export class IngestConsumer {
         this.fetchBackoff.reset();
         while (inFlight.size >= limit) await Promise.race(inFlight);
         if (batch.length > 0) {
-          const p = this.process(batch).catch((err: unknown) => {
+          const p = this.process(batch, previous).catch((err: unknown) => {
             // process() handles database and dead-letter failures itself; anything else leaves the batch
             // unacked (redelivered after ack_wait).
             this.deps.metrics.errors.inc({ stage: 'process' });
@@ -140,6 +142,7 @@ export class IngestConsumer {
             );
           });
           inFlight.add(p);
+          previous = p;
           void p.finally(() => inFlight.delete(p));
         }
       } catch (err) {
@@ -206,7 +209,8 @@ export class IngestConsumer {
     }
   }
 
-  private async process(batch: JsMsg[]): Promise<void> {
+  /** `before` settles when the batch fetched before this one is done (see CommitHook). */
+  private async process(batch: JsMsg[], before?: Promise<void>): Promise<void> {
     const { metrics, config } = this.deps;
     const now = this.deps.now();
     metrics.batchSize.observe(batch.length);
@@ -235,6 +239,7 @@ export class IngestConsumer {
           fresh = await this.commit(
             candidates.map((c) => c.row),
             tx.ctx,
+            before,
           );
         });
         this.dbBackoff.reset();
@@ -331,13 +336,17 @@ export class IngestConsumer {
    * Inserts the batch in one transaction, with its webhook jobs (outbox) for the rows inserted now; returns
    * those rows (not the ones stored before).
    */
-  private async commit(candidates: readonly NewEvent[], trace: Context): Promise<NewEvent[]> {
+  private async commit(
+    candidates: readonly NewEvent[],
+    trace: Context,
+    before?: Promise<void>,
+  ): Promise<NewEvent[]> {
     if (candidates.length === 0) return [];
     // The same event twice in one batch (re-published with another msg id) is one row.
     const rows = new Map<string, NewEvent>();
     for (const row of candidates) rows.set(`${row.event_id} ${row.occurred_at.getTime()}`, row);
     const unique = [...rows.values()];
-    const writer = await this.deps.outbox?.prepare(unique);
+    const writer = await this.deps.outbox?.prepare(unique, before);
     const started = performance.now();
     const insertedIds = new Set(
       await this.tracing.insert(trace, rows.size, () => this.deps.store.insertBatchIds(unique, writer)),

@@ -327,8 +327,14 @@ export interface AlertTargetsTable {
   id: string;
   tenant_id: string;
   name: string;
-  url: string;
-  auth: 'mtls' | 'signature';
+  /** Null for a pull-only target (migration 0027). */
+  url: string | null;
+  /** 'feed': a pull-only target, whose Atom feed token is its only credential. */
+  auth: 'mtls' | 'signature' | 'feed';
+  /** What it is sent: CAP 1.2 XML or the EIDO-style JSON document (migration 0027). */
+  format: ColumnType<'cap' | 'eido', 'cap' | 'eido' | undefined, 'cap' | 'eido'>;
+  /** 'push': POSTed to url; 'pull': only in its Atom feed (migration 0027). */
+  delivery: ColumnType<'push' | 'pull', 'push' | 'pull' | undefined, 'push' | 'pull'>;
   client_cert_pem: string | null;
   client_key_pem: string | null;
   ca_pem: string | null;
@@ -385,6 +391,8 @@ export interface AlertIncidentsTable {
   track_id: string;
   state: AlertIncidentState;
   first_seen_at: Date;
+  /** The newest occurred_at applied (migration 0027; null on older rows: first_seen_at stands in). */
+  last_seen_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
   last_event_id: string;
   fingerprint: string;
   seq: ColumnType<number, number | undefined, number>;
@@ -428,7 +436,7 @@ export interface AlertMessagesTable {
   http_status: number | null;
   answer: string | null;
   error: string | null;
-  /** The last CAP XML built for it (what was, or would have been, sent). */
+  /** The last document built for it, CAP XML or EIDO JSON (what was, or would have been, sent). */
   body: string | null;
   updated_at: Date;
 }

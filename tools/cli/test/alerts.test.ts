@@ -50,6 +50,37 @@ describe('vigil alerts (against the cloud)', () => {
       expect(t.code, t.err).toBe(0);
       const target = /^target (\S+) -> /.exec(t.out)?.[1];
       expect(t.out).toMatch(/^secret: \S{16,}$/m);
+      const pull = await cli(
+        'alerts',
+        'targets',
+        'create',
+        '--tenant',
+        'acme',
+        '--name',
+        'feed-only',
+        '--pull',
+        '--format',
+        'eido',
+      );
+      expect(pull.code, pull.err).toBe(0);
+      expect(pull.out).toMatch(/^target \S+ -> Atom feed only \(feed, eido\)$/m);
+      expect(pull.out).toMatch(/^feed token: \S{20,}$/m);
+      const both = await cli(
+        'alerts',
+        'targets',
+        'create',
+        '--tenant',
+        'acme',
+        '--name',
+        'x',
+        '--pull',
+        '--url',
+        url,
+      );
+      expect(both.code).not.toBe(0);
+      expect((await cli('alerts', 'targets', 'list', '--tenant', 'acme')).out).toMatch(
+        /feed-only\s+eido\s+feed\s+enabled\s+\(pull: Atom feed\)/,
+      );
       const r = await cli(
         'alerts',
         'rules',

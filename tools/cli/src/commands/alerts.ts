@@ -7,8 +7,10 @@ import { apiClient, collect, globals, int, withAuth, type AuthOptions, type CliC
 interface Target {
   id: string;
   name: string;
-  url: string;
+  url: string | null;
   auth: string;
+  format?: string;
+  delivery?: string;
   enabled: boolean;
   secret?: string | null;
   feed_token?: string;
@@ -68,7 +70,9 @@ export function register(program: Command, ctx: CliContext): void {
       .command('create')
       .description('add a target (POST /v1/alerts/targets); prints its one-time secrets')
       .requiredOption('--name <name>', 'what the agency is')
-      .requiredOption('--url <url>', 'https endpoint that takes CAP 1.2 (application/cap+xml)')
+      .option('--url <url>', 'https endpoint that takes the messages (not with --pull)')
+      .option('--format <format>', 'cap (CAP 1.2 XML) or eido (EIDO-style JSON)', 'cap')
+      .option('--pull', 'pull-only: no url, the messages are only in the Atom feed (its token is printed)')
       .option('--cert <file>', 'mTLS: client certificate (PEM) the agency trusts')
       .option('--key <file>', 'mTLS: its private key (PEM)')
       .option(
@@ -81,7 +85,9 @@ export function register(program: Command, ctx: CliContext): void {
     async (
       o: AuthOptions & {
         name: string;
-        url: string;
+        url?: string;
+        format: string;
+        pull?: boolean;
         cert?: string;
         key?: string;
         ca?: string;
@@ -89,21 +95,27 @@ export function register(program: Command, ctx: CliContext): void {
       },
       cmd: Command,
     ) => {
-      const body = {
-        name: o.name,
-        url: o.url,
-        auth: o.signature ? 'signature' : 'mtls',
-        ...(o.signature
-          ? {}
-          : {
-              client_cert_pem: readPem(o.cert, '--cert'),
-              client_key_pem: readPem(o.key, '--key'),
-              ca_pem: readPem(o.ca, '--ca'),
-            }),
-      };
+      if (o.pull && (o.url || o.signature || o.cert || o.key || o.ca))
+        throw new CliError('--pull takes no --url, --signature, --cert, --key or --ca');
+      if (!o.pull && !o.url) throw new CliError('--url is required (or --pull)');
+      const body = o.pull
+        ? { name: o.name, format: o.format, delivery: 'pull' }
+        : {
+            name: o.name,
+            format: o.format,
+            url: o.url,
+            auth: o.signature ? 'signature' : 'mtls',
+            ...(o.signature
+              ? {}
+              : {
+                  client_cert_pem: readPem(o.cert, '--cert'),
+                  client_key_pem: readPem(o.key, '--key'),
+                  ca_pem: readPem(o.ca, '--ca'),
+                }),
+          };
       const { g, r } = await call<Target>(cmd, o, 'POST', '/v1/alerts/targets', body);
       if (g.json) return io.out(JSON.stringify(r));
-      io.out(`target ${r.id} -> ${r.url} (${r.auth})`);
+      io.out(`target ${r.id} -> ${r.url ?? 'Atom feed only'} (${r.auth}, ${r.format ?? 'cap'})`);
       if (r.secret) io.out(`secret: ${r.secret}`);
       io.out(`feed token: ${r.feed_token ?? '?'}`);
       io.err('the secrets are shown only now');
@@ -117,8 +129,15 @@ export function register(program: Command, ctx: CliContext): void {
       else
         io.out(
           table(
-            ['ID', 'NAME', 'AUTH', 'STATE', 'URL'],
-            r.items.map((t) => [t.id, t.name, t.auth, t.enabled ? 'enabled' : 'disabled', t.url]),
+            ['ID', 'NAME', 'FORMAT', 'AUTH', 'STATE', 'URL'],
+            r.items.map((t) => [
+              t.id,
+              t.name,
+              t.format ?? 'cap',
+              t.auth,
+              t.enabled ? 'enabled' : 'disabled',
+              t.url ?? '(pull: Atom feed)',
+            ]),
           ),
         );
     },
