@@ -5,6 +5,7 @@ export {
   useCameraSim,
   useDatabase,
   useNats,
+  useNatsCluster,
   usePki,
   useRedis,
 } from './vitest-glue.js';
