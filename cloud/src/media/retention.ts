@@ -2,6 +2,7 @@ import { sql, type Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { AuditLog } from '../audit/audit-log.js';
+import type { LeaderGate } from '../scheduler/lease.js';
 import type { Database } from '../storage/tables.js';
 import type { MediaRepository } from './repository.js';
 import type { MediaStore } from './store.js';
@@ -28,6 +29,12 @@ export interface MediaRetentionOptions {
   /** Rows per batch (default 500) and at most this many per run (default 100,000): a run always ends. */
   batchSize?: number | undefined;
   maxPerRun?: number | undefined;
+  /**
+   * The scheduler lease (scheduler/lease.ts): runs only while this process leads, checked again before each
+   * batch. Without it, a session advisory lock (a single process or tests; not usable through pgbouncer in
+   * transaction pooling mode).
+   */
+  leader?: LeaderGate | undefined;
 }
 
 export interface RetentionRunResult {
@@ -101,6 +108,11 @@ export class MediaRetentionJob {
 
   /** One run if this process gets the leader lock. */
   async runAsLeader(): Promise<RetentionRunResult> {
+    const leader = this.opts.leader;
+    if (leader) {
+      if (!leader.isLeader()) return { leader: false, deleted: 0, storeErrors: 0, truncated: false };
+      return { leader: true, ...(await this.run()) };
+    }
     return this.opts.db.connection().execute(async (conn) => {
       const got = await sql<{
         ok: boolean;
@@ -125,7 +137,8 @@ export class MediaRetentionJob {
     let storeErrors = 0;
     let truncated = false;
     for (;;) {
-      if (this.stopped) break;
+      // A lost lease ends the run between batches: the new leader continues where this one stopped.
+      if (this.stopped || (this.opts.leader && !this.opts.leader.isLeader())) break;
       if (deleted >= maxPerRun) {
         truncated = true;
         break;
