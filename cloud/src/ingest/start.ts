@@ -17,7 +17,12 @@ import { DeviceCache } from './devices.js';
 import { IngestMetrics } from './metrics.js';
 import { ReceiptPublisher, ReceiptResponder } from './receipts.js';
 import { StrandedRepair } from './stranded.js';
-import { ensureIngestConsumer, ensureMediaConsumer, ensureStreams } from './streams.js';
+import {
+  ensureIngestConsumer,
+  ensureMediaConsumer,
+  ensureStreams,
+  STREAM_ADMIN_TIMEOUT_MS,
+} from './streams.js';
 import { IngestTracing } from './tracing.js';
 
 export interface IngestDeps {
@@ -66,7 +71,7 @@ export async function startIngest(deps: IngestDeps): Promise<IngestRole> {
   const { nc, db, config, metrics } = deps;
   const log = deps.log.child({ component: 'ingest' });
   const now = deps.now ?? (() => new Date());
-  const jsm = await jetstreamManager(nc);
+  const jsm = await jetstreamManager(nc, { timeout: STREAM_ADMIN_TIMEOUT_MS });
   await ensureStreams(jsm, config);
   const parts = { events: true, media: true, partitions: true, ...deps.parts };
   const consumeEvents = config.ingest.enabled && parts.events;
