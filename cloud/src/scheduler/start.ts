@@ -43,7 +43,17 @@ export async function startScheduler(deps: {
 }): Promise<SchedulerRole> {
   const log = deps.log.child({ component: 'scheduler' });
   const now = deps.now ?? (() => new Date());
-  let partitions: PartitionJob | undefined;
+  // The partition job asks the lease, and the lease tells the job when this process becomes leader.
+  const ref: { lease?: LeaderLease } = {};
+  const partitions = new PartitionJob(new EventStore(deps.db), log, deps.metrics, {
+    now,
+    retentionDays: deps.config.events.retentionDays,
+    audit: deps.audit,
+    leader: {
+      isLeader: () => ref.lease?.isLeader() ?? false,
+      fencingToken: () => ref.lease?.fencingToken(),
+    },
+  });
   const lease = new LeaderLease({
     db: deps.db,
     name: SCHEDULER_LEASE,
@@ -52,18 +62,12 @@ export async function startScheduler(deps: {
     log,
     metrics: deps.metrics,
     onChange: (leader) => {
-      if (leader) void partitions?.runOnce();
+      if (leader) void partitions.runOnce();
       deps.onChange?.(leader);
     },
   });
+  ref.lease = lease;
   await lease.start();
-
-  partitions = new PartitionJob(new EventStore(deps.db), log, deps.metrics, {
-    now,
-    retentionDays: deps.config.events.retentionDays,
-    audit: deps.audit,
-    leader: lease,
-  });
   await partitions.start();
 
   const rollouts = new RolloutExecutor({
@@ -100,7 +104,7 @@ export async function startScheduler(deps: {
     stop: async () => {
       await retention?.stop();
       await rollouts.stop();
-      await partitions?.stop();
+      await partitions.stop();
       await lease.stop();
     },
   };
