@@ -200,7 +200,7 @@ export async function ensureStreams(jsm: JetStreamManager, cfg: StreamsConfig): 
 export async function ensureTelemetryStreamExists(jsm: JetStreamManager, cfg: ReplicasConfig): Promise<void> {
   if (await exists(() => jsm.streams.info(TELEMETRY_STREAM), JetStreamApiCodes.StreamNotFound)) return;
   try {
-    await jsm.streams.add(telemetryStreamConfig(cfg));
+    await addWhenPlaceable(() => jsm.streams.add(telemetryStreamConfig(cfg)));
   } catch (err) {
     // Another cloud process (or ensureStreams) created it in between.
     if (!(await exists(() => jsm.streams.info(TELEMETRY_STREAM), JetStreamApiCodes.StreamNotFound)))
@@ -212,7 +212,7 @@ async function ensureStream(jsm: JetStreamManager, config: StreamSpec): Promise<
   const { name, retention: _r, storage: _s, ...updatable } = config;
   if (!(await exists(() => jsm.streams.info(name), JetStreamApiCodes.StreamNotFound))) {
     try {
-      return await jsm.streams.add(config);
+      return await addWhenPlaceable(() => jsm.streams.add(config));
     } catch (err) {
       // Another cloud process created it in between: fall through to the update.
       if (!(await exists(() => jsm.streams.info(name), JetStreamApiCodes.StreamNotFound))) throw err;
@@ -265,6 +265,26 @@ export async function updateConsumerIfChanged(
     }
   }
 }
+
+/**
+ * A cluster that just started (or lost a node) answers a create of an R3 stream with "no suitable peers for
+ * placement" until its meta leader has heard from enough peers: seconds. Retried for up to PLACEMENT_WAIT_MS, so a
+ * cloud started with its NATS cluster waits instead of exiting; past it the error stands (too few nodes).
+ */
+export async function addWhenPlaceable<T>(add: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + PLACEMENT_WAIT_MS;
+  for (;;) {
+    try {
+      return await add();
+    } catch (err) {
+      if (!(err instanceof Error && /no suitable peers/i.test(err.message)) || Date.now() > deadline)
+        throw err;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+}
+
+const PLACEMENT_WAIT_MS = 30_000;
 
 /** Tries of one stream update that timed out (each waits STREAM_ADMIN_TIMEOUT_MS). */
 const UPDATE_ATTEMPTS = 4;

@@ -11,7 +11,12 @@ import {
 import { nanos } from '@nats-io/transport-node';
 import type { EventView } from '../api/event-store.js';
 import type { CloudConfig } from '../config/schema.js';
-import { DENY_PURGE_AND_DELETE, updateConsumerIfChanged, updateStreamIfChanged } from '../ingest/streams.js';
+import {
+  addWhenPlaceable,
+  DENY_PURGE_AND_DELETE,
+  updateConsumerIfChanged,
+  updateStreamIfChanged,
+} from '../ingest/streams.js';
 
 /*
  * JOBS: the JetStream work-queue stream for background work (DESIGN.md "jobs"). One message per job; a job is
@@ -123,7 +128,7 @@ export async function ensureJobs(jsm: JetStreamManager, cfg: JobsConfig): Promis
   const { name, retention: _r, storage: _s, ...updatable } = stream;
   const streamFound = () => exists(() => jsm.streams.info(name), JetStreamApiCodes.StreamNotFound);
   if (!(await streamFound()))
-    await jsm.streams.add(stream).catch(async (err: unknown) => {
+    await addWhenPlaceable(() => jsm.streams.add(stream)).catch(async (err: unknown) => {
       if (!(await streamFound())) throw err;
     });
   await updateStreamIfChanged(jsm, name, updatable);

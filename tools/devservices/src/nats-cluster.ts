@@ -35,6 +35,8 @@ interface NodePorts {
 export interface MetaClusterView {
   leader: string | undefined;
   clusterSize: number | undefined;
+  /** Other peers the node's meta group sees as current (on the leader: the followers it can place on). */
+  currentPeers: number;
 }
 
 /**
@@ -140,14 +142,29 @@ export class NatsCluster {
     try {
       const res = await fetch(`http://127.0.0.1:${n.httpPort}/jsz`, { signal: AbortSignal.timeout(2000) });
       if (!res.ok) return undefined;
-      const body = (await res.json()) as { meta_cluster?: { leader?: string; cluster_size?: number } };
-      return { leader: body.meta_cluster?.leader || undefined, clusterSize: body.meta_cluster?.cluster_size };
+      const body = (await res.json()) as {
+        meta_cluster?: {
+          leader?: string;
+          cluster_size?: number;
+          replicas?: Array<{ name: string; current?: boolean; offline?: boolean }>;
+        };
+      };
+      const m = body.meta_cluster;
+      return {
+        leader: m?.leader || undefined,
+        clusterSize: m?.cluster_size,
+        currentPeers: (m?.replicas ?? []).filter((r) => r.current && !r.offline).length,
+      };
     } catch {
       return undefined;
     }
   }
 
-  /** Waits until every running node names the same meta leader; returns its name. */
+  /**
+   * Waits until every running node names the same meta leader and the leader sees every other running node as a
+   * current peer; returns its name. A leader alone is not enough: until the peers have reported, creating an R3
+   * stream fails with "no suitable peers for placement".
+   */
   async waitForMetaLeader(timeoutMs = 60_000): Promise<string> {
     const deadline = Date.now() + timeoutMs;
     let last = '';
@@ -157,7 +174,9 @@ export class NatsCluster {
       const leaders = new Set(views.map((v) => v?.leader));
       last = JSON.stringify(views);
       const [leader] = [...leaders];
-      if (leaders.size === 1 && leader !== undefined) return leader;
+      const leaderView = views[running.findIndex((p) => p.name === leader)];
+      if (leaders.size === 1 && leader !== undefined && (leaderView?.currentPeers ?? 0) >= running.length - 1)
+        return leader;
       await new Promise((r) => setTimeout(r, 250));
     }
     throw new Error(`no JetStream meta leader after ${timeoutMs} ms: ${last}`);
