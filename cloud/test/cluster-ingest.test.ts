@@ -192,12 +192,17 @@ describe('NATS cluster: two ingest processes, kill -9 of the EVENTS leader node'
     const total = (await inserted(procs[0]!.port)) + (await inserted(procs[1]!.port));
     expect(total).toBe(700);
 
-    // The node comes back and catches up (its replica current again).
+    // The node comes back: in the meta group again, and EVENTS has its three peers online.
     await cluster().restart(leader);
+    await cluster().waitForMetaLeader(60_000);
     await expect
-      .poll(async () => (await jsm.streams.info(EVENTS_STREAM)).cluster?.replicas?.every((r) => r.current), {
-        timeout: 60_000,
-      })
+      .poll(
+        async () => {
+          const r = (await jsm.streams.info(EVENTS_STREAM)).cluster?.replicas ?? [];
+          return r.length === 2 && r.every((p) => !p.offline);
+        },
+        { timeout: 60_000 },
+      )
       .toBe(true);
   }, 240_000);
 });

