@@ -6,6 +6,7 @@ export {
   SERVER_VALIDITY_DAYS,
   createCa,
   issueClientCert,
+  issueRouteCert,
   issueServerCert,
   type CertKeyPem,
   type IssueOptions,

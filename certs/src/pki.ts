@@ -256,7 +256,8 @@ export interface LeafParams {
   dnsNames?: string[];
   ipAddresses?: string[];
   uris?: string[];
-  eku: 'serverAuth' | 'clientAuth';
+  /** `serverAndClientAuth`: a NATS route certificate, presented both when accepting and when dialing a route. */
+  eku: 'serverAuth' | 'clientAuth' | 'serverAndClientAuth';
   defaultDays: number;
 }
 
@@ -276,10 +277,12 @@ export function planLeaf(
   const { notBefore, notAfter } = validity(opts, p.defaultDays);
   const extensions: Extension[] = [
     { name: 'basicConstraints', cA: false, critical: true },
-    p.eku === 'serverAuth'
-      ? { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true }
-      : { name: 'keyUsage', digitalSignature: true, critical: true },
-    { name: 'extKeyUsage', [p.eku]: true },
+    p.eku === 'clientAuth'
+      ? { name: 'keyUsage', digitalSignature: true, critical: true }
+      : { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
+    p.eku === 'serverAndClientAuth'
+      ? { name: 'extKeyUsage', serverAuth: true, clientAuth: true }
+      : { name: 'extKeyUsage', [p.eku]: true },
     ...(san ? [san] : []),
     { name: 'subjectKeyIdentifier' },
     { name: 'authorityKeyIdentifier', keyIdentifier: caKeyIdentifier(loaded) },
@@ -327,6 +330,31 @@ export function issueServerCert(
       dnsNames: opts.dnsNames,
       ipAddresses: opts.ipAddresses,
       eku: 'serverAuth',
+      defaultDays: SERVER_VALIDITY_DAYS,
+    },
+    opts,
+  );
+}
+
+/**
+ * Route certificate of a NATS cluster node (EKU serverAuth and clientAuth): a node presents it when it accepts a
+ * route and when it dials one, and the other node verifies it against the CA either way (mutual TLS between
+ * nodes). A serverAuth-only certificate is refused by the accepting node ("incompatible key usage").
+ */
+export function issueRouteCert(
+  ca: CertKeyPem,
+  opts: { commonName: string; dnsNames: string[]; ipAddresses: string[] } & IssueOptions,
+): CertKeyPem {
+  if ((opts.dnsNames?.length ?? 0) + (opts.ipAddresses?.length ?? 0) === 0) {
+    throw new PkiError('INVALID_ARGUMENT', 'a route certificate needs at least one DNS name or IP address');
+  }
+  return issueWithNewKey(
+    ca,
+    {
+      commonName: opts.commonName,
+      dnsNames: opts.dnsNames,
+      ipAddresses: opts.ipAddresses,
+      eku: 'serverAndClientAuth',
       defaultDays: SERVER_VALIDITY_DAYS,
     },
     opts,

@@ -41,12 +41,11 @@ import { ModelStore } from './config-ota/models.js';
 import { ConfigSigner } from './config-ota/signing.js';
 import { ConfigError } from './lib/errors.js';
 import { MediaRepository } from './media/repository.js';
-import { MediaRetentionJob } from './media/retention.js';
 import { FsMediaStore, type MediaStore } from './media/store.js';
 import { startReleases } from './releases/start.js';
 import type { Releases } from './releases/routes.js';
-import { RolloutExecutor } from './rollouts/executor.js';
-import { RolloutStore } from './rollouts/store.js';
+import type { CloudRole } from './config/roles.js';
+import { startScheduler, type SchedulerRole } from './scheduler/start.js';
 import { createLogger, createMetricsRegistry } from './lib/observability.js';
 import { createTracing } from './lib/tracing.js';
 import { openDatabases } from './storage/databases.js';
@@ -74,6 +73,10 @@ export interface CloudApp {
   readonly media: { readonly store: MediaStore | undefined; readonly repository: MediaRepository };
   /** The agent release repository (TUF), when releases.dir is set. */
   readonly releases: Releases | undefined;
+  /** The roles this process runs (config `roles`, or the --role override). */
+  readonly roles: ReadonlySet<CloudRole>;
+  /** The scheduler role: its leader lease and scheduled work (undefined without that role). */
+  readonly scheduler: SchedulerRole | undefined;
   stop(): Promise<void>;
 }
 
@@ -90,8 +93,14 @@ export interface CloudDeps {
   resolve?: Resolver;
 }
 
-/** Composition root: builds every client once and wires the capabilities together. */
+/**
+ * Composition root: builds every client once and wires together the capabilities of the roles this process runs
+ * (config `roles`, config/roles.ts). Every process ensures the streams and JOBS, runs the NATS auth callout and the
+ * account publisher (JWT mode), and serves /healthz, /readyz (per role) and /metrics.
+ */
 export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps = {}): Promise<CloudApp> {
+  const roles: ReadonlySet<CloudRole> = new Set(config.roles);
+  const has = (r: CloudRole): boolean => roles.has(r);
   const log = deps.logger ?? createLogger(config.log.level, 'vigil-cloud');
   const metrics = createMetricsRegistry('vigil_cloud_');
   // The primary (directly or through pgbouncer) and, with database.replicaUrl, the replica the lists may read.
@@ -188,29 +197,51 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
       now: deps.now,
     });
     const models = new ModelStore(config.models.dir, config.models.maxBytes);
-    const configStatus = new ConfigStatusResponder(
-      responderNc,
-      configs,
-      log.child({ component: 'config-ota' }),
-      metrics,
-    );
-    configStatus.start();
-    closers.push(() => configStatus.stop());
+    // Device config status polls are device traffic: served by the ingest role (a queue group shares them).
+    if (has('ingest')) {
+      const configStatus = new ConfigStatusResponder(
+        responderNc,
+        configs,
+        log.child({ component: 'config-ota' }),
+        metrics,
+      );
+      configStatus.start();
+      closers.push(() => configStatus.stop());
+    }
 
-    // Staged rollouts (rollouts/): one cloud process runs them at a time (a PostgreSQL advisory lock).
-    const rollouts = new RolloutExecutor({
+    // Absolute root: FsMediaStore checks that every key resolves inside it (a relative root would fail that).
+    const media = {
+      store: config.media.dir !== undefined ? new FsMediaStore(resolvePath(config.media.dir)) : undefined,
+      repository: new MediaRepository(db),
+    };
+
+    // The scheduler role (scheduler/): the leader lease and what must run once in the deployment (partitions,
+    // media retention, rollouts; the release refresh below), each behind the lease.
+    let scheduler: SchedulerRole | undefined;
+    if (has('scheduler')) {
+      const s = await startScheduler({
+        db,
+        config,
+        audit,
+        media,
+        issuer: configs,
+        log,
+        metrics,
+        now: deps.now,
+      });
+      closers.push(() => s.stop());
+      scheduler = s;
+    }
+
+    // Agent releases (releases/): the TUF repository (API, gRPC), and the job that keeps its timestamp fresh
+    // (scheduler role, behind the lease; no job in a process without that role).
+    const releases = await startReleases(config.releases, {
       db,
-      store: new RolloutStore(db),
-      issuer: configs,
-      audit,
       log,
+      metrics,
       now: deps.now,
+      refreshLeader: scheduler?.lease ?? null,
     });
-    rollouts.start();
-    closers.push(() => rollouts.stop());
-
-    // Agent releases (releases/): the TUF repository, and the job that keeps its timestamp fresh.
-    const releases = await startReleases(config.releases, { db, log, metrics, now: deps.now });
     if (releases) closers.push(() => releases.stop());
 
     let grpcPort: number | undefined;
@@ -236,7 +267,7 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
         deps.now,
         audit,
       );
-      if (config.grpc.enabled && config.grpc.tls) {
+      if (has('api') && config.grpc.enabled && config.grpc.tls) {
         const grpc = await startGrpcServer(
           identity,
           {
@@ -255,14 +286,16 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
     }
 
     const registry = new FleetRegistry(db);
-    const heartbeats = new HeartbeatConsumer(nc, registry, log, metrics, deps.now, config);
-    heartbeats.start();
-    closers.push(() => heartbeats.stop());
+    if (has('ingest')) {
+      const heartbeats = new HeartbeatConsumer(nc, registry, log, metrics, deps.now, config);
+      heartbeats.start();
+      closers.push(() => heartbeats.stop());
+    }
 
-    // Absolute root: FsMediaStore checks that every key resolves inside it (a relative root would fail that).
-    const media = {
-      store: config.media.dir !== undefined ? new FsMediaStore(resolvePath(config.media.dir)) : undefined,
-      repository: new MediaRepository(db),
+    // The outbox relay and the delivery workers run in the integrations role only; every process writes jobs.
+    const jobsConfig = {
+      ...config,
+      integrations: { ...config.integrations, enabled: config.integrations.enabled && has('integrations') },
     };
     // Webhooks (integrations/): ingest writes jobs into the outbox in its transactions; the relay and the worker
     // are stopped after ingest (pushed before).
@@ -271,7 +304,7 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
       nc,
       db,
       store: webhookStore,
-      config,
+      config: jobsConfig,
       log,
       metrics,
       now: deps.now,
@@ -283,7 +316,7 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
     const alerts = startAlerts({
       nc,
       store: alertStore,
-      config,
+      config: jobsConfig,
       audit,
       media: media.repository,
       log,
@@ -305,65 +338,53 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
       now: deps.now,
       audit,
       outbox: combineHooks(integrations.outbox, alerts.outbox),
+      // Partition upkeep is the scheduler's (behind the lease); ingest creates a missing partition on demand.
+      parts: { events: has('ingest'), media: has('media'), partitions: false },
     });
     closers.push(() => ingest.stop());
-
-    // Media retention (media/retention.ts): one cloud process at a time deletes media past media.retentionDays.
-    const retention = new MediaRetentionJob({
-      db,
-      repository: media.repository,
-      store: media.store,
-      audit,
-      log,
-      metrics,
-      retentionDays: config.media.retentionDays,
-      intervalMs: config.media.retentionIntervalSeconds * 1000,
-      now: deps.now,
-    });
-    if (config.media.retentionDays > 0) {
-      retention.start();
-      closers.push(() => retention.stop());
-    }
 
     registerDeviceGauge(db, metrics, config.fleet.offlineAfterSeconds, deps.now);
 
     // One Redis client for the API rate limits; closed after the HTTP server (closers run in reverse).
-    const rateLimiter = config.rateLimit.enabled
-      ? createRateLimiter(config.rateLimit, log, metrics)
-      : undefined;
+    const rateLimiter =
+      has('api') && config.rateLimit.enabled ? createRateLimiter(config.rateLimit, log, metrics) : undefined;
     if (rateLimiter) closers.push(() => rateLimiter.close());
 
     // Built once for the REST API and the event stream (a second Cedar engine would double its metrics).
-    const apiAuth = config.api.enabled
-      ? {
-          verifier: createTokenVerifier(config.auth),
-          authorizer: deps.authorizer ?? createAuthorizerFromConfig(config.authz, log, metrics),
-        }
-      : undefined;
-    const mounts = createApiMounts(config, {
-      db,
-      readHeavy: databases.readHeavy,
-      log,
-      metrics,
-      authorizer: apiAuth?.authorizer,
-      verifier: apiAuth?.verifier,
-      now: deps.now,
-      revoker,
-      audit,
-      rateLimiter,
-      configs,
-      models,
-      media,
-      alerts: { store: alertStore },
-      releases,
-      webhooks: {
-        store: webhookStore,
-        policy: {
-          allowInsecureHttp: config.integrations.allowInsecureHttp,
-          allowPrivateNetworks: config.integrations.allowPrivateNetworks,
-        },
-      },
-    });
+    const apiAuth =
+      // The event stream is served with the API (its tokens and policies): off when api.enabled is false.
+      config.api.enabled && (has('api') || (has('realtime') && config.realtime.enabled))
+        ? {
+            verifier: createTokenVerifier(config.auth),
+            authorizer: deps.authorizer ?? createAuthorizerFromConfig(config.authz, log, metrics),
+          }
+        : undefined;
+    const mounts = !has('api')
+      ? []
+      : createApiMounts(config, {
+          db,
+          readHeavy: databases.readHeavy,
+          log,
+          metrics,
+          authorizer: apiAuth?.authorizer,
+          verifier: apiAuth?.verifier,
+          now: deps.now,
+          revoker,
+          audit,
+          rateLimiter,
+          configs,
+          models,
+          media,
+          alerts: { store: alertStore },
+          releases,
+          webhooks: {
+            store: webhookStore,
+            policy: {
+              allowInsecureHttp: config.integrations.allowInsecureHttp,
+              allowPrivateNetworks: config.integrations.allowPrivateNetworks,
+            },
+          },
+        });
     const http = createHttpApp(
       metrics,
       [
@@ -372,22 +393,46 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
           name: 'nats',
           check: () => (nc.isClosed() ? Promise.reject(new Error('connection closed')) : nc.flush()),
         },
+        // The scheduler is ready as leader or standby; not when it cannot reach the lease (it would never lead).
+        ...(scheduler
+          ? [
+              {
+                name: 'scheduler-lease',
+                roles: ['scheduler'],
+                detail: () => {
+                  const st = scheduler.lease.status();
+                  return { leader: st.leader, holder: st.holder, ...(st.token ? { token: st.token } : {}) };
+                },
+                check: () => {
+                  const st = scheduler.lease.status();
+                  return st.ok
+                    ? Promise.resolve()
+                    : Promise.reject(new Error(`lease unreachable: ${st.error ?? 'no attempt yet'}`));
+                },
+              },
+            ]
+          : []),
       ],
       {
+        roles: [...roles],
         mounts: [
           ...mounts,
-          // Always: a pull-only target's Atom feed needs no public base URL (snapshot links do).
-          {
-            path: '/public/alerts',
-            handler: publicAlertRoutes({
-              urls: alerts.urls,
-              alerts: alertStore,
-              media,
-              audit,
-              log,
-              now: deps.now ?? (() => new Date()),
-            }),
-          },
+          ...(has('api')
+            ? [
+                // Always: a pull-only target's Atom feed needs no public base URL (snapshot links do).
+                {
+                  path: '/public/alerts',
+                  handler: publicAlertRoutes({
+                    urls: alerts.urls,
+                    alerts: alertStore,
+                    media,
+                    audit,
+                    log,
+                    now: deps.now ?? (() => new Date()),
+                  }),
+                },
+              ]
+            : []),
         ],
         log,
       },
@@ -398,7 +443,7 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
     applyServerTimeouts(server, config.http);
     closers.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
     // The live event stream (realtime/): after the server closers, so it closes first.
-    if (apiAuth && config.realtime.enabled) {
+    if (apiAuth && has('realtime') && config.realtime.enabled) {
       // Its own connection: the main one has noEcho, and ingest in this very process publishes the feed.
       const rtOptions = { ...natsOptions, name: `${config.nats.name}-realtime`, noEcho: false };
       const rtNc = authority
@@ -450,6 +495,8 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
       models,
       media,
       releases,
+      roles,
+      scheduler,
       stop,
     };
   } catch (err) {

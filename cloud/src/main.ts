@@ -2,14 +2,17 @@ import { parseArgs } from 'node:util';
 import { versionLine } from '@vigil/proto';
 import { startCloud } from './app.js';
 import { loadCloudConfig } from './config/load.js';
+import { CLOUD_ROLES, roleOverride } from './config/roles.js';
 import { VigilError } from './lib/errors.js';
 import { createLogger } from './lib/observability.js';
 import { registerContextManager, routeDiagToLogger } from './lib/tracing.js';
 
-const HELP = `Usage: vigil-cloud --config <file.json>
+const HELP = `Usage: vigil-cloud --config <file.json> [--role <name>]...
 
-Runs the Vigil cloud control plane (all roles in one process).
+Runs the Vigil cloud control plane: the roles the config's \`roles\` names (default all in one process).
   --config, -c   JSON config file (env VIGIL_CLOUD_CONFIG). DATABASE_URL overrides database.url.
+  --role, -r     run this role (repeatable, or a comma list; env VIGIL_CLOUD_ROLES=api,ingest); overrides
+                 the config's roles. Roles: ${CLOUD_ROLES.join(', ')}
   --help, -h     show this help
   --version      print the version and the commit it was built from
 Exit codes: 0 stopped cleanly, 78 invalid configuration, 1 start-up or runtime failure.`;
@@ -18,6 +21,7 @@ async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
       config: { type: 'string', short: 'c' },
+      role: { type: 'string', short: 'r', multiple: true },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean' },
     },
@@ -35,7 +39,7 @@ async function main(): Promise<number> {
     console.error(`vigil-cloud: no config given\n\n${HELP}`);
     return 78;
   }
-  const config = loadCloudConfig(path);
+  const config = loadCloudConfig(path, process.env, roleOverride(values.role, process.env.VIGIL_CLOUD_ROLES));
   // Process-wide, so here and not in startCloud: active spans reach the log lines, SDK warnings the log.
   registerContextManager();
   const log = createLogger(config.log.level, 'vigil-cloud');

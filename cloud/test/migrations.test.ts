@@ -40,6 +40,7 @@ describe('PostgreSQL migrations', () => {
       '0016_alerts',
       '0018_webhooks_enabled_index',
       '0021_legal_holds',
+      '0024_scheduler_leases',
       '0027_alerts_eido_pull',
     ]);
     expect(await tables(db)).toEqual(
@@ -100,6 +101,8 @@ describe('PostgreSQL migrations', () => {
       select count(*)::int as n from information_schema.columns
       where table_name = 'alert_incidents' and column_name = 'last_seen_at'`.execute(db);
     expect(lastSeen.rows[0]?.n).toBe(0);
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0024_scheduler_leases']);
+    expect(await tables(db)).not.toContain('scheduler_leases');
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0021_legal_holds']);
     expect(await tables(db)).not.toContain('legal_holds');
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0018_webhooks_enabled_index']);
@@ -174,12 +177,14 @@ describe('PostgreSQL migrations', () => {
       '0016_alerts',
       '0018_webhooks_enabled_index',
       '0021_legal_holds',
+      '0024_scheduler_leases',
       '0027_alerts_eido_pull',
     ]);
   });
 
   it('0013 backfills current NATS keys; of two active devices sharing one, the first enrolled keeps it', async () => {
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0027_alerts_eido_pull']);
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0024_scheduler_leases']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0021_legal_holds']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0018_webhooks_enabled_index']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0016_alerts']);
@@ -212,6 +217,7 @@ describe('PostgreSQL migrations', () => {
       '0016_alerts',
       '0018_webhooks_enabled_index',
       '0021_legal_holds',
+      '0024_scheduler_leases',
       '0027_alerts_eido_pull',
     ]);
     const rows = await db

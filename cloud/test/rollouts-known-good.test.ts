@@ -10,7 +10,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigState, ConfigStatus, DeviceHealth } from '@vigil/proto';
 import { ensureDevConfigSigningKey } from '../src/index.js';
-import { ROLLOUT_LEADER_LOCK, RolloutExecutor } from '../src/rollouts/executor.js';
+import { RolloutExecutor } from '../src/rollouts/executor.js';
 import { RolloutStore } from '../src/rollouts/store.js';
 import { useApiCloud } from './api-fixtures.js';
 
@@ -55,8 +55,13 @@ describe('rollouts: rollback to the last known good config; gates wait for evide
   beforeAll(async () => {
     await keyReady;
   });
+  // Every role but the scheduler: the cloud's own executor ticks on its own timer and real clock, keep it out
+  // and tick ours by hand.
   const t = useApiCloud(
-    { configSigning: { privateJwkFile: join(keyDir, 'config-signing.jwk.json') } },
+    {
+      configSigning: { privateJwkFile: join(keyDir, 'config-signing.jwk.json') },
+      roles: ['api', 'ingest', 'media', 'integrations', 'realtime'],
+    },
     { now },
   );
   const devs = new Map<string, Dev>(
@@ -65,8 +70,6 @@ describe('rollouts: rollback to the last known good config; gates wait for evide
       { applied: 0n, last: { version: 0n, state: ConfigState.CONFIG_STATE_UNSPECIFIED }, health: 1 },
     ]),
   );
-  let release = (): void => undefined;
-  let holder: Promise<void> | undefined;
   let ex: RolloutExecutor;
   let admin: string;
 
@@ -80,19 +83,6 @@ describe('rollouts: rollback to the last known good config; gates wait for evide
       await sql`insert into devices (tenant_id, id, site_id, enrolled_at) values ('acme', ${id}, 'hq', now())`.execute(
         db,
       );
-    // The cloud's executor ticks on its own timer and real clock: keep it out, tick ours by hand.
-    const released = new Promise<void>((r) => (release = r));
-    await new Promise<void>((acquired, failed) => {
-      holder = db
-        .connection()
-        .execute(async (conn) => {
-          await sql`select pg_advisory_lock(${ROLLOUT_LEADER_LOCK})`.execute(conn);
-          acquired();
-          await released;
-          await sql`select pg_advisory_unlock(${ROLLOUT_LEADER_LOCK})`.execute(conn);
-        })
-        .catch(failed);
-    });
     ex = new RolloutExecutor({
       db,
       store: new RolloutStore(db),
@@ -102,10 +92,6 @@ describe('rollouts: rollback to the last known good config; gates wait for evide
       now,
     });
     admin = await t.token('acme', ['admin']);
-  });
-  afterAll(async () => {
-    release();
-    await holder;
   });
 
   /** Each device takes its newest issued version (unless `refuse` says no) and reports, as the agent does. */

@@ -7,6 +7,10 @@ import { notFoundHandler, problemErrorHandler } from './problem.js';
 export interface ReadinessCheck {
   name: string;
   check: () => Promise<void>;
+  /** The roles that need it (default: every role of the process). */
+  roles?: readonly string[];
+  /** Extra facts shown with the result (e.g. the scheduler's leader status). */
+  detail?: () => Record<string, unknown>;
 }
 
 /** A router (or any middleware) mounted under a path prefix, e.g. the /v1 API. */
@@ -20,6 +24,8 @@ export interface HttpAppOptions {
   mounts?: readonly HttpMount[];
   /** Logs unexpected errors (500s). */
   log?: Logger;
+  /** The process's roles: /readyz reports each one's readiness from the checks it needs. */
+  roles?: readonly string[];
 }
 
 /**
@@ -39,16 +45,27 @@ export function createHttpApp(
   app.get('/readyz', async (_req, res) => {
     const results = await Promise.all(
       checks.map(async (c) => {
+        const detail = c.detail?.() ?? {};
         try {
           await c.check();
-          return { name: c.name, ok: true };
+          return { name: c.name, ok: true, ...detail };
         } catch (err) {
-          return { name: c.name, ok: false, error: (err as Error).message };
+          return { name: c.name, ok: false, error: (err as Error).message, ...detail };
         }
       }),
     );
+    // A process is ready when every role it runs is: each role needs the checks that name it (or name no role).
+    const roles: Record<string, { ready: boolean; needs: string[] }> = {};
+    for (const role of opts.roles ?? []) {
+      const needs = checks.filter((c) => !c.roles || c.roles.includes(role)).map((c) => c.name);
+      roles[role] = { ready: results.every((r) => !needs.includes(r.name) || r.ok), needs };
+    }
     const ready = results.every((r) => r.ok);
-    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not ready', checks: results });
+    res.status(ready ? 200 : 503).json({
+      status: ready ? 'ready' : 'not ready',
+      ...(opts.roles ? { roles } : {}),
+      checks: results,
+    });
   });
   app.get('/metrics', async (_req, res) => {
     res.type(metrics.contentType).send(await metrics.metrics());

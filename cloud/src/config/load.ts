@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { z } from 'zod';
 import { ConfigError } from '../lib/errors.js';
+import type { CloudRole } from './roles.js';
 import { cloudConfigSchema, type CloudConfig } from './schema.js';
 
 /** Formats zod issues as `path.to.key: message` lines so a user sees exactly which key is wrong. */
@@ -22,13 +23,21 @@ export function parseCloudConfig(input: unknown, source = 'config'): Readonly<Cl
 /** Rules that span sections (kept out of the schema so that each section stays a plain object). */
 function crossKeyProblems(c: CloudConfig): string[] {
   const problems: string[] = [];
-  if (c.api.enabled && !c.auth.jwksFile && !c.auth.jwksUrl)
+  const servesApi = c.roles.includes('api') || c.roles.includes('realtime');
+  if (servesApi && c.api.enabled && !c.auth.jwksFile && !c.auth.jwksUrl)
     problems.push('  auth: jwksFile or jwksUrl is required when api.enabled is true');
   return problems;
 }
 
-/** Reads a JSON config file; `DATABASE_URL` overrides database.url (secrets come from the environment). */
-export function loadCloudConfig(path: string, env: NodeJS.ProcessEnv = process.env): Readonly<CloudConfig> {
+/**
+ * Reads a JSON config file; `DATABASE_URL` overrides database.url (secrets come from the environment), `roles`
+ * (from `--role` flags or VIGIL_CLOUD_ROLES, config/roles.ts) overrides `roles`.
+ */
+export function loadCloudConfig(
+  path: string,
+  env: NodeJS.ProcessEnv = process.env,
+  roles?: readonly CloudRole[],
+): Readonly<CloudConfig> {
   let raw: unknown;
   try {
     raw = JSON.parse(readFileSync(path, 'utf8'));
@@ -39,6 +48,7 @@ export function loadCloudConfig(path: string, env: NodeJS.ProcessEnv = process.e
     const r = raw as { database?: Record<string, unknown> };
     r.database = { ...r.database, url: env.DATABASE_URL };
   }
+  if (roles && raw && typeof raw === 'object') (raw as { roles?: unknown }).roles = [...roles];
   return parseCloudConfig(raw, path);
 }
 

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ALLOWED_JWT_ALGORITHMS } from '../auth/jwt.js';
+import { CLOUD_ROLES } from './roles.js';
 
 const port = z.number().int().min(0).max(65535);
 const postgresUrl = z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL');
@@ -19,6 +20,29 @@ const rateLimitRule = (ratePerSecond: number, burst: number) =>
 /** The cloud's whole configuration: one schema, defaults that work locally, unknown keys rejected. */
 export const cloudConfigSchema = z
   .strictObject({
+    /**
+     * What this process runs (config/roles.ts); default all of them. `--role` / VIGIL_CLOUD_ROLES override it.
+     * The per-capability `enabled` switches (api, ingest, realtime, integrations) still apply inside a role.
+     */
+    roles: z
+      .array(z.enum(CLOUD_ROLES))
+      .min(1)
+      .max(CLOUD_ROLES.length)
+      .refine((r) => new Set(r).size === r.length, { message: 'a role is named twice' })
+      .default([...CLOUD_ROLES]),
+    /** The scheduler role's leader lease (scheduler/lease.ts, table scheduler_leases). */
+    scheduler: z
+      .strictObject({
+        /** A dead leader's work is taken over at most this long (plus one renewal interval) after it stopped. */
+        leaseTtlSeconds: z.number().int().min(3).max(300).default(15),
+        /** How often the leader renews and standbys try to take over; under half the ttl. */
+        renewIntervalSeconds: z.number().int().min(1).max(100).default(5),
+      })
+      .refine((s) => s.renewIntervalSeconds * 2 < s.leaseTtlSeconds, {
+        message: 'renewIntervalSeconds must be under half of leaseTtlSeconds',
+        path: ['renewIntervalSeconds'],
+      })
+      .prefault({}),
     http: z
       .strictObject({
         host: z.string().min(1).default('127.0.0.1'),
@@ -154,7 +178,7 @@ export const cloudConfigSchema = z
     /** JetStream streams that the cloud creates or updates at start (idempotent). */
     streams: z
       .strictObject({
-        /** Replicas of EVENTS and DEAD_LETTER: 1 on a single server, 3 in a cluster. */
+        /** Replicas of every stream (EVENTS, MEDIA, TELEMETRY, DEAD_LETTER, JOBS): 1 on one server, 3 in a cluster. */
         replicas: z.number().int().min(1).max(5).default(1),
         /** EVENTS is bounded: when full, device publishes fail and events wait in the device outbox. */
         eventsMaxBytes: z

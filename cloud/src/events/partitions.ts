@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import type { AuditLog } from '../audit/audit-log.js';
+import type { LeaderGate } from '../scheduler/lease.js';
 import { utcDay, type EventStore } from './store.js';
 
 const DAY_MS = 86_400_000;
@@ -42,15 +43,16 @@ export interface PartitionJobOptions {
   daysBack?: number;
   intervalMs?: number;
   now?: () => Date;
+  /** The scheduler lease: a pass runs only while this process leads (default: always, a lone process). */
+  leader?: LeaderGate | undefined;
 }
 
 /**
  * Keeps event partitions created ahead: at start and then hourly, today-1 .. today+7. Ingest also creates
  * a partition on demand for an early or late event, so a missed run costs nothing but a little latency.
  *
- * Every cloud process with the ingest role runs it; that is safe because creating a partition is
- * idempotent and race-safe (vigil_ensure_event_partition). Once the jobs role exists, this moves there
- * behind the PostgreSQL advisory-lock leader election so that only one process does it.
+ * The scheduler role runs it behind the leader lease (scheduler/lease.ts), so only one process drops
+ * partitions by retention; creating one is idempotent and race-safe anyway (vigil_ensure_event_partition).
  */
 export class PartitionJob {
   private timer: NodeJS.Timeout | undefined;
@@ -64,6 +66,7 @@ export class PartitionJob {
   private readonly daysBack: number;
   private readonly intervalMs: number;
   private readonly now: () => Date;
+  private readonly leader: LeaderGate | undefined;
 
   constructor(
     private readonly store: EventStore,
@@ -77,6 +80,7 @@ export class PartitionJob {
     this.daysBack = opts.daysBack ?? 1;
     this.intervalMs = opts.intervalMs ?? 3_600_000;
     this.now = opts.now ?? (() => new Date());
+    this.leader = opts.leader;
     this.runs = new Counter({
       name: 'vigil_cloud_partition_upkeep_runs_total',
       help: 'Event partition upkeep runs, by result (ok, error)',
@@ -116,6 +120,7 @@ export class PartitionJob {
   }
 
   private async pass(): Promise<void> {
+    if (this.leader && !this.leader.isLeader()) return;
     try {
       const now = this.now();
       const { create, drop } = planPartitions(

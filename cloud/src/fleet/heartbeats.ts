@@ -18,6 +18,7 @@ import {
   TELEMETRY_STREAM,
   ensureHeartbeatsConsumer,
   ensureTelemetryStreamExists,
+  STREAM_ADMIN_TIMEOUT_MS,
 } from '../ingest/streams.js';
 import { Backoff, sleep } from '../lib/backoff.js';
 import type { FleetRegistry } from './registry.js';
@@ -107,7 +108,7 @@ export class HeartbeatConsumer {
     let ensured = false;
     while (!this.stopping) {
       try {
-        jsm ??= await jetstreamManager(this.nc);
+        jsm ??= await jetstreamManager(this.nc, { timeout: STREAM_ADMIN_TIMEOUT_MS });
         if (!ensured) {
           // At every start: the consumer's configuration may have changed since it was created.
           await this.ensure(jsm);

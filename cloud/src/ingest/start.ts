@@ -1,4 +1,4 @@
-import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import type { Tracer } from '@opentelemetry/api';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Kysely } from 'kysely';
@@ -17,7 +17,12 @@ import { DeviceCache } from './devices.js';
 import { IngestMetrics } from './metrics.js';
 import { ReceiptPublisher, ReceiptResponder } from './receipts.js';
 import { StrandedRepair } from './stranded.js';
-import { ensureIngestConsumer, ensureMediaConsumer, ensureStreams } from './streams.js';
+import {
+  ensureIngestConsumer,
+  ensureMediaConsumer,
+  ensureStreams,
+  STREAM_ADMIN_TIMEOUT_MS,
+} from './streams.js';
 import { IngestTracing } from './tracing.js';
 
 export interface IngestDeps {
@@ -43,6 +48,11 @@ export interface IngestDeps {
   onCommitted?: ((rows: readonly NewEvent[]) => void) | undefined;
   /** Writes each batch's webhook jobs in its transaction (integrations/outbox.ts). */
   outbox?: CommitHook | undefined;
+  /**
+   * Which parts run (default all): `events` (the ingest role), `media` (the media role), `partitions` (the
+   * partition upkeep beside the event consumer; false when the scheduler role runs it behind the lease).
+   */
+  parts?: Partial<{ events: boolean; media: boolean; partitions: boolean }> | undefined;
 }
 
 export interface IngestRole {
@@ -50,32 +60,79 @@ export interface IngestRole {
 }
 
 /**
- * Starts the ingest role: ensures the EVENTS, DEAD_LETTER, TELEMETRY and MEDIA streams (always, so that
- * devices can publish even when ingest runs in another process), then, when `ingest.enabled`, the partition
- * upkeep job, the receipt-query responder, the event consumer loop (its batches commit with their webhook
- * jobs: `outbox`), the stranded-message repair (stranded.ts) and the media consumer loop. `stop()`
- * finishes the batch (events) and the object (media) in hand.
+ * Starts the ingest and media roles: ensures the EVENTS, DEAD_LETTER, TELEMETRY and MEDIA streams (always, so
+ * that devices can publish whichever roles run where), then, when `ingest.enabled`: for `parts.events` the
+ * partition upkeep job (unless the scheduler runs it), the receipt-query responder, the event consumer loop (its
+ * batches commit with their webhook jobs: `outbox`) and the stranded-message repair (stranded.ts); for
+ * `parts.media` the media consumer loop. Several processes share each durable consumer (pull: JetStream hands
+ * every message to one of them). `stop()` finishes the object (media) and the batch (events) in hand.
  */
 export async function startIngest(deps: IngestDeps): Promise<IngestRole> {
   const { nc, db, config, metrics } = deps;
   const log = deps.log.child({ component: 'ingest' });
   const now = deps.now ?? (() => new Date());
-  const jsm = await jetstreamManager(nc);
+  const jsm = await jetstreamManager(nc, { timeout: STREAM_ADMIN_TIMEOUT_MS });
   await ensureStreams(jsm, config);
-  if (!config.ingest.enabled) {
+  const parts = { events: true, media: true, partitions: true, ...deps.parts };
+  const consumeEvents = config.ingest.enabled && parts.events;
+  const consumeMedia = config.ingest.enabled && parts.media;
+  if (!consumeEvents && !consumeMedia) {
     log.info('ingest disabled: streams ensured, not consuming');
     return { stop: () => Promise.resolve() };
   }
-  await ensureIngestConsumer(jsm, config);
-  await ensureMediaConsumer(jsm);
+  const js = jetstream(nc);
+  const devices = new DeviceCache(db, 60_000, 100_000, () => now().getTime());
+  const stops: Array<() => Promise<void>> = [];
+  if (consumeEvents)
+    stops.push(await startEvents(deps, { jsm, js, devices, log, now, partitions: parts.partitions }));
+  if (consumeMedia) {
+    await ensureMediaConsumer(jsm);
+    const media = new MediaConsumer({
+      js,
+      jsm,
+      db,
+      store: deps.mediaStore,
+      devices,
+      log: deps.log,
+      metrics,
+      config,
+      now,
+      random: deps.random,
+    });
+    media.start();
+    stops.unshift(() => media.stop());
+  }
+  return {
+    stop: async () => {
+      for (const stop of stops) await stop();
+    },
+  };
+}
 
+/** The event path: the `ingest` consumer, receipts and their queries, stranded repair, partition upkeep. */
+async function startEvents(
+  deps: IngestDeps,
+  ctx: {
+    jsm: JetStreamManager;
+    js: JetStreamClient;
+    devices: DeviceCache;
+    log: Logger;
+    now: () => Date;
+    partitions: boolean;
+  },
+): Promise<() => Promise<void>> {
+  const { nc, db, config, metrics } = deps;
+  const { jsm, js, devices, log, now } = ctx;
+  await ensureIngestConsumer(jsm, config);
   const store = new EventStore(db);
-  const partitions = new PartitionJob(store, log, metrics, {
-    now,
-    retentionDays: config.events?.retentionDays ?? 0,
-    audit: deps.audit,
-  });
-  await partitions.start();
+  const partitions = ctx.partitions
+    ? new PartitionJob(store, log, metrics, {
+        now,
+        retentionDays: config.events?.retentionDays ?? 0,
+        audit: deps.audit,
+      })
+    : undefined;
+  await partitions?.start();
 
   const ingestMetrics = new IngestMetrics(metrics);
   const receipts = new ReceiptPublisher(nc, ingestMetrics, log, now);
@@ -90,8 +147,6 @@ export async function startIngest(deps: IngestDeps): Promise<IngestRole> {
     metrics,
   );
   responder.start();
-  const js = jetstream(nc);
-  const devices = new DeviceCache(db, 60_000, 100_000, () => now().getTime());
   const feed = new CommittedFeed(nc, log, metrics, now);
   const consumer = new IngestConsumer({
     js,
@@ -126,30 +181,14 @@ export async function startIngest(deps: IngestDeps): Promise<IngestRole> {
     now,
   });
   repair.start();
-  const media = new MediaConsumer({
-    js,
-    jsm,
-    db,
-    store: deps.mediaStore,
-    devices,
-    log: deps.log,
-    metrics,
-    config,
-    now,
-    random: deps.random,
-  });
-  media.start();
   log.info(
     { batchSize: config.ingest.batchSize, maxAckPending: config.ingest.maxAckPending },
     'ingest consuming EVENTS',
   );
-  return {
-    stop: async () => {
-      await media.stop();
-      await repair.stop();
-      await consumer.stop();
-      await responder.stop();
-      await partitions.stop();
-    },
+  return async () => {
+    await repair.stop();
+    await consumer.stop();
+    await responder.stop();
+    await partitions?.stop();
   };
 }

@@ -71,6 +71,13 @@ export const MEDIA_MAX_DELIVER = 50;
 export const DENY_PURGE = { deny_purge: true } as const;
 export const DENY_PURGE_AND_DELETE = { deny_purge: true, deny_delete: true } as const;
 
+/**
+ * JetStream API timeout for creating and updating streams and consumers. In a cluster such a request goes through
+ * the meta leader and the stream's own raft group (scaling an existing stream to R3 copies it to two new peers):
+ * seconds on a loaded host, where the client's 5 s default failed the cloud's start-up.
+ */
+export const STREAM_ADMIN_TIMEOUT_MS = 10_000;
+
 const MIB = 1024 * 1024;
 const GIB = 1024 * MIB;
 
@@ -193,7 +200,7 @@ export async function ensureStreams(jsm: JetStreamManager, cfg: StreamsConfig): 
 export async function ensureTelemetryStreamExists(jsm: JetStreamManager, cfg: ReplicasConfig): Promise<void> {
   if (await exists(() => jsm.streams.info(TELEMETRY_STREAM), JetStreamApiCodes.StreamNotFound)) return;
   try {
-    await jsm.streams.add(telemetryStreamConfig(cfg));
+    await addWhenPlaceable(() => jsm.streams.add(telemetryStreamConfig(cfg)));
   } catch (err) {
     // Another cloud process (or ensureStreams) created it in between.
     if (!(await exists(() => jsm.streams.info(TELEMETRY_STREAM), JetStreamApiCodes.StreamNotFound)))
@@ -205,13 +212,89 @@ async function ensureStream(jsm: JetStreamManager, config: StreamSpec): Promise<
   const { name, retention: _r, storage: _s, ...updatable } = config;
   if (!(await exists(() => jsm.streams.info(name), JetStreamApiCodes.StreamNotFound))) {
     try {
-      return await jsm.streams.add(config);
+      return await addWhenPlaceable(() => jsm.streams.add(config));
     } catch (err) {
       // Another cloud process created it in between: fall through to the update.
       if (!(await exists(() => jsm.streams.info(name), JetStreamApiCodes.StreamNotFound))) throw err;
     }
   }
-  return jsm.streams.update(name, updatable);
+  return updateStreamIfChanged(jsm, name, updatable);
+}
+
+/**
+ * Updates a stream only when a field the cloud sets differs from what the server has. In a cluster, an update
+ * sent while another process's create of the same stream is still forming its raft group got no answer at all
+ * (nats-server 2.10.27: the JetStream API request timed out, and the cloud's start-up with it), and two cloud
+ * processes starting together do exactly that. An unchanged stream needs no request; a changed one (more
+ * replicas, a new deny flag) is updated once.
+ */
+export async function updateStreamIfChanged(
+  jsm: JetStreamManager,
+  name: string,
+  wanted: Partial<StreamConfig>,
+): Promise<StreamInfo> {
+  for (let attempt = 1; ; attempt++) {
+    const info = await jsm.streams.info(name);
+    const current = info.config as unknown as Record<string, unknown>;
+    if (Object.entries(wanted).every(([k, v]) => sameValue(current[k], v))) return info;
+    try {
+      return await jsm.streams.update(name, wanted);
+    } catch (err) {
+      // Two processes applying the same change at once: one request may go unanswered (as above). Look again:
+      // the other one's update may have done it.
+      if (!(err instanceof Error && err.name === 'TimeoutError') || attempt >= UPDATE_ATTEMPTS) throw err;
+    }
+  }
+}
+
+/** As {@link updateStreamIfChanged}, for a durable consumer (two ingest processes start together). */
+export async function updateConsumerIfChanged(
+  jsm: JetStreamManager,
+  stream: string,
+  durable: string,
+  wanted: Record<string, unknown>,
+): Promise<ConsumerInfo> {
+  for (let attempt = 1; ; attempt++) {
+    const info = await jsm.consumers.info(stream, durable);
+    const current = info.config as unknown as Record<string, unknown>;
+    if (Object.entries(wanted).every(([k, v]) => sameValue(current[k], v))) return info;
+    try {
+      return await jsm.consumers.update(stream, durable, wanted);
+    } catch (err) {
+      if (!(err instanceof Error && err.name === 'TimeoutError') || attempt >= UPDATE_ATTEMPTS) throw err;
+    }
+  }
+}
+
+/**
+ * A cluster that just started (or lost a node) answers a create of an R3 stream with "no suitable peers for
+ * placement" until its meta leader has heard from enough peers: seconds. Retried for up to PLACEMENT_WAIT_MS, so a
+ * cloud started with its NATS cluster waits instead of exiting; past it the error stands (too few nodes).
+ */
+export async function addWhenPlaceable<T>(add: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + PLACEMENT_WAIT_MS;
+  for (;;) {
+    try {
+      return await add();
+    } catch (err) {
+      if (!(err instanceof Error && /no suitable peers/i.test(err.message)) || Date.now() > deadline)
+        throw err;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+}
+
+const PLACEMENT_WAIT_MS = 30_000;
+
+/** Tries of one stream update that timed out (each waits STREAM_ADMIN_TIMEOUT_MS). */
+const UPDATE_ATTEMPTS = 4;
+
+function sameValue(a: unknown, b: unknown): boolean {
+  if (Array.isArray(a) && Array.isArray(b))
+    return a.length === b.length && a.every((x, i) => sameValue(x, b[i]));
+  // The server omits false flags and empty values from a stream's config.
+  if (b === false && a === undefined) return true;
+  return a === b;
 }
 
 /** The ingest consumer's configuration: durable pull, explicit acks, unlimited deliveries. */
@@ -241,7 +324,7 @@ export async function ensureIngestConsumer(jsm: JetStreamManager, cfg: StreamsCo
     await exists(() => jsm.consumers.info(EVENTS_STREAM, INGEST_CONSUMER), JetStreamApiCodes.ConsumerNotFound)
   ) {
     const { durable_name: _d, deliver_policy: _p, ...updatable } = config;
-    return jsm.consumers.update(EVENTS_STREAM, INGEST_CONSUMER, updatable);
+    return updateConsumerIfChanged(jsm, EVENTS_STREAM, INGEST_CONSUMER, updatable);
   }
   return jsm.consumers.add(EVENTS_STREAM, config);
 }
@@ -292,7 +375,7 @@ export async function ensureHeartbeatsConsumer(jsm: JetStreamManager): Promise<C
       if (!(await found())) throw err;
     }
   }
-  return jsm.consumers.update(TELEMETRY_STREAM, HEARTBEATS_CONSUMER, updatable);
+  return updateConsumerIfChanged(jsm, TELEMETRY_STREAM, HEARTBEATS_CONSUMER, updatable);
 }
 
 /**
@@ -333,7 +416,7 @@ export async function ensureMediaConsumer(jsm: JetStreamManager): Promise<Consum
       if (!(await found())) throw err;
     }
   }
-  return jsm.consumers.update(MEDIA_STREAM, MEDIA_CONSUMER, updatable);
+  return updateConsumerIfChanged(jsm, MEDIA_STREAM, MEDIA_CONSUMER, updatable);
 }
 
 async function exists(info: () => Promise<unknown>, notFoundCode: number): Promise<boolean> {

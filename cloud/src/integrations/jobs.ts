@@ -11,7 +11,12 @@ import {
 import { nanos } from '@nats-io/transport-node';
 import type { EventView } from '../api/event-store.js';
 import type { CloudConfig } from '../config/schema.js';
-import { DENY_PURGE_AND_DELETE } from '../ingest/streams.js';
+import {
+  addWhenPlaceable,
+  DENY_PURGE_AND_DELETE,
+  updateConsumerIfChanged,
+  updateStreamIfChanged,
+} from '../ingest/streams.js';
 
 /*
  * JOBS: the JetStream work-queue stream for background work (DESIGN.md "jobs"). One message per job; a job is
@@ -123,10 +128,10 @@ export async function ensureJobs(jsm: JetStreamManager, cfg: JobsConfig): Promis
   const { name, retention: _r, storage: _s, ...updatable } = stream;
   const streamFound = () => exists(() => jsm.streams.info(name), JetStreamApiCodes.StreamNotFound);
   if (!(await streamFound()))
-    await jsm.streams.add(stream).catch(async (err: unknown) => {
+    await addWhenPlaceable(() => jsm.streams.add(stream)).catch(async (err: unknown) => {
       if (!(await streamFound())) throw err;
     });
-  await jsm.streams.update(name, updatable);
+  await updateStreamIfChanged(jsm, name, updatable);
   for (const [durable, subject] of [
     [WEBHOOKS_CONSUMER, WEBHOOK_JOB_SUBJECT],
     [ALERTS_CONSUMER, ALERT_JOB_SUBJECT],
@@ -139,6 +144,6 @@ export async function ensureJobs(jsm: JetStreamManager, cfg: JobsConfig): Promis
       await jsm.consumers.add(JOBS_STREAM, consumer).catch(async (err: unknown) => {
         if (!(await found())) throw err;
       });
-    await jsm.consumers.update(JOBS_STREAM, durable, changeable);
+    await updateConsumerIfChanged(jsm, JOBS_STREAM, durable, changeable);
   }
 }

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { CloudConfig } from '../config/schema.js';
 import type { Database } from '../storage/tables.js';
+import { STREAM_ADMIN_TIMEOUT_MS } from '../ingest/streams.js';
 import { ensureJobs } from './jobs.js';
 import { WebhookOutbox } from './outbox.js';
 import { OutboxRelay } from './relay.js';
@@ -38,7 +39,7 @@ export async function startIntegrations(deps: {
   resolve?: Resolver | undefined;
 }): Promise<IntegrationsRole> {
   const log = deps.log.child({ component: 'integrations' });
-  await ensureJobs(await jetstreamManager(deps.nc), deps.config);
+  await ensureJobs(await jetstreamManager(deps.nc, { timeout: STREAM_ADMIN_TIMEOUT_MS }), deps.config);
   const js = jetstream(deps.nc);
   const enabled = deps.config.integrations.enabled;
   const relay = enabled

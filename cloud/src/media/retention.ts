@@ -2,6 +2,7 @@ import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { AuditLog } from '../audit/audit-log.js';
+import type { LeaderGate } from '../scheduler/lease.js';
 import type { Database } from '../storage/tables.js';
 import { whileHoldingLock } from '../storage/leader-lock.js';
 import type { MediaRepository } from './repository.js';
@@ -29,6 +30,12 @@ export interface MediaRetentionOptions {
   /** Rows per batch (default 500) and at most this many per run (default 100,000): a run always ends. */
   batchSize?: number | undefined;
   maxPerRun?: number | undefined;
+  /**
+   * The scheduler lease (scheduler/lease.ts): runs only while this process leads, checked again before each
+   * batch. Without it, a session advisory lock (a single process or tests; not usable through pgbouncer in
+   * transaction pooling mode).
+   */
+  leader?: LeaderGate | undefined;
 }
 
 export interface RetentionRunResult {
@@ -102,7 +109,13 @@ export class MediaRetentionJob {
 
   /** One run if this process gets the leader lock. */
   async runAsLeader(): Promise<RetentionRunResult> {
-    // A transaction-held lock (storage/leader-lock.ts): a session lock would not survive pgbouncer.
+    const leader = this.opts.leader;
+    if (leader) {
+      if (!leader.isLeader()) return { leader: false, deleted: 0, storeErrors: 0, truncated: false };
+      return { leader: true, ...(await this.run()) };
+    }
+    // Without the scheduler's lease (direct use): a transaction-held lock (storage/leader-lock.ts), which, unlike
+    // a session lock, survives pgbouncer's transaction pooling.
     const run = await whileHoldingLock(this.opts.db, MEDIA_RETENTION_LOCK, () => this.run());
     return run.held
       ? { leader: true, ...run.result }
@@ -120,7 +133,8 @@ export class MediaRetentionJob {
     let storeErrors = 0;
     let truncated = false;
     for (;;) {
-      if (this.stopped) break;
+      // A lost lease ends the run between batches: the new leader continues where this one stopped.
+      if (this.stopped || (this.opts.leader && !this.opts.leader.isLeader())) break;
       if (deleted >= maxPerRun) {
         truncated = true;
         break;

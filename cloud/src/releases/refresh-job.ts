@@ -1,12 +1,13 @@
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
+import type { LeaderGate } from '../scheduler/lease.js';
 import { ReleaseError } from './errors.js';
 import type { ReleaseService } from './service.js';
 
 /**
- * Signs a fresh timestamp (and snapshot) before theirs expire. Every cloud process runs it; the repository lock
- * (ReleaseService) makes them take turns, and each run re-signs only what is past half its lifetime, so several
- * processes never sign more than one does. Runs well inside the timestamp lifetime: at the default interval of
+ * Signs a fresh timestamp (and snapshot) before theirs expire. The scheduler role runs it behind the leader lease;
+ * even if two ran (a stale leader), the repository lock (ReleaseService, a transaction advisory lock) makes them
+ * take turns, and each run re-signs only what is past half its lifetime. Runs well inside the timestamp lifetime: at the default interval of
  * 5 minutes a 1-day timestamp survives hours of failed runs (each one logged and counted).
  */
 export class ReleaseRefreshJob {
@@ -35,10 +36,11 @@ export class ReleaseRefreshJob {
     });
   }
 
-  start(): void {
+  /** `leader`: the scheduler lease; a run happens only while this process leads (default: every run). */
+  start(leader?: LeaderGate): void {
     const loop = (): void => {
       if (this.stopped) return;
-      this.running = this.runOnce()
+      this.running = (leader && !leader.isLeader() ? Promise.resolve() : this.runOnce())
         .catch((err: unknown) => {
           // An uninitialized repository (no root yet) is normal before the first release: not an error.
           if (err instanceof ReleaseError && err.code === 'RELEASE_REPOSITORY_NOT_INITIALIZED') return;

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { CloudConfig } from '../config/schema.js';
 import { ConfigError } from '../lib/errors.js';
+import type { LeaderGate } from '../scheduler/lease.js';
 import type { Database } from '../storage/tables.js';
 import { parseKeyFile, type TufKeyFile } from './keys.js';
 import { ReleaseRefreshJob } from './refresh-job.js';
@@ -20,7 +21,17 @@ export interface StartedReleases extends Releases {
 /** Builds the release repository from config `releases`; undefined when `releases.dir` is unset. */
 export async function startReleases(
   config: CloudConfig['releases'],
-  deps: { db: Kysely<Database>; log: Logger; metrics: Registry; now?: (() => Date) | undefined },
+  deps: {
+    db: Kysely<Database>;
+    log: Logger;
+    metrics: Registry;
+    now?: (() => Date) | undefined;
+    /**
+     * The scheduler lease when this process has the scheduler role: the refresh job runs behind it. Null: no
+     * refresh job here (another process's scheduler role signs). Undefined: the job runs on every tick.
+     */
+    refreshLeader?: LeaderGate | null;
+  },
 ): Promise<StartedReleases | undefined> {
   if (config.dir === undefined) return undefined;
   const log = deps.log.child({ component: 'releases' });
@@ -54,10 +65,11 @@ export async function startReleases(
     snapshotExpirySeconds: config.snapshotExpirySeconds,
     maxBundleBytes: config.maxBundleBytes,
   });
-  const job = onlineKey
-    ? new ReleaseRefreshJob(service, config.refreshIntervalSeconds * 1000, log, deps.metrics, deps.now)
-    : undefined;
-  job?.start();
+  const job =
+    onlineKey && deps.refreshLeader !== null
+      ? new ReleaseRefreshJob(service, config.refreshIntervalSeconds * 1000, log, deps.metrics, deps.now)
+      : undefined;
+  job?.start(deps.refreshLeader ?? undefined);
   return {
     service,
     repo,

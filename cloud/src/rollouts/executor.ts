@@ -1,6 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { AuditLog } from '../audit/audit-log.js';
+import type { LeaderGate } from '../scheduler/lease.js';
 import type { ConfigBody } from '../config-ota/body.js';
 import type { DeviceConfigState, VersionedBody } from '../config-ota/issuer.js';
 import type { ConfigKind, Database } from '../storage/tables.js';
@@ -54,6 +55,12 @@ export interface RolloutExecutorOptions {
   now?: (() => Date) | undefined;
   /** Tick period; default 1000 ms. */
   intervalMs?: number | undefined;
+  /**
+   * The scheduler lease (scheduler/lease.ts): ticks only while this process leads, checked again before each
+   * rollout's step. Without it, a session advisory lock (a single process or tests; not usable through pgbouncer
+   * in transaction pooling mode).
+   */
+  leader?: LeaderGate | undefined;
 }
 
 /**
@@ -100,7 +107,14 @@ export class RolloutExecutor {
 
   /** One tick if this process gets the leader lock; false when another process holds it. */
   async tickAsLeader(): Promise<boolean> {
-    // A transaction-held lock (storage/leader-lock.ts): a session lock would not survive pgbouncer.
+    const leader = this.opts.leader;
+    if (leader) {
+      if (!leader.isLeader()) return false;
+      await this.tick();
+      return true;
+    }
+    // Without the scheduler's lease (direct use): a transaction-held lock (storage/leader-lock.ts), which, unlike
+    // a session lock, survives pgbouncer's transaction pooling.
     const run = await whileHoldingLock(this.opts.db, ROLLOUT_LEADER_LOCK, () => this.tick());
     return run.held;
   }
@@ -108,6 +122,8 @@ export class RolloutExecutor {
   /** Advances every active rollout by one step. */
   async tick(): Promise<void> {
     for (const r of await this.opts.store.active()) {
+      // A stale leader (lease lapsed mid-tick) stops between steps: at most one step overlaps the new leader's.
+      if (this.opts.leader && !this.opts.leader.isLeader()) return;
       try {
         await this.step(r);
       } catch (err) {

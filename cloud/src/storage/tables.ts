@@ -459,6 +459,17 @@ export interface LegalHoldsTable {
   release_reason: string | null;
 }
 
+/** A scheduler leader lease (migration 0024; scheduler/lease.ts). Times are the database's. */
+export interface SchedulerLeasesTable {
+  name: string;
+  holder: string;
+  /** Fencing token: +1 at every change of holder (and when a holder renews a lease that had expired). */
+  token: ColumnType<string, string | bigint, string | bigint>;
+  acquired_at: Date;
+  renewed_at: Date;
+  expires_at: Date;
+}
+
 /** The typed view of the schema that the migrations build. */
 export interface Database {
   tenants: TenantsTable;
@@ -483,4 +494,5 @@ export interface Database {
   alert_rules: AlertRulesTable;
   alert_incidents: AlertIncidentsTable;
   alert_messages: AlertMessagesTable;
+  scheduler_leases: SchedulerLeasesTable;
 }

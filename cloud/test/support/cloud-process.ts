@@ -8,7 +8,7 @@ export type { CloudProcess };
 export function spawnCloud(
   dir: string,
   config: Record<string, unknown>,
-  opts: { failpoints?: string[]; name?: string } = {},
+  opts: { failpoints?: string[]; name?: string; roles?: string[] } = {},
 ): CloudProcess {
   return spawn(dir, config, { ...opts, root: repoRoot(), registry });
 }

@@ -35,6 +35,8 @@ export interface SpawnCloudOptions {
   name?: string;
   /** Also append everything it writes to this file (evidence that outlives the process). */
   logFile?: string;
+  /** `--role` flags (override the config's `roles`). */
+  roles?: string[];
 }
 
 /** Writes `config` to `<dir>/cloud-<name>-<time>.json` and starts the cloud on it. */
@@ -48,9 +50,18 @@ export function spawnCloud(
   const env: NodeJS.ProcessEnv = { ...process.env, VIGIL_FAILPOINTS: (opts.failpoints ?? []).join(',') };
   delete env.DATABASE_URL;
   delete env.VIGIL_CLOUD_CONFIG;
+  delete env.VIGIL_CLOUD_ROLES;
   const child = opts.registry.spawn(
     process.execPath,
-    ['--conditions=@vigil/source', '--import', 'tsx', 'cloud/src/main.ts', '--config', configFile],
+    [
+      '--conditions=@vigil/source',
+      '--import',
+      'tsx',
+      'cloud/src/main.ts',
+      '--config',
+      configFile,
+      ...(opts.roles ?? []).flatMap((r) => ['--role', r]),
+    ],
     { cwd: opts.root, env },
   );
   const file = opts.logFile ? createWriteStream(opts.logFile, { flags: 'a' }) : undefined;

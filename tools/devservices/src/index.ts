@@ -2,6 +2,8 @@ export { spawnCloud } from './cloud-process.js';
 export type { CloudProcess, SpawnCloudOptions } from './cloud-process.js';
 export { LogTail } from './log-tail.js';
 export { natsConfig, NatsServer } from './nats.js';
+export { NatsCluster } from './nats-cluster.js';
+export type { MetaClusterView, NatsClusterOptions } from './nats-cluster.js';
 export type { NatsConfigContext, NatsConfigOptions, NatsServerOptions, NatsTlsFiles } from './nats.js';
 export { freePort } from './ports.js';
 export { canConnect, createDatabase, findPostgresBinDir, PostgresCluster, withDatabase } from './postgres.js';

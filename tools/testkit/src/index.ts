@@ -6,6 +6,7 @@ export {
   useDatabase,
   useNats,
   usePgBouncer,
+  useNatsCluster,
   usePki,
   useRedis,
 } from './vitest-glue.js';

@@ -1,12 +1,13 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, inject } from 'vitest';
 import './provided.js';
-import { ensureDevPki, type DevPkiOptions, type DevPkiPaths } from '@vigil/certs';
+import { ensureDevPki, issueRouteCert, type DevPkiOptions, type DevPkiPaths } from '@vigil/certs';
 import { CameraSim, type CameraSimMount } from '@vigil/camera-sim';
 import {
   createDatabase,
+  NatsCluster,
   NatsServer,
   PgBouncer,
   ProcessRegistry,
@@ -119,5 +120,44 @@ export function usePki(opts?: DevPkiOptions): () => DevPkiPaths {
   return () => {
     if (!paths) throw new Error('usePki(): the PKI is only available inside tests and hooks');
     return paths;
+  };
+}
+
+/**
+ * A real 3-node nats-server cluster for this test file (client mutual TLS with `pki`'s server certificate,
+ * routes over mutual TLS with a route certificate issued here by the same CA), started before all tests with a
+ * JetStream meta leader elected. `extra` (a function: read in beforeAll) is appended to every node's config.
+ */
+export function useNatsCluster(
+  pki: () => DevPkiPaths,
+  opts: { size?: number; extra?: () => string } = {},
+): () => NatsCluster {
+  let cluster: NatsCluster | undefined;
+  let dir: string | undefined;
+  beforeAll(async () => {
+    const p = pki();
+    dir = mkdtempSync(join(tmpdir(), 'vigil-route-pki-'));
+    const route = issueRouteCert(
+      { certPem: readFileSync(p.caCert, 'utf8'), keyPem: readFileSync(p.caKey, 'utf8') },
+      { commonName: 'nats-route', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] },
+    );
+    writeFileSync(join(dir, 'route.crt'), route.certPem);
+    writeFileSync(join(dir, 'route.key'), route.keyPem, { mode: 0o600 });
+    cluster = await new NatsCluster({
+      size: opts.size,
+      registry,
+      tls: { caFile: p.caCert, certFile: p.natsServer.cert, keyFile: p.natsServer.key },
+      routeTls: { caFile: p.caCert, certFile: join(dir, 'route.crt'), keyFile: join(dir, 'route.key') },
+      extra: opts.extra?.(),
+    }).start();
+  }, 120_000);
+  afterAll(async () => {
+    await cluster?.dispose();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+  printLogsOnFailure('nats cluster', () => cluster?.logs() ?? '(not started)');
+  return () => {
+    if (!cluster) throw new Error('useNatsCluster(): the cluster is only available inside tests and hooks');
+    return cluster;
   };
 }
