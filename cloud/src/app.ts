@@ -41,7 +41,9 @@ import { ModelStore } from './config-ota/models.js';
 import { ConfigSigner } from './config-ota/signing.js';
 import { ConfigError } from './lib/errors.js';
 import { MediaRepository } from './media/repository.js';
-import { MediaRetentionJob } from './media/retention.js';
+import { edgeRetention } from './privacy/edge.js';
+import { defaultsFromConfig } from './privacy/policies.js';
+import { RetentionJob } from './privacy/retention-job.js';
 import { FsMediaStore, type MediaStore } from './media/store.js';
 import { startReleases } from './releases/start.js';
 import type { Releases } from './releases/routes.js';
@@ -186,6 +188,8 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
       audit,
       ttlSeconds: config.configSigning?.configTtlSeconds,
       now: deps.now,
+      // Retention policies cap the edge media limits of every config issued (privacy/edge.ts).
+      edgeRetention: edgeRetention(db, audit, defaultsFromConfig(config)),
     });
     const models = new ModelStore(config.models.dir, config.models.maxBytes);
     const configStatus = new ConfigStatusResponder(
@@ -308,22 +312,21 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
     });
     closers.push(() => ingest.stop());
 
-    // Media retention (media/retention.ts): one cloud process at a time deletes media past media.retentionDays.
-    const retention = new MediaRetentionJob({
+    // Retention (privacy/retention-job.ts): one cloud process at a time deletes event metadata and media kept
+    // past their policy (per tenant, site, camera and data class; the config defaults otherwise), by age and by
+    // size budget, skipping what legal holds keep. Runs every media.retentionIntervalSeconds.
+    const retention = new RetentionJob({
       db,
-      repository: media.repository,
       store: media.store,
       audit,
       log,
       metrics,
-      retentionDays: config.media.retentionDays,
+      defaults: defaultsFromConfig(config),
       intervalMs: config.media.retentionIntervalSeconds * 1000,
       now: deps.now,
     });
-    if (config.media.retentionDays > 0) {
-      retention.start();
-      closers.push(() => retention.stop());
-    }
+    retention.start();
+    closers.push(() => retention.stop());
 
     registerDeviceGauge(db, metrics, config.fleet.offlineAfterSeconds, deps.now);
 

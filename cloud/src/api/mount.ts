@@ -16,6 +16,7 @@ import type { Database } from '../storage/tables.js';
 import type { UrlPolicy } from '../integrations/ssrf.js';
 import type { WebhookStore } from '../integrations/store.js';
 import type { AlertStore } from '../alerts/store.js';
+import { defaultsFromConfig } from '../privacy/policies.js';
 import type { HttpMount } from './http.js';
 import { rateLimitMiddleware, type RateLimiter } from './ratelimit.js';
 import { createApiRouter } from './router.js';
@@ -40,6 +41,8 @@ export interface ApiMountDeps {
   webhooks?: { store: WebhookStore; policy: UrlPolicy } | undefined;
   /** The alert store shared with the commit hook. */
   alerts?: { store: AlertStore } | undefined;
+  /** After a retention policy changed: push the new edge limits (config-ota); default: none. */
+  onRetentionPolicyChange?: ((tenantId: string) => Promise<void>) | undefined;
   /** API rate limits (config rateLimit); default: none. */
   rateLimiter?: RateLimiter | undefined;
 }
@@ -50,7 +53,7 @@ export interface ApiMountDeps {
  * exit 78), not the first request.
  */
 export function createApiMounts(
-  config: Pick<CloudConfig, 'api' | 'auth' | 'authz' | 'fleet' | 'alerts'>,
+  config: Pick<CloudConfig, 'api' | 'auth' | 'authz' | 'fleet' | 'alerts' | 'events' | 'media'>,
   deps: ApiMountDeps,
 ): HttpMount[] {
   if (!config.api.enabled) return [];
@@ -74,6 +77,7 @@ export function createApiMounts(
     webhooks: deps.webhooks,
     alerts: deps.alerts,
     senderDomain: config.alerts.senderDomain,
+    retention: { defaults: defaultsFromConfig(config), onPolicyChange: deps.onRetentionPolicyChange },
   });
   return [{ path: '/v1', handler: router }];
 }
