@@ -171,8 +171,11 @@ export class RetentionJob {
     for (const dataClass of STORED_DATA_CLASSES) {
       const defaultAgeHours = this.opts.defaults[dataClass];
       const minAge = await this.minAgeHours(dataClass, defaultAgeHours);
+      const budgets = await this.hasBudgets(dataClass);
       for (const reason of ['age', 'size'] as const) {
+        // Skipped passes read nothing: a cloud with no budget never scans a whole table for one.
         if (reason === 'age' && minAge === null) continue;
+        if (reason === 'size' && !budgets) continue;
         for (;;) {
           if (this.stopped) break;
           if (total >= maxPerRun) {
@@ -204,7 +207,7 @@ export class RetentionJob {
           this.deletedTotal.inc({ class: dataClass, reason }, done.tenants.length);
         }
       }
-      held[dataClass] = await this.heldPastPolicy(dataClass, defaultAgeHours, now);
+      held[dataClass] = await this.heldPastPolicy(dataClass, defaultAgeHours, now, minAge, budgets);
       this.heldItems.set({ class: dataClass }, held[dataClass]);
     }
     for (const [tenantId, counts] of perTenant)
@@ -233,15 +236,31 @@ export class RetentionJob {
     return h === null ? fallback : fallback === null ? h : Math.min(h, fallback);
   }
 
+  private async hasBudgets(dataClass: StoredDataClass): Promise<boolean> {
+    const { rows } = await sql<{ any: boolean }>`select exists (select 1 from retention_policies
+      where data_class = ${dataClass} and max_bytes is not null) as any`.execute(this.opts.db);
+    return rows[0]?.any ?? false;
+  }
+
+  /** Items past their age limit or budget that a hold keeps (nothing to read when no hold takes effect). */
   private async heldPastPolicy(
     dataClass: StoredDataClass,
     defaultAgeHours: number | null,
     now: Date,
+    minAge: number | null,
+    budgets: boolean,
   ): Promise<number> {
+    const { rows: holds } = await sql<{ any: boolean }>`select exists (select 1 from legal_holds
+      where state in ('active', 'release_pending')) as any`.execute(this.opts.db);
+    if (!holds[0]?.any || (minAge === null && !budgets)) return 0;
     const o = { dataClass, defaultAgeHours };
-    const { rows } = await sql<{ n: string }>`select count(*) as n from (
-        select x.id from (${resolvedRows(o)}) x where x.held and ${PAST_AGE(now)}
-        union select y.id from (${budgetedRows(o)}) y where y.held and y.cum > y.max_bytes) h`.execute(
+    const parts = [];
+    if (minAge !== null)
+      parts.push(sql`select x.id from (${resolvedRows({ ...o, before: new Date(now.getTime() - minAge * 3_600_000) })}) x
+        where x.held and ${PAST_AGE(now)}`);
+    if (budgets)
+      parts.push(sql`select y.id from (${budgetedRows(o)}) y where y.held and y.cum > y.max_bytes`);
+    const { rows } = await sql<{ n: string }>`select count(*) as n from (${sql.join(parts, sql` union `)}) h`.execute(
       this.opts.db,
     );
     return Number(rows[0]?.n ?? 0);
