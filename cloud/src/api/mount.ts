@@ -41,8 +41,6 @@ export interface ApiMountDeps {
   webhooks?: { store: WebhookStore; policy: UrlPolicy } | undefined;
   /** The alert store shared with the commit hook. */
   alerts?: { store: AlertStore } | undefined;
-  /** After a retention policy changed: push the new edge limits (config-ota); default: none. */
-  onRetentionPolicyChange?: ((tenantId: string) => Promise<void>) | undefined;
   /** API rate limits (config rateLimit); default: none. */
   rateLimiter?: RateLimiter | undefined;
 }
@@ -77,7 +75,7 @@ export function createApiMounts(
     webhooks: deps.webhooks,
     alerts: deps.alerts,
     senderDomain: config.alerts.senderDomain,
-    retention: { defaults: defaultsFromConfig(config), onPolicyChange: deps.onRetentionPolicyChange },
+    retention: { defaults: defaultsFromConfig(config) },
   });
   return [{ path: '/v1', handler: router }];
 }

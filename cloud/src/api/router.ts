@@ -86,13 +86,8 @@ export interface ApiDeps {
   alerts?: { store: AlertStore } | undefined;
   /** config alerts.senderDomain (CAP sender of operator cancels). */
   senderDomain?: string | undefined;
-  /**
-   * Retention (privacy/): the config defaults per data class (default: none, everything kept) and what pushes
-   * new edge limits to devices after a policy change.
-   */
-  retention?:
-    | { defaults: RetentionDefaults; onPolicyChange?: ((tenantId: string) => Promise<void>) | undefined }
-    | undefined;
+  /** Retention (privacy/): the config defaults per data class; default: none (everything kept). */
+  retention?: { defaults: RetentionDefaults } | undefined;
   /** Config api.idempotency (Idempotency-Key on POST and PATCH); default: 24 h, 60 s. */
   idempotency?: IdempotencyOptions | undefined;
 }
@@ -317,7 +312,6 @@ export function createApiRouter(deps: ApiDeps): Router {
       redacted_media: null,
       personal_media: null,
     },
-    onPolicyChange: deps.retention?.onPolicyChange,
     now: deps.now ?? (() => new Date()),
   });
   router.use(notFoundHandler);

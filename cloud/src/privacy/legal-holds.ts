@@ -218,7 +218,7 @@ export class LegalHolds {
   }
 
   /** A second admin approves a pending placement (it holds now) or release (it ends now). */
-  async approve(tenantId: string, id: string, by: HoldActor): Promise<LegalHoldState> {
+  async approve(tenantId: string, id: string, by: HoldActor, note?: string): Promise<LegalHoldState> {
     return this.db.transaction().execute(async (tx) => {
       const hold = await this.lock(tx, tenantId, id);
       if (hold.state !== 'place_pending' && hold.state !== 'release_pending')
@@ -246,7 +246,12 @@ export class LegalHolds {
           action: 'legal_hold.approve',
           resource: `legal_hold:${tenantId}/${id}`,
           outcome: 'allowed',
-          detail: { approved: state === 'active' ? 'place' : 'release', requested_by: requester, state },
+          detail: {
+            approved: state === 'active' ? 'place' : 'release',
+            requested_by: requester,
+            state,
+            ...(note ? { note } : {}),
+          },
         },
         tx,
       );

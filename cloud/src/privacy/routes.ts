@@ -41,8 +41,6 @@ export interface PrivacyRoutesDeps {
   log: Logger;
   defaults: RetentionDefaults;
   now: () => Date;
-  /** After a policy changed: push the new edge limits to the devices it covers (config-ota); optional. */
-  onPolicyChange?: ((tenantId: string) => Promise<void>) | undefined;
 }
 
 const iso = (d: Date | null): string | null => (d === null ? null : d.toISOString());
@@ -166,17 +164,9 @@ export function mountPrivacyRoutes(router: Router, deps: PrivacyRoutesDeps): voi
         },
         by(principal),
       );
-      await notifyPolicyChange(principal.tenant);
       res.json(policyView(p));
     })
     .all(methodNotAllowed('GET', 'HEAD', 'POST'));
-
-  async function notifyPolicyChange(tenantId: string): Promise<void> {
-    // The policy is committed; the edge gets it with its next config if this push fails.
-    await deps.onPolicyChange?.(tenantId).catch((err: unknown) =>
-      deps.log.warn({ err, tenantId }, 'retention: pushing edge limits after a policy change failed'),
-    );
-  }
 
   router
     .route('/retention/policies/delete')
@@ -184,7 +174,6 @@ export function mountPrivacyRoutes(router: Router, deps: PrivacyRoutesDeps): voi
       const principal = await allow(res, 'retention:write');
       const key = keyOf(parseOrThrow(policyKeyBody, req.body ?? {}, 'body'));
       await policies.delete(principal.tenant, key, by(principal));
-      await notifyPolicyChange(principal.tenant);
       res.json({ deleted: true });
     })
     .all(methodNotAllowed('POST'));
@@ -268,9 +257,9 @@ export function mountPrivacyRoutes(router: Router, deps: PrivacyRoutesDeps): voi
     .post(async (req, res) => {
       const { id } = parseOrThrow(holdPathParams, req.params, 'path parameters');
       const principal = await allow(res, 'holds:write');
-      parseOrThrow(approveHoldBody, req.body ?? {}, 'body');
+      const body = parseOrThrow(approveHoldBody, req.body ?? {}, 'body');
       await loadHold(principal, id);
-      await holds.approve(principal.tenant, id, by(principal));
+      await holds.approve(principal.tenant, id, by(principal), body.note);
       res.json(holdView(await loadHold(principal, id)));
     })
     .all(methodNotAllowed('POST'));
