@@ -40,6 +40,7 @@ describe('PostgreSQL migrations', () => {
       '0016_alerts',
       '0018_webhooks_enabled_index',
       '0021_legal_holds',
+      '0025_retention_policies',
     ]);
     expect(await tables(db)).toEqual(
       expect.arrayContaining([
@@ -94,6 +95,22 @@ describe('PostgreSQL migrations', () => {
   });
 
   it('roll back and forward again', async () => {
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0025_retention_policies']);
+    expect(await tables(db)).not.toContain('retention_policies');
+    // Holds of 0021 (one active, one released) keep their meaning when 0025 generalizes the table.
+    await sql`insert into legal_holds (tenant_id, kind, device_id, reason, placed_by) values ('mh', 'device', 'gw', 'r', 'a')`.execute(
+      db,
+    );
+    await sql`insert into legal_holds (tenant_id, kind, device_id, reason, placed_by, released_by, released_at, release_reason)
+      values ('mh', 'device', 'gw2', 'r', 'a', 'b', now(), 'done')`.execute(db);
+    expect(await migrateToLatest(db as Kysely<unknown>)).toEqual(['0025_retention_policies']);
+    const states = await sql<{ device_id: string; state: string }>`
+      select device_id, state from legal_holds where tenant_id = 'mh' order by device_id`.execute(db);
+    expect(states.rows).toEqual([
+      { device_id: 'gw', state: 'active' },
+      { device_id: 'gw2', state: 'released' },
+    ]);
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0025_retention_policies']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0021_legal_holds']);
     expect(await tables(db)).not.toContain('legal_holds');
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0018_webhooks_enabled_index']);
@@ -168,10 +185,12 @@ describe('PostgreSQL migrations', () => {
       '0016_alerts',
       '0018_webhooks_enabled_index',
       '0021_legal_holds',
+      '0025_retention_policies',
     ]);
   });
 
   it('0013 backfills current NATS keys; of two active devices sharing one, the first enrolled keeps it', async () => {
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0025_retention_policies']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0021_legal_holds']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0018_webhooks_enabled_index']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0016_alerts']);
@@ -204,6 +223,7 @@ describe('PostgreSQL migrations', () => {
       '0016_alerts',
       '0018_webhooks_enabled_index',
       '0021_legal_holds',
+      '0025_retention_policies',
     ]);
     const rows = await db
       .selectFrom('devices')

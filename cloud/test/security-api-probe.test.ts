@@ -294,6 +294,28 @@ describe('API adversarial probe (every route x role x tenant x hostile input)', 
           updated_at: new Date(),
         })
         .execute();
+      // Legal holds: one active (the release sample), one awaiting a second admin (the approve sample).
+      await db
+        .insertInto('legal_holds')
+        .values(
+          [fx.hold, fx.holdPending].map((id, i) => ({
+            id,
+            tenant_id: fx.tenant,
+            kind: 'device' as const,
+            event_id: null,
+            device_id: fx.device,
+            camera_id: null,
+            from_ts: null,
+            to_ts: null,
+            reason: 'probe',
+            placed_by: `legal@${fx.tenant}`,
+            state: i === 0 ? ('active' as const) : ('place_pending' as const),
+            released_by: null,
+            released_at: null,
+            release_reason: null,
+          })),
+        )
+        .execute();
       specs.set(fx, samples(fx, endRollouts));
       for (const role of roles)
         callers.push({
