@@ -25,7 +25,14 @@ describe('pure: hold coverage and policy resolution', () => {
   const scopes: HeldScope[] = [
     { id: 'a', kind: 'event', eventId: 'e1' },
     { id: 'b', kind: 'track', deviceId: 'gw-1', cameraId: 'lobby', trackId: 't9' },
-    { id: 'c', kind: 'camera_range', deviceId: 'gw-1', cameraId: 'door', from: at, to: new Date(at.getTime() + 1) },
+    {
+      id: 'c',
+      kind: 'camera_range',
+      deviceId: 'gw-1',
+      cameraId: 'door',
+      from: at,
+      to: new Date(at.getTime() + 1),
+    },
     { id: 'd', kind: 'device', deviceId: 'gw-2' },
   ];
   it('each kind covers exactly what it names', () => {
@@ -35,7 +42,9 @@ describe('pure: hold coverage and policy resolution', () => {
     expect(isHeld(scopes.slice(1), { ...item, trackId: undefined })).toBe(false);
     expect(holdFor(scopes, { ...item, eventId: 'x', cameraId: 'door' })?.id).toBe('c');
     // [from, to): the end is outside.
-    expect(isHeld(scopes, { ...item, eventId: 'x', cameraId: 'door', at: new Date(at.getTime() + 1) })).toBe(false);
+    expect(isHeld(scopes, { ...item, eventId: 'x', cameraId: 'door', at: new Date(at.getTime() + 1) })).toBe(
+      false,
+    );
     expect(holdFor(scopes, { ...item, eventId: 'x', deviceId: 'gw-2' })?.id).toBe('d');
   });
 
@@ -61,10 +70,27 @@ describe('pure: hold coverage and policy resolution', () => {
     const defaults = { event_metadata: 8760, redacted_media: 720, personal_media: 720 };
     const at_ = (siteId: string, cameraId: string) =>
       resolvePolicy(policies, 'redacted_media', { siteId, deviceId: 'gw-1', cameraId }, defaults);
-    expect(at_('hq', 'lobby')).toEqual({ maxAgeHours: 2000, ageScope: 'camera', maxBytes: 10_000_000, sizeScope: 'tenant' });
-    expect(at_('hq', 'door')).toEqual({ maxAgeHours: 72, ageScope: 'site', maxBytes: 500_000, sizeScope: 'camera' });
-    expect(at_('yard', 'gate')).toEqual({ maxAgeHours: 720, ageScope: 'tenant', maxBytes: 10_000_000, sizeScope: 'tenant' });
-    expect(resolvePolicy([], 'personal_media', { siteId: 'hq', deviceId: 'd', cameraId: 'c' }, defaults)).toEqual({
+    expect(at_('hq', 'lobby')).toEqual({
+      maxAgeHours: 2000,
+      ageScope: 'camera',
+      maxBytes: 10_000_000,
+      sizeScope: 'tenant',
+    });
+    expect(at_('hq', 'door')).toEqual({
+      maxAgeHours: 72,
+      ageScope: 'site',
+      maxBytes: 500_000,
+      sizeScope: 'camera',
+    });
+    expect(at_('yard', 'gate')).toEqual({
+      maxAgeHours: 720,
+      ageScope: 'tenant',
+      maxBytes: 10_000_000,
+      sizeScope: 'tenant',
+    });
+    expect(
+      resolvePolicy([], 'personal_media', { siteId: 'hq', deviceId: 'd', cameraId: 'c' }, defaults),
+    ).toEqual({
       maxAgeHours: 720,
       ageScope: 'default',
       maxBytes: null,
@@ -75,10 +101,14 @@ describe('pure: hold coverage and policy resolution', () => {
       maxHours: 72,
       maxBytes: 500_000,
     });
-    expect(edgeLimitsFor([], { ...defaults, redacted_media: 24 * 365 }, { siteId: 's', deviceId: 'd' }, [])).toEqual({
+    expect(
+      edgeLimitsFor([], { ...defaults, redacted_media: 24 * 365 }, { siteId: 's', deviceId: 'd' }, []),
+    ).toEqual({
       maxHours: 720,
     });
-    expect(applyEdgeLimits({ retention: { edgeMediaMaxHours: 12 } }, { maxHours: 72, maxBytes: 500_000 })).toEqual({
+    expect(
+      applyEdgeLimits({ retention: { edgeMediaMaxHours: 12 } }, { maxHours: 72, maxBytes: 500_000 }),
+    ).toEqual({
       retention: { edgeMediaMaxHours: 12, edgeMediaMaxBytes: 500_000 },
     });
   });
@@ -109,7 +139,9 @@ describe('legal holds: two-admin rule, retention, cross-tenant, edge limits in t
   const call = async (method: string, path: string, token: string, body?: unknown) => {
     const res = await api.get(path, token, {
       method,
-      ...(body === undefined ? {} : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }),
+      ...(body === undefined
+        ? {}
+        : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }),
     });
     const text = await res.text();
     return { status: res.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
@@ -150,9 +182,22 @@ describe('legal holds: two-admin rule, retention, cross-tenant, edge limits in t
       status: 200,
       body: { holds_two_admin: true, two_admin_off_requested_by: null },
     });
-    const old = await seedEvent(db, { tenant: 'acme', site: 'hq', device: 'gw-1', camera: 'lobby', at: new Date(now.getTime() - 48 * H) });
-    const placed = await call('POST', '/v1/holds', alice, { kind: 'device', device_id: 'gw-1', reason: 'subpoena 7' });
-    expect(placed).toMatchObject({ status: 201, body: { state: 'place_pending', effective: false, placed_by: 'alice@acme' } });
+    const old = await seedEvent(db, {
+      tenant: 'acme',
+      site: 'hq',
+      device: 'gw-1',
+      camera: 'lobby',
+      at: new Date(now.getTime() - 48 * H),
+    });
+    const placed = await call('POST', '/v1/holds', alice, {
+      kind: 'device',
+      device_id: 'gw-1',
+      reason: 'subpoena 7',
+    });
+    expect(placed).toMatchObject({
+      status: 201,
+      body: { state: 'place_pending', effective: false, placed_by: 'alice@acme' },
+    });
     const id = placed.body.id as string;
     // The requester cannot approve; an auditor cannot approve (403); another tenant's admin sees nothing (404).
     expect(await call('POST', `/v1/holds/${id}/approve`, alice, {})).toMatchObject({
@@ -169,12 +214,20 @@ describe('legal holds: two-admin rule, retention, cross-tenant, edge limits in t
     await run();
     expect(await liveEvents(db, 'acme', [old.id])).toEqual([]);
 
-    expect(await call('POST', `/v1/holds/${id}/approve`, bob, { note: 'checked the subpoena' })).toMatchObject({
+    expect(
+      await call('POST', `/v1/holds/${id}/approve`, bob, { note: 'checked the subpoena' }),
+    ).toMatchObject({
       status: 200,
       body: { state: 'active', effective: true, approved_by: 'bob@acme' },
     });
     expect((await heldScopes(db, 'acme')).map((h) => h.id)).toEqual([id]);
-    const old2 = await seedEvent(db, { tenant: 'acme', site: 'hq', device: 'gw-1', camera: 'lobby', at: new Date(now.getTime() - 47 * H) });
+    const old2 = await seedEvent(db, {
+      tenant: 'acme',
+      site: 'hq',
+      device: 'gw-1',
+      camera: 'lobby',
+      at: new Date(now.getTime() - 47 * H),
+    });
     expect((await run()).held.event_metadata).toBe(1);
     expect(await liveEvents(db, 'acme', [old2.id])).toEqual([old2.id]);
 
@@ -225,16 +278,26 @@ describe('legal holds: two-admin rule, retention, cross-tenant, edge limits in t
     expect(await call('POST', '/v1/privacy/settings', alice, { holds_two_admin: false })).toMatchObject({
       body: { holds_two_admin: true },
     });
-    const pending = await call('POST', '/v1/holds', alice, { kind: 'device', device_id: 'gw-1', reason: 'r' });
+    const pending = await call('POST', '/v1/holds', alice, {
+      kind: 'device',
+      device_id: 'gw-1',
+      reason: 'r',
+    });
     expect(pending.body.state).toBe('place_pending');
-    expect(await call('POST', `/v1/holds/${pending.body.id as string}/release`, alice, { reason: 'mistake' })).toMatchObject({
+    expect(
+      await call('POST', `/v1/holds/${pending.body.id as string}/release`, alice, { reason: 'mistake' }),
+    ).toMatchObject({
       body: { state: 'released' },
     });
     expect(await call('POST', '/v1/privacy/settings', bob, { holds_two_admin: false })).toMatchObject({
       body: { holds_two_admin: false, two_admin_off_requested_by: null },
     });
     // Off: a hold is active at once.
-    const direct = await call('POST', '/v1/holds', alice, { kind: 'device', device_id: 'gw-1', reason: 'r2' });
+    const direct = await call('POST', '/v1/holds', alice, {
+      kind: 'device',
+      device_id: 'gw-1',
+      reason: 'r2',
+    });
     expect(direct.body.state).toBe('active');
     expect((await call('GET', '/v1/privacy/settings', globex)).body).toEqual({
       holds_two_admin: false,
@@ -253,8 +316,21 @@ describe('legal holds: two-admin rule, retention, cross-tenant, edge limits in t
     };
     expect((await call('PUT', '/v1/configs/device/gw-1', alice, doc)).status).toBe(200);
     const policy = (b: Record<string, unknown>) => call('POST', '/v1/retention/policies', alice, b);
-    expect((await policy({ scope: 'camera', device_id: 'gw-1', camera_id: 'door', data_class: 'personal_media', max_age_hours: 36 })).status).toBe(200);
-    expect((await policy({ scope: 'site', site_id: 'hq', data_class: 'redacted_media', max_bytes: 2_000_000 })).status).toBe(200);
+    expect(
+      (
+        await policy({
+          scope: 'camera',
+          device_id: 'gw-1',
+          camera_id: 'door',
+          data_class: 'personal_media',
+          max_age_hours: 36,
+        })
+      ).status,
+    ).toBe(200);
+    expect(
+      (await policy({ scope: 'site', site_id: 'hq', data_class: 'redacted_media', max_bytes: 2_000_000 }))
+        .status,
+    ).toBe(200);
     expect((await call('POST', '/v1/devices/gw-1/config/issue', alice, {})).status).toBe(201);
     const row = await api
       .cloud()
@@ -269,7 +345,10 @@ describe('legal holds: two-admin rule, retention, cross-tenant, edge limits in t
     const cfg = DeviceConfig.decode(payload);
     // 36 h (door's personal media) beats the document's 100 h; the site's budget caps the bytes.
     expect(cfg.retention).toMatchObject({ edgeMediaMaxHours: 36, edgeMediaMaxBytes: 2_000_000n });
-    expect((row.body as { retention: unknown }).retention).toEqual({ edgeMediaMaxHours: 36, edgeMediaMaxBytes: 2_000_000 });
+    expect((row.body as { retention: unknown }).retention).toEqual({
+      edgeMediaMaxHours: 36,
+      edgeMediaMaxBytes: 2_000_000,
+    });
     // decodeJwt would refuse a protobuf payload: the config is not a JWT (kept as a guard on the format).
     expect(() => decodeJwt(row.jws)).toThrow();
   });

@@ -41,7 +41,9 @@ describe('retention policies applied by the job (age, size, holds) and retention
   const call = async (method: string, path: string, token: string, body?: unknown) => {
     const res = await api.get(path, token, {
       method,
-      ...(body === undefined ? {} : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }),
+      ...(body === undefined
+        ? {}
+        : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }),
     });
     const text = await res.text();
     return { status: res.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
@@ -112,10 +114,22 @@ describe('retention policies applied by the job (age, size, holds) and retention
   it('policies are set per scope and class through the API (audited), refused when malformed', async () => {
     const set = (body: Record<string, unknown>) => call('POST', '/v1/retention/policies', admin, body);
     const ok = [
-      { scope: 'camera', device_id: 'gw-1', camera_id: 'lobby', data_class: 'event_metadata', max_age_hours: 24 },
+      {
+        scope: 'camera',
+        device_id: 'gw-1',
+        camera_id: 'lobby',
+        data_class: 'event_metadata',
+        max_age_hours: 24,
+      },
       { scope: 'site', site_id: 'hq', data_class: 'event_metadata', max_age_days: 5 },
       { scope: 'tenant', data_class: 'event_metadata', max_age_days: 30 },
-      { scope: 'camera', device_id: 'gw-1', camera_id: 'lobby', data_class: 'redacted_media', max_bytes: 3000 },
+      {
+        scope: 'camera',
+        device_id: 'gw-1',
+        camera_id: 'lobby',
+        data_class: 'redacted_media',
+        max_bytes: 3000,
+      },
       { scope: 'tenant', data_class: 'personal_media', max_age_hours: 48 },
     ];
     for (const body of ok) expect((await set(body)).status, JSON.stringify(body)).toBe(200);
@@ -124,17 +138,34 @@ describe('retention policies applied by the job (age, size, holds) and retention
       [{ scope: 'tenant', site_id: 'hq', data_class: 'event_metadata', max_age_days: 1 }, 400, 'site_id'],
       [{ scope: 'tenant', data_class: 'audit', max_age_days: 1 }, 400, 'data_class'],
       [{ scope: 'tenant', data_class: 'event_metadata' }, 400, 'max_bytes'],
-      [{ scope: 'tenant', data_class: 'event_metadata', max_age_days: 1, max_age_hours: 2 }, 400, 'max_age_days'],
+      [
+        { scope: 'tenant', data_class: 'event_metadata', max_age_days: 1, max_age_hours: 2 },
+        400,
+        'max_age_days',
+      ],
       [{ scope: 'tenant', data_class: 'event_metadata', max_age_days: 0 }, 400, 'max_age_days'],
       // Another tenant's site and device are 404, like missing ones.
       [{ scope: 'site', site_id: 'plant', data_class: 'event_metadata', max_age_days: 1 }, 404, ''],
-      [{ scope: 'camera', device_id: 'gw-b', camera_id: 'lobby', data_class: 'event_metadata', max_age_days: 1 }, 404, ''],
+      [
+        {
+          scope: 'camera',
+          device_id: 'gw-b',
+          camera_id: 'lobby',
+          data_class: 'event_metadata',
+          max_age_days: 1,
+        },
+        404,
+        '',
+      ],
     ];
     for (const [body, status, field] of refused) {
       const r = await set(body);
       expect(r.status, JSON.stringify(body)).toBe(status);
       if (field)
-        expect((r.body.errors as Array<{ path: string }>).map((x) => x.path), JSON.stringify(body)).toContain(field);
+        expect(
+          (r.body.errors as Array<{ path: string }>).map((x) => x.path),
+          JSON.stringify(body),
+        ).toContain(field);
     }
     const list = await call('GET', '/v1/retention/policies', admin);
     expect((list.body.items as unknown[]).length).toBe(5);
@@ -193,19 +224,34 @@ describe('retention policies applied by the job (age, size, holds) and retention
     expect(ids(cls('event_metadata').kept_past_policy)).toEqual(
       [ev.lobby30h!.id, ev.door11d!.id, ev.gate40d!.id].sort(),
     );
-    expect(ids(cls('event_metadata').held)).toEqual([ev.lobby50h!.id, ev.lobby60h!.id, ev.door10d!.id].sort());
+    expect(ids(cls('event_metadata').held)).toEqual(
+      [ev.lobby50h!.id, ev.lobby60h!.id, ev.door10d!.id].sort(),
+    );
     // Over the lobby budget: 4 h old (the 5 h one is held by the camera range; both count toward the budget).
     expect(ids(cls('redacted_media').kept_past_policy)).toEqual([md.lobby4h!.id]);
     expect(ids(cls('redacted_media').held)).toEqual([md.lobby5h!.id]);
     const budget = cls('redacted_media').size.find((s) => s.scope === 'camera')!;
-    expect(budget).toMatchObject({ device_id: 'gw-1', camera_id: 'lobby', max_bytes: 3000, items: 5, bytes: 5000 });
+    expect(budget).toMatchObject({
+      device_id: 'gw-1',
+      camera_id: 'lobby',
+      max_bytes: 3000,
+      items: 5,
+      bytes: 5000,
+    });
     expect(budget).toMatchObject({ over_budget: 1, held: 1 });
-    expect(ids(cls('personal_media').kept_past_policy)).toEqual([md.personal72h!.id, md.personalGate72h!.id].sort());
+    expect(ids(cls('personal_media').kept_past_policy)).toEqual(
+      [md.personal72h!.id, md.personalGate72h!.id].sort(),
+    );
     expect(r.kept_past_policy).toBe(6);
     expect(r.held_past_policy).toBe(4);
     // Next deletions: what is past its policy first, then by due time (the 10 h lobby event at 24 h).
     const next = cls('event_metadata').next_deletions;
-    expect(next.slice(0, 3).map((x) => x.id).sort()).toEqual([ev.lobby30h!.id, ev.door11d!.id, ev.gate40d!.id].sort());
+    expect(
+      next
+        .slice(0, 3)
+        .map((x) => x.id)
+        .sort(),
+    ).toEqual([ev.lobby30h!.id, ev.door11d!.id, ev.gate40d!.id].sort());
     expect(next[3]).toMatchObject({ id: ev.lobby10h!.id, reason: 'age', scope: 'camera' });
     expect(Date.parse(next[3]!.due_at!)).toBe(ev.lobby10h!.at.getTime() + 24 * H);
     // Audit: fixed, with the reason.
@@ -223,15 +269,28 @@ describe('retention policies applied by the job (age, size, holds) and retention
     expect(result.held).toEqual({ event_metadata: 3, redacted_media: 1, personal_media: 0 });
     expect(result.truncated).toBe(false);
     const db = api.cloud().db;
-    expect(await liveEvents(db, 'acme', Object.values(ev).filter((e) => e.tenant === 'acme').map((e) => e.id))).toEqual(
+    expect(
+      await liveEvents(
+        db,
+        'acme',
+        Object.values(ev)
+          .filter((e) => e.tenant === 'acme')
+          .map((e) => e.id),
+      ),
+    ).toEqual(
       [ev.lobby10h, ev.lobby50h, ev.lobby60h, ev.door3d, ev.door10d, ev.gate20d].map((e) => e!.id).sort(),
     );
     expect(await liveEvents(db, 'globex', [ev.globex50h!.id, ev.globex40d!.id])).toHaveLength(2);
     // Media: tombstones, and the bytes are gone from the store; the rest (and the held one) stay.
-    expect(await liveMedia(db, 'acme', Object.values(md).map((m) => m.id))).toEqual(
-      [md.lobby1h, md.lobby2h, md.lobby3h, md.lobby5h, md.personal24h].map((m) => m!.id).sort(),
-    );
-    for (const k of ['lobby4h', 'personal72h', 'personalGate72h']) expect(existsSync(join(dir, md[k]!.key)), k).toBe(false);
+    expect(
+      await liveMedia(
+        db,
+        'acme',
+        Object.values(md).map((m) => m.id),
+      ),
+    ).toEqual([md.lobby1h, md.lobby2h, md.lobby3h, md.lobby5h, md.personal24h].map((m) => m!.id).sort());
+    for (const k of ['lobby4h', 'personal72h', 'personalGate72h'])
+      expect(existsSync(join(dir, md[k]!.key)), k).toBe(false);
     for (const k of ['lobby1h', 'lobby5h', 'personal24h', 'globexPersonal72h'])
       expect(existsSync(join(dir, md[k]!.key)), k).toBe(true);
     const after = await check();
@@ -257,8 +316,12 @@ describe('retention policies applied by the job (age, size, holds) and retention
       expect(r).toMatchObject({ status: 200, body: { state: 'released', effective: false } });
     }
     // Releasing twice is a conflict; the other tenant cannot see or release them.
-    expect((await call('POST', `/v1/holds/${holds[0]!.id}/release`, admin, { reason: 'x' })).status).toBe(409);
-    expect((await call('POST', `/v1/holds/${holds[0]!.id}/release`, globexAdmin, { reason: 'x' })).status).toBe(404);
+    expect((await call('POST', `/v1/holds/${holds[0]!.id}/release`, admin, { reason: 'x' })).status).toBe(
+      409,
+    );
+    expect(
+      (await call('POST', `/v1/holds/${holds[0]!.id}/release`, globexAdmin, { reason: 'x' })).status,
+    ).toBe(404);
     const result = await run();
     expect(result.deleted.event_metadata.age).toBe(3);
     expect(result.deleted.redacted_media.size).toBe(1);

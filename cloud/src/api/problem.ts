@@ -73,7 +73,11 @@ export const PROBLEM_KINDS: Readonly<Record<string, ProblemKind>> = {
     title: 'The approval must come from another admin',
   },
   HOLD_LIMIT: { status: 409, slug: 'hold-limit', title: 'Too many legal holds' },
-  RETENTION_POLICY_LIMIT: { status: 409, slug: 'retention-policy-limit', title: 'Too many retention policies' },
+  RETENTION_POLICY_LIMIT: {
+    status: 409,
+    slug: 'retention-policy-limit',
+    title: 'Too many retention policies',
+  },
   // Release metadata (releases/): signed by a key root does not list, or not the next version.
   RELEASE_SIGNATURE_INVALID: {
     status: 422,

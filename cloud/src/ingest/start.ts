@@ -77,9 +77,13 @@ export async function startIngest(deps: IngestDeps): Promise<IngestRole> {
     retentionDays: config.events?.retentionDays ?? 0,
     audit: deps.audit,
     // Legal holds and longer retention policies keep a day's partition (privacy/retention-job.ts).
-    keepsEvents: (day, at) => partitionKeepsEvents(
+    keepsEvents: (day, at) =>
+      partitionKeepsEvents(
         db,
-        defaultsFromConfig({ events: { retentionDays: config.events?.retentionDays ?? 0 }, media: config.media }),
+        defaultsFromConfig({
+          events: { retentionDays: config.events?.retentionDays ?? 0 },
+          media: config.media,
+        }),
         day,
         at,
       ),

@@ -185,7 +185,10 @@ export const holdViewSchema = z
     released_at: timestamp.nullable(),
     release_reason: z.string().nullable(),
   })
-  .meta({ id: 'LegalHold', description: 'A legal hold; `effective`: retention and erasure skip what it covers.' });
+  .meta({
+    id: 'LegalHold',
+    description: 'A legal hold; `effective`: retention and erasure skip what it covers.',
+  });
 export const holdListSchema = z.object({ items: z.array(holdViewSchema) }).meta({ id: 'LegalHoldList' });
 export const privacySettingsSchema = z
   .object({ holds_two_admin: z.boolean(), two_admin_off_requested_by: z.string().nullable() })

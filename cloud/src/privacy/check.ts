@@ -185,13 +185,15 @@ export async function retentionReport(
     audit: {
       data_class: 'audit',
       entries: Number(audit.n),
-      oldest_at: iso(audit.oldest as Date | null),
+      oldest_at: iso(audit.oldest),
       policy: 'fixed',
       why: AUDIT_FIXED_WHY,
     },
     kept_past_policy: sum(
       (c) => c.age.reduce((n, a) => n + a.overdue, 0) + c.size.reduce((n, s) => n + s.over_budget, 0),
     ),
-    held_past_policy: sum((c) => c.age.reduce((n, a) => n + a.held, 0) + c.size.reduce((n, s) => n + s.held, 0)),
+    held_past_policy: sum(
+      (c) => c.age.reduce((n, a) => n + a.held, 0) + c.size.reduce((n, s) => n + s.held, 0),
+    ),
   };
 }

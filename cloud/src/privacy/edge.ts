@@ -12,7 +12,12 @@
 import type { Kysely } from 'kysely';
 import type { ConfigBody } from '../config-ota/body.js';
 import type { Database } from '../storage/tables.js';
-import { resolvePolicy, RetentionPolicies, type RetentionDefaults, type RetentionPolicy } from './policies.js';
+import {
+  resolvePolicy,
+  RetentionPolicies,
+  type RetentionDefaults,
+  type RetentionPolicy,
+} from './policies.js';
 import type { AuditLog } from '../audit/audit-log.js';
 
 export interface EdgeLimits {
@@ -71,7 +76,11 @@ export type EdgeRetention = (
   cameraIds: readonly string[],
 ) => Promise<Map<string, EdgeLimits>>;
 
-export function edgeRetention(db: Kysely<Database>, audit: AuditLog, defaults: RetentionDefaults): EdgeRetention {
+export function edgeRetention(
+  db: Kysely<Database>,
+  audit: AuditLog,
+  defaults: RetentionDefaults,
+): EdgeRetention {
   const policies = new RetentionPolicies(db, audit);
   return async (tenantId, deviceIds, cameraIds) => {
     const all = await policies.list(tenantId);

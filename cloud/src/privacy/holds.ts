@@ -88,7 +88,13 @@ export async function heldScopes(db: Kysely<Database>, tenantId: string): Promis
       case 'device':
         return { id: r.id, kind: 'device', deviceId: r.device_id! };
       case 'track':
-        return { id: r.id, kind: 'track', deviceId: r.device_id!, cameraId: r.camera_id!, trackId: r.track_id! };
+        return {
+          id: r.id,
+          kind: 'track',
+          deviceId: r.device_id!,
+          cameraId: r.camera_id!,
+          trackId: r.track_id!,
+        };
       case 'camera_range':
         return {
           id: r.id,

@@ -189,8 +189,7 @@ export class LegalHolds {
         throw new HoldError('HOLD_STATE_CONFLICT', `legal hold ${id} is ${hold.state.replace('_', ' ')}`);
       const { holdsTwoAdmin } = await this.settings(tenantId, tx);
       const at = this.now();
-      const state: LegalHoldState =
-        hold.state === 'active' && holdsTwoAdmin ? 'release_pending' : 'released';
+      const state: LegalHoldState = hold.state === 'active' && holdsTwoAdmin ? 'release_pending' : 'released';
       await tx
         .updateTable('legal_holds')
         .set(

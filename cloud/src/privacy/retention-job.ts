@@ -139,9 +139,9 @@ export class RetentionJob {
   /** One run if this process gets the lock. */
   async runAsLeader(): Promise<RetentionJobRun> {
     return this.opts.db.connection().execute(async (conn) => {
-      const got = await sql<{ ok: boolean }>`select pg_try_advisory_lock(${MEDIA_RETENTION_LOCK}) as ok`.execute(
-        conn,
-      );
+      const got = await sql<{
+        ok: boolean;
+      }>`select pg_try_advisory_lock(${MEDIA_RETENTION_LOCK}) as ok`.execute(conn);
       if (!got.rows[0]?.ok)
         return {
           leader: false,
@@ -188,7 +188,9 @@ export class RetentionJob {
             reason === 'age'
               ? await sql<Candidate>`select x.tenant_id, x.id, x.at_text
                   from (${resolvedRows({ ...o, before: new Date(now.getTime() - minAge! * 3_600_000) })}) x
-                  where ${PAST_AGE(now)} and not x.held order by x.at, x.id limit ${limit}`.execute(this.opts.db)
+                  where ${PAST_AGE(now)} and not x.held order by x.at, x.id limit ${limit}`.execute(
+                  this.opts.db,
+                )
               : await sql<Candidate>`select x.tenant_id, x.id, x.at_text from (${budgetedRows(o)}) x
                   where x.cum > x.max_bytes and not x.held order by x.at, x.id limit ${limit}`.execute(
                   this.opts.db,
@@ -260,9 +262,9 @@ export class RetentionJob {
         where x.held and ${PAST_AGE(now)}`);
     if (budgets)
       parts.push(sql`select y.id from (${budgetedRows(o)}) y where y.held and y.cum > y.max_bytes`);
-    const { rows } = await sql<{ n: string }>`select count(*) as n from (${sql.join(parts, sql` union `)}) h`.execute(
-      this.opts.db,
-    );
+    const { rows } = await sql<{
+      n: string;
+    }>`select count(*) as n from (${sql.join(parts, sql` union `)}) h`.execute(this.opts.db);
     return Number(rows[0]?.n ?? 0);
   }
 

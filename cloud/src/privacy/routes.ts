@@ -110,7 +110,14 @@ export function mountPrivacyRoutes(router: Router, deps: PrivacyRoutesDeps): voi
   ): Promise<Principal> => {
     const principal = principalOf(res);
     const type = action.startsWith('retention') ? ('retention' as const) : ('holds' as const);
-    await requireAllowed(deps.authorizer, deps.log, principal, action, { type, tenant: principal.tenant }, deps.audit);
+    await requireAllowed(
+      deps.authorizer,
+      deps.log,
+      principal,
+      action,
+      { type, tenant: principal.tenant },
+      deps.audit,
+    );
     return principal;
   };
   const by = (p: Principal) => ({ actor: p.subject, actorKind: 'user' as const });
@@ -159,7 +166,8 @@ export function mountPrivacyRoutes(router: Router, deps: PrivacyRoutesDeps): voi
         principal.tenant,
         key,
         {
-          maxAgeHours: body.max_age_hours ?? (body.max_age_days === undefined ? null : body.max_age_days * 24),
+          maxAgeHours:
+            body.max_age_hours ?? (body.max_age_days === undefined ? null : body.max_age_days * 24),
           maxBytes: body.max_bytes ?? null,
         },
         by(principal),

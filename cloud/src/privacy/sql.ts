@@ -57,8 +57,7 @@ function source(o: ResolvedRowsOptions): RawBuilder<unknown> {
  */
 export function resolvedRows(o: ResolvedRowsOptions): RawBuilder<unknown> {
   const c = o.dataClass;
-  const pick = (col: string) =>
-    sql.raw(`coalesce(pc.${col}, ps.${col}, pt.${col})`) as RawBuilder<unknown>;
+  const pick = (col: string) => sql.raw<unknown>(`coalesce(pc.${col}, ps.${col}, pt.${col})`);
   const scopeOf = (col: string, fallback: string) =>
     sql.raw(`case when pc.${col} is not null then 'camera' when ps.${col} is not null then 'site'
       when pt.${col} is not null then 'tenant' else ${fallback} end`);

@@ -274,7 +274,13 @@ export function samples(fx: Fx, endRollouts: (tenant: string) => Promise<void>):
     listRetentionPolicies: { sample: {} },
     setRetentionPolicy: {
       sample: {
-        body: { scope: 'site', site_id: fx.site, data_class: 'redacted_media', max_age_days: 30, max_bytes: 1e9 },
+        body: {
+          scope: 'site',
+          site_id: fx.site,
+          data_class: 'redacted_media',
+          max_age_days: 30,
+          max_bytes: 1e9,
+        },
       },
     },
     deleteRetentionPolicy: {

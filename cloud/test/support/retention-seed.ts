@@ -88,7 +88,13 @@ export async function seedMedia(
   const id = uuidV7(m.at.getTime());
   const bytes = Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xe0]), randomBytes((m.bytes ?? 1000) - 4)]);
   const sha256 = createHash('sha256').update(bytes).digest('hex');
-  const key = mediaKeyFor({ tenantId: m.tenant, mediaId: id, capturedAt: m.at, contentType: 'image/jpeg', sha256 });
+  const key = mediaKeyFor({
+    tenantId: m.tenant,
+    mediaId: id,
+    capturedAt: m.at,
+    contentType: 'image/jpeg',
+    sha256,
+  });
   await store.put(key, bytes);
   const eventId = m.eventId ?? uuidV7(m.at.getTime());
   await new MediaRepository(db).insert({

@@ -35,21 +35,55 @@ describe('vigil retention / vigil holds (against the cloud)', () => {
       .toBe(0);
 
     const set = await cli(
-      'retention', 'policies', 'set', '--tenant', 'acme', '--device', 'gw-1', '--camera', 'door',
-      '--class', 'event_metadata', '--max-age', '2h',
+      'retention',
+      'policies',
+      'set',
+      '--tenant',
+      'acme',
+      '--device',
+      'gw-1',
+      '--camera',
+      'door',
+      '--class',
+      'event_metadata',
+      '--max-age',
+      '2h',
     );
     expect(set.code, set.err).toBe(0);
     expect(set.out).toBe('camera gw-1/door event_metadata: max age 2h, max bytes none');
     const site = await cli(
-      'retention', 'policies', 'set', '--tenant', 'acme', '--site', 'hq', '--class', 'redacted_media',
-      '--max-age', '30d', '--max-bytes', '2GiB',
+      'retention',
+      'policies',
+      'set',
+      '--tenant',
+      'acme',
+      '--site',
+      'hq',
+      '--class',
+      'redacted_media',
+      '--max-age',
+      '30d',
+      '--max-bytes',
+      '2GiB',
     );
     expect(site.out).toBe(`site hq redacted_media: max age 30d, max bytes ${2 * 2 ** 30}`);
     // Refused before any request: audit has a fixed retention; nothing to set.
-    const audit = await cli('retention', 'policies', 'set', '--tenant', 'acme', '--class', 'audit', '--max-age', '1d');
+    const audit = await cli(
+      'retention',
+      'policies',
+      'set',
+      '--tenant',
+      'acme',
+      '--class',
+      'audit',
+      '--max-age',
+      '1d',
+    );
     expect(audit.code).toBe(2);
     expect(audit.err).toContain('audit has a fixed retention');
-    expect((await cli('retention', 'policies', 'set', '--tenant', 'acme', '--class', 'event_metadata')).code).toBe(2);
+    expect(
+      (await cli('retention', 'policies', 'set', '--tenant', 'acme', '--class', 'event_metadata')).code,
+    ).toBe(2);
 
     const list = await cli('retention', 'policies', 'list', '--tenant', 'acme');
     expect(list.out).toMatch(/^camera\s+gw-1\/door\s+event_metadata\s+2h\s+none/m);
@@ -60,10 +94,21 @@ describe('vigil retention / vigil holds (against the cloud)', () => {
     expect(check.code).toBe(1); // the old event is kept past its 2 h
     expect(check.out).toMatch(/^camera\s+gw-1\/door\s+2h\s+2\s+1\s+0\s+1\s/m);
     expect(check.out).toContain(`KEPT PAST POLICY:\n  ${old}`);
-    expect(check.out).toMatch(new RegExp(`next deletions:\\n  ${old}.*\\n  ${fresh}  at \\S+  age \\(camera\\)  due `));
+    expect(check.out).toMatch(
+      new RegExp(`next deletions:\\n  ${old}.*\\n  ${fresh}  at \\S+  age \\(camera\\)  due `),
+    );
     expect(check.out).toContain('kept past policy: 1, held past policy: 0');
 
-    const placed = await cli('holds', 'place', '--tenant', 'acme', '--event', old, '--reason', 'court order 9');
+    const placed = await cli(
+      'holds',
+      'place',
+      '--tenant',
+      'acme',
+      '--event',
+      old,
+      '--reason',
+      'court order 9',
+    );
     expect(placed.code, placed.err).toBe(0);
     const id = /^hold (\S+) active \(holding\): event /.exec(placed.out)?.[1];
     expect(id).toBeDefined();
@@ -76,7 +121,17 @@ describe('vigil retention / vigil holds (against the cloud)', () => {
     );
     // An auditor reads the holds, may not release them.
     expect((await cli('holds', 'list', '--tenant', 'acme', '--role', 'auditor')).code).toBe(0);
-    const denied = await cli('holds', 'release', id!, '--tenant', 'acme', '--role', 'auditor', '--reason', 'x');
+    const denied = await cli(
+      'holds',
+      'release',
+      id!,
+      '--tenant',
+      'acme',
+      '--role',
+      'auditor',
+      '--reason',
+      'x',
+    );
     expect(denied.code).toBe(1);
     expect(denied.err).toContain('403');
     expect((await cli('holds', 'release', id!, '--tenant', 'acme', '--reason', 'order lifted')).out).toBe(
@@ -84,18 +139,43 @@ describe('vigil retention / vigil holds (against the cloud)', () => {
     );
 
     const del = await cli(
-      'retention', 'policies', 'delete', '--tenant', 'acme', '--device', 'gw-1', '--camera', 'door',
-      '--class', 'event_metadata',
+      'retention',
+      'policies',
+      'delete',
+      '--tenant',
+      'acme',
+      '--device',
+      'gw-1',
+      '--camera',
+      'door',
+      '--class',
+      'event_metadata',
     );
     expect(del.out).toBe('deleted camera gw-1/door event_metadata');
     expect((await cli('retention', 'check', '--tenant', 'acme')).code).toBe(0);
   });
 
   it('two-admin rule: a placement waits for another admin', async () => {
-    expect((await cli('holds', 'settings', '--tenant', 'acme', '--two-admin', 'on')).out).toBe('two-admin rule: on');
+    expect((await cli('holds', 'settings', '--tenant', 'acme', '--two-admin', 'on')).out).toBe(
+      'two-admin rule: on',
+    );
     const placed = await cli(
-      'holds', 'place', '--tenant', 'acme', '--device', 'gw-1', '--camera', 'lobby', '--from',
-      '2026-12-01T10:00:00Z', '--to', '2026-12-01T11:00:00Z', '--reason', 'claim 4', '--sub', 'alice@acme',
+      'holds',
+      'place',
+      '--tenant',
+      'acme',
+      '--device',
+      'gw-1',
+      '--camera',
+      'lobby',
+      '--from',
+      '2026-12-01T10:00:00Z',
+      '--to',
+      '2026-12-01T11:00:00Z',
+      '--reason',
+      'claim 4',
+      '--sub',
+      'alice@acme',
     );
     expect(placed.err).toContain('another admin must approve it');
     const id = /^hold (\S+) place_pending \(not holding\): camera gw-1\/lobby/.exec(placed.out)?.[1];
@@ -104,12 +184,23 @@ describe('vigil retention / vigil holds (against the cloud)', () => {
     expect(self.code).toBe(1);
     expect(self.err).toContain('409');
     const ok = await cli('holds', 'approve', id!, '--tenant', 'acme', '--sub', 'bob@acme', '--note', 'seen');
-    expect(ok.out).toMatch(/ active \(holding\): camera gw-1\/lobby \[2026-12-01T10:00:00.000Z, 2026-12-01T11:00:00.000Z\)$/);
-    const off = await cli('holds', 'settings', '--tenant', 'acme', '--two-admin', 'off', '--sub', 'alice@acme');
+    expect(ok.out).toMatch(
+      / active \(holding\): camera gw-1\/lobby \[2026-12-01T10:00:00.000Z, 2026-12-01T11:00:00.000Z\)$/,
+    );
+    const off = await cli(
+      'holds',
+      'settings',
+      '--tenant',
+      'acme',
+      '--two-admin',
+      'off',
+      '--sub',
+      'alice@acme',
+    );
     expect(off.out).toBe('two-admin rule: on');
     expect(off.err).toContain('asked by alice@acme');
-    expect((await cli('holds', 'settings', '--tenant', 'acme', '--two-admin', 'off', '--sub', 'bob@acme')).out).toBe(
-      'two-admin rule: off',
-    );
+    expect(
+      (await cli('holds', 'settings', '--tenant', 'acme', '--two-admin', 'off', '--sub', 'bob@acme')).out,
+    ).toBe('two-admin rule: off');
   });
 });

@@ -57,7 +57,9 @@ export function register(program: Command, ctx: CliContext): void {
   withAuth(
     holds
       .command('place')
-      .description('place a hold on an event, a track, a camera over a time range, or a device (POST /v1/holds)')
+      .description(
+        'place a hold on an event, a track, a camera over a time range, or a device (POST /v1/holds)',
+      )
       .option('--event <id>', 'one event')
       .option('--device <id>', 'a device (alone: the whole device)')
       .option('--camera <id>', 'one camera of --device, with --track or --from and --to')
@@ -107,9 +109,12 @@ Examples:
             2,
           );
         const g = globals(cmd);
-        const h = await (await apiClient(ctx, g, o)).call<Hold>('POST', '/v1/holds', { ...body, reason: o.reason });
+        const h = await (
+          await apiClient(ctx, g, o)
+        ).call<Hold>('POST', '/v1/holds', { ...body, reason: o.reason });
         io.out(g.json ? JSON.stringify(h) : line(h));
-        if (!g.json && h.state === 'place_pending') io.err('another admin must approve it: vigil holds approve ' + h.id);
+        if (!g.json && h.state === 'place_pending')
+          io.err('another admin must approve it: vigil holds approve ' + h.id);
       },
     );
 
@@ -127,7 +132,8 @@ Examples:
       await apiClient(ctx, g, o)
     ).call<Hold>('POST', `/v1/holds/${encodeURIComponent(id)}/release`, { reason: o.reason });
     io.out(g.json ? JSON.stringify(h) : line(h));
-    if (!g.json && h.state === 'release_pending') io.err('still holding until another admin approves the release');
+    if (!g.json && h.state === 'release_pending')
+      io.err('still holding until another admin approves the release');
   });
 
   withAuth(
@@ -159,7 +165,10 @@ Examples:
     'holds:read',
   ).action(async (o: AuthOptions & { state?: string; limit?: number }, cmd: Command) => {
     const g = globals(cmd);
-    const q = new URLSearchParams({ ...(o.state ? { state: o.state } : {}), ...(o.limit ? { limit: String(o.limit) } : {}) });
+    const q = new URLSearchParams({
+      ...(o.state ? { state: o.state } : {}),
+      ...(o.limit ? { limit: String(o.limit) } : {}),
+    });
     const { items } = await (
       await apiClient(ctx, g, o)
     ).call<{ items: Hold[] }>('GET', `/v1/holds${q.size > 0 ? `?${q.toString()}` : ''}`);
@@ -178,10 +187,14 @@ Examples:
     holds
       .command('settings')
       .description('show, or turn on or off, the two-admin rule (GET/POST /v1/privacy/settings)')
-      .option('--two-admin <on|off>', 'on: at once; off: needs a second admin to ask for it too', (v: string) => {
-        if (v !== 'on' && v !== 'off') throw new InvalidArgumentError('expected on or off');
-        return v;
-      }),
+      .option(
+        '--two-admin <on|off>',
+        'on: at once; off: needs a second admin to ask for it too',
+        (v: string) => {
+          if (v !== 'on' && v !== 'off') throw new InvalidArgumentError('expected on or off');
+          return v;
+        },
+      ),
     'admin',
     'holds:read',
   ).action(async (o: AuthOptions & { twoAdmin?: 'on' | 'off' }, cmd: Command) => {

@@ -81,7 +81,8 @@ function keyOf(o: ScopeOptions): Record<string, string> {
   return { scope: 'tenant', data_class: o.class };
 }
 
-const where = (r: { site_id?: unknown; device_id?: unknown; camera_id?: unknown }): string =>
+type Cell = string | number | null | undefined;
+const where = (r: { site_id?: Cell; device_id?: Cell; camera_id?: Cell }): string =>
   r.device_id ? `${String(r.device_id)}/${String(r.camera_id)}` : r.site_id ? String(r.site_id) : '-';
 const hours = (h: number | null | undefined): string =>
   h === null || h === undefined ? 'none' : h % 24 === 0 ? `${h / 24}d` : `${h}h`;
@@ -101,38 +102,53 @@ export function register(program: Command, ctx: CliContext): void {
     .description('retention policies per tenant, site, camera and data class, and what is kept past them');
   const policies = retention.command('policies').description('list, set and delete retention policies');
 
-  withAuth(policies.command('list').description('defaults and policies (GET /v1/retention/policies)'), 'admin', 'retention:read').action(
-    async (o: AuthOptions, cmd: Command) => {
-      const g = globals(cmd);
-      const r = await (
-        await apiClient(ctx, g, o)
-      ).call<{ defaults: Record<string, { max_age_hours: number | null }>; items: Policy[] }>(
-        'GET',
-        '/v1/retention/policies',
-      );
-      if (g.json) {
-        io.out(JSON.stringify(r));
-        return;
-      }
-      const rows = [
-        ...Object.entries(r.defaults).map(([c, d]) => ['default', '-', c, hours(d.max_age_hours), 'none', 'config']),
-        ...r.items.map((p) => [
-          p.scope,
-          where(p),
-          p.data_class,
-          hours(p.max_age_hours),
-          p.max_bytes === null ? 'none' : String(p.max_bytes),
-          p.updated_by,
-        ]),
-      ];
-      io.out(table(['SCOPE', 'WHERE', 'CLASS', 'MAX AGE', 'MAX BYTES', 'BY'], rows));
-    },
-  );
+  withAuth(
+    policies.command('list').description('defaults and policies (GET /v1/retention/policies)'),
+    'admin',
+    'retention:read',
+  ).action(async (o: AuthOptions, cmd: Command) => {
+    const g = globals(cmd);
+    const r = await (
+      await apiClient(ctx, g, o)
+    ).call<{ defaults: Record<string, { max_age_hours: number | null }>; items: Policy[] }>(
+      'GET',
+      '/v1/retention/policies',
+    );
+    if (g.json) {
+      io.out(JSON.stringify(r));
+      return;
+    }
+    const rows = [
+      ...Object.entries(r.defaults).map(([c, d]) => [
+        'default',
+        '-',
+        c,
+        hours(d.max_age_hours),
+        'none',
+        'config',
+      ]),
+      ...r.items.map((p) => [
+        p.scope,
+        where(p),
+        p.data_class,
+        hours(p.max_age_hours),
+        p.max_bytes === null ? 'none' : String(p.max_bytes),
+        p.updated_by,
+      ]),
+    ];
+    io.out(table(['SCOPE', 'WHERE', 'CLASS', 'MAX AGE', 'MAX BYTES', 'BY'], rows));
+  });
 
   withAuth(
-    scopeOptions(policies.command('set').description('create or replace a policy (POST /v1/retention/policies)'))
+    scopeOptions(
+      policies.command('set').description('create or replace a policy (POST /v1/retention/policies)'),
+    )
       .option('--max-age <age>', 'age limit: hours or days, e.g. 72h or 30d', parseAge)
-      .option('--max-bytes <bytes>', 'size budget, oldest deleted first: bytes, or e.g. 500MiB, 2GiB', parseBytes),
+      .option(
+        '--max-bytes <bytes>',
+        'size budget, oldest deleted first: bytes, or e.g. 500MiB, 2GiB',
+        parseBytes,
+      ),
     'admin',
     'retention:write',
   )
@@ -152,7 +168,9 @@ Examples:
       if (o.maxAge === undefined && o.maxBytes === undefined)
         throw new CliError('give --max-age, --max-bytes or both', 2);
       const g = globals(cmd);
-      const p = await (await apiClient(ctx, g, o)).call<Policy>('POST', '/v1/retention/policies', {
+      const p = await (
+        await apiClient(ctx, g, o)
+      ).call<Policy>('POST', '/v1/retention/policies', {
         ...keyOf(o),
         ...(o.maxAge !== undefined ? { max_age_hours: o.maxAge } : {}),
         ...(o.maxBytes !== undefined ? { max_bytes: o.maxBytes } : {}),
@@ -172,7 +190,9 @@ Examples:
     const g = globals(cmd);
     const key = keyOf(o);
     await (await apiClient(ctx, g, o)).call('POST', '/v1/retention/policies/delete', key);
-    io.out(g.json ? JSON.stringify({ deleted: true, ...key }) : `deleted ${key.scope} ${where(key)} ${o.class}`);
+    io.out(
+      g.json ? JSON.stringify({ deleted: true, ...key }) : `deleted ${key.scope} ${where(key)} ${o.class}`,
+    );
   });
 
   withAuth(
