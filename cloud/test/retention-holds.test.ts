@@ -13,7 +13,9 @@ import { ensureDevConfigSigningKey, mintDevToken } from '../src/index.js';
 import { applyEdgeLimits, edgeLimitsFor } from '../src/privacy/edge.js';
 import { heldScopes, holdFor, isHeld, type HeldScope } from '../src/privacy/holds.js';
 import { resolvePolicy, type RetentionPolicy } from '../src/privacy/policies.js';
-import { RetentionJob } from '../src/privacy/retention-job.js';
+import { EventStore } from '../src/events/store.js';
+import { PartitionJob } from '../src/events/partitions.js';
+import { partitionKeepsEvents, RetentionJob } from '../src/privacy/retention-job.js';
 import { AUDIENCE, ISSUER, useApiCloud } from './api-fixtures.js';
 import { liveEvents, seedEvent } from './support/retention-seed.js';
 
@@ -303,6 +305,37 @@ describe('legal holds: two-admin rule, retention, cross-tenant, edge limits in t
       holds_two_admin: false,
       two_admin_off_requested_by: null,
     });
+  });
+
+  it('a day partition past events.retentionDays is kept while it holds a held event, dropped after release', async () => {
+    const db = api.cloud().db;
+    const at = new Date(now.getTime() - 400 * 24 * H);
+    const day = at.toISOString().slice(0, 10);
+    // gw-9: no device hold of the tests above covers it.
+    const held = await seedEvent(db, { tenant: 'acme', site: 'hq', device: 'gw-9', camera: 'yard', at });
+    const placed = await call('POST', '/v1/holds', alice, {
+      kind: 'event',
+      event_id: held.id,
+      reason: 'appeal',
+    });
+    expect(placed.body.state).toBe('active');
+    const defaults = { event_metadata: 365 * 24, redacted_media: null, personal_media: null };
+    const metrics = new Registry();
+    const partitions = new PartitionJob(new EventStore(db), pino({ level: 'silent' }), metrics, {
+      retentionDays: 365,
+      now: () => now,
+      keepsEvents: (d, t) => partitionKeepsEvents(db, defaults, d, t),
+    });
+    const days = async () => new EventStore(db).partitionDays();
+    await partitions.runOnce();
+    expect(await days()).toContain(day);
+    expect(await liveEvents(db, 'acme', [held.id])).toEqual([held.id]);
+    expect(
+      (await metrics.getSingleMetricAsString('vigil_cloud_partitions_drop_skipped_total')).trim(),
+    ).toMatch(/ 1$/);
+    await call('POST', `/v1/holds/${placed.body.id as string}/release`, alice, { reason: 'appeal decided' });
+    await partitions.runOnce();
+    expect(await days()).not.toContain(day);
   });
 
   it('the device config is signed with the edge media limits the policies ask for', async () => {
