@@ -41,6 +41,8 @@ import { ModelStore } from './config-ota/models.js';
 import { ConfigSigner } from './config-ota/signing.js';
 import { ConfigError } from './lib/errors.js';
 import { MediaRepository } from './media/repository.js';
+import { edgeRetention } from './privacy/edge.js';
+import { defaultsFromConfig } from './privacy/policies.js';
 import { FsMediaStore, type MediaStore } from './media/store.js';
 import { startReleases } from './releases/start.js';
 import type { Releases } from './releases/routes.js';
@@ -195,6 +197,8 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
       audit,
       ttlSeconds: config.configSigning?.configTtlSeconds,
       now: deps.now,
+      // Retention policies cap the edge media limits of every config issued (privacy/edge.ts).
+      edgeRetention: edgeRetention(db, audit, defaultsFromConfig(config)),
     });
     const models = new ModelStore(config.models.dir, config.models.maxBytes);
     // Device config status polls are device traffic: served by the ingest role (a queue group shares them).

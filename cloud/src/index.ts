@@ -125,6 +125,17 @@ export { FsMediaStore, mediaKeyFor, type MediaStore } from './media/store.js';
 export { MediaRetentionJob, retentionCutoff } from './media/retention.js';
 export { HoldError, LegalHolds, mediaHeld, type HoldScope } from './media/holds.js';
 export {
+  eventHeldSql,
+  heldScopes,
+  holdFor,
+  isHeld,
+  mediaHeldSql,
+  type HeldScope,
+  type HoldableItem,
+} from './privacy/holds.js';
+export { RetentionJob, partitionKeepsEvents } from './privacy/retention-job.js';
+export { RetentionPolicies, resolvePolicy, defaultsFromConfig } from './privacy/policies.js';
+export {
   generateKey as generateTufKey,
   keyFileSchema as tufKeyFileSchema,
   parseKeyFile as parseTufKeyFile,

@@ -283,6 +283,12 @@ describe('OpenAPI document', () => {
         case 'releases:read':
         case 'releases:publish':
           return { type: 'releases', tenant: 'acme' };
+        case 'retention:read':
+        case 'retention:write':
+          return { type: 'retention', tenant: 'acme' };
+        case 'holds:read':
+        case 'holds:write':
+          return { type: 'holds', tenant: 'acme' };
         case 'configs:read':
         case 'configs:write':
           return { type: 'configs', tenant: 'acme' };

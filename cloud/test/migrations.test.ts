@@ -41,6 +41,7 @@ describe('PostgreSQL migrations', () => {
       '0018_webhooks_enabled_index',
       '0021_legal_holds',
       '0024_scheduler_leases',
+      '0025_retention_policies',
       '0027_alerts_eido_pull',
     ]);
     expect(await tables(db)).toEqual(
@@ -101,6 +102,26 @@ describe('PostgreSQL migrations', () => {
       select count(*)::int as n from information_schema.columns
       where table_name = 'alert_incidents' and column_name = 'last_seen_at'`.execute(db);
     expect(lastSeen.rows[0]?.n).toBe(0);
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0025_retention_policies']);
+    expect(await tables(db)).not.toContain('retention_policies');
+    // Holds of 0021 (one active, one released) keep their meaning when 0025 generalizes the table.
+    await sql`insert into legal_holds (tenant_id, kind, device_id, reason, placed_by) values ('mh', 'device', 'gw', 'r', 'a')`.execute(
+      db,
+    );
+    await sql`insert into legal_holds (tenant_id, kind, device_id, reason, placed_by, released_by, released_at, release_reason)
+      values ('mh', 'device', 'gw2', 'r', 'a', 'b', now(), 'done')`.execute(db);
+    expect(await migrateToLatest(db as Kysely<unknown>)).toEqual([
+      '0025_retention_policies',
+      '0027_alerts_eido_pull',
+    ]);
+    const states = await sql<{ device_id: string; state: string }>`
+      select device_id, state from legal_holds where tenant_id = 'mh' order by device_id`.execute(db);
+    expect(states.rows).toEqual([
+      { device_id: 'gw', state: 'active' },
+      { device_id: 'gw2', state: 'released' },
+    ]);
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0027_alerts_eido_pull']);
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0025_retention_policies']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0024_scheduler_leases']);
     expect(await tables(db)).not.toContain('scheduler_leases');
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0021_legal_holds']);
@@ -178,12 +199,14 @@ describe('PostgreSQL migrations', () => {
       '0018_webhooks_enabled_index',
       '0021_legal_holds',
       '0024_scheduler_leases',
+      '0025_retention_policies',
       '0027_alerts_eido_pull',
     ]);
   });
 
   it('0013 backfills current NATS keys; of two active devices sharing one, the first enrolled keeps it', async () => {
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0027_alerts_eido_pull']);
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0025_retention_policies']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0024_scheduler_leases']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0021_legal_holds']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0018_webhooks_enabled_index']);
@@ -218,6 +241,7 @@ describe('PostgreSQL migrations', () => {
       '0018_webhooks_enabled_index',
       '0021_legal_holds',
       '0024_scheduler_leases',
+      '0025_retention_policies',
       '0027_alerts_eido_pull',
     ]);
     const rows = await db

@@ -82,6 +82,8 @@ describe('Cedar policy set', () => {
       webhooks: ['Tenant'],
       alerts: ['Tenant'],
       releases: ['Tenant'],
+      retention: ['Tenant'],
+      holds: ['Tenant'],
     };
     for (const action of ACTIONS) {
       const expected = new Set(ACTION_RESOURCE_TYPES[action].flatMap((t) => cedarTypes[t]));

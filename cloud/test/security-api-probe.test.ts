@@ -294,6 +294,30 @@ describe('API adversarial probe (every route x role x tenant x hostile input)', 
           updated_at: new Date(),
         })
         .execute();
+      // Legal holds: one active (the release sample), one awaiting a second admin (the approve sample). On a
+      // track nothing else of the probe touches, so that media erasure's sample is not held.
+      await db
+        .insertInto('legal_holds')
+        .values(
+          [fx.hold, fx.holdPending].map((id, i) => ({
+            id,
+            tenant_id: fx.tenant,
+            kind: 'track' as const,
+            event_id: null,
+            device_id: fx.device,
+            camera_id: 'cam9',
+            track_id: 'probe',
+            from_ts: null,
+            to_ts: null,
+            reason: 'probe',
+            placed_by: `legal@${fx.tenant}`,
+            state: i === 0 ? ('active' as const) : ('place_pending' as const),
+            released_by: null,
+            released_at: null,
+            release_reason: null,
+          })),
+        )
+        .execute();
       specs.set(fx, samples(fx, endRollouts));
       for (const role of roles)
         callers.push({

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiOperations } from '../src/api/openapi.js';
 import { WebhookStore } from '../src/integrations/store.js';
 import { MediaRepository } from '../src/media/repository.js';
+import { LegalHolds } from '../src/privacy/legal-holds.js';
 import { AUDIENCE, insertEvents, ISSUER, uuidV7, useApiCloud } from './api-fixtures.js';
 
 const tally = { tried: 0, refused: 0, failed: [] as string[] };
@@ -36,6 +37,7 @@ describe('API security suite', () => {
   const bRollout = randomUUID();
   const bMedia = uuidV7(Date.now() - 60_000);
   let bWebhook = '';
+  let bHold = '';
   let admin: string;
   let viewer: string;
 
@@ -80,6 +82,13 @@ describe('API security suite', () => {
         updated_at: new Date(),
       } as never)
       .execute();
+    // B's legal hold on its device.
+    bHold = await new LegalHolds(api.cloud().db, api.cloud().audit).place(
+      B,
+      { kind: 'device', deviceId: 'gw-b' },
+      'globex litigation',
+      { actor: 'admin@globex', actorKind: 'user' },
+    );
     // B's webhook, with one recorded delivery attempt.
     const hooks = new WebhookStore(api.cloud().db);
     bWebhook = (
@@ -256,6 +265,11 @@ describe('API security suite', () => {
         { method: 'POST', path: () => `/v1/webhooks/${bWebhook}/disable`, body: { reason: 'x' } },
       ],
       'get /webhooks/:id/deliveries': [{ method: 'GET', path: () => `/v1/webhooks/${bWebhook}/deliveries` }],
+      'get /holds/:id': [{ method: 'GET', path: () => `/v1/holds/${bHold}` }],
+      'post /holds/:id/release': [
+        { method: 'POST', path: () => `/v1/holds/${bHold}/release`, body: { reason: 'x' } },
+      ],
+      'post /holds/:id/approve': [{ method: 'POST', path: () => `/v1/holds/${bHold}/approve`, body: {} }],
       'get /configs/:scope/:scopeId': [
         { method: 'GET', path: () => '/v1/configs/device/gw-b' },
         { method: 'GET', path: () => '/v1/configs/site/plant' },
@@ -308,7 +322,8 @@ describe('API security suite', () => {
             .replace('plant', 'nowhere')
             .replace(bRollout, randomUUID())
             .replace(bMedia, uuidV7(Date.now()))
-            .replace(bWebhook, randomUUID());
+            .replace(bWebhook, randomUUID())
+            .replace(bHold, randomUUID());
           const missing = await call(nowhere, admin, {
             method: p.method,
             ...(p.body ? { body: JSON.stringify(p.body) } : {}),
@@ -338,6 +353,13 @@ describe('API security suite', () => {
           .where('id', '=', bRollout)
           .executeTakeFirstOrThrow();
         expect(rollout.state).toBe('running');
+        const hold = await api
+          .cloud()
+          .db.selectFrom('legal_holds')
+          .select('state')
+          .where('id', '=', bHold)
+          .executeTakeFirstOrThrow();
+        expect(hold.state).toBe('active');
         const media = await api
           .cloud()
           .db.selectFrom('media')

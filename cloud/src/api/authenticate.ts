@@ -60,6 +60,8 @@ const AUDITED_DENIALS: Readonly<Record<Exclude<Action, `${string}:read`>, string
   'alerts:write': 'alert.write',
   'alerts:cancel': 'alert.cancel',
   'releases:publish': 'release.publish',
+  'retention:write': 'retention_policy.write',
+  'holds:write': 'legal_hold.write',
 };
 
 function resourceRef(r: Resource): string {

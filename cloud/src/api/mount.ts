@@ -17,6 +17,7 @@ import type { Database } from '../storage/tables.js';
 import type { UrlPolicy } from '../integrations/ssrf.js';
 import type { WebhookStore } from '../integrations/store.js';
 import type { AlertStore } from '../alerts/store.js';
+import { defaultsFromConfig } from '../privacy/policies.js';
 import type { HttpMount } from './http.js';
 import { rateLimitMiddleware, type RateLimiter } from './ratelimit.js';
 import { createApiRouter } from './router.js';
@@ -53,7 +54,7 @@ export interface ApiMountDeps {
  * exit 78), not the first request.
  */
 export function createApiMounts(
-  config: Pick<CloudConfig, 'api' | 'auth' | 'authz' | 'fleet' | 'alerts'>,
+  config: Pick<CloudConfig, 'api' | 'auth' | 'authz' | 'fleet' | 'alerts' | 'events' | 'media'>,
   deps: ApiMountDeps,
 ): HttpMount[] {
   if (!config.api.enabled) return [];
@@ -78,6 +79,7 @@ export function createApiMounts(
     webhooks: deps.webhooks,
     alerts: deps.alerts,
     senderDomain: config.alerts.senderDomain,
+    retention: { defaults: defaultsFromConfig(config) },
   });
   return [{ path: '/v1', handler: router }];
 }

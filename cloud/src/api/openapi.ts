@@ -30,6 +30,7 @@ import { eraseBody, erasedMediaSchema, mediaPathParams } from '../media/routes.j
 import { auditPageSchema, listAuditQuerySchema } from '../audit/routes.js';
 import { alertOperations } from '../alerts/api-operations.js';
 import { webhookOperations } from '../integrations/routes.js';
+import { privacyOperations } from '../privacy/api.js';
 import { releaseOperations } from '../releases/routes.js';
 import {
   configDocumentViewSchema,
@@ -509,6 +510,7 @@ export function apiOperations(maxPageSize: number): ApiOperation[] {
     ...webhookOperations(),
     ...alertOperations(),
     ...releaseOperations(),
+    ...privacyOperations(),
     {
       method: 'get',
       mount: '/v1',
@@ -597,6 +599,11 @@ const TAGS = [
     name: 'Releases',
     description:
       'The agent release repository (The Update Framework): signed metadata and bundles, and publishing them.',
+  },
+  {
+    name: 'Retention and legal holds',
+    description:
+      'Retention policies per tenant, site, camera and data class, the retention check, and legal holds.',
   },
   { name: 'API description', description: 'This document, as JSON and as HTML.' },
   { name: 'Operations', description: 'Liveness, readiness and metrics, outside /v1 (no authentication).' },

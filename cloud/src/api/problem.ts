@@ -62,6 +62,22 @@ export const PROBLEM_KINDS: Readonly<Record<string, ProblemKind>> = {
   MEDIA_GONE: { status: 410, slug: 'media-gone', title: 'Media deleted' },
   // Erasure of media under an active legal hold (media/holds.ts).
   MEDIA_HELD: { status: 409, slug: 'media-held', title: 'Media under legal hold' },
+  // Legal holds and retention policies (privacy/).
+  HOLD_REASON_REQUIRED: { status: 400, slug: 'invalid-request', title: 'Invalid request' },
+  HOLD_INVALID: { status: 400, slug: 'invalid-request', title: 'Invalid request' },
+  HOLD_NOT_FOUND: { status: 404, slug: 'not-found', title: 'Not found' },
+  HOLD_STATE_CONFLICT: { status: 409, slug: 'hold-state-conflict', title: 'Legal hold state conflict' },
+  HOLD_SAME_ADMIN: {
+    status: 409,
+    slug: 'hold-needs-another-admin',
+    title: 'The approval must come from another admin',
+  },
+  HOLD_LIMIT: { status: 409, slug: 'hold-limit', title: 'Too many legal holds' },
+  RETENTION_POLICY_LIMIT: {
+    status: 409,
+    slug: 'retention-policy-limit',
+    title: 'Too many retention policies',
+  },
   // Release metadata (releases/): signed by a key root does not list, or not the next version.
   RELEASE_SIGNATURE_INVALID: {
     status: 422,

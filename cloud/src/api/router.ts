@@ -49,6 +49,8 @@ import { mountAlertRoutes } from '../alerts/routes.js';
 import { AlertStore } from '../alerts/store.js';
 import type { UrlPolicy } from '../integrations/ssrf.js';
 import { WebhookStore } from '../integrations/store.js';
+import type { RetentionDefaults } from '../privacy/policies.js';
+import { mountPrivacyRoutes } from '../privacy/routes.js';
 
 /** Largest request body the API parses (JSON bodies, e.g. POST /v1/enrollment-tokens). */
 export const API_BODY_LIMIT = '256kb';
@@ -87,6 +89,8 @@ export interface ApiDeps {
   alerts?: { store: AlertStore } | undefined;
   /** config alerts.senderDomain (CAP sender of operator cancels). */
   senderDomain?: string | undefined;
+  /** Retention (privacy/): the config defaults per data class; default: none (everything kept). */
+  retention?: { defaults: RetentionDefaults } | undefined;
   /** Config api.idempotency (Idempotency-Key on POST and PATCH); default: 24 h, 60 s. */
   idempotency?: IdempotencyOptions | undefined;
 }
@@ -299,6 +303,18 @@ export function createApiRouter(deps: ApiDeps): Router {
     authorizer: deps.authorizer,
     log: deps.log,
     senderDomain: deps.senderDomain ?? 'vigil.invalid',
+    now: deps.now ?? (() => new Date()),
+  });
+  mountPrivacyRoutes(router, {
+    db: deps.db,
+    audit,
+    authorizer: deps.authorizer,
+    log: deps.log,
+    defaults: deps.retention?.defaults ?? {
+      event_metadata: null,
+      redacted_media: null,
+      personal_media: null,
+    },
     now: deps.now ?? (() => new Date()),
   });
   router.use(notFoundHandler);

@@ -28,7 +28,11 @@ export type Action =
   | 'alerts:write'
   | 'alerts:cancel'
   | 'releases:read'
-  | 'releases:publish';
+  | 'releases:publish'
+  | 'retention:read'
+  | 'retention:write'
+  | 'holds:read'
+  | 'holds:write';
 
 /** Every action, for tests and tables. */
 export const ACTIONS: readonly Action[] = [
@@ -51,6 +55,10 @@ export const ACTIONS: readonly Action[] = [
   'alerts:cancel',
   'releases:read',
   'releases:publish',
+  'retention:read',
+  'retention:write',
+  'holds:read',
+  'holds:write',
 ];
 
 /**
@@ -103,6 +111,10 @@ export type Resource =
    * the agent). Publish: addressed as `releases.publisherTenant`, so only that tenant's admins can sign in.
    */
   | { readonly type: 'releases'; readonly tenant: string }
+  /** Retention policies and the retention check of a tenant (privacy/): tenant-wide only. */
+  | { readonly type: 'retention'; readonly tenant: string }
+  /** Legal holds and the two-admin setting of a tenant (privacy/): tenant-wide only. */
+  | { readonly type: 'holds'; readonly tenant: string }
   | {
       readonly type: 'media';
       readonly tenant: string;
@@ -136,6 +148,10 @@ export const ACTION_RESOURCE_TYPES: Readonly<Record<Action, readonly Resource['t
   'alerts:cancel': ['alerts'],
   'releases:read': ['releases'],
   'releases:publish': ['releases'],
+  'retention:read': ['retention'],
+  'retention:write': ['retention'],
+  'holds:read': ['holds'],
+  'holds:write': ['holds'],
 };
 
 /** Null when `action` applies to `resource`, else the reason to deny. */
@@ -193,6 +209,10 @@ const ROLE_GRANTS: Readonly<Record<Action, readonly string[]>> = {
   'alerts:cancel': ['admin', 'operator'],
   'releases:read': ['admin', 'operator', 'viewer', 'auditor'],
   'releases:publish': ['admin'],
+  'retention:read': ['admin', 'auditor'],
+  'retention:write': ['admin'],
+  'holds:read': ['admin', 'auditor'],
+  'holds:write': ['admin'],
 };
 
 /**

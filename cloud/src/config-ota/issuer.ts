@@ -16,6 +16,7 @@ import type { ConfigKind, Database } from '../storage/tables.js';
 import { configBodySchema, effectiveBodyProblems, toDeviceConfig, type ConfigBody } from './body.js';
 import { mergeConfigBodies, type ConfigScope } from './merge.js';
 import type { ConfigSigner } from './signing.js';
+import { applyEdgeLimits, type EdgeRetention } from '../privacy/edge.js';
 
 export type DeviceConfigStateName = 'pending' | 'applied' | 'failed' | 'rolled_back' | 'unknown';
 export type DeviceHealthName = 'ok' | 'degraded' | 'failing' | 'unknown';
@@ -96,6 +97,11 @@ export interface ConfigIssuerOptions {
   audit?: AuditLog | undefined;
   /** Config lifetime (expires_at - issued_at); default 7 days. */
   ttlSeconds?: number | undefined;
+  /**
+   * The edge media limits retention policies ask of each device (privacy/edge.ts): every issued body's
+   * `retention.edgeMediaMax*` is capped by them, so the agent enforces the policies offline. Default: none.
+   */
+  edgeRetention?: EdgeRetention | undefined;
   now?: (() => Date) | undefined;
 }
 
@@ -255,7 +261,13 @@ export class ConfigIssuer {
     if (deviceIds.length === 0) return [];
     const issuedAt = this.now();
     const expiresAt = new Date(issuedAt.getTime() + this.ttlMs);
-    const bodyJson = JSON.stringify(parsed.data);
+    const limits = await this.opts.edgeRetention?.(
+      input.tenantId,
+      deviceIds,
+      (parsed.data.cameras ?? []).map((c) => c.id),
+    );
+    // Each device's body: the input capped by the retention policies that cover it (what it is signed with).
+    const bodyOf = (deviceId: string): ConfigBody => applyEdgeLimits(parsed.data, limits?.get(deviceId));
     const kind: ConfigKind = input.kind ?? (input.rolloutId !== undefined ? 'rollout' : 'direct');
 
     const out = await this.db.transaction().execute(async (tx) => {
@@ -289,7 +301,7 @@ export class ConfigIssuer {
         const version = BigInt(r.desired_version) + 1n;
         const payload = toDeviceConfig(
           { version, tenantId: input.tenantId, deviceId: r.device_id, issuedAt, expiresAt },
-          parsed.data,
+          bodyOf(r.device_id),
         );
         const jws = await signer.sign(DeviceConfig.encode(payload).finish());
         results.push({ deviceId: r.device_id, version, signed: { jws, keyId: signer.kid, version } });
@@ -303,7 +315,7 @@ export class ConfigIssuer {
               tenant_id: input.tenantId,
               device_id: r.deviceId,
               version: r.version,
-              body: bodyJson,
+              body: JSON.stringify(bodyOf(r.deviceId)),
               jws: r.signed.jws,
               key_id: r.signed.keyId,
               rollout_id: input.rolloutId ?? null,

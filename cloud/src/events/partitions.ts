@@ -39,6 +39,12 @@ export interface PartitionJobOptions {
   retentionDays?: number;
   /** Records each dropped partition (system action `events.retention`). */
   audit?: AuditLog | undefined;
+  /**
+   * Whether a day due to be dropped still holds an event that must stay (a legal hold, or a retention policy
+   * longer than events.retentionDays: privacy/retention-job.ts partitionKeepsEvents). Such a day is kept
+   * whole and the retention job deletes its other events row by row.
+   */
+  keepsEvents?: ((day: string, now: Date) => Promise<boolean>) | undefined;
   daysAhead?: number;
   daysBack?: number;
   intervalMs?: number;
@@ -60,6 +66,8 @@ export class PartitionJob {
   private readonly runs: Counter<'result'>;
   private readonly created: Counter;
   private readonly dropped: Counter;
+  private readonly dropSkipped: Counter;
+  private readonly keepsEvents: PartitionJobOptions['keepsEvents'];
   private readonly retentionDays: number;
   private readonly audit: AuditLog | undefined;
   private readonly daysAhead: number;
@@ -76,6 +84,7 @@ export class PartitionJob {
   ) {
     this.retentionDays = opts.retentionDays ?? 0;
     this.audit = opts.audit;
+    this.keepsEvents = opts.keepsEvents;
     this.daysAhead = opts.daysAhead ?? 7;
     this.daysBack = opts.daysBack ?? 1;
     this.intervalMs = opts.intervalMs ?? 3_600_000;
@@ -95,6 +104,11 @@ export class PartitionJob {
     this.dropped = new Counter({
       name: 'vigil_cloud_partitions_dropped_total',
       help: 'Daily event partitions dropped by retention (events.retentionDays)',
+      registers: [metrics],
+    });
+    this.dropSkipped = new Counter({
+      name: 'vigil_cloud_partitions_drop_skipped_total',
+      help: 'Partition drops skipped because the day holds held events or events a longer policy keeps',
       registers: [metrics],
     });
   }
@@ -133,6 +147,11 @@ export class PartitionJob {
       for (const day of create) await this.store.ensurePartition(day);
       this.created.inc(create.length);
       for (const day of drop) {
+        if (this.keepsEvents && (await this.keepsEvents(day, now))) {
+          this.dropSkipped.inc();
+          this.log.info({ day }, 'event partition kept: it holds held events or events a policy keeps');
+          continue;
+        }
         const rows = await this.store.dropPartition(day);
         if (rows === null) continue; // dropped by another process meanwhile
         this.dropped.inc();

@@ -10,6 +10,8 @@ import { PartitionJob } from '../events/partitions.js';
 import { EventStore, type CommitHook, type NewEvent } from '../events/store.js';
 import { MediaConsumer } from '../media/consumer.js';
 import type { MediaStore } from '../media/store.js';
+import { defaultsFromConfig } from '../privacy/policies.js';
+import { partitionKeepsEvents } from '../privacy/retention-job.js';
 import type { Database } from '../storage/tables.js';
 import { CommittedFeed } from '../realtime/feed.js';
 import { IngestConsumer } from './consumer.js';
@@ -130,6 +132,17 @@ async function startEvents(
         now,
         retentionDays: config.events?.retentionDays ?? 0,
         audit: deps.audit,
+        // Legal holds and longer retention policies keep a day's partition (privacy/retention-job.ts).
+        keepsEvents: (day, at) =>
+          partitionKeepsEvents(
+            db,
+            defaultsFromConfig({
+              events: { retentionDays: config.events?.retentionDays ?? 0 },
+              media: config.media,
+            }),
+            day,
+            at,
+          ),
       })
     : undefined;
   await partitions?.start();

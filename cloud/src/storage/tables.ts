@@ -445,7 +445,7 @@ export interface AlertMessagesTable {
 export interface LegalHoldsTable {
   id: Generated<string>;
   tenant_id: string;
-  kind: 'event' | 'device' | 'camera_range';
+  kind: 'event' | 'device' | 'camera_range' | 'track';
   event_id: string | null;
   device_id: string | null;
   camera_id: string | null;
@@ -457,6 +457,38 @@ export interface LegalHoldsTable {
   released_by: string | null;
   released_at: Date | null;
   release_reason: string | null;
+  /** Migration 0025 (privacy/holds.ts): a track hold's track id, the two-admin state and who approved. */
+  track_id: ColumnType<string | null, string | null | undefined, string | null>;
+  state: ColumnType<LegalHoldState, LegalHoldState | undefined, LegalHoldState>;
+  approved_by: ColumnType<string | null, string | null | undefined, string | null>;
+  release_requested_by: ColumnType<string | null, string | null | undefined, string | null>;
+  release_requested_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
+}
+
+export type LegalHoldState = 'place_pending' | 'active' | 'release_pending' | 'released';
+
+/** Retention policies per tenant, site and camera and data class (migration 0025; cloud/src/privacy/). */
+export interface RetentionPoliciesTable {
+  tenant_id: string;
+  scope: 'tenant' | 'site' | 'camera';
+  site_id: string;
+  device_id: string;
+  camera_id: string;
+  data_class: 'event_metadata' | 'redacted_media' | 'personal_media';
+  max_age_hours: number | null;
+  /** bigint: pg returns it as a string. */
+  max_bytes: ColumnType<string | null, number | string | null, number | string | null>;
+  updated_by: string;
+  updated_at: Date;
+}
+
+/** Per-tenant privacy settings (migration 0025): the two-admin rule for legal holds. */
+export interface PrivacySettingsTable {
+  tenant_id: string;
+  holds_two_admin: boolean;
+  two_admin_off_requested_by: string | null;
+  updated_by: string;
+  updated_at: Date;
 }
 
 /** A scheduler leader lease (migration 0024; scheduler/lease.ts). Times are the database's. */
@@ -490,6 +522,8 @@ export interface Database {
   webhook_deliveries: WebhookDeliveriesTable;
   webhook_outbox: WebhookOutboxTable;
   legal_holds: LegalHoldsTable;
+  retention_policies: RetentionPoliciesTable;
+  privacy_settings: PrivacySettingsTable;
   alert_targets: AlertTargetsTable;
   alert_rules: AlertRulesTable;
   alert_incidents: AlertIncidentsTable;

@@ -28,6 +28,9 @@ export interface Fx {
   alertRule: string;
   alertIncident: string;
   alertMessage: string;
+  /** An active legal hold (released by the sample) and one placed under the two-admin rule (approved). */
+  hold: string;
+  holdPending: string;
   model: Buffer;
 }
 
@@ -48,6 +51,8 @@ export const fixture = (tenant: string, site: string, p: string): Fx => {
     alertRule: '',
     alertIncident: '',
     alertMessage: '',
+    hold: randomUUID(),
+    holdPending: randomUUID(),
     model: randomBytes(1024),
   };
 };
@@ -266,6 +271,41 @@ export function samples(fx: Fx, endRollouts: (tenant: string) => Promise<void>):
       phase: 1,
       crossTenantExempt: 'one release repository, read by every tenant (the agent is not tenant data)',
     },
+    listRetentionPolicies: { sample: {} },
+    setRetentionPolicy: {
+      sample: {
+        body: {
+          scope: 'site',
+          site_id: fx.site,
+          data_class: 'redacted_media',
+          max_age_days: 30,
+          max_bytes: 1e9,
+        },
+      },
+    },
+    deleteRetentionPolicy: {
+      sample: { body: { scope: 'site', site_id: fx.site, data_class: 'redacted_media' } },
+      phase: 1,
+    },
+    checkRetention: { sample: { query: { limit: '10' } } },
+    placeHold: {
+      sample: {
+        body: {
+          kind: 'camera_range',
+          device_id: fx.device,
+          camera_id: 'cam1',
+          from: since,
+          to: until,
+          reason: 'probe',
+        },
+      },
+    },
+    listHolds: { sample: { query: { state: 'all', limit: '10' } } },
+    getHold: { sample: { params: { id: fx.hold } } },
+    releaseHold: { sample: { params: { id: fx.hold }, body: reason } },
+    approveHold: { sample: { params: { id: fx.holdPending }, body: { note: 'probe' } } },
+    getPrivacySettings: { sample: {} },
+    setPrivacySettings: { sample: { body: { holds_two_admin: true } } },
     getOpenApiDocument: { sample: {} },
     getApiDocs: { sample: {} },
     getHealth: { sample: {} },

@@ -69,6 +69,12 @@ function resourcesFor(action: Action, tenant: string): Resource[] {
     case 'releases:read':
     case 'releases:publish':
       return [{ type: 'releases', tenant }];
+    case 'retention:read':
+    case 'retention:write':
+      return [{ type: 'retention', tenant }];
+    case 'holds:read':
+    case 'holds:write':
+      return [{ type: 'holds', tenant }];
     case 'rollouts:read':
     case 'rollouts:write':
       return [
@@ -113,6 +119,10 @@ export const GRANTS: Readonly<Record<Action, readonly Role[]>> = {
   'alerts:cancel': ['admin', 'operator'],
   'releases:read': ['admin', 'operator', 'viewer', 'auditor'],
   'releases:publish': ['admin'],
+  'retention:read': ['admin', 'auditor'],
+  'retention:write': ['admin'],
+  'holds:read': ['admin', 'auditor'],
+  'holds:write': ['admin'],
 };
 
 const ALL_ACTIONS = Object.keys(GRANTS) as Action[];

@@ -13,6 +13,8 @@ import { register as registerRelease } from './commands/release.js';
 import { register as registerWebhooks } from './commands/webhooks.js';
 import { register as registerAlerts } from './commands/alerts.js';
 import { register as registerRollout } from './commands/rollout.js';
+import { register as registerRetention } from './commands/retention.js';
+import { register as registerHolds } from './commands/holds.js';
 import { register as registerToken } from './commands/token.js';
 
 export const DEFAULT_API_URL = 'http://127.0.0.1:8080';
@@ -76,6 +78,9 @@ Examples:
   pnpm vigil release root init --keys-dir /media/vigil-keys
   pnpm vigil release publish vigil-agent-1.4.0-linux-x64.tar.gz --version 1.4.0 --channel stable \\
     --min-version 1.0.0 --keys-dir /media/vigil-keys --tenant vigil
+  pnpm vigil retention policies set --tenant dev --site hq --class redacted_media --max-age 30d --max-bytes 50GiB
+  pnpm vigil retention check --tenant dev
+  pnpm vigil holds place --tenant dev --device gw-1 --camera lobby --track 17 --reason 'incident 118'
   pnpm vigil dlq list
   pnpm vigil dlq show 12
   pnpm vigil dlq replay 12 13
@@ -97,6 +102,8 @@ Exit codes: 0 done, 1 failed (or something was not replayed), 2 usage error.`,
   registerWebhooks(program, ctx);
   registerAlerts(program, ctx);
   registerRelease(program, ctx);
+  registerRetention(program, ctx);
+  registerHolds(program, ctx);
   return program;
 }
 
