@@ -43,6 +43,8 @@ import { ConfigError } from './lib/errors.js';
 import { MediaRepository } from './media/repository.js';
 import { MediaRetentionJob } from './media/retention.js';
 import { FsMediaStore, type MediaStore } from './media/store.js';
+import { ErasureJob } from './privacy/erasure-job.js';
+import { loadExportKey } from './privacy/evidence.js';
 import { startReleases } from './releases/start.js';
 import type { Releases } from './releases/routes.js';
 import { RolloutExecutor } from './rollouts/executor.js';
@@ -325,6 +327,25 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
       closers.push(() => retention.stop());
     }
 
+    // Scoped erasure (privacy/erasure-job.ts): every process runs the job, one at a time works (advisory lock).
+    const erasure = new ErasureJob({
+      db,
+      store: media.store,
+      audit,
+      log,
+      metrics,
+      now: deps.now,
+      batchSize: config.privacy.erasure.batchSize,
+      storeConcurrency: config.privacy.erasure.storeConcurrency,
+      pollIntervalMs: config.privacy.erasure.pollIntervalSeconds * 1000,
+    });
+    erasure.start();
+    closers.push(() => erasure.stop());
+    // Evidence export signing key: a bad file fails the start (exit 78), not the first export.
+    const exportKey = config.privacy.export.signingKeyFile
+      ? loadExportKeyOrFail(config.privacy.export.signingKeyFile)
+      : undefined;
+
     registerDeviceGauge(db, metrics, config.fleet.offlineAfterSeconds, deps.now);
 
     // One Redis client for the API rate limits; closed after the HTTP server (closers run in reverse).
@@ -355,6 +376,11 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
       media,
       alerts: { store: alertStore },
       releases,
+      privacy: {
+        exportKey,
+        exportLimits: config.privacy.export,
+        nudge: () => erasure.nudge(),
+      },
       webhooks: {
         store: webhookStore,
         policy: {
@@ -465,5 +491,13 @@ function readConfigFile(path: string, key: string): string {
     return readFileSync(path, 'utf8');
   } catch (cause) {
     throw new ConfigError(`${key}: ${path} cannot be read`, { cause });
+  }
+}
+
+function loadExportKeyOrFail(path: string): ReturnType<typeof loadExportKey> {
+  try {
+    return loadExportKey(path);
+  } catch (cause) {
+    throw new ConfigError((cause as Error).message, { cause });
   }
 }

@@ -283,6 +283,10 @@ describe('OpenAPI document', () => {
         case 'releases:read':
         case 'releases:publish':
           return { type: 'releases', tenant: 'acme' };
+        case 'erasures:read':
+        case 'erasures:write':
+        case 'exports:create':
+          return { type: 'privacy', tenant: 'acme' };
         case 'configs:read':
         case 'configs:write':
           return { type: 'configs', tenant: 'acme' };

@@ -82,6 +82,7 @@ describe('Cedar policy set', () => {
       webhooks: ['Tenant'],
       alerts: ['Tenant'],
       releases: ['Tenant'],
+      privacy: ['Tenant'],
     };
     for (const action of ACTIONS) {
       const expected = new Set(ACTION_RESOURCE_TYPES[action].flatMap((t) => cedarTypes[t]));

@@ -60,6 +60,8 @@ const AUDITED_DENIALS: Readonly<Record<Exclude<Action, `${string}:read`>, string
   'alerts:write': 'alert.write',
   'alerts:cancel': 'alert.cancel',
   'releases:publish': 'release.publish',
+  'erasures:write': 'erasure.request',
+  'exports:create': 'evidence.export',
 };
 
 function resourceRef(r: Resource): string {

@@ -16,6 +16,7 @@ import type { Database } from '../storage/tables.js';
 import type { UrlPolicy } from '../integrations/ssrf.js';
 import type { WebhookStore } from '../integrations/store.js';
 import type { AlertStore } from '../alerts/store.js';
+import type { ApiDeps } from './router.js';
 import type { HttpMount } from './http.js';
 import { rateLimitMiddleware, type RateLimiter } from './ratelimit.js';
 import { createApiRouter } from './router.js';
@@ -40,6 +41,8 @@ export interface ApiMountDeps {
   webhooks?: { store: WebhookStore; policy: UrlPolicy } | undefined;
   /** The alert store shared with the commit hook. */
   alerts?: { store: AlertStore } | undefined;
+  /** Erasure and export (privacy/). */
+  privacy?: ApiDeps['privacy'];
   /** API rate limits (config rateLimit); default: none. */
   rateLimiter?: RateLimiter | undefined;
 }
@@ -74,6 +77,7 @@ export function createApiMounts(
     webhooks: deps.webhooks,
     alerts: deps.alerts,
     senderDomain: config.alerts.senderDomain,
+    privacy: deps.privacy,
   });
   return [{ path: '/v1', handler: router }];
 }

@@ -31,6 +31,7 @@ import { auditPageSchema, listAuditQuerySchema } from '../audit/routes.js';
 import { alertOperations } from '../alerts/api-operations.js';
 import { webhookOperations } from '../integrations/routes.js';
 import { releaseOperations } from '../releases/routes.js';
+import { privacyOperations } from '../privacy/routes.js';
 import {
   configDocumentViewSchema,
   configPathParams,
@@ -509,6 +510,7 @@ export function apiOperations(maxPageSize: number): ApiOperation[] {
     ...webhookOperations(),
     ...alertOperations(),
     ...releaseOperations(),
+    ...privacyOperations(),
     {
       method: 'get',
       mount: '/v1',
@@ -592,6 +594,10 @@ const TAGS = [
   {
     name: 'Agency alerts',
     description: 'CAP 1.2 alerts to agencies: rules, targets, incidents, messages, dead letters.',
+  },
+  {
+    name: 'Privacy',
+    description: 'Scoped erasure requests and signed evidence exports.',
   },
   {
     name: 'Releases',

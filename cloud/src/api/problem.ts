@@ -62,6 +62,8 @@ export const PROBLEM_KINDS: Readonly<Record<string, ProblemKind>> = {
   MEDIA_GONE: { status: 410, slug: 'media-gone', title: 'Media deleted' },
   // Erasure of media under an active legal hold (media/holds.ts).
   MEDIA_HELD: { status: 409, slug: 'media-held', title: 'Media under legal hold' },
+  // An evidence export whose scope is over config privacy.export limits (privacy/export.ts).
+  EXPORT_TOO_LARGE: { status: 422, slug: 'export-too-large', title: 'Export scope too large' },
   // Release metadata (releases/): signed by a key root does not list, or not the next version.
   RELEASE_SIGNATURE_INVALID: {
     status: 422,

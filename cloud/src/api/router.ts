@@ -48,6 +48,10 @@ import { mountAlertRoutes } from '../alerts/routes.js';
 import { AlertStore } from '../alerts/store.js';
 import type { UrlPolicy } from '../integrations/ssrf.js';
 import { WebhookStore } from '../integrations/store.js';
+import { ErasureStore } from '../privacy/erasure-store.js';
+import type { ExportKey } from '../privacy/evidence.js';
+import type { ExportLimits } from '../privacy/export.js';
+import { mountPrivacyRoutes } from '../privacy/routes.js';
 
 /** Largest request body the API parses (JSON bodies, e.g. POST /v1/enrollment-tokens). */
 export const API_BODY_LIMIT = '256kb';
@@ -84,6 +88,11 @@ export interface ApiDeps {
   alerts?: { store: AlertStore } | undefined;
   /** config alerts.senderDomain (CAP sender of operator cancels). */
   senderDomain?: string | undefined;
+  /**
+   * Erasure and export (privacy/): the export signing key and limits (config privacy.export), and the erasure
+   * job's nudge; default: no key (exports are a 503), default limits, no job to nudge (it polls).
+   */
+  privacy?: { exportKey: ExportKey | undefined; exportLimits: ExportLimits; nudge: () => void } | undefined;
   /** Config api.idempotency (Idempotency-Key on POST and PATCH); default: 24 h, 60 s. */
   idempotency?: IdempotencyOptions | undefined;
 }
@@ -297,6 +306,22 @@ export function createApiRouter(deps: ApiDeps): Router {
     log: deps.log,
     senderDomain: deps.senderDomain ?? 'vigil.invalid',
     now: deps.now ?? (() => new Date()),
+  });
+  mountPrivacyRoutes(router, {
+    db: deps.db,
+    erasures: new ErasureStore(deps.db, audit, deps.now),
+    store: deps.media?.store,
+    audit,
+    authorizer: deps.authorizer,
+    log: deps.log,
+    now: deps.now,
+    exportKey: deps.privacy?.exportKey,
+    exportLimits: deps.privacy?.exportLimits ?? {
+      maxBytes: 512 * 1024 * 1024,
+      maxEvents: 10_000,
+      maxMedia: 10_000,
+    },
+    nudge: deps.privacy?.nudge ?? (() => undefined),
   });
   router.use(notFoundHandler);
   router.use(countRejections(rejected));

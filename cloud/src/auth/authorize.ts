@@ -28,7 +28,10 @@ export type Action =
   | 'alerts:write'
   | 'alerts:cancel'
   | 'releases:read'
-  | 'releases:publish';
+  | 'releases:publish'
+  | 'erasures:read'
+  | 'erasures:write'
+  | 'exports:create';
 
 /** Every action, for tests and tables. */
 export const ACTIONS: readonly Action[] = [
@@ -51,6 +54,9 @@ export const ACTIONS: readonly Action[] = [
   'alerts:cancel',
   'releases:read',
   'releases:publish',
+  'erasures:read',
+  'erasures:write',
+  'exports:create',
 ];
 
 /**
@@ -103,6 +109,8 @@ export type Resource =
    * the agent). Publish: addressed as `releases.publisherTenant`, so only that tenant's admins can sign in.
    */
   | { readonly type: 'releases'; readonly tenant: string }
+  /** Erasure requests and evidence exports of a tenant (privacy/): tenant-wide only. */
+  | { readonly type: 'privacy'; readonly tenant: string }
   | {
       readonly type: 'media';
       readonly tenant: string;
@@ -136,6 +144,9 @@ export const ACTION_RESOURCE_TYPES: Readonly<Record<Action, readonly Resource['t
   'alerts:cancel': ['alerts'],
   'releases:read': ['releases'],
   'releases:publish': ['releases'],
+  'erasures:read': ['privacy'],
+  'erasures:write': ['privacy'],
+  'exports:create': ['privacy'],
 };
 
 /** Null when `action` applies to `resource`, else the reason to deny. */
@@ -193,6 +204,9 @@ const ROLE_GRANTS: Readonly<Record<Action, readonly string[]>> = {
   'alerts:cancel': ['admin', 'operator'],
   'releases:read': ['admin', 'operator', 'viewer', 'auditor'],
   'releases:publish': ['admin'],
+  'erasures:read': ['admin', 'auditor'],
+  'erasures:write': ['admin'],
+  'exports:create': ['admin'],
 };
 
 /**

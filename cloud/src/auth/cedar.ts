@@ -210,6 +210,7 @@ export function resourceEntity(r: Resource): EntityJson {
     case 'webhooks':
     case 'alerts':
     case 'releases':
+    case 'privacy':
       return { uid: uid('Tenant', r.tenant), attrs: { tenant: r.tenant }, parents: [] };
     case 'audit-log':
       return { uid: uid('AuditLog', r.tenant), attrs: { tenant: r.tenant }, parents: [] };

@@ -12,7 +12,11 @@ const armed = new Set(
 );
 
 /** The crash points the code has (documented in cloud/README.md, "Crash tests"). */
-export type FailpointName = 'ingest.after_commit' | 'webhooks.relay.after_publish';
+export type FailpointName =
+  | 'ingest.after_commit'
+  | 'webhooks.relay.after_publish'
+  // erasure: a batch's media bytes are deleted, its tombstones and cursor not committed yet
+  | 'erasure.after_store_delete';
 
 export function failpoint(name: FailpointName): void {
   if (armed.size > 0 && armed.has(name)) process.kill(process.pid, 'SIGKILL');

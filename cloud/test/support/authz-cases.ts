@@ -69,6 +69,10 @@ function resourcesFor(action: Action, tenant: string): Resource[] {
     case 'releases:read':
     case 'releases:publish':
       return [{ type: 'releases', tenant }];
+    case 'erasures:read':
+    case 'erasures:write':
+    case 'exports:create':
+      return [{ type: 'privacy', tenant }];
     case 'rollouts:read':
     case 'rollouts:write':
       return [
@@ -113,6 +117,9 @@ export const GRANTS: Readonly<Record<Action, readonly Role[]>> = {
   'alerts:cancel': ['admin', 'operator'],
   'releases:read': ['admin', 'operator', 'viewer', 'auditor'],
   'releases:publish': ['admin'],
+  'erasures:read': ['admin', 'auditor'],
+  'erasures:write': ['admin'],
+  'exports:create': ['admin'],
 };
 
 const ALL_ACTIONS = Object.keys(GRANTS) as Action[];

@@ -7,11 +7,12 @@
 #   input.action     "events:read" | "devices:read" | "devices:revoke" | "enrollment-tokens:create" |
 #                    "enrollment-tokens:read" | "audit:read" | "media:read" | "media:erase" | "configs:read" |
 #                    "configs:write" | "rollouts:read" | "rollouts:write" | "webhooks:read" | "webhooks:write" |
-#                    "releases:read" | "releases:publish"
+#                    "releases:read" | "releases:publish" | "erasures:read" | "erasures:write" |
+#                    "exports:create"
 #   input.resource   {"type", "tenant", ...} exactly as cloud/src/auth/authorize.ts (Resource) defines it:
 #                    collections "events" | "devices" | "enrollment-tokens" | "configs" | "rollouts" with an
 #                    optional "site";
-#                    "audit-log"; "webhooks" and "releases" (tenant-wide, never with a site); single resources "event" | "device" | "media" with "id" and, once loaded,
+#                    "audit-log"; "webhooks", "releases" and "privacy" (tenant-wide, never with a site); single resources "event" | "device" | "media" with "id" and, once loaded,
 #                    "site" (null: a device at no site), "camera", "dataClass".
 # An absent attribute of a single resource means "not loaded yet" (the cloud asks again once it is).
 #
@@ -59,12 +60,15 @@ applies_to := {
 	"alerts:cancel": {"alerts"},
 	"releases:read": {"releases"},
 	"releases:publish": {"releases"},
+	"erasures:read": {"privacy"},
+	"erasures:write": {"privacy"},
+	"exports:create": {"privacy"},
 }
 
 valid_request if input.resource.type in applies_to[input.action]
 
 # Reading metadata: the Cedar action group "read" (media:read is not in it).
-read_actions := {"events:read", "devices:read", "enrollment-tokens:read", "audit:read", "configs:read", "rollouts:read", "webhooks:read", "alerts:read", "releases:read"}
+read_actions := {"events:read", "devices:read", "enrollment-tokens:read", "audit:read", "configs:read", "rollouts:read", "webhooks:read", "alerts:read", "releases:read", "erasures:read"}
 
 collection_types := {"events", "devices", "enrollment-tokens", "configs", "rollouts"}
 
@@ -96,7 +100,7 @@ tenant_wide if {
 
 tenant_wide if input.resource.type == "audit-log"
 
-tenant_wide if input.resource.type in {"webhooks", "releases"}
+tenant_wide if input.resource.type in {"webhooks", "releases", "privacy"}
 
 tenant_wide if input.resource.type == "alerts"
 
