@@ -10,6 +10,7 @@ import { register as registerEnrollToken } from './commands/enroll-token.js';
 import { register as registerEvents } from './commands/events.js';
 import { register as registerMedia } from './commands/media.js';
 import { register as registerRelease } from './commands/release.js';
+import { register as registerPrivacy } from './commands/privacy.js';
 import { register as registerWebhooks } from './commands/webhooks.js';
 import { register as registerAlerts } from './commands/alerts.js';
 import { register as registerRollout } from './commands/rollout.js';
@@ -76,6 +77,10 @@ Examples:
   pnpm vigil release root init --keys-dir /media/vigil-keys
   pnpm vigil release publish vigil-agent-1.4.0-linux-x64.tar.gz --version 1.4.0 --channel stable \\
     --min-version 1.0.0 --keys-dir /media/vigil-keys --tenant vigil
+  pnpm vigil erase --tenant dev --device gw-1 --camera lobby --from 2026-12-07T09:00:00Z --to 2026-12-07T10:00:00Z \\
+    --reason 'DSR 4471' --yes
+  pnpm vigil export --tenant dev --event 0190f5c2-8a3e-7b1c-9d2e-4f5a6b7c8d9e --reason 'case 17' -o evidence.tar
+  pnpm vigil export verify evidence.tar --public-key export-key.pem
   pnpm vigil dlq list
   pnpm vigil dlq show 12
   pnpm vigil dlq replay 12 13
@@ -97,6 +102,7 @@ Exit codes: 0 done, 1 failed (or something was not replayed), 2 usage error.`,
   registerWebhooks(program, ctx);
   registerAlerts(program, ctx);
   registerRelease(program, ctx);
+  registerPrivacy(program, ctx);
   return program;
 }
 
