@@ -28,6 +28,8 @@ export interface Fx {
   alertRule: string;
   alertIncident: string;
   alertMessage: string;
+  /** An erasure request of the tenant (scope: an event id nobody has; seeded by the probe). */
+  erasure: string;
   model: Buffer;
 }
 
@@ -48,6 +50,7 @@ export const fixture = (tenant: string, site: string, p: string): Fx => {
     alertRule: '',
     alertIncident: '',
     alertMessage: '',
+    erasure: '',
     model: randomBytes(1024),
   };
 };
@@ -266,6 +269,13 @@ export function samples(fx: Fx, endRollouts: (tenant: string) => Promise<void>):
       phase: 1,
       crossTenantExempt: 'one release repository, read by every tenant (the agent is not tenant data)',
     },
+    // Erasure of an event id nobody has: a valid request that erases nothing of the probe's fixtures.
+    createErasure: {
+      sample: { body: { scope: { kind: 'event', event_ids: [randomUUID()] }, reason: 'probe' } },
+    },
+    getErasure: { sample: { params: { id: fx.erasure } } },
+    createExport: { sample: { body: { scope: { kind: 'event', event_ids: [fx.event] }, reason: 'probe' } } },
+    getExportPublicKey: { sample: {} },
     getOpenApiDocument: { sample: {} },
     getApiDocs: { sample: {} },
     getHealth: { sample: {} },
