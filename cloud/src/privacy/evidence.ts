@@ -1,4 +1,4 @@
-import { createHash, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { CompactSign, compactVerify, decodeProtectedHeader } from 'jose';
 import { z } from 'zod';
@@ -116,7 +116,7 @@ export function parseExportPublicKey(text: string, where: string): KeyObject {
       key =
         typeof json.pem === 'string'
           ? createPublicKey(json.pem)
-          : createPublicKey({ key: json as import('node:crypto').JsonWebKey, format: 'jwk' });
+          : createPublicKey({ key: json as JsonWebKey, format: 'jwk' });
     } else key = createPublicKey(trimmed);
   } catch (cause) {
     throw new EvidenceError(

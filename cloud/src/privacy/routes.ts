@@ -14,7 +14,7 @@ import type { Database } from '../storage/tables.js';
 import { ExportUnavailableError } from './evidence-errors.js';
 import type { ExportKey } from './evidence.js';
 import { planExport, writeExport, type ExportLimits } from './export.js';
-import { ErasureStore, erasureViewSchema, toErasureView } from './erasure-store.js';
+import { erasureViewSchema, toErasureView, type ErasureStore } from './erasure-store.js';
 import { scopeSchema, type ExportScope } from './scope.js';
 
 /*
@@ -198,7 +198,7 @@ export function mountPrivacyRoutes(router: Router, deps: PrivacyRoutesDeps): voi
         throw new ExportUnavailableError(
           'No export signing key is configured (privacy.export.signingKeyFile).',
         );
-      const scope = body.scope as ExportScope;
+      const scope: ExportScope = body.scope;
       const plan = await planExport(deps.db, principal.tenant, scope, deps.exportLimits);
       res.status(200).set({
         'Content-Type': 'application/x-tar',

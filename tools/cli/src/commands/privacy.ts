@@ -217,10 +217,7 @@ Examples:
       const tmp = `${o.output}.part`;
       try {
         if (!res.body) throw new CliError('the API answered without an archive', 1);
-        await pipeline(
-          Readable.fromWeb(res.body as import('node:stream/web').ReadableStream),
-          createWriteStream(tmp, { mode: 0o600 }),
-        );
+        await pipeline(Readable.fromWeb(res.body), createWriteStream(tmp, { mode: 0o600 }));
       } catch (err) {
         rmSync(tmp, { force: true });
         if (err instanceof CliError) throw err;
