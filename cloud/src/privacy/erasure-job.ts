@@ -59,6 +59,10 @@ const EXACT = (col: string) =>
  * it is; an object whose bytes could not be deleted stays live and is counted as failed. Then the events:
  * the same walk, each event tombstoned (personal fields cleared, erased_at set). At the end the request is
  * done and `erasure.complete` (counts only) is on the audit log, in the same transaction.
+ *
+ * Holds are read in the statement that selects a batch: a hold placed while that batch is in flight (a few
+ * hundred milliseconds) does not stop it; every later batch sees it. Rows locked by the batch wait for it
+ * (media erase of one object, retention), so nothing is deleted twice.
  */
 export class ErasureJob {
   private timer: NodeJS.Timeout | undefined;
