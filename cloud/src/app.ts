@@ -44,6 +44,8 @@ import { MediaRepository } from './media/repository.js';
 import { edgeRetention } from './privacy/edge.js';
 import { defaultsFromConfig } from './privacy/policies.js';
 import { FsMediaStore, type MediaStore } from './media/store.js';
+import { ErasureJob } from './privacy/erasure-job.js';
+import { loadExportKey } from './privacy/evidence.js';
 import { startReleases } from './releases/start.js';
 import type { Releases } from './releases/routes.js';
 import type { CloudRole } from './config/roles.js';
@@ -347,6 +349,30 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
     });
     closers.push(() => ingest.stop());
 
+    // Scoped erasure (privacy/erasure-job.ts): the scheduler role runs the job, one process at a time works
+    // (a transaction-held advisory lock); other processes' API nudges are no-ops (the job also polls).
+    const erasure = has('scheduler')
+      ? new ErasureJob({
+          db,
+          store: media.store,
+          audit,
+          log,
+          metrics,
+          now: deps.now,
+          batchSize: config.privacy.erasure.batchSize,
+          storeConcurrency: config.privacy.erasure.storeConcurrency,
+          pollIntervalMs: config.privacy.erasure.pollIntervalSeconds * 1000,
+        })
+      : undefined;
+    if (erasure) {
+      erasure.start();
+      closers.push(() => erasure.stop());
+    }
+    // Evidence export signing key: a bad file fails the start (exit 78), not the first export.
+    const exportKey = config.privacy.export.signingKeyFile
+      ? loadExportKeyOrFail(config.privacy.export.signingKeyFile)
+      : undefined;
+
     registerDeviceGauge(db, metrics, config.fleet.offlineAfterSeconds, deps.now);
 
     // One Redis client for the API rate limits; closed after the HTTP server (closers run in reverse).
@@ -381,6 +407,11 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
           media,
           alerts: { store: alertStore },
           releases,
+          privacy: {
+            exportKey,
+            exportLimits: config.privacy.export,
+            nudge: () => erasure?.nudge(),
+          },
           webhooks: {
             store: webhookStore,
             policy: {
@@ -514,5 +545,13 @@ function readConfigFile(path: string, key: string): string {
     return readFileSync(path, 'utf8');
   } catch (cause) {
     throw new ConfigError(`${key}: ${path} cannot be read`, { cause });
+  }
+}
+
+function loadExportKeyOrFail(path: string): ReturnType<typeof loadExportKey> {
+  try {
+    return loadExportKey(path);
+  } catch (cause) {
+    throw new ConfigError((cause as Error).message, { cause });
   }
 }

@@ -124,6 +124,22 @@ export { MediaRepository, type MediaRow, type NewMedia } from './media/repositor
 export { FsMediaStore, mediaKeyFor, type MediaStore } from './media/store.js';
 export { MediaRetentionJob, retentionCutoff } from './media/retention.js';
 export { HoldError, LegalHolds, mediaHeld, type HoldScope } from './media/holds.js';
+export { ErasureJob, ERASURE_LOCK, type BatchResult } from './privacy/erasure-job.js';
+export { ErasureStore, toErasureView, type ErasureView } from './privacy/erasure-store.js';
+export { EvidenceError, ExportTooLargeError } from './privacy/evidence-errors.js';
+export {
+  EVIDENCE_FORMAT,
+  exportKeyId,
+  loadExportKey,
+  MANIFEST_FILE,
+  parseExportPublicKey,
+  SIGNATURE_FILE,
+  verifyEvidence,
+  type EvidenceManifest,
+  type VerifiedEvidence,
+} from './privacy/evidence.js';
+export { scopeSchema, type Scope } from './privacy/scope.js';
+export { readTar, tarEntry, TAR_END } from './privacy/tar.js';
 export {
   eventHeldSql,
   heldScopes,

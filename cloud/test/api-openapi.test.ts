@@ -289,6 +289,10 @@ describe('OpenAPI document', () => {
         case 'holds:read':
         case 'holds:write':
           return { type: 'holds', tenant: 'acme' };
+        case 'erasures:read':
+        case 'erasures:write':
+        case 'exports:create':
+          return { type: 'privacy', tenant: 'acme' };
         case 'configs:read':
         case 'configs:write':
           return { type: 'configs', tenant: 'acme' };

@@ -42,6 +42,7 @@ describe('PostgreSQL migrations', () => {
       '0021_legal_holds',
       '0024_scheduler_leases',
       '0025_retention_policies',
+      '0026_erasure',
       '0027_alerts_eido_pull',
     ]);
     expect(await tables(db)).toEqual(
@@ -102,6 +103,8 @@ describe('PostgreSQL migrations', () => {
       select count(*)::int as n from information_schema.columns
       where table_name = 'alert_incidents' and column_name = 'last_seen_at'`.execute(db);
     expect(lastSeen.rows[0]?.n).toBe(0);
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0026_erasure']);
+    expect(await tables(db)).not.toContain('erasure_requests');
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0025_retention_policies']);
     expect(await tables(db)).not.toContain('retention_policies');
     // Holds of 0021 (one active, one released) keep their meaning when 0025 generalizes the table.
@@ -112,6 +115,7 @@ describe('PostgreSQL migrations', () => {
       values ('mh', 'device', 'gw2', 'r', 'a', 'b', now(), 'done')`.execute(db);
     expect(await migrateToLatest(db as Kysely<unknown>)).toEqual([
       '0025_retention_policies',
+      '0026_erasure',
       '0027_alerts_eido_pull',
     ]);
     const states = await sql<{ device_id: string; state: string }>`
@@ -121,6 +125,7 @@ describe('PostgreSQL migrations', () => {
       { device_id: 'gw2', state: 'released' },
     ]);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0027_alerts_eido_pull']);
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0026_erasure']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0025_retention_policies']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0024_scheduler_leases']);
     expect(await tables(db)).not.toContain('scheduler_leases');
@@ -200,12 +205,14 @@ describe('PostgreSQL migrations', () => {
       '0021_legal_holds',
       '0024_scheduler_leases',
       '0025_retention_policies',
+      '0026_erasure',
       '0027_alerts_eido_pull',
     ]);
   });
 
   it('0013 backfills current NATS keys; of two active devices sharing one, the first enrolled keeps it', async () => {
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0027_alerts_eido_pull']);
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0026_erasure']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0025_retention_policies']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0024_scheduler_leases']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0021_legal_holds']);
@@ -242,6 +249,7 @@ describe('PostgreSQL migrations', () => {
       '0021_legal_holds',
       '0024_scheduler_leases',
       '0025_retention_policies',
+      '0026_erasure',
       '0027_alerts_eido_pull',
     ]);
     const rows = await db

@@ -84,6 +84,7 @@ describe('Cedar policy set', () => {
       releases: ['Tenant'],
       retention: ['Tenant'],
       holds: ['Tenant'],
+      privacy: ['Tenant'],
     };
     for (const action of ACTIONS) {
       const expected = new Set(ACTION_RESOURCE_TYPES[action].flatMap((t) => cedarTypes[t]));

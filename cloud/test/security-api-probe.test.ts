@@ -7,7 +7,7 @@
 // What must hold: no 5xx, ever; every 4xx is problem+json; a bad input sent by a caller the route allows is a
 // 400 naming the field; another tenant's ids are never a 2xx; a role the registry does not grant never gets a
 // 2xx; no refused request changes PostgreSQL. It ends printing `tried=N refused=N`.
-import { randomBytes, randomUUID } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +18,7 @@ import { apiOperations, isIdempotent, type ApiOperation } from '../src/api/opena
 import { ensureDevConfigSigningKey } from '../src/index.js';
 import { AlertStore } from '../src/alerts/store.js';
 import { WebhookStore } from '../src/integrations/store.js';
+import { ErasureStore } from '../src/privacy/erasure-store.js';
 import { MediaRepository } from '../src/media/repository.js';
 import { FsMediaStore, mediaKeyFor } from '../src/media/store.js';
 import { insertEvents, PROBLEM_JSON, useApiCloud } from './api-fixtures.js';
@@ -47,6 +48,12 @@ const FULL = process.env.API_PROBE_FULL === '1';
 const tmp = mkdtempSync(join(tmpdir(), 'vigil-api-probe-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 const signingKey = ensureDevConfigSigningKey(join(tmp, 'keys'));
+// The evidence export signing key (privacy.export.signingKeyFile), made for this run.
+const exportKeyFile = join(tmp, 'export-key.pem');
+writeFileSync(
+  exportKeyFile,
+  generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
+);
 const A = fixture('initech', 'hq', 'a');
 const B = fixture('globex', 'plant', 'g');
 
@@ -109,6 +116,7 @@ function judge(c: Case, res: RawResponse): string[] {
         other.webhook,
         other.alertTarget,
         other.alertIncident,
+        other.erasure,
       ])
         if (m !== '' && res.text.includes(m))
           out.push(`${status}: the answer holds ${m} of the other tenant`);
@@ -129,6 +137,7 @@ describe('API adversarial probe (every route x role x tenant x hostile input)', 
     media: { dir: join(tmp, 'media') },
     models: { dir: join(tmp, 'models'), maxBytes: 64 * 1024 },
     releases: { dir: join(tmp, 'releases'), publisherTenant: RELEASE_PUBLISHER },
+    privacy: { export: { signingKeyFile: exportKeyFile } },
     // Getters: evaluated when the cloud starts, after Redis and the signing key exist.
     get rateLimit() {
       return { redisUrl: redis().url, tenant: generous, client: generous };
@@ -318,6 +327,14 @@ describe('API adversarial probe (every route x role x tenant x hostile input)', 
           })),
         )
         .execute();
+      fx.erasure = (
+        await new ErasureStore(db, api.cloud().audit, () => new Date()).create(
+          fx.tenant,
+          { kind: 'event', event_ids: [randomUUID()] },
+          'probe',
+          `admin@${fx.tenant}`,
+        )
+      ).id;
       specs.set(fx, samples(fx, endRollouts));
       for (const role of roles)
         callers.push({

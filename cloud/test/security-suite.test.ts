@@ -3,12 +3,16 @@
 // Cross-tenant coverage is derived from the OpenAPI route registry: every route with a path parameter must
 // have a probe here, or the coverage test fails and names it.
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { exportJWK, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiOperations } from '../src/api/openapi.js';
 import { WebhookStore } from '../src/integrations/store.js';
 import { MediaRepository } from '../src/media/repository.js';
 import { LegalHolds } from '../src/privacy/legal-holds.js';
+import { ErasureStore } from '../src/privacy/erasure-store.js';
 import { AUDIENCE, insertEvents, ISSUER, uuidV7, useApiCloud } from './api-fixtures.js';
 
 const tally = { tried: 0, refused: 0, failed: [] as string[] };
@@ -29,15 +33,22 @@ async function refused(
 
 const A = 'acme';
 const B = 'globex';
+// The evidence export signing key (privacy.export.signingKeyFile), made for this run.
+const exportKeyFile = join(mkdtempSync(join(tmpdir(), 'vigil-security-')), 'export-key.pem');
+writeFileSync(
+  exportKeyFile,
+  generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
+);
 
 describe('API security suite', () => {
-  const api = useApiCloud();
+  const api = useApiCloud({ privacy: { export: { signingKeyFile: exportKeyFile } } });
   const now = (): number => Math.floor(Date.now() / 1000);
   const bEvent = uuidV7(Date.now() - 60_000);
   const bRollout = randomUUID();
   const bMedia = uuidV7(Date.now() - 60_000);
   let bWebhook = '';
   let bHold = '';
+  let bErasure = '';
   let admin: string;
   let viewer: string;
 
@@ -110,6 +121,15 @@ describe('API security suite', () => {
       error: null,
       durationMs: 5,
     });
+    // B's erasure request (of an event id nobody has: it erases nothing).
+    bErasure = (
+      await new ErasureStore(api.cloud().db, api.cloud().audit, () => new Date()).create(
+        B,
+        { kind: 'event', event_ids: [randomUUID()] },
+        'x',
+        'admin@globex',
+      )
+    ).id;
     admin = await api.token(A, ['admin']);
     viewer = await api.token(A, ['viewer']);
   });
@@ -270,6 +290,7 @@ describe('API security suite', () => {
         { method: 'POST', path: () => `/v1/holds/${bHold}/release`, body: { reason: 'x' } },
       ],
       'post /holds/:id/approve': [{ method: 'POST', path: () => `/v1/holds/${bHold}/approve`, body: {} }],
+      'get /erasures/:id': [{ method: 'GET', path: () => `/v1/erasures/${bErasure}` }],
       'get /configs/:scope/:scopeId': [
         { method: 'GET', path: () => '/v1/configs/device/gw-b' },
         { method: 'GET', path: () => '/v1/configs/site/plant' },
@@ -323,7 +344,8 @@ describe('API security suite', () => {
             .replace(bRollout, randomUUID())
             .replace(bMedia, uuidV7(Date.now()))
             .replace(bWebhook, randomUUID())
-            .replace(bHold, randomUUID());
+            .replace(bHold, randomUUID())
+            .replace(bErasure, randomUUID());
           const missing = await call(nowhere, admin, {
             method: p.method,
             ...(p.body ? { body: JSON.stringify(p.body) } : {}),
@@ -378,6 +400,65 @@ describe('API security suite', () => {
       },
     );
 
+    it('an evidence export naming B’s ids is a 404 like a missing id', async () => {
+      const at = Date.now();
+      const bodies = [
+        { scope: { kind: 'event', event_ids: [bEvent] }, reason: 'x' },
+        { scope: { kind: 'track', device_id: 'gw-b', track_id: 't0' }, reason: 'x' },
+        {
+          scope: {
+            kind: 'camera',
+            device_id: 'gw-b',
+            camera_id: 'cam1',
+            from: new Date(at - 3_600_000).toISOString(),
+            to: new Date(at).toISOString(),
+          },
+          reason: 'x',
+        },
+      ];
+      for (const body of bodies)
+        await refused(
+          `cross-tenant export ${body.scope.kind}`,
+          call('/v1/exports', admin, { method: 'POST', body: JSON.stringify(body) }),
+          [404],
+        );
+    });
+
+    it('an erasure naming B’s ids erases nothing of B’s', async () => {
+      tally.tried++;
+      const res = await call('/v1/erasures', admin, {
+        method: 'POST',
+        body: JSON.stringify({ scope: { kind: 'event', event_ids: [bEvent] }, reason: 'x' }),
+      });
+      expect(res.status).toBe(202);
+      const { id } = (await res.json()) as { id: string };
+      const deadline = Date.now() + 60_000;
+      let view: { state: string; counts: { erased: number; held: number } } = {
+        state: '',
+        counts: { erased: -1, held: -1 },
+      };
+      while (view.state !== 'done' && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 200));
+        view = (await (await call(`/v1/erasures/${id}`, admin)).json()) as typeof view;
+      }
+      expect(view).toMatchObject({ state: 'done', counts: { erased: 0, held: 0 } });
+      const ev = await api
+        .cloud()
+        .db.selectFrom('events')
+        .select(['erased_at'])
+        .where('event_id', '=', bEvent)
+        .executeTakeFirstOrThrow();
+      expect(ev.erased_at).toBeNull();
+      const media = await api
+        .cloud()
+        .db.selectFrom('media')
+        .select(['deleted_at'])
+        .where('media_id', '=', bMedia)
+        .executeTakeFirstOrThrow();
+      expect(media.deleted_at).toBeNull();
+      tally.refused++;
+    });
+
     it('lists never include another tenant’s rows', async () => {
       tally.tried++;
       const devices = (await (await call('/v1/devices', admin)).json()) as {
@@ -405,6 +486,16 @@ describe('API security suite', () => {
         { url: 'https://hooks.example.com/', secret: 'known' },
       ],
       ['webhook for another tenant', '/v1/webhooks', { url: 'https://hooks.example.com/', tenant_id: B }],
+      [
+        'erasure for another tenant',
+        '/v1/erasures',
+        { scope: { kind: 'site', site_id: 'hq' }, reason: 'x', tenant_id: B },
+      ],
+      [
+        'erasure already done',
+        '/v1/erasures',
+        { scope: { kind: 'site', site_id: 'hq' }, reason: 'x', state: 'done' },
+      ],
     ];
     it.each(cases)('refuses %s (400, nothing written)', async (name, path, body) => {
       await refused(
@@ -435,6 +526,13 @@ describe('API security suite', () => {
       ['write a config', 'PUT', '/v1/configs/site/hq', { cameras: [] }],
       ['issue a config', 'POST', '/v1/devices/gw-a/config/issue', {}],
       ['create a webhook', 'POST', '/v1/webhooks', { url: 'https://hooks.example.com/' }],
+      ['request an erasure', 'POST', '/v1/erasures', { scope: { kind: 'site', site_id: 'hq' }, reason: 'x' }],
+      [
+        'export evidence',
+        'POST',
+        '/v1/exports',
+        { scope: { kind: 'event', event_ids: [randomUUID()] }, reason: 'x' },
+      ],
     ];
     it.each(adminRoutes)('a viewer may not %s (403)', async (name, method, path, body) => {
       await refused(`viewer: ${name}`, call(path, viewer, { method, body: JSON.stringify(body) }), [403]);

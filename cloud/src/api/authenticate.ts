@@ -62,6 +62,8 @@ const AUDITED_DENIALS: Readonly<Record<Exclude<Action, `${string}:read`>, string
   'releases:publish': 'release.publish',
   'retention:write': 'retention_policy.write',
   'holds:write': 'legal_hold.write',
+  'erasures:write': 'erasure.request',
+  'exports:create': 'evidence.export',
 };
 
 function resourceRef(r: Resource): string {

@@ -18,6 +18,7 @@ import type { UrlPolicy } from '../integrations/ssrf.js';
 import type { WebhookStore } from '../integrations/store.js';
 import type { AlertStore } from '../alerts/store.js';
 import { defaultsFromConfig } from '../privacy/policies.js';
+import type { ApiDeps } from './router.js';
 import type { HttpMount } from './http.js';
 import { rateLimitMiddleware, type RateLimiter } from './ratelimit.js';
 import { createApiRouter } from './router.js';
@@ -44,6 +45,8 @@ export interface ApiMountDeps {
   webhooks?: { store: WebhookStore; policy: UrlPolicy } | undefined;
   /** The alert store shared with the commit hook. */
   alerts?: { store: AlertStore } | undefined;
+  /** Erasure and export (privacy/). */
+  privacy?: ApiDeps['privacy'];
   /** API rate limits (config rateLimit); default: none. */
   rateLimiter?: RateLimiter | undefined;
 }
@@ -80,6 +83,7 @@ export function createApiMounts(
     alerts: deps.alerts,
     senderDomain: config.alerts.senderDomain,
     retention: { defaults: defaultsFromConfig(config) },
+    privacy: deps.privacy,
   });
   return [{ path: '/v1', handler: router }];
 }

@@ -32,6 +32,7 @@ import { alertOperations } from '../alerts/api-operations.js';
 import { webhookOperations } from '../integrations/routes.js';
 import { privacyOperations } from '../privacy/api.js';
 import { releaseOperations } from '../releases/routes.js';
+import { erasureOperations } from '../privacy/erasure-routes.js';
 import {
   configDocumentViewSchema,
   configPathParams,
@@ -511,6 +512,7 @@ export function apiOperations(maxPageSize: number): ApiOperation[] {
     ...alertOperations(),
     ...releaseOperations(),
     ...privacyOperations(),
+    ...erasureOperations(),
     {
       method: 'get',
       mount: '/v1',
@@ -594,6 +596,10 @@ const TAGS = [
   {
     name: 'Agency alerts',
     description: 'CAP 1.2 alerts to agencies: rules, targets, incidents, messages, dead letters.',
+  },
+  {
+    name: 'Privacy',
+    description: 'Scoped erasure requests and signed evidence exports.',
   },
   {
     name: 'Releases',

@@ -78,6 +78,8 @@ export const PROBLEM_KINDS: Readonly<Record<string, ProblemKind>> = {
     slug: 'retention-policy-limit',
     title: 'Too many retention policies',
   },
+  // An evidence export whose scope is over config privacy.export limits (privacy/export.ts).
+  EXPORT_TOO_LARGE: { status: 422, slug: 'export-too-large', title: 'Export scope too large' },
   // Release metadata (releases/): signed by a key root does not list, or not the next version.
   RELEASE_SIGNATURE_INVALID: {
     status: 422,

@@ -50,6 +50,10 @@ import { AlertStore } from '../alerts/store.js';
 import type { UrlPolicy } from '../integrations/ssrf.js';
 import { WebhookStore } from '../integrations/store.js';
 import type { RetentionDefaults } from '../privacy/policies.js';
+import { ErasureStore } from '../privacy/erasure-store.js';
+import type { ExportKey } from '../privacy/evidence.js';
+import type { ExportLimits } from '../privacy/export.js';
+import { mountErasureRoutes } from '../privacy/erasure-routes.js';
 import { mountPrivacyRoutes } from '../privacy/routes.js';
 
 /** Largest request body the API parses (JSON bodies, e.g. POST /v1/enrollment-tokens). */
@@ -91,6 +95,11 @@ export interface ApiDeps {
   senderDomain?: string | undefined;
   /** Retention (privacy/): the config defaults per data class; default: none (everything kept). */
   retention?: { defaults: RetentionDefaults } | undefined;
+  /**
+   * Erasure and export (privacy/): the export signing key and limits (config privacy.export), and the erasure
+   * job's nudge; default: no key (exports are a 503), default limits, no job to nudge (it polls).
+   */
+  privacy?: { exportKey: ExportKey | undefined; exportLimits: ExportLimits; nudge: () => void } | undefined;
   /** Config api.idempotency (Idempotency-Key on POST and PATCH); default: 24 h, 60 s. */
   idempotency?: IdempotencyOptions | undefined;
 }
@@ -316,6 +325,22 @@ export function createApiRouter(deps: ApiDeps): Router {
       personal_media: null,
     },
     now: deps.now ?? (() => new Date()),
+  });
+  mountErasureRoutes(router, {
+    db: deps.db,
+    erasures: new ErasureStore(deps.db, audit, deps.now),
+    store: deps.media?.store,
+    audit,
+    authorizer: deps.authorizer,
+    log: deps.log,
+    now: deps.now,
+    exportKey: deps.privacy?.exportKey,
+    exportLimits: deps.privacy?.exportLimits ?? {
+      maxBytes: 512 * 1024 * 1024,
+      maxEvents: 10_000,
+      maxMedia: 10_000,
+    },
+    nudge: deps.privacy?.nudge ?? (() => undefined),
   });
   router.use(notFoundHandler);
   router.use(countRejections(rejected));

@@ -32,7 +32,10 @@ export type Action =
   | 'retention:read'
   | 'retention:write'
   | 'holds:read'
-  | 'holds:write';
+  | 'holds:write'
+  | 'erasures:read'
+  | 'erasures:write'
+  | 'exports:create';
 
 /** Every action, for tests and tables. */
 export const ACTIONS: readonly Action[] = [
@@ -59,6 +62,9 @@ export const ACTIONS: readonly Action[] = [
   'retention:write',
   'holds:read',
   'holds:write',
+  'erasures:read',
+  'erasures:write',
+  'exports:create',
 ];
 
 /**
@@ -115,6 +121,8 @@ export type Resource =
   | { readonly type: 'retention'; readonly tenant: string }
   /** Legal holds and the two-admin setting of a tenant (privacy/): tenant-wide only. */
   | { readonly type: 'holds'; readonly tenant: string }
+  /** Erasure requests and evidence exports of a tenant (privacy/): tenant-wide only. */
+  | { readonly type: 'privacy'; readonly tenant: string }
   | {
       readonly type: 'media';
       readonly tenant: string;
@@ -152,6 +160,9 @@ export const ACTION_RESOURCE_TYPES: Readonly<Record<Action, readonly Resource['t
   'retention:write': ['retention'],
   'holds:read': ['holds'],
   'holds:write': ['holds'],
+  'erasures:read': ['privacy'],
+  'erasures:write': ['privacy'],
+  'exports:create': ['privacy'],
 };
 
 /** Null when `action` applies to `resource`, else the reason to deny. */
@@ -213,6 +224,9 @@ const ROLE_GRANTS: Readonly<Record<Action, readonly string[]>> = {
   'retention:write': ['admin'],
   'holds:read': ['admin', 'auditor'],
   'holds:write': ['admin'],
+  'erasures:read': ['admin', 'auditor'],
+  'erasures:write': ['admin'],
+  'exports:create': ['admin'],
 };
 
 /**

@@ -212,6 +212,7 @@ export function resourceEntity(r: Resource): EntityJson {
     case 'releases':
     case 'retention':
     case 'holds':
+    case 'privacy':
       return { uid: uid('Tenant', r.tenant), attrs: { tenant: r.tenant }, parents: [] };
     case 'audit-log':
       return { uid: uid('AuditLog', r.tenant), attrs: { tenant: r.tenant }, parents: [] };

@@ -401,6 +401,38 @@ export const cloudConfigSchema = z
         retentionIntervalSeconds: z.number().int().min(10).max(86_400).default(3600),
       })
       .prefault({}),
+    /** Scoped erasure requests and evidence exports (cloud/src/privacy/; README "Erasure requests", "Evidence export"). */
+    privacy: z
+      .strictObject({
+        erasure: z
+          .strictObject({
+            /** Objects per batch: one transaction and one cursor step of the job. */
+            batchSize: z.number().int().min(1).max(5000).default(500),
+            /** Media byte deletions in flight at once. */
+            storeConcurrency: z.number().int().min(1).max(128).default(16),
+            /** How often the job looks for open requests (a new request starts it at once in its process). */
+            pollIntervalSeconds: z.number().int().min(1).max(3600).default(5),
+          })
+          .prefault({}),
+        export: z
+          .strictObject({
+            /** The Ed25519 private key (PKCS#8 PEM, a mounted file) that signs manifests; without it exports are a 503. */
+            signingKeyFile: z.string().min(1).optional(),
+            /** Largest archive (media bytes plus JSON): a larger scope is refused before anything is sent. */
+            maxBytes: z
+              .number()
+              .int()
+              .min(1024 * 1024)
+              .max(8 * 1024 * 1024 * 1024)
+              .default(512 * 1024 * 1024),
+            /** Most events in one export. */
+            maxEvents: z.number().int().min(1).max(100_000).default(10_000),
+            /** Most media objects in one export. */
+            maxMedia: z.number().int().min(1).max(100_000).default(10_000),
+          })
+          .prefault({}),
+      })
+      .prefault({}),
     /**
      * Outgoing integrations (cloud/src/integrations/): signed JSON webhooks, delivered by background jobs on the
      * JOBS work-queue stream with retries, per-destination circuit breakers and a dead state.

@@ -20,6 +20,7 @@ import * as m0018 from './migrations/0018_webhooks_enabled_index.js';
 import * as m0021 from './migrations/0021_legal_holds.js';
 import * as m0024 from './migrations/0024_scheduler_leases.js';
 import * as m0025 from './migrations/0025_retention_policies.js';
+import * as m0026 from './migrations/0026_erasure.js';
 import * as m0027 from './migrations/0027_alerts_eido_pull.js';
 
 // Migrations are listed in code (not read from a folder at run time) so that a bundled or relocated
@@ -45,6 +46,7 @@ const migrations: Record<string, Migration> = {
   '0021_legal_holds': m0021,
   '0024_scheduler_leases': m0024,
   '0025_retention_policies': m0025,
+  '0026_erasure': m0026,
   '0027_alerts_eido_pull': m0027,
 };
 

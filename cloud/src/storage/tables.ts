@@ -90,6 +90,9 @@ export interface EventsTable {
   payload: Buffer;
   received_at: ColumnType<Date, Date | undefined, never>;
   stream_seq: ColumnType<string | null, string | number | bigint | null, never>;
+  /** Set when an erasure request tombstoned the event (migration 0026; privacy/erasure-job.ts). */
+  erased_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
+  erasure_id: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface EnrollmentTokensTable {
@@ -502,6 +505,33 @@ export interface SchedulerLeasesTable {
   expires_at: Date;
 }
 
+export type ErasureState = 'pending' | 'running' | 'done';
+export type ErasurePhase = 'media' | 'events' | 'done';
+
+/** A scoped erasure request and its job's journal (migration 0026; privacy/erasure-store.ts). */
+export interface ErasureRequestsTable {
+  id: string;
+  tenant_id: string;
+  /** Read: the parsed scope. Write: its JSON text. */
+  scope: ColumnType<Record<string, unknown>, string, never>;
+  reason: string;
+  requested_by: string;
+  requested_at: Date;
+  state: ErasureState;
+  phase: ErasurePhase;
+  cursor_at: Date | null;
+  cursor_id: string | null;
+  media_erased: ColumnType<number, number | undefined, number>;
+  media_held: ColumnType<number, number | undefined, number>;
+  media_failed: ColumnType<number, number | undefined, number>;
+  events_erased: ColumnType<number, number | undefined, number>;
+  events_held: ColumnType<number, number | undefined, number>;
+  batches: ColumnType<number, number | undefined, number>;
+  started_at: Date | null;
+  finished_at: Date | null;
+  updated_at: Date;
+}
+
 /** The typed view of the schema that the migrations build. */
 export interface Database {
   tenants: TenantsTable;
@@ -524,6 +554,7 @@ export interface Database {
   legal_holds: LegalHoldsTable;
   retention_policies: RetentionPoliciesTable;
   privacy_settings: PrivacySettingsTable;
+  erasure_requests: ErasureRequestsTable;
   alert_targets: AlertTargetsTable;
   alert_rules: AlertRulesTable;
   alert_incidents: AlertIncidentsTable;

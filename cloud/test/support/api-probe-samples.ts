@@ -31,6 +31,8 @@ export interface Fx {
   /** An active legal hold (released by the sample) and one placed under the two-admin rule (approved). */
   hold: string;
   holdPending: string;
+  /** An erasure request of the tenant (scope: an event id nobody has; seeded by the probe). */
+  erasure: string;
   model: Buffer;
 }
 
@@ -53,6 +55,7 @@ export const fixture = (tenant: string, site: string, p: string): Fx => {
     alertMessage: '',
     hold: randomUUID(),
     holdPending: randomUUID(),
+    erasure: '',
     model: randomBytes(1024),
   };
 };
@@ -306,6 +309,13 @@ export function samples(fx: Fx, endRollouts: (tenant: string) => Promise<void>):
     approveHold: { sample: { params: { id: fx.holdPending }, body: { note: 'probe' } } },
     getPrivacySettings: { sample: {} },
     setPrivacySettings: { sample: { body: { holds_two_admin: true } } },
+    // Erasure of an event id nobody has: a valid request that erases nothing of the probe's fixtures.
+    createErasure: {
+      sample: { body: { scope: { kind: 'event', event_ids: [randomUUID()] }, reason: 'probe' } },
+    },
+    getErasure: { sample: { params: { id: fx.erasure } } },
+    createExport: { sample: { body: { scope: { kind: 'event', event_ids: [fx.event] }, reason: 'probe' } } },
+    getExportPublicKey: { sample: {} },
     getOpenApiDocument: { sample: {} },
     getApiDocs: { sample: {} },
     getHealth: { sample: {} },

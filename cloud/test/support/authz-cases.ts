@@ -75,6 +75,10 @@ function resourcesFor(action: Action, tenant: string): Resource[] {
     case 'holds:read':
     case 'holds:write':
       return [{ type: 'holds', tenant }];
+    case 'erasures:read':
+    case 'erasures:write':
+    case 'exports:create':
+      return [{ type: 'privacy', tenant }];
     case 'rollouts:read':
     case 'rollouts:write':
       return [
@@ -123,6 +127,9 @@ export const GRANTS: Readonly<Record<Action, readonly Role[]>> = {
   'retention:write': ['admin'],
   'holds:read': ['admin', 'auditor'],
   'holds:write': ['admin'],
+  'erasures:read': ['admin', 'auditor'],
+  'erasures:write': ['admin'],
+  'exports:create': ['admin'],
 };
 
 const ALL_ACTIONS = Object.keys(GRANTS) as Action[];

@@ -8,11 +8,12 @@
 #                    "enrollment-tokens:read" | "audit:read" | "media:read" | "media:erase" | "configs:read" |
 #                    "configs:write" | "rollouts:read" | "rollouts:write" | "webhooks:read" | "webhooks:write" |
 #                    "releases:read" | "releases:publish" | "retention:read" | "retention:write" |
-#                    "holds:read" | "holds:write"
+#                    "holds:read" | "holds:write" | "erasures:read" | "erasures:write" |
+#                    "exports:create"
 #   input.resource   {"type", "tenant", ...} exactly as cloud/src/auth/authorize.ts (Resource) defines it:
 #                    collections "events" | "devices" | "enrollment-tokens" | "configs" | "rollouts" with an
 #                    optional "site";
-#                    "audit-log"; "webhooks", "releases", "retention" and "holds" (tenant-wide, never with a site); single resources "event" | "device" | "media" with "id" and, once loaded,
+#                    "audit-log"; "webhooks", "releases", "retention", "holds" and "privacy" (tenant-wide, never with a site); single resources "event" | "device" | "media" with "id" and, once loaded,
 #                    "site" (null: a device at no site), "camera", "dataClass".
 # An absent attribute of a single resource means "not loaded yet" (the cloud asks again once it is).
 #
@@ -64,12 +65,15 @@ applies_to := {
 	"retention:write": {"retention"},
 	"holds:read": {"holds"},
 	"holds:write": {"holds"},
+	"erasures:read": {"privacy"},
+	"erasures:write": {"privacy"},
+	"exports:create": {"privacy"},
 }
 
 valid_request if input.resource.type in applies_to[input.action]
 
 # Reading metadata: the Cedar action group "read" (media:read is not in it).
-read_actions := {"events:read", "devices:read", "enrollment-tokens:read", "audit:read", "configs:read", "rollouts:read", "webhooks:read", "alerts:read", "releases:read", "retention:read", "holds:read"}
+read_actions := {"events:read", "devices:read", "enrollment-tokens:read", "audit:read", "configs:read", "rollouts:read", "webhooks:read", "alerts:read", "releases:read", "retention:read", "holds:read", "erasures:read"}
 
 collection_types := {"events", "devices", "enrollment-tokens", "configs", "rollouts"}
 
@@ -101,7 +105,7 @@ tenant_wide if {
 
 tenant_wide if input.resource.type == "audit-log"
 
-tenant_wide if input.resource.type in {"webhooks", "releases", "retention", "holds"}
+tenant_wide if input.resource.type in {"webhooks", "releases", "retention", "holds", "privacy"}
 
 tenant_wide if input.resource.type == "alerts"
 

@@ -10,6 +10,7 @@ import { register as registerEnrollToken } from './commands/enroll-token.js';
 import { register as registerEvents } from './commands/events.js';
 import { register as registerMedia } from './commands/media.js';
 import { register as registerRelease } from './commands/release.js';
+import { register as registerPrivacy } from './commands/privacy.js';
 import { register as registerWebhooks } from './commands/webhooks.js';
 import { register as registerAlerts } from './commands/alerts.js';
 import { register as registerRollout } from './commands/rollout.js';
@@ -81,6 +82,10 @@ Examples:
   pnpm vigil retention policies set --tenant dev --site hq --class redacted_media --max-age 30d --max-bytes 50GiB
   pnpm vigil retention check --tenant dev
   pnpm vigil holds place --tenant dev --device gw-1 --camera lobby --track 17 --reason 'incident 118'
+  pnpm vigil erase --tenant dev --device gw-1 --camera lobby --from 2026-12-07T09:00:00Z --to 2026-12-07T10:00:00Z \\
+    --reason 'DSR 4471' --yes
+  pnpm vigil export --tenant dev --event 0190f5c2-8a3e-7b1c-9d2e-4f5a6b7c8d9e --reason 'case 17' -o evidence.tar
+  pnpm vigil export verify evidence.tar --public-key export-key.pem
   pnpm vigil dlq list
   pnpm vigil dlq show 12
   pnpm vigil dlq replay 12 13
@@ -104,6 +109,7 @@ Exit codes: 0 done, 1 failed (or something was not replayed), 2 usage error.`,
   registerRelease(program, ctx);
   registerRetention(program, ctx);
   registerHolds(program, ctx);
+  registerPrivacy(program, ctx);
   return program;
 }
 

@@ -182,6 +182,16 @@ export class ApiClient {
     return { bytes: Buffer.from(await res.arrayBuffer()), headers: res.headers };
   }
 
+  /**
+   * POST with a JSON body whose answer is a byte stream (an evidence archive): the open response, for the
+   * caller to stream to a file. A problem answer throws ApiError.
+   */
+  async postForStream(path: string, body: unknown): Promise<Response> {
+    const res = await this.fetch('POST', path, body, 'application/x-tar, application/problem+json');
+    if (!res.ok) throw await apiErrorOf(res);
+    return res;
+  }
+
   private get<T>(path: string): Promise<T> {
     return this.send<T>('GET', path);
   }
