@@ -9,6 +9,7 @@ import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { Logger } from 'pino';
 import { applyServerTimeouts, createHttpApp } from './api/http.js';
 import { createAuthorizerFromConfig } from './auth/engine.js';
+import { createConsole } from './console/index.js';
 import { createTokenVerifier } from './auth/jwt.js';
 import { RealtimeHub } from './realtime/hub.js';
 import { attachEventStream } from './realtime/server.js';
@@ -363,6 +364,18 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
         },
       },
     });
+    // The web console (console/): same origin, same authorizer and audit log as the API.
+    const webConsole = apiAuth
+      ? createConsole(config, {
+          db,
+          authorizer: apiAuth.authorizer,
+          log,
+          metrics,
+          audit,
+          now: deps.now ?? (() => new Date()),
+          media,
+        })
+      : undefined;
     const http = createHttpApp(
       metrics,
       [
@@ -375,6 +388,7 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
       {
         mounts: [
           ...mounts,
+          ...(webConsole ? [webConsole.mount] : []),
           ...(alerts.urls
             ? [
                 {
@@ -417,6 +431,7 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
         log,
         metrics,
         now: deps.now,
+        sessionPrincipal: webConsole?.streamPrincipal,
         options: {
           maxBufferedBytes: config.realtime.maxBufferedBytes,
           maxConnectionsPerTenant: config.realtime.maxConnectionsPerTenant,
