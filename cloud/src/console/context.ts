@@ -54,7 +54,7 @@ export function sendPage(
 export function nonEmptyQuery(query: unknown): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries((query ?? {}) as Record<string, unknown>)) {
-    const s = Array.isArray(v) ? v[0] : v;
+    const s: unknown = Array.isArray(v) ? (v as unknown[])[0] : v;
     if (typeof s === 'string' && s.trim() !== '') out[k] = s.trim();
   }
   return out;

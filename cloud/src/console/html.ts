@@ -35,13 +35,14 @@ function isSafe(v: unknown): v is SafeHtml {
 
 function render(v: HtmlValue): string {
   if (v === null || v === undefined || v === false) return '';
+  if (typeof v === 'string') return escapeHtml(v);
+  if (typeof v === 'number' || typeof v === 'bigint') return escapeHtml(v.toString());
   if (isSafe(v)) return v.text;
-  if (Array.isArray(v)) return (v as readonly HtmlValue[]).map(render).join('');
-  return escapeHtml(String(v as string | number | bigint));
+  return v.map(render).join('');
 }
 
 export function html(strings: TemplateStringsArray, ...values: HtmlValue[]): SafeHtml {
   let out = strings[0] ?? '';
-  for (let i = 0; i < values.length; i++) out += render(values[i]!) + (strings[i + 1] ?? '');
+  for (let i = 0; i < values.length; i++) out += render(values[i]) + (strings[i + 1] ?? '');
   return { [SAFE]: true, text: out };
 }

@@ -101,7 +101,7 @@ export class OidcClient {
     const claims = tokens.claims();
     if (claims === undefined) throw new LoginError('claims', 'the provider returned no ID token');
     try {
-      return { principal: principalFromClaims(claims as Record<string, unknown>), idToken: tokens.id_token };
+      return { principal: principalFromClaims(claims), idToken: tokens.id_token };
     } catch (err) {
       if (err instanceof AuthenticationError) throw new LoginError('claims', err.logDetail, { cause: err });
       throw err;

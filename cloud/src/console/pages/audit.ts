@@ -86,7 +86,7 @@ export function mountAuditPage(router: Router, deps: PageDeps): void {
         ${field('until', 'Until (UTC)', raw.until, 'datetime-local')}
         <button type="submit">Filter</button>
       </form>
-      <div class="table-wrap">
+      <div class="table-wrap" tabindex="0" role="region" aria-label="Audit entries">
         <table id="audit">
           <thead>
             <tr>

@@ -101,7 +101,7 @@ export function mountEventPages(router: Router, deps: PageDeps): void {
       >
         ${live ? 'Live: new events appear at the top.' : 'Not live (an older page or a closed range).'}
       </p>
-      <div class="table-wrap">
+      <div class="table-wrap" tabindex="0" role="region" aria-label="Events">
         <table id="events">
           <caption class="visually-hidden">
             Events, newest first

@@ -90,7 +90,7 @@ export function mountFleetPage(router: Router, deps: PageDeps): void {
         ([siteId, list]) => html`
           <section aria-labelledby="site-${siteId}">
             <h2 id="site-${siteId}">Site ${siteId}</h2>
-            <div class="table-wrap">
+            <div class="table-wrap" tabindex="0" role="region" aria-label="Devices of site ${siteId}">
               <table>
                 <thead>
                   <tr>

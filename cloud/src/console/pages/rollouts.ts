@@ -30,7 +30,7 @@ function progress(items: readonly RolloutView[], write: boolean, csrf: string) {
           ${r.devices} devices · created ${time(r.created_at)} by ${r.created_by} · wave ${r.current_wave}
           ${r.abort_reason ? html` · ${r.abort_reason}` : ''}
         </p>
-        <div class="table-wrap">
+        <div class="table-wrap" tabindex="0" role="region" aria-label="Waves of rollout ${r.id}">
           <table>
             <thead>
               <tr>

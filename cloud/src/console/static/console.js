@@ -1,4 +1,5 @@
 // @ts-check
+/* global document, location, window, URL, WebSocket, CSS, fetch, setTimeout, setInterval */
 /*
  * The console's one client module (progressive enhancement: every page works without it). It never builds
  * markup from strings it received: stream rows are made with createElement/textContent, and refreshed
