@@ -218,6 +218,10 @@ describe('web console (chromium, OIDC login, real cloud)', () => {
     await expect.poll(() => row.locator('.status').textContent()).toBe('online');
     const cells = await row.locator('td').allTextContents();
     expect(cells).toEqual(expect.arrayContaining(['ok', '5.0', '41.5', '3', '1.4.2']));
+    // Per camera, from the same heartbeat (devices.last_cameras).
+    expect((await row.locator('li[data-camera="lobby"]').textContent())?.replace(/\s+/g, ' ').trim()).toBe(
+      'lobby streaming 5.0 fps, 41.5 ms',
+    );
     const cookie = (await admin.cookies()).find((c) => c.name === '__Host-vigil_console');
     expect(cookie).toMatchObject({ httpOnly: true, secure: true, sameSite: 'Lax', path: '/' });
     expect(cookie!.expires).toBeGreaterThan(Date.now() / 1000);

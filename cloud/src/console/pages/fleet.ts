@@ -4,6 +4,7 @@ import { requireAllowed } from '../../api/authenticate.js';
 import { DeviceReader, type DeviceView } from '../../api/device-store.js';
 import { idParam, parseOrThrow } from '../../api/events-query.js';
 import { DEVICE_STATUSES } from '../../fleet/status.js';
+import type { CameraSummary } from '../../storage/tables.js';
 import { nonEmptyQuery, sendPage, type PageDeps } from '../context.js';
 import { html } from '../html.js';
 import { time } from '../layout.js';
@@ -24,9 +25,25 @@ interface Signals {
   mean_fps: number | null;
   mean_inference_ms: number | null;
   events_per_minute: number | null;
+  last_cameras: CameraSummary[] | null;
 }
 
 const num = (v: number | null, digits: number): string => (v === null ? '—' : v.toFixed(digits));
+
+/** Each camera of the last heartbeat: state, fps, inference p50 (and its last error, if any). */
+function cameras(list: readonly CameraSummary[] | null) {
+  if (list === null || list.length === 0) return html`<span class="muted">—</span>`;
+  return html`<ul class="cameras">
+    ${list.map(
+      (c) =>
+        html`<li data-camera="${c.id}">
+          <strong>${c.id}</strong> <span class="cam-${c.state}">${c.state}</span> ${c.fps.toFixed(1)} fps,
+          ${c.inference_ms_p50.toFixed(1)}
+          ms${c.last_error ? html` <span class="error">${c.last_error}</span>` : ''}
+        </li>`,
+    )}
+  </ul>`;
+}
 
 /**
  * GET /console: the fleet, sites -> devices, with what the last heartbeat said. Devices are read like
@@ -50,7 +67,7 @@ export function mountFleetPage(router: Router, deps: PageDeps): void {
     if (ids.length > 0)
       for (const r of await deps.db
         .selectFrom('devices')
-        .select(['id', 'last_health', 'mean_fps', 'mean_inference_ms', 'events_per_minute'])
+        .select(['id', 'last_health', 'mean_fps', 'mean_inference_ms', 'events_per_minute', 'last_cameras'])
         .where('tenant_id', '=', principal.tenant)
         .where('id', 'in', ids)
         .execute())
@@ -101,6 +118,7 @@ export function mountFleetPage(router: Router, deps: PageDeps): void {
                     <th scope="col">Mean fps</th>
                     <th scope="col">Inference p50 (ms)</th>
                     <th scope="col">Events/min</th>
+                    <th scope="col">Cameras</th>
                     <th scope="col">Config</th>
                     <th scope="col">Agent</th>
                   </tr>
@@ -116,6 +134,7 @@ export function mountFleetPage(router: Router, deps: PageDeps): void {
                       <td>${num(s?.mean_fps ?? null, 1)}</td>
                       <td>${num(s?.mean_inference_ms ?? null, 1)}</td>
                       <td>${num(s?.events_per_minute ?? null, 1)}</td>
+                      <td>${cameras(s?.last_cameras ?? null)}</td>
                       <td>${d.config_version ?? '—'}</td>
                       <td>${d.agent_version ?? '—'}</td>
                     </tr>`;
