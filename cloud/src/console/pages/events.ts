@@ -123,7 +123,7 @@ export function mountEventPages(router: Router, deps: PageDeps): void {
           </tbody>
         </table>
       </div>
-      ${page.items.length === 0 ? html`<p>No event matches.</p>` : ''}
+      ${page.items.length === 0 ? html`<p class="empty">No event matches (yet).</p>` : ''}
       ${page.next ? html`<p><a href="/console/events?${next.toString()}" rel="next">Older events</a></p>` : ''}
     `;
     sendPage(res, deps, 'events', 'Events', body);

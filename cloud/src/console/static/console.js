@@ -29,6 +29,7 @@ function liveEvents() {
       if (zone !== '' && !(Array.isArray(e.zones) && e.zones.includes(zone))) return;
       if (tbody.querySelector(`tr[data-event="${CSS.escape(String(e.event_id))}"]`)) return;
       tbody.prepend(row(e));
+      document.querySelector('p.empty')?.remove();
       while (tbody.children.length > 200) tbody.lastElementChild?.remove();
     };
     ws.onclose = () => {
