@@ -75,6 +75,8 @@ async function main(): Promise<void> {
   const config = parseCloudConfig({
     database: { url },
     nats: { servers: ['tls://localhost:1'], tls: { caFile: 'x', certFile: 'x', keyFile: 'x' } },
+    // Only authz, api and fleet are read here; the API's key file is never opened.
+    api: { enabled: false },
   });
   const sessions = new SessionStore({ ttlMs: 3_600_000, maxSessions: 10, maxPending: 10 }, Date.now);
   const session = sessions.create({ subject: 'bench@acme', tenant: 'acme', roles: ['admin'] }, undefined);
