@@ -38,7 +38,9 @@ function render(v: HtmlValue): string {
   if (typeof v === 'string') return escapeHtml(v);
   if (typeof v === 'number' || typeof v === 'bigint') return escapeHtml(v.toString());
   if (isSafe(v)) return v.text;
-  return v.map(render).join('');
+  if (Array.isArray(v)) return v.map(render).join('');
+  // Reachable only past the type system (a look-alike object): text, never markup.
+  return escapeHtml(Object.prototype.toString.call(v));
 }
 
 export function html(strings: TemplateStringsArray, ...values: HtmlValue[]): SafeHtml {
