@@ -24,6 +24,7 @@ import { OidcClient } from '../src/console/oidc.js';
 import { createConsoleRouter } from '../src/console/router.js';
 import { sessionCookieName } from '../src/console/security.js';
 import { SessionStore } from '../src/console/session.js';
+import { DeviceRevoker } from '../src/fleet/revocation.js';
 import { MediaRepository } from '../src/media/repository.js';
 import { createDb } from '../src/storage/db.js';
 import { migrateToLatest } from '../src/storage/migrate.js';
@@ -78,6 +79,7 @@ async function main(): Promise<void> {
     // Only authz, api and fleet are read here; the API's key file is never opened.
     api: { enabled: false },
   });
+  const audit = new AuditLog(db, quiet, metrics);
   const sessions = new SessionStore({ ttlMs: 3_600_000, maxSessions: 10, maxPending: 10 }, Date.now);
   const session = sessions.create({ subject: 'bench@acme', tenant: 'acme', roles: ['admin'] }, undefined);
   const app = express();
@@ -88,7 +90,7 @@ async function main(): Promise<void> {
       authorizer: createAuthorizerFromConfig(config.authz, quiet, metrics),
       log: quiet,
       metrics,
-      audit: new AuditLog(db, quiet, metrics),
+      audit,
       now: () => new Date(),
       maxPageSize: config.api.maxPageSize,
       offlineAfterSeconds: config.fleet.offlineAfterSeconds,
@@ -103,6 +105,7 @@ async function main(): Promise<void> {
       cookie: { secure: false },
       origin: 'http://127.0.0.1',
       media: { repository: new MediaRepository(db), store: undefined },
+      revoker: new DeviceRevoker(db, undefined, audit, quiet),
     }),
   );
   const server = createServer(app);

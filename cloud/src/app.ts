@@ -374,6 +374,7 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
           audit,
           now: deps.now ?? (() => new Date()),
           media,
+          revoker,
         })
       : undefined;
     const http = createHttpApp(

@@ -17,7 +17,7 @@ import {
 } from '@vigil/proto';
 import { freePort } from '@vigil/testkit';
 import { sql } from 'kysely';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { Browser, BrowserContext, Dialog, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { ensureDevConfigSigningKey } from '../src/config-ota/signing.js';
@@ -394,6 +394,17 @@ describe('web console (chromium, OIDC login, real cloud)', () => {
           .executeTakeFirstOrThrow()
       ).state,
     ).toMatch(/pending|running/);
+    // Nor a revoke form on a device page; a forged revoke is refused the same way.
+    await vpage.goto(`${base()}/console/devices/gw-1`);
+    expect(await vpage.locator('li[data-camera="lobby"]').count()).toBe(1);
+    expect(await vpage.locator('form[action$="/revoke"]').count()).toBe(0);
+    const revoke = await vpage.request.post(`${base()}/console/devices/gw-1/revoke`, {
+      form: { _csrf: await csrfOf(vpage), reason: 'forged' },
+      headers: { origin: base() },
+      maxRedirects: 0,
+    });
+    expect(revoke.status()).toBe(403);
+    expect(await auditCount('device.revoke', 'device:acme/gw-1', 'denied')).toBe(1);
     await viewer.close();
     // Clean up: the admin aborts it.
     await page.goto(`${base()}/console/rollouts`);
@@ -445,10 +456,11 @@ describe('web console (chromium, OIDC login, real cloud)', () => {
   it('renders an injected script in a label inert (escaping + CSP), live and server-rendered', async () => {
     const evil = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>';
     let fired = false;
-    page.on('dialog', (d) => {
+    const onDialog = (d: Dialog): void => {
       fired = true;
       void d.dismiss();
-    });
+    };
+    page.on('dialog', onDialog);
     await page.goto(`${base()}/console/events`);
     await page.waitForSelector('[data-stream][data-connected="true"]', { timeout: 15_000 });
     const { eventId } = await ingestEvent(evil);
@@ -462,6 +474,32 @@ describe('web console (chromium, OIDC login, real cloud)', () => {
     expect(await page.evaluate(() => (globalThis as unknown as { __xss?: number }).__xss)).toBeUndefined();
     expect(await page.locator('main img[src="x"], main script').count()).toBe(0);
     expect(fired).toBe(false);
+    page.off('dialog', onDialog);
+  }, 60_000);
+
+  it('shows a device page (cameras, recent events, certificates) and revokes the device with a confirmation', async () => {
+    await page.goto(`${base()}/console`);
+    await page.click('tr[data-device="gw-1"] a');
+    await page.waitForURL(`${base()}/console/devices/gw-1`);
+    expect(await page.locator('li[data-camera="lobby"]').count()).toBe(1);
+    expect(await page.locator('tr[data-event]').count()).toBeGreaterThanOrEqual(2);
+    expect(await seriousViolations(page)).toEqual([]);
+    await screenshot(page, 'device');
+    await page.fill('input[name="reason"]', 'stolen <b>gateway</b>');
+    page.once('dialog', (d) => void d.accept());
+    await page.click('form[action$="/revoke"] button');
+    await page.waitForURL(`${base()}/console/devices/gw-1`);
+    await page.locator('.status-revoked').waitFor();
+    expect(await page.locator('main').textContent()).toContain('stolen <b>gateway</b>');
+    expect(await auditCount('device.revoke', 'device:acme/gw-1')).toBe(1);
+    const row = await api
+      .cloud()
+      .db.selectFrom('devices')
+      .select(['revoked_by', 'revoke_reason'])
+      .where('tenant_id', '=', 'acme')
+      .where('id', '=', 'gw-1')
+      .executeTakeFirstOrThrow();
+    expect(row).toEqual({ revoked_by: 'admin@acme', revoke_reason: 'stolen <b>gateway</b>' });
   }, 60_000);
 
   it('logs out (POST with the token): the session is gone', async () => {

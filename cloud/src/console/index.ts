@@ -9,6 +9,7 @@ import type { CloudConfig } from '../config/schema.js';
 import type { HttpMount } from '../api/http.js';
 import type { MediaRepository } from '../media/repository.js';
 import type { MediaStore } from '../media/store.js';
+import type { DeviceRevoker } from '../fleet/revocation.js';
 import type { Database } from '../storage/tables.js';
 import { OidcClient } from './oidc.js';
 import { createConsoleRouter } from './router.js';
@@ -33,6 +34,7 @@ export interface ConsoleStartDeps {
   audit: AuditLog;
   now: () => Date;
   media: { repository: MediaRepository; store: MediaStore | undefined };
+  revoker: DeviceRevoker;
 }
 
 /** The console (config `console`), or undefined when it is disabled. */

@@ -5,12 +5,14 @@ import { toProblem } from '../api/problem.js';
 import { mountMediaRoutes } from '../media/routes.js';
 import type { MediaRepository } from '../media/repository.js';
 import type { MediaStore } from '../media/store.js';
+import type { DeviceRevoker } from '../fleet/revocation.js';
 import type { PageDeps } from './context.js';
 import { CsrfError, LoginError } from './errors.js';
 import { html } from './html.js';
 import { layout } from './layout.js';
 import type { OidcClient } from './oidc.js';
 import { mountAuditPage } from './pages/audit.js';
+import { mountDevicePage } from './pages/device.js';
 import { mountEventPages } from './pages/events.js';
 import { mountFleetPage } from './pages/fleet.js';
 import { mountRolloutPages } from './pages/rollouts.js';
@@ -35,6 +37,7 @@ export interface ConsoleDeps extends Omit<PageDeps, 'assets'> {
   /** This console's origin (scheme://host:port), from the configured redirect URL. */
   origin: string;
   media: { repository: MediaRepository; store: MediaStore | undefined };
+  revoker: DeviceRevoker;
 }
 
 /** Bounded form bodies: the largest is a rollout's config document. */
@@ -119,6 +122,7 @@ export function createConsoleRouter(deps: ConsoleDeps): Router {
   });
 
   mountFleetPage(router, pageDeps);
+  mountDevicePage(router, { ...pageDeps, revoker: deps.revoker });
   mountEventPages(router, pageDeps);
   mountRolloutPages(router, pageDeps);
   mountAuditPage(router, pageDeps);

@@ -31,7 +31,7 @@ interface Signals {
 const num = (v: number | null, digits: number): string => (v === null ? '—' : v.toFixed(digits));
 
 /** Each camera of the last heartbeat: state, fps, inference p50 (and its last error, if any). */
-function cameras(list: readonly CameraSummary[] | null) {
+export function cameras(list: readonly CameraSummary[] | null) {
   if (list === null || list.length === 0) return html`<span class="muted">—</span>`;
   return html`<ul class="cameras">
     ${list.map(
@@ -127,7 +127,7 @@ export function mountFleetPage(router: Router, deps: PageDeps): void {
                   ${list.map((d) => {
                     const s = signals.get(d.id);
                     return html`<tr data-device="${d.id}">
-                      <th scope="row">${d.id}</th>
+                      <th scope="row"><a href="/console/devices/${d.id}">${d.id}</a></th>
                       <td><span class="status status-${d.status}">${d.status}</span></td>
                       <td>${time(d.last_seen_at)}</td>
                       <td>${s?.last_health ?? '—'}</td>
