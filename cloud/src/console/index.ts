@@ -23,7 +23,7 @@ export interface ConsoleMount {
    * session cookie, and an Origin of this console (a cross-site page cannot open the stream with the
    * user's cookie). Undefined otherwise; `expiresAt` closes the stream when the session ends.
    */
-  streamPrincipal(req: IncomingMessage): { principal: Principal; expiresAt: number } | undefined;
+  streamPrincipal: (req: IncomingMessage) => { principal: Principal; expiresAt: number } | undefined;
 }
 
 export interface ConsoleStartDeps {
@@ -61,7 +61,7 @@ export function createConsole(
   });
   return {
     mount: { path: '/console', handler: router },
-    streamPrincipal(req) {
+    streamPrincipal: (req) => {
       if (req.headers.origin !== origin) return undefined;
       const s = sessions.get(readCookie(req.headers.cookie, sessionCookieName(cookie)));
       return s && { principal: s.principal, expiresAt: s.expiresAt };
