@@ -9,6 +9,7 @@ import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { Logger } from 'pino';
 import { applyServerTimeouts, createHttpApp } from './api/http.js';
 import { createAuthorizerFromConfig } from './auth/engine.js';
+import { createConsole } from './console/index.js';
 import { createTokenVerifier } from './auth/jwt.js';
 import { RealtimeHub } from './realtime/hub.js';
 import { attachEventStream } from './realtime/server.js';
@@ -420,6 +421,20 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
             },
           },
         });
+    // The web console (console/): same origin, same authorizer and audit log as the API.
+    const webConsole =
+      apiAuth && has('api')
+        ? createConsole(config, {
+            db,
+            authorizer: apiAuth.authorizer,
+            log,
+            metrics,
+            audit,
+            now: deps.now ?? (() => new Date()),
+            media,
+            revoker,
+          })
+        : undefined;
     const http = createHttpApp(
       metrics,
       [
@@ -452,6 +467,7 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
         roles: [...roles],
         mounts: [
           ...mounts,
+          ...(webConsole ? [webConsole.mount] : []),
           ...(has('api')
             ? [
                 // Always: a pull-only target's Atom feed needs no public base URL (snapshot links do).
@@ -495,6 +511,7 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
         log,
         metrics,
         now: deps.now,
+        sessionPrincipal: webConsole?.streamPrincipal,
         options: {
           maxBufferedBytes: config.realtime.maxBufferedBytes,
           maxConnectionsPerTenant: config.realtime.maxConnectionsPerTenant,

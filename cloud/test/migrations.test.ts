@@ -40,6 +40,7 @@ describe('PostgreSQL migrations', () => {
       '0016_alerts',
       '0018_webhooks_enabled_index',
       '0021_legal_holds',
+      '0023_device_cameras',
       '0024_scheduler_leases',
       '0025_retention_policies',
       '0026_erasure',
@@ -129,6 +130,7 @@ describe('PostgreSQL migrations', () => {
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0025_retention_policies']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0024_scheduler_leases']);
     expect(await tables(db)).not.toContain('scheduler_leases');
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0023_device_cameras']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0021_legal_holds']);
     expect(await tables(db)).not.toContain('legal_holds');
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0018_webhooks_enabled_index']);
@@ -203,6 +205,7 @@ describe('PostgreSQL migrations', () => {
       '0016_alerts',
       '0018_webhooks_enabled_index',
       '0021_legal_holds',
+      '0023_device_cameras',
       '0024_scheduler_leases',
       '0025_retention_policies',
       '0026_erasure',
@@ -215,6 +218,7 @@ describe('PostgreSQL migrations', () => {
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0026_erasure']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0025_retention_policies']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0024_scheduler_leases']);
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0023_device_cameras']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0021_legal_holds']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0018_webhooks_enabled_index']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0016_alerts']);
@@ -247,6 +251,7 @@ describe('PostgreSQL migrations', () => {
       '0016_alerts',
       '0018_webhooks_enabled_index',
       '0021_legal_holds',
+      '0023_device_cameras',
       '0024_scheduler_leases',
       '0025_retention_policies',
       '0026_erasure',

@@ -8,6 +8,8 @@ export interface DeviceFilter {
   status?: DeviceStatus | undefined;
   /** Keyset cursor: the id of the last device of the previous page. */
   after?: string | undefined;
+  /** Only ids starting with this (the console's search). */
+  idPrefix?: string | undefined;
   limit: number;
 }
 
@@ -97,6 +99,8 @@ export class DeviceReader {
     if (f.status === 'online') q = q.where('last_seen_at', '>', cutoff);
     if (f.status === 'offline') q = q.where('last_seen_at', '<=', cutoff);
     if (f.after !== undefined) q = q.where('id', '>', f.after);
+    // LIKE's own wildcards escaped (`_` is allowed in ids): a prefix match only.
+    if (f.idPrefix !== undefined) q = q.where('id', 'like', `${f.idPrefix.replace(/[\\%_]/g, '\\$&')}%`);
     // One extra row says whether another page exists, so the last page has next_cursor null.
     return q.orderBy('id').limit(f.limit + 1);
   }

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { Logger } from 'pino';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { Authorizer } from '../auth/authorize.js';
+import type { Principal } from '../auth/principal.js';
 import { principalOf, requireAllowed, requireVisible } from './authenticate.js';
 import type { DeviceRevoker } from '../fleet/revocation.js';
 import type { DeviceReader } from './device-store.js';
@@ -10,6 +11,7 @@ import { devicePathParams, encodeDeviceCursor, listDevicesQuerySchema } from './
 import { NotFoundError } from './errors.js';
 import { parseOrThrow } from './events-query.js';
 import { methodNotAllowed } from './problem.js';
+import type { revokeResultSchema } from './views.js';
 
 /** Body of POST /v1/devices/:id/revoke: why (kept with the device and in the log). */
 export const revokeBody = z.strictObject({ reason: z.string().trim().min(1).max(500) });
@@ -77,44 +79,56 @@ export function mountDeviceRoutes(router: Router, deps: DeviceRoutesDeps): void 
   router
     .route('/devices/:id/revoke')
     .post(async (req, res) => {
-      const { id } = parseOrThrow(devicePathParams, req.params, 'path parameters');
-      const principal = principalOf(res);
-      await requireAllowed(
-        deps.authorizer,
-        deps.log,
-        principal,
-        'devices:revoke',
-        { type: 'device', tenant: principal.tenant, id },
-        deps.audit,
-      );
-      const body = parseOrThrow(revokeBody, req.body ?? {}, 'body');
-      // Asked again with the device's site (a deny is audited, and a 404 like a missing device).
-      const device = await deps.devices.get(principal.tenant, id);
-      if (device === null) throw new NotFoundError();
-      await requireVisible(
-        deps.authorizer,
-        deps.log,
-        principal,
-        'devices:revoke',
-        { type: 'device', tenant: principal.tenant, id, site: device.site_id },
-        deps.audit,
-      );
-      const outcome = await deps.revoker.revoke({
-        tenantId: principal.tenant,
-        deviceId: id,
-        by: principal.subject,
-        reason: body.reason,
-      });
-      if (outcome.result === 'missing') throw new NotFoundError();
-      res.status(200).json({
-        device_id: id,
-        result: outcome.result,
-        revoked_at: outcome.revokedAt.toISOString(),
-        revoked_by: outcome.revokedBy,
-        reason: outcome.reason,
-        certificates_revoked: outcome.certificates,
-        nats: outcome.nats,
-      });
+      res.status(200).json(await revokeDevice(deps, principalOf(res), req.params, req.body));
     })
     .all(methodNotAllowed('POST'));
+}
+
+/**
+ * Revokes a device of the caller's tenant (POST /v1/devices/{id}/revoke, and the console): `devices:revoke` asked
+ * first and again with the device's site (denials audited; another site's device is a 404), then the revoker.
+ */
+export async function revokeDevice(
+  deps: Pick<DeviceRoutesDeps, 'devices' | 'revoker' | 'audit' | 'authorizer' | 'log'>,
+  principal: Principal,
+  rawParams: unknown,
+  rawBody: unknown,
+): Promise<z.output<typeof revokeResultSchema>> {
+  const { id } = parseOrThrow(devicePathParams, rawParams, 'path parameters');
+  await requireAllowed(
+    deps.authorizer,
+    deps.log,
+    principal,
+    'devices:revoke',
+    { type: 'device', tenant: principal.tenant, id },
+    deps.audit,
+  );
+  const body = parseOrThrow(revokeBody, rawBody ?? {}, 'body');
+  // Asked again with the device's site (a deny is audited, and a 404 like a missing device).
+  const device = await deps.devices.get(principal.tenant, id);
+  if (device === null) throw new NotFoundError();
+  await requireVisible(
+    deps.authorizer,
+    deps.log,
+    principal,
+    'devices:revoke',
+    { type: 'device', tenant: principal.tenant, id, site: device.site_id },
+    deps.audit,
+  );
+  const outcome = await deps.revoker.revoke({
+    tenantId: principal.tenant,
+    deviceId: id,
+    by: principal.subject,
+    reason: body.reason,
+  });
+  if (outcome.result === 'missing') throw new NotFoundError();
+  return {
+    device_id: id,
+    result: outcome.result,
+    revoked_at: outcome.revokedAt.toISOString(),
+    revoked_by: outcome.revokedBy,
+    reason: outcome.reason,
+    certificates_revoked: outcome.certificates,
+    nats: outcome.nats,
+  };
 }

@@ -15,6 +15,8 @@ export interface EventFilter {
   device?: string | undefined;
   camera?: string | undefined;
   label?: string | undefined;
+  /** Events whose zones include this one (the console's filter; not an API parameter yet). */
+  zone?: string | undefined;
   /** Inclusive lower bound on occurred_at. */
   since?: Date | undefined;
   /** Exclusive upper bound on occurred_at. */
@@ -151,6 +153,7 @@ export class EventReader {
     if (f.device !== undefined) q = q.where('device_id', '=', f.device);
     if (f.camera !== undefined) q = q.where('camera_id', '=', f.camera);
     if (f.label !== undefined) q = q.where('label', '=', f.label);
+    if (f.zone !== undefined) q = q.where(sql<boolean>`zones @> array[${f.zone}]::text[]`);
     if (f.since !== undefined) q = q.where('occurred_at', '>=', f.since);
     if (f.until !== undefined) q = q.where('occurred_at', '<', f.until);
     if (f.after !== undefined) {

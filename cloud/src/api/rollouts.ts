@@ -10,6 +10,7 @@ import { VigilError } from '../lib/errors.js';
 import { operatorTransition, type RolloutSpec, type RolloutState } from '../rollouts/planner.js';
 import { ACTIVE_STATES, RolloutStore, type RolloutRow } from '../rollouts/store.js';
 import type { Database } from '../storage/tables.js';
+import type { Principal } from '../auth/principal.js';
 import { principalOf, requireAllowed } from './authenticate.js';
 import { NotFoundError, ValidationError } from './errors.js';
 import { limitParam, parseOrThrow } from './events-query.js';
@@ -379,65 +380,12 @@ export function mountRolloutRoutes(router: Router, deps: RolloutRoutesDeps): voi
   router
     .route('/rollouts')
     .post(async (req, res) => {
-      const principal = principalOf(res);
-      await requireAllowed(
-        deps.authorizer,
-        deps.log,
-        principal,
-        'rollouts:write',
-        { type: 'rollouts', tenant: principal.tenant },
-        deps.audit,
-      );
-      const body = parseOrThrow(createRolloutBody, req.body ?? {}, 'body');
-      const scopeId = body.target.scope === 'tenant' ? principal.tenant : body.target.id!;
-      // One active rollout per tenant: two would fight over the same devices' desired versions.
-      const active = await deps.db
-        .selectFrom('rollouts')
-        .select(['id', 'state'])
-        .where('tenant_id', '=', principal.tenant)
-        .where('state', 'in', [...ACTIVE_STATES])
-        .executeTakeFirst();
-      if (active)
-        throw new RolloutStateConflict(
-          `rollout ${active.id} is still ${active.state}: wait for it to end, or abort it, before starting another`,
-        );
-      const id = randomUUID();
-      const now = deps.now();
-      const devices = await store.create({
-        id,
-        tenantId: principal.tenant,
-        scope: body.target.scope,
-        scopeId,
-        body: body.body ?? null,
-        spec: toPlannerSpec(body.spec),
-        createdBy: principal.subject,
-        now,
-      });
-      if (devices === 0) {
-        await deps.db.deleteFrom('rollouts').where('id', '=', id).execute();
-        throw new ValidationError(
-          [{ path: 'target', message: 'no enrolled device in this scope' }],
-          'The rollout has no target device.',
-        );
-      }
-      await audit(deps, principal.tenant, principal.subject, 'rollout.create', id, {
-        scope: body.target.scope,
-        scope_id: scopeId,
-        devices,
-        effective_document: body.body === undefined,
-      });
-      const row = await store.get(principal.tenant, id);
-      res.status(201).json(await view(deps.db, row!));
+      res.status(201).json(await createRollout(deps, principalOf(res), req.body));
     })
     .get(async (req, res) => {
       const principal = principalOf(res);
       const q = parseOrThrow(listRolloutsQuery, req.query, 'query parameters');
-      await requireAllowed(deps.authorizer, deps.log, principal, 'rollouts:read', {
-        type: 'rollouts',
-        tenant: principal.tenant,
-      });
-      const rows = await store.list(principal.tenant, q.limit);
-      res.json({ items: await Promise.all(rows.map((r) => view(deps.db, r))) });
+      res.json({ items: await listRollouts(deps, principal, q.limit) });
     })
     .all(methodNotAllowed('GET', 'HEAD', 'POST'));
 
@@ -476,37 +424,123 @@ export function mountRolloutRoutes(router: Router, deps: RolloutRoutesDeps): voi
     router
       .route(`/rollouts/:id/${op}`)
       .post(async (req, res) => {
-        const { id } = parseOrThrow(rolloutPathParams, req.params, 'path parameters');
-        const principal = principalOf(res);
-        await requireAllowed(
-          deps.authorizer,
-          deps.log,
-          principal,
-          'rollouts:write',
-          { type: 'rollouts', tenant: principal.tenant },
-          deps.audit,
-        );
-        const body = parseOrThrow(rolloutOperationBody, req.body ?? {}, 'body');
-        const row = await store.get(principal.tenant, id);
-        if (!row) throw new NotFoundError();
-        const t = operatorTransition(row.state as RolloutState, op);
-        if ('error' in t) throw new RolloutStateConflict(t.error);
-        const reason =
-          op === 'abort'
-            ? `aborted by ${principal.subject}${body.reason ? `: ${body.reason}` : ''}`
-            : undefined;
-        const ok = await store.transition(id, row.state, t.to, deps.now(), { reason });
-        if (!ok) throw new RolloutStateConflict('the rollout changed state meanwhile; retry');
-        await audit(deps, principal.tenant, principal.subject, `rollout.${op}`, id, {
-          from: row.state,
-          to: t.to,
-          reason: body.reason ?? null,
-        });
-        const updated = await store.get(principal.tenant, id);
-        res.json(await view(deps.db, updated!));
+        res.json(await operateRollout(deps, principalOf(res), req.params, op, req.body));
       })
       .all(methodNotAllowed('POST'));
   }
+}
+
+/**
+ * Creates a rollout in the caller's tenant (POST /v1/rollouts, and the console): `rollouts:write` asked first
+ * (a denial is audited), the body checked, one active rollout per tenant, `rollout.create` audited.
+ */
+export async function createRollout(
+  deps: RolloutRoutesDeps,
+  principal: Principal,
+  rawBody: unknown,
+): Promise<z.output<typeof rolloutViewSchema>> {
+  const store = new RolloutStore(deps.db);
+  await requireAllowed(
+    deps.authorizer,
+    deps.log,
+    principal,
+    'rollouts:write',
+    { type: 'rollouts', tenant: principal.tenant },
+    deps.audit,
+  );
+  const body = parseOrThrow(createRolloutBody, rawBody ?? {}, 'body');
+  const scopeId = body.target.scope === 'tenant' ? principal.tenant : body.target.id!;
+  // One active rollout per tenant: two would fight over the same devices' desired versions.
+  const active = await deps.db
+    .selectFrom('rollouts')
+    .select(['id', 'state'])
+    .where('tenant_id', '=', principal.tenant)
+    .where('state', 'in', [...ACTIVE_STATES])
+    .executeTakeFirst();
+  if (active)
+    throw new RolloutStateConflict(
+      `rollout ${active.id} is still ${active.state}: wait for it to end, or abort it, before starting another`,
+    );
+  const id = randomUUID();
+  const now = deps.now();
+  const devices = await store.create({
+    id,
+    tenantId: principal.tenant,
+    scope: body.target.scope,
+    scopeId,
+    body: body.body ?? null,
+    spec: toPlannerSpec(body.spec),
+    createdBy: principal.subject,
+    now,
+  });
+  if (devices === 0) {
+    await deps.db.deleteFrom('rollouts').where('id', '=', id).execute();
+    throw new ValidationError(
+      [{ path: 'target', message: 'no enrolled device in this scope' }],
+      'The rollout has no target device.',
+    );
+  }
+  await audit(deps, principal.tenant, principal.subject, 'rollout.create', id, {
+    scope: body.target.scope,
+    scope_id: scopeId,
+    devices,
+    effective_document: body.body === undefined,
+  });
+  const row = await store.get(principal.tenant, id);
+  return view(deps.db, row!);
+}
+
+/**
+ * Pauses, resumes or aborts a rollout of the caller's tenant (POST /v1/rollouts/{id}/{op}, and the console):
+ * `rollouts:write` asked first (a denial is audited), the transition checked, `rollout.<op>` audited.
+ */
+export async function operateRollout(
+  deps: RolloutRoutesDeps,
+  principal: Principal,
+  rawParams: unknown,
+  op: 'pause' | 'resume' | 'abort',
+  rawBody: unknown,
+): Promise<z.output<typeof rolloutViewSchema>> {
+  const store = new RolloutStore(deps.db);
+  const { id } = parseOrThrow(rolloutPathParams, rawParams, 'path parameters');
+  await requireAllowed(
+    deps.authorizer,
+    deps.log,
+    principal,
+    'rollouts:write',
+    { type: 'rollouts', tenant: principal.tenant },
+    deps.audit,
+  );
+  const body = parseOrThrow(rolloutOperationBody, rawBody ?? {}, 'body');
+  const row = await store.get(principal.tenant, id);
+  if (!row) throw new NotFoundError();
+  const t = operatorTransition(row.state as RolloutState, op);
+  if ('error' in t) throw new RolloutStateConflict(t.error);
+  const reason =
+    op === 'abort' ? `aborted by ${principal.subject}${body.reason ? `: ${body.reason}` : ''}` : undefined;
+  const ok = await store.transition(id, row.state, t.to, deps.now(), { reason });
+  if (!ok) throw new RolloutStateConflict('the rollout changed state meanwhile; retry');
+  await audit(deps, principal.tenant, principal.subject, `rollout.${op}`, id, {
+    from: row.state,
+    to: t.to,
+    reason: body.reason ?? null,
+  });
+  const updated = await store.get(principal.tenant, id);
+  return view(deps.db, updated!);
+}
+
+/** The newest rollouts of the caller's tenant with their progress (GET /v1/rollouts, and the console). */
+export async function listRollouts(
+  deps: Pick<RolloutRoutesDeps, 'db' | 'authorizer' | 'log'>,
+  principal: Principal,
+  limit: number,
+): Promise<Array<z.output<typeof rolloutViewSchema>>> {
+  await requireAllowed(deps.authorizer, deps.log, principal, 'rollouts:read', {
+    type: 'rollouts',
+    tenant: principal.tenant,
+  });
+  const rows = await new RolloutStore(deps.db).list(principal.tenant, limit);
+  return Promise.all(rows.map((r) => view(deps.db, r)));
 }
 
 async function audit(

@@ -233,13 +233,21 @@ export function createTokenVerifier(
       }
       const refused = checkTokenRules(payload, Math.floor(Date.now() / 1000), limits);
       if (refused) throw new AuthenticationError(refused.reason, refused.detail);
-      const claims = vigilClaims.safeParse(payload);
-      if (!claims.success) {
-        const what = claims.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
-        throw new AuthenticationError('claims', `vigil claims invalid: ${what}`);
-      }
-      const { sub, tenant, roles, sites } = claims.data;
-      return sites === undefined ? { subject: sub, tenant, roles } : { subject: sub, tenant, roles, sites };
+      return principalFromClaims(payload);
     },
   };
+}
+
+/**
+ * The principal of verified claims (`sub`, `tenant`, `roles`, optional `sites`): the one mapping of the API's
+ * bearer tokens and the console's OpenID Connect ID tokens. Throws AuthenticationError('claims').
+ */
+export function principalFromClaims(payload: Record<string, unknown>): Principal {
+  const claims = vigilClaims.safeParse(payload);
+  if (!claims.success) {
+    const what = claims.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+    throw new AuthenticationError('claims', `vigil claims invalid: ${what}`);
+  }
+  const { sub, tenant, roles, sites } = claims.data;
+  return sites === undefined ? { subject: sub, tenant, roles } : { subject: sub, tenant, roles, sites };
 }

@@ -345,6 +345,52 @@ export const cloudConfigSchema = z
           .default(512 * 1024 * 1024),
       })
       .prefault({}),
+    /**
+     * The web console at /console (console/): server-rendered pages on the API's origin, login with OpenID Connect
+     * (authorization code + PKCE). Requires the API (it asks the same authorizer).
+     */
+    console: z
+      .strictObject({
+        enabled: z.boolean().default(false),
+        oidc: z
+          .strictObject({
+            /** The identity provider's issuer URL (discovery at <issuer>/.well-known/openid-configuration). */
+            issuer: z.string().refine(isHttpsOrLoopback, 'must be an https URL (http only on loopback)'),
+            clientId: z.string().min(1).max(256),
+            /** File holding the client secret (first line); absent: a public client (PKCE only). */
+            clientSecretFile: z.string().min(1).optional(),
+            /** This console's callback, registered at the provider: https://<host>/console/auth/callback. */
+            redirectUrl: z
+              .string()
+              .refine(isHttpsOrLoopback, 'must be an https URL (http only on loopback)')
+              .refine((u) => URL.canParse(u) && new URL(u).pathname === '/console/auth/callback', {
+                message: 'must end in /console/auth/callback',
+              }),
+            /** Scopes asked for; the ID token must carry tenant and roles (and sites for site-scoped users). */
+            scopes: z
+              .array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]{1,64}$/))
+              .min(1)
+              .max(20)
+              .default(['openid', 'vigil']),
+          })
+          .optional(),
+        /** How long a session lasts from login (no sliding renewal: log in again after it). */
+        sessionTtlSeconds: z
+          .number()
+          .int()
+          .min(60)
+          .max(86_400)
+          .default(8 * 3600),
+        /** Sessions held by this process; the oldest is dropped past it. */
+        maxSessions: z.number().int().min(1).max(1_000_000).default(10_000),
+        /** The Secure flag of the session cookie; false only for http://localhost development. */
+        cookieSecure: z.boolean().default(true),
+      })
+      .refine((c) => !c.enabled || c.oidc !== undefined, {
+        message: 'required when console.enabled',
+        path: ['oidc'],
+      })
+      .prefault({}),
     /** The live event stream (GET /v1/stream, websocket; realtime/). Served with the API. */
     realtime: z
       .strictObject({
@@ -537,6 +583,10 @@ export const cloudConfigSchema = z
   .refine((c) => c.events.retentionDays === 0 || c.events.retentionDays > c.ingest.acceptPastDays, {
     message: 'must be 0 (keep forever) or more than ingest.acceptPastDays',
     path: ['events', 'retentionDays'],
+  })
+  .refine((c) => !c.console.enabled || c.api.enabled, {
+    message: 'the console needs the API (api.enabled): it asks the same authorizer',
+    path: ['console', 'enabled'],
   })
   .refine((c) => !c.grpc.enabled || c.identity !== undefined, {
     message: 'identity (the fleet CA) is required when grpc is enabled',

@@ -11,8 +11,9 @@ import {
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { DeviceHealth, Heartbeat, parseSubject } from '@vigil/proto';
+import { CameraState, DeviceHealth, Heartbeat, parseSubject } from '@vigil/proto';
 import type { CloudConfig } from '../config/schema.js';
+import type { CameraSummary } from '../storage/tables.js';
 import {
   HEARTBEATS_CONSUMER,
   TELEMETRY_STREAM,
@@ -248,6 +249,7 @@ export class HeartbeatConsumer {
         hb.agentVersion,
         hb.configVersion,
         heartbeatSignals(hb),
+        cameraSummaries(hb),
       );
       if (!known)
         this.log.warn(
@@ -292,6 +294,32 @@ export interface HeartbeatSignals {
 
 const mean = (xs: readonly number[]): number | null =>
   xs.length === 0 ? null : xs.reduce((a, b) => a + b, 0) / xs.length;
+
+/** At most this many cameras of a heartbeat are kept (devices.last_cameras), their texts cut to 200 characters. */
+export const MAX_KEPT_CAMERAS = 64;
+const cut = (s: string): string => (s.length > 200 ? `${s.slice(0, 199)}…` : s);
+const num = (x: number): number => (Number.isFinite(x) ? x : 0);
+
+/** The cameras of a heartbeat for devices.last_cameras (migration 0023): bounded, finite numbers only. */
+export function cameraSummaries(hb: Heartbeat): CameraSummary[] {
+  return hb.cameras.slice(0, MAX_KEPT_CAMERAS).map((c) => ({
+    id: cut(c.cameraId),
+    state: CAMERA_STATE_NAMES[c.state] ?? 'unknown',
+    fps: num(c.fps),
+    inference_ms_p50: num(c.inferenceMsP50),
+    events_per_minute: num(c.eventsPerMinute),
+    last_error: cut(c.lastError),
+  }));
+}
+
+const CAMERA_STATE_NAMES: Readonly<Record<number, string>> = {
+  [CameraState.CAMERA_STATE_CONNECTING]: 'connecting',
+  [CameraState.CAMERA_STATE_STREAMING]: 'streaming',
+  [CameraState.CAMERA_STATE_STALLED]: 'stalled',
+  [CameraState.CAMERA_STATE_BACKING_OFF]: 'backing_off',
+  [CameraState.CAMERA_STATE_STOPPED]: 'stopped',
+  [CameraState.CAMERA_STATE_ENDED]: 'ended',
+};
 
 /** What rollout gates read from a heartbeat: the agent's health and its cameras' analytics signals. */
 export function heartbeatSignals(hb: Heartbeat): HeartbeatSignals {

@@ -1,5 +1,5 @@
 import { sql, type Kysely, type Selectable } from 'kysely';
-import type { Database, DevicesTable } from '../storage/tables.js';
+import type { CameraSummary, Database, DevicesTable } from '../storage/tables.js';
 import type { HeartbeatSignals } from './heartbeats.js';
 
 export interface DeviceIdentity {
@@ -44,6 +44,8 @@ export class FleetRegistry {
     configVersion: bigint,
     /** Rollout gate signals (migrations 0008, 0009): health, mean fps, inference latency, event rate. */
     signals?: HeartbeatSignals,
+    /** The heartbeat's cameras (migration 0023; the console's fleet page). */
+    cameras?: readonly CameraSummary[],
   ): Promise<boolean> {
     // Never backwards: a redelivered (older) heartbeat after a newer one counts, but changes nothing else.
     const newer = sql<boolean>`(last_seen_at is null or last_seen_at < ${seenAt})`;
@@ -60,6 +62,11 @@ export class FleetRegistry {
               mean_fps: sql<number>`case when ${newer} then ${signals.meanFps}::real else mean_fps end`,
               mean_inference_ms: sql<number>`case when ${newer} then ${signals.meanInferenceMs}::real else mean_inference_ms end`,
               events_per_minute: sql<number>`case when ${newer} then ${signals.eventsPerMinute}::real else events_per_minute end`,
+            }
+          : {}),
+        ...(cameras
+          ? {
+              last_cameras: sql<string>`case when ${newer} then ${JSON.stringify(cameras)}::jsonb else last_cameras end`,
             }
           : {}),
       })

@@ -54,6 +54,12 @@ export interface EventStreamDeps {
   metrics: Registry;
   now?: () => Date;
   options: EventStreamOptions;
+  /**
+   * A second way in for the web console's events page: its session cookie with a console Origin
+   * (console/index.ts streamPrincipal). Asked only when the request has no bearer token.
+   */
+  sessionPrincipal?:
+    ((req: IncomingMessage) => { principal: Principal; expiresAt: number } | undefined) | undefined;
 }
 
 class Refusal extends Error {
@@ -116,16 +122,19 @@ export function attachEventStream(deps: EventStreamDeps): { close(): void } {
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (url.pathname !== STREAM_PATH) throw new Refusal(404, 'not-found', 'Not found', 'No such resource.');
     const token = bearerOf(req);
-    if (token === undefined)
+    const session = token === undefined ? deps.sessionPrincipal?.(req) : undefined;
+    if (token === undefined && session === undefined)
       throw new Refusal(401, 'unauthenticated', 'Unauthorized', 'A valid bearer token is required.');
     let principal: Principal;
-    try {
-      principal = await deps.verifier.verify(token);
-    } catch (err) {
-      if (err instanceof AuthenticationError)
-        throw new Refusal(401, 'unauthenticated', 'Unauthorized', 'A valid bearer token is required.');
-      throw err;
-    }
+    if (session !== undefined) principal = session.principal;
+    else
+      try {
+        principal = await deps.verifier.verify(token!);
+      } catch (err) {
+        if (err instanceof AuthenticationError)
+          throw new Refusal(401, 'unauthenticated', 'Unauthorized', 'A valid bearer token is required.');
+        throw err;
+      }
     const parsed = filterSchema.safeParse(Object.fromEntries(url.searchParams));
     if (!parsed.success)
       throw new Refusal(
@@ -153,7 +162,8 @@ export function attachEventStream(deps: EventStreamDeps): { close(): void } {
         'Too Many Requests',
         `This tenant has ${deps.options.maxConnectionsPerTenant} open streams here; close one first.`,
       );
-    const exp = decodeJwt(token).exp;
+    if (session !== undefined) return { principal, filter, expiresAt: session.expiresAt };
+    const exp = decodeJwt(token!).exp;
     return { principal, filter, expiresAt: typeof exp === 'number' ? exp * 1000 : undefined };
   }
 

@@ -48,6 +48,18 @@ export interface DevicesTable {
    * device never enrolled, or enrolled without NATS JWT auth.
    */
   nats_public_key: ColumnType<string | null, string | null | undefined, string | null>;
+  /** The cameras of the last heartbeat (migration 0023; the console's fleet page). Written as JSON text. */
+  last_cameras: ColumnType<CameraSummary[] | null, string | null | undefined, string | null>;
+}
+
+/** One camera of a heartbeat as the cloud keeps it (fleet/heartbeats.ts cameraSummaries). */
+export interface CameraSummary {
+  id: string;
+  state: string;
+  fps: number;
+  inference_ms_p50: number;
+  events_per_minute: number;
+  last_error: string;
 }
 
 export interface DeviceCertificatesTable {

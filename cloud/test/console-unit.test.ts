@@ -1,0 +1,108 @@
+import { describe, expect, it } from 'vitest';
+import { parseCloudConfig } from '../src/config/load.js';
+import { escapeHtml, html } from '../src/console/html.js';
+import { readCookie } from '../src/console/security.js';
+import { LOGIN_TTL_MS, SessionStore, sameToken } from '../src/console/session.js';
+
+describe('console html: escaping by construction', () => {
+  it('escapes every interpolation, nested lists too, and passes only html-made markup through', () => {
+    const evil = `<script>alert("x")</script>&'\``;
+    const out = html`<p title="${evil}">${evil}${[evil, html`<b>${evil}</b>`]}${null}${false}${3}</p>`.text;
+    expect(out).not.toContain('<script>');
+    expect(out).toBe(
+      `<p title="${escapeHtml(evil)}">${escapeHtml(evil)}${escapeHtml(evil)}<b>${escapeHtml(evil)}</b>3</p>`,
+    );
+    expect(escapeHtml(evil)).toBe('&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;&#39;&#96;');
+    // A look-alike object is text, not markup: only html`` makes SafeHtml.
+    const fake = { text: '<i>x</i>' } as unknown as string;
+    expect(html`${fake}`.text).toBe('[object Object]');
+  });
+});
+
+describe('console sessions (injected clock)', () => {
+  const principal = { subject: 'u', tenant: 't', roles: ['viewer'] };
+
+  it('expire at their TTL, are bounded (oldest dropped), and can be deleted', () => {
+    let now = 1_000_000;
+    const store = new SessionStore({ ttlMs: 60_000, maxSessions: 2, maxPending: 2 }, () => now);
+    const a = store.create(principal, undefined);
+    expect(a.id).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(a.csrf).not.toBe(a.id);
+    expect(store.get(a.id)).toBe(a);
+    now += 59_999;
+    expect(store.get(a.id)).toBe(a);
+    now += 1;
+    expect(store.get(a.id)).toBeUndefined();
+    const b = store.create(principal, undefined);
+    const c = store.create(principal, undefined);
+    const d = store.create(principal, undefined);
+    expect(store.size).toBe(2);
+    expect(store.get(b.id)).toBeUndefined();
+    expect(store.get(c.id)).toBe(c);
+    store.delete(d.id);
+    expect(store.get(d.id)).toBeUndefined();
+    expect(store.get(undefined)).toBeUndefined();
+    expect(store.get('x'.repeat(65))).toBeUndefined();
+  });
+
+  it('hands out a pending login once, and not after its TTL', () => {
+    let now = 0;
+    const store = new SessionStore({ ttlMs: 60_000, maxSessions: 2, maxPending: 2 }, () => now);
+    const p = store.beginLogin('/console/events');
+    expect(p.verifier).toMatch(/^[A-Za-z0-9_-]{43}$/); // RFC 7636: 43-128 unreserved characters
+    expect(store.takeLogin(p.state)).toBe(p);
+    expect(store.takeLogin(p.state)).toBeUndefined();
+    const q = store.beginLogin('/console');
+    now += LOGIN_TTL_MS;
+    expect(store.takeLogin(q.state)).toBeUndefined();
+  });
+
+  it('compares tokens in constant time and reads cookies', () => {
+    expect(sameToken('abc', 'abc')).toBe(true);
+    expect(sameToken('abc', 'abd')).toBe(false);
+    expect(sameToken('abc', 'abcd')).toBe(false);
+    expect(readCookie('a=1; __Host-vigil_console=xyz; b=2', '__Host-vigil_console')).toBe('xyz');
+    expect(readCookie('a=1', '__Host-vigil_console')).toBeUndefined();
+    expect(readCookie(undefined, 'a')).toBeUndefined();
+  });
+});
+
+describe('console config', () => {
+  const base = {
+    database: { url: 'postgres://x' },
+    nats: { servers: ['tls://localhost:4222'], tls: { caFile: 'a', certFile: 'b', keyFile: 'c' } },
+    auth: { jwksFile: '/dev/null' },
+  };
+  const oidc = {
+    issuer: 'https://idp.example.com',
+    clientId: 'vigil',
+    redirectUrl: 'https://vigil.example.com/console/auth/callback',
+  };
+
+  it('is off by default; enabled needs oidc; unknown keys, plain http off loopback and a foreign callback path are refused', () => {
+    expect(parseCloudConfig(base).console).toMatchObject({ enabled: false, cookieSecure: true });
+    expect(parseCloudConfig({ ...base, console: { enabled: true, oidc } }).console.oidc?.scopes).toEqual([
+      'openid',
+      'vigil',
+    ]);
+    expect(() => parseCloudConfig({ ...base, console: { enabled: true } })).toThrow(/console\.oidc/);
+    expect(() => parseCloudConfig({ ...base, console: { enabled: true, oidc, colour: 'red' } })).toThrow(
+      /colour/,
+    );
+    expect(() =>
+      parseCloudConfig({
+        ...base,
+        console: { enabled: true, oidc: { ...oidc, issuer: 'http://idp.example.com' } },
+      }),
+    ).toThrow(/issuer/);
+    expect(() =>
+      parseCloudConfig({
+        ...base,
+        console: { enabled: true, oidc: { ...oidc, redirectUrl: 'https://vigil.example.com/elsewhere' } },
+      }),
+    ).toThrow(/redirectUrl/);
+    expect(() =>
+      parseCloudConfig({ ...base, api: { enabled: false }, console: { enabled: true, oidc } }),
+    ).toThrow(/console\.enabled/);
+  });
+});
