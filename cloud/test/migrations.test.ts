@@ -40,6 +40,7 @@ describe('PostgreSQL migrations', () => {
       '0016_alerts',
       '0018_webhooks_enabled_index',
       '0021_legal_holds',
+      '0022_agent_rollouts',
     ]);
     expect(await tables(db)).toEqual(
       expect.arrayContaining([
@@ -94,6 +95,7 @@ describe('PostgreSQL migrations', () => {
   });
 
   it('roll back and forward again', async () => {
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0022_agent_rollouts']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0021_legal_holds']);
     expect(await tables(db)).not.toContain('legal_holds');
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0018_webhooks_enabled_index']);
@@ -168,10 +170,12 @@ describe('PostgreSQL migrations', () => {
       '0016_alerts',
       '0018_webhooks_enabled_index',
       '0021_legal_holds',
+      '0022_agent_rollouts',
     ]);
   });
 
   it('0013 backfills current NATS keys; of two active devices sharing one, the first enrolled keeps it', async () => {
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0022_agent_rollouts']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0021_legal_holds']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0018_webhooks_enabled_index']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0016_alerts']);
@@ -204,6 +208,7 @@ describe('PostgreSQL migrations', () => {
       '0016_alerts',
       '0018_webhooks_enabled_index',
       '0021_legal_holds',
+      '0022_agent_rollouts',
     ]);
     const rows = await db
       .selectFrom('devices')

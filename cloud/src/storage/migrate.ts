@@ -18,6 +18,7 @@ import * as m0015 from './migrations/0015_webhook_outbox.js';
 import * as m0016 from './migrations/0016_alerts.js';
 import * as m0018 from './migrations/0018_webhooks_enabled_index.js';
 import * as m0021 from './migrations/0021_legal_holds.js';
+import * as m0022 from './migrations/0022_agent_rollouts.js';
 
 // Migrations are listed in code (not read from a folder at run time) so that a bundled or relocated
 // build runs exactly the set it was built with. Names sort in order of application.
@@ -40,6 +41,7 @@ const migrations: Record<string, Migration> = {
   '0016_alerts': m0016,
   '0018_webhooks_enabled_index': m0018,
   '0021_legal_holds': m0021,
+  '0022_agent_rollouts': m0022,
 };
 
 export function migrator(db: Kysely<unknown>): Migrator {
