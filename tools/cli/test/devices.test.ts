@@ -80,7 +80,7 @@ describe('vigil devices (against the cloud API)', () => {
     const all = await cli('devices', 'list', '--tenant', 'acme');
     expect(all.code, all.err).toBe(0);
     const lines = all.out.split('\n');
-    expect(lines[0]).toMatch(/^ID\s+SITE\s+STATUS\s+LAST SEEN\s+AGENT\s+ENROLLED$/);
+    expect(lines[0]).toMatch(/^ID\s+SITE\s+STATUS\s+LAST SEEN\s+AGENT\s+UPDATE\s+ENROLLED$/);
     expect(lines.slice(1).map((l) => l.split(/\s+/).slice(0, 3))).toEqual([
       ['gw-1', 'hq', 'online'],
       ['gw-2', 'hq', 'offline'],
