@@ -26,3 +26,4 @@ export * from './update/index.js';
 export type { DeviceIdentity } from './identity/index.js';
 export * from './updater/contract.js';
 export { UpdateLink, type DesiredAgent, type SyncResult } from './updater/link.js';
+export { runEnrollCommand } from './identity/enroll-command.js';
