@@ -64,7 +64,8 @@ export async function runAgentRollout(
     if (t95 === null && k >= Math.ceil(0.95 * n)) t95 = now;
     if (t100 === null && k === n) t100 = now;
     view = await getRollout(api, id);
-    if (ended === null && (view.state === 'completed' || view.state === 'rolled_back')) ended = Date.now() - t0;
+    if (ended === null && (view.state === 'completed' || view.state === 'rolled_back'))
+      ended = Date.now() - t0;
     if (ended !== null && (t100 !== null || view.state === 'rolled_back')) break;
     await new Promise((r) => setTimeout(r, 250));
   }
@@ -74,8 +75,9 @@ export async function runAgentRollout(
     abort_reason: view.abort_reason,
     devices: n,
     on_version: on(),
-    rolled_back: fleet.agents.filter((a) => a.update?.target === o.version && a.update.state === 'rolled_back')
-      .length,
+    rolled_back: fleet.agents.filter(
+      (a) => a.update?.target === o.version && a.update.state === 'rolled_back',
+    ).length,
     t95_ms: t95,
     t100_ms: t100,
     ended_ms: ended,

@@ -388,7 +388,14 @@ export class SimAgent {
     this.counters.upgrades++;
     const target = agent.version;
     const from = this.agentVersion;
-    this.update = { state: 'downloading', current: from, previous: null, target, reason: null, updatedAt: new Date() };
+    this.update = {
+      state: 'downloading',
+      current: from,
+      previous: null,
+      target,
+      reason: null,
+      updatedAt: new Date(),
+    };
     const b = this.behaviour;
     clearTimeout(this.upgradeTimer);
     this.upgradeTimer = setTimeout(
@@ -406,7 +413,14 @@ export class SimAgent {
         } else {
           this.counters.upgradesCommitted++;
           this.agentVersion = target;
-          this.update = { state: 'committed', current: target, previous: from, target, reason: null, updatedAt: new Date() };
+          this.update = {
+            state: 'committed',
+            current: target,
+            previous: from,
+            target,
+            reason: null,
+            updatedAt: new Date(),
+          };
         }
         this.onUpgraded?.(this, target, this.update.state);
       },

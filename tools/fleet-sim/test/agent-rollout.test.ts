@@ -90,7 +90,10 @@ describe(`agent-version rollouts with fleet-sim (${N} devices)`, () => {
       caPem: stack.caPem,
       deviceIds: Array.from({ length: N }, (_, i) => `sim-${String(i).padStart(5, '0')}`),
       token: async () => {
-        const res = await installer.request('POST', '/v1/enrollment-tokens', { site_id: 'hq', ttl_seconds: 3600 });
+        const res = await installer.request('POST', '/v1/enrollment-tokens', {
+          site_id: 'hq',
+          ttl_seconds: 3600,
+        });
         return (res.json as { token: string }).token;
       },
     });
@@ -102,7 +105,9 @@ describe(`agent-version rollouts with fleet-sim (${N} devices)`, () => {
     });
     await fleet.connect([stack.natsUrl]);
     // The config that carries the agent section to devices that ran no remote config yet.
-    expect((await admin.request('PUT', '/v1/configs/tenant/sim', { attributes: { fleet: 'sim' } })).status).toBe(200);
+    expect(
+      (await admin.request('PUT', '/v1/configs/tenant/sim', { attributes: { fleet: 'sim' } })).status,
+    ).toBe(200);
     // Every device has heartbeated its version (the minimum-version check needs it).
     for (let i = 0; ; i++) {
       const rows = await stack.cloud.db
@@ -138,9 +143,9 @@ describe(`agent-version rollouts with fleet-sim (${N} devices)`, () => {
     expect(r.t95_ms).not.toBeNull();
     expect(r.t100_ms).not.toBeNull();
     // Each device asked its updater once.
-    expect(fleet.agents.every((a) => a.upgradeRequests.filter((q) => q.version === '1.1.0').length === 1)).toBe(
-      true,
-    );
+    expect(
+      fleet.agents.every((a) => a.upgradeRequests.filter((q) => q.version === '1.1.0').length === 1),
+    ).toBe(true);
   }, 1_000_000);
 
   it('a version that rolls back on the canaries aborts; nobody outside the canary is asked for it', async () => {
