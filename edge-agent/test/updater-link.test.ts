@@ -1,7 +1,15 @@
 // The agent's end of the updater contract on a real filesystem: requests written atomically and only when they
 // change, withdrawn when the config asks for the running version, not repeated for a version the updater gave
 // up on; status.json read as hostile input (size, links, JSON, schema), each refusal counted; heartbeats carry it.
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';

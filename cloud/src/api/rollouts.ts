@@ -144,10 +144,9 @@ export const rolloutViewSchema = z
     current_wave: z.number().int(),
     abort_reason: z.string().nullable(),
     uses_effective_document: z.boolean(),
-    agent: z
-      .object({ version: z.string(), channel: z.string() })
-      .nullable()
-      .meta({ description: 'The agent version an agent-version rollout moves devices to; null: a config rollout.' }),
+    agent: z.object({ version: z.string(), channel: z.string() }).nullable().meta({
+      description: 'The agent version an agent-version rollout moves devices to; null: a config rollout.',
+    }),
     spec: z.record(z.string(), z.unknown()),
     created_by: z.string(),
     created_at: z.iso.datetime(),

@@ -80,7 +80,8 @@ export async function checkAgentRollout(
     if (!applied.has(id) && (await deps.configs.effectiveConfigBody(tenantId, id)) === null)
       bare.push({
         path: `devices.${id}`,
-        message: 'it runs only its local config and has no config document: nothing to carry the agent version',
+        message:
+          'it runs only its local config and has no config document: nothing to carry the agent version',
       });
   if (bare.length > 0)
     throw new AgentRolloutRefusedError(

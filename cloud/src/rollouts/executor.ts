@@ -294,17 +294,20 @@ export class RolloutExecutor {
         const groups = new Map<string, { body: ConfigBody; ids: string[] }>();
         const agent = agentOf(r);
         // An agent rollout keeps what each device runs and adds the agent section (rollouts/agent.ts).
-        const runs = agent ? (await this.opts.issuer.knownConfigs(r.tenant_id, action.deviceIds)).applied : null;
+        const runs = agent
+          ? (await this.opts.issuer.knownConfigs(r.tenant_id, action.deviceIds)).applied
+          : null;
         for (const id of action.deviceIds) {
           let body: ConfigBody | null;
           if (agent) {
             const base = runs?.get(id)?.body ?? (await this.opts.issuer.effectiveConfigBody(r.tenant_id, id));
             body = base === null ? null : withAgent(base, agent, r.id);
             if (body === null)
-              this.log.warn({ rollout: r.id, device: id }, 'no config to carry the agent version: not issued');
-          } else
-            body =
-              (r.body as ConfigBody | null) ?? (await this.opts.issuer.effectiveConfigBody(r.tenant_id, id));
+              this.log.warn(
+                { rollout: r.id, device: id },
+                'no config to carry the agent version: not issued',
+              );
+          } else body = r.body ?? (await this.opts.issuer.effectiveConfigBody(r.tenant_id, id));
           if (body === null) continue;
           const key = JSON.stringify(body);
           const g = groups.get(key) ?? { body, ids: [] };

@@ -93,7 +93,10 @@ export class UpdateLink {
     if (desired.version === this.o.agentVersion) {
       if (current && current.version !== this.o.agentVersion) {
         rmSync(join(this.o.dir, REQUEST_FILE), { force: true });
-        this.o.log.info({ withdrawn: current.version }, 'agent update request withdrawn: this version is wanted');
+        this.o.log.info(
+          { withdrawn: current.version },
+          'agent update request withdrawn: this version is wanted',
+        );
         return 'withdrawn';
       }
       return 'none';
@@ -118,7 +121,10 @@ export class UpdateLink {
       rolloutId,
     };
     this.write(req);
-    this.o.log.info({ version: req.version, channel: req.channel, rollout: rolloutId }, 'agent update requested');
+    this.o.log.info(
+      { version: req.version, channel: req.channel, rollout: rolloutId },
+      'agent update requested',
+    );
     return 'requested';
   }
 

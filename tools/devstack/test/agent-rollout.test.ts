@@ -38,6 +38,20 @@ const GOOD = '1.1.0';
 const BAD = '1.2.0';
 const silent = pino({ level: 'silent' });
 
+/** What the tests read of the API's answers (rollouts, devices, problems): every field they touch, typed. */
+interface Answer {
+  id: string;
+  state: string;
+  abort_reason: string | null;
+  type: string;
+  detail: string;
+  errors: Array<{ path: string; message: string }>;
+  items: unknown[];
+  totals: Record<string, number>;
+  waves: Array<{ devices: number }>;
+  update: Record<string, unknown> | null;
+}
+
 /** One gateway: its agent (restarted as another version by the stand-in updater) and what it was asked. */
 interface Gateway {
   id: string;
@@ -99,7 +113,7 @@ describe('agent-version rollouts with real agents and a stand-in updater', () =>
     method: string,
     path: string,
     body?: unknown,
-  ): Promise<{ status: number; json: any }> => {
+  ): Promise<{ status: number; json: Answer }> => {
     const res = await fetch(`http://127.0.0.1:${cloud.httpPort}${path}`, {
       method,
       headers: {
@@ -108,7 +122,7 @@ describe('agent-version rollouts with real agents and a stand-in updater', () =>
       },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
-    return { status: res.status, json: await res.json().catch(() => null) };
+    return { status: res.status, json: (await res.json().catch(() => null)) as Answer };
   };
 
   function bundle(version: string): string {
@@ -318,8 +332,8 @@ describe('agent-version rollouts with real agents and a stand-in updater', () =>
     await cloud?.stop();
   });
 
-  const rolloutState = async (id: string): Promise<any> => (await api('GET', `/v1/rollouts/${id}`)).json;
-  const waitFor = async (id: string, states: string[], timeout = 90_000): Promise<any> => {
+  const rolloutState = async (id: string): Promise<Answer> => (await api('GET', `/v1/rollouts/${id}`)).json;
+  const waitFor = async (id: string, states: string[], timeout = 90_000): Promise<Answer> => {
     await expect
       .poll(async () => (await rolloutState(id)).state, { timeout, interval: 500 })
       .toSatisfy((s: string) => states.includes(s));
@@ -332,23 +346,21 @@ describe('agent-version rollouts with real agents and a stand-in updater', () =>
     const unpublished = await create({ version: '9.9.9', channel: 'stable' });
     expect(unpublished.status).toBe(422);
     expect(unpublished.json.type).toBe('urn:vigil:problem:agent-rollout-refused');
-    expect(unpublished.json.errors[0].message).toMatch(
+    expect(unpublished.json.errors[0]?.message).toMatch(
       /9\.9\.9 is not a published release of channel stable/,
     );
     // Published, but in another channel.
     const otherChannel = await create({ version: '1.3.0', channel: 'stable' });
     expect(otherChannel.status).toBe(422);
-    expect(otherChannel.json.errors[0].message).toMatch(
+    expect(otherChannel.json.errors[0]?.message).toMatch(
       /1\.3\.0 is not a published release of channel stable/,
     );
     // 2.0.0 upgrades only from 1.5.0: every device (1.0.0) is named.
     const tooOld = await create({ version: '2.0.0', channel: 'stable' });
     expect(tooOld.status).toBe(422);
     expect(tooOld.json.detail).toMatch(/4 of 4 target devices cannot upgrade to 2\.0\.0/);
-    expect(tooOld.json.errors.map((e: { path: string }) => e.path).sort()).toEqual(
-      IDS.map((i) => `devices.${i}`),
-    );
-    expect(tooOld.json.errors[0].message).toMatch(/runs 1\.0\.0, older than 1\.5\.0/);
+    expect(tooOld.json.errors.map((e) => e.path).sort()).toEqual(IDS.map((i) => `devices.${i}`));
+    expect(tooOld.json.errors[0]?.message).toMatch(/runs 1\.0\.0, older than 1\.5\.0/);
     // Malformed: the schema refuses it (400), and agent with a body is ambiguous.
     expect((await create({ version: 'v1', channel: 'stable' })).status).toBe(400);
     const both = await api('POST', '/v1/rollouts', {
@@ -408,7 +420,7 @@ describe('agent-version rollouts with real agents and a stand-in updater', () =>
     expect(done.state, JSON.stringify(done)).toBe('completed');
     expect(done.totals.applied).toBe(IDS.length);
     // Staged: the canary (1), then 50 % (2), then all (4).
-    expect(done.waves.map((w: { devices: number }) => w.devices)).toEqual([1, 1, 2]);
+    expect(done.waves.map((w) => w.devices)).toEqual([1, 1, 2]);
     console.log(
       `[agent-rollout] ${IDS.length} real agents on ${GOOD} in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
     );

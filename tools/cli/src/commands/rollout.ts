@@ -144,7 +144,10 @@ export function register(program: Command, ctx: CliContext): void {
       cmd: Command,
     ) => {
       if ([o.bodyFile !== undefined, o.effective, o.agentVersion !== undefined].filter(Boolean).length !== 1)
-        throw new CliError('give exactly one of --body-file <file>, --effective, --agent-version <version>', 2);
+        throw new CliError(
+          'give exactly one of --body-file <file>, --effective, --agent-version <version>',
+          2,
+        );
       const g = globals(cmd);
       const client = await apiClient(ctx, g, o);
       const body =
