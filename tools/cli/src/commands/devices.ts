@@ -200,13 +200,13 @@ function deviceDetail(d: ApiDevice): string {
     ['status', d.status],
     ['last seen', d.last_seen_at],
     ['agent version', d.agent_version],
-    ['update', updateCell(d)],
-    ...(d.update?.reason ? [['update reason', d.update.reason] as [string, string]] : []),
     ['config version', d.config_version],
     ['heartbeats', d.heartbeats],
     ['created at', d.created_at],
     ['enrolled at', d.enrolled_at],
     ['hardware id', d.hardware_id],
+    ['update', updateCell(d)],
+    ...(d.update?.reason ? [['update reason', d.update.reason] as [string, string]] : []),
   ];
   if (d.revoked_at !== null)
     fields.push(
