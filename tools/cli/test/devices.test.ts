@@ -87,7 +87,9 @@ describe('vigil devices (against the cloud API)', () => {
       ['gw-3', 'lab', 'never'],
       ['gw-4', 'lab', 'never'],
     ]);
-    expect(lines[1]).toMatch(/^gw-1 +hq +online +\d{4}-\d\d-\d\dT\S+Z +0\.4\.2 +- +2026-03-01T08:00:00\.000Z$/);
+    expect(lines[1]).toMatch(
+      /^gw-1 +hq +online +\d{4}-\d\d-\d\dT\S+Z +0\.4\.2 +- +2026-03-01T08:00:00\.000Z$/,
+    );
     expect(lines[3]).toMatch(/^gw-3 +lab +never +- +- +- +-$/);
     expect(all.err).toBe('');
 
