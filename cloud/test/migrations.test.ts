@@ -40,6 +40,7 @@ describe('PostgreSQL migrations', () => {
       '0016_alerts',
       '0018_webhooks_enabled_index',
       '0021_legal_holds',
+      '0022_agent_rollouts',
       '0023_device_cameras',
       '0024_scheduler_leases',
       '0025_retention_policies',
@@ -131,6 +132,7 @@ describe('PostgreSQL migrations', () => {
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0024_scheduler_leases']);
     expect(await tables(db)).not.toContain('scheduler_leases');
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0023_device_cameras']);
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0022_agent_rollouts']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0021_legal_holds']);
     expect(await tables(db)).not.toContain('legal_holds');
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0018_webhooks_enabled_index']);
@@ -205,6 +207,7 @@ describe('PostgreSQL migrations', () => {
       '0016_alerts',
       '0018_webhooks_enabled_index',
       '0021_legal_holds',
+      '0022_agent_rollouts',
       '0023_device_cameras',
       '0024_scheduler_leases',
       '0025_retention_policies',
@@ -219,6 +222,7 @@ describe('PostgreSQL migrations', () => {
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0025_retention_policies']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0024_scheduler_leases']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0023_device_cameras']);
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0022_agent_rollouts']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0021_legal_holds']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0018_webhooks_enabled_index']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0016_alerts']);
@@ -251,6 +255,7 @@ describe('PostgreSQL migrations', () => {
       '0016_alerts',
       '0018_webhooks_enabled_index',
       '0021_legal_holds',
+      '0022_agent_rollouts',
       '0023_device_cameras',
       '0024_scheduler_leases',
       '0025_retention_policies',

@@ -18,6 +18,7 @@ const row = (over: Partial<RolloutDeviceRow> = {}): RolloutDeviceRow => ({
   rollback_version: null,
   restored_from_version: null,
   restore_source: null,
+  previous_agent_version: null,
   status: 'failed',
   reason: 'failed',
   ...over,

@@ -30,7 +30,9 @@ import {
   type IdentityRenewer,
 } from './identity/index.js';
 import { AGENT_VERSION } from './version.js';
-import type { DetectionEvent, DeviceHealth } from '@vigil/proto';
+import { updateDir } from './updater/contract.js';
+import { UpdateLink } from './updater/link.js';
+import type { DetectionEvent, DeviceConfig, DeviceHealth } from '@vigil/proto';
 import type { CameraConfig } from './config/schema.js';
 import { ConfigJournal, configDir } from './remote-config/journal.js';
 import { RemoteConfigManager, startRemoteConfig, type HealthVerdict } from './remote-config/manager.js';
@@ -52,6 +54,11 @@ export interface AgentDeps {
   modelFetcher?: ModelFetcher;
   /** Spans go here instead of the provider `tracing` config builds (tests: an in-memory exporter). */
   tracer?: Tracer;
+  /**
+   * The version this agent reports (default: its release stamp). Tests that stand in for the updater start the
+   * "new release" with it, as the updater would start the new bundle.
+   */
+  agentVersion?: string;
 }
 
 export type CameraReport = CameraStatusSnapshot & {
@@ -114,6 +121,25 @@ export async function startAgent(bootstrap: Readonly<AgentConfig>, deps: AgentDe
   // (never a half-applied one: an interrupted apply is dropped here).
   const journal = new ConfigJournal(configDir(config.dataDir));
   const remoteStart = startRemoteConfig(config, journal, log.child({ component: 'remote-config' }));
+  const agentVersion = deps.agentVersion ?? AGENT_VERSION;
+  // The updater contract: the applied config's agent version is asked for, the updater's status reported.
+  const updater = config.updater.enabled
+    ? new UpdateLink({
+        dir: config.updater.dir ?? updateDir(config.dataDir),
+        agentVersion,
+        registry: metrics.registry,
+        log: log.child({ component: 'updater-link' }),
+        now,
+      })
+    : undefined;
+  const syncUpdate = (agent: DeviceConfig['agent']): void => {
+    try {
+      updater?.sync(agent);
+    } catch (err) {
+      log.error({ err }, 'could not write the agent update request (retried at the next config)');
+    }
+  };
+  syncUpdate(remoteStart.applied?.body.agent);
   let running: AgentConfig = remoteStart.config;
 
   const outbox = openOutbox(running.buffer.file ?? join(config.dataDir, 'outbox.db'), {
@@ -363,7 +389,7 @@ export async function startAgent(bootstrap: Readonly<AgentConfig>, deps: AgentDe
       nc,
       {
         ...device,
-        agentVersion: AGENT_VERSION,
+        agentVersion,
         startedAt,
         // Drains each pipeline's interval stats: only the heartbeat calls this.
         cameras: () =>
@@ -375,6 +401,7 @@ export async function startAgent(bootstrap: Readonly<AgentConfig>, deps: AgentDe
             }),
           })),
         configVersion: () => remoteConfig?.appliedVersion ?? remoteStart.applied?.version ?? 0n,
+        update: () => updater?.status(),
       },
       config.heartbeatSeconds * 1000,
       now,
@@ -432,6 +459,7 @@ export async function startAgent(bootstrap: Readonly<AgentConfig>, deps: AgentDe
           ? grpcModelFetcher(() => renewer?.identity ?? identity, config.identity.grpcEndpoint)
           : undefined),
       start: remoteStart,
+      onApplied: (body) => syncUpdate(body.agent),
     });
   }
 
@@ -444,7 +472,7 @@ export async function startAgent(bootstrap: Readonly<AgentConfig>, deps: AgentDe
       const stats = outbox.stats();
       return {
         ok: cams.every((c) => c.state !== 'stopped' && !c.detectError),
-        version: AGENT_VERSION,
+        version: agentVersion,
         cameras: cams,
         models: {
           loaded: models.names(),

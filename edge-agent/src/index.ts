@@ -24,3 +24,6 @@ export { RemoteConfigManager } from './remote-config/manager.js';
 export { ensureModelFiles, grpcModelFetcher, type ModelFetcher } from './remote-config/models.js';
 export * from './update/index.js';
 export type { DeviceIdentity } from './identity/index.js';
+export * from './updater/contract.js';
+export { UpdateLink, type DesiredAgent, type SyncResult } from './updater/link.js';
+export { runEnrollCommand } from './identity/enroll-command.js';

@@ -31,6 +31,15 @@ export interface DeviceView {
   revoked_at: string | null;
   revoked_by: string | null;
   revoke_reason: string | null;
+  /** The updater's last status from heartbeats (migration 0022); null: none reported. */
+  update: {
+    state: string;
+    current: string | null;
+    previous: string | null;
+    target: string | null;
+    reason: string | null;
+    updated_at: string | null;
+  } | null;
 }
 
 export interface DevicePage {
@@ -57,6 +66,17 @@ function toDeviceView(r: DeviceRow): DeviceView {
     revoked_at: r.revoked_at?.toISOString() ?? null,
     revoked_by: r.revoked_by,
     revoke_reason: r.revoke_reason,
+    update:
+      r.update_state === null
+        ? null
+        : {
+            state: r.update_state,
+            current: r.update_current,
+            previous: r.update_previous,
+            target: r.update_target,
+            reason: r.update_reason,
+            updated_at: r.update_at?.toISOString() ?? null,
+          },
   };
 }
 

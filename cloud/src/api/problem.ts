@@ -58,6 +58,8 @@ export const PROBLEM_KINDS: Readonly<Record<string, ProblemKind>> = {
   IDEMPOTENCY_KEY_REUSED: { status: 422, slug: 'idempotency-key-reused', title: 'Idempotency key reused' },
   // A rollout operation its state does not allow (pause a completed rollout, ...).
   ROLLOUT_STATE_CONFLICT: { status: 409, slug: 'rollout-state-conflict', title: 'Rollout state conflict' },
+  // An agent-version rollout whose release is not published, or whose devices cannot upgrade to it (rollouts/agent-check.ts).
+  AGENT_ROLLOUT_REFUSED: { status: 422, slug: 'agent-rollout-refused', title: 'Agent rollout refused' },
   // Media deleted by retention or an erasure request: the tombstone answers, not a 404.
   MEDIA_GONE: { status: 410, slug: 'media-gone', title: 'Media deleted' },
   // Erasure of media under an active legal hold (media/holds.ts).

@@ -5,7 +5,11 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { Authorizer } from '../auth/authorize.js';
+import { CHANNEL_RE, SEMVER_RE } from '@vigil/proto';
 import { configBodySchema } from '../config-ota/body.js';
+import type { ConfigIssuer } from '../config-ota/issuer.js';
+import type { Releases } from '../releases/routes.js';
+import { checkAgentRollout } from '../rollouts/agent-check.js';
 import { VigilError } from '../lib/errors.js';
 import { operatorTransition, type RolloutSpec, type RolloutState } from '../rollouts/planner.js';
 import { ACTIVE_STATES, RolloutStore, type RolloutRow } from '../rollouts/store.js';
@@ -77,12 +81,33 @@ export const createRolloutBody = z
     }),
     body: configBodySchema.optional(),
     use_effective_document: z.boolean().optional(),
+    agent: z
+      .strictObject({
+        version: z.string().regex(SEMVER_RE, 'must be a semantic version such as 1.4.0'),
+        channel: z
+          .string()
+          .regex(CHANNEL_RE, 'must be lowercase letters, digits or "-" (e.g. stable)')
+          .default('stable'),
+      })
+      .optional()
+      .meta({
+        description:
+          'Roll out an agent version instead of a config: each device gets the config it runs with ' +
+          '`agent: { version, channel }` added; it took the rollout when its heartbeat reports that version ' +
+          'running and its updater committed it. The version must be a published release of the channel that ' +
+          "every target device's version may upgrade from.",
+      }),
     spec: rolloutSpecSchema.default(rolloutSpecSchema.parse({})),
   })
-  .refine((b) => (b.body !== undefined) !== (b.use_effective_document === true), {
-    message: 'give either body or use_effective_document: true',
-    path: ['body'],
-  })
+  .refine(
+    (b) =>
+      [b.body !== undefined, b.use_effective_document === true, b.agent !== undefined].filter(Boolean)
+        .length === 1,
+    {
+      message: 'give exactly one of body, use_effective_document: true, or agent',
+      path: ['body'],
+    },
+  )
   .refine((b) => b.target.scope !== 'site' || b.target.id !== undefined, {
     message: 'a site target needs its id',
     path: ['target', 'id'],
@@ -120,6 +145,9 @@ export const rolloutViewSchema = z
     current_wave: z.number().int(),
     abort_reason: z.string().nullable(),
     uses_effective_document: z.boolean(),
+    agent: z.object({ version: z.string(), channel: z.string() }).nullable().meta({
+      description: 'The agent version an agent-version rollout moves devices to; null: a config rollout.',
+    }),
     spec: z.record(z.string(), z.unknown()),
     created_by: z.string(),
     created_at: z.iso.datetime(),
@@ -233,6 +261,10 @@ class RolloutStateConflict extends VigilError {
 
 export interface RolloutRoutesDeps {
   db: Kysely<Database>;
+  /** The release repository agent-version rollouts are checked against; undefined: they are refused. */
+  releases?: Releases | undefined;
+  /** What devices run (agent-version rollouts carry it); undefined: agent-version rollouts are refused. */
+  configs?: Pick<ConfigIssuer, 'knownConfigs' | 'effectiveConfigBody'> | undefined;
   audit: AuditLog;
   authorizer: Authorizer;
   log: Logger;
@@ -287,7 +319,11 @@ async function view(db: Kysely<Database>, r: RolloutRow): Promise<z.output<typeo
     state: r.state as RolloutState,
     current_wave: r.current_wave,
     abort_reason: r.abort_reason,
-    uses_effective_document: r.body === null,
+    uses_effective_document: r.body === null && r.agent_version === null,
+    agent:
+      r.agent_version !== null && r.agent_channel !== null
+        ? { version: r.agent_version, channel: r.agent_channel }
+        : null,
     spec: r.spec,
     created_by: r.created_by,
     created_at: r.created_at.toISOString(),
@@ -463,6 +499,7 @@ export async function createRollout(
     );
   const id = randomUUID();
   const now = deps.now();
+  if (body.agent) await checkAgentRollout(deps, principal.tenant, body.target.scope, scopeId, body.agent);
   const devices = await store.create({
     id,
     tenantId: principal.tenant,
@@ -472,6 +509,7 @@ export async function createRollout(
     spec: toPlannerSpec(body.spec),
     createdBy: principal.subject,
     now,
+    agent: body.agent,
   });
   if (devices === 0) {
     await deps.db.deleteFrom('rollouts').where('id', '=', id).execute();
@@ -484,7 +522,8 @@ export async function createRollout(
     scope: body.target.scope,
     scope_id: scopeId,
     devices,
-    effective_document: body.body === undefined,
+    effective_document: body.use_effective_document === true,
+    agent: body.agent ?? null,
   });
   const row = await store.get(principal.tenant, id);
   return view(deps.db, row!);

@@ -265,10 +265,11 @@ export function createApiRouter(deps: ApiDeps): Router {
     log: deps.log,
     maxPageSize: deps.maxPageSize,
   });
+  const configs =
+    deps.configs ??
+    new ConfigIssuer({ db: deps.db, log: deps.log, metrics: deps.metrics, now: deps.now, audit });
   mountConfigRoutes(router, {
-    configs:
-      deps.configs ??
-      new ConfigIssuer({ db: deps.db, log: deps.log, metrics: deps.metrics, now: deps.now, audit }),
+    configs,
     models: deps.models ?? new ModelStore(undefined, 0),
     devices: new DeviceReader(deps.db, deps.offlineAfterSeconds, deps.now),
     audit,
@@ -292,6 +293,8 @@ export function createApiRouter(deps: ApiDeps): Router {
   });
   mountRolloutRoutes(router, {
     db: deps.db,
+    releases: deps.releases,
+    configs,
     audit,
     authorizer: deps.authorizer,
     log: deps.log,

@@ -70,6 +70,25 @@ export const deviceViewSchema = z
     revoked_at: timestamp.nullable(),
     revoked_by: z.string().nullable(),
     revoke_reason: z.string().nullable(),
+    update: z
+      .object({
+        state: z.string().meta({
+          description:
+            'idle, downloading, staging, switching, baking, committed, rolled_back, failed (unknown: a state ' +
+            'this cloud does not know).',
+        }),
+        current: z.string().nullable(),
+        previous: z.string().nullable(),
+        target: z.string().nullable(),
+        reason: z.string().nullable(),
+        updated_at: timestamp.nullable(),
+      })
+      .nullable()
+      .meta({
+        description:
+          "The agent updater's last status, from the device's heartbeats (null: none reported). An agent " +
+          'upgrade is done when current is the target and state is committed.',
+      }),
   })
   .meta({ id: 'Device', description: 'An edge gateway of the tenant.' });
 

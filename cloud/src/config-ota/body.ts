@@ -1,4 +1,11 @@
-import { DeviceConfig, type CameraConfig, type ModelSpec, type Polygon } from '@vigil/proto';
+import {
+  CHANNEL_RE,
+  DeviceConfig,
+  SEMVER_RE,
+  type CameraConfig,
+  type ModelSpec,
+  type Polygon,
+} from '@vigil/proto';
 import { z } from 'zod';
 
 /*
@@ -93,6 +100,14 @@ export const configBodySchema = z
       })
       .optional(),
     attributes: z.record(z.string().min(1).max(100), z.string().max(1000)).optional(),
+    /** The desired agent release (issue 14 point 4): an agent-version rollout sets it (rollouts/agent.ts). */
+    agent: z
+      .strictObject({
+        version: z.string().regex(SEMVER_RE, 'must be a semantic version such as 1.4.0'),
+        channel: z.string().regex(CHANNEL_RE, 'must be lowercase letters, digits or "-" (e.g. stable)'),
+        rolloutId: z.string().max(64).optional(),
+      })
+      .optional(),
   })
   .refine((b) => unique((b.cameras ?? []).map((c) => c.id)), {
     message: 'camera ids must be unique',
@@ -200,5 +215,10 @@ export function toDeviceConfig(header: ConfigHeader, body: ConfigBody): DeviceCo
       faceThreshold: body.privacy.faceThreshold ?? 0,
     },
     attributes: { ...(body.attributes ?? {}) },
+    agent: body.agent && {
+      version: body.agent.version,
+      channel: body.agent.channel,
+      rolloutId: body.agent.rolloutId ?? '',
+    },
   });
 }

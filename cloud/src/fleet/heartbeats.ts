@@ -11,7 +11,7 @@ import {
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { CameraState, DeviceHealth, Heartbeat, parseSubject } from '@vigil/proto';
+import { CameraState, DeviceHealth, Heartbeat, parseSubject, UpdateState } from '@vigil/proto';
 import type { CloudConfig } from '../config/schema.js';
 import type { CameraSummary } from '../storage/tables.js';
 import {
@@ -250,6 +250,7 @@ export class HeartbeatConsumer {
         hb.configVersion,
         heartbeatSignals(hb),
         cameraSummaries(hb),
+        heartbeatUpdate(hb),
       );
       if (!known)
         this.log.warn(
@@ -332,5 +333,45 @@ export function heartbeatSignals(hb: Heartbeat): HeartbeatSignals {
       .map((c) => c.eventsPerMinute)
       .filter((x) => finite(x) && x > 0)
       .reduce((a, b) => a + b, 0),
+  };
+}
+
+const UPDATE_STATE_NAMES: Readonly<Record<number, string>> = {
+  [UpdateState.UPDATE_STATE_IDLE]: 'idle',
+  [UpdateState.UPDATE_STATE_DOWNLOADING]: 'downloading',
+  [UpdateState.UPDATE_STATE_STAGING]: 'staging',
+  [UpdateState.UPDATE_STATE_SWITCHING]: 'switching',
+  [UpdateState.UPDATE_STATE_BAKING]: 'baking',
+  [UpdateState.UPDATE_STATE_COMMITTED]: 'committed',
+  [UpdateState.UPDATE_STATE_ROLLED_BACK]: 'rolled_back',
+  [UpdateState.UPDATE_STATE_FAILED]: 'failed',
+};
+
+/** The updater's status as a heartbeat carries it (Heartbeat.update); null when it carries none. */
+export interface HeartbeatUpdate {
+  state: string;
+  current: string | null;
+  previous: string | null;
+  target: string | null;
+  reason: string | null;
+  at: Date | null;
+}
+
+/**
+ * The heartbeat's updater status, bounded: the device is not trusted with the registry's column sizes, so
+ * versions longer than 64 characters and reasons longer than 500 are cut (the agent bounds them too), and an
+ * unknown state is recorded as `unknown` rather than refused (the rest of the heartbeat is still good).
+ */
+export function heartbeatUpdate(hb: Heartbeat): HeartbeatUpdate | null {
+  const u = hb.update;
+  if (!u || u.state === UpdateState.UPDATE_STATE_UNSPECIFIED) return null;
+  const text = (s: string, max: number): string | null => (s === '' ? null : s.slice(0, max));
+  return {
+    state: UPDATE_STATE_NAMES[u.state] ?? 'unknown',
+    current: text(u.current, 64),
+    previous: text(u.previous, 64),
+    target: text(u.target, 64),
+    reason: text(u.reason, 500),
+    at: u.updatedAt && Number.isFinite(u.updatedAt.getTime()) ? u.updatedAt : null,
   };
 }

@@ -1,6 +1,6 @@
 import { sql, type Kysely, type Selectable } from 'kysely';
 import type { CameraSummary, Database, DevicesTable } from '../storage/tables.js';
-import type { HeartbeatSignals } from './heartbeats.js';
+import type { HeartbeatSignals, HeartbeatUpdate } from './heartbeats.js';
 
 export interface DeviceIdentity {
   tenantId: string;
@@ -46,6 +46,8 @@ export class FleetRegistry {
     signals?: HeartbeatSignals,
     /** The heartbeat's cameras (migration 0023; the console's fleet page). */
     cameras?: readonly CameraSummary[],
+    /** The updater's status (migration 0022); null: the heartbeat carried none (columns left as they are). */
+    update?: HeartbeatUpdate | null,
   ): Promise<boolean> {
     // Never backwards: a redelivered (older) heartbeat after a newer one counts, but changes nothing else.
     const newer = sql<boolean>`(last_seen_at is null or last_seen_at < ${seenAt})`;
@@ -67,6 +69,16 @@ export class FleetRegistry {
         ...(cameras
           ? {
               last_cameras: sql<string>`case when ${newer} then ${JSON.stringify(cameras)}::jsonb else last_cameras end`,
+            }
+          : {}),
+        ...(update
+          ? {
+              update_state: sql<string>`case when ${newer} then ${update.state} else update_state end`,
+              update_current: sql<string>`case when ${newer} then ${update.current} else update_current end`,
+              update_previous: sql<string>`case when ${newer} then ${update.previous} else update_previous end`,
+              update_target: sql<string>`case when ${newer} then ${update.target} else update_target end`,
+              update_reason: sql<string>`case when ${newer} then ${update.reason} else update_reason end`,
+              update_at: sql<Date>`case when ${newer} then ${update.at}::timestamptz else update_at end`,
             }
           : {}),
       })

@@ -17,6 +17,7 @@ import {
   type RolloutState,
 } from './planner.js';
 import { NO_KNOWN_GOOD, RESTORE_STATUS, restoreOf, restoreTarget } from './restore.js';
+import { agentRestore, agentState, withAgent, type AgentTarget } from './agent.js';
 import type { RolloutDeviceRow, RolloutRow, RolloutStore } from './store.js';
 
 /** What the executor needs of config-ota's ConfigIssuer. */
@@ -180,12 +181,22 @@ export class RolloutExecutor {
         };
       const v = BigInt(d.issued_version);
       const s = stateOf.get(d.device_id);
-      let state: DeviceObservation['state'] = 'pending';
-      if (s) {
-        if (s.reportedVersion === v && (s.state === 'failed' || s.state === 'rolled_back')) state = s.state;
-        else if (s.appliedVersion !== null && s.appliedVersion >= v) state = 'applied';
-      }
       const sig = signalOf.get(d.device_id);
+      let state: DeviceObservation['state'] = 'pending';
+      let detail: string | undefined;
+      if (s) {
+        if (s.reportedVersion === v && (s.state === 'failed' || s.state === 'rolled_back')) {
+          state = s.state;
+          detail = s.reason || undefined;
+        } else if (s.appliedVersion !== null && s.appliedVersion >= v) state = 'applied';
+      }
+      const agent = agentOf(r);
+      // An agent rollout: applying the config only asks the updater; the device took it when it runs the
+      // version (rollouts/agent.ts). A config it refused still fails it.
+      if (agent && state !== 'failed' && state !== 'rolled_back')
+        ({ state, detail } = agentState(sig, agent.version, d.issued_at));
+      let restore = restoreOf(d, s);
+      if (agent) restore = agentRestore(restore, sig, d.previous_agent_version, null);
       // Evidence: a heartbeat the device sent while it ran this version (its config_version says so), not one
       // sent before the apply. The agent heartbeats on its own period, so this may take one period.
       const fresh = sig?.config_version != null && BigInt(sig.config_version) >= v;
@@ -197,6 +208,7 @@ export class RolloutExecutor {
         wave: d.wave,
         issuedAt: d.issued_at,
         state,
+        detail,
         health,
         fps: fresh && sig.mean_fps !== null ? sig.mean_fps : undefined,
         baselineFps: d.baseline_fps ?? undefined,
@@ -204,7 +216,7 @@ export class RolloutExecutor {
         baselineInferenceMs: d.baseline_inference_ms ?? undefined,
         eventRate: fresh && sig.events_per_minute !== null ? sig.events_per_minute : undefined,
         signalled: fresh,
-        restore: restoreOf(d, s),
+        restore,
       };
     });
   }
@@ -288,9 +300,22 @@ export class RolloutExecutor {
         );
         // One issue call per distinct body (a body snapshot: one call; effective documents: by device).
         const groups = new Map<string, { body: ConfigBody; ids: string[] }>();
+        const agent = agentOf(r);
+        // An agent rollout keeps what each device runs and adds the agent section (rollouts/agent.ts).
+        const runs = agent
+          ? (await this.opts.issuer.knownConfigs(r.tenant_id, action.deviceIds)).applied
+          : null;
         for (const id of action.deviceIds) {
-          const body =
-            (r.body as ConfigBody | null) ?? (await this.opts.issuer.effectiveConfigBody(r.tenant_id, id));
+          let body: ConfigBody | null;
+          if (agent) {
+            const base = runs?.get(id)?.body ?? (await this.opts.issuer.effectiveConfigBody(r.tenant_id, id));
+            body = base === null ? null : withAgent(base, agent, r.id);
+            if (body === null)
+              this.log.warn(
+                { rollout: r.id, device: id },
+                'no config to carry the agent version: not issued',
+              );
+          } else body = r.body ?? (await this.opts.issuer.effectiveConfigBody(r.tenant_id, id));
           if (body === null) continue;
           const key = JSON.stringify(body);
           const g = groups.get(key) ?? { body, ids: [] };
@@ -311,11 +336,19 @@ export class RolloutExecutor {
             now,
             issued.map((i) => ({
               deviceId: i.deviceId,
-              previousBody: applied.get(i.deviceId)?.body ?? null,
+              previousBody: agent
+                ? (() => {
+                    // What the device ran, without the agent section this rollout added.
+                    const { agent: _added, ...base } = g.body;
+                    void _added;
+                    return base;
+                  })()
+                : (applied.get(i.deviceId)?.body ?? null),
               previousVersion: applied.get(i.deviceId)?.version ?? null,
               issuedVersion: i.version,
               baselineFps: signals.get(i.deviceId)?.mean_fps ?? null,
               baselineInferenceMs: signals.get(i.deviceId)?.mean_inference_ms ?? null,
+              previousAgentVersion: signals.get(i.deviceId)?.agent_version ?? null,
             })),
           );
         }
@@ -336,15 +369,30 @@ export class RolloutExecutor {
         const groups = new Map<string, { body: ConfigBody; ids: string[] }>();
         const from = new Map<string, { version: bigint; source: 'last_known_good' | 'ran_before' }>();
         const nothing: string[] = [];
+        const agent = agentOf(r);
         for (const id of action.deviceIds) {
-          const target = restoreTarget(good.get(id), byId.get(id));
-          if (!target) {
+          const row = byId.get(id);
+          let target = restoreTarget(good.get(id), row);
+          // An agent rollout keeps the config the device ran (previous_body): without a known good config, that.
+          if (!target && agent && row?.previous_body != null && row.issued_version !== null)
+            target = {
+              body: row.previous_body,
+              version: BigInt(row.previous_version ?? row.issued_version),
+              source: 'ran_before',
+            };
+          const previousAgent = byId.get(id)?.previous_agent_version ?? null;
+          // An agent rollout returns the device to the agent version it ran when its wave was issued.
+          if (!target || (agent && previousAgent === null)) {
             nothing.push(id);
             continue;
           }
           from.set(id, { version: target.version, source: target.source });
-          const key = JSON.stringify(target.body);
-          const g = groups.get(key) ?? { body: target.body, ids: [] };
+          const body: ConfigBody =
+            agent && previousAgent !== null
+              ? withAgent(target.body, { version: previousAgent, channel: agent.channel }, r.id)
+              : target.body;
+          const key = JSON.stringify(body);
+          const g = groups.get(key) ?? { body, ids: [] };
           g.ids.push(id);
           groups.set(key, g);
         }
@@ -404,6 +452,13 @@ export class RolloutExecutor {
     });
     await this.opts.issuer.promoteKnownGood(r.tenant_id, passed);
   }
+}
+
+/** The agent version an agent-version rollout moves devices to; null for a config rollout. */
+function agentOf(r: RolloutRow): AgentTarget | null {
+  return r.agent_version !== null && r.agent_channel !== null
+    ? { version: r.agent_version, channel: r.agent_channel }
+    : null;
 }
 
 const RANK: Readonly<Record<Health, number>> = { unknown: 0, ok: 1, degraded: 2, failing: 3 };

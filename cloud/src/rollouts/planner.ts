@@ -83,6 +83,8 @@ export interface DeviceObservation {
   issuedAt: Date | null;
   /** What the device reported about the rollout's version (pending until it reports about that version). */
   state: ReportedState;
+  /** Why the device failed or rolled back, as it reported (agent rollouts: the updater's reason). */
+  detail?: string | undefined;
   health: Health;
   /** Mean fps now, and before the rollout (from heartbeats); undefined when unknown. */
   fps?: number | undefined;
@@ -157,8 +159,8 @@ export function needsSignal(spec: RolloutSpec): boolean {
 /** Why a device failed, or null when it did not (yet). */
 export function failureOf(spec: RolloutSpec, d: DeviceObservation, now: Date): string | null {
   if (d.wave === null) return null;
-  if (d.state === 'failed') return 'failed';
-  if (d.state === 'rolled_back') return 'rolled_back';
+  if (d.state === 'failed' || d.state === 'rolled_back')
+    return d.detail ? `${d.state}: ${d.detail.slice(0, 200)}` : d.state;
   if (d.state === 'applied') {
     if (d.health === 'failing') return 'health_failing';
     if (d.health === 'degraded' && !spec.gates.allowDegraded) return 'health_degraded';

@@ -16,6 +16,8 @@ export interface NewRollout {
   spec: RolloutSpec;
   createdBy: string;
   now: Date;
+  /** An agent-version rollout (rollouts/agent.ts): the version and channel; absent for configs. */
+  agent?: { version: string; channel: string } | undefined;
 }
 
 export const ACTIVE_STATES: readonly RolloutState[] = [
@@ -45,6 +47,8 @@ export class RolloutStore {
           scope_id: r.scopeId,
           body: r.body === null ? null : JSON.stringify(r.body),
           spec: JSON.stringify(r.spec),
+          agent_version: r.agent?.version ?? null,
+          agent_channel: r.agent?.channel ?? null,
           state: 'pending',
           created_by: r.createdBy,
           created_at: r.now,
@@ -143,6 +147,8 @@ export class RolloutStore {
       issuedVersion: bigint;
       baselineFps: number | null;
       baselineInferenceMs: number | null;
+      /** Agent rollouts: the agent version it ran (its rollback target). */
+      previousAgentVersion?: string | null | undefined;
     }>,
   ): Promise<void> {
     for (let i = 0; i < rows.length; i += 500) {
@@ -151,13 +157,14 @@ export class RolloutStore {
         update rollout_devices r set wave = ${wave}, issued_at = ${now}, status = 'pending',
           previous_body = v.previous_body::jsonb, previous_version = v.previous_version::bigint,
           issued_version = v.issued_version::bigint, baseline_fps = v.baseline_fps::real,
-          baseline_inference_ms = v.baseline_inference_ms::real
+          baseline_inference_ms = v.baseline_inference_ms::real,
+          previous_agent_version = v.previous_agent_version
         from (values ${sql.join(
           chunk.map(
             (r) =>
-              sql`(${r.deviceId}, ${r.previousBody === null ? null : JSON.stringify(r.previousBody)}, ${r.previousVersion?.toString() ?? null}, ${r.issuedVersion.toString()}, ${r.baselineFps}, ${r.baselineInferenceMs})`,
+              sql`(${r.deviceId}, ${r.previousBody === null ? null : JSON.stringify(r.previousBody)}, ${r.previousVersion?.toString() ?? null}, ${r.issuedVersion.toString()}, ${r.baselineFps}, ${r.baselineInferenceMs}, ${r.previousAgentVersion ?? null})`,
           ),
-        )}) as v(device_id, previous_body, previous_version, issued_version, baseline_fps, baseline_inference_ms)
+        )}) as v(device_id, previous_body, previous_version, issued_version, baseline_fps, baseline_inference_ms, previous_agent_version)
         where r.rollout_id = ${rolloutId} and r.device_id = v.device_id`.execute(this.db);
     }
   }
@@ -225,6 +232,13 @@ export class RolloutStore {
       last_seen_at: Date | null;
       /** The version the agent ran when it sent the last heartbeat. */
       config_version: string | null;
+      /** Its agent version and updater status (agent rollouts, migration 0022). */
+      agent_version: string | null;
+      update_state: string | null;
+      update_current: string | null;
+      update_target: string | null;
+      update_reason: string | null;
+      update_at: Date | null;
     }>
   > {
     if (deviceIds.length === 0) return Promise.resolve([]);
@@ -238,6 +252,12 @@ export class RolloutStore {
         'events_per_minute',
         'last_seen_at',
         'config_version',
+        'agent_version',
+        'update_state',
+        'update_current',
+        'update_target',
+        'update_reason',
+        'update_at',
       ])
       .where('tenant_id', '=', tenantId)
       .where('id', 'in', deviceIds)

@@ -18,6 +18,7 @@ import * as m0015 from './migrations/0015_webhook_outbox.js';
 import * as m0016 from './migrations/0016_alerts.js';
 import * as m0018 from './migrations/0018_webhooks_enabled_index.js';
 import * as m0021 from './migrations/0021_legal_holds.js';
+import * as m0022 from './migrations/0022_agent_rollouts.js';
 import * as m0023 from './migrations/0023_device_cameras.js';
 import * as m0024 from './migrations/0024_scheduler_leases.js';
 import * as m0025 from './migrations/0025_retention_policies.js';
@@ -45,6 +46,7 @@ const migrations: Record<string, Migration> = {
   '0016_alerts': m0016,
   '0018_webhooks_enabled_index': m0018,
   '0021_legal_holds': m0021,
+  '0022_agent_rollouts': m0022,
   '0023_device_cameras': m0023,
   '0024_scheduler_leases': m0024,
   '0025_retention_policies': m0025,

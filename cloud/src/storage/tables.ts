@@ -50,6 +50,17 @@ export interface DevicesTable {
   nats_public_key: ColumnType<string | null, string | null | undefined, string | null>;
   /** The cameras of the last heartbeat (migration 0023; the console's fleet page). Written as JSON text. */
   last_cameras: ColumnType<CameraSummary[] | null, string | null | undefined, string | null>;
+  /**
+   * The last heartbeat's updater status (migration 0022; Heartbeat.update): state (idle, downloading, staging,
+   * switching, baking, committed, rolled_back, failed), the versions it runs, ran before and moves to, why it
+   * failed, and when the updater wrote it. Null: no updater status reported.
+   */
+  update_state: ColumnType<string | null, string | null | undefined, string | null>;
+  update_current: ColumnType<string | null, string | null | undefined, string | null>;
+  update_previous: ColumnType<string | null, string | null | undefined, string | null>;
+  update_target: ColumnType<string | null, string | null | undefined, string | null>;
+  update_reason: ColumnType<string | null, string | null | undefined, string | null>;
+  update_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
 }
 
 /** One camera of a heartbeat as the cloud keeps it (fleet/heartbeats.ts cameraSummaries). */
@@ -235,6 +246,9 @@ export interface RolloutsTable {
   updated_at: Date;
   finished_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
   abort_reason: ColumnType<string | null, string | null | undefined, string | null>;
+  /** An agent-version rollout (migration 0022): the target version and its release channel; null for configs. */
+  agent_version: ColumnType<string | null, string | null | undefined, string | null>;
+  agent_channel: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 /** A target device of a rollout (migration 0008). */
@@ -255,6 +269,8 @@ export interface RolloutDevicesTable {
   /** What the rollback re-issued: the body of this version, from the device's last known good or what it ran before (0014). */
   restored_from_version: NullableBigintColumn;
   restore_source: ColumnType<string | null, string | null | undefined, string | null>;
+  /** Agent rollouts (0022): the agent version the device ran when its wave was issued (its rollback target). */
+  previous_agent_version: ColumnType<string | null, string | null | undefined, string | null>;
   status: ColumnType<string, string | undefined, string>;
   reason: ColumnType<string | null, string | null | undefined, string | null>;
 }

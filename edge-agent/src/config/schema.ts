@@ -236,6 +236,18 @@ export const agentConfigSchema = z
         trustedKeysFile: z.string().min(1).optional(),
       })
       .prefault({}),
+    /**
+     * The updater contract (updater/contract.ts): when the applied remote config names an agent version other
+     * than this one, the agent asks vigil-updater for it in `<dir>/request.json` and reports `<dir>/status.json`
+     * in its heartbeats.
+     */
+    updater: z
+      .strictObject({
+        enabled: z.boolean().default(true),
+        /** Default <dataDir>/update (production /var/lib/vigil/update). */
+        dir: z.string().min(1).optional(),
+      })
+      .prefault({}),
     /** OpenTelemetry traces (lib/tracing.ts). */
     tracing: z
       .strictObject({

@@ -53,6 +53,8 @@ export interface RemoteConfigOptions {
   fetchModel?: ModelFetcher;
   /** From startRemoteConfig(): what runs, and the version an interrupted apply left behind. */
   start: RemoteStart;
+  /** Called with each config once it is applied (the agent section goes to the updater link). */
+  onApplied?: ((body: DeviceConfig) => void) | undefined;
 }
 
 export interface RemoteStart {
@@ -315,6 +317,11 @@ export class RemoteConfigManager {
       this.appliedBody = body;
       this.record({ kind: 'applied', version });
       o.log.info({ version: version.toString() }, 'remote config applied');
+      try {
+        o.onApplied?.(body);
+      } catch (err) {
+        o.log.error({ err }, 'after-apply hook failed');
+      }
       this.pruneModels(body, oldBody);
     } else {
       o.log.warn(

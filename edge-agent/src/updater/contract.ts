@@ -15,6 +15,9 @@ import { z } from 'zod';
  */
 
 export const UPDATE_DIR = 'update';
+
+/** Neither file is ever near this; anything larger is refused unread. */
+export const MAX_CONTRACT_FILE_BYTES = 16 * 1024;
 export const REQUEST_FILE = 'request.json';
 export const STATUS_FILE = 'status.json';
 
@@ -39,6 +42,7 @@ export const UPDATE_STATES = [
   'failed',
 ] as const;
 export type UpdateState = (typeof UPDATE_STATES)[number];
+export type UpdateStateName = UpdateState;
 
 export const updateStatusSchema = z.strictObject({
   state: z.enum(UPDATE_STATES),

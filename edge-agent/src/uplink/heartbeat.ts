@@ -1,6 +1,37 @@
 import type { NatsConnection } from '@nats-io/transport-node';
-import { CameraState as WireCameraState, DeviceHealth, Heartbeat, subjectFor } from '@vigil/proto';
+import {
+  CameraState as WireCameraState,
+  DeviceHealth,
+  Heartbeat,
+  subjectFor,
+  UpdateState,
+  type UpdateStatus as WireUpdateStatus,
+} from '@vigil/proto';
 import type { CameraState, CameraStatusSnapshot } from '../ingest/supervisor.js';
+import type { UpdateStateName, UpdateStatus } from '../updater/contract.js';
+
+const wireUpdateState: Record<UpdateStateName, UpdateState> = {
+  idle: UpdateState.UPDATE_STATE_IDLE,
+  downloading: UpdateState.UPDATE_STATE_DOWNLOADING,
+  staging: UpdateState.UPDATE_STATE_STAGING,
+  switching: UpdateState.UPDATE_STATE_SWITCHING,
+  baking: UpdateState.UPDATE_STATE_BAKING,
+  committed: UpdateState.UPDATE_STATE_COMMITTED,
+  rolled_back: UpdateState.UPDATE_STATE_ROLLED_BACK,
+  failed: UpdateState.UPDATE_STATE_FAILED,
+};
+
+/** The updater's status.json as a heartbeat carries it (the reason cut to 500 characters). */
+export function wireUpdateStatus(s: UpdateStatus): WireUpdateStatus {
+  return {
+    state: wireUpdateState[s.state],
+    current: s.current,
+    previous: s.previous ?? '',
+    target: s.target ?? '',
+    reason: (s.reason ?? '').slice(0, 500),
+    updatedAt: new Date(s.updatedAt),
+  };
+}
 
 const wireState: Record<CameraState, WireCameraState> = {
   connecting: WireCameraState.CAMERA_STATE_CONNECTING,
@@ -31,6 +62,8 @@ export interface HeartbeatSource {
   >;
   /** Version of the remote config the agent runs (0 = its local config). */
   configVersion?: () => bigint;
+  /** The updater's status (updater/link.ts); undefined: none (not installed, or refused). */
+  update?: () => UpdateStatus | undefined;
 }
 
 /**
@@ -47,6 +80,7 @@ export function deviceHealthOf(states: readonly CameraState[]): DeviceHealth {
 export function buildHeartbeat(src: HeartbeatSource, now: Date): Heartbeat {
   const cameras = src.cameras();
   const health = deviceHealthOf(cameras.map((c) => c.state));
+  const update = src.update?.();
   return Heartbeat.fromPartial({
     tenantId: src.tenantId,
     siteId: src.siteId,
@@ -57,6 +91,7 @@ export function buildHeartbeat(src: HeartbeatSource, now: Date): Heartbeat {
     health,
     memoryRssBytes: BigInt(process.memoryUsage.rss()),
     configVersion: src.configVersion?.() ?? 0n,
+    update: update && wireUpdateStatus(update),
     cameras: cameras.map((c) => ({
       cameraId: c.cameraId,
       state: wireState[c.state],

@@ -80,15 +80,17 @@ describe('vigil devices (against the cloud API)', () => {
     const all = await cli('devices', 'list', '--tenant', 'acme');
     expect(all.code, all.err).toBe(0);
     const lines = all.out.split('\n');
-    expect(lines[0]).toMatch(/^ID\s+SITE\s+STATUS\s+LAST SEEN\s+AGENT\s+ENROLLED$/);
+    expect(lines[0]).toMatch(/^ID\s+SITE\s+STATUS\s+LAST SEEN\s+AGENT\s+UPDATE\s+ENROLLED$/);
     expect(lines.slice(1).map((l) => l.split(/\s+/).slice(0, 3))).toEqual([
       ['gw-1', 'hq', 'online'],
       ['gw-2', 'hq', 'offline'],
       ['gw-3', 'lab', 'never'],
       ['gw-4', 'lab', 'never'],
     ]);
-    expect(lines[1]).toMatch(/^gw-1 +hq +online +\d{4}-\d\d-\d\dT\S+Z +0\.4\.2 +2026-03-01T08:00:00\.000Z$/);
-    expect(lines[3]).toMatch(/^gw-3 +lab +never +- +- +-$/);
+    expect(lines[1]).toMatch(
+      /^gw-1 +hq +online +\d{4}-\d\d-\d\dT\S+Z +0\.4\.2 +- +2026-03-01T08:00:00\.000Z$/,
+    );
+    expect(lines[3]).toMatch(/^gw-3 +lab +never +- +- +- +-$/);
     expect(all.err).toBe('');
 
     const lab = await cli('devices', 'list', '--tenant', 'acme', '--site', 'lab', '--status', 'never');
@@ -261,7 +263,7 @@ describe('vigil devices (against the cloud API)', () => {
 
     const revoked = await cli('devices', 'list', '--tenant', 'acme', '--status', 'revoked');
     expect(revoked.out.split('\n').slice(1)).toEqual([
-      expect.stringMatching(/^gw-3 +lab +revoked +- +- +-$/),
+      expect.stringMatching(/^gw-3 +lab +revoked +- +- +- +-$/),
     ]);
     const never = await cli('--json', 'devices', 'list', '--tenant', 'acme', '--status', 'never');
     expect(jsonLines(never.out).map((d) => d.id)).toEqual(['gw-4']);

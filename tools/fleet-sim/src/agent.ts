@@ -12,6 +12,7 @@ import {
   SignedConfig,
   startReport,
   subjectFor,
+  UpdateState,
   type ConfigEvent,
   type ConfigReport,
 } from '@vigil/proto';
@@ -32,6 +33,16 @@ export interface SimBehaviour {
   inferenceMs: number;
   /** Events per minute per device (split over its cameras). */
   eventsPerMinute: number;
+  /** The agent version it starts with (reported in heartbeats). */
+  agentVersion: string;
+  /** Bounds (ms) of a simulated agent upgrade: download, switch and bake, from the request to committed. */
+  upgradeMinMs: number;
+  upgradeMaxMs: number;
+  /**
+   * Share (0..1) of devices whose upgrade fails its health gate and rolls back (which ones: a hash of the device
+   * id and the version, so the same devices fail the same version every run).
+   */
+  upgradeRollbackShare: number;
 }
 
 export const DEFAULT_BEHAVIOUR: SimBehaviour = {
@@ -42,12 +53,43 @@ export const DEFAULT_BEHAVIOUR: SimBehaviour = {
   fps: 5,
   inferenceMs: 14,
   eventsPerMinute: 3,
+  agentVersion: '1.0.0',
+  upgradeMinMs: 1000,
+  upgradeMaxMs: 5000,
+  upgradeRollbackShare: 0,
 };
+
+/** The simulated updater's status.json (edge-agent/src/updater/contract.ts), as heartbeats carry it. */
+export interface SimUpdateStatus {
+  state: 'downloading' | 'committed' | 'rolled_back';
+  current: string;
+  previous: string | null;
+  target: string;
+  reason: string | null;
+  updatedAt: Date;
+}
+
+const UPDATE_STATES: Readonly<Record<SimUpdateStatus['state'], UpdateState>> = {
+  downloading: UpdateState.UPDATE_STATE_DOWNLOADING,
+  committed: UpdateState.UPDATE_STATE_COMMITTED,
+  rolled_back: UpdateState.UPDATE_STATE_ROLLED_BACK,
+};
+
+/** Deterministic [0, 1) from a string (FNV-1a): which devices roll back which version. */
+function unitHash(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
+  return h / 2 ** 32;
+}
 
 export interface AgentCounters {
   applied: number;
   rejected: number;
   rolledBack: number;
+  /** Agent upgrades started, committed and rolled back. */
+  upgrades: number;
+  upgradesCommitted: number;
+  upgradesRolledBack: number;
 }
 
 /**
@@ -97,13 +139,33 @@ export class SimAgent {
   private readonly started = Date.now();
   /** Called after each applied/refused config (for measurements). */
   onApplied: ((agent: SimAgent, version: bigint, state: ConfigState) => void) | undefined;
-  readonly counters: AgentCounters = { applied: 0, rejected: 0, rolledBack: 0 };
+  readonly counters: AgentCounters = {
+    applied: 0,
+    rejected: 0,
+    rolledBack: 0,
+    upgrades: 0,
+    upgradesCommitted: 0,
+    upgradesRolledBack: 0,
+  };
+  /** The agent version it runs, and its simulated updater's status (undefined: never asked to update). */
+  agentVersion: string;
+  update: SimUpdateStatus | undefined;
+  /** Every agent version it was asked for (version, rollout, when), in order. */
+  readonly upgradeRequests: Array<{ version: string; rolloutId: string; at: number }> = [];
+  /** Called when a simulated upgrade ends (for measurements). */
+  onUpgraded: ((agent: SimAgent, version: string, state: SimUpdateStatus['state']) => void) | undefined;
+  /** Share of devices whose upgrades roll back (from the behaviour; a scenario may change it). */
+  upgradeRollbackShare: number;
+  private upgradeKey = '';
+  private upgradeTimer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly device: EnrolledDevice,
     private readonly caPem: string,
     private readonly behaviour: SimBehaviour = DEFAULT_BEHAVIOUR,
   ) {
+    this.agentVersion = behaviour.agentVersion;
+    this.upgradeRollbackShare = behaviour.upgradeRollbackShare;
     this.jwks = createLocalJWKSet(JSON.parse(device.configSigningJwks || '{"keys":[]}') as JSONWebKeySet);
   }
 
@@ -181,6 +243,7 @@ export class SimAgent {
   async close(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
     clearTimeout(this.healthTimer);
+    clearTimeout(this.upgradeTimer);
     this.sub?.unsubscribe();
     await this.applying.catch(() => undefined);
     await this.nc?.close().catch(() => undefined);
@@ -308,6 +371,61 @@ export class SimAgent {
     // No heartbeat here: the agent's heartbeat runs on its own period.
     await this.report();
     this.onApplied?.(this, version, ConfigState.CONFIG_STATE_APPLIED);
+    this.upgradeTo(config.agent);
+  }
+
+  /**
+   * What the agent and its updater do with the config's agent section (edge-agent/src/updater/link.ts): another
+   * version is requested once per (version, rollout); after a random delay the simulated updater commits it (the
+   * device then runs and reports it) or, for `upgradeRollbackShare` of the devices, rolls back.
+   */
+  private upgradeTo(agent: DeviceConfig['agent']): void {
+    if (!agent || agent.version === '' || agent.version === this.agentVersion) return;
+    const key = `${agent.version}/${agent.rolloutId}`;
+    if (key === this.upgradeKey) return;
+    this.upgradeKey = key;
+    this.upgradeRequests.push({ version: agent.version, rolloutId: agent.rolloutId, at: Date.now() });
+    this.counters.upgrades++;
+    const target = agent.version;
+    const from = this.agentVersion;
+    this.update = {
+      state: 'downloading',
+      current: from,
+      previous: null,
+      target,
+      reason: null,
+      updatedAt: new Date(),
+    };
+    const b = this.behaviour;
+    clearTimeout(this.upgradeTimer);
+    this.upgradeTimer = setTimeout(
+      () => {
+        if (unitHash(`${this.id}/${target}`) < this.upgradeRollbackShare) {
+          this.counters.upgradesRolledBack++;
+          this.update = {
+            state: 'rolled_back',
+            current: from,
+            previous: null,
+            target,
+            reason: 'health gate failed during bake (fleet-sim upgradeRollbackShare)',
+            updatedAt: new Date(),
+          };
+        } else {
+          this.counters.upgradesCommitted++;
+          this.agentVersion = target;
+          this.update = {
+            state: 'committed',
+            current: target,
+            previous: from,
+            target,
+            reason: null,
+            updatedAt: new Date(),
+          };
+        }
+        this.onUpgraded?.(this, target, this.update.state);
+      },
+      b.upgradeMinMs + Math.random() * (b.upgradeMaxMs - b.upgradeMinMs),
+    );
   }
 
   /**
@@ -327,7 +445,15 @@ export class SimAgent {
       tenantId: d.tenantId,
       siteId: d.siteId,
       sentAt: new Date(),
-      agentVersion: 'fleet-sim',
+      agentVersion: this.agentVersion,
+      update: this.update && {
+        state: UPDATE_STATES[this.update.state],
+        current: this.update.current,
+        previous: this.update.previous ?? '',
+        target: this.update.target,
+        reason: this.update.reason ?? '',
+        updatedAt: this.update.updatedAt,
+      },
       uptimeSeconds: Math.floor((Date.now() - this.started) / 1000),
       configVersion: this.appliedVersion,
       health: this.health,

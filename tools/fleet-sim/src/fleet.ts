@@ -14,12 +14,16 @@ export interface ApplyRecord {
 export class SimFleet {
   readonly agents: SimAgent[] = [];
   readonly records: ApplyRecord[] = [];
+  /** Every simulated agent upgrade that ended (committed or rolled back), in order. */
+  readonly upgrades: Array<{ deviceId: string; version: string; state: string; at: number }> = [];
 
   constructor(devices: readonly EnrolledDevice[], caPem: string, behaviour: Partial<SimBehaviour> = {}) {
     for (const d of devices) {
       const a = new SimAgent(d, caPem, { ...DEFAULT_BEHAVIOUR, ...behaviour });
       a.onApplied = (agent, version, state) =>
         this.records.push({ deviceId: agent.id, version, state, at: Date.now() });
+      a.onUpgraded = (agent, version, state) =>
+        this.upgrades.push({ deviceId: agent.id, version, state, at: Date.now() });
       this.agents.push(a);
     }
   }

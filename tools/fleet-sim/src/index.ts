@@ -16,3 +16,10 @@ export {
   type ScenarioResult,
 } from './scenario.js';
 export { startSimStack, type SimStack, type SimStackOptions } from './stack.js';
+export {
+  runAgentRollout,
+  type AgentRolloutOptions,
+  type AgentRolloutResult,
+  type RunCli,
+} from './agent-scenario.js';
+export type { SimUpdateStatus } from './agent.js';

@@ -24,6 +24,10 @@ export interface SimStack {
   grpcAddress: string;
   caPem: string;
   apiUrl: string;
+  /** The dev PKI directory (the CLI's --pki) and the API token settings (the CLI's --issuer/--audience). */
+  pkiDir: string;
+  issuer: string;
+  audience: string;
   token(tenant: string, roles: string[]): Promise<string>;
   stop(): Promise<void>;
 }
@@ -34,6 +38,11 @@ export interface SimStackOptions {
   logger?: Logger | undefined;
   /** nats-server max_connections and the like go here. */
   natsExtra?: string | undefined;
+  /**
+   * Serve an agent release repository (agent-version rollouts): the online key from `vigil release root init`
+   * in this keys directory; the repository lives in the stack's temporary directory.
+   */
+  releaseKeysDir?: string | undefined;
 }
 
 export async function startSimStack(opts: SimStackOptions = {}): Promise<SimStack> {
@@ -88,6 +97,15 @@ export async function startSimStack(opts: SimStackOptions = {}): Promise<SimStac
         grpc: { enabled: true, port: 0, tls: { certFile: pki.cloudApi.cert, keyFile: pki.cloudApi.key } },
         auth: { issuer: ISSUER, audience: AUDIENCE, jwksFile: key.jwksFile },
         configSigning: { privateJwkFile: cfgKey.privateJwkFile },
+        ...(opts.releaseKeysDir
+          ? {
+              releases: {
+                dir: join(dir, 'releases'),
+                onlineKeyFile: join(opts.releaseKeysDir, 'online.key.json'),
+                publisherTenant: 'vigil',
+              },
+            }
+          : {}),
       }),
       { logger: opts.logger ?? pino({ level: 'warn' }) },
     );
@@ -98,6 +116,9 @@ export async function startSimStack(opts: SimStackOptions = {}): Promise<SimStac
       grpcAddress: `localhost:${cloud.grpcPort!}`,
       caPem: readFileSync(pki.caCert, 'utf8'),
       apiUrl: `http://127.0.0.1:${cloud.httpPort}`,
+      pkiDir: join(dir, 'pki'),
+      issuer: ISSUER,
+      audience: AUDIENCE,
       token: (tenant, roles) =>
         mintDevToken({
           key,

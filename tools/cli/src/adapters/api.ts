@@ -78,6 +78,15 @@ export interface ApiDevice {
   revoked_at: string | null;
   revoked_by: string | null;
   revoke_reason: string | null;
+  /** The agent updater's last status from heartbeats; null/absent: none reported. */
+  update?: {
+    state: string;
+    current: string | null;
+    previous: string | null;
+    target: string | null;
+    reason: string | null;
+    updated_at: string | null;
+  } | null;
   [key: string]: unknown;
 }
 

@@ -170,16 +170,26 @@ Example:
 
 function deviceTable(items: readonly ApiDevice[]): string {
   return table(
-    ['ID', 'SITE', 'STATUS', 'LAST SEEN', 'AGENT', 'ENROLLED'],
+    ['ID', 'SITE', 'STATUS', 'LAST SEEN', 'AGENT', 'UPDATE', 'ENROLLED'],
     items.map((d) => [
       d.id,
       d.site_id ?? '-',
       d.status,
       d.last_seen_at ?? '-',
       d.agent_version ?? '-',
+      updateCell(d),
       d.enrolled_at ?? '-',
     ]),
   );
+}
+
+/** The updater's state in one cell: `committed`, `baking -> 1.4.0`, `rolled_back 1.4.0`; `-` without one. */
+export function updateCell(d: ApiDevice): string {
+  const u = d.update;
+  if (!u) return '-';
+  if (u.state === 'committed' || u.state === 'idle') return u.state;
+  if (u.state === 'rolled_back' || u.state === 'failed') return `${u.state} ${u.target ?? ''}`.trim();
+  return u.target ? `${u.state} -> ${u.target}` : u.state;
 }
 
 function deviceDetail(d: ApiDevice): string {
@@ -195,6 +205,8 @@ function deviceDetail(d: ApiDevice): string {
     ['created at', d.created_at],
     ['enrolled at', d.enrolled_at],
     ['hardware id', d.hardware_id],
+    ['update', updateCell(d)],
+    ...(d.update?.reason ? [['update reason', d.update.reason] as [string, string]] : []),
   ];
   if (d.revoked_at !== null)
     fields.push(

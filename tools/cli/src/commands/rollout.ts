@@ -7,6 +7,8 @@ import { apiClient, globals, int, withAuth, type AuthOptions, type CliContext } 
 /** A rollout as GET /v1/rollouts/{id} answers it (the fields the CLI shows). */
 export interface ApiRollout {
   id: string;
+  /** An agent-version rollout's target; null for a config rollout. */
+  agent?: { version: string; channel: string } | null;
   target: { scope: string; id: string };
   state: string;
   current_wave: number;
@@ -54,7 +56,7 @@ export function summaryLine(r: ApiRollout): string {
   const t = r.totals;
   const wave = r.current_wave < 0 ? '-' : (r.waves[r.current_wave]?.label ?? String(r.current_wave));
   return (
-    `${r.id} ${r.state} wave=${wave} applied=${t.applied}/${r.devices} failed=${t.failed} pending=${t.pending} ` +
+    `${r.id}${r.agent ? ` agent=${r.agent.version}@${r.agent.channel}` : ''} ${r.state} wave=${wave} applied=${t.applied}/${r.devices} failed=${t.failed} pending=${t.pending} ` +
     `rolled_back=${t.rolled_back}${r.abort_reason ? ` reason="${r.abort_reason}"` : ''}`
   );
 }
@@ -97,6 +99,11 @@ export function register(program: Command, ctx: CliContext): void {
       .option('--site <id>', 'the site (with --scope site)')
       .option('--body-file <file>', 'the config body (JSON, ConfigBody)')
       .option('--effective', "roll out each device's current effective document", false)
+      .option(
+        '--agent-version <version>',
+        'roll out this agent version (a published release) instead of a config',
+      )
+      .option('--channel <channel>', 'release channel of --agent-version', 'stable')
       .option('--canary <n>', 'devices in the canary', int(1), 1)
       .option('--waves <list>', 'cumulative percentages', wavesArg, [10, 50, 100])
       .option('--window <s>', 'gate window: seconds a device has to report', int(1), 300)
@@ -120,6 +127,8 @@ export function register(program: Command, ctx: CliContext): void {
         site?: string;
         bodyFile?: string;
         effective: boolean;
+        agentVersion?: string;
+        channel: string;
         canary: number;
         waves: number[];
         window: number;
@@ -134,15 +143,22 @@ export function register(program: Command, ctx: CliContext): void {
       },
       cmd: Command,
     ) => {
-      if ((o.bodyFile === undefined) === !o.effective)
-        throw new CliError('give either --body-file <file> or --effective', 2);
+      if ([o.bodyFile !== undefined, o.effective, o.agentVersion !== undefined].filter(Boolean).length !== 1)
+        throw new CliError(
+          'give exactly one of --body-file <file>, --effective, --agent-version <version>',
+          2,
+        );
       const g = globals(cmd);
       const client = await apiClient(ctx, g, o);
       const body =
         o.bodyFile === undefined ? undefined : (JSON.parse(readFileSync(o.bodyFile, 'utf8')) as unknown);
       const created = await client.call<ApiRollout>('POST', '/v1/rollouts', {
         target: { scope: o.scope, ...(o.site === undefined ? {} : { id: o.site }) },
-        ...(body === undefined ? { use_effective_document: true } : { body }),
+        ...(o.agentVersion !== undefined
+          ? { agent: { version: o.agentVersion, channel: o.channel } }
+          : body === undefined
+            ? { use_effective_document: true }
+            : { body }),
         spec: {
           canary: o.canary,
           waves: o.waves,

@@ -94,6 +94,10 @@ export interface DeviceConfig {
   privacy:
     | PrivacyPolicy
     | undefined;
+  /** The agent version this device should run (an agent-version rollout sets it); unset = keep what runs. */
+  agent:
+    | AgentTarget
+    | undefined;
   /** --- Extensions (100+) --- */
   attributes: { [key: string]: string };
   _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
@@ -102,6 +106,21 @@ export interface DeviceConfig {
 export interface DeviceConfig_AttributesEntry {
   key: string;
   value: string;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+/**
+ * AgentTarget is the desired agent release (issue 14 point 4). The agent compares it with its own version and,
+ * when they differ, asks the local updater (vigil-updater) for it through <stateDir>/update/request.json; it
+ * never installs anything itself. The release must be a published TUF target of that channel.
+ */
+export interface AgentTarget {
+  /** Semantic version of the desired agent release. */
+  version: string;
+  /** Release channel (e.g. stable) the target is published in. */
+  channel: string;
+  /** The rollout that set it (for the updater's journal and reports); empty when set by hand. */
+  rolloutId: string;
   _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
 }
 
@@ -304,6 +323,7 @@ function createBaseDeviceConfig(): DeviceConfig {
     buffer: undefined,
     retention: undefined,
     privacy: undefined,
+    agent: undefined,
     attributes: {},
     _unknownFields: {},
   };
@@ -343,6 +363,9 @@ export const DeviceConfig: MessageFns<DeviceConfig> = {
     }
     if (message.privacy !== undefined) {
       PrivacyPolicy.encode(message.privacy, writer.uint32(114).fork()).join();
+    }
+    if (message.agent !== undefined) {
+      AgentTarget.encode(message.agent, writer.uint32(122).fork()).join();
     }
     globalThis.Object.entries(message.attributes).forEach(([key, value]: [string, string]) => {
       DeviceConfig_AttributesEntry.encode({ key: key as any, value }, writer.uint32(802).fork()).join();
@@ -451,6 +474,14 @@ export const DeviceConfig: MessageFns<DeviceConfig> = {
             message.privacy = PrivacyPolicy.decode(reader, reader.uint32());
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.agent = AgentTarget.decode(reader, reader.uint32());
+            continue;
+          }
           case 100: {
             if (tag !== 802) {
               break;
@@ -514,6 +545,7 @@ export const DeviceConfig: MessageFns<DeviceConfig> = {
       buffer: isSet(object.buffer) ? BufferPolicy.fromJSON(object.buffer) : undefined,
       retention: isSet(object.retention) ? RetentionPolicy.fromJSON(object.retention) : undefined,
       privacy: isSet(object.privacy) ? PrivacyPolicy.fromJSON(object.privacy) : undefined,
+      agent: isSet(object.agent) ? AgentTarget.fromJSON(object.agent) : undefined,
       attributes: isObject(object.attributes)
         ? (globalThis.Object.entries(object.attributes) as [string, any][]).reduce(
           (acc: { [key: string]: string }, [key, value]: [string, any]) => {
@@ -563,6 +595,9 @@ export const DeviceConfig: MessageFns<DeviceConfig> = {
     if (message.privacy !== undefined) {
       obj.privacy = PrivacyPolicy.toJSON(message.privacy);
     }
+    if (message.agent !== undefined) {
+      obj.agent = AgentTarget.toJSON(message.agent);
+    }
     if (message.attributes) {
       const entries = globalThis.Object.entries(message.attributes) as [string, string][];
       if (entries.length > 0) {
@@ -595,6 +630,9 @@ export const DeviceConfig: MessageFns<DeviceConfig> = {
       : undefined;
     message.privacy = (object.privacy !== undefined && object.privacy !== null)
       ? PrivacyPolicy.fromPartial(object.privacy)
+      : undefined;
+    message.agent = (object.agent !== undefined && object.agent !== null)
+      ? AgentTarget.fromPartial(object.agent)
       : undefined;
     message.attributes = (globalThis.Object.entries(object.attributes ?? {}) as [string, string][]).reduce(
       (acc: { [key: string]: string }, [key, value]: [string, string]) => {
@@ -706,6 +744,127 @@ export const DeviceConfig_AttributesEntry: MessageFns<DeviceConfig_AttributesEnt
     const message = createBaseDeviceConfig_AttributesEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseAgentTarget(): AgentTarget {
+  return { version: "", channel: "", rolloutId: "", _unknownFields: {} };
+}
+
+export const AgentTarget: MessageFns<AgentTarget> = {
+  encode(message: AgentTarget, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.version !== "") {
+      writer.uint32(10).string(message.version);
+    }
+    if (message.channel !== "") {
+      writer.uint32(18).string(message.channel);
+    }
+    if (message.rolloutId !== "") {
+      writer.uint32(26).string(message.rolloutId);
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of globalThis.Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AgentTarget {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAgentTarget();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.version = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.channel = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.rolloutId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        const buf = reader.skip(tag & 7);
+
+        const list = message._unknownFields![tag];
+
+        if (list === undefined) {
+          message._unknownFields![tag] = [buf];
+        } else {
+          list.push(buf);
+        }
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AgentTarget {
+    return {
+      version: isSet(object.version) ? globalThis.String(object.version) : "",
+      channel: isSet(object.channel) ? globalThis.String(object.channel) : "",
+      rolloutId: isSet(object.rolloutId)
+        ? globalThis.String(object.rolloutId)
+        : isSet(object.rollout_id)
+        ? globalThis.String(object.rollout_id)
+        : "",
+    };
+  },
+
+  toJSON(message: AgentTarget): unknown {
+    const obj: any = {};
+    if (message.version !== "") {
+      obj.version = message.version;
+    }
+    if (message.channel !== "") {
+      obj.channel = message.channel;
+    }
+    if (message.rolloutId !== "") {
+      obj.rolloutId = message.rolloutId;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<AgentTarget>): AgentTarget {
+    return AgentTarget.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<AgentTarget>): AgentTarget {
+    const message = createBaseAgentTarget();
+    message.version = object.version ?? "";
+    message.channel = object.channel ?? "";
+    message.rolloutId = object.rolloutId ?? "";
     return message;
   },
 };

@@ -8,6 +8,84 @@
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import { Timestamp } from "../../google/protobuf/timestamp.js";
 
+export enum UpdateState {
+  UPDATE_STATE_UNSPECIFIED = 0,
+  UPDATE_STATE_IDLE = 1,
+  UPDATE_STATE_DOWNLOADING = 2,
+  UPDATE_STATE_STAGING = 3,
+  UPDATE_STATE_SWITCHING = 4,
+  UPDATE_STATE_BAKING = 5,
+  /** UPDATE_STATE_COMMITTED - The target runs and passed its bake time. */
+  UPDATE_STATE_COMMITTED = 6,
+  /** UPDATE_STATE_ROLLED_BACK - The target failed its health gate: the previous release runs again. */
+  UPDATE_STATE_ROLLED_BACK = 7,
+  /** UPDATE_STATE_FAILED - The update could not be done (download, verification, minimum version...): nothing changed. */
+  UPDATE_STATE_FAILED = 8,
+  UNRECOGNIZED = -1,
+}
+
+export function updateStateFromJSON(object: any): UpdateState {
+  switch (object) {
+    case 0:
+    case "UPDATE_STATE_UNSPECIFIED":
+      return UpdateState.UPDATE_STATE_UNSPECIFIED;
+    case 1:
+    case "UPDATE_STATE_IDLE":
+      return UpdateState.UPDATE_STATE_IDLE;
+    case 2:
+    case "UPDATE_STATE_DOWNLOADING":
+      return UpdateState.UPDATE_STATE_DOWNLOADING;
+    case 3:
+    case "UPDATE_STATE_STAGING":
+      return UpdateState.UPDATE_STATE_STAGING;
+    case 4:
+    case "UPDATE_STATE_SWITCHING":
+      return UpdateState.UPDATE_STATE_SWITCHING;
+    case 5:
+    case "UPDATE_STATE_BAKING":
+      return UpdateState.UPDATE_STATE_BAKING;
+    case 6:
+    case "UPDATE_STATE_COMMITTED":
+      return UpdateState.UPDATE_STATE_COMMITTED;
+    case 7:
+    case "UPDATE_STATE_ROLLED_BACK":
+      return UpdateState.UPDATE_STATE_ROLLED_BACK;
+    case 8:
+    case "UPDATE_STATE_FAILED":
+      return UpdateState.UPDATE_STATE_FAILED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return UpdateState.UNRECOGNIZED;
+  }
+}
+
+export function updateStateToJSON(object: UpdateState): string {
+  switch (object) {
+    case UpdateState.UPDATE_STATE_UNSPECIFIED:
+      return "UPDATE_STATE_UNSPECIFIED";
+    case UpdateState.UPDATE_STATE_IDLE:
+      return "UPDATE_STATE_IDLE";
+    case UpdateState.UPDATE_STATE_DOWNLOADING:
+      return "UPDATE_STATE_DOWNLOADING";
+    case UpdateState.UPDATE_STATE_STAGING:
+      return "UPDATE_STATE_STAGING";
+    case UpdateState.UPDATE_STATE_SWITCHING:
+      return "UPDATE_STATE_SWITCHING";
+    case UpdateState.UPDATE_STATE_BAKING:
+      return "UPDATE_STATE_BAKING";
+    case UpdateState.UPDATE_STATE_COMMITTED:
+      return "UPDATE_STATE_COMMITTED";
+    case UpdateState.UPDATE_STATE_ROLLED_BACK:
+      return "UPDATE_STATE_ROLLED_BACK";
+    case UpdateState.UPDATE_STATE_FAILED:
+      return "UPDATE_STATE_FAILED";
+    case UpdateState.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** DeviceHealth is a coarse traffic light for dashboards and alerts. */
 export enum DeviceHealth {
   DEVICE_HEALTH_UNSPECIFIED = 0,
@@ -151,6 +229,13 @@ export interface Heartbeat {
   configVersion: bigint;
   /** Overall health as judged by the agent itself. */
   health: DeviceHealth;
+  /**
+   * What the local updater (vigil-updater) last reported: its status.json as the agent read it. Unset when the
+   * agent has no updater status (no updater installed, or it has not written one yet).
+   */
+  update:
+    | UpdateStatus
+    | undefined;
   /** --- Cameras (20-29) --- */
   cameras: CameraStatus[];
   /** --- Buffer (30-39) --- */
@@ -176,6 +261,19 @@ export interface Heartbeat {
 export interface Heartbeat_AttributesEntry {
   key: string;
   value: string;
+  _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
+}
+
+/** UpdateStatus is the updater's state of an agent upgrade (edge-agent/src/updater/contract.ts). */
+export interface UpdateStatus {
+  state: UpdateState;
+  /** Agent version the updater runs now, the one it ran before, and the one it is moving to ("" = none). */
+  current: string;
+  previous: string;
+  target: string;
+  /** Why it failed or rolled back ("" otherwise), as the updater wrote it (bounded by the agent). */
+  reason: string;
+  updatedAt: Date | undefined;
   _unknownFields?: { [key: number]: Uint8Array[] } | undefined;
 }
 
@@ -235,6 +333,7 @@ function createBaseHeartbeat(): Heartbeat {
     uptimeSeconds: 0n,
     configVersion: 0n,
     health: 0,
+    update: undefined,
     cameras: [],
     buffer: undefined,
     cpuPercent: 0,
@@ -277,6 +376,9 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     }
     if (message.health !== 0) {
       writer.uint32(104).int32(message.health);
+    }
+    if (message.update !== undefined) {
+      UpdateStatus.encode(message.update, writer.uint32(114).fork()).join();
     }
     for (const v of message.cameras) {
       CameraStatus.encode(v!, writer.uint32(162).fork()).join();
@@ -396,6 +498,14 @@ export const Heartbeat: MessageFns<Heartbeat> = {
             message.health = reader.int32() as any;
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.update = UpdateStatus.decode(reader, reader.uint32());
+            continue;
+          }
           case 20: {
             if (tag !== 162) {
               break;
@@ -513,6 +623,7 @@ export const Heartbeat: MessageFns<Heartbeat> = {
         ? BigInt(object.config_version)
         : 0n,
       health: isSet(object.health) ? deviceHealthFromJSON(object.health) : 0,
+      update: isSet(object.update) ? UpdateStatus.fromJSON(object.update) : undefined,
       cameras: globalThis.Array.isArray(object?.cameras)
         ? object.cameras.map((e: any) => CameraStatus.fromJSON(e))
         : [],
@@ -580,6 +691,9 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     if (message.health !== 0) {
       obj.health = deviceHealthToJSON(message.health);
     }
+    if (message.update !== undefined) {
+      obj.update = UpdateStatus.toJSON(message.update);
+    }
     if (message.cameras?.length) {
       obj.cameras = message.cameras.map((e) => CameraStatus.toJSON(e));
     }
@@ -627,6 +741,9 @@ export const Heartbeat: MessageFns<Heartbeat> = {
       ? BigInt(object.configVersion)
       : 0n;
     message.health = object.health ?? 0;
+    message.update = (object.update !== undefined && object.update !== null)
+      ? UpdateStatus.fromPartial(object.update)
+      : undefined;
     message.cameras = object.cameras?.map((e) => CameraStatus.fromPartial(e)) || [];
     message.buffer = (object.buffer !== undefined && object.buffer !== null)
       ? BufferStatus.fromPartial(object.buffer)
@@ -751,6 +868,175 @@ export const Heartbeat_AttributesEntry: MessageFns<Heartbeat_AttributesEntry> = 
     const message = createBaseHeartbeat_AttributesEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseUpdateStatus(): UpdateStatus {
+  return { state: 0, current: "", previous: "", target: "", reason: "", updatedAt: undefined, _unknownFields: {} };
+}
+
+export const UpdateStatus: MessageFns<UpdateStatus> = {
+  encode(message: UpdateStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.state !== 0) {
+      writer.uint32(8).int32(message.state);
+    }
+    if (message.current !== "") {
+      writer.uint32(18).string(message.current);
+    }
+    if (message.previous !== "") {
+      writer.uint32(26).string(message.previous);
+    }
+    if (message.target !== "") {
+      writer.uint32(34).string(message.target);
+    }
+    if (message.reason !== "") {
+      writer.uint32(42).string(message.reason);
+    }
+    if (message.updatedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.updatedAt), writer.uint32(50).fork()).join();
+    }
+    if (message._unknownFields !== undefined) {
+      for (const [key, values] of globalThis.Object.entries(message._unknownFields)) {
+        const tag = parseInt(key, 10);
+        for (const value of values) {
+          writer.uint32(tag).raw(value);
+        }
+      }
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpdateStatus {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUpdateStatus();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.state = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.current = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.previous = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.target = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.updatedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        const buf = reader.skip(tag & 7);
+
+        const list = message._unknownFields![tag];
+
+        if (list === undefined) {
+          message._unknownFields![tag] = [buf];
+        } else {
+          list.push(buf);
+        }
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UpdateStatus {
+    return {
+      state: isSet(object.state) ? updateStateFromJSON(object.state) : 0,
+      current: isSet(object.current) ? globalThis.String(object.current) : "",
+      previous: isSet(object.previous) ? globalThis.String(object.previous) : "",
+      target: isSet(object.target) ? globalThis.String(object.target) : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      updatedAt: isSet(object.updatedAt)
+        ? fromJsonTimestamp(object.updatedAt)
+        : isSet(object.updated_at)
+        ? fromJsonTimestamp(object.updated_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: UpdateStatus): unknown {
+    const obj: any = {};
+    if (message.state !== 0) {
+      obj.state = updateStateToJSON(message.state);
+    }
+    if (message.current !== "") {
+      obj.current = message.current;
+    }
+    if (message.previous !== "") {
+      obj.previous = message.previous;
+    }
+    if (message.target !== "") {
+      obj.target = message.target;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.updatedAt !== undefined) {
+      obj.updatedAt = message.updatedAt.toISOString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<UpdateStatus>): UpdateStatus {
+    return UpdateStatus.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<UpdateStatus>): UpdateStatus {
+    const message = createBaseUpdateStatus();
+    message.state = object.state ?? 0;
+    message.current = object.current ?? "";
+    message.previous = object.previous ?? "";
+    message.target = object.target ?? "";
+    message.reason = object.reason ?? "";
+    message.updatedAt = object.updatedAt ?? undefined;
     return message;
   },
 };
