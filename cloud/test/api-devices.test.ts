@@ -115,6 +115,8 @@ describe('GET /v1/devices', () => {
       revoked_at: null,
       revoked_by: null,
       revoke_reason: null,
+      // No updater status reported (Heartbeat.update).
+      update: null,
     });
     expect(await getDevice('gw-new')).toMatchObject({
       status: 'never',

@@ -171,7 +171,7 @@ describe('UpdateLink: status.json is hostile input', () => {
         current: '1.0.0',
         previous: null,
         target: null,
-        reason: 'r'.repeat(1001),
+        reason: 'r'.repeat(2001),
         updatedAt: '2026-12-07T12:00:00Z',
       },
     ]) {

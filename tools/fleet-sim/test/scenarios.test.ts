@@ -192,7 +192,8 @@ describe('rollout scenarios with fleet-sim', () => {
       expect(pg.get(id)).toMatchObject({ state: 'failed', reported: d.issued_version, applied_rev: 'base' });
       expect(d).toMatchObject({
         status: 'failed',
-        reason: 'failed',
+        // The device's own reason follows the state (what fleet-sim's refusal says).
+        reason: expect.stringMatching(/^failed: invalid config/) as unknown,
         config_state: 'failed',
         desired_version: d.issued_version,
         runs_last_known_good: true,
