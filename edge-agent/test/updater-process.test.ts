@@ -9,6 +9,7 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  renameSync,
   rmSync,
   writeFileSync,
 } from 'node:fs';
@@ -103,7 +104,11 @@ describe('vigil-updater: upgrade, automatic rollback', () => {
     await expect.poll(() => d.status()?.state, { timeout: 60_000 }).toBe('idle');
     expect(d.status()).toMatchObject({ state: 'idle', current: '1.0.0', target: null });
     // Hostile or broken request.json: ignored, counted once (not at every poll).
-    writeFileSync(join(d.stateDir, 'update', 'request.json'), '{"version":"../../etc","channel":"stable"}');
+    // Written as the contract says (tmp + rename): a plain write can be read half-done (empty, then whole), which
+    // is two different invalid files and counted twice.
+    const hostile = join(d.stateDir, 'update', 'request.json');
+    writeFileSync(`${hostile}.tmp`, '{"version":"../../etc","channel":"stable"}');
+    renameSync(`${hostile}.tmp`, hostile);
     await expect
       .poll(() => d.metric('vigil_updater_requests_invalid_total', ''), { timeout: 20_000 })
       .toBe(1);
