@@ -32,6 +32,22 @@ describe('uplink: outbox -> JetStream -> commit receipts', () => {
     await cloud?.close();
   });
 
+  // The outbox empties within `timeoutMs`; if not, the failure says what both sides knew (this drain once hung
+  // past the test timeout in a clean-clone CI run and left no evidence).
+  async function drained(r: UplinkRig, timeoutMs: number): Promise<void> {
+    try {
+      await expect.poll(() => r.outbox.stats().depth, { timeout: timeoutMs }).toBe(0);
+    } catch (err) {
+      const info = await (await jetstreamManager(cloud)).streams.info(EVENTS_STREAM).catch((e: unknown) => e);
+      throw new Error(
+        `outbox not drained in ${timeoutMs} ms\n${await r.diagnose()}\nEVENTS ${JSON.stringify(info)}`,
+        {
+          cause: err,
+        },
+      );
+    }
+  }
+
   async function rig(opts: Omit<Parameters<typeof startRig>[0], 'pki' | 'server' | 'cloud'> = {}) {
     const r = await startRig({ pki: pki(), server: nats(), cloud, ...opts });
     rigs.push(r);
@@ -151,12 +167,12 @@ describe('uplink: outbox -> JetStream -> commit receipts', () => {
     await expect.poll(() => r.uplink.status().inFlight, { timeout: 10_000 }).toBe(stored);
 
     r.responder.resume();
-    await expect.poll(() => r.outbox.stats().depth, { timeout: 30_000 }).toBe(0);
+    await drained(r, 30_000);
     expect(ids.every((id) => r.responder.committed.has(id))).toBe(true);
     expect(r.responder.committed.size).toBe(300);
     await expect.poll(() => r.uplink.state).toBe('online');
     expect(r.uplink.status().backoffAttempt).toBe(0);
-  });
+  }, 60_000);
 
   it('delivers everything even when nats-server drops messages it acknowledged', async () => {
     const record = await storedMessageBytes(cloud, eventSubject(), eventPayload(newId()));
@@ -183,10 +199,10 @@ describe('uplink: outbox -> JetStream -> commit receipts', () => {
     expect(r.outbox.stats().depth).toBe(100);
 
     r.responder.resume();
-    await expect.poll(() => r.outbox.stats().depth, { timeout: 30_000 }).toBe(0);
+    await drained(r, 30_000);
     expect(ids.every((id) => r.responder.committed.has(id))).toBe(true);
     expect(r.responder.committed.size).toBe(100);
-  });
+  }, 60_000);
 
   it('backs off with no_stream while EVENTS is missing, and drains once the cloud creates it', async () => {
     await (await jetstreamManager(cloud)).streams.delete(EVENTS_STREAM).catch(() => false);

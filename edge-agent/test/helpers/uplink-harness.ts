@@ -21,6 +21,8 @@ export interface UplinkRig {
   states: UplinkState[];
   /** Value of a metric (summed over label sets that match `labels`). */
   metric(name: string, labels?: Record<string, string>): Promise<number>;
+  /** Everything both sides know, for a failure message: why did the outbox not drain? */
+  diagnose(): Promise<string>;
   dispose(): Promise<void>;
 }
 
@@ -74,6 +76,20 @@ export async function startRig(opts: {
           return n === undefined || n.endsWith('_count'); // a histogram counts its observations
         })
         .reduce((sum, v) => sum + v.value, 0);
+    },
+    async diagnose() {
+      const rsp = responder;
+      const uplinkMetrics = (await registry.metrics())
+        .split('\n')
+        .filter((l) => l.startsWith('vigil_agent_uplink_') && !l.includes('_bucket'))
+        .join('\n');
+      return [
+        `outbox depth ${box.outbox.stats().depth}; uplink ${JSON.stringify(uplink.status())}`,
+        `states ${states.join(' > ')}`,
+        `responder committed=${rsp.committed.size} receiptsSent=${rsp.receiptsSent} dropped=${rsp.receiptsDropped} ` +
+          `queries=${rsp.queriesAnswered} lastError=${String(rsp.lastError)}`,
+        uplinkMetrics,
+      ].join('\n');
     },
     async dispose() {
       await uplink.stop();
