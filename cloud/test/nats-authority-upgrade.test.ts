@@ -63,7 +63,7 @@ describe('upgrading a NATS authority made before the auth callout', () => {
     expect(up.account.deviceSigningKey.publicKey).not.toBe(legacy.account.deviceSigningKey.publicKey);
     const keys = decode<Account>(up.account.jwt).nats.signing_keys ?? [];
     const listed = keys.map((k) => (typeof k === 'string' ? k : k.key));
-    // Devices live in DEVICES_<tenant> accounts now: VIGIL lists no device signing key at all.
+    // Devices live in DEVICE_<tenant>.<device> accounts now: VIGIL lists no device signing key at all.
     expect(listed).not.toContain(up.account.deviceSigningKey.publicKey);
     expect(listed).not.toContain(legacy.account.deviceSigningKey.publicKey);
     expect(up.tenantAccountSecret).toBeTruthy();
