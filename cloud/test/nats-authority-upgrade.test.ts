@@ -71,8 +71,9 @@ describe('upgrading a NATS authority made before the auth callout', () => {
     expect(da).toMatchObject({
       auth_users: [up.deviceAuth.calloutUser.publicKey],
     });
-    // Never VIGIL: until the cloud pushes the tenant accounts, only this account itself (deny-all).
-    expect(da?.allowed_accounts).toEqual([up.deviceAuth.publicKey]);
+    // Any account (one per device, nats-device-auth.ts): the server still places a user only in the account
+    // whose own key signed it, and the callout signs only with device account keys.
+    expect(da?.allowed_accounts).toEqual(['*']);
     const offline = JSON.parse(readFileSync(files.offlineKeysFile, 'utf8')) as Record<
       string,
       { publicKey: string }
