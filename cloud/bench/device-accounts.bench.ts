@@ -162,7 +162,18 @@ async function oneAccount(authority: NatsAuthority): Promise<Record<string, unkn
     const jwt = await encodeAccount(
       'BENCH_ONE',
       id.publicKey,
-      { limits: { subs: -1, data: -1, payload: -1, imports: -1, exports: -1, wildcards: true, conn: -1, leaf: 0 } },
+      {
+        limits: {
+          subs: -1,
+          data: -1,
+          payload: -1,
+          imports: -1,
+          exports: -1,
+          wildcards: true,
+          conn: -1,
+          leaf: 0,
+        },
+      },
       { signer: nativeKeyPair(authority.operator.signingKey.seed) },
     );
     await pushAccountJwt(sys, { account: { publicKey: id.publicKey, jwt } });
@@ -171,7 +182,13 @@ async function oneAccount(authority: NatsAuthority): Promise<Record<string, unkn
         await connectDevice(
           server.url,
           (pk) =>
-            encodeUser(`bench/gw-${i}`, pk, idKp, {}, { signer: idKp, exp: Math.floor(Date.now() / 1000) + 3600 }),
+            encodeUser(
+              `bench/gw-${i}`,
+              pk,
+              idKp,
+              {},
+              { signer: idKp, exp: Math.floor(Date.now() / 1000) + 3600 },
+            ),
           `gw-${i}`,
         ),
       );

@@ -726,9 +726,7 @@ describe('NATS per-device authorization (operator JWT + mTLS + JetStream)', () =
     const sys = (
       await dial({ cert: pki().services.cloud!, creds: { jwt: sysJwt, kp: sysKp }, name: 'revoker2' })
     ).nc;
-    expect(await pushAccountJwt(sys, await revokeDevice(G1, creds.kp.getPublicKey()))).toBe(
-      'jwt updated',
-    );
+    expect(await pushAccountJwt(sys, await revokeDevice(G1, creds.kp.getPublicKey()))).toBe('jwt updated');
     const closed = await closedWithin(nc, 10_000);
     expect((closed as Error).message).toBe('User Authentication Revoked');
     await sys.close();

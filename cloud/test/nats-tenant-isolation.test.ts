@@ -136,8 +136,12 @@ describe('device isolation: DEVICE_<tenant>.<device> accounts import only their 
     for await (const m of gotCfg) expect(m.string()).toBe('for globex');
     // And what it sends the same-tenant peer arrives there and not in gw-a's account.
     const peerHeard: string[] = [];
-    peer.subscribe(subjectFor('acme', 'gw-b', 'cfg'), { callback: (_e, m) => void peerHeard.push(m.string()) });
-    peer.subscribe(subjectFor('acme', 'gw-b', 'rcpt'), { callback: (_e, m) => void peerHeard.push(m.string()) });
+    peer.subscribe(subjectFor('acme', 'gw-b', 'cfg'), {
+      callback: (_e, m) => void peerHeard.push(m.string()),
+    });
+    peer.subscribe(subjectFor('acme', 'gw-b', 'rcpt'), {
+      callback: (_e, m) => void peerHeard.push(m.string()),
+    });
     await peer.flush();
     cloud.publish(subjectFor('acme', 'gw-b', 'cfg'), 'for gw-b');
     cloud.publish(subjectFor('acme', 'gw-b', 'rcpt'), 'for gw-b');

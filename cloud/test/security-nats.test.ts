@@ -665,7 +665,10 @@ describe('NATS security suite: one enrolled gateway against the cloud', () => {
           reply: purge,
         });
         await evil.nc.flush();
-        await until("the PubAck inside the attacker's account", () => inAcme.filter((x) => x === purge).length > n);
+        await until(
+          "the PubAck inside the attacker's account",
+          () => inAcme.filter((x) => x === purge).length > n,
+        );
         await admin.flush();
         expect(await canary()).toBe(3);
         expect(advisories.filter((a) => a.subject === purge)).toEqual([]);

@@ -186,9 +186,15 @@ export async function encodeDeviceAccount(
     imports,
     revocations: { ...revocations },
   };
-  return encodeAccount(k.name, k.account.publicKey, claims, {
-    signer: nativeKeyPair(a.operator.signingKey.seed),
-  });
+  return encodeAccount(k.name, k.account.publicKey, claims, { signer: operatorSigner(a) });
+}
+
+let lastOperator: { seed: string; signer: KeyPair } | undefined;
+/** The operator signing key as a signer, made once (one authority per process; a key import per device else). */
+function operatorSigner(a: DeviceAccountAuthority): KeyPair {
+  const seed = a.operator.signingKey.seed;
+  if (lastOperator?.seed !== seed) lastOperator = { seed, signer: nativeKeyPair(seed) };
+  return lastOperator.signer;
 }
 
 /**

@@ -46,7 +46,7 @@ export function verifyNkey(publicKey: string, data: Uint8Array, signature: Uint8
 export function nativeKeyPair(seed: string): KeyPair {
   const kp = fromSeed(new TextEncoder().encode(seed));
   const raw = (kp as KeyPair & { getRawSeed(): Uint8Array }).getRawSeed();
-  const key = createPrivateKey({ key: Buffer.concat([PKCS8_ED25519, raw]), format: 'der', type: 'pkcs8' });
+  const key = privateKeyFromRaw(raw);
   // The public key from OpenSSL too, computed once: nkeys' getPublicKey runs tweetnacl on every call, and the
   // jwt library calls it for each JWT it signs (per-device accounts sign one per device connection).
   const pub = rawPublicOf(key);
@@ -61,9 +61,22 @@ export function nativeKeyPair(seed: string): KeyPair {
   });
 }
 
-/** DER prefix of a PKCS#8 Ed25519 private key; the 32-byte seed follows. */
-const PKCS8_ED25519 = Buffer.from('302e020100300506032b657004220420', 'hex');
 const SEED_PREFIX = 18 << 3;
+const PLACEHOLDER_X = Buffer.alloc(32).toString('base64url');
+
+/**
+ * An Ed25519 private KeyObject from the 32 seed bytes. Through JWK: OpenSSL's PKCS#8 decoder takes ~2 ms a key
+ * on a loaded 2-core host, the JWK path ~0.3 ms (a device account needs two keys). Node requires `x` but builds
+ * the key from `d` alone (EVP_PKEY_new_raw_private_key) and derives the public key itself: the placeholder is
+ * never used. Checked by test/nkey-crypto.test.ts against nkeys; should a Node release validate `x`, the import
+ * throws (no silent wrong key).
+ */
+function privateKeyFromRaw(raw: Uint8Array): KeyObject {
+  return createPrivateKey({
+    key: { kty: 'OKP', crv: 'Ed25519', d: Buffer.from(raw).toString('base64url'), x: PLACEHOLDER_X },
+    format: 'jwk',
+  });
+}
 
 function rawPublicOf(key: KeyObject): Buffer {
   const jwk = createPublicKey(key).export({ format: 'jwk' });
@@ -82,7 +95,7 @@ function seedRolePrefix(seed: string): number {
  */
 export function nkeyFromRawSeed(raw: Uint8Array, rolePrefix: number): { publicKey: string; seed: string } {
   if (raw.length !== 32) throw new Error('an nkey seed is 32 bytes');
-  const key = createPrivateKey({ key: Buffer.concat([PKCS8_ED25519, raw]), format: 'der', type: 'pkcs8' });
+  const key = privateKeyFromRaw(raw);
   const seedBody = Buffer.concat([
     Buffer.from([SEED_PREFIX | (rolePrefix >> 5), (rolePrefix & 31) << 3]),
     Buffer.from(raw),
