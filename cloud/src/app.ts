@@ -177,7 +177,7 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
           log: log.child({ component: 'nats-callout' }),
           metrics,
           now: deps.now,
-          tenantAccounts: accountPublisher,
+          deviceAccounts: accountPublisher,
           maxInFlight: config.nats.auth.callout.maxInFlight,
           maxQueued: config.nats.auth.callout.maxQueued,
         });

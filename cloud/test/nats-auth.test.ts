@@ -30,7 +30,7 @@ import {
   pushAccountJwt,
   type NatsAuthority,
 } from '../src/fleet/nats-auth.js';
-import { encodeTenantAccount, tenantAccountKeys } from '../src/fleet/nats-tenant-accounts.js';
+import { deviceAccountKeys, encodeDeviceAccount } from '../src/fleet/nats-device-accounts.js';
 
 interface Device {
   tenantId: string;
@@ -53,30 +53,28 @@ function badInput(name: string): { refused: () => void } {
 describe('NATS per-device authorization (operator JWT + mTLS + JetStream)', () => {
   let authority: NatsAuthority;
   let serverCtx: NatsConfigContext | undefined;
-  // Devices are users of their tenant accounts DEVICES_<tenant> (revoked users listed there).
-  const revoked: Record<string, Record<string, number>> = { acme: {}, globex: {} };
-  let tenantJwts: Record<string, string> = {};
-  async function signTenants(): Promise<void> {
-    tenantJwts = {};
-    for (const t of ['acme', 'globex'])
-      tenantJwts[tenantAccountKeys(authority, t).account.publicKey] = await encodeTenantAccount(
-        authority,
-        t,
-        revoked[t],
-      );
+  // Each device is the user of its own account DEVICE_<tenant>.<device> (revoked users listed there here; the
+  // cloud revokes tickets instead, see nats-callout.test.ts).
+  const revoked: Record<string, Record<string, number>> = {};
+  let deviceJwts: Record<string, string> = {};
+  async function signDevices(): Promise<void> {
+    deviceJwts = {};
+    for (const d of [A1, A2, G1])
+      deviceJwts[deviceAccountKeys(authority, d.tenantId, d.deviceId).account.publicKey] =
+        await encodeDeviceAccount(authority, d.tenantId, d.deviceId, revoked[key(d)]);
   }
   async function revokeDevice(
-    tenant: string,
+    d: Device,
     userKey: string,
   ): Promise<{ account: { publicKey: string; jwt: string } }> {
-    revoked[tenant]![userKey] = Math.ceil(Date.now() / 1000);
-    await signTenants();
-    const publicKey = tenantAccountKeys(authority, tenant).account.publicKey;
-    return { account: { publicKey, jwt: tenantJwts[publicKey]! } };
+    revoked[key(d)] = { ...revoked[key(d)], [userKey]: Math.ceil(Date.now() / 1000) };
+    await signDevices();
+    const publicKey = deviceAccountKeys(authority, d.tenantId, d.deviceId).account.publicKey;
+    return { account: { publicKey, jwt: deviceJwts[publicKey]! } };
   }
   beforeAll(async () => {
     ({ authority } = await createNatsAuthority({ maxUserLifetimeSeconds: 86_400 }));
-    await signTenants();
+    await signDevices();
   });
   const pki = usePki({ devices: [A1, A2, G1], services: ['cloud'] });
   // debug: the server logs revocation/expiry disconnects only at debug level. pid_file: to signal a reload.
@@ -87,7 +85,7 @@ describe('NATS per-device authorization (operator JWT + mTLS + JetStream)', () =
       extra: [
         'debug: true',
         `pid_file: ${JSON.stringify(join(ctx.dir, 'nats.pid'))}`,
-        natsServerAuthConfig(a, { extraAccounts: tenantJwts }),
+        natsServerAuthConfig(a, { extraAccounts: deviceJwts }),
       ].join('\n'),
     })(ctx);
   const nats = useNats({
@@ -434,8 +432,8 @@ describe('NATS per-device authorization (operator JWT + mTLS + JetStream)', () =
       'vigil.internal.v1.committed.acme',
       '_INBOX.cloud.1',
     ];
-    // The request crossed DEVICES_acme's service import: the responder sees only the server's `_R_.…` reply
-    // (mapped back into DEVICES_acme), whatever the device named, and may publish nowhere else.
+    // The request crossed the device account's service import: the responder sees only the server's `_R_.…`
+    // reply (mapped back into that account), whatever the device named, and may publish nowhere else.
     for (const reply of hostile) dev.publish('vigil.v1.acme.gw-1.status', 'q', { reply });
     await dev.flush();
     await waitFor('every request answered', () => (answered.length === hostile.length ? true : undefined));
@@ -466,9 +464,9 @@ describe('NATS per-device authorization (operator JWT + mTLS + JetStream)', () =
   describe('connection-level refusals', () => {
     const certA1 = (): CertKeyPaths => pki().devices[key(A1)]!;
     const scopedTags = ['vigil-tenant:acme', 'vigil-device:gw-1'];
-    // Devices are users of DEVICES_acme (its scoped device key); VIGIL has no device signing key any more.
-    const acmeAccount = (): string => tenantAccountKeys(authority, 'acme').account.publicKey;
-    const acmeDeviceSeed = (): string => tenantAccountKeys(authority, 'acme').deviceSigningKey.seed;
+    // gw-1 is the user of its own account (its scoped device key); VIGIL has no device signing key any more.
+    const acmeAccount = (): string => deviceAccountKeys(authority, 'acme', 'gw-1').account.publicKey;
+    const acmeDeviceSeed = (): string => deviceAccountKeys(authority, 'acme', 'gw-1').deviceSigningKey.seed;
 
     /**
      * Dials and expects the server to refuse in CONNECT: nats.js rejects with AuthorizationError
@@ -528,7 +526,7 @@ describe('NATS per-device authorization (operator JWT + mTLS + JetStream)', () =
         { signer: createAccount(), scopedUser: true },
       );
       await refusedAtConnect(
-        'user JWT claiming DEVICES_acme, signed by an unregistered key',
+        'user JWT claiming DEVICE_acme.gw-1, signed by an unregistered key',
         () => dial({ cert: certA1(), creds: { jwt: jwt2, kp: u2 } }),
         /User JWT issuer is not known/,
       );
@@ -684,7 +682,7 @@ describe('NATS per-device authorization (operator JWT + mTLS + JetStream)', () =
       await dial({ cert: pki().services.cloud!, creds: { jwt: sysJwt, kp: sysKp }, name: 'revoker' })
     ).nc;
 
-    const acmeAccount = await revokeDevice('acme', creds.kp.getPublicKey());
+    const acmeAccount = await revokeDevice(A2, creds.kp.getPublicKey());
     const mark = nats().logs.text().length;
     const t0 = performance.now();
     expect(await pushAccountJwt(sys, acmeAccount)).toBe('jwt updated');
@@ -728,14 +726,12 @@ describe('NATS per-device authorization (operator JWT + mTLS + JetStream)', () =
     const sys = (
       await dial({ cert: pki().services.cloud!, creds: { jwt: sysJwt, kp: sysKp }, name: 'revoker2' })
     ).nc;
-    expect(await pushAccountJwt(sys, await revokeDevice('globex', creds.kp.getPublicKey()))).toBe(
-      'jwt updated',
-    );
+    expect(await pushAccountJwt(sys, await revokeDevice(G1, creds.kp.getPublicKey()))).toBe('jwt updated');
     const closed = await closedWithin(nc, 10_000);
     expect((closed as Error).message).toBe('User Authentication Revoked');
     await sys.close();
 
-    // The config on disk still preloads the unrevoked tenant JWTs: the resolver directory keeps the newer ones.
+    // The config on disk still preloads the unrevoked device account JWTs: the resolver directory keeps the newer ones.
     void serverCtx;
     await nats().restart();
     for (const [name, d, creds0] of [

@@ -63,7 +63,7 @@ describe('upgrading a NATS authority made before the auth callout', () => {
     expect(up.account.deviceSigningKey.publicKey).not.toBe(legacy.account.deviceSigningKey.publicKey);
     const keys = decode<Account>(up.account.jwt).nats.signing_keys ?? [];
     const listed = keys.map((k) => (typeof k === 'string' ? k : k.key));
-    // Devices live in DEVICES_<tenant> accounts now: VIGIL lists no device signing key at all.
+    // Devices live in DEVICE_<tenant>.<device> accounts now: VIGIL lists no device signing key at all.
     expect(listed).not.toContain(up.account.deviceSigningKey.publicKey);
     expect(listed).not.toContain(legacy.account.deviceSigningKey.publicKey);
     expect(up.tenantAccountSecret).toBeTruthy();
@@ -71,8 +71,9 @@ describe('upgrading a NATS authority made before the auth callout', () => {
     expect(da).toMatchObject({
       auth_users: [up.deviceAuth.calloutUser.publicKey],
     });
-    // Never VIGIL: until the cloud pushes the tenant accounts, only this account itself (deny-all).
-    expect(da?.allowed_accounts).toEqual([up.deviceAuth.publicKey]);
+    // Any account (one per device, nats-device-auth.ts): the server still places a user only in the account
+    // whose own key signed it, and the callout signs only with device account keys.
+    expect(da?.allowed_accounts).toEqual(['*']);
     const offline = JSON.parse(readFileSync(files.offlineKeysFile, 'utf8')) as Record<
       string,
       { publicKey: string }

@@ -1,8 +1,9 @@
-// Issue 12: a device of tenant A cannot reach tenant B's subjects at all, whatever its user permissions say.
-// The real stack (nats-server 2.10 in JWT mode with mTLS, the cloud with its callout and account publisher,
-// PostgreSQL). Devices of acme and globex enroll; then a user of DEVICES_acme with NO permission limits (signed
-// by the tenant account's own key: what a fully compromised account-level credential would be) tries globex's
-// subjects and VIGIL's API. The account's imports hold only acme's subjects, so nothing arrives anywhere.
+// Issue 12: a device cannot reach another device's subjects at all (another tenant's or its own tenant's),
+// whatever its user permissions say. The real stack (nats-server 2.10 in JWT mode with mTLS, the cloud with its
+// callout and account publisher, PostgreSQL). Devices of acme and globex enroll; then a user of the account
+// DEVICE_acme.gw-a with NO permission limits (signed by the account's own key: what a fully compromised
+// account-level credential would be) tries globex's subjects, its acme peer's and VIGIL's API. The account
+// imports only gw-a's own subjects, so nothing arrives anywhere.
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,14 +16,14 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { createCsr } from '@vigil/certs';
 import { type EnrollRequest, type EnrollResponse, subjectFor } from '@vigil/proto';
 import { connectWithAuthority, deviceInboxPrefix } from '../src/index.js';
-import { tenantAccountKeys } from '../src/fleet/nats-tenant-accounts.js';
+import { deviceAccountKeys } from '../src/fleet/nats-device-accounts.js';
 import { nativeKeyPair } from '../src/fleet/nkey-crypto.js';
 import { useFleetStack } from './support/fleet-stack.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'vigil-isolation-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-describe('tenant isolation: DEVICES_<tenant> accounts import only their own tenant', () => {
+describe('device isolation: DEVICE_<tenant>.<device> accounts import only their own subjects', () => {
   const stack = useFleetStack();
   const open: NatsConnection[] = [];
   afterAll(async () => {
@@ -68,9 +69,10 @@ describe('tenant isolation: DEVICES_<tenant> accounts import only their own tena
     return nc;
   }
 
-  it("an unrestricted user of DEVICES_acme reaches nothing of globex's and no VIGIL API", async () => {
+  it("an unrestricted user of DEVICE_acme.gw-a reaches nothing of globex's, nothing of its acme peer's and no VIGIL API", async () => {
     const gDev = await device('globex', 'plant', 'gw-g');
-    await device('acme', 'hq', 'gw-a'); // DEVICES_acme is pushed before its first device is admitted
+    const peer = await device('acme', 'hq', 'gw-b');
+    await device('acme', 'hq', 'gw-a'); // its account is pushed before the callout admits it
     const svcCert = stack.pki().services.cloud!;
     const cloud = await connectWithAuthority(stack.authority().authority, 'service', 'isolation', {
       servers: [stack.natsUrl()],
@@ -79,11 +81,12 @@ describe('tenant isolation: DEVICES_<tenant> accounts import only their own tena
     open.push(cloud);
     const heardInVigil: string[] = [];
     cloud.subscribe('vigil.v1.globex.>', { callback: (_e, m) => void heardInVigil.push(m.subject) });
+    cloud.subscribe('vigil.v1.acme.gw-b.>', { callback: (_e, m) => void heardInVigil.push(m.subject) });
     cloud.subscribe('vigil.dlq.>', { callback: (_e, m) => void heardInVigil.push(m.subject) });
     await cloud.flush();
 
-    // Signed by DEVICES_acme's identity key: no permission template applies, only the account's imports.
-    const acme = tenantAccountKeys(stack.authority().authority, 'acme');
+    // Signed by DEVICE_acme.gw-a's identity key: no permission template applies, only the account's imports.
+    const acme = deviceAccountKeys(stack.authority().authority, 'acme', 'gw-a');
     const kp = createUser();
     const jwt = await encodeUser(
       'attacker',
@@ -113,6 +116,11 @@ describe('tenant isolation: DEVICES_<tenant> accounts import only their own tena
       subjectFor('globex', 'gw-g', 'rcpt'),
       subjectFor('globex', 'gw-g', 'cfg'),
       'vigil.dlq.events.globex.gw-g',
+      subjectFor('acme', 'gw-b', 'evt', 'cam1'),
+      subjectFor('acme', 'gw-b', 'hb'),
+      subjectFor('acme', 'gw-b', 'status'),
+      subjectFor('acme', 'gw-b', 'rcpt'),
+      subjectFor('acme', 'gw-b', 'cfg'),
     ])
       evil.publish(s, 'x');
     // No JetStream in this account: the server itself answers the API with an error (nothing of VIGIL's).
@@ -126,18 +134,39 @@ describe('tenant isolation: DEVICES_<tenant> accounts import only their own tena
     cloud.publish(subjectFor('globex', 'gw-g', 'cfg'), 'for globex');
     cloud.publish(subjectFor('globex', 'gw-g', 'rcpt'), 'for globex');
     for await (const m of gotCfg) expect(m.string()).toBe('for globex');
+    // And what it sends the same-tenant peer arrives there and not in gw-a's account.
+    const peerHeard: string[] = [];
+    peer.subscribe(subjectFor('acme', 'gw-b', 'cfg'), {
+      callback: (_e, m) => void peerHeard.push(m.string()),
+    });
+    peer.subscribe(subjectFor('acme', 'gw-b', 'rcpt'), {
+      callback: (_e, m) => void peerHeard.push(m.string()),
+    });
+    await peer.flush();
+    cloud.publish(subjectFor('acme', 'gw-b', 'cfg'), 'for gw-b');
+    cloud.publish(subjectFor('acme', 'gw-b', 'rcpt'), 'for gw-b');
+    await expect.poll(() => peerHeard.length, { timeout: 10_000 }).toBe(2);
     // Control: acme's own delivery does arrive in acme (so the empty list below means something).
     cloud.publish(subjectFor('acme', 'gw-a', 'cfg'), 'for acme');
     await expect
       .poll(() => heardInAcme.includes(subjectFor('acme', 'gw-a', 'cfg')), { timeout: 10_000 })
       .toBe(true);
     await cloud.flush();
-    // The attacker's `>` saw each globex subject once: its own publish inside DEVICES_acme, never the cloud's
+    // The attacker's `>` saw each victim subject once: its own publish inside its account, never the cloud's
     // push (which was sent before the acme control, on the same connection, so it would have arrived first).
-    expect(heardInAcme.filter((s) => s === subjectFor('globex', 'gw-g', 'cfg'))).toHaveLength(1);
-    expect(heardInAcme.filter((s) => s === subjectFor('globex', 'gw-g', 'rcpt'))).toHaveLength(1);
-    // VIGIL heard only the cloud's own two pushes (echo), nothing the attacker published.
+    for (const [t, d] of [
+      ['globex', 'gw-g'],
+      ['acme', 'gw-b'],
+    ] as const) {
+      expect(heardInAcme.filter((s) => s === subjectFor(t, d, 'cfg'))).toHaveLength(1);
+      expect(heardInAcme.filter((s) => s === subjectFor(t, d, 'rcpt'))).toHaveLength(1);
+    }
+    // The peer got only the cloud's two pushes, nothing the attacker published on its subjects.
+    expect(peerHeard).toEqual(['for gw-b', 'for gw-b']);
+    // VIGIL heard only the cloud's own pushes (echo), nothing the attacker published.
     expect(heardInVigil.sort()).toEqual([
+      subjectFor('acme', 'gw-b', 'cfg'),
+      subjectFor('acme', 'gw-b', 'rcpt'),
       subjectFor('globex', 'gw-g', 'cfg'),
       subjectFor('globex', 'gw-g', 'rcpt'),
     ]);

@@ -3,7 +3,13 @@
 import { decode, encodeUser } from '@nats-io/jwt';
 import { createAccount, createServer, createUser } from '@nats-io/nkeys';
 import { describe, expect, it } from 'vitest';
-import { decodeNatsJwt, nativeKeyPair, rawPublicKey, verifyNkey } from '../src/fleet/nkey-crypto.js';
+import {
+  decodeNatsJwt,
+  nativeKeyPair,
+  nkeyFromRawSeed,
+  rawPublicKey,
+  verifyNkey,
+} from '../src/fleet/nkey-crypto.js';
 
 describe('nkey-crypto (OpenSSL Ed25519 for nkeys)', () => {
   const data = new TextEncoder().encode('the server nonce');
@@ -17,7 +23,26 @@ describe('nkey-crypto (OpenSSL Ed25519 for nkeys)', () => {
       expect(Buffer.from(sig)).toEqual(Buffer.from(kp.sign(data)));
       expect(kp.verify(data, sig)).toBe(true);
       expect(verifyNkey(kp.getPublicKey(), data, kp.sign(data))).toBe(true);
+      // The jwt library checks a signer with getPrivateKey: the same encoding as nkeys'.
+      expect(new TextDecoder().decode(native.getPrivateKey())).toBe(
+        new TextDecoder().decode(kp.getPrivateKey()),
+      );
     }
+  });
+
+  it('derives an nkey from raw seed bytes exactly as nkeys does (device account keys)', () => {
+    for (const [kp, role] of [
+      [createAccount(), 0],
+      [createUser(), 20 << 3],
+    ] as const) {
+      const raw = (kp as typeof kp & { getRawSeed(): Uint8Array }).getRawSeed();
+      const derived = nkeyFromRawSeed(raw, role);
+      expect(derived.publicKey).toBe(kp.getPublicKey());
+      expect(derived.seed).toBe(new TextDecoder().decode(kp.getSeed()));
+      const sig = nativeKeyPair(derived.seed).sign(data);
+      expect(kp.verify(data, sig)).toBe(true);
+    }
+    expect(() => nkeyFromRawSeed(new Uint8Array(31), 0)).toThrow();
   });
 
   it('refuses a signature by another key, a modified message, and malformed keys and signatures', () => {

@@ -6,9 +6,9 @@
  * another device's inbox or subjects, an internal subject) is dropped, counted by reason and logged at a
  * bounded rate.
  *
- * Devices live in per-tenant accounts (nats-tenant-accounts.ts): a request reaches VIGIL through a service
+ * Each device lives in its own account (nats-device-accounts.ts): a request reaches VIGIL through a service
  * import, and nats-server replaces its reply with `_R_.<token>.<token>`, a mapping back into the requesting
- * tenant's account (to the reply the device chose there, which can reach only that tenant's devices). Such a
+ * device's account (to the reply the device chose there, where only the device itself listens). Such a
  * reply is accepted too; the responder's NATS user can publish on `_R_.>` only (nats-auth.ts). This check
  * stays as defence in depth should a device ever share VIGIL with the responder again.
  */

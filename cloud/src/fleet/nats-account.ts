@@ -8,8 +8,7 @@ import {
 } from '@nats-io/transport-node';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
-import { Counter, Gauge, type Registry } from 'prom-client';
-import { isValidSubjectToken } from '@vigil/proto';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { ConfigError } from '../lib/errors.js';
 import type { Database } from '../storage/tables.js';
 import {
@@ -20,7 +19,7 @@ import {
   type NatsAuthority,
 } from './nats-auth.js';
 import { encodeDeviceAuthAccount } from './nats-device-auth.js';
-import { encodeTenantAccount, tenantAccountKeys } from './nats-tenant-accounts.js';
+import { deviceAccountKeys, encodeDeviceAccount } from './nats-device-accounts.js';
 
 /**
  * Reads the NatsAuthority JSON (written by ensureNatsAuthority: the dev stack, tests); refuses a readable-by-all
@@ -34,7 +33,7 @@ export function loadNatsAuthority(path: string): NatsAuthority {
     );
   if (!a.tenantAccountSecret)
     throw new ConfigError(
-      `nats.auth.authorityFile ${path} predates per-tenant device accounts (no tenantAccountSecret): run the dev stack or ensureNatsAuthority on its directory to upgrade it, then restart nats-server with the new fragment (full resolver)`,
+      `nats.auth.authorityFile ${path} predates per-device accounts (no tenantAccountSecret): run the dev stack or ensureNatsAuthority on its directory to upgrade it, then restart nats-server with the new fragment (full resolver)`,
     );
   return a as NatsAuthority;
 }
@@ -89,15 +88,21 @@ export async function connectWithAuthority(
   return connect({ ...options, authenticator: jwtAuthenticator(jwt, user.getSeed()) });
 }
 
+/** Device accounts this process remembers as pushed; beyond it the oldest is forgotten (pushed again later). */
+export const PUSHED_DEVICES_MAX = 100_000;
+
 /**
- * Keeps the account JWTs on the NATS servers (full resolver) in line with PostgreSQL: VIGIL (exports), one
- * `DEVICES_<tenant>` account per tenant (nats-tenant-accounts.ts) and VIGIL_DEVICE_AUTH, whose JWT lists the
- * tenant accounts the callout may place devices in and the revoked ticket keys (the server then refuses a
- * revoked ticket before asking the callout). Everything is rebuilt from the database on every push, so every
- * cloud process pushes the same JWTs; the revocation list holds the NATS keys of revoked certificates that
- * have not expired yet, so it stays bounded. Pushed at start, after each revocation, whenever the system
- * connection reconnects, every `refreshMs`, and before the callout admits a device of a tenant not pushed yet
- * (`ensureTenant`).
+ * Keeps the account JWTs on the NATS servers (full resolver) in line with PostgreSQL: VIGIL (exports),
+ * VIGIL_DEVICE_AUTH (the callout; `allowed_accounts: ["*"]`, and the revoked ticket keys, so the server refuses
+ * a revoked ticket before asking the callout) and one `DEVICE_<tenant>.<device>` account per device
+ * (nats-device-accounts.ts). VIGIL and VIGIL_DEVICE_AUTH are rebuilt from the database on every push (every
+ * cloud process pushes the same JWTs; the revocation list holds the keys of revoked certificates that have not
+ * expired yet, so it stays bounded): at start, after each revocation, whenever the system connection
+ * reconnects, and every `refreshMs`. Device accounts are pushed lazily, by `ensureDevice`, just before the
+ * callout admits the device, once per device and process (the full resolver keeps them on disk); a reconnect
+ * of the system connection forgets what was pushed, so each device's account is pushed again at its next
+ * connection. So a reconnect costs two pushes, not one per device, and the pushes that follow are paced by
+ * device connections, which the callout bounds (maxInFlight, maxQueued).
  */
 export class NatsAccountPublisher {
   private running: Promise<void> | undefined;
@@ -105,10 +110,13 @@ export class NatsAccountPublisher {
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
   private readonly pushes: Counter<'result'>;
+  private readonly devicePushes: Counter<'result'>;
+  private readonly devicePushSeconds: Histogram;
   private readonly revoked: Gauge;
-  private readonly tenantsGauge: Gauge;
-  /** Tenants whose account JWT was pushed by this process (the full resolver keeps them across restarts). */
-  private readonly pushedTenants = new Set<string>();
+  /** Device accounts pushed by this process since the last reconnect (the full resolver keeps them). */
+  private readonly pushedDevices = new Set<string>();
+  /** Pushes in flight, so that concurrent callouts of one device share one push. */
+  private readonly pushing = new Map<string, Promise<void>>();
 
   constructor(
     private readonly db: Kysely<Database>,
@@ -121,8 +129,20 @@ export class NatsAccountPublisher {
   ) {
     this.pushes = new Counter({
       name: 'vigil_cloud_nats_account_pushes_total',
-      help: 'Pushes of the NATS account JWTs (VIGIL, tenant device accounts, device auth) to NATS, by result',
+      help: 'Pushes of the fixed NATS account JWTs (VIGIL, device auth) to NATS, by result',
       labelNames: ['result'],
+      registers: [metrics],
+    });
+    this.devicePushes = new Counter({
+      name: 'vigil_cloud_nats_device_account_pushes_total',
+      help: 'Pushes of DEVICE_<tenant>.<device> account JWTs to NATS (before the callout admits a device), by result',
+      labelNames: ['result'],
+      registers: [metrics],
+    });
+    this.devicePushSeconds = new Histogram({
+      name: 'vigil_cloud_nats_device_account_push_seconds',
+      help: 'Time to sign and push one device account JWT (the server answers once it is stored)',
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers: [metrics],
     });
     this.revoked = new Gauge({
@@ -130,10 +150,14 @@ export class NatsAccountPublisher {
       help: 'Revoked device ticket keys listed in the device auth account JWT (revoked, not yet expired)',
       registers: [metrics],
     });
-    this.tenantsGauge = new Gauge({
-      name: 'vigil_cloud_nats_tenant_accounts',
-      help: 'DEVICES_<tenant> accounts pushed to NATS by this process',
+    const pushed = this.pushedDevices;
+    new Gauge({
+      name: 'vigil_cloud_nats_device_accounts',
+      help: `Device accounts pushed by this process since its system connection last (re)connected (at most ${PUSHED_DEVICES_MAX})`,
       registers: [metrics],
+      collect() {
+        this.set(pushed.size);
+      },
     });
   }
 
@@ -149,12 +173,39 @@ export class NatsAccountPublisher {
     clearInterval(this.timer);
   }
 
-  /** Resolves once this tenant's account has been pushed (the callout calls it before admitting a device). */
-  async ensureTenant(tenantId: string): Promise<void> {
-    if (this.pushedTenants.has(tenantId)) return;
-    await this.publish();
-    if (!this.pushedTenants.has(tenantId))
-      throw new Error(`tenant ${tenantId} has no NATS device account (not in the tenants table)`);
+  /**
+   * Resolves once the device's own account is on the servers (the callout calls it before admitting the
+   * device; the ids are the registry's). A failed push rejects: the callout then refuses, the device retries.
+   */
+  async ensureDevice(tenantId: string, deviceId: string): Promise<void> {
+    const key = `${tenantId}/${deviceId}`;
+    if (this.pushedDevices.has(key)) return;
+    const inFlight = this.pushing.get(key);
+    if (inFlight) return inFlight;
+    const p = this.pushDevice(tenantId, deviceId, key).finally(() => this.pushing.delete(key));
+    this.pushing.set(key, p);
+    return p;
+  }
+
+  private async pushDevice(tenantId: string, deviceId: string, key: string): Promise<void> {
+    const end = this.devicePushSeconds.startTimer();
+    try {
+      const a = this.authority;
+      const publicKey = deviceAccountKeys(a, tenantId, deviceId).account.publicKey;
+      await pushAccountJwt(this.sys, {
+        account: { publicKey, jwt: await encodeDeviceAccount(a, tenantId, deviceId) },
+      });
+      if (this.pushedDevices.size >= PUSHED_DEVICES_MAX)
+        this.pushedDevices.delete(this.pushedDevices.values().next().value!);
+      this.pushedDevices.add(key);
+      this.devicePushes.inc({ result: 'ok' });
+    } catch (err) {
+      this.devicePushes.inc({ result: 'error' });
+      this.log.error({ err: (err as Error).message, tenantId, deviceId }, 'pushing a device account failed');
+      throw err;
+    } finally {
+      end();
+    }
   }
 
   /** Pushes now; concurrent calls coalesce into at most one more push after the one in flight. */
@@ -178,32 +229,15 @@ export class NatsAccountPublisher {
 
   private async pushOnce(): Promise<void> {
     const a = this.authority;
-    const [revocations, tenants] = await Promise.all([this.revocations(), this.tenants()]);
+    const revocations = await this.revocations();
     try {
-      // VIGIL first (its exports), then the tenant accounts importing them, then the callout's allowed list.
+      // VIGIL first (its exports, which the device accounts import), then the callout's account.
       await pushAccountJwt(this.sys, a);
-      // New tenants only: the full resolver keeps what was pushed (the set is cleared on reconnect).
-      for (const t of tenants) {
-        if (this.pushedTenants.has(t)) continue;
-        const publicKey = tenantAccountKeys(a, t).account.publicKey;
-        await pushAccountJwt(this.sys, { account: { publicKey, jwt: await encodeTenantAccount(a, t) } });
-      }
-      const accounts = tenants.map((t) => tenantAccountKeys(a, t).account.publicKey);
-      const deviceAuthJwt = await encodeDeviceAuthAccount(
-        a.deviceAuth,
-        a.operator.signingKey,
-        accounts,
-        revocations,
-      );
+      const deviceAuthJwt = await encodeDeviceAuthAccount(a.deviceAuth, a.operator.signingKey, revocations);
       await pushAccountJwt(this.sys, { account: { publicKey: a.deviceAuth.publicKey, jwt: deviceAuthJwt } });
-      for (const t of tenants) this.pushedTenants.add(t);
       this.pushes.inc({ result: 'ok' });
       this.revoked.set(Object.keys(revocations).length);
-      this.tenantsGauge.set(this.pushedTenants.size);
-      this.log.debug(
-        { revocations: Object.keys(revocations).length, tenants: tenants.length },
-        'NATS account JWTs pushed',
-      );
+      this.log.debug({ revocations: Object.keys(revocations).length }, 'NATS account JWTs pushed');
     } catch (err) {
       this.pushes.inc({ result: 'error' });
       this.log.error({ err: (err as Error).message }, 'pushing the NATS account JWTs failed; will retry');
@@ -211,11 +245,6 @@ export class NatsAccountPublisher {
     }
   }
 
-  private async tenants(): Promise<string[]> {
-    const rows = await this.db.selectFrom('tenants').select('id').orderBy('id').execute();
-    // An id that is no subject token can own no device (enrollment checks it): it gets no account.
-    return rows.map((r) => r.id).filter(isValidSubjectToken);
-  }
   private async revocations(): Promise<Record<string, number>> {
     const rows = await this.db
       .selectFrom('device_certificates')
@@ -235,8 +264,9 @@ export class NatsAccountPublisher {
     for await (const s of this.sys.status()) {
       if (this.stopped) return;
       if (s.type === 'reconnect') {
-        // Possibly another server, or one with a fresh resolver directory: push every tenant again.
-        this.pushedTenants.clear();
+        // Possibly another server, or one with a fresh resolver directory: push the fixed accounts now and
+        // each device's account again at its next connection (not all of them here: see the class comment).
+        this.pushedDevices.clear();
         await this.publish().catch(() => undefined);
       }
     }

@@ -5,10 +5,10 @@
  *   operator identity key (offline) -> operator JWT naming an operator SIGNING key
  *   operator signing key (online)   -> account JWTs (VIGIL, SYSTEM); re-signed to revoke users
  *   account identity keys (offline) -> only the subject of their account JWT; never sign users
- *   DEVICES_<tenant> accounts       -> one per tenant, no JetStream (nats-tenant-accounts.ts): devices live
- *                                      there and reach VIGIL only through service imports of their own
- *                                      tenant's subjects, so a PubAck or an answer returns into that account
- *   tenant "device" signing key     -> device user JWTs (scoped: the permissions come from the account JWT)
+ *   DEVICE_<tenant>.<device>        -> one account per device, no JetStream (nats-device-accounts.ts): the
+ *                                      device is its only user and reaches VIGIL only through service imports
+ *                                      of its own subjects, so a PubAck or an answer returns to it alone
+ *   per-device "device" signing key -> its user JWT (scoped: the permissions come from the account JWT)
  *   VIGIL "service" signing key     -> cloud service user JWTs (scoped)
  *   VIGIL "responder" signing key   -> the cloud user that answers device requests (scoped: it may publish
  *                                      on service import replies `_R_.>` and nowhere else)
@@ -65,9 +65,9 @@ import {
 import { nativeKeyPair } from './nkey-crypto.js';
 import {
   DEVICE_MAX_SUBSCRIPTIONS,
-  issueTenantDeviceUser,
+  issueAccountDeviceUser,
   vigilDeviceExports,
-} from './nats-tenant-accounts.js';
+} from './nats-device-accounts.js';
 
 export { DEVICE_MAX_SUBSCRIPTIONS };
 
@@ -99,7 +99,7 @@ export interface NatsAuthority {
   version: 1;
   operator: { name: string; publicKey: string; jwt: string; signingKey: NatsKey };
   system: { name: string; publicKey: string; jwt: string; signingKey: NatsKey };
-  /** Root of every tenant account's keys (nats-tenant-accounts.ts); base64 of 32 random bytes. */
+  /** Root of every device account's keys (nats-device-accounts.ts); base64 of 32 random bytes. */
   tenantAccountSecret: string;
   account: {
     name: string;
@@ -307,16 +307,16 @@ export async function createNatsAuthority(
 }
 
 /**
- * A user JWT for a device in its tenant account `DEVICES_<tenant>` (nats-tenant-accounts.ts): name
- * `<tenant>/<device>`, signed by that account's scoped device key, with tags that the template turns into the
- * device's permissions (see DEVICE_PERMISSION_TEMPLATE). Devices never receive one: the auth callout issues it
+ * A user JWT for a device in its own account `DEVICE_<tenant>.<device>` (nats-device-accounts.ts): name
+ * `<tenant>/<device>`, signed by that account's scoped device key, whose template names the device's
+ * subjects. Devices never receive one: the auth callout issues it
  * for the user nkey the server chose for the connection (fleet/nats-callout.ts), after checking the device's
  * ticket and certificate. Used directly only by tests of the permissions.
  */
 export async function issueDeviceUser(authority: NatsAuthority, req: DeviceUserRequest): Promise<string> {
   checkIds(req.tenantId, req.deviceId);
   const exp = expiry(authority, req.expiresInSeconds, req.now);
-  return issueTenantDeviceUser(authority, {
+  return issueAccountDeviceUser(authority, {
     tenantId: req.tenantId,
     deviceId: req.deviceId,
     userPublicKey: userKey(req.userPublicKey),
@@ -393,7 +393,7 @@ export const DEFAULT_RESOLVER_DIR = 'jwt';
 /**
  * The nats-server config fragment (append to a config with `tls { verify: true }` and `jetstream {}`):
  * operator, system account and a FULL resolver (account JWTs in `resolverDir`, pushed updates and new accounts
- * taken at run time: the cloud adds a `DEVICES_<tenant>` account per tenant), preloaded with the three fixed
+ * taken at run time: the cloud adds a `DEVICE_<tenant>.<device>` account per device), preloaded with the three fixed
  * account JWTs and any `extraAccounts` (public key -> JWT). Holds no seed. The auth callout is configured
  * inside the VIGIL_DEVICE_AUTH account JWT (its `authorization` block), so nothing else is needed here;
  * `verify: true` is, because the callout reads the client certificate chain the server verified.
@@ -581,8 +581,8 @@ async function encodeVigilAccount(a: Pick<NatsAuthority, 'account' | 'operator'>
       streams: acc.jetstream.streams,
       consumer: acc.jetstream.consumers,
     },
-    // Devices are not VIGIL users (no device signing key here): they live in DEVICES_<tenant> accounts that
-    // import exactly their tenant's part of these (nats-tenant-accounts.ts).
+    // Devices are not VIGIL users (no device signing key here): each lives in its own account that imports
+    // exactly its own part of these (nats-device-accounts.ts).
     exports: vigilDeviceExports(),
     signing_keys: [
       // No `resp` for either (see the header): device requests are answered by the responder user.

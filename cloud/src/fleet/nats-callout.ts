@@ -55,10 +55,10 @@ export interface NatsAuthCalloutOptions {
   metrics: Registry;
   now?: () => Date;
   /**
-   * Makes sure the device's tenant account (DEVICES_<tenant>) is on the servers and in the callout's allowed
-   * accounts before a device is placed in it (NatsAccountPublisher.ensureTenant).
+   * Makes sure the device's own account (DEVICE_<tenant>.<device>) is on the servers before the device is
+   * placed in it (NatsAccountPublisher.ensureDevice).
    */
-  tenantAccounts: { ensureTenant(tenantId: string): Promise<void> };
+  deviceAccounts: { ensureDevice(tenantId: string, deviceId: string): Promise<void> };
   /** Requests answered at once (each is one PostgreSQL round trip); more wait in a queue. */
   maxInFlight?: number;
   /** Requests waiting; beyond it a request is refused at once as `busy` (the device retries). */
@@ -227,11 +227,11 @@ export class NatsAuthCallout {
       await this.answer(msg, req, { error: admission.message }, admission.reason, admission.message, req);
       return admission.reason;
     }
-    // The tenant is the registry's (admitDevice checked the certificate row names it): its account must exist.
-    await this.opts.tenantAccounts.ensureTenant(req.tenantId);
-    // A user of DEVICES_<tenant>, never of VIGIL: the device template of that account, filled in from the tags
-    // issueDeviceUser sets,
-    // for the nkey the server chose, ending no later than the ticket and the certificate.
+    // Tenant and device are the registry's (admitDevice checked the certificate row names them): the device's
+    // own account must exist before the server looks it up.
+    await this.opts.deviceAccounts.ensureDevice(req.tenantId, req.deviceId);
+    // A user of DEVICE_<tenant>.<device>, never of VIGIL: signed by that account's scoped key (its template names
+    // the device's subjects), for the nkey the server chose, ending no later than the ticket and the certificate.
     const jwt = await issueDeviceUser(this.opts.authority, {
       tenantId: req.tenantId,
       deviceId: req.deviceId,

@@ -7,11 +7,19 @@
  * by the server to the callout service (fleet/nats-callout.ts) on `$SYS.REQ.USER.AUTH`, with the ticket, the
  * nonce signature and the TLS client certificate chain the server verified. The callout checks that the
  * certificate names the ticket's tenant and device and is not revoked, then answers with a user JWT of the
- * device's tenant account `DEVICES_<tenant>` (tenant from the registry) for the server-chosen user nkey, signed
- * by that account's scoped device key (nats-tenant-accounts.ts). So a certificate and creds of two different
- * devices, or a revoked device's unexpired pair, get no connection. `allowed_accounts` lists the tenant
- * accounts only: the callout can never place anyone in VIGIL. Revoked ticket keys are listed in this
- * account's revocations, so the server refuses such a ticket before it even asks the callout.
+ * device's own account `DEVICE_<tenant>.<device>` (ids from the registry) for the server-chosen user nkey,
+ * signed by that account's scoped device key (nats-device-accounts.ts). So a certificate and creds of two
+ * different devices, or a revoked device's unexpired pair, get no connection. Revoked ticket keys are listed
+ * in this account's revocations, so the server refuses such a ticket before it even asks the callout.
+ *
+ * `allowed_accounts` is `["*"]` (jwt.AnyAccount, nats-server >= 2.10: accepted only as the single entry). An
+ * explicit list of one account per device would not scale: every new device would re-push this JWT, whose
+ * size grows by ~60 bytes per device (10,000 devices: ~600 KB, beyond the 1 MB default max_payload at
+ * ~16,000). "*" widens nothing an attacker without the cloud's keys can use: in operator mode the server
+ * places the user in the account that ISSUED the user JWT, and only if the signer is one of that account's
+ * keys (auth_callout.go: hasIssuer, then the scoped template). VIGIL and SYS have no key the callout signs
+ * with; the callout signs only with per-device keys (fleet/nats-callout.ts issueDeviceUser). Whoever holds
+ * the callout's and VIGIL's signing keys (the cloud) could place a user in VIGIL with or without "*".
  *
  * `auth_users` (connections that skip the callout): only the callout service's own user, whose fixed nkey is
  * listed in the account JWT. Cloud service users and the SYS user live in the VIGIL and SYS accounts, which
@@ -37,6 +45,8 @@ export const DEVICE_AUTH_ACCOUNT_NAME = 'VIGIL_DEVICE_AUTH';
 export const AUTH_CALLOUT_SUBJECT = '$SYS.REQ.USER.AUTH';
 export const TICKET_TENANT_TAG = 'vigil-tenant';
 export const TICKET_DEVICE_TAG = 'vigil-device';
+/** jwt.AnyAccount: the callout may place users in any account (nats-server >= 2.10, the only entry). */
+export const ANY_ACCOUNT = '*';
 
 /** The online part of the device auth account (persisted inside the NatsAuthority, 0600). */
 export interface DeviceAuthAccount {
@@ -78,13 +88,11 @@ export async function createDeviceAuthAccount(
 
 /**
  * The account JWT: the callout configuration, and two scoped signing keys. Signed by the operator signing key.
- * `tenantAccounts`: public keys of the DEVICES_<tenant> accounts the callout may place users in (the cloud
- * pushes this JWT again when a tenant appears); `revocations`: ticket user keys -> unix seconds.
+ * `revocations`: ticket user keys -> unix seconds.
  */
 export async function encodeDeviceAuthAccount(
   acc: DeviceAuthAccount,
   operatorSigningKey: NatsKey,
-  tenantAccounts: readonly string[] = [],
   revocations: Record<string, number> = {},
 ): Promise<string> {
   const base: Partial<UserPermissionsLimits> = {
@@ -119,9 +127,8 @@ export async function encodeDeviceAuthAccount(
     default_permissions: { pub: { deny: ['>'] }, sub: { deny: ['>'] } },
     authorization: {
       auth_users: [acc.calloutUser.publicKey],
-      // Only tenant accounts, never VIGIL (the user JWT must also be signed by that account's key). Never
-      // empty: with no tenant yet, this account itself (where a user could do nothing: deny-all default).
-      allowed_accounts: tenantAccounts.length > 0 ? [...new Set(tenantAccounts)].sort() : [acc.publicKey],
+      // Any account whose own key signed the user JWT (see the header): one account per device.
+      allowed_accounts: [ANY_ACCOUNT],
     },
     revocations: { ...revocations },
   };
