@@ -285,6 +285,8 @@ export async function runClusterFault(o: ClusterFaultOptions): Promise<FaultResu
       o.log('  EVENTS replicas not all current yet; going on');
     };
 
+    // The gap before the first fault starts once events flow (agent processes take a while to start).
+    while (agents.committed() === 0) await step('waiting for the first commits');
     let turn = 0;
     let ingestTurn = 0;
     const allKinds = (): boolean => CLUSTER_FAULT_KINDS.every((k) => faults[k] > 0);
@@ -293,6 +295,15 @@ export async function runClusterFault(o: ClusterFaultOptions): Promise<FaultResu
       if (agents.produced()) {
         if (!allKinds())
           o.log('  all produced before every fault kind happened: lower --rate or raise --events');
+        break;
+      }
+      // Once every kind happened, no fault starts that production would outlast by less than recoverTimeoutMs / 2:
+      // with nothing left to commit, its recovery could not be seen.
+      const perSecond = recoveryOf(samples, Date.now()).baselinePerSecond;
+      const left = o.events - agents.acked();
+      if (allKinds() && perSecond > 0 && (left / perSecond) * 1000 < o.recoverTimeoutMs / 2) {
+        o.log(`  ${left} events left to produce (${perSecond}/s): no more faults`);
+        while (!agents.produced()) await step('producing the rest');
         break;
       }
       const kind = CLUSTER_FAULT_KINDS[turn++ % CLUSTER_FAULT_KINDS.length]!;

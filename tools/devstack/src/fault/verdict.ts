@@ -112,7 +112,7 @@ export function summary(r: FaultResult, why: readonly string[]): string {
           'recovery (commit rate back to half the rate before the fault, 1 s windows):',
           ...r.recoveries.map(
             (f) =>
-              `  ${pad(`${FAULT_LABELS[f.kind]} (${f.target})`)}at ${f.atSecond} s: ` +
+              `  ${`${FAULT_LABELS[f.kind]} (${f.target})`.padEnd(44)}at ${f.atSecond} s: ` +
               `${f.recoverMs === undefined ? 'NOT recovered' : `recovered in ${(f.recoverMs / 1000).toFixed(1)} s`}, ` +
               `${f.duringPerSecond}/s during it (${f.baselinePerSecond}/s before)`,
           ),
