@@ -199,7 +199,7 @@ export async function runClusterFault(o: ClusterFaultOptions): Promise<FaultResu
         if (!s.proc?.running() && now >= s.downUntil && now - s.lastSpawn > 1_000) spawnSlot(s);
     };
     cleanups.push(async () => {
-      await Promise.all(slots.map((s) => s.proc?.stop()));
+      await Promise.all(slots.map((s) => s.proc?.stop() ?? Promise.resolve()));
     });
     // The first one migrates the database and creates the R3 streams; then the others.
     spawnSlot(slots[0]!);
@@ -348,7 +348,7 @@ export async function runClusterFault(o: ClusterFaultOptions): Promise<FaultResu
     o.log('  outboxes empty; checking the streams');
     const live = slots.find((s) => s.proc?.running()) ?? slots[0]!;
     const stream = await checkStreams(o, nc, live.port, cloudDir, deadline);
-    await Promise.all(slots.map((s) => s.proc?.stop()));
+    await Promise.all(slots.map((s) => s.proc?.stop() ?? Promise.resolve()));
     o.log('  checking PostgreSQL against the ack files');
     const events = await verifyEvents(db, join(o.workDir, 'agents'), o.workDir);
     phases.check = secondsSince(phaseStart);
