@@ -46,6 +46,7 @@ describe('PostgreSQL migrations', () => {
       '0025_retention_policies',
       '0026_erasure',
       '0027_alerts_eido_pull',
+      '0034_rollouts_one_active',
     ]);
     expect(await tables(db)).toEqual(
       expect.arrayContaining([
@@ -100,6 +101,7 @@ describe('PostgreSQL migrations', () => {
   });
 
   it('roll back and forward again', async () => {
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0034_rollouts_one_active']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0027_alerts_eido_pull']);
     const lastSeen = await sql<{ n: number }>`
       select count(*)::int as n from information_schema.columns
@@ -119,6 +121,7 @@ describe('PostgreSQL migrations', () => {
       '0025_retention_policies',
       '0026_erasure',
       '0027_alerts_eido_pull',
+      '0034_rollouts_one_active',
     ]);
     const states = await sql<{ device_id: string; state: string }>`
       select device_id, state from legal_holds where tenant_id = 'mh' order by device_id`.execute(db);
@@ -126,6 +129,7 @@ describe('PostgreSQL migrations', () => {
       { device_id: 'gw', state: 'active' },
       { device_id: 'gw2', state: 'released' },
     ]);
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0034_rollouts_one_active']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0027_alerts_eido_pull']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0026_erasure']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0025_retention_policies']);
@@ -213,10 +217,12 @@ describe('PostgreSQL migrations', () => {
       '0025_retention_policies',
       '0026_erasure',
       '0027_alerts_eido_pull',
+      '0034_rollouts_one_active',
     ]);
   });
 
   it('0013 backfills current NATS keys; of two active devices sharing one, the first enrolled keeps it', async () => {
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0034_rollouts_one_active']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0027_alerts_eido_pull']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0026_erasure']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0025_retention_policies']);
@@ -261,6 +267,7 @@ describe('PostgreSQL migrations', () => {
       '0025_retention_policies',
       '0026_erasure',
       '0027_alerts_eido_pull',
+      '0034_rollouts_one_active',
     ]);
     const rows = await db
       .selectFrom('devices')
@@ -274,5 +281,30 @@ describe('PostgreSQL migrations', () => {
       { id: 'thief', nats_public_key: null },
       { id: 'victim', nats_public_key: 'UKEYSHARED' },
     ]);
+  });
+
+  it('0034 makes one active rollout per tenant a constraint, and will not build over a race that happened', async () => {
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0034_rollouts_one_active']);
+    const rollout = (id: string, tenant: string, state: string) =>
+      sql`insert into rollouts (id, tenant_id, scope, scope_id, spec, state, created_by, created_at, updated_at)
+        values (${id}, ${tenant}, 'tenant', ${tenant}, '{}', ${state}, 'a', now(), now())`.execute(db);
+    await rollout('r1', 'ra', 'running');
+    await rollout('r2', 'ra', 'paused');
+    await rollout('r3', 'rb', 'running');
+    await expect(migrateToLatest(db as Kysely<unknown>)).rejects.toThrow(
+      /0034_rollouts_one_active failed: more than one active rollout in a tenant.*ra: r1, r2$/,
+    );
+    // Nothing was changed: the operator ends one of them.
+    await sql`update rollouts set state = 'rolled_back' where id = 'r1'`.execute(db);
+    expect(await migrateToLatest(db as Kysely<unknown>)).toEqual(['0034_rollouts_one_active']);
+    // Ended rollouts do not count; an active one more in a tenant is refused, in any active state.
+    await rollout('r4', 'ra', 'completed');
+    for (const state of ['pending', 'running', 'paused', 'aborted', 'rolling_back'])
+      await expect(rollout(`r-${state}`, 'rb', state)).rejects.toMatchObject({
+        code: '23505',
+        constraint: 'rollouts_one_active',
+      });
+    await rollout('r5', 'rc', 'pending');
+    await sql`delete from rollouts where id in ('r1', 'r2', 'r3', 'r4', 'r5')`.execute(db);
   });
 });

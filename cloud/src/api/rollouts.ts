@@ -12,7 +12,7 @@ import type { Releases } from '../releases/routes.js';
 import { checkAgentRollout } from '../rollouts/agent-check.js';
 import { VigilError } from '../lib/errors.js';
 import { operatorTransition, type RolloutSpec, type RolloutState } from '../rollouts/planner.js';
-import { ACTIVE_STATES, RolloutStore, type RolloutRow } from '../rollouts/store.js';
+import { ACTIVE_STATES, ActiveRolloutExistsError, RolloutStore, type RolloutRow } from '../rollouts/store.js';
 import type { Database } from '../storage/tables.js';
 import type { Principal } from '../auth/principal.js';
 import { principalOf, requireAllowed } from './authenticate.js';
@@ -254,9 +254,21 @@ export function toPlannerSpec(s: z.output<typeof rolloutSpecSchema>): RolloutSpe
 }
 
 class RolloutStateConflict extends VigilError {
-  constructor(message: string) {
-    super('ROLLOUT_STATE_CONFLICT', message, false);
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ROLLOUT_STATE_CONFLICT', message, false, options);
   }
+}
+
+function activeRollout(
+  db: Kysely<Database>,
+  tenantId: string,
+): Promise<{ id: string; state: string } | undefined> {
+  return db
+    .selectFrom('rollouts')
+    .select(['id', 'state'])
+    .where('tenant_id', '=', tenantId)
+    .where('state', 'in', [...ACTIVE_STATES])
+    .executeTakeFirst();
 }
 
 export interface RolloutRoutesDeps {
@@ -487,12 +499,8 @@ export async function createRollout(
   const body = parseOrThrow(createRolloutBody, rawBody ?? {}, 'body');
   const scopeId = body.target.scope === 'tenant' ? principal.tenant : body.target.id!;
   // One active rollout per tenant: two would fight over the same devices' desired versions.
-  const active = await deps.db
-    .selectFrom('rollouts')
-    .select(['id', 'state'])
-    .where('tenant_id', '=', principal.tenant)
-    .where('state', 'in', [...ACTIVE_STATES])
-    .executeTakeFirst();
+  // The check gives a clear answer in the common case; the partial unique index of migration 0034 decides races.
+  const active = await activeRollout(deps.db, principal.tenant);
   if (active)
     throw new RolloutStateConflict(
       `rollout ${active.id} is still ${active.state}: wait for it to end, or abort it, before starting another`,
@@ -500,19 +508,31 @@ export async function createRollout(
   const id = randomUUID();
   const now = deps.now();
   if (body.agent) await checkAgentRollout(deps, principal.tenant, body.target.scope, scopeId, body.agent);
-  const devices = await store.create({
-    id,
-    tenantId: principal.tenant,
-    scope: body.target.scope,
-    scopeId,
-    body: body.body ?? null,
-    spec: toPlannerSpec(body.spec),
-    createdBy: principal.subject,
-    now,
-    agent: body.agent,
-  });
+  let devices: number;
+  try {
+    devices = await store.create({
+      id,
+      tenantId: principal.tenant,
+      scope: body.target.scope,
+      scopeId,
+      body: body.body ?? null,
+      spec: toPlannerSpec(body.spec),
+      createdBy: principal.subject,
+      now,
+      agent: body.agent,
+    });
+  } catch (err) {
+    // Another create won the race past the check above (the database's constraint decided): the same answer.
+    if (!(err instanceof ActiveRolloutExistsError)) throw err;
+    const winner = await activeRollout(deps.db, principal.tenant);
+    throw new RolloutStateConflict(
+      winner
+        ? `rollout ${winner.id} is still ${winner.state}: wait for it to end, or abort it, before starting another`
+        : 'another rollout was started meanwhile; retry',
+      { cause: err },
+    );
+  }
   if (devices === 0) {
-    await deps.db.deleteFrom('rollouts').where('id', '=', id).execute();
     throw new ValidationError(
       [{ path: 'target', message: 'no enrolled device in this scope' }],
       'The rollout has no target device.',

@@ -1,5 +1,8 @@
 import { sql, type Kysely, type Selectable } from 'kysely';
 import type { ConfigBody } from '../config-ota/body.js';
+import { isUniqueViolation } from '../events/insert.js';
+import { VigilError } from '../lib/errors.js';
+import { ONE_ACTIVE_INDEX } from '../storage/migrations/0034_rollouts_one_active.js';
 import type { Database, RolloutDevicesTable, RolloutsTable } from '../storage/tables.js';
 import type { RolloutSpec, RolloutState } from './planner.js';
 
@@ -20,6 +23,23 @@ export interface NewRollout {
   agent?: { version: string; channel: string } | undefined;
 }
 
+/** Thrown inside the create transaction to roll it back. */
+class NoTargetDevice extends Error {}
+
+/**
+ * The tenant has an active rollout already: the partial unique index of migration 0034 refused the insert (two
+ * creates raced past the API's check, on one API process or two).
+ */
+export class ActiveRolloutExistsError extends VigilError {
+  constructor(
+    readonly tenantId: string,
+    options?: { cause?: unknown },
+  ) {
+    super('ROLLOUT_STATE_CONFLICT', `tenant ${tenantId} has an active rollout already`, false, options);
+  }
+}
+
+/** The states of a rollout still at work on its devices; one per tenant at most (migration 0034). */
 export const ACTIVE_STATES: readonly RolloutState[] = [
   'pending',
   'running',
@@ -37,6 +57,21 @@ export class RolloutStore {
    * pseudo-random order (md5 of rollout id and device id), in one transaction. Returns the device count.
    */
   async create(r: NewRollout): Promise<number> {
+    try {
+      return await this.createIn(r);
+    } catch (err) {
+      if (err instanceof NoTargetDevice) return 0;
+      if (isUniqueViolation(err) && (err as { constraint?: unknown }).constraint === ONE_ACTIVE_INDEX)
+        throw new ActiveRolloutExistsError(r.tenantId, { cause: err });
+      throw err;
+    }
+  }
+
+  /**
+   * Nothing is left behind when no device is in scope (the transaction rolls back): a row committed and deleted
+   * afterwards would hold the tenant's one active slot meanwhile and turn a concurrent create away.
+   */
+  private createIn(r: NewRollout): Promise<number> {
     return this.db.transaction().execute(async (tx) => {
       await tx
         .insertInto('rollouts')
@@ -67,7 +102,9 @@ export class RolloutStore {
           returning 1
         )
         select count(*)::text as n from ins`.execute(tx);
-      return Number(inserted.rows[0]?.n ?? 0);
+      const n = Number(inserted.rows[0]?.n ?? 0);
+      if (n === 0) throw new NoTargetDevice();
+      return n;
     });
   }
 

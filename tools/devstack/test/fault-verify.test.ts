@@ -197,4 +197,41 @@ describe('verdict', () => {
     ]);
     expect(judge(hook(1, 0))).toHaveLength(1);
   });
+
+  it('cluster mode: judges the kinds it injects, and fails a fault that never recovered', () => {
+    const cluster = (recoverMs: number | undefined): FaultResult => ({
+      ...clean(),
+      faults: { natsLeaderKill: 1, ingestKill: 1, pgCrash: 1 },
+      recoveries: [
+        {
+          kind: 'natsLeaderKill',
+          target: 'n2',
+          atSecond: 12,
+          baselinePerSecond: 400,
+          recoverMs: 2_400,
+          duringPerSecond: 150,
+        },
+        {
+          kind: 'pgCrash',
+          target: 'postgres',
+          atSecond: 40,
+          baselinePerSecond: 400,
+          recoverMs,
+          duringPerSecond: 90,
+        },
+      ],
+    });
+    expect(judge(cluster(5_100))).toEqual([]);
+    const text = summary(cluster(5_100), []);
+    expect(text).toMatch(
+      /EVENTS leader node kill -9 \(n2\)\s+at 12 s: recovered in 2\.4 s, 150\/s during it \(400\/s before\)/,
+    );
+    expect(text).toMatch(/every fault recovered/);
+    expect(judge(cluster(undefined))).toEqual([
+      'no recovery from the PostgreSQL crash (-m immediate) at 40 s (postgres)',
+    ]);
+    expect(judge({ ...cluster(1_000), faults: { natsLeaderKill: 0, ingestKill: 1, pgCrash: 1 } })).toEqual([
+      'no EVENTS leader node kill -9 happened',
+    ]);
+  });
 });

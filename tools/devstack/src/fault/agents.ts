@@ -44,6 +44,7 @@ export class FaultAgents {
       dir: string;
       devices: AgentDevice[];
       caFile: string;
+      /** One URL, or every cluster node's, comma-separated. */
       natsUrl: string;
       events: number;
       rate: number;
@@ -87,6 +88,17 @@ export class FaultAgents {
 
   acked(): number {
     return this.producers.reduce((n, p) => n + p.ackedDone + (p.live?.acked ?? 0), 0);
+  }
+
+  /**
+   * Events the cloud has committed so far, as the agents see it: what they acknowledged minus what is still in
+   * their outboxes (an entry leaves only on a commit receipt). Advisory (progress lines come every 500 ms).
+   */
+  committed(): number {
+    return this.producers.reduce(
+      (n, p) => n + p.ackedDone + (p.live ? p.live.acked - Math.max(0, p.live.depth) : 0),
+      0,
+    );
   }
 
   /** Every agent acknowledged its whole budget. */

@@ -331,8 +331,8 @@ export async function runFault(o: FaultOptions): Promise<FaultResult> {
  * message stranded below the ack floor must be removed by the cloud's repair. Reads the repair's totals from
  * every cloud process's log and the last one's /metrics.
  */
-async function checkStreams(
-  o: FaultOptions,
+export async function checkStreams(
+  o: Pick<FaultOptions, 'strandedRepairIntervalSeconds'>,
   nc: NatsConnection,
   httpPort: number,
   cloudDir: string,
@@ -361,7 +361,7 @@ async function outboxRows(db: Kysely<unknown>): Promise<number> {
   return Number(rows[0]?.n ?? 0);
 }
 
-async function streamMessages(nc: NatsConnection, stream: string): Promise<number> {
+export async function streamMessages(nc: NatsConnection, stream: string): Promise<number> {
   const reply = await nc.request(`$JS.API.STREAM.INFO.${stream}`, undefined, { timeout: 5_000 });
   const info = reply.json<{ state?: { messages: number }; error?: { code: number } }>();
   if (info.error?.code === 404) return 0;

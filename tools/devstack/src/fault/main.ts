@@ -2,6 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
+import { runClusterFault } from './cluster.js';
 import { runFault } from './fault.js';
 import { judge, summary } from './verdict.js';
 
@@ -18,6 +19,7 @@ const program = new Command('pnpm -F @vigil/devstack fault')
       'cluster. Meanwhile agents, the cloud and nats-server are kill -9d, PostgreSQL is crashed (-m immediate) and\n' +
       'frozen (SIGSTOP), the uplink is cut; faults go on until every kind happened and all events are produced.\n' +
       'Then it drains and checks: every acknowledged event stored once, no row unexplained, EVENTS empty.\n' +
+      'With --nats-cluster 3 --ingest 2: the same run on a NATS cluster with two ingest processes (cluster.ts).\n' +
       'Exit 0 on PASS (the work dir is removed unless --keep), 1 on FAIL (the work dir is kept as evidence).',
   )
   .option('--events <n>', 'events the agents produce and acknowledge in total', int, 100_000)
@@ -59,6 +61,26 @@ const program = new Command('pnpm -F @vigil/devstack fault')
   .option('--down-for <ms>', 'how long nats-server and PostgreSQL stay down after a crash', int, 1_000)
   .option('--repair-interval <s>', "the cloud's ingest.strandedRepairIntervalSeconds", int, 2)
   .option('--no-webhook', 'leave out the webhook receiver (by default every stored event must reach it)')
+  .option(
+    '--nats-cluster <n>',
+    'cluster mode: a NATS JetStream cluster of n nodes (>= 3, streams R3); faults in turn: the EVENTS\n' +
+      "leader's node, one ingest process, PostgreSQL, each with its time to recover (the single-node fault\n" +
+      'options do not apply)',
+    int,
+  )
+  .option('--ingest <n>', 'cluster mode: ingest processes sharing the durable consumer (>= 2)', int, 2)
+  .option(
+    '--gap <ms>',
+    'cluster mode: quiet time before each fault (>= 5,000: the rate before it)',
+    int,
+    10_000,
+  )
+  .option(
+    '--recover-timeout <ms>',
+    'cluster mode: longest wait for a recovery (then FAIL: not recovered)',
+    int,
+    60_000,
+  )
   .option('--timeout <s>', 'give up (FAIL) after this many seconds in all', int, 1_800)
   .option('--work-dir <dir>', 'where to keep stores, logs and ack files (default: a new temp dir)')
   .option('--keep', 'keep the work dir after a PASS too', false)
@@ -79,37 +101,57 @@ const program = new Command('pnpm -F @vigil/devstack fault')
       repairInterval: number;
       timeout: number;
       webhook: boolean;
+      natsCluster?: number;
+      ingest: number;
+      gap: number;
+      recoverTimeout: number;
       workDir?: string;
       keep: boolean;
     }) => {
       const workDir = opts.workDir ? resolve(opts.workDir) : mkdtempSync(join(tmpdir(), 'vigil-fault-'));
       mkdirSync(workDir, { recursive: true });
       console.error(
-        `fault run: ${opts.events} events from ${opts.agents} agents at ${opts.rate}/s each; work dir ${workDir}`,
+        `fault run${opts.natsCluster ? ` (cluster: ${opts.natsCluster} NATS nodes, ${opts.ingest} ingest processes)` : ''}: ` +
+          `${opts.events} events from ${opts.agents} agents at ${opts.rate}/s each; work dir ${workDir}`,
       );
       let pass = false;
       try {
-        const result = await runFault({
-          workDir,
-          events: opts.events,
-          agents: opts.agents,
-          rate: opts.rate,
-          every: {
-            agentKill: opts.agentKillEvery,
-            ingestKill: opts.ingestKillEvery,
-            natsKill: opts.natsKillEvery,
-            pgCrash: opts.pgCrashEvery,
-            pgFreeze: opts.pgFreezeEvery,
-            uplinkCut: opts.cutEvery,
-          },
-          cutForMs: opts.cutFor,
-          freezeForMs: opts.pgFreezeFor,
-          downForMs: opts.downFor,
-          strandedRepairIntervalSeconds: opts.repairInterval,
-          webhook: opts.webhook,
-          timeoutMs: opts.timeout * 1000,
-          log: (l) => console.error(l),
-        });
+        const result = opts.natsCluster
+          ? await runClusterFault({
+              workDir,
+              events: opts.events,
+              agents: opts.agents,
+              rate: opts.rate,
+              natsNodes: opts.natsCluster,
+              ingest: opts.ingest,
+              gapMs: opts.gap,
+              downForMs: opts.downFor,
+              recoverTimeoutMs: opts.recoverTimeout,
+              strandedRepairIntervalSeconds: opts.repairInterval,
+              timeoutMs: opts.timeout * 1000,
+              log: (l) => console.error(l),
+            })
+          : await runFault({
+              workDir,
+              events: opts.events,
+              agents: opts.agents,
+              rate: opts.rate,
+              every: {
+                agentKill: opts.agentKillEvery,
+                ingestKill: opts.ingestKillEvery,
+                natsKill: opts.natsKillEvery,
+                pgCrash: opts.pgCrashEvery,
+                pgFreeze: opts.pgFreezeEvery,
+                uplinkCut: opts.cutEvery,
+              },
+              cutForMs: opts.cutFor,
+              freezeForMs: opts.pgFreezeFor,
+              downForMs: opts.downFor,
+              strandedRepairIntervalSeconds: opts.repairInterval,
+              webhook: opts.webhook,
+              timeoutMs: opts.timeout * 1000,
+              log: (l) => console.error(l),
+            });
         const why = judge(result);
         pass = why.length === 0;
         console.log(summary(result, why));

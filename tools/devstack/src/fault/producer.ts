@@ -42,7 +42,8 @@ let acked = 0;
 const newId = createUuidV7();
 const subject = subjectFor(device.tenantId, device.deviceId, 'evt', 'cam1');
 const nc = await connect({
-  servers: need('nats'),
+  // One URL, or every node's (comma-separated) for a cluster: the client fails over to a surviving node.
+  servers: need('nats').split(','),
   tls: { caFile: need('ca'), certFile: need('cert'), keyFile: need('key') },
   maxReconnectAttempts: -1,
   reconnectTimeWait: 250,

@@ -1,4 +1,5 @@
 // The fault test's verdict and summary (pure): what must hold at the end of a run, and how it is printed.
+import type { Recovery } from './recovery.js';
 import type { EventCounts, WebhookCounts } from './verify.js';
 
 export const FAULT_KINDS = [
@@ -11,7 +12,12 @@ export const FAULT_KINDS = [
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
-const FAULT_LABELS: Record<FaultKind, string> = {
+/** The cluster mode's faults (cluster.ts), injected in turn: the EVENTS leader's node, one ingest process, PostgreSQL. */
+export const CLUSTER_FAULT_KINDS = ['natsLeaderKill', 'ingestKill', 'pgCrash'] as const;
+export type ClusterFaultKind = (typeof CLUSTER_FAULT_KINDS)[number];
+
+const FAULT_LABELS: Record<FaultKind | ClusterFaultKind, string> = {
+  natsLeaderKill: 'EVENTS leader node kill -9',
   agentKill: 'agent kill -9',
   ingestKill: 'ingest (cloud) kill -9',
   natsKill: 'nats-server kill -9',
@@ -38,12 +44,26 @@ export interface FaultResult {
   stream: StreamCounts;
   /** Present when the run included a webhook receiver. */
   webhook?: WebhookCounts;
-  faults: Record<FaultKind, number>;
+  /** Faults injected, by kind: every kind listed must have happened at least once. */
+  faults: Partial<Record<FaultKind | ClusterFaultKind, number>>;
+  /** Cluster mode: each fault in turn, with the time to recover and the throughput during it (recovery.ts). */
+  recoveries?: FaultRecovery[];
   /** Seconds spent starting, producing under faults, draining, checking. */
   phases: { setup: number; produce: number; drain: number; check: number };
   seconds: number;
   workDir: string;
 }
+
+export interface FaultRecovery extends Recovery {
+  kind: ClusterFaultKind;
+  /** What was killed: the node name, the ingest process. */
+  target: string;
+  /** Seconds since the production began. */
+  atSecond: number;
+}
+
+const kindsOf = (r: FaultResult): Array<FaultKind | ClusterFaultKind> =>
+  Object.keys(r.faults) as Array<FaultKind | ClusterFaultKind>;
 
 /** Every reason the run fails; empty means PASS. */
 export function judge(r: FaultResult): string[] {
@@ -71,7 +91,10 @@ export function judge(r: FaultResult): string[] {
     if (w.recordedTwice > 0) why.push(`${w.recordedTwice} (webhook, event) pairs recorded delivered twice`);
     if (w.dead > 0) why.push(`${w.dead} webhook deliveries dead`);
   }
-  for (const k of FAULT_KINDS) if (r.faults[k] === 0) why.push(`no ${FAULT_LABELS[k]} happened`);
+  for (const k of kindsOf(r)) if (!r.faults[k]) why.push(`no ${FAULT_LABELS[k]} happened`);
+  for (const f of r.recoveries ?? [])
+    if (f.recoverMs === undefined)
+      why.push(`no recovery from the ${FAULT_LABELS[f.kind]} at ${f.atSecond} s (${f.target})`);
   return why;
 }
 
@@ -82,8 +105,19 @@ export function summary(r: FaultResult, why: readonly string[]): string {
   const pad = (t: string): string => t.padEnd(34);
   const lines = [
     'faults injected:',
-    ...FAULT_KINDS.map((k) => `  ${pad(FAULT_LABELS[k])}${r.faults[k]}`),
-    `  ${pad('total')}${FAULT_KINDS.reduce((n, k) => n + r.faults[k], 0)}`,
+    ...kindsOf(r).map((k) => `  ${pad(FAULT_LABELS[k])}${r.faults[k]}`),
+    `  ${pad('total')}${kindsOf(r).reduce((n, k) => n + (r.faults[k] ?? 0), 0)}`,
+    ...(r.recoveries?.length
+      ? [
+          'recovery (commit rate back to half the rate before the fault, 1 s windows):',
+          ...r.recoveries.map(
+            (f) =>
+              `  ${`${FAULT_LABELS[f.kind]} (${f.target})`.padEnd(44)}at ${f.atSecond} s: ` +
+              `${f.recoverMs === undefined ? 'NOT recovered' : `recovered in ${(f.recoverMs / 1000).toFixed(1)} s`}, ` +
+              `${f.duringPerSecond}/s during it (${f.baselinePerSecond}/s before)`,
+          ),
+        ]
+      : []),
     'events:',
     `  ${pad('acknowledged (must all be stored)')}${e.acked} of ${r.target}`,
     `  ${pad('in doubt (killed mid-append)')}${e.inDoubt} (${e.inDoubtStored} stored)`,
@@ -111,7 +145,7 @@ export function summary(r: FaultResult, why: readonly string[]): string {
     `time: ${r.seconds} s (setup ${r.phases.setup}, produce ${r.phases.produce}, drain ${r.phases.drain}, check ${r.phases.check}); ` +
       `${r.phases.produce > 0 ? Math.round(e.acked / r.phases.produce) : 0} events/s while producing`,
     why.length === 0
-      ? 'PASS: 0 lost, 0 duplicated, 0 stranded, 0 unexplained, every fault kind injected'
+      ? `PASS: 0 lost, 0 duplicated, 0 stranded, 0 unexplained, every fault kind injected${r.recoveries ? ', every fault recovered' : ''}`
       : `FAIL: ${why.join('; ')}\nevidence kept in ${r.workDir}`,
   ];
   return lines.join('\n');
