@@ -60,8 +60,10 @@ export interface IssueInput {
   rolloutId?: string | undefined;
   /** Why: default `rollout` with a rolloutId, else `direct`; a rollout's rollback says `rollback`. */
   kind?: ConfigKind | undefined;
-  /** Who issues: a JWT subject, or `rollout:<id>`, `system`. */
+  /** Who issues: a JWT subject, or `rollout:<id>`, `system`, `system:<job>`. */
   actor: string;
+  /** Why, on the audit entry (e.g. `retention_policy_change`): a re-issue that is not a rollout says so. */
+  reason?: string | undefined;
 }
 
 export interface ConfigDocument {
@@ -323,6 +325,9 @@ export class ConfigIssuer {
               issued_by: input.actor,
               issued_at: issuedAt,
               expires_at: expiresAt,
+              // As asked for, before the policies' cap: what a later policy change re-caps (privacy/edge-sync.ts).
+              requested_retention:
+                parsed.data.retention === undefined ? null : JSON.stringify(parsed.data.retention),
             })),
           )
           .execute();
@@ -335,7 +340,11 @@ export class ConfigIssuer {
         {
           tenantId: input.tenantId,
           actor: input.actor,
-          actorKind: input.actor.startsWith('rollout:') ? 'service' : 'user',
+          actorKind: input.actor.startsWith('rollout:')
+            ? 'service'
+            : input.actor.startsWith('system')
+              ? 'system'
+              : 'user',
           action: 'config.issue',
           resource: deviceIds.length === 1 ? `device:${input.tenantId}/${deviceIds[0]}` : null,
           outcome: 'allowed',
@@ -346,6 +355,7 @@ export class ConfigIssuer {
             kind,
             key_id: signer.kid,
             expires_at: expiresAt.toISOString(),
+            ...(input.reason !== undefined ? { reason: input.reason } : {}),
           },
         },
         tx,
