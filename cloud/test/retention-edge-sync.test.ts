@@ -40,7 +40,12 @@ describe('pure: which devices a policy change re-issues', () => {
     ...p,
   });
   const defaults = { event_metadata: null, redacted_media: null, personal_media: null };
-  const latest = (deviceId: string, siteId: string, signed: number | undefined, asked: number | undefined) => ({
+  const latest = (
+    deviceId: string,
+    siteId: string,
+    signed: number | undefined,
+    asked: number | undefined,
+  ) => ({
     deviceId,
     siteId,
     body: {
@@ -360,7 +365,13 @@ describe('retention policy changes re-issue device configs (edge limits) through
 
     // The policy changes without the API's nudge; a runner of our own drives the pass, 1 device per batch.
     const policies = new RetentionPolicies(db, audit);
-    const key = { scope: 'tenant' as const, siteId: '', deviceId: '', cameraId: '', dataClass: 'redacted_media' as const };
+    const key = {
+      scope: 'tenant' as const,
+      siteId: '',
+      deviceId: '',
+      cameraId: '',
+      dataClass: 'redacted_media' as const,
+    };
     await policies.set('acme', key, { maxAgeHours: 12, maxBytes: null }, { actor: 'bob', actorKind: 'user' });
     const job = new EdgeRetentionSync({
       db,
@@ -385,7 +396,12 @@ describe('retention policy changes re-issue device configs (edge limits) through
     }
     // 4 devices, one per batch, then the end; gw-4 has no config to re-issue.
     expect(results.map((r) => r.reissued)).toEqual([1, 1, 1, 0, 0]);
-    expect(await sync()).toMatchObject({ state: 'done', devices_checked: 4, devices_reissued: 3, batches: 4 });
+    expect(await sync()).toMatchObject({
+      state: 'done',
+      devices_checked: 4,
+      devices_reissued: 3,
+      batches: 4,
+    });
     expect(await versions()).toEqual({ 'gw-1': 5, 'gw-2': 4, 'gw-3': 2 });
     const last = await db
       .selectFrom('device_configs')

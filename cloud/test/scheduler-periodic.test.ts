@@ -41,7 +41,8 @@ describe('periodic job runner', () => {
 
   it('needs a lease or an exclusive lock', () => {
     expect(
-      () => new PeriodicJob({ name: 'x', intervalMs: 10, log: silent, metrics: new Registry() }, async () => {}),
+      () =>
+        new PeriodicJob({ name: 'x', intervalMs: 10, log: silent, metrics: new Registry() }, async () => {}),
     ).toThrow(/leader gate or an exclusive lock/);
   });
 
@@ -49,9 +50,9 @@ describe('periodic job runner', () => {
     const gate = new Gate();
     const metrics = new Registry();
     const tokens: Array<bigint | undefined> = [];
-    const job = new PeriodicJob({ name: 'j', intervalMs: 10, leader: gate, log: silent, metrics }, async (ctx) => {
+    const job = new PeriodicJob({ name: 'j', intervalMs: 10, leader: gate, log: silent, metrics }, (ctx) => {
       tokens.push(ctx.token);
-      return 'done';
+      return Promise.resolve('done');
     });
     expect(await job.runOnce()).toEqual({ ran: true, result: 'done' });
     gate.token = undefined;
@@ -70,12 +71,13 @@ describe('periodic job runner', () => {
     const seen: boolean[] = [];
     const job = new PeriodicJob(
       { name: 'f', intervalMs: 10, leader: gate, log: silent, metrics: new Registry() },
-      async (ctx) => {
+      (ctx) => {
         seen.push(ctx.live());
         gate.token = 2n; // lapsed and taken again: another term, maybe another leader's batches between
         seen.push(ctx.live());
         gate.token = undefined;
         seen.push(ctx.live());
+        return Promise.resolve();
       },
     );
     await job.runOnce();
@@ -84,11 +86,12 @@ describe('periodic job runner', () => {
 
   it('without a lease, runs only when it gets the exclusive lock', async () => {
     let free = false;
-    const exclusive: Exclusive = async (work) => (free ? { held: true, result: await work() } : { held: false });
+    const exclusive: Exclusive = async (work) =>
+      free ? { held: true, result: await work() } : { held: false };
     let runs = 0;
     const job = new PeriodicJob(
       { name: 'x', intervalMs: 10, exclusive, log: silent, metrics: new Registry() },
-      async () => ++runs,
+      () => Promise.resolve(++runs),
     );
     expect(await job.runOnce()).toEqual({ ran: false });
     free = true;
@@ -100,9 +103,9 @@ describe('periodic job runner', () => {
     let runs = 0;
     const job = new PeriodicJob(
       { name: 'e', intervalMs: 20, jitter: 0, leader: new Gate(), log: silent, metrics },
-      async () => {
+      () => {
         runs++;
-        if (runs <= 2) throw new Error('database unreachable');
+        return runs <= 2 ? Promise.reject(new Error('database unreachable')) : Promise.resolve();
       },
     );
     await expect(job.runOnce()).rejects.toThrow('database unreachable');

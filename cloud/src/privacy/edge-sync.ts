@@ -1,4 +1,4 @@
-import { sql, type Kysely } from 'kysely';
+import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import type { AuditLog } from '../audit/audit-log.js';
@@ -224,8 +224,8 @@ export class EdgeRetentionSync {
       rows.map((r) => ({
         deviceId: r.device_id,
         siteId: site.get(r.device_id) ?? '',
-        body: r.body as ConfigBody,
-        requestedRetention: r.requested_retention as ConfigBody['retention'] | null,
+        body: r.body,
+        requestedRetention: r.requested_retention,
         rolloutId: r.rollout_id,
         kind: r.kind,
       })),
