@@ -9,7 +9,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { DeviceConfig, SignedConfig, subjectFor } from '@vigil/proto';
+import {
+  ConfigState,
+  ConfigStatus,
+  DeviceConfig,
+  DeviceHealth,
+  SignedConfig,
+  subjectFor,
+} from '@vigil/proto';
 import { compactVerify, createLocalJWKSet } from 'jose';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
@@ -269,6 +276,28 @@ describe('retention policy changes re-issue device configs (edge limits) through
       detail: { devices: 2, reason: 'retention_policy_change' },
     });
     expect(audit[1]?.detail).toMatchObject({ devices_checked: 4, devices_reissued: 2, devices_failed: 0 });
+    // What a rollback or an agent rollout would issue again is the body as asked for (re-capped when issued),
+    // not the capped one: a later loosening is not frozen into the device's known good config.
+    const configs = api.cloud().configs;
+    await configs.recordStatus(
+      'acme',
+      'gw-1',
+      ConfigStatus.fromPartial({
+        tenantId: 'acme',
+        deviceId: 'gw-1',
+        version: 2n,
+        appliedVersion: 2n,
+        state: ConfigState.CONFIG_STATE_APPLIED,
+        health: DeviceHealth.DEVICE_HEALTH_OK,
+        reportedAt: new Date(),
+      }),
+    );
+    const known = await configs.knownConfigs('acme', ['gw-1']);
+    expect(known.good.get('gw-1')).toMatchObject({
+      version: 2n,
+      body: { retention: { edgeMediaMaxHours: 100, eventDays: 30 } },
+    });
+    expect(known.applied.get('gw-1')?.body.retention).toEqual({ edgeMediaMaxHours: 100, eventDays: 30 });
   });
 
   it('loosening past the asked-for limit gives back the asked-for one; deleting it changes nothing more', async () => {

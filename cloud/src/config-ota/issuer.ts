@@ -119,6 +119,13 @@ const HEALTH: Record<number, DeviceHealthName> = {
   [DeviceHealth.DEVICE_HEALTH_FAILING]: 'failing',
 };
 
+/** A stored body with its `retention` as asked for (device_configs.requested_retention, migration 0033). */
+function asRequested(body: ConfigBody, requested: Record<string, unknown> | null): ConfigBody {
+  const { retention: _capped, ...rest } = body;
+  void _capped;
+  return requested === null ? rest : { ...rest, retention: requested as ConfigBody['retention'] };
+}
+
 function counter(metrics: Registry, name: string, help: string, labelNames: string[]): Counter<string> {
   const existing = metrics.getSingleMetric(name);
   if (existing) return existing as Counter<string>;
@@ -500,7 +507,8 @@ export class ConfigIssuer {
 
   /**
    * For each device: the version it runs (per its last status) and its last known good, each with its body
-   * (devices without either are absent from that map).
+   * (devices without either are absent from that map). The bodies carry the retention they asked for, not the
+   * one the policies of that day capped: issuing one again (a rollback, an agent rollout) caps it with today's.
    */
   async knownConfigs(
     tenantId: string,
@@ -528,10 +536,12 @@ export class ConfigIssuer {
         's.device_id',
         'a.version as applied_version',
         'a.body as applied_body',
+        'a.requested_retention as applied_requested',
         'a.kind as applied_kind',
         'r.state as applied_rollout_state',
         'g.version as good_version',
         'g.body as good_body',
+        'g.requested_retention as good_requested',
       ])
       .where('s.tenant_id', '=', tenantId)
       .where('s.device_id', 'in', deviceIds)
@@ -540,11 +550,14 @@ export class ConfigIssuer {
       if (r.applied_version !== null && r.applied_body !== null)
         applied.set(r.device_id, {
           version: BigInt(r.applied_version),
-          body: r.applied_body,
+          body: asRequested(r.applied_body, r.applied_requested),
           probation: r.applied_kind === 'rollout' && r.applied_rollout_state !== 'completed',
         });
       if (r.good_version !== null && r.good_body !== null)
-        good.set(r.device_id, { version: BigInt(r.good_version), body: r.good_body });
+        good.set(r.device_id, {
+          version: BigInt(r.good_version),
+          body: asRequested(r.good_body, r.good_requested),
+        });
     }
     return { applied, good };
   }
