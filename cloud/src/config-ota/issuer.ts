@@ -123,7 +123,7 @@ const HEALTH: Record<number, DeviceHealthName> = {
 function asRequested(body: ConfigBody, requested: Record<string, unknown> | null): ConfigBody {
   const { retention: _capped, ...rest } = body;
   void _capped;
-  return requested === null ? rest : { ...rest, retention: requested as ConfigBody['retention'] };
+  return requested === null ? rest : { ...rest, retention: requested };
 }
 
 function counter(metrics: Registry, name: string, help: string, labelNames: string[]): Counter<string> {
