@@ -46,6 +46,7 @@ import { edgeRetention } from './privacy/edge.js';
 import { defaultsFromConfig } from './privacy/policies.js';
 import { FsMediaStore, type MediaStore } from './media/store.js';
 import { ErasureJob } from './privacy/erasure-job.js';
+import { EdgeRetentionSync } from './privacy/edge-sync.js';
 import { loadExportKey } from './privacy/evidence.js';
 import { startReleases } from './releases/start.js';
 import type { Releases } from './releases/routes.js';
@@ -350,9 +351,9 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
     });
     closers.push(() => ingest.stop());
 
-    // Scoped erasure (privacy/erasure-job.ts): the scheduler role runs the job, one process at a time works
-    // (a transaction-held advisory lock); other processes' API nudges are no-ops (the job also polls).
-    const erasure = has('scheduler')
+    // Scoped erasure (privacy/erasure-job.ts): the scheduler role runs the job behind its lease (one process at
+    // a time works); other processes' API nudges are no-ops (the job also polls).
+    const erasure = scheduler
       ? new ErasureJob({
           db,
           store: media.store,
@@ -363,11 +364,33 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
           batchSize: config.privacy.erasure.batchSize,
           storeConcurrency: config.privacy.erasure.storeConcurrency,
           pollIntervalMs: config.privacy.erasure.pollIntervalSeconds * 1000,
+          leader: scheduler.lease,
         })
       : undefined;
     if (erasure) {
       erasure.start();
       closers.push(() => erasure.stop());
+    }
+    // Retention policy changes re-issue the device configs whose edge limits they move (privacy/edge-sync.ts),
+    // behind the scheduler's lease; nothing to issue without a config signing key.
+    const edgeSync =
+      scheduler && signer
+        ? new EdgeRetentionSync({
+            db,
+            issuer: configs,
+            audit,
+            log,
+            metrics,
+            defaults: defaultsFromConfig(config),
+            batchSize: config.privacy.edgeSync.batchSize,
+            pollIntervalMs: config.privacy.edgeSync.pollIntervalSeconds * 1000,
+            leader: scheduler.lease,
+            now: deps.now,
+          })
+        : undefined;
+    if (edgeSync) {
+      edgeSync.start();
+      closers.push(() => edgeSync.stop());
     }
     // Evidence export signing key: a bad file fails the start (exit 78), not the first export.
     const exportKey = config.privacy.export.signingKeyFile
@@ -412,6 +435,7 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
             exportKey,
             exportLimits: config.privacy.export,
             nudge: () => erasure?.nudge(),
+            nudgeEdgeSync: () => edgeSync?.nudge(),
           },
           webhooks: {
             store: webhookStore,

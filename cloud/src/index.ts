@@ -122,7 +122,7 @@ export {
 } from './config-ota/index.js';
 export { MediaRepository, type MediaRow, type NewMedia } from './media/repository.js';
 export { FsMediaStore, mediaKeyFor, type MediaStore } from './media/store.js';
-export { MediaRetentionJob, retentionCutoff } from './media/retention.js';
+export { PeriodicJob, nextDelayMs, type RunContext } from './scheduler/periodic.js';
 export { HoldError, LegalHolds, mediaHeld, type HoldScope } from './media/holds.js';
 export { ErasureJob, ERASURE_LOCK, type BatchResult } from './privacy/erasure-job.js';
 export { ErasureStore, toErasureView, type ErasureView } from './privacy/erasure-store.js';

@@ -8,7 +8,7 @@ import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LegalHolds } from '../src/media/holds.js';
 import { MediaRepository } from '../src/media/repository.js';
-import { MediaRetentionJob, retentionCutoff } from '../src/media/retention.js';
+import { RETENTION_LOCK, RetentionJob } from '../src/privacy/retention-job.js';
 import { FsMediaStore, mediaKeyFor } from '../src/media/store.js';
 import { PROBLEM_JSON, useApiCloud, uuidV7 } from './api-fixtures.js';
 
@@ -81,6 +81,26 @@ describe('media API: GET /v1/media/:id, POST /v1/media/:id/erase', () => {
     auditor = await api.token('acme', ['auditor']);
     globexAdmin = await api.token('globex', ['admin']);
   });
+
+  // The retention job of the product (privacy/retention-job.ts) with the config defaults of a 30-day media
+  // retention and no policy rows: what the media-only job used to do.
+  const zero = {
+    event_metadata: { age: 0, size: 0 },
+    redacted_media: { age: 0, size: 0 },
+    personal_media: { age: 0, size: 0 },
+  };
+  const retentionJob = (now: Date) =>
+    new RetentionJob({
+      db: api.cloud().db,
+      store,
+      audit: api.cloud().audit,
+      log: pino({ level: 'silent' }),
+      metrics: new Registry(),
+      defaults: { event_metadata: null, redacted_media: 30 * 24, personal_media: 30 * 24 },
+      intervalMs: 60_000,
+      now: () => now,
+      batchSize: 1, // several batches
+    });
 
   const auditRows = (action: string, resource: string) =>
     api
@@ -249,32 +269,26 @@ describe('media API: GET /v1/media/:id, POST /v1/media/:id/erase', () => {
       redacted: true,
       capturedAt: new Date(now.getTime() - 29 * 86_400_000),
     });
-    const job = new MediaRetentionJob({
-      db,
-      repository: repo,
-      store,
-      audit: api.cloud().audit,
-      log: pino({ level: 'silent' }),
-      metrics: new Registry(),
-      retentionDays: 30,
-      intervalMs: 60_000,
-      now: () => now,
-      batchSize: 1, // several batches
-    });
+    const job = retentionJob(now);
     // Another process holding the leader lock: this one does nothing.
     const held = await db.connection().execute(async (conn) => {
-      await sql`select pg_advisory_lock(${BigInt('7601290244163952426')})`.execute(conn);
+      await sql`select pg_advisory_lock(${RETENTION_LOCK})`.execute(conn);
       try {
         return await job.runAsLeader();
       } finally {
-        await sql`select pg_advisory_unlock(${BigInt('7601290244163952426')})`.execute(conn);
+        await sql`select pg_advisory_unlock(${RETENTION_LOCK})`.execute(conn);
       }
     });
-    expect(held).toEqual({ leader: false, deleted: 0, storeErrors: 0, truncated: false });
+    expect(held).toMatchObject({ leader: false, deleted: zero, storeErrors: 0, truncated: false });
     expect(existsSync(join(dir, old.key))).toBe(true);
 
     const run = await job.runAsLeader();
-    expect(run).toEqual({ leader: true, deleted: 2, storeErrors: 0, truncated: false });
+    expect(run).toMatchObject({
+      leader: true,
+      deleted: { ...zero, redacted_media: { age: 2, size: 0 } },
+      storeErrors: 0,
+      truncated: false,
+    });
     expect(existsSync(join(dir, old.key))).toBe(false);
     expect(existsSync(join(dir, oldGlobex.key))).toBe(false);
     expect(readFileSync(join(dir, fresh.key)).equals(fresh.bytes)).toBe(true);
@@ -284,15 +298,18 @@ describe('media API: GET /v1/media/:id, POST /v1/media/:id/erase', () => {
     const entries = await db
       .selectFrom('audit_log')
       .selectAll()
-      .where('action', '=', 'media.retention')
+      .where('action', '=', 'retention.apply')
       .orderBy('seq')
       .execute();
-    expect(entries.map((e) => [e.tenant_id, e.actor, (e.detail as { deleted: number }).deleted])).toEqual([
+    type Detail = { deleted: { redacted_media: { age: number } } };
+    expect(
+      entries.map((e) => [e.tenant_id, e.actor, (e.detail as Detail).deleted.redacted_media.age]),
+    ).toEqual([
       ['acme', 'system', 1],
       ['globex', 'system', 1],
     ]);
     // nothing left to do
-    expect(await job.runAsLeader()).toEqual({ leader: true, deleted: 0, storeErrors: 0, truncated: false });
+    expect(await job.runAsLeader()).toMatchObject({ leader: true, deleted: zero, truncated: false });
   });
 
   it('legal hold: retention and erasure skip held media, then take it after release; place/release audited', async () => {
@@ -313,18 +330,7 @@ describe('media API: GET /v1/media/:id, POST /v1/media/:id/erase', () => {
       'litigation hold, case 2026-17',
       by,
     );
-    const job = new MediaRetentionJob({
-      db,
-      repository: repo,
-      store,
-      audit: api.cloud().audit,
-      log: pino({ level: 'silent' }),
-      metrics: new Registry(),
-      retentionDays: 30,
-      intervalMs: 60_000,
-      now: () => now,
-      batchSize: 1,
-    });
+    const job = retentionJob(now);
     const first = await job.runAsLeader();
     expect(first.leader).toBe(true);
     expect(await repo.get('acme', outside.id)).toMatchObject({ deleted_reason: 'retention' });
@@ -351,7 +357,7 @@ describe('media API: GET /v1/media/:id, POST /v1/media/:id/erase', () => {
     await expect(holds.release('globex', holdId, 'x', by)).rejects.toMatchObject({ code: 'HOLD_NOT_FOUND' });
     await holds.release('acme', holdId, 'case closed', by);
     const second = await job.runAsLeader();
-    expect(second.deleted).toBeGreaterThanOrEqual(1);
+    expect(second.deleted.redacted_media.age).toBe(1);
     expect(await repo.get('acme', inRange.id)).toMatchObject({
       deleted_reason: 'retention',
       storage_key: null,
@@ -365,11 +371,5 @@ describe('media API: GET /v1/media/:id, POST /v1/media/:id/erase', () => {
     ]);
     expect(released.map((r) => (r.detail as { reason: string }).reason)).toEqual(['case closed']);
     expect((await api.cloud().audit.verify()).firstBroken).toBeUndefined();
-  });
-
-  it('retentionCutoff: off at 0 days, else now minus the days', () => {
-    const now = new Date('2026-11-28T00:00:00Z');
-    expect(retentionCutoff(now, 0)).toBeNull();
-    expect(retentionCutoff(now, 30)?.toISOString()).toBe('2026-10-29T00:00:00.000Z');
   });
 });

@@ -60,6 +60,9 @@ describe('scoped erasure: kill -9 mid-job, then resume', () => {
         tracing: { enabled: false },
         media: { dir: storeDir, retentionDays: 0 },
         privacy: { erasure: { batchSize: BATCH, pollIntervalSeconds: 1 } },
+        // The job runs behind the scheduler lease: the restarted process takes over once the killed one's
+        // lease expires (ttl), so a short one keeps the resume within the test's time.
+        scheduler: { leaseTtlSeconds: 3, renewIntervalSeconds: 1 },
       },
       { failpoints },
     );
@@ -193,5 +196,5 @@ describe('scoped erasure: kill -9 mid-job, then resume', () => {
       `[erasure-crash] killed after ${mid.batches} committed batches with ${dangling} live rows missing their bytes; ` +
         `resumed: ${done.media_erased} erased, ${done.media_held} held, ${done.media_failed} failed, ${done.batches} batches in all`,
     );
-  });
+  }, 240_000); // two cloud starts, a kill and a lease takeover: its own waits are bounded at 180 s
 });

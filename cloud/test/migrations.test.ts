@@ -46,6 +46,7 @@ describe('PostgreSQL migrations', () => {
       '0025_retention_policies',
       '0026_erasure',
       '0027_alerts_eido_pull',
+      '0033_edge_retention_sync',
       '0034_rollouts_one_active',
     ]);
     expect(await tables(db)).toEqual(
@@ -102,6 +103,7 @@ describe('PostgreSQL migrations', () => {
 
   it('roll back and forward again', async () => {
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0034_rollouts_one_active']);
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0033_edge_retention_sync']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0027_alerts_eido_pull']);
     const lastSeen = await sql<{ n: number }>`
       select count(*)::int as n from information_schema.columns
@@ -121,6 +123,7 @@ describe('PostgreSQL migrations', () => {
       '0025_retention_policies',
       '0026_erasure',
       '0027_alerts_eido_pull',
+      '0033_edge_retention_sync',
       '0034_rollouts_one_active',
     ]);
     const states = await sql<{ device_id: string; state: string }>`
@@ -130,6 +133,7 @@ describe('PostgreSQL migrations', () => {
       { device_id: 'gw2', state: 'released' },
     ]);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0034_rollouts_one_active']);
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0033_edge_retention_sync']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0027_alerts_eido_pull']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0026_erasure']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0025_retention_policies']);
@@ -217,12 +221,14 @@ describe('PostgreSQL migrations', () => {
       '0025_retention_policies',
       '0026_erasure',
       '0027_alerts_eido_pull',
+      '0033_edge_retention_sync',
       '0034_rollouts_one_active',
     ]);
   });
 
   it('0013 backfills current NATS keys; of two active devices sharing one, the first enrolled keeps it', async () => {
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0034_rollouts_one_active']);
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0033_edge_retention_sync']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0027_alerts_eido_pull']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0026_erasure']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0025_retention_policies']);
@@ -267,6 +273,7 @@ describe('PostgreSQL migrations', () => {
       '0025_retention_policies',
       '0026_erasure',
       '0027_alerts_eido_pull',
+      '0033_edge_retention_sync',
       '0034_rollouts_one_active',
     ]);
     const rows = await db

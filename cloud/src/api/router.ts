@@ -99,7 +99,15 @@ export interface ApiDeps {
    * Erasure and export (privacy/): the export signing key and limits (config privacy.export), and the erasure
    * job's nudge; default: no key (exports are a 503), default limits, no job to nudge (it polls).
    */
-  privacy?: { exportKey: ExportKey | undefined; exportLimits: ExportLimits; nudge: () => void } | undefined;
+  privacy?:
+    | {
+        exportKey: ExportKey | undefined;
+        exportLimits: ExportLimits;
+        nudge: () => void;
+        /** The edge retention re-issue job's nudge (privacy/edge-sync.ts); default none (it polls). */
+        nudgeEdgeSync?: (() => void) | undefined;
+      }
+    | undefined;
   /** Config api.idempotency (Idempotency-Key on POST and PATCH); default: 24 h, 60 s. */
   idempotency?: IdempotencyOptions | undefined;
 }
@@ -328,6 +336,7 @@ export function createApiRouter(deps: ApiDeps): Router {
       personal_media: null,
     },
     now: deps.now ?? (() => new Date()),
+    nudgeEdgeSync: deps.privacy?.nudgeEdgeSync,
   });
   mountErasureRoutes(router, {
     db: deps.db,

@@ -60,8 +60,10 @@ export interface IssueInput {
   rolloutId?: string | undefined;
   /** Why: default `rollout` with a rolloutId, else `direct`; a rollout's rollback says `rollback`. */
   kind?: ConfigKind | undefined;
-  /** Who issues: a JWT subject, or `rollout:<id>`, `system`. */
+  /** Who issues: a JWT subject, or `rollout:<id>`, `system`, `system:<job>`. */
   actor: string;
+  /** Why, on the audit entry (e.g. `retention_policy_change`): a re-issue that is not a rollout says so. */
+  reason?: string | undefined;
 }
 
 export interface ConfigDocument {
@@ -116,6 +118,13 @@ const HEALTH: Record<number, DeviceHealthName> = {
   [DeviceHealth.DEVICE_HEALTH_DEGRADED]: 'degraded',
   [DeviceHealth.DEVICE_HEALTH_FAILING]: 'failing',
 };
+
+/** A stored body with its `retention` as asked for (device_configs.requested_retention, migration 0033). */
+function asRequested(body: ConfigBody, requested: Record<string, unknown> | null): ConfigBody {
+  const { retention: _capped, ...rest } = body;
+  void _capped;
+  return requested === null ? rest : { ...rest, retention: requested };
+}
 
 function counter(metrics: Registry, name: string, help: string, labelNames: string[]): Counter<string> {
   const existing = metrics.getSingleMetric(name);
@@ -323,6 +332,9 @@ export class ConfigIssuer {
               issued_by: input.actor,
               issued_at: issuedAt,
               expires_at: expiresAt,
+              // As asked for, before the policies' cap: what a later policy change re-caps (privacy/edge-sync.ts).
+              requested_retention:
+                parsed.data.retention === undefined ? null : JSON.stringify(parsed.data.retention),
             })),
           )
           .execute();
@@ -335,7 +347,11 @@ export class ConfigIssuer {
         {
           tenantId: input.tenantId,
           actor: input.actor,
-          actorKind: input.actor.startsWith('rollout:') ? 'service' : 'user',
+          actorKind: input.actor.startsWith('rollout:')
+            ? 'service'
+            : input.actor.startsWith('system')
+              ? 'system'
+              : 'user',
           action: 'config.issue',
           resource: deviceIds.length === 1 ? `device:${input.tenantId}/${deviceIds[0]}` : null,
           outcome: 'allowed',
@@ -346,6 +362,7 @@ export class ConfigIssuer {
             kind,
             key_id: signer.kid,
             expires_at: expiresAt.toISOString(),
+            ...(input.reason !== undefined ? { reason: input.reason } : {}),
           },
         },
         tx,
@@ -490,7 +507,8 @@ export class ConfigIssuer {
 
   /**
    * For each device: the version it runs (per its last status) and its last known good, each with its body
-   * (devices without either are absent from that map).
+   * (devices without either are absent from that map). The bodies carry the retention they asked for, not the
+   * one the policies of that day capped: issuing one again (a rollback, an agent rollout) caps it with today's.
    */
   async knownConfigs(
     tenantId: string,
@@ -518,10 +536,12 @@ export class ConfigIssuer {
         's.device_id',
         'a.version as applied_version',
         'a.body as applied_body',
+        'a.requested_retention as applied_requested',
         'a.kind as applied_kind',
         'r.state as applied_rollout_state',
         'g.version as good_version',
         'g.body as good_body',
+        'g.requested_retention as good_requested',
       ])
       .where('s.tenant_id', '=', tenantId)
       .where('s.device_id', 'in', deviceIds)
@@ -530,11 +550,14 @@ export class ConfigIssuer {
       if (r.applied_version !== null && r.applied_body !== null)
         applied.set(r.device_id, {
           version: BigInt(r.applied_version),
-          body: r.applied_body,
+          body: asRequested(r.applied_body, r.applied_requested),
           probation: r.applied_kind === 'rollout' && r.applied_rollout_state !== 'completed',
         });
       if (r.good_version !== null && r.good_body !== null)
-        good.set(r.device_id, { version: BigInt(r.good_version), body: r.good_body });
+        good.set(r.device_id, {
+          version: BigInt(r.good_version),
+          body: asRequested(r.good_body, r.good_requested),
+        });
     }
     return { applied, good };
   }

@@ -460,6 +460,18 @@ export const cloudConfigSchema = z
             pollIntervalSeconds: z.number().int().min(1).max(3600).default(5),
           })
           .prefault({}),
+        /**
+         * Re-issuing device configs after a retention policy change (privacy/edge-sync.ts), so that the edge media
+         * limits follow the policies without a rollout.
+         */
+        edgeSync: z
+          .strictObject({
+            /** Devices per batch: one read of their configs, then one signed issue per distinct body. */
+            batchSize: z.number().int().min(1).max(5000).default(200),
+            /** How often the job looks for pending syncs (a policy change starts it at once in its process). */
+            pollIntervalSeconds: z.number().int().min(1).max(3600).default(10),
+          })
+          .prefault({}),
         export: z
           .strictObject({
             /** The Ed25519 private key (PKCS#8 PEM, a mounted file) that signs manifests; without it exports are a 503. */

@@ -1,31 +1,32 @@
 import { z } from 'zod';
 import type { ApiOperation } from '../api/openapi.js';
-import { DATA_CLASSES } from './policies.js';
+import {
+  cameraRangeShape,
+  checkRange,
+  dataClass,
+  holdKind,
+  holdState,
+  idToken,
+  policyScope,
+  reason,
+  timestamp,
+  trackId,
+} from './schemas.js';
 
 /*
  * Request and response schemas of the retention and legal hold routes (privacy/routes.ts), and their entries in
  * the route registry (api/openapi.ts). Tenant-wide: a site-scoped user is refused by the policies.
  */
 
-const token = z.string().regex(/^[A-Za-z0-9_-]{1,63}$/, 'must be 1-63 letters, digits, "-" or "_"');
-const timestamp = z.iso.datetime({ offset: true });
-const reason = z.string().trim().min(1).max(500);
-
 const policyKeyShape = {
-  scope: z.enum(['tenant', 'site', 'camera']),
-  site_id: token.optional(),
-  device_id: token.optional(),
-  camera_id: token.optional(),
-  data_class: z.enum(DATA_CLASSES),
+  scope: policyScope,
+  site_id: idToken.optional(),
+  device_id: idToken.optional(),
+  camera_id: idToken.optional(),
+  data_class: dataClass,
 };
 
-type KeyInput = {
-  scope: 'tenant' | 'site' | 'camera';
-  site_id?: string | undefined;
-  device_id?: string | undefined;
-  camera_id?: string | undefined;
-  data_class: (typeof DATA_CLASSES)[number];
-};
+type KeyInput = z.output<z.ZodObject<typeof policyKeyShape>>;
 
 function checkKey(k: KeyInput, ctx: z.RefinementCtx): void {
   const want: Record<KeyInput['scope'], Array<'site_id' | 'device_id' | 'camera_id'>> = {
@@ -73,11 +74,11 @@ export const setPolicyBody = z
 
 export const policyViewSchema = z
   .object({
-    scope: z.enum(['tenant', 'site', 'camera']),
+    scope: policyScope,
     site_id: z.string(),
     device_id: z.string(),
     camera_id: z.string(),
-    data_class: z.enum(DATA_CLASSES),
+    data_class: dataClass,
     max_age_hours: z.number().int().nullable(),
     max_bytes: z.number().int().nullable(),
     updated_by: z.string(),
@@ -117,7 +118,7 @@ export const retentionReportSchema = z
     held_past_policy: z.number().int(),
     classes: z.array(
       z.object({
-        data_class: z.enum(DATA_CLASSES),
+        data_class: dataClass,
         age: z.array(z.record(z.string(), z.unknown())),
         size: z.array(z.record(z.string(), z.unknown())),
         kept_past_policy: z.array(itemDue),
@@ -138,25 +139,23 @@ export const retentionReportSchema = z
 export const placeHoldBody = z
   .discriminatedUnion('kind', [
     z.strictObject({ kind: z.literal('event'), event_id: z.uuid(), reason }),
-    z.strictObject({ kind: z.literal('track'), device_id: token, camera_id: token, track_id: token, reason }),
-    z.strictObject({ kind: z.literal('device'), device_id: token, reason }),
     z.strictObject({
-      kind: z.literal('camera_range'),
-      device_id: token,
-      camera_id: token,
-      from: timestamp,
-      to: timestamp,
+      kind: z.literal('track'),
+      device_id: idToken,
+      camera_id: idToken,
+      track_id: trackId,
       reason,
     }),
+    z.strictObject({ kind: z.literal('device'), device_id: idToken, reason }),
+    z.strictObject({ kind: z.literal('camera_range'), ...cameraRangeShape, reason }),
   ])
   .superRefine((b, ctx) => {
-    if (b.kind === 'camera_range' && !(Date.parse(b.from) < Date.parse(b.to)))
-      ctx.addIssue({ code: 'custom', path: ['to'], message: 'must be later than from' });
+    if (b.kind === 'camera_range') checkRange(b, ctx);
   });
 
 export const holdPathParams = z.strictObject({ id: z.uuid() });
 export const releaseHoldBody = z.strictObject({ reason });
-export const approveHoldBody = z.strictObject({ note: z.string().trim().min(1).max(500).optional() });
+export const approveHoldBody = z.strictObject({ note: reason.optional() });
 export const listHoldsQuery = z.strictObject({
   state: z.enum(['effective', 'pending', 'released', 'all']).optional(),
   limit: checkQuery.shape.limit.unwrap().optional(),
@@ -166,7 +165,7 @@ export const privacySettingsBody = z.strictObject({ holds_two_admin: z.boolean()
 export const holdViewSchema = z
   .object({
     id: z.uuid(),
-    kind: z.enum(['event', 'track', 'device', 'camera_range']),
+    kind: holdKind,
     event_id: z.string().nullable(),
     device_id: z.string().nullable(),
     camera_id: z.string().nullable(),
@@ -174,7 +173,7 @@ export const holdViewSchema = z
     from: timestamp.nullable(),
     to: timestamp.nullable(),
     reason: z.string(),
-    state: z.enum(['place_pending', 'active', 'release_pending', 'released']),
+    state: holdState,
     effective: z.boolean(),
     placed_by: z.string(),
     placed_at: timestamp,
@@ -195,17 +194,15 @@ export const privacySettingsSchema = z
   .meta({ id: 'PrivacySettings' });
 
 const READERS = ['admin', 'auditor'] as const;
-const retentionWrite = {
-  action: 'retention:write' as const,
+/** Admins write, on the caller's tenant's retention or holds. */
+const writes = <T extends 'retention' | 'holds'>(type: T) => ({
+  action: `${type}:write` as const,
   roles: ['admin'],
-  resource: ({ tenant }: { tenant: string }) => ({ type: 'retention' as const, tenant }),
-};
-const holdsWrite = {
-  action: 'holds:write' as const,
-  roles: ['admin'],
-  resource: ({ tenant }: { tenant: string }) => ({ type: 'holds' as const, tenant }),
-};
-const base = { mount: '/v1' as const };
+  resource: ({ tenant }: { tenant: string }) => ({ type, tenant }),
+});
+const retentionWrite = writes('retention');
+const holdsWrite = writes('holds');
+const base = { mount: '/v1' as const, tag: 'Retention and legal holds' };
 
 /** The retention and legal hold routes for the registry (api/openapi.ts). */
 export function privacyOperations(): ApiOperation[] {
@@ -216,7 +213,6 @@ export function privacyOperations(): ApiOperation[] {
       path: '/retention/policies',
       operationId: 'listRetentionPolicies',
       summary: 'List retention policies',
-      tag: 'Retention and legal holds',
       authorization: { action: 'retention:read', roles: READERS },
       success: { status: 200, description: 'Defaults and policies.', schema: policyListSchema },
     },
@@ -230,7 +226,6 @@ export function privacyOperations(): ApiOperation[] {
         'Creates or replaces the policy of a scope (tenant, site, or a device’s camera) and data class: an age ' +
         'limit, a size budget (oldest deleted first) or both. Each is resolved from the most specific scope that ' +
         'sets it (camera > site > tenant > config default). Audited `retention_policy.set`.',
-      tag: 'Retention and legal holds',
       authorization: retentionWrite,
       body: setPolicyBody,
       success: { status: 200, description: 'The policy.', schema: policyViewSchema },
@@ -243,7 +238,6 @@ export function privacyOperations(): ApiOperation[] {
       operationId: 'deleteRetentionPolicy',
       summary: 'Delete a retention policy',
       description: 'The next less specific scope governs again. Audited `retention_policy.delete`.',
-      tag: 'Retention and legal holds',
       authorization: retentionWrite,
       body: policyKeyBody,
       success: { status: 200, description: 'Deleted.', schema: z.object({ deleted: z.literal(true) }) },
@@ -258,7 +252,6 @@ export function privacyOperations(): ApiOperation[] {
       description:
         'Per data class: items kept past their policy (none once retention ran), items a legal hold keeps past ' +
         'it, and the next deletions with their time; per scope, counts and bytes.',
-      tag: 'Retention and legal holds',
       authorization: { action: 'retention:read', roles: READERS },
       query: checkQuery,
       queryDocs: { limit: 'Items listed per list and class (1 to 100, default 10).' },
@@ -273,7 +266,6 @@ export function privacyOperations(): ApiOperation[] {
       description:
         'On an event, a track (device, camera, track id), a camera of a device over [from, to), or a device. ' +
         'Under the two-admin rule the hold is `place_pending` until another admin approves it. Audited.',
-      tag: 'Retention and legal holds',
       authorization: holdsWrite,
       body: placeHoldBody,
       success: { status: 201, description: 'The hold.', schema: holdViewSchema },
@@ -285,7 +277,6 @@ export function privacyOperations(): ApiOperation[] {
       path: '/holds',
       operationId: 'listHolds',
       summary: 'List legal holds',
-      tag: 'Retention and legal holds',
       authorization: { action: 'holds:read', roles: READERS },
       query: listHoldsQuery,
       queryDocs: {
@@ -300,7 +291,6 @@ export function privacyOperations(): ApiOperation[] {
       path: '/holds/:id',
       operationId: 'getHold',
       summary: 'Get a legal hold',
-      tag: 'Retention and legal holds',
       authorization: { action: 'holds:read', roles: READERS },
       params: holdPathParams,
       success: { status: 200, description: 'The hold.', schema: holdViewSchema },
@@ -314,7 +304,6 @@ export function privacyOperations(): ApiOperation[] {
       summary: 'Release a legal hold',
       description:
         'At once, or under the two-admin rule `release_pending` (still holding) until another admin approves.',
-      tag: 'Retention and legal holds',
       authorization: holdsWrite,
       params: holdPathParams,
       body: releaseHoldBody,
@@ -327,7 +316,6 @@ export function privacyOperations(): ApiOperation[] {
       path: '/holds/:id/approve',
       operationId: 'approveHold',
       summary: 'Approve a pending placement or release (another admin)',
-      tag: 'Retention and legal holds',
       authorization: holdsWrite,
       params: holdPathParams,
       body: approveHoldBody,
@@ -340,7 +328,6 @@ export function privacyOperations(): ApiOperation[] {
       path: '/privacy/settings',
       operationId: 'getPrivacySettings',
       summary: 'The two-admin rule for legal holds',
-      tag: 'Retention and legal holds',
       authorization: { action: 'holds:read', roles: READERS },
       success: { status: 200, description: 'The settings.', schema: privacySettingsSchema },
     },
@@ -352,7 +339,6 @@ export function privacyOperations(): ApiOperation[] {
       summary: 'Turn the two-admin rule for legal holds on or off',
       description:
         'On: at once. Off: needs two admins (the first request is recorded, another admin’s turns it off).',
-      tag: 'Retention and legal holds',
       authorization: holdsWrite,
       body: privacySettingsBody,
       success: { status: 200, description: 'The settings.', schema: privacySettingsSchema },

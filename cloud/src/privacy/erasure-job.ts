@@ -4,6 +4,8 @@ import { Counter, type Registry } from 'prom-client';
 import type { AuditLog } from '../audit/audit-log.js';
 import { failpoint } from '../lib/failpoint.js';
 import type { MediaStore } from '../media/store.js';
+import type { LeaderGate } from '../scheduler/lease.js';
+import { PeriodicJob, type RunContext } from '../scheduler/periodic.js';
 import { whileHoldingLock } from '../storage/leader-lock.js';
 import type { Database, ErasurePhase } from '../storage/tables.js';
 import { heldSql } from './erasure-holds.js';
@@ -25,6 +27,11 @@ export interface ErasureJobOptions {
   storeConcurrency?: number | undefined;
   /** How often open requests are looked for (a new request also nudges the runner). */
   pollIntervalMs: number;
+  /**
+   * The scheduler lease (scheduler/lease.ts): works only while this process leads, and stops between batches
+   * when it no longer does. Without it, a transaction-held advisory lock (ERASURE_LOCK; direct use, the bench).
+   */
+  leader?: LeaderGate | undefined;
 }
 
 interface OpenRequest {
@@ -51,8 +58,8 @@ const EXACT = (col: string) =>
   sql<string>`to_char(${sql.ref(col)} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
 
 /**
- * Runs erasure requests in the background (one cloud process at a time: advisory lock), oldest first, in
- * bounded batches. Media first: a batch selects the scope's live objects after the cursor (held ones flagged
+ * Runs erasure requests in the background (one cloud process at a time: the scheduler's lease, or without one an
+ * advisory lock, through the shared runner scheduler/periodic.ts), oldest first, in bounded batches. Media first: a batch selects the scope's live objects after the cursor (held ones flagged
  * in the same statement), locks them, deletes their bytes, tombstones the rows and moves the cursor and the
  * counters, all in one transaction. The bytes go before the commit: a crash in between leaves live rows whose
  * bytes are gone, and the repeat of the batch deletes nothing twice (a missing file is fine) and tombstones
@@ -66,10 +73,7 @@ const EXACT = (col: string) =>
  * (media erase of one object, retention), so nothing is deleted twice.
  */
 export class ErasureJob {
-  private timer: NodeJS.Timeout | undefined;
-  private wake: (() => void) | undefined;
-  private running: Promise<void> | undefined;
-  private stopped = false;
+  private readonly job: PeriodicJob<void>;
   private readonly now: () => Date;
   private readonly log: Logger;
   private readonly objects: Counter<'kind' | 'result'>;
@@ -90,47 +94,44 @@ export class ErasureJob {
         labelNames: ['kind', 'result'],
         registers: [opts.metrics],
       });
+    this.job = new PeriodicJob(
+      {
+        name: 'erasure',
+        intervalMs: opts.pollIntervalMs,
+        leader: opts.leader,
+        // A transaction-held lock (storage/leader-lock.ts): a session lock would not survive pgbouncer.
+        exclusive: (work) => whileHoldingLock(opts.db, ERASURE_LOCK, work),
+        log: this.log,
+        metrics: opts.metrics,
+      },
+      (ctx) => this.runOpen(ctx),
+    );
   }
 
   start(): void {
-    const loop = async (): Promise<void> => {
-      while (!this.stopped) {
-        await this.runAsLeader().catch((err: unknown) =>
-          this.log.error({ err }, 'erasure run failed; retried at the next interval'),
-        );
-        if (this.stopped) break;
-        await new Promise<void>((resolve) => {
-          this.wake = resolve;
-          this.timer = setTimeout(resolve, this.opts.pollIntervalMs);
-        });
-      }
-    };
-    this.running = loop();
+    this.job.start();
   }
 
   /** A request was created: look now rather than at the next interval. */
   nudge(): void {
-    clearTimeout(this.timer);
-    this.wake?.();
+    this.job.nudge();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    this.nudge();
-    await this.running;
+    await this.job.stop();
   }
 
-  /** Runs every open request to the end if this process gets the lock; false when another process has it. */
+  /** Runs every open request to the end if this process leads (or gets the lock); false when it does not. */
   async runAsLeader(): Promise<boolean> {
-    // A transaction-held lock (storage/leader-lock.ts): a session lock would not survive pgbouncer.
-    const run = await whileHoldingLock(this.opts.db, ERASURE_LOCK, async () => {
-      for (;;) {
-        const open = await this.openRequests();
-        if (open.length === 0 || this.stopped) return;
-        for (const req of open) while (!this.stopped && (await this.runBatch(req.id)).more);
-      }
-    });
-    return run.held;
+    return (await this.job.runOnce()).ran;
+  }
+
+  private async runOpen(ctx: RunContext): Promise<void> {
+    for (;;) {
+      const open = await this.openRequests();
+      if (open.length === 0 || !ctx.live()) return;
+      for (const req of open) while (ctx.live() && (await this.runBatch(req.id)).more);
+    }
   }
 
   private async openRequests(): Promise<{ id: string }[]> {

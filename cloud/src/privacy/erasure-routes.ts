@@ -15,6 +15,7 @@ import { ExportUnavailableError } from './evidence-errors.js';
 import type { ExportKey } from './evidence.js';
 import { planExport, writeExport, type ExportLimits } from './export.js';
 import { erasureViewSchema, toErasureView, type ErasureStore } from './erasure-store.js';
+import { reason } from './schemas.js';
 import { scopeSchema, type ExportScope } from './scope.js';
 
 /*
@@ -24,17 +25,16 @@ import { scopeSchema, type ExportScope } from './scope.js';
  * nothing (an erasure erases nothing of theirs, an export of their event ids is a 404 like a missing id).
  */
 
-const REASON = z.string().trim().min(1).max(500);
 export const createErasureBody = z.strictObject({
   scope: scopeSchema,
-  reason: REASON.meta({ description: 'Why (kept on the request, not on the audit log).' }),
+  reason: reason.meta({ description: 'Why (kept on the request, not on the audit log).' }),
 });
 export const erasurePathParams = z.strictObject({ id: z.uuid() });
 export const createExportBody = z.strictObject({
   scope: scopeSchema.refine((s) => s.kind === 'event' || s.kind === 'track' || s.kind === 'camera', {
     message: 'an export scope is event ids, a track, or a camera and time range',
   }),
-  reason: REASON.meta({
+  reason: reason.meta({
     description: 'Why (for the requester; the audit entry holds the scope and digest).',
   }),
 });

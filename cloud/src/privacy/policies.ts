@@ -16,6 +16,7 @@ import type { Kysely } from 'kysely';
 import type { AuditLog } from '../audit/audit-log.js';
 import { VigilError } from '../lib/errors.js';
 import type { AuditActorKind, Database } from '../storage/tables.js';
+import { requestEdgeSync } from './edge-sync-request.js';
 
 export const STORED_DATA_CLASSES = ['event_metadata', 'redacted_media', 'personal_media'] as const;
 export type StoredDataClass = (typeof STORED_DATA_CLASSES)[number];
@@ -206,6 +207,8 @@ export class RetentionPolicies {
             .doUpdateSet(values),
         )
         .execute();
+      // A media policy caps the devices' edge limits: their configs are re-issued (privacy/edge-sync.ts).
+      if (key.dataClass !== 'event_metadata') await requestEdgeSync(tx, tenantId, by.actor, at);
       await this.audit.append(
         {
           tenantId,
@@ -246,6 +249,7 @@ export class RetentionPolicies {
         .returning(['max_age_hours', 'max_bytes'])
         .executeTakeFirst();
       if (!gone) throw new RetentionPolicyError('NOT_FOUND', 'no such retention policy');
+      if (key.dataClass !== 'event_metadata') await requestEdgeSync(tx, tenantId, by.actor, this.now());
       await this.audit.append(
         {
           tenantId,

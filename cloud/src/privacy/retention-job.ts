@@ -2,9 +2,9 @@ import { sql, type Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { AuditLog } from '../audit/audit-log.js';
-import { MEDIA_RETENTION_LOCK } from '../media/retention.js';
 import type { MediaStore } from '../media/store.js';
 import type { LeaderGate } from '../scheduler/lease.js';
+import { PeriodicJob, type RunContext } from '../scheduler/periodic.js';
 import type { Database } from '../storage/tables.js';
 import { whileHoldingLock } from '../storage/leader-lock.js';
 import { eventHeldSql, mediaHeldSql } from './holds.js';
@@ -18,10 +18,9 @@ import { budgetedRows, PAST_AGE, resolvedRows } from './sql.js';
  * are counted (`vigil_cloud_retention_held_items`) and listed by `retention check`. Events are deleted; media
  * become tombstones (reason `retention`) and their bytes are deleted after the commit.
  *
- * One cloud process at a time: the scheduler's leader (its lease), or without one a transaction-held advisory lock
- * (the key of the media-only job it replaces, so that a cloud of the earlier version and this one never run both
- * during an upgrade). Bounded: batches of `batchSize`,
- * at most `maxPerRun` deletions per run (the next run continues). One audit entry per tenant and run
+ * One cloud process at a time, through the shared runner (scheduler/periodic.ts): the scheduler's leader (its
+ * lease; a run ends between batches when the lease lapses), or without one a transaction-held advisory lock.
+ * Bounded: batches of `batchSize`, at most `maxPerRun` deletions per run (the next run continues). One audit entry per tenant and run
  * (`retention.apply`, actor `system`) with the counts, not one per item.
  */
 
@@ -65,6 +64,9 @@ function metric<T>(metrics: Registry, name: string, make: () => T): T {
   return (metrics.getSingleMetric(name) as T | undefined) ?? make();
 }
 
+/** The advisory lock of direct use (no lease): 'vigil-media-ret', the key of the media-only job this replaced. */
+export const RETENTION_LOCK = BigInt('7601290244163952426');
+
 interface Candidate {
   tenant_id: string;
   id: string;
@@ -72,9 +74,7 @@ interface Candidate {
 }
 
 export class RetentionJob {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
-  private stopped = false;
+  private readonly job: PeriodicJob<Omit<RetentionJobRun, 'leader'>>;
   private readonly now: () => Date;
   private readonly log: Logger;
   private readonly deletedTotal: Counter<'class' | 'reason'>;
@@ -117,47 +117,48 @@ export class RetentionJob {
         registers,
       });
     });
+    this.job = new PeriodicJob(
+      {
+        name: 'retention',
+        intervalMs: opts.intervalMs,
+        leader: opts.leader,
+        // Direct use: a transaction-held lock, which survives pgbouncer's transaction pooling. Its key is the one
+        // of the media-only job this one replaced, so that a cloud of that version and this one never both ran.
+        exclusive: (work) => whileHoldingLock(opts.db, RETENTION_LOCK, work),
+        log: this.log,
+        metrics: opts.metrics,
+      },
+      (ctx) =>
+        this.run(ctx).catch((err: unknown) => {
+          this.errorsTotal.inc({ stage: 'run' });
+          throw err;
+        }),
+    );
   }
 
   start(): void {
-    const loop = (): void => {
-      if (this.stopped) return;
-      this.running = this.runAsLeader()
-        .then(() => undefined)
-        .catch((err: unknown) => {
-          this.errorsTotal.inc({ stage: 'run' });
-          this.log.error({ err }, 'retention run failed; retried at the next interval');
-        })
-        .finally(() => {
-          if (!this.stopped) this.timer = setTimeout(loop, this.opts.intervalMs);
-        });
-    };
-    this.timer = setTimeout(loop, 0);
+    this.job.start();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    await this.running;
+    await this.job.stop();
   }
 
   /** One run if this process leads (the scheduler's lease), or, without a lease, gets the lock. */
   async runAsLeader(): Promise<RetentionJobRun> {
-    const notLeader = (): RetentionJobRun => ({
-      leader: false,
-      deleted: zeroCounts(),
-      held: { event_metadata: 0, redacted_media: 0, personal_media: 0 },
-      storeErrors: 0,
-      truncated: false,
-    });
-    const leader = this.opts.leader;
-    if (leader) return leader.isLeader() ? { leader: true, ...(await this.run()) } : notLeader();
-    // Direct use: a transaction-held lock (storage/leader-lock.ts), which survives pgbouncer's transaction pooling.
-    const run = await whileHoldingLock(this.opts.db, MEDIA_RETENTION_LOCK, () => this.run());
-    return run.held ? { leader: true, ...run.result } : notLeader();
+    const out = await this.job.runOnce();
+    return out.ran
+      ? { leader: true, ...out.result }
+      : {
+          leader: false,
+          deleted: zeroCounts(),
+          held: { event_metadata: 0, redacted_media: 0, personal_media: 0 },
+          storeErrors: 0,
+          truncated: false,
+        };
   }
 
-  private async run(): Promise<Omit<RetentionJobRun, 'leader'>> {
+  private async run(ctx: RunContext): Promise<Omit<RetentionJobRun, 'leader'>> {
     const now = this.now();
     const batchSize = this.opts.batchSize ?? 500;
     const maxPerRun = this.opts.maxPerRun ?? 100_000;
@@ -176,7 +177,7 @@ export class RetentionJob {
         if (reason === 'age' && minAge === null) continue;
         if (reason === 'size' && !budgets) continue;
         for (;;) {
-          if (this.stopped) break;
+          if (!ctx.live()) break;
           if (total >= maxPerRun) {
             truncated = true;
             break;

@@ -41,6 +41,8 @@ export interface PrivacyRoutesDeps {
   log: Logger;
   defaults: RetentionDefaults;
   now: () => Date;
+  /** A media policy changed: start the config re-issue now (privacy/edge-sync.ts; it also polls). */
+  nudgeEdgeSync?: (() => void) | undefined;
 }
 
 const iso = (d: Date | null): string | null => (d === null ? null : d.toISOString());
@@ -172,6 +174,7 @@ export function mountPrivacyRoutes(router: Router, deps: PrivacyRoutesDeps): voi
         },
         by(principal),
       );
+      deps.nudgeEdgeSync?.();
       res.json(policyView(p));
     })
     .all(methodNotAllowed('GET', 'HEAD', 'POST'));
@@ -182,6 +185,7 @@ export function mountPrivacyRoutes(router: Router, deps: PrivacyRoutesDeps): voi
       const principal = await allow(res, 'retention:write');
       const key = keyOf(parseOrThrow(policyKeyBody, req.body ?? {}, 'body'));
       await policies.delete(principal.tenant, key, by(principal));
+      deps.nudgeEdgeSync?.();
       res.json({ deleted: true });
     })
     .all(methodNotAllowed('POST'));

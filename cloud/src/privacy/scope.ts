@@ -1,5 +1,6 @@
 import { sql, type RawBuilder } from 'kysely';
 import { z } from 'zod';
+import { cameraRangeShape, checkRange, idToken, trackId } from './schemas.js';
 
 /*
  * What an erasure request or an evidence export covers, inside the caller's tenant: some events by id, one
@@ -11,14 +12,6 @@ import { z } from 'zod';
  * (every value is a bound parameter anyway).
  */
 
-const ID = z
-  .string()
-  .regex(/^[A-Za-z0-9_-]{1,63}$/, 'letters, digits, _ and -, 1-63 characters')
-  .meta({ description: 'A device, camera or site id.' });
-const TRACK = z
-  .string()
-  .regex(/^[A-Za-z0-9_.:-]{1,128}$/, 'letters, digits, _ . : and -, 1-128 characters')
-  .meta({ description: 'A track id as the device reported it.' });
 /** Most event ids one request may name. */
 export const MAX_SCOPE_EVENT_IDS = 1000;
 
@@ -28,21 +21,10 @@ export const scopeSchema = z
       kind: z.literal('event'),
       event_ids: z.array(z.uuid()).min(1).max(MAX_SCOPE_EVENT_IDS),
     }),
-    z.strictObject({ kind: z.literal('track'), device_id: ID, track_id: TRACK }),
-    z
-      .strictObject({
-        kind: z.literal('camera'),
-        device_id: ID,
-        camera_id: ID,
-        from: z.iso.datetime({ offset: true }),
-        to: z.iso.datetime({ offset: true }),
-      })
-      .refine((s) => Date.parse(s.from) < Date.parse(s.to), {
-        message: 'from must be earlier than to',
-        path: ['to'],
-      }),
-    z.strictObject({ kind: z.literal('device'), device_id: ID }),
-    z.strictObject({ kind: z.literal('site'), site_id: ID }),
+    z.strictObject({ kind: z.literal('track'), device_id: idToken, track_id: trackId }),
+    z.strictObject({ kind: z.literal('camera'), ...cameraRangeShape }).superRefine(checkRange),
+    z.strictObject({ kind: z.literal('device'), device_id: idToken }),
+    z.strictObject({ kind: z.literal('site'), site_id: idToken }),
   ])
   .meta({ id: 'PrivacyScope' });
 

@@ -1,11 +1,13 @@
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
+import { Registry } from 'prom-client';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { LeaderGate } from '../scheduler/lease.js';
 import type { ConfigBody } from '../config-ota/body.js';
 import type { DeviceConfigState, VersionedBody } from '../config-ota/issuer.js';
 import type { ConfigKind, Database } from '../storage/tables.js';
 import { whileHoldingLock } from '../storage/leader-lock.js';
+import { PeriodicJob, type RunContext } from '../scheduler/periodic.js';
 import {
   failureOf,
   outcomeOf,
@@ -56,16 +58,18 @@ export interface RolloutExecutorOptions {
   now?: (() => Date) | undefined;
   /** Tick period; default 1000 ms. */
   intervalMs?: number | undefined;
+  /** Where the runner's metrics go (scheduler/periodic.ts); default a registry of its own. */
+  metrics?: Registry | undefined;
   /**
    * The scheduler lease (scheduler/lease.ts): ticks only while this process leads, checked again before each
-   * rollout's step. Without it, a session advisory lock (a single process or tests; not usable through pgbouncer
-   * in transaction pooling mode).
+   * rollout's step. Without it, a transaction-held advisory lock (a single process or tests).
    */
   leader?: LeaderGate | undefined;
 }
 
 /**
- * Runs every active rollout: each tick (one cloud process at a time, under a PostgreSQL advisory lock) reads the
+ * Runs every active rollout: each tick (one cloud process at a time: the scheduler's lease, or an advisory lock,
+ * through the shared runner scheduler/periodic.ts) reads the
  * devices' reported config state and heartbeat signals, asks the planner (rollouts/planner.ts) and executes its
  * actions through the ConfigIssuer.
  *
@@ -76,55 +80,46 @@ export interface RolloutExecutorOptions {
  * completes, the devices its gates passed get its version as their last known good.
  */
 export class RolloutExecutor {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
-  private stopped = false;
+  private readonly job: PeriodicJob<void>;
   private readonly now: () => Date;
   private readonly log: Logger;
 
   constructor(private readonly opts: RolloutExecutorOptions) {
     this.now = opts.now ?? (() => new Date());
     this.log = opts.log.child({ component: 'rollouts' });
+    this.job = new PeriodicJob(
+      {
+        name: 'rollouts',
+        intervalMs: opts.intervalMs ?? 1000,
+        leader: opts.leader,
+        // Without the scheduler's lease (direct use): a transaction-held lock (storage/leader-lock.ts), which,
+        // unlike a session lock, survives pgbouncer's transaction pooling.
+        exclusive: (work) => whileHoldingLock(opts.db, ROLLOUT_LEADER_LOCK, work),
+        log: this.log,
+        metrics: opts.metrics ?? new Registry(),
+      },
+      (ctx) => this.tick(ctx),
+    );
   }
 
   start(): void {
-    const loop = (): void => {
-      if (this.stopped) return;
-      this.running = this.tickAsLeader()
-        .then(() => undefined)
-        .catch((err: unknown) => this.log.error({ err }, 'rollout tick failed'))
-        .finally(() => {
-          if (!this.stopped) this.timer = setTimeout(loop, this.opts.intervalMs ?? 1000);
-        });
-    };
-    this.timer = setTimeout(loop, 0);
+    this.job.start();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    await this.running;
+    await this.job.stop();
   }
 
-  /** One tick if this process gets the leader lock; false when another process holds it. */
+  /** One tick if this process leads (or gets the leader lock); false when it does not. */
   async tickAsLeader(): Promise<boolean> {
-    const leader = this.opts.leader;
-    if (leader) {
-      if (!leader.isLeader()) return false;
-      await this.tick();
-      return true;
-    }
-    // Without the scheduler's lease (direct use): a transaction-held lock (storage/leader-lock.ts), which, unlike
-    // a session lock, survives pgbouncer's transaction pooling.
-    const run = await whileHoldingLock(this.opts.db, ROLLOUT_LEADER_LOCK, () => this.tick());
-    return run.held;
+    return (await this.job.runOnce()).ran;
   }
 
   /** Advances every active rollout by one step. */
-  async tick(): Promise<void> {
+  async tick(ctx?: RunContext): Promise<void> {
     for (const r of await this.opts.store.active()) {
       // A stale leader (lease lapsed mid-tick) stops between steps: at most one step overlaps the new leader's.
-      if (this.opts.leader && !this.opts.leader.isLeader()) return;
+      if (ctx && !ctx.live()) return;
       try {
         await this.step(r);
       } catch (err) {

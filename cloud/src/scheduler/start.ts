@@ -80,6 +80,7 @@ export async function startScheduler(deps: {
     issuer: deps.issuer,
     audit: deps.audit,
     log,
+    metrics: deps.metrics,
     now: deps.now,
     leader: lease,
   });

@@ -24,6 +24,7 @@ import * as m0024 from './migrations/0024_scheduler_leases.js';
 import * as m0025 from './migrations/0025_retention_policies.js';
 import * as m0026 from './migrations/0026_erasure.js';
 import * as m0027 from './migrations/0027_alerts_eido_pull.js';
+import * as m0033 from './migrations/0033_edge_retention_sync.js';
 import * as m0034 from './migrations/0034_rollouts_one_active.js';
 
 // Migrations are listed in code (not read from a folder at run time) so that a bundled or relocated
@@ -53,6 +54,7 @@ const migrations: Record<string, Migration> = {
   '0025_retention_policies': m0025,
   '0026_erasure': m0026,
   '0027_alerts_eido_pull': m0027,
+  '0033_edge_retention_sync': m0033,
   '0034_rollouts_one_active': m0034,
 };
 

@@ -208,6 +208,28 @@ export interface DeviceConfigsTable {
   issued_by: string;
   issued_at: Date;
   expires_at: Date;
+  /**
+   * The body's `retention` section as asked for, before retention policies capped it (migration 0033,
+   * privacy/edge-sync.ts); null: the body had none. Read: the object; write: its JSON text.
+   */
+  requested_retention: ColumnType<Record<string, unknown> | null, string | null | undefined, never>;
+}
+
+/** The config re-issue a retention policy change asks for, one row per tenant (migration 0033). */
+export interface EdgeRetentionSyncsTable {
+  tenant_id: string;
+  generation: ColumnType<string, string | number | bigint | undefined, string | number | bigint>;
+  state: 'pending' | 'running' | 'done';
+  cursor_device: string | null;
+  devices_checked: ColumnType<number, number | undefined, number>;
+  devices_reissued: ColumnType<number, number | undefined, number>;
+  devices_failed: ColumnType<number, number | undefined, number>;
+  batches: ColumnType<number, number | undefined, number>;
+  requested_by: string;
+  requested_at: Date;
+  started_at: Date | null;
+  finished_at: Date | null;
+  updated_at: Date;
 }
 
 export type ConfigKind = 'direct' | 'rollout' | 'rollback';
@@ -583,6 +605,7 @@ export interface Database {
   retention_policies: RetentionPoliciesTable;
   privacy_settings: PrivacySettingsTable;
   erasure_requests: ErasureRequestsTable;
+  edge_retention_syncs: EdgeRetentionSyncsTable;
   alert_targets: AlertTargetsTable;
   alert_rules: AlertRulesTable;
   alert_incidents: AlertIncidentsTable;
