@@ -46,6 +46,7 @@ describe('PostgreSQL migrations', () => {
       '0025_retention_policies',
       '0026_erasure',
       '0027_alerts_eido_pull',
+      '0030_console_sessions_reviews',
     ]);
     expect(await tables(db)).toEqual(
       expect.arrayContaining([
@@ -100,6 +101,7 @@ describe('PostgreSQL migrations', () => {
   });
 
   it('roll back and forward again', async () => {
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0030_console_sessions_reviews']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0027_alerts_eido_pull']);
     const lastSeen = await sql<{ n: number }>`
       select count(*)::int as n from information_schema.columns
@@ -119,6 +121,7 @@ describe('PostgreSQL migrations', () => {
       '0025_retention_policies',
       '0026_erasure',
       '0027_alerts_eido_pull',
+      '0030_console_sessions_reviews',
     ]);
     const states = await sql<{ device_id: string; state: string }>`
       select device_id, state from legal_holds where tenant_id = 'mh' order by device_id`.execute(db);
@@ -126,6 +129,7 @@ describe('PostgreSQL migrations', () => {
       { device_id: 'gw', state: 'active' },
       { device_id: 'gw2', state: 'released' },
     ]);
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0030_console_sessions_reviews']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0027_alerts_eido_pull']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0026_erasure']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0025_retention_policies']);
@@ -213,10 +217,12 @@ describe('PostgreSQL migrations', () => {
       '0025_retention_policies',
       '0026_erasure',
       '0027_alerts_eido_pull',
+      '0030_console_sessions_reviews',
     ]);
   });
 
   it('0013 backfills current NATS keys; of two active devices sharing one, the first enrolled keeps it', async () => {
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0030_console_sessions_reviews']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0027_alerts_eido_pull']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0026_erasure']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0025_retention_policies']);
@@ -261,6 +267,7 @@ describe('PostgreSQL migrations', () => {
       '0025_retention_policies',
       '0026_erasure',
       '0027_alerts_eido_pull',
+      '0030_console_sessions_reviews',
     ]);
     const rows = await db
       .selectFrom('devices')
