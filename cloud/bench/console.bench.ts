@@ -80,8 +80,12 @@ async function main(): Promise<void> {
     api: { enabled: false },
   });
   const audit = new AuditLog(db, quiet, metrics);
-  const sessions = new SessionStore({ ttlMs: 3_600_000, maxSessions: 10, maxPending: 10 }, Date.now);
-  const session = sessions.create({ subject: 'bench@acme', tenant: 'acme', roles: ['admin'] }, undefined);
+  const sessions = new SessionStore(
+    db,
+    { ttlMs: 3_600_000, maxSessions: 10, maxPerUser: 10, maxPending: 10 },
+    Date.now,
+  );
+  const session = await sessions.create({ subject: 'bench@acme', tenant: 'acme', roles: ['admin'] }, undefined);
   const app = express();
   app.use(
     '/console',

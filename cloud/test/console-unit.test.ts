@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { parseCloudConfig } from '../src/config/load.js';
 import { escapeHtml, html } from '../src/console/html.js';
 import { readCookie } from '../src/console/security.js';
-import { LOGIN_TTL_MS, SessionStore, sameToken } from '../src/console/session.js';
+import { sameToken } from '../src/console/session.js';
 
 describe('console html: escaping by construction', () => {
   it('escapes every interpolation, nested lists too, and passes only html-made markup through', () => {
@@ -19,44 +19,7 @@ describe('console html: escaping by construction', () => {
   });
 });
 
-describe('console sessions (injected clock)', () => {
-  const principal = { subject: 'u', tenant: 't', roles: ['viewer'] };
-
-  it('expire at their TTL, are bounded (oldest dropped), and can be deleted', () => {
-    let now = 1_000_000;
-    const store = new SessionStore({ ttlMs: 60_000, maxSessions: 2, maxPending: 2 }, () => now);
-    const a = store.create(principal, undefined);
-    expect(a.id).toMatch(/^[A-Za-z0-9_-]{43}$/);
-    expect(a.csrf).not.toBe(a.id);
-    expect(store.get(a.id)).toBe(a);
-    now += 59_999;
-    expect(store.get(a.id)).toBe(a);
-    now += 1;
-    expect(store.get(a.id)).toBeUndefined();
-    const b = store.create(principal, undefined);
-    const c = store.create(principal, undefined);
-    const d = store.create(principal, undefined);
-    expect(store.size).toBe(2);
-    expect(store.get(b.id)).toBeUndefined();
-    expect(store.get(c.id)).toBe(c);
-    store.delete(d.id);
-    expect(store.get(d.id)).toBeUndefined();
-    expect(store.get(undefined)).toBeUndefined();
-    expect(store.get('x'.repeat(65))).toBeUndefined();
-  });
-
-  it('hands out a pending login once, and not after its TTL', () => {
-    let now = 0;
-    const store = new SessionStore({ ttlMs: 60_000, maxSessions: 2, maxPending: 2 }, () => now);
-    const p = store.beginLogin('/console/events');
-    expect(p.verifier).toMatch(/^[A-Za-z0-9_-]{43}$/); // RFC 7636: 43-128 unreserved characters
-    expect(store.takeLogin(p.state)).toBe(p);
-    expect(store.takeLogin(p.state)).toBeUndefined();
-    const q = store.beginLogin('/console');
-    now += LOGIN_TTL_MS;
-    expect(store.takeLogin(q.state)).toBeUndefined();
-  });
-
+describe('console tokens and cookies', () => {
   it('compares tokens in constant time and reads cookies', () => {
     expect(sameToken('abc', 'abc')).toBe(true);
     expect(sameToken('abc', 'abd')).toBe(false);

@@ -381,8 +381,13 @@ export const cloudConfigSchema = z
           .min(60)
           .max(86_400)
           .default(8 * 3600),
-        /** Sessions held by this process; the oldest is dropped past it. */
+        /**
+         * Sessions of all users (in PostgreSQL, shared by every API process), and logins in flight; the oldest
+         * is deleted past it.
+         */
         maxSessions: z.number().int().min(1).max(1_000_000).default(10_000),
+        /** Sessions of one user (a login per browser); past it that user's oldest session is deleted. */
+        maxSessionsPerUser: z.number().int().min(1).max(1000).default(10),
         /** The Secure flag of the session cookie; false only for http://localhost development. */
         cookieSecure: z.boolean().default(true),
       })

@@ -23,7 +23,9 @@ export interface ConsoleMount {
    * session cookie, and an Origin of this console (a cross-site page cannot open the stream with the
    * user's cookie). Undefined otherwise; `expiresAt` closes the stream when the session ends.
    */
-  streamPrincipal: (req: IncomingMessage) => { principal: Principal; expiresAt: number } | undefined;
+  streamPrincipal: (
+    req: IncomingMessage,
+  ) => Promise<{ principal: Principal; expiresAt: number } | undefined>;
 }
 
 export interface ConsoleStartDeps {
@@ -47,7 +49,13 @@ export function createConsole(
   const cookie = { secure: c.cookieSecure };
   const origin = expectedOrigin(c.oidc.redirectUrl);
   const sessions = new SessionStore(
-    { ttlMs: c.sessionTtlSeconds * 1000, maxSessions: c.maxSessions, maxPending: c.maxSessions },
+    deps.db,
+    {
+      ttlMs: c.sessionTtlSeconds * 1000,
+      maxSessions: c.maxSessions,
+      maxPerUser: c.maxSessionsPerUser,
+      maxPending: c.maxSessions,
+    },
     () => deps.now().getTime(),
   );
   const router = createConsoleRouter({
@@ -61,9 +69,9 @@ export function createConsole(
   });
   return {
     mount: { path: '/console', handler: router },
-    streamPrincipal: (req) => {
+    streamPrincipal: async (req) => {
       if (req.headers.origin !== origin) return undefined;
-      const s = sessions.get(readCookie(req.headers.cookie, sessionCookieName(cookie)));
+      const s = await sessions.get(readCookie(req.headers.cookie, sessionCookieName(cookie)));
       return s && { principal: s.principal, expiresAt: s.expiresAt };
     },
   };

@@ -77,7 +77,7 @@ export function createConsoleRouter(deps: ConsoleDeps): Router {
     layout({ title, page: undefined, principal: undefined, csrf: undefined, assets, body });
 
   router.get('/login', async (req, res) => {
-    const login = deps.sessions.beginLogin(safeReturn(req.query.return_to));
+    const login = await deps.sessions.beginLogin(safeReturn(req.query.return_to));
     const url = await deps.oidc.authorizationUrl(login);
     // Binds the login to this browser: a callback with someone else's state (login CSRF) finds no cookie.
     res.cookie(LOGIN_COOKIE, login.state, {
@@ -94,10 +94,10 @@ export function createConsoleRouter(deps: ConsoleDeps): Router {
     const state = typeof req.query.state === 'string' ? req.query.state : undefined;
     const bound = readCookie(req.headers.cookie, LOGIN_COOKIE);
     res.clearCookie(LOGIN_COOKIE, { path: '/console/auth' });
-    const login = state !== undefined && bound === state ? deps.sessions.takeLogin(state) : undefined;
+    const login = state !== undefined && bound === state ? await deps.sessions.takeLogin(state) : undefined;
     if (login === undefined) throw new LoginError('state', 'unknown, expired or foreign login state');
     const { principal, idToken } = await deps.oidc.finish(new URL(req.originalUrl, deps.origin), login);
-    const session = deps.sessions.create(principal, idToken);
+    const session = await deps.sessions.create(principal, idToken);
     setSessionCookie(res, deps.cookie, session);
     logins.inc({ result: 'ok' });
     log.info({ sub: principal.subject, tenant: principal.tenant, roles: principal.roles }, 'console login');
@@ -115,8 +115,8 @@ export function createConsoleRouter(deps: ConsoleDeps): Router {
   router.use(express.urlencoded({ extended: false, limit: CONSOLE_BODY_LIMIT, parameterLimit: 100 }));
   router.use(requireCsrf(deps.origin, csrfRefused));
 
-  router.post('/logout', (_req, res) => {
-    deps.sessions.delete(consoleSession(res).id);
+  router.post('/logout', async (_req, res) => {
+    await deps.sessions.delete(consoleSession(res).id);
     clearSessionCookie(res, deps.cookie);
     res.redirect(303, '/console/logged-out');
   });
