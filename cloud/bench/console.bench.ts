@@ -12,6 +12,8 @@
 import type { AddressInfo } from 'node:net';
 import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
+import { AlertStore } from '../src/alerts/store.js';
+import { WebhookStore } from '../src/integrations/store.js';
 import express from 'express';
 import { sql, type Kysely } from 'kysely';
 import pg from 'pg';
@@ -110,6 +112,8 @@ async function main(): Promise<void> {
       origin: 'http://127.0.0.1',
       media: { repository: new MediaRepository(db), store: undefined },
       revoker: new DeviceRevoker(db, undefined, audit, quiet),
+      alerts: { store: new AlertStore(db), senderDomain: 'bench.example' },
+      webhooks: { store: new WebhookStore(db), policy: { allowInsecureHttp: false, allowPrivateNetworks: false } },
     }),
   );
   const server = createServer(app);

@@ -12,7 +12,7 @@ import type { MediaStore } from '../media/store.js';
 import type { DeviceRevoker } from '../fleet/revocation.js';
 import type { Database } from '../storage/tables.js';
 import { OidcClient } from './oidc.js';
-import { createConsoleRouter } from './router.js';
+import { createConsoleRouter, type ConsoleDeps } from './router.js';
 import { expectedOrigin, readCookie, sessionCookieName } from './security.js';
 import { SessionStore } from './session.js';
 
@@ -37,6 +37,8 @@ export interface ConsoleStartDeps {
   now: () => Date;
   media: { repository: MediaRepository; store: MediaStore | undefined };
   revoker: DeviceRevoker;
+  alerts: ConsoleDeps['alerts'];
+  webhooks: ConsoleDeps['webhooks'];
 }
 
 /** The console (config `console`), or undefined when it is disabled. */

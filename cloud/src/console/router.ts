@@ -16,6 +16,8 @@ import { mountDevicePage } from './pages/device.js';
 import { mountEventPages } from './pages/events.js';
 import { mountFleetPage } from './pages/fleet.js';
 import { mountRolloutPages } from './pages/rollouts.js';
+import { mountDeadLetterPages, type DeadLetterDeps } from './pages/dead-letters.js';
+import { mountWebhookPages, type WebhookPageDeps } from './pages/webhooks.js';
 import {
   clearSessionCookie,
   consoleSession,
@@ -38,6 +40,10 @@ export interface ConsoleDeps extends Omit<PageDeps, 'assets'> {
   origin: string;
   media: { repository: MediaRepository; store: MediaStore | undefined };
   revoker: DeviceRevoker;
+  /** The API's alert store (dead letters) and config alerts.senderDomain. */
+  alerts: DeadLetterDeps['alerts'];
+  /** The API's webhook store and config integrations' URL policy. */
+  webhooks: WebhookPageDeps['webhooks'];
 }
 
 /** Bounded form bodies: the largest is a rollout's config document. */
@@ -125,6 +131,8 @@ export function createConsoleRouter(deps: ConsoleDeps): Router {
   mountDevicePage(router, { ...pageDeps, revoker: deps.revoker });
   mountEventPages(router, pageDeps);
   mountRolloutPages(router, pageDeps);
+  mountDeadLetterPages(router, { ...pageDeps, alerts: deps.alerts });
+  mountWebhookPages(router, { ...pageDeps, webhooks: deps.webhooks });
   mountAuditPage(router, pageDeps);
 
   // Snapshots: the API's own media route (its decisions, and `media.read` on the audit log before any byte),
