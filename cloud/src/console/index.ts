@@ -47,9 +47,11 @@ export function createConsole(
   deps: ConsoleStartDeps,
 ): ConsoleMount | undefined {
   const c = config.console;
-  if (!c.enabled || c.oidc === undefined) return undefined;
+  const devLogin = c.devLogin.enabled ? c.devLogin : undefined;
+  if (!c.enabled || (c.oidc === undefined && devLogin === undefined)) return undefined;
   const cookie = { secure: c.cookieSecure };
-  const origin = expectedOrigin(c.oidc.redirectUrl);
+  // The schema makes sure one of them is there (the dev origin is required without oidc).
+  const origin = c.oidc ? expectedOrigin(c.oidc.redirectUrl) : devLogin!.origin!;
   const sessions = new SessionStore(
     deps.db,
     {
@@ -65,7 +67,8 @@ export function createConsole(
     maxPageSize: config.api.maxPageSize,
     offlineAfterSeconds: config.fleet.offlineAfterSeconds,
     sessions,
-    oidc: new OidcClient(c.oidc),
+    oidc: c.oidc && new OidcClient(c.oidc),
+    devLoginTenant: devLogin?.tenant,
     cookie,
     origin,
   });

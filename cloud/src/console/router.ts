@@ -30,11 +30,15 @@ import {
 } from './security.js';
 import type { SessionStore } from './session.js';
 import { mountStatic } from './static.js';
+import { mountDevLogin } from './dev-login.js';
 
 export interface ConsoleDeps extends Omit<PageDeps, 'assets'> {
   metrics: Registry;
   sessions: SessionStore;
-  oidc: OidcClient;
+  /** The identity provider; undefined when only the development login is configured. */
+  oidc: OidcClient | undefined;
+  /** The development login's tenant (config console.devLogin, `./dev up` only); undefined: off. */
+  devLoginTenant?: string | undefined;
   cookie: CookieSettings;
   /** This console's origin (scheme://host:port), from the configured redirect URL. */
   origin: string;
@@ -82,9 +86,25 @@ export function createConsoleRouter(deps: ConsoleDeps): Router {
   const bare = (title: string, body: ReturnType<typeof html>): string =>
     layout({ title, page: undefined, principal: undefined, csrf: undefined, assets, body });
 
+  if (deps.devLoginTenant !== undefined)
+    mountDevLogin(router, {
+      sessions: deps.sessions,
+      cookie: deps.cookie,
+      origin: deps.origin,
+      tenant: deps.devLoginTenant,
+      log,
+      logins,
+      bare,
+    });
+  const oidc = deps.oidc;
+
   router.get('/login', async (req, res) => {
+    if (oidc === undefined) {
+      res.redirect(303, '/console/dev-login');
+      return;
+    }
     const login = await deps.sessions.beginLogin(safeReturn(req.query.return_to));
-    const url = await deps.oidc.authorizationUrl(login);
+    const url = await oidc.authorizationUrl(login);
     // Binds the login to this browser: a callback with someone else's state (login CSRF) finds no cookie.
     res.cookie(LOGIN_COOKIE, login.state, {
       httpOnly: true,
@@ -101,8 +121,9 @@ export function createConsoleRouter(deps: ConsoleDeps): Router {
     const bound = readCookie(req.headers.cookie, LOGIN_COOKIE);
     res.clearCookie(LOGIN_COOKIE, { path: '/console/auth' });
     const login = state !== undefined && bound === state ? await deps.sessions.takeLogin(state) : undefined;
-    if (login === undefined) throw new LoginError('state', 'unknown, expired or foreign login state');
-    const { principal, idToken } = await deps.oidc.finish(new URL(req.originalUrl, deps.origin), login);
+    if (login === undefined || oidc === undefined)
+      throw new LoginError('state', 'unknown, expired or foreign login state');
+    const { principal, idToken } = await oidc.finish(new URL(req.originalUrl, deps.origin), login);
     const session = await deps.sessions.create(principal, idToken);
     setSessionCookie(res, deps.cookie, session);
     logins.inc({ result: 'ok' });
