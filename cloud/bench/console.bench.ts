@@ -87,7 +87,10 @@ async function main(): Promise<void> {
     { ttlMs: 3_600_000, maxSessions: 10, maxPerUser: 10, maxPending: 10 },
     Date.now,
   );
-  const session = await sessions.create({ subject: 'bench@acme', tenant: 'acme', roles: ['admin'] }, undefined);
+  const session = await sessions.create(
+    { subject: 'bench@acme', tenant: 'acme', roles: ['admin'] },
+    undefined,
+  );
   const app = express();
   app.use(
     '/console',
@@ -113,7 +116,10 @@ async function main(): Promise<void> {
       media: { repository: new MediaRepository(db), store: undefined },
       revoker: new DeviceRevoker(db, undefined, audit, quiet),
       alerts: { store: new AlertStore(db), senderDomain: 'bench.example' },
-      webhooks: { store: new WebhookStore(db), policy: { allowInsecureHttp: false, allowPrivateNetworks: false } },
+      webhooks: {
+        store: new WebhookStore(db),
+        policy: { allowInsecureHttp: false, allowPrivateNetworks: false },
+      },
     }),
   );
   const server = createServer(app);

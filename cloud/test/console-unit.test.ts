@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseCloudConfig } from '../src/config/load.js';
 import { escapeHtml, html } from '../src/console/html.js';
@@ -67,5 +68,63 @@ describe('console config', () => {
     expect(() =>
       parseCloudConfig({ ...base, api: { enabled: false }, console: { enabled: true, oidc } }),
     ).toThrow(/console\.enabled/);
+  });
+});
+
+describe('console development login (./dev up only)', () => {
+  const base = {
+    database: { url: 'postgres://x@localhost/x' },
+    nats: { servers: ['tls://localhost:1'], tls: { caFile: 'x', certFile: 'x', keyFile: 'x' } },
+    auth: { jwksFile: 'x' },
+  };
+  const devConsole = {
+    enabled: true,
+    cookieSecure: false,
+    devLogin: { enabled: true, tenant: 'dev', origin: 'http://127.0.0.1:8080' },
+  };
+
+  it('is accepted on a loopback listener with a non-Secure cookie, as ./dev up writes it', () => {
+    const c = parseCloudConfig({ ...base, http: { host: '127.0.0.1', port: 8080 }, console: devConsole });
+    expect(c.console.devLogin).toEqual({ enabled: true, tenant: 'dev', origin: 'http://127.0.0.1:8080' });
+    // Off unless asked for.
+    expect(parseCloudConfig(base).console.devLogin.enabled).toBe(false);
+  });
+
+  it('is refused on a non-loopback listener, with a Secure cookie, or without an origin', () => {
+    expect(() => parseCloudConfig({ ...base, http: { host: '0.0.0.0' }, console: devConsole })).toThrow(
+      /development login is for \.\/dev up only/,
+    );
+    expect(() =>
+      parseCloudConfig({
+        ...base,
+        http: { host: '127.0.0.1' },
+        console: { ...devConsole, cookieSecure: true },
+      }),
+    ).toThrow(/development login is for \.\/dev up only/);
+    expect(() =>
+      parseCloudConfig({
+        ...base,
+        console: { ...devConsole, devLogin: { enabled: true, origin: 'https://console.example.com' } },
+      }),
+    ).toThrow(/loopback/);
+    expect(() =>
+      parseCloudConfig({ ...base, console: { ...devConsole, devLogin: { enabled: true } } }),
+    ).toThrow(/origin/);
+  });
+
+  it('cannot be turned on in the production configs we ship (infra/k8s overlays)', () => {
+    for (const overlay of ['ha', 'single-node']) {
+      const file = new URL(`../../infra/k8s/overlays/${overlay}/cloud.json`, import.meta.url);
+      const prod = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+      const parsed = parseCloudConfig(prod);
+      expect(parsed.console.devLogin.enabled).toBe(false);
+      const consoleSection = (prod.console ?? {}) as Record<string, unknown>;
+      expect(() =>
+        parseCloudConfig({
+          ...prod,
+          console: { ...consoleSection, enabled: true, cookieSecure: false, devLogin: devConsole.devLogin },
+        }),
+      ).toThrow(/development login is for \.\/dev up only/);
+    }
   });
 });

@@ -405,7 +405,10 @@ export const cloudConfigSchema = z
             /** The console's origin as the browser names it (http://127.0.0.1:<port>); without oidc, required. */
             origin: z
               .string()
-              .regex(/^http:\/\/(localhost|127\.0\.0\.1|\[::1\])(:\d{1,5})?$/, 'must be http://localhost or loopback, no path')
+              .regex(
+                /^http:\/\/(localhost|127\.0\.0\.1|\[::1\])(:\d{1,5})?$/,
+                'must be http://localhost or loopback, no path',
+              )
               .optional(),
           })
           .prefault({}),

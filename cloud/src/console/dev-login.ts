@@ -36,8 +36,8 @@ export function mountDevLogin(router: Router, deps: DevLoginDeps): void {
       deps.bare(
         'Development login',
         html`<p>
-            <strong>Development only</strong> (./dev up): log in to tenant <code>${deps.tenant}</code> with a role,
-            no identity provider. A deployed cloud refuses this setting.
+            <strong>Development only</strong> (./dev up): log in to tenant <code>${deps.tenant}</code> with a
+            role, no identity provider. A deployed cloud refuses this setting.
           </p>
           <form method="post" action="/console/dev-login" class="dev-login">
             <fieldset>
@@ -45,7 +45,8 @@ export function mountDevLogin(router: Router, deps: DevLoginDeps): void {
               ${DEV_LOGIN_ROLES.map(
                 (r, i) =>
                   html`<label
-                    ><input type="radio" name="role" value="${r}" ${i === 0 ? html`checked` : ''} /> ${r}</label
+                    ><input type="radio" name="role" value="${r}" ${i === 0 ? html`checked` : ''} />
+                    ${r}</label
                   >`,
               )}
             </fieldset>

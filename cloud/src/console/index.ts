@@ -23,9 +23,7 @@ export interface ConsoleMount {
    * session cookie, and an Origin of this console (a cross-site page cannot open the stream with the
    * user's cookie). Undefined otherwise; `expiresAt` closes the stream when the session ends.
    */
-  streamPrincipal: (
-    req: IncomingMessage,
-  ) => Promise<{ principal: Principal; expiresAt: number } | undefined>;
+  streamPrincipal: (req: IncomingMessage) => Promise<{ principal: Principal; expiresAt: number } | undefined>;
 }
 
 export interface ConsoleStartDeps {

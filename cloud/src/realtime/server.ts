@@ -59,8 +59,7 @@ export interface EventStreamDeps {
    * (console/index.ts streamPrincipal). Asked only when the request has no bearer token.
    */
   sessionPrincipal?:
-    | ((req: IncomingMessage) => Promise<{ principal: Principal; expiresAt: number } | undefined>)
-    | undefined;
+    ((req: IncomingMessage) => Promise<{ principal: Principal; expiresAt: number } | undefined>) | undefined;
 }
 
 class Refusal extends Error {

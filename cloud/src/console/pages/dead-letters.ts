@@ -37,7 +37,10 @@ export function mountDeadLetterPages(router: Router, deps: DeadLetterDeps): void
     await read(p);
     const rows = await deps.alerts.store.listMessages(p.tenant, { state: 'dead' }, DEAD_LETTERS_PAGE_SIZE);
     const body = html`
-      <p>Alert messages (CAP or EIDO) that gave up on delivery, newest first (at most ${DEAD_LETTERS_PAGE_SIZE}).</p>
+      <p>
+        Alert messages (CAP or EIDO) that gave up on delivery, newest first (at most
+        ${DEAD_LETTERS_PAGE_SIZE}).
+      </p>
       ${
         rows.length === 0
           ? html`<p class="empty">No dead letters.</p>`
@@ -56,7 +59,9 @@ export function mountDeadLetterPages(router: Router, deps: DeadLetterDeps): void
                   ${rows.map(
                     (m) =>
                       html`<tr data-message="${m.id}">
-                        <td><a href="/console/dead-letters/${encodeURIComponent(m.id)}">${m.identifier}</a></td>
+                        <td>
+                          <a href="/console/dead-letters/${encodeURIComponent(m.id)}">${m.identifier}</a>
+                        </td>
                         <td>${m.msg_type}</td>
                         <td>${time(m.sent)}</td>
                         <td>${m.attempts}</td>
@@ -89,9 +94,11 @@ export function mountDeadLetterPages(router: Router, deps: DeadLetterDeps): void
         <tbody>
           ${row('Message', m.id)} ${row('Identifier', m.identifier)} ${row('State', m.state)}
           ${row('Type', m.msg_type)} ${row('Incident', m.incident_id)} ${row('Target', m.target_id)}
-          ${row('Event', m.event_id)} ${row('Sent (UTC)', time(m.sent))} ${row('Attempts', String(m.attempts))}
+          ${row('Event', m.event_id)} ${row('Sent (UTC)', time(m.sent))}
+          ${row('Attempts', String(m.attempts))}
           ${row('HTTP status', m.http_status === null ? '—' : String(m.http_status))}
-          ${row('Error', m.error ?? '—')} ${row('Answer', m.answer ?? '—')} ${row('Updated (UTC)', time(m.updated_at))}
+          ${row('Error', m.error ?? '—')} ${row('Answer', m.answer ?? '—')}
+          ${row('Updated (UTC)', time(m.updated_at))}
         </tbody>
       </table>
       <h2>Document</h2>

@@ -114,8 +114,8 @@ export function mountWebhookPages(router: Router, deps: WebhookPageDeps): void {
     const secret = html`<section class="secret" role="status" aria-label="New webhook secret">
       <h2>Webhook created</h2>
       <p>
-        Its signing secret is shown <strong>this once</strong>: copy it now into the receiver (HMAC-SHA256 key,
-        RFC 9421 signatures with keyid <code>${hook.id}</code>).
+        Its signing secret is shown <strong>this once</strong>: copy it now into the receiver (HMAC-SHA256
+        key, RFC 9421 signatures with keyid <code>${hook.id}</code>).
       </p>
       <p><code class="secret-value" data-secret>${hook.secret}</code></p>
     </section>`;

@@ -27,7 +27,11 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .on('console_sessions')
     .columns(['tenant_id', 'subject', 'created_at'])
     .execute();
-  await db.schema.createIndex('console_sessions_expiry').on('console_sessions').column('expires_at').execute();
+  await db.schema
+    .createIndex('console_sessions_expiry')
+    .on('console_sessions')
+    .column('expires_at')
+    .execute();
   await db.schema
     .createTable('console_logins')
     .addColumn('state_hash', 'text', (c) => c.primaryKey())
