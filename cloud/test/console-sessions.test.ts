@@ -34,7 +34,10 @@ describe('console sessions (PostgreSQL, injected clock)', () => {
     // Process B reads what process A wrote: principal, CSRF token, expiry.
     expect(await b.get(s.id)).toEqual(s);
     // The table holds the id's hash, never the id.
-    const rows = await db.selectFrom('console_sessions').select(['id_hash', 'tenant_id', 'subject']).execute();
+    const rows = await db
+      .selectFrom('console_sessions')
+      .select(['id_hash', 'tenant_id', 'subject'])
+      .execute();
     expect(rows).toContainEqual({ id_hash: tokenHash(s.id), tenant_id: 't1', subject: 'u1' });
     expect(JSON.stringify(rows)).not.toContain(s.id);
     now += 59_999;
