@@ -578,6 +578,8 @@ describe('web console (chromium, OIDC login, real cloud)', () => {
         .executeTakeFirst(),
     ).toEqual({ reviewed_by: 'user@acme' });
     // Dead letters and webhooks: the pages are refused (no list, no controls), and so are forged replays/creates.
+    // (The refusal page has no logout form: the session's token is read before.)
+    const vtoken = await csrfOf(vpage);
     await vpage.goto(`${base()}/console/dead-letters`);
     expect(await vpage.locator('h1').textContent()).toBe('Not allowed');
     expect(await vpage.locator('button').filter({ hasText: 'Replay' }).count()).toBe(0);
@@ -587,7 +589,7 @@ describe('web console (chromium, OIDC login, real cloud)', () => {
     const replay = await vpage.request.post(
       `${base()}/console/dead-letters/${encodeURIComponent(msg)}/replay`,
       {
-        form: { _csrf: await csrfOf(vpage) },
+        form: { _csrf: vtoken },
         headers: { origin: base() },
         maxRedirects: 0,
       },
@@ -612,7 +614,7 @@ describe('web console (chromium, OIDC login, real cloud)', () => {
         .length;
     const before = await hooks();
     const forgedHook = await vpage.request.post(`${base()}/console/webhooks`, {
-      form: { _csrf: await csrfOf(vpage), url: 'https://evil.example/x' },
+      form: { _csrf: vtoken, url: 'https://evil.example/x' },
       headers: { origin: base() },
       maxRedirects: 0,
     });
