@@ -1,8 +1,20 @@
 // Console sessions in PostgreSQL (console/session.ts, migration 0030): what two API processes share. Real
 // PostgreSQL, an injected clock; two stores on one database stand for two processes here (the browser test
 // logs in through one cloud and uses the session on another).
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { useDatabase } from '@vigil/testkit';
+import express from 'express';
 import type { Kysely } from 'kysely';
+import { pino } from 'pino';
+import { Registry } from 'prom-client';
+import { AlertStore } from '../src/alerts/store.js';
+import { AuditLog } from '../src/audit/audit-log.js';
+import { createCedarAuthorizer } from '../src/auth/cedar.js';
+import { createConsoleRouter } from '../src/console/router.js';
+import { DeviceRevoker } from '../src/fleet/revocation.js';
+import { WebhookStore } from '../src/integrations/store.js';
+import { MediaRepository } from '../src/media/repository.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDb } from '../src/index.js';
 import { LOGIN_TTL_MS, SessionStore, tokenHash } from '../src/console/session.js';
@@ -91,5 +103,65 @@ describe('console sessions (PostgreSQL, injected clock)', () => {
     expect(await b.takeLogin(r1.state)).toBeUndefined();
     expect((await b.takeLogin(r2.state))?.state).toBe(r2.state);
     expect((await b.takeLogin(r3.state))?.state).toBe(r3.state);
+  });
+
+  it('the development login (no provider) makes a session like an OIDC login; a foreign Origin is refused', async () => {
+    const quiet = pino({ level: 'silent' });
+    const metrics = new Registry();
+    const audit = new AuditLog(db, quiet, metrics);
+    const app = express();
+    app.use(
+      '/console',
+      createConsoleRouter({
+        db,
+        authorizer: createCedarAuthorizer({ log: quiet, metrics }),
+        log: quiet,
+        metrics,
+        audit,
+        now: () => new Date(),
+        maxPageSize: 100,
+        offlineAfterSeconds: 60,
+        sessions: new SessionStore(db, { ...opts, ttlMs: 3_600_000 }, Date.now),
+        oidc: undefined,
+        devLoginTenant: 'dev',
+        cookie: { secure: false },
+        origin: 'http://127.0.0.1',
+        media: { repository: new MediaRepository(db), store: undefined },
+        revoker: new DeviceRevoker(db, undefined, audit, quiet),
+        alerts: { store: new AlertStore(db), senderDomain: 'test.example' },
+        webhooks: {
+          store: new WebhookStore(db),
+          policy: { allowInsecureHttp: false, allowPrivateNetworks: false },
+        },
+      }),
+    );
+    const server: Server = createServer(app);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      // Without a provider, the login goes to the development login.
+      const login = await fetch(`${base}/console/login`, { redirect: 'manual' });
+      expect(login.headers.get('location')).toBe('/console/dev-login');
+      expect(await (await fetch(`${base}/console/dev-login`)).text()).toContain('name="role"');
+      const post = (origin: string | undefined) =>
+        fetch(`${base}/console/dev-login`, {
+          method: 'POST',
+          redirect: 'manual',
+          headers: { 'content-type': 'application/x-www-form-urlencoded', ...(origin ? { origin } : {}) },
+          body: 'role=operator',
+        });
+      expect((await post('http://evil.example')).status).toBe(403);
+      expect((await post(undefined)).status).toBe(403);
+      const ok = await post('http://127.0.0.1');
+      expect(ok.status).toBe(303);
+      const cookie = ok.headers.get('set-cookie')!.split(';')[0]!;
+      expect(cookie).toMatch(/^vigil_console=[A-Za-z0-9_-]{43}$/);
+      const page = await fetch(`${base}/console/events`, { headers: { cookie }, redirect: 'manual' });
+      expect(page.status).toBe(200);
+      expect(await page.text()).toContain('operator@dev');
+      expect(await new SessionStore(db, opts, Date.now).countFor('dev', 'operator@dev')).toBe(1);
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
   });
 });
