@@ -12,6 +12,8 @@
 import type { AddressInfo } from 'node:net';
 import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
+import { AlertStore } from '../src/alerts/store.js';
+import { WebhookStore } from '../src/integrations/store.js';
 import express from 'express';
 import { sql, type Kysely } from 'kysely';
 import pg from 'pg';
@@ -80,8 +82,15 @@ async function main(): Promise<void> {
     api: { enabled: false },
   });
   const audit = new AuditLog(db, quiet, metrics);
-  const sessions = new SessionStore({ ttlMs: 3_600_000, maxSessions: 10, maxPending: 10 }, Date.now);
-  const session = sessions.create({ subject: 'bench@acme', tenant: 'acme', roles: ['admin'] }, undefined);
+  const sessions = new SessionStore(
+    db,
+    { ttlMs: 3_600_000, maxSessions: 10, maxPerUser: 10, maxPending: 10 },
+    Date.now,
+  );
+  const session = await sessions.create(
+    { subject: 'bench@acme', tenant: 'acme', roles: ['admin'] },
+    undefined,
+  );
   const app = express();
   app.use(
     '/console',
@@ -106,6 +115,11 @@ async function main(): Promise<void> {
       origin: 'http://127.0.0.1',
       media: { repository: new MediaRepository(db), store: undefined },
       revoker: new DeviceRevoker(db, undefined, audit, quiet),
+      alerts: { store: new AlertStore(db), senderDomain: 'bench.example' },
+      webhooks: {
+        store: new WebhookStore(db),
+        policy: { allowInsecureHttp: false, allowPrivateNetworks: false },
+      },
     }),
   );
   const server = createServer(app);

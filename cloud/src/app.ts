@@ -457,6 +457,14 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
             now: deps.now ?? (() => new Date()),
             media,
             revoker,
+            alerts: { store: alertStore, senderDomain: config.alerts.senderDomain },
+            webhooks: {
+              store: webhookStore,
+              policy: {
+                allowInsecureHttp: config.integrations.allowInsecureHttp,
+                allowPrivateNetworks: config.integrations.allowPrivateNetworks,
+              },
+            },
           })
         : undefined;
     const http = createHttpApp(

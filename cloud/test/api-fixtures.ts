@@ -14,6 +14,7 @@ import {
   type DevSigningKey,
 } from '../src/index.js';
 import type { Database } from '../src/storage/tables.js';
+import type { CloudConfig } from '../src/config/schema.js';
 
 /** A canonical UUIDv7 for a given millisecond (random tail). */
 export function uuidV7(ms: number): string {
@@ -37,6 +38,8 @@ export interface SeedEvent {
 
 export interface TestCloud {
   cloud: () => CloudApp;
+  /** The parsed config the cloud started with (a second process of the same deployment starts from it). */
+  config: () => CloudConfig;
   base: () => string;
   key: () => DevSigningKey;
   /** A valid dev token (issuer/audience as configured) for `tenant` with `roles` (and `sites`: site-scoped). */
@@ -71,31 +74,30 @@ export function useApiCloud(
   });
   const dbUrl = useDatabase();
   let cloud: CloudApp | undefined;
+  let config: CloudConfig | undefined;
   let key: DevSigningKey | undefined;
 
   beforeAll(async () => {
     key = ensureDevSigningKey(pki().dir);
     const svc = pki().services.cloud!;
-    cloud = await startCloud(
-      parseCloudConfig({
-        http: { port: 0 },
-        database: { url: dbUrl() },
-        nats: {
-          servers: [`tls://localhost:${nats().port}`],
-          tls: { caFile: pki().caCert, certFile: svc.cert, keyFile: svc.key },
-        },
-        log: { level: 'silent' },
-        ...overrides,
-        // `auth` overrides are merged: the key file is only known here.
-        auth: {
-          issuer: ISSUER,
-          audience: AUDIENCE,
-          jwksFile: key.jwksFile,
-          ...(overrides.auth as Record<string, unknown> | undefined),
-        },
-      }),
-      { logger: pino({ level: 'silent' }), ...deps },
-    );
+    config = parseCloudConfig({
+      http: { port: 0 },
+      database: { url: dbUrl() },
+      nats: {
+        servers: [`tls://localhost:${nats().port}`],
+        tls: { caFile: pki().caCert, certFile: svc.cert, keyFile: svc.key },
+      },
+      log: { level: 'silent' },
+      ...overrides,
+      // `auth` overrides are merged: the key file is only known here.
+      auth: {
+        issuer: ISSUER,
+        audience: AUDIENCE,
+        jwksFile: key.jwksFile,
+        ...(overrides.auth as Record<string, unknown> | undefined),
+      },
+    });
+    cloud = await startCloud(config, { logger: pino({ level: 'silent' }), ...deps });
   });
   afterAll(async () => {
     await cloud?.stop();
@@ -103,6 +105,7 @@ export function useApiCloud(
 
   const t: TestCloud = {
     cloud: () => cloud!,
+    config: () => config!,
     base: () => `http://127.0.0.1:${cloud!.httpPort}`,
     key: () => key!,
     token: (tenant, roles = ['viewer'], extra = {}) =>

@@ -301,6 +301,8 @@ describe('OpenAPI document', () => {
           return { type: 'media', tenant: 'acme', id: 'm1' };
         case 'audit:read':
           return { type: 'audit-log', tenant: 'acme' };
+        case 'events:review':
+          return { type: 'event', tenant: 'acme', id: 'e1' };
         default:
           throw new Error(`no resource for ${String(action)}`);
       }

@@ -1,8 +1,9 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseCloudConfig } from '../src/config/load.js';
 import { escapeHtml, html } from '../src/console/html.js';
 import { readCookie } from '../src/console/security.js';
-import { LOGIN_TTL_MS, SessionStore, sameToken } from '../src/console/session.js';
+import { sameToken } from '../src/console/session.js';
 
 describe('console html: escaping by construction', () => {
   it('escapes every interpolation, nested lists too, and passes only html-made markup through', () => {
@@ -19,44 +20,7 @@ describe('console html: escaping by construction', () => {
   });
 });
 
-describe('console sessions (injected clock)', () => {
-  const principal = { subject: 'u', tenant: 't', roles: ['viewer'] };
-
-  it('expire at their TTL, are bounded (oldest dropped), and can be deleted', () => {
-    let now = 1_000_000;
-    const store = new SessionStore({ ttlMs: 60_000, maxSessions: 2, maxPending: 2 }, () => now);
-    const a = store.create(principal, undefined);
-    expect(a.id).toMatch(/^[A-Za-z0-9_-]{43}$/);
-    expect(a.csrf).not.toBe(a.id);
-    expect(store.get(a.id)).toBe(a);
-    now += 59_999;
-    expect(store.get(a.id)).toBe(a);
-    now += 1;
-    expect(store.get(a.id)).toBeUndefined();
-    const b = store.create(principal, undefined);
-    const c = store.create(principal, undefined);
-    const d = store.create(principal, undefined);
-    expect(store.size).toBe(2);
-    expect(store.get(b.id)).toBeUndefined();
-    expect(store.get(c.id)).toBe(c);
-    store.delete(d.id);
-    expect(store.get(d.id)).toBeUndefined();
-    expect(store.get(undefined)).toBeUndefined();
-    expect(store.get('x'.repeat(65))).toBeUndefined();
-  });
-
-  it('hands out a pending login once, and not after its TTL', () => {
-    let now = 0;
-    const store = new SessionStore({ ttlMs: 60_000, maxSessions: 2, maxPending: 2 }, () => now);
-    const p = store.beginLogin('/console/events');
-    expect(p.verifier).toMatch(/^[A-Za-z0-9_-]{43}$/); // RFC 7636: 43-128 unreserved characters
-    expect(store.takeLogin(p.state)).toBe(p);
-    expect(store.takeLogin(p.state)).toBeUndefined();
-    const q = store.beginLogin('/console');
-    now += LOGIN_TTL_MS;
-    expect(store.takeLogin(q.state)).toBeUndefined();
-  });
-
+describe('console tokens and cookies', () => {
   it('compares tokens in constant time and reads cookies', () => {
     expect(sameToken('abc', 'abc')).toBe(true);
     expect(sameToken('abc', 'abd')).toBe(false);
@@ -104,5 +68,63 @@ describe('console config', () => {
     expect(() =>
       parseCloudConfig({ ...base, api: { enabled: false }, console: { enabled: true, oidc } }),
     ).toThrow(/console\.enabled/);
+  });
+});
+
+describe('console development login (./dev up only)', () => {
+  const base = {
+    database: { url: 'postgres://x@localhost/x' },
+    nats: { servers: ['tls://localhost:1'], tls: { caFile: 'x', certFile: 'x', keyFile: 'x' } },
+    auth: { jwksFile: 'x' },
+  };
+  const devConsole = {
+    enabled: true,
+    cookieSecure: false,
+    devLogin: { enabled: true, tenant: 'dev', origin: 'http://127.0.0.1:8080' },
+  };
+
+  it('is accepted on a loopback listener with a non-Secure cookie, as ./dev up writes it', () => {
+    const c = parseCloudConfig({ ...base, http: { host: '127.0.0.1', port: 8080 }, console: devConsole });
+    expect(c.console.devLogin).toEqual({ enabled: true, tenant: 'dev', origin: 'http://127.0.0.1:8080' });
+    // Off unless asked for.
+    expect(parseCloudConfig(base).console.devLogin.enabled).toBe(false);
+  });
+
+  it('is refused on a non-loopback listener, with a Secure cookie, or without an origin', () => {
+    expect(() => parseCloudConfig({ ...base, http: { host: '0.0.0.0' }, console: devConsole })).toThrow(
+      /development login is for \.\/dev up only/,
+    );
+    expect(() =>
+      parseCloudConfig({
+        ...base,
+        http: { host: '127.0.0.1' },
+        console: { ...devConsole, cookieSecure: true },
+      }),
+    ).toThrow(/development login is for \.\/dev up only/);
+    expect(() =>
+      parseCloudConfig({
+        ...base,
+        console: { ...devConsole, devLogin: { enabled: true, origin: 'https://console.example.com' } },
+      }),
+    ).toThrow(/loopback/);
+    expect(() =>
+      parseCloudConfig({ ...base, console: { ...devConsole, devLogin: { enabled: true } } }),
+    ).toThrow(/origin/);
+  });
+
+  it('cannot be turned on in the production configs we ship (infra/k8s overlays)', () => {
+    for (const overlay of ['ha', 'single-node']) {
+      const file = new URL(`../../infra/k8s/overlays/${overlay}/cloud.json`, import.meta.url);
+      const prod = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+      const parsed = parseCloudConfig(prod);
+      expect(parsed.console.devLogin.enabled).toBe(false);
+      const consoleSection = (prod.console ?? {}) as Record<string, unknown>;
+      expect(() =>
+        parseCloudConfig({
+          ...prod,
+          console: { ...consoleSection, enabled: true, cookieSecure: false, devLogin: devConsole.devLogin },
+        }),
+      ).toThrow(/development login is for \.\/dev up only/);
+    }
   });
 });

@@ -17,10 +17,12 @@ import {
 } from '@vigil/proto';
 import { freePort } from '@vigil/testkit';
 import { sql } from 'kysely';
+import { pino } from 'pino';
 import type { Browser, BrowserContext, Dialog, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { ensureDevConfigSigningKey } from '../src/config-ota/signing.js';
+import { startCloud, type CloudApp } from '../src/index.js';
 import { useApiCloud, uuidV7 } from './api-fixtures.js';
 import {
   CLIENT_ID,
@@ -210,6 +212,8 @@ describe('web console (chromium, OIDC login, real cloud)', () => {
     );
 
   const csrfOf = (p: Page): Promise<string> => p.inputValue('form.logout input[name="_csrf"]');
+  /** The first live event (the review tests mark it). */
+  let reviewedEventId = '';
 
   it('logs in with OpenID Connect (code + PKCE) and shows the device online on the fleet page', async () => {
     await login(page, base(), 'admin@acme');
@@ -242,6 +246,7 @@ describe('web console (chromium, OIDC login, real cloud)', () => {
     await page.goto(`${base()}/console/events`);
     await page.waitForSelector('[data-stream][data-connected="true"]', { timeout: 15_000 });
     const { eventId, mediaId, committedAt } = await ingestEvent('person');
+    reviewedEventId = eventId;
     const row = page.locator(`tr[data-event="${eventId}"]`);
     await row.waitFor({ timeout: 10_000 });
     const seenAfterMs = Date.now() - committedAt;
@@ -302,6 +307,149 @@ describe('web console (chromium, OIDC login, real cloud)', () => {
     expect(await seriousViolations(page)).toEqual([]);
     await screenshot(page, 'event-detail');
   }, 90_000);
+
+  it('marks an event reviewed on its page (audited), filters reviewed / not reviewed; the API un-reviews it', async () => {
+    const id = reviewedEventId;
+    await page.goto(`${base()}/console/events/${id}`);
+    expect(await page.locator('[data-reviewed]').getAttribute('data-reviewed')).toBe('no');
+    await page.click('button.op-review');
+    await page.waitForURL(`${base()}/console/events/${id}`);
+    expect(await page.locator('[data-reviewed]').getAttribute('data-reviewed')).toBe('yes');
+    expect(await page.locator('[data-reviewed]').textContent()).toContain('Reviewed by admin@acme');
+    expect(await auditCount('event.review', `event:acme/${id}`)).toBe(1);
+    const stored = await api
+      .cloud()
+      .db.selectFrom('event_reviews')
+      .select(['reviewed_by'])
+      .where('tenant_id', '=', 'acme')
+      .where('event_id', '=', id)
+      .executeTakeFirstOrThrow();
+    expect(stored.reviewed_by).toBe('admin@acme');
+    expect(await seriousViolations(page)).toEqual([]);
+    await screenshot(page, 'event-reviewed');
+    // Filters: the reviewed one is in "reviewed", not in "not reviewed"; the other events the other way round.
+    await page.goto(`${base()}/console/events?reviewed=yes`);
+    expect(await page.locator('tr[data-event]').count()).toBe(1);
+    expect(await page.locator(`tr[data-event="${id}"] td.review`).textContent()).toContain('by admin@acme');
+    await page.goto(`${base()}/console/events?reviewed=no`);
+    expect(await page.locator(`tr[data-event="${id}"]`).count()).toBe(0);
+    // The API: the same mark; an operator may un-review and review (audited), a viewer may not.
+    const operator = await api.token('acme', ['operator']);
+    const viewer = await api.token('acme', ['viewer']);
+    const call = (method: string, token: string) =>
+      fetch(`${base()}/v1/events/${id}/review`, { method, headers: { authorization: `Bearer ${token}` } });
+    expect(await (await call('GET', viewer)).json()).toMatchObject({
+      reviewed: true,
+      reviewed_by: 'admin@acme',
+    });
+    expect((await call('POST', viewer)).status).toBe(403);
+    expect((await call('DELETE', viewer)).status).toBe(403);
+    expect(await auditCount('event.review', `event:acme/${id}`, 'denied')).toBe(2);
+    const off = await call('DELETE', operator);
+    expect(off.status).toBe(200);
+    expect(await off.json()).toMatchObject({ event_id: id, reviewed: false });
+    expect(await auditCount('event.unreview', `event:acme/${id}`)).toBe(1);
+    await page.goto(`${base()}/console/events/${id}`);
+    expect(await page.locator('[data-reviewed]').getAttribute('data-reviewed')).toBe('no');
+    const on = await call('POST', operator);
+    expect(on.status).toBe(200);
+    expect(await on.json()).toMatchObject({ reviewed: true, reviewed_by: 'user@acme' });
+    expect(await auditCount('event.review', `event:acme/${id}`)).toBe(2);
+  }, 90_000);
+
+  it('lists, inspects and replays a dead letter (audited)', async () => {
+    const db = api.cloud().db;
+    const now = new Date();
+    const target = '0190a0b0-0000-7000-8000-00000000d001';
+    const rule = '0190a0b0-0000-7000-8000-00000000d002';
+    const incident = '0190a0b0-0000-7000-8000-00000000d003';
+    await sql`insert into alert_targets (id, tenant_id, name, url, auth, secret, created_by, created_at)
+      values (${target}, 'acme', 'county PSAP', 'https://psap.example/cap', 'signature', 's', 'admin@acme', ${now})`.execute(
+      db,
+    );
+    await sql`insert into alert_rules (id, tenant_id, name, match, cap, target_ids, created_by, created_at, updated_at)
+      values (${rule}, 'acme', 'intrusion', '{}'::jsonb, '{}'::jsonb, array[${target}]::uuid[], 'admin@acme', ${now}, ${now})`.execute(
+      db,
+    );
+    await sql`insert into alert_incidents (id, tenant_id, rule_id, site_id, device_id, camera_id, track_id, state,
+        first_seen_at, last_event_id, fingerprint, created_at, updated_at)
+      values (${incident}, 'acme', ${rule}, 'hq', 'gw-1', 'lobby', 't1', 'alerted', ${now}, ${reviewedEventId}, 'f', ${now}, ${now})`.execute(
+      db,
+    );
+    const msg = `${incident}:1:${target}`;
+    await sql`insert into alert_messages (id, identifier, tenant_id, incident_id, target_id, seq, msg_type, sent,
+        event_id, info, state, attempts, http_status, error, body, updated_at)
+      values (${msg}, 'vigil-acme-1', 'acme', ${incident}, ${target}, 1, 'Alert', ${now}, ${reviewedEventId},
+        '{}'::jsonb, 'dead', 8, 503, 'gave up: too many attempts', '<alert><script>window.__xss=3</script></alert>', ${now})`.execute(
+      db,
+    );
+    await page.goto(`${base()}/console/dead-letters`);
+    const row = page.locator(`tr[data-message="${msg}"]`);
+    expect(await row.locator('td').nth(4).textContent()).toBe('gave up: too many attempts');
+    expect(await seriousViolations(page)).toEqual([]);
+    await screenshot(page, 'dead-letters');
+    await row.locator('a').click();
+    await page.waitForURL(/\/console\/dead-letters\/.+/);
+    expect(await page.locator('pre.document').textContent()).toBe(
+      '<alert><script>window.__xss=3</script></alert>',
+    );
+    expect(await page.evaluate(() => (globalThis as unknown as { __xss?: number }).__xss)).toBeUndefined();
+    expect(await seriousViolations(page)).toEqual([]);
+    await screenshot(page, 'dead-letter');
+    page.once('dialog', (d) => void d.accept());
+    await page.click('button.op-replay');
+    await expect.poll(() => page.locator('button.op-replay').count()).toBe(0);
+    const state = await db
+      .selectFrom('alert_messages')
+      .select(['state', 'attempts'])
+      .where('id', '=', msg)
+      .executeTakeFirstOrThrow();
+    // Back to pending with its attempts reset (the worker may have tried it again since: never 8 times yet).
+    expect(state.attempts).toBeLessThan(8);
+    expect(await auditCount('alert_message.replay', `alert_message:acme/${msg}`)).toBe(1);
+  }, 60_000);
+
+  it('creates a webhook with its secret shown once, lists it, and shows its deliveries', async () => {
+    await page.goto(`${base()}/console/webhooks`);
+    await page.fill('form.create input[name="url"]', 'https://hooks.example.com/vigil');
+    await page.fill('form.create input[name="description"]', 'SOC <b>feed</b>');
+    await page.fill('form.create input[name="labels"]', 'person, car');
+    await page.click('form.create button[type="submit"]');
+    const secret = (await page.locator('[data-secret]').textContent())!.trim();
+    expect(secret).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    const hook = await api
+      .cloud()
+      .db.selectFrom('webhooks')
+      .select(['id', 'secret', 'filter', 'description', 'created_by'])
+      .where('tenant_id', '=', 'acme')
+      .executeTakeFirstOrThrow();
+    expect(hook).toMatchObject({
+      secret,
+      filter: { labels: ['person', 'car'] },
+      description: 'SOC <b>feed</b>',
+      created_by: 'admin@acme',
+    });
+    expect(await auditCount('webhook.create', `webhook:acme/${hook.id}`)).toBe(1);
+    expect(await seriousViolations(page)).toEqual([]);
+    await screenshot(page, 'webhook-created');
+    // Once: the list does not show it again.
+    await page.goto(`${base()}/console/webhooks`);
+    expect(await page.content()).not.toContain(secret);
+    await page.locator(`tr[data-webhook="${hook.id}"] a`).click();
+    await page.waitForURL(`${base()}/console/webhooks/${hook.id}`);
+    expect(await page.locator('h2').first().textContent()).toBe('Recent deliveries');
+    expect(await seriousViolations(page)).toEqual([]);
+    await screenshot(page, 'webhook-deliveries');
+    // A URL the policy refuses (loopback) is a validation error, nothing created.
+    await page.goto(`${base()}/console/webhooks`);
+    await page.fill('form.create input[name="url"]', 'https://127.0.0.1/x');
+    await page.click('form.create button[type="submit"]');
+    expect(await page.locator('[role="alert"]').textContent()).toContain('url');
+    expect(
+      (await api.cloud().db.selectFrom('webhooks').select('id').where('tenant_id', '=', 'acme').execute())
+        .length,
+    ).toBe(1);
+  }, 60_000);
 
   it('creates a rollout in the console, shows its progress and aborts it there', async () => {
     await page.goto(`${base()}/console/rollouts`);
@@ -405,6 +553,74 @@ describe('web console (chromium, OIDC login, real cloud)', () => {
     });
     expect(revoke.status()).toBe(403);
     expect(await auditCount('device.revoke', 'device:acme/gw-1', 'denied')).toBe(1);
+    // No review button; a forged review is refused by Cedar (audited as denied) and changes nothing.
+    await vpage.goto(`${base()}/console/events/${reviewedEventId}`);
+    expect(await vpage.locator('[data-reviewed]').count()).toBe(1);
+    expect(await vpage.locator('button.op-review, button.op-unreview').count()).toBe(0);
+    const deniedReviews = await auditCount('event.review', `event:acme/${reviewedEventId}`, 'denied');
+    for (const op of ['review', 'unreview']) {
+      const forgedReview = await vpage.request.post(`${base()}/console/events/${reviewedEventId}/${op}`, {
+        form: { _csrf: await csrfOf(vpage) },
+        headers: { origin: base() },
+        maxRedirects: 0,
+      });
+      expect(forgedReview.status()).toBe(403);
+    }
+    expect(await auditCount('event.review', `event:acme/${reviewedEventId}`, 'denied')).toBe(
+      deniedReviews + 2,
+    );
+    expect(
+      await api
+        .cloud()
+        .db.selectFrom('event_reviews')
+        .select('reviewed_by')
+        .where('event_id', '=', reviewedEventId)
+        .executeTakeFirst(),
+    ).toEqual({ reviewed_by: 'user@acme' });
+    // Dead letters and webhooks: the pages are refused (no list, no controls), and so are forged replays/creates.
+    // (The refusal page has no logout form: the session's token is read before.)
+    const vtoken = await csrfOf(vpage);
+    await vpage.goto(`${base()}/console/dead-letters`);
+    expect(await vpage.locator('h1').textContent()).toBe('Not allowed');
+    expect(await vpage.locator('button').filter({ hasText: 'Replay' }).count()).toBe(0);
+    await screenshot(vpage, 'dead-letters-viewer-phone');
+    const msg = (await api.cloud().db.selectFrom('alert_messages').select('id').executeTakeFirstOrThrow()).id;
+    await sql`update alert_messages set state = 'dead' where id = ${msg}`.execute(api.cloud().db);
+    const replay = await vpage.request.post(
+      `${base()}/console/dead-letters/${encodeURIComponent(msg)}/replay`,
+      {
+        form: { _csrf: vtoken },
+        headers: { origin: base() },
+        maxRedirects: 0,
+      },
+    );
+    expect(replay.status()).toBe(403);
+    expect(await auditCount('alert.write', 'alerts:acme', 'denied')).toBeGreaterThanOrEqual(1);
+    expect(
+      (
+        await api
+          .cloud()
+          .db.selectFrom('alert_messages')
+          .select('state')
+          .where('id', '=', msg)
+          .executeTakeFirstOrThrow()
+      ).state,
+    ).toBe('dead');
+    await vpage.goto(`${base()}/console/webhooks`);
+    expect(await vpage.locator('h1').textContent()).toBe('Not allowed');
+    expect(await vpage.locator('form.create').count()).toBe(0);
+    const hooks = async () =>
+      (await api.cloud().db.selectFrom('webhooks').select('id').where('tenant_id', '=', 'acme').execute())
+        .length;
+    const before = await hooks();
+    const forgedHook = await vpage.request.post(`${base()}/console/webhooks`, {
+      form: { _csrf: vtoken, url: 'https://evil.example/x' },
+      headers: { origin: base() },
+      maxRedirects: 0,
+    });
+    expect(forgedHook.status()).toBe(403);
+    expect(await auditCount('webhook.write', 'webhooks:acme', 'denied')).toBeGreaterThanOrEqual(1);
+    expect(await hooks()).toBe(before);
     await viewer.close();
     // Clean up: the admin aborts it.
     await page.goto(`${base()}/console/rollouts`);
@@ -510,4 +726,48 @@ describe('web console (chromium, OIDC login, real cloud)', () => {
     expect(after.status()).toBe(303);
     expect(after.headers().location).toMatch(/^\/console\/login/);
   }, 30_000);
+
+  it('serves one login from two API processes: logged in through A, the session works on B; logout on B ends it on A', async () => {
+    // A second cloud of the same deployment (same database and NATS, same public origin): behind a load balancer
+    // either may get any request. Only the API role, on its own port.
+    const config = api.config();
+    const b: CloudApp = await startCloud(
+      { ...config, http: { ...config.http, port: 0 }, roles: ['api'] },
+      { logger: pino({ level: 'silent' }) },
+    );
+    try {
+      const baseB = `http://localhost:${b.httpPort}`;
+      const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+      const p = await context.newPage();
+      await login(p, base(), 'admin@acme'); // the OIDC login runs on A
+      // Cookies are per host, not per port: the browser sends the session cookie to B as it would through one
+      // load-balanced name.
+      await p.goto(`${baseB}/console/events/${reviewedEventId}`);
+      expect(new URL(p.url()).pathname).toBe(`/console/events/${reviewedEventId}`);
+      expect(await p.locator('.who').textContent()).toContain('admin@acme');
+      // A state-changing request on B with the CSRF token A's page carries (stored with the session).
+      await p.goto(`${base()}/console/events/${reviewedEventId}`);
+      const token = await csrfOf(p);
+      const res = await p.request.post(`${baseB}/console/events/${reviewedEventId}/unreview`, {
+        form: { _csrf: token },
+        headers: { origin: base() },
+        maxRedirects: 0,
+      });
+      expect(res.status()).toBe(303);
+      expect(await auditCount('event.unreview', `event:acme/${reviewedEventId}`)).toBe(2);
+      // Logout on B deletes the session: A refuses the cookie now.
+      const out = await p.request.post(`${baseB}/console/logout`, {
+        form: { _csrf: token },
+        headers: { origin: base() },
+        maxRedirects: 0,
+      });
+      expect(out.status()).toBe(303);
+      const after = await p.request.get(`${base()}/console`, { maxRedirects: 0 });
+      expect(after.status()).toBe(303);
+      expect(after.headers().location).toMatch(/^\/console\/login/);
+      await context.close();
+    } finally {
+      await b.stop();
+    }
+  }, 120_000);
 });

@@ -46,6 +46,7 @@ describe('PostgreSQL migrations', () => {
       '0025_retention_policies',
       '0026_erasure',
       '0027_alerts_eido_pull',
+      '0030_console_sessions_reviews',
       '0033_edge_retention_sync',
       '0034_rollouts_one_active',
     ]);
@@ -104,6 +105,7 @@ describe('PostgreSQL migrations', () => {
   it('roll back and forward again', async () => {
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0034_rollouts_one_active']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0033_edge_retention_sync']);
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0030_console_sessions_reviews']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0027_alerts_eido_pull']);
     const lastSeen = await sql<{ n: number }>`
       select count(*)::int as n from information_schema.columns
@@ -123,6 +125,7 @@ describe('PostgreSQL migrations', () => {
       '0025_retention_policies',
       '0026_erasure',
       '0027_alerts_eido_pull',
+      '0030_console_sessions_reviews',
       '0033_edge_retention_sync',
       '0034_rollouts_one_active',
     ]);
@@ -134,6 +137,7 @@ describe('PostgreSQL migrations', () => {
     ]);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0034_rollouts_one_active']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0033_edge_retention_sync']);
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0030_console_sessions_reviews']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0027_alerts_eido_pull']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0026_erasure']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0025_retention_policies']);
@@ -221,6 +225,7 @@ describe('PostgreSQL migrations', () => {
       '0025_retention_policies',
       '0026_erasure',
       '0027_alerts_eido_pull',
+      '0030_console_sessions_reviews',
       '0033_edge_retention_sync',
       '0034_rollouts_one_active',
     ]);
@@ -229,6 +234,7 @@ describe('PostgreSQL migrations', () => {
   it('0013 backfills current NATS keys; of two active devices sharing one, the first enrolled keeps it', async () => {
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0034_rollouts_one_active']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0033_edge_retention_sync']);
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0030_console_sessions_reviews']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0027_alerts_eido_pull']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0026_erasure']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0025_retention_policies']);
@@ -273,6 +279,7 @@ describe('PostgreSQL migrations', () => {
       '0025_retention_policies',
       '0026_erasure',
       '0027_alerts_eido_pull',
+      '0030_console_sessions_reviews',
       '0033_edge_retention_sync',
       '0034_rollouts_one_active',
     ]);

@@ -53,6 +53,7 @@ describe('Cedar policy set', () => {
       'auditor-read',
       'installer',
       'operator-alerts-cancel',
+      'operator-events-review',
       'operator-media',
       'operator-read',
       'site-scope',

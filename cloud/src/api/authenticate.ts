@@ -51,6 +51,7 @@ export function principalOf(res: Response): Principal {
 
 /** Actions that change something, with the audit action a denial of them is recorded as. */
 const AUDITED_DENIALS: Readonly<Record<Exclude<Action, `${string}:read`>, string>> = {
+  'events:review': 'event.review',
   'enrollment-tokens:create': 'enrollment_token.create',
   'devices:revoke': 'device.revoke',
   'configs:write': 'config.write',

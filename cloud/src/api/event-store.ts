@@ -17,6 +17,11 @@ export interface EventFilter {
   label?: string | undefined;
   /** Events whose zones include this one (the console's filter; not an API parameter yet). */
   zone?: string | undefined;
+  /**
+   * Only events marked reviewed (true) or not (false) (event_reviews; the console's filter, not an API
+   * parameter yet). A NOT EXISTS on the review's primary key per row walked, so the keyset order still holds.
+   */
+  reviewed?: boolean | undefined;
   /** Inclusive lower bound on occurred_at. */
   since?: Date | undefined;
   /** Exclusive upper bound on occurred_at. */
@@ -154,6 +159,11 @@ export class EventReader {
     if (f.camera !== undefined) q = q.where('camera_id', '=', f.camera);
     if (f.label !== undefined) q = q.where('label', '=', f.label);
     if (f.zone !== undefined) q = q.where(sql<boolean>`zones @> array[${f.zone}]::text[]`);
+    if (f.reviewed !== undefined) {
+      const reviewed = sql<boolean>`exists (select 1 from event_reviews r
+        where r.tenant_id = events.tenant_id and r.event_id = events.event_id)`;
+      q = q.where(f.reviewed ? reviewed : sql<boolean>`not ${reviewed}`);
+    }
     if (f.since !== undefined) q = q.where('occurred_at', '>=', f.since);
     if (f.until !== undefined) q = q.where('occurred_at', '<', f.until);
     if (f.after !== undefined) {

@@ -2,6 +2,7 @@ import type { Router } from 'express';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { Authorizer } from '../auth/authorize.js';
+import { reviewView, type EventReviews } from '../events/reviews.js';
 import { principalOf, requireAllowed, requireVisible } from './authenticate.js';
 import { NotFoundError } from './errors.js';
 import type { EventReader } from './event-store.js';
@@ -13,6 +14,8 @@ export interface EventRoutesDeps {
   authorizer: Authorizer;
   log: Logger;
   maxPageSize: number;
+  /** Marking events reviewed (events/reviews.ts). */
+  reviews: EventReviews;
 }
 
 export const eventPathParams = z.strictObject({ id: eventIdParam });
@@ -67,4 +70,39 @@ export function mountEventRoutes(router: Router, deps: EventRoutesDeps): void {
       res.json(event);
     })
     .all(methodNotAllowed('GET', 'HEAD'));
+
+  // Mark reviewed and un-review: Cedar `events:review`, audited (events/reviews.ts, shared with the console).
+  router
+    .route('/events/:id/review')
+    .get(async (req, res) => {
+      const { id } = parseOrThrow(eventPathParams, req.params, 'path parameters');
+      const principal = principalOf(res);
+      await requireAllowed(deps.authorizer, deps.log, principal, 'events:read', {
+        type: 'event',
+        tenant: principal.tenant,
+        id,
+      });
+      const event = await deps.events.get(principal.tenant, id);
+      if (event === null) throw new NotFoundError();
+      await requireVisible(deps.authorizer, deps.log, principal, 'events:read', {
+        type: 'event',
+        tenant: principal.tenant,
+        id,
+        site: event.site_id,
+        camera: event.camera_id,
+        dataClass: EVENT_DATA_CLASS,
+      });
+      res.json(reviewView(id, (await deps.reviews.of(principal.tenant, [id])).get(id)));
+    })
+    .post(async (req, res) => {
+      const { id } = parseOrThrow(eventPathParams, req.params, 'path parameters');
+      const review = await deps.reviews.mark(principalOf(res), id);
+      res.json(reviewView(id, review));
+    })
+    .delete(async (req, res) => {
+      const { id } = parseOrThrow(eventPathParams, req.params, 'path parameters');
+      await deps.reviews.unmark(principalOf(res), id);
+      res.json(reviewView(id, undefined));
+    })
+    .all(methodNotAllowed('GET', 'HEAD', 'POST', 'DELETE'));
 }

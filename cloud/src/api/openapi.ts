@@ -18,6 +18,7 @@ import {
 import { revokeBody } from './devices.js';
 import { devicePathParams, listDevicesQuerySchema } from './devices-query.js';
 import { eventPathParams } from './events.js';
+import { eventReviewSchema } from '../events/reviews.js';
 import { DEFAULT_PAGE_SIZE, listEventsQuerySchema } from './events-query.js';
 import {
   IDEMPOTENCY_KEY_HEADER,
@@ -175,6 +176,50 @@ export function apiOperations(maxPageSize: number): ApiOperation[] {
       authorization: { action: 'events:read', roles: EVENT_READERS },
       params: eventPathParams,
       success: { status: 200, description: 'The event.', schema: eventViewSchema },
+      errors: [404],
+    },
+    {
+      method: 'get',
+      mount: '/v1',
+      path: '/events/:id/review',
+      operationId: 'getEventReview',
+      summary: 'Whether an event is marked reviewed',
+      tag: 'Events',
+      authorization: { action: 'events:read', roles: EVENT_READERS },
+      params: eventPathParams,
+      success: { status: 200, description: 'The review mark.', schema: eventReviewSchema },
+      errors: [404],
+    },
+    {
+      method: 'post',
+      mount: '/v1',
+      path: '/events/:id/review',
+      operationId: 'reviewEvent',
+      summary: 'Mark an event reviewed',
+      description:
+        'Records who marked it and when (on the audit log: `event.review`). Marking a reviewed event again ' +
+        'keeps the first mark. An event the caller may not see is a 404 like a missing one.',
+      tag: 'Events',
+      authorization: {
+        action: 'events:review',
+        roles: ['admin', 'operator'],
+        resource: ({ tenant, params }) => ({ type: 'event', tenant, id: params.id! }),
+      },
+      params: eventPathParams,
+      success: { status: 200, description: 'The review mark.', schema: eventReviewSchema },
+      errors: [404],
+    },
+    {
+      method: 'delete',
+      mount: '/v1',
+      path: '/events/:id/review',
+      operationId: 'unreviewEvent',
+      summary: 'Remove an event’s review mark',
+      description: 'Audited (`event.unreview`) when there was a mark; without one nothing changes.',
+      tag: 'Events',
+      authorization: { action: 'events:review', roles: ['admin', 'operator'] },
+      params: eventPathParams,
+      success: { status: 200, description: 'The (now absent) review mark.', schema: eventReviewSchema },
       errors: [404],
     },
     {

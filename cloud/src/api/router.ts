@@ -33,6 +33,7 @@ import { mountDeviceRoutes } from './devices.js';
 import { mountEnrollmentTokenRoutes } from './enrollment-tokens.js';
 import { EventReader } from './event-store.js';
 import { mountEventRoutes } from './events.js';
+import { EventReviews } from '../events/reviews.js';
 import { methodNotAllowed, notFoundHandler } from './problem.js';
 import { rejectHostileText, requireUtf8Body } from './request-text.js';
 import { mountRolloutRoutes } from './rollouts.js';
@@ -253,11 +254,21 @@ export function createApiRouter(deps: ApiDeps): Router {
       );
     router[op.method](op.path, ...guards);
   }
+  const eventReader = new EventReader(deps.db, deps.readHeavy);
   mountEventRoutes(router, {
-    events: new EventReader(deps.db, deps.readHeavy),
+    events: eventReader,
     authorizer: deps.authorizer,
     log: deps.log,
     maxPageSize: deps.maxPageSize,
+    reviews: new EventReviews({
+      db: deps.db,
+      // The primary: a review follows the event the caller just saw, never a lagging replica's.
+      events: new EventReader(deps.db),
+      authorizer: deps.authorizer,
+      log: deps.log,
+      audit,
+      now: deps.now,
+    }),
   });
   mountEnrollmentTokenRoutes(router, {
     tokens: new EnrollmentTokens(deps.db, deps.log, deps.metrics),

@@ -11,6 +11,7 @@ import type { Principal } from './principal.js';
 /** What a handler wants to do, `<resource kind>:<verb>`. Add actions here (and to the policies) as routes arrive. */
 export type Action =
   | 'events:read'
+  | 'events:review'
   | 'enrollment-tokens:create'
   | 'enrollment-tokens:read'
   | 'devices:read'
@@ -40,6 +41,7 @@ export type Action =
 /** Every action, for tests and tables. */
 export const ACTIONS: readonly Action[] = [
   'events:read',
+  'events:review',
   'enrollment-tokens:create',
   'enrollment-tokens:read',
   'devices:read',
@@ -138,6 +140,8 @@ export type Resource =
  */
 export const ACTION_RESOURCE_TYPES: Readonly<Record<Action, readonly Resource['type'][]>> = {
   'events:read': ['events', 'event'],
+  /** Marking one event reviewed (or not): asked about the event, like its read. */
+  'events:review': ['event'],
   'devices:read': ['devices', 'device'],
   'devices:revoke': ['device'],
   'enrollment-tokens:create': ['enrollment-tokens'],
@@ -202,6 +206,7 @@ export const DEVICE_REVOKER_ROLES: readonly string[] = ['admin'];
 
 const ROLE_GRANTS: Readonly<Record<Action, readonly string[]>> = {
   'events:read': EVENT_READER_ROLES,
+  'events:review': ['admin', 'operator'],
   'enrollment-tokens:create': ENROLLMENT_TOKEN_ROLES,
   'enrollment-tokens:read': [...ENROLLMENT_TOKEN_ROLES, 'auditor'],
   'devices:read': DEVICE_READER_ROLES,

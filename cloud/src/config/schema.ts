@@ -381,14 +381,45 @@ export const cloudConfigSchema = z
           .min(60)
           .max(86_400)
           .default(8 * 3600),
-        /** Sessions held by this process; the oldest is dropped past it. */
+        /**
+         * Sessions of all users (in PostgreSQL, shared by every API process), and logins in flight; the oldest
+         * is deleted past it.
+         */
         maxSessions: z.number().int().min(1).max(1_000_000).default(10_000),
+        /** Sessions of one user (a login per browser); past it that user's oldest session is deleted. */
+        maxSessionsPerUser: z.number().int().min(1).max(1000).default(10),
         /** The Secure flag of the session cookie; false only for http://localhost development. */
         cookieSecure: z.boolean().default(true),
+        /**
+         * The development login of `./dev up` (console/dev-login.ts): pick a role of `tenant`, no identity
+         * provider, no password. Refused unless the cloud listens on loopback only and the cookie is not Secure
+         * (plain http on this machine): a deployed cloud cannot turn it on.
+         */
+        devLogin: z
+          .strictObject({
+            enabled: z.boolean().default(false),
+            tenant: z
+              .string()
+              .regex(/^[A-Za-z0-9_-]{1,63}$/)
+              .default('dev'),
+            /** The console's origin as the browser names it (http://127.0.0.1:<port>); without oidc, required. */
+            origin: z
+              .string()
+              .regex(
+                /^http:\/\/(localhost|127\.0\.0\.1|\[::1\])(:\d{1,5})?$/,
+                'must be http://localhost or loopback, no path',
+              )
+              .optional(),
+          })
+          .prefault({}),
       })
-      .refine((c) => !c.enabled || c.oidc !== undefined, {
+      .refine((c) => !c.enabled || c.oidc !== undefined || c.devLogin.enabled, {
         message: 'required when console.enabled',
         path: ['oidc'],
+      })
+      .refine((c) => !c.devLogin.enabled || c.oidc !== undefined || c.devLogin.origin !== undefined, {
+        message: 'required when the development login is the only login',
+        path: ['devLogin', 'origin'],
       })
       .prefault({}),
     /** The live event stream (GET /v1/stream, websocket; realtime/). Served with the API. */
@@ -600,6 +631,17 @@ export const cloudConfigSchema = z
     message: 'the console needs the API (api.enabled): it asks the same authorizer',
     path: ['console', 'enabled'],
   })
+  .refine(
+    (c) =>
+      !c.console.devLogin.enabled ||
+      (['127.0.0.1', 'localhost', '::1'].includes(c.http.host) && !c.console.cookieSecure),
+    {
+      message:
+        'the development login is for ./dev up only: it needs http.host on loopback and console.cookieSecure ' +
+        'false, never a deployed cloud',
+      path: ['console', 'devLogin', 'enabled'],
+    },
+  )
   .refine((c) => !c.grpc.enabled || c.identity !== undefined, {
     message: 'identity (the fleet CA) is required when grpc is enabled',
     path: ['identity'],

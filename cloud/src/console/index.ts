@@ -12,7 +12,7 @@ import type { MediaStore } from '../media/store.js';
 import type { DeviceRevoker } from '../fleet/revocation.js';
 import type { Database } from '../storage/tables.js';
 import { OidcClient } from './oidc.js';
-import { createConsoleRouter } from './router.js';
+import { createConsoleRouter, type ConsoleDeps } from './router.js';
 import { expectedOrigin, readCookie, sessionCookieName } from './security.js';
 import { SessionStore } from './session.js';
 
@@ -23,7 +23,7 @@ export interface ConsoleMount {
    * session cookie, and an Origin of this console (a cross-site page cannot open the stream with the
    * user's cookie). Undefined otherwise; `expiresAt` closes the stream when the session ends.
    */
-  streamPrincipal: (req: IncomingMessage) => { principal: Principal; expiresAt: number } | undefined;
+  streamPrincipal: (req: IncomingMessage) => Promise<{ principal: Principal; expiresAt: number } | undefined>;
 }
 
 export interface ConsoleStartDeps {
@@ -35,6 +35,8 @@ export interface ConsoleStartDeps {
   now: () => Date;
   media: { repository: MediaRepository; store: MediaStore | undefined };
   revoker: DeviceRevoker;
+  alerts: ConsoleDeps['alerts'];
+  webhooks: ConsoleDeps['webhooks'];
 }
 
 /** The console (config `console`), or undefined when it is disabled. */
@@ -43,11 +45,19 @@ export function createConsole(
   deps: ConsoleStartDeps,
 ): ConsoleMount | undefined {
   const c = config.console;
-  if (!c.enabled || c.oidc === undefined) return undefined;
+  const devLogin = c.devLogin.enabled ? c.devLogin : undefined;
+  if (!c.enabled || (c.oidc === undefined && devLogin === undefined)) return undefined;
   const cookie = { secure: c.cookieSecure };
-  const origin = expectedOrigin(c.oidc.redirectUrl);
+  // The schema makes sure one of them is there (the dev origin is required without oidc).
+  const origin = c.oidc ? expectedOrigin(c.oidc.redirectUrl) : devLogin!.origin!;
   const sessions = new SessionStore(
-    { ttlMs: c.sessionTtlSeconds * 1000, maxSessions: c.maxSessions, maxPending: c.maxSessions },
+    deps.db,
+    {
+      ttlMs: c.sessionTtlSeconds * 1000,
+      maxSessions: c.maxSessions,
+      maxPerUser: c.maxSessionsPerUser,
+      maxPending: c.maxSessions,
+    },
     () => deps.now().getTime(),
   );
   const router = createConsoleRouter({
@@ -55,15 +65,16 @@ export function createConsole(
     maxPageSize: config.api.maxPageSize,
     offlineAfterSeconds: config.fleet.offlineAfterSeconds,
     sessions,
-    oidc: new OidcClient(c.oidc),
+    oidc: c.oidc && new OidcClient(c.oidc),
+    devLoginTenant: devLogin?.tenant,
     cookie,
     origin,
   });
   return {
     mount: { path: '/console', handler: router },
-    streamPrincipal: (req) => {
+    streamPrincipal: async (req) => {
       if (req.headers.origin !== origin) return undefined;
-      const s = sessions.get(readCookie(req.headers.cookie, sessionCookieName(cookie)));
+      const s = await sessions.get(readCookie(req.headers.cookie, sessionCookieName(cookie)));
       return s && { principal: s.principal, expiresAt: s.expiresAt };
     },
   };

@@ -1,12 +1,14 @@
 import type { Principal } from '../auth/principal.js';
 import { html, type HtmlValue, type SafeHtml } from './html.js';
 
-export type ConsolePage = 'fleet' | 'events' | 'rollouts' | 'audit';
+export type ConsolePage = 'fleet' | 'events' | 'rollouts' | 'dead-letters' | 'webhooks' | 'audit';
 
 const NAV: ReadonlyArray<{ page: ConsolePage; href: string; label: string }> = [
   { page: 'fleet', href: '/console', label: 'Fleet' },
   { page: 'events', href: '/console/events', label: 'Events' },
   { page: 'rollouts', href: '/console/rollouts', label: 'Rollouts' },
+  { page: 'dead-letters', href: '/console/dead-letters', label: 'Dead letters' },
+  { page: 'webhooks', href: '/console/webhooks', label: 'Webhooks' },
   { page: 'audit', href: '/console/audit', label: 'Audit log' },
 ];
 

@@ -16,6 +16,8 @@ import { mountDevicePage } from './pages/device.js';
 import { mountEventPages } from './pages/events.js';
 import { mountFleetPage } from './pages/fleet.js';
 import { mountRolloutPages } from './pages/rollouts.js';
+import { mountDeadLetterPages, type DeadLetterDeps } from './pages/dead-letters.js';
+import { mountWebhookPages, type WebhookPageDeps } from './pages/webhooks.js';
 import {
   clearSessionCookie,
   consoleSession,
@@ -28,16 +30,24 @@ import {
 } from './security.js';
 import type { SessionStore } from './session.js';
 import { mountStatic } from './static.js';
+import { mountDevLogin } from './dev-login.js';
 
 export interface ConsoleDeps extends Omit<PageDeps, 'assets'> {
   metrics: Registry;
   sessions: SessionStore;
-  oidc: OidcClient;
+  /** The identity provider; undefined when only the development login is configured. */
+  oidc: OidcClient | undefined;
+  /** The development login's tenant (config console.devLogin, `./dev up` only); undefined: off. */
+  devLoginTenant?: string | undefined;
   cookie: CookieSettings;
   /** This console's origin (scheme://host:port), from the configured redirect URL. */
   origin: string;
   media: { repository: MediaRepository; store: MediaStore | undefined };
   revoker: DeviceRevoker;
+  /** The API's alert store (dead letters) and config alerts.senderDomain. */
+  alerts: DeadLetterDeps['alerts'];
+  /** The API's webhook store and config integrations' URL policy. */
+  webhooks: WebhookPageDeps['webhooks'];
 }
 
 /** Bounded form bodies: the largest is a rollout's config document. */
@@ -76,9 +86,25 @@ export function createConsoleRouter(deps: ConsoleDeps): Router {
   const bare = (title: string, body: ReturnType<typeof html>): string =>
     layout({ title, page: undefined, principal: undefined, csrf: undefined, assets, body });
 
+  if (deps.devLoginTenant !== undefined)
+    mountDevLogin(router, {
+      sessions: deps.sessions,
+      cookie: deps.cookie,
+      origin: deps.origin,
+      tenant: deps.devLoginTenant,
+      log,
+      logins,
+      bare,
+    });
+  const oidc = deps.oidc;
+
   router.get('/login', async (req, res) => {
-    const login = deps.sessions.beginLogin(safeReturn(req.query.return_to));
-    const url = await deps.oidc.authorizationUrl(login);
+    if (oidc === undefined) {
+      res.redirect(303, '/console/dev-login');
+      return;
+    }
+    const login = await deps.sessions.beginLogin(safeReturn(req.query.return_to));
+    const url = await oidc.authorizationUrl(login);
     // Binds the login to this browser: a callback with someone else's state (login CSRF) finds no cookie.
     res.cookie(LOGIN_COOKIE, login.state, {
       httpOnly: true,
@@ -94,10 +120,11 @@ export function createConsoleRouter(deps: ConsoleDeps): Router {
     const state = typeof req.query.state === 'string' ? req.query.state : undefined;
     const bound = readCookie(req.headers.cookie, LOGIN_COOKIE);
     res.clearCookie(LOGIN_COOKIE, { path: '/console/auth' });
-    const login = state !== undefined && bound === state ? deps.sessions.takeLogin(state) : undefined;
-    if (login === undefined) throw new LoginError('state', 'unknown, expired or foreign login state');
-    const { principal, idToken } = await deps.oidc.finish(new URL(req.originalUrl, deps.origin), login);
-    const session = deps.sessions.create(principal, idToken);
+    const login = state !== undefined && bound === state ? await deps.sessions.takeLogin(state) : undefined;
+    if (login === undefined || oidc === undefined)
+      throw new LoginError('state', 'unknown, expired or foreign login state');
+    const { principal, idToken } = await oidc.finish(new URL(req.originalUrl, deps.origin), login);
+    const session = await deps.sessions.create(principal, idToken);
     setSessionCookie(res, deps.cookie, session);
     logins.inc({ result: 'ok' });
     log.info({ sub: principal.subject, tenant: principal.tenant, roles: principal.roles }, 'console login');
@@ -115,8 +142,8 @@ export function createConsoleRouter(deps: ConsoleDeps): Router {
   router.use(express.urlencoded({ extended: false, limit: CONSOLE_BODY_LIMIT, parameterLimit: 100 }));
   router.use(requireCsrf(deps.origin, csrfRefused));
 
-  router.post('/logout', (_req, res) => {
-    deps.sessions.delete(consoleSession(res).id);
+  router.post('/logout', async (_req, res) => {
+    await deps.sessions.delete(consoleSession(res).id);
     clearSessionCookie(res, deps.cookie);
     res.redirect(303, '/console/logged-out');
   });
@@ -125,6 +152,8 @@ export function createConsoleRouter(deps: ConsoleDeps): Router {
   mountDevicePage(router, { ...pageDeps, revoker: deps.revoker });
   mountEventPages(router, pageDeps);
   mountRolloutPages(router, pageDeps);
+  mountDeadLetterPages(router, { ...pageDeps, alerts: deps.alerts });
+  mountWebhookPages(router, { ...pageDeps, webhooks: deps.webhooks });
   mountAuditPage(router, pageDeps);
 
   // Snapshots: the API's own media route (its decisions, and `media.read` on the audit log before any byte),

@@ -69,7 +69,11 @@ export function clearSessionCookie(res: Response, c: CookieSettings): void {
 }
 
 /** The session of this request (cookie), or undefined. */
-export function sessionOf(req: Request, store: SessionStore, c: CookieSettings): Session | undefined {
+export function sessionOf(
+  req: Request,
+  store: SessionStore,
+  c: CookieSettings,
+): Promise<Session | undefined> {
   return store.get(readCookie(req.headers.cookie, sessionCookieName(c)));
 }
 
@@ -85,8 +89,8 @@ export function consolePrincipal(res: Response): Principal {
 
 /** Pages need a session; without one a GET goes to the login, anything else is a 401. */
 export function requireSession(store: SessionStore, c: CookieSettings): RequestHandler {
-  return (req, res, next) => {
-    const s = sessionOf(req, store, c);
+  return async (req, res, next) => {
+    const s = await sessionOf(req, store, c);
     if (s === undefined) {
       if (req.method === 'GET' || req.method === 'HEAD') {
         const back = req.originalUrl.startsWith('/console') ? req.originalUrl : '/console';

@@ -1,11 +1,15 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Kysely } from 'kysely';
 import type { Principal } from '../auth/principal.js';
+import type { Database } from '../storage/tables.js';
 
 /**
- * Console sessions, held in this process's memory (bounded: the oldest goes first past `maxSessions`). The
- * cookie carries a random 256-bit id only; the principal and the CSRF token stay here. A restart logs every
- * user out, and behind a load balancer a session lives on one process: sticky routing or one console process
- * (a shared store is future work, said in the README).
+ * Console sessions and logins in flight, in PostgreSQL (tables console_sessions, console_logins: 0030), so
+ * that every API process behind a load balancer serves every login: a login begun on one process finishes on
+ * another, and a session made on one is used on all. The cookie carries a random 256-bit id only; the table
+ * holds its SHA-256 (a database read or backup yields no usable cookie), the principal, the CSRF token and the
+ * expiry. Expired rows are deleted when met and at every login; logout deletes; a user keeps at most
+ * `maxPerUser` sessions (the oldest deleted first), and all users at most `maxSessions`.
  */
 export interface Session {
   readonly id: string;
@@ -28,6 +32,8 @@ export interface PendingLogin {
 }
 
 const token = (): string => randomBytes(32).toString('base64url');
+/** What the table keys a cookie id or a login state by. */
+export const tokenHash = (t: string): string => createHash('sha256').update(t).digest('hex');
 
 /** Constant-time comparison of two tokens (different lengths are simply unequal). */
 export function sameToken(a: string, b: string): boolean {
@@ -39,23 +45,27 @@ export function sameToken(a: string, b: string): boolean {
 /** How long the browser may take at the identity provider. */
 export const LOGIN_TTL_MS = 10 * 60_000;
 
-export class SessionStore {
-  /** Insertion order = age: Map iteration gives the oldest first. */
-  private readonly sessions = new Map<string, Session>();
-  private readonly pending = new Map<string, PendingLogin>();
+/** Our tokens are 43 characters (256 bits, base64url); anything longer is not looked up. */
+const MAX_TOKEN_LENGTH = 64;
 
+export interface SessionStoreOptions {
+  ttlMs: number;
+  /** Sessions of all users together; past it the oldest go first. */
+  maxSessions: number;
+  /** Sessions of one user (tenant and subject); past it that user's oldest go first. */
+  maxPerUser: number;
+  /** Logins in flight; past it the oldest go first. */
+  maxPending: number;
+}
+
+export class SessionStore {
   constructor(
-    private readonly opts: { ttlMs: number; maxSessions: number; maxPending: number },
+    private readonly db: Kysely<Database>,
+    private readonly opts: SessionStoreOptions,
     private readonly now: () => number,
   ) {}
 
-  create(principal: Principal, idToken: string | undefined): Session {
-    this.sweep();
-    while (this.sessions.size >= this.opts.maxSessions) {
-      const oldest = this.sessions.keys().next().value;
-      if (oldest === undefined) break;
-      this.sessions.delete(oldest);
-    }
+  async create(principal: Principal, idToken: string | undefined): Promise<Session> {
     const at = this.now();
     const s: Session = {
       id: token(),
@@ -65,58 +75,140 @@ export class SessionStore {
       expiresAt: at + this.opts.ttlMs,
       idToken,
     };
-    this.sessions.set(s.id, s);
+    await this.db.transaction().execute(async (tx) => {
+      await tx.deleteFrom('console_sessions').where('expires_at', '<=', new Date(at)).execute();
+      await tx
+        .insertInto('console_sessions')
+        .values({
+          id_hash: tokenHash(s.id),
+          tenant_id: principal.tenant,
+          subject: principal.subject,
+          principal: JSON.stringify(principal),
+          csrf: s.csrf,
+          id_token: idToken ?? null,
+          created_at: new Date(at),
+          expires_at: new Date(s.expiresAt),
+        })
+        .execute();
+      // This user's oldest beyond the bound (the (tenant_id, subject, created_at) index), then everyone's.
+      await tx
+        .deleteFrom('console_sessions')
+        .where('id_hash', 'in', (eb) =>
+          eb
+            .selectFrom('console_sessions')
+            .select('id_hash')
+            .where('tenant_id', '=', principal.tenant)
+            .where('subject', '=', principal.subject)
+            .orderBy('created_at', 'desc')
+            .orderBy('id_hash')
+            .offset(this.opts.maxPerUser),
+        )
+        .execute();
+      await tx
+        .deleteFrom('console_sessions')
+        .where('id_hash', 'in', (eb) =>
+          eb
+            .selectFrom('console_sessions')
+            .select('id_hash')
+            .orderBy('created_at', 'desc')
+            .orderBy('id_hash')
+            .offset(this.opts.maxSessions),
+        )
+        .execute();
+    });
     return s;
   }
 
-  /** The live session with this id, or undefined (unknown, expired: an expired one is forgotten). */
-  get(id: string | undefined): Session | undefined {
-    if (id === undefined || id.length > 64) return undefined;
-    const s = this.sessions.get(id);
-    if (s === undefined) return undefined;
-    if (s.expiresAt <= this.now()) {
-      this.sessions.delete(id);
+  /** The live session with this id, or undefined (unknown, expired: an expired one is deleted). */
+  async get(id: string | undefined): Promise<Session | undefined> {
+    if (id === undefined || id.length > MAX_TOKEN_LENGTH) return undefined;
+    const hash = tokenHash(id);
+    const row = await this.db
+      .selectFrom('console_sessions')
+      .selectAll()
+      .where('id_hash', '=', hash)
+      .executeTakeFirst();
+    if (row === undefined) return undefined;
+    if (row.expires_at.getTime() <= this.now()) {
+      await this.db.deleteFrom('console_sessions').where('id_hash', '=', hash).execute();
       return undefined;
     }
-    return s;
+    return {
+      id,
+      principal: row.principal as Principal,
+      csrf: row.csrf,
+      createdAt: row.created_at.getTime(),
+      expiresAt: row.expires_at.getTime(),
+      idToken: row.id_token ?? undefined,
+    };
   }
 
-  delete(id: string): void {
-    this.sessions.delete(id);
+  async delete(id: string): Promise<void> {
+    await this.db.deleteFrom('console_sessions').where('id_hash', '=', tokenHash(id)).execute();
   }
 
-  get size(): number {
-    return this.sessions.size;
+  /** Sessions of one user (tests, the bound). */
+  async countFor(tenant: string, subject: string): Promise<number> {
+    const r = await this.db
+      .selectFrom('console_sessions')
+      .select((eb) => eb.fn.countAll<string>().as('n'))
+      .where('tenant_id', '=', tenant)
+      .where('subject', '=', subject)
+      .executeTakeFirstOrThrow();
+    return Number(r.n);
   }
 
-  beginLogin(returnTo: string): PendingLogin {
-    for (const [k, p] of this.pending) if (p.expiresAt <= this.now()) this.pending.delete(k);
-    while (this.pending.size >= this.opts.maxPending) {
-      const oldest = this.pending.keys().next().value;
-      if (oldest === undefined) break;
-      this.pending.delete(oldest);
-    }
+  async beginLogin(returnTo: string): Promise<PendingLogin> {
+    const at = this.now();
     const p: PendingLogin = {
       state: token(),
       nonce: token(),
       verifier: token(),
       returnTo,
-      expiresAt: this.now() + LOGIN_TTL_MS,
+      expiresAt: at + LOGIN_TTL_MS,
     };
-    this.pending.set(p.state, p);
+    await this.db.transaction().execute(async (tx) => {
+      await tx.deleteFrom('console_logins').where('expires_at', '<=', new Date(at)).execute();
+      await tx
+        .insertInto('console_logins')
+        .values({
+          state_hash: tokenHash(p.state),
+          nonce: p.nonce,
+          verifier: p.verifier,
+          return_to: returnTo,
+          expires_at: new Date(p.expiresAt),
+        })
+        .execute();
+      await tx
+        .deleteFrom('console_logins')
+        .where('state_hash', 'in', (eb) =>
+          eb
+            .selectFrom('console_logins')
+            .select('state_hash')
+            .orderBy('expires_at', 'desc')
+            .orderBy('state_hash')
+            .offset(this.opts.maxPending),
+        )
+        .execute();
+    });
     return p;
   }
 
-  /** Takes (once) the login whose state this is; undefined when unknown or expired. */
-  takeLogin(state: string | undefined): PendingLogin | undefined {
-    if (state === undefined || state.length > 64) return undefined;
-    const p = this.pending.get(state);
-    this.pending.delete(state);
-    return p && p.expiresAt > this.now() ? p : undefined;
-  }
-
-  private sweep(): void {
-    const at = this.now();
-    for (const [k, s] of this.sessions) if (s.expiresAt <= at) this.sessions.delete(k);
+  /** Takes (once: the row is deleted) the login whose state this is; undefined when unknown or expired. */
+  async takeLogin(state: string | undefined): Promise<PendingLogin | undefined> {
+    if (state === undefined || state.length > MAX_TOKEN_LENGTH) return undefined;
+    const row = await this.db
+      .deleteFrom('console_logins')
+      .where('state_hash', '=', tokenHash(state))
+      .returningAll()
+      .executeTakeFirst();
+    if (row === undefined || row.expires_at.getTime() <= this.now()) return undefined;
+    return {
+      state,
+      nonce: row.nonce,
+      verifier: row.verifier,
+      returnTo: row.return_to,
+      expiresAt: row.expires_at.getTime(),
+    };
   }
 }

@@ -8,6 +8,7 @@ import type { ApiOperation } from '../api/openapi.js';
 import { methodNotAllowed } from '../api/problem.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { Authorizer } from '../auth/authorize.js';
+import type { Principal } from '../auth/principal.js';
 import { UnsafeUrlError, validateWebhookUrl, type UrlPolicy } from './ssrf.js';
 import {
   MAX_ENABLED_WEBHOOKS_PER_TENANT,
@@ -103,6 +104,46 @@ function deliveryView(d: WebhookDelivery) {
   return { event_id, attempt, state, http_status, error, duration_ms, at: d.at.toISOString() };
 }
 
+/**
+ * Creates a webhook for an authorized caller (webhooks:write asked already): the URL policy (SSRF), the per-tenant
+ * bound, the row and the audit entry. The API's POST /v1/webhooks and the console's form both call it.
+ */
+export async function createWebhook(
+  deps: Pick<WebhookRoutesDeps, 'store' | 'policy' | 'audit'>,
+  principal: Principal,
+  body: z.output<typeof createWebhookBody>,
+): Promise<Webhook & { secret: string }> {
+  try {
+    validateWebhookUrl(body.url, deps.policy);
+  } catch (err) {
+    if (err instanceof UnsafeUrlError) throw new ValidationError([{ path: 'url', message: err.message }]);
+    throw err;
+  }
+  if ((await deps.store.countEnabled(principal.tenant)) >= MAX_ENABLED_WEBHOOKS_PER_TENANT)
+    throw new ValidationError([
+      { path: 'url', message: `at most ${MAX_ENABLED_WEBHOOKS_PER_TENANT} enabled webhooks per tenant` },
+    ]);
+  const hook = await deps.store.create({
+    tenantId: principal.tenant,
+    url: body.url,
+    filter: body.filter ?? {},
+    description: body.description,
+    createdBy: principal.subject,
+  });
+  // If this append fails the request fails (500) before the secret is shown; the webhook exists and can be
+  // disabled, and its secret was never seen by anyone.
+  await deps.audit.append({
+    tenantId: principal.tenant,
+    actor: principal.subject,
+    actorKind: 'user',
+    action: 'webhook.create',
+    resource: `webhook:${principal.tenant}/${hook.id}`,
+    outcome: 'allowed',
+    detail: { webhook_id: hook.id, url: hook.url, filter: hook.filter },
+  });
+  return hook;
+}
+
 export interface WebhookRoutesDeps {
   store: WebhookStore;
   policy: UrlPolicy;
@@ -132,34 +173,7 @@ export function mountWebhookRoutes(router: Router, deps: WebhookRoutesDeps): voi
     .post(async (req, res) => {
       const principal = await allow(res, 'webhooks:write');
       const body = parseOrThrow(createWebhookBody, req.body ?? {}, 'body');
-      try {
-        validateWebhookUrl(body.url, deps.policy);
-      } catch (err) {
-        if (err instanceof UnsafeUrlError) throw new ValidationError([{ path: 'url', message: err.message }]);
-        throw err;
-      }
-      if ((await deps.store.countEnabled(principal.tenant)) >= MAX_ENABLED_WEBHOOKS_PER_TENANT)
-        throw new ValidationError([
-          { path: 'url', message: `at most ${MAX_ENABLED_WEBHOOKS_PER_TENANT} enabled webhooks per tenant` },
-        ]);
-      const hook = await deps.store.create({
-        tenantId: principal.tenant,
-        url: body.url,
-        filter: body.filter ?? {},
-        description: body.description,
-        createdBy: principal.subject,
-      });
-      // If this append fails the request fails (500) before the secret is shown; the webhook exists and can be
-      // disabled, and its secret was never seen by anyone.
-      await deps.audit.append({
-        tenantId: principal.tenant,
-        actor: principal.subject,
-        actorKind: 'user',
-        action: 'webhook.create',
-        resource: `webhook:${principal.tenant}/${hook.id}`,
-        outcome: 'allowed',
-        detail: { webhook_id: hook.id, url: hook.url, filter: hook.filter },
-      });
+      const hook = await createWebhook(deps, principal, body);
       res.status(201).json({ ...view(hook), secret: hook.secret });
     })
     .get(async (_req, res) => {

@@ -59,7 +59,7 @@ export interface EventStreamDeps {
    * (console/index.ts streamPrincipal). Asked only when the request has no bearer token.
    */
   sessionPrincipal?:
-    ((req: IncomingMessage) => { principal: Principal; expiresAt: number } | undefined) | undefined;
+    ((req: IncomingMessage) => Promise<{ principal: Principal; expiresAt: number } | undefined>) | undefined;
 }
 
 class Refusal extends Error {
@@ -122,7 +122,7 @@ export function attachEventStream(deps: EventStreamDeps): { close(): void } {
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (url.pathname !== STREAM_PATH) throw new Refusal(404, 'not-found', 'Not found', 'No such resource.');
     const token = bearerOf(req);
-    const session = token === undefined ? deps.sessionPrincipal?.(req) : undefined;
+    const session = token === undefined ? await deps.sessionPrincipal?.(req) : undefined;
     if (token === undefined && session === undefined)
       throw new Refusal(401, 'unauthenticated', 'Unauthorized', 'A valid bearer token is required.');
     let principal: Principal;

@@ -583,6 +583,36 @@ export interface ErasureRequestsTable {
 }
 
 /** The typed view of the schema that the migrations build. */
+/** A console login (0030): the key is the SHA-256 of the cookie's id, never the id. */
+export interface ConsoleSessionsTable {
+  id_hash: string;
+  tenant_id: string;
+  subject: string;
+  /** The Principal (subject, tenant, roles, sites) as the login mapped it. */
+  principal: ColumnType<unknown, string, never>;
+  csrf: string;
+  id_token: string | null;
+  created_at: Date;
+  expires_at: Date;
+}
+
+/** An OIDC login in flight (0030): taken once by the callback. */
+export interface ConsoleLoginsTable {
+  state_hash: string;
+  nonce: string;
+  verifier: string;
+  return_to: string;
+  expires_at: Date;
+}
+
+/** An event marked reviewed (0030). */
+export interface EventReviewsTable {
+  tenant_id: string;
+  event_id: string;
+  reviewed_by: string;
+  reviewed_at: Date;
+}
+
 export interface Database {
   tenants: TenantsTable;
   sites: SitesTable;
@@ -611,4 +641,7 @@ export interface Database {
   alert_incidents: AlertIncidentsTable;
   alert_messages: AlertMessagesTable;
   scheduler_leases: SchedulerLeasesTable;
+  console_sessions: ConsoleSessionsTable;
+  console_logins: ConsoleLoginsTable;
+  event_reviews: EventReviewsTable;
 }

@@ -38,6 +38,11 @@ function resourcesFor(action: Action, tenant: string): Resource[] {
         { type: 'event', tenant, id: 'e1' },
         { type: 'event', tenant, id: 'e1', site: 'hq', camera: 'lobby', dataClass: 'metadata' },
       ];
+    case 'events:review':
+      return [
+        { type: 'event', tenant, id: 'e1' },
+        { type: 'event', tenant, id: 'e1', site: 'hq', camera: 'lobby', dataClass: 'metadata' },
+      ];
     case 'devices:read':
       return [
         { type: 'devices', tenant },
@@ -105,6 +110,7 @@ function resourcesFor(action: Action, tenant: string): Resource[] {
 /** Who may do what in their own tenant (media: the media data class; personal data is in DATA_CLASS_CASES). */
 export const GRANTS: Readonly<Record<Action, readonly Role[]>> = {
   'events:read': ['admin', 'operator', 'viewer', 'auditor'],
+  'events:review': ['admin', 'operator'],
   'devices:read': ['admin', 'operator', 'viewer', 'installer', 'auditor'],
   'devices:revoke': ['admin'],
   'enrollment-tokens:create': ['admin', 'installer'],

@@ -43,6 +43,7 @@ reason := sprintf("invalid request: %s does not apply to %s", [input.action, inp
 # The schema's appliesTo (cloud/policies/vigil.cedarschema).
 applies_to := {
 	"events:read": {"events", "event"},
+	"events:review": {"event"},
 	"devices:read": {"devices", "device"},
 	"devices:revoke": {"device"},
 	"enrollment-tokens:create": {"enrollment-tokens"},
@@ -148,6 +149,12 @@ permits contains "operator-read" if {
 permits contains "operator-alerts-cancel" if {
 	"operator" in input.principal.roles
 	input.action == "alerts:cancel"
+}
+
+permits contains "operator-events-review" if {
+	"operator" in input.principal.roles
+	input.action == "events:review"
+	metadata_or_unknown
 }
 
 permits contains "operator-media" if {

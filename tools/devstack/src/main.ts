@@ -92,6 +92,7 @@ Running (${((Date.now() - started) / 1000).toFixed(1)} s to start):
   PostgreSQL          ${stack.databaseUrl.replace(/\/\/[^@]*@/, '//')}
   Cameras (RTSP/TCP)  ${stack.cameraUrls.join('  ')}
   Cloud               ${stack.cloudUrl}/healthz  /readyz  /metrics  /v1/docs
+  Console             ${stack.cloudUrl}/console/dev-login   development login: pick a role of tenant ${DEV_DEVICE.tenantId}, no password
   Cloud gRPC (TLS)    ${stack.grpcAddress}   DeviceService: Enroll, Renew
   Agent               ${stack.agentUrl}/healthz  /metrics
   Logs                ${stack.logsDir}/{cloud,agent}.log

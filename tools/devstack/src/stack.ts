@@ -181,6 +181,13 @@ export async function startStack(opts: StackOptions): Promise<RunningStack> {
             tls: { certFile: pki.cloudApi.cert, keyFile: pki.cloudApi.key },
           },
           auth: { jwksFile: apiSigningKey.jwksFile },
+          // The console with its development login (no identity provider): the cloud's schema accepts it only
+          // on a loopback listener with a non-Secure cookie, as here; see the README's "Web console".
+          console: {
+            enabled: true,
+            cookieSecure: false,
+            devLogin: { enabled: true, tenant: DEV_DEVICE.tenantId, origin: `http://127.0.0.1:${cloudPort}` },
+          },
         },
         null,
         2,

@@ -122,7 +122,7 @@ export function mountDevicePage(router: Router, deps: PageDeps & { revoker: Devi
                     </tr>
                   </thead>
                   <tbody>
-                    ${recent.map(eventRow)}
+                    ${recent.map((e) => eventRow(e))}
                   </tbody>
                 </table>
               </div>`

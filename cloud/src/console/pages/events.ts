@@ -3,18 +3,25 @@ import { z } from 'zod';
 import { requireAllowed, requireVisible } from '../../api/authenticate.js';
 import { NotFoundError } from '../../api/errors.js';
 import { EventReader, type EventView } from '../../api/event-store.js';
+import { EventReviews, type EventReview } from '../../events/reviews.js';
 import { encodeCursor, eventIdParam, listEventsQuerySchema, parseOrThrow } from '../../api/events-query.js';
-import { nonEmptyQuery, sendPage, utcInput, type PageDeps } from '../context.js';
+import { can, nonEmptyQuery, sendPage, utcInput, type PageDeps } from '../context.js';
 import { html } from '../html.js';
-import { time } from '../layout.js';
-import { consolePrincipal } from '../security.js';
+import { csrfField, time } from '../layout.js';
+import { consolePrincipal, consoleSession } from '../security.js';
 
 /** The console's page size: a screenful of thumbnails. */
 export const EVENTS_PAGE_SIZE = 50;
 const zoneParam = z.string().regex(/^[A-Za-z0-9_.-]{1,63}$/, 'must be 1-63 letters, digits, ., - or _');
+/** The review filter: reviewed (yes), not reviewed (no), or absent (all). */
+const reviewedParam = z.enum(['yes', 'no'], 'must be yes or no');
 
-/** One row of the events table; console.js builds the same from a stream message (with textContent). */
-export function eventRow(e: EventView): ReturnType<typeof html> {
+/**
+ * One row of the events table; console.js builds the same from a stream message (with textContent). With
+ * `marks` (the events page), a last column says who reviewed it.
+ */
+export function eventRow(e: EventView, marks?: Map<string, EventReview>): ReturnType<typeof html> {
+  const review = marks?.get(e.event_id);
   return html`<tr data-event="${e.event_id}">
     <td>
       ${
@@ -37,6 +44,13 @@ export function eventRow(e: EventView): ReturnType<typeof html> {
     <td>${e.label}</td>
     <td>${e.score.toFixed(2)}</td>
     <td>${e.zones.join(', ')}</td>
+    ${
+      marks === undefined
+        ? ''
+        : html`<td class="review">
+            ${review ? html`<span title="${time(review.reviewed_at)}">by ${review.reviewed_by}</span>` : 'no'}
+          </td>`
+    }
   </tr>`;
 }
 
@@ -47,13 +61,17 @@ export function eventRow(e: EventView): ReturnType<typeof html> {
  */
 export function mountEventPages(router: Router, deps: PageDeps): void {
   const events = new EventReader(deps.db);
+  // The API's own review code (events/reviews.ts): the same Cedar questions, the same audit entries.
+  const reviews = new EventReviews({ ...deps, events });
   const listQuery = listEventsQuerySchema(Math.max(deps.maxPageSize, EVENTS_PAGE_SIZE));
 
   router.get('/events', async (req, res) => {
     const principal = consolePrincipal(res);
     const raw = nonEmptyQuery(req.query);
     const zone = raw.zone === undefined ? undefined : parseOrThrow(zoneParam, raw.zone, 'query parameters');
-    const { zone: _zone, ...rest } = raw;
+    const reviewed =
+      raw.reviewed === undefined ? undefined : parseOrThrow(reviewedParam, raw.reviewed, 'query parameters');
+    const { zone: _zone, reviewed: _reviewed, ...rest } = raw;
     const since = utcInput(rest.since);
     const until = utcInput(rest.until);
     const filter = parseOrThrow(
@@ -72,9 +90,18 @@ export function mountEventPages(router: Router, deps: PageDeps): void {
       tenant: principal.tenant,
       site: filter.site,
     });
-    const page = await events.list(principal.tenant, { ...filter, zone });
-    // Live rows only on the first page of an open-ended query: older pages and closed ranges do not grow.
-    const live = filter.after === undefined && filter.until === undefined;
+    const page = await events.list(principal.tenant, {
+      ...filter,
+      zone,
+      reviewed: reviewed === undefined ? undefined : reviewed === 'yes',
+    });
+    const marks = await reviews.of(
+      principal.tenant,
+      page.items.map((e) => e.event_id),
+    );
+    // Live rows only on the first page of an open-ended query (older pages and closed ranges do not grow), and
+    // not when only reviewed events are asked for (a new event is not reviewed).
+    const live = filter.after === undefined && filter.until === undefined && reviewed !== 'yes';
     const stream = new URLSearchParams();
     for (const k of ['site', 'device', 'camera', 'label'] as const) {
       const v = filter[k];
@@ -92,6 +119,14 @@ export function mountEventPages(router: Router, deps: PageDeps): void {
         ${field('camera', 'Camera', filter.camera)} ${field('label', 'Label', filter.label)}
         ${field('zone', 'Zone', zone)} ${field('since', 'From (UTC)', raw.since, 'datetime-local')}
         ${field('until', 'Until (UTC)', raw.until, 'datetime-local')}
+        <label
+          >Review
+          <select name="reviewed">
+            <option value="" ${reviewed === undefined ? html`selected` : ''}>all</option>
+            <option value="no" ${reviewed === 'no' ? html`selected` : ''}>not reviewed</option>
+            <option value="yes" ${reviewed === 'yes' ? html`selected` : ''}>reviewed</option>
+          </select></label
+        >
         <button type="submit">Filter</button>
       </form>
       <p
@@ -116,10 +151,11 @@ export function mountEventPages(router: Router, deps: PageDeps): void {
               <th scope="col">Label</th>
               <th scope="col">Score</th>
               <th scope="col">Zones</th>
+              <th scope="col">Reviewed</th>
             </tr>
           </thead>
           <tbody>
-            ${page.items.map(eventRow)}
+            ${page.items.map((e) => eventRow(e, marks))}
           </tbody>
         </table>
       </div>
@@ -147,6 +183,32 @@ export function mountEventPages(router: Router, deps: PageDeps): void {
       camera: e.camera_id,
       dataClass: 'metadata',
     });
+    const review = (await reviews.of(principal.tenant, [id])).get(id);
+    // The button only for who may use it (the same question the POST asks; hiding is a courtesy).
+    const mayReview = await can(deps, principal, 'events:review', {
+      type: 'event',
+      tenant: principal.tenant,
+      id,
+      site: e.site_id,
+      camera: e.camera_id,
+      dataClass: 'metadata',
+    });
+    const csrf = consoleSession(res).csrf;
+    const reviewPart = html`<section class="review" aria-label="Review">
+      <p data-reviewed="${review ? 'yes' : 'no'}">
+        ${review ? `Reviewed by ${review.reviewed_by} at ${time(review.reviewed_at)}.` : 'Not reviewed yet.'}
+      </p>
+      ${
+        mayReview
+          ? html`<form method="post" action="/console/events/${id}/${review ? 'unreview' : 'review'}">
+              ${csrfField(csrf)}
+              <button type="submit" class="${review ? 'op-unreview' : 'op-review'}">
+                ${review ? 'Mark not reviewed' : 'Mark reviewed'}
+              </button>
+            </form>`
+          : ''
+      }
+    </section>`;
     const row = (k: string, v: string) =>
       html`<tr>
         <th scope="row">${k}</th>
@@ -154,6 +216,7 @@ export function mountEventPages(router: Router, deps: PageDeps): void {
       </tr>`;
     const body = html`
       <p><a href="/console/events">Back to the events</a></p>
+      ${reviewPart}
       ${
         e.snapshot
           ? html`<figure>
@@ -178,5 +241,18 @@ export function mountEventPages(router: Router, deps: PageDeps): void {
       </table>
     `;
     sendPage(res, deps, 'events', `Event ${e.label} on ${e.camera_id}`, body);
+  });
+
+  // Mark reviewed / not reviewed: EventReviews asks Cedar (events:review) and audits; a viewer's forged POST is
+  // refused there (403, audited as denied) whatever the page showed.
+  router.post('/events/:id/review', async (req, res) => {
+    const id = parseOrThrow(eventIdParam, req.params.id, 'path parameters');
+    await reviews.mark(consolePrincipal(res), id);
+    res.redirect(303, `/console/events/${id}`);
+  });
+  router.post('/events/:id/unreview', async (req, res) => {
+    const id = parseOrThrow(eventIdParam, req.params.id, 'path parameters');
+    await reviews.unmark(consolePrincipal(res), id);
+    res.redirect(303, `/console/events/${id}`);
   });
 }

@@ -78,6 +78,7 @@ function row(e) {
     (e.zones ?? []).join(', '),
   ])
     cell(String(v));
+  cell('no'); // a new event is not reviewed yet
   return tr;
 }
 
