@@ -1,16 +1,16 @@
-// Issue 14 "Must show", end to end with nothing standing in: the real vigil-updater (the release bundle's own
-// `bin/vigil-updater`, as the package runs it) fetching signed releases from the real cloud over mutual TLS
-// (DeviceService.FetchRelease with each agent's enrolled identity), real agent bundles built with the release
-// tooling (stageProgram/packStaged: esbuild output, native addons, the bundled Node runtime) and
+// Issue 14 "Must show", end to end with only systemd stood in for: the real vigil-updater (the release
+// bundle's own `bin/vigil-updater`, as the package runs it) fetching signed releases from the real cloud over
+// mutual TLS (DeviceService.FetchRelease with each agent's enrolled identity), real agent bundles built with the
+// release tooling (stageProgram/packStaged: esbuild output, native addons, the bundled Node runtime) and
 // `vigil release publish`ed, three gateways laid out as the .deb lays them out (/opt/vigil = the v1 release,
 // releases/current -> it, the packaged trust root), each agent run by a supervisor that plays systemd
-// (Restart=always; SIGHUP = `systemctl restart`). Cameras are the face-walking clip through ffmpeg and YOLOX, so
-// events flow the whole time: every event an agent logs is counted in PostgreSQL, none lost, none unexplained.
+// (Restart=always; SIGHUP = `systemctl restart`). The cameras are a clip through ffmpeg and YOLOX, so events flow
+// the whole time: every event an agent logs is counted in PostgreSQL, none lost, none unexplained.
 //   1. A staged rollout 1.0.0 -> 2.0.0 (canary, then the rest): every agent runs 2.0.0, committed.
-//   2. A bad 3.0.0 (its bundle lacks better-sqlite3: the agent crashes at start): each canary's updater switches
-//      back to 2.0.0 by itself within the bake time, the rollout aborts and rolls back, no device stays on 3.0.0,
-//      and the device outside the canary is never asked for it.
-// Slow (~3-4 min): the bundles are built once per file (VIGIL_E2E_RELEASE_CACHE=<dir> keeps them across runs).
+//   2. A bad 3.0.0 (its bundle lacks better-sqlite3: the agent crashes at start): each canary's updater
+//      switches back to 2.0.0 by itself within the bake time, the rollout aborts and rolls back, no device
+//      stays on 3.0.0, and the device outside the canary is never asked for it.
+// Slow (~4 min, plus ~1-4 min building the bundles once per file; VIGIL_E2E_RELEASE_CACHE=<dir> keeps them).
 import { execFile, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
@@ -616,6 +616,9 @@ describe.skipIf(!CLIP || !MODEL)(
         expect(unexplained, g.id).toEqual([]);
         expect(new Set(stored[k]).size).toBe(stored[k]!.length);
       }
+      console.log(
+        `[updater-e2e] events logged by the agents / stored in PostgreSQL: ${gateways.map((g, k) => `${g.id} ${logged[k]!.size}/${stored[k]!.length}`).join(', ')}`,
+      );
     }
 
     it('a staged rollout 1.0.0 -> 2.0.0: each updater fetches 2.0.0 from the cloud, verifies, switches, bakes and commits; events never stop', async () => {
