@@ -75,7 +75,7 @@ const V2 = '2.0.0';
 const V3 = '3.0.0';
 const IDS = ['gw-a', 'gw-b', 'gw-c'];
 /** The updater's bake: long enough for a loaded machine to start ffmpeg and the model; short for the test. */
-const BAKE_SECONDS = 20;
+const BAKE_SECONDS = 30;
 const silent = pino({ level: 'silent' });
 
 interface Releases {
@@ -240,7 +240,11 @@ class Gateway {
   startAgent(): void {
     this.supervisor = registry.spawn(process.execPath, [SUPERVISOR, join(this.releases, 'current')], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, VIGIL_AGENT_CONFIG: this.agentConfig },
+      env: {
+        ...process.env,
+        VIGIL_AGENT_CONFIG: this.agentConfig,
+        SUPERVISOR_PID_FILE: join(this.dir, 'agent.pid'),
+      },
     });
     this.supervisor.stdout!.on('data', (d: Buffer) => this.agentLines(d.toString()));
     this.supervisor.stderr!.on('data', (d: Buffer) => {
@@ -281,7 +285,19 @@ class Gateway {
           packagedRootFile: this.packagedRoot,
         },
         pollSeconds: 0.5,
-        restart: { command: ['kill', '-HUP', String(this.supervisor!.pid)], timeoutSeconds: 10 },
+        // What `systemctl restart` does: returns once the old process is gone and the new one started (the
+        // supervisor writes the new pid), so that the bake does not count the old agent's shutdown.
+        restart: {
+          command: [
+            '/bin/sh',
+            '-c',
+            'f="$1"; old=$(cat "$f"); kill -HUP "$2"; n=0; while [ "$(cat "$f")" = "$old" ]; do n=$((n+1)); [ $n -gt 1200 ] && exit 1; sleep 0.1; done',
+            'restart',
+            join(this.dir, 'agent.pid'),
+            String(this.supervisor!.pid),
+          ],
+          timeoutSeconds: 150,
+        },
         health: {
           url: `http://127.0.0.1:${this.port}/healthz`,
           bakeSeconds: BAKE_SECONDS,
