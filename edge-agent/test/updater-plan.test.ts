@@ -1,7 +1,7 @@
 // vigil-updater's pure logic and its unpacker: what a restarted updater does at each journal step, which
 // requests it acts on, the health gate through the bake, and every bundle the format forbids refused.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -12,6 +12,7 @@ import {
   HealthGate,
   judgeHealth,
   parseUpdaterConfig,
+  readTrustedRoot,
   recover,
   requestKey,
   unpackBundle,
@@ -215,6 +216,43 @@ describe('config', () => {
       parseUpdaterConfig({ repository: { kind: 'device', trustedRootFile: 'x' }, bake: 1 }),
     ).toThrow(/Unrecognized key/);
     expect(() => parseUpdaterConfig({ repository: { kind: 'ftp' } })).toThrow(/CONFIG|repository/);
+  });
+});
+
+describe('the trusted root: the administrator file wins, else the one the package shipped', () => {
+  const dir = join(work, 'roots');
+  const admin = join(dir, 'etc-release-root.json');
+  const packaged = join(dir, 'usr-share-release-root.json');
+  it('reads the administrator file when there is one, the packaged one when there is none, and says which when neither', () => {
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(packaged, '{"packaged":1}');
+    // The package's updater.json names both (tools/release/debian/updater.json).
+    const shipped = parseUpdaterConfig(
+      JSON.parse(readFileSync(new URL('../../tools/release/debian/updater.json', import.meta.url), 'utf8')),
+    );
+    expect(shipped.repository).toMatchObject({
+      trustedRootFile: '/etc/vigil/release-root.json',
+      packagedRootFile: '/usr/share/vigil-agent/release-root.json',
+    });
+    expect(readTrustedRoot(admin, packaged).toString()).toBe('{"packaged":1}');
+    writeFileSync(admin, '{"admin":1}');
+    expect(readTrustedRoot(admin, packaged).toString()).toBe('{"admin":1}');
+    rmSync(admin);
+    expect(() => readTrustedRoot(admin)).toThrow(
+      /cannot read repository.trustedRootFile .* no repository.packagedRootFile/,
+    );
+    rmSync(packaged);
+    expect(() => readTrustedRoot(admin, packaged)).toThrow(
+      /neither repository.trustedRootFile .* nor repository.packagedRootFile/,
+    );
+  });
+
+  it('does not fall back when the administrator file exists but cannot be read', () => {
+    writeFileSync(packaged, '{"packaged":1}');
+    // A directory where the file should be: present, unreadable as a file.
+    mkdirSync(admin, { recursive: true });
+    expect(() => readTrustedRoot(admin, packaged)).toThrow(/cannot read repository.trustedRootFile/);
+    rmSync(admin, { recursive: true });
   });
 });
 

@@ -210,6 +210,28 @@ export const rolloutDeviceViewSchema = z
       description: 'What it reported about its desired version.',
     }),
     health: z.enum(['ok', 'degraded', 'failing', 'unknown']),
+    agent: z
+      .object({
+        version: z.string().nullable().meta({
+          description: 'The agent version its last heartbeat reported running (null: never reported).',
+        }),
+        previous_version: z.string().nullable().meta({
+          description: 'The agent version it ran when its wave was issued: what a rollback returns it to.',
+        }),
+        update_state: z.string().nullable().meta({
+          description:
+            'Its updater state per its last heartbeat (idle, downloading, ..., committed, rolled_back).',
+        }),
+        update_target: z.string().nullable(),
+        update_reason: z.string().nullable(),
+        update_at: z.iso.datetime().nullable(),
+      })
+      .nullable()
+      .meta({
+        description:
+          'Agent-version rollouts only (null otherwise): what the device reports of its agent, live. Its status ' +
+          'after a rollback is rolled_back only once it runs previous_version again.',
+      }),
   })
   .meta({ id: 'RolloutDevice' });
 
@@ -287,19 +309,30 @@ export interface RolloutRoutesDeps {
  * A device's status with its rollback state read live: the executor stops watching a rollout when it ends, but a
  * device still `rolling_back` then (offline) that later applies its restored config is `rolled_back` from that
  * moment. (Other statuses are the rollout's verdicts, fixed when it ends; the per-device versions are live.)
+ * An agent-version rollout's device is back only when its heartbeat also says it runs the agent version it ran
+ * before (`dv.agent_version`): applying the restored config only asks its updater to go back, as in
+ * rollouts/agent.ts agentRestore. Needs `rd`, `s` (device_config_state) and `dv` (devices) in the query.
  */
-const liveStatus = sql<string>`case
+function liveStatus(r: RolloutRow) {
+  const agentBack =
+    r.agent_version === null
+      ? sql`true`
+      : sql`(rd.previous_agent_version is null or dv.agent_version = rd.previous_agent_version)`;
+  return sql<string>`case
   when rd.status in ('rolling_back', 'restore_failed') and s.applied_version >= rd.rollback_version
+    and ${agentBack}
     then 'rolled_back'
   else rd.status end`;
+}
 
 /** The progress view of a rollout: counts by wave and status from rollout_devices. */
 async function view(db: Kysely<Database>, r: RolloutRow): Promise<z.output<typeof rolloutViewSchema>> {
   const spec = r.spec as unknown as RolloutSpec;
   const counts = await sql<{ wave: number | null; status: string; n: string }>`
-    select rd.wave, ${liveStatus} as status, count(*)::text as n
+    select rd.wave, ${liveStatus(r)} as status, count(*)::text as n
     from rollout_devices rd
     left join device_config_state s on s.tenant_id = rd.tenant_id and s.device_id = rd.device_id
+    left join devices dv on dv.tenant_id = rd.tenant_id and dv.id = rd.device_id
     where rd.rollout_id = ${r.id}
     group by 1, 2`.execute(db);
   const zero = { rolling_back: 0, rolled_back: 0, restore_failed: 0, not_restored: 0 };
@@ -370,13 +403,21 @@ async function devicePage(
     state: string | null;
     health: string | null;
     runs_good: boolean | null;
+    previous_agent_version: string | null;
+    agent_version: string | null;
+    update_state: string | null;
+    update_target: string | null;
+    update_reason: string | null;
+    update_at: Date | null;
   }>`
-    select rd.position, rd.device_id, rd.wave, ${liveStatus} as status, rd.reason, rd.issued_version::text,
+    select rd.position, rd.device_id, rd.wave, ${liveStatus(r)} as status, rd.reason, rd.issued_version::text,
       rd.rollback_version::text, rd.restored_from_version::text, rd.restore_source,
       s.desired_version::text, s.reported_version::text, s.applied_version::text, s.good_version::text,
-      s.state, s.health, (a.body = g.body) as runs_good
+      s.state, s.health, (a.body = g.body) as runs_good, rd.previous_agent_version, dv.agent_version,
+      dv.update_state, dv.update_target, dv.update_reason, dv.update_at
     from rollout_devices rd
     left join device_config_state s on s.tenant_id = rd.tenant_id and s.device_id = rd.device_id
+    left join devices dv on dv.tenant_id = rd.tenant_id and dv.id = rd.device_id
     left join device_configs a on a.tenant_id = rd.tenant_id and a.device_id = rd.device_id
       and a.version = s.applied_version
     left join device_configs g on g.tenant_id = rd.tenant_id and g.device_id = rd.device_id
@@ -412,6 +453,17 @@ async function devicePage(
         runs_last_known_good: d.runs_good === true,
         config_state: state as 'pending' | 'applied' | 'failed' | 'rolled_back' | 'unknown',
         health: (d.health ?? 'unknown') as 'ok' | 'degraded' | 'failing' | 'unknown',
+        agent:
+          r.agent_version === null
+            ? null
+            : {
+                version: d.agent_version,
+                previous_version: d.previous_agent_version,
+                update_state: d.update_state,
+                update_target: d.update_target,
+                update_reason: d.update_reason,
+                update_at: d.update_at?.toISOString() ?? null,
+              },
       };
     }),
     next_after: rows.rows.length > q.limit ? (page[page.length - 1]?.position ?? null) : null,

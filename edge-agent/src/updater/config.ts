@@ -4,6 +4,13 @@ import { UpdaterError } from './errors.js';
 
 const MiB = 1024 * 1024;
 
+/**
+ * The root the package was built with (`pnpm release:build --release-root`, installed at
+ * /usr/share/vigil-agent/release-root.json), used only when `trustedRootFile` does not exist: a root the
+ * administrator installed always wins.
+ */
+const packagedRootFile = z.string().min(1).optional();
+
 /** Where verified releases come from. */
 const repositorySchema = z.discriminatedUnion('kind', [
   /** The cloud's repository over mutual TLS (DeviceService.FetchRelease), with the agent's enrolled identity. */
@@ -16,8 +23,9 @@ const repositorySchema = z.discriminatedUnion('kind', [
       .string()
       .regex(/^(?:\[[0-9a-f:.]+\]|[a-z0-9.-]+):\d{1,5}$/i, 'must be host:port')
       .optional(),
-    /** The root this device trusts first (shipped with the package): `1.root.json` of the release keys. */
+    /** The root this device trusts first, installed by the administrator: `root/1.root.json` of the release keys. */
     trustedRootFile: z.string().min(1),
+    packagedRootFile,
   }),
   /**
    * A copy of the repository on a local file system (`metadata/`, `targets/`), e.g. a USB stick at a site with
@@ -27,6 +35,7 @@ const repositorySchema = z.discriminatedUnion('kind', [
     kind: z.literal('directory'),
     dir: z.string().min(1),
     trustedRootFile: z.string().min(1),
+    packagedRootFile,
   }),
 ]);
 

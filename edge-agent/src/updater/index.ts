@@ -12,4 +12,4 @@ export {
 export { decideRequest, HealthGate, judgeHealth, requestKey } from './plan.js';
 export { unpackBundle } from './unpack.js';
 export { checkEntryPath, parseBundleManifest } from './manifest.js';
-export { directoryReleaseSource } from './sources.js';
+export { directoryReleaseSource, readTrustedRoot } from './sources.js';

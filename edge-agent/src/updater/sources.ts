@@ -35,22 +35,40 @@ export function directoryReleaseSource(dir: string): ReleaseFileSource {
   };
 }
 
-/** The release source of the config, and the root it trusts first. */
-export function releaseSourceOf(config: UpdaterConfig): { source: ReleaseFileSource; initialRoot: Buffer } {
-  const r = config.repository;
-  let initialRoot: Buffer;
+/**
+ * The root trusted first: the administrator's `trustedRootFile` when it exists, else the one the package
+ * shipped (`packagedRootFile`). Any other failure to read the administrator's file (permissions, a directory) is
+ * an error, not a reason to fall back: a root someone meant to install must not be silently replaced.
+ */
+export function readTrustedRoot(trustedRootFile: string, packagedRootFile?: string): Buffer {
   try {
-    initialRoot = readFileSync(r.trustedRootFile);
+    return readFileSync(trustedRootFile);
+  } catch (cause) {
+    const missing = (cause as NodeJS.ErrnoException).code === 'ENOENT';
+    if (!missing || packagedRootFile === undefined)
+      throw new UpdaterError(
+        'CONFIG_INVALID',
+        `cannot read repository.trustedRootFile ${trustedRootFile}${missing ? ' (and no repository.packagedRootFile is set)' : ''}`,
+        false,
+        { cause },
+      );
+  }
+  try {
+    return readFileSync(packagedRootFile);
   } catch (cause) {
     throw new UpdaterError(
       'CONFIG_INVALID',
-      `cannot read repository.trustedRootFile ${r.trustedRootFile}`,
+      `neither repository.trustedRootFile ${trustedRootFile} nor repository.packagedRootFile ${packagedRootFile} can be read: install the release root (root/1.root.json of the release keys) at the first`,
       false,
-      {
-        cause,
-      },
+      { cause },
     );
   }
+}
+
+/** The release source of the config, and the root it trusts first. */
+export function releaseSourceOf(config: UpdaterConfig): { source: ReleaseFileSource; initialRoot: Buffer } {
+  const r = config.repository;
+  const initialRoot = readTrustedRoot(r.trustedRootFile, r.packagedRootFile);
   if (r.kind === 'directory') return { source: directoryReleaseSource(r.dir), initialRoot };
   // The agent's enrolled identity, re-read at every fetch: the agent renews it, the updater only reads it.
   const store = new IdentityStore(r.identityDir ?? defaultIdentityDir(config.stateDir));

@@ -332,6 +332,7 @@ describe('agent-version rollouts with real agents and a stand-in updater', () =>
     await cloud?.stop();
   });
 
+  let badRollout = '';
   const rolloutState = async (id: string): Promise<Answer> => (await api('GET', `/v1/rollouts/${id}`)).json;
   const waitFor = async (id: string, states: string[], timeout = 90_000): Promise<Answer> => {
     await expect
@@ -473,6 +474,7 @@ describe('agent-version rollouts with real agents and a stand-in updater', () =>
     );
     expect(r.code, r.out).toBe(0);
     const id = (JSON.parse(r.out) as { id: string }).id;
+    badRollout = id;
     const aborted = await waitFor(id, ['aborted', 'rolling_back', 'rolled_back', 'completed']);
     expect(aborted.state).not.toBe('completed');
     const abortedAt = Date.now();
@@ -514,4 +516,69 @@ describe('agent-version rollouts with real agents and a stand-in updater', () =>
       expect(req?.version ?? GOOD, g.id).not.toBe(BAD);
     }
   }, 150_000);
+
+  it('after the rollout ended, its view reads the agent version each device reports, not only the config it applied', async () => {
+    expect(badRollout).not.toBe('');
+    const devicesOf = async () =>
+      (await api('GET', `/v1/rollouts/${badRollout}/devices`)).json.items as Array<{
+        device_id: string;
+        wave: number | null;
+        status: string;
+        config_state: string;
+        agent: {
+          version: string | null;
+          previous_version: string | null;
+          update_state: string | null;
+        } | null;
+      }>;
+    const before = await devicesOf();
+    const canary = before.find((d) => d.wave === 0)!;
+    expect(canary.status).toBe('rolled_back');
+    expect(canary.agent).toMatchObject({
+      version: GOOD,
+      previous_version: GOOD,
+      update_state: 'rolled_back',
+    });
+    // Devices outside the issued waves have no agent version to return to, but still report theirs.
+    for (const d of before) expect(d.agent?.version).toBe(GOOD);
+    // The case the view must not hide: the rollout ended while this device was still rolling back, and its
+    // restored config is applied (that only asks its updater to go back) but its heartbeat says it still runs the
+    // bad version. Its agent is stopped so that no heartbeat overwrites what is set here.
+    const g = gateways.find((x) => x.id === canary.device_id)!;
+    clearInterval(g.timer);
+    while (g.busy) await new Promise((res) => setTimeout(res, 50));
+    await g.agent?.stop();
+    g.agent = undefined;
+    await cloud.db
+      .updateTable('rollout_devices')
+      .set({ status: 'rolling_back' })
+      .where('rollout_id', '=', badRollout)
+      .where('device_id', '=', g.id)
+      .execute();
+    await cloud.db
+      .updateTable('devices')
+      .set({ agent_version: BAD, update_state: 'committed', update_current: BAD, update_target: BAD })
+      .where('tenant_id', '=', 'acme')
+      .where('id', '=', g.id)
+      .execute();
+    let row = (await devicesOf()).find((d) => d.device_id === g.id)!;
+    expect(row.config_state).toBe('applied');
+    expect(row.status).toBe('rolling_back');
+    expect(row.agent?.version).toBe(BAD);
+    let view = await rolloutState(badRollout);
+    expect(view.totals.rolling_back).toBe(1);
+    // Its heartbeat now says it runs the version it ran before: rolled back, in the view and its totals.
+    await cloud.db
+      .updateTable('devices')
+      .set({ agent_version: GOOD, update_state: 'rolled_back', update_current: GOOD })
+      .where('tenant_id', '=', 'acme')
+      .where('id', '=', g.id)
+      .execute();
+    row = (await devicesOf()).find((d) => d.device_id === g.id)!;
+    expect(row.status).toBe('rolled_back');
+    expect(row.agent?.version).toBe(GOOD);
+    view = await rolloutState(badRollout);
+    expect(view.totals.rolling_back).toBe(0);
+    expect(view.totals.rolled_back).toBe(2);
+  });
 });

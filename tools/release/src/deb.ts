@@ -15,6 +15,7 @@ import { dirname, join } from 'node:path';
 import { run, sha256File, walkStaged } from './archive.js';
 import type { Artifact } from './build.js';
 import type { BuildInfo } from './bundle.js';
+import { ReleaseError } from './errors.js';
 
 export const DEB_PACKAGE = 'vigil-agent';
 export const DEB_ARCH = 'amd64';
@@ -38,6 +39,55 @@ function rfc2822(unixSeconds: number): string {
 }
 
 const MAINTAINER = 'Vigil release team <release@vigil.invalid>';
+
+/** Where the package installs the release root it was built with (`--release-root`), without the leading /. */
+export const PACKAGED_ROOT_PATH = `usr/share/${DEB_PACKAGE}/release-root.json`;
+
+/** Anything that names or holds a private key: never shipped, whatever file the build was pointed at. */
+const PRIVATE_RE = /"private"\s*:|PRIVATE KEY|"d"\s*:\s*"/;
+
+/**
+ * The release root a package ships (`root/1.root.json` of the release keys): read, checked to be TUF root
+ * metadata with signatures, and refused if it carries anything like a private key (a keys file given by
+ * mistake). Returns its bytes unchanged: the signatures cover them.
+ */
+export function readReleaseRoot(file: string): Buffer {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(file);
+  } catch (cause) {
+    throw new ReleaseError('RELEASE_ROOT_INVALID', `cannot read the release root ${file}`, { cause });
+  }
+  if (bytes.length > 1024 * 1024)
+    throw new ReleaseError(
+      'RELEASE_ROOT_INVALID',
+      `${file} is ${bytes.length} bytes: not a root metadata file`,
+    );
+  const text = bytes.toString('utf8');
+  if (PRIVATE_RE.test(text))
+    throw new ReleaseError(
+      'RELEASE_ROOT_INVALID',
+      `${file} holds private key material: give the signed root (root/1.root.json of the keys directory), never a key file`,
+    );
+  let doc: { signed?: { _type?: unknown; keys?: unknown; roles?: unknown }; signatures?: unknown };
+  try {
+    doc = JSON.parse(text) as typeof doc;
+  } catch (cause) {
+    throw new ReleaseError('RELEASE_ROOT_INVALID', `${file} is not JSON`, { cause });
+  }
+  if (
+    doc.signed?._type !== 'root' ||
+    typeof doc.signed.keys !== 'object' ||
+    typeof doc.signed.roles !== 'object' ||
+    !Array.isArray(doc.signatures) ||
+    doc.signatures.length === 0
+  )
+    throw new ReleaseError(
+      'RELEASE_ROOT_INVALID',
+      `${file} is not signed TUF root metadata (signed._type "root", keys, roles, signatures)`,
+    );
+  return bytes;
+}
 
 /** Commands of the agent bundle linked into /usr/bin (each with its man page in debian/). */
 const LINKED_COMMANDS = ['vigil-agent', 'vigil-updater'] as const;
@@ -78,7 +128,10 @@ export async function buildDeb(
   bundleFile: string,
   info: BuildInfo,
   outDir: string,
+  opts: { releaseRoot?: string | undefined } = {},
 ): Promise<Artifact> {
+  // Checked before anything is built: a bad root must not make a package at all.
+  const releaseRoot = opts.releaseRoot === undefined ? undefined : readReleaseRoot(opts.releaseRoot);
   const src = join(repoRoot, 'tools', 'release', 'debian');
   const root = mkdtempSync(join(tmpdir(), 'vigil-deb-'));
   try {
@@ -107,6 +160,12 @@ export async function buildDeb(
     put('50-vigil-updater.rules', 'usr/share/polkit-1/rules.d/50-vigil-updater.rules', 0o644);
     put('sysusers.conf', 'usr/lib/sysusers.d/vigil-agent.conf', 0o644);
     put('copyright', `usr/share/doc/${DEB_PACKAGE}/copyright`, 0o644);
+    if (releaseRoot) {
+      // Not a conffile: the package's trust anchor, replaced by each package version. An administrator's
+      // /etc/vigil/release-root.json wins over it (updater.json names both; edge-agent/src/updater/sources.ts).
+      mkdirSync(join(root, 'usr', 'share', DEB_PACKAGE), { recursive: true });
+      writeFileSync(join(root, PACKAGED_ROOT_PATH), releaseRoot, { mode: 0o644 });
+    }
     put('lintian-overrides', `usr/share/lintian/overrides/${DEB_PACKAGE}`, 0o644);
     mkdirSync(join(root, 'usr', 'share', 'man', 'man1'), { recursive: true });
     for (const command of LINKED_COMMANDS)

@@ -4,6 +4,7 @@ export {
   BUNDLE_FORMAT,
   PLATFORM,
   packStaged,
+  stageProgram,
   readManifest,
   type BuildInfo,
   type BundleManifest,
@@ -16,7 +17,7 @@ export {
   type Artifact,
   type ReleaseIndex,
 } from './build.js';
-export { debFileName, debVersion, buildDeb } from './deb.js';
+export { debFileName, debVersion, buildDeb, readReleaseRoot, PACKAGED_ROOT_PATH } from './deb.js';
 export { describeFiles, sha256File, walkStaged, writeTarGz, type FileEntry } from './archive.js';
 export { ReleaseError } from './errors.js';
 export { PROGRAMS, programByName, type ProgramSpec } from './programs.js';

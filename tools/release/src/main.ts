@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { buildBundle, buildInfo, writeReleaseIndex, type Artifact } from './build.js';
-import { buildDeb } from './deb.js';
+import { buildDeb, readReleaseRoot } from './deb.js';
 import { ReleaseError } from './errors.js';
 import { PROGRAMS, programByName } from './programs.js';
 
@@ -23,6 +23,10 @@ program
   )
   .option('--no-deb', 'skip the Debian package of the agent')
   .option(
+    '--release-root <file>',
+    'the signed TUF root the .deb installs as /usr/share/vigil-agent/release-root.json (root/1.root.json of the release keys; env VIGIL_RELEASE_ROOT)',
+  )
+  .option(
     '--allow-dirty',
     'build from uncommitted changes (marked dirty in every manifest: never publish it)',
     false,
@@ -35,8 +39,13 @@ program
       minUpgradeFrom?: string;
       deb: boolean;
       allowDirty: boolean;
+      releaseRoot?: string;
     }) => {
       const info = buildInfo(REPO_ROOT, opts);
+      const releaseRootOpt = opts.releaseRoot ?? (process.env.VIGIL_RELEASE_ROOT || undefined);
+      const releaseRoot = releaseRootOpt === undefined ? undefined : resolve(releaseRootOpt);
+      // Checked before the (slow) bundles: a wrong root file fails the build at once.
+      if (releaseRoot !== undefined) readReleaseRoot(releaseRoot);
       const names = opts.only ? opts.only.split(',').map((s) => s.trim()) : PROGRAMS.map((p) => p.name);
       const outDir = resolve(REPO_ROOT, opts.out);
       const artifacts: Artifact[] = [];
@@ -54,9 +63,16 @@ program
           `${artifact.file}  ${(artifact.size / 1e6).toFixed(1)} MB  sha256 ${artifact.sha256}  (${Math.round((Date.now() - started) / 1000)} s)`,
         );
         if (name === 'vigil-agent' && opts.deb) {
-          const deb = await buildDeb(REPO_ROOT, resolve(outDir, artifact.file), info, outDir);
+          const deb = await buildDeb(REPO_ROOT, resolve(outDir, artifact.file), info, outDir, {
+            releaseRoot,
+          });
           artifacts.push(deb);
           console.log(`${deb.file}  ${(deb.size / 1e6).toFixed(1)} MB  sha256 ${deb.sha256}`);
+          console.log(
+            releaseRoot === undefined
+              ? '  no --release-root: the package ships no release root (each gateway needs /etc/vigil/release-root.json)'
+              : `  release root ${releaseRoot} installed as /usr/share/vigil-agent/release-root.json`,
+          );
         }
       }
       writeReleaseIndex(outDir, info, artifacts);
