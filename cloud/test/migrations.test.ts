@@ -46,6 +46,7 @@ describe('PostgreSQL migrations', () => {
       '0025_retention_policies',
       '0026_erasure',
       '0027_alerts_eido_pull',
+      '0032_alert_incident_end',
     ]);
     expect(await tables(db)).toEqual(
       expect.arrayContaining([
@@ -100,6 +101,13 @@ describe('PostgreSQL migrations', () => {
   });
 
   it('roll back and forward again', async () => {
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0032_alert_incident_end']);
+    const endAt = await sql<{ n: number }>`
+      select count(*)::int as n from information_schema.columns
+      where table_name = 'alert_incidents' and column_name in ('end_at', 'end_event_id', 'end_due_at')`.execute(
+      db,
+    );
+    expect(endAt.rows[0]?.n).toBe(0);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0027_alerts_eido_pull']);
     const lastSeen = await sql<{ n: number }>`
       select count(*)::int as n from information_schema.columns
@@ -119,6 +127,7 @@ describe('PostgreSQL migrations', () => {
       '0025_retention_policies',
       '0026_erasure',
       '0027_alerts_eido_pull',
+      '0032_alert_incident_end',
     ]);
     const states = await sql<{ device_id: string; state: string }>`
       select device_id, state from legal_holds where tenant_id = 'mh' order by device_id`.execute(db);
@@ -126,6 +135,7 @@ describe('PostgreSQL migrations', () => {
       { device_id: 'gw', state: 'active' },
       { device_id: 'gw2', state: 'released' },
     ]);
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0032_alert_incident_end']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0027_alerts_eido_pull']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0026_erasure']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0025_retention_policies']);
@@ -213,10 +223,12 @@ describe('PostgreSQL migrations', () => {
       '0025_retention_policies',
       '0026_erasure',
       '0027_alerts_eido_pull',
+      '0032_alert_incident_end',
     ]);
   });
 
   it('0013 backfills current NATS keys; of two active devices sharing one, the first enrolled keeps it', async () => {
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0032_alert_incident_end']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0027_alerts_eido_pull']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0026_erasure']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0025_retention_policies']);
@@ -261,6 +273,7 @@ describe('PostgreSQL migrations', () => {
       '0025_retention_policies',
       '0026_erasure',
       '0027_alerts_eido_pull',
+      '0032_alert_incident_end',
     ]);
     const rows = await db
       .selectFrom('devices')

@@ -24,6 +24,7 @@ import * as m0024 from './migrations/0024_scheduler_leases.js';
 import * as m0025 from './migrations/0025_retention_policies.js';
 import * as m0026 from './migrations/0026_erasure.js';
 import * as m0027 from './migrations/0027_alerts_eido_pull.js';
+import * as m0032 from './migrations/0032_alert_incident_end.js';
 
 // Migrations are listed in code (not read from a folder at run time) so that a bundled or relocated
 // build runs exactly the set it was built with. Names sort in order of application.
@@ -52,6 +53,7 @@ const migrations: Record<string, Migration> = {
   '0025_retention_policies': m0025,
   '0026_erasure': m0026,
   '0027_alerts_eido_pull': m0027,
+  '0032_alert_incident_end': m0032,
 };
 
 /** pg_advisory_xact_lock key of migrations: the bytes of ASCII "vigilmig" as a signed int64. */
