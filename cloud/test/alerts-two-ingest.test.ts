@@ -2,8 +2,9 @@
 // small batches, so the START, ZONE_ENTER and END of one track are committed by different processes, in
 // whatever order their transactions finish. The in-process batch wait (ORDER_WAIT_MAX_MS) cannot order them;
 // the END's grace (alerts.endGraceMs, migration 0032) and the end sweeper do, and delivery waits for message n-1
-// of the same incident and target. Every track's incident reaches the mTLS agency as Alert, Update, Cancel, in
-// order, each referencing the one before, once each.
+// of the same incident and target. Every track's incident reaches the mTLS agency in order, each message
+// referencing the one before, once each, and ends with its Cancel (before 0032 an END committed ahead of its
+// START left the incident open for ever, and one committed ahead of the ZONE_ENTER lost the Update).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -44,7 +45,7 @@ describe('agency alerts: two ingest processes on one durable keep each incident 
   const procs: Array<{ p: CloudProcess; port: number }> = [];
   printLogsOnFailure('cloud processes', () => procs.map((x) => x.p.output().slice(-20_000)).join('\n----\n'));
   const read = capReader();
-  const received: CapSeen[] = [];
+  const received: Array<CapSeen & { body: string }> = [];
   let agency: Agency;
   let db: Kysely<Database>;
   let device: NatsConnection;
@@ -52,7 +53,7 @@ describe('agency alerts: two ingest processes on one durable keep each incident 
   beforeAll(async () => {
     agency = await startAgency((req) => {
       const cap = read(req.body);
-      received.push(cap);
+      received.push({ ...cap, body: req.body });
       return { status: cap.valid === null ? 200 : 400 };
     });
     const c = pki().services.cloud!;
@@ -125,7 +126,7 @@ describe('agency alerts: two ingest processes on one durable keep each incident 
     return m ? Number(m[1]) : 0;
   };
 
-  it('every track: Alert, Update, Cancel in order, each referencing the one before, once each', async () => {
+  it('every track: Alert, (Update,) Cancel in order, each referencing the one before, once each, none left open', async () => {
     // The rules cache of each process (RULES_CACHE_MS) has not seen the rule yet: wait it out.
     await new Promise((r) => setTimeout(r, 5500));
     const js = jetstream(device);
@@ -147,18 +148,30 @@ describe('agency alerts: two ingest processes on one durable keep each incident 
         pending.push(js.publish(evtSubject(gw), DetectionEvent.encode(ev).finish(), { msgID: ev.eventId }));
       }
     await Promise.all(pending);
+    // Every incident closes: its Cancel is the last message (the END was committed, by either process).
     await expect
-      .poll(() => received.length, { timeout: 120_000, interval: 500 })
-      .toBeGreaterThanOrEqual(TRACKS * 3);
+      .poll(() => received.filter((r) => r.msgType === 'Cancel').length, { timeout: 120_000, interval: 500 })
+      .toBe(TRACKS);
     await new Promise((r) => setTimeout(r, 2000)); // nothing more, nothing twice
-    expect(received).toHaveLength(TRACKS * 3);
-    const byIncident = new Map<string, CapSeen[]>();
+    const byIncident = new Map<string, typeof received>();
     for (const r of received) {
       const inc = r.identifier.replace(/-\d+$/, '');
       byIncident.set(inc, [...(byIncident.get(inc) ?? []), r]);
     }
     expect(byIncident.size).toBe(TRACKS);
-    for (const chain of byIncident.values()) expectCapChain(chain, ['Alert', 'Update', 'Cancel']);
+    // Alert, Update, Cancel; or Alert, Cancel when the ZONE_ENTER was decided before the START (its Alert
+    // already says door and hall; the older START is no news). An Alert of the door alone with no Update after
+    // it is a lost Update (an END decided before the ZONE_ENTER); nothing twice, none left open.
+    const shapes = new Map<string, number>();
+    for (const chain of byIncident.values()) {
+      const types = chain.map((r) => r.msgType).join(',');
+      const alertSaysHall = chain[0]!.body.includes('in zone(s) door, hall');
+      const shape = `${types}${alertSaysHall ? ' (Alert in the hall)' : ''}`;
+      shapes.set(shape, (shapes.get(shape) ?? 0) + 1);
+      expectCapChain(chain, alertSaysHall ? ['Alert', 'Cancel'] : ['Alert', 'Update', 'Cancel']);
+    }
+    console.log(`[two ingest] incidents by messages: ${JSON.stringify(Object.fromEntries(shapes))}`);
+    expect(new Set(received.map((r) => r.identifier)).size).toBe(received.length); // once each
     const [a, b] = [await inserted(procs[0]!.port), await inserted(procs[1]!.port)];
     console.log(`[two ingest] events committed: a ${a}, b ${b}`);
     expect(a + b).toBe(TRACKS * 3);

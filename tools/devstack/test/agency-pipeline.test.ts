@@ -32,7 +32,8 @@ const model = asset('models/yolox_nano.onnx');
 // The clip's first visit (5-19 s, read off a contact sheet): a woman walks in from the bottom edge (her feet
 // out of the frame), stops at the table in the middle (feet at ~0.87-0.93 of the height), and leaves to the
 // right. The zone `floor` is the floor above the bottom strip, so the track starts outside it and enters it a
-// second later: START (Alert), ZONE_ENTER floor (Update), END after she leaves (Cancel).
+// second later: START (Alert), ZONE_ENTER floor (Update), maybe ZONE_EXIT/ENTER as she leaves (an Update each:
+// the zones she is in changed), END ~3 s after she is gone (Cancel, after alerts.endGraceMs).
 const FLOOR = [
   [0.2, 0],
   [1, 0],
@@ -46,8 +47,8 @@ const WINDOW = [
   [0.15, 0.5],
   [0, 0.5],
 ];
-/** Clip seconds kept: the first visit and the empty room after it (the track ends ~2 s after she leaves). */
-const CLIP_SECONDS = 24;
+/** Clip seconds kept: the first visit and the empty room after it (the track ends 2 s after she leaves, the next visitor comes at 22 s). */
+const CLIP_SECONDS = 22;
 
 describe.skipIf(!source || !model)(
   'CAP alerts from the real pipeline (camera-sim -> agent -> ingest -> agency)',
@@ -185,57 +186,72 @@ describe.skipIf(!source || !model)(
           onEvent: (_camera, e) => produced.push(e),
         },
       );
-      // The clip plays in real time (24 s); the track ends ~2 s after she leaves (19 s), its Cancel follows.
+      // The clip plays in real time (22 s); the RTSP session ends with it, and a reconnecting agent would get
+      // it again from the start: the agent stops once its events of this pass are all sent.
       await expect
-        .poll(() => received.map((r) => r.msgType).includes('Cancel'), { timeout: 150_000, interval: 500 })
-        .toBe(true);
-      // Nothing more comes (no second track, no other rule), even after a while.
-      await new Promise((r) => setTimeout(r, 3000));
+        .poll(() => agent!.cameraStatus()[0]?.restarts ?? 0, { timeout: 120_000, interval: 250 })
+        .toBeGreaterThan(0);
+      const pass = produced.length;
+      await expect.poll(() => agent!.outbox.stats().depth, { timeout: 30_000, interval: 250 }).toBe(0);
+      await agent.stop();
+      agent = undefined;
+      produced.splice(pass);
+      const tracksOf = (phase: TrackPhase) =>
+        new Set(produced.filter((e) => e.phase === phase).map((e) => e.trackId));
+      expect(
+        [...tracksOf(TrackPhase.TRACK_PHASE_START)].filter(
+          (t) => !tracksOf(TrackPhase.TRACK_PHASE_END).has(t),
+        ),
+      ).toEqual([]);
+      const tracks = [...tracksOf(TrackPhase.TRACK_PHASE_START)];
+      await expect
+        .poll(() => received.filter((r) => r.msgType === 'Cancel').length, { timeout: 60_000, interval: 500 })
+        .toBe(tracks.length);
+      await new Promise((r) => setTimeout(r, 3000)); // nothing more: no other rule, nothing twice
       console.log(
         `[agency pipeline] events: ${produced.map((e) => `${e.trackId.slice(-6)} ${e.phase} [${e.zones.join(',')}]`).join('; ')}\n` +
-          `[agency pipeline] messages: ${received.map((r) => r.msgType).join(', ')} in ${((Date.now() - began) / 1000).toFixed(1)} s`,
+          `[agency pipeline] messages: ${received.map((r) => `${r.identifier.slice(-8)} ${r.msgType}`).join(', ')} in ${((Date.now() - began) / 1000).toFixed(1)} s`,
       );
-      // One tracked person, and the Updates the rule owes her track: one per change of the zones she is in.
-      const tracks = new Set(produced.map((e) => e.trackId));
-      expect(tracks.size).toBe(1);
-      expect(produced.map((e) => e.phase)[0]).toBe(TrackPhase.TRACK_PHASE_START);
-      expect(produced.at(-1)!.phase).toBe(TrackPhase.TRACK_PHASE_END);
-      let zones = produced[0]!.zones.join(',');
+      expect(received.every((r) => r.path === '/cap')).toBe(true);
+      // The person's track (the first; a loaded machine may drop frames and split off a short second one, which
+      // then gets its own complete incident): Alert, one Update per change of the zones she is in, Cancel.
+      const first = produced.filter((e) => e.trackId === tracks[0]);
+      let zones = first[0]!.zones.join(',');
       let updates = 0;
-      for (const e of produced.slice(1, -1)) {
+      for (const e of first.slice(1, -1)) {
         if (e.zones.join(',') !== zones) updates++;
         zones = e.zones.join(',');
       }
       expect(updates).toBeGreaterThanOrEqual(1); // she walks onto the floor zone
-      const cap = received.filter((r) => r.path === '/cap');
-      expect(cap).toHaveLength(received.length);
-      expectCapChain(cap, ['Alert', ...Array<string>(updates).fill('Update'), 'Cancel'], {
+      const byIncident = new Map<string, typeof received>();
+      for (const r of received) {
+        const inc = r.identifier.replace(/-\d+$/, '');
+        byIncident.set(inc, [...(byIncident.get(inc) ?? []), r]);
+      }
+      expect(byIncident.size).toBe(tracks.length);
+      const [cap, ...others] = [...byIncident.values()];
+      expectCapChain(cap!, ['Alert', ...Array<string>(updates).fill('Update'), 'Cancel'], {
         sender: 'acme@vigil.test',
         client: 'vigil-acme',
       });
-      // One incident: every identifier is the same incident's, numbered 1, 2, 3.
-      const incident = cap[0]!.identifier.replace(/-1$/, '');
-      expect(cap.map((r) => r.identifier)).toEqual(cap.map((_, i) => `${incident}-${i + 1}`));
-      expect(cap[0]!.body).toContain(HQ_CAP_POLYGON);
-      expect(cap[0]!.body).toContain('<event>Intrusion</event>');
-      // The Update says where she went; the Cancel says why.
-      expect(cap[1]!.body).toMatch(/floor/);
+      for (const o of others) expect(o.map((r) => r.msgType)[0]).toBe('Alert');
+      for (const o of others) expect(o.map((r) => r.msgType).at(-1)).toBe('Cancel');
+      expect(cap![0]!.body).toContain(HQ_CAP_POLYGON);
+      expect(cap![0]!.body).toContain('<event>Intrusion</event>');
+      expect(cap![1]!.body).toMatch(/in zone\(s\) floor/); // the Update says where she went
+      // Only the person rule fired (not the car rule, not the window zone's), one incident per track, all closed.
+      const rules = await cloud.db.selectFrom('alert_rules').select(['id', 'name']).execute();
       const incidents = await cloud.db
         .selectFrom('alert_incidents')
         .select(['rule_id', 'state', 'track_id'])
         .execute();
-      expect(incidents).toHaveLength(1);
-      expect(incidents[0]!.state).toBe('ended');
-      const messages = await cloud.db
-        .selectFrom('alert_messages')
-        .select(['state', 'msg_type'])
-        .orderBy('seq')
-        .execute();
-      expect(messages.map((m) => [m.msg_type, m.state])).toEqual([
-        ['Alert', 'delivered'],
-        ['Update', 'delivered'],
-        ['Cancel', 'delivered'],
-      ]);
+      expect(incidents.map((i) => rules.find((r) => r.id === i.rule_id)?.name)).toEqual(
+        tracks.map(() => 'person in the lobby'),
+      );
+      expect(incidents.every((i) => i.state === 'ended')).toBe(true);
+      const messages = await cloud.db.selectFrom('alert_messages').select('state').execute();
+      expect(messages.every((m) => m.state === 'delivered')).toBe(true);
+      expect(messages).toHaveLength(received.length);
     }, 180_000);
   },
 );
