@@ -1,6 +1,9 @@
 // Cloud ingest throughput against its two raw baselines, in one run on one machine:
 //   node --conditions=@vigil/source --import tsx cloud/bench/ingest.bench.ts [--events 50000] [--repeats 3] [--quick]
-//        [--no-tracing]
+//        [--no-tracing] [--alert-rules N] [--only-ingest]
+// --alert-rules N: N enabled agency alert rules matching every event (no dwell), each to a pull-only target, so
+// every ingest batch runs the alert commit hook (per-track locks, incidents, messages, the batch order wait).
+// --only-ingest: skips copy and natsPublish (their ratios are then absent); for comparing alert rules on/off.
 // --quick: 5000 events, 1 repeat (a smoke run). Env: DATABASE_URL (a server to create the bench database on;
 // default postgres://postgres@127.0.0.1:5432/postgres, else a private cluster in a temp dir), NATS_SERVER_BIN.
 // Prints ONE JSON document on stdout; progress on stderr.
@@ -52,6 +55,7 @@ import {
   validateEvent,
   type CloudConfig,
 } from '../src/index.js';
+import { AlertStore } from '../src/alerts/store.js';
 import type { NewEvent } from '../src/events/store.js';
 import {
   connectAs,
@@ -80,8 +84,13 @@ const { values } = parseArgs({
     quick: { type: 'boolean', default: false },
     // Cloud tracing off (config tracing.enabled: false), to measure what the ingest spans cost.
     'no-tracing': { type: 'boolean', default: false },
+    'alert-rules': { type: 'string', default: '0' },
+    'only-ingest': { type: 'boolean', default: false },
   },
 });
+const ALERT_RULES = Number(values['alert-rules']);
+if (!Number.isInteger(ALERT_RULES) || ALERT_RULES < 0 || ALERT_RULES > 50)
+  throw new Error(`--alert-rules must be 0-50: ${values['alert-rules']}`);
 const TRACING = !values['no-tracing'];
 const N = Number(values.events ?? (values.quick ? 5_000 : 50_000));
 const REPEATS = Math.max(1, Number(values.repeats ?? (values.quick ? 1 : 3)));
@@ -310,6 +319,34 @@ async function phaseNats(
   }
 }
 
+/** Empties the alert tables and, with --alert-rules, makes the rules (before a cloud starts: no rules cache). */
+async function seedAlertRules(stack: Stack): Promise<void> {
+  await sql`delete from alert_messages`.execute(stack.db);
+  await sql`delete from alert_incidents`.execute(stack.db);
+  await sql`delete from webhook_outbox`.execute(stack.db);
+  if (ALERT_RULES === 0) return;
+  const have = await sql<{ n: number }>`select count(*)::int as n from alert_rules`.execute(stack.db);
+  if ((have.rows[0]?.n ?? 0) > 0) return;
+  const store = new AlertStore(stack.db);
+  const { target } = await store.createTarget({
+    tenantId: device.tenantId,
+    name: 'bench-feed',
+    url: null,
+    auth: 'feed',
+    delivery: 'pull',
+    createdBy: 'bench',
+  });
+  for (let i = 0; i < ALERT_RULES; i++)
+    await store.createRule({
+      tenantId: device.tenantId,
+      name: `bench-${i}`,
+      match: {},
+      cap: { event: 'Intrusion', urgency: 'Immediate', severity: 'Severe', certainty: 'Observed' },
+      targetIds: [target.id],
+      createdBy: 'bench',
+    });
+}
+
 async function phaseIngest(
   stack: Stack,
   batch: Batch,
@@ -318,6 +355,7 @@ async function phaseIngest(
   baseline: { copy: number; nats: number },
 ) {
   await resetEvents(stack.db);
+  await seedAlertRules(stack);
   await deleteStream(jsm, EVENTS_STREAM);
   await deleteStream(jsm, DEAD_LETTER_STREAM);
   const cloud = await startCloudProcess(stack, {}, `cloud-${repeat}`, { tracing: { enabled: TRACING } });
@@ -407,6 +445,7 @@ async function phaseDrain(
   baseline: { copy: number },
 ) {
   await resetEvents(stack.db);
+  await seedAlertRules(stack);
   await deleteStream(jsm, EVENTS_STREAM);
   await deleteStream(jsm, DEAD_LETTER_STREAM);
   await ensureStreams(jsm, defaults);
@@ -479,8 +518,11 @@ async function main(): Promise<void> {
       const batch = makeBatch(N, limits);
       for (const day of new Set(batch.rows.map((r) => r.occurred_at.toISOString().slice(0, 10))))
         await sql`select vigil_ensure_event_partition(${day}::date)`.execute(stack.db);
-      const copy = await phaseCopy(stack, batch, repeat, csv);
-      const nats = await phaseNats(stack, batch, repeat, jsm, dupWindowS);
+      const only = values['only-ingest'];
+      const copy = only ? { name: 'copy', rowsPerSec: NaN } : await phaseCopy(stack, batch, repeat, csv);
+      const nats = only
+        ? { name: 'natsPublish', msgsPerSec: NaN }
+        : await phaseNats(stack, batch, repeat, jsm, dupWindowS);
       const ingest = await phaseIngest(stack, batch, repeat, jsm, {
         copy: copy.rowsPerSec,
         nats: nats.msgsPerSec,
@@ -508,6 +550,7 @@ async function main(): Promise<void> {
         window: WINDOW,
         devices: 1,
         tracing: TRACING,
+        alertRules: ALERT_RULES,
         cloudIngest: { ...defaults.ingest },
         cloudStreams: { ...defaults.streams },
       },

@@ -332,6 +332,7 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
       now: deps.now ?? (() => new Date()),
       nudgeRelay: () => integrations.nudge(),
       resolve: deps.resolve,
+      sweep: has('ingest'),
     });
     closers.push(() => alerts.stop());
     const ingest = await startIngest({

@@ -3,34 +3,33 @@
 // JOBS, the alert worker POSTs CAP 1.2 over mTLS to a local agency (an outside party on 127.0.0.1) that
 // checks the client certificate and validates every message against the OASIS XSD on its own.
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createServer, type Server } from 'node:https';
-import type { AddressInfo } from 'node:net';
-import type { TLSSocket } from 'node:tls';
 import { jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { createCa, issueClientCert, issueServerCert } from '@vigil/certs';
+import { createCa, issueClientCert } from '@vigil/certs';
 import { DetectionEvent, subjectFor, TrackPhase } from '@vigil/proto';
-import { XmlDocument, XsdValidator } from 'libxml2-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MediaRepository } from '../src/media/repository.js';
 import { FsMediaStore, mediaKeyFor } from '../src/media/store.js';
 import { useApiCloud, uuidV7 } from './api-fixtures.js';
+import {
+  CAP_NS as CAP,
+  CAP_XSD as XSD,
+  capReader,
+  expectCapChain as expectValidChain,
+  HQ_CAP_POLYGON,
+  HQ_LOCATION,
+  INTRUSION,
+  startAgency,
+  type Agency,
+  type CapSeen,
+} from './support/agency.js';
 
-const XSD = new URL('../../../shared/standards/cap/CAP-v1.2.xsd', import.meta.url).pathname;
-const CAP = 'urn:oasis:names:tc:emergency:cap:1.2';
-
-interface Received {
+interface Received extends CapSeen {
   path: string;
   client: string | undefined;
-  valid: string | null;
-  identifier: string;
-  sender: string;
-  sent: string;
-  msgType: string;
-  references: string | null;
   status: number;
   body: string;
 }
@@ -77,81 +76,34 @@ describe(
         publicBaseUrl: 'https://vigil.example',
       },
     });
-    const validator = XsdValidator.fromDoc(XmlDocument.fromString(readFileSync(XSD, 'utf8')));
     const received: Received[] = [];
     const mode = { flakyDown: true, refuse: true };
-    let server: Server;
-    let agency: string;
+    let agencyServer: Agency;
     let nc: NatsConnection;
     let admin: string;
     const targets: Record<string, string> = {};
 
-    const text = (doc: XmlDocument, name: string): string =>
-      doc.get(`/cap:alert/cap:${name}`, { cap: CAP })?.content ?? '';
-
     beforeAll(async () => {
-      const ca = createCa({ commonName: 'Agency test CA' });
-      const serverCert = issueServerCert(ca, {
-        commonName: 'agency',
-        dnsNames: ['localhost'],
-        ipAddresses: ['127.0.0.1'],
+      const read = capReader();
+      agencyServer = await startAgency((req) => {
+        const cap = read(req.body);
+        const status =
+          cap.valid !== null
+            ? 400
+            : req.path === '/flaky' && mode.flakyDown
+              ? 503
+              : req.path === '/refuse' && mode.refuse
+                ? 422
+                : 200;
+        received.push({ ...cap, path: req.path, client: req.client, status, body: req.body });
+        const hostile = HOSTILE[req.path.slice(1)];
+        return {
+          status,
+          contentType: 'application/cap+xml',
+          body: status === 200 ? (hostile ?? ACK(cap.identifier)) : '',
+        };
       });
-      const client = issueClientCert(ca, { commonName: 'vigil-acme' });
       const stranger = createCa({ commonName: 'Someone else' });
-      server = createServer(
-        {
-          cert: serverCert.certPem,
-          key: serverCert.keyPem,
-          ca: ca.certPem,
-          requestCert: true,
-          rejectUnauthorized: true,
-        },
-        (req, res) => {
-          const chunks: Buffer[] = [];
-          req.on('data', (c: Buffer) => chunks.push(c));
-          req.on('end', () => {
-            const body = Buffer.concat(chunks).toString('utf8');
-            const path = req.url ?? '';
-            let valid: string | null = null;
-            let doc: XmlDocument | undefined;
-            try {
-              doc = XmlDocument.fromString(body);
-              validator.validate(doc);
-            } catch (err) {
-              valid = (err as Error).message;
-            }
-            const peer = (req.socket as TLSSocket).getPeerCertificate();
-            const status =
-              valid !== null
-                ? 400
-                : path === '/flaky' && mode.flakyDown
-                  ? 503
-                  : path === '/refuse' && mode.refuse
-                    ? 422
-                    : 200;
-            const r: Received = {
-              path,
-              client: [peer.subject?.CN].flat()[0],
-              valid,
-              identifier: doc ? text(doc, 'identifier') : '',
-              sender: doc ? text(doc, 'sender') : '',
-              sent: doc ? text(doc, 'sent') : '',
-              msgType: doc ? text(doc, 'msgType') : '',
-              references: doc ? text(doc, 'references') || null : null,
-              status,
-              body,
-            };
-            doc?.dispose();
-            received.push(r);
-            res.statusCode = status;
-            const hostile = HOSTILE[path.slice(1)];
-            res.setHeader('content-type', 'application/cap+xml');
-            res.end(status === 200 ? (hostile ?? ACK(r.identifier)) : '');
-          });
-        },
-      );
-      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-      agency = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
       nc = await api.connectNats();
       await api.cloud().registry.registerDevice({ tenantId: 'acme', siteId: 'hq', deviceId: 'gw-cap' });
       admin = await api.token('acme', ['admin']);
@@ -162,41 +114,16 @@ describe(
           headers: { 'content-type': 'application/json' },
           body: JSON.stringify(body),
         });
-      const loc = await post(
-        '/v1/sites/hq/location',
-        {
-          polygon: [
-            [48.85, 2.35],
-            [48.86, 2.35],
-            [48.86, 2.36],
-          ],
-        },
-        admin,
-        'PUT',
-      );
+      const loc = await post('/v1/sites/hq/location', HQ_LOCATION, admin, 'PUT');
       expect(loc.status).toBe(200);
       for (const name of ['ok', 'flaky', 'refuse', ...Object.keys(HOSTILE)]) {
-        const res = await post('/v1/alerts/targets', {
-          name,
-          url: `${agency}/${name}`,
-          auth: 'mtls',
-          client_cert_pem: client.certPem,
-          client_key_pem: client.keyPem,
-          ca_pem: ca.certPem,
-        });
+        const res = await post('/v1/alerts/targets', agencyServer.mtlsTarget(name, `/${name}`));
         expect(res.status, await res.clone().text()).toBe(201);
         targets[name] = ((await res.json()) as { id: string }).id;
       }
       // A certificate the agency does not trust is refused at the handshake (the agency really checks mTLS).
       const bad = issueClientCert(stranger, { commonName: 'intruder' });
-      const badTarget = await post('/v1/alerts/targets', {
-        name: 'stranger',
-        url: `${agency}/ok`,
-        auth: 'mtls',
-        client_cert_pem: bad.certPem,
-        client_key_pem: bad.keyPem,
-        ca_pem: ca.certPem,
-      });
+      const badTarget = await post('/v1/alerts/targets', agencyServer.mtlsTarget('stranger', '/ok', bad));
       expect(badTarget.status).toBe(201);
       targets.stranger = ((await badTarget.json()) as { id: string }).id;
 
@@ -204,7 +131,7 @@ describe(
         const res = await post('/v1/alerts/rules', {
           name,
           match,
-          cap: { event: 'Intrusion', urgency: 'Immediate', severity: 'Severe', certainty: 'Observed' },
+          cap: INTRUSION,
           target_ids: names.map((n) => targets[n]),
         });
         expect(res.status, await res.clone().text()).toBe(201);
@@ -222,7 +149,7 @@ describe(
     });
     afterAll(async () => {
       await nc?.close();
-      await new Promise<void>((resolve) => server?.close(() => resolve()));
+      await agencyServer?.close();
       rmSync(mediaDir, { recursive: true, force: true });
     });
 
@@ -282,19 +209,12 @@ describe(
       return l === undefined ? 0 : Number(l.split(' ').pop());
     };
     const expectChain = (got: Received[]) => {
-      expect(got.map((r) => r.msgType)).toEqual(['Alert', 'Update', 'Cancel']);
-      for (const r of got) {
-        expect(r.valid).toBeNull();
-        expect(r.client).toBe('vigil-acme');
-        expect(r.sender).toBe('acme@vigil.test');
-        expect(r.sent).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$/);
-      }
-      expect(got[0]!.references).toBeNull();
-      expect(got[1]!.references).toBe(`${got[0]!.sender},${got[0]!.identifier},${got[0]!.sent}`);
-      expect(got[2]!.references).toBe(`${got[1]!.sender},${got[1]!.identifier},${got[1]!.sent}`);
-      expect(new Set(got.map((r) => r.identifier)).size).toBe(3);
+      expectValidChain(got, ['Alert', 'Update', 'Cancel'], {
+        sender: 'acme@vigil.test',
+        client: 'vigil-acme',
+      });
       // The site's location as the CAP area (closed polygon), category Security, the rule's urgency/severity/certainty.
-      expect(got[0]!.body).toContain('<polygon>48.85,2.35 48.86,2.35 48.86,2.36 48.85,2.35</polygon>');
+      expect(got[0]!.body).toContain(HQ_CAP_POLYGON);
       expect(got[0]!.body).toContain(
         '<category>Security</category><event>Intrusion</event><urgency>Immediate</urgency><severity>Severe</severity><certainty>Observed</certainty>',
       );

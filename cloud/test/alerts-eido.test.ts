@@ -6,20 +6,22 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createServer, type Server } from 'node:https';
-import type { AddressInfo } from 'node:net';
-import type { TLSSocket } from 'node:tls';
 import { jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
-import { createCa, issueClientCert, issueServerCert } from '@vigil/certs';
 import { DetectionEvent, subjectFor, TrackPhase } from '@vigil/proto';
-import { XmlDocument, XsdValidator } from 'libxml2-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useApiCloud, uuidV7 } from './api-fixtures.js';
+import {
+  CAP_XSD as XSD,
+  capReader,
+  HQ_LOCATION,
+  INTRUSION,
+  startAgency,
+  type Agency,
+} from './support/agency.js';
 
-const XSD = new URL('../../../shared/standards/cap/CAP-v1.2.xsd', import.meta.url).pathname;
 const SCHEMA = new URL('../src/alerts/eido-v1.schema.json', import.meta.url);
 
 interface Doc {
@@ -62,10 +64,9 @@ describe(
     const ajv = new Ajv2020({ allErrors: true, strict: true });
     addFormats(ajv);
     const validate = ajv.compile(JSON.parse(readFileSync(SCHEMA, 'utf8')) as object);
-    const xsd = XsdValidator.fromDoc(XmlDocument.fromString(readFileSync(XSD, 'utf8')));
+    const readCap = capReader();
     const received: Received[] = [];
-    let server: Server;
-    let agency: string;
+    let agency: Agency;
     let nc: NatsConnection;
     let admin: string;
     const targets: Record<string, { id: string; feed: string }> = {};
@@ -78,54 +79,28 @@ describe(
       });
 
     beforeAll(async () => {
-      const ca = createCa({ commonName: 'EIDO agency CA' });
-      const serverCert = issueServerCert(ca, {
-        commonName: 'agency',
-        dnsNames: ['localhost'],
-        ipAddresses: ['127.0.0.1'],
-      });
-      const client = issueClientCert(ca, { commonName: 'vigil-acme' });
-      server = createServer(
-        { cert: serverCert.certPem, key: serverCert.keyPem, ca: ca.certPem, requestCert: true },
-        (req, res) => {
-          const chunks: Buffer[] = [];
-          req.on('data', (c: Buffer) => chunks.push(c));
-          req.on('end', () => {
-            let doc: Doc | undefined;
-            let invalid: string | null = null;
-            try {
-              doc = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Doc;
-              if (!validate(doc)) invalid = ajv.errorsText(validate.errors);
-            } catch (err) {
-              invalid = (err as Error).message;
-            }
-            received.push({
-              path: req.url ?? '',
-              client: [(req.socket as TLSSocket).getPeerCertificate().subject?.CN].flat()[0],
-              contentType: req.headers['content-type'],
-              invalid,
-              doc,
-            });
-            res.statusCode = invalid === null ? 200 : 400;
-            res.end();
-          });
+      agency = await startAgency(
+        (req) => {
+          let doc: Doc | undefined;
+          let invalid: string | null = null;
+          try {
+            doc = JSON.parse(req.body) as Doc;
+            if (!validate(doc)) invalid = ajv.errorsText(validate.errors);
+          } catch (err) {
+            invalid = (err as Error).message;
+          }
+          received.push({ path: req.path, client: req.client, contentType: req.contentType, invalid, doc });
+          return { status: invalid === null ? 200 : 400 };
         },
+        { caName: 'EIDO agency CA' },
       );
-      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-      agency = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
       nc = await api.connectNats();
       await api.cloud().registry.registerDevice({ tenantId: 'acme', siteId: 'hq', deviceId: 'gw-eido' });
       admin = await api.token('acme', ['admin']);
       const loc = await api.get('/v1/sites/hq/location', admin, {
         method: 'PUT',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({
-          polygon: [
-            [48.85, 2.35],
-            [48.86, 2.35],
-            [48.86, 2.36],
-          ],
-        }),
+        body: JSON.stringify(HQ_LOCATION),
       });
       expect(loc.status).toBe(200);
       const made = async (name: string, body: Record<string, unknown>) => {
@@ -135,14 +110,7 @@ describe(
         targets[name] = { id: t.id, feed: t.feed_token };
         return t;
       };
-      const pushed = await made('eido', {
-        format: 'eido',
-        url: `${agency}/eido`,
-        auth: 'mtls',
-        client_cert_pem: client.certPem,
-        client_key_pem: client.keyPem,
-        ca_pem: ca.certPem,
-      });
+      const pushed = await made('eido', { format: 'eido', ...agency.mtlsTarget('eido', '/eido') });
       expect(pushed).toMatchObject({ format: 'eido', delivery: 'push', auth: 'mtls' });
       const pulled = await made('pull-cap', { delivery: 'pull' });
       expect(pulled).toMatchObject({ format: 'cap', delivery: 'pull', auth: 'feed', url: null });
@@ -151,7 +119,7 @@ describe(
         const res = await post('/v1/alerts/rules', {
           name,
           match,
-          cap: { event: 'Intrusion', urgency: 'Immediate', severity: 'Severe', certainty: 'Observed' },
+          cap: INTRUSION,
           target_ids: names.map((n) => targets[n]!.id),
         });
         expect(res.status, await res.clone().text()).toBe(201);
@@ -180,7 +148,7 @@ describe(
     });
     afterAll(async () => {
       await nc?.close();
-      await new Promise<void>((resolve) => server?.close(() => resolve()));
+      await agency?.close();
       rmSync(mediaDir, { recursive: true, force: true });
     });
 
@@ -281,12 +249,7 @@ describe(
       const cap = (await feed('pull-cap')).entries;
       for (const [type, body] of cap) {
         expect(type).toBe('application/cap+xml');
-        const doc = XmlDocument.fromString(body!);
-        try {
-          expect(() => xsd.validate(doc)).not.toThrow();
-        } finally {
-          doc.dispose();
-        }
+        expect(readCap(body!).valid).toBeNull();
       }
       expect(cap.map(([, b]) => /<msgType>(\w+)<\/msgType>/.exec(b!)![1])).toEqual([
         'Alert',
@@ -322,10 +285,10 @@ describe(
         const p = (await res.json()) as { errors?: Array<{ path: string }> };
         expect(JSON.stringify(p)).toContain(path);
       };
-      await bad({ delivery: 'pull', url: `${agency}/x` }, 'url');
+      await bad({ delivery: 'pull', url: `${agency.url}/x` }, 'url');
       await bad({ delivery: 'pull', auth: 'signature' }, 'auth');
       await bad({ auth: 'signature' }, 'url');
-      await bad({ url: `${agency}/x` }, 'auth');
+      await bad({ url: `${agency.url}/x` }, 'auth');
       await bad({ delivery: 'pull', format: 'json' }, 'format');
     });
 

@@ -47,6 +47,7 @@ describe('PostgreSQL migrations', () => {
       '0026_erasure',
       '0027_alerts_eido_pull',
       '0030_console_sessions_reviews',
+      '0032_alert_incident_end',
       '0033_edge_retention_sync',
       '0034_rollouts_one_active',
     ]);
@@ -105,6 +106,13 @@ describe('PostgreSQL migrations', () => {
   it('roll back and forward again', async () => {
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0034_rollouts_one_active']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0033_edge_retention_sync']);
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0032_alert_incident_end']);
+    const endAt = await sql<{ n: number }>`
+      select count(*)::int as n from information_schema.columns
+      where table_name = 'alert_incidents' and column_name in ('end_at', 'end_event_id', 'end_due_at')`.execute(
+      db,
+    );
+    expect(endAt.rows[0]?.n).toBe(0);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0030_console_sessions_reviews']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0027_alerts_eido_pull']);
     const lastSeen = await sql<{ n: number }>`
@@ -126,6 +134,7 @@ describe('PostgreSQL migrations', () => {
       '0026_erasure',
       '0027_alerts_eido_pull',
       '0030_console_sessions_reviews',
+      '0032_alert_incident_end',
       '0033_edge_retention_sync',
       '0034_rollouts_one_active',
     ]);
@@ -137,6 +146,7 @@ describe('PostgreSQL migrations', () => {
     ]);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0034_rollouts_one_active']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0033_edge_retention_sync']);
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0032_alert_incident_end']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0030_console_sessions_reviews']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0027_alerts_eido_pull']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0026_erasure']);
@@ -226,6 +236,7 @@ describe('PostgreSQL migrations', () => {
       '0026_erasure',
       '0027_alerts_eido_pull',
       '0030_console_sessions_reviews',
+      '0032_alert_incident_end',
       '0033_edge_retention_sync',
       '0034_rollouts_one_active',
     ]);
@@ -234,6 +245,7 @@ describe('PostgreSQL migrations', () => {
   it('0013 backfills current NATS keys; of two active devices sharing one, the first enrolled keeps it', async () => {
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0034_rollouts_one_active']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0033_edge_retention_sync']);
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0032_alert_incident_end']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0030_console_sessions_reviews']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0027_alerts_eido_pull']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0026_erasure']);
@@ -280,6 +292,7 @@ describe('PostgreSQL migrations', () => {
       '0026_erasure',
       '0027_alerts_eido_pull',
       '0030_console_sessions_reviews',
+      '0032_alert_incident_end',
       '0033_edge_retention_sync',
       '0034_rollouts_one_active',
     ]);

@@ -19,6 +19,16 @@ async function waitAtMost(p: Promise<void>, ms: number): Promise<void> {
   clearTimeout(timer);
 }
 
+/** The per-track advisory lock key (pg_advisory_xact_lock(hashtextextended(key, 0))) of the hook and the end sweeper. */
+export function trackLockKey(r: {
+  tenant_id: string;
+  device_id: string;
+  camera_id: string;
+  track_id: string;
+}): string {
+  return `alert-track\n${r.tenant_id}\n${r.device_id}\n${r.camera_id}\n${r.track_id}`;
+}
+
 /** The job on `vigil.jobs.alerts.deliver`: which message to deliver (its content is in alert_messages). */
 export interface AlertJob {
   tenant_id: string;
@@ -133,6 +143,7 @@ export class AlertOutbox implements CommitHook {
     metrics: Registry,
     private readonly now: () => Date = () => new Date(),
     private readonly onWritten: () => void = () => undefined,
+    private readonly endGraceMs = 3000,
   ) {
     this.messages = new Counter({
       name: 'vigil_cloud_alert_messages_total',
@@ -166,11 +177,7 @@ export class AlertOutbox implements CommitHook {
         // flight (ingest.commitsInFlight) both see no incident, both insert one, and the loser's whole batch
         // fails on alert_incidents_track and is redelivered after later events of the track: out of order.
         // Sorted: two batches locking overlapping tracks take the locks in one order (no deadlock).
-        const lockKeys = [
-          ...new Set(
-            ordered.map((r) => `alert-track\n${r.tenant_id}\n${r.device_id}\n${r.camera_id}\n${r.track_id}`),
-          ),
-        ].sort();
+        const lockKeys = [...new Set(ordered.map(trackLockKey))].sort();
         if (lockKeys.length > 0)
           await sql`select pg_advisory_xact_lock(hashtextextended(k, 0))
                       from unnest(${lockKeys}::text[]) with ordinality as t(k, i) order by i`.execute(tx);
@@ -192,8 +199,29 @@ export class AlertOutbox implements CommitHook {
             .execute();
           for (const rule of rules) {
             const incident = incidents.find((i) => i.rule_id === rule.id);
+            const t = new Date(e.occurred_at);
+            // After its track's recorded end: nothing of this track is news any more.
+            if (incident?.end_at && t.getTime() > incident.end_at.getTime()) continue;
+            if (e.phase === 'end') {
+              // The END closes nothing here: another ingest process may still be committing earlier events of
+              // the track (their Update goes first). The end sweeper closes it once due (migration 0032).
+              if (!incident || (incident.state !== 'pending' && incident.state !== 'alerted')) continue;
+              if (incident.end_at && incident.end_at.getTime() <= t.getTime()) continue;
+              await tx
+                .updateTable('alert_incidents')
+                .set({
+                  end_at: t,
+                  end_event_id: e.event_id,
+                  end_due_at: incident.end_due_at ?? new Date(at.getTime() + this.endGraceMs),
+                  updated_at: at,
+                })
+                .where('id', '=', incident.id)
+                .execute();
+              continue;
+            }
             const d = decide(rule.match, incident, e);
-            if (d.kind === 'none') continue;
+            // 'cancel' is an END's: handled above (the end sweeper sends the Cancel).
+            if (d.kind === 'none' || d.kind === 'cancel') continue;
             if (d.kind === 'end') {
               await tx
                 .updateTable('alert_incidents')
@@ -219,6 +247,9 @@ export class AlertOutbox implements CommitHook {
             }
             let current: Pick<AlertIncident, 'id' | 'tenant_id' | 'seq'>;
             if (!incident) {
+              // The track's END may already be committed (by another ingest process, ahead of this event):
+              // the new incident starts with its end recorded, so the sweeper closes it.
+              const ended = await endOfTrack(tx, row, t);
               current = await tx
                 .insertInto('alert_incidents')
                 .values({
@@ -235,17 +266,24 @@ export class AlertOutbox implements CommitHook {
                   fingerprint,
                   created_at: at,
                   updated_at: at,
+                  ...(ended
+                    ? {
+                        end_at: ended.occurred_at,
+                        end_event_id: ended.event_id,
+                        end_due_at: new Date(at.getTime() + this.endGraceMs),
+                      }
+                    : {}),
                 })
                 .returning(['id', 'tenant_id', 'seq'])
                 .executeTakeFirstOrThrow();
               if (d.kind === 'pending') continue;
             } else current = incident;
-            const msgType = d.kind === 'alert' ? 'Alert' : d.kind === 'update' ? 'Update' : 'Cancel';
+            const msgType = d.kind === 'alert' ? 'Alert' : 'Update';
             const seq = current.seq + 1;
             await tx
               .updateTable('alert_incidents')
               .set({
-                state: msgType === 'Cancel' ? 'ended' : 'alerted',
+                state: 'alerted',
                 seq,
                 ...seen,
                 fingerprint,
@@ -259,7 +297,7 @@ export class AlertOutbox implements CommitHook {
               seq,
               msgType,
               eventId: e.event_id,
-              info: { ...infoOf(rule, e), ...(msgType === 'Cancel' ? { reason: 'track ended' } : {}) },
+              info: infoOf(rule, e),
               targetIds: rule.target_ids,
               sender: senderOf(row.tenant_id, this.senderDomain),
               sent: at,
@@ -280,6 +318,29 @@ export class AlertOutbox implements CommitHook {
       },
     };
   }
+}
+
+/**
+ * A committed END of the row's track at or after `t` (this transaction sees the ones committed before its
+ * statement: the per-track advisory lock orders it after any transaction writing this track). events_track_idx.
+ */
+async function endOfTrack(
+  tx: Transaction<Database>,
+  row: NewEvent,
+  t: Date,
+): Promise<{ event_id: string; occurred_at: Date } | undefined> {
+  return tx
+    .selectFrom('events')
+    .select(['event_id', 'occurred_at'])
+    .where('tenant_id', '=', row.tenant_id)
+    .where('device_id', '=', row.device_id)
+    .where('track_id', '=', row.track_id)
+    .where('camera_id', '=', row.camera_id)
+    .where('phase', '=', 'end')
+    .where('occurred_at', '>=', t)
+    .orderBy('occurred_at')
+    .limit(1)
+    .executeTakeFirst();
 }
 
 /** Several commit hooks as one: prepared in turn, written in the same transaction, told in turn. */

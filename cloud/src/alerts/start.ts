@@ -9,6 +9,7 @@ import type { CloudConfig } from '../config/schema.js';
 import type { Resolver } from '../integrations/ssrf.js';
 import { ConfigError } from '../lib/errors.js';
 import type { MediaRepository } from '../media/repository.js';
+import { AlertEndSweeper } from './end-sweeper.js';
 import { AlertOutbox } from './outbox.js';
 import { SnapshotUrls } from './public-routes.js';
 import type { AlertStore } from './store.js';
@@ -40,10 +41,33 @@ export function startAlerts(deps: {
   now: () => Date;
   nudgeRelay: () => void;
   resolve?: Resolver | undefined;
+  /** Runs the end sweeper here (the ingest role: it closes what the commit hook recorded). */
+  sweep?: boolean;
 }): AlertsRole {
   const log = deps.log.child({ component: 'alerts' });
   const cfg = deps.config.alerts;
-  const outbox = new AlertOutbox(deps.store, cfg.senderDomain, log, deps.metrics, deps.now, deps.nudgeRelay);
+  const outbox = new AlertOutbox(
+    deps.store,
+    cfg.senderDomain,
+    log,
+    deps.metrics,
+    deps.now,
+    deps.nudgeRelay,
+    cfg.endGraceMs,
+  );
+  const sweeper = deps.sweep
+    ? new AlertEndSweeper(
+        deps.store.db,
+        cfg.senderDomain,
+        cfg.endSweepMs,
+        log,
+        deps.metrics,
+        deps.now,
+        deps.nudgeRelay,
+      )
+    : undefined;
+  sweeper?.start();
+  const stopSweeper = async () => sweeper?.stop();
   let urls: SnapshotUrls | undefined;
   if (cfg.publicBaseUrl) {
     let key: Buffer;
@@ -64,7 +88,7 @@ export function startAlerts(deps: {
   }
   if (!deps.config.integrations.enabled || !cfg.capSchemaFile) {
     log.info('alert delivery not running here (integrations disabled or alerts.capSchemaFile unset)');
-    return { outbox, urls, stop: () => Promise.resolve() };
+    return { outbox, urls, stop: stopSweeper };
   }
   let schema: CapSchema;
   try {
@@ -96,5 +120,12 @@ export function startAlerts(deps: {
     resolve: deps.resolve,
   });
   worker.start();
-  return { outbox, urls, stop: () => worker.stop() };
+  return {
+    outbox,
+    urls,
+    stop: async () => {
+      await stopSweeper();
+      await worker.stop();
+    },
+  };
 }

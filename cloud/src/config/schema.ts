@@ -600,6 +600,14 @@ export const cloudConfigSchema = z
         urlKeyFile: z.string().min(1).optional(),
         /** Real attempts of one message before it is a dead letter (replayable). */
         maxAttempts: z.number().int().min(1).max(1000).default(20),
+        /**
+         * How long after a track's END is committed its incidents are closed (the Cancel sent). Other ingest
+         * processes may still commit earlier events of the track meanwhile (their Update goes first); an event
+         * committed later than this after the END is too late to be news (migration 0032).
+         */
+        endGraceMs: z.number().int().min(0).max(600_000).default(3000),
+        /** How often the end sweeper looks for incidents due to close. */
+        endSweepMs: z.number().int().min(50).max(60_000).default(500),
       })
       .prefault({}),
     /** OpenTelemetry traces (lib/tracing.ts). */

@@ -25,6 +25,7 @@ import * as m0025 from './migrations/0025_retention_policies.js';
 import * as m0026 from './migrations/0026_erasure.js';
 import * as m0027 from './migrations/0027_alerts_eido_pull.js';
 import * as m0030 from './migrations/0030_console_sessions_reviews.js';
+import * as m0032 from './migrations/0032_alert_incident_end.js';
 import * as m0033 from './migrations/0033_edge_retention_sync.js';
 import * as m0034 from './migrations/0034_rollouts_one_active.js';
 
@@ -56,6 +57,7 @@ const migrations: Record<string, Migration> = {
   '0026_erasure': m0026,
   '0027_alerts_eido_pull': m0027,
   '0030_console_sessions_reviews': m0030,
+  '0032_alert_incident_end': m0032,
   '0033_edge_retention_sync': m0033,
   '0034_rollouts_one_active': m0034,
 };

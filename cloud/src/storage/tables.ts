@@ -452,6 +452,11 @@ export interface AlertIncidentsTable {
   created_at: Date;
   updated_at: Date;
   cancelled_by: ColumnType<string | null, string | null | undefined, string | null>;
+  /** When the track ended (its END's occurred_at), recorded until the end sweeper closes the incident (0032). */
+  end_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
+  end_event_id: ColumnType<string | null, string | null | undefined, string | null>;
+  /** When the end sweeper may close the incident (null: no end recorded, or already closed). */
+  end_due_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
 }
 
 export type AlertMessageState = 'pending' | 'retrying' | 'delivered' | 'dead';
