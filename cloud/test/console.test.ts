@@ -22,6 +22,7 @@ import type { Browser, BrowserContext, Dialog, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { ensureDevConfigSigningKey } from '../src/config-ota/signing.js';
+import { ACTIVE_STATES } from '../src/rollouts/store.js';
 import { startCloud, type CloudApp } from '../src/index.js';
 import { useApiCloud, uuidV7 } from './api-fixtures.js';
 import {
@@ -500,7 +501,23 @@ describe('web console (chromium, OIDC login, real cloud)', () => {
   }, 60_000);
 
   it('gives a viewer no admin controls, and refuses a viewer’s forged POST (audited as denied)', async () => {
-    // An active rollout, so that an admin sees its buttons.
+    // An active rollout, so that an admin sees its buttons. One active rollout per tenant is a constraint: the
+    // one aborted by an earlier test must have finished rolling back first, or this create is refused (409).
+    await expect
+      .poll(
+        async () =>
+          (
+            await api
+              .cloud()
+              .db.selectFrom('rollouts')
+              .select('id')
+              .where('tenant_id', '=', 'acme')
+              .where('state', 'in', [...ACTIVE_STATES])
+              .execute()
+          ).length,
+        { timeout: 30_000 },
+      )
+      .toBe(0);
     await page.goto(`${base()}/console/rollouts`);
     await page.fill('textarea[name="document"]', '{}');
     await page.click('form.create button[type="submit"]');

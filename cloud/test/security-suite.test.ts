@@ -258,6 +258,9 @@ describe('API security suite', () => {
     // that for an id that does not exist (404), and must never carry B's data.
     const probes: Record<string, { method: string; path: () => string; body?: unknown }[]> = {
       'get /events/:id': [{ method: 'GET', path: () => `/v1/events/${bEvent}` }],
+      'get /events/:id/review': [{ method: 'GET', path: () => `/v1/events/${bEvent}/review` }],
+      'post /events/:id/review': [{ method: 'POST', path: () => `/v1/events/${bEvent}/review`, body: {} }],
+      'delete /events/:id/review': [{ method: 'DELETE', path: () => `/v1/events/${bEvent}/review` }],
       'get /devices/:id': [{ method: 'GET', path: () => '/v1/devices/gw-b' }],
       'post /devices/:id/revoke': [
         { method: 'POST', path: () => '/v1/devices/gw-b/revoke', body: { reason: 'x' } },

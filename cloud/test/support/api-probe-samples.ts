@@ -149,6 +149,9 @@ export function samples(fx: Fx, endRollouts: (tenant: string) => Promise<void>):
       },
     },
     getEvent: { sample: { params: { id: fx.event } } },
+    getEventReview: { sample: { params: { id: fx.event } } },
+    reviewEvent: { sample: { params: { id: fx.event } } },
+    unreviewEvent: { sample: { params: { id: fx.event } } },
     getMedia: { sample: { params: { id: fx.mediaRead } } },
     eraseMedia: { sample: { params: { id: fx.mediaErase }, body: reason } },
     listAuditLog: {
