@@ -37,6 +37,8 @@ export interface MetaClusterView {
   clusterSize: number | undefined;
   /** Other peers the node's meta group sees as current (on the leader: the followers it can place on). */
   currentPeers: number;
+  /** Their names. */
+  currentPeerNames: string[];
 }
 
 /**
@@ -150,10 +152,12 @@ export class NatsCluster {
         };
       };
       const m = body.meta_cluster;
+      const current = (m?.replicas ?? []).filter((r) => r.current && !r.offline).map((r) => r.name);
       return {
         leader: m?.leader || undefined,
         clusterSize: m?.cluster_size,
-        currentPeers: (m?.replicas ?? []).filter((r) => r.current && !r.offline).length,
+        currentPeers: current.length,
+        currentPeerNames: current,
       };
     } catch {
       return undefined;
@@ -166,8 +170,10 @@ export class NatsCluster {
    * stream fails with "no suitable peers for placement".
    */
   async waitForMetaLeader(timeoutMs = 60_000): Promise<string> {
-    const deadline = Date.now() + timeoutMs;
+    const started = Date.now();
+    const deadline = started + timeoutMs;
     let last = '';
+    let nudged = false;
     while (Date.now() < deadline) {
       const running = this.ports.filter((p) => this.node(p.name).running);
       const views = await Promise.all(running.map((p) => this.metaView(p.name)));
@@ -177,6 +183,22 @@ export class NatsCluster {
       const leaderView = views[running.findIndex((p) => p.name === leader)];
       if (leaders.size === 1 && leader !== undefined && (leaderView?.currentPeers ?? 0) >= running.length - 1)
         return leader;
+      // Seen once in a clean-clone CI run (loaded 2-core machine): three nodes agreed on the leader, but the
+      // leader's meta group kept cluster_size 2 and never took the third node in for 60 s. Restarting the
+      // node the leader does not count (same ports and store) lets it join; done once, and said on stderr.
+      if (!nudged && leader !== undefined && leaderView && Date.now() - started > timeoutMs / 3) {
+        nudged = true;
+        const lagging = running
+          .map((p) => p.name)
+          .filter((name) => name !== leader && !leaderView.currentPeerNames.includes(name));
+        process.stderr.write(
+          `[nats-cluster] no full meta group after ${Date.now() - started} ms (${last}); restarting ${lagging.join(', ')}\n`,
+        );
+        for (const name of lagging) {
+          await this.kill(name);
+          await this.restart(name);
+        }
+      }
       await new Promise((r) => setTimeout(r, 250));
     }
     throw new Error(`no JetStream meta leader after ${timeoutMs} ms: ${last}`);
