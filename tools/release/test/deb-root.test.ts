@@ -2,6 +2,7 @@
 // tiny bundle in format 1 (not the real agent: what is checked here is the package around it), the real
 // dpkg-deb, and dpkg installing into a directory (--root, maintainer scripts chrootless), never into this machine.
 import { execFile } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -76,17 +77,19 @@ describe('the release root in the agent package', () => {
     expect(() =>
       readReleaseRoot(f('unsigned.json', JSON.stringify({ ...JSON.parse(rootJson), signatures: [] }))),
     ).toThrow(/not signed TUF root metadata/);
-    // A key file given by mistake (the release keys' JSON, a PEM, a JWK): never shipped.
+    // A key file given by mistake (the release keys' JSON, a PEM, a JWK): never shipped. Throwaway keys made
+    // here, so that no key material is kept in the repository.
+    const k = throwawayKey();
     for (const [name, text] of [
-      ['key.json', '{"keytype":"ed25519","keyval":{"public":"ab","private":"cd"}}'],
-      ['key.pem', '-----BEGIN PRIVATE KEY-----\nMC4CAQ\n-----END PRIVATE KEY-----\n'],
-      ['jwk.json', '{"kty":"OKP","crv":"Ed25519","x":"ab","d":"cd"}'],
+      ['key.json', k.tufJson],
+      ['key.pem', k.pem],
+      ['jwk.json', JSON.stringify(k.jwk)],
     ] as const)
       expect(() => readReleaseRoot(f(name, text)), name).toThrow(/private key material/);
   });
 
   it('the release build refuses a key file as --release-root at once, before building anything', async () => {
-    writeFileSync(join(work, 'root.key.json'), '{"keyval":{"public":"ab","private":"cd"}}');
+    writeFileSync(join(work, 'root.key.json'), throwawayKey().tufJson);
     const out = join(work, 'refused-out');
     const res = await exec(
       process.execPath,
@@ -160,3 +163,15 @@ describe('the release root in the agent package', () => {
     expect(existsSync('/var/lib/dpkg/info/vigil-agent.list')).toBe(false);
   }, 120_000);
 });
+
+/** A fresh Ed25519 key in the three shapes a release key file can have (TUF keys JSON, PKCS#8 PEM, JWK). */
+function throwawayKey(): { tufJson: string; pem: string; jwk: JsonWebKey } {
+  const { privateKey } = generateKeyPairSync('ed25519');
+  const jwk = privateKey.export({ format: 'jwk' });
+  const hex = (b64url: string | undefined): string => Buffer.from(b64url ?? '', 'base64url').toString('hex');
+  return {
+    tufJson: JSON.stringify({ keytype: 'ed25519', keyval: { public: hex(jwk.x), private: hex(jwk.d) } }),
+    pem: privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
+    jwk,
+  };
+}
