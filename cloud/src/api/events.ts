@@ -1,4 +1,4 @@
-import type { Router } from 'express';
+import type { Response, Router } from 'express';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { Authorizer } from '../auth/authorize.js';
@@ -45,28 +45,33 @@ export function mountEventRoutes(router: Router, deps: EventRoutesDeps): void {
     })
     .all(methodNotAllowed('GET', 'HEAD'));
 
+  // One event the caller may read: authorized before the lookup, then asked again with what only the row tells
+  // (site, camera, data class). Another tenant's event, a missing one and a deny are the same 404.
+  async function readableEvent(params: unknown, res: Response) {
+    const { id } = parseOrThrow(eventPathParams, params, 'path parameters');
+    const principal = principalOf(res);
+    await requireAllowed(deps.authorizer, deps.log, principal, 'events:read', {
+      type: 'event',
+      tenant: principal.tenant,
+      id,
+    });
+    const event = await deps.events.get(principal.tenant, id);
+    if (event === null) throw new NotFoundError();
+    await requireVisible(deps.authorizer, deps.log, principal, 'events:read', {
+      type: 'event',
+      tenant: principal.tenant,
+      id,
+      site: event.site_id,
+      camera: event.camera_id,
+      dataClass: EVENT_DATA_CLASS,
+    });
+    return { id, principal, event };
+  }
+
   router
     .route('/events/:id')
     .get(async (req, res) => {
-      const { id } = parseOrThrow(eventPathParams, req.params, 'path parameters');
-      const principal = principalOf(res);
-      await requireAllowed(deps.authorizer, deps.log, principal, 'events:read', {
-        type: 'event',
-        tenant: principal.tenant,
-        id,
-      });
-      // Another tenant's event and a missing one are the same 404: existence is never revealed.
-      const event = await deps.events.get(principal.tenant, id);
-      if (event === null) throw new NotFoundError();
-      // Asked again with what only the row tells (site, data class); a deny is the same 404.
-      await requireVisible(deps.authorizer, deps.log, principal, 'events:read', {
-        type: 'event',
-        tenant: principal.tenant,
-        id,
-        site: event.site_id,
-        camera: event.camera_id,
-        dataClass: EVENT_DATA_CLASS,
-      });
+      const { event } = await readableEvent(req.params, res);
       res.json(event);
     })
     .all(methodNotAllowed('GET', 'HEAD'));
@@ -75,23 +80,7 @@ export function mountEventRoutes(router: Router, deps: EventRoutesDeps): void {
   router
     .route('/events/:id/review')
     .get(async (req, res) => {
-      const { id } = parseOrThrow(eventPathParams, req.params, 'path parameters');
-      const principal = principalOf(res);
-      await requireAllowed(deps.authorizer, deps.log, principal, 'events:read', {
-        type: 'event',
-        tenant: principal.tenant,
-        id,
-      });
-      const event = await deps.events.get(principal.tenant, id);
-      if (event === null) throw new NotFoundError();
-      await requireVisible(deps.authorizer, deps.log, principal, 'events:read', {
-        type: 'event',
-        tenant: principal.tenant,
-        id,
-        site: event.site_id,
-        camera: event.camera_id,
-        dataClass: EVENT_DATA_CLASS,
-      });
+      const { id, principal } = await readableEvent(req.params, res);
       res.json(reviewView(id, (await deps.reviews.of(principal.tenant, [id])).get(id)));
     })
     .post(async (req, res) => {
