@@ -2,7 +2,7 @@
 // tiny bundle in format 1 (not the real agent: what is checked here is the package around it), the real
 // dpkg-deb, and dpkg installing into a directory (--root, maintainer scripts chrootless), never into this machine.
 import { execFile } from 'node:child_process';
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, type JsonWebKey } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
