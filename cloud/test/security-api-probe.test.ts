@@ -423,6 +423,9 @@ describe('API adversarial probe (every route x role x tenant x hostile input)', 
     expect(problems).toEqual([]);
   });
 
+  // The probes send thousands of requests one after the other, so their time grows with the machine's load: a
+  // clean-clone CI run at load average 25-30 on 2 cores took over 300 s for the refusal probe. The verdict is
+  // on the answers, never on the time.
   it('answers every valid sample with a 2xx, for every role the registry grants, in both tenants', async () => {
     const phases = [...new Set(sampled().map((op) => spec(A, op).phase ?? 0))].sort();
     for (const phase of phases)
@@ -442,7 +445,7 @@ describe('API adversarial probe (every route x role x tenant x hostile input)', 
           if (op.authorization === null) break;
         }
     expect(takeFailures()).toEqual([]);
-  }, 300_000);
+  }, 900_000);
 
   it('never answers an odd input with a 5xx', async () => {
     const cases: Case[] = [];
@@ -470,7 +473,7 @@ describe('API adversarial probe (every route x role x tenant x hostile input)', 
     }
     await run(cases);
     expect(takeFailures()).toEqual([]);
-  }, 300_000);
+  }, 900_000);
 
   it('refuses every bad input, forbidden role and other tenant’s id, and nothing refused is written', async () => {
     const db = api.cloud().db;
@@ -588,5 +591,5 @@ describe('API adversarial probe (every route x role x tenant x hostile input)', 
     if (process.env.API_PROBE_DUMP) writeFileSync(process.env.API_PROBE_DUMP, found.join('\n'));
     expect(found.length, found.slice(0, 60).join('\n')).toBe(0);
     expect(tally.refused).toBe(tally.tried);
-  }, 300_000);
+  }, 900_000);
 });
