@@ -1,6 +1,17 @@
 import { readFileSync } from 'node:fs';
+import type { Response } from 'express';
+import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
+import { parseOrThrow } from '../src/api/events-query.js';
+import { toProblem } from '../src/api/problem.js';
+import { createRolloutBody } from '../src/api/rollouts.js';
+import type { Authorizer } from '../src/auth/authorize.js';
+import { createCedarAuthorizer } from '../src/auth/cedar.js';
+import type { Principal } from '../src/auth/principal.js';
 import { parseCloudConfig } from '../src/config/load.js';
+import { allowedPages, requestAuthorizer } from '../src/console/access.js';
+import { formFieldOf } from '../src/console/pages/rollouts.js';
+import { refusalOf } from '../src/console/refusal.js';
 import { escapeHtml, html } from '../src/console/html.js';
 import { readCookie } from '../src/console/security.js';
 import { sameToken } from '../src/console/session.js';
@@ -126,5 +137,91 @@ describe('console development login (./dev up only)', () => {
         }),
       ).toThrow(/development login is for \.\/dev up only/);
     }
+  });
+});
+
+describe('console nav: the pages a principal may open, by each page’s own Cedar question', () => {
+  const cedar = createCedarAuthorizer({ log: pino({ level: 'silent' }) });
+  const who = (roles: string[], sites?: string[]): Principal => ({
+    subject: `${roles.join('+')}@acme`,
+    tenant: 'acme',
+    roles,
+    ...(sites ? { sites } : {}),
+  });
+  const pages = async (p: Principal) => [...(await allowedPages(cedar, p))].sort();
+
+  it('links a viewer to fleet, events and rollouts only; an admin to every page; a site-scoped user to its site', async () => {
+    expect(await pages(who(['viewer']))).toEqual(['events', 'fleet', 'rollouts']);
+    expect(await pages(who(['operator']))).toEqual(['dead-letters', 'events', 'fleet', 'rollouts']);
+    expect(await pages(who(['admin']))).toEqual([
+      'audit',
+      'dead-letters',
+      'events',
+      'fleet',
+      'rollouts',
+      'webhooks',
+    ]);
+    expect(await pages(who(['installer']))).toEqual(['fleet']);
+    // Tenant-wide pages (rollouts, alerts, webhooks, the audit log) are never a site-scoped user's.
+    expect(await pages(who(['admin'], ['hq']))).toEqual(['events', 'fleet']);
+    expect(await pages(who(['nobody']))).toEqual([]);
+  });
+
+  it('asks each question once per request: the nav, the guard and the controls share the answers', async () => {
+    let calls = 0;
+    const counting: Authorizer = {
+      authorize: (p, a, r) => {
+        calls++;
+        return cedar.authorize(p, a, r);
+      },
+    };
+    const res = { locals: {} } as unknown as Response;
+    const viewer = who(['viewer']);
+    const authz = requestAuthorizer(res, counting);
+    expect(requestAuthorizer(res, counting)).toBe(authz);
+    await allowedPages(authz, viewer);
+    expect(calls).toBe(6);
+    await allowedPages(authz, viewer);
+    const write = await authz.authorize(viewer, 'rollouts:write', { type: 'rollouts', tenant: 'acme' });
+    expect(write.allowed).toBe(false);
+    expect(calls).toBe(7);
+    // Another principal is another question; another request starts afresh.
+    await allowedPages(authz, who(['admin']));
+    expect(calls).toBe(13);
+    await allowedPages(requestAuthorizer({ locals: {} } as unknown as Response, counting), viewer);
+    expect(calls).toBe(19);
+  });
+});
+
+describe('console rollout form: a refusal is said next to the fields it names', () => {
+  it('maps the API body paths to the form fields', () => {
+    expect(formFieldOf('target.id')).toBe('site');
+    expect(formFieldOf('target')).toBe('scope');
+    expect(formFieldOf('body')).toBe('document');
+    expect(formFieldOf('body.retention.eventDays')).toBe('document');
+    expect(formFieldOf('spec.canary')).toBe('canary');
+    expect(formFieldOf('spec.waves')).toBe('waves');
+    expect(formFieldOf('spec.waves.1')).toBe('waves');
+    expect(formFieldOf('spec.gates.applied_ratio')).toBeUndefined();
+  });
+
+  it('sorts the issues of a real validation problem (the API body schema) to their fields', () => {
+    let err: unknown;
+    try {
+      parseOrThrow(
+        createRolloutBody,
+        { target: { scope: 'site', id: 'bad site' }, body: {}, spec: { canary: 0, waves: [50, 20] } },
+        'body',
+      );
+    } catch (e) {
+      err = e;
+    }
+    const { problem } = toProblem(err, '/console/rollouts');
+    expect(problem.status).toBe(400);
+    const r = refusalOf(problem, formFieldOf);
+    expect(r.detail).toBe(problem.detail);
+    expect(Object.keys(r.fields).sort()).toEqual(['canary', 'site', 'waves']);
+    expect(r.fields.waves).toMatch(/strictly increasing/);
+    expect(r.other).toEqual([]);
   });
 });

@@ -213,6 +213,18 @@ describe('web console (chromium, OIDC login, real cloud)', () => {
     );
 
   const csrfOf = (p: Page): Promise<string> => p.inputValue('form.logout input[name="_csrf"]');
+  /** The nav's links, in order. */
+  const navLinks = async (p: Page): Promise<Array<string | null>> =>
+    Promise.all((await p.locator('nav[aria-label="Console"] a').all()).map((a) => a.getAttribute('href')));
+  const ALL_PAGES = [
+    '/console',
+    '/console/events',
+    '/console/rollouts',
+    '/console/dead-letters',
+    '/console/webhooks',
+    '/console/audit',
+  ];
+  const VIEWER_PAGES = ['/console', '/console/events', '/console/rollouts'];
   /** The first live event (the review tests mark it). */
   let reviewedEventId = '';
 
@@ -445,7 +457,13 @@ describe('web console (chromium, OIDC login, real cloud)', () => {
     await page.goto(`${base()}/console/webhooks`);
     await page.fill('form.create input[name="url"]', 'https://127.0.0.1/x');
     await page.click('form.create button[type="submit"]');
-    expect(await page.locator('[role="alert"]').textContent()).toContain('url');
+    // Said at the form, next to the field it names; what was typed is kept.
+    await page.locator('#e-url').waitFor();
+    expect(await page.locator('#create-refused').textContent()).toContain('URL');
+    expect(await page.locator('#f-url').getAttribute('aria-invalid')).toBe('true');
+    expect(await page.inputValue('form.create input[name="url"]')).toBe('https://127.0.0.1/x');
+    expect(await seriousViolations(page)).toEqual([]);
+    await screenshot(page, 'webhook-refused');
     expect(
       (await api.cloud().db.selectFrom('webhooks').select('id').where('tenant_id', '=', 'acme').execute())
         .length,
@@ -529,7 +547,11 @@ describe('web console (chromium, OIDC login, real cloud)', () => {
     const viewer = await browser.newContext({ viewport: { width: 390, height: 844 } });
     const vpage = await viewer.newPage();
     await login(vpage, base(), 'viewer@acme');
+    // The nav links only the pages Cedar lets each one open (each page's own question); the admin's has them all.
+    expect(await navLinks(vpage)).toEqual(VIEWER_PAGES);
+    expect(await navLinks(page)).toEqual(ALL_PAGES);
     await vpage.goto(`${base()}/console/rollouts`);
+    expect(await navLinks(vpage)).toEqual(VIEWER_PAGES);
     await vpage.locator(`article[data-rollout="${id}"]`).waitFor();
     expect(await vpage.locator('form.create').count()).toBe(0);
     expect(await vpage.locator('article.rollout button').count()).toBe(0);
@@ -574,6 +596,13 @@ describe('web console (chromium, OIDC login, real cloud)', () => {
     await vpage.goto(`${base()}/console/events/${reviewedEventId}`);
     expect(await vpage.locator('[data-reviewed]').count()).toBe(1);
     expect(await vpage.locator('button.op-review, button.op-unreview').count()).toBe(0);
+    // Nor a snapshot it may not open (media:read, the media route's question): no broken image, on either page.
+    expect(await vpage.locator('img').count()).toBe(0);
+    await vpage.goto(`${base()}/console/events`);
+    const vrow = vpage.locator(`tr[data-event="${reviewedEventId}"]`);
+    expect(await vrow.locator('td').first().textContent()).toContain('not shown');
+    expect(await vpage.locator('img.thumb').count()).toBe(0);
+    await vpage.goto(`${base()}/console/events/${reviewedEventId}`);
     const deniedReviews = await auditCount('event.review', `event:acme/${reviewedEventId}`, 'denied');
     for (const op of ['review', 'unreview']) {
       const forgedReview = await vpage.request.post(`${base()}/console/events/${reviewedEventId}/${op}`, {
@@ -594,14 +623,34 @@ describe('web console (chromium, OIDC login, real cloud)', () => {
         .where('event_id', '=', reviewedEventId)
         .executeTakeFirst(),
     ).toEqual({ reviewed_by: 'user@acme' });
-    // Dead letters and webhooks: the pages are refused (no list, no controls), and so are forged replays/creates.
-    // (The refusal page has no logout form: the session's token is read before.)
+    // Dead letters, webhooks, the audit log: not in the nav, and a direct GET is refused (the 403 page, which keeps
+    // the viewer's nav); so are forged replays/creates.
     const vtoken = await csrfOf(vpage);
-    await vpage.goto(`${base()}/console/dead-letters`);
-    expect(await vpage.locator('h1').textContent()).toBe('Not allowed');
-    expect(await vpage.locator('button').filter({ hasText: 'Replay' }).count()).toBe(0);
-    await screenshot(vpage, 'dead-letters-viewer-phone');
     const msg = (await api.cloud().db.selectFrom('alert_messages').select('id').executeTakeFirstOrThrow()).id;
+    const hookId = (
+      await api
+        .cloud()
+        .db.selectFrom('webhooks')
+        .select('id')
+        .where('tenant_id', '=', 'acme')
+        .executeTakeFirstOrThrow()
+    ).id;
+    for (const path of [
+      '/console/dead-letters',
+      `/console/dead-letters/${encodeURIComponent(msg)}`,
+      '/console/webhooks',
+      `/console/webhooks/${hookId}`,
+      '/console/audit',
+    ]) {
+      const refused = await vpage.goto(`${base()}${path}`);
+      expect(refused?.status(), path).toBe(403);
+      expect(await vpage.locator('h1').textContent()).toBe('Not allowed');
+      expect(await navLinks(vpage)).toEqual(VIEWER_PAGES);
+      expect(await vpage.locator('table, form.create, button.op-replay').count()).toBe(0);
+    }
+    await vpage.goto(`${base()}/console/dead-letters`);
+    expect(await seriousViolations(vpage)).toEqual([]);
+    await screenshot(vpage, 'dead-letters-viewer-phone');
     await sql`update alert_messages set state = 'dead' where id = ${msg}`.execute(api.cloud().db);
     const replay = await vpage.request.post(
       `${base()}/console/dead-letters/${encodeURIComponent(msg)}/replay`,
@@ -623,9 +672,6 @@ describe('web console (chromium, OIDC login, real cloud)', () => {
           .executeTakeFirstOrThrow()
       ).state,
     ).toBe('dead');
-    await vpage.goto(`${base()}/console/webhooks`);
-    expect(await vpage.locator('h1').textContent()).toBe('Not allowed');
-    expect(await vpage.locator('form.create').count()).toBe(0);
     const hooks = async () =>
       (await api.cloud().db.selectFrom('webhooks').select('id').where('tenant_id', '=', 'acme').execute())
         .length;
@@ -639,6 +685,45 @@ describe('web console (chromium, OIDC login, real cloud)', () => {
     expect(await auditCount('webhook.write', 'webhooks:acme', 'denied')).toBeGreaterThanOrEqual(1);
     expect(await hooks()).toBe(before);
     await viewer.close();
+
+    // A second rollout while this one is active: refused (409, one active rollout per tenant). The form says why,
+    // links the active one, and keeps what was typed.
+    const rollouts = async () =>
+      (await api.cloud().db.selectFrom('rollouts').select('id').where('tenant_id', '=', 'acme').execute())
+        .length;
+    const rolloutsBefore = await rollouts();
+    const doc = '{"retention": {"eventDays": 7}}';
+    await page.goto(`${base()}/console/rollouts`);
+    await page.fill('textarea[name="document"]', doc);
+    await page.fill('input[name="waves"]', '20,100');
+    const createdAgain = page.waitForResponse(
+      (r) => r.url() === `${base()}/console/rollouts` && r.request().method() === 'POST',
+    );
+    await page.click('form.create button[type="submit"]');
+    expect((await createdAgain).status()).toBe(409);
+    const refusal = page.locator('#create-refused');
+    await refusal.waitFor();
+    expect(await refusal.textContent()).toContain(`rollout ${id} is still`);
+    expect(await refusal.locator('a[data-active-rollout]').getAttribute('href')).toBe(
+      `/console/rollouts#r-${id}`,
+    );
+    expect(await page.inputValue('textarea[name="document"]')).toBe(doc);
+    expect(await page.inputValue('input[name="waves"]')).toBe('20,100');
+    expect(await seriousViolations(page)).toEqual([]);
+    await screenshot(page, 'rollout-refused-active');
+    // A validation refusal (400) names its field, next to the field, the input kept.
+    await page.fill('input[name="waves"]', '50,20');
+    await page.click('form.create button[type="submit"]');
+    await page.locator('#e-waves').waitFor();
+    expect(await page.locator('#e-waves').textContent()).toContain('strictly increasing');
+    expect(await page.locator('#f-waves').getAttribute('aria-invalid')).toBe('true');
+    expect(await page.locator('#create-refused').textContent()).toContain('Waves');
+    expect(await page.inputValue('input[name="waves"]')).toBe('50,20');
+    expect(await page.inputValue('textarea[name="document"]')).toBe(doc);
+    expect(await seriousViolations(page)).toEqual([]);
+    await screenshot(page, 'rollout-refused-field');
+    expect(await rollouts()).toBe(rolloutsBefore);
+
     // Clean up: the admin aborts it.
     await page.goto(`${base()}/console/rollouts`);
     page.once('dialog', (d) => void d.accept());
@@ -646,6 +731,14 @@ describe('web console (chromium, OIDC login, real cloud)', () => {
     await expect
       .poll(() => page.locator(`article[data-rollout="${id}"] .state`).textContent())
       .toMatch(/aborted|rolling_back|rolled_back/);
+    // A stale page's second abort: refused (409), said above the list instead of an error page.
+    const again = await page.request.post(`${base()}/console/rollouts/${id}/abort`, {
+      form: { _csrf: await csrfOf(page) },
+      headers: { origin: base() },
+      maxRedirects: 0,
+    });
+    expect(again.status()).toBe(409);
+    expect(await again.text()).toContain('id="operation-refused"');
   }, 120_000);
 
   it('refuses forged cross-site requests: no or foreign CSRF token, foreign or missing Origin, a foreign page’s websocket', async () => {

@@ -275,9 +275,25 @@ export function toPlannerSpec(s: z.output<typeof rolloutSpecSchema>): RolloutSpe
   };
 }
 
-class RolloutStateConflict extends VigilError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('ROLLOUT_STATE_CONFLICT', message, false, options);
+/** An operation the rollout's state, or the tenant's one active rollout, does not allow (HTTP 409). */
+export class RolloutStateConflict extends VigilError {
+  readonly active: { id: string; state: string } | undefined;
+
+  constructor(
+    message: string,
+    options?: {
+      cause?: unknown;
+      /** The tenant's active rollout that refused a create: the console links to it. */
+      active?: { id: string; state: string } | undefined;
+    },
+  ) {
+    super(
+      'ROLLOUT_STATE_CONFLICT',
+      message,
+      false,
+      options?.cause === undefined ? undefined : { cause: options.cause },
+    );
+    this.active = options?.active;
   }
 }
 
@@ -556,6 +572,7 @@ export async function createRollout(
   if (active)
     throw new RolloutStateConflict(
       `rollout ${active.id} is still ${active.state}: wait for it to end, or abort it, before starting another`,
+      { active },
     );
   const id = randomUUID();
   const now = deps.now();
@@ -581,7 +598,7 @@ export async function createRollout(
       winner
         ? `rollout ${winner.id} is still ${winner.state}: wait for it to end, or abort it, before starting another`
         : 'another rollout was started meanwhile; retry',
-      { cause: err },
+      { cause: err, active: winner },
     );
   }
   if (devices === 0) {

@@ -18,6 +18,11 @@ export interface LayoutOptions {
   principal: Principal | undefined;
   /** The session's CSRF token: the logout form needs it. */
   csrf: string | undefined;
+  /**
+   * The pages the principal may open (access.ts allowedPages: each page's own Cedar question); the nav links
+   * only these. Hiding is a courtesy: each handler asks again.
+   */
+  nav: ReadonlySet<ConsolePage>;
   /** Versioned asset URLs (static.ts). */
   assets: { script: string; style: string };
   body: HtmlValue;
@@ -33,7 +38,7 @@ export function layout(o: LayoutOptions): string {
   const nav = o.principal
     ? html`<nav aria-label="Console">
         <ul>
-          ${NAV.map(
+          ${NAV.filter((n) => o.nav.has(n.page)).map(
             (n) =>
               html`<li>
                 <a href="${n.href}" ${n.page === o.page ? html`aria-current="page"` : ''}>${n.label}</a>

@@ -6,7 +6,7 @@ import { mountMediaRoutes } from '../media/routes.js';
 import type { MediaRepository } from '../media/repository.js';
 import type { MediaStore } from '../media/store.js';
 import type { DeviceRevoker } from '../fleet/revocation.js';
-import type { PageDeps } from './context.js';
+import { navOf, type PageDeps } from './context.js';
 import { CsrfError, LoginError } from './errors.js';
 import { html } from './html.js';
 import { layout } from './layout.js';
@@ -28,7 +28,7 @@ import {
   setSessionCookie,
   type CookieSettings,
 } from './security.js';
-import type { SessionStore } from './session.js';
+import type { Session, SessionStore } from './session.js';
 import { mountStatic } from './static.js';
 import { mountDevLogin } from './dev-login.js';
 
@@ -84,7 +84,7 @@ export function createConsoleRouter(deps: ConsoleDeps): Router {
   const assets = mountStatic(router);
   const pageDeps: PageDeps = { ...deps, log, assets };
   const bare = (title: string, body: ReturnType<typeof html>): string =>
-    layout({ title, page: undefined, principal: undefined, csrf: undefined, assets, body });
+    layout({ title, page: undefined, principal: undefined, csrf: undefined, nav: new Set(), assets, body });
 
   if (deps.devLoginTenant !== undefined)
     mountDevLogin(router, {
@@ -197,16 +197,33 @@ export function createConsoleRouter(deps: ConsoleDeps): Router {
       res.destroy();
       return;
     }
-    res
-      .status(status)
-      .type('html')
-      .send(
-        bare(
-          status === 403 ? 'Not allowed' : status === 404 ? 'Not found' : 'Something went wrong',
-          html`<p role="alert">${message}</p>
-            <p><a href="/console">Back to the console</a></p>`,
-        ),
-      );
+    const title = status === 403 ? 'Not allowed' : status === 404 ? 'Not found' : 'Something went wrong';
+    const body = html`<p role="alert">${message}</p>
+      <p><a href="/console">Back to the console</a></p>`;
+    const session = (res.locals as { consoleSession?: Session }).consoleSession;
+    const send = (page: string) => {
+      if (!res.headersSent) res.status(status).type('html').send(page);
+    };
+    if (session === undefined) {
+      send(bare(title, body));
+      return;
+    }
+    // A signed-in user keeps the nav (only the pages Cedar lets it open) and the logout form.
+    void navOf(res, pageDeps)
+      .then((nav) =>
+        layout({
+          title,
+          page: undefined,
+          principal: session.principal,
+          csrf: session.csrf,
+          nav,
+          assets,
+          body,
+        }),
+      )
+      // The authorizer itself failing (the error being shown, maybe): the page without the nav.
+      .catch(() => bare(title, body))
+      .then(send);
   };
   router.use(onError);
   return router;

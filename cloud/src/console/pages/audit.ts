@@ -1,8 +1,7 @@
 import type { Router } from 'express';
-import { requireAllowed } from '../../api/authenticate.js';
 import { parseOrThrow } from '../../api/events-query.js';
 import { listAuditQuerySchema } from '../../audit/routes.js';
-import { nonEmptyQuery, sendPage, utcInput, type PageDeps } from '../context.js';
+import { nonEmptyQuery, requirePage, sendPage, utcInput, type PageDeps } from '../context.js';
 import { html } from '../html.js';
 import { time } from '../layout.js';
 import { consolePrincipal } from '../security.js';
@@ -27,10 +26,7 @@ export function mountAuditPage(router: Router, deps: PageDeps): void {
       { ...rest, ...(since ? { since } : {}), ...(until ? { until } : {}) },
       'query parameters',
     );
-    await requireAllowed(deps.authorizer, deps.log, principal, 'audit:read', {
-      type: 'audit-log',
-      tenant: principal.tenant,
-    });
+    await requirePage(res, deps, 'audit');
     let sel = deps.db.selectFrom('audit_log').selectAll().where('tenant_id', '=', principal.tenant);
     if (q.action !== undefined) sel = sel.where('action', '=', q.action);
     if (q.actor !== undefined) sel = sel.where('actor', '=', q.actor);
@@ -116,6 +112,6 @@ export function mountAuditPage(router: Router, deps: PageDeps): void {
       ${page.length === 0 ? html`<p>No entry matches.</p>` : ''}
       ${rows.length > PAGE ? html`<p><a href="/console/audit?${next.toString()}" rel="next">Older entries</a></p>` : ''}
     `;
-    sendPage(res, deps, 'audit', 'Audit log', body);
+    await sendPage(res, deps, 'audit', 'Audit log', body);
   });
 }

@@ -1,4 +1,4 @@
-import type { Router } from 'express';
+import type { Response, Router } from 'express';
 import { z } from 'zod';
 import { requireAllowed } from '../../api/authenticate.js';
 import { NotFoundError } from '../../api/errors.js';
@@ -6,7 +6,7 @@ import { parseOrThrow } from '../../api/events-query.js';
 import { replayMessage } from '../../alerts/operations.js';
 import type { AlertStore } from '../../alerts/store.js';
 import type { Principal } from '../../auth/principal.js';
-import { can, sendPage, type PageDeps } from '../context.js';
+import { can, requirePage, sendPage, type PageDeps } from '../context.js';
 import { html } from '../html.js';
 import { csrfField, time } from '../layout.js';
 import { consolePrincipal, consoleSession } from '../security.js';
@@ -28,13 +28,11 @@ export interface DeadLetterDeps extends PageDeps {
  * the API: `alerts:read` to see, `alerts:write` to replay (a denied replay is audited as `alert.write`).
  */
 export function mountDeadLetterPages(router: Router, deps: DeadLetterDeps): void {
-  const read = (p: Principal) =>
-    requireAllowed(deps.authorizer, deps.log, p, 'alerts:read', { type: 'alerts', tenant: p.tenant });
-  const mayReplay = (p: Principal) => can(deps, p, 'alerts:write', { type: 'alerts', tenant: p.tenant });
+  const mayReplay = (res: Response, p: Principal) =>
+    can(res, deps, 'alerts:write', { type: 'alerts', tenant: p.tenant });
 
   router.get('/dead-letters', async (_req, res) => {
-    const p = consolePrincipal(res);
-    await read(p);
+    const p = await requirePage(res, deps, 'dead-letters');
     const rows = await deps.alerts.store.listMessages(p.tenant, { state: 'dead' }, DEAD_LETTERS_PAGE_SIZE);
     const body = html`
       <p>
@@ -73,13 +71,12 @@ export function mountDeadLetterPages(router: Router, deps: DeadLetterDeps): void
             </div>`
       }
     `;
-    sendPage(res, deps, 'dead-letters', 'Dead letters', body);
+    await sendPage(res, deps, 'dead-letters', 'Dead letters', body);
   });
 
   router.get('/dead-letters/:id', async (req, res) => {
     const id = parseOrThrow(messageId, req.params.id, 'path parameters');
-    const p = consolePrincipal(res);
-    await read(p);
+    const p = await requirePage(res, deps, 'dead-letters');
     const m = await deps.alerts.store.getMessage(p.tenant, id);
     if (!m) throw new NotFoundError();
     const row = (k: string, v: string) =>
@@ -109,7 +106,7 @@ export function mountDeadLetterPages(router: Router, deps: DeadLetterDeps): void
               ${m.body!.length > shown.length ? html`<p>(cut at ${MAX_BODY_SHOWN} characters)</p>` : ''}`
       }
       ${
-        m.state === 'dead' && (await mayReplay(p))
+        m.state === 'dead' && (await mayReplay(res, p))
           ? html`<form
               method="post"
               action="/console/dead-letters/${encodeURIComponent(m.id)}/replay"
@@ -122,7 +119,7 @@ export function mountDeadLetterPages(router: Router, deps: DeadLetterDeps): void
           : ''
       }
     `;
-    sendPage(res, deps, 'dead-letters', `Dead letter ${m.identifier}`, body);
+    await sendPage(res, deps, 'dead-letters', `Dead letter ${m.identifier}`, body);
   });
 
   router.post('/dead-letters/:id/replay', async (req, res) => {

@@ -7,12 +7,13 @@ import { NotFoundError } from '../../api/errors.js';
 import { EventReader } from '../../api/event-store.js';
 import { parseOrThrow } from '../../api/events-query.js';
 import type { DeviceRevoker } from '../../fleet/revocation.js';
+import { requestAuthorizer } from '../access.js';
 import { can, sendPage, type PageDeps } from '../context.js';
 import { html } from '../html.js';
 import { csrfField, time } from '../layout.js';
 import { consolePrincipal, consoleSession } from '../security.js';
 import { cameras } from './fleet.js';
-import { eventRow } from './events.js';
+import { eventRow, viewableMedia } from './events.js';
 
 /**
  * GET /console/devices/:id (cameras of the last heartbeat, recent events, certificates) and POST
@@ -26,7 +27,7 @@ export function mountDevicePage(router: Router, deps: PageDeps & { revoker: Devi
   router.get('/devices/:id', async (req, res) => {
     const principal = consolePrincipal(res);
     const { id } = parseOrThrow(devicePathParams, req.params, 'path parameters');
-    await requireAllowed(deps.authorizer, deps.log, principal, 'devices:read', {
+    await requireAllowed(requestAuthorizer(res, deps.authorizer), deps.log, principal, 'devices:read', {
       type: 'device',
       tenant: principal.tenant,
       id,
@@ -34,7 +35,7 @@ export function mountDevicePage(router: Router, deps: PageDeps & { revoker: Devi
     const d = await devices.get(principal.tenant, id);
     if (d === null) throw new NotFoundError();
     const site = d.site_id;
-    await requireVisible(deps.authorizer, deps.log, principal, 'devices:read', {
+    await requireVisible(requestAuthorizer(res, deps.authorizer), deps.log, principal, 'devices:read', {
       type: 'device',
       tenant: principal.tenant,
       id,
@@ -55,12 +56,13 @@ export function mountDevicePage(router: Router, deps: PageDeps & { revoker: Devi
       .limit(10)
       .execute();
     const eventsScope = { type: 'events' as const, tenant: principal.tenant, site: site ?? undefined };
-    const recent = (await can(deps, principal, 'events:read', eventsScope))
+    const recent = (await can(res, deps, 'events:read', eventsScope))
       ? (await events.list(principal.tenant, { site: site ?? undefined, device: id, limit: 10 })).items
       : undefined;
+    const media = await viewableMedia(res, deps, recent ?? []);
     const revoke =
       d.revoked_at === null &&
-      (await can(deps, principal, 'devices:revoke', { type: 'device', tenant: principal.tenant, id, site }));
+      (await can(res, deps, 'devices:revoke', { type: 'device', tenant: principal.tenant, id, site }));
     const body = html`
       <p><a href="/console">Back to the fleet</a></p>
       <table class="detail">
@@ -122,7 +124,7 @@ export function mountDevicePage(router: Router, deps: PageDeps & { revoker: Devi
                     </tr>
                   </thead>
                   <tbody>
-                    ${recent.map((e) => eventRow(e))}
+                    ${recent.map((e) => eventRow(e, media))}
                   </tbody>
                 </table>
               </div>`
@@ -151,7 +153,7 @@ export function mountDevicePage(router: Router, deps: PageDeps & { revoker: Devi
           : ''
       }
     `;
-    sendPage(res, deps, 'fleet', `Device ${id}`, body);
+    await sendPage(res, deps, 'fleet', `Device ${id}`, body);
   });
 
   router.post('/devices/:id/revoke', async (req, res) => {

@@ -1,11 +1,12 @@
-import type { Router } from 'express';
+import type { Response, Router } from 'express';
 import { z } from 'zod';
 import { requireAllowed, requireVisible } from '../../api/authenticate.js';
 import { NotFoundError } from '../../api/errors.js';
 import { EventReader, type EventView } from '../../api/event-store.js';
 import { EventReviews, type EventReview } from '../../events/reviews.js';
 import { encodeCursor, eventIdParam, listEventsQuerySchema, parseOrThrow } from '../../api/events-query.js';
-import { can, nonEmptyQuery, sendPage, utcInput, type PageDeps } from '../context.js';
+import { requestAuthorizer } from '../access.js';
+import { can, nonEmptyQuery, requirePage, sendPage, utcInput, type PageDeps } from '../context.js';
 import { html } from '../html.js';
 import { csrfField, time } from '../layout.js';
 import { consolePrincipal, consoleSession } from '../security.js';
@@ -17,24 +18,45 @@ const zoneParam = z.string().regex(/^[A-Za-z0-9_.-]{1,63}$/, 'must be 1-63 lette
 const reviewedParam = z.enum(['yes', 'no'], 'must be yes or no');
 
 /**
- * One row of the events table; console.js builds the same from a stream message (with textContent). With
- * `marks` (the events page), a last column says who reviewed it.
+ * The snapshots of these events the principal may open: per media, the question the media route asks first
+ * (GET /console/media/:id). A thumbnail it would refuse is not shown (no broken image, no refused request).
  */
-export function eventRow(e: EventView, marks?: Map<string, EventReview>): ReturnType<typeof html> {
+export async function viewableMedia(
+  res: Response,
+  deps: PageDeps,
+  events: readonly EventView[],
+): Promise<ReadonlySet<string>> {
+  const tenant = consolePrincipal(res).tenant;
+  const ids = events.flatMap((e) => (e.snapshot ? [e.snapshot.media_id] : []));
+  const ok = await Promise.all(ids.map((id) => can(res, deps, 'media:read', { type: 'media', tenant, id })));
+  return new Set(ids.filter((_, i) => ok[i]));
+}
+
+/**
+ * One row of the events table; console.js builds the same from a stream message (with textContent). `media`:
+ * the snapshots shown (viewableMedia). With `marks` (the events page), a last column says who reviewed it.
+ */
+export function eventRow(
+  e: EventView,
+  media: ReadonlySet<string>,
+  marks?: Map<string, EventReview>,
+): ReturnType<typeof html> {
   const review = marks?.get(e.event_id);
   return html`<tr data-event="${e.event_id}">
     <td>
       ${
-        e.snapshot
-          ? html`<img
-              class="thumb"
-              src="/console/media/${e.snapshot.media_id}"
-              alt="Snapshot: ${e.label} on ${e.camera_id}"
-              loading="lazy"
-              width="96"
-              height="54"
-            />`
-          : html`<span class="muted">none</span>`
+        e.snapshot && !media.has(e.snapshot.media_id)
+          ? html`<span class="muted">not shown</span>`
+          : e.snapshot
+            ? html`<img
+                class="thumb"
+                src="/console/media/${e.snapshot.media_id}"
+                alt="Snapshot: ${e.label} on ${e.camera_id}"
+                loading="lazy"
+                width="96"
+                height="54"
+              />`
+            : html`<span class="muted">none</span>`
       }
     </td>
     <td><a href="/console/events/${e.event_id}">${time(e.occurred_at)}</a></td>
@@ -85,11 +107,7 @@ export function mountEventPages(router: Router, deps: PageDeps): void {
       'query parameters',
     );
     filter.site ??= principal.sites?.[0];
-    await requireAllowed(deps.authorizer, deps.log, principal, 'events:read', {
-      type: 'events',
-      tenant: principal.tenant,
-      site: filter.site,
-    });
+    await requirePage(res, deps, 'events', filter.site);
     const page = await events.list(principal.tenant, {
       ...filter,
       zone,
@@ -99,6 +117,7 @@ export function mountEventPages(router: Router, deps: PageDeps): void {
       principal.tenant,
       page.items.map((e) => e.event_id),
     );
+    const media = await viewableMedia(res, deps, page.items);
     // Live rows only on the first page of an open-ended query (older pages and closed ranges do not grow), and
     // not when only reviewed events are asked for (a new event is not reviewed).
     const live = filter.after === undefined && filter.until === undefined && reviewed !== 'yes';
@@ -155,27 +174,27 @@ export function mountEventPages(router: Router, deps: PageDeps): void {
             </tr>
           </thead>
           <tbody>
-            ${page.items.map((e) => eventRow(e, marks))}
+            ${page.items.map((e) => eventRow(e, media, marks))}
           </tbody>
         </table>
       </div>
       ${page.items.length === 0 ? html`<p class="empty">No event matches (yet).</p>` : ''}
       ${page.next ? html`<p><a href="/console/events?${next.toString()}" rel="next">Older events</a></p>` : ''}
     `;
-    sendPage(res, deps, 'events', 'Events', body);
+    await sendPage(res, deps, 'events', 'Events', body);
   });
 
   router.get('/events/:id', async (req, res) => {
     const principal = consolePrincipal(res);
     const id = parseOrThrow(eventIdParam, req.params.id, 'path parameters');
-    await requireAllowed(deps.authorizer, deps.log, principal, 'events:read', {
+    await requireAllowed(requestAuthorizer(res, deps.authorizer), deps.log, principal, 'events:read', {
       type: 'event',
       tenant: principal.tenant,
       id,
     });
     const e = await events.get(principal.tenant, id);
     if (e === null) throw new NotFoundError();
-    await requireVisible(deps.authorizer, deps.log, principal, 'events:read', {
+    await requireVisible(requestAuthorizer(res, deps.authorizer), deps.log, principal, 'events:read', {
       type: 'event',
       tenant: principal.tenant,
       id,
@@ -185,7 +204,7 @@ export function mountEventPages(router: Router, deps: PageDeps): void {
     });
     const review = (await reviews.of(principal.tenant, [id])).get(id);
     // The button only for who may use it (the same question the POST asks; hiding is a courtesy).
-    const mayReview = await can(deps, principal, 'events:review', {
+    const mayReview = await can(res, deps, 'events:review', {
       type: 'event',
       tenant: principal.tenant,
       id,
@@ -218,7 +237,7 @@ export function mountEventPages(router: Router, deps: PageDeps): void {
       <p><a href="/console/events">Back to the events</a></p>
       ${reviewPart}
       ${
-        e.snapshot
+        e.snapshot && (await viewableMedia(res, deps, [e])).has(e.snapshot.media_id)
           ? html`<figure>
               <img
                 class="snapshot"
@@ -227,7 +246,9 @@ export function mountEventPages(router: Router, deps: PageDeps): void {
               />
               <figcaption>Every view of this picture is on the audit log (media.read).</figcaption>
             </figure>`
-          : html`<p>This event has no snapshot.</p>`
+          : e.snapshot
+            ? html`<p>You may not view this event's snapshot.</p>`
+            : html`<p>This event has no snapshot.</p>`
       }
       <table class="detail">
         <tbody>
@@ -240,7 +261,7 @@ export function mountEventPages(router: Router, deps: PageDeps): void {
         </tbody>
       </table>
     `;
-    sendPage(res, deps, 'events', `Event ${e.label} on ${e.camera_id}`, body);
+    await sendPage(res, deps, 'events', `Event ${e.label} on ${e.camera_id}`, body);
   });
 
   // Mark reviewed / not reviewed: EventReviews asks Cedar (events:review) and audits; a viewer's forged POST is

@@ -1,11 +1,10 @@
 import type { Router } from 'express';
 import { z } from 'zod';
-import { requireAllowed } from '../../api/authenticate.js';
 import { DeviceReader, type DeviceView } from '../../api/device-store.js';
 import { idParam, parseOrThrow } from '../../api/events-query.js';
 import { DEVICE_STATUSES } from '../../fleet/status.js';
 import type { CameraSummary } from '../../storage/tables.js';
-import { nonEmptyQuery, sendPage, type PageDeps } from '../context.js';
+import { nonEmptyQuery, requirePage, sendPage, type PageDeps } from '../context.js';
 import { html } from '../html.js';
 import { time } from '../layout.js';
 import { consolePrincipal } from '../security.js';
@@ -55,11 +54,7 @@ export function mountFleetPage(router: Router, deps: PageDeps): void {
     const principal = consolePrincipal(res);
     const q = parseOrThrow(fleetQuery, nonEmptyQuery(req.query), 'query parameters');
     const site = q.site ?? principal.sites?.[0];
-    await requireAllowed(deps.authorizer, deps.log, principal, 'devices:read', {
-      type: 'devices',
-      tenant: principal.tenant,
-      site,
-    });
+    await requirePage(res, deps, 'fleet', site);
     const limit = deps.maxPageSize;
     const page = await devices.list(principal.tenant, { site, status: q.status, limit, idPrefix: q.q });
     const ids = page.items.map((d) => d.id);
@@ -147,6 +142,6 @@ export function mountFleetPage(router: Router, deps: PageDeps): void {
       )}
       ${page.items.length === 0 ? html`<p>No device matches.</p>` : ''}
     `;
-    sendPage(res, deps, 'fleet', 'Fleet', body);
+    await sendPage(res, deps, 'fleet', 'Fleet', body);
   });
 }

@@ -1,13 +1,13 @@
-import type { Router } from 'express';
+import type { Response, Router } from 'express';
 import { requireAllowed } from '../../api/authenticate.js';
 import { NotFoundError } from '../../api/errors.js';
 import { parseOrThrow } from '../../api/events-query.js';
-import type { Principal } from '../../auth/principal.js';
 import { createWebhook, createWebhookBody, webhookPathParams } from '../../integrations/routes.js';
 import type { UrlPolicy } from '../../integrations/ssrf.js';
 import type { Webhook, WebhookStore } from '../../integrations/store.js';
-import { can, nonEmptyQuery, sendPage, type PageDeps } from '../context.js';
+import { can, nonEmptyQuery, requirePage, sendPage, type PageDeps } from '../context.js';
 import { html, type SafeHtml } from '../html.js';
+import { fieldMarks, fixableProblem, refusalBox, refusalOf, type Refusal } from '../refusal.js';
 import { csrfField, time } from '../layout.js';
 import { consolePrincipal, consoleSession } from '../security.js';
 
@@ -34,13 +34,76 @@ function list(v: string | undefined): string[] | undefined {
  * a reload: no redirect, no-store), GET /console/webhooks/:id (its recent deliveries). The same decisions as the
  * API: `webhooks:read` to see, `webhooks:write` to create (a denied create is audited as `webhook.write`).
  */
-export function mountWebhookPages(router: Router, deps: WebhookPageDeps): void {
-  const ask = (p: Principal, action: 'webhooks:read' | 'webhooks:write') =>
-    requireAllowed(deps.authorizer, deps.log, p, action, { type: 'webhooks', tenant: p.tenant }, deps.audit);
+type Field = 'url' | 'description' | 'labels' | 'sites' | 'cameras';
+const FIELD_LABELS: Readonly<Record<Field, string>> = {
+  url: 'URL',
+  description: 'Description',
+  labels: 'Labels',
+  sites: 'Sites',
+  cameras: 'Cameras',
+};
 
-  const listPage = async (p: Principal, csrf: string, top: SafeHtml | string): Promise<SafeHtml> => {
+/** The create form field an API body path names, if any. */
+export function webhookFieldOf(path: string): Field | undefined {
+  const [head, sub] = path.split('.');
+  if (head === 'url' || head === 'description') return head;
+  if (head === 'filter' && (sub === 'labels' || sub === 'sites' || sub === 'cameras')) return sub;
+  return undefined;
+}
+
+/** The create form; after a refusal, with what was typed and the refusal next to its fields. */
+function createForm(
+  csrf: string,
+  input: Partial<Record<Field, string | undefined>>,
+  refusal?: Refusal<Field>,
+) {
+  const m = (f: Field) => fieldMarks(refusal, f);
+  const [url, description, labels, sites, cameras] = (
+    ['url', 'description', 'labels', 'sites', 'cameras'] as const
+  ).map(m);
+  return html`<h2>New webhook</h2>
+    ${refusal ? refusalBox(refusal, 'create-refused', FIELD_LABELS) : ''}
+    <form method="post" action="/console/webhooks" class="create">
+      ${csrfField(csrf)}
+      <label
+        >URL (https)
+        <input name="url" type="url" required maxlength="2048" value="${input.url ?? ''}" ${url!.attrs} />
+        ${url!.note}</label
+      >
+      <label
+        >Description
+        <input name="description" maxlength="500" value="${input.description ?? ''}" ${description!.attrs} />
+        ${description!.note}</label
+      >
+      <label
+        >Labels (comma-separated; empty: all)
+        <input name="labels" maxlength="2000" value="${input.labels ?? ''}" ${labels!.attrs} />
+        ${labels!.note}</label
+      >
+      <label
+        >Sites
+        <input name="sites" maxlength="2000" value="${input.sites ?? ''}" ${sites!.attrs} />
+        ${sites!.note}</label
+      >
+      <label
+        >Cameras
+        <input name="cameras" maxlength="2000" value="${input.cameras ?? ''}" ${cameras!.attrs} />
+        ${cameras!.note}</label
+      >
+      <button type="submit">Create</button>
+    </form>`;
+}
+
+export function mountWebhookPages(router: Router, deps: WebhookPageDeps): void {
+  const listPage = async (
+    res: Response,
+    top: SafeHtml | string,
+    form: { input: Partial<Record<Field, string | undefined>>; refusal?: Refusal<Field> } = { input: {} },
+  ): Promise<SafeHtml> => {
+    const p = consolePrincipal(res);
+    const csrf = consoleSession(res).csrf;
     const hooks = await deps.webhooks.store.list(p.tenant);
-    const mayCreate = await can(deps, p, 'webhooks:write', { type: 'webhooks', tenant: p.tenant });
+    const mayCreate = await can(res, deps, 'webhooks:write', { type: 'webhooks', tenant: p.tenant });
     const row = (w: Webhook) =>
       html`<tr data-webhook="${w.id}">
         <td><a href="/console/webhooks/${w.id}">${w.url}</a></td>
@@ -71,46 +134,64 @@ export function mountWebhookPages(router: Router, deps: WebhookPageDeps): void {
               </table>
             </div>`
       }
-      ${
-        mayCreate
-          ? html`<h2>New webhook</h2>
-              <form method="post" action="/console/webhooks" class="create">
-                ${csrfField(csrf)}
-                <label>URL (https) <input name="url" type="url" required maxlength="2048" /></label>
-                <label>Description <input name="description" maxlength="500" /></label>
-                <label>Labels (comma-separated; empty: all) <input name="labels" maxlength="2000" /></label>
-                <label>Sites <input name="sites" maxlength="2000" /></label>
-                <label>Cameras <input name="cameras" maxlength="2000" /></label>
-                <button type="submit">Create</button>
-              </form>`
-          : ''
-      }
+      ${mayCreate ? createForm(csrf, form.input, form.refusal) : ''}
     `;
   };
 
   router.get('/webhooks', async (_req, res) => {
-    const p = consolePrincipal(res);
-    await ask(p, 'webhooks:read');
-    sendPage(res, deps, 'webhooks', 'Webhooks', await listPage(p, consoleSession(res).csrf, ''));
+    await requirePage(res, deps, 'webhooks');
+    await sendPage(res, deps, 'webhooks', 'Webhooks', await listPage(res, ''));
   });
 
   router.post('/webhooks', async (req, res) => {
     const p = consolePrincipal(res);
-    await ask(p, 'webhooks:write');
+    // A denied create is audited (webhook.write).
+    await requireAllowed(
+      deps.authorizer,
+      deps.log,
+      p,
+      'webhooks:write',
+      { type: 'webhooks', tenant: p.tenant },
+      deps.audit,
+    );
     const raw = nonEmptyQuery(req.body);
     const filter = { labels: list(raw.labels), sites: list(raw.sites), cameras: list(raw.cameras) };
-    const body = parseOrThrow(
-      createWebhookBody,
-      {
-        url: raw.url ?? '',
-        ...(raw.description === undefined ? {} : { description: raw.description }),
-        ...(Object.values(filter).some((v) => v !== undefined)
-          ? { filter: Object.fromEntries(Object.entries(filter).filter(([, v]) => v !== undefined)) }
-          : {}),
-      },
-      'body',
-    );
-    const hook = await createWebhook({ ...deps.webhooks, audit: deps.audit }, p, body);
+    let hook: Awaited<ReturnType<typeof createWebhook>>;
+    try {
+      const body = parseOrThrow(
+        createWebhookBody,
+        {
+          url: raw.url ?? '',
+          ...(raw.description === undefined ? {} : { description: raw.description }),
+          ...(Object.values(filter).some((v) => v !== undefined)
+            ? { filter: Object.fromEntries(Object.entries(filter).filter(([, v]) => v !== undefined)) }
+            : {}),
+        },
+        'body',
+      );
+      hook = await createWebhook({ ...deps.webhooks, audit: deps.audit }, p, body);
+    } catch (err) {
+      // A refusal the user can fix (a URL the policy refuses, a bad filter): said at the form, input kept.
+      const problem = fixableProblem(err, req.path);
+      if (problem === undefined) throw err;
+      const input = {
+        url: raw.url,
+        description: raw.description,
+        labels: raw.labels,
+        sites: raw.sites,
+        cameras: raw.cameras,
+      };
+      const refusal = refusalOf(problem, webhookFieldOf);
+      await sendPage(
+        res,
+        deps,
+        'webhooks',
+        'Webhooks',
+        await listPage(res, '', { input, refusal }),
+        problem.status,
+      );
+      return;
+    }
     const secret = html`<section class="secret" role="status" aria-label="New webhook secret">
       <h2>Webhook created</h2>
       <p>
@@ -119,13 +200,12 @@ export function mountWebhookPages(router: Router, deps: WebhookPageDeps): void {
       </p>
       <p><code class="secret-value" data-secret>${hook.secret}</code></p>
     </section>`;
-    sendPage(res, deps, 'webhooks', 'Webhooks', await listPage(p, consoleSession(res).csrf, secret), 201);
+    await sendPage(res, deps, 'webhooks', 'Webhooks', await listPage(res, secret), 201);
   });
 
   router.get('/webhooks/:id', async (req, res) => {
     const { id } = parseOrThrow(webhookPathParams, { id: req.params.id }, 'path parameters');
-    const p = consolePrincipal(res);
-    await ask(p, 'webhooks:read');
+    const p = await requirePage(res, deps, 'webhooks');
     const w = await deps.webhooks.store.get(p.tenant, id);
     if (!w) throw new NotFoundError();
     const deliveries = await deps.webhooks.store.listDeliveries(p.tenant, id, DELIVERIES_SHOWN);
@@ -178,6 +258,6 @@ export function mountWebhookPages(router: Router, deps: WebhookPageDeps): void {
             </div>`
       }
     `;
-    sendPage(res, deps, 'webhooks', `Webhook ${w.url}`, body);
+    await sendPage(res, deps, 'webhooks', `Webhook ${w.url}`, body);
   });
 }
