@@ -32,13 +32,17 @@ describe('the head of a release bundle', () => {
     expect(await readBundleHead(dirty)).toEqual({ kind: 'manifest', text: manifest });
     const refusal = await bundlePublishRefusal(dirty);
     expect(refusal?.reason).toBe('dirty_build');
-    expect(refusal?.message).toMatch(/uncommitted changes .*commit abc-dirty.*pnpm release:build.*--allow-dirty/s);
+    expect(refusal?.message).toMatch(
+      /uncommitted changes .*commit abc-dirty.*pnpm release:build.*--allow-dirty/s,
+    );
     const clean = archive([['manifest.json', JSON.stringify({ version: '1.2.0', dirty: false })]]);
     expect(await bundlePublishRefusal(clean)).toBeUndefined();
   });
 
   it('a manifest that is not JSON is refused; no manifest first, or not gzip, is not refused here (the device checks the rest)', async () => {
-    expect((await bundlePublishRefusal(archive([['manifest.json', '{not json']])))?.reason).toBe('bad_manifest');
+    expect((await bundlePublishRefusal(archive([['manifest.json', '{not json']])))?.reason).toBe(
+      'bad_manifest',
+    );
     const other = archive([
       ['VERSION', '1.0.0\n'],
       ['manifest.json', JSON.stringify({ dirty: true })],

@@ -52,7 +52,13 @@ function manifestBundle(version: string, dirty: boolean): string {
   const src = join(work, `src-${version}-${dirty ? 'dirty' : 'clean'}`);
   mkdirSync(src, { recursive: true });
   writeFileSync(join(src, 'VERSION'), `${version}\n`);
-  const manifest = { format: 1, name: 'vigil-agent', version, commit: dirty ? 'c0ffee-dirty' : 'c0ffee', dirty };
+  const manifest = {
+    format: 1,
+    name: 'vigil-agent',
+    version,
+    commit: dirty ? 'c0ffee-dirty' : 'c0ffee',
+    dirty,
+  };
   writeFileSync(join(src, 'manifest.json'), JSON.stringify(manifest));
   mkdirSync(join(src, 'out'));
   const out = join(src, 'out', `vigil-agent-${version}-linux-x64.tar.gz`);
@@ -450,7 +456,9 @@ describe('agent releases: TUF repository, publish, device client, attacks', () =
     const targetsBefore = latest('targets');
     const res = await publish(dirty, '1.3.0');
     expect(res.code, res.out).toBe(1);
-    expect(res.err).toMatch(/uncommitted changes .*never published.*pnpm release:build.*without --allow-dirty/s);
+    expect(res.err).toMatch(
+      /uncommitted changes .*never published.*pnpm release:build.*without --allow-dirty/s,
+    );
     expect(latest('targets')).toBe(targetsBefore);
     // Any other client of the API: the upload itself is refused, counted, and nothing of it is kept.
     const bytes = readFileSync(dirty);

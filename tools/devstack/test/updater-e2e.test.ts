@@ -649,7 +649,9 @@ describe.skipIf(!CLIP || !MODEL)(
       const installed = IDS.map((id) => new Gateway(id, join(work, id)));
       // Unpacking ~250 MB three times, side by side.
       await Promise.all(installed.map((g) => g.install(releases.v1Deb, pki().caCert)));
-      console.log(`[updater-e2e] 1.0.0 .deb installed ${IDS.length}x in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+      console.log(
+        `[updater-e2e] 1.0.0 .deb installed ${IDS.length}x in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
+      );
       for (const g of installed) {
         const minted = await fetch(`http://127.0.0.1:${cloud.httpPort}/v1/enrollment-tokens`, {
           method: 'POST',

@@ -10,7 +10,11 @@ const exec = promisify(execFile);
  * never into this machine: an empty dpkg database and a passwd/group holding only root are made first. How the
  * package tests stand in for a gateway. Dependencies are not installed (`--force-depends`): the host has them.
  */
-export async function dpkgInstallInto(root: string, deb: string, opts: { unsafeIo?: boolean } = {}): Promise<void> {
+export async function dpkgInstallInto(
+  root: string,
+  deb: string,
+  opts: { unsafeIo?: boolean } = {},
+): Promise<void> {
   for (const d of ['var/lib/dpkg/info', 'var/lib/dpkg/updates', 'var/lib/dpkg/triggers', 'etc'])
     mkdirSync(join(root, d), { recursive: true });
   const seed = (file: string, text: string): void => {
