@@ -493,7 +493,8 @@ describe.skipIf(!CLIP || !MODEL)(
       // The package ships the fleet's release root, as `pnpm release:build --release-root` makes it.
       releases = await buildReleases(dir, join(keysDir, 'root', '1.root.json'));
       auth = await ensureNatsAuthority(join(work, 'nats-auth'));
-      // Building the three agent releases took 215 s at load 25 on 2 cores (one alone: 50 s at load 7).
+      // Building the three agent bundles and the 1.0.0 .deb took 423 s at load ~20 on 2 cores (one bundle alone:
+      // 50 s at load 7).
     }, 600_000);
     const nats = useNats({
       config: (ctx) =>
