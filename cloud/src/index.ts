@@ -161,4 +161,11 @@ export {
   type TufKeyFile,
 } from './releases/keys.js';
 export { targetCustomSchema, type TargetCustom } from './releases/layout.js';
+export {
+  bundlePublishRefusal,
+  parseBundleHead,
+  publishRefusal,
+  readBundleHead,
+  type BundleHead,
+} from './releases/bundle-head.js';
 export { ReleaseError } from './releases/errors.js';

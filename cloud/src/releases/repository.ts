@@ -82,6 +82,16 @@ export class FsReleaseRepository {
     }
   }
 
+  /** Where a staged (uploaded, not yet published) bundle is. */
+  incomingPath(sha256: string): string {
+    return join(this.dir, 'incoming', sha256);
+  }
+
+  /** Deletes a staged bundle that was refused (a published one keeps its bytes: targets/ is a hard link). */
+  async discardIncoming(sha256: string): Promise<void> {
+    await rm(this.incomingPath(sha256), { force: true });
+  }
+
   /** Size of a regular file at `path` under the repository, or null (links and directories count as absent). */
   private async regularSize(path: string): Promise<number | null> {
     try {

@@ -211,7 +211,8 @@ export function releaseOperations(): ApiOperation[] {
       operationId: 'uploadReleaseBundle',
       summary: 'Upload a release bundle',
       description:
-        'Stages a bundle under its SHA-256 (refused when the bytes hash otherwise, 400, or exceed ' +
+        'Stages a bundle under its SHA-256 (refused when the bytes hash otherwise, 400, when its manifest.json ' +
+        'says it was built from uncommitted changes (`"dirty": true`), 400, or when it exceeds ' +
         'releases.maxBundleBytes, 413). Nothing serves it until targets metadata that names it is published. ' +
         'Only admins of releases.publisherTenant.',
       tag: 'Releases',

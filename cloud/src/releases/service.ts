@@ -13,6 +13,7 @@ import { sql, type Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import type { Database } from '../storage/tables.js';
+import { bundlePublishRefusal } from './bundle-head.js';
 import { ReleaseError } from './errors.js';
 import { signWith, TUF_SPEC_VERSION, type TufKeyFile } from './keys.js';
 import { TARGET_NAME_RE } from '@vigil/proto';
@@ -125,7 +126,20 @@ export class ReleaseService {
 
   /** Stages an uploaded bundle by its SHA-256; it is served only once targets metadata names it. */
   stageBundle(sha256: string, body: Readable): Promise<{ size: number }> {
-    return this.counted(() => this.o.repo.stage(sha256, body, this.o.maxBundleBytes));
+    return this.counted(async () => {
+      const staged = await this.o.repo.stage(sha256, body, this.o.maxBundleBytes);
+      // A build marked dirty (uncommitted changes) must never reach a device: refused here as well as by
+      // `vigil release publish`, for any other client of the API.
+      const refusal = await bundlePublishRefusal(this.o.repo.incomingPath(sha256));
+      if (refusal) {
+        await this.o.repo.discardIncoming(sha256);
+        this.o.log.warn({ sha256, reason: refusal.reason }, 'release bundle refused');
+        throw new ReleaseError('VALIDATION_FAILED', `the bundle is refused: ${refusal.message}`, {
+          reason: refusal.reason,
+        });
+      }
+      return staged;
+    });
   }
 
   /** Publishes the next targets metadata (signed offline), then a new snapshot and timestamp. */

@@ -47,6 +47,25 @@ function makeBundle(version: string, padding = 0): string {
   return out;
 }
 
+/** A bundle in the release format's shape (manifest.json first), built from a `dirty` work tree or not. */
+function manifestBundle(version: string, dirty: boolean): string {
+  const src = join(work, `src-${version}-${dirty ? 'dirty' : 'clean'}`);
+  mkdirSync(src, { recursive: true });
+  writeFileSync(join(src, 'VERSION'), `${version}\n`);
+  const manifest = {
+    format: 1,
+    name: 'vigil-agent',
+    version,
+    commit: dirty ? 'c0ffee-dirty' : 'c0ffee',
+    dirty,
+  };
+  writeFileSync(join(src, 'manifest.json'), JSON.stringify(manifest));
+  mkdirSync(join(src, 'out'));
+  const out = join(src, 'out', `vigil-agent-${version}-linux-x64.tar.gz`);
+  execFileSync('tar', ['-czf', out, '-C', src, 'manifest.json', 'VERSION']);
+  return out;
+}
+
 const silentIo = (lines: string[]) => ({
   out: (t: string) => lines.push(t),
   err: (t: string) => lines.push(t),
@@ -430,6 +449,34 @@ describe('agent releases: TUF repository, publish, device client, attacks', () =
     expect(found?.version).toBe('1.2.0');
     const { path } = await c.download(found!.name, '1.1.0');
     expect(readFileSync(path)).toEqual(readFileSync(bundle12));
+  });
+
+  it('a dirty build ("dirty": true in its manifest): publish refuses it before signing; the cloud refuses its upload, counted', async () => {
+    const dirty = manifestBundle('1.3.0', true);
+    const targetsBefore = latest('targets');
+    const res = await publish(dirty, '1.3.0');
+    expect(res.code, res.out).toBe(1);
+    expect(res.err).toMatch(
+      /uncommitted changes .*never published.*pnpm release:build.*without --allow-dirty/s,
+    );
+    expect(latest('targets')).toBe(targetsBefore);
+    // Any other client of the API: the upload itself is refused, counted, and nothing of it is kept.
+    const bytes = readFileSync(dirty);
+    const sha = createHash('sha256').update(bytes).digest('hex');
+    const before = await cloudRefusals('dirty_build');
+    const up = await fetch(`http://127.0.0.1:${cloud().httpPort}/v1/releases/bundles/${sha}`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${await adminToken()}`, 'content-type': 'application/octet-stream' },
+      body: bytes,
+    });
+    expect(up.status).toBe(400);
+    expect(((await up.json()) as { detail: string }).detail).toMatch(/uncommitted changes/);
+    expect(await cloudRefusals('dirty_build')).toBe(before + 1);
+    expect(readdirSync(repoFile('incoming'))).not.toContain(sha);
+    // The same bundle from a clean tree is published: what is refused is the mark.
+    const clean = await publish(manifestBundle('1.3.0', false), '1.3.0');
+    expect(clean.code, clean.err).toBe(0);
+    expect(latest('targets')).toBe(targetsBefore + 1);
   });
 
   // --- helpers that reach the repository as an attacker would ---

@@ -1,32 +1,44 @@
-// Issue 14 "Must show", end to end with only systemd stood in for: the real vigil-updater (the release
-// bundle's own `bin/vigil-updater`, as the package runs it) fetching signed releases from the real cloud over
-// mutual TLS (DeviceService.FetchRelease with each agent's enrolled identity), real agent bundles built with the
-// release tooling (stageProgram/packStaged: esbuild output, native addons, the bundled Node runtime) and
-// `vigil release publish`ed, three gateways laid out as the .deb lays them out (/opt/vigil = the v1 release,
-// releases/current -> it, the packaged trust root), each agent run by a supervisor that plays systemd
-// (Restart=always; SIGHUP = `systemctl restart`). The cameras are a clip through ffmpeg and YOLOX, so events flow
-// the whole time: every event an agent logs is counted in PostgreSQL, none lost, none unexplained.
+// Issue 14 "Must show", end to end with real processes and only systemd stood in for: three gateways, each a
+// directory the v1 agent package (`vigil-agent_1.0.0_amd64.deb`, built by the release tooling with the fleet's
+// release root) is installed into with `dpkg --root` (its maintainer scripts make the vigil user, /var/lib/vigil,
+// /var/lib/vigil-updater/releases/current -> /opt/vigil), enrolled as the vigil user with the package's
+// `vigil-agent enroll`, then run from the installed layout: the agent and the updater are started from the
+// package's own unit files (vigil-agent.service, vigil-updater.service) by a stand-in for systemd
+// (fixtures/systemd-unit.mjs: ExecStart, User=vigil, WorkingDirectory, Restart=always, RestartSec; PID 1 here is
+// not systemd, and the host's system must not be touched). The updater fetches signed releases from the real
+// cloud over mutual TLS (DeviceService.FetchRelease with the agent's enrolled identity); 2.0.0 and a bad 3.0.0
+// are real agent bundles `vigil release publish`ed. The cameras are a clip through ffmpeg and YOLOX, so events
+// flow the whole time: every event an agent logs is counted in PostgreSQL, none lost, none unexplained.
 //   1. A staged rollout 1.0.0 -> 2.0.0 (canary, then the rest): every agent runs 2.0.0, committed.
 //   2. A bad 3.0.0 (its bundle lacks better-sqlite3: the agent crashes at start): each canary's updater
 //      switches back to 2.0.0 by itself within the bake time, the rollout aborts and rolls back, no device
 //      stays on 3.0.0, and the device outside the canary is never asked for it.
-// Slow: ~4 min at load 25, plus building the bundles once per file (215 s there; VIGIL_E2E_RELEASE_CACHE=<dir>
-// keeps them between runs).
+// What is adapted to the directory standing in for `/` (each change in Gateway.install): absolute paths in
+// agent.json, updater.json (and the updater's path defaults) and the `current` link the package points at
+// /opt/vigil; the test-only settings (ports, fast heartbeats and polls, a 30 s bake) and updater.json's
+// restart.command: `systemctl restart vigil-agent.service` becomes a SIGHUP to the unit's stand-in, waiting, as
+// systemctl does, for the new process.
+// Slow: the bundles and the package are built once per file (VIGIL_E2E_RELEASE_CACHE=<dir> keeps them, with the
+// release keys the package trusts, between runs).
 import { execFile, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
+  chmodSync,
+  chownSync,
   copyFileSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
   readFileSync,
   readlinkSync,
+  realpathSync,
+  renameSync,
   rmSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { sql } from 'kysely';
@@ -44,7 +56,9 @@ import {
   type NatsAuthorityFiles,
 } from '@vigil/cloud';
 import {
+  buildDeb,
   buildInfo,
+  debFileName,
   describeFiles,
   packStaged,
   programByName,
@@ -55,6 +69,7 @@ import {
 } from '@vigil/release';
 import {
   asset,
+  dpkgInstallInto,
   freePort,
   natsConfig,
   registry,
@@ -62,11 +77,12 @@ import {
   useDatabase,
   useNats,
   usePki,
+  userInRoot,
 } from '@vigil/testkit';
 
 const execFileP = promisify(execFile);
 const REPO = fileURLToPath(new URL('../../..', import.meta.url));
-const SUPERVISOR = join(REPO, 'edge-agent', 'test', 'fixtures', 'updater', 'supervisor.mjs');
+const SYSTEMD_UNIT = fileURLToPath(new URL('./fixtures/systemd-unit.mjs', import.meta.url));
 // People walk in and out one by one (139 s, looped): tracks start and end all the time, so events keep coming.
 const CLIP = asset('videos/one-by-one-person-detection.mp4');
 const MODEL = asset('models/yolox_nano.onnx');
@@ -79,27 +95,32 @@ const BAKE_SECONDS = 30;
 const silent = pino({ level: 'silent' });
 
 interface Releases {
-  /** The staged 1.0.0 release: what the package unpacks at /opt/vigil. */
-  v1: string;
+  /** The 1.0.0 agent package, carrying the release root of the test's keys. */
+  v1Deb: string;
   v2Bundle: string;
   v3Bundle: string;
 }
 
 /**
- * 1.0.0 (staged only: the package's release), 2.0.0 and 3.0.0 as signed-to-be bundles. 3.0.0 is a broken
- * build: better-sqlite3 left out of its node_modules (its manifest lists what is there, so the updater installs
- * it as a valid bundle); the agent then dies at start on the missing package.
+ * 1.0.0 as the .deb (bundle first, then the package built from it, as `pnpm release:build` does), 2.0.0 and
+ * 3.0.0 as signed-to-be bundles. 3.0.0 is a broken build: better-sqlite3 left out of its node_modules (its
+ * manifest lists what is there, so the updater installs it as a valid bundle); the agent then dies at start.
  */
-async function buildReleases(dir: string): Promise<Releases> {
+async function buildReleases(dir: string, releaseRoot: string): Promise<Releases> {
   const out: Releases = {
-    v1: join(dir, `stage-${V1}`),
+    v1Deb: join(dir, debFileName(V1)),
     v2Bundle: join(dir, `vigil-agent-${V2}-linux-x64.tar.gz`),
     v3Bundle: join(dir, `vigil-agent-${V3}-linux-x64.tar.gz`),
   };
-  if ([join(out.v1, 'manifest.json'), out.v2Bundle, out.v3Bundle].every((f) => existsSync(f))) return out;
+  if ([out.v1Deb, out.v2Bundle, out.v3Bundle].every((f) => existsSync(f))) return out;
   const spec = programByName('vigil-agent')!;
-  const info = (version: string, minUpgradeFrom: string): BuildInfo =>
-    buildInfo(REPO, { version, minUpgradeFrom, allowDirty: true });
+  // The work tree under test may hold uncommitted changes (a developer's run). `vigil release publish` refuses
+  // a build marked dirty (tools/cli/test/release.test.ts): the bundles this test publishes to its own
+  // throwaway cloud are marked clean; their commit still says `-dirty`.
+  const info = (version: string, minUpgradeFrom: string): BuildInfo => ({
+    ...buildInfo(REPO, { version, minUpgradeFrom, allowDirty: true }),
+    dirty: false,
+  });
   const i1 = info(V1, '0.1.0');
   const i2 = info(V2, V1);
   const i3 = info(V3, V2);
@@ -122,13 +143,16 @@ async function buildReleases(dir: string): Promise<Releases> {
     files: describeFiles(s3, files),
   };
   writeFileSync(join(s3, 'manifest.json'), `${JSON.stringify(broken, null, 2)}\n`);
-  // Two gzips side by side: the slow part (~150 MB each).
+  const v1Bundle = join(dir, `vigil-agent-${V1}-linux-x64.tar.gz`);
+  // The gzips side by side (~150 MB each): the slow part.
   await Promise.all([
+    packStaged(join(dir, `stage-${V1}`), i1, v1Bundle).then(() =>
+      buildDeb(REPO, v1Bundle, i1, dir, { releaseRoot }),
+    ),
     packStaged(join(dir, `stage-${V2}`), i2, out.v2Bundle),
     packStaged(s3, i3, out.v3Bundle),
   ]);
-  rmSync(join(dir, `stage-${V2}`), { recursive: true, force: true });
-  rmSync(s3, { recursive: true, force: true });
+  for (const v of [V1, V2, V3]) rmSync(join(dir, `stage-${v}`), { recursive: true, force: true });
   console.log(`[updater-e2e] releases built in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   return out;
 }
@@ -165,17 +189,21 @@ interface Seen {
   reason: string | null;
 }
 
-/** One gateway, as the package lays it out in a temporary directory. */
+/** One gateway: a directory standing in for its `/`, the agent package installed into it with dpkg. */
 class Gateway {
   readonly dataDir: string;
   readonly updaterDir: string;
   readonly releases: string;
+  readonly optVigil: string;
   readonly agentConfig: string;
   readonly updaterConfig: string;
-  readonly packagedRoot: string;
+  /** Where the stand-in for systemd writes the agent's and the updater's pids (directories vigil may write). */
+  readonly agentPidFile: string;
+  readonly updaterPidFile: string;
   port = 0;
-  supervisor: ChildProcess | undefined;
-  updater: ChildProcess | undefined;
+  vigil = { uid: 0, gid: 0, home: '/' };
+  agentUnit: ChildProcess | undefined;
+  updaterUnit: ChildProcess | undefined;
   /** Every distinct status.json and request.json seen, in order. */
   readonly statuses: Seen[] = [];
   readonly requests: Array<{ at: number; version: string }> = [];
@@ -188,66 +216,119 @@ class Gateway {
 
   constructor(
     readonly id: string,
-    readonly dir: string,
-    readonly optVigil: string,
+    /** Stands in for the gateway's `/`. */
+    readonly root: string,
   ) {
-    this.dataDir = join(dir, 'var', 'lib', 'vigil');
-    this.updaterDir = join(dir, 'var', 'lib', 'vigil-updater');
+    this.dataDir = this.at('/var/lib/vigil');
+    this.updaterDir = this.at('/var/lib/vigil-updater');
     this.releases = join(this.updaterDir, 'releases');
-    this.agentConfig = join(dir, 'etc', 'vigil', 'agent.json');
-    this.updaterConfig = join(dir, 'etc', 'vigil', 'updater.json');
-    this.packagedRoot = join(dir, 'usr', 'share', 'vigil-agent', 'release-root.json');
+    this.optVigil = this.at('/opt/vigil');
+    this.agentConfig = this.at('/etc/vigil/agent.json');
+    this.updaterConfig = this.at('/etc/vigil/updater.json');
+    this.agentPidFile = this.at('/run/vigil-agent-unit/pid');
+    this.updaterPidFile = this.at('/run/vigil-updater-unit/pid');
   }
 
-  /** What postinst does, the conffiles, and the packaged release root (no /etc/vigil/release-root.json). */
-  async install(rootFile: string): Promise<void> {
-    mkdirSync(join(this.dir, 'etc', 'vigil'), { recursive: true });
-    mkdirSync(join(this.dataDir, 'update'), { recursive: true });
-    mkdirSync(this.releases, { recursive: true });
-    mkdirSync(join(this.dir, 'usr', 'share', 'vigil-agent'), { recursive: true });
-    copyFileSync(rootFile, this.packagedRoot);
-    symlinkSync(this.optVigil, join(this.releases, 'current'));
+  /** A gateway's absolute path, inside this gateway's directory. */
+  at(path: string): string {
+    return isAbsolute(path) ? join(this.root, path) : path;
+  }
+
+  /**
+   * `apt install ./vigil-agent_1.0.0_amd64.deb` (dpkg --root), then what README "Install on a gateway" has the
+   * administrator do: the fleet CA at /etc/vigil/fleet-ca.pem (readable by vigil), the agent's settings in
+   * /etc/vigil/agent.json. Then the adaptations to a directory instead of `/` (see the file's header).
+   */
+  async install(deb: string, caFile: string): Promise<void> {
+    mkdirSync(this.root, { recursive: true, mode: 0o755 });
+    await dpkgInstallInto(this.root, deb, { unsafeIo: true });
+    this.vigil = userInRoot(this.root, 'vigil');
+    // postinst points current at /opt/vigil: inside this directory, that is <root>/opt/vigil (swapped as
+    // postinst swaps it: a new link renamed over the old one).
+    const current = join(this.releases, 'current');
+    expect(readlinkSync(current)).toBe('/opt/vigil');
+    symlinkSync(this.optVigil, `${current}.adapt`);
+    renameSync(`${current}.adapt`, current);
+    copyFileSync(caFile, this.at('/etc/vigil/fleet-ca.pem'));
+    chmodSync(this.at('/etc/vigil/fleet-ca.pem'), 0o644);
     this.port = await freePort();
+    // The conffile as packaged, its paths inside this directory, plus the test's settings. Written in place:
+    // postinst's 0640 root:vigil stays.
+    const packaged = JSON.parse(readFileSync(this.agentConfig, 'utf8')) as { dataDir: string };
     writeFileSync(
       this.agentConfig,
       JSON.stringify({
-        dataDir: this.dataDir,
+        ...packaged,
+        dataDir: this.at(packaged.dataDir),
         http: { port: this.port },
         heartbeatSeconds: 1,
         remoteConfig: { pollSeconds: 1, healthTimeoutSeconds: 30 },
-        cameras: [],
         log: { level: 'info' },
       }),
     );
+    for (const f of [this.agentPidFile, this.updaterPidFile]) {
+      mkdirSync(join(f, '..'), { recursive: true });
+      chownSync(join(f, '..'), this.vigil.uid, this.vigil.gid);
+    }
   }
 
-  /** `vigil-agent enroll` of the installed package (the bundle's launcher on its own runtime). */
-  async enroll(grpc: string, caFile: string, token: string): Promise<void> {
+  /** The process environment systemd or `sudo -u vigil` gives: the vigil user's, not the test's. */
+  private asVigil(): { uid: number; gid: number; env: NodeJS.ProcessEnv } {
+    return {
+      uid: this.vigil.uid,
+      gid: this.vigil.gid,
+      env: {
+        PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+        HOME: this.at(this.vigil.home),
+        USER: 'vigil',
+        LOGNAME: 'vigil',
+      },
+    };
+  }
+
+  /** `sudo -u vigil VIGIL_ENROLL_TOKEN=… vigil-agent enroll … --ca-file /etc/vigil/fleet-ca.pem --config …`. */
+  async enroll(grpc: string, token: string): Promise<void> {
+    const as = this.asVigil();
     const { stdout } = await execFileP(
-      join(this.optVigil, 'bin', 'vigil-agent'),
-      ['enroll', '--cloud', grpc, '--ca-file', caFile, '--device-id', this.id, '--config', this.agentConfig],
-      { env: { ...process.env, VIGIL_ENROLL_TOKEN: token } },
+      // /usr/bin/vigil-agent is an absolute link to /opt/vigil/bin/vigil-agent: its target, inside the root.
+      this.at(readlinkSync(this.at('/usr/bin/vigil-agent'))),
+      [
+        'enroll',
+        '--cloud',
+        grpc,
+        '--ca-file',
+        this.at('/etc/vigil/fleet-ca.pem'),
+        '--device-id',
+        this.id,
+        '--config',
+        this.agentConfig,
+      ],
+      { ...as, env: { ...as.env, VIGIL_ENROLL_TOKEN: token } },
     );
     expect(stdout).toMatch(/enrolled/i);
   }
 
-  /** The model file the config names, where the agent keeps models (<dataDir>/models/<sha256>). */
+  /** The model file the config names, where the agent keeps models (<dataDir>/models/<sha256>), vigil's. */
   placeModel(model: string, sha256: string): void {
     mkdirSync(join(this.dataDir, 'models'), { recursive: true });
     copyFileSync(model, join(this.dataDir, 'models', sha256));
+    for (const p of [join(this.dataDir, 'models'), join(this.dataDir, 'models', sha256)])
+      chownSync(p, this.vigil.uid, this.vigil.gid);
   }
 
-  startAgent(): void {
-    this.supervisor = registry.spawn(process.execPath, [SUPERVISOR, join(this.releases, 'current')], {
+  /** `systemctl start <unit>` of the installed unit file, through the stand-in for systemd. */
+  private startUnit(unit: string, pidFile?: string): ChildProcess {
+    return registry.spawn(process.execPath, [SYSTEMD_UNIT, this.root, `lib/systemd/system/${unit}`], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: {
-        ...process.env,
-        VIGIL_AGENT_CONFIG: this.agentConfig,
-        SUPERVISOR_PID_FILE: join(this.dir, 'agent.pid'),
-      },
+      env: pidFile ? { SUPERVISOR_PID_FILE: pidFile } : {},
     });
-    this.supervisor.stdout!.on('data', (d: Buffer) => this.agentLines(d.toString()));
-    this.supervisor.stderr!.on('data', (d: Buffer) => {
+  }
+
+  /** `systemctl start vigil-agent`: ExecStart=/var/lib/vigil-updater/releases/current/bin/vigil-agent. */
+  startAgent(): void {
+    this.agentUnit = this.startUnit('vigil-agent.service', this.agentPidFile);
+    this.agentUnit.stdout!.on('data', (d: Buffer) => this.agentLines(d.toString()));
+    this.agentUnit.stderr!.on('data', (d: Buffer) => {
       this.agentOutput = (this.agentOutput + d.toString()).slice(-100_000);
     });
   }
@@ -270,31 +351,43 @@ class Gateway {
     }
   }
 
-  /** The packaged updater, as vigil-updater.service runs it: /opt/vigil/bin/vigil-updater. */
+  /**
+   * `systemctl enable --now vigil-updater`: ExecStart=/opt/vigil/bin/vigil-updater --config
+   * /etc/vigil/updater.json, the conffile as packaged with its paths (and the path defaults it relies on,
+   * edge-agent/src/updater/config.ts) inside this directory, plus the test's settings.
+   */
   startUpdater(): void {
+    const packaged = JSON.parse(readFileSync(this.updaterConfig, 'utf8')) as {
+      repository: { kind: string; trustedRootFile: string; packagedRootFile: string };
+    };
+    expect(existsSync(this.at(packaged.repository.packagedRootFile))).toBe(true);
+    // The administrator's root is not installed: the package's is the one trusted.
+    expect(existsSync(this.at(packaged.repository.trustedRootFile))).toBe(false);
     writeFileSync(
       this.updaterConfig,
       JSON.stringify({
-        stateDir: this.dataDir,
-        dataDir: this.updaterDir,
-        packagedRelease: this.optVigil,
-        // As the package's updater.json: the administrator's root first, which is not installed here.
+        ...packaged,
+        stateDir: this.at('/var/lib/vigil'),
+        dataDir: this.at('/var/lib/vigil-updater'),
+        packagedRelease: this.at('/opt/vigil'),
         repository: {
-          kind: 'device',
-          trustedRootFile: join(this.dir, 'etc', 'vigil', 'release-root.json'),
-          packagedRootFile: this.packagedRoot,
+          ...packaged.repository,
+          trustedRootFile: this.at(packaged.repository.trustedRootFile),
+          packagedRootFile: this.at(packaged.repository.packagedRootFile),
         },
         pollSeconds: 0.5,
-        // What `systemctl restart` does: returns once the old process is gone and the new one started (the
-        // supervisor writes the new pid), so that the bake does not count the old agent's shutdown.
+        // What `systemctl restart vigil-agent.service` does: returns once the old process is gone and the new
+        // one started (the stand-in writes the new pid), so that the bake does not count the old agent's
+        // shutdown. The updater runs as vigil, and so does the agent's stand-in: the signal is allowed, as the
+        // polkit rule allows vigil this one restart.
         restart: {
           command: [
             '/bin/sh',
             '-c',
             'f="$1"; old=$(cat "$f"); kill -HUP "$2"; n=0; while [ "$(cat "$f")" = "$old" ]; do n=$((n+1)); [ $n -gt 1200 ] && exit 1; sleep 0.1; done',
             'restart',
-            join(this.dir, 'agent.pid'),
-            String(this.supervisor!.pid),
+            this.agentPidFile,
+            String(this.agentUnit!.pid),
           ],
           timeoutSeconds: 150,
         },
@@ -308,18 +401,12 @@ class Gateway {
         log: { level: 'info' },
       }),
     );
-    this.updater = registry.spawn(
-      join(this.optVigil, 'bin', 'vigil-updater'),
-      ['--config', this.updaterConfig],
-      {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
+    this.updaterUnit = this.startUnit('vigil-updater.service', this.updaterPidFile);
     const add = (d: Buffer): void => {
       this.updaterOutput = (this.updaterOutput + d.toString()).slice(-100_000);
     };
-    this.updater.stdout!.on('data', add);
-    this.updater.stderr!.on('data', add);
+    this.updaterUnit.stdout!.on('data', add);
+    this.updaterUnit.stderr!.on('data', add);
   }
 
   /** Records status.json and request.json when they change (called every 200 ms). */
@@ -361,37 +448,53 @@ class Gateway {
     return h?.version === version && Object.values(h.checks ?? {}).every((c) => c.ok);
   }
 
+  /** The running program of a unit: its executable (the launcher execs the release's Node) and user. */
+  running(unit: 'agent' | 'updater'): { exe: string; uid: number } {
+    const pid = readFileSync(unit === 'agent' ? this.agentPidFile : this.updaterPidFile, 'utf8').trim();
+    const uid = /^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+    return { exe: readlinkSync(`/proc/${pid}/exe`), uid: Number(uid) };
+  }
+
   currentLink(): string {
     return readlinkSync(join(this.releases, 'current'));
   }
 
   async stop(): Promise<void> {
-    if (this.updater) await stopChild(this.updater);
-    if (this.supervisor) await stopChild(this.supervisor);
+    if (this.updaterUnit) await stopChild(this.updaterUnit);
+    if (this.agentUnit) await stopChild(this.agentUnit);
   }
 }
 
 describe.skipIf(!CLIP || !MODEL)(
-  'the real updater, the real cloud, real agent bundles: 1.0.0 -> 2.0.0, bad 3.0.0',
+  'installed from the 1.0.0 .deb, the real updater, the real cloud, real agent bundles: 1.0.0 -> 2.0.0, bad 3.0.0',
   () => {
-    const work = mkdtempSync(join(tmpdir(), 'vigil-updater-e2e-'));
+    // Real path: the processes' executables are compared with paths in here.
+    const work = realpathSync(mkdtempSync(join(tmpdir(), 'vigil-updater-e2e-')));
+    // The gateways' directories are in here, and their programs run as the vigil user.
+    chmodSync(work, 0o755);
     afterAll(() => rmSync(work, { recursive: true, force: true }));
     const cacheDir = process.env.VIGIL_E2E_RELEASE_CACHE;
-    const keysDir = join(work, 'release-keys');
+    // Kept with the cached package, which ships their root (root init refuses a directory inside the work tree).
+    const keysDir = join(cacheDir ?? work, 'release-keys');
     const pki = usePki({ services: ['cloud'] });
     let auth: NatsAuthorityFiles;
     let releases: Releases;
     beforeAll(async () => {
+      if (!existsSync(join(keysDir, 'root', '1.root.json'))) {
+        rmSync(keysDir, { recursive: true, force: true });
+        const lines: string[] = [];
+        const code = await runCli(['release', 'root', 'init', '--keys-dir', keysDir], {
+          io: { out: (t) => lines.push(t), err: (t) => lines.push(t) },
+        });
+        expect(code, lines.join('\n')).toBe(0);
+      }
       const dir = cacheDir ?? join(work, 'build');
       mkdirSync(dir, { recursive: true });
-      releases = await buildReleases(dir);
+      // The package ships the fleet's release root, as `pnpm release:build --release-root` makes it.
+      releases = await buildReleases(dir, join(keysDir, 'root', '1.root.json'));
       auth = await ensureNatsAuthority(join(work, 'nats-auth'));
-      const lines: string[] = [];
-      const code = await runCli(['release', 'root', 'init', '--keys-dir', keysDir], {
-        io: { out: (t) => lines.push(t), err: (t) => lines.push(t) },
-      });
-      expect(code, lines.join('\n')).toBe(0);
-      // Building the three agent releases took 215 s at load 25 on 2 cores (one alone: 50 s at load 7).
+      // Building the three agent bundles and the 1.0.0 .deb took 423 s at load ~20 on 2 cores (one bundle alone:
+      // 50 s at load 7).
     }, 600_000);
     const nats = useNats({
       config: (ctx) =>
@@ -543,19 +646,20 @@ describe.skipIf(!CLIP || !MODEL)(
       ).toBe(200);
 
       const installer = await token('installer');
-      for (const id of IDS) {
-        const g = new Gateway(id, join(work, id), releases.v1);
-        await g.install(join(keysDir, 'root', '1.root.json'));
+      const t0 = Date.now();
+      const installed = IDS.map((id) => new Gateway(id, join(work, id)));
+      // Unpacking ~250 MB three times, side by side.
+      await Promise.all(installed.map((g) => g.install(releases.v1Deb, pki().caCert)));
+      console.log(
+        `[updater-e2e] 1.0.0 .deb installed ${IDS.length}x in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
+      );
+      for (const g of installed) {
         const minted = await fetch(`http://127.0.0.1:${cloud.httpPort}/v1/enrollment-tokens`, {
           method: 'POST',
           headers: { authorization: `Bearer ${installer}`, 'content-type': 'application/json' },
           body: JSON.stringify({ site_id: 'hq', ttl_seconds: 600 }),
         });
-        await g.enroll(
-          `localhost:${cloud.grpcPort!}`,
-          pki().caCert,
-          ((await minted.json()) as { token: string }).token,
-        );
+        await g.enroll(`localhost:${cloud.grpcPort!}`, ((await minted.json()) as { token: string }).token);
         g.placeModel(MODEL!, sha256);
         gateways.push(g);
       }
@@ -584,6 +688,13 @@ describe.skipIf(!CLIP || !MODEL)(
         60_000,
         () => gateways.map((g) => g.updaterOutput.slice(-1500)).join('\n'),
       );
+      // What runs is the installed package, as the vigil user: the agent from releases/current (/opt/vigil),
+      // the updater from /opt/vigil.
+      for (const g of gateways) {
+        const packagedNode = join(g.optVigil, 'runtime', 'node');
+        expect(g.running('agent'), g.id).toEqual({ exe: packagedNode, uid: g.vigil.uid });
+        expect(g.running('updater'), g.id).toEqual({ exe: packagedNode, uid: g.vigil.uid });
+      }
       // Events flow before any rollout.
       for (const g of gateways)
         await until(
@@ -688,6 +799,12 @@ describe.skipIf(!CLIP || !MODEL)(
         expect(g.currentLink(), g.id).toBe(V2);
         expect(await g.healthyOn(V2), g.id).toBe(true);
         expect(readFileSync(join(g.releases, V2, 'manifest.json'), 'utf8')).toMatch(/"version": "2\.0\.0"/);
+        // The agent process is 2.0.0's own runtime, still as vigil; the updater still the package's.
+        expect(g.running('agent'), g.id).toEqual({
+          exe: join(g.releases, V2, 'runtime', 'node'),
+          uid: g.vigil.uid,
+        });
+        expect(g.running('updater').exe, g.id).toBe(join(g.optVigil, 'runtime', 'node'));
       }
       // The registry has the heartbeat's version and update state; the rollout view reads the agent version.
       await expect

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
-import { repoRoot } from '@vigil/testkit';
+import { dpkgInstallInto, repoRoot } from '@vigil/testkit';
 import {
   buildDeb,
   describeFiles,
@@ -133,24 +133,7 @@ describe('the release root in the agent package', () => {
 
     // dpkg --root: the files land, the maintainer scripts run, nothing touches this machine.
     const T = join(work, 'root');
-    for (const d of ['var/lib/dpkg/info', 'var/lib/dpkg/updates', 'var/lib/dpkg/triggers', 'etc'])
-      mkdirSync(join(T, d), { recursive: true });
-    writeFileSync(join(T, 'var/lib/dpkg/status'), '');
-    writeFileSync(join(T, 'var/lib/dpkg/available'), '');
-    writeFileSync(join(T, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\n');
-    writeFileSync(join(T, 'etc/group'), 'root:x:0:\n');
-    await exec(
-      'dpkg',
-      [
-        `--root=${T}`,
-        `--log=${join(T, 'dpkg.log')}`,
-        '--force-script-chrootless',
-        '--force-depends',
-        '--install',
-        join(work, 'with', withRoot.file),
-      ],
-      { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } },
-    );
+    await dpkgInstallInto(T, join(work, 'with', withRoot.file));
     expect(readFileSync(join(T, PACKAGED_ROOT_PATH), 'utf8')).toBe(rootJson);
     const updater = JSON.parse(readFileSync(join(T, 'etc/vigil/updater.json'), 'utf8')) as {
       repository: { trustedRootFile: string; packagedRootFile: string };

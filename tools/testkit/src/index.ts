@@ -1,4 +1,5 @@
 export { asset, assetsDir, repoRoot } from './assets.js';
+export { dpkgInstallInto, userInRoot } from './dpkg-root.js';
 export {
   printLogsOnFailure,
   registry,

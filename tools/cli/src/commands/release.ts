@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { Metadata, MetadataKind, TargetFile, Targets, type Snapshot, type Timestamp } from '@tufjs/models';
-import { tufSignWith, TUF_SPEC_VERSION } from '@vigil/cloud';
+import { bundlePublishRefusal, tufSignWith, TUF_SPEC_VERSION } from '@vigil/cloud';
 import { bundleName, CHANNEL_RE, compareSemver, SEMVER_RE } from '@vigil/proto';
 import { InvalidArgumentError, type Command } from 'commander';
 import { ApiError, type ApiClient } from '../adapters/api.js';
@@ -122,6 +122,9 @@ export function register(program: Command, ctx: CliContext): void {
     } catch (err) {
       throw new CliError(`cannot read ${bundle}: ${(err as Error).message}`, 2);
     }
+    // Before anything is signed or sent (the cloud refuses it too, and counts it): a dirty build never ships.
+    const refusal = await bundlePublishRefusal(bundle);
+    if (refusal) throw new CliError(`${name} is refused: ${refusal.message}`);
     const key = readKey(o.keysDir, KEY_FILES.targets);
     const client = await apiClient(ctx, g, o);
     const current = await currentTargets(client);
