@@ -79,6 +79,7 @@ function plan(
   incidents: AlertIncident[] = [],
   committedEnds: TrackEnd[] = [],
   newId = ids(),
+  when = at,
 ): BatchPlan {
   const rulesByTenant = new Map<string, AlertRule[]>();
   for (const r of rules) rulesByTenant.set(r.tenant_id, [...(rulesByTenant.get(r.tenant_id) ?? []), r]);
@@ -87,7 +88,7 @@ function plan(
     rulesByTenant,
     incidents,
     ends: committedEnds,
-    at,
+    at: when,
     endGraceMs: GRACE,
     senderDomain: 'vigil.test',
     newId,
@@ -161,7 +162,8 @@ describe('alert batch plan (pure)', () => {
     expect(p.updates).toHaveLength(1);
     expect(p.updates[0]).toMatchObject({ id: inc.id, seq: 2, end_at: batch[1]!.occurred_at });
     expect(p.messages.map((m) => m.msgType)).toEqual(['Update']);
-    const again = plan([row('t3', 'end', 1500)], [rule('r1')], [p.updates[0]!]);
+    const later = new Date(at.getTime() + 1000);
+    const again = plan([row('t3', 'end', 1500)], [rule('r1')], [p.updates[0]!], [], ids(), later);
     expect(again.updates[0]).toMatchObject({
       end_at: new Date(T0 + 1500),
       end_due_at: p.updates[0]!.end_due_at, // the grace runs from the first END recorded
