@@ -1,6 +1,7 @@
 import type { AuditLog } from '../audit/audit-log.js';
 import type { Principal } from '../auth/principal.js';
-import { senderOf, writeMessages } from './outbox.js';
+import { senderOf } from './plan.js';
+import { writeMessages } from './writes.js';
 import { ALERT_JOB_SUBJECT } from '../integrations/jobs.js';
 import type { AlertIncident, AlertMessage, AlertStore } from './store.js';
 
