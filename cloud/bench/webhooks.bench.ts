@@ -48,6 +48,8 @@ const { values } = parseArgs({
     window: { type: 'string', default: '32' },
     concurrency: { type: 'string' },
     'per-endpoint': { type: 'string' },
+    /** Directory for a V8 CPU profile of the cloud process (written when it stops). */
+    'cpu-prof': { type: 'string' },
     quick: { type: 'boolean', default: false },
   },
 });
@@ -191,7 +193,8 @@ function post() {
 async function worker() { while (next < n) { next++; await post(); } }
 const t0 = performance.now();
 Promise.all(Array.from({ length: w }, worker)).then(() => {
-  process.stdout.write(JSON.stringify({ seconds: (performance.now() - t0) / 1000, ok, failed }));
+  const u = process.cpuUsage();
+  process.stdout.write(JSON.stringify({ seconds: (performance.now() - t0) / 1000, ok, failed, cpuSeconds: (u.user + u.system) / 1e6 }));
   agent.destroy();
 });
 `;
@@ -223,13 +226,13 @@ async function phaseRaw(receiver: Receiver, hook: Webhook, repeat: number) {
     },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  const stopCpu = cpuWindow({ rawClient: [child.pid] });
+  const stopCpu = cpuWindow({});
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   const code = await new Promise<number | null>((r) => child.once('close', r));
   const cpu = stopCpu();
   if (code !== 0) throw new Error(`raw client exited with ${code}`);
-  const r = JSON.parse(out) as { seconds: number; ok: number; failed: number };
+  const r = JSON.parse(out) as { seconds: number; ok: number; failed: number; cpuSeconds: number };
   if (r.ok !== N) throw new Error(`raw client: ${r.ok} of ${N} POSTs answered 2xx (${r.failed} failed)`);
   return {
     name: 'rawPost',
@@ -239,7 +242,8 @@ async function phaseRaw(receiver: Receiver, hook: Webhook, repeat: number) {
     bodyBytes: Buffer.byteLength(body),
     seconds: round(r.seconds, 3),
     postsPerSec: Math.round(N / r.seconds),
-    cpu,
+    // The client's own CPU (from inside it: it has exited before /proc could be read), start-up included.
+    cpu: { ...cpu, processCores: { rawClient: round(r.cpuSeconds / r.seconds) } },
   };
 }
 
@@ -260,7 +264,15 @@ async function phaseCloud(stack: Stack, cloud: CloudProcess, receiver: Receiver,
   log(`  cloudDeliver: ${N} jobs committed to the outbox (cloud pid ${cloud.pid})`);
   const deadline = Date.now() + 1_800_000;
   let lastLog = Date.now();
+  let lastOutboxCheck = 0;
+  let outboxEmptyAt: number | undefined;
   while (receiver.seen.size < N) {
+    // When the relay has moved every job to JOBS (the rest of the time is the worker's).
+    if (outboxEmptyAt === undefined && performance.now() - lastOutboxCheck > 100) {
+      lastOutboxCheck = performance.now();
+      const { rows: left } = await sql<{ n: string }>`select count(*) as n from webhook_outbox`.execute(stack.db);
+      if (Number(left[0]?.n ?? 0) === 0) outboxEmptyAt = performance.now();
+    }
     if (Date.now() > deadline) throw new Error(`deliveries timed out at ${receiver.seen.size}/${N}\n${cloud.logs()}`);
     if (Date.now() - lastLog > 10_000) {
       lastLog = Date.now();
@@ -294,6 +306,7 @@ async function phaseCloud(stack: Stack, cloud: CloudProcess, receiver: Receiver,
     seconds: round(seconds, 3),
     deliveriesPerSec: Math.round(N / seconds),
     firstPostAfterSeconds: round((receiver.firstAt - t0) / 1000, 3),
+    outboxEmptyAfterSeconds: outboxEmptyAt === undefined ? null : round((outboxEmptyAt - t0) / 1000, 3),
     firstToLastPostPerSec: steady > 0 ? Math.round((N - 1) / steady) : null,
     allRecordedAfterSeconds: round((recordedAt - t0) / 1000, 3),
     outboxLeft: Number(rows[0]?.n ?? 0),
@@ -315,7 +328,14 @@ async function main(): Promise<void> {
       description: 'bench receiver',
       createdBy: 'bench',
     });
-    cloud = await startCloudProcess(stack, {}, 'cloud-webhooks', { integrations: cloudIntegrations });
+    const cpuProf = values['cpu-prof'];
+    cloud = await startCloudProcess(
+      stack,
+      {},
+      'cloud-webhooks',
+      { integrations: cloudIntegrations },
+      { nodeFlags: cpuProf === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${cpuProf}`] },
+    );
     const results: Array<Record<string, unknown>> = [];
     for (let repeat = 1; repeat <= REPEATS; repeat++) {
       log(`repeat ${repeat}/${REPEATS}: ${N} POSTs raw, then ${N} deliveries through the cloud`);
