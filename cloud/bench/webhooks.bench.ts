@@ -202,7 +202,9 @@ Promise.all(Array.from({ length: w }, worker)).then(() => {
 async function phaseRaw(receiver: Receiver, hook: Webhook, repeat: number) {
   // A body of the size the cloud sends, and headers of the size it signs with (signed once: signing per request
   // is the cloud's own work, not the baseline's).
-  const job = JSON.parse(planJobs(eventRows(1), new Map([[TENANT, [hook]]]), new Date()).jobs[0]!.payload) as {
+  const job = JSON.parse(
+    planJobs(eventRows(1), new Map([[TENANT, [hook]]]), new Date()).jobs[0]!.payload,
+  ) as {
     event: unknown;
   };
   const body = JSON.stringify({ type: 'vigil.event.committed', event: job.event });
@@ -247,7 +249,13 @@ async function phaseRaw(receiver: Receiver, hook: Webhook, repeat: number) {
   };
 }
 
-async function phaseCloud(stack: Stack, cloud: CloudProcess, receiver: Receiver, hook: Webhook, repeat: number) {
+async function phaseCloud(
+  stack: Stack,
+  cloud: CloudProcess,
+  receiver: Receiver,
+  hook: Webhook,
+  repeat: number,
+) {
   const { jobs } = planJobs(eventRows(N), new Map([[TENANT, [hook]]]), new Date());
   const before = await cloud.metricsText();
   const delivered0 = metricValue(before, 'vigil_cloud_webhook_deliveries_total', '{result="delivered"}');
@@ -270,10 +278,13 @@ async function phaseCloud(stack: Stack, cloud: CloudProcess, receiver: Receiver,
     // When the relay has moved every job to JOBS (the rest of the time is the worker's).
     if (outboxEmptyAt === undefined && performance.now() - lastOutboxCheck > 100) {
       lastOutboxCheck = performance.now();
-      const { rows: left } = await sql<{ n: string }>`select count(*) as n from webhook_outbox`.execute(stack.db);
+      const { rows: left } = await sql<{ n: string }>`select count(*) as n from webhook_outbox`.execute(
+        stack.db,
+      );
       if (Number(left[0]?.n ?? 0) === 0) outboxEmptyAt = performance.now();
     }
-    if (Date.now() > deadline) throw new Error(`deliveries timed out at ${receiver.seen.size}/${N}\n${cloud.logs()}`);
+    if (Date.now() > deadline)
+      throw new Error(`deliveries timed out at ${receiver.seen.size}/${N}\n${cloud.logs()}`);
     if (Date.now() - lastLog > 10_000) {
       lastLog = Date.now();
       log(`    ${receiver.seen.size}/${N} delivered`);
@@ -287,7 +298,8 @@ async function phaseCloud(stack: Stack, cloud: CloudProcess, receiver: Receiver,
   let after = '';
   for (;;) {
     after = await cloud.metricsText();
-    if (metricValue(after, 'vigil_cloud_webhook_deliveries_total', '{result="delivered"}') - delivered0 >= N) break;
+    if (metricValue(after, 'vigil_cloud_webhook_deliveries_total', '{result="delivered"}') - delivered0 >= N)
+      break;
     if (Date.now() > deadline) throw new Error('the cloud did not record every delivery');
     await sleep(20);
     recordedAt = performance.now();

@@ -1,13 +1,20 @@
 // The parts of the webhook worker that make it keep up (issue 18, "webhook delivery rate"): group batching of
-// its PostgreSQL work, the per-receiver limit, and keep-alive connections that still only go to the address
-// checked for each request (a local server; no outside network).
+// its PostgreSQL work (and the batched store calls, on a real PostgreSQL), the per-receiver limit, cached DNS
+// answers, and keep-alive connections that still only go to the address checked for each request (local
+// servers; no outside network).
 import { createServer, type Server } from 'node:http';
 import { createServer as createTcpServer, type Server as TcpServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
+import type { Kysely } from 'kysely';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { useDatabase } from '@vigil/testkit';
+import { createDb, migrateToLatest } from '../src/index.js';
+import type { Database } from '../src/storage/tables.js';
+import { WebhookStore } from '../src/integrations/store.js';
+import { uuidV7 } from './api-fixtures.js';
 import { GroupBatcher, KeyedLimiter } from '../src/integrations/batching.js';
 import { ConnectionPool, postJson } from '../src/integrations/http-client.js';
-import { cachedResolver, type ResolvedAddress, type Resolver } from '../src/integrations/ssrf.js';
+import { cachedResolver, type Resolver } from '../src/integrations/ssrf.js';
 
 /** A promise and its resolver. */
 function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void; reject: (e: unknown) => void } {
@@ -90,7 +97,10 @@ describe('GroupBatcher', () => {
     );
     expect(await Promise.all([1, 2, 3, 4, 5].map((i) => b.submit(i)))).toEqual([1, 2, 3, 4, 5]);
     expect(most).toBe(2);
-    const wrong = new GroupBatcher<number, number>(() => Promise.resolve([]), { maxBatch: 4, maxInFlight: 1 });
+    const wrong = new GroupBatcher<number, number>(() => Promise.resolve([]), {
+      maxBatch: 4,
+      maxInFlight: 1,
+    });
     await expect(wrong.submit(1)).rejects.toThrow('0 results for 1 items');
   });
 });
@@ -128,7 +138,7 @@ describe('cachedResolver', () => {
     const inner: Resolver = (name) => {
       asked.push(name);
       if (fail) return Promise.reject(new Error('ENOTFOUND'));
-      return Promise.resolve([{ address: '203.0.113.7', family: 4 } as ResolvedAddress]);
+      return Promise.resolve([{ address: '203.0.113.7', family: 4 }]);
     };
     const r = cachedResolver(inner, { ttlMs: 1000, maxEntries: 2, now: () => t });
     await Promise.all([r('a.example'), r('a.example')]);
@@ -199,11 +209,16 @@ describe('keep-alive delivery connections (ConnectionPool)', () => {
   });
 
   const post = (pool: ConnectionPool | undefined, host = '127.0.0.1') =>
-    postJson(new URL(`http://${host}:${port}/hook`), '{}', { 'content-type': 'application/json' }, {
-      ...local,
-      resolve: dns,
-      pool,
-    });
+    postJson(
+      new URL(`http://${host}:${port}/hook`),
+      '{}',
+      { 'content-type': 'application/json' },
+      {
+        ...local,
+        resolve: dns,
+        pool,
+      },
+    );
 
   it('reuses one connection for requests in a row; without a pool each request connects anew', async () => {
     const before = connections.a;
@@ -211,7 +226,8 @@ describe('keep-alive delivery connections (ConnectionPool)', () => {
     for (let i = 0; i < 5; i++) expect(await post(pool)).toMatchObject({ kind: 'response', status: 204 });
     expect(connections.a - before).toBe(1);
     const mid = connections.a;
-    for (let i = 0; i < 3; i++) expect(await post(undefined)).toMatchObject({ kind: 'response', status: 204 });
+    for (let i = 0; i < 3; i++)
+      expect(await post(undefined)).toMatchObject({ kind: 'response', status: 204 });
     expect(connections.a - mid).toBe(3);
   });
 
@@ -240,12 +256,17 @@ describe('keep-alive delivery connections (ConnectionPool)', () => {
     // And a private answer is refused before any connection, kept or not.
     answer = '127.0.0.1';
     expect(
-      await postJson(new URL(`http://hooks.vigil.invalid:${port}/hook`), '{}', {}, {
-        ...local,
-        allowPrivateNetworks: false,
-        resolve: dns,
-        pool,
-      }),
+      await postJson(
+        new URL(`http://hooks.vigil.invalid:${port}/hook`),
+        '{}',
+        {},
+        {
+          ...local,
+          allowPrivateNetworks: false,
+          resolve: dns,
+          pool,
+        },
+      ),
     ).toMatchObject({ kind: 'refused' });
     expect(hits.a - beforeA).toBe(1);
     expect(pool.size).toBe(2);
@@ -295,5 +316,78 @@ describe('a kept connection the receiver closed as the request left', () => {
     } finally {
       pool.destroy();
     }
+  });
+});
+
+// The worker's batched reads and writes against a real PostgreSQL: what each job sees must be what the
+// per-job store.get + store.progress gave, whatever else is in the batch.
+describe('WebhookStore.lookupJobs / recordMany (one statement per batch)', () => {
+  const dbUrl = useDatabase();
+  let db: Kysely<Database>;
+  let store: WebhookStore;
+  beforeAll(async () => {
+    db = createDb(dbUrl());
+    await migrateToLatest(db as Kysely<unknown>);
+    store = new WebhookStore(db);
+  });
+  afterAll(() => db.destroy());
+
+  const hookOf = (tenantId: string) =>
+    store.create({
+      tenantId,
+      url: 'https://hooks.example/x',
+      filter: {},
+      description: undefined,
+      createdBy: 't',
+    });
+  const rec = (
+    webhookId: string,
+    tenantId: string,
+    eventId: string,
+    attempt: number,
+    state: 'delivered' | 'retrying' | 'dead',
+  ) => ({
+    webhookId,
+    tenantId,
+    eventId,
+    attempt,
+    state,
+    httpStatus: state === 'delivered' ? 200 : 500,
+    error: state === 'delivered' ? null : 'x'.repeat(600),
+    durationMs: 3,
+  });
+
+  it('answers per job, in order: webhook of that tenant only, attempts so far, delivered or not; junk ids find nothing', async () => {
+    const a = await hookOf('acme');
+    const g = await hookOf('globex');
+    const [e1, e2, e3] = [uuidV7(Date.now()), uuidV7(Date.now() + 1), uuidV7(Date.now() + 2)];
+    await store.recordMany([
+      rec(a.id, 'acme', e1, 1, 'retrying'),
+      rec(a.id, 'acme', e1, 2, 'delivered'),
+      rec(a.id, 'acme', e2, 1, 'retrying'),
+      rec(g.id, 'globex', e3, 1, 'retrying'),
+    ]);
+    const got = await store.lookupJobs([
+      { tenantId: 'acme', webhookId: a.id, eventId: e1 },
+      { tenantId: 'acme', webhookId: a.id, eventId: e2 },
+      { tenantId: 'acme', webhookId: a.id, eventId: e3 }, // no attempt yet
+      { tenantId: 'acme', webhookId: g.id, eventId: e3 }, // globex's webhook named by an acme job
+      { tenantId: 'globex', webhookId: g.id, eventId: e3 },
+      { tenantId: 'acme', webhookId: 'not-a-uuid', eventId: e1 },
+      { tenantId: 'acme', webhookId: a.id.toUpperCase(), eventId: e1.toUpperCase() },
+    ]);
+    expect(got.map((s) => [s.hook?.id, s.attempts, s.delivered])).toEqual([
+      [a.id, 2, true],
+      [a.id, 1, false],
+      [a.id, 0, false],
+      [undefined, 0, false],
+      [g.id, 1, false],
+      [undefined, 0, false],
+      [a.id, 2, true],
+    ]);
+    const rows = await store.listDeliveries('acme', a.id, 10);
+    expect(rows).toHaveLength(3);
+    expect(rows.every((r) => r.error === null || r.error.length === 500)).toBe(true);
+    expect(await store.lookupJobs([])).toEqual([]);
   });
 });

@@ -27,7 +27,8 @@ export class GroupBatcher<I, O> {
     private readonly flush: (items: I[]) => Promise<O[]>,
     private readonly opts: { maxBatch: number; maxInFlight: number },
   ) {
-    if (opts.maxBatch < 1 || opts.maxInFlight < 1) throw new RangeError('maxBatch and maxInFlight must be >= 1');
+    if (opts.maxBatch < 1 || opts.maxInFlight < 1)
+      throw new RangeError('maxBatch and maxInFlight must be >= 1');
   }
 
   /** Items waiting for a flush (bounded by the callers: each waits for its own result). */
@@ -82,7 +83,8 @@ export class KeyedLimiter {
     const entry = k;
     const release = once(() => {
       const next = entry.queue.shift();
-      if (next) next(); // the slot passes to the next waiter: holders unchanged
+      if (next)
+        next(); // the slot passes to the next waiter: holders unchanged
       else if (--entry.holders === 0) this.keys.delete(key); // no state kept for idle keys
     });
     if (entry.holders < this.limit) {

@@ -1,4 +1,9 @@
-import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
+import {
+  Agent as HttpAgent,
+  request as httpRequest,
+  type ClientRequest,
+  type IncomingMessage,
+} from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import {
   hostOf,
@@ -54,7 +59,8 @@ export class ConnectionPool {
   lease(url: URL, pinned: ResolvedAddress): { agent: HttpAgent; done: () => void } {
     const key = `${url.protocol}//${url.host} ${pinned.address}`;
     let entry = this.agents.get(key);
-    if (entry) this.agents.delete(key); // re-inserted below: Map order is least recently used first
+    if (entry)
+      this.agents.delete(key); // re-inserted below: Map order is least recently used first
     else {
       const options = {
         keepAlive: true,
@@ -64,7 +70,10 @@ export class ConnectionPool {
         scheduling: 'lifo' as const, // the most recently used connection: the least likely to be closed by the peer
         lookup: pinnedLookup(pinned),
       };
-      entry = { agent: url.protocol === 'https:' ? new HttpsAgent(options) : new HttpAgent(options), busy: 0 };
+      entry = {
+        agent: url.protocol === 'https:' ? new HttpsAgent(options) : new HttpAgent(options),
+        busy: 0,
+      };
     }
     this.agents.set(key, entry);
     this.trim();

@@ -216,8 +216,7 @@ export class WebhookStore {
       .execute();
     const perHook = new Map<string, number>();
     for (const d of ds) perHook.set(d.webhookId, (perHook.get(d.webhookId) ?? 0) + 1);
-    for (const [webhookId, n] of perHook)
-      if (Math.random() < 1 - 0.98 ** n) await this.prune(webhookId);
+    for (const [webhookId, n] of perHook) if (Math.random() < 1 - 0.98 ** n) await this.prune(webhookId);
   }
 
   /** Records an attempt and deletes the webhook's rows beyond the newest DELIVERIES_KEPT_PER_WEBHOOK. */
