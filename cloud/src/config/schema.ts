@@ -538,6 +538,13 @@ export const cloudConfigSchema = z
         timeoutMs: z.number().int().min(100).max(60_000).default(5000),
         /** Real attempts of one delivery before it is `dead` (short-circuited jobs do not count). */
         maxAttempts: z.number().int().min(1).max(100).default(8),
+        /**
+         * Webhook jobs one process holds at once: requests in flight plus jobs waiting for their receiver's turn
+         * (at most the JOBS consumer's max_ack_pending, 1000).
+         */
+        concurrency: z.number().int().min(1).max(1000).default(256),
+        /** Requests in flight (and keep-alive connections) to one receiver (URL origin) from one process. */
+        perEndpointConcurrency: z.number().int().min(1).max(1000).default(32),
         /** Delay before the next attempt: initialMs doubled per failed attempt, capped at maxMs, with jitter. */
         backoff: z
           .strictObject({

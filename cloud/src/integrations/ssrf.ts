@@ -170,6 +170,39 @@ export const systemResolver: Resolver = async (hostname) =>
     family: a.family === 6 ? 6 : 4,
   }));
 
+/** How long the worker reuses a name's resolution (see cachedResolver). */
+export const DNS_CACHE_MS = 2000;
+
+/**
+ * `resolve` with its answers kept for `ttlMs` (at most `maxEntries` names, the oldest dropped first) and
+ * concurrent look-ups of one name shared. dns.lookup runs on libuv's 4-thread pool, one getaddrinfo per call:
+ * once per delivery it capped a busy worker at a few hundred requests/s for a name the OS does not cache. The
+ * guard is unchanged: resolvePublicAddress still checks every address of the (cached) answer at each delivery
+ * and the request connects to the address checked; a DNS change is seen up to `ttlMs` later. Failures are not
+ * kept.
+ */
+export function cachedResolver(
+  resolve: Resolver,
+  opts: { ttlMs: number; maxEntries?: number; now?: () => number },
+): Resolver {
+  const now = opts.now ?? (() => performance.now());
+  const max = opts.maxEntries ?? 1000;
+  const cache = new Map<string, { at: number; answer: Promise<ResolvedAddress[]> }>();
+  return (hostname) => {
+    const t = now();
+    const hit = cache.get(hostname);
+    if (hit && t - hit.at < opts.ttlMs) return hit.answer;
+    if (hit) cache.delete(hostname);
+    const answer = resolve(hostname);
+    cache.set(hostname, { at: t, answer });
+    answer.catch(() => {
+      if (cache.get(hostname)?.answer === answer) cache.delete(hostname);
+    });
+    if (cache.size > max) cache.delete(cache.keys().next().value!);
+    return answer;
+  };
+}
+
 /**
  * The address to connect to for `host`: an IP literal as is, else the first address it resolves to. Refused
  * (UnsafeUrlError) unless every resolved address is public: a name with one private answer among public ones

@@ -18,6 +18,34 @@ export const ENABLED_CACHE_MS = 5000;
 /** Webhooks a tenant may have enabled at once (each committed event fans out to all of them). */
 export const MAX_ENABLED_WEBHOOKS_PER_TENANT = 20;
 
+/** One delivery attempt as recorded in webhook_deliveries. */
+export interface DeliveryRecord {
+  webhookId: string;
+  tenantId: string;
+  eventId: string;
+  attempt: number;
+  state: WebhookDeliveryState;
+  httpStatus: number | null;
+  error: string | null;
+  durationMs: number | null;
+}
+
+/** A delivery job's identity: which webhook of which tenant, for which event. */
+export interface JobKey {
+  tenantId: string;
+  webhookId: string;
+  eventId: string;
+}
+
+/** What a job needs before its attempt: the webhook, the attempts so far, and whether one delivered it. */
+export interface JobState {
+  hook: Webhook | undefined;
+  attempts: number;
+  delivered: boolean;
+}
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 /** Webhooks and their delivery attempts in PostgreSQL (migration 0012). Every read is scoped to a tenant. */
 export class WebhookStore {
   private readonly enabled = new Map<string, { at: number; hooks: Webhook[] }>();
@@ -131,17 +159,68 @@ export class WebhookStore {
     return { attempts: r.n, delivered: r.delivered };
   }
 
+  /**
+   * For each job, in order: its webhook (undefined when it does not exist in that tenant) and its progress
+   * (see progress()); two statements for the whole batch. Ids that are not UUIDs (no job this code wrote) find
+   * nothing rather than failing the batch's statement.
+   */
+  async lookupJobs(keys: readonly JobKey[]): Promise<JobState[]> {
+    const valid = keys.filter((k) => UUID_RE.test(k.webhookId) && UUID_RE.test(k.eventId));
+    const hookIds = [...new Set(valid.map((k) => k.webhookId.toLowerCase()))];
+    const hooks = new Map<string, Webhook>();
+    if (hookIds.length > 0)
+      for (const h of await this.db.selectFrom('webhooks').selectAll().where('id', 'in', hookIds).execute())
+        hooks.set(h.id, h);
+    const pairs = valid.filter((k) => hooks.has(k.webhookId.toLowerCase()));
+    const progress = new Map<string, { attempts: number; delivered: boolean }>();
+    if (pairs.length > 0) {
+      const { rows } = await sql<{ webhook_id: string; event_id: string; n: number; delivered: boolean }>`
+        select d.webhook_id, d.event_id, max(d.attempt)::int as n, bool_or(d.state = 'delivered') as delivered
+        from webhook_deliveries d
+        join unnest(${pairs.map((k) => k.webhookId)}::uuid[], ${pairs.map((k) => k.eventId)}::uuid[])
+          as k(webhook_id, event_id) on d.webhook_id = k.webhook_id and d.event_id = k.event_id
+        group by d.webhook_id, d.event_id`.execute(this.db);
+      for (const r of rows)
+        progress.set(`${r.webhook_id}:${r.event_id}`, { attempts: r.n, delivered: r.delivered });
+    }
+    return keys.map((k) => {
+      const hook = hooks.get(k.webhookId.toLowerCase());
+      if (!hook || hook.tenant_id !== k.tenantId) return { hook: undefined, attempts: 0, delivered: false };
+      const key = `${hook.id}:${k.eventId.toLowerCase()}`;
+      return { hook, ...(progress.get(key) ?? { attempts: 0, delivered: false }) };
+    });
+  }
+
+  /**
+   * Records attempts in one statement, then prunes each webhook's rows beyond the newest
+   * DELIVERIES_KEPT_PER_WEBHOOK at the same average rate as record() (about one row in 50).
+   */
+  async recordMany(ds: readonly DeliveryRecord[]): Promise<void> {
+    if (ds.length === 0) return;
+    const at = this.now();
+    await this.db
+      .insertInto('webhook_deliveries')
+      .values(
+        ds.map((d) => ({
+          webhook_id: d.webhookId,
+          tenant_id: d.tenantId,
+          event_id: d.eventId,
+          attempt: d.attempt,
+          state: d.state,
+          http_status: d.httpStatus,
+          error: d.error === null ? null : d.error.slice(0, 500),
+          duration_ms: d.durationMs,
+          at,
+        })),
+      )
+      .execute();
+    const perHook = new Map<string, number>();
+    for (const d of ds) perHook.set(d.webhookId, (perHook.get(d.webhookId) ?? 0) + 1);
+    for (const [webhookId, n] of perHook) if (Math.random() < 1 - 0.98 ** n) await this.prune(webhookId);
+  }
+
   /** Records an attempt and deletes the webhook's rows beyond the newest DELIVERIES_KEPT_PER_WEBHOOK. */
-  async record(d: {
-    webhookId: string;
-    tenantId: string;
-    eventId: string;
-    attempt: number;
-    state: WebhookDeliveryState;
-    httpStatus: number | null;
-    error: string | null;
-    durationMs: number | null;
-  }): Promise<void> {
+  async record(d: DeliveryRecord): Promise<void> {
     await this.db
       .insertInto('webhook_deliveries')
       .values({
@@ -158,11 +237,14 @@ export class WebhookStore {
       .execute();
     // About one insert in 50 prunes (random, so that no webhook's pattern of ids can dodge it): the cap holds
     // within a few dozen rows, and most inserts cost no extra statement.
-    if (Math.random() < 0.02)
-      await sql`
-        delete from webhook_deliveries where webhook_id = ${d.webhookId} and id <= (
-          select id from webhook_deliveries where webhook_id = ${d.webhookId}
-          order by id desc offset ${DELIVERIES_KEPT_PER_WEBHOOK} limit 1)`.execute(this.db);
+    if (Math.random() < 0.02) await this.prune(d.webhookId);
+  }
+
+  private async prune(webhookId: string): Promise<void> {
+    await sql`
+      delete from webhook_deliveries where webhook_id = ${webhookId} and id <= (
+        select id from webhook_deliveries where webhook_id = ${webhookId}
+        order by id desc offset ${DELIVERIES_KEPT_PER_WEBHOOK} limit 1)`.execute(this.db);
   }
 
   listDeliveries(tenantId: string, webhookId: string, limit: number): Promise<WebhookDelivery[]> {

@@ -3,15 +3,20 @@ import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { CloudConfig } from '../config/schema.js';
 import { Backoff, sleep } from '../lib/backoff.js';
+import { GroupBatcher, KeyedLimiter } from './batching.js';
 import { CircuitBreakers } from './breaker.js';
-import { postJson, type PostResult } from './http-client.js';
+import { ConnectionPool, postJson, type PostResult } from './http-client.js';
 import { JOBS_STREAM, MAX_JOB_DELIVERIES, WEBHOOKS_CONSUMER, parseWebhookJob } from './jobs.js';
 import { signRequest } from './signing.js';
-import type { Resolver } from './ssrf.js';
-import type { WebhookStore } from './store.js';
+import { cachedResolver, DNS_CACHE_MS, systemResolver, type Resolver } from './ssrf.js';
+import type { DeliveryRecord, JobKey, JobState, WebhookStore } from './store.js';
 
-/** Jobs run at once per process (each is one outgoing request of up to timeoutMs). */
-export const WORKER_CONCURRENCY = 16;
+/** Jobs read or recorded per statement at most (a busy worker's batches grow up to it). */
+export const DB_BATCH_MAX = 256;
+/** Statements of each kind (lookups, records) running at once: one fills while the other runs. */
+export const DB_BATCHES_IN_FLIGHT = 2;
+/** While a job waits for its receiver's turn, it tells JOBS it is still being worked on this often. */
+export const WORKING_EVERY_MS = 5000;
 
 type Verdict = 'delivered' | 'retry' | 'dead';
 
@@ -48,16 +53,30 @@ export interface WorkerDeps {
  * 2xx, nak with exponential backoff and jitter on a retryable failure, term (dead) on a permanent one or after
  * integrations.maxAttempts. A per-webhook circuit breaker (breaker.ts) puts jobs of a failing receiver back
  * with the remaining open time without calling it.
+ *
+ * Throughput: up to integrations.concurrency jobs in hand, at most perEndpointConcurrency requests to one
+ * receiver (origin) at once over keep-alive connections (ConnectionPool), and the PostgreSQL work batched
+ * across jobs (GroupBatcher): one statement pair reads the webhooks and attempts so far of every job that
+ * arrived meanwhile, one INSERT records the outcomes of every attempt that ended meanwhile. A job is acked,
+ * nak'd or termed only after its outcome row is committed, so a crash repeats a POST (at least once, as
+ * before) but never loses an attempt's record or a delivery.
  */
 export class WebhookWorker {
   private readonly abort = new AbortController();
   private loop: Promise<void> | undefined;
   private messages: ConsumerMessages | undefined;
   private readonly inflight = new Set<Promise<void>>();
+  private slotFreed: (() => void) | undefined;
   private readonly breakers: CircuitBreakers;
+  private readonly pool: ConnectionPool;
+  private readonly resolve: Resolver;
+  private readonly endpoints: KeyedLimiter;
+  private readonly lookups: GroupBatcher<JobKey, JobState>;
+  private readonly records: GroupBatcher<DeliveryRecord, void>;
   private readonly results: Counter<'result'>;
   private readonly shortCircuited: Counter;
   private readonly duration: Histogram;
+  private readonly batchSize: Histogram<'op'>;
 
   constructor(private readonly deps: WorkerDeps) {
     const c = deps.config.integrations;
@@ -65,6 +84,31 @@ export class WebhookWorker {
       failures: c.circuit.failures,
       openMs: c.circuit.openSeconds * 1000,
     });
+    this.pool = new ConnectionPool({ maxSocketsPerEndpoint: c.perEndpointConcurrency });
+    this.resolve = cachedResolver(deps.resolve ?? systemResolver, { ttlMs: DNS_CACHE_MS });
+    this.endpoints = new KeyedLimiter(c.perEndpointConcurrency);
+    this.batchSize = new Histogram({
+      name: 'vigil_cloud_webhook_db_batch_size',
+      help: 'Jobs per PostgreSQL statement of the webhook worker, by op (lookup: webhooks and attempts so far; record: outcomes)',
+      labelNames: ['op'],
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+      registers: [deps.metrics],
+    });
+    this.lookups = new GroupBatcher(
+      (keys) => {
+        this.batchSize.observe({ op: 'lookup' }, keys.length);
+        return deps.store.lookupJobs(keys);
+      },
+      { maxBatch: DB_BATCH_MAX, maxInFlight: DB_BATCHES_IN_FLIGHT },
+    );
+    this.records = new GroupBatcher<DeliveryRecord, void>(
+      async (rows) => {
+        this.batchSize.observe({ op: 'record' }, rows.length);
+        await deps.store.recordMany(rows);
+        return rows.map(() => undefined);
+      },
+      { maxBatch: DB_BATCH_MAX, maxInFlight: DB_BATCHES_IN_FLIGHT },
+    );
     this.results = new Counter({
       name: 'vigil_cloud_webhook_deliveries_total',
       help: 'Webhook delivery attempts and verdicts by result (delivered, retry, dead, cancelled: webhook gone or disabled, invalid: not a job (undecodable or wrong shape, termed), already_delivered: a job repeated after its delivery, not sent again)',
@@ -91,6 +135,15 @@ export class WebhookWorker {
         this.set(breakers.openCount());
       },
     });
+    const inflight = this.inflight;
+    new Gauge({
+      name: 'vigil_cloud_webhook_jobs_in_hand',
+      help: `Webhook jobs this process holds (requests in flight, waiting for their receiver's turn or for PostgreSQL); at most integrations.concurrency`,
+      registers: [deps.metrics],
+      collect() {
+        this.set(inflight.size);
+      },
+    });
   }
 
   start(): void {
@@ -103,23 +156,29 @@ export class WebhookWorker {
     await this.messages?.close().catch(() => undefined);
     await this.loop;
     await Promise.all([...this.inflight]);
+    this.pool.destroy();
   }
 
   private async run(): Promise<void> {
     const backoff = new Backoff(250, 10_000);
+    const limit = this.deps.config.integrations.concurrency;
     while (!this.abort.signal.aborted) {
       try {
         const consumer = await this.deps.js.consumers.get(JOBS_STREAM, WEBHOOKS_CONSUMER);
-        this.messages = await consumer.consume({ max_messages: WORKER_CONCURRENCY });
+        this.messages = await consumer.consume({ max_messages: limit });
         for await (const msg of this.messages) {
           backoff.reset();
-          while (this.inflight.size >= WORKER_CONCURRENCY) await Promise.race([...this.inflight]);
+          while (this.inflight.size >= limit) await new Promise<void>((r) => (this.slotFreed = r));
           const p: Promise<void> = this.handle(msg)
             .catch((err: unknown) => {
               this.deps.log.error({ err }, 'webhook job failed; retried later');
               msg.nak(5000);
             })
-            .finally(() => this.inflight.delete(p));
+            .finally(() => {
+              this.inflight.delete(p);
+              this.slotFreed?.();
+              this.slotFreed = undefined;
+            });
           this.inflight.add(p);
         }
       } catch (err) {
@@ -139,32 +198,31 @@ export class WebhookWorker {
       msg.term('undecodable job');
       return;
     }
-    const { store, config } = this.deps;
-    const cfg = config.integrations;
-    const hook = await store.get(job.tenant_id, job.webhook_id);
+    const cfg = this.deps.config.integrations;
+    const eventId = job.event.event_id;
+    const state = await this.lookups.submit({ tenantId: job.tenant_id, webhookId: job.webhook_id, eventId });
+    const hook = state.hook;
     if (!hook?.enabled) {
       this.results.inc({ result: 'cancelled' });
       msg.ack();
       return;
     }
-    const eventId = job.event.event_id;
-    const progress = await store.progress(hook.id, eventId);
-    if (progress.delivered) {
+    if (state.delivered) {
       this.results.inc({ result: 'already_delivered' });
       msg.ack();
       return;
     }
-    const attempt = progress.attempts + 1;
+    const attempt = state.attempts + 1;
     const record = (
-      state: 'delivered' | 'retrying' | 'dead',
+      outcome: 'delivered' | 'retrying' | 'dead',
       r: { httpStatus?: number; error?: string | undefined; durationMs?: number },
     ): Promise<void> =>
-      store.record({
+      this.records.submit({
         webhookId: hook.id,
         tenantId: hook.tenant_id,
         eventId,
         attempt,
-        state,
+        state: outcome,
         httpStatus: r.httpStatus ?? null,
         error: r.error ?? null,
         durationMs: r.durationMs ?? null,
@@ -175,29 +233,45 @@ export class WebhookWorker {
       msg.term('too many attempts');
       return;
     }
-    const gate = this.breakers.check(hook.id);
-    if (!gate.allowed) {
-      this.shortCircuited.inc();
-      // A little jitter, so that the jobs held back by one open circuit do not all come back at once.
-      msg.nak(gate.retryInMs + Math.round(Math.random() * Math.min(1000, gate.retryInMs / 10)));
-      return;
-    }
-    const body = JSON.stringify({ type: 'vigil.event.committed', event: job.event });
     const url = new URL(hook.url);
-    const headers = signRequest({
-      method: 'POST',
-      url: url.href,
-      body,
-      contentType: 'application/json',
-      secret: hook.secret,
-      keyid: hook.id,
-    });
-    const result = await postJson(url, body, headers, {
-      timeoutMs: cfg.timeoutMs,
-      allowInsecureHttp: cfg.allowInsecureHttp,
-      allowPrivateNetworks: cfg.allowPrivateNetworks,
-      resolve: this.deps.resolve,
-    });
+    // The receiver's turn first (the deadline starts after it); JOBS is told meanwhile that the job is alive,
+    // so a long wait behind a slow receiver does not get it redelivered to another worker.
+    const working = setInterval(() => msg.working(), WORKING_EVERY_MS);
+    let release: () => void;
+    try {
+      release = await this.endpoints.acquire(url.origin);
+    } finally {
+      clearInterval(working);
+    }
+    let result: PostResult;
+    try {
+      // Checked after the wait: jobs that queued behind failures see the circuit those failures opened.
+      const gate = this.breakers.check(hook.id);
+      if (!gate.allowed) {
+        this.shortCircuited.inc();
+        // A little jitter, so that the jobs held back by one open circuit do not all come back at once.
+        msg.nak(gate.retryInMs + Math.round(Math.random() * Math.min(1000, gate.retryInMs / 10)));
+        return;
+      }
+      const body = JSON.stringify({ type: 'vigil.event.committed', event: job.event });
+      const headers = signRequest({
+        method: 'POST',
+        url: url.href,
+        body,
+        contentType: 'application/json',
+        secret: hook.secret,
+        keyid: hook.id,
+      });
+      result = await postJson(url, body, headers, {
+        timeoutMs: cfg.timeoutMs,
+        allowInsecureHttp: cfg.allowInsecureHttp,
+        allowPrivateNetworks: cfg.allowPrivateNetworks,
+        resolve: this.resolve,
+        pool: this.pool,
+      });
+    } finally {
+      release();
+    }
     this.duration.observe(result.durationMs / 1000);
     let verdict = classify(result);
     // The receiver answered: reachable, whatever it said. Only retryable failures count against the circuit.

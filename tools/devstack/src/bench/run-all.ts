@@ -51,6 +51,13 @@ const BENCHES: readonly Bench[] = [
     what: 'media ingest objects/s vs raw fsync’d file writes and raw JetStream publish',
   },
   {
+    name: 'webhooks',
+    script: 'cloud/bench/webhooks.bench.ts',
+    quick: ['--quick'],
+    full: [],
+    what: 'webhook deliveries/s end to end (outbox commit -> signed POST answered 2xx) vs raw keep-alive POSTs from Node',
+  },
+  {
     name: 'authz',
     script: 'cloud/bench/authz.bench.ts',
     quick: ['--calls', '2000', '--warmup', '500'],
