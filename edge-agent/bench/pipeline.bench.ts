@@ -1153,7 +1153,9 @@ async function main(cli: CliOptions): Promise<void> {
       { data: frame, width: FRAME_W, height: FRAME_H },
       cfg.ortS,
     );
-    progress(`  ${detectAlone[k].medianMs} ms median, ${detectAlone[k].runsPerSec} runs/s; with ffmpeg's scaled copy`);
+    progress(
+      `  ${detectAlone[k].medianMs} ms median, ${detectAlone[k].runsPerSec} runs/s; with ffmpeg's scaled copy`,
+    );
     const scaledFrame = await grabScaled(k, modelPath(k), clip, 10);
     detectAloneScaled[k] = await detectBaseline(k, modelPath(k), scaledFrame, cfg.ortS);
     progress(`  ${detectAloneScaled[k].medianMs} ms median, ${detectAloneScaled[k].runsPerSec} runs/s`);

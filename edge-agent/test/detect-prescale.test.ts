@@ -18,12 +18,7 @@ import {
   type ResizeOptions,
   type RgbFrame,
 } from '../src/detect/index.js';
-import {
-  frameLayout,
-  outputOptions,
-  withModelScale,
-  type CameraSource,
-} from '../src/ingest/ffmpeg-args.js';
+import { frameLayout, outputOptions, withModelScale, type CameraSource } from '../src/ingest/ffmpeg-args.js';
 import { iou } from '../src/lib/geometry.js';
 
 const run = promisify(execFile);
@@ -200,8 +195,9 @@ describe.skipIf(!paths.yolox || !paths.fastestdet || !paths.people)(
         const model = models[type];
         for (const [i, f] of frames[type].entries()) {
           const scaled = people((await model.detect(f)).detections);
-          const resized = people((await model.detect({ data: f.data, width: f.width, height: f.height }))
-            .detections);
+          const resized = people(
+            (await model.detect({ data: f.data, width: f.width, height: f.height })).detections,
+          );
           lines.push(
             `${type} t=${TIMES[i]}: resize ${resized.map((d) => d.score.toFixed(3)).join(',') || '-'} | scaled ${scaled.map((d) => d.score.toFixed(3)).join(',') || '-'}`,
           );
@@ -215,7 +211,7 @@ describe.skipIf(!paths.yolox || !paths.fastestdet || !paths.people)(
       console.log(`[prescale] person scores, JS resize | ffmpeg copy:\n${lines.join('\n')}`);
       // The clip has people in it: the comparison was not vacuous.
       expect(lines.filter((l) => !l.endsWith('| scaled -')).length).toBeGreaterThan(8);
-    });
+    }, 120_000);
 
     it('worker threads get only the copy and give the main thread’s detections on it', async () => {
       for (const type of ['yolox', 'fastestdet'] as const) {
@@ -226,6 +222,6 @@ describe.skipIf(!paths.yolox || !paths.fastestdet || !paths.people)(
           expect(b.detections).toEqual(a.detections);
         }
       }
-    });
+    }, 120_000);
   },
 );

@@ -49,7 +49,9 @@ describe('FrameAssembler', () => {
         asm.push(chunk, (f) => kept.push(f));
         chunk.fill(0xff); // the pipe's buffer is reused or freed after the call
       }
-      expect(kept.map((f) => [...f])).toEqual([0, 1, 2, 3].map((i) => [...stream.subarray(i * 8, i * 8 + 8)]));
+      expect(kept.map((f) => [...f])).toEqual(
+        [0, 1, 2, 3].map((i) => [...stream.subarray(i * 8, i * 8 + 8)]),
+      );
     }
   });
   it('rejects a nonsensical frame size', () => {

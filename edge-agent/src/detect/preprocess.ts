@@ -228,7 +228,12 @@ function convert(
   const plane = W * H;
   const out = tensorFor(opts, into);
   const { contentWidth: cw, contentHeight: ch, padLeft, padTop } = meta;
-  if (img.width !== cw || img.height !== ch || img.stride < cw * 3 || img.data.length < (ch - 1) * img.stride + cw * 3)
+  if (
+    img.width !== cw ||
+    img.height !== ch ||
+    img.stride < cw * 3 ||
+    img.data.length < (ch - 1) * img.stride + cw * 3
+  )
     throw new RangeError(
       `scaled image ${img.width}x${img.height} (stride ${img.stride}, ${img.data.length} bytes) does not hold ${cw}x${ch} rgb24`,
     );
@@ -255,7 +260,7 @@ function convert(
 export interface Resizer {
   (frame: RgbFrame, into?: Float32Array): { tensor: Float32Array; meta: LetterboxMeta };
   readonly options: Readonly<ResizeOptions>;
-  geometry(frameWidth: number, frameHeight: number): LetterboxMeta;
+  readonly geometry: (frameWidth: number, frameHeight: number) => LetterboxMeta;
 }
 
 /**
