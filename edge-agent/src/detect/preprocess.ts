@@ -8,8 +8,8 @@
  * reference pipelines of these models used at training time.
  *
  * The camera path skips the resize: ffmpeg also scales each frame to the camera's model content size
- * (RgbFrame.scaled, see ingest/ffmpeg-args.ts), and this module then only reorders and normalises, ~10x less
- * work than the resize loop (issue 18, BENCHMARKS.md "Edge pipeline").
+ * (RgbFrame.scaled, see ingest/ffmpeg-args.ts), and this module then only reorders and normalises, ~3x less
+ * CPU than the resize loop (issue 18, BENCHMARKS.md "Edge pipeline").
  */
 import { clampBox, type Box, type Point } from '../lib/geometry.js';
 import type { LetterboxMeta, RgbFrame, ScaledImage } from './types.js';
@@ -206,22 +206,14 @@ export function resizeToTensor(
   return { tensor: run(frame, opts, plan, into), meta: plan.meta };
 }
 
-/** (v - mean) * scale for every byte value, rounded to float32 as the resize loop's stores round it. */
-function valueTable(opts: ResizeOptions): Float32Array {
-  const lut = new Float32Array(256);
-  for (let v = 0; v < 256; v++) lut[v] = (v - opts.mean) * opts.scale;
-  return lut;
-}
-
 /**
  * The content is already at its input size (ffmpeg scaled it, or the frame is that size): one pass that
- * reorders packed rgb24 into planes and normalises through a table; no sampling arithmetic.
+ * reorders packed rgb24 into planes and normalises; no sampling arithmetic.
  */
 function convert(
   img: ScaledImage,
   opts: ResizeOptions,
   meta: LetterboxMeta,
-  lut: Float32Array,
   into?: Float32Array,
 ): Float32Array {
   const { width: W, height: H } = opts;
@@ -244,13 +236,15 @@ function convert(
   const bBase = bgr ? 0 : 2 * plane;
   const src = img.data;
   const stride = img.stride;
+  const { mean, scale } = opts;
   for (let y = 0; y < ch; y++) {
     let i = y * stride;
     const o0 = (padTop + y) * W + padLeft;
+    // The resize loop's float64 expression at weight 0, so the stored float32 values are identical.
     for (let o = o0, end = o0 + cw; o < end; o++, i += 3) {
-      out[rBase + o] = lut[src[i]!]!;
-      out[gBase + o] = lut[src[i + 1]!]!;
-      out[bBase + o] = lut[src[i + 2]!]!;
+      out[rBase + o] = (src[i]! - mean) * scale;
+      out[gBase + o] = (src[i + 1]! - mean) * scale;
+      out[bBase + o] = (src[i + 2]! - mean) * scale;
     }
   }
   return out;
@@ -271,7 +265,6 @@ export interface Resizer {
  */
 export function createResizer(opts: ResizeOptions): Resizer {
   let plan: Plan | undefined;
-  const lut = valueTable(opts);
   const planFor = (w: number, h: number): Plan => {
     if (!plan || plan.meta.frameWidth !== w || plan.meta.frameHeight !== h) plan = makePlan(w, h, opts);
     return plan;
@@ -282,7 +275,7 @@ export function createResizer(opts: ResizeOptions): Resizer {
       checkSize(frame);
       const { meta } = planFor(frame.width, frame.height);
       if (scaled.width === meta.contentWidth && scaled.height === meta.contentHeight)
-        return { tensor: convert(scaled, opts, meta, lut, into), meta };
+        return { tensor: convert(scaled, opts, meta, into), meta };
     }
     checkFrame(frame);
     const p = planFor(frame.width, frame.height);
@@ -290,7 +283,7 @@ export function createResizer(opts: ResizeOptions): Resizer {
     if (meta.contentWidth === frame.width && meta.contentHeight === frame.height) {
       // Bilinear at scale 1 samples every pixel exactly (weights 0): the same values without the arithmetic.
       const img = { data: frame.data, width: frame.width, height: frame.height, stride: frame.width * 3 };
-      return { tensor: convert(img, opts, meta, lut, into), meta };
+      return { tensor: convert(img, opts, meta, into), meta };
     }
     return { tensor: run(frame, opts, p, into), meta };
   };
