@@ -11,11 +11,13 @@
 //   baselines.ffmpeg       ffmpeg alone: decode to -f null; and the agent's own ffmpeg arguments (ffmpeg-args.ts)
 //                          without the fps filter, 640x360 rgb24 rawvideo into a pipe that node reads and discards
 //   baselines.onnxruntime  session.run on one pre-filled tensor (1 intra-op thread, the agent's session options);
-//                          and LoadedModel.detect() on one real 640x360 frame (preprocess + run + decode)
+//                          and LoadedModel.detect() on one real 640x360 frame (preprocess + run + decode): JS resize
+//                          (detectAlone) and with ffmpeg's copy at the model's size, as cameras deliver it (detectAloneScaled)
 //   throughput             per model, N = 1, 2, 4 cameras reading the clip as fast as ffmpeg goes (realtime false,
 //                          loop true, fps 15 = every decoded frame is offered): the agent's own classes wired as
 //                          agent.ts wires them (CameraSupervisor -> CameraPipeline.slot -> process()), with
-//                          process() and detect() timed
+//                          process() and detect() timed; plus workers N = 1 with prescale false (no model-size copy
+//                          from ffmpeg: the JS resize), the same-run A/B of that change
 //   inferenceModes         per model, detect() on one frame: main thread (1 or 2 intra-op threads) vs 1 or 2 worker
 //                          threads, runs/s and how long the event loop was held
 //   motionGate             one realtime camera with the default config on a still scene and on the person clip:
@@ -37,7 +39,14 @@ import { pino } from 'pino';
 import { openOutbox } from '../src/buffer/index.js';
 import { ModelBusyError, ModelRegistry, loadModel, type LoadedModel } from '../src/detect/index.js';
 import { parseAgentConfig, startAgent, CameraSupervisor, type Agent, type Frame } from '../src/index.js';
-import { inputOptions, outputOptions, type CameraSource } from '../src/ingest/ffmpeg-args.js';
+import {
+  frameLayout,
+  inputOptions,
+  outputOptions,
+  withModelScale,
+  type CameraSource,
+} from '../src/ingest/ffmpeg-args.js';
+import type { RgbFrame } from '../src/detect/index.js';
 import { inferenceModes } from './inference-modes.js';
 import { createUuidV7 } from '../src/lib/uuidv7.js';
 import { CameraPipeline } from '../src/pipeline/camera-pipeline.js';
@@ -90,6 +99,8 @@ interface ScenarioSpec {
   modelPath: string;
   path: PathKey;
   n: number;
+  /** false: ffmpeg does not make the model-size copy (RgbFrame.scaled), detection resizes in JS as before. */
+  prescale?: boolean;
   clip: string;
   warmS: number;
   windowS: number;
@@ -415,7 +426,7 @@ async function throughputScenario(
     };
     const entry = { id: cam.id, pipe, decoded: 0, sup: undefined as unknown as CameraSupervisor };
     entry.sup = new CameraSupervisor({
-      source: cam,
+      source: spec.prescale === false ? cam : withModelScale(cam, real.plugin),
       onSpawn: (c) => trackChild(children, c),
       onFrame: (frame) => {
         metrics.framesDecoded.inc({ camera: cam.id });
@@ -820,10 +831,49 @@ async function ortBaseline(key: ModelKey, path: string, durationS: number) {
   };
 }
 
-/** LoadedModel.detect() on one real 640x360 frame: what the agent adds around session.run (preprocess, decode). */
-async function detectBaseline(key: ModelKey, path: string, frame: Buffer, durationS: number) {
+/**
+ * The frame at `t` s as the agent's ffmpeg delivers it for this model: 640x360 plus the copy at the model's content
+ * size (RgbFrame.scaled) stacked below, from the agent's own output arguments.
+ */
+async function grabScaled(key: ModelKey, path: string, clip: string, t: number): Promise<RgbFrame> {
   const model = await loadModel({ name: key, type: key, path });
-  const rgb = { data: frame, width: FRAME_W, height: FRAME_H };
+  const src = withModelScale(
+    {
+      id: key,
+      url: clip,
+      transport: 'tcp',
+      width: FRAME_W,
+      height: FRAME_H,
+      fps: CLIP_FPS,
+      ioTimeoutMs: 5000,
+      realtime: false,
+      loop: false,
+    } satisfies CameraSource,
+    model.plugin,
+  );
+  await model.dispose();
+  const layout = frameLayout(src);
+  const out = execFileSync(
+    'ffmpeg',
+    ['-hide_banner', '-loglevel', 'error', '-ss', String(t), '-i', clip, '-frames:v', '1']
+      .concat(outputOptions(src))
+      .concat(['pipe:1']),
+    { maxBuffer: 16 * 1024 * 1024 },
+  );
+  if (out.length !== layout.frameBytes || !layout.scaled)
+    throw new Error(`grabScaled ${key}: ${out.length} bytes, layout ${JSON.stringify(layout)}`);
+  const s = layout.scaled;
+  return {
+    data: out.subarray(0, layout.frameSize),
+    width: FRAME_W,
+    height: FRAME_H,
+    scaled: { data: out.subarray(s.offset), width: s.width, height: s.height, stride: s.stride },
+  };
+}
+
+/** LoadedModel.detect() on one real 640x360 frame: what the agent adds around session.run (preprocess, decode). */
+async function detectBaseline(key: ModelKey, path: string, rgb: RgbFrame, durationS: number) {
+  const model = await loadModel({ name: key, type: key, path });
   let detections = 0;
   for (let i = 0; i < 10; i++) detections = (await model.detect(rgb)).detections.length;
   const wall: number[] = [];
@@ -1090,14 +1140,25 @@ async function main(cli: CliOptions): Promise<void> {
   );
   const ortRaw: Partial<Record<ModelKey, Awaited<ReturnType<typeof ortBaseline>>>> = {};
   const detectAlone: Partial<Record<ModelKey, Awaited<ReturnType<typeof detectBaseline>>>> = {};
+  const detectAloneScaled: Partial<Record<ModelKey, Awaited<ReturnType<typeof detectBaseline>>>> = {};
   for (const k of ['fastestdet', 'yolox'] as const) {
     progress(`baseline: onnxruntime session.run ${MODELS[k].label}`);
     ortRaw[k] = await ortBaseline(k, modelPath(k), cfg.ortS);
     progress(
       `  ${ortRaw[k].medianMs} ms median, ${ortRaw[k].runsPerSec} runs/s; LoadedModel.detect on a real frame`,
     );
-    detectAlone[k] = await detectBaseline(k, modelPath(k), frame, cfg.ortS);
-    progress(`  ${detectAlone[k].medianMs} ms median, ${detectAlone[k].runsPerSec} runs/s`);
+    detectAlone[k] = await detectBaseline(
+      k,
+      modelPath(k),
+      { data: frame, width: FRAME_W, height: FRAME_H },
+      cfg.ortS,
+    );
+    progress(
+      `  ${detectAlone[k].medianMs} ms median, ${detectAlone[k].runsPerSec} runs/s; with ffmpeg's scaled copy`,
+    );
+    const scaledFrame = await grabScaled(k, modelPath(k), clip, 10);
+    detectAloneScaled[k] = await detectBaseline(k, modelPath(k), scaledFrame, cfg.ortS);
+    progress(`  ${detectAloneScaled[k].medianMs} ms median, ${detectAloneScaled[k].runsPerSec} runs/s`);
   }
 
   // 1c. Where onnxruntime runs: main thread (1 or 2 intra-op threads) or worker threads.
@@ -1140,10 +1201,15 @@ async function main(cli: CliOptions): Promise<void> {
   for (const k of ['fastestdet', 'yolox'] as const) {
     throughput[k] = [];
     // The main-thread path (before issue 18) at N = 1 for the before/after ratio, then the worker path.
-    const runs: [PathKey, number][] = [['main', 1], ...cfg.tpN.map((n): [PathKey, number] => ['workers', n])];
-    for (const [path, n] of runs) {
+    // And workers N = 1 without ffmpeg's model-size copy (JS resize, as before it), for the same-run A/B.
+    const runs: [PathKey, number, boolean][] = [
+      ['main', 1, true],
+      ['workers', 1, false],
+      ...cfg.tpN.map((n): [PathKey, number, boolean] => ['workers', n, true]),
+    ];
+    for (const [path, n, prescale] of runs) {
       progress(
-        `throughput ${MODELS[k].label} ${path} N=${n} (${cfg.tpWindowS} s, files as fast as possible)`,
+        `throughput ${MODELS[k].label} ${path}${prescale ? '' : ' (no prescale)'} N=${n} (${cfg.tpWindowS} s, files as fast as possible)`,
       );
       const r = (await runWorkerProcess(
         {
@@ -1152,6 +1218,7 @@ async function main(cli: CliOptions): Promise<void> {
           modelPath: modelPath(k),
           path,
           n,
+          prescale,
           clip,
           warmS: cfg.tpWarmS,
           windowS: cfg.tpWindowS,
@@ -1169,6 +1236,7 @@ async function main(cli: CliOptions): Promise<void> {
       throughput[k].push({
         path,
         n,
+        prescale,
         loadavg: loadavg().map((x) => round(x)),
         processedFpsTotal: round(processedFps, 1),
         decodedFpsTotal: round(decodedFps, 1),
@@ -1409,6 +1477,7 @@ async function main(cli: CliOptions): Promise<void> {
       },
       onnxruntime: ortRaw,
       detectAlone,
+      detectAloneScaled,
     },
     inferenceModes: modes,
     throughput,

@@ -6,10 +6,11 @@ import { pino, type Logger } from 'pino';
 import { Counter, Gauge } from 'prom-client';
 import { openOutbox, type Outbox } from './buffer/index.js';
 import type { AgentConfig } from './config/schema.js';
-import { ModelRegistry, type ModelSpec } from './detect/index.js';
+import { ModelRegistry, type LoadedModel, type ModelSpec } from './detect/index.js';
 import { healthChecks } from './health/checks.js';
 import { startHealthServer } from './health/http.js';
 import { LatestSlot } from './ingest/latest-slot.js';
+import { withModelScale } from './ingest/ffmpeg-args.js';
 import {
   CameraSupervisor,
   type CameraState,
@@ -217,8 +218,10 @@ export async function startAgent(bootstrap: Readonly<AgentConfig>, deps: AgentDe
       cfg.privacy.redactFaces && cfg.privacy.faceModel ? models.get(cfg.privacy.faceModel) : undefined;
     let pipeline: CameraPipeline | undefined;
     let detectError: string | undefined;
+    let detector: LoadedModel | undefined;
     if (cam.detect) {
       const model = models.get(cam.detect.model);
+      detector = model;
       if (!model) {
         detectError = `model "${cam.detect.model}" is not loaded: ${models.failures().find((f) => f.name === cam.detect?.model)?.error.message ?? 'unknown'}`;
       } else {
@@ -255,7 +258,8 @@ export async function startAgent(bootstrap: Readonly<AgentConfig>, deps: AgentDe
       detectError,
       fpsWindow: { at: Date.now(), frames: 0, fps: 0 },
       supervisor: new CameraSupervisor({
-        source: cam,
+        // ffmpeg also scales each frame to the model's content size: detection then skips its resize.
+        source: withModelScale(cam, detector?.plugin),
         now,
         onSpawn: deps.onSpawn,
         onFrame: (frame) => {

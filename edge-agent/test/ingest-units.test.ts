@@ -39,6 +39,21 @@ describe('FrameAssembler', () => {
       expect(asm.partialBytes).toBe(7);
     }
   });
+  it('hands over frames the receiver owns: later chunks never overwrite a kept frame', () => {
+    const stream = Buffer.from(Array.from({ length: 8 * 4 }, (_, i) => i));
+    for (const chunkSize of [3, 8, 32]) {
+      const asm = new FrameAssembler(8);
+      const kept: Buffer[] = [];
+      for (let o = 0; o < stream.length; o += chunkSize) {
+        const chunk = Buffer.from(stream.subarray(o, o + chunkSize));
+        asm.push(chunk, (f) => kept.push(f));
+        chunk.fill(0xff); // the pipe's buffer is reused or freed after the call
+      }
+      expect(kept.map((f) => [...f])).toEqual(
+        [0, 1, 2, 3].map((i) => [...stream.subarray(i * 8, i * 8 + 8)]),
+      );
+    }
+  });
   it('rejects a nonsensical frame size', () => {
     expect(() => new FrameAssembler(0)).toThrow(/positive integer/);
   });
@@ -93,7 +108,7 @@ describe('ffmpeg arguments', () => {
       realtime: true,
       loop: true,
     });
-    expect(args).toEqual(['-stream_loop', '-1', '-re']);
+    expect(args).toEqual(['-threads', '1', '-stream_loop', '-1', '-re']);
   });
   it('never log camera credentials', () => {
     expect(redactUrl('rtsp://admin:secret@10.0.0.5:554/s1')).toBe('rtsp://***@10.0.0.5:554/s1');

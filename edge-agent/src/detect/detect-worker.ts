@@ -6,6 +6,7 @@
 import { parentPort } from 'node:worker_threads';
 import { ModelError } from './errors.js';
 import { loadModel, type LocalModel } from './model.js';
+import type { RgbFrame } from './types.js';
 import type { FromWorker, ToWorker } from './worker-protocol.js';
 
 const port = parentPort;
@@ -41,12 +42,17 @@ async function handle(m: ToWorker): Promise<void> {
       try {
         if (m.input) input = new Uint8Array(m.input);
         if (!model) throw new ModelError('MODEL_DISPOSED', 'detect worker has no model');
-        const bytes = m.width * m.height * 3;
-        // A view on the shared buffer: no copy between the owner's frame and the preprocess loop.
-        const result = await model.detect(
-          { data: input.subarray(0, bytes), width: m.width, height: m.height },
-          m.opts,
-        );
+        // Views on the shared buffer: no copy between the owner's frame and the preprocess loop.
+        const s = m.scaled;
+        const frame: RgbFrame = s
+          ? {
+              data: input.subarray(0, 0),
+              width: m.width,
+              height: m.height,
+              scaled: { data: input.subarray(0, s.width * s.height * 3), ...s, stride: s.width * 3 },
+            }
+          : { data: input.subarray(0, m.width * m.height * 3), width: m.width, height: m.height };
+        const result = await model.detect(frame, m.opts);
         send({ type: 'result', id: m.id, result });
       } catch (err) {
         send(failure(m.id, err));

@@ -6,6 +6,7 @@ export type {
   DetectorType,
   LetterboxMeta,
   RgbFrame,
+  ScaledImage,
   TensorMap,
   TensorSpec,
 } from './types.js';

@@ -6,9 +6,13 @@
  *
  * Sampling matches OpenCV's INTER_LINEAR (half-pixel centres, edge clamp, no antialiasing), which is what the
  * reference pipelines of these models used at training time.
+ *
+ * The camera path skips the resize: ffmpeg also scales each frame to the camera's model content size
+ * (RgbFrame.scaled, see ingest/ffmpeg-args.ts), and this module then only reorders and normalises, ~3x less
+ * CPU than the resize loop (issue 18, BENCHMARKS.md "Edge pipeline").
  */
 import { clampBox, type Box, type Point } from '../lib/geometry.js';
-import type { LetterboxMeta, RgbFrame } from './types.js';
+import type { LetterboxMeta, RgbFrame, ScaledImage } from './types.js';
 
 export type ResizeMode = 'stretch' | 'letterbox-tl' | 'letterbox-center';
 
@@ -105,25 +109,54 @@ function makePlan(frameWidth: number, frameHeight: number, opts: ResizeOptions):
   };
 }
 
-function checkFrame(frame: RgbFrame): void {
+function checkSize(frame: RgbFrame): void {
   if (
     !(frame.width > 0 && frame.height > 0) ||
     !Number.isInteger(frame.width) ||
     !Number.isInteger(frame.height)
   )
     throw new RangeError(`invalid frame size ${frame.width}x${frame.height}`);
+}
+
+function checkFrame(frame: RgbFrame): void {
+  checkSize(frame);
   if (frame.data.length < frame.width * frame.height * 3)
     throw new RangeError(
       `frame data has ${frame.data.length} bytes, ${frame.width}x${frame.height} rgb24 needs ${frame.width * frame.height * 3}`,
     );
 }
 
+function tensorFor(opts: ResizeOptions, into: Float32Array | undefined): Float32Array {
+  const { width: W, height: H } = opts;
+  const out = into ?? new Float32Array(3 * W * H);
+  if (out.length !== 3 * W * H)
+    throw new RangeError(`tensor has ${out.length} values, ${W}x${H}x3 needs ${3 * W * H}`);
+  return out;
+}
+
+/** Padding is rewritten every time: the tensor is shared and costs nothing to keep honest. */
+function fillPadding(out: Float32Array, opts: ResizeOptions, meta: LetterboxMeta): void {
+  const { width: W, height: H } = opts;
+  const plane = W * H;
+  const { contentWidth: cw, contentHeight: ch, padLeft, padTop } = meta;
+  if (cw === W && ch === H) return;
+  const pad = (opts.padValue - opts.mean) * opts.scale;
+  for (let c = 0; c < 3; c++) {
+    const base = c * plane;
+    out.fill(pad, base, base + padTop * W);
+    out.fill(pad, base + (padTop + ch) * W, base + plane);
+    for (let y = padTop; y < padTop + ch; y++) {
+      const row = base + y * W;
+      if (padLeft > 0) out.fill(pad, row, row + padLeft);
+      if (padLeft + cw < W) out.fill(pad, row + padLeft + cw, row + W);
+    }
+  }
+}
+
 function run(frame: RgbFrame, opts: ResizeOptions, plan: Plan, into?: Float32Array): Float32Array {
   const { width: W, height: H } = opts;
   const plane = W * H;
-  const out = into ?? new Float32Array(3 * plane);
-  if (out.length !== 3 * plane)
-    throw new RangeError(`tensor has ${out.length} values, ${W}x${H}x3 needs ${3 * plane}`);
+  const out = tensorFor(opts, into);
   const { meta, xs, ys } = plan;
   const { mean, scale } = opts;
   const bgr = opts.channelOrder === 'bgr';
@@ -132,21 +165,7 @@ function run(frame: RgbFrame, opts: ResizeOptions, plan: Plan, into?: Float32Arr
   const bBase = bgr ? 0 : 2 * plane;
   const src = frame.data;
   const { contentWidth: cw, contentHeight: ch, padLeft, padTop } = meta;
-
-  // Padding is rewritten every time: the tensor is shared and costs nothing to keep honest.
-  if (cw !== W || ch !== H) {
-    const pad = (opts.padValue - mean) * scale;
-    for (let c = 0; c < 3; c++) {
-      const base = c * plane;
-      out.fill(pad, base, base + padTop * W);
-      out.fill(pad, base + (padTop + ch) * W, base + plane);
-      for (let y = padTop; y < padTop + ch; y++) {
-        const row = base + y * W;
-        if (padLeft > 0) out.fill(pad, row, row + padLeft);
-        if (padLeft + cw < W) out.fill(pad, row + padLeft + cw, row + W);
-      }
-    }
-  }
+  fillPadding(out, opts, meta);
 
   const { i0: x0, i1: x1, w: wx } = xs;
   for (let dy = 0; dy < ch; dy++) {
@@ -188,19 +207,90 @@ export function resizeToTensor(
 }
 
 /**
+ * The content is already at its input size (ffmpeg scaled it, or the frame is that size): one pass that
+ * reorders packed rgb24 into planes and normalises; no sampling arithmetic.
+ */
+function convert(
+  img: ScaledImage,
+  opts: ResizeOptions,
+  meta: LetterboxMeta,
+  into?: Float32Array,
+): Float32Array {
+  const { width: W, height: H } = opts;
+  const plane = W * H;
+  const out = tensorFor(opts, into);
+  const { contentWidth: cw, contentHeight: ch, padLeft, padTop } = meta;
+  if (
+    img.width !== cw ||
+    img.height !== ch ||
+    img.stride < cw * 3 ||
+    img.data.length < (ch - 1) * img.stride + cw * 3
+  )
+    throw new RangeError(
+      `scaled image ${img.width}x${img.height} (stride ${img.stride}, ${img.data.length} bytes) does not hold ${cw}x${ch} rgb24`,
+    );
+  fillPadding(out, opts, meta);
+  const bgr = opts.channelOrder === 'bgr';
+  const rBase = bgr ? 2 * plane : 0;
+  const gBase = plane;
+  const bBase = bgr ? 0 : 2 * plane;
+  const src = img.data;
+  const stride = img.stride;
+  const { mean, scale } = opts;
+  for (let y = 0; y < ch; y++) {
+    let i = y * stride;
+    const o0 = (padTop + y) * W + padLeft;
+    // The resize loop's float64 expression at weight 0, so the stored float32 values are identical.
+    for (let o = o0, end = o0 + cw; o < end; o++, i += 3) {
+      out[rBase + o] = (src[i]! - mean) * scale;
+      out[gBase + o] = (src[i + 1]! - mean) * scale;
+      out[bBase + o] = (src[i + 2]! - mean) * scale;
+    }
+  }
+  return out;
+}
+
+/** A resizer bound to one model input; `geometry` says where a frame of a given size lands in it. */
+export interface Resizer {
+  (frame: RgbFrame, into?: Float32Array): { tensor: Float32Array; meta: LetterboxMeta };
+  readonly options: Readonly<ResizeOptions>;
+  readonly geometry: (frameWidth: number, frameHeight: number) => LetterboxMeta;
+}
+
+/**
  * A resizer bound to one model input: keeps the sampling tables of the last frame size (a camera's size only
  * changes on reconfiguration, and cameras of different sizes sharing a model just rebuild a few KB).
+ * A frame that carries its picture already scaled to this model's content size (`RgbFrame.scaled`), or that
+ * is exactly that size, is only converted: with ffmpeg doing the scaling this is most of the per-frame cost.
  */
-export function createResizer(
-  opts: ResizeOptions,
-): (frame: RgbFrame, into?: Float32Array) => { tensor: Float32Array; meta: LetterboxMeta } {
+export function createResizer(opts: ResizeOptions): Resizer {
   let plan: Plan | undefined;
-  return (frame, into) => {
-    checkFrame(frame);
-    if (!plan || plan.meta.frameWidth !== frame.width || plan.meta.frameHeight !== frame.height)
-      plan = makePlan(frame.width, frame.height, opts);
-    return { tensor: run(frame, opts, plan, into), meta: plan.meta };
+  const planFor = (w: number, h: number): Plan => {
+    if (!plan || plan.meta.frameWidth !== w || plan.meta.frameHeight !== h) plan = makePlan(w, h, opts);
+    return plan;
   };
+  const resizer = (frame: RgbFrame, into?: Float32Array): { tensor: Float32Array; meta: LetterboxMeta } => {
+    const { scaled } = frame;
+    if (scaled) {
+      checkSize(frame);
+      const { meta } = planFor(frame.width, frame.height);
+      if (scaled.width === meta.contentWidth && scaled.height === meta.contentHeight)
+        return { tensor: convert(scaled, opts, meta, into), meta };
+    }
+    checkFrame(frame);
+    const p = planFor(frame.width, frame.height);
+    const { meta } = p;
+    if (meta.contentWidth === frame.width && meta.contentHeight === frame.height) {
+      // Bilinear at scale 1 samples every pixel exactly (weights 0): the same values without the arithmetic.
+      const img = { data: frame.data, width: frame.width, height: frame.height, stride: frame.width * 3 };
+      return { tensor: convert(img, opts, meta, into), meta };
+    }
+    return { tensor: run(frame, opts, p, into), meta };
+  };
+  return Object.assign(resizer, {
+    options: Object.freeze({ ...opts }),
+    geometry: (w: number, h: number) => letterboxMeta(w, h, opts),
+  });
 }
 
 /** A point in model-input pixels -> normalised frame coordinates (not clamped: landmarks may sit outside). */

@@ -9,6 +9,20 @@ export interface RgbFrame {
   data: Uint8Array;
   width: number;
   height: number;
+  /**
+   * The same picture already scaled (by ffmpeg, from the decoded source) to a model's content size: a plugin
+   * whose letterbox content for this frame size is exactly `width` x `height` then only converts and pads
+   * instead of resizing. Any other model ignores it and resizes `data`.
+   */
+  scaled?: ScaledImage;
+}
+
+/** An rgb24 image inside a larger buffer: rows of `stride` bytes, the image in the first width*3 of each. */
+export interface ScaledImage {
+  data: Uint8Array;
+  width: number;
+  height: number;
+  stride: number;
 }
 
 /** One detection, box normalised to the frame (0..1, top-left origin), label in the canonical vocabulary. */
@@ -82,5 +96,7 @@ export interface DetectorPlugin {
   /** Sensible thresholds for this family (from MANIFEST); callers may override per call. */
   readonly defaults: DecodeOptions;
   preprocess(frame: RgbFrame, into?: Float32Array): { tensor: Float32Array; meta: LetterboxMeta };
+  /** Where a frame of this size lands in the input (its content size is what `RgbFrame.scaled` must have). */
+  geometry(frameWidth: number, frameHeight: number): LetterboxMeta;
   decode(outputs: TensorMap, meta: LetterboxMeta, opts: DecodeOptions): Detection[];
 }

@@ -1,7 +1,8 @@
 /**
  * A model run by worker threads (detect-worker.ts): each worker has its own onnxruntime session and does
  * preprocess, run and decode, so the main thread only copies the frame into the worker's shared input buffer
- * (one memcpy, no allocation) and receives the detections. Same contract as loadModel()'s LoadedModel: FIFO,
+ * (one memcpy, no allocation; only the ffmpeg-scaled copy when the frame has one for this model) and receives
+ * the detections. Same contract as loadModel()'s LoadedModel: FIFO,
  * a bounded line of waiting calls (MODEL_BUSY past it), dispose() lets running frames finish.
  *
  * Why workers and not onnxruntime's own threads: onnxruntime-node's session.run is synchronous (the binding
@@ -14,7 +15,7 @@ import { ModelBusyError, ModelError, type ModelErrorCode } from './errors.js';
 import type { DetectResult, LoadedModel, LoadModelOptions, ModelSpec } from './model.js';
 import { loadModel } from './model.js';
 import { createPlugin } from './plugins/index.js';
-import type { DecodeOptions, DetectorPlugin, RgbFrame } from './types.js';
+import type { DecodeOptions, DetectorPlugin, RgbFrame, ScaledImage } from './types.js';
 import type { FromWorker, ToWorker } from './worker-protocol.js';
 
 /** Worker count when the spec says nothing: the cores, at most 2 (ffmpeg needs the rest). */
@@ -172,18 +173,40 @@ class Pool implements LoadedModel {
     });
   }
 
+  /** The frame's pre-scaled copy when it is this model's content size (then the worker needs nothing else). */
+  private scaledFor(frame: RgbFrame): ScaledImage | undefined {
+    const s = frame.scaled;
+    if (!s || !(frame.width > 0 && frame.height > 0)) return undefined;
+    const g = this.plugin.geometry(frame.width, frame.height);
+    return s.width === g.contentWidth && s.height === g.contentHeight ? s : undefined;
+  }
+
   private dispatch(slot: Slot, job: Job): void {
     const { data, width, height } = job.frame;
-    const bytes = width * height * 3;
-    if (!(width > 0 && height > 0) || data.length < bytes) {
+    const scaled = this.scaledFor(job.frame);
+    const rowBytes = scaled ? scaled.width * 3 : width * height * 3;
+    const rows = scaled ? scaled.height : 1;
+    const bytes = rowBytes * rows;
+    const short = scaled
+      ? scaled.stride < rowBytes || scaled.data.length < (rows - 1) * scaled.stride + rowBytes
+      : !(width > 0 && height > 0) || data.length < bytes;
+    if (short) {
       job.reject(
-        new RangeError(`frame data has ${data.length} bytes, ${width}x${height} rgb24 needs ${bytes}`),
+        scaled
+          ? new RangeError(`scaled image ${scaled.width}x${scaled.height} has ${scaled.data.length} bytes`)
+          : new RangeError(`frame data has ${data.length} bytes, ${width}x${height} rgb24 needs ${bytes}`),
       );
       return this.pump();
     }
     let fresh: SharedArrayBuffer | undefined;
     if (!slot.input || slot.input.byteLength < bytes) slot.input = fresh = new SharedArrayBuffer(bytes);
-    new Uint8Array(slot.input, 0, bytes).set(data.subarray(0, bytes));
+    const into = new Uint8Array(slot.input, 0, bytes);
+    // Only the scaled copy travels when the model can use it: rows packed, a fraction of the frame's bytes.
+    if (!scaled) into.set(data.subarray(0, bytes));
+    else if (scaled.stride === rowBytes) into.set(scaled.data.subarray(0, bytes));
+    else
+      for (let y = 0; y < rows; y++)
+        into.set(scaled.data.subarray(y * scaled.stride, y * scaled.stride + rowBytes), y * rowBytes);
     const id = this.nextId++;
     slot.job = job;
     this.inFlight.set(id, { slot, job });
@@ -193,6 +216,7 @@ class Pool implements LoadedModel {
       width,
       height,
       opts: job.opts,
+      ...(scaled ? { scaled: { width: scaled.width, height: scaled.height } } : {}),
       ...(fresh ? { input: fresh } : {}),
     };
     slot.worker.postMessage(msg);

@@ -15,6 +15,8 @@ export type ToWorker =
       width: number;
       height: number;
       opts: Partial<DecodeOptions> | undefined;
+      /** Set: the buffer holds only the frame's scaled copy (RgbFrame.scaled), rows packed, not the frame. */
+      scaled?: { width: number; height: number };
       input?: SharedArrayBuffer;
     }
   | { type: 'dispose' };

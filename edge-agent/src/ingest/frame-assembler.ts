@@ -1,7 +1,9 @@
 /**
  * Cuts a rawvideo byte stream into whole frames of `frameBytes` bytes. ffmpeg's stdout arrives in chunks
  * of any size (often 64 KiB), so a frame may span many chunks and a chunk may end mid-frame.
- * Copies only when a frame spans chunks; a frame wholly inside a chunk is returned as a view.
+ * Each frame is copied exactly once: the buffer handed to `onFrame` belongs to the receiver (a frame assembled
+ * from chunks is handed over whole and a fresh one started; a frame wholly inside one chunk is copied out, so
+ * that keeping it does not pin the chunk).
  */
 export class FrameAssembler {
   private pending: Buffer;
@@ -13,12 +15,12 @@ export class FrameAssembler {
     this.pending = Buffer.allocUnsafe(frameBytes);
   }
 
-  /** Feeds a chunk; calls `onFrame` once per completed frame (the buffer is only valid during the call). */
+  /** Feeds a chunk; calls `onFrame` once per completed frame, with a buffer the receiver owns. */
   push(chunk: Buffer, onFrame: (frame: Buffer) => void): void {
     let offset = 0;
     while (offset < chunk.length) {
       if (this.filled === 0 && chunk.length - offset >= this.frameBytes) {
-        onFrame(chunk.subarray(offset, offset + this.frameBytes));
+        onFrame(Buffer.from(chunk.subarray(offset, offset + this.frameBytes)));
         offset += this.frameBytes;
         continue;
       }
@@ -27,8 +29,10 @@ export class FrameAssembler {
       this.filled += n;
       offset += n;
       if (this.filled === this.frameBytes) {
-        onFrame(this.pending);
+        const frame = this.pending;
+        this.pending = Buffer.allocUnsafe(this.frameBytes);
         this.filled = 0;
+        onFrame(frame);
       }
     }
   }

@@ -1,8 +1,17 @@
 import type { ChildProcess } from 'node:child_process';
 import ffmpeg from 'fluent-ffmpeg';
 import { backoffDelay, defaultBackoff, type BackoffPolicy } from '../lib/backoff.js';
+import type { ScaledImage } from '../detect/types.js';
 import { FrameAssembler } from './frame-assembler.js';
-import { inputOptions, isNetworkSource, outputOptions, redactUrl, type CameraSource } from './ffmpeg-args.js';
+import {
+  frameLayout,
+  inputOptions,
+  isNetworkSource,
+  outputOptions,
+  redactUrl,
+  type CameraSource,
+  type FrameLayout,
+} from './ffmpeg-args.js';
 
 /** `ended`: a file source with `loop: false` reached its end; final until the camera is restarted. */
 export type CameraState = 'connecting' | 'streaming' | 'stalled' | 'backing_off' | 'stopped' | 'ended';
@@ -15,6 +24,8 @@ export interface Frame {
   height: number;
   /** rgb24, width*height*3 bytes, owned by the receiver. */
   data: Buffer;
+  /** The same picture at the camera model's content size, when the source asks ffmpeg for it. */
+  scaled?: ScaledImage;
 }
 
 export interface CameraStatusSnapshot {
@@ -117,7 +128,8 @@ export class CameraSupervisor {
 
   private spawn(): void {
     const src = this.opts.source;
-    const assembler = new FrameAssembler(src.width * src.height * 3);
+    const layout = frameLayout(src);
+    const assembler = new FrameAssembler(layout.frameBytes);
     this.setState('connecting');
     this.armWatchdog(this.opts.connectTimeoutMs ?? Math.max(10_000, src.ioTimeoutMs + 2_000));
     const cmd = ffmpeg({ source: src.url, stdoutLines: 0 })
@@ -151,11 +163,11 @@ export class CameraSupervisor {
     const out = cmd.pipe();
     out.on('data', (chunk: Buffer) => {
       if (this.command !== cmd) return;
-      assembler.push(chunk, (frame) => this.frame(frame));
+      assembler.push(chunk, (frame) => this.frame(frame, layout));
     });
   }
 
-  private frame(data: Buffer): void {
+  private frame(raw: Buffer, layout: FrameLayout): void {
     const src = this.opts.source;
     const now = this.now();
     if (this.state !== 'streaming') {
@@ -177,13 +189,19 @@ export class CameraSupervisor {
     this.lastFrameAt = now;
     this.firstFrameAt ??= now;
     this.armWatchdog(this.opts.stallTimeoutMs ?? Math.max(5_000, (3 * 1000) / src.fps));
+    // The assembler's buffer is ours (its one copy out of the pipe); both parts are views of it.
+    const own = raw;
+    const s = layout.scaled;
     this.opts.onFrame({
       cameraId: src.id,
       seq: this.seq++,
       capturedAt: now,
       width: src.width,
       height: src.height,
-      data: Buffer.from(data),
+      data: s ? own.subarray(0, layout.frameSize) : own,
+      ...(s
+        ? { scaled: { data: own.subarray(s.offset), width: s.width, height: s.height, stride: s.stride } }
+        : {}),
     });
   }
 

@@ -83,6 +83,7 @@ export function createFastestDetPlugin(opts: FastestDetOptions = {}): DetectorPl
     outputs: [{ name: outputName, dims: [null, 5 + C, gh, gw] }],
     defaults: { scoreThreshold: 0.65, nmsIou: 0.45, maxDetections: 100 },
     preprocess: (frame: RgbFrame, into?: Float32Array) => resize(frame, into),
+    geometry: resize.geometry,
     decode,
   };
 }

@@ -77,6 +77,7 @@ export function createUltraFacePlugin(opts: UltraFaceOptions = {}): DetectorPlug
     ],
     defaults: { scoreThreshold: 0.7, nmsIou: 0.3, maxDetections: 100 },
     preprocess: (frame: RgbFrame, into?: Float32Array) => resize(frame, into),
+    geometry: resize.geometry,
     decode,
   };
 }

@@ -89,6 +89,7 @@ export function createYoloV8Plugin(opts: YoloV8Options = {}): DetectorPlugin {
     outputs: [{ name: outputName, dims: [null, 4 + C, null] }],
     defaults: { scoreThreshold: 0.25, nmsIou: 0.45, maxDetections: 100 },
     preprocess: (frame: RgbFrame, into?: Float32Array) => resize(frame, into),
+    geometry: resize.geometry,
     decode,
   };
 }

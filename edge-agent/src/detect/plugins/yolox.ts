@@ -86,6 +86,7 @@ export function createYoloxPlugin(opts: YoloxOptions = {}): DetectorPlugin {
     outputs: [{ name: outputName, dims: [null, anchors, row] }],
     defaults: { scoreThreshold: 0.3, nmsIou: 0.45, maxDetections: 100 },
     preprocess: (frame: RgbFrame, into?: Float32Array) => resize(frame, into),
+    geometry: resize.geometry,
     decode,
   };
 }

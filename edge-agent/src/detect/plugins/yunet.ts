@@ -90,6 +90,7 @@ export function createYuNetPlugin(opts: YuNetOptions = {}): DetectorPlugin {
     outputs,
     defaults: { scoreThreshold: 0.7, nmsIou: 0.3, maxDetections: 100 },
     preprocess: (frame: RgbFrame, into?: Float32Array) => resize(frame, into),
+    geometry: resize.geometry,
     decode,
   };
 }
