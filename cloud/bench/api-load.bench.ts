@@ -315,7 +315,14 @@ async function startCloud(
     stack,
     {},
     `cloud-${n}`,
-    { api: { enabled: true }, auth: { jwksFile }, media: { dir: join(stack.dir, 'media') } },
+    {
+      api: { enabled: true },
+      auth: { jwksFile },
+      media: { dir: join(stack.dir, 'media') },
+      // The data set may span more days (--days up to 400) than the default retention (365): the process under
+      // test must not drop its oldest partitions during the run (and force a reload of the set at the next).
+      events: { retentionDays: 0 },
+    },
     { nodeFlags: NODE_FLAGS, outputFile },
   );
   const running: Running = {
