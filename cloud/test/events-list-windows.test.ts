@@ -161,7 +161,7 @@ describe('events list by daily windows (real PostgreSQL)', () => {
     ['zone', { zone: 'door' }],
     ['since', { since: d('2026-02-10T07:00:00Z') }],
     ['until at midnight', { until: d('2026-03-01T00:00:00Z') }],
-    ['since and until inside a day', { since: d('2026-01-30T03:00:00Z'), until: d('2026-01-30T20:00:00Z') }],
+    ['since and until inside a day', { since: d('2026-02-10T03:00:00Z'), until: d('2026-02-10T20:00:00Z') }],
     ['since/until over the gap', { since: d('2026-01-20T00:00:00Z'), until: d('2026-01-25T00:00:00Z') }],
     ['nothing matches', { label: 'unicorn' }],
   ];
@@ -183,7 +183,7 @@ describe('events list by daily windows (real PostgreSQL)', () => {
     const expected = await naive(db, 'acme', f);
     if (f.label !== 'unicorn') expect(expected.length).toBeGreaterThan(5);
     for (const [clock, now] of clocks)
-      for (const limit of expected.length > 150 ? [7, 50, 500] : [1, 3, 50]) {
+      for (const limit of expected.length > 150 ? [7, 500] : [1, 50]) {
         const reader = new EventReader(db, { now: () => now });
         const got = await walk(reader, 'acme', f, limit);
         expect(got, `${clock}, limit ${limit}`).toEqual(expected);
