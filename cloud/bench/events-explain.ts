@@ -27,6 +27,8 @@ const { values } = parseArgs({
     'cursor-id': { type: 'string' },
     limit: { type: 'string', default: '50' },
     single: { type: 'boolean', default: false },
+    // Walk this many times in one session and print the last (the first plans with a cold relation cache).
+    repeat: { type: 'string', default: '3' },
   },
 });
 const url = values.url ?? `postgres://postgres@127.0.0.1:5432/${values.database}`;
@@ -59,17 +61,26 @@ try {
       });
   process.stdout.write(`partitions: ${JSON.stringify(span)}; windows planned: ${windows.length}\n`);
   let found = 0;
+  let out = '';
+  for (let k = Number(values.repeat); k > 1; k--) {
+    let n = 0;
+    for (const w of windows) {
+      n += (await reader.listQuery(db, values.tenant, f, w, f.limit + 1 - n).execute()).length;
+      if (n > f.limit) break;
+    }
+  }
   for (const w of windows) {
     const q = reader.listQuery(db, values.tenant, f, w, f.limit + 1 - found);
     const plan = await q.explain<{ 'QUERY PLAN': string }>(undefined, sql`analyze, buffers`);
     const rows = (await q.execute()).length;
     found += rows;
-    process.stdout.write(
+    out += (
       `\n-- window [${w.from?.toISOString() ?? '-inf'}, ${w.to?.toISOString() ?? '+inf'}): ${rows} rows\n` +
-        `${plan.map((r) => r['QUERY PLAN']).join('\n')}\n`,
+        `${plan.map((r) => r['QUERY PLAN']).join('\n')}\n`
     );
     if (found >= f.limit + 1) break;
   }
+  process.stdout.write(out);
 } finally {
   await db.destroy();
 }
