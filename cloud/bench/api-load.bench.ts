@@ -189,7 +189,10 @@ function routeCall(route: string, tokens: Tokens, warm: readonly number[]): Call
       // The page after a random event: a cursor anywhere in the year, with or without a filter.
       const e = eventAt(spec, pickEvent());
       const cursor = Buffer.from(
-        JSON.stringify({ occurred_at: new Date(e.occurredMs).toISOString().replace('Z', '000Z'), event_id: e.id }),
+        JSON.stringify({
+          occurred_at: new Date(e.occurredMs).toISOString().replace('Z', '000Z'),
+          event_id: e.id,
+        }),
       ).toString('base64url');
       return {
         route,
@@ -272,7 +275,13 @@ function listFilter(): string {
   const label = LABELS[Math.floor(random() * LABELS.length)]!;
   const device = `gw-${1 + Math.floor(random() * SITES.length * DEVICES_PER_SITE)}`;
   const camera = `cam-${1 + Math.floor(random() * CAMERAS_PER_DEVICE)}`;
-  const all = [`&site=${site}`, `&device=${device}`, `&camera=${camera}`, `&label=${label}`, `&site=${site}&label=${label}`];
+  const all = [
+    `&site=${site}`,
+    `&device=${device}`,
+    `&camera=${camera}`,
+    `&label=${label}`,
+    `&site=${site}&label=${label}`,
+  ];
   return all[Math.floor(random() * all.length)]!;
 }
 

@@ -43,7 +43,10 @@ const f: EventFilter = {
   after:
     values['cursor-at'] === undefined
       ? undefined
-      : { occurredAt: values['cursor-at'], eventId: values['cursor-id'] ?? 'ffffffff-ffff-7fff-bfff-ffffffffffff' },
+      : {
+          occurredAt: values['cursor-at'],
+          eventId: values['cursor-id'] ?? 'ffffffff-ffff-7fff-bfff-ffffffffffff',
+        },
   limit: Number(values.limit),
 };
 
@@ -74,10 +77,9 @@ try {
     const plan = await q.explain<{ 'QUERY PLAN': string }>(undefined, sql`analyze, buffers`);
     const rows = (await q.execute()).length;
     found += rows;
-    out += (
+    out +=
       `\n-- window [${w.from?.toISOString() ?? '-inf'}, ${w.to?.toISOString() ?? '+inf'}): ${rows} rows\n` +
-        `${plan.map((r) => r['QUERY PLAN']).join('\n')}\n`
-    );
+      `${plan.map((r) => r['QUERY PLAN']).join('\n')}\n`;
     if (found >= f.limit + 1) break;
   }
   process.stdout.write(out);

@@ -91,6 +91,8 @@ async function insert(db: Kysely<Database>, all: readonly Row[]): Promise<void> 
           box_w: 0.3,
           box_h: 0.4,
           zones: e.zones,
+          priority: 0,
+          attributes: '{}',
           payload: Buffer.from([1]),
         })),
       )

@@ -214,10 +214,7 @@ export class EventReader {
         .where(sql<boolean>`occurred_at <= ${occurredAt}::timestamptz`)
         .where(sql<boolean>`(occurred_at, event_id) < (${occurredAt}::timestamptz, ${eventId}::uuid)`);
     }
-    return q
-      .orderBy('occurred_at', 'desc')
-      .orderBy('event_id', 'desc')
-      .limit(limit);
+    return q.orderBy('occurred_at', 'desc').orderBy('event_id', 'desc').limit(limit);
   }
 
   /**
