@@ -23,7 +23,9 @@ import WebSocket from 'ws';
 import { DetectionEvent, subjectFor, TrackPhase } from '@vigil/proto';
 import { ensureDevSigningKey, FleetRegistry, FsMediaStore, mediaKeyFor, mintDevToken } from '../src/index.js';
 import {
+  CAMERAS_PER_DEVICE,
   DEVICES_PER_SITE,
+  LABELS,
   LIVE_DEVICE,
   SITES,
   ensureDataset,
@@ -46,8 +48,10 @@ const HELP = `api-load.bench.ts: fixed-rate open-loop load on the cloud API (see
   --rate N                    requests/s, open loop (100)
   --seconds N                 mix/soak duration (30)
   --mix R=W,...               routes and weights (mix; soak has its own default). Routes: events.get,
-                              events.get.warm, events.list, events.list.site, devices.list, media.get, audit.list,
-                              enrollment.create, webhooks.create, webhooks.disable
+                              events.get.warm, events.list, events.list.site, events.list.filter (site, device,
+                              camera, label or site+label), events.list.page (a cursor at a random event, filter
+                              or not), events.list.range (1-7 days of since/until, filter or not), devices.list,
+                              media.get, audit.list, enrollment.create, webhooks.create, webhooks.disable
   --database NAME             keep the data set in this database (created, migrated, loaded once) (vigil_apiload)
   --drop-database             drop --database after the run
   --events N --days N         data set size (2000000 over 39 days, tenant acme)
@@ -179,6 +183,36 @@ function routeCall(route: string, tokens: Tokens, warm: readonly number[]): Call
       const site = SITES[Math.floor(random() * SITES.length)]!;
       return { route, method: 'GET', path: `/v1/events?limit=50&site=${site}`, token: tokens.reader };
     }
+    case 'events.list.filter':
+      return { route, method: 'GET', path: `/v1/events?limit=50${listFilter()}`, token: tokens.reader };
+    case 'events.list.page': {
+      // The page after a random event: a cursor anywhere in the year, with or without a filter.
+      const e = eventAt(spec, pickEvent());
+      const cursor = Buffer.from(
+        JSON.stringify({
+          occurred_at: new Date(e.occurredMs).toISOString().replace('Z', '000Z'),
+          event_id: e.id,
+        }),
+      ).toString('base64url');
+      return {
+        route,
+        method: 'GET',
+        path: `/v1/events?limit=50&cursor=${cursor}${random() < 0.4 ? '' : listFilter()}`,
+        token: tokens.reader,
+      };
+    }
+    case 'events.list.range': {
+      // since/until: 1 to 7 days anywhere in the data set, with or without a filter.
+      const from = spec.startMs + Math.floor(random() * spec.days * 86_400_000);
+      const to = from + (1 + Math.floor(random() * 7)) * 86_400_000;
+      const q = `since=${new Date(from).toISOString()}&until=${new Date(to).toISOString()}`;
+      return {
+        route,
+        method: 'GET',
+        path: `/v1/events?limit=50&${q}${random() < 0.4 ? '' : listFilter()}`,
+        token: tokens.reader,
+      };
+    }
     case 'devices.list':
       return { route, method: 'GET', path: '/v1/devices', token: tokens.reader };
     case 'media.get': {
@@ -235,6 +269,22 @@ function routeCall(route: string, tokens: Tokens, warm: readonly number[]): Call
   }
 }
 
+/** A random filter of GET /v1/events as query text (`&site=...`): site, device, camera, label, site+label. */
+function listFilter(): string {
+  const site = SITES[Math.floor(random() * SITES.length)]!;
+  const label = LABELS[Math.floor(random() * LABELS.length)]!;
+  const device = `gw-${1 + Math.floor(random() * SITES.length * DEVICES_PER_SITE)}`;
+  const camera = `cam-${1 + Math.floor(random() * CAMERAS_PER_DEVICE)}`;
+  const all = [
+    `&site=${site}`,
+    `&device=${device}`,
+    `&camera=${camera}`,
+    `&label=${label}`,
+    `&site=${site}&label=${label}`,
+  ];
+  return all[Math.floor(random() * all.length)]!;
+}
+
 function parseMix(text: string): Array<[string, number]> {
   const mix = text.split(',').map((part) => {
     const [route, w] = part.split('=');
@@ -274,7 +324,14 @@ async function startCloud(
     stack,
     {},
     `cloud-${n}`,
-    { api: { enabled: true }, auth: { jwksFile }, media: { dir: join(stack.dir, 'media') } },
+    {
+      api: { enabled: true },
+      auth: { jwksFile },
+      media: { dir: join(stack.dir, 'media') },
+      // The data set may span more days (--days up to 400) than the default retention (365): the process under
+      // test must not drop its oldest partitions during the run (and force a reload of the set at the next).
+      events: { retentionDays: 0 },
+    },
     { nodeFlags: NODE_FLAGS, outputFile },
   );
   const running: Running = {

@@ -50,6 +50,7 @@ describe('PostgreSQL migrations', () => {
       '0032_alert_incident_end',
       '0033_edge_retention_sync',
       '0034_rollouts_one_active',
+      '0037_events_site_index',
     ]);
     expect(await tables(db)).toEqual(
       expect.arrayContaining([
@@ -101,9 +102,21 @@ describe('PostgreSQL migrations', () => {
     expect(bounds.rows[0]?.b).toBe(
       "FOR VALUES FROM ('2026-11-27 00:00:00+00') TO ('2026-11-28 00:00:00+00')",
     );
+    // 0037's index on the parent is created on each new partition.
+    const site = await sql<{ def: string }>`
+      select indexdef as def from pg_indexes where tablename = 'events_20261127' and indexdef like '%site_id%'`.execute(
+      db,
+    );
+    expect(site.rows.map((r) => r.def)).toEqual([
+      expect.stringContaining('(tenant_id, site_id, occurred_at DESC, event_id DESC)'),
+    ]);
   });
 
   it('roll back and forward again', async () => {
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0037_events_site_index']);
+    const siteIdx = await sql<{ n: number }>`
+      select count(*)::int as n from pg_indexes where indexname like 'events%site%'`.execute(db);
+    expect(siteIdx.rows[0]?.n).toBe(0);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0034_rollouts_one_active']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0033_edge_retention_sync']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0032_alert_incident_end']);
@@ -137,6 +150,7 @@ describe('PostgreSQL migrations', () => {
       '0032_alert_incident_end',
       '0033_edge_retention_sync',
       '0034_rollouts_one_active',
+      '0037_events_site_index',
     ]);
     const states = await sql<{ device_id: string; state: string }>`
       select device_id, state from legal_holds where tenant_id = 'mh' order by device_id`.execute(db);
@@ -144,6 +158,7 @@ describe('PostgreSQL migrations', () => {
       { device_id: 'gw', state: 'active' },
       { device_id: 'gw2', state: 'released' },
     ]);
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0037_events_site_index']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0034_rollouts_one_active']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0033_edge_retention_sync']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0032_alert_incident_end']);
@@ -239,10 +254,12 @@ describe('PostgreSQL migrations', () => {
       '0032_alert_incident_end',
       '0033_edge_retention_sync',
       '0034_rollouts_one_active',
+      '0037_events_site_index',
     ]);
   });
 
   it('0013 backfills current NATS keys; of two active devices sharing one, the first enrolled keeps it', async () => {
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0037_events_site_index']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0034_rollouts_one_active']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0033_edge_retention_sync']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0032_alert_incident_end']);
@@ -295,6 +312,7 @@ describe('PostgreSQL migrations', () => {
       '0032_alert_incident_end',
       '0033_edge_retention_sync',
       '0034_rollouts_one_active',
+      '0037_events_site_index',
     ]);
     const rows = await db
       .selectFrom('devices')
@@ -311,6 +329,7 @@ describe('PostgreSQL migrations', () => {
   });
 
   it('0034 makes one active rollout per tenant a constraint, and will not build over a race that happened', async () => {
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0037_events_site_index']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0034_rollouts_one_active']);
     const rollout = (id: string, tenant: string, state: string) =>
       sql`insert into rollouts (id, tenant_id, scope, scope_id, spec, state, created_by, created_at, updated_at)
@@ -323,7 +342,10 @@ describe('PostgreSQL migrations', () => {
     );
     // Nothing was changed: the operator ends one of them.
     await sql`update rollouts set state = 'rolled_back' where id = 'r1'`.execute(db);
-    expect(await migrateToLatest(db as Kysely<unknown>)).toEqual(['0034_rollouts_one_active']);
+    expect(await migrateToLatest(db as Kysely<unknown>)).toEqual([
+      '0034_rollouts_one_active',
+      '0037_events_site_index',
+    ]);
     // Ended rollouts do not count; an active one more in a tenant is refused, in any active state.
     await rollout('r4', 'ra', 'completed');
     for (const state of ['pending', 'running', 'paused', 'aborted', 'rolling_back'])

@@ -2,6 +2,7 @@ import { sql, type Kysely, type Selectable } from 'kysely';
 import { uuidV7Time } from '../lib/uuidv7.js';
 import type { ReadHeavy } from '../storage/replica.js';
 import type { Database, EventsTable } from '../storage/tables.js';
+import { planWindows, type PartitionSpan, type TimeWindow } from './event-windows.js';
 
 /** Position in the newest-first order: the last item of a page. Opaque to clients (see events-query.ts). */
 export interface EventCursor {
@@ -126,19 +127,56 @@ export function toEventView(r: EventRow): EventView {
 }
 
 /**
+ * How long the partition bounds read from the catalog are reused. They only steer the walk (event-windows.ts:
+ * a partition created or dropped meanwhile changes no result), so this trades a catalog query per list for
+ * a few wasted or larger windows after retention or a new day.
+ */
+export const PARTITION_SPAN_TTL_MS = 60_000;
+
+export interface EventReaderOptions {
+  /** Where lists run (a fresh replica: storage/replica.ts); default: the reader's db. */
+  readHeavy?: ReadHeavy | undefined;
+  /** The cloud clock. */
+  now?: (() => Date) | undefined;
+}
+
+/**
  * Read side of the events table for the API. Every query is scoped to one tenant, and every list uses the
- * (tenant_id[, device_id | camera_id | label], occurred_at desc, event_id desc) indexes: keyset pagination,
- * never OFFSET.
+ * (tenant_id[, site_id | device_id | camera_id | label], occurred_at desc, event_id desc) indexes: keyset
+ * pagination, never OFFSET. A list reads bounded time windows newest first (event-windows.ts) and stops when
+ * the page is full, so that each statement prunes to the daily partitions of its window.
  */
 export class EventReader {
+  private readonly readHeavy: ReadHeavy;
+  private readonly now: () => Date;
+  private span: { value: Promise<PartitionSpan | null>; until: number } | undefined;
+
   constructor(
     private readonly db: Kysely<Database>,
-    /** Where lists run (a fresh replica: storage/replica.ts); default: `db`. */
-    private readonly readHeavy: ReadHeavy = (query) => query(db),
-  ) {}
+    opts: EventReaderOptions = {},
+  ) {
+    this.readHeavy = opts.readHeavy ?? ((query) => query(db));
+    this.now = opts.now ?? (() => new Date());
+  }
 
   async list(tenant: string, f: EventFilter): Promise<EventPage> {
-    const rows = await this.readHeavy((db) => this.listQuery(db, tenant, f).execute());
+    // One extra row says whether another page exists, so the last page has next_cursor null.
+    const want = f.limit + 1;
+    const rows = await this.readHeavy(async (db) => {
+      const windows = planWindows({
+        // Seconds suffice (the walk starts in the cursor's day); JS Dates would not take microseconds anyway.
+        upper: f.after === undefined ? f.until : new Date(`${f.after.occurredAt.slice(0, 19)}Z`),
+        since: f.since,
+        span: await this.partitionSpan(db),
+        now: this.now(),
+      });
+      const found = [];
+      for (const w of windows) {
+        found.push(...(await this.listQuery(db, tenant, f, w, want - found.length).execute()));
+        if (found.length >= want) break;
+      }
+      return found;
+    });
     const page = rows.slice(0, f.limit);
     const last = page.at(-1);
     return {
@@ -148,7 +186,8 @@ export class EventReader {
     };
   }
 
-  private listQuery(db: Kysely<Database>, tenant: string, f: EventFilter) {
+  /** The request's rows inside one window, newest first, at most `limit`. */
+  listQuery(db: Kysely<Database>, tenant: string, f: EventFilter, w: TimeWindow, limit: number) {
     let q = db
       .selectFrom('events')
       .select(COLUMNS)
@@ -166,15 +205,33 @@ export class EventReader {
     }
     if (f.since !== undefined) q = q.where('occurred_at', '>=', f.since);
     if (f.until !== undefined) q = q.where('occurred_at', '<', f.until);
+    // Plain comparisons on occurred_at are what partition pruning understands (a row comparison is not).
+    if (w.from !== null) q = q.where('occurred_at', '>=', w.from);
+    if (w.to !== null) q = q.where('occurred_at', '<', w.to);
     if (f.after !== undefined) {
       const { occurredAt, eventId } = f.after;
-      q = q.where(sql<boolean>`(occurred_at, event_id) < (${occurredAt}::timestamptz, ${eventId}::uuid)`);
+      q = q
+        .where(sql<boolean>`occurred_at <= ${occurredAt}::timestamptz`)
+        .where(sql<boolean>`(occurred_at, event_id) < (${occurredAt}::timestamptz, ${eventId}::uuid)`);
     }
-    // One extra row says whether another page exists, so the last page has next_cursor null.
-    return q
-      .orderBy('occurred_at', 'desc')
-      .orderBy('event_id', 'desc')
-      .limit(f.limit + 1);
+    return q.orderBy('occurred_at', 'desc').orderBy('event_id', 'desc').limit(limit);
+  }
+
+  /**
+   * Bounds of the oldest and newest partitions of `events` (null: none, or one that is not a day range such as
+   * a DEFAULT partition), from the catalog, reused for PARTITION_SPAN_TTL_MS.
+   */
+  partitionSpan(db: Kysely<Database>): Promise<PartitionSpan | null> {
+    const now = this.now().getTime();
+    if (this.span === undefined || now >= this.span.until) {
+      const value = readPartitionSpan(db);
+      this.span = { value, until: now + PARTITION_SPAN_TTL_MS };
+      // A failed read is not kept: the next list asks again.
+      value.catch(() => {
+        if (this.span?.value === value) this.span = undefined;
+      });
+    }
+    return this.span.value;
   }
 
   /** One event of `tenant`, or null. */
@@ -201,4 +258,22 @@ export class EventReader {
     }
     return q.limit(1);
   }
+}
+
+/**
+ * The catalog's partition bounds of `events`, cast back to timestamptz in the same session that printed them
+ * (so DateStyle and TimeZone cannot garble them).
+ */
+export async function readPartitionSpan(db: Kysely<Database>): Promise<PartitionSpan | null> {
+  const { rows } = await sql<{ oldest: Date | null; newest: Date | null; odd: number; n: number }>`
+    select min(b[1]::timestamptz) as oldest, max(b[2]::timestamptz) as newest,
+           count(*) filter (where b is null or not isfinite(b[1]::timestamptz)
+                                    or not isfinite(b[2]::timestamptz))::int as odd, count(*)::int as n
+      from (select regexp_match(pg_get_expr(c.relpartbound, c.oid),
+                                '^FOR VALUES FROM [(]''([^'']+)''[)] TO [(]''([^'']+)''[)]$') as b
+              from pg_inherits i join pg_class c on c.oid = i.inhrelid
+             where i.inhparent = 'events'::regclass) p`.execute(db);
+  const r = rows[0];
+  if (!r || r.n === 0 || r.odd > 0 || r.oldest === null || r.newest === null) return null;
+  return { oldest: r.oldest, newest: r.newest };
 }

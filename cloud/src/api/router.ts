@@ -254,7 +254,7 @@ export function createApiRouter(deps: ApiDeps): Router {
       );
     router[op.method](op.path, ...guards);
   }
-  const eventReader = new EventReader(deps.db, deps.readHeavy);
+  const eventReader = new EventReader(deps.db, { readHeavy: deps.readHeavy, now: deps.now });
   mountEventRoutes(router, {
     events: eventReader,
     authorizer: deps.authorizer,
@@ -263,7 +263,7 @@ export function createApiRouter(deps: ApiDeps): Router {
     reviews: new EventReviews({
       db: deps.db,
       // The primary: a review follows the event the caller just saw, never a lagging replica's.
-      events: new EventReader(deps.db),
+      events: new EventReader(deps.db, { now: deps.now }),
       authorizer: deps.authorizer,
       log: deps.log,
       audit,

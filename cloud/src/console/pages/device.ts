@@ -22,7 +22,7 @@ import { eventRow, viewableMedia } from './events.js';
  */
 export function mountDevicePage(router: Router, deps: PageDeps & { revoker: DeviceRevoker }): void {
   const devices = new DeviceReader(deps.db, deps.offlineAfterSeconds, deps.now);
-  const events = new EventReader(deps.db);
+  const events = new EventReader(deps.db, { now: deps.now });
 
   router.get('/devices/:id', async (req, res) => {
     const principal = consolePrincipal(res);

@@ -82,7 +82,7 @@ export function eventRow(
  * second time with its site and camera; a deny is a 404).
  */
 export function mountEventPages(router: Router, deps: PageDeps): void {
-  const events = new EventReader(deps.db);
+  const events = new EventReader(deps.db, { now: deps.now });
   // The API's own review code (events/reviews.ts): the same Cedar questions, the same audit entries.
   const reviews = new EventReviews({ ...deps, events });
   const listQuery = listEventsQuerySchema(Math.max(deps.maxPageSize, EVENTS_PAGE_SIZE));
