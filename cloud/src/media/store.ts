@@ -103,7 +103,7 @@ export class FsMediaStore implements MediaStore {
       const fh = await open(tmp, 'wx', 0o600);
       try {
         // One write() per object as a rule (writeFile adds a read-back of options and chunking).
-        for (let done = 0; done < data.length; )
+        for (let done = 0; done < data.length;)
           done += (await fh.write(data, done, data.length - done, done)).bytesWritten;
         await fh.sync();
       } finally {
