@@ -84,7 +84,8 @@ export function arrayLiteral(
   for (let i = 0; i < rows.length; i++) {
     const v = value(rows[i]!);
     if (v === null || v === undefined) parts[i] = 'NULL';
-    else if (kind === 'quoted') parts[i] = quote(String(v));
+    // The quoted columns are text in NewEvent (and the zones literal).
+    else if (kind === 'quoted') parts[i] = quote(v as string);
     else if (kind === 'plain') parts[i] = plain(v);
     else {
       const b = v as Uint8Array;
