@@ -1,9 +1,11 @@
 // Cloud ingest throughput against its two raw baselines, in one run on one machine:
 //   node --conditions=@vigil/source --import tsx cloud/bench/ingest.bench.ts [--events 50000] [--repeats 3] [--quick]
-//        [--no-tracing] [--alert-rules N] [--only-ingest]
+//        [--no-tracing] [--alert-rules N] [--only-ingest] [--cpu-prof DIR] [--ingest-config JSON]
 // --alert-rules N: N enabled agency alert rules matching every event (no dwell), each to a pull-only target, so
 // every ingest batch runs the alert commit hook (per-track locks, incidents, messages, the batch order wait).
 // --only-ingest: skips copy and natsPublish (their ratios are then absent); for comparing alert rules on/off.
+// --cpu-prof DIR: every cloud process writes a V8 CPU profile into DIR when it stops (node --cpu-prof).
+// --ingest-config JSON: the cloud's `ingest` config section (e.g. '{"commitsInFlight":4}'), to compare settings.
 // --quick: 5000 events, 1 repeat (a smoke run). Env: DATABASE_URL (a server to create the bench database on;
 // default postgres://postgres@127.0.0.1:5432/postgres, else a private cluster in a temp dir), NATS_SERVER_BIN.
 // Prints ONE JSON document on stdout; progress on stderr.
@@ -86,8 +88,14 @@ const { values } = parseArgs({
     'no-tracing': { type: 'boolean', default: false },
     'alert-rules': { type: 'string', default: '0' },
     'only-ingest': { type: 'boolean', default: false },
+    'cpu-prof': { type: 'string' },
+    'ingest-config': { type: 'string', default: '{}' },
   },
 });
+const INGEST_CONFIG = JSON.parse(values['ingest-config']) as Record<string, unknown>;
+const CLOUD_PROC = values['cpu-prof']
+  ? { nodeFlags: ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof']] }
+  : {};
 const ALERT_RULES = Number(values['alert-rules']);
 if (!Number.isInteger(ALERT_RULES) || ALERT_RULES < 0 || ALERT_RULES > 50)
   throw new Error(`--alert-rules must be 0-50: ${values['alert-rules']}`);
@@ -358,7 +366,13 @@ async function phaseIngest(
   await seedAlertRules(stack);
   await deleteStream(jsm, EVENTS_STREAM);
   await deleteStream(jsm, DEAD_LETTER_STREAM);
-  const cloud = await startCloudProcess(stack, {}, `cloud-${repeat}`, { tracing: { enabled: TRACING } });
+  const cloud = await startCloudProcess(
+    stack,
+    INGEST_CONFIG,
+    `cloud-${repeat}`,
+    { tracing: { enabled: TRACING } },
+    CLOUD_PROC,
+  );
   const nc = await connectAs(stack, { device }, 'bench-device');
   try {
     await new FleetRegistry(stack.db).registerDevice(device);
@@ -458,9 +472,13 @@ async function phaseDrain(
   } finally {
     await nc.close();
   }
-  const cloud = await startCloudProcess(stack, {}, `cloud-drain-${repeat}`, {
-    tracing: { enabled: TRACING },
-  });
+  const cloud = await startCloudProcess(
+    stack,
+    INGEST_CONFIG,
+    `cloud-drain-${repeat}`,
+    { tracing: { enabled: TRACING } },
+    CLOUD_PROC,
+  );
   try {
     log(`  ingestDrain: cloud (pid ${cloud.pid}) drains them`);
     const stopCpu = cpuWindow({ cloud: [cloud.pid], natsServer: [stack.natsPid] });
@@ -551,7 +569,7 @@ async function main(): Promise<void> {
         devices: 1,
         tracing: TRACING,
         alertRules: ALERT_RULES,
-        cloudIngest: { ...defaults.ingest },
+        cloudIngest: { ...defaults.ingest, ...INGEST_CONFIG },
         cloudStreams: { ...defaults.streams },
       },
       summary: {

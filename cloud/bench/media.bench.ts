@@ -1,7 +1,8 @@
 // Cloud media ingest (MEDIA stream -> validation -> filesystem MediaStore -> PostgreSQL index) against its raw
 // baselines, in one run on one machine:
 //   node --conditions=@vigil/source --import tsx cloud/bench/media.bench.ts [--objects 2000] [--kib 40]
-//        [--repeats 3] [--window 64] [--quick]
+//        [--repeats 3] [--window 64] [--quick] [--cpu-prof DIR]
+// --cpu-prof DIR: the cloud process writes a V8 CPU profile into DIR when it stops (node --cpu-prof).
 // --quick: 300 objects, 1 repeat. Env: DATABASE_URL, NATS_SERVER_BIN (as the other benches). Prints ONE JSON
 // document on stdout; progress on stderr.
 //
@@ -53,8 +54,12 @@ const { values } = parseArgs({
     repeats: { type: 'string' },
     window: { type: 'string', default: '64' },
     quick: { type: 'boolean', default: false },
+    'cpu-prof': { type: 'string' },
   },
 });
+const CLOUD_PROC = values['cpu-prof']
+  ? { nodeFlags: ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof']] }
+  : {};
 const N = Number(values.objects ?? (values.quick ? 300 : 2_000));
 const KIB = Number(values.kib);
 const REPEATS = Math.max(1, Number(values.repeats ?? (values.quick ? 1 : 3)));
@@ -209,7 +214,13 @@ async function phaseIngest(
   await sql`truncate media`.execute(stack.db);
   await deleteStream(jsm, 'MEDIA');
   const mediaDir = join(stack.dir, `media-${repeat}`);
-  const cloud = await startCloudProcess(stack, {}, `cloud-media-${repeat}`, { media: { dir: mediaDir } });
+  const cloud = await startCloudProcess(
+    stack,
+    {},
+    `cloud-media-${repeat}`,
+    { media: { dir: mediaDir } },
+    CLOUD_PROC,
+  );
   const nc = await connectAs(stack, { device }, 'bench-device');
   try {
     await new FleetRegistry(stack.db).registerDevice(device);

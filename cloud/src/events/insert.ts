@@ -3,41 +3,45 @@ import type { Database } from '../storage/tables.js';
 import type { NewEvent } from './store.js';
 
 /**
- * The columns ingest writes, each with the SQL type of its array parameter and how a row's value becomes an
- * element of it. `received_at` is left to its default (now(): the start of the transaction).
+ * How a column's values become elements of its array literal: `plain` (numbers, Dates: nothing to quote),
+ * `quoted` (strings: always double-quoted, `"` and `\` escaped), `bytes` (bytea hex input).
  */
-const COLUMNS: ReadonlyArray<readonly [name: string, type: string, value: (r: NewEvent) => unknown]> = [
-  ['event_id', 'uuid', (r) => r.event_id],
-  ['occurred_at', 'timestamptz', (r) => r.occurred_at],
-  ['tenant_id', 'text', (r) => r.tenant_id],
-  ['site_id', 'text', (r) => r.site_id],
-  ['device_id', 'text', (r) => r.device_id],
-  ['camera_id', 'text', (r) => r.camera_id],
-  ['track_id', 'text', (r) => r.track_id],
-  ['phase', 'text', (r) => r.phase],
-  ['label', 'text', (r) => r.label],
-  ['score', 'real', (r) => r.score],
-  ['box_x', 'real', (r) => r.box_x],
-  ['box_y', 'real', (r) => r.box_y],
-  ['box_w', 'real', (r) => r.box_w],
-  ['box_h', 'real', (r) => r.box_h],
+type ElementKind = 'plain' | 'quoted' | 'bytes';
+
+/**
+ * The columns ingest writes, each with the SQL type of its array parameter, how its elements are spelled and
+ * how a row's value becomes one. `received_at` is left to its default (now(): the start of the transaction).
+ */
+const COLUMNS: ReadonlyArray<
+  readonly [name: string, type: string, kind: ElementKind, value: (r: NewEvent) => unknown]
+> = [
+  ['event_id', 'uuid', 'quoted', (r) => r.event_id],
+  ['occurred_at', 'timestamptz', 'plain', (r) => r.occurred_at],
+  ['tenant_id', 'text', 'quoted', (r) => r.tenant_id],
+  ['site_id', 'text', 'quoted', (r) => r.site_id],
+  ['device_id', 'text', 'quoted', (r) => r.device_id],
+  ['camera_id', 'text', 'quoted', (r) => r.camera_id],
+  ['track_id', 'text', 'quoted', (r) => r.track_id],
+  ['phase', 'text', 'quoted', (r) => r.phase],
+  ['label', 'text', 'quoted', (r) => r.label],
+  ['score', 'real', 'plain', (r) => r.score],
+  ['box_x', 'real', 'plain', (r) => r.box_x],
+  ['box_y', 'real', 'plain', (r) => r.box_y],
+  ['box_w', 'real', 'plain', (r) => r.box_w],
+  ['box_h', 'real', 'plain', (r) => r.box_h],
   // A text[] per row cannot be an element of an array parameter (PostgreSQL arrays are rectangular and unnest
   // flattens them): each row's zones travel as one array literal, cast back per row.
-  ['zones', 'text', (r) => textArrayLiteral(r.zones ?? [])],
-  ['trigger_zone', 'text', (r) => r.trigger_zone ?? null],
-  ['model_name', 'text', (r) => r.model_name ?? null],
-  ['model_sha256', 'text', (r) => r.model_sha256 ?? null],
-  ['snapshot_media_id', 'text', (r) => r.snapshot_media_id ?? null],
-  ['snapshot_sha256', 'text', (r) => r.snapshot_sha256 ?? null],
-  ['snapshot_bytes', 'integer', (r) => r.snapshot_bytes ?? null],
-  ['priority', 'smallint', (r) => r.priority ?? 0],
-  ['attributes', 'text', (r) => r.attributes ?? '{}'],
-  ['payload', 'bytea', (r) => r.payload],
-  [
-    'stream_seq',
-    'bigint',
-    (r) => (r.stream_seq === null || r.stream_seq === undefined ? null : String(r.stream_seq)),
-  ],
+  ['zones', 'text', 'quoted', (r) => textArrayLiteral(r.zones ?? [])],
+  ['trigger_zone', 'text', 'quoted', (r) => r.trigger_zone ?? null],
+  ['model_name', 'text', 'quoted', (r) => r.model_name ?? null],
+  ['model_sha256', 'text', 'quoted', (r) => r.model_sha256 ?? null],
+  ['snapshot_media_id', 'text', 'quoted', (r) => r.snapshot_media_id ?? null],
+  ['snapshot_sha256', 'text', 'quoted', (r) => r.snapshot_sha256 ?? null],
+  ['snapshot_bytes', 'integer', 'plain', (r) => r.snapshot_bytes ?? null],
+  ['priority', 'smallint', 'plain', (r) => r.priority ?? 0],
+  ['attributes', 'text', 'quoted', (r) => r.attributes ?? '{}'],
+  ['payload', 'bytea', 'bytes', (r) => r.payload],
+  ['stream_seq', 'bigint', 'plain', (r) => r.stream_seq ?? null],
 ];
 
 /** Per-row casts back from the transport type (zones: array literal -> text[], attributes: text -> jsonb). */
@@ -46,9 +50,50 @@ const CAST: Readonly<Record<string, string>> = { zones: '::text[]', attributes: 
 const COLUMN_LIST = sql.raw(COLUMNS.map(([name]) => name).join(', '));
 const SELECT_LIST = sql.raw(COLUMNS.map(([name]) => `u.${name}${CAST[name] ?? ''}`).join(', '));
 
+const NEEDS_ESCAPE = /["\\]/;
+const ESCAPED = /["\\]/g;
+
+/** One array element, double-quoted: `"` and `\` escaped (PostgreSQL array input syntax). */
+function quote(v: string): string {
+  return NEEDS_ESCAPE.test(v) ? `"${v.replace(ESCAPED, '\\$&')}"` : `"${v}"`;
+}
+
 /** `{"a","b"}`: every element quoted, `"` and `\` escaped (PostgreSQL array input syntax). */
 export function textArrayLiteral(values: readonly string[]): string {
-  return `{${values.map((v) => `"${v.replace(/["\\]/g, (c) => `\\${c}`)}"`).join(',')}}`;
+  return `{${values.map(quote).join(',')}}`;
+}
+
+/** An element of a `plain` column: numbers and Dates as they are; anything else quoted (never unescaped). */
+function plain(v: unknown): string {
+  if (typeof v === 'number') return String(v);
+  if (v instanceof Date) return v.toISOString();
+  return quote(String(v));
+}
+
+/**
+ * The array literal of one column for `rows`, as ONE text parameter (cast to `type[]` in SQL). Built here
+ * rather than by pg's generic array serializer (a regex escape and a type test per element, Dates in local
+ * time): that was a quarter of the ingest loop's CPU per event (cloud/bench/ingest.bench.ts --cpu-prof).
+ */
+export function arrayLiteral(
+  rows: readonly NewEvent[],
+  kind: ElementKind,
+  value: (r: NewEvent) => unknown,
+): string {
+  const parts = new Array<string>(rows.length);
+  for (let i = 0; i < rows.length; i++) {
+    const v = value(rows[i]!);
+    if (v === null || v === undefined) parts[i] = 'NULL';
+    // The quoted columns are text in NewEvent (and the zones literal).
+    else if (kind === 'quoted') parts[i] = quote(v as string);
+    else if (kind === 'plain') parts[i] = plain(v);
+    else {
+      const b = v as Uint8Array;
+      // bytea hex input `\x...`; the backslash doubled inside the quoted element.
+      parts[i] = `"\\\\x${Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex')}"`;
+    }
+  }
+  return `{${parts.join(',')}}`;
 }
 
 /**
@@ -66,10 +111,11 @@ export async function insertUnnest(
   rows: readonly NewEvent[],
   optimistic: boolean,
 ): Promise<Array<{ event_id: string; occurred_at: Date }>> {
-  const arrays = COLUMNS.map(([, type, value]) => sql`${rows.map(value)}::${sql.raw(type)}[]`);
-  const names = sql.raw(COLUMNS.map(([name]) => name).join(', '));
+  const arrays = COLUMNS.map(
+    ([, type, kind, value]) => sql`${arrayLiteral(rows, kind, value)}::${sql.raw(type)}[]`,
+  );
   const insert = sql`insert into events (${COLUMN_LIST})
-    select ${SELECT_LIST} from unnest(${sql.join(arrays)}) as u(${names})`;
+    select ${SELECT_LIST} from unnest(${sql.join(arrays)}) as u(${COLUMN_LIST})`;
   if (optimistic) {
     await insert.execute(db);
     return rows.map((r) => ({ event_id: r.event_id, occurred_at: r.occurred_at }));

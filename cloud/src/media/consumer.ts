@@ -42,6 +42,8 @@ export interface MediaConsumerDeps {
 
 /** Objects taken per fetch, at most (the first is waited for, the rest are those already pending). */
 const BATCH_SIZE = 32;
+/** Batches between fetch and ack at once (each holds one database connection while it stores). */
+const BATCHES_IN_FLIGHT = 2;
 /** How long one fetch waits for a first object (NATS minimum: 1000). */
 const FETCH_EXPIRES_MS = 5_000;
 /** A fetch that has not ended this long after its expiry is abandoned (its messages get redelivered). */
@@ -115,14 +117,29 @@ export class MediaConsumer {
     return this.abort.signal.aborted;
   }
 
+  /**
+   * Fetches the next batch while up to BATCHES_IN_FLIGHT batches store (their files' fsyncs overlap, and so
+   * do one batch's COMMIT and the next one's writes). Two batches holding one media id are safe: each takes
+   * the id's advisory lock (sorted, so no deadlock), the second waits and then finds the first's row.
+   */
   private async run(): Promise<void> {
     let consumer: Consumer | undefined;
+    const inFlight = new Set<Promise<void>>();
     while (!this.stopping) {
       try {
         consumer ??= await this.getConsumer();
         const batch = await this.fetch(consumer);
         this.fetchBackoff.reset();
-        if (batch.length > 0) await this.process(batch);
+        while (inFlight.size >= BATCHES_IN_FLIGHT) await Promise.race(inFlight);
+        if (batch.length > 0) {
+          const p = this.process(batch).catch((err: unknown) => {
+            // process() handles store and dead-letter failures itself; anything else leaves the batch
+            // unacked (redelivered after ack_wait).
+            this.log.error({ err, messages: batch.length }, 'processing a media batch failed');
+          });
+          inFlight.add(p);
+          void p.finally(() => inFlight.delete(p));
+        }
       } catch (err) {
         consumer = undefined;
         if (this.stopping) break;
@@ -134,6 +151,7 @@ export class MediaConsumer {
         await sleep(delay, this.abort.signal);
       }
     }
+    await Promise.all(inFlight);
   }
 
   /** The consumer handle; recreates the streams and the consumer if they are gone (e.g. a wiped server). */

@@ -81,8 +81,14 @@ export class FsMediaStore implements MediaStore {
    */
   async putMany(objects: ReadonlyArray<{ key: string; data: Uint8Array }>): Promise<void> {
     const paths = objects.map((o) => this.resolve(o.key));
-    await Promise.all(objects.map((o, i) => this.writeInPlace(o.key, paths[i]!, o.data)));
     const dirs = [...new Set(paths.map((p) => dirname(p)))];
+    // Each directory once per batch, not once per object (a batch of one day's objects shares one).
+    try {
+      await Promise.all(dirs.map((d) => mkdir(d, { recursive: true, mode: 0o700 })));
+    } catch (cause) {
+      throw new MediaStoreError(`making media directories failed: ${(cause as Error).message}`, { cause });
+    }
+    await Promise.all(objects.map((o, i) => this.writeInPlace(o.key, paths[i]!, o.data)));
     try {
       await Promise.all(dirs.map(syncDirectory));
     } catch (cause) {
@@ -92,13 +98,13 @@ export class FsMediaStore implements MediaStore {
 
   /** Temp file, write, fsync, rename to `path` (not yet durable: its directory is not synced). */
   private async writeInPlace(key: string, path: string, data: Uint8Array): Promise<void> {
-    const dir = dirname(path);
-    const tmp = join(dir, `.${randomUUID()}.tmp`);
+    const tmp = join(dirname(path), `.${randomUUID()}.tmp`);
     try {
-      await mkdir(dir, { recursive: true, mode: 0o700 });
       const fh = await open(tmp, 'wx', 0o600);
       try {
-        await fh.writeFile(data);
+        // One write() per object as a rule (writeFile adds a read-back of options and chunking).
+        for (let done = 0; done < data.length;)
+          done += (await fh.write(data, done, data.length - done, done)).bytesWritten;
         await fh.sync();
       } finally {
         await fh.close();
