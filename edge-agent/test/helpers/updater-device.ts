@@ -23,7 +23,8 @@ const UPDATER_MAIN = join(agentDir, 'src', 'updater', 'main.ts');
  * vigil-updater from source, built once into `<dir>/updater.mjs` as the release build makes the agent
  * bundle's lib/vigil-agent/updater.mjs (the same esbuild entry and options), stamped with the version it
  * reports from source. updater-process.test.ts starts the updater 27 times; one module of plain JavaScript
- * instead of the source through tsx's loader took the file from 49 s to 27 s of CPU (127 s -> 116 s wall).
+ * instead of the source through tsx's loader took the file from 49-59 s to 27-32 s of CPU and from 127-142 s
+ * to 114-116 s (two back-to-back pairs at load 5-10).
  */
 export async function buildUpdater(dir: string): Promise<string> {
   const spec = programByName('vigil-agent')!;
