@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config';
+import { DurationSequencer } from './tools/testkit/src/sequencer.js';
 
 // One run over every package. Integration tests start real services (nats-server, PostgreSQL, ffmpeg,
 // the RTSP camera-sim) through @vigil/testkit; the global setup reaps any process a crashed worker left.
@@ -8,7 +9,12 @@ export default defineConfig({
   test: {
     include: ['{proto,certs,edge-agent,cloud,infra,tools/*}/{src,test}/**/*.test.ts'],
     globalSetup: ['tools/testkit/src/global-setup.ts'],
-    reporters: ['default', './tools/testkit/src/summary-reporter.ts'],
+    // The summary last: its line ends the output.
+    reporters: [
+      'default',
+      './tools/testkit/src/durations-reporter.ts',
+      './tools/testkit/src/summary-reporter.ts',
+    ],
     testTimeout: 30_000,
     hookTimeout: 60_000,
     teardownTimeout: 20_000,
@@ -17,5 +23,8 @@ export default defineConfig({
     expect: { poll: { timeout: 10_000 } },
     pool: 'forks',
     maxWorkers: 2,
+    // Longest files first (recorded in tools/testkit/test-durations.json), so that the two workers end
+    // together instead of one finishing a long file alone.
+    sequence: { sequencer: DurationSequencer },
   },
 });

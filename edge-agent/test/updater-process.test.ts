@@ -1,8 +1,8 @@
-// vigil-updater as a real process against a real TUF repository (keys made here, tuf-js verifying), real
-// release bundles built with the release build's archive code, and a real agent process (a tiny /healthz
-// server installed as the release) run by a supervisor that plays systemd. Upgrades commit; bad releases roll
-// back by themselves within the bake; kill -9 at each journal step ends on a working release; attacks are
-// refused with a clear error and counted.
+// vigil-updater as a real process (built from source once, as the release build makes it) against a real TUF
+// repository (keys made here, tuf-js verifying), real release bundles built with the release build's archive
+// code, and a real agent process (a tiny /healthz server installed as the release) run by a supervisor that
+// plays systemd. Upgrades commit; bad releases roll back by themselves within the bake; kill -9 at each
+// journal step ends on a working release; attacks are refused with a clear error and counted.
 import {
   existsSync,
   mkdirSync,
@@ -21,18 +21,19 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { buildFakeRelease } from './helpers/fake-release.js';
 import { rawTarGz } from './helpers/hostile-tar.js';
 import { TestTufRepo } from './helpers/tuf-repo.js';
-import { UpdaterDevice } from './helpers/updater-device.js';
+import { buildUpdater, UpdaterDevice } from './helpers/updater-device.js';
 
 const work = mkdtempSync(join(tmpdir(), 'vigil-updater-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 let repo: TestTufRepo;
 let v1Stage: string;
+let updaterModule: string;
 const devices: UpdaterDevice[] = [];
 let n = 0;
 
 async function device(config: Record<string, unknown> = {}): Promise<UpdaterDevice> {
-  const d = new UpdaterDevice(join(work, `device-${++n}`), v1Stage, repo);
+  const d = new UpdaterDevice(join(work, `device-${++n}`), v1Stage, repo, updaterModule);
   devices.push(d);
   await d.setUp(config);
   return d;
@@ -72,6 +73,7 @@ function hostileBundle(version: string, extra: Parameters<typeof rawTarGz>[0]): 
 
 beforeAll(async () => {
   mkdirSync(join(work, 'build'));
+  updaterModule = await buildUpdater(work);
   repo = new TestTufRepo(join(work, 'repo'));
   v1Stage = (await buildFakeRelease(join(work, 'build'), '1.0.0', 'good')).staged;
   repo.publish((await buildFakeRelease(join(work, 'build'), '2.0.0', 'good')).bundle, '2.0.0');

@@ -114,8 +114,11 @@ export function readManifest(stageDir: string): BundleManifest {
   return JSON.parse(readFileSync(join(stageDir, 'manifest.json'), 'utf8')) as BundleManifest;
 }
 
-/** One esbuild entry of a program, written to `outfile` as an ES module. */
-async function bundleEntry(
+/**
+ * One esbuild entry of a program, written to `outfile` as an ES module (tests build vigil-updater alone with
+ * it, as the agent bundle's updater.mjs).
+ */
+export async function bundleEntry(
   repoRoot: string,
   spec: ProgramSpec,
   info: BuildInfo,

@@ -3,6 +3,7 @@
 export {
   BUNDLE_FORMAT,
   PLATFORM,
+  bundleEntry,
   packStaged,
   stageProgram,
   readManifest,
