@@ -144,13 +144,7 @@ export const HQ_LOCATION: { polygon: Array<[number, number]> } = {
 };
 export const HQ_CAP_POLYGON = '<polygon>48.85,2.35 48.86,2.35 48.86,2.36 48.85,2.35</polygon>';
 
-/** The rule CAP fields the tests use. */
-export const INTRUSION = {
-  event: 'Intrusion',
-  urgency: 'Immediate',
-  severity: 'Severe',
-  certainty: 'Observed',
-} as const;
+export { INTRUSION } from './alert-events.js';
 
 /**
  * Messages of one incident as the agency accepted them: the msgTypes in order, each valid, sent by `sender`
