@@ -1,4 +1,4 @@
-export { asset, assetsDir, repoRoot } from './assets.js';
+export { asset, assetsDir, capSchemaFile, findSharedDir, repoRoot, sharedDir } from './assets.js';
 export { dpkgInstallInto, userInRoot } from './dpkg-root.js';
 export {
   printLogsOnFailure,
