@@ -29,12 +29,10 @@
 //               to the first agent's last event: every agent producing) and over all events. Achieved rates are
 //               from occurred_at in PostgreSQL.
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
   DiscardPolicy,
-  JetStreamApiError,
   RetentionPolicy,
   StorageType,
   jetstream,
@@ -50,16 +48,20 @@ import {
   connectAs,
   countEvents,
   cpuWindow,
+  deleteStream,
   distribution,
   ingestMetrics,
   log,
   machineInfo,
   repoRoot,
+  reportHead,
   round,
+  runMain,
   sleep,
   startCloudProcess,
   startStack,
   stopChild,
+  uuidv7,
   type BenchDevice,
   type CpuReport,
   type Distribution,
@@ -89,24 +91,6 @@ const RTT_STREAM = 'BENCH_RTT';
 
 /** Wall-clock ms with sub-ms resolution (comparable with Date.now() in other processes on this machine). */
 const wallNow = (): number => performance.timeOrigin + performance.now();
-
-function uuidv7(ms: number): string {
-  const b = Buffer.alloc(16);
-  for (let i = 6; i < 16; i++) b[i] = Math.floor(Math.random() * 256);
-  b.writeUIntBE(ms, 0, 6);
-  b[6] = 0x70 | (b[6]! & 0x0f);
-  b[8] = 0x80 | (b[8]! & 0x3f);
-  const h = b.toString('hex');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
-}
-
-async function deleteStream(jsm: JetStreamManager, name: string): Promise<void> {
-  try {
-    await jsm.streams.delete(name);
-  } catch (err) {
-    if (!(err instanceof JetStreamApiError)) throw err;
-  }
-}
 
 /** publish -> PubAck of single publishes paced at RATE for SECONDS, from a device connection. */
 async function baseline(stack: Stack, jsm: JetStreamManager) {
@@ -401,10 +385,7 @@ async function main(): Promise<void> {
       achievedRate: round((s.events - 1) / ((s.last - s.first) / 1000), 1),
     }));
     const doc = {
-      benchmark: 'cloud end-to-end latency (capture -> commit)',
-      command:
-        `node --conditions=@vigil/source --import tsx cloud/bench/latency.bench.ts ${process.argv.slice(2).join(' ')}`.trim(),
-      machine: { ...machine, loadavgAfter: loadavg().map((x) => round(x)) },
+      ...reportHead('cloud end-to-end latency (capture -> commit)', 'latency.bench.ts', machine),
       config: {
         rate: RATE,
         seconds: SECONDS,
@@ -444,10 +425,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    log(`failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-    process.exit(1);
-  },
-);
+runMain(main);
