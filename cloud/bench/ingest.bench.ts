@@ -33,14 +33,8 @@ import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import {
-  DiscardPolicy,
-  RetentionPolicy,
-  StorageType,
-  jetstreamManager,
-  type JetStreamManager,
-} from '@nats-io/jetstream';
-import { nanos, type NatsConnection } from '@nats-io/transport-node';
+import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { sql } from 'kysely';
 import { DetectionEvent, Priority, subjectFor, TrackPhase } from '@vigil/proto';
 import {
@@ -61,6 +55,7 @@ import {
   cpuProfile,
   cpuWindow,
   deleteStream,
+  eventsLikeStream,
   ingestMetrics,
   log,
   machineInfo,
@@ -249,22 +244,7 @@ async function phaseNats(
   jsm: JetStreamManager,
   dupWindowS: number,
 ) {
-  await deleteStream(jsm, RAW_STREAM);
-  // Configured like EVENTS (streams.ts: eventsStreamConfig), on its own subjects.
-  await jsm.streams.add({
-    name: RAW_STREAM,
-    subjects: ['bench.raw.>'],
-    storage: StorageType.File,
-    retention: RetentionPolicy.Workqueue,
-    discard: DiscardPolicy.New,
-    // Smaller than EVENTS' 1 GiB: nats-server reserves max_bytes out of max_file_store (4 GB in natsConfig).
-    max_bytes: 256 * 1024 * 1024,
-    max_msgs: -1,
-    max_age: 0,
-    max_msg_size: 1024 * 1024,
-    duplicate_window: nanos(dupWindowS * 1000),
-    num_replicas: 1,
-  });
+  await eventsLikeStream(jsm, RAW_STREAM, ['bench.raw.>'], dupWindowS * 1000);
   const nc = await connectAs(stack, { device }, 'bench-device-raw');
   try {
     log(`  natsPublish: ${N} JetStream publishes, window ${WINDOW}`);

@@ -31,15 +31,7 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import {
-  DiscardPolicy,
-  RetentionPolicy,
-  StorageType,
-  jetstream,
-  jetstreamManager,
-  type JetStreamManager,
-} from '@nats-io/jetstream';
-import { nanos } from '@nats-io/transport-node';
+import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { ChildProcess } from 'node:child_process';
 import { sql } from 'kysely';
 import { CommitReceipt, DetectionEvent, TrackPhase } from '@vigil/proto';
@@ -50,6 +42,7 @@ import {
   cpuWindow,
   deleteStream,
   distribution,
+  eventsLikeStream,
   ingestMetrics,
   log,
   machineInfo,
@@ -94,21 +87,7 @@ const wallNow = (): number => performance.timeOrigin + performance.now();
 
 /** publish -> PubAck of single publishes paced at RATE for SECONDS, from a device connection. */
 async function baseline(stack: Stack, jsm: JetStreamManager) {
-  await deleteStream(jsm, RTT_STREAM);
-  await jsm.streams.add({
-    name: RTT_STREAM,
-    subjects: ['bench.rtt.>'],
-    storage: StorageType.File,
-    retention: RetentionPolicy.Workqueue,
-    discard: DiscardPolicy.New,
-    // Smaller than EVENTS' 1 GiB: nats-server reserves max_bytes out of max_file_store (4 GB in natsConfig).
-    max_bytes: 256 * 1024 * 1024,
-    max_msgs: -1,
-    max_age: 0,
-    max_msg_size: 1024 * 1024,
-    duplicate_window: nanos(600_000),
-    num_replicas: 1,
-  });
+  await eventsLikeStream(jsm, RTT_STREAM, ['bench.rtt.>'], 600_000);
   const d = devices[0]!;
   const nc = await connectAs(stack, { device: d }, 'bench-rtt');
   const js = jetstream(nc);

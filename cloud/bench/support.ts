@@ -9,8 +9,15 @@ import { createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } f
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { JetStreamApiError, jetstream, type JetStreamManager } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import {
+  DiscardPolicy,
+  JetStreamApiError,
+  RetentionPolicy,
+  StorageType,
+  jetstream,
+  type JetStreamManager,
+} from '@nats-io/jetstream';
+import { connect, nanos, type NatsConnection } from '@nats-io/transport-node';
 import { sql, type Kysely } from 'kysely';
 import pg from 'pg';
 import { ensureDevPki, type DevPkiPaths } from '@vigil/certs';
@@ -322,6 +329,33 @@ export async function deleteStream(jsm: JetStreamManager, name: string): Promise
   } catch (err) {
     if (!(err instanceof JetStreamApiError)) throw err;
   }
+}
+
+/**
+ * A scratch stream (made anew) configured like EVENTS (streams.ts: eventsStreamConfig) on its own subjects: the
+ * raw JetStream baseline the benches hold the cloud against.
+ */
+export async function eventsLikeStream(
+  jsm: JetStreamManager,
+  name: string,
+  subjects: string[],
+  duplicateWindowMs: number,
+): Promise<void> {
+  await deleteStream(jsm, name);
+  await jsm.streams.add({
+    name,
+    subjects,
+    storage: StorageType.File,
+    retention: RetentionPolicy.Workqueue,
+    discard: DiscardPolicy.New,
+    // Smaller than EVENTS' 1 GiB: nats-server reserves max_bytes out of max_file_store (4 GB in natsConfig).
+    max_bytes: 256 * 1024 * 1024,
+    max_msgs: -1,
+    max_age: 0,
+    max_msg_size: 1024 * 1024,
+    duplicate_window: nanos(duplicateWindowMs),
+    num_replicas: 1,
+  });
 }
 
 /**
