@@ -4,7 +4,6 @@
 // publishing, CPU accounting from /proc, Prometheus text parsing and percentiles, and the head of each report.
 // Progress goes to stderr; the benchmarks print JSON on stdout.
 import { execFileSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -60,15 +59,8 @@ export function runMain(main: () => Promise<void>): void {
   );
 }
 
-/** A UUIDv7 (time-ordered, as agents make event and media ids) for the time `ms`. */
-export function uuidv7(ms: number): string {
-  const b = randomBytes(16);
-  b.writeUIntBE(ms, 0, 6);
-  b[6] = 0x70 | (b[6]! & 0x0f);
-  b[8] = 0x80 | (b[8]! & 0x3f);
-  const h = b.toString('hex');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
-}
+/** A UUIDv7 for the time `ms` (time-ordered, as agents make event and media ids). */
+export { uuidV7 as uuidv7 } from '@vigil/testkit';
 
 /** Options for the cloud process (startCloudProcess `proc`): with a directory, a V8 CPU profile written there. */
 export function cpuProfile(dir: string | undefined): { nodeFlags?: readonly string[] } {
