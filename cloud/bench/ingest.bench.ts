@@ -30,21 +30,11 @@
 // before each ingest phase EVENTS and DEAD_LETTER are deleted (the cloud recreates them), and the cloud process
 // is fresh, so its metrics are that phase's alone. Every phase reports the CPU it used, per process.
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import {
-  DiscardPolicy,
-  JetStreamApiError,
-  RetentionPolicy,
-  StorageType,
-  jetstream,
-  jetstreamManager,
-  type JetStreamManager,
-} from '@nats-io/jetstream';
-import { nanos, type NatsConnection } from '@nats-io/transport-node';
+import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { sql } from 'kysely';
 import { DetectionEvent, Priority, subjectFor, TrackPhase } from '@vigil/proto';
 import {
@@ -62,17 +52,23 @@ import type { NewEvent } from '../src/events/store.js';
 import {
   connectAs,
   countEvents,
+  cpuProfile,
   cpuWindow,
+  deleteStream,
+  eventsLikeStream,
   ingestMetrics,
   log,
   machineInfo,
   median,
+  publishAll as publishWindowed,
+  reportHead,
   resetEvents,
   round,
+  runMain,
   sleep,
   startCloudProcess,
   startStack,
-  withWindow,
+  uuidv7,
   type BenchDevice,
   type CpuReport,
   type Stack,
@@ -93,9 +89,7 @@ const { values } = parseArgs({
   },
 });
 const INGEST_CONFIG = JSON.parse(values['ingest-config']) as Record<string, unknown>;
-const CLOUD_PROC = values['cpu-prof']
-  ? { nodeFlags: ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof']] }
-  : {};
+const CLOUD_PROC = cpuProfile(values['cpu-prof']);
 const ALERT_RULES = Number(values['alert-rules']);
 if (!Number.isInteger(ALERT_RULES) || ALERT_RULES < 0 || ALERT_RULES > 50)
   throw new Error(`--alert-rules must be 0-50: ${values['alert-rules']}`);
@@ -118,15 +112,6 @@ interface Batch {
   payloads: Uint8Array[];
   rows: NewEvent[];
   bytes: number;
-}
-
-function uuidv7(ms: number): string {
-  const b = randomBytes(16);
-  b.writeUIntBE(ms, 0, 6);
-  b[6] = 0x70 | (b[6]! & 0x0f);
-  b[8] = 0x80 | (b[8]! & 0x3f);
-  const h = b.toString('hex');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
 
 /** N events as an agent builds them (occurred_at 5 ms apart, ending now), and the rows ingest would insert. */
@@ -248,36 +233,9 @@ async function phaseCopy(stack: Stack, batch: Batch, repeat: number, csv: string
   };
 }
 
-async function deleteStream(jsm: JetStreamManager, name: string): Promise<void> {
-  try {
-    await jsm.streams.delete(name);
-  } catch (err) {
-    if (!(err instanceof JetStreamApiError)) throw err;
-  }
-}
-
 /** Publishes every payload with msgID = event id, `WINDOW` outstanding; returns the seconds to the last PubAck. */
-async function publishAll(
-  nc: NatsConnection,
-  subj: string,
-  batch: Batch,
-  onFirst?: () => void,
-): Promise<{ seconds: number; duplicates: number; t0: number }> {
-  const js = jetstream(nc);
-  let duplicates = 0;
-  let first = true;
-  let t0 = 0;
-  await withWindow(batch.payloads, WINDOW, async (payload, i) => {
-    if (first) {
-      first = false;
-      t0 = performance.now();
-      onFirst?.();
-    }
-    const ack = await js.publish(subj, payload, { msgID: batch.ids[i]!, timeout: 30_000 });
-    if (ack.duplicate) duplicates++;
-  });
-  return { seconds: (performance.now() - t0) / 1000, duplicates, t0 };
-}
+const publishAll = (nc: NatsConnection, subj: string, batch: Batch, onFirst?: () => void) =>
+  publishWindowed(nc, subj, batch, { window: WINDOW, timeoutMs: 30_000, onFirst });
 
 async function phaseNats(
   stack: Stack,
@@ -286,22 +244,7 @@ async function phaseNats(
   jsm: JetStreamManager,
   dupWindowS: number,
 ) {
-  await deleteStream(jsm, RAW_STREAM);
-  // Configured like EVENTS (streams.ts: eventsStreamConfig), on its own subjects.
-  await jsm.streams.add({
-    name: RAW_STREAM,
-    subjects: ['bench.raw.>'],
-    storage: StorageType.File,
-    retention: RetentionPolicy.Workqueue,
-    discard: DiscardPolicy.New,
-    // Smaller than EVENTS' 1 GiB: nats-server reserves max_bytes out of max_file_store (4 GB in natsConfig).
-    max_bytes: 256 * 1024 * 1024,
-    max_msgs: -1,
-    max_age: 0,
-    max_msg_size: 1024 * 1024,
-    duplicate_window: nanos(dupWindowS * 1000),
-    num_replicas: 1,
-  });
+  await eventsLikeStream(jsm, RAW_STREAM, ['bench.raw.>'], dupWindowS * 1000);
   const nc = await connectAs(stack, { device }, 'bench-device-raw');
   try {
     log(`  natsPublish: ${N} JetStream publishes, window ${WINDOW}`);
@@ -558,10 +501,7 @@ async function main(): Promise<void> {
     const ingestMed = of('ingest', 'eventsPerSec');
     const drainMed = of('ingestDrain', 'eventsPerSec');
     const doc = {
-      benchmark: 'cloud ingest throughput',
-      command:
-        `node --conditions=@vigil/source --import tsx cloud/bench/ingest.bench.ts ${process.argv.slice(2).join(' ')}`.trim(),
-      machine: { ...machine, loadavgAfter: loadavg().map((x) => round(x)) },
+      ...reportHead('cloud ingest throughput', 'ingest.bench.ts', machine),
       config: {
         events: N,
         repeats: REPEATS,
@@ -591,10 +531,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    log(`failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-    process.exit(1);
-  },
-);
+runMain(main);

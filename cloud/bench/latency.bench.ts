@@ -29,19 +29,9 @@
 //               to the first agent's last event: every agent producing) and over all events. Achieved rates are
 //               from occurred_at in PostgreSQL.
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import {
-  DiscardPolicy,
-  JetStreamApiError,
-  RetentionPolicy,
-  StorageType,
-  jetstream,
-  jetstreamManager,
-  type JetStreamManager,
-} from '@nats-io/jetstream';
-import { nanos } from '@nats-io/transport-node';
+import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { ChildProcess } from 'node:child_process';
 import { sql } from 'kysely';
 import { CommitReceipt, DetectionEvent, TrackPhase } from '@vigil/proto';
@@ -50,16 +40,21 @@ import {
   connectAs,
   countEvents,
   cpuWindow,
+  deleteStream,
   distribution,
+  eventsLikeStream,
   ingestMetrics,
   log,
   machineInfo,
   repoRoot,
+  reportHead,
   round,
+  runMain,
   sleep,
   startCloudProcess,
   startStack,
   stopChild,
+  uuidv7,
   type BenchDevice,
   type CpuReport,
   type Distribution,
@@ -90,41 +85,9 @@ const RTT_STREAM = 'BENCH_RTT';
 /** Wall-clock ms with sub-ms resolution (comparable with Date.now() in other processes on this machine). */
 const wallNow = (): number => performance.timeOrigin + performance.now();
 
-function uuidv7(ms: number): string {
-  const b = Buffer.alloc(16);
-  for (let i = 6; i < 16; i++) b[i] = Math.floor(Math.random() * 256);
-  b.writeUIntBE(ms, 0, 6);
-  b[6] = 0x70 | (b[6]! & 0x0f);
-  b[8] = 0x80 | (b[8]! & 0x3f);
-  const h = b.toString('hex');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
-}
-
-async function deleteStream(jsm: JetStreamManager, name: string): Promise<void> {
-  try {
-    await jsm.streams.delete(name);
-  } catch (err) {
-    if (!(err instanceof JetStreamApiError)) throw err;
-  }
-}
-
 /** publish -> PubAck of single publishes paced at RATE for SECONDS, from a device connection. */
 async function baseline(stack: Stack, jsm: JetStreamManager) {
-  await deleteStream(jsm, RTT_STREAM);
-  await jsm.streams.add({
-    name: RTT_STREAM,
-    subjects: ['bench.rtt.>'],
-    storage: StorageType.File,
-    retention: RetentionPolicy.Workqueue,
-    discard: DiscardPolicy.New,
-    // Smaller than EVENTS' 1 GiB: nats-server reserves max_bytes out of max_file_store (4 GB in natsConfig).
-    max_bytes: 256 * 1024 * 1024,
-    max_msgs: -1,
-    max_age: 0,
-    max_msg_size: 1024 * 1024,
-    duplicate_window: nanos(600_000),
-    num_replicas: 1,
-  });
+  await eventsLikeStream(jsm, RTT_STREAM, ['bench.rtt.>'], 600_000);
   const d = devices[0]!;
   const nc = await connectAs(stack, { device: d }, 'bench-rtt');
   const js = jetstream(nc);
@@ -401,10 +364,7 @@ async function main(): Promise<void> {
       achievedRate: round((s.events - 1) / ((s.last - s.first) / 1000), 1),
     }));
     const doc = {
-      benchmark: 'cloud end-to-end latency (capture -> commit)',
-      command:
-        `node --conditions=@vigil/source --import tsx cloud/bench/latency.bench.ts ${process.argv.slice(2).join(' ')}`.trim(),
-      machine: { ...machine, loadavgAfter: loadavg().map((x) => round(x)) },
+      ...reportHead('cloud end-to-end latency (capture -> commit)', 'latency.bench.ts', machine),
       config: {
         rate: RATE,
         seconds: SECONDS,
@@ -444,10 +404,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    log(`failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-    process.exit(1);
-  },
-);
+runMain(main);

@@ -16,15 +16,12 @@
 //                MEDIA; objects/s from the first publish until PostgreSQL indexes N objects; ratios to both.
 import { randomBytes, createHash } from 'node:crypto';
 import { mkdirSync, openSync, closeSync, writeSync, fsyncSync, rmSync } from 'node:fs';
-import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
   DiscardPolicy,
-  JetStreamApiError,
   RetentionPolicy,
   StorageType,
-  jetstream,
   jetstreamManager,
   type JetStreamManager,
 } from '@nats-io/jetstream';
@@ -34,15 +31,20 @@ import { MediaObject, subjectFor } from '@vigil/proto';
 import { FleetRegistry } from '../src/index.js';
 import {
   connectAs,
+  cpuProfile,
   cpuWindow,
+  deleteStream,
   log,
   machineInfo,
   median,
+  publishAll as publishWindowed,
+  reportHead,
   round,
+  runMain,
   sleep,
   startCloudProcess,
   startStack,
-  withWindow,
+  uuidv7,
   type BenchDevice,
   type Stack,
 } from './support.js';
@@ -57,9 +59,7 @@ const { values } = parseArgs({
     'cpu-prof': { type: 'string' },
   },
 });
-const CLOUD_PROC = values['cpu-prof']
-  ? { nodeFlags: ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof']] }
-  : {};
+const CLOUD_PROC = cpuProfile(values['cpu-prof']);
 const N = Number(values.objects ?? (values.quick ? 300 : 2_000));
 const KIB = Number(values.kib);
 const REPEATS = Math.max(1, Number(values.repeats ?? (values.quick ? 1 : 3)));
@@ -77,15 +77,6 @@ interface Batch {
   data: Buffer[];
   payloads: Uint8Array[];
   bytes: number;
-}
-
-function uuidv7(ms: number): string {
-  const b = randomBytes(16);
-  b.writeUIntBE(ms, 0, 6);
-  b[6] = 0x70 | (b[6]! & 0x0f);
-  b[8] = 0x80 | (b[8]! & 0x3f);
-  const h = b.toString('hex');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
 
 function makeBatch(n: number): Batch {
@@ -118,33 +109,9 @@ function makeBatch(n: number): Batch {
   return out;
 }
 
-async function deleteStream(jsm: JetStreamManager, name: string): Promise<void> {
-  try {
-    await jsm.streams.delete(name);
-  } catch (err) {
-    if (!(err instanceof JetStreamApiError)) throw err;
-  }
-}
-
-async function publishAll(
-  nc: NatsConnection,
-  subj: string,
-  batch: Batch,
-  onFirst?: () => void,
-): Promise<{ seconds: number; t0: number }> {
-  const js = jetstream(nc);
-  let t0 = 0;
-  let first = true;
-  await withWindow(batch.payloads, WINDOW, async (payload, i) => {
-    if (first) {
-      first = false;
-      t0 = performance.now();
-      onFirst?.();
-    }
-    await js.publish(subj, payload, { msgID: batch.ids[i]!, timeout: 60_000 });
-  });
-  return { seconds: (performance.now() - t0) / 1000, t0 };
-}
+/** Publishes every object with msgID = media id, `WINDOW` outstanding. */
+const publishAll = (nc: NatsConnection, subj: string, batch: Batch, onFirst?: () => void) =>
+  publishWindowed(nc, subj, batch, { window: WINDOW, timeoutMs: 60_000, onFirst });
 
 function phaseFs(stack: Stack, batch: Batch, repeat: number) {
   const dir = join(stack.dir, `fs-${repeat}`);
@@ -293,10 +260,7 @@ async function main(): Promise<void> {
     process.stdout.write(
       JSON.stringify(
         {
-          benchmark: 'cloud media ingest throughput',
-          command:
-            `node --conditions=@vigil/source --import tsx cloud/bench/media.bench.ts ${process.argv.slice(2).join(' ')}`.trim(),
-          machine: { ...machine, loadavgAfter: loadavg().map((x) => round(x)) },
+          ...reportHead('cloud media ingest throughput', 'media.bench.ts', machine),
           config: { objects: N, kib: KIB, repeats: REPEATS, window: WINDOW },
           summary: {
             medianOf: REPEATS,
@@ -319,10 +283,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    log(`failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-    process.exit(1);
-  },
-);
+runMain(main);

@@ -1,13 +1,22 @@
-// Shared harness of the cloud benchmarks (ingest.bench.ts, latency.bench.ts): a development PKI, a real
-// nats-server (mutual TLS + JetStream) in a temp dir, a fresh database on a real PostgreSQL, the real cloud as
-// its own process (src/main.ts, as it runs in production), device connections, CPU accounting from /proc,
-// Prometheus text parsing and percentiles. Progress goes to stderr; the benchmarks print JSON on stdout.
+// Shared harness of the cloud benchmarks (ingest, latency, media, webhooks and others): a development PKI, a
+// real nats-server (mutual TLS + JetStream) in a temp dir, a fresh database on a real PostgreSQL, the real cloud
+// as its own process (src/main.ts, as it runs in production), device connections and windowed JetStream
+// publishing, CPU accounting from /proc, Prometheus text parsing and percentiles, and the head of each report.
+// Progress goes to stderr; the benchmarks print JSON on stdout.
 import { execFileSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import {
+  DiscardPolicy,
+  JetStreamApiError,
+  RetentionPolicy,
+  StorageType,
+  jetstream,
+  type JetStreamManager,
+} from '@nats-io/jetstream';
+import { connect, nanos, type NatsConnection } from '@nats-io/transport-node';
 import { sql, type Kysely } from 'kysely';
 import pg from 'pg';
 import { ensureDevPki, type DevPkiPaths } from '@vigil/certs';
@@ -38,6 +47,25 @@ export const round = (x: number, digits = 2): number => {
   const f = 10 ** digits;
   return Math.round(x * f) / f;
 };
+
+/** Runs a benchmark's main: exit 0 when it is done, else its error on stderr and exit 1. */
+export function runMain(main: () => Promise<void>): void {
+  main().then(
+    () => process.exit(0),
+    (err: unknown) => {
+      log(`failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+      process.exit(1);
+    },
+  );
+}
+
+/** A UUIDv7 for the time `ms` (time-ordered, as agents make event and media ids). */
+export { uuidV7 as uuidv7 } from '@vigil/testkit';
+
+/** Options for the cloud process (startCloudProcess `proc`): with a directory, a V8 CPU profile written there. */
+export function cpuProfile(dir: string | undefined): { nodeFlags?: readonly string[] } {
+  return dir === undefined ? {} : { nodeFlags: ['--cpu-prof', `--cpu-prof-dir=${dir}`] };
+}
 
 /** A ProcessRegistry that also remembers what it spawned (to read the CPU time of nats-server). */
 class TrackingRegistry extends ProcessRegistry {
@@ -286,6 +314,68 @@ export async function startCloudProcess(
   };
 }
 
+/** Deletes a stream; one that is not there is no error. */
+export async function deleteStream(jsm: JetStreamManager, name: string): Promise<void> {
+  try {
+    await jsm.streams.delete(name);
+  } catch (err) {
+    if (!(err instanceof JetStreamApiError)) throw err;
+  }
+}
+
+/**
+ * A scratch stream (made anew) configured like EVENTS (streams.ts: eventsStreamConfig) on its own subjects: the
+ * raw JetStream baseline the benches hold the cloud against.
+ */
+export async function eventsLikeStream(
+  jsm: JetStreamManager,
+  name: string,
+  subjects: string[],
+  duplicateWindowMs: number,
+): Promise<void> {
+  await deleteStream(jsm, name);
+  await jsm.streams.add({
+    name,
+    subjects,
+    storage: StorageType.File,
+    retention: RetentionPolicy.Workqueue,
+    discard: DiscardPolicy.New,
+    // Smaller than EVENTS' 1 GiB: nats-server reserves max_bytes out of max_file_store (4 GB in natsConfig).
+    max_bytes: 256 * 1024 * 1024,
+    max_msgs: -1,
+    max_age: 0,
+    max_msg_size: 1024 * 1024,
+    duplicate_window: nanos(duplicateWindowMs),
+    num_replicas: 1,
+  });
+}
+
+/**
+ * JetStream-publishes every payload with msgID = its id, at most `window` awaiting their PubAck (an agent's
+ * in-flight window). `t0` is the first publish (`onFirst` runs then); `seconds` from it to the last PubAck.
+ */
+export async function publishAll(
+  nc: NatsConnection,
+  subject: string,
+  msgs: { ids: readonly string[]; payloads: readonly Uint8Array[] },
+  opts: { window: number; timeoutMs: number; onFirst?: (() => void) | undefined },
+): Promise<{ seconds: number; duplicates: number; t0: number }> {
+  const js = jetstream(nc);
+  let duplicates = 0;
+  let first = true;
+  let t0 = 0;
+  await withWindow(msgs.payloads, opts.window, async (payload, i) => {
+    if (first) {
+      first = false;
+      t0 = performance.now();
+      opts.onFirst?.();
+    }
+    const ack = await js.publish(subject, payload, { msgID: msgs.ids[i]!, timeout: opts.timeoutMs });
+    if (ack.duplicate) duplicates++;
+  });
+  return { seconds: (performance.now() - t0) / 1000, duplicates, t0 };
+}
+
 /** Empties the events table (all partitions; they stay) and flushes dirty pages so the next phase starts clean. */
 export async function resetEvents(db: Kysely<Database>): Promise<void> {
   await sql`truncate events`.execute(db);
@@ -335,6 +425,23 @@ export async function machineInfo(stack: Stack): Promise<MachineInfo> {
     postgresSettings: settings,
     natsServer,
     postgresSource: stack.pgSource,
+  };
+}
+
+/**
+ * The first fields of a benchmark's JSON document: its name, the command that ran it (`file` in cloud/bench)
+ * and the machine, with the load average now (after the run).
+ */
+export function reportHead(
+  benchmark: string,
+  file: string,
+  machine: MachineInfo,
+): { benchmark: string; command: string; machine: MachineInfo } {
+  const args = process.argv.slice(2).join(' ');
+  return {
+    benchmark,
+    command: `node --conditions=@vigil/source --import tsx cloud/bench/${file} ${args}`.trim(),
+    machine: { ...machine, loadavgAfter: loadavg().map((x) => round(x)) },
   };
 }
 

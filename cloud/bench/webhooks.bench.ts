@@ -17,10 +17,8 @@
 // --window is the raw client's concurrency; it should equal the cloud's per-endpoint concurrency (default 32,
 // integrations.perEndpointConcurrency). --concurrency and --per-endpoint are passed to the cloud's config.
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { sql } from 'kysely';
 import type { NewEvent } from '../src/events/store.js';
@@ -28,15 +26,19 @@ import { planJobs } from '../src/integrations/outbox.js';
 import { signRequest, verifyWebhookSignature } from '../src/integrations/signing.js';
 import { WebhookStore, type Webhook } from '../src/integrations/store.js';
 import {
+  cpuProfile,
   cpuWindow,
   log,
   machineInfo,
   median,
   metricValue,
+  reportHead,
   round,
+  runMain,
   sleep,
   startCloudProcess,
   startStack,
+  uuidv7,
   type CloudProcess,
   type Stack,
 } from './support.js';
@@ -134,15 +136,6 @@ class Receiver {
     this.server.closeAllConnections();
     return new Promise((r) => this.server.close(() => r()));
   }
-}
-
-function uuidv7(ms: number): string {
-  const b = randomBytes(16);
-  b.writeUIntBE(ms, 0, 6);
-  b[6] = 0x70 | (b[6]! & 0x0f);
-  b[8] = 0x80 | (b[8]! & 0x3f);
-  const h = b.toString('hex');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
 
 function eventRows(n: number): NewEvent[] {
@@ -340,13 +333,12 @@ async function main(): Promise<void> {
       description: 'bench receiver',
       createdBy: 'bench',
     });
-    const cpuProf = values['cpu-prof'];
     cloud = await startCloudProcess(
       stack,
       {},
       'cloud-webhooks',
       { integrations: cloudIntegrations },
-      { nodeFlags: cpuProf === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${cpuProf}`] },
+      cpuProfile(values['cpu-prof']),
     );
     const results: Array<Record<string, unknown>> = [];
     for (let repeat = 1; repeat <= REPEATS; repeat++) {
@@ -364,10 +356,7 @@ async function main(): Promise<void> {
     process.stdout.write(
       JSON.stringify(
         {
-          benchmark: 'cloud webhook delivery rate',
-          command:
-            `node --conditions=@vigil/source --import tsx cloud/bench/webhooks.bench.ts ${process.argv.slice(2).join(' ')}`.trim(),
-          machine: { ...machine, loadavgAfter: loadavg().map((x) => round(x)) },
+          ...reportHead('cloud webhook delivery rate', 'webhooks.bench.ts', machine),
           config: { jobs: N, repeats: REPEATS, window: WINDOW, cloudIntegrations },
           summary: {
             medianOf: REPEATS,
@@ -411,10 +400,4 @@ function batchAvg(text: string, op: string): number | null {
   return count > 0 ? round(metricValue(text, `${name}_sum`, `{op="${op}"}`) / count, 1) : null;
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    log(`failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-    process.exit(1);
-  },
-);
+runMain(main);

@@ -13,36 +13,10 @@ import {
 } from '../src/alerts/plan.js';
 import type { AlertIncident, AlertRule } from '../src/alerts/store.js';
 import type { AlertRuleMatch } from '../src/storage/tables.js';
+import { END_GRACE_MS as GRACE, INTRUSION, T0, countedEventId, eventRows } from './support/alert-events.js';
 
 const at = new Date('2026-12-07T10:00:10Z');
-const T0 = Date.parse('2026-12-07T10:00:00Z');
-const GRACE = 3000;
-let n = 0;
-
-function row(track: string, phase: string, ms: number, over: Partial<NewEvent> = {}): NewEvent {
-  n++;
-  return {
-    event_id: `00000000-0000-4000-8000-${String(n).padStart(12, '0')}`,
-    tenant_id: 'acme',
-    site_id: 'hq',
-    device_id: 'gw-1',
-    camera_id: 'gate',
-    occurred_at: new Date(T0 + ms),
-    track_id: track,
-    phase,
-    label: 'person',
-    score: 0.9,
-    box_x: 0,
-    box_y: 0,
-    box_w: 1,
-    box_h: 1,
-    zones: ['door'],
-    priority: 1,
-    payload: Buffer.alloc(0),
-    stream_seq: n,
-    ...over,
-  } as NewEvent;
-}
+const row = eventRows(countedEventId);
 
 function rule(id: string, match: AlertRuleMatch = {}, tenant = 'acme'): AlertRule {
   return {
@@ -50,7 +24,7 @@ function rule(id: string, match: AlertRuleMatch = {}, tenant = 'acme'): AlertRul
     tenant_id: tenant,
     name: id,
     match,
-    cap: { event: 'Intrusion', urgency: 'Immediate', severity: 'Severe', certainty: 'Observed' },
+    cap: INTRUSION,
     target_ids: ['tg-1'],
     enabled: true,
   } as AlertRule;

@@ -3,7 +3,6 @@
 // committed in an earlier batch found by the incident opened after it, and the sweeper closing N incidents in one
 // transaction per pass of END_SWEEP_BATCH, leaving the incidents of a track whose lock is busy to a later pass,
 // and two sweepers (two processes) closing each incident once.
-import { randomUUID } from 'node:crypto';
 import { useDatabase } from '@vigil/testkit';
 import { sql, type Kysely } from 'kysely';
 import { pino } from 'pino';
@@ -17,34 +16,13 @@ import { EventStore, utcDay, type NewEvent } from '../src/events/store.js';
 import { createDb } from '../src/index.js';
 import { migrateToLatest } from '../src/storage/migrate.js';
 import type { Database } from '../src/storage/tables.js';
+import { END_GRACE_MS as GRACE, INTRUSION, T0, eventRows } from './support/alert-events.js';
 
-const T0 = Date.parse('2026-12-07T10:00:00Z');
-const GRACE = 3000;
 const log = pino({ level: 'silent' });
-let seq = 0;
-
-function row(tenant: string, track: string, phase: string, ms: number, zones = ['door']): NewEvent {
-  return {
-    event_id: randomUUID(),
-    tenant_id: tenant,
-    site_id: 'hq',
-    device_id: 'gw-1', // the same device and track ids in both tenants: nothing may cross
-    camera_id: 'gate',
-    occurred_at: new Date(T0 + ms),
-    track_id: track,
-    phase,
-    label: 'person',
-    score: 0.9,
-    box_x: 0,
-    box_y: 0,
-    box_w: 1,
-    box_h: 1,
-    zones,
-    priority: 1,
-    payload: Buffer.alloc(0),
-    stream_seq: ++seq,
-  } as NewEvent;
-}
+const event = eventRows();
+// The same device and track ids in both tenants: nothing may cross.
+const row = (tenant: string, track: string, phase: string, ms: number, zones = ['door']): NewEvent =>
+  event(track, phase, ms, { tenant_id: tenant, zones });
 
 const track = (tenant: string, id: string) => ({
   tenant_id: tenant,
@@ -104,7 +82,7 @@ describe('alert hook and end sweeper, set-based (PostgreSQL, injected clock)', (
         tenantId: tenant,
         name: 'all',
         match,
-        cap: { event: 'Intrusion', urgency: 'Immediate', severity: 'Severe', certainty: 'Observed' },
+        cap: INTRUSION,
         targetIds: [target.id],
         createdBy: 'test',
       });

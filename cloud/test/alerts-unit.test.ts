@@ -1,3 +1,4 @@
+import { capSchemaFile } from '@vigil/testkit';
 import { describe, expect, it } from 'vitest';
 import {
   areaXml,
@@ -19,8 +20,7 @@ import {
 import { parseAlertJob } from '../src/alerts/worker.js';
 import { CapSchema, MAX_ANSWER_BYTES, parseAnswer } from '../src/alerts/xml.js';
 
-const XSD = new URL('../../../shared/standards/cap/CAP-v1.2.xsd', import.meta.url).pathname;
-const schema = CapSchema.fromFile(XSD);
+const schema = CapSchema.fromFile(capSchemaFile());
 
 const ev = (o: Partial<RuleEvent> = {}): RuleEvent => ({
   label: 'person',

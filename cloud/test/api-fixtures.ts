@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { sql, type Kysely } from 'kysely';
 import { pino } from 'pino';
@@ -16,15 +15,7 @@ import {
 import type { Database } from '../src/storage/tables.js';
 import type { CloudConfig } from '../src/config/schema.js';
 
-/** A canonical UUIDv7 for a given millisecond (random tail). */
-export function uuidV7(ms: number): string {
-  const b = randomBytes(16);
-  b.writeUIntBE(ms, 0, 6);
-  b[6] = 0x70 | (b[6]! & 0x0f);
-  b[8] = 0x80 | (b[8]! & 0x3f);
-  const h = b.toString('hex');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
-}
+export { uuidV7 } from '@vigil/testkit';
 
 export interface SeedEvent {
   event_id: string;

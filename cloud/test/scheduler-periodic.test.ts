@@ -5,7 +5,7 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import type { LeaderGate } from '../src/scheduler/lease.js';
-import { nextDelayMs, PeriodicJob, type Exclusive } from '../src/scheduler/periodic.js';
+import { drainOpen, nextDelayMs, PeriodicJob, type Exclusive } from '../src/scheduler/periodic.js';
 
 const silent = pino({ level: 'silent' });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -148,5 +148,38 @@ describe('periodic job runner', () => {
     await sleep(50);
     expect(runs).toBe(after);
     expect(after).toBeLessThanOrEqual(4);
+  });
+});
+
+describe('drainOpen (the batch loop over open items)', () => {
+  // Items with a number of batches left; an item is open while it has any. The page is the first two open.
+  const work = (left: Record<string, number>) => {
+    const calls: string[] = [];
+    return {
+      calls,
+      open: () =>
+        Promise.resolve(
+          Object.keys(left)
+            .filter((k) => left[k]! > 0)
+            .slice(0, 2),
+        ),
+      runBatch: (k: string) => {
+        calls.push(k);
+        left[k]!--;
+        return Promise.resolve({ more: left[k]! > 0 });
+      },
+    };
+  };
+
+  it('runs each open item to the end, page after page, then stops', async () => {
+    const w = work({ a: 2, b: 1, c: 3, d: 0 });
+    await drainOpen({ token: undefined, live: () => true }, w.open, w.runBatch);
+    expect(w.calls).toEqual(['a', 'a', 'b', 'c', 'c', 'c']);
+  });
+
+  it('ends between batches once live() is false, leaving the rest open', async () => {
+    const w = work({ a: 5, b: 5 });
+    await drainOpen({ token: undefined, live: () => w.calls.length < 3 }, w.open, w.runBatch);
+    expect(w.calls).toEqual(['a', 'a', 'a']);
   });
 });

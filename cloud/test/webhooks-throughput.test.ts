@@ -321,7 +321,7 @@ describe('a kept connection the receiver closed as the request left', () => {
 
 // The worker's batched reads and writes against a real PostgreSQL: what each job sees must be what the
 // per-job store.get + store.progress gave, whatever else is in the batch.
-describe('WebhookStore.lookupJobs / recordMany (one statement per batch)', () => {
+describe('WebhookStore.lookupJobs / recordMany / record (one statement per batch)', () => {
   const dbUrl = useDatabase();
   let db: Kysely<Database>;
   let store: WebhookStore;
@@ -389,5 +389,26 @@ describe('WebhookStore.lookupJobs / recordMany (one statement per batch)', () =>
     expect(rows).toHaveLength(3);
     expect(rows.every((r) => r.error === null || r.error.length === 500)).toBe(true);
     expect(await store.lookupJobs([])).toEqual([]);
+  });
+
+  it('record() writes the row recordMany() writes for the same attempt', async () => {
+    const a = await hookOf('acme');
+    const [e1, e2] = [uuidV7(Date.now()), uuidV7(Date.now() + 1)];
+    await store.record(rec(a.id, 'acme', e1, 1, 'retrying'));
+    await store.recordMany([rec(a.id, 'acme', e2, 1, 'retrying')]);
+    const rows = await store.listDeliveries('acme', a.id, 10);
+    const shape = (r: (typeof rows)[number]) => [
+      r.webhook_id,
+      r.tenant_id,
+      r.attempt,
+      r.state,
+      r.http_status,
+      r.error,
+      r.duration_ms,
+    ];
+    expect(rows.map((r) => r.event_id).sort()).toEqual([e1, e2].sort());
+    expect(shape(rows[0]!)).toEqual(shape(rows[1]!));
+    expect(rows[0]!.error).toHaveLength(500);
+    expect(await store.progress(a.id, e1)).toEqual({ attempts: 1, delivered: false });
   });
 });

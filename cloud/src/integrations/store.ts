@@ -193,7 +193,7 @@ export class WebhookStore {
 
   /**
    * Records attempts in one statement, then prunes each webhook's rows beyond the newest
-   * DELIVERIES_KEPT_PER_WEBHOOK at the same average rate as record() (about one row in 50).
+   * DELIVERIES_KEPT_PER_WEBHOOK.
    */
   async recordMany(ds: readonly DeliveryRecord[]): Promise<void> {
     if (ds.length === 0) return;
@@ -214,30 +214,17 @@ export class WebhookStore {
         })),
       )
       .execute();
+    // About one row in 50 prunes (random, so that no webhook's pattern of ids can dodge it): the cap holds
+    // within a few dozen rows, and most inserts cost no extra statement. A webhook with n rows here prunes
+    // with the chance that one of n single inserts would have.
     const perHook = new Map<string, number>();
     for (const d of ds) perHook.set(d.webhookId, (perHook.get(d.webhookId) ?? 0) + 1);
     for (const [webhookId, n] of perHook) if (Math.random() < 1 - 0.98 ** n) await this.prune(webhookId);
   }
 
-  /** Records an attempt and deletes the webhook's rows beyond the newest DELIVERIES_KEPT_PER_WEBHOOK. */
-  async record(d: DeliveryRecord): Promise<void> {
-    await this.db
-      .insertInto('webhook_deliveries')
-      .values({
-        webhook_id: d.webhookId,
-        tenant_id: d.tenantId,
-        event_id: d.eventId,
-        attempt: d.attempt,
-        state: d.state,
-        http_status: d.httpStatus,
-        error: d.error === null ? null : d.error.slice(0, 500),
-        duration_ms: d.durationMs,
-        at: this.now(),
-      })
-      .execute();
-    // About one insert in 50 prunes (random, so that no webhook's pattern of ids can dodge it): the cap holds
-    // within a few dozen rows, and most inserts cost no extra statement.
-    if (Math.random() < 0.02) await this.prune(d.webhookId);
+  /** Records one attempt (recordMany of one). */
+  record(d: DeliveryRecord): Promise<void> {
+    return this.recordMany([d]);
   }
 
   private async prune(webhookId: string): Promise<void> {

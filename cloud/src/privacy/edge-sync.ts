@@ -6,7 +6,7 @@ import type { ConfigBody } from '../config-ota/body.js';
 import type { IssueInput } from '../config-ota/issuer.js';
 import { VigilError } from '../lib/errors.js';
 import type { LeaderGate } from '../scheduler/lease.js';
-import { PeriodicJob, type RunContext } from '../scheduler/periodic.js';
+import { drainOpen, PeriodicJob, type RunContext } from '../scheduler/periodic.js';
 import { whileHoldingLock } from '../storage/leader-lock.js';
 import type { ConfigKind, Database } from '../storage/tables.js';
 import { applyEdgeLimits, edgeLimitsFor } from './edge.js';
@@ -171,18 +171,19 @@ export class EdgeRetentionSync {
     return (await this.job.runOnce()).ran;
   }
 
-  private async runOpen(ctx: RunContext): Promise<void> {
-    for (;;) {
-      const open = await this.opts.db
-        .selectFrom('edge_retention_syncs')
-        .select('tenant_id')
-        .where('state', '<>', 'done')
-        .orderBy('requested_at')
-        .limit(20)
-        .execute();
-      if (open.length === 0 || !ctx.live()) return;
-      for (const o of open) while (ctx.live() && (await this.runBatch(o.tenant_id)).more);
-    }
+  private runOpen(ctx: RunContext): Promise<void> {
+    return drainOpen(
+      ctx,
+      () =>
+        this.opts.db
+          .selectFrom('edge_retention_syncs')
+          .select('tenant_id')
+          .where('state', '<>', 'done')
+          .orderBy('requested_at')
+          .limit(20)
+          .execute(),
+      (o) => this.runBatch(o.tenant_id),
+    );
   }
 
   /** One batch of one tenant's pass (exported for tests: callers hold no lock, so use one runner). */

@@ -5,7 +5,7 @@ import type { AuditLog } from '../audit/audit-log.js';
 import { failpoint } from '../lib/failpoint.js';
 import type { MediaStore } from '../media/store.js';
 import type { LeaderGate } from '../scheduler/lease.js';
-import { PeriodicJob, type RunContext } from '../scheduler/periodic.js';
+import { drainOpen, PeriodicJob, type RunContext } from '../scheduler/periodic.js';
 import { whileHoldingLock } from '../storage/leader-lock.js';
 import type { Database, ErasurePhase } from '../storage/tables.js';
 import { heldSql } from './erasure-holds.js';
@@ -126,12 +126,12 @@ export class ErasureJob {
     return (await this.job.runOnce()).ran;
   }
 
-  private async runOpen(ctx: RunContext): Promise<void> {
-    for (;;) {
-      const open = await this.openRequests();
-      if (open.length === 0 || !ctx.live()) return;
-      for (const req of open) while (ctx.live() && (await this.runBatch(req.id)).more);
-    }
+  private runOpen(ctx: RunContext): Promise<void> {
+    return drainOpen(
+      ctx,
+      () => this.openRequests(),
+      (req) => this.runBatch(req.id),
+    );
   }
 
   private async openRequests(): Promise<{ id: string }[]> {

@@ -39,6 +39,23 @@ export interface PeriodicJobOptions {
   random?: (() => number) | undefined;
 }
 
+/**
+ * A run's work over open items (erasure requests, edge retention passes): reads the open ones (`open`, a
+ * bounded page), runs each one's batches until it has no more, then reads again, until none is open. Ends
+ * between batches once `ctx.live()` is false; what is left stays open for the next run.
+ */
+export async function drainOpen<K>(
+  ctx: RunContext,
+  open: () => Promise<readonly K[]>,
+  runBatch: (key: K) => Promise<{ more: boolean }>,
+): Promise<void> {
+  for (;;) {
+    const keys = await open();
+    if (keys.length === 0 || !ctx.live()) return;
+    for (const key of keys) while (ctx.live() && (await runBatch(key)).more);
+  }
+}
+
 /** Pure: the wait before the next run, intervalMs × (1 ± jitter), never negative. */
 export function nextDelayMs(intervalMs: number, jitter: number, random: number): number {
   const j = Math.min(1, Math.max(0, jitter));

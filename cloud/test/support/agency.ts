@@ -7,15 +7,13 @@ import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import { fileURLToPath } from 'node:url';
 import { createCa, issueClientCert, issueServerCert, type CertKeyPem } from '@vigil/certs';
+import { capSchemaFile } from '@vigil/testkit';
 import { XmlDocument, XsdValidator } from 'libxml2-wasm';
 import { expect } from 'vitest';
 
-/** OASIS's CAP 1.2 schema in the shared assets (never copied into the repository). */
-export const CAP_XSD = fileURLToPath(
-  new URL('../../../../shared/standards/cap/CAP-v1.2.xsd', import.meta.url),
-);
+/** OASIS's CAP 1.2 schema in the shared standards (never copied into the repository). */
+export const CAP_XSD = capSchemaFile();
 export const CAP_NS = 'urn:oasis:names:tc:emergency:cap:1.2';
 
 /** One request as the agency saw it. */
@@ -144,13 +142,7 @@ export const HQ_LOCATION: { polygon: Array<[number, number]> } = {
 };
 export const HQ_CAP_POLYGON = '<polygon>48.85,2.35 48.86,2.35 48.86,2.36 48.85,2.35</polygon>';
 
-/** The rule CAP fields the tests use. */
-export const INTRUSION = {
-  event: 'Intrusion',
-  urgency: 'Immediate',
-  severity: 'Severe',
-  certainty: 'Observed',
-} as const;
+export { INTRUSION } from './alert-events.js';
 
 /**
  * Messages of one incident as the agency accepted them: the msgTypes in order, each valid, sent by `sender`

@@ -1,6 +1,5 @@
 // Shared harness for the ingest tests: a real nats-server (mTLS + JetStream), a real PostgreSQL database
 // and the real cloud (startCloud); devices publish with their own client certificates, as agents do.
-import { randomBytes } from 'node:crypto';
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { sql } from 'kysely';
@@ -14,7 +13,14 @@ import {
   subjectFor,
   TrackPhase,
 } from '@vigil/proto';
-import { natsConfig, printLogsOnFailure, useNats, usePki, type NatsServer } from '@vigil/testkit';
+import {
+  natsConfig,
+  printLogsOnFailure,
+  useNats,
+  usePki,
+  uuidV7 as uuidv7,
+  type NatsServer,
+} from '@vigil/testkit';
 import { parseCloudConfig, startCloud, type CloudApp, type CloudDeps } from '../../src/index.js';
 import { traceLogMixin } from '../../src/lib/tracing.js';
 
@@ -24,15 +30,7 @@ export interface TestDevice {
   deviceId: string;
 }
 
-/** A canonical lowercase UUIDv7 for the time `ms`. */
-export function uuidv7(ms = Date.now()): string {
-  const b = randomBytes(16);
-  b.writeUIntBE(ms, 0, 6);
-  b[6] = 0x70 | (b[6]! & 0x0f);
-  b[8] = 0x80 | (b[8]! & 0x3f);
-  const h = b.toString('hex');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
-}
+export { uuidv7 };
 
 /** A valid event of `device` on camera cam1, as the agent builds it. */
 export function makeEvent(device: TestDevice, overrides: Partial<DetectionEvent> = {}): DetectionEvent {

@@ -3,6 +3,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { uuidV7 } from '@vigil/testkit';
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../../src/storage/tables.js';
 import { FsMediaStore, mediaKeyFor } from '../../src/media/store.js';
@@ -24,15 +25,7 @@ export interface Seeded extends SeedObject {
   bytes: Buffer;
 }
 
-/** A canonical UUIDv7 for a given millisecond (random tail). */
-export function uuidV7(ms: number): string {
-  const b = randomBytes(16);
-  b.writeUIntBE(ms, 0, 6);
-  b[6] = 0x70 | (b[6]! & 0x0f);
-  b[8] = 0x80 | (b[8]! & 0x3f);
-  const h = b.toString('hex');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
-}
+export { uuidV7 };
 
 /** Stores each object's bytes (a fake JPEG of `size` bytes) and inserts its media row and event, in chunks. */
 export async function seedObjects(

@@ -1,9 +1,10 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { capSchemaFile } from '@vigil/testkit';
 import { describe, expect, it } from 'vitest';
 import { useCliCloud } from './support/cloud.js';
 
-const XSD = new URL('../../../../shared/standards/cap/CAP-v1.2.xsd', import.meta.url).pathname;
+const XSD = capSchemaFile();
 
 // `vigil alerts` against the real cloud: a target and a rule made with the CLI; the agency (a local server, an
 // outside party; http with RFC 9421 signatures here, mTLS is covered by cloud/test/alerts-cap.test.ts) refuses

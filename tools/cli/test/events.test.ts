@@ -1,18 +1,8 @@
-import { randomBytes } from 'node:crypto';
 import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureDevSigningKey, parseCloudConfig, startCloud, type CloudApp } from '@vigil/cloud';
-import { natsConfig, useDatabase, useNats, usePki } from '@vigil/testkit';
+import { natsConfig, useDatabase, useNats, usePki, uuidV7 } from '@vigil/testkit';
 import { runCli } from '../src/index.js';
-
-function uuidV7(ms: number): string {
-  const b = randomBytes(16);
-  b.writeUIntBE(ms, 0, 6);
-  b[6] = 0x70 | (b[6]! & 0x0f);
-  b[8] = 0x80 | (b[8]! & 0x3f);
-  const h = b.toString('hex');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
-}
 
 // The CLI against the real cloud: tokens minted from the dev signing key, events through the REST API.
 describe('vigil token / events (against the cloud API)', () => {

@@ -1,5 +1,6 @@
-export { asset, assetsDir, repoRoot } from './assets.js';
+export { asset, assetsDir, capSchemaFile, findSharedDir, repoRoot, sharedDir } from './assets.js';
 export { dpkgInstallInto, userInRoot } from './dpkg-root.js';
+export { uuidV7 } from './ids.js';
 export {
   printLogsOnFailure,
   registry,

@@ -1,21 +1,13 @@
-import { randomBytes } from 'node:crypto';
 import { jetstream } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { afterAll, beforeAll } from 'vitest';
 import { ensureDevSigningKey, parseCloudConfig, startCloud, type CloudApp } from '@vigil/cloud';
 import { DetectionEvent, subjectFor, TrackPhase } from '@vigil/proto';
 import type { DevPkiPaths } from '@vigil/certs';
-import { natsConfig, useDatabase, useNats, usePki } from '@vigil/testkit';
+import { natsConfig, useDatabase, useNats, usePki, uuidV7 } from '@vigil/testkit';
 import { runCli } from '../../src/index.js';
 
-export function uuidV7(ms: number): string {
-  const b = randomBytes(16);
-  b.writeUIntBE(ms, 0, 6);
-  b[6] = 0x70 | (b[6]! & 0x0f);
-  b[8] = 0x80 | (b[8]! & 0x3f);
-  const h = b.toString('hex');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
-}
+export { uuidV7 };
 
 export interface CliCloud {
   cloud: () => CloudApp;
