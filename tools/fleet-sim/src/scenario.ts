@@ -141,6 +141,8 @@ export interface ScenarioResult {
     state: string;
     ms_to_50pct_applied: number;
     ms_to_95pct_applied: number;
+    /** Until every device runs it (null: not within the timeout); the 95 % gate may complete the rollout first. */
+    ms_to_100pct_applied: number | null;
     ms_to_completed: number;
   };
   bad: {
@@ -164,12 +166,23 @@ export interface ScenarioResult {
 export async function runScenario(
   api: ApiClient,
   fleet: SimFleet,
-  opts: { spec: RolloutSpecInput; timeoutMs: number },
+  opts: {
+    spec: RolloutSpecInput;
+    timeoutMs: number;
+    /** Called when each rollout is created (for progress lines). */
+    onRollout?: (kind: 'good' | 'bad', view: RolloutView) => void;
+  },
 ): Promise<ScenarioResult> {
   const n = fleet.agents.length;
   // Good rollout
   const t0 = Date.now();
   const good = await createRollout(api, { 'sim.rev': 'good' }, opts.spec);
+  opts.onRollout?.('good', good);
+  // Every device running it (the rollout completes at its gate, 95 %, before that), timed alongside.
+  const all = until(() => fleet.running('sim.rev', 'good').length === n, opts.timeoutMs).then(
+    (ms): number | null => ms,
+    () => null,
+  );
   const ms50 = await until(
     () => fleet.running('sim.rev', 'good').length >= Math.ceil(n * 0.5),
     opts.timeoutMs,
@@ -187,8 +200,9 @@ export async function runScenario(
     250,
   );
   const msCompleted = Date.now() - t0;
-  // Let the last stragglers apply before the bad one.
-  await until(() => fleet.running('sim.rev', 'good').length === n, 30_000).catch(() => undefined);
+  // Let the last stragglers apply before the bad one (not for long when it did not complete).
+  const ms100 =
+    goodView.state === 'completed' ? await all : await Promise.race([all, sleep(30_000).then(() => null)]);
 
   // Bad rollout
   const goodVersions = new Map(fleet.agents.map((a) => [a.id, a.appliedVersion]));
@@ -201,6 +215,7 @@ export async function runScenario(
       gates: { ...(opts.spec.gates ?? {}), min_fps_ratio: 0.5 },
     },
   );
+  opts.onRollout?.('bad', bad);
   let badView = bad;
   let msAbort = -1;
   await until(
@@ -234,6 +249,7 @@ export async function runScenario(
       state: goodView.state,
       ms_to_50pct_applied: ms50,
       ms_to_95pct_applied: ms95,
+      ms_to_100pct_applied: ms100,
       ms_to_completed: msCompleted,
     },
     bad: {
