@@ -92,10 +92,7 @@ export class NatsCluster {
       tls: this.opts.tls,
       jetstream: true,
       tlsTimeoutSeconds: this.opts.tlsTimeoutSeconds,
-    })(ctx).replace(
-      `server_name: "vigil_${ctx.port}"`,
-      `server_name: "${node.name}"`,
-    );
+    })(ctx).replace(`server_name: "vigil_${ctx.port}"`, `server_name: "${node.name}"`);
     const rt = this.opts.routeTls;
     const routes = this.ports
       .filter((p) => p.name !== node.name)

@@ -7,7 +7,12 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureDevPki, issueRouteCert } from '@vigil/certs';
-import { ensureDevConfigSigningKey, ensureDevSigningKey, ensureNatsAuthority, mintDevToken } from '@vigil/cloud';
+import {
+  ensureDevConfigSigningKey,
+  ensureDevSigningKey,
+  ensureNatsAuthority,
+  mintDevToken,
+} from '@vigil/cloud';
 import {
   createDatabase,
   natsConfig,

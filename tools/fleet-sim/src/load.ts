@@ -34,7 +34,9 @@ export function sumMetric(text: string, name: string, labels: Record<string, str
 /** Heartbeats the cloud counted, by result (vigil_cloud_heartbeats_total{result}). */
 export function heartbeatCounts(metricsText: string): Record<string, number> {
   const out: Record<string, number> = {};
-  for (const m of metricsText.matchAll(/^vigil_cloud_heartbeats_total\{[^}]*result="([^"]+)"[^}]*\}\s+(\S+)/gm))
+  for (const m of metricsText.matchAll(
+    /^vigil_cloud_heartbeats_total\{[^}]*result="([^"]+)"[^}]*\}\s+(\S+)/gm,
+  ))
     out[m[1]!] = (out[m[1]!] ?? 0) + Number(m[2]);
   return out;
 }

@@ -82,7 +82,10 @@ async function main(): Promise<void> {
   let external: FleetSimOptions['external'];
   if (values.api !== undefined) {
     if (!values.grpc || !values.nats || !values.ca || !values.token)
-      throw new FleetSimError('BAD_OPTIONS', '--api needs --grpc, --nats, --ca and --token (an admin JWT of --tenant)');
+      throw new FleetSimError(
+        'BAD_OPTIONS',
+        '--api needs --grpc, --nats, --ca and --token (an admin JWT of --tenant)',
+      );
     external = {
       api: values.api,
       grpc: values.grpc,
@@ -100,7 +103,9 @@ async function main(): Promise<void> {
     external,
     pgAdminUrl: values['pg-admin-url'],
     natsTlsTimeoutSeconds:
-      values['nats-tls-timeout'] === undefined ? undefined : int('nats-tls-timeout', values['nats-tls-timeout'], 1, 60),
+      values['nats-tls-timeout'] === undefined
+        ? undefined
+        : int('nats-tls-timeout', values['nats-tls-timeout'], 1, 60),
     canary: int('canary', values.canary, 1),
     waves: values.waves.split(',').map((w) => int('waves', w, 1, 100)),
     heartbeatMs: int('heartbeat-ms', values['heartbeat-ms'], 100),
@@ -130,7 +135,11 @@ main().then(
   () => process.exit(0),
   (err: unknown) => {
     const msg =
-      err instanceof FleetSimError ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err);
+      err instanceof FleetSimError
+        ? err.message
+        : err instanceof Error
+          ? (err.stack ?? err.message)
+          : String(err);
     process.stderr.write(`[fleet-sim] failed: ${msg}\n`);
     process.exit(err instanceof FleetSimError ? 2 : 1);
   },

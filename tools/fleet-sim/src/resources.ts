@@ -25,7 +25,8 @@ export function parseProcStat(text: string): ProcStat {
   // After comm: state(0) ppid(1) ... utime(11) stime(12) cutime(13) cstime(14) (proc(5) fields 3, 4, 14..17).
   const n = (i: number): number => {
     const v = Number(f[i]);
-    if (!Number.isFinite(v)) throw new Error(`/proc stat: field ${i + 3} is not a number in "${text.trim()}"`);
+    if (!Number.isFinite(v))
+      throw new Error(`/proc stat: field ${i + 3} is not a number in "${text.trim()}"`);
     return v;
   };
   return { ppid: n(1), utime: n(11), stime: n(12), cutime: n(13), cstime: n(14) };
@@ -168,8 +169,9 @@ export function cpuPercent(from: ResourceSample, to: ResourceSample): Record<str
 }
 
 export interface PerThousand {
-  /** RSS at `at` (MiB), and what the devices added over `base`, per 1,000 devices. */
+  /** RSS at `at` (MiB), that per 1,000 devices, and what the devices added over the base, per 1,000 devices. */
   rss_mib: number;
+  rss_mib_per_1000_devices: number;
   rss_mib_added_per_1000_devices: number;
   /** CPU during the steady window (percent of one core), and per 1,000 devices. */
   cpu_pct_steady: number | null;
@@ -177,12 +179,14 @@ export interface PerThousand {
 }
 
 /**
- * Per-1,000-device figures of each process: RSS added between `base` (the stack idle, before enrollment) and
- * `at` (in the steady window, every device connected), and CPU over the steady window [steadyFrom, steadyTo].
+ * Per-1,000-device figures of each process: RSS at `at` (every device connected), and what was added over the
+ * lowest of the `base` readings (idle, after enrollment: a Node process's RSS right after its start still holds
+ * garbage of the start-up, so its idle reading can be higher than later ones); CPU over the steady window
+ * [steadyFrom, steadyTo].
  */
 export function perThousandDevices(
   devices: number,
-  base: ResourceSample,
+  base: readonly ResourceSample[],
   at: ResourceSample,
   steadyFrom: ResourceSample,
   steadyTo: ResourceSample,
@@ -191,15 +195,16 @@ export function perThousandDevices(
   const k = devices > 0 ? 1000 / devices : 0;
   const out: Record<string, PerThousand | null> = {};
   for (const [name, now] of Object.entries(at.processes)) {
-    const before = base.processes[name];
-    if (!now || !before) {
+    const before = base.map((b) => b.processes[name]?.rss_mib).filter((v) => v !== undefined);
+    if (!now || before.length === 0) {
       out[name] = null;
       continue;
     }
     const c = cpu[name] ?? null;
     out[name] = {
       rss_mib: now.rss_mib,
-      rss_mib_added_per_1000_devices: round((now.rss_mib - before.rss_mib) * k, 2),
+      rss_mib_per_1000_devices: round(now.rss_mib * k, 2),
+      rss_mib_added_per_1000_devices: round((now.rss_mib - Math.min(...before)) * k, 2),
       cpu_pct_steady: c,
       cpu_pct_per_1000_devices: c === null ? null : round(c * k, 2),
     };
@@ -212,9 +217,15 @@ export function sumPerThousand(list: ReadonlyArray<PerThousand | null>): PerThou
   if (list.length === 0 || list.some((p) => p === null)) return null;
   const all = list as PerThousand[];
   const sum = (f: (p: PerThousand) => number | null): number | null =>
-    all.some((p) => f(p) === null) ? null : round(all.reduce((a, p) => a + f(p)!, 0), 2);
+    all.some((p) => f(p) === null)
+      ? null
+      : round(
+          all.reduce((a, p) => a + f(p)!, 0),
+          2,
+        );
   return {
     rss_mib: sum((p) => p.rss_mib)!,
+    rss_mib_per_1000_devices: sum((p) => p.rss_mib_per_1000_devices)!,
     rss_mib_added_per_1000_devices: sum((p) => p.rss_mib_added_per_1000_devices)!,
     cpu_pct_steady: sum((p) => p.cpu_pct_steady),
     cpu_pct_per_1000_devices: sum((p) => p.cpu_pct_per_1000_devices),

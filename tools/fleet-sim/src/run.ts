@@ -74,7 +74,8 @@ export const scaledTimeoutMs = (n: number): number => Math.max(300_000, n * 60);
 
 export async function runFleetSim(o: FleetSimOptions) {
   const n = o.devices;
-  if (!Number.isInteger(n) || n < 1) throw new FleetSimError('BAD_OPTIONS', `--devices must be >= 1, got ${n}`);
+  if (!Number.isInteger(n) || n < 1)
+    throw new FleetSimError('BAD_OPTIONS', `--devices must be >= 1, got ${n}`);
   const nodes = o.external ? 1 : Math.max(1, o.natsNodes);
   // Against a running cloud its nats-servers are not ours to check: only the sim's own sockets count.
   const fdProblem = checkOpenFiles(n, o.external ? n : nodes, openFileLimits());
@@ -100,7 +101,11 @@ export async function runFleetSim(o: FleetSimOptions) {
         `starting ${nodes > 1 ? `a ${nodes}-node NATS JetStream cluster` : 'nats-server'} (JWT mode), ` +
           `PostgreSQL and the cloud (${o.cloud})`,
       );
-      const so = { natsCluster: nodes, pgAdminUrl: o.pgAdminUrl, natsTlsTimeoutSeconds: o.natsTlsTimeoutSeconds };
+      const so = {
+        natsCluster: nodes,
+        pgAdminUrl: o.pgAdminUrl,
+        natsTlsTimeoutSeconds: o.natsTlsTimeoutSeconds,
+      };
       const s = o.cloud === 'process' ? await startSimProcessStack(so) : await startSimStack(so);
       stack = s;
       o.onStack?.(() => s.stop());
@@ -135,8 +140,12 @@ export async function runFleetSim(o: FleetSimOptions) {
       caPem,
       deviceIds: Array.from({ length: n }, (_, i) => `sim-${run}-${String(i).padStart(5, '0')}`),
       token: async () => {
-        const res = await api.request('POST', '/v1/enrollment-tokens', { site_id: o.site, ttl_seconds: 3600 });
-        if (res.status !== 201) throw new Error(`enrollment token: ${res.status} ${JSON.stringify(res.json)}`);
+        const res = await api.request('POST', '/v1/enrollment-tokens', {
+          site_id: o.site,
+          ttl_seconds: 3600,
+        });
+        if (res.status !== 201)
+          throw new Error(`enrollment token: ${res.status} ${JSON.stringify(res.json)}`);
         return (res.json as { token: string }).token;
       },
       concurrency: o.enrollConcurrency,
@@ -160,7 +169,9 @@ export async function runFleetSim(o: FleetSimOptions) {
     const connectMs = Date.now() - t2;
     sampler.sample('after_connect');
     const perNode = stack ? await simConnectionsPerNode(stack.natsNodes, n) : null;
-    o.log(`${n} NATS connections in ${connectMs} ms${perNode ? ` (per node: ${JSON.stringify(perNode)})` : ''}`);
+    o.log(
+      `${n} NATS connections in ${connectMs} ms${perNode ? ` (per node: ${JSON.stringify(perNode)})` : ''}`,
+    );
 
     // Steady heartbeat window (after one heartbeat period for the last connections to settle)
     progress.set(() => `steady window: ${f.heartbeatsSent()} heartbeats sent`);
@@ -215,7 +226,8 @@ export async function runFleetSim(o: FleetSimOptions) {
     fleet = undefined;
 
     const enrollPerS = round(n / (enrollMs / 1000));
-    const perThousand = perThousandDevices(n, sampler.find('idle')!, s1, s0, s1);
+    const base = [sampler.find('idle')!, sampler.find('after_enroll')!];
+    const perThousand = perThousandDevices(n, base, s1, s0, s1);
     if (stack && stack.natsNodes.length > 1)
       perThousand.nats_all = sumPerThousand(
         Object.entries(perThousand)
@@ -269,7 +281,9 @@ export async function runFleetSim(o: FleetSimOptions) {
         note:
           'rss_mib and cpu_s from /proc (cpu_pct: percent of one core); postgres is the postmaster and its ' +
           'backends summed (shared buffers counted in each backend that touched them); ' +
-          (o.cloud === 'in-process' && !o.external ? 'the cloud runs inside the sim process (sim = both)' : ''),
+          (o.cloud === 'in-process' && !o.external
+            ? 'the cloud runs inside the sim process (sim = both)'
+            : ''),
         per_1000_devices: perThousand,
         samples: sampler.samples,
       },

@@ -104,7 +104,8 @@ async function waitReady(apiUrl: string, proc: CloudProcess, timeoutMs: number):
   const deadline = Date.now() + timeoutMs;
   let last = '';
   while (Date.now() < deadline) {
-    if (!proc.running()) throw new Error(`the cloud process exited while starting:\n${proc.output().slice(-4000)}`);
+    if (!proc.running())
+      throw new Error(`the cloud process exited while starting:\n${proc.output().slice(-4000)}`);
     try {
       const res = await fetch(`${apiUrl}/readyz`, { signal: AbortSignal.timeout(2000) });
       last = `${res.status} ${await res.text()}`;
@@ -114,14 +115,12 @@ async function waitReady(apiUrl: string, proc: CloudProcess, timeoutMs: number):
     }
     await new Promise((r) => setTimeout(r, 250));
   }
-  throw new Error(`the cloud process was not ready after ${timeoutMs} ms (${last}):\n${proc.output().slice(-4000)}`);
+  throw new Error(
+    `the cloud process was not ready after ${timeoutMs} ms (${last}):\n${proc.output().slice(-4000)}`,
+  );
 }
 
-function base(
-  infra: SimInfra,
-  apiUrl: string,
-  grpcAddress: string,
-): Omit<SimStackBase, 'cloudPid'> {
+function base(infra: SimInfra, apiUrl: string, grpcAddress: string): Omit<SimStackBase, 'cloudPid'> {
   return {
     natsUrl: infra.natsUrls[0]!,
     natsUrls: infra.natsUrls,

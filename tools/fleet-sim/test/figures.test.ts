@@ -47,7 +47,12 @@ describe('fleet-sim figures', () => {
   });
 
   it('derives CPU percent and per-1,000-device figures from samples', () => {
-    const s = (phase: string, t: number, sim: [number, number], pg: [number, number] | null): ResourceSample => ({
+    const s = (
+      phase: string,
+      t: number,
+      sim: [number, number],
+      pg: [number, number] | null,
+    ): ResourceSample => ({
       phase,
       t_ms: t,
       processes: {
@@ -56,21 +61,31 @@ describe('fleet-sim figures', () => {
       },
     });
     const idle = s('idle', 0, [100, 1], [50, 0.5]);
+    // A Node process's RSS right after its start holds start-up garbage: the lowest base reading counts.
+    const enrolled = s('after_enroll', 30_000, [90, 5], [60, 1]);
     const from = s('steady_start', 60_000, [300, 20], [70, 3]);
     const to = s('steady_end', 90_000, [310, 35], null);
     // 15 CPU seconds over 30 s: 50 % of one core.
     expect(cpuPercent(from, to)).toEqual({ sim: 50, postgres: null });
-    const k = perThousandDevices(2000, idle, to, from, to);
+    const k = perThousandDevices(2000, [idle, enrolled], to, from, to);
     expect(k.sim).toEqual({
       rss_mib: 310,
-      rss_mib_added_per_1000_devices: 105,
+      rss_mib_per_1000_devices: 155,
+      rss_mib_added_per_1000_devices: 110,
       cpu_pct_steady: 50,
       cpu_pct_per_1000_devices: 25,
     });
     expect(k.postgres).toBeNull();
-    const a = { rss_mib: 40, rss_mib_added_per_1000_devices: 16, cpu_pct_steady: 10, cpu_pct_per_1000_devices: 1 };
+    const a = {
+      rss_mib: 40,
+      rss_mib_per_1000_devices: 20,
+      rss_mib_added_per_1000_devices: 16,
+      cpu_pct_steady: 10,
+      cpu_pct_per_1000_devices: 1,
+    };
     expect(sumPerThousand([a, { ...a, cpu_pct_steady: null, cpu_pct_per_1000_devices: null }])).toEqual({
       rss_mib: 80,
+      rss_mib_per_1000_devices: 40,
       rss_mib_added_per_1000_devices: 32,
       cpu_pct_steady: null,
       cpu_pct_per_1000_devices: null,
@@ -125,7 +140,11 @@ describe('fleet-sim figures', () => {
     expect(f.heartbeats_sent_per_s).toBe(200);
     expect(f.heartbeats_received_per_s).toBe(199);
     expect(f.heartbeats_received_by_result).toEqual({ ok: 1990, error: 2 });
-    expect(f.postgres).toMatchObject({ xact_commit_per_s: 200, rows_updated_per_s: 200, rows_inserted_per_s: 0 });
+    expect(f.postgres).toMatchObject({
+      xact_commit_per_s: 200,
+      rows_updated_per_s: 200,
+      rows_inserted_per_s: 0,
+    });
     const none = steadyFigures(
       { t_ms: 0, sent: 0, received: undefined, pg: undefined },
       { t_ms: 1000, sent: 5, received: undefined, pg: undefined },
@@ -142,7 +161,9 @@ describe('fleet-sim figures', () => {
       null,
     ]);
     expect(
-      countSimConnections({ connections: [{ name: 'fleet-sim-a' }, { name: 'vigil-cloud' }, {}, { name: 'fleet-sim-b' }] }),
+      countSimConnections({
+        connections: [{ name: 'fleet-sim-a' }, { name: 'vigil-cloud' }, {}, { name: 'fleet-sim-b' }],
+      }),
     ).toBe(2);
     const line = rolloutLine('good', {
       id: 'r1',
