@@ -10,6 +10,8 @@ export { canConnect, createDatabase, findPostgresBinDir, PostgresCluster, withDa
 export type { PostgresClusterOptions } from './postgres.js';
 export { isAlive, killGroup, ProcessRegistry, reapRunDir, stopChild, waitForExit } from './processes.js';
 export { PgBouncer } from './pgbouncer.js';
+export { readPgActivity } from './pg-activity.js';
+export type { PgActivity } from './pg-activity.js';
 export type { PgBouncerOptions } from './pgbouncer.js';
 export { pingRedis, RedisServer } from './redis.js';
 export type { RedisServerOptions } from './redis.js';

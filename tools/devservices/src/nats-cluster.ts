@@ -17,6 +17,8 @@ export interface NatsClusterOptions {
   routeTls: NatsTlsFiles;
   /** Appended to every node's config (the operator/account JWT fragment: the same on every node). */
   extra?: string;
+  /** Seconds each node allows a client's TLS handshake (natsConfig's default: 2). */
+  tlsTimeoutSeconds?: number;
   /** Cluster name (default `vigil`). */
   name?: string;
   registry?: ProcessRegistry;
@@ -86,10 +88,11 @@ export class NatsCluster {
     node: NodePorts,
     ctx: { port: number; httpPort: number; storeDir: string; dir: string },
   ): string {
-    const base = natsConfig({ tls: this.opts.tls, jetstream: true })(ctx).replace(
-      `server_name: "vigil_${ctx.port}"`,
-      `server_name: "${node.name}"`,
-    );
+    const base = natsConfig({
+      tls: this.opts.tls,
+      jetstream: true,
+      tlsTimeoutSeconds: this.opts.tlsTimeoutSeconds,
+    })(ctx).replace(`server_name: "vigil_${ctx.port}"`, `server_name: "${node.name}"`);
     const rt = this.opts.routeTls;
     const routes = this.ports
       .filter((p) => p.name !== node.name)

@@ -36,6 +36,8 @@ export interface NatsConfigOptions {
   tls?: NatsTlsFiles;
   /** Require a client certificate from `tls.caFile` (mutual TLS). Default true when tls is set. */
   verify?: boolean;
+  /** Seconds the server allows a client's TLS handshake (default 2; thousands of handshakes on 2 cores need more). */
+  tlsTimeoutSeconds?: number;
   jetstream?: boolean;
   /** Extra config appended verbatim (accounts, authorization, resolver...). */
   extra?: string;
@@ -64,7 +66,7 @@ export function natsConfig(opts: NatsConfigOptions = {}): (ctx: NatsConfigContex
         `  key_file: ${JSON.stringify(opts.tls.keyFile)}`,
         `  ca_file: ${JSON.stringify(opts.tls.caFile)}`,
         `  verify: ${opts.verify ?? true}`,
-        '  timeout: 2',
+        `  timeout: ${opts.tlsTimeoutSeconds ?? 2}`,
         '}',
       );
     }

@@ -56,7 +56,7 @@ export class PgBouncer extends ServerProcess<{ port: number; dir: string }> {
     return u.toString();
   }
 
-  get pid(): number | undefined {
+  override get pid(): number | undefined {
     return this.child?.exitCode === null ? this.child.pid : undefined;
   }
 

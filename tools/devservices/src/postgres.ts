@@ -182,6 +182,11 @@ export class PostgresCluster {
     return this.frozen.length > 0;
   }
 
+  /** The postmaster's pid (its backends are its children), undefined when it is not running. */
+  get pid(): number | undefined {
+    return this.postmasterPid();
+  }
+
   logs(): string {
     const file = join(this.opts.dir, 'postgres.log');
     return existsSync(file) ? readFileSync(file, 'utf8').split('\n').slice(-200).join('\n') : '';

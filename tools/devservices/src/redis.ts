@@ -50,7 +50,7 @@ export class RedisServer extends ServerProcess<{ port: number; dir: string }> {
   }
 
   /** The server's pid while it runs (e.g. to SIGSTOP it in a fault test: a hung, not a dead, Redis). */
-  get pid(): number | undefined {
+  override get pid(): number | undefined {
     return this.running ? this.child?.pid : undefined;
   }
 

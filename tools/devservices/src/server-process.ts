@@ -14,6 +14,12 @@ export abstract class ServerProcess<Ctx extends { dir: string }> {
 
   protected abstract launch(): Promise<void>;
 
+  /** The pid of the running process (undefined when stopped), for resource figures from /proc. */
+  get pid(): number | undefined {
+    const c = this.child;
+    return c && c.exitCode === null && c.signalCode === null ? c.pid : undefined;
+  }
+
   /** SIGTERM, then SIGKILL after a grace period. */
   async stop(): Promise<void> {
     if (this.child) await stopChild(this.child);

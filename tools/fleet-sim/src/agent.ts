@@ -43,6 +43,12 @@ export interface SimBehaviour {
    * id and the version, so the same devices fail the same version every run).
    */
   upgradeRollbackShare: number;
+  /**
+   * Statuses and heartbeat times each agent keeps for tests to inspect (newest; the oldest dropped). A
+   * 10,000-device run keeps few, so that the sim's RSS is the agents' and not their history's.
+   */
+  keepStatuses: number;
+  keepHeartbeats: number;
 }
 
 export const DEFAULT_BEHAVIOUR: SimBehaviour = {
@@ -57,6 +63,8 @@ export const DEFAULT_BEHAVIOUR: SimBehaviour = {
   upgradeMinMs: 1000,
   upgradeMaxMs: 5000,
   upgradeRollbackShare: 0,
+  keepStatuses: 200,
+  keepHeartbeats: 1000,
 };
 
 /** The simulated updater's status.json (edge-agent/src/updater/contract.ts), as heartbeats carry it. */
@@ -90,6 +98,9 @@ export interface AgentCounters {
   upgrades: number;
   upgradesCommitted: number;
   upgradesRolledBack: number;
+  /** Heartbeats published; first connections that failed and were tried again. */
+  heartbeats: number;
+  dialRetries: number;
 }
 
 /**
@@ -146,6 +157,8 @@ export class SimAgent {
     upgrades: 0,
     upgradesCommitted: 0,
     upgradesRolledBack: 0,
+    heartbeats: 0,
+    dialRetries: 0,
   };
   /** The agent version it runs, and its simulated updater's status (undefined: never asked to update). */
   agentVersion: string;
@@ -214,14 +227,18 @@ export class SimAgent {
     await this.connect(this.servers);
   }
 
-  /** The first connection, retried: a thousand TLS + JWT handshakes at once can time out. */
+  /**
+   * The first connection, retried: thousands of TLS + JWT handshakes (each through the auth callout) on a busy
+   * machine can time out; a 10,000-device run should not end for one unlucky device.
+   */
   private async dial(servers: string[]): Promise<NatsConnection> {
     const d = this.device;
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.dialOnce(servers);
       } catch (err) {
-        if (attempt >= 5) throw new Error(`${d.deviceId}: cannot connect to NATS`, { cause: err });
+        if (attempt >= 8) throw new Error(`${d.deviceId}: cannot connect to NATS`, { cause: err });
+        this.counters.dialRetries++;
         await new Promise((r) => setTimeout(r, 500 * attempt + Math.random() * 1000));
       }
     }
@@ -235,6 +252,8 @@ export class SimAgent {
       authenticator: jwtAuthenticator(d.natsUserJwt, new TextEncoder().encode(d.natsSeed)),
       inboxPrefix: deviceInboxPrefix(d.tenantId, d.deviceId),
       maxReconnectAttempts: -1,
+      // In the order given (SimFleet rotates the list per agent to spread them over a cluster's nodes).
+      noRandomize: true,
       timeout: 30_000,
       name: `fleet-sim-${d.deviceId}`,
     });
@@ -261,7 +280,7 @@ export class SimAgent {
   private async report(): Promise<void> {
     const status = this.status();
     this.statuses.push(status);
-    if (this.statuses.length > 200) this.statuses.shift();
+    if (this.statuses.length > this.behaviour.keepStatuses) this.statuses.shift();
     const nc = this.nc;
     if (!nc || nc.isClosed()) return;
     const d = this.device;
@@ -468,8 +487,9 @@ export class SimAgent {
     });
     try {
       nc.publish(subjectFor(d.tenantId, d.deviceId, 'hb'), Heartbeat.encode(hb).finish());
+      this.counters.heartbeats++;
       this.heartbeats.push(Date.now());
-      if (this.heartbeats.length > 1000) this.heartbeats.shift();
+      if (this.heartbeats.length > this.behaviour.keepHeartbeats) this.heartbeats.shift();
     } catch {
       // reconnecting: the next heartbeat goes out
     }

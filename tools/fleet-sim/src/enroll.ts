@@ -34,6 +34,8 @@ export interface EnrollOptions {
   deviceIds: string[];
   keyPem?: string | undefined;
   concurrency?: number | undefined;
+  /** Called after each enrollment with how long its gRPC Enroll call took (ms), for progress and latencies. */
+  onEnrolled?: ((i: number, enrollMs: number) => void) | undefined;
 }
 
 /** Enrolls every device through the real gRPC DeviceService (CSR with CN = device id, its own NATS nkey). */
@@ -58,11 +60,13 @@ export async function enrollDevices(opts: EnrollOptions): Promise<EnrolledDevice
         hardwareId: `sim-${deviceId}`,
         natsPublicKey: nkey.getPublicKey(),
       };
+      const t0 = performance.now();
       const res = await new Promise<EnrollResponse>((resolve, reject) =>
         client.enroll(req, new grpc.Metadata(), { deadline: Date.now() + 60_000 }, (err, v) =>
           err ? reject(err) : resolve(v),
         ),
       );
+      opts.onEnrolled?.(i, performance.now() - t0);
       out[i] = {
         deviceId: res.deviceId,
         tenantId: res.tenantId,

@@ -16,6 +16,8 @@ export class SimFleet {
   readonly records: ApplyRecord[] = [];
   /** Every simulated agent upgrade that ended (committed or rolled back), in order. */
   readonly upgrades: Array<{ deviceId: string; version: string; state: string; at: number }> = [];
+  /** Agents whose connect() has resolved. */
+  connected = 0;
 
   constructor(devices: readonly EnrolledDevice[], caPem: string, behaviour: Partial<SimBehaviour> = {}) {
     for (const d of devices) {
@@ -28,17 +30,36 @@ export class SimFleet {
     }
   }
 
-  /** Connects every agent (at most `concurrency` handshakes at a time). */
-  async connect(servers: string[], concurrency = 16): Promise<void> {
+  /**
+   * Connects every agent (at most `concurrency` handshakes at a time). Agent i is given `servers` rotated by i
+   * and dials them in that order, so that with a cluster the connections split evenly over the nodes (each
+   * agent still knows every node to reconnect to).
+   */
+  async connect(
+    servers: string[],
+    concurrency = 16,
+    onConnected?: (connected: number) => void,
+  ): Promise<void> {
     let next = 0;
     const worker = async (): Promise<void> => {
       for (;;) {
-        const a = this.agents[next++];
+        const i = next++;
+        const a = this.agents[i];
         if (!a) return;
-        await a.connect(servers);
+        const k = i % servers.length;
+        await a.connect([...servers.slice(k), ...servers.slice(0, k)]);
+        this.connected++;
+        onConnected?.(this.connected);
       }
     };
     await Promise.all(Array.from({ length: concurrency }, () => worker()));
+  }
+
+  /** Heartbeats every agent sent so far. */
+  heartbeatsSent(): number {
+    let n = 0;
+    for (const a of this.agents) n += a.counters.heartbeats;
+    return n;
   }
 
   async close(): Promise<void> {

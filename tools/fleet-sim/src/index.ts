@@ -15,7 +15,34 @@ export {
   type RolloutView,
   type ScenarioResult,
 } from './scenario.js';
-export { startSimStack, type SimStack, type SimStackOptions } from './stack.js';
+export {
+  startSimProcessStack,
+  startSimStack,
+  type SimProcessStack,
+  type SimStack,
+  type SimStackBase,
+  type SimStackOptions,
+} from './stack.js';
+export { startSimInfra, type SimInfra, type SimInfraOptions, type SimNatsNode } from './infra.js';
+export {
+  FleetSimError,
+  runFleetSim,
+  scaledTimeoutMs,
+  type FleetSimOptions,
+  type FleetSimReport,
+} from './run.js';
+export * from './resources.js';
+export {
+  countSimConnections,
+  heartbeatCounts,
+  percentile,
+  simConnectionsPerNode,
+  steadyFigures,
+  sumMetric,
+  type SteadyFigures,
+  type SteadyReading,
+} from './load.js';
+export { Progress, rolloutLine } from './progress.js';
 export {
   runAgentRollout,
   type AgentRolloutOptions,

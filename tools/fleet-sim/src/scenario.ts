@@ -141,6 +141,8 @@ export interface ScenarioResult {
     state: string;
     ms_to_50pct_applied: number;
     ms_to_95pct_applied: number;
+    /** Until every device runs it (null: not within the timeout); the 95 % gate may complete the rollout first. */
+    ms_to_100pct_applied: number | null;
     ms_to_completed: number;
   };
   bad: {
@@ -164,19 +166,36 @@ export interface ScenarioResult {
 export async function runScenario(
   api: ApiClient,
   fleet: SimFleet,
-  opts: { spec: RolloutSpecInput; timeoutMs: number },
+  opts: {
+    spec: RolloutSpecInput;
+    timeoutMs: number;
+    /** Called when each rollout is created (for progress lines). */
+    onRollout?: (kind: 'good' | 'bad', view: RolloutView) => void;
+  },
 ): Promise<ScenarioResult> {
   const n = fleet.agents.length;
   // Good rollout
   const t0 = Date.now();
   const good = await createRollout(api, { 'sim.rev': 'good' }, opts.spec);
-  const ms50 = await until(
-    () => fleet.running('sim.rev', 'good').length >= Math.ceil(n * 0.5),
-    opts.timeoutMs,
+  opts.onRollout?.('good', good);
+  // One watcher times 50 %, 95 % and 100 % of the devices running it (one clock, so they stay in order; the
+  // rollout completes at its gate, 95 %, possibly before the last devices apply).
+  const tp = Date.now();
+  const reached: { p50?: number; p95?: number; p100?: number } = {};
+  const all = until(() => {
+    const k = fleet.running('sim.rev', 'good').length;
+    const t = Date.now() - tp;
+    if (reached.p50 === undefined && k >= Math.ceil(n * 0.5)) reached.p50 = t;
+    if (reached.p95 === undefined && k >= Math.ceil(n * 0.95)) reached.p95 = t;
+    if (k === n) reached.p100 = t;
+    return k === n;
+  }, opts.timeoutMs).then(
+    () => reached.p100 ?? null,
+    () => null,
   );
-  const ms95 =
-    (await until(() => fleet.running('sim.rev', 'good').length >= Math.ceil(n * 0.95), opts.timeoutMs)) +
-    ms50;
+  await until(() => reached.p95 !== undefined, opts.timeoutMs);
+  const ms50 = reached.p50!;
+  const ms95 = reached.p95!;
   let goodView = good;
   await until(
     async () => {
@@ -187,8 +206,9 @@ export async function runScenario(
     250,
   );
   const msCompleted = Date.now() - t0;
-  // Let the last stragglers apply before the bad one.
-  await until(() => fleet.running('sim.rev', 'good').length === n, 30_000).catch(() => undefined);
+  // Let the last stragglers apply before the bad one (not for long when it did not complete).
+  const ms100 =
+    goodView.state === 'completed' ? await all : await Promise.race([all, sleep(30_000).then(() => null)]);
 
   // Bad rollout
   const goodVersions = new Map(fleet.agents.map((a) => [a.id, a.appliedVersion]));
@@ -201,6 +221,7 @@ export async function runScenario(
       gates: { ...(opts.spec.gates ?? {}), min_fps_ratio: 0.5 },
     },
   );
+  opts.onRollout?.('bad', bad);
   let badView = bad;
   let msAbort = -1;
   await until(
@@ -234,6 +255,7 @@ export async function runScenario(
       state: goodView.state,
       ms_to_50pct_applied: ms50,
       ms_to_95pct_applied: ms95,
+      ms_to_100pct_applied: ms100,
       ms_to_completed: msCompleted,
     },
     bad: {

@@ -1,29 +1,33 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { pino, type Logger } from 'pino';
-import { ensureDevPki } from '@vigil/certs';
+import { parseCloudConfig, startCloud, type CloudApp } from '@vigil/cloud';
+import { freePort, spawnCloud, type CloudProcess } from '@vigil/devservices';
 import {
-  ensureDevConfigSigningKey,
-  ensureDevSigningKey,
-  ensureNatsAuthority,
-  mintDevToken,
-  parseCloudConfig,
-  startCloud,
-  type CloudApp,
-} from '@vigil/cloud';
-import { createDatabase, natsConfig, NatsServer, PostgresCluster } from '@vigil/devservices';
+  AUDIENCE,
+  ISSUER,
+  startSimInfra,
+  type SimInfra,
+  type SimInfraOptions,
+  type SimNatsNode,
+} from './infra.js';
 
-const ISSUER = 'vigil-fleet-sim';
-const AUDIENCE = 'vigil-fleet-sim-api';
-
-/** A whole cloud in this process: nats-server (operator/JWT mode, mutual TLS, JetStream), PostgreSQL, the cloud. */
-export interface SimStack {
-  cloud: CloudApp;
+/** What a self-contained run talks to and measures, wherever its cloud runs. */
+export interface SimStackBase {
+  /** The first node's URL, and every node's (one with a single nats-server). */
   natsUrl: string;
+  natsUrls: string[];
+  natsNodes: SimNatsNode[];
   grpcAddress: string;
   caPem: string;
   apiUrl: string;
+  /** The cloud's Prometheus metrics. */
+  metricsUrl: string;
+  /** The sim's database; the postmaster's pid (undefined with an external PostgreSQL). */
+  databaseUrl: string;
+  postgresPid: () => number | undefined;
+  /** The pid the cloud runs in (this process's when it runs in process). */
+  cloudPid: () => number | undefined;
   /** The dev PKI directory (the CLI's --pki) and the API token settings (the CLI's --issuer/--audience). */
   pkiDir: string;
   issuer: string;
@@ -32,107 +36,105 @@ export interface SimStack {
   stop(): Promise<void>;
 }
 
-export interface SimStackOptions {
-  /** An existing PostgreSQL admin URL (a fresh database is created in it); default: a private cluster. */
-  pgAdminUrl?: string | undefined;
+/** A whole cloud with the cloud in this process: nats-server(s) in operator/JWT mode, mutual TLS, JetStream. */
+export interface SimStack extends SimStackBase {
+  cloud: CloudApp;
+}
+
+/** The same with the cloud as its own process (cloud/src/main.ts), so that its CPU and RSS are its own. */
+export interface SimProcessStack extends SimStackBase {
+  cloudProcess: CloudProcess;
+}
+
+export interface SimStackOptions extends SimInfraOptions {
   logger?: Logger | undefined;
-  /** nats-server max_connections and the like go here. */
-  natsExtra?: string | undefined;
-  /**
-   * Serve an agent release repository (agent-version rollouts): the online key from `vigil release root init`
-   * in this keys directory; the repository lives in the stack's temporary directory.
-   */
-  releaseKeysDir?: string | undefined;
 }
 
 export async function startSimStack(opts: SimStackOptions = {}): Promise<SimStack> {
-  const dir = mkdtempSync(join(tmpdir(), 'vigil-fleet-sim-'));
-  const stops: Array<() => Promise<void>> = [
-    () => Promise.resolve(rmSync(dir, { recursive: true, force: true })),
-  ];
-  const stop = async (): Promise<void> => {
-    for (const s of stops.reverse()) await s().catch(() => undefined);
-  };
+  const infra = await startSimInfra(opts);
   try {
-    const pki = ensureDevPki(join(dir, 'pki'), { services: ['cloud'], devices: [] });
-    const authority = await ensureNatsAuthority(join(dir, 'nats-auth'));
-    const nats = new NatsServer({
-      config: (ctx) =>
-        natsConfig({
-          tls: { caFile: pki.caCert, certFile: pki.natsServer.cert, keyFile: pki.natsServer.key },
-          jetstream: true,
-          extra: [readFileSync(authority.serverConfigFile, 'utf8'), opts.natsExtra ?? ''].join('\n'),
-        })(ctx),
+    const cloud = await startCloud(parseCloudConfig(infra.cloudConfig({ http: 0, grpc: 0 })), {
+      logger: opts.logger ?? pino({ level: 'warn' }),
     });
-    await nats.start();
-    stops.push(() => nats.stop());
-    let adminUrl = opts.pgAdminUrl;
-    if (!adminUrl) {
-      const pg = new PostgresCluster({ dir: join(dir, 'pg') });
-      await pg.start();
-      stops.push(() => pg.stop());
-      adminUrl = pg.url;
-    }
-    const db = await createDatabase(adminUrl, 'vigil_fleet_sim');
-    stops.push(() => db.drop());
-    const key = ensureDevSigningKey(join(dir, 'api-key'));
-    const cfgKey = await ensureDevConfigSigningKey(join(dir, 'config-key'));
-    const svc = pki.services.cloud!;
-    const natsUrl = `tls://localhost:${nats.port}`;
-    const cloud = await startCloud(
-      parseCloudConfig({
-        http: { port: 0 },
-        database: { url: db.url, poolMax: 20 },
-        nats: {
-          servers: [natsUrl],
-          tls: { caFile: pki.caCert, certFile: svc.cert, keyFile: svc.key },
-          auth: { authorityFile: authority.authorityFile },
-        },
-        identity: {
-          caCertFile: pki.caCert,
-          caKeyFile: pki.caKey,
-          certificateTtlSeconds: 86_400,
-          minRenewIntervalSeconds: 0,
-        },
-        grpc: { enabled: true, port: 0, tls: { certFile: pki.cloudApi.cert, keyFile: pki.cloudApi.key } },
-        auth: { issuer: ISSUER, audience: AUDIENCE, jwksFile: key.jwksFile },
-        configSigning: { privateJwkFile: cfgKey.privateJwkFile },
-        ...(opts.releaseKeysDir
-          ? {
-              releases: {
-                dir: join(dir, 'releases'),
-                onlineKeyFile: join(opts.releaseKeysDir, 'online.key.json'),
-                publisherTenant: 'vigil',
-              },
-            }
-          : {}),
-      }),
-      { logger: opts.logger ?? pino({ level: 'warn' }) },
-    );
-    stops.push(() => cloud.stop());
+    infra.onStop(() => cloud.stop());
+    const apiUrl = `http://127.0.0.1:${cloud.httpPort}`;
     return {
+      ...base(infra, apiUrl, `localhost:${cloud.grpcPort!}`),
       cloud,
-      natsUrl,
-      grpcAddress: `localhost:${cloud.grpcPort!}`,
-      caPem: readFileSync(pki.caCert, 'utf8'),
-      apiUrl: `http://127.0.0.1:${cloud.httpPort}`,
-      pkiDir: join(dir, 'pki'),
-      issuer: ISSUER,
-      audience: AUDIENCE,
-      token: (tenant, roles) =>
-        mintDevToken({
-          key,
-          issuer: ISSUER,
-          audience: AUDIENCE,
-          tenant,
-          roles,
-          sub: `sim@${tenant}`,
-          ttlSeconds: 3600,
-        }),
-      stop,
+      cloudPid: () => process.pid,
     };
   } catch (err) {
-    await stop();
+    await infra.stop();
     throw err;
   }
+}
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+
+/**
+ * The stack with the cloud as a child process (all roles, log level warn), ready once its /readyz says so.
+ * Its output is kept (the tail goes into the error when it does not get ready).
+ */
+export async function startSimProcessStack(
+  opts: SimInfraOptions & { readyTimeoutMs?: number } = {},
+): Promise<SimProcessStack> {
+  const infra = await startSimInfra(opts);
+  try {
+    const ports = { http: await freePort(), grpc: await freePort() };
+    const proc = spawnCloud(
+      infra.dir,
+      { ...infra.cloudConfig(ports), log: { level: 'warn' } },
+      { root, registry: infra.registry, name: 'fleet-sim' },
+    );
+    infra.onStop(() => proc.stop());
+    const apiUrl = `http://127.0.0.1:${ports.http}`;
+    await waitReady(apiUrl, proc, opts.readyTimeoutMs ?? 180_000);
+    return {
+      ...base(infra, apiUrl, `localhost:${ports.grpc}`),
+      cloudProcess: proc,
+      cloudPid: () => (proc.running() ? proc.child.pid : undefined),
+    };
+  } catch (err) {
+    await infra.stop();
+    throw err;
+  }
+}
+
+async function waitReady(apiUrl: string, proc: CloudProcess, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < deadline) {
+    if (!proc.running())
+      throw new Error(`the cloud process exited while starting:\n${proc.output().slice(-4000)}`);
+    try {
+      const res = await fetch(`${apiUrl}/readyz`, { signal: AbortSignal.timeout(2000) });
+      last = `${res.status} ${await res.text()}`;
+      if (res.ok) return;
+    } catch (err) {
+      last = (err as Error).message;
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(
+    `the cloud process was not ready after ${timeoutMs} ms (${last}):\n${proc.output().slice(-4000)}`,
+  );
+}
+
+function base(infra: SimInfra, apiUrl: string, grpcAddress: string): Omit<SimStackBase, 'cloudPid'> {
+  return {
+    natsUrl: infra.natsUrls[0]!,
+    natsUrls: infra.natsUrls,
+    natsNodes: infra.natsNodes,
+    grpcAddress,
+    caPem: infra.caPem,
+    apiUrl,
+    metricsUrl: `${apiUrl}/metrics`,
+    databaseUrl: infra.databaseUrl,
+    postgresPid: infra.postgresPid,
+    pkiDir: infra.pkiDir,
+    issuer: ISSUER,
+    audience: AUDIENCE,
+    token: (tenant, roles) => infra.token(tenant, roles),
+    stop: () => infra.stop(),
+  };
 }
