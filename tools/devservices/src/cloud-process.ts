@@ -37,6 +37,10 @@ export interface SpawnCloudOptions {
   logFile?: string;
   /** `--role` flags (override the config's `roles`). */
   roles?: string[];
+  /** Run this executable (a release bundle's `bin/vigil-cloud`) instead of cloud/src/main.ts from source. */
+  command?: string;
+  /** Environment of the process (default: this process's own). */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** Writes `config` to `<dir>/cloud-<name>-<time>.json` and starts the cloud on it. */
@@ -47,23 +51,21 @@ export function spawnCloud(
 ): CloudProcess {
   const configFile = join(dir, `cloud-${opts.name ?? 'main'}-${Date.now()}.json`);
   writeFileSync(configFile, JSON.stringify(config, null, 2));
-  const env: NodeJS.ProcessEnv = { ...process.env, VIGIL_FAILPOINTS: (opts.failpoints ?? []).join(',') };
+  const env: NodeJS.ProcessEnv = {
+    ...(opts.env ?? process.env),
+    VIGIL_FAILPOINTS: (opts.failpoints ?? []).join(','),
+  };
   delete env.DATABASE_URL;
   delete env.VIGIL_CLOUD_CONFIG;
   delete env.VIGIL_CLOUD_ROLES;
-  const child = opts.registry.spawn(
-    process.execPath,
-    [
-      '--conditions=@vigil/source',
-      '--import',
-      'tsx',
-      'cloud/src/main.ts',
-      '--config',
-      configFile,
-      ...(opts.roles ?? []).flatMap((r) => ['--role', r]),
-    ],
-    { cwd: opts.root, env },
-  );
+  const args = ['--config', configFile, ...(opts.roles ?? []).flatMap((r) => ['--role', r])];
+  const child = opts.command
+    ? opts.registry.spawn(opts.command, args, { cwd: opts.root, env })
+    : opts.registry.spawn(
+        process.execPath,
+        ['--conditions=@vigil/source', '--import', 'tsx', 'cloud/src/main.ts', ...args],
+        { cwd: opts.root, env },
+      );
   const file = opts.logFile ? createWriteStream(opts.logFile, { flags: 'a' }) : undefined;
   let out = '';
   const waiters = new Set<() => void>();

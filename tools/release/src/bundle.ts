@@ -1,4 +1,12 @@
-import { copyFileSync, chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 import { describeFiles, run, walkStaged, writeTarGz, type FileEntry } from './archive.js';
@@ -60,8 +68,11 @@ export async function stageProgram(
 
   const dependencies = copyNativeDependencies(spec.natives, join(repoRoot, spec.packageDir), stageDir);
   for (const [from, to] of spec.assets) {
-    for (const file of listTree(join(repoRoot, from)))
-      copyNormalized(join(repoRoot, from, file), join(stageDir, to, file));
+    // A directory's whole tree, or one file.
+    if (statSync(join(repoRoot, from)).isFile()) copyNormalized(join(repoRoot, from), join(stageDir, to));
+    else
+      for (const file of listTree(join(repoRoot, from)))
+        copyNormalized(join(repoRoot, from, file), join(stageDir, to, file));
   }
   mkdirSync(join(stageDir, 'bin'), { recursive: true });
   writeFileSync(join(stageDir, 'bin', spec.name), launcher(spec), { mode: 0o755 });

@@ -14,7 +14,7 @@ export interface ProgramSpec {
   readonly absent: readonly string[];
   /** Ship this machine's Node runtime (`runtime/node`): the native addons are built for its ABI. */
   readonly runtime: boolean;
-  /** Extra directories copied verbatim: [from (repository-relative), to (bundle-relative)]. */
+  /** Extra directories (their whole tree) or files copied verbatim: [from (repository-relative), to (bundle-relative)]. */
   readonly assets: readonly (readonly [string, string])[];
   /**
    * Modules loaded at run time by URL (worker threads), built as further entries beside `main.mjs`:
@@ -75,8 +75,14 @@ export const PROGRAMS: readonly ProgramSpec[] = [
     natives: [{ name: '@cedar-policy/cedar-wasm' }],
     absent: ['pg-native'],
     runtime: false,
-    // cloud/src/auth/cedar.ts finds the policies at ../../policies from its module: lib/vigil-cloud/main.mjs.
-    assets: [['cloud/policies', 'policies']],
+    // Files the cloud reads relative to its own module (`new URL(..., import.meta.url)`), which is
+    // lib/vigil-cloud/main.mjs once bundled: cloud/src/auth/cedar.ts the policies at ../../policies, the console
+    // its static/ files (console/static.ts, read at start), the alerts their EIDO schema (alerts/eido.ts).
+    assets: [
+      ['cloud/policies', 'policies'],
+      ['cloud/src/console/static', 'lib/vigil-cloud/static'],
+      ['cloud/src/alerts/eido-v1.schema.json', 'lib/vigil-cloud/eido-v1.schema.json'],
+    ],
     workers: [],
   },
   {

@@ -1,5 +1,5 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, generateKeyPairSync } from 'node:crypto';
 import {
   copyFileSync,
   existsSync,
@@ -16,7 +16,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { asset, freePort, printLogsOnFailure, repoRoot } from '@vigil/testkit';
+import {
+  asset,
+  capSchemaFile,
+  freePort,
+  natsConfig,
+  printLogsOnFailure,
+  registry,
+  repoRoot,
+  spawnCloud,
+  useDatabase,
+  useNats,
+  usePki,
+  type CloudProcess,
+} from '@vigil/testkit';
 
 // Real tools only: esbuild, tar, gzip, dpkg-deb, lintian, systemd-analyze, and dpkg itself, which installs into
 // a directory (--root, maintainer scripts run chrootless with DPKG_ROOT), never into this machine.
@@ -156,6 +169,120 @@ describe('release bundles', () => {
     );
     expect(refused).toMatchObject({ code: 78 });
   }, 180_000);
+
+  // Files the cloud reads relative to its own module (`new URL('...', import.meta.url)`) must sit at the same
+  // place relative to the bundled lib/vigil-cloud/main.mjs, or the shipped cloud fails where the source does not.
+  // The unpacked vigil-cloud bundle (each test that needs it may run alone: -t).
+  const cloudBundle = async (): Promise<string> => {
+    const dir = join(work, 'run', 'vigil-cloud');
+    if (!existsSync(join(dir, 'bin', 'vigil-cloud')))
+      await unpack(join(A, 'vigil-cloud-1.0.0-linux-x64.tar.gz'), dir);
+    return dir;
+  };
+
+  it('every file the cloud source reads relative to its module is in the bundle', async () => {
+    const lib = join(await cloudBundle(), 'lib', 'vigil-cloud');
+    const found: string[] = [];
+    const walk = (dir: string): void => {
+      for (const e of readdirSync(dir, { withFileTypes: true })) {
+        if (e.isDirectory()) walk(join(dir, e.name));
+        else if (e.name.endsWith('.ts')) {
+          const text = readFileSync(join(dir, e.name), 'utf8');
+          for (const m of text.matchAll(/new URL\(\s*[`'"](\.{1,2}\/[^`'"$]*)/g)) found.push(m[1]!);
+        }
+      }
+    };
+    walk(join(ROOT, 'cloud', 'src'));
+    // cedar's policies, the console's static files, the EIDO schema (at least these three today).
+    expect(found.length).toBeGreaterThanOrEqual(3);
+    for (const rel of found) expect(existsSync(join(lib, rel)), rel).toBe(true);
+  });
+
+  describe('the bundled cloud', () => {
+    const pki = usePki({ services: ['cloud'] });
+    const nats = useNats({
+      config: (ctx) =>
+        natsConfig({
+          tls: { caFile: pki().caCert, certFile: pki().natsServer.cert, keyFile: pki().natsServer.key },
+        })(ctx),
+    });
+    const dbUrl = useDatabase();
+    let cloud: CloudProcess | undefined;
+    printLogsOnFailure('bundled cloud', () => cloud?.output() ?? '');
+    afterAll(async () => cloud?.stop());
+
+    it('starts with every role on real PostgreSQL and NATS: console assets, alert delivery, API', async () => {
+      const keys = join(work, 'cloud-keys');
+      mkdirSync(keys, { recursive: true, mode: 0o700 });
+      const ecJwk = (): Record<string, unknown> => ({
+        ...(generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({
+          format: 'jwk',
+        }) as Record<string, unknown>),
+        alg: 'ES256',
+        use: 'sig',
+      });
+      const api = ecJwk();
+      const { d: _d, ...apiPublic } = api;
+      writeFileSync(join(keys, 'jwks.json'), JSON.stringify({ keys: [{ ...apiPublic, kid: 'api' }] }));
+      writeFileSync(join(keys, 'config.jwk.json'), JSON.stringify({ ...ecJwk(), kid: 'cfg' }), {
+        mode: 0o600,
+      });
+      const c = pki().services.cloud!;
+      const port = await freePort();
+      cloud = spawnCloud(
+        work,
+        {
+          http: { host: '127.0.0.1', port },
+          database: { url: dbUrl() },
+          nats: {
+            servers: [`tls://localhost:${nats().port}`],
+            tls: { caFile: pki().caCert, certFile: c.cert, keyFile: c.key },
+          },
+          auth: { issuer: 'release-test', audience: 'release-test', jwksFile: join(keys, 'jwks.json') },
+          configSigning: { privateJwkFile: join(keys, 'config.jwk.json') },
+          // The console with the loopback development login (no identity provider in this test).
+          console: {
+            enabled: true,
+            cookieSecure: false,
+            devLogin: { enabled: true, tenant: 'acme', origin: `http://127.0.0.1:${port}` },
+          },
+          // With a CAP schema the alerts start their delivery, which loads the EIDO schema at start.
+          alerts: { capSchemaFile: capSchemaFile() },
+          media: { dir: join(work, 'cloud-media') },
+          tracing: { enabled: false },
+        },
+        {
+          root: work,
+          registry,
+          name: 'bundled',
+          command: join(await cloudBundle(), 'bin', 'vigil-cloud'),
+          env: cleanEnv(),
+        },
+      );
+      await cloud.waitForLog('cloud HTTP listening', 120_000);
+      expect(cloud.output()).not.toContain('alert delivery not running here');
+      await expect
+        .poll(async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status, { timeout: 60_000 })
+        .toBe(200);
+      // The console's assets, served under their content hash (console/static.ts): the bundle's copies are the
+      // repository's files, byte for byte.
+      for (const name of ['console.js', 'console.css']) {
+        const body = readFileSync(join(ROOT, 'cloud', 'src', 'console', 'static', name));
+        const [base, ext] = name.split('.');
+        const hash = createHash('sha256').update(body).digest('hex').slice(0, 16);
+        const res = await fetch(`http://127.0.0.1:${port}/console/static/${base}.${hash}.${ext}`);
+        expect(res.status, name).toBe(200);
+        expect(Buffer.from(await res.arrayBuffer()).equals(body), name).toBe(true);
+      }
+      // And a page links them.
+      const page = await fetch(`http://127.0.0.1:${port}/console/dev-login`).then((r) => r.text());
+      expect(page.match(/\/console\/static\/console\.[0-9a-f]{16}\.(js|css)/g)?.length).toBe(2);
+      // The API refuses an unauthenticated call with problem+json (the auth stack is in the bundle too).
+      const refused = await fetch(`http://127.0.0.1:${port}/v1/events`);
+      expect(refused.status).toBe(401);
+      expect(refused.headers.get('content-type')).toContain('application/problem+json');
+    }, 240_000);
+  });
 
   const model = asset('models/yolox_nano.onnx');
   const clip = asset('videos/one-by-one-person-detection.mp4');
