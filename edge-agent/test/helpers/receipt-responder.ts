@@ -61,6 +61,10 @@ export async function storedMessageBytes(
   // A UUID-long msg id, as the agent sends.
   await jetstream(nc).publish(subject, payload, { msgID: '00000000-0000-7000-8000-000000000000' });
   const bytes = (await jsm.streams.info(EVENTS_STREAM)).state.bytes;
+  // Purged before the delete: once (clean-clone CI, 2026-12-08, nats-server 2.10.27) the EVENTS stream created
+  // right after this delete held this probe message, which the test's responder then refused (its msg id is not
+  // its event id) and nothing drained. Empty first, the probe cannot come back.
+  await jsm.streams.purge(EVENTS_STREAM);
   await jsm.streams.delete(EVENTS_STREAM);
   return bytes;
 }
