@@ -1,22 +1,17 @@
 import { createPrivateKey, createPublicKey, sign, type KeyObject } from 'node:crypto';
-import forge from 'node-forge';
+import * as der from './der-write.js';
 import { PkiError } from './errors.js';
 
 /** Same bounds as signCsr/the cloud: a CSR outside them would only be refused on the other side. */
 const MIN_RSA_BITS = 2048;
 const MAX_RSA_BITS = 8192;
 
-/** Not in @types/node-forge, but public in node-forge itself (as getTBSCertificate is for certificates). */
-const forgePki = forge.pki as typeof forge.pki & {
-  getCertificationRequestInfo(csr: forge.pki.CertificateSigningRequest): forge.asn1.Asn1;
-};
-
 /**
  * A PKCS#10 CSR (PEM) for an RSA private key: subject exactly one CN (UTF8String, so ids with '_' survive),
  * no attributes or requested extensions (the issuer decides SANs), signed sha256WithRSAEncryption.
  *
- * forge builds the CertificationRequestInfo, Node's crypto (OpenSSL) signs it, as buildCert does for
- * certificates: forge's pure-JS RSA signing is slow and not constant-time.
+ * Built with the DER writer of der-write.ts and signed by Node's crypto (OpenSSL), as buildCert does for
+ * certificates: node-forge took ~3 ms of JavaScript per CSR (its pure-JS RSA signing is also not constant-time).
  */
 export function createCsr(opts: { privateKeyPem: string; commonName: string }): string {
   const { privateKeyPem, commonName } = opts;
@@ -28,7 +23,9 @@ export function createCsr(opts: { privateKeyPem: string; commonName: string }): 
   }
   let key: KeyObject;
   try {
-    key = createPrivateKey(privateKeyPem);
+    // The same key again (a simulated fleet): parsing a PEM RSA key costs more than signing with it.
+    key = lastKey?.pem === privateKeyPem ? lastKey.key : createPrivateKey(privateKeyPem);
+    lastKey = { pem: privateKeyPem, key };
   } catch (cause) {
     throw new PkiError('INVALID_ARGUMENT', 'the private key cannot be parsed (expected a PEM RSA key)', {
       cause,
@@ -45,25 +42,30 @@ export function createCsr(opts: { privateKeyPem: string; commonName: string }): 
     );
   }
 
-  const csr = forge.pki.createCertificationRequest();
-  csr.publicKey = forge.pki.publicKeyFromPem(
-    createPublicKey(key).export({ type: 'spki', format: 'pem' }) as string,
+  // CertificationRequestInfo: version 0, subject exactly one CN, the key, [0] no attributes.
+  const info = der.seq(
+    der.smallInteger(0),
+    der.seq(der.set(der.seq(der.oid(OID_COMMON_NAME), der.utf8String(commonName)))),
+    spkiOf(key),
+    Buffer.from([0xa0, 0x00]),
   );
-  // UTF8String, not forge's default PrintableString (which cannot carry '_'); typed as pki.ts types it.
-  const cn: { name: string; value: string; valueTagClass: number } = {
-    name: 'commonName',
-    value: commonName,
-    valueTagClass: forge.asn1.Type.UTF8,
-  };
-  csr.setSubject([cn]);
-  const oid = forge.pki.oids.sha256WithRSAEncryption!;
-  const cri = forgePki.getCertificationRequestInfo(csr);
-  const criDer = Buffer.from(forge.asn1.toDer(cri).getBytes(), 'binary');
-  // certificationRequestToPem serialises the cached CRI with these fields, exactly the bytes signed here.
-  const signed = csr as forge.pki.CertificateSigningRequest & { certificationRequestInfo: forge.asn1.Asn1 };
-  signed.certificationRequestInfo = cri;
-  signed.signatureOid = oid;
-  signed.siginfo.algorithmOid = oid;
-  signed.signature = sign('sha256', criDer, key).toString('binary');
-  return forge.pki.certificationRequestToPem(csr);
+  const algorithm = der.seq(der.oid(OID_SHA256_WITH_RSA), der.nullValue());
+  const csr = der.seq(info, algorithm, der.bitString(sign('sha256', info, key)));
+  return der.toPem(csr, 'CERTIFICATE REQUEST');
+}
+
+const OID_COMMON_NAME = '2.5.4.3';
+const OID_SHA256_WITH_RSA = '1.2.840.113549.1.1.11';
+
+// A device makes many CSRs for one key (fleet-sim: thousands): the public key's DER once per private key.
+const spkiCache = new WeakMap<KeyObject, Buffer>();
+let lastKey: { pem: string; key: KeyObject } | undefined;
+
+function spkiOf(key: KeyObject): Buffer {
+  let spki = spkiCache.get(key);
+  if (!spki) {
+    spki = createPublicKey(key).export({ type: 'spki', format: 'der' });
+    spkiCache.set(key, spki);
+  }
+  return spki;
 }

@@ -1,7 +1,14 @@
 import { constants, createPublicKey, verify, type KeyObject } from 'node:crypto';
 import { DerError, children, decodeOid, readTlv, type Tlv } from './der.js';
 import { PkiError } from './errors.js';
-import { CLIENT_VALIDITY_DAYS, planLeaf, type CertKeyPem, type IssueOptions } from './pki.js';
+import {
+  CLIENT_VALIDITY_DAYS,
+  planLeafSigner,
+  type CertKeyPem,
+  type IssuedCert,
+  type IssueOptions,
+  type LoadedCa,
+} from './pki.js';
 
 const MAX_CSR_PEM_CHARS = 64 * 1024;
 const MIN_RSA_BITS = 2048;
@@ -151,21 +158,48 @@ export function verifyCsr(csrPem: string): KeyObject {
   return key;
 }
 
+/** A CSR whose self-signature and key {@link verifyCsrOnce} checked: {@link signCsr} takes it without a re-check. */
+export interface VerifiedCsr {
+  readonly publicKey: KeyObject;
+}
+
+// Only objects made here are accepted as verified (a structurally equal object from elsewhere is not).
+const verified = new WeakSet<VerifiedCsr>();
+
+/** {@link verifyCsr}, remembered: pass the result to {@link signCsr} to issue without verifying twice. */
+export function verifyCsrOnce(csrPem: string): VerifiedCsr {
+  const out = Object.freeze({ publicKey: verifyCsr(csrPem) });
+  verified.add(out);
+  return out;
+}
+
 /**
  * Signs a PKCS#10 CSR as a client certificate (EKU clientAuth). The CSR only contributes its public key:
  * its subject and requested extensions are ignored — the issuer decides identity via `opts`.
- * Checks the CSR as {@link verifyCsr} does. Default validity: 30 days. Returns the certificate PEM.
+ * Checks the CSR as {@link verifyCsr} does (unless given the result of {@link verifyCsrOnce}). Default
+ * validity: 30 days. Pass a {@link loadCa} result as `ca` to sign many without re-parsing the CA each time.
  */
 export function signCsr(
-  ca: CertKeyPem,
-  csrPem: string,
+  ca: CertKeyPem | LoadedCa,
+  csr: string | VerifiedCsr,
   opts: { commonName: string; uris: string[] } & IssueOptions,
 ): string {
-  const key = verifyCsr(csrPem);
-  const signer = planLeaf(
+  return issueFromCsr(ca, csr, opts).certPem;
+}
+
+/** {@link signCsr}, also returning Node's parsed view of the certificate (serial, fingerprint, validity). */
+export function issueFromCsr(
+  ca: CertKeyPem | LoadedCa,
+  csr: string | VerifiedCsr,
+  opts: { commonName: string; uris: string[] } & IssueOptions,
+): IssuedCert {
+  if (typeof csr !== 'string' && !verified.has(csr))
+    throw new PkiError('CSR_INVALID', 'not a CSR checked by verifyCsrOnce');
+  const key = typeof csr === 'string' ? verifyCsr(csr) : csr.publicKey;
+  const signer = planLeafSigner(
     ca,
     { commonName: opts.commonName, uris: opts.uris, eku: 'clientAuth', defaultDays: CLIENT_VALIDITY_DAYS },
     opts,
   );
-  return signer(key.export({ type: 'spki', format: 'pem' }) as string);
+  return signer(key);
 }

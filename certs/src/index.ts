@@ -8,10 +8,21 @@ export {
   issueClientCert,
   issueRouteCert,
   issueServerCert,
+  loadCa,
   type CertKeyPem,
+  type IssuedCert,
+  type LoadedCa,
   type IssueOptions,
 } from './pki.js';
-export { inspectCsr, signCsr, verifyCsr, type CsrSubject } from './csr.js';
+export {
+  inspectCsr,
+  issueFromCsr,
+  signCsr,
+  verifyCsr,
+  verifyCsrOnce,
+  type CsrSubject,
+  type VerifiedCsr,
+} from './csr.js';
 export { createCsr } from './csr-create.js';
 export {
   DEV_CA_COMMON_NAME,

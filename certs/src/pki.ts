@@ -1,5 +1,6 @@
 import {
   X509Certificate,
+  createHash,
   createPrivateKey,
   createPublicKey,
   generateKeyPairSync,
@@ -8,7 +9,8 @@ import {
   type KeyObject,
 } from 'node:crypto';
 import { isIP } from 'node:net';
-import forge from 'node-forge';
+import { DerError, children, decodeOid, readTlv } from './der.js';
+import * as der from './der-write.js';
 import { PkiError } from './errors.js';
 
 export interface CertKeyPem {
@@ -34,14 +36,6 @@ const DAY_MS = 24 * 60 * 60 * 1000;
 const OID_SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
 const OID_CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
 export const EKU = { serverAuth: OID_SERVER_AUTH, clientAuth: OID_CLIENT_AUTH } as const;
-
-/** Not in @types/node-forge, but public in node-forge itself. */
-const forgePki = forge.pki as typeof forge.pki & {
-  getTBSCertificate(cert: forge.pki.Certificate): forge.asn1.Asn1;
-};
-
-type Extension = Record<string, unknown> & { name: string };
-type Attr = { type?: string; name?: string; value: string; valueTagClass?: number };
 
 /**
  * A fresh RSA-2048 key pair from Node's native crypto (OpenSSL). node-forge would also delegate to
@@ -96,19 +90,20 @@ function assertCommonName(cn: string): void {
 const DNS_LABEL = '[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?';
 const DNS_RE = new RegExp(`^(?:\\*\\.)?${DNS_LABEL}(?:\\.${DNS_LABEL})*$`, 'i');
 
-function subjectAltNames(dnsNames: string[], ipAddresses: string[], uris: string[]): Extension | null {
-  const altNames: Array<Record<string, unknown>> = [];
+/** The GeneralNames of a subjectAltName extension (DER), or null when there are none. */
+function subjectAltNames(dnsNames: string[], ipAddresses: string[], uris: string[]): Buffer | null {
+  const altNames: Buffer[] = [];
   for (const name of dnsNames) {
     if (typeof name !== 'string' || name.length > 253 || !DNS_RE.test(name)) {
       throw new PkiError('INVALID_ARGUMENT', `invalid DNS name ${JSON.stringify(name)}`);
     }
-    altNames.push({ type: 2, value: name });
+    altNames.push(der.implicitPrimitive(2, Buffer.from(name, 'ascii')));
   }
   for (const ip of ipAddresses) {
     if (typeof ip !== 'string' || isIP(ip) === 0) {
       throw new PkiError('INVALID_ARGUMENT', `invalid IP address ${JSON.stringify(ip)}`);
     }
-    altNames.push({ type: 7, ip });
+    altNames.push(der.implicitPrimitive(7, der.ipBytes(ip)));
   }
   for (const uri of uris) {
     let ok = typeof uri === 'string' && /^[\x21-\x7e]+$/.test(uri);
@@ -120,34 +115,52 @@ function subjectAltNames(dnsNames: string[], ipAddresses: string[], uris: string
       }
     }
     if (!ok) throw new PkiError('INVALID_ARGUMENT', `invalid URI ${JSON.stringify(uri)}`);
-    altNames.push({ type: 6, value: uri });
+    altNames.push(der.implicitPrimitive(6, Buffer.from(uri, 'ascii')));
   }
-  return altNames.length > 0 ? { name: 'subjectAltName', altNames } : null;
+  return altNames.length > 0 ? der.seq(...altNames) : null;
 }
 
-/** The parsed issuing CA: forge view (for the issuer DN and SKI), Node view (for checks), signing key. */
+/** One Extension (RFC 5280): critical only when true (DER omits the default). */
+function extension(oid: string, value: Buffer, critical = false): Buffer {
+  return der.seq(der.oid(oid), ...(critical ? [der.booleanTrue()] : []), der.octetString(value));
+}
+
+const OID = {
+  basicConstraints: '2.5.29.19',
+  keyUsage: '2.5.29.15',
+  extKeyUsage: '2.5.29.37',
+  subjectAltName: '2.5.29.17',
+  subjectKeyIdentifier: '2.5.29.14',
+  authorityKeyIdentifier: '2.5.29.35',
+  commonName: '2.5.4.3',
+  sha256WithRSAEncryption: '1.2.840.113549.1.1.11',
+} as const;
+
+/** keyUsage bits (first byte, RFC 5280 order): digitalSignature 0x80, keyEncipherment 0x20, keyCertSign 0x04, cRLSign 0x02. */
+const KU = { digitalSignature: 0x80, keyEncipherment: 0x20, keyCertSign: 0x04, cRLSign: 0x02 } as const;
+
+/** The parsed issuing CA: its subject (DER, copied verbatim as the issuer), key identifier, Node views, signing key. */
 export interface LoadedCa {
-  forgeCert: forge.pki.Certificate;
   x509: X509Certificate;
   key: KeyObject;
+  /** The CA certificate's subject Name exactly as encoded in it: a leaf's issuer matches it byte for byte. */
+  subjectDer: Buffer;
+  /** The CA's subjectKeyIdentifier (or, without one, the SHA-1 of its public key): the leaves' AKI. */
+  keyIdentifier: Buffer;
 }
 
+/**
+ * Parses and checks the CA once (certificate, key, that they match, cA set). Callers that issue many
+ * certificates (the cloud's enrollment) keep the result: re-parsing the CA key costs more than a signature.
+ */
 export function loadCa(ca: CertKeyPem): LoadedCa {
   let x509: X509Certificate;
   let key: KeyObject;
-  let forgeCert: forge.pki.Certificate;
   try {
     x509 = new X509Certificate(ca.certPem);
     key = createPrivateKey(ca.keyPem);
   } catch (cause) {
     throw new PkiError('CA_INVALID', 'the CA certificate or key cannot be parsed', { cause });
-  }
-  try {
-    forgeCert = forge.pki.certificateFromPem(ca.certPem);
-  } catch (cause) {
-    throw new PkiError('CA_INVALID', 'the CA certificate is not an RSA certificate node-forge can read', {
-      cause,
-    });
   }
   if (!x509.ca)
     throw new PkiError(
@@ -156,58 +169,94 @@ export function loadCa(ca: CertKeyPem): LoadedCa {
     );
   if (!x509.checkPrivateKey(key))
     throw new PkiError('CA_INVALID', 'the CA key does not match the CA certificate');
-  return { forgeCert, x509, key };
+  if (key.asymmetricKeyType !== 'rsa')
+    throw new PkiError('CA_INVALID', `the CA key must be RSA, got ${String(key.asymmetricKeyType)}`);
+  try {
+    const parts = certificateParts(x509.raw);
+    return {
+      x509,
+      key,
+      subjectDer: parts.subject,
+      keyIdentifier: parts.subjectKeyIdentifier ?? publicKeyIdentifier(x509.publicKey),
+    };
+  } catch (cause) {
+    throw new PkiError('CA_INVALID', 'the CA certificate cannot be parsed', { cause });
+  }
 }
 
-/** The CA's subject, re-encoded exactly as parsed (forge keeps UTF8String values as raw UTF-8 bytes on parse
- *  but encodes them again on output, so they are decoded here to avoid double encoding). */
-function issuerAttributes(caCert: forge.pki.Certificate): Attr[] {
-  return (caCert.subject.attributes as Attr[]).map((a) => {
-    const out: Attr = { type: a.type!, value: a.value };
-    if (a.valueTagClass !== undefined) {
-      out.valueTagClass = a.valueTagClass;
-      if (a.valueTagClass === (forge.asn1.Type.UTF8 as number)) out.value = forge.util.decodeUtf8(a.value);
+/** The subject Name and the subjectKeyIdentifier of a certificate (DER), read with the strict reader of der.ts. */
+function certificateParts(raw: Buffer): { subject: Buffer; subjectKeyIdentifier: Buffer | undefined } {
+  const [tbs] = children(raw, readTlv(raw, 0, raw.length));
+  if (!tbs) throw new DerError('empty certificate');
+  const fields = children(raw, tbs);
+  const offset = fields[0]?.tag === 0xa0 ? 1 : 0; // [0] version is absent in v1 certificates
+  const subject = fields[offset + 4];
+  if (!subject || subject.tag !== 0x30) throw new DerError('no subject');
+  let ski: Buffer | undefined;
+  const extsField = fields.find((f) => f.tag === 0xa3);
+  if (extsField) {
+    const [exts] = children(raw, extsField);
+    for (const ext of exts ? children(raw, exts) : []) {
+      const parts = children(raw, ext);
+      const id = parts[0];
+      const value = parts[parts.length - 1];
+      if (!id || !value || decodeOid(raw.subarray(id.contentStart, id.end)) !== OID.subjectKeyIdentifier)
+        continue;
+      const inner = readTlv(raw, value.contentStart, value.end); // OCTET STRING inside the extnValue
+      if (inner.tag === 0x04) ski = Buffer.from(raw.subarray(inner.contentStart, inner.end));
     }
-    return out;
-  });
+  }
+  return { subject: Buffer.from(raw.subarray(subject.start, subject.end)), subjectKeyIdentifier: ski };
 }
 
-function caKeyIdentifier(ca: LoadedCa): string {
-  const ext = ca.forgeCert.getExtension('subjectKeyIdentifier') as { subjectKeyIdentifier?: string } | null;
-  if (ext?.subjectKeyIdentifier) return forge.util.hexToBytes(ext.subjectKeyIdentifier);
-  return ca.forgeCert.generateSubjectKeyIdentifier().getBytes();
+/** RFC 5280 4.2.1.2 method 1: SHA-1 of the subjectPublicKey BIT STRING's value (the RSAPublicKey DER). */
+function publicKeyIdentifier(key: KeyObject | Buffer): Buffer {
+  const spki = Buffer.isBuffer(key) ? key : key.export({ type: 'spki', format: 'der' });
+  const [, bits] = children(spki, readTlv(spki, 0, spki.length));
+  if (!bits || bits.tag !== 0x03) throw new DerError('no subjectPublicKey');
+  return createHash('sha1')
+    .update(spki.subarray(bits.contentStart + 1, bits.end))
+    .digest();
 }
 
 interface BuildParams {
   commonName: string;
-  publicKeyPem: string;
-  issuer: Attr[] | 'self';
+  publicKey: KeyObject;
+  /** The issuer Name (DER), or 'self' for a self-signed certificate (issuer = subject). */
+  issuer: Buffer | 'self';
   signingKey: KeyObject;
   notBefore: Date;
   notAfter: Date;
-  extensions: Extension[];
+  /** Extensions (DER) in order; 'ski': the subjectKeyIdentifier of `publicKey`, at that place. */
+  extensions: Array<Buffer | 'ski'>;
 }
 
-/** Builds the TBSCertificate with forge and signs it with Node's crypto (OpenSSL, constant-time RSA). */
-function buildCert(p: BuildParams): string {
-  const cert = forge.pki.createCertificate();
-  cert.version = 2; // v3
-  cert.serialNumber = randomSerialHex();
-  cert.publicKey = forge.pki.publicKeyFromPem(p.publicKeyPem);
-  cert.validity.notBefore = p.notBefore;
-  cert.validity.notAfter = p.notAfter;
-  // UTF8String, not forge's default PrintableString (which cannot carry '_' and other characters our ids allow).
-  const subject: Attr[] = [{ name: 'commonName', value: p.commonName, valueTagClass: forge.asn1.Type.UTF8 }];
-  cert.setSubject(subject);
-  cert.setIssuer(p.issuer === 'self' ? subject : p.issuer);
-  cert.setExtensions(p.extensions);
-  cert.signatureOid = forge.pki.oids.sha256WithRSAEncryption!;
-  cert.siginfo.algorithmOid = forge.pki.oids.sha256WithRSAEncryption!;
-  const tbs = forgePki.getTBSCertificate(cert);
-  const tbsDer = Buffer.from(forge.asn1.toDer(tbs).getBytes(), 'binary');
-  cert.tbsCertificate = tbs;
-  cert.signature = sign('sha256', tbsDer, p.signingKey).toString('binary');
-  return forge.pki.certificateToPem(cert);
+/** Builds the TBSCertificate natively (der-write.ts) and signs it with Node's crypto (OpenSSL, constant-time RSA). */
+function buildCert(p: BuildParams): { certPem: string; der: Buffer } {
+  const algorithm = der.seq(der.oid(OID.sha256WithRSAEncryption), der.nullValue());
+  // UTF8String, not PrintableString (which cannot carry '_' and other characters our ids allow).
+  const subject = der.seq(der.set(der.seq(der.oid(OID.commonName), der.utf8String(p.commonName))));
+  const spki = p.publicKey.export({ type: 'spki', format: 'der' });
+  const tbs = der.seq(
+    der.explicit(0, der.smallInteger(2)), // v3
+    der.integer(Buffer.from(randomSerialHex(), 'hex')),
+    algorithm,
+    p.issuer === 'self' ? subject : p.issuer,
+    der.seq(der.time(p.notBefore), der.time(p.notAfter)),
+    subject,
+    spki,
+    der.explicit(
+      3,
+      der.seq(
+        ...p.extensions.map((e) =>
+          e === 'ski' ? extension(OID.subjectKeyIdentifier, der.octetString(publicKeyIdentifier(spki))) : e,
+        ),
+      ),
+    ),
+  );
+  const signature = sign('sha256', tbs, p.signingKey);
+  const cert = der.seq(tbs, algorithm, der.bitString(signature));
+  return { certPem: der.toPem(cert, 'CERTIFICATE'), der: cert };
 }
 
 /** Self-signed RSA-2048 CA: basicConstraints cA (pathlen 0), keyUsage keyCertSign+cRLSign, SKI. Default 3650 days. */
@@ -231,18 +280,17 @@ export function selfSignCa(keyPem: string, opts: { commonName: string } & IssueO
   if (signingKey.asymmetricKeyType !== 'rsa') {
     throw new PkiError('CA_INVALID', `the CA key must be RSA, got ${String(signingKey.asymmetricKeyType)}`);
   }
-  const publicKeyPem = createPublicKey(signingKey).export({ type: 'spki', format: 'pem' }) as string;
-  const certPem = buildCert({
+  const { certPem } = buildCert({
     commonName: opts.commonName,
-    publicKeyPem,
+    publicKey: createPublicKey(signingKey),
     issuer: 'self',
     signingKey,
     notBefore,
     notAfter,
     extensions: [
-      { name: 'basicConstraints', cA: true, pathLenConstraint: 0, critical: true },
-      { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true },
-      { name: 'subjectKeyIdentifier' },
+      extension(OID.basicConstraints, der.seq(der.booleanTrue(), der.smallInteger(0)), true),
+      extension(OID.keyUsage, der.namedBits([KU.keyCertSign | KU.cRLSign]), true),
+      'ski',
     ],
   });
   const x = new X509Certificate(certPem);
@@ -261,52 +309,70 @@ export interface LeafParams {
   defaultDays: number;
 }
 
+/** A certificate as issued: its PEM and Node's parsed view (callers read serial, fingerprint, validity from it). */
+export interface IssuedCert {
+  certPem: string;
+  x509: X509Certificate;
+}
+
 /**
  * Validates everything about a leaf (CA, names, validity) and returns the signer for its public key, so callers
  * only spend time on key generation once the request is known to be good. The signer checks that the result
- * chains to the CA before returning it.
+ * chains to the CA before returning it. Pass a {@link loadCa} result to issue many without re-parsing the CA.
  */
-export function planLeaf(
+export function planLeafSigner(
   ca: CertKeyPem | LoadedCa,
   p: LeafParams,
   opts: IssueOptions,
-): (publicKeyPem: string) => string {
+): (publicKey: KeyObject) => IssuedCert {
   const loaded = 'x509' in ca ? ca : loadCa(ca);
   assertCommonName(p.commonName);
   const san = subjectAltNames(p.dnsNames ?? [], p.ipAddresses ?? [], p.uris ?? []);
   const { notBefore, notAfter } = validity(opts, p.defaultDays);
-  const extensions: Extension[] = [
-    { name: 'basicConstraints', cA: false, critical: true },
-    p.eku === 'clientAuth'
-      ? { name: 'keyUsage', digitalSignature: true, critical: true }
-      : { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
-    p.eku === 'serverAndClientAuth'
-      ? { name: 'extKeyUsage', serverAuth: true, clientAuth: true }
-      : { name: 'extKeyUsage', [p.eku]: true },
-    ...(san ? [san] : []),
-    { name: 'subjectKeyIdentifier' },
-    { name: 'authorityKeyIdentifier', keyIdentifier: caKeyIdentifier(loaded) },
+  const ekus = p.eku === 'serverAndClientAuth' ? [OID_SERVER_AUTH, OID_CLIENT_AUTH] : [EKU[p.eku]];
+  const extensions: Array<Buffer | 'ski'> = [
+    extension(OID.basicConstraints, der.seq(), true), // cA FALSE: the DEFAULT, so omitted
+    extension(
+      OID.keyUsage,
+      der.namedBits([
+        p.eku === 'clientAuth' ? KU.digitalSignature : KU.digitalSignature | KU.keyEncipherment,
+      ]),
+      true,
+    ),
+    extension(OID.extKeyUsage, der.seq(...ekus.map((o) => der.oid(o)))),
+    ...(san ? [extension(OID.subjectAltName, san)] : []),
+    'ski',
+    extension(OID.authorityKeyIdentifier, der.seq(der.implicitPrimitive(0, loaded.keyIdentifier))),
   ];
-  const issuer = issuerAttributes(loaded.forgeCert);
-  return (publicKeyPem) => {
-    const certPem = buildCert({
+  return (publicKey) => {
+    const { certPem, der: raw } = buildCert({
       commonName: p.commonName,
-      publicKeyPem,
-      issuer,
+      publicKey,
+      issuer: loaded.subjectDer,
       signingKey: loaded.key,
       notBefore,
       notAfter,
       extensions,
     });
-    const x = new X509Certificate(certPem);
-    if (!x.checkIssued(loaded.x509) || !x.verify(loaded.x509.publicKey)) {
+    const x509 = new X509Certificate(raw);
+    if (!x509.checkIssued(loaded.x509) || !x509.verify(loaded.x509.publicKey)) {
       throw new PkiError(
         'INTERNAL',
         `issued certificate for ${p.commonName} does not verify against ${loaded.x509.subject}`,
       );
     }
-    return certPem;
+    return { certPem, x509 };
   };
+}
+
+/** {@link planLeafSigner} for a public key in PEM, returning the certificate PEM. */
+export function planLeaf(
+  ca: CertKeyPem | LoadedCa,
+  p: LeafParams,
+  opts: IssueOptions,
+): (publicKeyPem: string) => string {
+  const signer = planLeafSigner(ca, p, opts);
+  return (publicKeyPem) => signer(createPublicKey(publicKeyPem)).certPem;
 }
 
 function issueWithNewKey(ca: CertKeyPem, p: LeafParams, opts: IssueOptions): CertKeyPem {

@@ -87,6 +87,7 @@ export {
 export { CALLOUT_QUEUE_GROUP, NatsAuthCallout } from './fleet/nats-callout.js';
 export { admitDevice, checkCalloutRequest, type CalloutResult } from './fleet/nats-callout-decision.js';
 export { NatsSessionKicker } from './fleet/nats-sessions.js';
+export { nkeyFromRawSeed } from './fleet/nkey-crypto.js';
 export {
   createNatsAuthority,
   credsFile,

@@ -1,6 +1,16 @@
 import { X509Certificate } from 'node:crypto';
 import { checkKey } from '@nats-io/jwt';
-import { deviceUri, inspectCsr, PkiError, signCsr, verifyCsr, type CertKeyPem } from '@vigil/certs';
+import {
+  deviceUri,
+  inspectCsr,
+  issueFromCsr,
+  loadCa,
+  PkiError,
+  verifyCsrOnce,
+  type CertKeyPem,
+  type LoadedCa,
+  type VerifiedCsr,
+} from '@vigil/certs';
 import type { EnrollRequest, EnrollResponse, RenewRequest, RenewResponse } from '@vigil/proto';
 import type { Kysely, Transaction } from 'kysely';
 import type { Logger } from 'pino';
@@ -57,6 +67,8 @@ export interface PeerCertificate {
 export class DeviceIdentityService {
   private readonly requests: Counter<'method' | 'result'>;
   private readonly caChain: string[];
+  /** The CA parsed and checked once: re-parsing its key per request cost more than the signature itself. */
+  private readonly ca: LoadedCa;
 
   constructor(
     private readonly db: Kysely<Database>,
@@ -68,6 +80,7 @@ export class DeviceIdentityService {
     private readonly audit?: AuditLog,
   ) {
     this.caChain = [opts.ca.certPem];
+    this.ca = loadCa(opts.ca);
     this.requests = new Counter({
       name: 'vigil_cloud_identity_requests_total',
       help: 'DeviceService calls by method (enroll, renew) and result (ok or the refusal code)',
@@ -79,7 +92,7 @@ export class DeviceIdentityService {
   async enroll(req: EnrollRequest): Promise<EnrollResponse> {
     return this.counted('enroll', async () => {
       const now = this.now();
-      const deviceId = this.checkCsr(req.csrPem, undefined);
+      const { deviceId, csr } = this.checkCsr(req.csrPem, undefined);
       const natsKey = this.checkNatsKey(req.natsPublicKey, true);
       if (req.hardwareId.length > 256) throw invalid('hardware_id must be at most 256 characters');
       return this.db.transaction().execute(async (tx) => {
@@ -95,6 +108,8 @@ export class DeviceIdentityService {
             hardware_id: req.hardwareId || null,
             enrolled_at: now,
             agent_version: req.agentVersion || null,
+            // Bound here rather than by a separate UPDATE in issue(): one statement less per enrollment.
+            ...(natsKey ? { nats_public_key: natsKey } : {}),
           })
           .onConflict((oc) =>
             oc
@@ -103,19 +118,21 @@ export class DeviceIdentityService {
                 site_id: scope.siteId,
                 hardware_id: req.hardwareId || null,
                 enrolled_at: now,
+                ...(natsKey ? { nats_public_key: natsKey } : {}),
               })
               .where('devices.enrolled_at', 'is', null)
               .where('devices.revoked_at', 'is', null),
           )
           .returning('id')
-          .executeTakeFirst();
+          .executeTakeFirst()
+          .catch(keyConflict);
         if (!claimed)
           throw new IdentityError(
             'DEVICE_EXISTS',
             `device id "${deviceId}" is already enrolled in this tenant: choose another id (--device-id)`,
           );
         await this.requireKeyFree(tx, natsKey, scope.tenantId, deviceId);
-        const issued = await this.issue(tx, scope.tenantId, deviceId, req.csrPem, natsKey, 'enroll', now);
+        const issued = await this.issue(tx, scope.tenantId, deviceId, csr, natsKey, 'enroll', now, true);
         await this.audit?.append(
           {
             tenantId: scope.tenantId,
@@ -206,7 +223,7 @@ export class DeviceIdentityService {
           device_id: auth.deviceId,
           nats_public_key: auth.natsPublicKey,
         };
-        this.checkCsr(req.csrPem, row.device_id);
+        const { csr } = this.checkCsr(req.csrPem, row.device_id);
         const natsKey = req.natsPublicKey ? this.checkNatsKey(req.natsPublicKey, false) : row.nats_public_key;
         const last = await tx
           .selectFrom('device_certificates')
@@ -223,7 +240,7 @@ export class DeviceIdentityService {
         // Renew may rotate to a fresh key (the agent makes a new one at every renewal), never to a key that
         // another device holds or ever held.
         await this.requireKeyFree(tx, natsKey, row.tenant_id, row.device_id);
-        const issued = await this.issue(tx, row.tenant_id, row.device_id, req.csrPem, natsKey, 'renew', now);
+        const issued = await this.issue(tx, row.tenant_id, row.device_id, csr, natsKey, 'renew', now);
         await this.audit?.append(
           {
             tenantId: row.tenant_id,
@@ -251,8 +268,11 @@ export class DeviceIdentityService {
     });
   }
 
-  /** Checks the CSR's subject (exactly CN=<device id>, and `expected` when given) and key; returns the id. */
-  private checkCsr(csrPem: string, expected: string | undefined): string {
+  /**
+   * Checks the CSR's subject (exactly CN=<device id>, and `expected` when given) and key; returns the id and the
+   * verified CSR (signed without a second verification).
+   */
+  private checkCsr(csrPem: string, expected: string | undefined): { deviceId: string; csr: VerifiedCsr } {
     try {
       const subject = inspectCsr(csrPem);
       const cn = subject.commonName;
@@ -264,8 +284,7 @@ export class DeviceIdentityService {
         throw invalid(`CSR subject CN=${cn} does not name this device (${expected})`);
       if (subject.requestsAttributes)
         throw invalid('CSR must not request extensions or attributes: the cloud assigns the identity');
-      verifyCsr(csrPem);
-      return cn;
+      return { deviceId: cn, csr: verifyCsrOnce(csrPem) };
     } catch (err) {
       if (err instanceof PkiError) throw invalid(err.message, err);
       throw err;
@@ -298,21 +317,21 @@ export class DeviceIdentityService {
     deviceId: string,
   ): Promise<void> {
     if (natsKey === '') return;
-    const cert = await tx
+    // One round trip for both tables (enrollment is bounded by its statements as much as by its crypto).
+    const taken = await tx
       .selectFrom('device_certificates')
-      .select('serial')
+      .select('serial as holder')
       .where('nats_public_key', '=', natsKey)
       .where((eb) => eb.or([eb('tenant_id', '<>', tenantId), eb('device_id', '<>', deviceId)]))
+      .unionAll(
+        tx
+          .selectFrom('devices')
+          .select('id as holder')
+          .where('nats_public_key', '=', natsKey)
+          .where((eb) => eb.or([eb('tenant_id', '<>', tenantId), eb('id', '<>', deviceId)])),
+      )
       .limit(1)
       .executeTakeFirst();
-    const device = await tx
-      .selectFrom('devices')
-      .select('id')
-      .where('nats_public_key', '=', natsKey)
-      .where((eb) => eb.or([eb('tenant_id', '<>', tenantId), eb('id', '<>', deviceId)]))
-      .limit(1)
-      .executeTakeFirst();
-    const taken = cert ?? device;
     if (taken !== undefined) throw natsKeyInUse();
   }
 
@@ -320,19 +339,20 @@ export class DeviceIdentityService {
     tx: Transaction<Database>,
     tenantId: string,
     deviceId: string,
-    csrPem: string,
+    csr: VerifiedCsr,
     natsKey: string,
     issuedBy: 'enroll' | 'renew',
     now: Date,
+    /** The device row already holds `natsKey` (enroll sets it with the row). */
+    keyBound = false,
   ): Promise<{ certificatePem: string; natsUserJwt: string; notAfter: Date; serial: string }> {
     const ttl = this.opts.certificateTtlSeconds;
-    const certificatePem = signCsr(this.opts.ca, csrPem, {
+    const { certPem: certificatePem, x509: x } = issueFromCsr(this.ca, csr, {
       commonName: deviceId,
       uris: [deviceUri(tenantId, deviceId)],
       validityDays: ttl / 86_400,
       now,
     });
-    const x = new X509Certificate(certificatePem);
     const authority = this.opts.authority();
     const natsUserJwt =
       authority && natsKey
@@ -345,19 +365,14 @@ export class DeviceIdentityService {
           })
         : '';
     const serial = x.serialNumber.toUpperCase();
-    if (natsKey !== '')
+    if (natsKey !== '' && !keyBound)
       await tx
         .updateTable('devices')
         .set({ nats_public_key: natsKey })
         .where('tenant_id', '=', tenantId)
         .where('id', '=', deviceId)
         .execute()
-        .catch((err: unknown) => {
-          // Two concurrent enrollments with one key: both passed requireKeyFree, the index refuses the second.
-          const e = err as { code?: unknown; constraint?: unknown };
-          if (e.code === '23505' && e.constraint === NATS_KEY_INDEX) throw natsKeyInUse(err);
-          throw err;
-        });
+        .catch(keyConflict);
     await tx
       .insertInto('device_certificates')
       .values({
@@ -393,6 +408,13 @@ export class DeviceIdentityService {
 
 /** The partial unique index of migration 0013 (active devices' current NATS keys). */
 const NATS_KEY_INDEX = 'devices_nats_public_key_active';
+
+/** Two concurrent enrollments with one key: both passed requireKeyFree, the index refuses the second. */
+function keyConflict(err: unknown): never {
+  const e = err as { code?: unknown; constraint?: unknown };
+  if (e.code === '23505' && e.constraint === NATS_KEY_INDEX) throw natsKeyInUse(err);
+  throw err;
+}
 
 function natsKeyInUse(cause?: unknown): IdentityError {
   // Names neither the device nor the tenant that holds the key: the caller learns only that it is taken.

@@ -183,7 +183,18 @@ function newKey(create: () => ReturnType<typeof createAccount>): NatsKey {
   return { publicKey: kp.getPublicKey(), seed: new TextDecoder().decode(kp.getSeed()) };
 }
 
+// The account's few signing keys, each imported once: importing a seed (~0.4 ms) cost more than the
+// signature of a device ticket. Bounded: the ticket and callout keys of the current and a rotated authority.
+const signers = new Map<string, KeyPair>();
+const SIGNERS_MAX = 8;
+
 /** Signs with OpenSSL (nkey-crypto.ts): tweetnacl takes ~70 ms per signature on a loaded host. */
 function seedPair(key: NatsKey): KeyPair {
-  return nativeKeyPair(key.seed);
+  let kp = signers.get(key.seed);
+  if (!kp) {
+    kp = nativeKeyPair(key.seed);
+    if (signers.size >= SIGNERS_MAX) signers.delete(signers.keys().next().value!);
+    signers.set(key.seed, kp);
+  }
+  return kp;
 }
