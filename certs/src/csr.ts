@@ -7,6 +7,7 @@ import {
   type CertKeyPem,
   type IssuedCert,
   type IssueOptions,
+  type LeafSigner,
   type LoadedCa,
 } from './pki.js';
 
@@ -193,13 +194,33 @@ export function issueFromCsr(
   csr: string | VerifiedCsr,
   opts: { commonName: string; uris: string[] } & IssueOptions,
 ): IssuedCert {
+  const key = csrKey(csr);
+  return clientSigner(ca, opts).sign(key);
+}
+
+/** {@link issueFromCsr} with the RSA signature on libuv's thread pool (a server: the event loop stays free). */
+export async function issueFromCsrAsync(
+  ca: CertKeyPem | LoadedCa,
+  csr: string | VerifiedCsr,
+  opts: { commonName: string; uris: string[] } & IssueOptions,
+): Promise<IssuedCert> {
+  const key = csrKey(csr);
+  return clientSigner(ca, opts).signAsync(key);
+}
+
+function csrKey(csr: string | VerifiedCsr): KeyObject {
   if (typeof csr !== 'string' && !verified.has(csr))
     throw new PkiError('CSR_INVALID', 'not a CSR checked by verifyCsrOnce');
-  const key = typeof csr === 'string' ? verifyCsr(csr) : csr.publicKey;
-  const signer = planLeafSigner(
+  return typeof csr === 'string' ? verifyCsr(csr) : csr.publicKey;
+}
+
+function clientSigner(
+  ca: CertKeyPem | LoadedCa,
+  opts: { commonName: string; uris: string[] } & IssueOptions,
+): LeafSigner {
+  return planLeafSigner(
     ca,
     { commonName: opts.commonName, uris: opts.uris, eku: 'clientAuth', defaultDays: CLIENT_VALIDITY_DAYS },
     opts,
   );
-  return signer(key);
 }

@@ -17,6 +17,7 @@ export {
 export {
   inspectCsr,
   issueFromCsr,
+  issueFromCsrAsync,
   signCsr,
   verifyCsr,
   verifyCsrOnce,

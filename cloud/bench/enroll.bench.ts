@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
+import pg from 'pg';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { createCsr } from '@vigil/certs';
@@ -95,6 +96,41 @@ async function drive<T>(
   };
   await Promise.all(Array.from({ length: Math.min(C, calls) }, () => worker()));
   return { ms: performance.now() - t0, latencies };
+}
+
+/**
+ * What the database's backends wait on during the window: pg_stat_activity sampled every 50 ms, as the mean
+ * number of active backends per wait (Lock/advisory = the audit chain's lock, IO/WALSync = commits, Client/
+ * ClientRead = waiting for the cloud's next statement, cpu = running).
+ */
+function sampleWaits(url: string): { stop(): Promise<Record<string, number>> } {
+  const client = new pg.Client({ connectionString: url });
+  const counts = new Map<string, number>();
+  let samples = 0;
+  let running = true;
+  const loop = (async () => {
+    await client.connect();
+    while (running) {
+      const r = await client.query<{ w: string; n: string }>(
+        `select coalesce(wait_event_type || '/' || wait_event, 'cpu') as w, count(*) as n from pg_stat_activity
+          where datname = current_database() and pid <> pg_backend_pid() and state like 'active%'
+             or (datname = current_database() and state = 'idle in transaction') group by 1`,
+      );
+      samples++;
+      for (const row of r.rows) counts.set(row.w, (counts.get(row.w) ?? 0) + Number(row.n));
+      await sleep(50);
+    }
+  })();
+  return {
+    stop: async () => {
+      running = false;
+      await loop.catch(() => undefined);
+      await client.end().catch(() => undefined);
+      return Object.fromEntries(
+        [...counts].sort((a, b) => b[1] - a[1]).map(([w, n]) => [w, round(n / Math.max(1, samples))]),
+      );
+    },
+  };
 }
 
 /** Raw 1: RSA-2048 signatures/s with the CA key over a certificate-sized TBS (about 700 bytes). */
@@ -201,11 +237,13 @@ async function main(): Promise<void> {
     );
     await sleep(500);
     const loadBefore = loadavg();
+    const waits = sampleWaits(stack.databaseUrl);
     const cpu = cpuWindow({ cloud: [cloud.child.pid], nats: [stack.natsPid()] });
     log(`enrolling ${N} devices, ${C} at a time`);
     const results: EnrollResponse[] = [];
     const run = await drive(N, enroll, results);
     const cores = cpu();
+    const dbWaits = await waits.stop();
     const loadDuring = loadavg();
     client.close();
     const ca = new X509Certificate(stack.caPem);
@@ -229,6 +267,7 @@ async function main(): Promise<void> {
       enrollments_per_s: round(perS),
       enroll_ms: distribution(run.latencies),
       cores_busy: cores,
+      db_backends_by_wait: dbWaits,
       cloud_cpu_ms_per_enrollment: round(((cores.processCores.cloud ?? NaN) * run.ms) / N),
       raw: { rsa2048_sign_per_s: round(signPerS), grpc_tls_unary_per_s: round(grpcPerS) },
       ratio: {

@@ -3,7 +3,7 @@ import { checkKey } from '@nats-io/jwt';
 import {
   deviceUri,
   inspectCsr,
-  issueFromCsr,
+  issueFromCsrAsync,
   loadCa,
   PkiError,
   verifyCsrOnce,
@@ -347,7 +347,9 @@ export class DeviceIdentityService {
     keyBound = false,
   ): Promise<{ certificatePem: string; natsUserJwt: string; notAfter: Date; serial: string }> {
     const ttl = this.opts.certificateTtlSeconds;
-    const { certPem: certificatePem, x509: x } = issueFromCsr(this.ca, csr, {
+    // The RSA signature on the thread pool: while it runs, other enrollments' statements (one of them holding
+    // the audit chain's lock until its COMMIT) keep moving instead of waiting for this event loop.
+    const { certPem: certificatePem, x509: x } = await issueFromCsrAsync(this.ca, csr, {
       commonName: deviceId,
       uris: [deviceUri(tenantId, deviceId)],
       validityDays: ttl / 86_400,
