@@ -2,6 +2,7 @@
 // own process (cloud/src/main.ts) on nats-server in operator/JWT mode and a real PostgreSQL:
 //   node --conditions=@vigil/source --import tsx cloud/bench/enroll.bench.ts [--devices 1000] [--concurrency 16]
 //        [--profile DIR]   (a V8 CPU profile of the cloud process, written there when it stops)
+//        [--cloud-root DIR] (run the cloud of another checkout, e.g. the previous commit, for an A/B in one sitting)
 // What is timed: the Enroll calls alone. Each device's one-time token (minted straight into the database), RSA
 // CSR and NATS user nkey are made before the window, so the client's own crypto is not in the figure. Every
 // answer is checked (certificate CN and chain, NATS ticket) after the window.
@@ -32,6 +33,7 @@ const { values } = parseArgs({
     devices: { type: 'string', default: '1000' },
     concurrency: { type: 'string', default: '16' },
     profile: { type: 'string' },
+    'cloud-root': { type: 'string' },
   },
 });
 const N = Number(values.devices);
@@ -210,7 +212,7 @@ async function main(): Promise<void> {
       stack.dir,
       { ...stack.cloudConfig(ports), log: { level: 'warn' } },
       {
-        root: stack.root,
+        root: values['cloud-root'] ?? stack.root,
         registry: stack.registry,
         name: 'enroll-bench',
         // --cpu-prof is not allowed in NODE_OPTIONS: a wrapper script runs the cloud from source with it.
@@ -262,6 +264,7 @@ async function main(): Promise<void> {
       machine: { cpus: cpus().length, model: cpus()[0]?.model },
       note: 'shared machine: other work may run at the same time; compare the ratios, not the absolute figures',
       loadavg: { start: load0, before_window: loadBefore, after_window: loadDuring, end: loadavg() },
+      cloud_root: values['cloud-root'] ?? stack.root,
       devices: N,
       concurrency: C,
       enrollments_per_s: round(perS),
