@@ -84,6 +84,13 @@ const BENCHES: readonly Bench[] = [
     what: 'fixed-rate open-loop API load (GET /v1/events mix) over a COPYed data set',
   },
   {
+    name: 'enroll',
+    script: 'cloud/bench/enroll.bench.ts',
+    quick: ['--devices', '500'],
+    full: ['--devices', '3000'],
+    what: 'device enrollments/s through gRPC Enroll (cloud process) vs raw RSA-2048 signs and raw TLS gRPC unary calls',
+  },
+  {
     name: 'edge-outbox',
     script: 'edge-agent/bench/outbox.bench.ts',
     quick: [],
