@@ -117,7 +117,7 @@ export async function runFleetSim(o: FleetSimOptions) {
         });
       }
       ({ apiUrl, grpcAddress, natsUrls, caPem } = s);
-      token = () => s.token(o.tenant, ['admin']);
+      token = reusedToken(() => s.token(o.tenant, ['admin']));
     }
     const stackMs = Date.now() - t0;
     const api = apiClient(apiUrl, token);
@@ -310,3 +310,22 @@ export type FleetSimReport = Awaited<ReturnType<typeof runFleetSim>>;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const round = (v: number): number => Math.round(v * 10) / 10;
 const roundOrNull = (v: number | null): number | null => (v === null ? null : round(v));
+
+/**
+ * One admin JWT for many API calls (re-minted every 10 minutes; they live an hour), as a real client holds its
+ * token: a fresh JWT per request made the cloud verify a never-seen token for every enrollment token it minted.
+ */
+function reusedToken(mint: () => Promise<string>): () => Promise<string> {
+  let cached: { token: Promise<string>; at: number } | undefined;
+  return () => {
+    if (!cached || Date.now() - cached.at > 600_000) {
+      const token = mint();
+      cached = { token, at: Date.now() };
+      // A failed mint is not kept: the next call tries again.
+      token.catch(() => {
+        if (cached?.token === token) cached = undefined;
+      });
+    }
+    return cached.token;
+  };
+}
