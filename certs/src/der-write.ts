@@ -83,7 +83,8 @@ export function time(d: Date): Buffer {
 export function ipBytes(ip: string): Buffer {
   const v = isIP(ip);
   if (v === 4) return Buffer.from(ip.split('.').map(Number));
-  if (v !== 6) throw new Error(`not an IP address: ${ip}`);
+  // A zone (fe80::1%eth0) passes isIP but has no place in a certificate.
+  if (v !== 6 || ip.includes('%')) throw new Error(`not an IP address for a certificate: ${ip}`);
   const [head, tail] = ip.includes('::') ? ip.split('::') : [ip, undefined];
   const groups = (s: string | undefined): string[] => (s ? s.split(':') : []);
   let h = groups(head);

@@ -100,7 +100,7 @@ function subjectAltNames(dnsNames: string[], ipAddresses: string[], uris: string
     altNames.push(der.implicitPrimitive(2, Buffer.from(name, 'ascii')));
   }
   for (const ip of ipAddresses) {
-    if (typeof ip !== 'string' || isIP(ip) === 0) {
+    if (typeof ip !== 'string' || isIP(ip) === 0 || ip.includes('%')) {
       throw new PkiError('INVALID_ARGUMENT', `invalid IP address ${JSON.stringify(ip)}`);
     }
     altNames.push(der.implicitPrimitive(7, der.ipBytes(ip)));

@@ -43,6 +43,7 @@ describe('der-write', () => {
     expect(hex(ipBytes('::1'))).toBe('00000000000000000000000000000001');
     expect(hex(ipBytes('2001:db8::ffff:1.2.3.4'))).toBe('20010db8000000000000ffff01020304');
     expect(hex(ipBytes('fe80::'))).toBe('fe800000000000000000000000000000');
+    expect(() => ipBytes('fe80::1%eth0')).toThrow(/not an IP address/);
   });
 });
 
