@@ -38,12 +38,12 @@ function media(mediaId: string, data: Buffer): ValidMedia {
 /** The real store; `putMany` waits for `release()` once armed (holds a batch's transaction open). */
 class GatedStore extends FsMediaStore {
   private gate: Promise<void> | undefined;
-  private open: (() => void) | undefined;
+  private unblock: (() => void) | undefined;
   arm(): void {
-    this.gate = new Promise((resolve) => (this.open = resolve));
+    this.gate = new Promise((resolve) => (this.unblock = resolve));
   }
   release(): void {
-    this.open?.();
+    this.unblock?.();
     this.gate = undefined;
   }
   override async putMany(objects: ReadonlyArray<{ key: string; data: Uint8Array }>): Promise<void> {
