@@ -68,8 +68,8 @@ export class MediaRepository {
    * returns the keys inserted (`tenant\nmedia id`). The caller decides about the others (getMany). In a
    * transaction an inserted row claims its id until COMMIT: another writer's INSERT of that id waits for it
    * (the primary key), and the sorted order keeps two overlapping batches from waiting on each other. One array
-   * per column through unnest: the statement's text and parameters do not grow with the batch (measured:
-   * Kysely's VALUES list of 13 x N parameters cost ~0.2 ms of CPU per 40 KiB object, more than the SHA-256).
+   * per column through unnest: the statement's text and parameters do not grow with the batch (Kysely's VALUES
+   * list of 13 x N parameters took ~0.2 ms of main-thread time per object in a profile at load ~8; BENCHMARKS.md).
    */
   async insertMany(rows: readonly NewMedia[]): Promise<Set<string>> {
     if (rows.length === 0) return new Set();
