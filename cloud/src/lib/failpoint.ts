@@ -16,7 +16,11 @@ export type FailpointName =
   | 'ingest.after_commit'
   | 'webhooks.relay.after_publish'
   // erasure: a batch's media bytes are deleted, its tombstones and cursor not committed yet
-  | 'erasure.after_store_delete';
+  | 'erasure.after_store_delete'
+  // media ingest: a batch's files are durable and its rows inserted, not committed
+  | 'media.after_store'
+  // media ingest: a batch's rows are committed, nothing acked
+  | 'media.after_commit';
 
 export function failpoint(name: FailpointName): void {
   if (armed.size === 0) return;

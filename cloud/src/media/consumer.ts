@@ -58,14 +58,14 @@ type Handled = Outcome | 'dead_letter_failed';
 
 /**
  * Stores media objects from the durable pull consumer `media` of MEDIA, a fetched batch at a time: validate ->
- * registered device -> one transaction for the batch (media/batch.ts: advisory locks per media id, index rows?
- * -> MediaStore.putMany -> INSERT) -> ack.
+ * registered device -> one transaction for the batch (media/batch.ts: INSERT the new ids' rows -> rows of the
+ * others? -> MediaStore.putMany -> COMMIT) -> ack.
  *
  * An ack means "file written and row committed" (or a refusal that is in DEAD_LETTER, or a resend of what is
  * stored). A PostgreSQL or store error naks with a backed-off delay; on the consumer's last delivery
  * (MEDIA_MAX_DELIVER) the object goes to DEAD_LETTER as `store_failed` instead of being dropped. The
- * advisory lock makes the check-then-write safe across cloud processes: two objects with one media id are
- * never written at once, so a conflicting object cannot overwrite the stored file (both map to one key).
+ * uncommitted row claims its id across cloud processes: only the transaction that inserted it writes the file,
+ * so a conflicting object can never overwrite the stored one.
  */
 export class MediaConsumer {
   private readonly abort = new AbortController();
@@ -119,8 +119,8 @@ export class MediaConsumer {
 
   /**
    * Fetches the next batch while up to BATCHES_IN_FLIGHT batches store (their files' fsyncs overlap, and so
-   * do one batch's COMMIT and the next one's writes). Two batches holding one media id are safe: each takes
-   * the id's advisory lock (sorted, so no deadlock), the second waits and then finds the first's row.
+   * do one batch's COMMIT and the next one's writes). Two batches holding one media id are safe: the second's
+   * INSERT (in sorted order, so no deadlock) waits for the first's COMMIT, then finds its row.
    */
   private async run(): Promise<void> {
     let consumer: Consumer | undefined;
