@@ -9,6 +9,7 @@ import { DEFAULT_BEHAVIOUR } from './agent.js';
 import { enrollDevices } from './enroll.js';
 import { SimFleet } from './fleet.js';
 import {
+  configStatusCounts,
   fetchText,
   heartbeatCounts,
   percentile,
@@ -168,6 +169,14 @@ export async function runFleetSim(o: FleetSimOptions) {
     await f.connect(natsUrls, o.connectConcurrency);
     const connectMs = Date.now() - t2;
     sampler.sample('after_connect');
+    // The cloud's status counters (answered: config/current; refused: busy; expired): what connecting cost it.
+    const statusCounts = async (): Promise<Record<string, number> | null> =>
+      stack
+        ? fetchText(stack.metricsUrl)
+            .then(configStatusCounts)
+            .catch(() => null)
+        : null;
+    const statusesAfterConnect = await statusCounts();
     const perNode = stack ? await simConnectionsPerNode(stack.natsNodes, n) : null;
     o.log(
       `${n} NATS connections in ${connectMs} ms${perNode ? ` (per node: ${JSON.stringify(perNode)})` : ''}`,
@@ -221,6 +230,7 @@ export async function runFleetSim(o: FleetSimOptions) {
     });
     const rolloutsMs = Date.now() - t3;
     sampler.sample('after_rollouts');
+    const statusesAtEnd = await statusCounts();
     progress.stop();
     await f.close();
     fleet = undefined;
@@ -271,6 +281,7 @@ export async function runFleetSim(o: FleetSimOptions) {
         dial_retries: f.agents.reduce((a, g) => a + g.counters.dialRetries, 0),
         sim_connections_per_node: perNode,
       },
+      config_statuses: { after_connect: statusesAfterConnect, at_end: statusesAtEnd },
       steady: {
         ...steady,
         heartbeats_pending_at_end: pendingAtEnd,
