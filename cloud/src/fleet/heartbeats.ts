@@ -122,8 +122,9 @@ export class HeartbeatConsumer {
         consumer ??= await this.getConsumer(jsm);
         const batch = await this.fetch(consumer);
         this.fetchBackoff.reset();
-        const failed = await writing;
+        const written = writing;
         writing = undefined;
+        const failed = await written;
         if (failed !== undefined) {
           // The database is likely down: this batch goes back untried, with the same delay.
           for (const msg of batch) msg.nak(failed);
@@ -142,7 +143,7 @@ export class HeartbeatConsumer {
         await sleep(delay, this.abort.signal);
       }
     }
-    await writing;
+    await writing?.catch(() => undefined);
   }
 
   private async ensure(jsm: JetStreamManager): Promise<void> {
