@@ -159,12 +159,18 @@ describe('ConfigStatusResponder', () => {
         (e: unknown) => `no answer (${(e as Error).message})`,
       );
       await waitFor(() => responder.queued === 1, "d4's status to wait");
+      expect((await metrics.getSingleMetricAsString('vigil_cloud_config_status_waiting')).trim()).toMatch(
+        / 1$/,
+      );
       clock += 4_001;
       await locker.query('commit');
       expect(await blocked).toBe(1n);
       expect(await lateOutcome).toMatch(/^no answer/);
       expect(await counts(metrics)).toMatchObject({ config: 1, expired: 1 });
       expect(responder.queued).toBe(0);
+      expect((await metrics.getSingleMetricAsString('vigil_cloud_config_status_waiting')).trim()).toMatch(
+        / 0$/,
+      );
       // A fresh status from d4 is answered again.
       expect(await poll('d4', status('d4', 0n, 0n, new Date(clock)))).toBe(1n);
     } finally {

@@ -1,7 +1,7 @@
 import { ConfigStatus, parseSubject, SignedConfig } from '@vigil/proto';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { Counter, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import { DeviceReplier, type DeviceRequest } from '../fleet/device-reply.js';
 import type { ConfigIssuer } from './issuer.js';
 
@@ -55,6 +55,7 @@ export class ConfigStatusResponder {
   private inFlight = 0;
   private waiting: Waiting[] = [];
   private readonly statuses: Counter<'result'>;
+  private readonly waitingGauge: Gauge;
   private readonly idle = new Set<() => void>();
   private readonly replier: DeviceReplier;
   private readonly maxInFlight: number;
@@ -85,6 +86,14 @@ export class ConfigStatusResponder {
         registers: [metrics],
       });
     for (const result of ['busy', 'expired']) this.statuses.inc({ result }, 0);
+    const waitingName = 'vigil_cloud_config_status_waiting';
+    this.waitingGauge =
+      (metrics.getSingleMetric(waitingName) as Gauge | undefined) ??
+      new Gauge({
+        name: waitingName,
+        help: 'Config statuses waiting for a batch (bounded; beyond: busy; older than the device timeout: expired)',
+        registers: [metrics],
+      });
     this.replier = new DeviceReplier('config_status', metrics, log);
   }
 
@@ -103,6 +112,7 @@ export class ConfigStatusResponder {
         if (this.waiting.length >= this.maxWaiting) return this.statuses.inc({ result: 'busy' });
         this.waiting.push({ msg, request, at: this.now() });
         this.pump();
+        this.waitingGauge.set(this.waiting.length);
       },
     });
   }
@@ -142,6 +152,7 @@ export class ConfigStatusResponder {
       .finally(() => {
         this.inFlight -= 1;
         this.pump();
+        this.waitingGauge.set(this.waiting.length);
       });
   }
 
