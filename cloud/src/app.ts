@@ -207,11 +207,17 @@ export async function startCloud(config: Readonly<CloudConfig>, deps: CloudDeps 
     const models = new ModelStore(config.models.dir, config.models.maxBytes);
     // Device config status polls are device traffic: served by the ingest role (a queue group shares them).
     if (has('ingest')) {
+      const clock = deps.now;
       const configStatus = new ConfigStatusResponder(
         responderNc,
         configs,
         log.child({ component: 'config-ota' }),
         metrics,
+        {
+          // One connection per batch in flight: half the pool, the rest for heartbeats, ingest and the API.
+          maxInFlight: Math.max(1, Math.floor(config.database.poolMax / 2)),
+          now: clock && (() => clock().getTime()),
+        },
       );
       configStatus.start();
       closers.push(() => configStatus.stop());

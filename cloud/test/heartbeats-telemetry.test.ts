@@ -366,9 +366,11 @@ describe('heartbeats through TELEMETRY', () => {
     const conn = await connect({ servers: [natsUrl()], tls: serviceTls() });
     let failures = 2;
     class FlakyRegistry extends FleetRegistry {
-      override recordHeartbeat(...args: Parameters<FleetRegistry['recordHeartbeat']>): Promise<boolean> {
+      override recordHeartbeats(
+        ...args: Parameters<FleetRegistry['recordHeartbeats']>
+      ): Promise<Set<string>> {
         if (failures-- > 0) return Promise.reject(new Error('connection terminated unexpectedly'));
-        return super.recordHeartbeat(...args);
+        return super.recordHeartbeats(...args);
       }
     }
     const metrics = new Registry();

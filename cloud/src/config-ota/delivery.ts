@@ -1,13 +1,39 @@
 import { ConfigStatus, parseSubject, SignedConfig } from '@vigil/proto';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { Counter, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import { DeviceReplier, type DeviceRequest } from '../fleet/device-reply.js';
 import type { ConfigIssuer } from './issuer.js';
 
 /** Queue group of the status responders: several cloud processes share the polls. */
 export const CONFIG_QUEUE_GROUP = 'config';
 const EMPTY = new Uint8Array(0);
+
+/** How long a status may wait for its turn: the device gives up after 5 s (edge-agent remote-config, fleet-sim). */
+export const STATUS_MAX_AGE_MS = 4_000;
+/** Statuses answered by one statement at most (8 parameters each). */
+export const STATUS_BATCH_MAX = 64;
+
+export interface ConfigStatusResponderOptions {
+  /**
+   * Batches (one statement each) running at once: each holds one database connection, so keep it below the
+   * pool size (app.ts: half the pool). Statuses that arrive meanwhile wait and go out together in the next batch.
+   */
+  maxInFlight?: number | undefined;
+  /** Statuses waiting at most; beyond, dropped unanswered (`busy`). */
+  maxWaiting?: number | undefined;
+  /** A status that waited longer is dropped unanswered (`expired`): its device stopped waiting for the answer. */
+  maxAgeMs?: number | undefined;
+  batchMax?: number | undefined;
+  /** The clock (ms) that ages waiting statuses. */
+  now?: (() => number) | undefined;
+}
+
+interface Waiting {
+  msg: Msg;
+  request: DeviceRequest;
+  at: number;
+}
 
 /**
  * State-based config delivery. Devices send ConfigStatus on `vigil.v1.<t>.<d>.status` as a request (at
@@ -16,34 +42,56 @@ const EMPTY = new Uint8Array(0);
  * empty message. The subject is the identity: a status naming another tenant or device is refused (empty
  * reply, nothing recorded, counted). A status whose reply subject is not the device's own inbox is dropped
  * before anything else (fleet/device-reply.ts): `nc` should be the responder connection, which may publish
- * only into device inboxes. Every accepted status is recorded in device_config_state. Work is
- * bounded: a few statuses run at once, a bounded number wait (a fleet reconnecting at once), the rest are
- * dropped unanswered and counted (`busy`; the device polls again).
+ * only into device inboxes. Every accepted status is recorded in device_config_state.
+ *
+ * Work is bounded and batched: statuses that arrive together are recorded and answered by one statement
+ * (ConfigIssuer.recordStatuses), a few batches run at once, a bounded number of statuses wait (a fleet
+ * reconnecting at once), the rest are dropped unanswered (`busy`; the device polls again). A status that
+ * waited past its device's request timeout is dropped too (`expired`): answering it would spend the
+ * database on a reply nobody reads while the statuses behind it age out in turn (the 10,000-device stall).
  */
 export class ConfigStatusResponder {
   private sub: Subscription | undefined;
   private inFlight = 0;
-  private readonly waiting: Array<{ msg: Msg; request: DeviceRequest }> = [];
+  private waiting: Waiting[] = [];
   private readonly statuses: Counter<'result'>;
+  private readonly waitingGauge: Gauge;
   private readonly idle = new Set<() => void>();
   private readonly replier: DeviceReplier;
+  private readonly maxInFlight: number;
+  private readonly maxWaiting: number;
+  private readonly maxAgeMs: number;
+  private readonly batchMax: number;
+  private readonly now: () => number;
 
   constructor(
     private readonly nc: NatsConnection,
     private readonly issuer: ConfigIssuer,
     private readonly log: Logger,
     metrics: Registry,
-    /** Statuses answered at once (each is two queries); more wait, up to maxWaiting, the rest are dropped. */
-    private readonly maxInFlight = 16,
-    private readonly maxWaiting = 20_000,
+    opts: ConfigStatusResponderOptions = {},
   ) {
+    this.maxInFlight = Math.max(1, opts.maxInFlight ?? 4);
+    this.maxWaiting = Math.max(0, opts.maxWaiting ?? 20_000);
+    this.maxAgeMs = opts.maxAgeMs ?? STATUS_MAX_AGE_MS;
+    this.batchMax = Math.max(1, opts.batchMax ?? STATUS_BATCH_MAX);
+    this.now = opts.now ?? Date.now;
     const name = 'vigil_cloud_config_status_total';
     this.statuses =
       (metrics.getSingleMetric(name) as Counter<'result'> | undefined) ??
       new Counter({
         name,
-        help: 'Config status reports by result (config: answered with a config, current: nothing newer, mismatch, invalid, busy, error)',
+        help: 'Config status reports by result (config: answered with a config, current: nothing newer, mismatch, invalid, busy: queue full, expired: waited past the device timeout, error)',
         labelNames: ['result'],
+        registers: [metrics],
+      });
+    for (const result of ['busy', 'expired']) this.statuses.inc({ result }, 0);
+    const waitingName = 'vigil_cloud_config_status_waiting';
+    this.waitingGauge =
+      (metrics.getSingleMetric(waitingName) as Gauge | undefined) ??
+      new Gauge({
+        name: waitingName,
+        help: 'Config statuses waiting for a batch (bounded; beyond: busy; older than the device timeout: expired)',
         registers: [metrics],
       });
     this.replier = new DeviceReplier('config_status', metrics, log);
@@ -60,66 +108,111 @@ export class ConfigStatusResponder {
         // Refused before queueing: a hostile reply costs no database work and no queue slot.
         const request = this.replier.accept(msg);
         if (!request) return;
-        if (this.inFlight < this.maxInFlight) this.run(msg, request);
-        else if (this.waiting.length < this.maxWaiting) this.waiting.push({ msg, request });
         // The device polls again; an empty reply would read as "nothing newer", so none is sent.
-        else this.statuses.inc({ result: 'busy' });
+        if (this.waiting.length >= this.maxWaiting) return this.statuses.inc({ result: 'busy' });
+        this.waiting.push({ msg, request, at: this.now() });
+        this.pump();
+        this.waitingGauge.set(this.waiting.length);
       },
     });
   }
 
-  private run(msg: Msg, request: DeviceRequest): void {
+  /** Statuses waiting for a batch (for tests and metrics). */
+  get queued(): number {
+    return this.waiting.length;
+  }
+
+  /** Starts batches while there is room: each takes the oldest waiting statuses that are still fresh. */
+  private pump(): void {
+    while (this.inFlight < this.maxInFlight && this.waiting.length > 0) {
+      this.dropExpired();
+      if (this.waiting.length === 0) break;
+      this.run(this.waiting.splice(0, this.batchMax));
+    }
+    if (this.inFlight === 0) for (const resolve of this.idle) resolve();
+  }
+
+  /** The queue is in arrival order, so the expired ones are a prefix. */
+  private dropExpired(): void {
+    const limit = this.now() - this.maxAgeMs;
+    let n = 0;
+    while (n < this.waiting.length && this.waiting[n]!.at < limit) n++;
+    if (n === 0) return;
+    this.waiting.splice(0, n);
+    this.statuses.inc({ result: 'expired' }, n);
+  }
+
+  private run(batch: Waiting[]): void {
     this.inFlight += 1;
-    void this.answer(msg, request)
+    void this.answer(batch)
       .catch((e: unknown) => {
         this.statuses.inc({ result: 'error' });
-        this.log.warn({ err: e, subject: msg.subject }, 'answering a config status failed');
+        this.log.warn({ err: e, statuses: batch.length }, 'answering config statuses failed');
       })
       .finally(() => {
         this.inFlight -= 1;
-        const next = this.waiting.shift();
-        if (next) this.run(next.msg, next.request);
-        else if (this.inFlight === 0) for (const resolve of this.idle) resolve();
+        this.pump();
+        this.waitingGauge.set(this.waiting.length);
       });
   }
 
   async stop(): Promise<void> {
     await this.sub?.drain();
-    this.waiting.length = 0;
+    this.waiting = [];
     if (this.inFlight > 0) await new Promise<void>((resolve) => this.idle.add(resolve));
   }
 
-  private async answer(msg: Msg, request: DeviceRequest): Promise<void> {
-    const route = parseSubject(msg.subject);
-    if (!route || route.kind !== 'status' || route.camera !== undefined) return;
-    const reply = (data: Uint8Array, result: string): void => {
-      request.respond(data);
-      this.statuses.inc({ result });
-    };
-    let status: ConfigStatus;
+  private async answer(batch: Waiting[]): Promise<void> {
+    const valid: Array<{ request: DeviceRequest; status: ConfigStatus; tenantId: string; deviceId: string }> =
+      [];
+    for (const { msg, request } of batch) {
+      const route = parseSubject(msg.subject);
+      if (!route || route.kind !== 'status' || route.camera !== undefined) continue;
+      let status: ConfigStatus;
+      try {
+        status = ConfigStatus.decode(msg.data);
+      } catch {
+        this.reply(request, EMPTY, 'invalid');
+        continue;
+      }
+      if (
+        (status.tenantId !== '' && status.tenantId !== route.tenant) ||
+        (status.deviceId !== '' && status.deviceId !== route.device)
+      ) {
+        this.log.warn(
+          { subject: msg.subject, tenant: status.tenantId, device: status.deviceId },
+          'config status names another device: refused',
+        );
+        this.reply(request, EMPTY, 'mismatch');
+        continue;
+      }
+      valid.push({ request, status, tenantId: route.tenant, deviceId: route.device });
+    }
+    if (valid.length === 0) return;
+    let current: Awaited<ReturnType<ConfigIssuer['recordStatuses']>>;
     try {
-      status = ConfigStatus.decode(msg.data);
-    } catch {
-      return reply(EMPTY, 'invalid');
+      current = await this.issuer.recordStatuses(valid);
+    } catch (err) {
+      // Unanswered: the devices poll again (an empty reply would read as "nothing newer").
+      this.statuses.inc({ result: 'error' }, valid.length);
+      this.log.warn({ err, statuses: valid.length }, 'answering config statuses failed');
+      return;
     }
-    if (
-      (status.tenantId !== '' && status.tenantId !== route.tenant) ||
-      (status.deviceId !== '' && status.deviceId !== route.device)
-    ) {
-      this.log.warn(
-        { subject: msg.subject, tenant: status.tenantId, device: status.deviceId },
-        'config status names another device: refused',
-      );
-      return reply(EMPTY, 'mismatch');
-    }
-    await this.issuer.recordStatus(route.tenant, route.device, status);
-    const current = await this.issuer.current(route.tenant, route.device);
-    const have = status.version > status.appliedVersion ? status.version : status.appliedVersion;
-    if (current && current.version > have)
-      return reply(
-        SignedConfig.encode({ jws: current.jws, keyId: current.keyId, version: current.version }).finish(),
-        'config',
-      );
-    reply(EMPTY, 'current');
+    valid.forEach(({ request, status }, i) => {
+      const c = current[i];
+      const have = status.version > status.appliedVersion ? status.version : status.appliedVersion;
+      if (c && c.version > have)
+        this.reply(
+          request,
+          SignedConfig.encode({ jws: c.jws, keyId: c.keyId, version: c.version }).finish(),
+          'config',
+        );
+      else this.reply(request, EMPTY, 'current');
+    });
+  }
+
+  private reply(request: DeviceRequest, data: Uint8Array, result: string): void {
+    request.respond(data);
+    this.statuses.inc({ result });
   }
 }

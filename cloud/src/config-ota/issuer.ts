@@ -119,6 +119,16 @@ const HEALTH: Record<number, DeviceHealthName> = {
   [DeviceHealth.DEVICE_HEALTH_FAILING]: 'failing',
 };
 
+/** A device's own APPLIED + ok report on the version it runs: what makes that version its last known good. */
+function isKnownGoodReport(status: ConfigStatus): boolean {
+  return (
+    status.state === ConfigState.CONFIG_STATE_APPLIED &&
+    status.health === DeviceHealth.DEVICE_HEALTH_OK &&
+    status.version === status.appliedVersion &&
+    status.appliedVersion > 0n
+  );
+}
+
 /** A stored body with its `retention` as asked for (device_configs.requested_retention, migration 0033). */
 function asRequested(body: ConfigBody, requested: Record<string, unknown> | null): ConfigBody {
   const { retention: _capped, ...rest } = body;
@@ -418,6 +428,87 @@ export class ConfigIssuer {
     return row ? { version: BigInt(row.version), jws: row.jws, keyId: row.key_id } : null;
   }
 
+  /**
+   * Records the statuses of many devices and reads each one's newest issued config, in one statement (one
+   * round trip, one commit: a status's cost was its commits, not its queries). Returns one entry per input, in
+   * order: the device's current config (null: none issued, or no such device). A device named twice is
+   * recorded once, with its newest report (an upsert cannot touch a row twice); each input still gets its
+   * answer. Every row carries its tenant: devices of several tenants can share a batch.
+   */
+  async recordStatuses(
+    items: ReadonlyArray<{ tenantId: string; deviceId: string; status: ConfigStatus }>,
+  ): Promise<Array<CurrentSignedConfig | null>> {
+    if (items.length === 0) return [];
+    const key = (t: string, d: string): string => `${t}\u0000${d}`;
+    const newest = new Map<string, { tenantId: string; deviceId: string; status: ConfigStatus; at: Date }>();
+    for (const it of items) {
+      const at = it.status.reportedAt ?? this.now();
+      const k = key(it.tenantId, it.deviceId);
+      const had = newest.get(k);
+      if (!had || had.at.getTime() <= at.getTime()) newest.set(k, { ...it, at });
+    }
+    const rows = [...newest.values()];
+    const values = sql.join(
+      rows.map(
+        (r) =>
+          sql`(${r.tenantId}, ${r.deviceId}, ${r.status.version.toString()}, ${r.status.appliedVersion.toString()}, ${STATES[r.status.state] ?? 'unknown'}, ${r.status.reason.slice(0, 2000)}, ${HEALTH[r.status.health] ?? 'unknown'}, ${r.at.toISOString()})`,
+      ),
+    );
+    // The lateral read sees the snapshot before the upsert, which does not touch device_configs anyway.
+    const res = await sql<{
+      tenant_id: string;
+      device_id: string;
+      recorded: boolean;
+      version: string | null;
+      jws: string | null;
+      key_id: string | null;
+    }>`
+      with v (tenant_id, device_id, reported_version, applied_version, state, reason, health, reported_at) as (
+        values ${values}
+      ), up as (
+        insert into device_config_state as s
+          (tenant_id, device_id, reported_version, applied_version, state, reason, health, reported_at)
+        select v.tenant_id, v.device_id, v.reported_version::bigint, v.applied_version::bigint, v.state, v.reason,
+          v.health, v.reported_at::timestamptz
+        from v join devices d on d.tenant_id = v.tenant_id and d.id = v.device_id
+        order by v.tenant_id, v.device_id
+        on conflict (tenant_id, device_id) do update set
+          reported_version = excluded.reported_version, applied_version = excluded.applied_version,
+          state = excluded.state, reason = excluded.reason, health = excluded.health,
+          reported_at = excluded.reported_at
+        -- A report older than the one stored (reordered delivery) changes nothing.
+        where s.reported_at is null or s.reported_at <= excluded.reported_at
+        returning s.tenant_id, s.device_id
+      )
+      select v.tenant_id, v.device_id, (up.device_id is not null) as recorded, c.version, c.jws, c.key_id
+      from v
+      left join up on up.tenant_id = v.tenant_id and up.device_id = v.device_id
+      left join lateral (
+        select version, jws, key_id from device_configs c
+        where c.tenant_id = v.tenant_id and c.device_id = v.device_id
+        order by version desc limit 1
+      ) c on true`.execute(this.db);
+    const current = new Map<string, CurrentSignedConfig | null>();
+    const promote = new Map<string, Array<{ deviceId: string; version: bigint }>>();
+    for (const r of res.rows) {
+      const k = key(r.tenant_id, r.device_id);
+      current.set(
+        k,
+        r.version === null || r.jws === null || r.key_id === null
+          ? null
+          : { version: BigInt(r.version), jws: r.jws, keyId: r.key_id },
+      );
+      const st = newest.get(k)!.status;
+      if (r.recorded && isKnownGoodReport(st)) {
+        const list = promote.get(r.tenant_id) ?? [];
+        list.push({ deviceId: r.device_id, version: st.appliedVersion });
+        promote.set(r.tenant_id, list);
+      }
+    }
+    for (const [tenantId, list] of promote) await this.promoteKnownGood(tenantId, list, true);
+    return items.map((it) => current.get(key(it.tenantId, it.deviceId)) ?? null);
+  }
+
   /** Records a device's ConfigStatus (state-based: the latest report replaces the previous one). */
   async recordStatus(tenantId: string, deviceId: string, status: ConfigStatus): Promise<boolean> {
     const reportedAt = status.reportedAt ?? this.now();
@@ -471,13 +562,7 @@ export class ConfigIssuer {
       )
       .executeTakeFirst();
     const recorded = Number(res.numInsertedOrUpdatedRows ?? 0) > 0;
-    if (
-      recorded &&
-      values.state === 'applied' &&
-      values.health === 'ok' &&
-      status.version === status.appliedVersion &&
-      status.appliedVersion > 0n
-    )
+    if (recorded && isKnownGoodReport(status))
       await this.promoteKnownGood(tenantId, [{ deviceId, version: status.appliedVersion }], true);
     return recorded;
   }

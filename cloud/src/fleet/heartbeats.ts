@@ -22,7 +22,7 @@ import {
   STREAM_ADMIN_TIMEOUT_MS,
 } from '../ingest/streams.js';
 import { Backoff, sleep } from '../lib/backoff.js';
-import type { FleetRegistry } from './registry.js';
+import { heartbeatKey, type FleetRegistry, type HeartbeatRow } from './registry.js';
 
 /** Heartbeats taken per fetch, at most (the first is waited for, the rest are those already pending). */
 const BATCH_SIZE = 256;
@@ -48,11 +48,12 @@ export type HeartbeatConsumerConfig = { streams: Pick<CloudConfig['streams'], 'r
  *
  * The subject is the authenticated identity (NATS permissions bind a device to its own subjects), so a
  * payload that names another tenant or device is refused and counted, never trusted. Refusals (undecodable,
- * mismatch, unknown device) are acked: retrying cannot change them. A database error is nak'd with a
- * backed-off delay and redelivered (the stream keeps it for up to an hour); the device's later heartbeats in
- * the same batch are nak'd with it, untried. Redeliveries can still come back after newer heartbeats of the
- * same device (and several cloud processes share the consumer): recording must never move last_seen_at
- * backwards, which FleetRegistry.recordHeartbeat has to guarantee (it keeps the greatest seen time).
+ * mismatch, unknown device) are acked: retrying cannot change them. A batch is written by one statement
+ * while the next one is fetched. A database error naks the whole batch with a backed-off delay, and the batch
+ * fetched meanwhile with it, untried; they are redelivered (the stream keeps them for up to an hour).
+ * Redeliveries can still come back after newer heartbeats of the same device (and several cloud processes
+ * share the consumer): recording must never move last_seen_at backwards, which
+ * FleetRegistry.recordHeartbeats guarantees (it keeps the greatest seen time).
  */
 export class HeartbeatConsumer {
   private readonly abort = new AbortController();
@@ -107,6 +108,9 @@ export class HeartbeatConsumer {
     let consumer: Consumer | undefined;
     let jsm: JetStreamManager | undefined;
     let ensured = false;
+    // The batch being written (resolves to the retry delay after a database error): the next one is fetched
+    // meanwhile, so that fetch round trips and writes overlap; one write at a time.
+    let writing: Promise<number | undefined> | undefined;
     while (!this.stopping) {
       try {
         jsm ??= await jetstreamManager(this.nc, { timeout: STREAM_ADMIN_TIMEOUT_MS });
@@ -118,7 +122,16 @@ export class HeartbeatConsumer {
         consumer ??= await this.getConsumer(jsm);
         const batch = await this.fetch(consumer);
         this.fetchBackoff.reset();
-        if (batch.length > 0) await this.process(batch);
+        const written = writing;
+        writing = undefined;
+        const failed = await written;
+        if (failed !== undefined) {
+          // The database is likely down: this batch goes back untried, with the same delay.
+          for (const msg of batch) msg.nak(failed);
+          await sleep(failed, this.abort.signal);
+          continue;
+        }
+        if (batch.length > 0) writing = this.process(batch);
       } catch (err) {
         consumer = undefined;
         if (this.stopping) break;
@@ -130,6 +143,7 @@ export class HeartbeatConsumer {
         await sleep(delay, this.abort.signal);
       }
     }
+    await writing?.catch(() => undefined);
   }
 
   private async ensure(jsm: JetStreamManager): Promise<void> {
@@ -186,44 +200,52 @@ export class HeartbeatConsumer {
   }
 
   /**
-   * One batch: each device's heartbeats in stream order, devices concurrently (the database pool bounds
-   * the concurrency). After a database error the device's later heartbeats are nak'd untried: the
-   * database is likely down, and recording them first would only make the redelivered older one land last.
+   * One batch, one statement (FleetRegistry.recordHeartbeats): refusals are acked at once, the rest are
+   * written together and acked after the write. After a database error the whole batch is nak'd with a
+   * backed-off delay (the database is likely down) and resolves to that delay, which the loop then waits out.
+   * Never rejects.
    */
-  private async process(batch: JsMsg[]): Promise<void> {
-    const bySubject = new Map<string, JsMsg[]>();
+  private async process(batch: JsMsg[]): Promise<number | undefined> {
+    const rows: Array<{ msg: JsMsg; row: HeartbeatRow }> = [];
     for (const msg of batch) {
-      const list = bySubject.get(msg.subject);
-      if (list) list.push(msg);
-      else bySubject.set(msg.subject, [msg]);
+      const row = this.decode(msg);
+      if (typeof row === 'string') {
+        this.received.inc({ result: row });
+        msg.ack();
+      } else rows.push({ msg, row });
     }
-    let retryDelay: number | undefined;
-    const nak = (msg: JsMsg): void => {
-      retryDelay ??= this.dbBackoff.next();
-      msg.nak(retryDelay);
-    };
-    await Promise.all(
-      [...bySubject.values()].map(async (msgs) => {
-        let failed = false;
-        for (const msg of msgs) {
-          if (failed) {
-            nak(msg);
-            continue;
-          }
-          const outcome = await this.handle(msg);
-          this.received.inc({ result: outcome });
-          if (outcome === 'error') {
-            failed = true;
-            nak(msg);
-          } else msg.ack();
-        }
-      }),
-    );
-    if (retryDelay === undefined) this.dbBackoff.reset();
-    else await sleep(retryDelay, this.abort.signal);
+    if (rows.length === 0) return undefined;
+    let known: Set<string>;
+    try {
+      known = await this.registry.recordHeartbeats(rows.map((r) => r.row));
+    } catch (err) {
+      const delay = this.dbBackoff.next();
+      this.log.error(
+        { err, heartbeats: rows.length, delayMs: delay },
+        'recording heartbeats failed; they will be redelivered',
+      );
+      this.received.inc({ result: 'error' }, rows.length);
+      for (const { msg } of rows) msg.nak(delay);
+      return delay;
+    }
+    this.dbBackoff.reset();
+    const unknown = new Set<string>();
+    for (const { msg, row } of rows) {
+      const k = heartbeatKey(row.tenantId, row.deviceId);
+      const ok = known.has(k);
+      if (!ok) unknown.add(k);
+      this.received.inc({ result: ok ? 'ok' : 'unknown_device' });
+      msg.ack();
+    }
+    for (const k of unknown) {
+      const [tenant, device] = k.split('\u0000');
+      this.log.warn({ tenant, device }, 'heartbeat from an unregistered device');
+    }
+    return undefined;
   }
 
-  private async handle(msg: JsMsg): Promise<Outcome> {
+  /** The heartbeat as the registry records it, or why it is refused. */
+  private decode(msg: JsMsg): HeartbeatRow | Exclude<Outcome, 'ok' | 'unknown_device' | 'error'> {
     const { subject } = msg;
     const route = parseSubject(subject);
     let hb: Heartbeat;
@@ -240,31 +262,16 @@ export class HeartbeatConsumer {
       );
       return 'mismatch';
     }
-    const seenAt = this.seenAt(msg);
-    try {
-      const known = await this.registry.recordHeartbeat(
-        route.tenant,
-        route.device,
-        seenAt,
-        hb.agentVersion,
-        hb.configVersion,
-        heartbeatSignals(hb),
-        cameraSummaries(hb),
-        heartbeatUpdate(hb),
-      );
-      if (!known)
-        this.log.warn(
-          { tenant: route.tenant, device: route.device },
-          'heartbeat from an unregistered device',
-        );
-      return known ? 'ok' : 'unknown_device';
-    } catch (err) {
-      this.log.error(
-        { err, subject, seq: msg.info.streamSequence },
-        'recording a heartbeat failed; it will be redelivered',
-      );
-      return 'error';
-    }
+    return {
+      tenantId: route.tenant,
+      deviceId: route.device,
+      seenAt: this.seenAt(msg),
+      agentVersion: hb.agentVersion,
+      configVersion: hb.configVersion,
+      signals: heartbeatSignals(hb),
+      cameras: cameraSummaries(hb),
+      update: heartbeatUpdate(hb),
+    };
   }
 
   /**

@@ -8,6 +8,21 @@ export interface DeviceIdentity {
   deviceId: string;
 }
 
+/** One heartbeat as recordHeartbeats takes it (see recordHeartbeat for the fields). */
+export interface HeartbeatRow {
+  tenantId: string;
+  deviceId: string;
+  seenAt: Date;
+  agentVersion: string;
+  configVersion: bigint;
+  signals?: HeartbeatSignals | undefined;
+  cameras?: readonly CameraSummary[] | undefined;
+  update?: HeartbeatUpdate | null | undefined;
+}
+
+/** The key recordHeartbeats returns registered devices under. */
+export const heartbeatKey = (tenantId: string, deviceId: string): string => `${tenantId}\u0000${deviceId}`;
+
 /**
  * The fleet registry's writes. Until enrollment lands, the dev stack and tests register devices here
  * directly; heartbeats from unregistered devices are refused (counted), never auto-created.
@@ -33,6 +48,78 @@ export class FleetRegistry {
         .onConflict((oc) => oc.doNothing())
         .execute();
     });
+  }
+
+  /**
+   * Records a batch of heartbeats in one statement (one commit: the database's commit rate, not its CPU, was
+   * what bounded heartbeats a second). Per device only its newest heartbeat is written (the `heartbeats` count
+   * adds them all), and never over a newer one already stored, whichever batch or process wrote it: last_seen_at
+   * never moves backwards. Returns the keys (`tenant\0device`) of the registered devices among them.
+   */
+  async recordHeartbeats(rows: readonly HeartbeatRow[]): Promise<Set<string>> {
+    const newest = new Map<string, { row: HeartbeatRow; n: number }>();
+    for (const row of rows) {
+      const k = heartbeatKey(row.tenantId, row.deviceId);
+      const had = newest.get(k);
+      if (!had) newest.set(k, { row, n: 1 });
+      else {
+        had.n += 1;
+        // Ties: the later one in the batch (stream order).
+        if (row.seenAt.getTime() >= had.row.seenAt.getTime()) had.row = row;
+      }
+    }
+    if (newest.size === 0) return new Set();
+    // Sorted: concurrent batches lock shared rows in the same order (no deadlock between them).
+    const list = [...newest.values()].sort((a, b) =>
+      a.row.tenantId === b.row.tenantId
+        ? a.row.deviceId < b.row.deviceId
+          ? -1
+          : 1
+        : a.row.tenantId < b.row.tenantId
+          ? -1
+          : 1,
+    );
+    const values = sql.join(
+      list.map(({ row: r, n }) => {
+        const s = r.signals;
+        const u = r.update;
+        return sql`(${r.tenantId}, ${r.deviceId}, ${n}, ${r.seenAt.toISOString()}, ${r.agentVersion},
+          ${r.configVersion.toString()}, ${s !== undefined}, ${s?.health ?? null}, ${s?.meanFps ?? null},
+          ${s?.meanInferenceMs ?? null}, ${s?.eventsPerMinute ?? null},
+          ${r.cameras === undefined ? null : JSON.stringify(r.cameras)}, ${u != null}, ${u?.state ?? null},
+          ${u?.current ?? null}, ${u?.previous ?? null}, ${u?.target ?? null}, ${u?.reason ?? null},
+          ${u?.at?.toISOString() ?? null})`;
+      }),
+    );
+    // `newer`: this heartbeat is newer than what the row holds (evaluated on the row as locked).
+    const newer = sql`(d.last_seen_at is null or d.last_seen_at < v.seen_at::timestamptz)`;
+    const keep = (col: string, value: ReturnType<typeof sql>, when = sql`true`) =>
+      sql`${sql.id(col)} = case when ${newer} and ${when} then ${value} else d.${sql.id(col)} end`;
+    const res = await sql<{ tenant_id: string; id: string }>`
+      update devices d set
+        heartbeats = d.heartbeats + v.n::int,
+        ${sql.join([
+          keep('last_seen_at', sql`v.seen_at::timestamptz`),
+          keep('agent_version', sql`v.agent_version`),
+          keep('config_version', sql`v.config_version::bigint`),
+          keep('last_health', sql`v.health`, sql`v.has_signals::boolean`),
+          keep('mean_fps', sql`v.mean_fps::real`, sql`v.has_signals::boolean`),
+          keep('mean_inference_ms', sql`v.mean_inference_ms::real`, sql`v.has_signals::boolean`),
+          keep('events_per_minute', sql`v.events_per_minute::real`, sql`v.has_signals::boolean`),
+          keep('last_cameras', sql`v.cameras::jsonb`, sql`v.cameras is not null`),
+          keep('update_state', sql`v.update_state`, sql`v.has_update::boolean`),
+          keep('update_current', sql`v.update_current`, sql`v.has_update::boolean`),
+          keep('update_previous', sql`v.update_previous`, sql`v.has_update::boolean`),
+          keep('update_target', sql`v.update_target`, sql`v.has_update::boolean`),
+          keep('update_reason', sql`v.update_reason`, sql`v.has_update::boolean`),
+          keep('update_at', sql`v.update_at::timestamptz`, sql`v.has_update::boolean`),
+        ])}
+      from (values ${values}) as v (tenant_id, device_id, n, seen_at, agent_version, config_version, has_signals,
+        health, mean_fps, mean_inference_ms, events_per_minute, cameras, has_update, update_state, update_current,
+        update_previous, update_target, update_reason, update_at)
+      where d.tenant_id = v.tenant_id and d.id = v.device_id
+      returning d.tenant_id, d.id`.execute(this.db);
+    return new Set(res.rows.map((r) => heartbeatKey(r.tenant_id, r.id)));
   }
 
   /** Records a heartbeat (seen at the stream's receive time); returns false when the device is not registered. */

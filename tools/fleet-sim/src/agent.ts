@@ -101,6 +101,9 @@ export interface AgentCounters {
   /** Heartbeats published; first connections that failed and were tried again. */
   heartbeats: number;
   dialRetries: number;
+  /** Status requests answered, and status rounds that got no answer in any of their tries. */
+  statusesAnswered: number;
+  statusesUnanswered: number;
 }
 
 /**
@@ -159,7 +162,11 @@ export class SimAgent {
     upgradesRolledBack: 0,
     heartbeats: 0,
     dialRetries: 0,
+    statusesAnswered: 0,
+    statusesUnanswered: 0,
   };
+  /** The status sent at the last connect, answered or given up on (connect() does not wait for it). */
+  firstStatus: Promise<boolean> = Promise.resolve(false);
   /** The agent version it runs, and its simulated updater's status (undefined: never asked to update). */
   agentVersion: string;
   update: SimUpdateStatus | undefined;
@@ -196,7 +203,11 @@ export class SimAgent {
     return this.device.deviceId;
   }
 
-  /** Connects; like the agent: a status at connect, then one per poll period, a heartbeat per period. */
+  /**
+   * Connects; like the agent: a status at connect, then one per poll period, a heartbeat per period. Resolves
+   * once connected and subscribed: the agent polls in the background (remote-config/manager.ts start()), so a
+   * slow status answer does not hold the connection step (`firstStatus` says when it ended).
+   */
   async connect(servers: string[]): Promise<void> {
     const d = this.device;
     this.servers = servers;
@@ -209,7 +220,7 @@ export class SimAgent {
     this.heartbeat();
     this.timers.push(setInterval(() => this.heartbeat(), this.behaviour.heartbeatMs));
     this.timers.push(setInterval(() => void this.poll(), this.behaviour.pollMs));
-    await this.poll();
+    this.firstStatus = this.poll();
   }
 
   /** Goes offline (the gateway loses its uplink): no status, no heartbeat, no config until `online()`. */
@@ -269,32 +280,36 @@ export class SimAgent {
   }
 
   /** A status poll: reports the current state (the last outcome) and takes a newer config from the reply. */
-  async poll(): Promise<void> {
-    await this.report();
+  /** true: answered. */
+  poll(): Promise<boolean> {
+    return this.report();
   }
 
   private record(e: ConfigEvent): void {
     this.report_ = reportAfter(this.report_, e);
   }
 
-  private async report(): Promise<void> {
+  private async report(): Promise<boolean> {
     const status = this.status();
     this.statuses.push(status);
     if (this.statuses.length > this.behaviour.keepStatuses) this.statuses.shift();
     const nc = this.nc;
-    if (!nc || nc.isClosed()) return;
+    if (!nc || nc.isClosed()) return false;
     const d = this.device;
     const data = ConfigStatus.encode(status).finish();
     for (let attempt = 0; attempt < 5; attempt++) {
       try {
         const reply = await nc.request(subjectFor(d.tenantId, d.deviceId, 'status'), data, { timeout: 5000 });
+        this.counters.statusesAnswered++;
         if (reply.data.length > 0) this.enqueue(reply.data);
-        return;
+        return true;
       } catch {
-        if (nc.isClosed()) return;
+        if (nc.isClosed()) return false;
         await new Promise((r) => setTimeout(r, 200 + Math.random() * 800));
       }
     }
+    this.counters.statusesUnanswered++;
+    return false;
   }
 
   /** Hands a SignedConfig to the device, as a push or a poll reply would (one at a time, in order). */

@@ -34,6 +34,7 @@ export {
 export * from './resources.js';
 export {
   countSimConnections,
+  configStatusCounts,
   heartbeatCounts,
   percentile,
   simConnectionsPerNode,

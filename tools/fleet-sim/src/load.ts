@@ -41,6 +41,16 @@ export function heartbeatCounts(metricsText: string): Record<string, number> {
   return out;
 }
 
+/** Config statuses the cloud counted, by result (vigil_cloud_config_status_total{result}: config, current, busy, ...). */
+export function configStatusCounts(metricsText: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const m of metricsText.matchAll(
+    /^vigil_cloud_config_status_total\{[^}]*result="([^"]+)"[^}]*\}\s+(\S+)/gm,
+  ))
+    out[m[1]!] = (out[m[1]!] ?? 0) + Number(m[2]);
+  return out;
+}
+
 export async function fetchText(url: string, timeoutMs = 10_000): Promise<string> {
   const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
   if (!res.ok) throw new Error(`GET ${url}: ${res.status}`);

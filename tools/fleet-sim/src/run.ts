@@ -9,6 +9,7 @@ import { DEFAULT_BEHAVIOUR } from './agent.js';
 import { enrollDevices } from './enroll.js';
 import { SimFleet } from './fleet.js';
 import {
+  configStatusCounts,
   fetchText,
   heartbeatCounts,
   percentile,
@@ -168,6 +169,17 @@ export async function runFleetSim(o: FleetSimOptions) {
     await f.connect(natsUrls, o.connectConcurrency);
     const connectMs = Date.now() - t2;
     sampler.sample('after_connect');
+    // The cloud's status counters (answered: config/current; refused: busy; expired): what connecting cost it.
+    const statusCounts = async (): Promise<Record<string, number> | null> =>
+      stack
+        ? fetchText(stack.metricsUrl)
+            .then(configStatusCounts)
+            .catch(() => null)
+        : null;
+    const statusesAfterConnect = await statusCounts();
+    // Connecting no longer waits for the first status; when did the last device's first status round end?
+    const firstAnswered = (await Promise.all(f.agents.map((a) => a.firstStatus))).filter(Boolean).length;
+    const firstStatusMs = Date.now() - t2;
     const perNode = stack ? await simConnectionsPerNode(stack.natsNodes, n) : null;
     o.log(
       `${n} NATS connections in ${connectMs} ms${perNode ? ` (per node: ${JSON.stringify(perNode)})` : ''}`,
@@ -221,6 +233,7 @@ export async function runFleetSim(o: FleetSimOptions) {
     });
     const rolloutsMs = Date.now() - t3;
     sampler.sample('after_rollouts');
+    const statusesAtEnd = await statusCounts();
     progress.stop();
     await f.close();
     fleet = undefined;
@@ -245,6 +258,7 @@ export async function runFleetSim(o: FleetSimOptions) {
       headline: {
         enrollments_per_s: enrollPerS,
         ms_to_connect_all: connectMs,
+        ms_to_first_status_all: firstStatusMs,
         good_rollout_ms_to_95pct_applied: result.good.ms_to_95pct_applied,
         good_rollout_ms_to_100pct_applied: result.good.ms_to_100pct_applied,
         good_rollout_state: result.good.state,
@@ -269,7 +283,17 @@ export async function runFleetSim(o: FleetSimOptions) {
         connected: f.connected,
         // First connections that failed (TLS or auth timeout, refused) and were tried again.
         dial_retries: f.agents.reduce((a, g) => a + g.counters.dialRetries, 0),
+        // From the first dial until every device's status at connect was answered or given up (5 tries of 5 s).
+        ms_to_first_status_all: firstStatusMs,
+        first_statuses_answered: firstAnswered,
         sim_connections_per_node: perNode,
+      },
+      config_statuses: {
+        after_connect: statusesAfterConnect,
+        at_end: statusesAtEnd,
+        // Status rounds of the simulated devices (whole run): answered requests, rounds with no answer.
+        sim_answered: f.agents.reduce((a, g) => a + g.counters.statusesAnswered, 0),
+        sim_unanswered: f.agents.reduce((a, g) => a + g.counters.statusesUnanswered, 0),
       },
       steady: {
         ...steady,

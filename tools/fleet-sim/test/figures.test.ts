@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import {
   checkOpenFiles,
   countSimConnections,
+  configStatusCounts,
   cpuPercent,
   heartbeatCounts,
   openFileLimits,
@@ -121,6 +122,17 @@ describe('fleet-sim figures', () => {
     expect(sumMetric(text, 'vigil_cloud_heartbeats_pending')).toBe(17);
     expect(sumMetric(text, 'nope')).toBe(0);
     expect(heartbeatCounts(text)).toEqual({ ok: 1200, unknown_device: 3 });
+  });
+
+  it('reads the config status counters by result (answered, busy, expired)', () => {
+    const text = [
+      'vigil_cloud_config_status_total{result="current"} 900',
+      'vigil_cloud_config_status_total{result="config"} 80',
+      'vigil_cloud_config_status_total{result="busy"} 0',
+      'vigil_cloud_config_status_total{result="expired"} 12',
+      'vigil_cloud_config_status_totally_else{result="current"} 5',
+    ].join('\n');
+    expect(configStatusCounts(text)).toEqual({ current: 900, config: 80, busy: 0, expired: 12 });
   });
 
   it('turns two steady-window readings into rates', () => {
