@@ -51,6 +51,7 @@ describe('PostgreSQL migrations', () => {
       '0033_edge_retention_sync',
       '0034_rollouts_one_active',
       '0037_events_site_index',
+      '0038_audit_chain_head',
     ]);
     expect(await tables(db)).toEqual(
       expect.arrayContaining([
@@ -113,6 +114,7 @@ describe('PostgreSQL migrations', () => {
   });
 
   it('roll back and forward again', async () => {
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0038_audit_chain_head']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0037_events_site_index']);
     const siteIdx = await sql<{ n: number }>`
       select count(*)::int as n from pg_indexes where indexname like 'events%site%'`.execute(db);
@@ -151,6 +153,7 @@ describe('PostgreSQL migrations', () => {
       '0033_edge_retention_sync',
       '0034_rollouts_one_active',
       '0037_events_site_index',
+      '0038_audit_chain_head',
     ]);
     const states = await sql<{ device_id: string; state: string }>`
       select device_id, state from legal_holds where tenant_id = 'mh' order by device_id`.execute(db);
@@ -158,6 +161,7 @@ describe('PostgreSQL migrations', () => {
       { device_id: 'gw', state: 'active' },
       { device_id: 'gw2', state: 'released' },
     ]);
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0038_audit_chain_head']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0037_events_site_index']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0034_rollouts_one_active']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0033_edge_retention_sync']);
@@ -255,10 +259,12 @@ describe('PostgreSQL migrations', () => {
       '0033_edge_retention_sync',
       '0034_rollouts_one_active',
       '0037_events_site_index',
+      '0038_audit_chain_head',
     ]);
   });
 
   it('0013 backfills current NATS keys; of two active devices sharing one, the first enrolled keeps it', async () => {
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0038_audit_chain_head']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0037_events_site_index']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0034_rollouts_one_active']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0033_edge_retention_sync']);
@@ -313,6 +319,7 @@ describe('PostgreSQL migrations', () => {
       '0033_edge_retention_sync',
       '0034_rollouts_one_active',
       '0037_events_site_index',
+      '0038_audit_chain_head',
     ]);
     const rows = await db
       .selectFrom('devices')
@@ -329,6 +336,7 @@ describe('PostgreSQL migrations', () => {
   });
 
   it('0034 makes one active rollout per tenant a constraint, and will not build over a race that happened', async () => {
+    expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0038_audit_chain_head']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0037_events_site_index']);
     expect(await migrateDown(db as Kysely<unknown>)).toEqual(['0034_rollouts_one_active']);
     const rollout = (id: string, tenant: string, state: string) =>
@@ -345,6 +353,7 @@ describe('PostgreSQL migrations', () => {
     expect(await migrateToLatest(db as Kysely<unknown>)).toEqual([
       '0034_rollouts_one_active',
       '0037_events_site_index',
+      '0038_audit_chain_head',
     ]);
     // Ended rollouts do not count; an active one more in a tenant is refused, in any active state.
     await rollout('r4', 'ra', 'completed');

@@ -237,13 +237,13 @@ export class AuditLog {
     tx: Transaction<Database>,
     fields: Omit<CanonicalFields, 'seq' | 'at'>,
   ): Promise<AppendedEntry> {
-    await sql`select pg_advisory_xact_lock(${sql.lit(AUDIT_CHAIN_LOCK)})`.execute(tx);
-    const last = await tx
-      .selectFrom('audit_log')
-      .select(['seq', 'hash'])
-      .orderBy('seq', 'desc')
-      .limit(1)
-      .executeTakeFirst();
+    // Lock and head in one round trip (migration 0038): the lock is held until COMMIT, so every round trip
+    // under it is one every other append waits for.
+    const { rows } = await sql<{
+      seq: string;
+      hash: Buffer;
+    }>`select seq, hash from vigil_audit_chain_head(${sql.lit(AUDIT_CHAIN_LOCK)})`.execute(tx);
+    const last = rows[0];
     const seq = last ? BigInt(last.seq) + 1n : 1n;
     const prevHash = last?.hash ?? AUDIT_GENESIS_HASH;
     // Read under the lock, so that `at` follows seq as long as the processes' clocks agree. A JS Date has

@@ -29,6 +29,7 @@ import * as m0032 from './migrations/0032_alert_incident_end.js';
 import * as m0033 from './migrations/0033_edge_retention_sync.js';
 import * as m0034 from './migrations/0034_rollouts_one_active.js';
 import * as m0037 from './migrations/0037_events_site_index.js';
+import * as m0038 from './migrations/0038_audit_chain_head.js';
 
 // Migrations are listed in code (not read from a folder at run time) so that a bundled or relocated
 // build runs exactly the set it was built with. Names sort in order of application.
@@ -62,6 +63,7 @@ const migrations: Record<string, Migration> = {
   '0033_edge_retention_sync': m0033,
   '0034_rollouts_one_active': m0034,
   '0037_events_site_index': m0037,
+  '0038_audit_chain_head': m0038,
 };
 
 /** pg_advisory_xact_lock key of migrations: the bytes of ASCII "vigilmig" as a signed int64. */
