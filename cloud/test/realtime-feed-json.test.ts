@@ -44,7 +44,7 @@ describe('realtime feed JSON', () => {
   it('spells absent model, snapshot, trigger zone and zones as the view does', () => {
     const bare: NewEvent = {
       ...row,
-      zones: undefined,
+      zones: [],
       trigger_zone: null,
       model_name: null,
       model_sha256: null,
