@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { headers } from '@nats-io/transport-node';
-import { SpanStatusCode } from '@opentelemetry/api';
+import { SpanKind, SpanStatusCode, type Link } from '@opentelemetry/api';
 import {
   BasicTracerProvider,
   InMemorySpanExporter,
@@ -16,9 +16,9 @@ import { createTracing, registerContextManager } from '../src/lib/tracing.js';
 import { evtSubject, makeEvent, useIngestStack, type TestDevice } from './support/ingest-stack.js';
 
 // Cloud side of tracing, on the real stack (nats-server with mTLS + JetStream, PostgreSQL, startCloud): the
-// device's context from the NATS header (or the payload) parents `vigil.ingest.event`; the transaction is
-// `vigil.ingest.batch` (links to its events) with a `db.insert` child. Spans land in the SDK's own
-// InMemorySpanExporter, handed to startCloud as its tracer.
+// transaction is `vigil.ingest.batch` (a root), linked to each event's device context from the NATS header (or
+// the payload), with a `db.insert` child; a dead-lettered message gets a `vigil.ingest.event` span under its
+// device's context. Spans land in the SDK's own InMemorySpanExporter, handed to startCloud as its tracer.
 
 const gw1: TestDevice = { tenantId: 'acme', siteId: 'hq', deviceId: 'gw-1' };
 const exporter = new InMemorySpanExporter();
@@ -71,50 +71,54 @@ describe('ingest: trace context from the edge to the database', () => {
     await expect.poll(() => link.receipted.has(ev.eventId), { timeout: 15_000 }).toBe(true);
   }
 
-  /** The finished spans of `eventId`'s ingest: its event span, its batch and the batch's db.insert. */
+  /** The finished batch span linked to `eventId`, its link to the event and the batch's db.insert. */
   async function spansOf(
     eventId: string,
-  ): Promise<{ event: ReadableSpan; batch: ReadableSpan; insert: ReadableSpan }> {
-    // Event spans end right after the ack, i.e. around the receipt: wait for them.
-    await expect
-      .poll(() => exporter.getFinishedSpans().some((s) => s.attributes['vigil.event.id'] === eventId))
-      .toBe(true);
+  ): Promise<{ link: Link; batch: ReadableSpan; insert: ReadableSpan }> {
+    const linkTo = (s: ReadableSpan) =>
+      s.name === 'vigil.ingest.batch'
+        ? s.links.find((l) => l.attributes?.['vigil.event.id'] === eventId)
+        : undefined;
+    // The batch span ends after the acks and the receipts: wait for it.
+    await expect.poll(() => exporter.getFinishedSpans().some((s) => linkTo(s) !== undefined)).toBe(true);
     const spans = exporter.getFinishedSpans();
-    const event = spans.find(
-      (s) => s.name === 'vigil.ingest.event' && s.attributes['vigil.event.id'] === eventId,
-    )!;
-    const batch = spans.find(
-      (s) =>
-        s.name === 'vigil.ingest.batch' &&
-        s.links.some((l) => l.context.spanId === event.spanContext().spanId),
-    )!;
-    expect(batch).toBeDefined();
+    const batch = spans.find((s) => linkTo(s) !== undefined)!;
     const insert = spans.find(
       (s) => s.name === 'db.insert' && s.parentSpanContext?.spanId === batch.spanContext().spanId,
     )!;
     expect(insert).toBeDefined();
-    return { event, batch, insert };
+    return { link: linkTo(batch)!, batch, insert };
   }
 
-  it('parents vigil.ingest.event on the traceparent header; the batch links it; db.insert is its child', async () => {
+  /** Whether any finished batch span links to `eventId`. */
+  const linked = (eventId: string): boolean =>
+    exporter
+      .getFinishedSpans()
+      .some(
+        (s) =>
+          s.name === 'vigil.ingest.batch' &&
+          s.links.some((l) => l.attributes?.['vigil.event.id'] === eventId),
+      );
+
+  it('links vigil.ingest.batch to the traceparent header; db.insert is its child', async () => {
     const traceId = hex(32);
     const parentId = hex(16);
     const ev = makeEvent(gw1);
     await publishCommitted(ev, `00-${traceId}-${parentId}-01`);
-    const { event, batch, insert } = await spansOf(ev.eventId);
+    const { link, batch, insert } = await spansOf(ev.eventId);
 
-    expect(event.spanContext().traceId).toBe(traceId);
-    expect(event.parentSpanContext?.spanId).toBe(parentId);
-    expect(event.parentSpanContext?.isRemote).toBe(true);
-    expect(event.attributes).toMatchObject({
-      'vigil.event.id': ev.eventId,
-      'vigil.tenant.id': 'acme',
-      'vigil.device.id': 'gw-1',
-    });
-    expect(event.status.code).not.toBe(SpanStatusCode.ERROR);
-    // The batch is its own trace (many parents: links), linked to the event's span.
+    // The batch is its own trace (many parents: links), linked to the device's span of the event.
+    expect(link.context.traceId).toBe(traceId);
+    expect(link.context.spanId).toBe(parentId);
+    expect(link.context.isRemote).toBe(true);
     expect(batch.parentSpanContext).toBeUndefined();
-    expect(batch.links.map((l) => l.context.traceId)).toContain(traceId);
+    expect(batch.kind).toBe(SpanKind.CONSUMER);
+    expect(batch.status.code).not.toBe(SpanStatusCode.ERROR);
+    expect(batch.attributes).toMatchObject({
+      'messaging.system': 'nats',
+      'messaging.operation.type': 'process',
+      'vigil.batch.events': 1,
+    });
     expect(insert.spanContext().traceId).toBe(batch.spanContext().traceId);
     expect(insert.attributes).toMatchObject({
       'db.system': 'postgresql',
@@ -124,10 +128,15 @@ describe('ingest: trace context from the edge to the database', () => {
       'vigil.db.rows_inserted': 1,
     });
     expect(insert.attributes['db.operation.batch.size']).toBeGreaterThanOrEqual(1);
-    // Ends after the commit: the event span outlives the INSERT (and the batch), in the order of end() calls.
+    // The batch span covers the commit: it ends after the INSERT, in the order of end() calls.
     const ended = (s: ReadableSpan) => endOrder.get(s.spanContext().spanId)!;
     expect(ended(insert)).toBeLessThan(ended(batch));
-    expect(ended(batch)).toBeLessThan(ended(event));
+    // No span per committed event.
+    expect(
+      exporter
+        .getFinishedSpans()
+        .some((s) => s.name === 'vigil.ingest.event' && s.attributes['vigil.event.id'] === ev.eventId),
+    ).toBe(false);
 
     // Logs written inside the batch span carry its ids (pino mixin).
     const line = stack
@@ -140,23 +149,46 @@ describe('ingest: trace context from the edge to the database', () => {
     expect(line!['trace_id']).toBe(batch.spanContext().traceId);
   });
 
+  it('gives a dead-lettered message its own vigil.ingest.event span under the device context', async () => {
+    const traceId = hex(32);
+    const parentId = hex(16);
+    const link = await stack.device(gw1);
+    const h = headers();
+    h.set('traceparent', `00-${traceId}-${parentId}-01`);
+    // Not a DetectionEvent: dead-lettered as undecodable.
+    await link.js.publish(evtSubject(gw1), new Uint8Array([0xff, 0xff, 0xff]), {
+      msgID: hex(16),
+      headers: h,
+    });
+    const isIt = (s: ReadableSpan) => s.name === 'vigil.ingest.event' && s.spanContext().traceId === traceId;
+    await expect.poll(() => exporter.getFinishedSpans().some(isIt), { timeout: 15_000 }).toBe(true);
+    const span = exporter.getFinishedSpans().find(isIt)!;
+    expect(span.parentSpanContext?.spanId).toBe(parentId);
+    expect(span.status.code).toBe(SpanStatusCode.ERROR);
+    expect(span.attributes).toMatchObject({
+      'vigil.dead_letter.reason': 'undecodable',
+      'vigil.tenant.id': 'acme',
+      'vigil.device.id': 'gw-1',
+    });
+  });
+
   it('falls back to the payload trace when there is no header', async () => {
     const traceId = hex(32);
     const parentId = hex(16);
     const ev = makeEvent(gw1, { trace: { traceparent: `00-${traceId}-${parentId}-01`, tracestate: 'v=1' } });
     await publishCommitted(ev);
-    const { event } = await spansOf(ev.eventId);
-    expect(event.spanContext().traceId).toBe(traceId);
-    expect(event.parentSpanContext?.spanId).toBe(parentId);
-    expect(event.spanContext().traceState?.get('v')).toBe('1');
+    const { link } = await spansOf(ev.eventId);
+    expect(link.context.traceId).toBe(traceId);
+    expect(link.context.spanId).toBe(parentId);
+    expect(link.context.traceState?.get('v')).toBe('1');
   });
 
-  it('ignores and counts a malformed traceparent: the event is still committed, in a new trace', async () => {
+  it('ignores and counts a malformed traceparent: the event is still committed, not linked', async () => {
     const before = await stack.metric('vigil_cloud_ingest_trace_context_invalid_total', '{source="header"}');
     const ev = makeEvent(gw1);
     await publishCommitted(ev, '00-not-a-trace-context-01');
-    const { event } = await spansOf(ev.eventId);
-    expect(event.parentSpanContext).toBeUndefined();
+    // The receipt came after the batch span ended (its end follows the receipts' publish): not linked.
+    expect(linked(ev.eventId)).toBe(false);
     expect(await stack.metric('vigil_cloud_ingest_trace_context_invalid_total', '{source="header"}')).toBe(
       before + 1,
     );
@@ -164,7 +196,7 @@ describe('ingest: trace context from the edge to the database', () => {
     const traceId = hex(32);
     const ev2 = makeEvent(gw1, { trace: { traceparent: `00-${traceId}-${hex(16)}-01`, tracestate: '' } });
     await publishCommitted(ev2, `00-${'0'.repeat(32)}-${'0'.repeat(16)}-01`);
-    expect((await spansOf(ev2.eventId)).event.spanContext().traceId).toBe(traceId);
+    expect((await spansOf(ev2.eventId)).link.context.traceId).toBe(traceId);
     expect(await stack.metric('vigil_cloud_ingest_trace_context_invalid_total', '{source="header"}')).toBe(
       before + 2,
     );

@@ -40,4 +40,23 @@ describe('realtime feed JSON', () => {
     const plain = { ...row, attributes: { a: 'b' } as unknown as string, snapshot_media_id: null };
     expect(JSON.parse(committedJson(plain, iso))).toEqual(committedView(plain, at));
   });
+
+  it('spells absent model, snapshot, trigger zone and zones as the view does', () => {
+    const bare: NewEvent = {
+      ...row,
+      zones: [],
+      trigger_zone: null,
+      model_name: null,
+      model_sha256: null,
+      snapshot_media_id: null,
+      snapshot_sha256: null,
+      snapshot_bytes: null,
+      attributes: '{}',
+    };
+    const json = committedJson(bare, at.toISOString());
+    expect(JSON.parse(json)).toEqual(committedView(bare, at));
+    expect(json).toContain('"model":null,"snapshot":null');
+    const sizeless = { ...row, snapshot_sha256: null, snapshot_bytes: null, model_sha256: null };
+    expect(JSON.parse(committedJson(sizeless, at.toISOString()))).toEqual(committedView(sizeless, at));
+  });
 });

@@ -8,13 +8,20 @@ import {
   type JsMsg,
 } from '@nats-io/jetstream';
 import { context, type Context, type Span } from '@opentelemetry/api';
+import type { TraceHeaders } from '../lib/tracing.js';
 import type { Logger } from 'pino';
 import type { CloudConfig } from '../config/schema.js';
 import { utcDay, type CommitHook, type EventStore, type NewEvent } from '../events/store.js';
 import { Backoff, sleep } from '../lib/backoff.js';
 import { failpoint } from '../lib/failpoint.js';
 import { publishDeadLetter, type DeadLetter } from './dead-letter.js';
-import { deviceKey, registryRefusal, type DeviceCache, type RegisteredDevice } from './devices.js';
+import {
+  deviceKey,
+  registryRefusal,
+  type DeviceCache,
+  type DeviceKey,
+  type RegisteredDevice,
+} from './devices.js';
 import type { IngestMetrics } from './metrics.js';
 import type { ReceiptPublisher } from './receipts.js';
 import { EVENTS_STREAM, INGEST_CONSUMER, ensureIngestConsumer, ensureStreams } from './streams.js';
@@ -51,8 +58,8 @@ const MAX_ENSURED_DAYS = 512;
 interface Candidate {
   msg: JsMsg;
   row: NewEvent;
-  /** `vigil.ingest.event`, ended once the event is committed (or nak'd). */
-  span: Span;
+  /** The payload's trace context (the batch span links to the device's context). */
+  trace: TraceHeaders | undefined;
 }
 
 interface Poison {
@@ -222,19 +229,21 @@ export class IngestConsumer {
     const poison: Poison[] = [];
     for (const msg of batch) {
       const v = validateEvent(msg.subject, msg.data, msg.info.streamSequence, now, config.ingest);
-      const span = this.tracing.startEvent(msg, v);
-      if (v.ok) candidates.push({ msg, row: v.row, span });
-      else poison.push({ msg, letter: v, span });
+      if (v.ok) candidates.push({ msg, row: v.row, trace: v.trace });
+      else poison.push({ msg, letter: v, span: this.tracing.startDeadLetter(msg, v, v.reason) });
     }
 
     let retryDelay: number | undefined;
     let fresh: NewEvent[] = [];
+    let batchSpan: Span | undefined;
     if (candidates.length > 0) {
-      const tx = this.tracing.startBatch(candidates.map((c) => c.span));
+      const tx = this.tracing.startBatch(candidates.length);
+      batchSpan = tx.span;
       try {
         // Active for the log lines written meanwhile; the spans themselves get their parent explicitly.
         await this.tracing.within(tx.ctx, async () => {
           candidates = await this.checkRegistry(candidates, poison);
+          this.tracing.linkEvents(tx.span, candidates);
           await this.ensurePartitions(candidates.map((c) => c.row));
           fresh = await this.commit(
             candidates.map((c) => c.row),
@@ -243,12 +252,11 @@ export class IngestConsumer {
           );
         });
         this.dbBackoff.reset();
-        this.tracing.end(tx.span);
         // Crash tests: committed in PostgreSQL, nothing acked, nothing enqueued yet.
         failpoint('ingest.after_commit');
       } catch (err) {
         this.tracing.end(tx.span, err);
-        for (const c of candidates) this.tracing.end(c.span, err);
+        batchSpan = undefined;
         retryDelay = this.dbBackoff.next();
         this.ensuredDays.clear();
         metrics.errors.inc({ stage: 'database' });
@@ -261,12 +269,10 @@ export class IngestConsumer {
       }
     }
 
-    // Committed: now, and only now, ack; then tell the devices.
-    for (const c of candidates) {
-      c.msg.ack();
-      this.tracing.end(c.span);
-    }
+    // Committed: now, and only now, ack; then tell the devices. The batch span ends after both.
+    for (const c of candidates) c.msg.ack();
     this.pushReceipts(candidates, this.deps.now());
+    if (batchSpan) this.tracing.end(batchSpan);
     this.notifyCommitted(fresh);
     await this.deadLetter(poison, now);
     if (retryDelay !== undefined) await sleep(retryDelay, this.abort.signal);
@@ -309,14 +315,38 @@ export class IngestConsumer {
    * the subject's, checked against the payload by validateEvent.)
    */
   private async checkRegistry(candidates: Candidate[], poison: Poison[]): Promise<Candidate[]> {
-    const registered = await this.deps.devices.registered(
-      candidates.map((c) => ({ tenantId: c.row.tenant_id, deviceId: c.row.device_id })),
-    );
+    // Nearly every batch is one device's (or a few): look each device up once, not once per event.
+    const devices: DeviceKey[] = [];
+    let last: NewEvent | undefined;
+    for (const { row } of candidates) {
+      if (last?.tenant_id === row.tenant_id && last.device_id === row.device_id) continue;
+      devices.push({ tenantId: row.tenant_id, deviceId: row.device_id });
+      last = row;
+    }
+    const registered = await this.deps.devices.registered(devices);
+    let accepted: NewEvent | undefined;
     return candidates.filter((c) => {
-      const refusal = registryRefusal(registered, c.row);
-      if (!refusal) return true;
-      const { tenant_id: tenantId, device_id: deviceId } = c.row;
-      poison.push({ msg: c.msg, span: c.span, letter: { ...refusal, tenantId, deviceId } });
+      const row = c.row;
+      // Same device and site as the row accepted just before: accepted too.
+      if (
+        accepted?.tenant_id === row.tenant_id &&
+        accepted.device_id === row.device_id &&
+        accepted.site_id === row.site_id
+      )
+        return true;
+      const refusal = registryRefusal(registered, row);
+      if (!refusal) {
+        accepted = row;
+        return true;
+      }
+      const { tenant_id: tenantId, device_id: deviceId, event_id: eventId } = row;
+      const span = this.tracing.startDeadLetter(
+        c.msg,
+        { tenantId, deviceId, eventId },
+        refusal.reason,
+        c.trace,
+      );
+      poison.push({ msg: c.msg, span, letter: { ...refusal, tenantId, deviceId } });
       return false;
     });
   }

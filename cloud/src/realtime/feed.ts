@@ -109,13 +109,41 @@ export class CommittedFeed {
 }
 
 /**
- * `JSON.stringify(committedView(row, receivedAt))` (`receivedAt` in ISO form), without parsing the row's attributes back: ingest keeps
- * them as the JSON text of a string map (ingest/validate.ts), which goes in as it is. Parsing and
- * re-serializing them was most of the feed's cost per event (cloud/bench/ingest.bench.ts --cpu-prof).
+ * `JSON.stringify(committedView(row, receivedAt))` (`receivedAt` in ISO form), spelled directly: no view object,
+ * and the row's attributes go in as they are (ingest keeps them as the JSON text of a string map,
+ * ingest/validate.ts). Parsing them back and building the view per event were most of the feed's cost
+ * (cloud/bench/ingest.bench.ts --cpu-prof). Strings go through JSON.stringify (its escaping), numbers as JSON
+ * spells them (non-finite: null).
  */
 export function committedJson(row: NewEvent, receivedAt: string): string {
   if (typeof row.attributes !== 'string')
     return JSON.stringify(viewOf(row, receivedAt, (row.attributes ?? {}) as Record<string, string>));
-  const json = JSON.stringify(viewOf(row, receivedAt, undefined));
-  return `${json.slice(0, -1)},"attributes":${row.attributes}}`;
+  const str = JSON.stringify;
+  const snapshot = row.snapshot_media_id
+    ? `{"media_id":${str(row.snapshot_media_id)},"sha256":${nullable(row.snapshot_sha256)},"size_bytes":${
+        row.snapshot_bytes === null || row.snapshot_bytes === undefined ? 'null' : num(row.snapshot_bytes)
+      }}`
+    : 'null';
+  const model = row.model_name
+    ? `{"name":${str(row.model_name)},"sha256":${nullable(row.model_sha256)}}`
+    : 'null';
+  return (
+    `{"event_id":${str(row.event_id)},"tenant_id":${str(row.tenant_id)},"site_id":${str(String(row.site_id))}` +
+    `,"device_id":${str(row.device_id)},"camera_id":${str(String(row.camera_id))}` +
+    `,"occurred_at":"${row.occurred_at.toISOString()}","received_at":${str(receivedAt)}` +
+    `,"track_id":${str(String(row.track_id))},"phase":${str(String(row.phase))},"label":${str(String(row.label))}` +
+    `,"score":${num(row.score)},"box":{"x":${num(row.box_x)},"y":${num(row.box_y)},"w":${num(row.box_w)}` +
+    `,"h":${num(row.box_h)}},"zones":${str(row.zones ?? [])},"trigger_zone":${nullable(row.trigger_zone)}` +
+    `,"model":${model},"snapshot":${snapshot},"priority":${num(row.priority)},"attributes":${row.attributes}}`
+  );
+}
+
+/** A number as JSON spells it (NaN and infinities: null). */
+function num(v: unknown): string {
+  const n = Number(v);
+  return Number.isFinite(n) ? String(n) : 'null';
+}
+
+function nullable(v: string | null | undefined): string {
+  return v === null || v === undefined ? 'null' : JSON.stringify(v);
 }
