@@ -212,6 +212,7 @@ export class ConfigStatusResponder {
   }
 
   private reply(request: DeviceRequest, data: Uint8Array, result: string): void {
+    // Only ever a DeviceRequest from replier.accept(): its reply subject was checked to be the device's own inbox.
     request.respond(data);
     this.statuses.inc({ result });
   }
